@@ -1,0 +1,39 @@
+# fishtrack — make demo | make test | make bench | make lint
+# Every target creates .venv (if missing) and installs the package with its extras first.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.fishtrack-installed
+EXTRAS ?= test
+DEMO_OUT ?= demo_out
+# napari/Qt tests need a display: use a virtual one when xvfb-run exists
+XVFB := $(shell command -v xvfb-run >/dev/null 2>&1 && echo "xvfb-run -a")
+
+.PHONY: demo test bench lint install clean samples
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m fishtrack.demo --out $(DEMO_OUT)
+
+test: $(STAMP)
+	$(XVFB) $(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py --out docs/benchmarks.md
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check fishtrack tests bench
+
+samples: $(STAMP)
+	$(PY) sample_videos/make_samples.py
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache .ruff_cache

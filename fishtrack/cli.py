@@ -1,0 +1,326 @@
+"""Command-line interface (typer). Thin: parse, call the library, show progress and errors.
+
+Exit codes: 0 success; 1 generic error; 2 invalid config or usage; 3 unreadable video;
+4 arenas not found; 5 tracking failed; 6 invalid manifest; 7 output not writable;
+130 interrupted. Every error is one line naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from fishtrack.errors import FishtrackError
+
+app = typer.Typer(
+    name="fishtrack",
+    help="Track larval zebrafish in behaviour videos and score futility-induced passivity.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Validate and show configuration files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config (see configs/ and `fishtrack config show --explain`)."),
+]
+
+
+def _cli_errors(fn):
+    """Turn user errors into one red line and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except FishtrackError as err:
+            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[bold red]interrupted[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _progress_bar(description: str):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class FpsColumn(ProgressColumn):
+        def render(self, task):  # frames per second since start
+            fps = task.completed / task.elapsed if task.elapsed else 0.0
+            return Text(f"{fps:7.1f} fps")
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        FpsColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+        disable=not err_console.is_terminal and not _force_progress(),
+    )
+
+
+def _force_progress() -> bool:
+    import os
+
+    return os.environ.get("FISHTRACK_PROGRESS") == "1"
+
+
+# ------------------------------------------------------------------------------------------
+# config
+
+
+@config_app.command("validate")
+@_cli_errors
+def config_validate(file: Annotated[Path, typer.Argument(help="YAML config file.")]) -> None:
+    """Check a config file; print the first problems with their key paths."""
+    from fishtrack.config import load_config
+
+    load_config(file)
+    console.print(f"[green]ok[/] {file} is a valid fishtrack config")
+
+
+@config_app.command("show")
+@_cli_errors
+def config_show(
+    file: Annotated[Path | None, typer.Argument(help="YAML config (omit for the defaults).")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Explain every key: meaning, unit, default, range.")] = False,
+) -> None:
+    """Print the effective config (defaults filled in)."""
+    from rich.markup import escape
+
+    from fishtrack.config import dump_config, explain_rows, load_config
+
+    cfg = load_config(file)
+    if not explain:
+        console.print(dump_config(cfg), highlight=False, markup=False)
+        return
+    values = _flatten(cfg.model_dump(mode="json"))
+    for row in explain_rows():
+        unit = escape(f" [{row['unit']}]") if row["unit"] else ""
+        rng = f"  (sensible: {row['range']})" if row["range"] else ""
+        value = values.get(row["key"], row["default"])
+        console.print(f"[bold]{row['key']}[/] = {value}{unit}{rng}", highlight=False)
+        console.print(f"    {row['meaning']}  default: {row['default']}", highlight=False, markup=False)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# simulate
+
+
+@app.command()
+@_cli_errors
+def simulate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (video, truth.parquet, config.yaml).")],
+    spec: Annotated[Path | None, typer.Option("--spec", help="YAML file with simulator settings (SimSpec fields).")] = None,
+    layout: Annotated[str | None, typer.Option(help="wells | chamber | embedded")] = None,
+    rows: Annotated[int | None, typer.Option(help="Rows of wells / larvae.")] = None,
+    cols: Annotated[int | None, typer.Option(help="Columns of wells / larvae.")] = None,
+    fish_per_arena: Annotated[int | None, typer.Option(help="Fish per arena (chamber: several).")] = None,
+    fps: Annotated[float | None, typer.Option(help="Frame rate (Hz).")] = None,
+    duration: Annotated[float | None, typer.Option("--duration", help="Duration (s).")] = None,
+    polarity: Annotated[str | None, typer.Option(help="dark | bright")] = None,
+    codec: Annotated[str | None, typer.Option(help="h264 | hevc | mjpg | ffv1 | raw | tiff | png")] = None,
+    effect: Annotated[float | None, typer.Option(help="Ketamine effect strength 0..1 (0: none).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same video).")] = None,
+) -> None:
+    """Render a futility-assay video with ground truth (positions, tail angles, states)."""
+    import yaml
+
+    from fishtrack.synth import SimSpec
+    from fishtrack.synth import simulate as run_sim
+
+    data: dict = {}
+    if spec is not None:
+        if not spec.exists():
+            raise FishtrackError(f"{spec}: simulator spec not found")
+        data = yaml.safe_load(spec.read_text(encoding="utf-8")) or {}
+    given = {
+        "layout": layout, "rows": rows, "cols": cols, "fish_per_arena": fish_per_arena, "fps": fps,
+        "duration_s": duration, "polarity": polarity, "codec": codec, "effect": effect, "seed": seed,
+    }
+    data.update({k: v for k, v in given.items() if v is not None})
+    from pydantic import ValidationError
+
+    try:
+        sim_spec = SimSpec(**data)
+    except ValidationError as err:
+        from fishtrack.config import _format_validation_error
+
+        raise FishtrackError(_format_validation_error(err, str(spec or "simulate options"))) from None
+    t0 = time.perf_counter()
+    res = run_sim(sim_spec, out)
+    console.print(f"[green]simulated[/] {res.video_path} in {time.perf_counter() - t0:.1f} s; truth in {out}")
+
+
+# ------------------------------------------------------------------------------------------
+# arenas
+
+
+@app.command()
+@_cli_errors
+def arenas(
+    video: Annotated[Path, typer.Argument(help="Video file, TIFF stack or image folder.")],
+    config: ConfigOpt = None,
+    preview: Annotated[Path | None, typer.Option(help="Write the detected layout drawn on a frame to this PNG.")] = None,
+) -> None:
+    """Detect the arenas (wells, chamber or embedded ROIs) and optionally draw them."""
+    from fishtrack.arenas import detect_arenas, draw_arenas
+    from fishtrack.config import load_config
+    from fishtrack.io.video import open_video
+    from fishtrack.tracking import estimate_background
+
+    cfg = load_config(config)
+    with open_video(video, crop=cfg.video.crop, fps=cfg.video.fps) as src:
+        bg = estimate_background(src, cfg.tracking)
+        found = detect_arenas(bg.image, cfg.arenas)
+        frame = src.read(0)
+    from rich.table import Table
+
+    table = Table(title=f"{len(found)} arenas in {video.name}")
+    for col in ("name", "shape", "centre x", "centre y", "radius"):
+        table.add_column(col)
+    for a in found:
+        table.add_row(a.name, a.shape, f"{a.cx:.1f}", f"{a.cy:.1f}", f"{a.radius:.1f}")
+    console.print(table)
+    if preview is not None:
+        import cv2
+
+        from fishtrack.io.tables import atomic_path
+
+        img = draw_arenas(frame, found)
+        with atomic_path(preview) as tmp:
+            ok, buf = cv2.imencode(".png", img)
+            tmp.write_bytes(buf.tobytes())
+        console.print(f"preview written to {preview}")
+
+
+# ------------------------------------------------------------------------------------------
+# track / classify
+
+
+@app.command()
+@_cli_errors
+def track(
+    video: Annotated[Path, typer.Argument(help="Video file, TIFF stack or image folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for tracks.parquet, bouts.csv, epochs.csv, provenance.json.")],
+    config: ConfigOpt = None,
+    csv: Annotated[bool, typer.Option("--csv", help="Also write tracks.csv.")] = False,
+    preview: Annotated[int, typer.Option("--preview", help="Write an annotated PNG strip of N frames (preview.png) for checking.")] = 0,
+) -> None:
+    """Track every fish in a video and classify its behaviour."""
+    from fishtrack.pipeline import track_to_folder
+
+    with _progress_bar(f"tracking {video.name}") as bar:
+        task = bar.add_task(f"tracking {video.name}", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        res = track_to_folder(video, config, out, csv=csv, progress=progress)
+    _print_summary(res, out)
+    if preview:
+        from fishtrack.preview import write_preview
+
+        path = write_preview(video, res, out / "preview.png", n_frames=preview)
+        console.print(f"preview: {path}")
+
+
+def _print_summary(res, out: Path) -> None:
+    from rich.table import Table
+
+    tracks = res.tracks
+    table = Table(title="fish found")
+    for col in ("fish", "arena", "detected frames", "detection rate"):
+        table.add_column(col)
+    if len(tracks):
+        g = tracks.groupby("fish", sort=True)
+        for fish, sub in g:
+            n = len(sub)
+            d = int(sub["detected"].sum())
+            table.add_row(str(fish), str(sub["arena"].iloc[0]), f"{d}/{n}", f"{d / n:.1%}")
+    console.print(table)
+    empty = res.summary.get("empty_arenas") or []
+    if empty:
+        console.print(f"empty arenas (no fish): {', '.join(map(str, empty))}")
+    for w in res.summary.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if res.bouts is not None:
+        console.print(f"{len(res.bouts)} bouts, {0 if res.epochs is None else len(res.epochs)} epochs")
+    console.print(f"[green]outputs in[/] {out}")
+
+
+@app.command()
+@_cli_errors
+def classify(
+    folder: Annotated[Path, typer.Argument(help="Trial folder written by `fishtrack track`.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Re-score existing tracks with (new) behaviour parameters, without re-tracking."""
+    from fishtrack.pipeline import classify_folder
+
+    t0 = time.perf_counter()
+    res = classify_folder(folder, config)
+    console.print(
+        f"{len(res.bouts)} bouts, {len(res.epochs)} epochs re-scored in {time.perf_counter() - t0:.2f} s; "
+        f"written to {folder}"
+    )
+
+
+@app.command()
+@_cli_errors
+def version() -> None:
+    """Print the fishtrack version."""
+    from fishtrack import __version__
+
+    console.print(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,449 @@
+"""Configuration: typed, validated models for every section, loaded from YAML.
+
+Every field carries its meaning, unit, default and a sensible range in its description;
+``fishtrack config show --explain`` prints them and ``docs/configuration.md`` is generated from
+them (:func:`explain_markdown`). Unknown keys and bad values are rejected with the key path and
+the allowed values (:class:`fishtrack.errors.ConfigError`).
+
+Public contract (names kept stable): ``arenas.layout``, ``arenas.rows``, ``arenas.cols``,
+``arenas.fish_per_arena``, ``protocol`` (a list of ``{name, kind, start_s, end_s}``),
+``behaviour.min_passive_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fishtrack.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "VideoConfig",
+    "ArenasConfig",
+    "TrackingConfig",
+    "BehaviourConfig",
+    "Phase",
+    "StatsConfig",
+    "load_config",
+    "parse_config",
+    "dump_config",
+    "config_hash",
+    "explain_rows",
+    "explain_markdown",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _f(default: Any, text: str, *, unit: str = "", range_: str = "", **kw: Any) -> Any:
+    """A Field whose description carries meaning, unit and sensible range."""
+    extra = {"unit": unit, "range": range_}
+    return Field(default, description=text, json_schema_extra=extra, **kw)
+
+
+class VideoConfig(_Section):
+    """How frames are read."""
+
+    crop: tuple[int, int, int, int] | None = _f(
+        None,
+        "Region of interest [x, y, width, height] read from every frame; everything else is "
+        "ignored. null reads the whole frame.",
+        unit="px",
+        range_="inside the frame",
+    )
+    chunk_size: int = _f(
+        64,
+        "Frames decoded and processed together. Larger chunks amortise overhead; memory grows "
+        "linearly (chunk_size x width x height bytes).",
+        unit="frames",
+        range_="16-512",
+        ge=1,
+        le=4096,
+    )
+    fps: float | None = _f(
+        None,
+        "Override the frame rate stated by the container (for cameras that write a wrong "
+        "rate). Timestamps then become frame / fps.",
+        unit="Hz",
+        range_="1-5000",
+        gt=0,
+    )
+
+
+class ArenasConfig(_Section):
+    """Where the fish are: plate wells, one chamber, or head-embedded larvae."""
+
+    layout: Literal["wells", "chamber", "embedded"] = _f(
+        "wells",
+        "Arena layout. wells: a rows x cols plate, one fish per well. chamber: one arena, "
+        "possibly several fish. embedded: head-embedded larvae in a rows x cols grid, one ROI "
+        "per fish, only the tail moves.",
+    )
+    rows: int = _f(1, "Rows of wells / embedded larvae.", unit="count", range_="1-16", ge=1, le=32)
+    cols: int = _f(
+        1, "Columns of wells / embedded larvae.", unit="count", range_="1-24", ge=1, le=48
+    )
+    fish_per_arena: int = _f(
+        1,
+        "Fish expected in each arena. More than 1 switches on identity tracking through "
+        "crossings (chamber layout).",
+        unit="count",
+        range_="1-20",
+        ge=1,
+        le=100,
+    )
+    shape: Literal["auto", "circle", "square"] = _f(
+        "auto",
+        "Well shape. auto decides from the background image (circles found by a Hough "
+        "transform, else squares).",
+    )
+    bbox: tuple[int, int, int, int] | None = _f(
+        None,
+        "Bounding box [x0, y0, x1, y1] of the whole grid (outer edges of the corner wells). "
+        "Given, the grid is laid out from it instead of being detected.",
+        unit="px",
+    )
+    margin_px: int = _f(
+        2,
+        "Pixels trimmed inside each detected well edge so that the wall is not part of the "
+        "arena.",
+        unit="px",
+        range_="0-10",
+        ge=0,
+        le=100,
+    )
+
+    @model_validator(mode="after")
+    def _chamber_is_one(self) -> ArenasConfig:
+        if self.layout == "chamber" and (self.rows, self.cols) != (1, 1):
+            raise ValueError("layout 'chamber' has one arena: rows and cols must be 1")
+        if self.bbox is not None:
+            x0, y0, x1, y1 = self.bbox
+            if x1 <= x0 or y1 <= y0:
+                raise ValueError("bbox must be [x0, y0, x1, y1] with x1 > x0 and y1 > y0")
+        return self
+
+
+class TrackingConfig(_Section):
+    """Segmentation, head/midline extraction and identity."""
+
+    polarity: Literal["auto", "dark", "bright"] = _f(
+        "auto",
+        "Fish contrast. dark: dark fish on a bright background; bright: bright fish on a dark "
+        "(IR) background; auto decides from the background image.",
+    )
+    background_frames: int = _f(
+        100,
+        "Frames sampled evenly over the whole video to build the background (per-pixel "
+        "median of the sample). A still fish is removed from it separately, never learnt.",
+        unit="frames",
+        range_="20-500",
+        ge=5,
+        le=5000,
+    )
+    threshold: float | None = _f(
+        None,
+        "Difference from background (grey levels) above which a pixel belongs to a fish. "
+        "null picks it per arena from the noise level of the difference image.",
+        unit="grey levels",
+        range_="5-80",
+        gt=0,
+        le=255,
+    )
+    min_area_px: int = _f(
+        15,
+        "Smallest blob that can be a fish; smaller blobs (dust, noise) are discarded.",
+        unit="px",
+        range_="5-200",
+        ge=1,
+    )
+    max_area_px: int | None = _f(
+        None,
+        "Largest blob that can be one fish (null: 4 x the median fish area).",
+        unit="px",
+        ge=1,
+    )
+    fish_length_px: float | None = _f(
+        None,
+        "Body length of a fish in pixels (head to tail tip). null estimates it from the "
+        "blobs of the first frames.",
+        unit="px",
+        range_="10-200",
+        gt=0,
+    )
+    n_tail_points: int = _f(
+        10,
+        "Points along the body midline, head to tail tip, stored per frame.",
+        unit="count",
+        range_="5-30",
+        ge=3,
+        le=100,
+    )
+    max_jump_px: float | None = _f(
+        None,
+        "Largest plausible head displacement between frames for identity linking (null: one "
+        "body length).",
+        unit="px",
+        gt=0,
+    )
+
+
+class BehaviourConfig(_Section):
+    """Swim bouts and active/passive states."""
+
+    min_passive_s: float = _f(
+        2.0,
+        "A passive (give-up) epoch is a period of at least this long without a swim bout.",
+        unit="s",
+        range_="1-10",
+        gt=0,
+        le=600,
+    )
+    bout_threshold: float | None = _f(
+        None,
+        "Tail vigour (smoothed |d tail_angle / dt|) above which the fish is in a bout. null "
+        "sets it from the noise floor of each fish.",
+        unit="rad/s",
+        range_="2-30",
+        gt=0,
+    )
+    min_bout_s: float = _f(
+        0.04, "Shortest swim bout kept.", unit="s", range_="0.02-0.1", gt=0, le=5
+    )
+    merge_gap_s: float = _f(
+        0.05,
+        "Bouts separated by less than this are merged into one.",
+        unit="s",
+        range_="0-0.2",
+        ge=0,
+        le=5,
+    )
+    max_gap_s: float = _f(
+        0.5,
+        "Detection gaps (fish not found) up to this long inside a passive epoch are bridged; "
+        "longer gaps are state 'unknown' and split the epoch.",
+        unit="s",
+        range_="0-2",
+        ge=0,
+    )
+    method: Literal["threshold", "hmm"] = _f(
+        "threshold",
+        "threshold: bouts from the vigour threshold, passive = no bout for min_passive_s. "
+        "hmm: a two-state hidden Markov model smooths the per-frame activity first.",
+    )
+
+
+class Phase(_Section):
+    """One protocol phase."""
+
+    name: str = Field(..., min_length=1, description="Phase name, e.g. 'baseline', 'open_loop_1'.")
+    kind: Literal["closed_loop", "open_loop", "other"] = Field(
+        ..., description="closed_loop: swims give visual feedback; open_loop: they do not."
+    )
+    start_s: float = Field(..., ge=0, description="Phase start (s from the first frame).")
+    end_s: float = Field(..., gt=0, description="Phase end (s from the first frame).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Phase:
+        if self.end_s <= self.start_s:
+            raise ValueError(f"phase {self.name!r}: end_s must be greater than start_s")
+        return self
+
+
+class StatsConfig(_Section):
+    """Group comparison."""
+
+    reference_group: str = _f("control", "Group every other group is compared with.")
+    bin_s: float = _f(
+        30.0, "Width of the time bins of per_fish_bins.csv.", unit="s", range_="5-120", gt=0
+    )
+    n_bootstrap: int = _f(
+        5000, "Bootstrap resamples for confidence intervals.", unit="count", range_="1000-20000",
+        ge=100,
+    )
+    n_permutations: int = _f(
+        10000,
+        "Random permutations for p-values (exact enumeration when fewer exist).",
+        unit="count",
+        range_="1000-100000",
+        ge=100,
+    )
+    seed: int = _f(0, "Random seed for bootstrap and permutations (results are reproducible).")
+
+
+class Config(_Section):
+    """A whole fishtrack configuration."""
+
+    video: VideoConfig = Field(default_factory=VideoConfig)
+    arenas: ArenasConfig = Field(default_factory=ArenasConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    behaviour: BehaviourConfig = Field(default_factory=BehaviourConfig)
+    protocol: list[Phase] = Field(
+        default_factory=list,
+        description="Protocol phases in time order: list of {name, kind, start_s, end_s}.",
+    )
+    stats: StatsConfig = Field(default_factory=StatsConfig)
+    px_per_mm: float | None = _f(
+        None, "Spatial calibration; adds distance_mm to the metrics.", unit="px/mm", gt=0
+    )
+
+    @model_validator(mode="after")
+    def _phases_unique(self) -> Config:
+        names = [p.name for p in self.protocol]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"protocol phase names must be unique; repeated: {', '.join(dup)}")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# loading and errors
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        typ = e["type"]
+        msg = e["msg"]
+        if typ == "extra_forbidden":
+            parent = _model_at(tuple(p for p in e["loc"][:-1]))
+            allowed = ", ".join(parent.model_fields) if parent is not None else ""
+            msg = f"unknown key (allowed here: {allowed})" if allowed else "unknown key"
+        elif typ == "literal_error":
+            exp = e.get("ctx", {}).get("expected", "")
+            msg = f"must be one of {exp}; got {e.get('input')!r}"
+        elif "input" in e and typ not in ("missing",):
+            msg = f"{msg}; got {e['input']!r}"
+        msg = msg.replace("Value error, ", "")
+        parts.append(f"{loc}: {msg}")
+    return f"{source}: invalid config: " + "; ".join(parts)
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    model: Any = Config
+    for p in loc:
+        if isinstance(p, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(p)
+        if field is None:
+            return None
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        elif getattr(ann, "__origin__", None) is list:
+            model = ann.__args__[0]
+        else:
+            return None
+    return model
+
+
+def parse_config(data: dict | None, source: str = "<config>") -> Config:
+    """Validate a mapping (e.g. parsed YAML) into a :class:`Config`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: invalid config: the top level must be a mapping of sections")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load and validate a YAML config file; ``None`` gives the defaults.
+
+    YAML is read with ``yaml.safe_load``: tags that would construct Python objects are
+    rejected.
+    """
+    if path is None:
+        return Config()
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{p}: config file not found")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, expected a YAML config file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text; save the config as UTF-8 YAML") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
+    return parse_config(data, str(p))
+
+
+def dump_config(cfg: Config) -> str:
+    """The effective config (defaults filled in) as YAML."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def config_hash(cfg: Config) -> str:
+    """sha256 of the canonical JSON of the effective config."""
+    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# explanations
+
+
+def explain_rows(model: type[BaseModel] = Config, prefix: str = "") -> list[dict[str, str]]:
+    """One row per leaf field: key, default, unit, range, meaning."""
+    rows: list[dict[str, str]] = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows.extend(explain_rows(ann, key + "."))
+            continue
+        if key == "protocol":
+            rows.append(
+                {
+                    "key": "protocol",
+                    "default": "[]",
+                    "unit": "",
+                    "range": "",
+                    "meaning": field.description or "",
+                }
+            )
+            rows.extend(explain_rows(Phase, "protocol[].")[:])
+            continue
+        extra = field.json_schema_extra or {}
+        default = field.get_default(call_default_factory=True)
+        allowed = getattr(ann, "__args__", None)
+        meaning = field.description or ""
+        if allowed and all(isinstance(a, str) for a in allowed):
+            meaning += f" Allowed: {', '.join(allowed)}."
+        rows.append(
+            {
+                "key": key,
+                "default": "required" if field.is_required() else json.dumps(default),
+                "unit": str(extra.get("unit", "")) if isinstance(extra, dict) else "",
+                "range": str(extra.get("range", "")) if isinstance(extra, dict) else "",
+                "meaning": meaning,
+            }
+        )
+    return rows
+
+
+def explain_markdown() -> str:
+    """A Markdown table of every config key (used to generate docs/configuration.md)."""
+    lines = ["| key | default | unit | sensible range | meaning |", "|---|---|---|---|---|"]
+    for r in explain_rows():
+        lines.append(
+            f"| `{r['key']}` | {r['default']} | {r['unit']} | {r['range']} | {r['meaning']} |"
+        )
+    return "\n".join(lines) + "\n"

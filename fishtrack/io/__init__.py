@@ -1,0 +1,1 @@
+"""Input/output: video sources, writers, tables and provenance."""

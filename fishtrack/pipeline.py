@@ -1,0 +1,228 @@
+"""The one place the stages are composed for a single video.
+
+video source -> background -> arenas -> tracking -> behaviour -> outputs
+
+:func:`track` is the library entry point (``fishtrack.track(video, config)``); it returns the
+per-frame table. :func:`track_to_folder` also writes the trial folder that ``fishtrack track``
+produces (``tracks.parquet``, ``bouts.csv``, ``epochs.csv``, ``provenance.json``) atomically.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from fishtrack.config import Config, config_hash, load_config
+from fishtrack.errors import FishtrackError
+
+__all__ = ["TrialResult", "track", "track_to_folder", "classify_folder", "resolve_config"]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class TrialResult:
+    """Everything one tracked video produced."""
+
+    tracks: pd.DataFrame
+    bouts: pd.DataFrame | None = None
+    epochs: pd.DataFrame | None = None
+    arenas: list = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def resolve_config(config: Config | str | Path | dict | None) -> Config:
+    """Accept a Config, a YAML path, a mapping or None (defaults)."""
+    from fishtrack.config import parse_config
+
+    if isinstance(config, Config):
+        return config
+    if config is None or isinstance(config, str | Path):
+        return load_config(config)
+    if isinstance(config, dict):
+        return parse_config(config)
+    raise TypeError(f"config must be a Config, a path or a dict, not {type(config).__name__}")
+
+
+def _run_stages(video: str | Path, cfg: Config, progress: Progress | None) -> TrialResult:
+    from fishtrack.arenas import detect_arenas
+    from fishtrack.io.video import open_video
+    from fishtrack.tracking import estimate_background, track_video
+
+    timings: dict[str, float] = {}
+    caught: list[str] = []
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as wlist:
+        warnings.simplefilter("always")
+        with open_video(video, crop=cfg.video.crop, fps=cfg.video.fps) as src:
+            bg = estimate_background(src, cfg.tracking)
+            timings["background"] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            arenas = detect_arenas(bg.image, cfg.arenas)
+            timings["arenas"] = time.perf_counter() - t1
+            t1 = time.perf_counter()
+            res = track_video(
+                src,
+                arenas,
+                cfg.tracking,
+                fish_per_arena=cfg.arenas.fish_per_arena,
+                layout=cfg.arenas.layout,
+                background=bg,
+                chunk_size=cfg.video.chunk_size,
+                progress=progress,
+            )
+            timings["tracking"] = time.perf_counter() - t1
+            meta = src.meta
+            damage = [d.__dict__ if hasattr(d, "__dict__") else dict(d) for d in src.damage]
+        caught = [str(w.message) for w in wlist]
+    tracks = res.tracks
+    out = TrialResult(tracks=tracks, arenas=arenas, summary=dict(res.summary), warnings=caught)
+    out.summary.setdefault("warnings", [])
+    out.summary["warnings"] = list(out.summary["warnings"]) + caught
+    t1 = time.perf_counter()
+    try:
+        from fishtrack.behaviour import classify
+    except ImportError:  # behaviour stage not available
+        classify = None
+    if classify is not None and len(tracks):
+        b = classify(tracks, cfg.behaviour, cfg.protocol)
+        out.tracks, out.bouts, out.epochs = b.tracks, b.bouts, b.epochs
+    timings["behaviour"] = time.perf_counter() - t1
+    timings["total"] = time.perf_counter() - t0
+    from fishtrack.io.provenance import build_provenance, file_identity
+
+    out.provenance = build_provenance(
+        config=cfg.model_dump(mode="json"),
+        config_hash=config_hash(cfg),
+        inputs=file_identity(video),
+        frames_read=int(meta.n_frames),
+        damage=damage,
+        timings=timings,
+        extra={
+            "video": {
+                "n_frames": int(meta.n_frames),
+                "fps": float(meta.fps),
+                "width": int(meta.width),
+                "height": int(meta.height),
+                "codec": str(meta.codec),
+                "duration_s": float(meta.duration_s),
+                "frame_count_method": str(getattr(meta, "frame_count_method", "")),
+            },
+            "arenas": [_arena_record(a) for a in arenas],
+            "summary": _jsonable(out.summary),
+        },
+    )
+    return out
+
+
+def _arena_record(a) -> dict:
+    return {
+        "name": a.name,
+        "row": int(a.row),
+        "col": int(a.col),
+        "shape": a.shape,
+        "cx": float(a.cx),
+        "cy": float(a.cy),
+        "radius": float(a.radius),
+        "bbox": [int(v) for v in a.bbox],
+    }
+
+
+def _jsonable(obj):
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+def track(
+    video: str | Path,
+    config: Config | str | Path | dict | None = None,
+    *,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Track every fish in ``video``; returns the per-frame table (see docs/data_model.md)."""
+    return _run_stages(Path(video), resolve_config(config), progress).tracks
+
+
+def track_to_folder(
+    video: str | Path,
+    config: Config | str | Path | dict | None,
+    out: str | Path,
+    *,
+    csv: bool = False,
+    progress: Progress | None = None,
+) -> TrialResult:
+    """Track ``video`` and write the trial folder ``out`` (all files written atomically)."""
+    from fishtrack.io.provenance import write_provenance
+    from fishtrack.io.tables import write_table
+
+    cfg = resolve_config(config)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FishtrackError(f"{out}: --out must be a folder, but a file of that name exists")
+    res = _run_stages(Path(video), cfg, progress)
+    write_table(res.tracks, out / "tracks.parquet", csv=csv)
+    if res.bouts is not None:
+        write_table(res.bouts, out / "bouts.csv")
+    if res.epochs is not None:
+        write_table(res.epochs, out / "epochs.csv")
+    # provenance last: its presence marks a complete trial folder
+    write_provenance(out / "provenance.json", res.provenance)
+    return res
+
+
+def classify_folder(folder: str | Path, config: Config | str | Path | dict | None = None) -> TrialResult:
+    """Re-score an existing trial folder's tracks with (new) behaviour parameters."""
+    from fishtrack.behaviour import classify
+    from fishtrack.io.provenance import read_provenance, write_provenance
+    from fishtrack.io.tables import read_table, write_table
+
+    folder = Path(folder)
+    tracks_path = folder / "tracks.parquet"
+    if not tracks_path.exists():
+        raise FishtrackError(f"{folder}: no tracks.parquet here; run `fishtrack track` first")
+    prov_path = folder / "provenance.json"
+    prov = read_provenance(prov_path) if prov_path.exists() else {}
+    if config is None and "config" in prov:
+        from fishtrack.config import parse_config
+
+        cfg = parse_config(prov["config"], str(prov_path))
+    else:
+        cfg = resolve_config(config)
+    tracks = read_table(tracks_path)
+    drop = [c for c in tracks.columns if c in _behaviour_columns(tracks)]
+    tracks = tracks.drop(columns=drop)
+    t0 = time.perf_counter()
+    b = classify(tracks, cfg.behaviour, cfg.protocol)
+    write_table(b.tracks, tracks_path)
+    write_table(b.bouts, folder / "bouts.csv")
+    write_table(b.epochs, folder / "epochs.csv")
+    prov["behaviour_config"] = cfg.behaviour.model_dump(mode="json")
+    prov["protocol"] = [p.model_dump(mode="json") for p in cfg.protocol]
+    prov.setdefault("timings_s", {})["classify"] = round(time.perf_counter() - t0, 3)
+    write_provenance(prov_path, prov)
+    return TrialResult(tracks=b.tracks, bouts=b.bouts, epochs=b.epochs, provenance=prov)
+
+
+def _behaviour_columns(tracks: pd.DataFrame) -> list[str]:
+    """Columns the behaviour stage adds (removed before re-scoring)."""
+    try:
+        from fishtrack.behaviour import OUTPUT_COLUMNS
+    except ImportError:
+        OUTPUT_COLUMNS = ("state", "in_bout")
+    return [c for c in OUTPUT_COLUMNS if c in tracks.columns]
