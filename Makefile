@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fishtrack-installed
-EXTRAS ?= test
+EXTRAS ?= all
 DEMO_OUT ?= demo_out
 # napari/Qt tests need a display: use a virtual one when xvfb-run exists
 XVFB := $(shell command -v xvfb-run >/dev/null 2>&1 && echo "xvfb-run -a")

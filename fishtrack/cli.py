@@ -306,6 +306,95 @@ def classify(
 
 @app.command()
 @_cli_errors
+def calibrate(
+    folder: Annotated[Path, typer.Argument(help="Trial folder written by `fishtrack track`.")],
+    labels: Annotated[Path, typer.Option("--labels", help="Hand-scored epochs CSV: fish, state, start_s, end_s.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Compare automatic states with a human's labels; suggest min_passive_s and the bout threshold."""
+    from fishtrack.behaviour import calibrate as run_calibration
+    from fishtrack.behaviour import load_labels
+    from fishtrack.io.tables import read_table
+    from fishtrack.pipeline import resolve_config
+
+    cfg = resolve_config(config)
+    tracks = read_table(folder / "tracks.parquet")
+    res = run_calibration(tracks, load_labels(labels), cfg.behaviour, cfg.protocol)
+    console.print(res.summary() if hasattr(res, "summary") else res)
+
+
+@app.command()
+@_cli_errors
+def run(
+    manifest: Annotated[Path, typer.Argument(help="Manifest CSV: video, arena, group (+ fish_id, dose, sex, batch, trial, exclude, ...).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for trials/, per_fish.csv, group_stats.csv, report.html.")],
+    config: ConfigOpt = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Trials tracked in parallel (local processes).")] = 1,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="dask.distributed scheduler address (tcp://host:8786): run trials on a cluster.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Redo trials whose outputs are already complete and current.")] = False,
+) -> None:
+    """Track every trial of an experiment, compute per-fish metrics, statistics and the report."""
+    from fishtrack.experiment import run_experiment
+
+    with _progress_bar("trials") as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=total)
+            bar.update(tasks[name], completed=done, total=total)
+
+        res = run_experiment(manifest, config, out, workers=workers, scheduler=scheduler, force=force,
+                             progress=progress)
+    _print_failures(res)
+    console.print(f"[green]outputs in[/] {out} (report: {out / 'report.html'})")
+    if res.failures:
+        raise typer.Exit(1)
+
+
+def _print_failures(res) -> None:
+    if not getattr(res, "failures", None):
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(res.failures)} failed trial(s)", style="red")
+    table.add_column("trial")
+    table.add_column("error")
+    for f in res.failures:
+        name, msg = (f.get("trial"), f.get("error")) if isinstance(f, dict) else (f[0], f[1])
+        table.add_row(str(name), str(msg))
+    err_console.print(table)
+
+
+@app.command()
+@_cli_errors
+def stats(
+    folder: Annotated[Path, typer.Argument(help="Output folder of `fishtrack run`.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Re-compute per-fish metrics, statistics and the report from existing trial outputs."""
+    from fishtrack.experiment import compute_stats
+
+    t0 = time.perf_counter()
+    compute_stats(folder, config)
+    console.print(f"statistics and report re-computed in {time.perf_counter() - t0:.1f} s: {folder / 'report.html'}")
+
+
+@app.command()
+@_cli_errors
+def view(
+    folder: Annotated[Path, typer.Argument(help="Trial folder, tracks.parquet, or a plain video.")],
+) -> None:
+    """Open napari with the video, tracks, arenas and the behaviour widget."""
+    try:
+        from fishtrack.napari.viewer import view as open_view
+    except ImportError as err:
+        raise FishtrackError(f"napari is not installed ({err}); install fishtrack[napari]") from None
+    open_view(folder)
+
+
+@app.command()
+@_cli_errors
 def version() -> None:
     """Print the fishtrack version."""
     from fishtrack import __version__
