@@ -132,6 +132,9 @@ def _arena_record(a) -> dict:
         "cy": float(a.cy),
         "radius": float(a.radius),
         "bbox": [int(v) for v in a.bbox],
+        "margin": float(getattr(a, "margin", 0.0)),
+        "angle": float(getattr(a, "angle", 0.0)),
+        "found": bool(getattr(a, "found", True)),
     }
 
 
