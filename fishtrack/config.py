@@ -102,23 +102,46 @@ class ArenasConfig(_Section):
     )
     shape: Literal["auto", "circle", "square"] = _f(
         "auto",
-        "Well shape. auto decides from the background image (circles found by a Hough "
-        "transform, else squares).",
+        "Well (or chamber) shape. auto decides from the background image: whichever of a "
+        "circle or a square fits the rims found better (a chamber may also be a rectangle). "
+        "With arenas.bbox, auto means circular wells.",
     )
     bbox: tuple[int, int, int, int] | None = _f(
         None,
-        "Bounding box [x0, y0, x1, y1] of the whole grid (outer edges of the corner wells). "
-        "Given, the grid is laid out from it instead of being detected.",
+        "Bounding box [x0, y0, x1, y1] of the whole grid (outer edges of the corner wells: "
+        "left of A1 to right of the last column, top of row A to bottom of the last row). "
+        "Given, the grid is laid out from it instead of being detected (no rotation). "
+        "chamber: the chamber's box; embedded: the area split into rows x cols ROIs.",
         unit="px",
     )
     margin_px: int = _f(
         2,
-        "Pixels trimmed inside each detected well edge so that the wall is not part of the "
-        "arena.",
+        "Pixels trimmed inside each well (or chamber) wall edge so that the wall is not part "
+        "of the arena (masks use radius - margin_px).",
         unit="px",
         range_="0-10",
         ge=0,
         le=100,
+    )
+    well_radius_px: float | None = _f(
+        None,
+        "Radius of each well to the inner edge of its wall (half the side for square wells). "
+        "With arenas.bbox it sets the well size (null: wells touch, radius = half a cell); "
+        "without bbox it narrows the search to 0.8-1.25 x this value (null: any size that "
+        "fits rows x cols in the frame).",
+        unit="px",
+        range_="5-500",
+        gt=0,
+    )
+    min_found_fraction: float = _f(
+        0.5,
+        "Fraction of the rows x cols wells whose rim must be found before the grid fitted to "
+        "them is trusted to fill in the others; below it detection fails and asks for "
+        "arenas.bbox.",
+        unit="fraction",
+        range_="0.3-1",
+        gt=0,
+        le=1,
     )
 
     @model_validator(mode="after")
@@ -194,6 +217,28 @@ class TrackingConfig(_Section):
         unit="px",
         gt=0,
     )
+    min_presence: float = _f(
+        0.2,
+        "An arena holds a fish only if one is detected in at least this fraction of frames; "
+        "otherwise it is reported empty and yields no rows (a still fish is detected in every "
+        "frame, so it is never mistaken for an empty arena).",
+        unit="fraction",
+        range_="0.05-0.5",
+        gt=0,
+        le=1,
+    )
+    remove_still_fish: bool = _f(
+        True,
+        "Remove fish that sat still in most sampled frames from the background (from frames "
+        "where the spot is empty, else by inpainting), so that a motionless fish is still found "
+        "in every frame. Only switch off for videos without any fish-sized static dark spot.",
+    )
+    flicker_correction: bool = _f(
+        True,
+        "Scale the background of every arena by the frame's brightness relative to it "
+        "(median ratio over arena pixels), so that illumination flicker and drift do not "
+        "change the segmentation.",
+    )
 
 
 class BehaviourConfig(_Section):
@@ -213,6 +258,33 @@ class BehaviourConfig(_Section):
         "sets it from the noise floor of each fish.",
         unit="rad/s",
         range_="2-30",
+        gt=0,
+    )
+    vigour_window_s: float = _f(
+        0.03,
+        "Width of the centred moving mean that turns |d tail_angle / dt| into tail vigour; "
+        "about one tail-beat period.",
+        unit="s",
+        range_="0.01-0.08",
+        gt=0,
+        le=1,
+    )
+    threshold_factor: float = _f(
+        6.0,
+        "With bout_threshold null: the threshold is the mean vigour of the fish's still tail "
+        "plus this many standard deviations of it (both estimated from the fish's 5th and "
+        "25th vigour percentiles).",
+        unit="noise sd",
+        range_="4-10",
+        gt=0,
+        le=100,
+    )
+    min_bout_threshold: float = _f(
+        3.0,
+        "Lowest threshold the automatic rule may pick, and the smallest vigour the hmm method "
+        "may call a bout (protects very clean, motionless tails).",
+        unit="rad/s",
+        range_="1-10",
         gt=0,
     )
     min_bout_s: float = _f(
@@ -277,6 +349,20 @@ class StatsConfig(_Section):
         ge=100,
     )
     seed: int = _f(0, "Random seed for bootstrap and permutations (results are reproducible).")
+    confidence_level: float = _f(
+        0.95,
+        "Confidence level of the intervals of group differences (ci_low, ci_high).",
+        unit="fraction",
+        range_="0.8-0.99",
+        gt=0.5,
+        lt=1,
+    )
+    ci_method: Literal["studentized", "bca", "percentile"] = _f(
+        "studentized",
+        "Bootstrap interval for a difference of group means. studentized (bootstrap-t) keeps "
+        "close to the stated coverage with 6-20 fish per group; bca and percentile are too "
+        "narrow with fewer than ~20 fish per group (measured in docs/statistics.md).",
+    )
 
 
 class Config(_Section):
