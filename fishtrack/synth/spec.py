@@ -1,0 +1,259 @@
+"""``SimSpec``: every knob of the simulator, validated (pydantic, unknown keys rejected).
+
+Fields left ``None`` take layout-dependent defaults when the spec is validated (rows/cols/fish
+per arena) or when the scene is laid out (frame and arena size); see each description.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fishtrack.config import BehaviourConfig, Phase
+
+__all__ = ["SimSpec", "GroupRule", "arena_name", "arena_names", "fish_names", "default_protocol"]
+
+GroupRule = Literal["halves", "alternate_columns", "alternate_rows", "all_control"]
+Codec = Literal["h264", "hevc", "mjpg", "ffv1", "raw", "tiff", "png"]
+
+_LAYOUT_DEFAULTS = {
+    # layout: (rows, cols, fish_per_arena)
+    "wells": (4, 6, 1),
+    "chamber": (1, 1, 5),
+    "embedded": (2, 2, 1),
+}
+
+
+def arena_name(row: int, col: int) -> str:
+    """``A1``-style name: row letter(s) (A..Z, AA, AB, ...) + 1-based column number."""
+    letters = ""
+    r = row + 1
+    while r > 0:
+        r, rem = divmod(r - 1, 26)
+        letters = chr(ord("A") + rem) + letters
+    return f"{letters}{col + 1}"
+
+
+def arena_names(rows: int, cols: int) -> list[str]:
+    """Arena names row-major from the top-left."""
+    return [arena_name(r, c) for r in range(rows) for c in range(cols)]
+
+
+def fish_names(arena: str, n: int) -> list[str]:
+    """Fish names of one arena: the arena name itself with one fish, else ``ARENA-k``."""
+    return [arena] if n == 1 else [f"{arena}-{k}" for k in range(1, n + 1)]
+
+
+def default_protocol(duration_s: float) -> list[Phase]:
+    """Closed loop for the first third, open loop for the rest."""
+    cut = round(duration_s / 3.0, 3)
+    return [
+        Phase(name="closed_loop_1", kind="closed_loop", start_s=0.0, end_s=cut),
+        Phase(name="open_loop_1", kind="open_loop", start_s=cut, end_s=float(duration_s)),
+    ]
+
+
+def _d(default, text: str, **kw):
+    return Field(default, description=text, **kw)
+
+
+class SimSpec(BaseModel):
+    """What to simulate: layout, camera, image quality, behaviour and groups.
+
+    All lengths in pixels, times in seconds, grey levels on the 0-255 scale.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    name: str = _d(
+        "video", "Stem of the video file written by simulate() (out_dir/<name>.<ext>).",
+        min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$",
+    )
+    layout: Literal["wells", "chamber", "embedded"] = _d(
+        "wells",
+        "Scene: wells = a rows x cols plate with one free-swimming larva per well; chamber = one "
+        "large arena with several free-swimming larvae (crossings); embedded = rows x cols "
+        "head-embedded larvae (head fixed in agarose, tail free).",
+    )
+    rows: int | None = _d(
+        None, "Rows of wells / embedded larvae (count). Default: wells 4, chamber 1, embedded 2.",
+        ge=1, le=32,
+    )
+    cols: int | None = _d(
+        None, "Columns of wells / embedded larvae (count). Default: wells 6, chamber 1, "
+        "embedded 2.", ge=1, le=48,
+    )
+    fish_per_arena: int | None = _d(
+        None, "Larvae per arena (count). Default: 5 in a chamber, else 1 (wells and embedded "
+        "must have 1).", ge=1, le=50,
+    )
+    width: int | None = _d(
+        None, "Frame width (px). None: derived from arena_size_px and the layout. Give width "
+        "and height together.", ge=16, le=8192,
+    )
+    height: int | None = _d(
+        None, "Frame height (px). None: derived like width.", ge=16, le=8192
+    )
+    arena_size_px: float | None = _d(
+        None,
+        "Well diameter (circle) or side (square), chamber diameter/side, or embedded ROI width "
+        "(px). None: wells 3.2 x fish_length_px; chamber (3.5 + 1.6 sqrt(n_fish)) x "
+        "fish_length_px; embedded 2 x fish_length_px; or the largest that fits width x height.",
+        gt=0,
+    )
+    shape: Literal["circle", "square"] = _d(
+        "circle", "Shape of wells and chamber (embedded ROIs are always rectangles)."
+    )
+    fps: float = _d(50.0, "Frame rate (Hz); 100-500 resolves every tail beat.", gt=0, le=5000)
+    duration_s: float = _d(30.0, "Video duration (s).", gt=0, le=36000)
+    fish_length_px: float = _d(
+        40.0, "Larva length, snout to tail tip (px); a 5-7 dpf larva is ~4 mm.", ge=8, le=1000
+    )
+    polarity: Literal["dark", "bright"] = _d(
+        "dark", "dark: dark fish on a bright (transmitted-light) background; bright: bright fish "
+        "on a dark (dark-field / IR) background."
+    )
+    contrast: float = _d(
+        1.0, "Fish contrast relative to the default look (unitless multiplier; 1 = eyes ~85 %, "
+        "tail ~30 % darker than the background in dark polarity).", gt=0, le=2.0,
+    )
+    noise_sd: float = _d(2.0, "Gaussian camera noise, standard deviation (grey levels).", ge=0, le=60)
+    flicker: float = _d(
+        0.0, "Illumination flicker: relative amplitude of the global brightness modulation "
+        "(unitless, 0.02 = +/-2 %).", ge=0, le=0.5,
+    )
+    gradient: float = _d(
+        0.0, "Illumination gradient: relative brightness change from the frame centre to its "
+        "edge along a random direction (unitless, 0.2 = +/-20 %).", ge=0, le=0.8,
+    )
+    n_dust: int = _d(
+        0, "Static dust specks (count): small dark or bright dots, smaller than a fish, "
+        "anywhere in the frame.", ge=0, le=10000,
+    )
+    drift_px_s: float = _d(
+        1.0, "Typical speed of the slow passive drift of free-swimming larvae between bouts "
+        "(px/s; no tail beat). 0 disables drift.", ge=0, le=100,
+    )
+    codec: Codec = _d("h264", "Video codec (see fishtrack.io.writer): h264, hevc, mjpg, ffv1, "
+                      "raw, tiff, png.")
+    crf: int = _d(18, "Constant rate factor for h264/hevc (lower = better, larger).", ge=0, le=51)
+    seed: int = _d(0, "Random seed: the same spec and seed give identical frames and truth.", ge=0)
+    groups: dict[str, str] | GroupRule = _d(
+        "halves",
+        "Group labels: a mapping arena or fish name -> label (missing ones are 'control'), or a "
+        "rule: halves (left half of the columns control, right half ketamine; top/bottom rows "
+        "when there is one column), alternate_columns, alternate_rows, all_control.",
+    )
+    treated_groups: list[str] = _d(
+        ["ketamine"], "Group labels that receive the ketamine-like effect."
+    )
+    effect: float = _d(
+        0.5,
+        "Strength of the ketamine-like effect (0..1, unitless): later first give-up, shorter "
+        "and fewer passive epochs. 0: every group has identical behaviour distributions.",
+        ge=0, le=1,
+    )
+    still_arenas: list[str] = _d(
+        [], "Arena names whose larvae never move: no bout, no twitch, no drift."
+    )
+    empty_arenas: list[str] = _d(
+        [], "Arena names without a larva (no truth rows for them)."
+    )
+    protocol: list[Phase] | None = _d(
+        None, "Protocol phases {name, kind, start_s, end_s} (s). None: closed_loop for the first "
+        "third of the video, open_loop for the rest.",
+    )
+    min_passive_s: float = _d(
+        BehaviourConfig.model_fields["min_passive_s"].default,
+        "Passive-state rule (s): no bout for at least this long. Must match the config's "
+        "behaviour.min_passive_s for truth and classifier to agree.",
+        gt=0, le=600,
+    )
+
+    @model_validator(mode="after")
+    def _fill_and_check(self) -> SimSpec:
+        rows, cols, fpa = _LAYOUT_DEFAULTS[self.layout]
+        if self.rows is None:
+            self.rows = rows
+        if self.cols is None:
+            self.cols = cols
+        if self.fish_per_arena is None:
+            self.fish_per_arena = fpa
+        if self.layout == "chamber" and (self.rows, self.cols) != (1, 1):
+            raise ValueError("layout 'chamber' has one arena: rows and cols must be 1")
+        if self.layout != "chamber" and self.fish_per_arena != 1:
+            raise ValueError(f"layout {self.layout!r} holds one larva per arena; fish_per_arena must be 1")
+        if (self.width is None) != (self.height is None):
+            raise ValueError("give width and height together (or neither)")
+        if self.width is not None and self.codec in ("h264", "hevc", "mjpg"):
+            if self.width % 2 or self.height % 2:
+                raise ValueError(f"codec {self.codec} needs an even width and height")
+        names = set(arena_names(self.rows, self.cols))
+        for key in ("still_arenas", "empty_arenas"):
+            bad = [a for a in getattr(self, key) if a not in names]
+            if bad:
+                raise ValueError(f"{key}: unknown arena(s) {', '.join(bad)}; arenas are "
+                                 f"{_name_range(self.rows, self.cols)}")
+        if isinstance(self.groups, dict):
+            fish = {f for a in names for f in fish_names(a, self.fish_per_arena)}
+            bad = [k for k in self.groups if k not in names and k not in fish]
+            if bad:
+                raise ValueError(f"groups: unknown arena or fish name(s) {', '.join(bad)}")
+        if self.protocol is not None:
+            ph = sorted(self.protocol, key=lambda p: p.start_s)
+            for a, b in zip(ph[:-1], ph[1:], strict=False):
+                if b.start_s < a.end_s - 1e-9:
+                    raise ValueError(f"protocol: phases {a.name!r} and {b.name!r} overlap")
+            names_ph = [p.name for p in ph]
+            if len(set(names_ph)) != len(names_ph):
+                raise ValueError("protocol: phase names must be unique")
+        return self
+
+    # -- derived ------------------------------------------------------------------------------
+    @property
+    def n_frames(self) -> int:
+        """Frames in the video: ``round(duration_s * fps)`` (at least 1)."""
+        return max(1, int(round(self.duration_s * self.fps)))
+
+    def phases(self) -> list[Phase]:
+        """The protocol actually used (the default one when ``protocol`` is None)."""
+        ph = self.protocol if self.protocol is not None else default_protocol(self.duration_s)
+        return sorted(ph, key=lambda p: p.start_s)
+
+    def arena_list(self) -> list[str]:
+        """All arena names (including empty ones), row-major."""
+        return arena_names(self.rows, self.cols)
+
+    def group_of(self) -> dict[str, str]:
+        """Group label of every fish (also of fish in still arenas), by fish name."""
+        out: dict[str, str] = {}
+        for r in range(self.rows):
+            for c in range(self.cols):
+                a = arena_name(r, c)
+                for f in fish_names(a, self.fish_per_arena):
+                    out[f] = _group_for(self, r, c, a, f)
+        return out
+
+
+def _group_for(spec: SimSpec, r: int, c: int, arena: str, fish: str) -> str:
+    g = spec.groups
+    if isinstance(g, dict):
+        return g.get(fish, g.get(arena, "control"))
+    treated = spec.treated_groups[0] if spec.treated_groups else "ketamine"
+    if g == "all_control":
+        return "control"
+    if g == "alternate_columns":
+        return "control" if c % 2 == 0 else treated
+    if g == "alternate_rows":
+        return "control" if r % 2 == 0 else treated
+    # halves
+    if spec.cols >= 2:
+        return "control" if c < spec.cols / 2 else treated
+    if spec.rows >= 2:
+        return "control" if r < spec.rows / 2 else treated
+    return "control"
+
+
+def _name_range(rows: int, cols: int) -> str:
+    return f"{arena_name(0, 0)}..{arena_name(rows - 1, cols - 1)}"
