@@ -1,0 +1,294 @@
+"""Swim bouts from tail kinematics.
+
+A bout is a stretch where the tail *vigour* (moving mean of ``|d tail_angle / dt|``) is above
+a threshold, after merging bouts closer than ``merge_gap_s`` and dropping those shorter than
+``min_bout_s``. Displacement plays no part: a struggle while holding station (or
+head-embedded) is a bout, drifting with a still tail is not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fishtrack.behaviour._frames import (
+    Blocks,
+    Frames,
+    gap_blocks,
+    group_quantile,
+    run_lengths_fill,
+    runs,
+    to_input_order,
+)
+from fishtrack.behaviour.kinematics import Kinematics, compute_kinematics
+from fishtrack.config import BehaviourConfig
+
+__all__ = [
+    "BOUT_COLUMNS",
+    "NOISE_QUANTILES",
+    "BoutRuns",
+    "detect_bouts",
+    "bout_thresholds",
+    "bout_runs",
+    "bout_table",
+]
+
+BOUT_COLUMNS = (
+    "fish",
+    "arena",
+    "start_frame",
+    "end_frame",
+    "start_s",
+    "end_s",
+    "duration_s",
+    "n_beats",
+    "beat_hz",
+    "max_tail_angle",
+    "vigour",
+    "displacement_px",
+    "phase",
+)
+
+NOISE_QUANTILES = (0.05, 0.25)
+"""Vigour quantiles of a fish from which its noise distribution is estimated."""
+HYSTERESIS = 0.5
+"""Position of the low (extension) threshold between the noise mean (0) and the threshold (1)."""
+_Z_HI = 0.6745  # -z of the 25th percentile of a normal distribution
+_Z_SPAN = 1.6449 - 0.6745  # distance in sd between the 5th and 25th percentiles
+
+
+@dataclass
+class BoutRuns:
+    """Bouts as sorted-row index ranges (inclusive) plus per-row membership."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    in_bout: np.ndarray  # per sorted row
+    thresholds: np.ndarray  # per fish (rad/s); NaN where the fish has no vigour at all
+    noise: np.ndarray  # per fish vigour noise floor (rad/s)
+
+
+def bout_thresholds(kin: Kinematics, cfg: BehaviourConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per-fish vigour threshold (rad/s) and noise level (rad/s).
+
+    ``cfg.bout_threshold`` when set. Otherwise the vigour of the fish's quiet frames is
+    modelled as a normal distribution fitted to the fish's 5th and 25th vigour percentiles
+    (which lie on quiet frames unless the tail beats in most frames): ``threshold = max(
+    cfg.min_bout_threshold, mean + cfg.threshold_factor x sd)``. The returned noise level is
+    that mean.
+    """
+    fr = kin.frames
+    n_fish = len(fr.fish_keys)
+    vig = np.where(fr.observed, kin.columns["vigour_rad_s"], np.nan)
+    q_lo = group_quantile(vig, fr.gid, n_fish, NOISE_QUANTILES[0])
+    q_hi = group_quantile(vig, fr.gid, n_fish, NOISE_QUANTILES[1])
+    sd = (q_hi - q_lo) / _Z_SPAN
+    mean = q_hi + _Z_HI * sd
+    if cfg.bout_threshold is not None:
+        thr = np.full(n_fish, float(cfg.bout_threshold))
+    else:
+        thr = np.maximum(cfg.min_bout_threshold, mean + cfg.threshold_factor * sd)
+    return thr, mean
+
+
+def hysteresis_activity(
+    kin: Kinematics, thr: np.ndarray, noise: np.ndarray, *, max_extend_s: float
+) -> np.ndarray:
+    """Frames above the threshold, extended down to a lower threshold at both ends.
+
+    Stretches above the threshold shorter than ``max_extend_s / 2`` are ignored (noise
+    spikes: a beating tail stays above it for longer). Each remaining stretch grows while the
+    vigour stays above the low threshold, which lies :data:`HYSTERESIS` of the way from the
+    noise mean to the threshold, by at most ``max_extend_s`` on each side, so that onsets and
+    ends sit closer to the first and last beat without swallowing noise.
+    """
+    fr = kin.frames
+    vig = kin.columns["vigour_rad_s"]
+    low_thr = np.where(np.isfinite(noise), noise + HYSTERESIS * (thr - noise), thr)
+    low_thr = np.minimum(low_thr, thr)
+    with np.errstate(invalid="ignore"):
+        high = fr.observed & (vig > thr[fr.gid])
+        low = fr.observed & (vig > low_thr[fr.gid])
+    # stretches above the threshold shorter than half a vigour window are noise spikes
+    hs, he = runs(high, fr.gid)
+    short = (fr.t[he] + fr.dur[he] - fr.t[hs]) < 0.5 * max_extend_s - 1e-9
+    high &= ~run_lengths_fill(hs[short], he[short], np.ones(int(short.sum()), bool), fr.n, False)
+    s, e = runs(low, fr.gid)
+    hp = np.flatnonzero(high)
+    if len(hp) == 0 or len(s) == 0:
+        return high
+    first = np.searchsorted(hp, s)  # first high frame at/after each low-run start
+    last = np.searchsorted(hp, e, side="right") - 1  # last high frame at/before its end
+    keep = (first <= last) & (first < len(hp))
+    s, e, first, last = s[keep], e[keep], hp[first[keep]], hp[last[keep]]
+    ext = int(round(max_extend_s / fr.dt_median))
+    s = np.maximum(s, first - ext)
+    e = np.minimum(e, last + ext)
+    return run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False) | high
+
+
+def bout_runs(
+    active: np.ndarray, fr: Frames, blocks: Blocks, cfg: BehaviourConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn per-frame activity into bouts: merge close runs, drop short ones.
+
+    Runs closer than ``merge_gap_s`` (end of one to start of the next) are merged, also
+    across a bridged detection gap, never across a long gap or another fish; merged bouts
+    shorter than ``min_bout_s`` are dropped. Durations use the actual frame times.
+    """
+    s, e = runs(active, blocks.block)
+    if len(s) > 1:
+        gap = fr.t[s[1:]] - (fr.t[e[:-1]] + fr.dur[e[:-1]])
+        merge = (blocks.block[s[1:]] == blocks.block[e[:-1]]) & (gap < cfg.merge_gap_s)
+        first = np.r_[True, ~merge]
+        last = np.r_[~merge, True]
+        s, e = s[first], e[last]
+    dur = fr.t[e] + fr.dur[e] - fr.t[s]
+    keep = dur >= cfg.min_bout_s - 1e-9
+    return s[keep], e[keep]
+
+
+def trim_to_beats(
+    kin: Kinematics, s: np.ndarray, e: np.ndarray, *, pad_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep bouts with at least one tail-beat turn and trim them to their beats.
+
+    A bout must contain an extremum of the tail angle (see
+    :func:`fishtrack.behaviour.kinematics.tail_extrema`); its start is moved to no earlier
+    than ``pad_s`` before its first extremum and its end to no later than ``pad_s`` after its
+    last one (a quarter beat or less separates an extremum from the start/end of the
+    movement), so noise just before or after a bout is not counted in it.
+    """
+    ext = kin.extrema
+    lo = np.searchsorted(ext, s)
+    hi = np.searchsorted(ext, e, side="right")
+    keep = hi > lo
+    s, e, lo, hi = s[keep], e[keep], lo[keep], hi[keep]
+    pad = int(round(pad_s / kin.frames.dt_median))
+    return np.maximum(s, ext[lo] - pad), np.minimum(e, ext[hi - 1] + pad)
+
+
+def _detect(
+    kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks, active: np.ndarray | None = None
+) -> BoutRuns:
+    fr = kin.frames
+    thr, noise = bout_thresholds(kin, cfg)
+    if active is None:
+        active = hysteresis_activity(kin, thr, noise, max_extend_s=cfg.vigour_window_s)
+    s, e = bout_runs(active, fr, blocks, cfg)
+    s, e = trim_to_beats(kin, s, e, pad_s=cfg.vigour_window_s)
+    long_enough = fr.t[e] + fr.dur[e] - fr.t[s] >= cfg.min_bout_s - 1e-9  # again, once trimmed
+    s, e = s[long_enough], e[long_enough]
+    in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
+    return BoutRuns(starts=s, ends=e, in_bout=in_bout, thresholds=thr, noise=noise)
+
+
+def bout_table(kin: Kinematics, br: BoutRuns) -> pd.DataFrame:
+    """One row per bout with the columns of :data:`BOUT_COLUMNS` (``phase`` left empty).
+
+    ``n_beats`` counts full tail beats (two alternating tail extrema make one beat; an odd
+    count rounds up), ``beat_hz`` is ``(extrema - 1) / (2 x time from first to last
+    extremum)``, ``max_tail_angle`` the largest ``|tail_angle|`` (rad), ``vigour`` the
+    integral of ``|tail velocity|`` over the bout (rad) and ``displacement_px`` the straight
+    distance between the first and last known head position of the bout.
+    """
+    fr = kin.frames
+    s, e = br.starts, br.ends
+    nb = len(s)
+    keys = fr.fish_keys.iloc[fr.gid[s]] if nb else fr.fish_keys.iloc[:0]
+    end_s = fr.t[e] + fr.dur[e]
+    out = pd.DataFrame(
+        {
+            "fish": keys["fish"].to_numpy(),
+            "arena": keys["arena"].to_numpy(),
+            "start_frame": fr.frame[s],
+            "end_frame": fr.frame[e],
+            "start_s": fr.t[s],
+            "end_s": end_s,
+            "duration_s": end_s - fr.t[s],
+        }
+    )
+    ext = kin.extrema
+    lo = np.searchsorted(ext, s, side="left")
+    hi = np.searchsorted(ext, e, side="right")
+    n_ext = hi - lo
+    out["n_beats"] = ((n_ext + 1) // 2).astype(np.int64)
+    span = np.zeros(nb)
+    if len(ext):
+        et = kin.extrema_t
+        span = et[np.maximum(hi - 1, 0)] - et[np.minimum(lo, len(ext) - 1)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        hz = (n_ext - 1) / (2.0 * span)
+    out["beat_hz"] = np.where((n_ext >= 2) & (span > 0), hz, np.nan)
+    if nb:
+        tv = np.abs(kin.columns["tail_velocity_rad_s"])
+        w = np.where(np.isfinite(tv), tv * fr.dur, 0.0)
+        amp = np.where(fr.observed, np.abs(fr.tail), -np.inf)
+        out["vigour"] = _range_sum(w, s, e)
+        mx = _range_max(amp, s, e)
+        out["max_tail_angle"] = np.where(np.isfinite(mx), mx, np.nan)
+        out["displacement_px"] = _displacement(fr, s, e)
+    else:
+        out["vigour"] = np.zeros(0)
+        out["max_tail_angle"] = np.zeros(0)
+        out["displacement_px"] = np.zeros(0)
+    out["phase"] = pd.Series([None] * nb, dtype=object)
+    return out[list(BOUT_COLUMNS)]
+
+
+def _range_sum(v: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+    cs = np.r_[0.0, np.cumsum(v)]
+    return cs[e + 1] - cs[s]
+
+
+def _range_max(v: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+    # bouts never overlap and are sorted: reduceat over [s_k, e_k+1) boundaries
+    idx = np.ravel(np.column_stack([s, e + 1]))
+    vv = np.r_[v, -np.inf]
+    return np.maximum.reduceat(vv, idx)[::2]
+
+
+def _displacement(fr: Frames, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(fr.x) & np.isfinite(fr.y)
+    pos = np.flatnonzero(ok)
+    if len(pos) == 0:
+        return np.full(len(s), np.nan)
+    a = np.searchsorted(pos, s, side="left")  # first known position at/after start
+    b = np.searchsorted(pos, e, side="right") - 1  # last known position at/before end
+    valid = (a < len(pos)) & (b >= 0)
+    a_c, b_c = np.clip(a, 0, len(pos) - 1), np.clip(b, 0, len(pos) - 1)
+    valid &= (pos[a_c] <= e) & (pos[b_c] >= s)
+    ia, ib = pos[a_c], pos[b_c]
+    d = np.hypot(fr.x[ib] - fr.x[ia], fr.y[ib] - fr.y[ia])
+    return np.where(valid, d, np.nan)
+
+
+def detect_bouts(
+    tracks: pd.DataFrame, cfg: BehaviourConfig | None = None
+) -> tuple[pd.Series, pd.DataFrame]:
+    """Find swim bouts in a tracks table.
+
+    Parameters
+    ----------
+    tracks
+        Tracks table (see :func:`fishtrack.behaviour.kinematics.kinematics`).
+    cfg
+        Behaviour settings (``bout_threshold``, ``threshold_factor``, ``min_bout_threshold``,
+        ``vigour_window_s``, ``min_bout_s``, ``merge_gap_s``, ``max_gap_s``); defaults if None.
+
+    Returns
+    -------
+    in_bout : pandas.Series
+        Bool per row of ``tracks`` (same index).
+    bouts : pandas.DataFrame
+        One row per bout, columns :data:`BOUT_COLUMNS` (``phase`` empty; see
+        :func:`fishtrack.behaviour.classify` for phases).
+    """
+    cfg = cfg or BehaviourConfig()
+    kin = compute_kinematics(tracks, vigour_window_s=cfg.vigour_window_s, max_gap_s=cfg.max_gap_s)
+    blocks = gap_blocks(kin.frames, cfg.max_gap_s)
+    br = _detect(kin, cfg, blocks)
+    in_bout = pd.Series(to_input_order(kin.frames, br.in_bout), index=tracks.index, name="in_bout")
+    return in_bout, bout_table(kin, br)

@@ -1,0 +1,185 @@
+"""Per-frame states (active / passive / unknown) and epochs.
+
+Rule (``method: threshold``; the HMM only changes how bouts are found):
+
+* ``unknown``: frames of a detection gap longer than ``max_gap_s`` (a lost fish is never
+  called passive). Such gaps, time jumps and the ends of the record split the record into
+  *blocks*.
+* Inside a block, every stretch without a bout (from the end of one bout to the start of the
+  next, or to the block's edge) lasting at least ``min_passive_s`` is ``passive``; shorter
+  stretches and the bouts themselves are ``active``. Shorter detection gaps are bridged: their
+  frames take the state of the stretch they fall in.
+* An epoch is a maximal run of one state inside a block. It is ``censored`` when its true
+  extent is unknown because it touches the start or end of the record, a long gap or a time
+  jump.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from fishtrack.behaviour._frames import (
+    Blocks,
+    Frames,
+    gap_blocks,
+    run_lengths_fill,
+    runs,
+    sorted_frames,
+    to_input_order,
+)
+from fishtrack.config import BehaviourConfig, Phase
+from fishtrack.errors import FishtrackError
+
+__all__ = [
+    "STATES",
+    "EPOCH_COLUMNS",
+    "label_states",
+    "epochs_from_states",
+    "state_codes",
+    "epoch_table",
+]
+
+STATES = ("active", "passive", "unknown")
+"""State names; :func:`state_codes` returns indices into this tuple."""
+ACTIVE, PASSIVE, UNKNOWN = 0, 1, 2
+
+EPOCH_COLUMNS = (
+    "fish",
+    "arena",
+    "state",
+    "start_frame",
+    "end_frame",
+    "start_s",
+    "end_s",
+    "duration_s",
+    "phase",
+    "censored",
+)
+
+
+def state_codes(
+    fr: Frames, blocks: Blocks, in_bout: np.ndarray, min_passive_s: float
+) -> np.ndarray:
+    """Per sorted row: 0 active, 1 passive, 2 unknown (see the module docstring)."""
+    quiet = ~in_bout & ~blocks.unknown
+    s, e = runs(quiet, blocks.block)
+    dur = fr.t[e] + fr.dur[e] - fr.t[s]
+    passive = dur >= min_passive_s - 1e-9
+    codes = run_lengths_fill(
+        s[passive], e[passive], np.full(int(passive.sum()), PASSIVE), fr.n, ACTIVE
+    ).astype(np.int8)
+    codes[blocks.unknown] = UNKNOWN
+    return codes
+
+
+def epoch_table(fr: Frames, blocks: Blocks, codes: np.ndarray) -> pd.DataFrame:
+    """Epochs (maximal runs of one state inside a block), columns :data:`EPOCH_COLUMNS`."""
+    n = fr.n
+    if n == 0:
+        return _empty_epochs()
+    brk = np.ones(n, bool)
+    brk[1:] = (blocks.block[1:] != blocks.block[:-1]) | (codes[1:] != codes[:-1])
+    s = np.flatnonzero(brk)
+    e = np.r_[s[1:] - 1, n - 1]
+    block_start = np.r_[True, blocks.block[1:] != blocks.block[:-1]]
+    block_end = np.r_[blocks.block[1:] != blocks.block[:-1], True]
+    fish_start = s == fr.gstart[s]
+    fish_end = e == fr.gend[e]
+    st = codes[s]
+    censored = np.where(st == UNKNOWN, fish_start | fish_end, block_start[s] | block_end[e])
+    keys = fr.fish_keys.iloc[fr.gid[s]]
+    end_s = fr.t[e] + fr.dur[e]
+    out = pd.DataFrame(
+        {
+            "fish": keys["fish"].to_numpy(),
+            "arena": keys["arena"].to_numpy(),
+            "state": np.asarray(STATES, dtype=object)[st],
+            "start_frame": fr.frame[s],
+            "end_frame": fr.frame[e],
+            "start_s": fr.t[s],
+            "end_s": end_s,
+            "duration_s": end_s - fr.t[s],
+            "phase": pd.Series([None] * len(s), dtype=object),
+            "censored": censored.astype(bool),
+        }
+    )
+    return out[list(EPOCH_COLUMNS)]
+
+
+def _empty_epochs() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in EPOCH_COLUMNS})
+
+
+def _in_bout_column(tracks: pd.DataFrame, fr: Frames, in_bout) -> np.ndarray:
+    if in_bout is None:
+        if "in_bout" not in tracks.columns:
+            raise FishtrackError("tracks: no 'in_bout' column; run detect_bouts first")
+        in_bout = tracks["in_bout"]
+    arr = pd.Series(in_bout).fillna(False).to_numpy(dtype=bool)
+    if arr.shape[0] != fr.n:
+        raise FishtrackError("in_bout: length differs from the tracks table")
+    return arr[fr.order]
+
+
+def label_states(
+    tracks: pd.DataFrame, cfg: BehaviourConfig | None = None, *, in_bout=None
+) -> pd.Series:
+    """Per-frame state ``active`` | ``passive`` | ``unknown``.
+
+    Parameters
+    ----------
+    tracks
+        Tracks table with an ``in_bout`` column (from :func:`detect_bouts`), or pass
+        ``in_bout`` (bool per row, same order).
+    cfg
+        Uses ``min_passive_s`` and ``max_gap_s``.
+
+    Returns
+    -------
+    pandas.Series
+        Strings, same index as ``tracks``.
+    """
+    cfg = cfg or BehaviourConfig()
+    fr = sorted_frames(tracks, max_gap_s=cfg.max_gap_s)
+    blocks = gap_blocks(fr, cfg.max_gap_s)
+    codes = state_codes(fr, blocks, _in_bout_column(tracks, fr, in_bout), cfg.min_passive_s)
+    names = np.asarray(STATES, dtype=object)[to_input_order(fr, codes)]
+    return pd.Series(names, index=tracks.index, name="state")
+
+
+def epochs_from_states(
+    tracks: pd.DataFrame,
+    protocol: list[Phase] | None = None,
+    *,
+    cfg: BehaviourConfig | None = None,
+) -> pd.DataFrame:
+    """Epoch table from a tracks table that has a ``state`` column.
+
+    Long gaps are the ``unknown`` runs of ``state``; time jumps longer than ``cfg.max_gap_s``
+    also split epochs. ``phase`` is the protocol phase at each epoch's start.
+    """
+    from fishtrack.behaviour.protocol import assign_phase
+
+    cfg = cfg or BehaviourConfig()
+    if "state" not in tracks.columns:
+        raise FishtrackError("tracks: no 'state' column; run label_states first")
+    fr = sorted_frames(tracks, max_gap_s=cfg.max_gap_s)
+    state = tracks["state"].astype(object).to_numpy()[fr.order]
+    bad = ~np.isin(state, STATES)
+    if bad.any():
+        raise FishtrackError(
+            f"tracks: column 'state' has value {state[bad][0]!r}; allowed: {', '.join(STATES)}"
+        )
+    codes = np.select([state == "active", state == "passive"], [ACTIVE, PASSIVE], UNKNOWN)
+    unknown = codes == UNKNOWN
+    brk = np.zeros(fr.n, bool)
+    if fr.n:
+        brk[0] = True
+        brk[1:] = (fr.gid[1:] != fr.gid[:-1]) | (unknown[1:] != unknown[:-1])
+        brk[1:] |= fr.jump
+    blocks = Blocks(block=np.cumsum(brk) - 1, unknown=unknown, bridged=~fr.observed & ~unknown)
+    ep = epoch_table(fr, blocks, codes.astype(np.int8))
+    if protocol:
+        ep["phase"] = assign_phase(ep["start_s"].to_numpy(float), protocol)
+    return ep
