@@ -1464,8 +1464,12 @@ def draw_arenas(
     *,
     colour: tuple[int, int, int] = (0, 220, 0),
     inferred_colour: tuple[int, int, int] = (0, 140, 255),
+    label: Literal["centre", "corner"] = "centre",
 ) -> np.ndarray:
     """Draw arena outlines and names on a copy of ``image`` (grey or BGR).
+
+    ``label="corner"`` writes smaller names at the top-left corner of each arena's box, so
+    they do not hide the fish (used by tracking previews).
 
     Outlines are drawn along the wall (``radius``); the tracked area (``radius - margin``) is
     drawn thin inside when the margin is at least 2 px. Names are centred in each arena, sized
@@ -1494,7 +1498,8 @@ def draw_arenas(
     font = cv2.FONT_HERSHEY_SIMPLEX
     longest = max((a.name for a in arenas), key=len)
     tw1, _ = cv2.getTextSize(longest, font, 1.0, 1)[0]
-    scale = float(np.clip(0.45 * size / max(tw1, 1), 0.3, 4.0))
+    frac = 0.45 if label == "centre" else 0.2
+    scale = float(np.clip(frac * size / max(tw1, 1), 0.3, 4.0))
     scale = min(scale, max(0.3, 0.05 * min(h, w) / 22.0))  # text <= 5 % of the image
     tk = max(1, int(round(scale * 1.6)))
     halo_px = 1 if scale < 0.5 else 2 * max(1, tk // 2 + 1)
@@ -1511,7 +1516,10 @@ def draw_arenas(
             ip = np.round(_outline(inner) * (1 << shift)).astype(np.int32)
             cv2.polylines(out, [ip], True, col, 1, cv2.LINE_AA, shift=shift)
         (tw, th), _ = cv2.getTextSize(a.name, font, scale, tk)
-        org = (int(round(a.cx - tw / 2)), int(round(a.cy + th / 2)))
+        if label == "centre":
+            org = (int(round(a.cx - tw / 2)), int(round(a.cy + th / 2)))
+        else:
+            org = (int(a.bbox[0]) + 1, int(a.bbox[1]) + th + 1)
         # dark text on bright arenas, white on dark ones, each with a thin halo of the other
         x0, y0 = max(0, org[0]), max(0, org[1] - th)
         patch = grey[y0 : max(y0 + 1, org[1]), x0 : max(x0 + 1, org[0] + tw)]

@@ -37,6 +37,11 @@ ConfigOpt = Annotated[
     typer.Option("--config", "-c", help="YAML config (see configs/ and `fishtrack config show --explain`)."),
 ]
 
+ProtocolOpt = Annotated[
+    Path | None,
+    typer.Option("--protocol", help="Stimulus-log CSV giving the protocol phases (replaces the config's protocol)."),
+]
+
 
 def _cli_errors(fn):
     """Turn user errors into one red line and the documented exit code."""
@@ -244,6 +249,7 @@ def track(
     config: ConfigOpt = None,
     csv: Annotated[bool, typer.Option("--csv", help="Also write tracks.csv.")] = False,
     preview: Annotated[int, typer.Option("--preview", help="Write an annotated PNG strip of N frames (preview.png) for checking.")] = 0,
+    protocol: ProtocolOpt = None,
 ) -> None:
     """Track every fish in a video and classify its behaviour."""
     from fishtrack.pipeline import track_to_folder
@@ -254,7 +260,7 @@ def track(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        res = track_to_folder(video, config, out, csv=csv, progress=progress)
+        res = track_to_folder(video, config, out, csv=csv, protocol_log=protocol, progress=progress)
     _print_summary(res, out)
     if preview:
         from fishtrack.preview import write_preview
@@ -292,12 +298,13 @@ def _print_summary(res, out: Path) -> None:
 def classify(
     folder: Annotated[Path, typer.Argument(help="Trial folder written by `fishtrack track`.")],
     config: ConfigOpt = None,
+    protocol: ProtocolOpt = None,
 ) -> None:
     """Re-score existing tracks with (new) behaviour parameters, without re-tracking."""
     from fishtrack.pipeline import classify_folder
 
     t0 = time.perf_counter()
-    res = classify_folder(folder, config)
+    res = classify_folder(folder, config, protocol_log=protocol)
     console.print(
         f"{len(res.bouts)} bouts, {len(res.epochs)} epochs re-scored in {time.perf_counter() - t0:.2f} s; "
         f"written to {folder}"

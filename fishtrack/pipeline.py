@@ -51,7 +51,19 @@ def resolve_config(config: Config | str | Path | dict | None) -> Config:
     raise TypeError(f"config must be a Config, a path or a dict, not {type(config).__name__}")
 
 
-def _run_stages(video: str | Path, cfg: Config, progress: Progress | None) -> TrialResult:
+def with_protocol_log(cfg: Config, protocol_log: str | Path | None, duration_s: float | None) -> Config:
+    """Return ``cfg`` whose ``protocol`` comes from a stimulus-log CSV when one is given."""
+    if protocol_log is None:
+        return cfg
+    from fishtrack.behaviour import load_protocol_log
+
+    phases = load_protocol_log(protocol_log, end_s=duration_s)
+    return cfg.model_copy(update={"protocol": phases})
+
+
+def _run_stages(
+    video: str | Path, cfg: Config, progress: Progress | None, protocol_log: str | Path | None = None
+) -> TrialResult:
     from fishtrack.arenas import detect_arenas
     from fishtrack.io.video import open_video
     from fishtrack.tracking import estimate_background, track_video
@@ -80,6 +92,7 @@ def _run_stages(video: str | Path, cfg: Config, progress: Progress | None) -> Tr
             )
             timings["tracking"] = time.perf_counter() - t1
             meta = src.meta
+            cfg = with_protocol_log(cfg, protocol_log, float(meta.duration_s))
             damage = [d.__dict__ if hasattr(d, "__dict__") else dict(d) for d in src.damage]
         caught = [str(w.message) for w in wlist]
     tracks = res.tracks
@@ -117,6 +130,7 @@ def _run_stages(video: str | Path, cfg: Config, progress: Progress | None) -> Tr
             },
             "arenas": [_arena_record(a) for a in arenas],
             "summary": _jsonable(out.summary),
+            "protocol_log": None if protocol_log is None else str(protocol_log),
         },
     )
     return out
@@ -156,10 +170,15 @@ def track(
     video: str | Path,
     config: Config | str | Path | dict | None = None,
     *,
+    protocol_log: str | Path | None = None,
     progress: Progress | None = None,
 ) -> pd.DataFrame:
-    """Track every fish in ``video``; returns the per-frame table (see docs/data_model.md)."""
-    return _run_stages(Path(video), resolve_config(config), progress).tracks
+    """Track every fish in ``video``; returns the per-frame table (see docs/data_model.md).
+
+    ``protocol_log`` (a stimulus-log CSV, see docs/behaviour.md) replaces the config's
+    ``protocol``.
+    """
+    return _run_stages(Path(video), resolve_config(config), progress, protocol_log).tracks
 
 
 def track_to_folder(
@@ -168,6 +187,7 @@ def track_to_folder(
     out: str | Path,
     *,
     csv: bool = False,
+    protocol_log: str | Path | None = None,
     progress: Progress | None = None,
 ) -> TrialResult:
     """Track ``video`` and write the trial folder ``out`` (all files written atomically)."""
@@ -178,7 +198,7 @@ def track_to_folder(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FishtrackError(f"{out}: --out must be a folder, but a file of that name exists")
-    res = _run_stages(Path(video), cfg, progress)
+    res = _run_stages(Path(video), cfg, progress, protocol_log)
     write_table(res.tracks, out / "tracks.parquet", csv=csv)
     if res.bouts is not None:
         write_table(res.bouts, out / "bouts.csv")
@@ -189,7 +209,12 @@ def track_to_folder(
     return res
 
 
-def classify_folder(folder: str | Path, config: Config | str | Path | dict | None = None) -> TrialResult:
+def classify_folder(
+    folder: str | Path,
+    config: Config | str | Path | dict | None = None,
+    *,
+    protocol_log: str | Path | None = None,
+) -> TrialResult:
     """Re-score an existing trial folder's tracks with (new) behaviour parameters."""
     from fishtrack.behaviour import classify
     from fishtrack.io.provenance import read_provenance, write_provenance
@@ -207,6 +232,8 @@ def classify_folder(folder: str | Path, config: Config | str | Path | dict | Non
         cfg = parse_config(prov["config"], str(prov_path))
     else:
         cfg = resolve_config(config)
+    duration = prov.get("video", {}).get("duration_s")
+    cfg = with_protocol_log(cfg, protocol_log, duration)
     tracks = read_table(tracks_path)
     drop = [c for c in tracks.columns if c in _behaviour_columns(tracks)]
     tracks = tracks.drop(columns=drop)

@@ -30,7 +30,7 @@ def annotate_frame(frame: np.ndarray, rows: pd.DataFrame, arenas=(), *, scale: f
     """Draw arenas and the fish of one frame (``rows``: the tracks rows of that frame)."""
     from fishtrack.arenas import draw_arenas
 
-    img = draw_arenas(frame, list(arenas)) if arenas else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    img = draw_arenas(frame, list(arenas), label="corner") if arenas else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     if scale != 1.0:
         img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     xs, ys = tail_columns(rows)
@@ -72,7 +72,7 @@ def write_preview(video, result, path: str | Path, *, n_frames: int = 8, max_wid
             img = annotate_frame(frame, rows, result.arenas)
             cv2.putText(img, f"frame {i}", (5, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 255), 1, cv2.LINE_AA)
             tiles.append(img)
-    cols = min(len(tiles), 4)
+    cols = min(len(tiles), 2)
     h, w = tiles[0].shape[:2]
     rows_n = int(np.ceil(len(tiles) / cols))
     sheet = np.zeros((rows_n * h, cols * w, 3), np.uint8)
