@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from fishtrack.errors import FishtrackError
 
@@ -51,7 +52,13 @@ def _cli_errors(fn):
         try:
             return fn(*args, **kwargs)
         except FishtrackError as err:
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            problems = getattr(err, "problems", None)
+            if problems and len(problems) > 1:
+                err_console.print(f"[bold red]error:[/] {len(problems)} problems:", highlight=False)
+                for p in problems:
+                    err_console.print(f"  - {p}", highlight=False, markup=False, soft_wrap=True)
+            else:
+                err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("[bold red]interrupted[/]")
@@ -118,8 +125,6 @@ def config_show(
     explain: Annotated[bool, typer.Option("--explain", help="Explain every key: meaning, unit, default, range.")] = False,
 ) -> None:
     """Print the effective config (defaults filled in)."""
-    from rich.markup import escape
-
     from fishtrack.config import dump_config, explain_rows, load_config
 
     cfg = load_config(file)
@@ -346,10 +351,13 @@ def run(
     with _progress_bar("trials") as bar:
         tasks: dict[str, int] = {}
 
-        def progress(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(name, total=total)
-            bar.update(tasks[name], completed=done, total=total)
+        def progress(ev) -> None:
+            if ev.kind not in ("trial", "overall"):
+                return
+            key = ev.trial or "all trials"
+            if key not in tasks:
+                tasks[key] = bar.add_task(key, total=ev.total or None)
+            bar.update(tasks[key], completed=ev.done, total=ev.total or None)
 
         res = run_experiment(manifest, config, out, workers=workers, scheduler=scheduler, force=force,
                              progress=progress)
@@ -368,8 +376,8 @@ def _print_failures(res) -> None:
     table.add_column("trial")
     table.add_column("error")
     for f in res.failures:
-        name, msg = (f.get("trial"), f.get("error")) if isinstance(f, dict) else (f[0], f[1])
-        table.add_row(str(name), str(msg))
+        log = f" (details: {f.log})" if getattr(f, "log", None) else ""
+        table.add_row(str(f.trial), f"{f.error}{log}")
     err_console.print(table)
 
 

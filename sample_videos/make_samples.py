@@ -9,7 +9,8 @@ Writes, next to this script (or into ``--out``):
   ketamine), 50 s at 100 fps: closed loop 0-10 s, open loop 10-40 s, closed loop 40-50 s;
   H.264.
 * ``manifest.csv`` - one row per larva: ``video`` (relative to the manifest), ``arena``,
-  ``group``. The empty well is not listed.
+  ``group``, ``config`` (the per-video config, since the plate and the embedded rig need
+  different layouts). The empty well is not listed.
 
 Each folder holds the video, ``config.yaml`` (fishtrack config for tracking it), the ground
 truth (``truth.parquet``, ``truth_bouts.csv``, ``truth_arenas.csv``) and ``sim_spec.yaml``.
@@ -99,12 +100,13 @@ def main(argv: list[str] | None = None) -> int:
         groups = spec.group_of()
         present = sorted(set(res.truth["fish"]), key=lambda f: (len(f), f))
         rel = res.video_path.relative_to(out).as_posix()
-        rows.extend({"video": rel, "arena": f, "group": groups[f]} for f in present)
+        cfg_rel = (res.video_path.parent / "config.yaml").relative_to(out).as_posix()
+        rows.extend({"video": rel, "arena": f, "group": groups[f], "config": cfg_rel} for f in present)
         print(f"{rel}: {res.n_frames} frames {res.width}x{res.height}, {len(present)} larvae, "
               f"{len(res.bouts)} bouts, {_size_mb(out / spec.name):.1f} MB")
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=["video", "arena", "group"])
+        w = csv.DictWriter(fh, fieldnames=["video", "arena", "group", "config"])
         w.writeheader()
         w.writerows(rows)
     total = sum(_size_mb(out / s.name) for s in (PLATE24, EMBEDDED)) + _size_mb(manifest)

@@ -1,0 +1,375 @@
+"""Report figures (matplotlib only, object API: no pyplot, no global state).
+
+Every function takes tidy tables and returns a :class:`matplotlib.figure.Figure`;
+:func:`figure_bytes` renders one as PNG or SVG. Colours: the reference group is grey, the
+others follow matplotlib's ``tab10``; states use :data:`STATE_COLOURS`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+__all__ = [
+    "STATE_COLOURS",
+    "PHASE_COLOURS",
+    "group_colours",
+    "mean_ci",
+    "ethogram_figure",
+    "estimation_figure",
+    "survival_figure",
+    "binned_figure",
+    "detection_figure",
+    "figure_bytes",
+]
+
+STATE_COLOURS = {
+    "active": "#f6c85f",
+    "passive": "#1f3b73",
+    "unknown": "#d9d9d9",
+    "excluded": "#9e9e9e",
+}
+"""Ethogram colours per state (no data is white)."""
+PHASE_COLOURS = {"closed_loop": "#c7e9c0", "open_loop": "#fcbba1", "other": "#e0e0e0"}
+"""Shading of protocol phases by kind."""
+_TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+          "#bcbd22", "#17becf")
+_REFERENCE_COLOUR = "#555555"
+
+
+def group_colours(groups: Sequence[str], reference: str | None = None) -> dict[str, str]:
+    """Colour per group: the reference grey, the others tab10 in order."""
+    out: dict[str, str] = {}
+    k = 0
+    for g in groups:
+        if g == reference:
+            out[g] = _REFERENCE_COLOUR
+        else:
+            out[g] = _TAB10[k % len(_TAB10)]
+            k += 1
+    return out
+
+
+def order_groups(groups: Sequence[str], reference: str | None = None) -> list[str]:
+    """Reference group first, then the others sorted."""
+    uniq = sorted({str(g) for g in groups})
+    if reference in uniq:
+        uniq.remove(reference)
+        uniq.insert(0, reference)
+    return uniq
+
+
+def mean_ci(
+    values: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap confidence interval of the mean (NaNs dropped).
+
+    One value gives ``(v, nan, nan)``; none gives NaNs.
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return np.nan, np.nan, np.nan
+    m = float(v.mean())
+    if v.size == 1:
+        return m, np.nan, np.nan
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.size, size=(n_boot, v.size))
+    boots = v[idx].mean(axis=1)
+    a = (1 - level) / 2
+    lo, hi = np.quantile(boots, [a, 1 - a])
+    return m, float(lo), float(hi)
+
+
+def _shade_phases(ax, protocol, *, label: bool = True, alpha: float = 0.35) -> None:
+    for p in protocol or []:
+        ax.axvspan(p.start_s, p.end_s, color=PHASE_COLOURS.get(p.kind, "#eeeeee"), alpha=alpha,
+                   lw=0, zorder=0)
+        if label:
+            ax.text((p.start_s + p.end_s) / 2, 1.0, p.name, transform=ax.get_xaxis_transform(),
+                    ha="center", va="bottom", fontsize=7, clip_on=False)
+
+
+def _swarm_offsets(values: np.ndarray, width: float = 0.32) -> np.ndarray:
+    """Deterministic horizontal offsets that spread points of similar value (a simple swarm)."""
+    v = np.asarray(values, float)
+    n = v.size
+    if n == 0:
+        return np.zeros(0)
+    finite = np.isfinite(v)
+    span = np.nanmax(v) - np.nanmin(v) if finite.any() else 0.0
+    nb = max(1, int(np.sqrt(n) * 2))
+    edges = np.linspace(np.nanmin(v), np.nanmin(v) + span, nb + 1) if span > 0 else None
+    b = np.digitize(np.where(finite, v, 0), edges[1:-1]) if edges is not None else np.zeros(n, int)
+    order = np.lexsort((v, b))
+    rank = np.empty(n, int)
+    bs = b[order]
+    start = np.r_[0, np.flatnonzero(bs[1:] != bs[:-1]) + 1]
+    pos = np.arange(n) - np.repeat(start, np.diff(np.r_[start, n]))
+    rank[order] = pos
+    counts = np.bincount(b, minlength=nb)
+    maxc = max(int(counts.max()), 1)
+    step = width / max(maxc / 2, 1)
+    sign = np.where(rank % 2 == 0, 1, -1)
+    return sign * ((rank + 1) // 2) * min(step, 0.06)
+
+
+def ethogram_figure(
+    ethogram: pd.DataFrame,
+    fish: pd.DataFrame,
+    *,
+    bin_s: float,
+    protocol=None,
+    reference: str | None = None,
+) -> Figure:
+    """Raster of states: one row per fish, grouped by treatment, protocol phases on top.
+
+    Parameters
+    ----------
+    ethogram
+        Columns ``fish_id, bin_start_s, state`` (majority state per time bin).
+    fish
+        Columns ``fish_id, group`` and optionally ``exclude`` (excluded fish are drawn last
+        in their group, labelled).
+    bin_s
+        Width of the ethogram bins (s).
+    """
+    fish = fish.drop_duplicates("fish_id").copy()
+    fish["exclude"] = fish["exclude"].astype(bool) if "exclude" in fish else False
+    groups = order_groups(fish["group"], reference)
+    fish["_g"] = fish["group"].map({g: i for i, g in enumerate(groups)})
+    fish = fish.sort_values(["_g", "exclude", "fish_id"], kind="stable").reset_index(drop=True)
+    n = len(fish)
+    states = list(STATE_COLOURS)
+    n_bins = int(np.ceil((ethogram["bin_start_s"].max() + bin_s) / bin_s)) if len(ethogram) else 1
+    mat = np.full((max(n, 1), max(n_bins, 1)), -1, dtype=float)
+    if len(ethogram) and n:
+        row = ethogram["fish_id"].map(dict(zip(fish["fish_id"], range(n), strict=True)))
+        col = np.round(ethogram["bin_start_s"].to_numpy(float) / bin_s).astype(int)
+        code = ethogram["state"].map({s: i for i, s in enumerate(states)}).fillna(
+            states.index("unknown"))
+        ok = row.notna().to_numpy() & (col >= 0) & (col < n_bins)
+        mat[row[ok].astype(int).to_numpy(), col[ok]] = code[ok].to_numpy()
+    cmap = ListedColormap(["#ffffff", *STATE_COLOURS.values()])
+    height = float(np.clip(1.6 + 0.14 * n, 2.5, 16))
+    fig = Figure(figsize=(10, height), layout="constrained")
+    ax = fig.add_subplot()
+    t_end = n_bins * bin_s
+    ax.imshow(mat + 1, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0,
+              vmax=len(states), extent=(0, t_end, max(n, 1) - 0.5, -0.5))
+    for p in protocol or []:
+        ax.axvline(p.start_s, color="k", lw=0.6, alpha=0.6)
+        ax.axvspan(p.start_s, p.end_s, ymin=1.0, ymax=1.04, color=PHASE_COLOURS.get(p.kind),
+                   clip_on=False)
+        ax.text((p.start_s + p.end_s) / 2, 1.05, p.name, transform=ax.get_xaxis_transform(),
+                ha="center", va="bottom", fontsize=7, clip_on=False)
+    # group separators and labels
+    bounds = np.flatnonzero(np.r_[True, fish["_g"].to_numpy()[1:] != fish["_g"].to_numpy()[:-1]])
+    ends = np.r_[bounds[1:], n]
+    for s, e in zip(bounds, ends, strict=True):
+        if s > 0:
+            ax.axhline(s - 0.5, color="k", lw=1.2)
+        ax.text(-0.01, (s + e - 1) / 2, str(fish["group"].iloc[s]), transform=ax.get_yaxis_transform(),
+                ha="right", va="center", fontsize=9, fontweight="bold", rotation=90)
+    if n <= 48:
+        ax.set_yticks(range(n))
+        labels = [f"{f}{' (excl.)' if x else ''}" for f, x in zip(fish["fish_id"], fish["exclude"], strict=True)]
+        ax.set_yticklabels(labels, fontsize=6)
+        ax.tick_params(axis="y", pad=14)
+    else:
+        ax.set_yticks([])
+    ax.set_xlabel("time (s)")
+    ax.set_xlim(0, t_end)
+    handles = [Patch(color=c, label=s) for s, c in STATE_COLOURS.items()]
+    handles += [Patch(color=c, label=k.replace("_", "-"), alpha=0.9) for k, c in PHASE_COLOURS.items()
+                if any(p.kind == k for p in protocol or [])]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8,
+               frameon=False)
+    return fig
+
+
+def estimation_figure(
+    data: pd.DataFrame,
+    *,
+    metric: str,
+    reference: str | None = None,
+    differences: pd.DataFrame | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    ylabel: str | None = None,
+) -> Figure:
+    """Estimation plot: every fish, group mean with its 95 % CI, and (when given) the mean
+    difference from the reference group with its CI on a second axis.
+
+    Parameters
+    ----------
+    data
+        Columns ``group, value`` (one row per fish).
+    differences
+        Optional columns ``group, difference, ci_low, ci_high`` (group vs reference).
+    """
+    groups = order_groups(data["group"], reference)
+    colours = group_colours(groups, reference)
+    with_diff = differences is not None and len(differences) > 0
+    fig = Figure(figsize=(1.6 + 1.3 * len(groups) * (2 if with_diff else 1), 3.4),
+                 layout="constrained")
+    axes = fig.subplots(1, 2, width_ratios=[1, 1]) if with_diff else [fig.add_subplot()]
+    ax = axes[0]
+    for i, g in enumerate(groups):
+        v = data.loc[data["group"] == g, "value"].to_numpy(float)
+        v = v[np.isfinite(v)]
+        ax.scatter(i + _swarm_offsets(v), v, s=16, color=colours[g], alpha=0.8, lw=0, zorder=3)
+        m, lo, hi = mean_ci(v, n_boot=n_boot, seed=seed)
+        if np.isfinite(m):
+            ax.plot([i + 0.36], [m], "o", color="k", ms=5, zorder=4)
+            if np.isfinite(lo):
+                ax.plot([i + 0.36] * 2, [lo, hi], "-", color="k", lw=1.6, zorder=4)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([f"{g}\nn={int((data['group'] == g).sum())}" for g in groups], fontsize=8)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylabel(ylabel or metric)
+    ax.set_title(metric, fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    if with_diff:
+        ax2 = axes[1]
+        others = [g for g in groups if g != reference]
+        d = differences.set_index("group")
+        for i, g in enumerate(others):
+            if g not in d.index:
+                continue
+            row = d.loc[g]
+            row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
+            ax2.plot([i], [row["difference"]], "o", color=colours[g], ms=6)
+            ax2.plot([i, i], [row["ci_low"], row["ci_high"]], "-", color=colours[g], lw=2)
+        ax2.axhline(0, color=_REFERENCE_COLOUR, lw=0.8, ls="--")
+        # a difference of means cannot exceed the range of the data: wider interval ends
+        # (degenerate bootstrap with tiny groups) are cut there, the numbers stay in the table
+        v = data["value"].to_numpy(float)
+        v = v[np.isfinite(v)]
+        span = float(v.max() - v.min()) if v.size else 0.0
+        if span > 0:
+            ax2.set_ylim(-1.08 * span, 1.08 * span)
+        ax2.set_xticks(range(len(others)))
+        ax2.set_xticklabels([f"{g}\nminus {reference}" for g in others], fontsize=8)
+        ax2.set_xlim(-0.6, max(len(others), 1) - 0.4)
+        ax2.set_ylabel("mean difference (95% CI)")
+        ax2.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def survival_figure(
+    curves: pd.DataFrame, *, reference: str | None = None, title: str = ""
+) -> Figure:
+    """Kaplan–Meier give-up curves: fraction of fish not yet passive over time.
+
+    Parameters
+    ----------
+    curves
+        Columns ``group, time_s, survival`` and optionally ``ci_low, ci_high`` (step
+        functions; one row per time point per group).
+    """
+    groups = order_groups(curves["group"], reference) if len(curves) else []
+    colours = group_colours(groups, reference)
+    fig = Figure(figsize=(6, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    for g in groups:
+        c = curves[curves["group"] == g].sort_values("time_s", kind="stable")
+        t = c["time_s"].to_numpy(float)
+        s = c["survival"].to_numpy(float)
+        ax.step(t, s, where="post", color=colours[g], lw=1.8, label=str(g))
+        if {"ci_low", "ci_high"} <= set(c.columns):
+            ax.fill_between(t, c["ci_low"].to_numpy(float), c["ci_high"].to_numpy(float),
+                            step="post", color=colours[g], alpha=0.15, lw=0)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("time from phase start (s)")
+    ax.set_ylabel("fraction not yet passive")
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    if groups:
+        ax.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def binned_figure(
+    bins: pd.DataFrame, *, protocol=None, reference: str | None = None, value: str = "passive_fraction"
+) -> Figure:
+    """Passive fraction per time bin: group mean with 95 % CI (t interval over fish).
+
+    Parameters
+    ----------
+    bins
+        Columns ``group, bin_start_s, bin_end_s`` (or ``bin_s``) and ``value``; one row per
+        fish per bin.
+    """
+    from scipy import stats as sst
+
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    _shade_phases(ax, protocol)
+    groups = order_groups(bins["group"], reference) if len(bins) else []
+    colours = group_colours(groups, reference)
+    for g in groups:
+        b = bins[bins["group"] == g]
+        if "bin_end_s" in b.columns:
+            mid = (b["bin_start_s"].to_numpy(float) + b["bin_end_s"].to_numpy(float)) / 2
+        else:
+            mid = b["bin_start_s"].to_numpy(float)
+        agg = (
+            pd.DataFrame({"t": mid, "v": pd.to_numeric(b[value], errors="coerce").to_numpy(float)})
+            .dropna()
+            .groupby("t")["v"]
+            .agg(["mean", "std", "count"])
+            .reset_index()
+        )
+        tcrit = sst.t.ppf(0.975, np.maximum(agg["count"] - 1, 1))
+        half = np.where(agg["count"] > 1, tcrit * agg["std"] / np.sqrt(agg["count"]), np.nan)
+        ax.plot(agg["t"], agg["mean"], "-o", ms=3, color=colours[g], label=f"{g} (n={b['fish_id'].nunique() if 'fish_id' in b else ''})")
+        ax.fill_between(agg["t"], agg["mean"] - half, agg["mean"] + half, color=colours[g],
+                        alpha=0.2, lw=0)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("passive fraction")
+    ax.spines[["top", "right"]].set_visible(False)
+    if groups:
+        ax.legend(frameon=False, fontsize=8, loc="upper left")
+    return fig
+
+
+def detection_figure(qc: pd.DataFrame, *, reference: str | None = None) -> Figure:
+    """Detection rate (fraction of frames the fish was found) of every fish, by group.
+
+    Parameters
+    ----------
+    qc
+        Columns ``group, detection_rate``.
+    """
+    groups = order_groups(qc["group"], reference) if len(qc) else []
+    colours = group_colours(groups, reference)
+    fig = Figure(figsize=(1.8 + 1.1 * max(len(groups), 1), 3.0), layout="constrained")
+    ax = fig.add_subplot()
+    for i, g in enumerate(groups):
+        v = qc.loc[qc["group"] == g, "detection_rate"].to_numpy(float)
+        v = v[np.isfinite(v)]
+        ax.scatter(i + _swarm_offsets(v), v, s=14, color=colours[g], lw=0)
+    ax.axhline(0.9, color="#b22222", lw=0.8, ls="--")
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups, fontsize=8)
+    ax.set_xlim(-0.6, max(len(groups), 1) - 0.4)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("detection rate")
+    ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def figure_bytes(fig: Figure, fmt: str = "png", *, dpi: int = 110) -> bytes:
+    """Render a figure to PNG or SVG bytes (Agg / SVG backends, no display needed)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
+    return buf.getvalue()

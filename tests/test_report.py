@@ -1,0 +1,260 @@
+"""Experiment report: self-contained HTML, figure content, and the page as a user sees it in a
+headless Chromium (skipped where Chromium is not installed)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures_experiment import (
+    fake_arenas,
+    fake_trial,
+    plate_experiment,
+    write_fake_video,
+    write_manifest,
+)
+
+from fishtrack.config import Phase
+from fishtrack.experiment import run_experiment
+from fishtrack.report import main_phase, metric_differences, metric_values
+from fishtrack.report.figures import STATE_COLOURS, estimation_figure, ethogram_figure, mean_ci
+
+pytestmark = pytest.mark.timeout(180)
+
+ODD_GROUP = "ket<b>amine</b> & co"
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """A run whose manifest has an excluded fish and a group name that needs escaping."""
+    root = tmp_path_factory.mktemp("report")
+    e = plate_experiment(root / "in")
+    man = pd.read_csv(e["manifest"])
+    man["group"] = man["group"].replace("ketamine", ODD_GROUP)
+    man["exclude"] = ["", "", "", "", "", "", "dead"]
+    write_fake_video(root / "in/videos/broken.mp4", {"A1": []}, fail="fishtrack")
+    rows = [*man.to_dict("records"), {"video": "videos/broken.mp4", "arena": "A1",
+                                      "group": "control"}]
+    write_manifest(e["manifest"], rows)
+    out = root / "out"
+    res = run_experiment(e["manifest"], e["config"], out, trial_fn=fake_trial, arenas_fn=fake_arenas)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    return SimpleNamespace(out=out, res=res, html=html, e=e)
+
+
+def _embedded_pngs(html: str) -> dict[str, bytes]:
+    figs = re.findall(r'<figure id="fig-([^"]+)"><img alt="[^"]*" src="data:image/png;base64,([^"]+)"', html)
+    return {name: base64.b64decode(b64) for name, b64 in figs}
+
+
+def test_report_is_self_contained(report):
+    html = report.html
+    # no external resource of any kind: every src is a data URI, every href an anchor
+    srcs = re.findall(r'\bsrc\s*=\s*"([^"]*)"', html)
+    hrefs = re.findall(r'\bhref\s*=\s*"([^"]*)"', html)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert hrefs and all(h.startswith("#") for h in hrefs)
+    assert "<link" not in html and "<script" not in html and "@import" not in html
+    assert "url(" not in html
+    # every embedded figure is also written as PNG (same bytes) and SVG (valid XML)
+    pngs = _embedded_pngs(html)
+    assert len(pngs) == len(srcs)
+    expected = {"detection_rate", "ethogram", "passive_fraction_bins", "survival_futility",
+                *(f"estimation_{m}" for m in ("passive_fraction", "latency_to_first_passive_s",
+                                              "n_passive_epochs", "bout_rate_hz", "mean_vigour"))}
+    assert set(pngs) == expected
+    for name, data in pngs.items():
+        assert (report.out / "figures" / f"{name}.png").read_bytes() == data
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and img.shape[0] > 100 and img.shape[1] > 100
+        root = ET.parse(report.out / "figures" / f"{name}.svg").getroot()
+        assert root.tag.endswith("svg")
+    assert sorted(p.name for p in (report.out / "figures").iterdir()) == sorted(
+        [f"{n}.png" for n in expected] + [f"{n}.svg" for n in expected])
+
+
+def test_report_content(report):
+    html = report.html
+    assert ODD_GROUP not in html and "ket&lt;b&gt;amine&lt;/b&gt; &amp; co" in html
+    for section in ("Summary", "Quality control", "Ethogram", "Metrics in open-loop phases",
+                    "Give-up curves", "Passive fraction over time", "Statistics",
+                    "Configuration and versions"):
+        assert f">{section}" in html, section
+    assert "Excluded fish" in html and "dead" in html
+    assert "not in the manifest" in html  # plate2/B2 was tracked but not analysed
+    assert len(report.res.failures) == 1
+    assert re.search(r'class="bad">Trial <b>broken</b>', html)  # the failed trial is named
+    assert "reference_group: control" in html  # the config
+    assert re.search(r"<td>pandas</td><td>[0-9.]+</td>", html)  # versions
+
+
+# ------------------------------------------------------------------------------------------
+# figures
+
+
+def test_ethogram_raster_shows_the_states():
+    fish = pd.DataFrame({"fish_id": ["c1", "k1", "c2"], "group": ["control", "ket", "control"],
+                         "exclude": [False, False, True]})
+    states = {"c1": ["active", "passive", "passive", "unknown"],
+              "c2": ["passive", "active", "active", "active"],
+              "k1": ["passive", "passive", "excluded", "active"]}
+    eth = pd.DataFrame([{"fish_id": f, "bin_start_s": 0.5 * i, "state": s}
+                        for f, ss in states.items() for i, s in enumerate(ss)])
+    eth = eth[~((eth["fish_id"] == "c2") & (eth["bin_start_s"] == 1.5))]  # a bin without data
+    fig = ethogram_figure(eth, fish, bin_s=0.5, reference="control",
+                          protocol=[Phase(name="ol", kind="open_loop", start_s=0, end_s=2)])
+    img = fig.axes[0].images[0].get_array()
+    codes = {s: i + 1 for i, s in enumerate(STATE_COLOURS)}
+    # rows: reference group first, excluded fish last in their group
+    want = np.array([[codes[s] for s in states[f]] for f in ("c1", "c2", "k1")], float)
+    want[1, 3] = 0  # no data
+    np.testing.assert_array_equal(np.asarray(img), want)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["c1", "c2 (excl.)", "k1"]
+
+
+def test_mean_ci():
+    m, lo, hi = mean_ci(np.full(5, 2.5))
+    assert (m, lo, hi) == (2.5, 2.5, 2.5)
+    rng = np.random.default_rng(1)
+    v = rng.normal(10, 2, 400)
+    m, lo, hi = mean_ci(v, n_boot=4000)
+    half = 1.96 * v.std(ddof=1) / np.sqrt(v.size)
+    assert m == pytest.approx(v.mean())
+    assert lo == pytest.approx(m - half, abs=0.15 * half)
+    assert hi == pytest.approx(m + half, abs=0.15 * half)
+    assert np.isnan(mean_ci([1.0])[1]) and np.isnan(mean_ci([])[0])
+
+
+def test_estimation_plot_draws_every_fish_and_the_difference():
+    data = pd.DataFrame({"group": ["control"] * 4 + ["ket"] * 3,
+                         "value": [0.1, 0.2, 0.2, np.nan, 0.5, 0.7, 0.9]})
+    diffs = pd.DataFrame({"group": ["ket"], "difference": [0.53], "ci_low": [0.3], "ci_high": [0.8]})
+    fig = estimation_figure(data, metric="passive_fraction", reference="control", differences=diffs)
+    ax, ax2 = fig.axes
+    pts = [c.get_offsets() for c in ax.collections]
+    assert [len(p) for p in pts] == [3, 3]  # NaN dropped
+    np.testing.assert_allclose(sorted(pts[1][:, 1]), [0.5, 0.7, 0.9])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["control\nn=4", "ket\nn=3"]
+    ys = sorted(float(y) for line in ax2.get_lines() for y in np.atleast_1d(line.get_ydata()))
+    assert 0.3 in ys and 0.8 in ys and 0.53 in ys
+
+
+def test_metric_selection_uses_pooled_open_loop_rows():
+    pf = pd.DataFrame({
+        "fish_id": ["a", "a", "a", "b", "b", "b"], "group": ["control"] * 3 + ["ket"] * 3,
+        "phase": ["ol1", "ol2", "open_loop"] * 2, "passive_fraction": [0.1, 0.3, 0.2, 0.5, 0.7, 0.6]})
+    assert main_phase(pf) == "open_loop"
+    v = metric_values(pf, "passive_fraction", "open_loop")
+    assert list(v["value"]) == [0.2, 0.6]
+    assert main_phase(pf.assign(phase="all")) == "all"
+    gs = pd.DataFrame({"metric": ["passive_fraction"] * 2, "phase": ["ol1", "open_loop"],
+                       "group": ["ket", "ket"], "diff": [0.4, 0.4], "ci_low": [0.1, 0.2],
+                       "ci_high": [0.7, 0.6]})
+    d = metric_differences(gs, "passive_fraction", "open_loop")
+    assert d[["ci_low", "ci_high"]].to_numpy().tolist() == [[0.2, 0.6]]
+
+
+# ------------------------------------------------------------------------------------------
+# the page as a user sees it: headless Chromium
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+_CHECK = """<script>
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var out = {
+    n_images: imgs.length,
+    not_loaded: imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); })
+                    .map(function (i) { return i.alt || i.src.slice(0, 60); }),
+    sizes: imgs.map(function (i) { return [i.naturalWidth, i.naturalHeight]; }),
+    resources: performance.getEntriesByType('resource').map(function (r) { return r.name; })
+                 .filter(function (n) { return n.indexOf('data:') !== 0; }),
+    external: Array.prototype.slice.call(document.querySelectorAll(
+                'link[href], script[src], iframe, object, embed, video, audio, source'))
+                .map(function (e) { return e.outerHTML.slice(0, 80); })
+  };
+  var pre = document.createElement('pre');
+  pre.id = 'fishtrack-check';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def _chromium_args(exe: str, profile: Path) -> list[str]:
+    return [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", "--hide-scrollbars", f"--user-data-dir={profile}"]
+
+
+def check_in_chromium(html_path: Path, tmp: Path) -> tuple[dict, list[str]]:
+    """Open a page in headless Chromium: (image/resource check, console messages)."""
+    exe = _chromium()
+    assert exe is not None
+    probe = tmp / "probe.html"  # a copy in another folder: nothing may come from next to it
+    text = html_path.read_text(encoding="utf-8")
+    probe.write_text(text.replace("</body>", _CHECK + "</body>"), encoding="utf-8")
+    cmd = _chromium_args(exe, tmp / "profile") + [
+        "--enable-logging=stderr", "--v=0", "--virtual-time-budget=15000", "--dump-dom",
+        probe.as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    m = re.search(r'<pre id="fishtrack-check">(.*?)</pre>', proc.stdout, re.S)
+    assert m, f"Chromium did not run the page check:\n{proc.stderr[-2000:]}"
+    check = json.loads(m.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+    console = [ln for ln in proc.stderr.splitlines() if ":CONSOLE" in ln or "Uncaught" in ln]
+    return check, console
+
+
+needs_chromium = pytest.mark.skipif(_chromium() is None, reason="Chromium not installed")
+
+
+@needs_chromium
+def test_report_in_chromium(report, tmp_path):
+    n_img = len(_embedded_pngs(report.html))
+    check, console = check_in_chromium(report.out / "report.html", tmp_path)
+    assert check["n_images"] == n_img > 0
+    assert check["not_loaded"] == []
+    assert all(w > 100 and h > 100 for w, h in check["sizes"])
+    assert check["resources"] == [] and check["external"] == []  # nothing fetched
+    assert console == []
+    # screenshot of the report as a user sees it
+    shot = report.out / "report_screenshot.png"
+    cmd = _chromium_args(_chromium(), tmp_path / "profile2") + [
+        f"--screenshot={shot}", "--window-size=1280,2400", "--virtual-time-budget=15000",
+        (report.out / "report.html").as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+    img = cv2.imread(str(shot))
+    assert img is not None and img.shape[:2] == (2400, 1280)
+    assert img.std() > 20  # not a blank page
+
+
+@needs_chromium
+def test_chromium_check_catches_broken_pages(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text('<html><body><img alt="gone" src="missing.png">'
+                   '<img alt="web" src="https://example.invalid/x.png">'
+                   '<link rel="stylesheet" href="style.css">'
+                   "<script>undefined_function();</script></body></html>", encoding="utf-8")
+    check, console = check_in_chromium(bad, tmp_path)
+    assert check["not_loaded"] == ["gone", "web"]
+    assert check["resources"] == ["https://example.invalid/x.png"]
+    assert len(check["external"]) == 1 and "style.css" in check["external"][0]
+    assert any("undefined_function" in ln for ln in console)
