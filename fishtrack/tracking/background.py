@@ -1,0 +1,807 @@
+"""Background model: per-pixel median of frames sampled over the whole video, still fish removed.
+
+Two steps, because arenas are detected on the background image:
+
+1. :func:`estimate_background` samples ``cfg.background_frames`` frames evenly over the whole
+   video, takes the per-pixel median (:attr:`Background.image`, uint8, used for arena
+   detection), and decides the polarity (dark fish on bright background or bright on dark).
+2. :meth:`Background.refine` (called by :func:`~fishtrack.tracking.track_video` when the
+   arenas are known) builds one :class:`ArenaModel` per arena: the *empty* arena background (a
+   fish that sat still in most sampled frames is removed from the median, see below), the noise
+   level, the segmentation threshold, and the size of the fish.
+
+Still fish. A median over the whole video absorbs a fish that rests in one place for more than
+half of the sampled frames (passivity *is* long stillness). Inside every arena we therefore look
+for fish-shaped blobs in the median itself: the morphological closing (dark fish) or opening
+(bright fish) with a kernel wider than the fish's body fills them, and ``closing - median`` shows
+them. Each fish-sized, fish-shaped blob with fish-like contrast is then replaced:
+
+- if some sampled frames show the spot *without* the fish (the fish left at some point), by the
+  per-pixel median of those frames (the true empty background);
+- otherwise (the fish never left) by a smooth fill from the surrounding background (normalised
+  convolution) — unless, in a
+  single-fish arena, a moving fish was seen elsewhere in the arena while the blob stayed put, in
+  which case the blob is static clutter (dust, a scratch) and stays in the background.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from fishtrack.config import TrackingConfig
+from fishtrack.errors import TrackingError
+
+__all__ = [
+    "Background",
+    "ArenaModel",
+    "estimate_background",
+    "sample_indices",
+    "detect_polarity",
+]
+
+Polarity = Literal["dark", "bright"]
+Layout = Literal["wells", "chamber", "embedded"]
+
+#: frames of the background sample kept for calibration (noise, threshold, fish size)
+_N_CALIB = 16
+#: bytes the background sample may hold (frames beyond this are not sampled)
+_SAMPLE_BYTES = 64_000_000
+#: pixels per arena used to estimate the per-frame brightness gain (flicker)
+_N_GAIN_PX = 400
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class ArenaModel:
+    """Everything segmentation needs to know about one arena.
+
+    Attributes
+    ----------
+    name
+        Arena name (``"A1"`` ...).
+    bbox
+        ``(x0, y0, x1, y1)`` of the arena crop in full-frame pixels (x1, y1 exclusive).
+    valid
+        uint8 (h, w), 255 inside the arena (margins already trimmed), 0 outside; the crop's
+        outer rows and columns are always 0 so that blobs of stacked frames never touch.
+    bg
+        float32 (h, w), the empty-arena background.
+    gain_yx
+        int (2, K) crop coordinates of the pixels used to estimate each frame's brightness gain.
+    gain_ref
+        float32 (K,) background values at those pixels.
+    noise
+        Robust standard deviation of the difference frame - background (grey levels).
+    threshold
+        Fishness (difference from background, grey levels, positive towards the fish polarity)
+        above which a pixel is part of a fish.
+    contrast
+        Typical peak fishness of a fish in this arena (grey levels; nan if no fish was seen).
+    still
+        Still fish removed from the median: dicts with ``x, y, area_px, method``.
+    clutter
+        Static fish-sized blobs kept in the background (never a fish): dicts with ``x, y,
+        area_px``.
+    """
+
+    name: str
+    bbox: tuple[int, int, int, int]
+    valid: np.ndarray
+    bg: np.ndarray
+    gain_yx: np.ndarray
+    gain_ref: np.ndarray
+    noise: float = float("nan")
+    threshold: float = float("nan")
+    contrast: float = float("nan")
+    still: list[dict] = field(default_factory=list)
+    clutter: list[dict] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.valid.shape  # type: ignore[return-value]
+
+
+@dataclass
+class Background:
+    """Background of one video.
+
+    Attributes
+    ----------
+    image
+        uint8 (H, W): per-pixel median of the sampled frames. Arena detection runs on this.
+    polarity
+        ``"dark"`` (dark fish on a bright background) or ``"bright"``.
+    median
+        float32 (H, W): the same median, unrounded.
+    sample_indices
+        Frame numbers of the sampled frames.
+    calib
+        uint8 (K, H, W): up to 32 of the sampled frames, kept for calibration.
+    calib_indices
+        Frame numbers of ``calib``.
+    noise
+        Robust standard deviation of frame - median over the whole frame (grey levels).
+    polarity_evidence
+        How the polarity was decided (``"config"``, ``"motion"``, ``"shape"`` or
+        ``"brightness"``) with the numbers behind it.
+    arenas
+        The arenas of :meth:`refine` (empty before).
+    models
+        One :class:`ArenaModel` per arena, in arena order (empty before :meth:`refine`).
+    fish_length_px, fish_area_px
+        Typical fish length (head to visible tail end) and area, estimated from the calibration
+        frames (or from the config), nan before :meth:`refine`.
+    """
+
+    image: np.ndarray
+    polarity: Polarity
+    median: np.ndarray
+    sample_indices: np.ndarray
+    calib: np.ndarray
+    calib_indices: np.ndarray
+    noise: float
+    polarity_evidence: dict = field(default_factory=dict)
+    arenas: tuple = ()
+    models: list[ArenaModel] = field(default_factory=list)
+    fish_length_px: float = float("nan")
+    fish_area_px: float = float("nan")
+
+    @property
+    def refined(self) -> bool:
+        """True once :meth:`refine` has built the per-arena models."""
+        return bool(self.models)
+
+    @property
+    def model_image(self) -> np.ndarray:
+        """float32 (H, W): the median with still fish removed inside the arenas."""
+        out = self.median.copy()
+        for m in self.models:
+            x0, y0, x1, y1 = m.bbox
+            inside = m.valid > 0
+            out[y0:y1, x0:x1][inside] = m.bg[inside]
+        return out
+
+    def refine(
+        self,
+        arenas: Sequence[Any],
+        cfg: TrackingConfig | None = None,
+        *,
+        fish_per_arena: int = 1,
+        layout: Layout = "wells",
+    ) -> Background:
+        """Per-arena background models (still fish removed), thresholds and fish size.
+
+        Parameters
+        ----------
+        arenas
+            Arenas (objects with ``name``, ``bbox`` and ``mask()`` as in
+            :class:`fishtrack.arenas.Arena`).
+        cfg
+            Tracking settings (defaults if None).
+        fish_per_arena
+            Fish expected per arena; with 1, a static blob that stays put while a fish moves
+            elsewhere in the same arena is clutter, not a fish.
+        layout
+            ``"embedded"`` always removes the (head-fixed) fish from the background.
+
+        Returns
+        -------
+        Background
+            A new object with :attr:`models`, :attr:`fish_length_px` and :attr:`fish_area_px`.
+        """
+        cfg = cfg or TrackingConfig()
+        if not arenas:
+            raise TrackingError("no arenas to track in")
+        return _refine(self, list(arenas), cfg, fish_per_arena=fish_per_arena, layout=layout)
+
+
+# --------------------------------------------------------------------------------------------
+# sampling and median
+
+
+def sample_indices(n_frames: int, k: int) -> np.ndarray:
+    """``k`` frame numbers spread evenly over ``n_frames`` (all frames if fewer)."""
+    if n_frames <= 0:
+        return np.zeros(0, dtype=np.int64)
+    k = int(min(max(k, 1), n_frames))
+    idx = np.round(np.linspace(0, n_frames - 1, k)).astype(np.int64)
+    return np.unique(idx)
+
+
+def _trim_heap() -> None:
+    """Give freed heap memory back to the OS (glibc keeps large freed blocks after the big
+    temporary arrays of sampling and calibration; without this the peak RSS of a run stays
+    ~40 MB higher). A no-op elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _frame_shape(source: Any) -> tuple[int, int] | None:
+    if isinstance(source, np.ndarray):
+        return source.shape[1], source.shape[2]
+    meta = getattr(source, "meta", None)
+    if meta is not None and getattr(meta, "height", None):
+        return int(meta.height), int(meta.width)
+    return None
+
+
+def _read_sample(source: Any, idx: np.ndarray, batch: int = 128) -> np.ndarray:
+    """Frames ``idx`` as one (K, H, W) uint8 array (frames the source cannot decode are left
+    out). One ``sample`` call per ``batch`` frames: the source then decodes forward within a
+    group of pictures instead of seeking for every frame."""
+    if isinstance(source, np.ndarray):
+        return np.ascontiguousarray(source[idx])
+    if not hasattr(source, "sample"):
+        return np.stack([np.asarray(source.read(int(i))) for i in idx])
+    out: np.ndarray | None = None
+    k = 0
+    for b0 in range(0, len(idx), batch):
+        part = np.asarray(source.sample(idx[b0 : b0 + batch]))
+        if part.ndim != 3 or part.dtype != np.uint8:
+            raise TrackingError(f"frames must be grey uint8 (N, H, W), got {part.dtype} {part.shape}")
+        if out is None:
+            out = np.empty((len(idx), *part.shape[1:]), np.uint8)
+        out[k : k + len(part)] = part
+        k += len(part)
+    if out is None:
+        raise TrackingError("no frame of the video could be decoded")
+    return out[:k]
+
+
+def _median(stack: np.ndarray) -> np.ndarray:
+    """Per-pixel median of a (K, H, W) uint8 stack, computed in row strips (bounded memory)."""
+    k, h, w = stack.shape
+    out = np.empty((h, w), dtype=np.float32)
+    rows = max(1, int(4_000_000 // max(1, k * w)))
+    for r0 in range(0, h, rows):
+        out[r0 : r0 + rows] = np.median(stack[:, r0 : r0 + rows], axis=0)
+    return out
+
+
+def _gains(frames: np.ndarray, ref: np.ndarray, yx: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Per-frame brightness gain: median over reference pixels of frame / background."""
+    vals = frames[:, yx[0], yx[1]].astype(np.float32)
+    r = vals / np.maximum(ref[yx[0], yx[1]], 1.0)[None, :]
+    return np.median(r, axis=1).astype(np.float32)
+
+
+def _robust_sigma(x: np.ndarray) -> float:
+    """1.4826 x median absolute deviation; for a (K, n) array, the median over rows whose own
+    deviation is not zero (duplicated frames, common in some recordings, are identical to the
+    median and would say there is no noise)."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.size == 0:
+        return float("nan")
+    if x.ndim == 2 and x.shape[0] > 1:
+        med = np.median(x, axis=1, keepdims=True)
+        per = 1.4826 * np.median(np.abs(x - med), axis=1)
+        moving = per[np.abs(x - med).max(axis=1) > 0]
+        return float(np.median(moving)) if moving.size else 0.0
+    x = x.ravel()
+    med = np.median(x)
+    return float(1.4826 * np.median(np.abs(x - med)))
+
+
+def _noise_sd(x: np.ndarray) -> float:
+    """Noise standard deviation of difference values that are mostly background: the larger of
+    the robust MAD estimate and 1.25 x the mean absolute deviation of the central 96 % (the
+    MAD is 0 for strongly compressed video where most pixels repeat the median exactly)."""
+    x = np.asarray(x, dtype=np.float32).ravel()
+    if x.size == 0:
+        return float("nan")
+    lo, med, hi = np.percentile(x, [2, 50, 98])
+    core = x[(x >= lo) & (x <= hi)]
+    mean_abs = float(1.2533 * np.abs(core - med).mean()) if core.size else 0.0
+    return max(_robust_sigma(x), mean_abs)
+
+
+def detect_polarity(
+    median: np.ndarray, calib: np.ndarray, *, noise: float | None = None
+) -> tuple[Polarity, dict]:
+    """Decide whether the fish are darker or brighter than the background.
+
+    First from motion: pixels of sampled frames that differ strongly from the median are mostly
+    darker (dark fish) or brighter. If nothing moves (every fish still, or one frame), from
+    shape: the strongest small blobs of the median's black-hat vs top-hat. Last resort, from
+    brightness: a bright background means dark fish.
+
+    Returns
+    -------
+    (polarity, evidence)
+    """
+    h, w = median.shape
+    step = max(1, int(np.sqrt(h * w / 200_000)))
+    med = median[::step, ::step]
+    ev: dict = {}
+    if len(calib) >= 3:
+        fr = calib[:, ::step, ::step]
+        yx = _grid_pixels(med.shape, 2000)
+        g = _gains(fr, med, yx)
+        d = fr.astype(np.float32) - g[:, None, None] * med[None]
+        sig = noise if noise is not None else _robust_sigma(d[:, yx[0], yx[1]])
+        tau = max(6.0 * sig, 12.0)
+        n_dark = int(np.count_nonzero(d < -tau))
+        n_bright = int(np.count_nonzero(d > tau))
+        ev = {"method": "motion", "dark_px": n_dark, "bright_px": n_bright, "tau": tau}
+        if n_dark + n_bright >= 30:
+            if n_dark >= 2 * n_bright:
+                return "dark", ev
+            if n_bright >= 2 * n_dark:
+                return "bright", ev
+    # shape: compare fish-sized dark and bright blobs in the median
+    k = max(5, int(min(h, w) / 40) | 1)
+    ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    m8 = np.clip(np.round(median), 0, 255).astype(np.uint8)
+    black = cv2.morphologyEx(m8, cv2.MORPH_BLACKHAT, ker).astype(np.float32)
+    white = cv2.morphologyEx(m8, cv2.MORPH_TOPHAT, ker).astype(np.float32)
+    sb, sw = float(np.percentile(black, 99.9)), float(np.percentile(white, 99.9))
+    ev.update({"shape_black": sb, "shape_white": sw})
+    if max(sb, sw) > 15 and (sb > 1.5 * sw or sw > 1.5 * sb):
+        ev["method"] = "shape"
+        return ("dark" if sb > sw else "bright"), ev
+    ev["method"] = "brightness"
+    ev["mean"] = float(median.mean())
+    return ("dark" if median.mean() >= 90 else "bright"), ev
+
+
+def _grid_pixels(shape: tuple[int, int], n: int, mask: np.ndarray | None = None):
+    """About ``n`` pixel coordinates spread over the image (inside ``mask`` if given)."""
+    if mask is None:
+        h, w = shape
+        s = max(1, int(np.sqrt(h * w / max(n, 1))))
+        yy, xx = np.mgrid[s // 2 : h : s, s // 2 : w : s]
+        return yy.ravel(), xx.ravel()
+    ys, xs = np.nonzero(mask)
+    if len(ys) > n:
+        pick = np.linspace(0, len(ys) - 1, n).astype(np.int64)
+        ys, xs = ys[pick], xs[pick]
+    return ys, xs
+
+
+def estimate_background(
+    source: Any,
+    cfg: TrackingConfig | None = None,
+    arenas: Sequence[Any] | None = None,
+    *,
+    fish_per_arena: int = 1,
+    layout: Layout = "wells",
+) -> Background:
+    """Estimate the background of a video.
+
+    Parameters
+    ----------
+    source
+        A :class:`fishtrack.io.video.VideoSource` (uses ``len`` and ``sample``) or a uint8
+        array (N, H, W).
+    cfg
+        Tracking settings: ``background_frames`` and ``polarity`` are used.
+    arenas
+        If given, the result is already refined (:meth:`Background.refine`); otherwise call
+        ``refine`` once the arenas are known (``track_video`` does it for you).
+    fish_per_arena, layout
+        Passed to :meth:`Background.refine` when ``arenas`` is given.
+
+    Returns
+    -------
+    Background
+    """
+    cfg = cfg or TrackingConfig()
+    n = len(source)
+    if n == 0:
+        raise TrackingError("the video has no frames")
+    k = cfg.background_frames
+    shape = _frame_shape(source)
+    if shape is not None:
+        k = int(min(k, max(20, _SAMPLE_BYTES // max(1, shape[0] * shape[1]))))
+    idx = sample_indices(n, k)
+    sample = _read_sample(source, idx)
+    if sample.ndim != 3 or sample.dtype != np.uint8:
+        raise TrackingError(f"frames must be grey uint8 (N, H, W), got {sample.dtype} {sample.shape}")
+    median = _median(sample)
+    ci = np.unique(np.linspace(0, len(sample) - 1, min(_N_CALIB, len(sample))).astype(np.int64))
+    calib = np.ascontiguousarray(sample[ci])
+    del sample
+    h, w = median.shape
+    yx = _grid_pixels((h, w), 20000)
+    if len(calib) >= 2:
+        g = _gains(calib, median, yx)
+        d = calib[:, yx[0], yx[1]].astype(np.float32) - g[:, None] * median[yx][None]
+        noise = _noise_sd(d)
+    else:
+        noise = 2.0
+    noise = float(max(noise, 0.5))
+    if cfg.polarity == "auto":
+        polarity, ev = detect_polarity(median, calib, noise=noise)
+    else:
+        polarity, ev = cfg.polarity, {"method": "config"}
+    bg = Background(
+        image=np.clip(np.round(median), 0, 255).astype(np.uint8),
+        polarity=polarity,
+        median=median,
+        sample_indices=idx,
+        calib=calib,
+        calib_indices=idx[ci],
+        noise=noise,
+        polarity_evidence=ev,
+    )
+    _trim_heap()
+    if arenas is not None:
+        bg = bg.refine(arenas, cfg, fish_per_arena=fish_per_arena, layout=layout)
+    return bg
+
+
+# --------------------------------------------------------------------------------------------
+# per-arena refinement
+
+
+def _fishness(frames: np.ndarray, bg: np.ndarray, gains: np.ndarray, polarity: Polarity):
+    """float32 difference towards the fish polarity (positive = fish-like)."""
+    d = frames.astype(np.float32) - gains[:, None, None] * bg[None]
+    return -d if polarity == "dark" else d
+
+
+def _arena_crop(arena: Any, shape: tuple[int, int]) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    h, w = shape
+    x0, y0, x1, y1 = (int(v) for v in arena.bbox)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        raise TrackingError(f"arena {arena.name}: bounding box {arena.bbox} is outside the frame")
+    m = np.asarray(arena.mask(), dtype=bool)
+    ox, oy = x0 - int(arena.bbox[0]), y0 - int(arena.bbox[1])
+    m = m[oy : oy + (y1 - y0), ox : ox + (x1 - x0)]
+    valid = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+    valid[: m.shape[0], : m.shape[1]][m] = 255
+    valid[0, :] = valid[-1, :] = 0
+    valid[:, 0] = valid[:, -1] = 0
+    return (x0, y0, x1, y1), valid
+
+
+@dataclass
+class _Blob:
+    frame: int
+    area: float
+    cx: float
+    cy: float
+    length: float
+    peak: float
+
+
+def _blobs(mask: np.ndarray, fishness: np.ndarray, min_area: float) -> list[_Blob]:
+    """Connected components of one frame's mask with area, centroid, length and peak."""
+    n, lab, stats, cent = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    out = []
+    for i in range(1, n):
+        a = stats[i, cv2.CC_STAT_AREA]
+        if a < min_area:
+            continue
+        x, y, bw, bh = stats[i, :4]
+        sub = lab[y : y + bh, x : x + bw] == i
+        ys, xs = np.nonzero(sub)
+        pts = np.stack([xs, ys], 1).astype(np.float32)
+        pts -= pts.mean(0)
+        if len(pts) >= 3:
+            ev, evec = np.linalg.eigh(np.cov(pts.T))
+            proj = pts @ evec[:, -1]
+            length = float(proj.max() - proj.min() + 1.0)
+        else:
+            length = float(max(bw, bh))
+        peak = float(np.percentile(fishness[y : y + bh, x : x + bw][sub], 95))
+        out.append(_Blob(0, float(a), float(cent[i, 0]), float(cent[i, 1]), length, peak))
+    return out
+
+
+def _odd(x: float) -> int:
+    k = int(round(x))
+    return k + 1 if k % 2 == 0 else k
+
+
+def _close_in_arena(img: np.ndarray, valid: np.ndarray, k: int, polarity: Polarity) -> np.ndarray:
+    """Closing (dark fish) / opening (bright fish) of ``img`` that ignores pixels outside the arena."""
+    ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    inside = valid > 0
+    if polarity == "dark":
+        a = np.where(inside, img, 0.0).astype(np.float32)  # neutral for max
+        a = cv2.dilate(a, ker)
+        a = np.where(inside, a, 1e6).astype(np.float32)  # neutral for min
+        return cv2.erode(a, ker)
+    a = np.where(inside, img, 1e6).astype(np.float32)
+    a = cv2.erode(a, ker)
+    a = np.where(inside, a, -1e6).astype(np.float32)
+    return cv2.dilate(a, ker)
+
+
+def _refine(
+    bg: Background,
+    arenas: list,
+    cfg: TrackingConfig,
+    *,
+    fish_per_arena: int,
+    layout: Layout,
+) -> Background:
+    shape = bg.median.shape
+    crops = [_arena_crop(a, shape) for a in arenas]
+
+    # 1) provisional models from the plain median: noise, threshold, moving-fish size
+    models: list[ArenaModel] = []
+    for a, (bbox, valid) in zip(arenas, crops, strict=True):
+        x0, y0, x1, y1 = bbox
+        med = bg.median[y0:y1, x0:x1].copy()
+        yx = _grid_pixels(valid.shape, _N_GAIN_PX, valid > 0)
+        if len(yx[0]) < 10:
+            raise TrackingError(f"arena {a.name}: fewer than 10 pixels inside the arena mask")
+        models.append(
+            ArenaModel(
+                name=str(a.name),
+                bbox=bbox,
+                valid=valid,
+                bg=med,
+                gain_yx=np.stack(yx).astype(np.int64),
+                gain_ref=med[yx].astype(np.float32),
+            )
+        )
+    sizes = _calibrate(bg, models, cfg)
+    length = cfg.fish_length_px or sizes["length"]
+    area = sizes["area"]
+
+    # 2) still fish: fish-shaped blobs in the median itself
+    still_len: list[float] = []
+    if cfg.remove_still_fish:
+        seen = [m.contrast for m in models if np.isfinite(m.contrast)]
+        contrast = float(np.median(seen)) if seen else float("nan")
+        for m in models:
+            still_len += _remove_still_fish(
+                bg,
+                m,
+                cfg,
+                length=length,
+                area=area,
+                contrast=contrast,
+                fish_per_arena=fish_per_arena,
+                layout=layout,
+            )
+
+    # 3) final calibration on the empty backgrounds
+    sizes = _calibrate(bg, models, cfg)
+    length = cfg.fish_length_px or sizes["length"]
+    if layout == "embedded" and still_len and not cfg.fish_length_px:
+        # head-embedded larvae are whole in the median (tail at rest): measure them there
+        length = float(np.median(still_len))
+    area = sizes["area"]
+    if not np.isfinite(length):
+        # nothing fish-like anywhere: fall back to a tenth of the typical arena size
+        span = np.median([min(m.shape) for m in models])
+        length = float(max(10.0, span / 10.0))
+    if not np.isfinite(area):
+        area = float(max(cfg.min_area_px, length * length / 10.0))
+    _trim_heap()
+    return dataclasses.replace(
+        bg, arenas=tuple(arenas), models=models, fish_length_px=float(length), fish_area_px=float(area)
+    )
+
+
+def _calibrate(bg: Background, models: list[ArenaModel], cfg: TrackingConfig) -> dict:
+    """Noise, threshold and contrast per arena; fish length and area over all arenas.
+
+    Length comes from blobs at a low provisional threshold (6 noise sd, it includes the faint
+    tail); area from blobs at each arena's final threshold (what segmentation will see).
+    """
+    lengths, areas = [], []
+    per_arena = []
+    for m in models:
+        x0, y0, x1, y1 = m.bbox
+        fr = bg.calib[:, y0:y1, x0:x1]
+        yx = (m.gain_yx[0], m.gain_yx[1])
+        g = _gains(fr, m.bg, yx)
+        f = _fishness(fr, m.bg, g, bg.polarity)
+        inside = m.valid > 0
+        m.noise = max(_noise_sd(f[:, yx[0], yx[1]]), 0.5)
+        t0 = max(6.0 * m.noise, 8.0)
+        peaks = []
+        for k in range(len(fr)):
+            mk = ((f[k] > t0) & inside).astype(np.uint8)
+            bl = _blobs(mk, f[k], cfg.min_area_px)
+            if bl:
+                b = max(bl, key=lambda b: b.area)
+                peaks.append(b.peak)
+                lengths += [(c.length, c.area) for c in bl if c.area >= 0.4 * b.area]
+        m.contrast = float(np.median(peaks)) if peaks else float("nan")
+        per_arena.append((m, f, inside))
+    # fish look alike in every arena: arenas where no fish was seen (empty, or the fish sat
+    # still in the median) borrow the typical contrast of the others
+    seen = [m.contrast for m in models if np.isfinite(m.contrast)]
+    typical = float(np.median(seen)) if seen else float("nan")
+    for m, f, inside in per_arena:
+        contrast = m.contrast if np.isfinite(m.contrast) else typical
+        if cfg.threshold is not None:
+            m.threshold = float(cfg.threshold)
+        else:
+            t = max(5.0 * m.noise, 6.0)
+            if np.isfinite(contrast):
+                # eyes dominate the contrast; the body is ~1/3 of it, the tail less
+                t = max(t, 0.12 * contrast)
+                t = min(t, 0.5 * contrast)
+            m.threshold = float(t)
+        if not np.isfinite(m.contrast):
+            continue
+        for k in range(len(f)):
+            mk = ((f[k] > m.threshold) & inside).astype(np.uint8)
+            bl = _blobs(mk, f[k], cfg.min_area_px)
+            if bl:
+                # every sizeable blob (not only the largest: in a chamber that is often two
+                # touching fish); fragments of one fish are much smaller and left out
+                big = max(b.area for b in bl)
+                areas += [b.area for b in bl if b.area >= 0.4 * big]
+    length = float("nan")
+    if lengths:
+        la = np.array(lengths)
+        single = la[:, 1] <= 1.4 * np.median(la[:, 1])  # leave out touching fish
+        length = float(np.median(la[single, 0]))
+    return {
+        "length": length,
+        "area": float(np.median(areas)) if areas else float("nan"),
+    }
+
+
+def _remove_still_fish(
+    bg: Background,
+    m: ArenaModel,
+    cfg: TrackingConfig,
+    *,
+    length: float,
+    area: float,
+    contrast: float,
+    fish_per_arena: int,
+    layout: Layout,
+) -> list[float]:
+    """Remove fish that sat still in the median from the arena background (in place).
+
+    ``length``, ``area`` and ``contrast`` describe the moving fish seen in the calibration
+    frames (nan if none moved anywhere).
+
+    Returns the lengths (px) of the fish removed by inpainting (used for head-embedded larvae,
+    which never leave the median).
+    """
+    pol = bg.polarity
+    inside = m.valid > 0
+    h, w = m.shape
+    if np.isfinite(length):
+        k = _odd(np.clip(0.6 * length, 7, max(7, min(h, w) // 2)))
+    else:
+        k = _odd(np.clip(min(h, w) / 5.0, 7, 61))
+    closed = _close_in_arena(m.bg, m.valid, k, pol)
+    resid = (closed - m.bg) if pol == "dark" else (m.bg - closed)
+    resid[~inside] = 0
+    thr = cfg.threshold if cfg.threshold is not None else max(6.0 * m.noise, 8.0, m.threshold)
+    # the closing also lifts the background's own texture: thresholds above its spread, with
+    # hysteresis so that a faint tail attached to a dark head is removed with it
+    rv = resid[inside]
+    med_r = float(np.median(rv))
+    mad_r = float(1.4826 * np.median(np.abs(rv - med_r)))
+    hi = max(thr, med_r + 8.0 * mad_r)
+    lo = max(0.5 * hi, med_r + 3.0 * mad_r)
+    cand = (resid > lo).astype(np.uint8)
+    n, lab, stats, cent = cv2.connectedComponentsWithStats(cand, connectivity=8)
+    if n <= 1:
+        return []
+    top = np.zeros(n)
+    np.maximum.at(top, lab[cand > 0], resid[cand > 0])
+    if layout == "embedded":
+        max_area = 0.5 * float(inside.sum())
+    else:
+        max_area = 2.0 * cfg.max_area_px if cfg.max_area_px else 0.15 * float(inside.sum())
+        if np.isfinite(area):
+            max_area = min(max_area, 6.0 * area)
+    x0, y0, x1, y1 = m.bbox
+    fr = bg.calib[:, y0:y1, x0:x1]
+    yx = (m.gain_yx[0], m.gain_yx[1])
+    g = _gains(fr, m.bg, yx)
+    f = _fishness(fr, m.bg, g, pol)  # positive where a frame shows a fish not in the median
+    comps = []
+    for i in range(1, n):
+        a = float(stats[i, cv2.CC_STAT_AREA])
+        if a < cfg.min_area_px or a > max_area or top[i] <= hi:
+            continue
+        comps.append((i, a, lab == i))
+    if layout == "embedded" and comps:
+        # the larva: the candidate with the darkest core (its eyes), not e.g. a frame line
+        comps = [max(comps, key=lambda c: top[c[0]])]
+    lengths: list[float] = []
+    for i, a, blob in comps:
+        # keep the fish, not the faint shading it sits in (an agarose drop, a vignette): pixels
+        # under a tenth of the core's contrast are below any segmentation threshold anyway
+        core = (blob & (resid > 0.1 * top[i])).astype(np.uint8)
+        _, cl = cv2.connectedComponents(core, connectivity=8)
+        blob = cl == cl.flat[int(np.argmax(np.where(blob, resid, -np.inf)))]
+        a = float(blob.sum())
+        cx, cy = float(cent[i, 0]) + x0, float(cent[i, 1]) + y0
+        rec = {"x": cx, "y": cy, "area_px": a}
+        grow = cv2.dilate(blob.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        grow &= inside
+        if layout != "embedded" and len(fr) >= 2:
+            # pixels that some sampled frames show empty (the fish left): their true background
+            # is the median of those frames
+            ghost = -f[:, grow]  # (K, n_px): how much brighter than the median
+            depth = np.maximum(resid[grow], lo)
+            absent = ghost > 0.5 * depth[None, :]
+            enough = absent.sum(axis=0) >= 2
+            if enough[blob[grow]].mean() >= 0.5:
+                vals = np.where(absent, fr[:, grow].astype(np.float32) / g[:, None], np.nan)
+                px = np.flatnonzero(enough)
+                newv = m.bg[grow]
+                newv[px] = np.nanmedian(vals[:, px], axis=0)
+                m.bg[grow] = newv
+                m.still.append({**rec, "method": "sampled"})
+                continue
+        # never left: a fish only if fish-shaped, with the dark core of the eyes (meniscus arcs,
+        # shading and dust are paler), and not clutter beside a moving fish
+        blen = _extent(blob)
+        if layout != "embedded":
+            if np.isfinite(length) and not (0.4 * length <= blen <= 1.6 * length):
+                continue
+            if np.isfinite(contrast) and top[i] < 0.5 * contrast:
+                continue
+            if fish_per_arena == 1 and _moving_fish_elsewhere(f, m, blob, cfg, length):
+                m.clutter.append(rec)
+                continue
+        m.bg[grow] = _fill_hole(m.bg, grow, inside, blen)[grow]
+        m.still.append({**rec, "method": "inpainted"})
+        lengths.append(blen)
+    return lengths
+
+
+def _fill_hole(img: np.ndarray, hole: np.ndarray, inside: np.ndarray, size: float) -> np.ndarray:
+    """``img`` with ``hole`` filled from the surrounding background by normalised convolution.
+
+    A wide Gaussian average of the pixels around the hole (inside the arena) keeps the
+    background's smooth gradients, while a speck of dust on the hole's edge is diluted instead
+    of being smeared across it (as edge-propagating inpainting does).
+    """
+    known = (inside & ~hole).astype(np.float32)
+    sigma = float(max(3.0, 0.25 * size))
+    num = cv2.GaussianBlur(img.astype(np.float32) * known, (0, 0), sigma)
+    den = cv2.GaussianBlur(known, (0, 0), sigma)
+    out = img.astype(np.float32).copy()
+    ok = hole & (den > 1e-3)
+    out[ok] = num[ok] / den[ok]
+    return out
+
+
+def _extent(blob: np.ndarray) -> float:
+    """Extent (px) of a blob along its principal axis."""
+    ys, xs = np.nonzero(blob)
+    pts = np.stack([xs, ys], 1).astype(np.float32)
+    if len(pts) < 3:
+        return float(len(pts))
+    pts -= pts.mean(0)
+    _, evec = np.linalg.eigh(np.cov(pts.T))
+    proj = pts @ evec[:, -1]
+    return float(proj.max() - proj.min() + 1.0)
+
+
+def _moving_fish_elsewhere(
+    f: np.ndarray, m: ArenaModel, blob: np.ndarray, cfg: TrackingConfig, length: float
+) -> bool:
+    """True if some calibration frame shows a fish-sized blob away from ``blob``."""
+    inside = m.valid > 0
+    t0 = cfg.threshold if cfg.threshold is not None else max(6.0 * m.noise, 8.0)
+    far = cv2.dilate(blob.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
+    min_a = max(cfg.min_area_px, 0.25 * blob.sum())
+    for k in range(len(f)):
+        mk = ((f[k] > t0) & inside & far).astype(np.uint8)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(mk, connectivity=8)
+        if n > 1 and stats[1:, cv2.CC_STAT_AREA].max() >= min_a:
+            return True
+    return False

@@ -1,0 +1,1021 @@
+"""Track every fish of a video: the chunk loop that ties background, segmentation, midline and
+identity together.
+
+Frames are decoded in a background thread (``prefetch`` chunks ahead) while the main thread
+tracks the previous chunk; OpenCV and PyAV release the GIL, so both cores work. Each arena is
+processed on its crop of the chunk: fishness and masks for all frames (:mod:`.segment`), blobs of
+the whole chunk from one contour call, the fish blob(s) of every frame (:mod:`.identity`), and
+head / midline for all selected blobs at once (:mod:`.midline`). Results go straight into
+preallocated NumPy arrays (one column per fish), so memory grows only with the size of the
+output table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from fishtrack.config import TrackingConfig
+from fishtrack.errors import TrackingError
+from fishtrack.tracking.background import ArenaModel, Background, estimate_background
+from fishtrack.tracking.identity import MultiTracker, select_single
+from fishtrack.tracking.midline import (
+    body_angles,
+    initial_directions,
+    locate_heads,
+    smooth_patches,
+    trace_midlines,
+    wrap,
+)
+from fishtrack.tracking.segment import ChunkBlobs, find_blobs, fishness_chunk
+
+__all__ = ["TrackResult", "ArraySource", "track_video", "track_columns"]
+
+Layout = Literal["wells", "chamber", "embedded"]
+Progress = Callable[[int, int], None]
+
+#: chunk bytes above which chunks are made shorter than ``chunk_size`` (bounded memory)
+_MAX_CHUNK_BYTES = 24_000_000
+
+
+def track_columns(n_tail_points: int) -> list[str]:
+    """Column names of the tracks table, in order."""
+    base = [
+        "frame",
+        "time_s",
+        "arena",
+        "fish",
+        "x",
+        "y",
+        "heading",
+        "tail_angle",
+        "tail_curvature",
+        "detected",
+        "area_px",
+        "id_uncertain",
+        "motion_energy",
+    ]
+    return (
+        base
+        + [f"tail_x_{i}" for i in range(n_tail_points)]
+        + [f"tail_y_{i}" for i in range(n_tail_points)]
+    )
+
+
+@dataclass
+class TrackResult:
+    """Output of :func:`track_video`.
+
+    Attributes
+    ----------
+    tracks
+        One row per frame per fish found (see ``docs/tracking.md`` for the columns).
+    summary
+        ``fish_per_arena`` (fish found per arena), ``detection_rate`` (per fish),
+        ``empty_arenas``, ``warnings``, ``polarity``, ``fish_length_px``, ``thresholds``,
+        ``still_fish``, ``clutter``, ``n_frames``.
+    damage
+        The video source's damage records.
+    background
+        The refined background model used.
+    """
+
+    tracks: pd.DataFrame
+    summary: dict = field(default_factory=dict)
+    damage: list = field(default_factory=list)
+    background: Background | None = None
+
+
+class ArraySource:
+    """A minimal in-memory video source over a uint8 array (N, H, W), for tests and tools.
+
+    Offers the parts of :class:`fishtrack.io.video.VideoSource` the tracker uses: ``len``,
+    ``chunks``, ``sample``, ``read``, ``timestamps``, ``meta`` and ``damage``.
+    """
+
+    def __init__(self, frames: np.ndarray, fps: float = 100.0):
+        frames = np.asarray(frames)
+        if frames.ndim != 3 or frames.dtype != np.uint8:
+            raise TrackingError(f"frames must be uint8 (N, H, W), got {frames.dtype} {frames.shape}")
+        self.frames = frames
+        self.timestamps = np.arange(len(frames)) / float(fps)
+        n, h, w = frames.shape
+        self.meta = SimpleNamespace(n_frames=n, fps=float(fps), width=w, height=h, codec="array")
+        self.damage: list = []
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def chunks(
+        self, n: int = 64, *, start: int = 0, stop: int | None = None, prefetch: int = 0
+    ) -> Iterator[SimpleNamespace]:
+        stop = len(self) if stop is None else min(stop, len(self))
+        for s in range(start, stop, n):
+            e = min(s + n, stop)
+            idx = np.arange(s, e, dtype=np.int64)
+            yield SimpleNamespace(indices=idx, times=self.timestamps[s:e], frames=self.frames[s:e])
+
+    def sample(self, indices: Sequence[int]) -> np.ndarray:
+        return self.frames[np.asarray(indices, dtype=np.int64)]
+
+    def read(self, i: int) -> np.ndarray:
+        return self.frames[i]
+
+
+# --------------------------------------------------------------------------------------------
+# storage
+
+
+class _Store:
+    """Preallocated per-fish columns, (frames, fish) each, row = frame number; grows by doubling
+    if the source has more frames than announced."""
+
+    _FLOAT = ("x", "y", "heading", "tail_angle", "tail_curvature", "area_px", "motion_energy")
+
+    def __init__(self, cap: int, n_fish: int, n_points: int):
+        self.n_fish = n_fish
+        self.n_points = n_points
+        self.rows = 0
+        cap = max(cap, 1)
+        self.frame = np.arange(cap, dtype=np.int64)
+        self.time = np.full(cap, np.nan, np.float64)
+        self.f = {k: np.full((cap, n_fish), np.nan, np.float32) for k in self._FLOAT}
+        self.detected = np.zeros((cap, n_fish), bool)
+        self.uncertain = np.zeros((cap, n_fish), bool)
+        self.tail = np.full((cap, n_fish, n_points, 2), np.nan, np.float32)
+
+    def reserve(self, last_frame: int) -> None:
+        """Make room for frame numbers up to ``last_frame``."""
+        need = last_frame + 1
+        cap = len(self.frame)
+        if need > cap:
+            new = max(need, 2 * cap)
+
+            def grow(a: np.ndarray, fill: Any) -> np.ndarray:
+                out = np.full((new, *a.shape[1:]), fill, a.dtype)
+                out[:cap] = a
+                return out
+
+            self.frame = np.arange(new, dtype=np.int64)
+            self.time = grow(self.time, 0.0)
+            self.f = {k: grow(v, np.nan) for k, v in self.f.items()}
+            self.detected = grow(self.detected, False)
+            self.uncertain = grow(self.uncertain, False)
+            self.tail = grow(self.tail, np.nan)
+            self.time[cap:] = np.nan
+        self.rows = max(self.rows, need)
+
+
+# --------------------------------------------------------------------------------------------
+# per-arena state
+
+
+@dataclass
+class _ArenaState:
+    model: ArenaModel
+    slots: list[int]
+    kind: Layout
+    n_fish: int
+    buf: np.ndarray | None = None
+    prev: np.ndarray | None = None
+    last: tuple | None = None
+    tracker: MultiTracker | None = None
+    head: np.ndarray | None = None  # embedded: fixed head (crop px)
+    heading: float = float("nan")  # embedded: fixed heading
+    last_heading: float = float("nan")
+
+
+@dataclass
+class _Params:
+    length: float
+    area: float
+    min_area: float
+    max_area: float
+    n_points: int
+    sigma_head: float
+    sigma_trace: float
+    patch: int
+    max_jump: float
+    polarity: str
+
+
+def _odd(x: float) -> int:
+    k = int(math.ceil(x))
+    return k if k % 2 else k + 1
+
+
+# --------------------------------------------------------------------------------------------
+# measuring fish in patches
+
+
+@dataclass
+class _Patches:
+    """Fish patches cut from one or several arenas (one row per fish-frame).
+
+    ``fp`` fishness (uint8), ``mem`` labels (1 = this fish, 2 = another blob, 0 = neither),
+    ``off`` the full-frame position of each patch's top-left pixel, ``cen`` the
+    (area-weighted) centroid of the fish's blob(s) in patch pixels (NaN if unknown), ``area``
+    the fish's pixel count and ``motion`` its motion energy (both measured while cutting).
+    """
+
+    fp: np.ndarray
+    mem: np.ndarray
+    off: np.ndarray
+    cen: np.ndarray
+    area: np.ndarray
+    motion: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.off)
+
+    def rows(self, sl: slice) -> _Patches:
+        return _Patches(*(getattr(self, f)[sl] for f in _PATCH_FIELDS))
+
+    @staticmethod
+    def concat(parts: list[_Patches]) -> _Patches:
+        return _Patches(*(np.concatenate([getattr(p, f) for p in parts]) for f in _PATCH_FIELDS))
+
+
+_PATCH_FIELDS = ("fp", "mem", "off", "cen", "area", "motion")
+
+
+@dataclass
+class _Meas:
+    """Measurements of patches, full-frame coordinates."""
+
+    head: np.ndarray  # (M, 2)
+    points: np.ndarray  # (M, n, 2)
+    heading: np.ndarray
+    tail_angle: np.ndarray
+    curvature: np.ndarray
+    ok: np.ndarray
+    area: np.ndarray
+    motion: np.ndarray
+
+    @staticmethod
+    def concat(parts: list[_Meas]) -> _Meas:
+        return _Meas(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(_Meas)))
+
+
+_DILATE5 = np.ones((5, 5), np.uint8)
+
+
+def _cut(
+    d: np.ndarray,
+    crop: np.ndarray,
+    prev: np.ndarray | None,
+    blobs: ChunkBlobs,
+    sel: np.ndarray,
+    p: int,
+    origin: tuple[int, int],
+    *,
+    centre: np.ndarray | None = None,
+    group: float = 0.0,
+    own_threshold: float | None = None,
+) -> _Patches:
+    """Cut the patches of blobs ``sel`` (or of frames ``sel`` at fixed ``centre``) and measure
+    each fish's area and motion energy on the way.
+
+    Parameters
+    ----------
+    d, crop, prev
+        Fishness (N, h, w), frames (N, h, w) and the frame before the chunk (h, w) of one arena.
+    blobs, sel
+        Blobs of the chunk and the selected ones, or (with ``own_threshold``) frame indices.
+    p
+        Patch side.
+    origin
+        Full-frame position of the arena crop's top-left pixel.
+    centre
+        (M, 2) patch centres (crop px); default the blob centroids.
+    group
+        Blobs of the same frame within this distance of the selected one are the same fish.
+    own_threshold
+        No blob outlines (head-embedded larvae): the fish is where the fishness exceeds this.
+    """
+    m = len(sel)
+    n_h, h, w = d.shape[1], d.shape[1], d.shape[2]
+    label = own_threshold is None
+    if label:
+        t = blobs.frame[sel].astype(np.int64)
+        if centre is None:
+            centre = np.stack([blobs.cx[sel], blobs.cy[sel]], axis=1)
+    else:
+        t = np.asarray(sel, np.int64)
+    c = np.round(np.asarray(centre, np.float64)).astype(np.int64)
+    x0 = c[:, 0] - p // 2
+    y0 = c[:, 1] - p // 2
+    fp = np.zeros((m, p, p), np.uint8)
+    mem = np.zeros((m, p, p), np.uint8) if label else np.ones((m, p, p), np.uint8)
+    cen = np.full((m, 2), np.nan)
+    area = np.zeros(m, np.float32)
+    motion = np.full(m, np.nan, np.float32)
+    ya, yb = np.clip(y0, 0, h), np.clip(y0 + p, 0, h)
+    xa, xb = np.clip(x0, 0, w), np.clip(x0 + p, 0, w)
+    if label:
+        starts = np.searchsorted(blobs.frame, t, side="left")
+        ends = np.searchsorted(blobs.frame, t, side="right")
+    for k in range(m):
+        tk = int(t[k])
+        y_a, y_b, x_a, x_b = int(ya[k]), int(yb[k]), int(xa[k]), int(xb[k])
+        if y_b <= y_a or x_b <= x_a:
+            continue
+        oy, ox = y_a - int(y0[k]), x_a - int(x0[k])
+        hh, ww = y_b - y_a, x_b - x_a
+        fp[k, oy : oy + hh, ox : ox + ww] = d[tk, y_a:y_b, x_a:x_b]
+        if label:
+            j = int(sel[k])
+            off = (int(-x0[k]), int(-(y0[k] + tk * n_h)))
+            sa = float(blobs.area[j])
+            sx, sy = sa * float(blobs.cx[j]), sa * float(blobs.cy[j])
+            for o in range(int(starts[k]), int(ends[k])):
+                if o == j or (
+                    blobs.x0[o] > x0[k] + p
+                    or blobs.x0[o] + blobs.w[o] < x0[k]
+                    or blobs.y0[o] > y0[k] + p
+                    or blobs.y0[o] + blobs.h[o] < y0[k]
+                ):
+                    continue
+                same = group > 0 and math.hypot(blobs.cx[o] - blobs.cx[j], blobs.cy[o] - blobs.cy[j]) <= group
+                if same:
+                    a = float(blobs.area[o])
+                    sa, sx, sy = sa + a, sx + a * float(blobs.cx[o]), sy + a * float(blobs.cy[o])
+                cv2.drawContours(mem[k], blobs.contours[o : o + 1], -1, 1 if same else 2, -1, offset=off)
+            cv2.drawContours(mem[k], blobs.contours[j : j + 1], -1, 1, -1, offset=off)
+            cen[k] = (sx / sa - x0[k], sy / sa - y0[k])
+            own = (mem[k, oy : oy + hh, ox : ox + ww] == 1).view(np.uint8)
+        else:
+            own = (fp[k, oy : oy + hh, ox : ox + ww] > own_threshold).view(np.uint8)
+        area[k] = cv2.countNonZero(own)
+        # motion energy: mean |frame_t - frame_t-1| inside the fish dilated by 2 px
+        if tk > 0:
+            before = crop[tk - 1, y_a:y_b, x_a:x_b]
+        elif prev is not None:
+            before = prev[y_a:y_b, x_a:x_b]
+        else:
+            continue
+        dil = cv2.dilate(own, _DILATE5)
+        if cv2.countNonZero(dil):
+            motion[k] = cv2.mean(cv2.absdiff(crop[tk, y_a:y_b, x_a:x_b], before), mask=dil)[0]
+    off = np.stack([x0 + origin[0], y0 + origin[1]], axis=1).astype(np.float64)
+    return _Patches(fp, mem, off, cen, area, motion)
+
+
+def _measure(
+    pt: _Patches,
+    prm: _Params,
+    stop: np.ndarray,
+    *,
+    heads: np.ndarray | None = None,
+    theta0: np.ndarray | None = None,
+) -> _Meas:
+    """Heads, midlines and angles of a batch of patches (area and motion come from the cut).
+
+    ``heads`` (full-frame px) and ``theta0`` (rad) are given for split merged blobs and
+    head-embedded larvae.
+    """
+    m = len(pt)
+    if m == 0:
+        z = np.zeros(0)
+        return _Meas(np.zeros((0, 2)), np.zeros((0, prm.n_points, 2)), z, z, z, z.astype(bool), z, z)
+    own = pt.fp * (pt.mem == 1)  # uint8 throughout: OpenCV filters are ~4x faster on it
+    trace_f = pt.fp * (pt.mem != 2)
+    if heads is None:
+        hp, _ = locate_heads(own, prm.length, prm.sigma_head)
+    else:
+        hp = heads - pt.off
+    if theta0 is None:
+        # towards the centroid of the fish's blob(s); blobs too short for that (only the head
+        # is above threshold) use the fishness far from the head
+        dv = pt.cen - hp
+        theta0 = np.arctan2(dv[:, 1], dv[:, 0])
+        short = ~(np.hypot(dv[:, 0], dv[:, 1]) > 0.12 * prm.length)
+        if short.any():
+            theta0[short] = initial_directions(trace_f[short], hp[short], prm.length)
+    fst = smooth_patches(trace_f, prm.sigma_trace)
+    mid = trace_midlines(fst, hp, theta0, prm.length, prm.n_points, stop, arc_smooth=False)
+    heading, tail_angle, curv = body_angles(mid.points)
+    heading = np.where(mid.ok, heading, wrap(theta0 + np.pi))
+    tail_angle = np.where(mid.ok, tail_angle, np.nan)
+    curv = np.where(mid.ok, curv, np.nan)
+    return _Meas(
+        head=hp + pt.off,
+        points=mid.points + pt.off[:, None, :],
+        heading=heading,
+        tail_angle=tail_angle,
+        curvature=curv,
+        ok=mid.ok,
+        area=pt.area.astype(np.float32),
+        motion=pt.motion.astype(np.float32),
+    )
+
+
+def _measure_all(
+    pt: _Patches, prm: _Params, stop: np.ndarray, max_px: int = 3_000_000, **kw: Any
+) -> _Meas:
+    """:func:`_measure` in slices of at most ``max_px`` patch pixels (bounded memory)."""
+    m = len(pt)
+    if m == 0:
+        return _measure(pt, prm, stop, **kw)
+    per = max(1, max_px // int(np.prod(pt.fp.shape[1:])))
+    if m <= per:
+        return _measure(pt, prm, stop, **kw)
+    parts = []
+    for i in range(0, m, per):
+        sl = slice(i, i + per)
+        sub = {k: (v[sl] if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
+        parts.append(_measure(pt.rows(sl), prm, stop[sl], **sub))
+    return _Meas.concat(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# main loop
+
+
+def _params(bg: Background, cfg: TrackingConfig, layout: Layout, fish_per_arena: int) -> _Params:
+    length = float(cfg.fish_length_px or bg.fish_length_px)
+    area = float(bg.fish_area_px)
+    if cfg.max_area_px is not None:
+        max_area = float(cfg.max_area_px)
+    else:
+        max_area = 4.0 * area
+    if fish_per_arena > 1:
+        max_area = max(max_area, 1.6 * area * fish_per_arena)
+    min_area = float(cfg.min_area_px)
+    patch = _odd(1.5 * length + 6)
+    if layout == "embedded":
+        patch = _odd(2.0 * 1.3 * length + 6)
+    return _Params(
+        length=length,
+        area=area,
+        min_area=min_area,
+        max_area=max_area,
+        n_points=int(cfg.n_tail_points),
+        sigma_head=max(0.7, 0.017 * length),
+        sigma_trace=max(0.7, 0.025 * length),
+        patch=patch,
+        max_jump=float(cfg.max_jump_px or length),
+        polarity=bg.polarity,
+    )
+
+
+def _stop_level(model: ArenaModel) -> float:
+    """Absolute end of a tail trace: well above the noise of the smoothed fishness."""
+    return float(max(3.0 * model.noise, 3.0))
+
+
+def _write(
+    store: _Store,
+    rows: np.ndarray,
+    slot: np.ndarray | int,
+    meas: _Meas,
+    idx: np.ndarray | slice,
+    uncertain: np.ndarray | None = None,
+) -> None:
+    """Write measurements ``idx`` of ``meas`` into frame numbers ``rows`` of fish ``slot``."""
+    if len(rows) == 0:
+        return
+    f = store.f
+    f["x"][rows, slot] = meas.head[idx, 0]
+    f["y"][rows, slot] = meas.head[idx, 1]
+    f["heading"][rows, slot] = meas.heading[idx]
+    f["tail_angle"][rows, slot] = meas.tail_angle[idx]
+    f["tail_curvature"][rows, slot] = meas.curvature[idx]
+    f["area_px"][rows, slot] = meas.area[idx]
+    f["motion_energy"][rows, slot] = meas.motion[idx]
+    store.tail[rows, slot] = meas.points[idx]
+    store.detected[rows, slot] = True
+    if uncertain is not None:
+        store.uncertain[rows, slot] = uncertain
+
+
+@dataclass
+class _Pending:
+    """Patches of one arena waiting for the batched measurement: frame numbers ``rows``."""
+
+    st: _ArenaState
+    rows: np.ndarray
+    stop: float
+    heads: np.ndarray | None = None  # embedded: fixed head (full-frame px)
+
+
+class _Queue:
+    """Patches collected over a few chunks, measured together (fewer, larger NumPy calls)."""
+
+    def __init__(self, limit: int = 512):
+        self.limit = limit
+        self.parts: list[_Patches] = []
+        self.pend: list[_Pending] = []
+        self.n = 0
+
+    def add(self, pt: _Patches, pend: _Pending) -> None:
+        self.parts.append(pt)
+        self.pend.append(pend)
+        self.n += len(pt)
+
+    def flush(self, store: _Store, prm: _Params, layout: Layout, *, force: bool = False) -> None:
+        if not self.parts or (self.n < self.limit and not force):
+            return
+        pt = _Patches.concat(self.parts)
+        pend = self.pend
+        self.parts, self.pend, self.n = [], [], 0
+        stop = np.concatenate([np.full(len(p.rows), p.stop, np.float32) for p in pend])
+        if layout == "embedded":
+            heads = np.concatenate([np.tile(p.heads, (len(p.rows), 1)) for p in pend])
+            th = np.concatenate([np.full(len(p.rows), wrap(p.st.heading + np.pi)) for p in pend])
+            meas = _measure_all(pt, prm, stop, heads=heads, theta0=th)
+            meas.heading = np.concatenate([np.full(len(p.rows), p.st.heading) for p in pend])
+        else:
+            meas = _measure_all(pt, prm, stop)
+        r = 0
+        for p in pend:
+            k = len(p.rows)
+            idx = np.arange(r, r + k)
+            if layout == "embedded":  # detected = the tail was found
+                ok = meas.ok[idx]
+                idx, rows = idx[ok], p.rows[ok]
+            else:
+                rows = p.rows
+            _write(store, rows, p.st.slots[0], meas, idx)
+            r += k
+
+
+def _select_single(st: _ArenaState, blobs: ChunkBlobs, n: int, prm: _Params) -> np.ndarray:
+    chosen, st.last = select_single(
+        blobs.frame,
+        blobs.area,
+        blobs.cx,
+        blobs.cy,
+        n,
+        last=st.last,
+        min_area=prm.min_area,
+        max_area=prm.max_area,
+    )
+    return chosen
+
+
+def _origin(st: _ArenaState) -> tuple[int, int]:
+    return int(st.model.bbox[0]), int(st.model.bbox[1])
+
+
+def _init_embedded(st: _ArenaState, d, crop, blobs, n, prm) -> bool:
+    """Fix the head and heading of a head-embedded larva from the first frames that show it."""
+    chosen = _select_single(st, blobs, n, prm)
+    t = np.flatnonzero(chosen >= 0)
+    if t.size < max(3, n // 4):
+        return False
+    pt = _cut(d, crop, None, blobs, chosen[t], _odd(1.5 * prm.length + 6), _origin(st), group=0.8 * prm.length)
+    meas = _measure_all(pt, prm, np.full(len(pt), _stop_level(st.model), np.float32))
+    st.head = np.median(meas.head, axis=0) - np.array(_origin(st), np.float64)
+    hd = meas.heading[np.isfinite(meas.heading)]
+    st.heading = float(np.angle(np.exp(1j * hd).mean())) if hd.size else 0.0
+    return True
+
+
+def _eye_peaks(fs: np.ndarray, prm: _Params) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel eye candidates (x, y) and their strength in a smoothed fishness image."""
+    r_eye = max(1, int(round(0.07 * prm.length)))
+    ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r_eye + 1, 2 * r_eye + 1))
+    dil = cv2.dilate(fs, ker)
+    top = float(fs.max())
+    pk = np.argwhere((fs >= dil) & (fs > 0.45 * top))
+    if len(pk) == 0:
+        return np.zeros((0, 2)), np.zeros(0)
+    vals = fs[pk[:, 0], pk[:, 1]].astype(np.float64)
+    pts = []
+    rw = max(1, r_eye // 2)
+    for py, px in pk:
+        ya, xa = max(0, py - rw), max(0, px - rw)
+        win = fs[ya : py + rw + 1, xa : px + rw + 1]
+        wgt = np.clip(win - 0.7 * fs[py, px], 0, None)
+        s = float(wgt.sum())
+        if s <= 0:
+            pts.append((float(px), float(py)))
+            continue
+        yy, xx = np.mgrid[ya : ya + win.shape[0], xa : xa + win.shape[1]]
+        pts.append((float((wgt * xx).sum() / s), float((wgt * yy).sum() / s)))
+    return np.array(pts, np.float64), vals
+
+
+def _pair_candidates(eyes: np.ndarray, vals: np.ndarray, prm: _Params) -> list[tuple]:
+    """Candidate heads: midpoints of eye pairs 0.05-0.3 lengths apart, and single eyes."""
+    cands: list[tuple] = []
+    n = len(eyes)
+    for a in range(n):
+        for b in range(a + 1, n):
+            dd = math.hypot(*(eyes[a] - eyes[b]))
+            ratio = vals[a] / max(vals[b], 1e-6)
+            if 0.05 * prm.length <= dd <= 0.3 * prm.length and 0.4 <= ratio <= 2.5:
+                cands.append(((eyes[a] + eyes[b]) / 2.0, frozenset((a, b)), 0.0))
+    for a in range(n):
+        cands.append((eyes[a], frozenset((a,)), 0.15 * prm.length))
+    return cands
+
+
+def _best_disjoint(cost: np.ndarray, uses: list[frozenset], limit: float) -> list[int]:
+    """For every row (fish) one column (candidate) or -1, candidates sharing no eye, minimising
+    the total cost (exhaustive for small problems; rows without a candidate under ``limit``
+    cost ``limit``)."""
+    n_r, n_c = cost.shape
+    best: list = [math.inf, [-1] * n_r]
+    order = [np.argsort(cost[r])[:6] for r in range(n_r)]
+
+    def rec(r: int, used: frozenset, acc: float, pick: list[int]) -> None:
+        if acc >= best[0]:
+            return
+        if r == n_r:
+            best[0], best[1] = acc, list(pick)
+            return
+        for c in order[r]:
+            if cost[r, c] >= limit or uses[c] & used:
+                continue
+            pick.append(int(c))
+            rec(r + 1, used | uses[c], acc + cost[r, c], pick)
+            pick.pop()
+        pick.append(-1)
+        rec(r + 1, used, acc + limit, pick)
+        pick.pop()
+
+    rec(0, frozenset(), 0.0, [])
+    return best[1]
+
+
+def _merged_heads(
+    d: np.ndarray, blobs: ChunkBlobs, j: int, k: int, pred: np.ndarray, prm: _Params
+) -> tuple[np.ndarray, np.ndarray]:
+    """Head positions (crop px) and headings (rad, NaN where unknown) of the fish inside merged
+    blob ``j``.
+
+    Eye candidates are the peaks of the smoothed fishness; a head is the midpoint of an eye
+    pair (0.05-0.3 lengths apart) or, when one eye is hidden, a single eye. Fish predicted inside
+    the blob take the combination of heads, sharing no eye, closest to their predictions; up to
+    ``k`` heads in all, the remaining eyes are paired by strength.
+    """
+    n_h = d.shape[1]
+    x, y, w, h = int(blobs.x0[j]), int(blobs.y0[j]), int(blobs.w[j]), int(blobs.h[j])
+    t = int(blobs.frame[j])
+    pad = 4
+    ox, oy = max(0, x - pad), max(0, y - pad)
+    sub = d[t, oy : y + h + pad, ox : x + w + pad].astype(np.float32)
+    mem = np.zeros(sub.shape, np.uint8)
+    cv2.drawContours(mem, blobs.contours[j : j + 1], -1, 1, -1, offset=(-ox, -(oy + t * n_h)))
+    fs = cv2.GaussianBlur(sub * mem, (0, 0), prm.sigma_trace)
+    eyes, vals = _eye_peaks(fs, prm)
+    if len(eyes) == 0:
+        return np.zeros((0, 2)), np.zeros(0)
+    eyes = eyes + np.array([ox, oy], np.float64)
+    cands = _pair_candidates(eyes, vals, prm)
+    pos = np.array([c[0] for c in cands])
+    uses = [c[1] for c in cands]
+    pen = np.array([c[2] for c in cands])
+    lim = 0.5 * prm.length
+    inside = [
+        p
+        for p in pred
+        if np.all(np.isfinite(p)) and x - lim <= p[0] <= x + w + lim and y - lim <= p[1] <= y + h + lim
+    ]
+    chosen: list[int] = []
+    used: frozenset = frozenset()
+    if inside:
+        pr = np.array(inside[:6])
+        cost = np.hypot(pr[:, None, 0] - pos[None, :, 0], pr[:, None, 1] - pos[None, :, 1]) + pen
+        pick = _best_disjoint(cost, uses, lim)
+        for c in pick:
+            if c >= 0:
+                chosen.append(c)
+                used = used | uses[c]
+    # remaining eyes: strongest pairs first
+    rest = sorted(
+        (i for i, c in enumerate(cands) if not (c[1] & used)),
+        key=lambda i: (len(cands[i][1]) == 1, -sum(vals[list(cands[i][1])])),
+    )
+    for i in rest:
+        if len(chosen) >= k:
+            break
+        if cands[i][1] & used:
+            continue
+        chosen.append(i)
+        used = used | cands[i][1]
+    heads = np.array([pos[c] for c in chosen], np.float64).reshape(-1, 2)
+    headings = np.array(
+        [_pair_heading(fs, eyes, cands[c][1], pos[c], (ox, oy), prm.length) for c in chosen],
+        np.float64,
+    )
+    return heads, headings
+
+
+def _pair_heading(
+    fs: np.ndarray, eyes: np.ndarray, pair: frozenset, head: np.ndarray, off, length: float
+) -> float:
+    """Heading (rad) of a fish in a merged blob from its eye pair: perpendicular to the line
+    through the eyes, pointing away from the side where the body is (more fishness along a ray
+    0.3-0.7 lengths from the head). NaN for a single eye."""
+    if len(pair) != 2:
+        return math.nan
+    a, b = (eyes[i] for i in sorted(pair))
+    ex, ey = b - a
+    axis = math.atan2(ey, ex) + math.pi / 2
+    r = np.linspace(0.3, 0.7, 6) * length
+    hx, hy = head[0] - off[0], head[1] - off[1]
+    h, w = fs.shape
+    mass = []
+    for th in (axis, axis + math.pi):
+        xs = np.clip(np.round(hx + r * math.cos(th)).astype(int), 0, w - 1)
+        ys = np.clip(np.round(hy + r * math.sin(th)).astype(int), 0, h - 1)
+        inb = (hx + r * math.cos(th) >= 0) & (hx + r * math.cos(th) < w)
+        inb &= (hy + r * math.sin(th) >= 0) & (hy + r * math.sin(th) < h)
+        mass.append(float((fs[ys, xs] * inb).sum()))
+    body = axis if mass[0] >= mass[1] else axis + math.pi
+    return float(np.angle(np.exp(1j * (body + math.pi))))
+
+
+def _track_multi(st: _ArenaState, d, crop, blobs, n, prm, store, fidx) -> None:
+    tr = st.tracker
+    assert tr is not None
+    stop = _stop_level(st.model)
+    org = _origin(st)
+    orgv = np.array(org, np.float64)
+    ok_area = (blobs.area >= prm.min_area) & (blobs.area <= prm.max_area)
+    single = ok_area & (blobs.area <= 1.5 * prm.area)
+    sel = np.flatnonzero(single)
+    pt = _cut(d, crop, st.prev, blobs, sel, prm.patch, org)
+    meas = _measure_all(pt, prm, np.full(len(pt), stop, np.float32))
+    row_of = {int(j): i for i, j in enumerate(sel)}
+    starts = np.searchsorted(blobs.frame, np.arange(n), side="left")
+    ends = np.searchsorted(blobs.frame, np.arange(n), side="right")
+    m_blob: list[int] = []
+    m_head: list[np.ndarray] = []
+    out: list[tuple[int, int, str, int, bool]] = []  # (t, fish, source, row, uncertain)
+    for t in range(n):
+        pos, hd, mg, src = [], [], [], []
+        pred = None
+        for j in range(starts[t], ends[t]):
+            if not ok_area[j]:
+                continue
+            if j in row_of:
+                i = row_of[j]
+                pos.append(meas.head[i] - orgv)
+                hd.append(meas.heading[i])
+                mg.append(False)
+                src.append(("s", i))
+                continue
+            if pred is None:
+                pred = tr.predict()[tr.started]
+            k = int(np.clip(round(float(blobs.area[j]) / prm.area), 2, tr.n))
+            hh, hdg = _merged_heads(d, blobs, j, k, pred, prm)
+            for h, hg in zip(hh, hdg, strict=True):
+                pos.append(h)
+                hd.append(hg)
+                mg.append(True)
+                src.append(("m", len(m_blob)))
+                m_blob.append(j)
+                m_head.append(h)
+        asg = tr.update(
+            np.array(pos, np.float64).reshape(-1, 2),
+            det_heading=np.array(hd, np.float64),
+            merged=np.array(mg, bool),
+        )
+        for f in range(tr.n):
+            jd = asg.det_of[f]
+            if jd >= 0:
+                out.append((t, f, src[jd][0], src[jd][1], bool(asg.uncertain[f])))
+    mmeas = None
+    if m_blob:
+        mb = np.array(m_blob, np.int64)
+        side = int(max(blobs.w[mb].max(), blobs.h[mb].max()))
+        centre = np.stack([blobs.x0[mb] + blobs.w[mb] / 2.0, blobs.y0[mb] + blobs.h[mb] / 2.0], axis=1)
+        mpt = _cut(d, crop, st.prev, blobs, mb, _odd(side + prm.length), org, centre=centre)
+        cnt = np.bincount(mb, minlength=len(blobs))
+        mpt.area = (blobs.area[mb] / cnt[mb]).astype(np.float32)
+        heads = np.array(m_head) + orgv
+        own = mpt.fp.astype(np.float32) * (mpt.mem == 1)
+        theta0 = initial_directions(own, heads - mpt.off, prm.length, r_max=0.7 * prm.length)
+        mmeas = _measure_all(mpt, prm, np.full(len(mpt), stop, np.float32), heads=heads, theta0=theta0)
+    for t, f, kind, i, unc in out:
+        m_ = meas if kind == "s" else mmeas
+        _write(store, fidx[[t]], st.slots[f], m_, np.array([i]), np.array([unc]))
+
+
+def _chunks(source: Any, n: int, prefetch: int) -> Iterator:
+    """``source.chunks(n)``, decoded ``prefetch`` chunks ahead when the source supports it."""
+    try:
+        params = inspect.signature(source.chunks).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "prefetch" in params:
+        return iter(source.chunks(n, prefetch=prefetch))
+    return iter(source.chunks(n))
+
+
+def track_video(
+    source: Any,
+    arenas: Sequence[Any],
+    cfg: TrackingConfig | None = None,
+    *,
+    fish_per_arena: int = 1,
+    layout: Layout = "wells",
+    background: Background | None = None,
+    chunk_size: int = 64,
+    progress: Progress | None = None,
+    prefetch: int = 1,
+) -> TrackResult:
+    """Track every fish in every arena of a video.
+
+    Parameters
+    ----------
+    source
+        A :class:`fishtrack.io.video.VideoSource` (or :class:`ArraySource`, or a uint8 array
+        (N, H, W)).
+    arenas
+        Arenas from :func:`fishtrack.arenas.detect_arenas`.
+    cfg
+        Tracking settings.
+    fish_per_arena
+        Fish per arena; more than 1 turns on identity tracking (``fish`` = ``ARENA-k``).
+    layout
+        ``"wells"``, ``"chamber"`` or ``"embedded"`` (head fixed: only the tail is traced).
+    background
+        A background from :func:`estimate_background` (refined here if needed); estimated if
+        None.
+    chunk_size
+        Frames per chunk (shortened for very large frames to bound memory).
+    progress
+        Called as ``progress(frames_done, n_frames)`` after every chunk.
+    prefetch
+        Chunks decoded ahead in a background thread (0: no thread).
+
+    Returns
+    -------
+    TrackResult
+    """
+    cfg = cfg or TrackingConfig()
+    if isinstance(source, np.ndarray):
+        source = ArraySource(source)
+    arenas = list(arenas)
+    if not arenas:
+        raise TrackingError("no arenas to track in")
+    if layout not in ("wells", "chamber", "embedded"):
+        raise TrackingError(f"unknown layout {layout!r}; use wells, chamber or embedded")
+    if fish_per_arena < 1:
+        raise TrackingError(f"fish_per_arena must be at least 1, got {fish_per_arena}")
+    if layout == "embedded":
+        fish_per_arena = 1
+    if background is None:
+        background = estimate_background(source, cfg)
+    bg = background
+    if not bg.refined or list(bg.arenas) != arenas:
+        bg = bg.refine(arenas, cfg, fish_per_arena=fish_per_arena, layout=layout)
+    prm = _params(bg, cfg, layout, fish_per_arena)
+    n_total = len(source)
+    multi = fish_per_arena > 1
+    names: list[tuple[str, str]] = []
+    states: list[_ArenaState] = []
+    for m in bg.models:
+        slots = []
+        for k in range(fish_per_arena):
+            slots.append(len(names))
+            names.append((m.name, f"{m.name}-{k + 1}" if multi else m.name))
+        st = _ArenaState(model=m, slots=slots, kind=layout, n_fish=fish_per_arena)
+        if multi:
+            st.tracker = MultiTracker(fish_per_arena, prm.max_jump)
+        states.append(st)
+    store = _Store(n_total, len(names), prm.n_points)
+    ts = getattr(source, "timestamps", None)
+    if ts is not None and len(ts) == n_total:
+        store.time[:n_total] = np.asarray(ts, np.float64)
+    store.rows = n_total
+    h_full, w_full = bg.median.shape
+    n_chunk = int(max(4, min(chunk_size, _MAX_CHUNK_BYTES // max(1, h_full * w_full))))
+    max_cells = max(int(np.prod(m.shape)) for m in bg.models)
+    work = np.zeros(n_chunk * max_cells, np.uint8)
+    done = 0
+    damage = getattr(source, "damage", [])
+    # The decode thread needs the GIL between FFmpeg calls; with the default 5 ms switch
+    # interval it waits behind the tracking thread's Python work and decoding slows ~3x.
+    old_switch = sys.getswitchinterval()
+    sys.setswitchinterval(min(old_switch, 0.0005))
+    queue = _Queue()
+    try:
+        for chunk in _chunks(source, n_chunk, prefetch):
+            done += _track_chunk(chunk, states, store, bg, cfg, prm, work, layout, multi, queue)
+            if progress is not None:
+                progress(done, n_total)
+        queue.flush(store, prm, layout, force=True)
+    finally:
+        sys.setswitchinterval(old_switch)
+    return _finish(store, names, states, bg, cfg, prm, damage, layout, fish_per_arena)
+
+
+def _track_chunk(chunk, states, store, bg, cfg, prm, work, layout, multi, queue: _Queue) -> int:
+    """Segment one chunk in every arena and queue (or, for several fish per arena, track) the
+    fish found; returns the number of frames in the chunk."""
+    h_full, w_full = bg.median.shape
+    frames = chunk.frames
+    n = len(chunk.indices)
+    if frames.shape[1:] != (h_full, w_full):
+        raise TrackingError(
+            f"frame size {frames.shape[2]}x{frames.shape[1]} differs from the background "
+            f"{w_full}x{h_full}"
+        )
+    fidx = np.asarray(chunk.indices, np.int64)
+    if n == 0:
+        return 0
+    store.reserve(int(fidx[-1]))
+    store.time[fidx] = chunk.times
+    for st in states:
+        m = st.model
+        x0, y0, x1, y1 = m.bbox
+        crop = frames[:, y0:y1, x0:x1]
+        hh, ww = m.shape
+        d = work[: n * hh * ww].reshape(n, hh, ww)
+        fishness_chunk(crop, m, bg.polarity, d, flicker=cfg.flicker_correction)
+        blobs = find_blobs(d, m.threshold, prm.min_area)
+        if multi:
+            _track_multi(st, d, crop, blobs, n, prm, store, fidx)
+        elif layout == "embedded":
+            if st.head is not None or _init_embedded(st, d, crop, blobs, n, prm):
+                # every frame, centred on the fixed head; the fish is where fishness > threshold
+                t = np.arange(n, dtype=np.int64)
+                centre = np.tile(st.head, (n, 1))
+                pt = _cut(d, crop, st.prev, blobs, t, prm.patch, _origin(st), centre=centre,
+                          own_threshold=m.threshold)
+                head = st.head + np.array(_origin(st), np.float64)
+                queue.add(pt, _Pending(st, fidx, _stop_level(m), head))
+        else:
+            chosen = _select_single(st, blobs, n, prm)
+            t = np.flatnonzero(chosen >= 0)
+            if t.size:
+                pt = _cut(d, crop, st.prev, blobs, chosen[t], prm.patch, _origin(st), group=0.8 * prm.length)
+                queue.add(pt, _Pending(st, fidx[t], _stop_level(m)))
+        st.prev = np.array(crop[-1])
+    queue.flush(store, prm, layout)
+    return n
+
+
+def _finish(store, names, states, bg, cfg, prm, damage, layout, fish_per_arena) -> TrackResult:
+    rows = store.rows
+    det = store.detected[:rows]
+    rate = det.mean(axis=0) if rows else np.zeros(len(names))
+    min_presence = float(cfg.min_presence)
+    area_med = np.array(
+        [np.nanmedian(store.f["area_px"][:rows, i]) if det[:, i].any() else np.nan for i in range(len(names))]
+    )
+    # a fish: detected often enough, with a fish-sized blob (not specks of noise or glare)
+    keep = (rate >= min_presence) & (area_med >= 0.3 * prm.area)
+    warns: list[str] = []
+    per_arena: dict[str, int] = {}
+    empty: list[str] = []
+    for st in states:
+        k = int(sum(keep[s] for s in st.slots))
+        per_arena[st.model.name] = k
+        if k == 0:
+            empty.append(st.model.name)
+        elif k < st.n_fish:
+            warns.append(f"arena {st.model.name}: found {k} of {st.n_fish} fish")
+        for s in st.slots:
+            if keep[s] and rate[s] < 0.9:
+                warns.append(f"fish {names[s][1]}: detected in only {100 * rate[s]:.1f}% of frames")
+    kept = np.flatnonzero(keep)
+    n_k = len(kept)
+    cols: dict[str, Any] = {}
+    cols["frame"] = np.repeat(store.frame[:rows], n_k)
+    cols["time_s"] = np.repeat(store.time[:rows], n_k)
+    cols["arena"] = np.tile(np.array([names[i][0] for i in kept], dtype=object), rows)
+    cols["fish"] = np.tile(np.array([names[i][1] for i in kept], dtype=object), rows)
+    for k in ("x", "y", "heading", "tail_angle", "tail_curvature"):
+        cols[k] = store.f[k][:rows, kept].ravel()
+    cols["detected"] = det[:, kept].ravel()
+    cols["area_px"] = store.f["area_px"][:rows, kept].ravel()
+    cols["id_uncertain"] = store.uncertain[:rows, kept].ravel()
+    cols["motion_energy"] = store.f["motion_energy"][:rows, kept].ravel()
+    for i in range(prm.n_points):
+        cols[f"tail_x_{i}"] = store.tail[:rows, kept, i, 0].ravel()
+    for i in range(prm.n_points):
+        cols[f"tail_y_{i}"] = store.tail[:rows, kept, i, 1].ravel()
+    tracks = pd.DataFrame(cols)
+    summary = {
+        "n_frames": int(rows),
+        "fish_per_arena": per_arena,
+        "detection_rate": {names[i][1]: float(rate[i]) for i in kept},
+        "empty_arenas": empty,
+        "warnings": warns,
+        "polarity": bg.polarity,
+        "fish_length_px": float(prm.length),
+        "fish_area_px": float(prm.area),
+        "thresholds": {st.model.name: float(st.model.threshold) for st in states},
+        "still_fish": [{"arena": st.model.name, **s} for st in states for s in st.model.still],
+        "clutter": [{"arena": st.model.name, **s} for st in states for s in st.model.clutter],
+        "layout": layout,
+        "fish_expected_per_arena": int(fish_per_arena),
+    }
+    return TrackResult(tracks=tracks, summary=summary, damage=list(damage), background=bg)
