@@ -1,0 +1,638 @@
+"""Per-fish metrics per protocol phase, and time-binned passive fraction.
+
+The fish is the unit of analysis: every table here has one row per fish per phase (or per
+time bin), never one row per frame or epoch. Definitions and units are in
+``docs/statistics.md``; in short, for one fish and one phase (half-open ``[start_s, end_s)``):
+
+* ``passive_fraction`` = passive frames / frames with a known state (``active`` or
+  ``passive``); ``unknown`` frames (fish lost) are left out of numerator and denominator.
+* ``n_passive_epochs``, ``mean_passive_epoch_s``: passive epochs overlapping the phase, each
+  clipped to the phase (an epoch that runs across a phase boundary counts in both phases with
+  the part inside each).
+* ``latency_to_first_passive_s``: from the phase start to the start of the first passive epoch
+  overlapping the phase (0 when the fish is already passive at the phase start); when there is
+  none it is censored at the observed end of the phase (``latency_censored`` True).
+* ``bout_rate_hz``: bouts starting in the phase / time with a known state (s).
+* ``mean_bout_duration_s``, ``mean_beat_hz``, ``mean_vigour``: means over the bouts starting
+  in the phase.
+* ``distance_px``: summed head displacement between consecutive detected frames of the phase.
+
+Pooled rows (``phase`` = ``closed_loop`` / ``open_loop``, ``pooled`` True) pool the frames,
+epochs and bouts of every phase of that kind; their latency is measured on the concatenated
+time of those phases (see :func:`per_fish_metrics`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from fishtrack.config import Phase
+from fishtrack.errors import FishtrackError, ManifestError
+
+__all__ = [
+    "METRICS",
+    "POOLED_KINDS",
+    "FISH_KEYS",
+    "per_fish_metrics",
+    "binned_passive_fraction",
+]
+
+METRICS = (
+    "passive_fraction",
+    "n_passive_epochs",
+    "mean_passive_epoch_s",
+    "latency_to_first_passive_s",
+    "bout_rate_hz",
+    "mean_bout_duration_s",
+    "mean_beat_hz",
+    "mean_vigour",
+    "distance_px",
+    "distance_mm",
+)
+"""Per-fish behavioural metrics compared between groups (``distance_mm`` only with a
+calibration). ``detected_fraction`` and ``known_fraction`` are QC columns, not compared."""
+
+POOLED_KINDS = ("closed_loop", "open_loop")
+"""Phase kinds that get a pooled row per fish."""
+
+FISH_KEYS = ("video", "arena", "fish")
+"""Columns that identify a tracked fish (those present in the tracks table are used)."""
+
+_OUTPUT_RESERVED = (
+    *FISH_KEYS, "group", "phase", "phase_kind", "pooled", "phase_start_s", "phase_end_s",
+    "n_frames", "detected_fraction", "known_fraction", "latency_censored", *METRICS,
+    "bin_start_s", "bin_end_s",
+)
+"""Output column names; a fish-table column with one of these names (other than the keys
+and ``group``) is carried as ``<name>_manifest``."""
+_TRACK_REQUIRED = ("frame", "time_s", "fish", "state")
+_EPOCH_REQUIRED = ("fish", "state", "start_s", "end_s")
+_BOUT_REQUIRED = ("fish", "start_s")
+_EPS = 1e-9
+
+
+# --------------------------------------------------------------------------------------------
+# input checks
+
+
+def _require(df: pd.DataFrame, cols: Sequence[str], source: str) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise FishtrackError(f"{source}: expected a pandas DataFrame, got {type(df).__name__}")
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise FishtrackError(
+            f"{source}: missing column(s) {', '.join(missing)} (needed: {', '.join(cols)})"
+        )
+
+
+def _numeric(df: pd.DataFrame, col: str, source: str) -> np.ndarray:
+    values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+    bad = np.isnan(values) & df[col].notna().to_numpy()
+    if bad.any():
+        raise FishtrackError(f"{source}: column {col} has non-numeric values")
+    return values
+
+
+def _states(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``(known, passive)`` per row from a state column (case-insensitive)."""
+    code, uniques = pd.factorize(values, use_na_sentinel=False)
+    names = pd.Series(uniques, dtype=object).astype(str).str.strip().str.lower().to_numpy()
+    passive = (names == "passive")[code]
+    known = passive | (names == "active")[code]
+    return known, passive
+
+
+def _phase_table(protocol: Sequence[Phase] | None, t_end: float) -> pd.DataFrame:
+    """Phases sorted by start, checked for overlap; one phase ``all`` when there is none."""
+    if not protocol:
+        return pd.DataFrame(
+            {"phase": ["all"], "kind": ["other"], "start_s": [0.0], "end_s": [max(t_end, _EPS)]}
+        )
+    phases = sorted(protocol, key=lambda p: p.start_s)
+    for a, b in zip(phases[:-1], phases[1:], strict=True):
+        if b.start_s < a.end_s - _EPS:
+            raise FishtrackError(f"protocol: phases {a.name!r} and {b.name!r} overlap")
+    names = [p.name for p in phases]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise FishtrackError(f"protocol: phase names must be unique; repeated: {', '.join(dup)}")
+    for kind in POOLED_KINDS:
+        of_kind = [p.name for p in phases if p.kind == kind]
+        if kind in names and of_kind != [kind]:
+            raise FishtrackError(
+                f"protocol: phase name {kind!r} is reserved for the pooled rows of kind {kind}; "
+                "rename the phase"
+            )
+    return pd.DataFrame(
+        {
+            "phase": names,
+            "kind": [p.kind for p in phases],
+            "start_s": [float(p.start_s) for p in phases],
+            "end_s": [float(p.end_s) for p in phases],
+        }
+    )
+
+
+def _phase_index(t: np.ndarray, phases: pd.DataFrame) -> np.ndarray:
+    """Index into ``phases`` of the phase containing each time; -1 outside every phase."""
+    starts = phases["start_s"].to_numpy()
+    ends = phases["end_s"].to_numpy()
+    k = np.searchsorted(starts, t, side="right") - 1
+    kc = np.clip(k, 0, len(starts) - 1)
+    inside = (k >= 0) & (t < ends[kc])
+    return np.where(inside, kc, -1)
+
+
+# --------------------------------------------------------------------------------------------
+# fish identity
+
+
+def _key_cols(tracks: pd.DataFrame) -> list[str]:
+    return [c for c in FISH_KEYS if c in tracks.columns]
+
+
+def _key_frame(df: pd.DataFrame, cols: Sequence[str]) -> pd.DataFrame:
+    """Key columns as strings (missing arena -> ''), so tables written by different stages
+    (ints vs strings) join."""
+    out = pd.DataFrame(index=df.index)
+    for c in cols:
+        out[c] = _as_text(df[c]).str.strip() if c in df.columns else ""
+    return out
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Values as strings; integer-valued floats (ints read back with NaNs) without '.0';
+    missing values stay missing."""
+    if pd.api.types.is_float_dtype(values.dtype):
+        v = values.to_numpy(dtype=float)
+        whole = np.isfinite(v) & (v == np.round(v))
+        text = values.astype(str)
+        text[whole] = pd.Series(v[whole].astype(np.int64), index=values.index[whole]).astype(str)
+        return text.where(values.notna())
+    return values.astype(object).where(values.notna()).astype(str).where(values.notna())
+
+
+def _fish_index(tracks: pd.DataFrame, cols: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Fish number of every track row (sorted by key) and the keys (as strings) per fish.
+
+    Keys are factorised on the raw values and converted to strings only once per fish, so
+    tables with millions of rows stay fast.
+    """
+    codes = np.zeros(len(tracks), np.int64)
+    for c in cols:
+        code, uniques = pd.factorize(tracks[c], use_na_sentinel=False)
+        codes = codes * (len(uniques) + 1) + code
+    _, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    uniq = _key_frame(tracks.iloc[first], cols).reset_index(drop=True)
+    order = uniq.sort_values(cols).index.to_numpy()
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    gid = rank[inverse]
+    uniq = uniq.iloc[order].reset_index(drop=True)
+    if uniq.duplicated().any():
+        raise FishtrackError("tracks: fish keys differ only in type (e.g. 1 and '1')")
+    return gid, uniq
+
+
+def _map_to_fish(df: pd.DataFrame, uniq: pd.DataFrame, cols: list[str], source: str) -> np.ndarray:
+    """gid of each row of ``df`` (epochs or bouts); -1 for fish not in the tracks."""
+    use = [c for c in cols if c in df.columns]
+    lookup = uniq[use].copy()
+    if lookup.duplicated().any():
+        missing = ", ".join(c for c in cols if c not in use)
+        raise FishtrackError(
+            f"{source}: no {missing} column, so its rows cannot be matched to the tracked fish"
+        )
+    lookup["_gid"] = np.arange(len(uniq))
+    keys = _key_frame(df, use).reset_index(drop=True)
+    merged = keys.merge(lookup, on=use, how="left")
+    return merged["_gid"].fillna(-1).to_numpy(dtype=int)
+
+
+def _default_ids(uniq: pd.DataFrame) -> pd.Series:
+    fish = uniq["fish"]
+    ids = fish.copy()
+    if "arena" in uniq.columns and fish.nunique() < len(uniq):
+        both = uniq["arena"] + "-" + fish
+        ids = fish.where(fish == uniq["arena"], both)
+    if "video" in uniq.columns and uniq["video"].nunique() > 1:
+        ids = uniq["video"] + ":" + ids
+    return ids
+
+
+def _truthy(values: pd.Series) -> pd.Series:
+    """Flags: True/1/yes/y/x/true (any case) are true; False/0/empty/NaN false."""
+    if pd.api.types.is_bool_dtype(values.dtype) and not values.hasnans:
+        return values.astype(bool)
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values):
+        return values.fillna(0).astype(float) != 0
+    code, uniques = pd.factorize(values, use_na_sentinel=True)
+    text = pd.Series(uniques, dtype=object).astype(str).str.strip().str.lower()
+    true = np.r_[text.isin({"true", "1", "1.0", "yes", "y", "x"}).to_numpy(), False]
+    return pd.Series(true[code], index=values.index)
+
+
+def _fish_info(uniq: pd.DataFrame, fish_table: pd.DataFrame | None) -> pd.DataFrame:
+    """One row per tracked fish: fish_id, video, arena, fish, group + fish-table columns."""
+    info = uniq.copy()
+    if "video" not in info.columns:
+        info["video"] = ""
+    if "arena" not in info.columns:
+        info["arena"] = ""
+    info["fish_id"] = _default_ids(uniq).to_numpy()
+    info["group"] = pd.Series([None] * len(info), dtype=object)
+    if fish_table is None:
+        return info
+    source = "fish table"
+    if not isinstance(fish_table, pd.DataFrame):
+        raise ManifestError(f"{source}: expected a pandas DataFrame")
+    ft = fish_table.copy()
+    if "group" not in ft.columns:
+        raise ManifestError(f"{source}: missing column 'group'")
+    on = [c for c in FISH_KEYS if c in ft.columns and c in uniq.columns]
+    if "video" in ft.columns and "video" not in uniq.columns:
+        videos = ft["video"].dropna().astype(str).unique()
+        if len(videos) > 1:
+            raise ManifestError(
+                f"{source}: lists {len(videos)} videos but the tracks have no 'video' column; "
+                "pass the rows of one video or add a video column to the tracks"
+            )
+    if not on:
+        raise ManifestError(f"{source}: needs an 'arena' (or 'fish') column to match tracked fish")
+    keys = _key_frame(ft, on)
+    dup = keys.duplicated(keep=False)
+    if dup.any():
+        first = keys[dup].iloc[0]
+        where = ", ".join(f"{c} {first[c]}" for c in on)
+        raise ManifestError(f"{source}: {where} is listed more than once")
+    ft = ft.rename(columns={c: f"{c}_manifest" for c in ft.columns
+                            if c in _OUTPUT_RESERVED and c not in (*FISH_KEYS, "group")})
+    extra = [c for c in ft.columns if c not in on and c != "fish_id"]
+    right = pd.concat([keys, ft[extra].reset_index(drop=True).set_axis(keys.index)], axis=1)
+    if "fish_id" in ft.columns:
+        ids = _as_text(ft["fish_id"]).str.strip()
+        right["_ft_id"] = ids.where(ids != "").to_numpy()
+    right["_matched"] = True
+    base = info.drop(columns=[c for c in extra if c in info.columns and c not in on])
+    merged = base.merge(right, on=on, how="left", suffixes=("", "_ft"))
+    matched = merged["_matched"].eq(True).to_numpy()
+    if "_ft_id" in merged.columns:
+        ft_id = merged["_ft_id"]
+        per_row = merged.groupby(on + ["_ft_id"], dropna=False)["fish"].transform("size")
+        ft_id = ft_id.where(per_row <= 1, ft_id + "-" + merged["fish"])
+        merged["fish_id"] = np.where(matched & ft_id.notna(), ft_id, merged["fish_id"])
+    return merged.drop(columns=[c for c in ("_ft_id", "_matched") if c in merged.columns])
+
+
+# --------------------------------------------------------------------------------------------
+# per-fish, per-phase sufficient statistics
+
+
+def _frame_stats(tracks: pd.DataFrame, phases: pd.DataFrame, gid: np.ndarray, n_fish: int):
+    """Per (fish, phase) frame counts, in-phase observed end and distance (flat arrays)."""
+    n_ph = len(phases)
+    t = _numeric(tracks, "time_s", "tracks")
+    frame = _numeric(tracks, "frame", "tracks")
+    known, passive = _states(tracks["state"])
+    detected = (
+        _truthy(tracks["detected"]).to_numpy()
+        if "detected" in tracks.columns
+        else np.ones(len(tracks), bool)
+    )
+    x = _numeric(tracks, "x", "tracks") if "x" in tracks.columns else np.full(len(t), np.nan)
+    y = _numeric(tracks, "y", "tracks") if "y" in tracks.columns else np.full(len(t), np.nan)
+
+    order = np.lexsort((frame, gid))
+    g, t, detected = gid[order], t[order], detected[order]
+    known, passive = known[order], passive[order]
+    x, y = x[order], y[order]
+    ph = _phase_index(t, phases)
+
+    # frame duration per fish: median interval between consecutive frames
+    same = np.r_[False, g[1:] == g[:-1]]
+    dts = np.diff(t, prepend=np.nan)
+    dts_ok = same & (dts > 0)
+    dt_fish = pd.Series(dts[dts_ok]).groupby(g[dts_ok]).median()
+    dt_all = float(np.median(dts[dts_ok])) if dts_ok.any() else 0.0
+    dt = dt_fish.reindex(range(n_fish)).fillna(dt_all).to_numpy()
+
+    inside = ph >= 0
+    cell = np.where(inside, g * n_ph + ph, 0)
+    size = n_fish * n_ph
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(cell[mask & inside], minlength=size).astype(float)
+
+    out = {
+        "n_frames": count(np.ones(len(t), bool)),
+        "n_detected": count(detected),
+        "n_known": count(known),
+        "n_passive": count(passive),
+    }
+    t_last = np.full(size, -np.inf)
+    np.maximum.at(t_last, cell[inside], t[inside])
+
+    # distance: consecutive detected, finite positions of the same fish in the same phase
+    valid = np.flatnonzero(detected & np.isfinite(x) & np.isfinite(y) & inside)
+    if len(valid) > 1:
+        a, b = valid[:-1], valid[1:]
+        ok = (g[a] == g[b]) & (ph[a] == ph[b])
+        step = np.hypot(x[b] - x[a], y[b] - y[a])[ok]
+        dist = np.bincount(cell[b][ok], weights=step, minlength=size)
+    else:
+        dist = np.zeros(size)
+    out["distance_px"] = dist
+    dt_cell = np.repeat(dt, n_ph)
+    starts = np.tile(phases["start_s"].to_numpy(), n_fish)
+    ends = np.tile(phases["end_s"].to_numpy(), n_fish)
+    with np.errstate(invalid="ignore"):
+        obs_end = np.minimum(t_last + dt_cell, ends)
+    out["censor_s"] = np.where(out["n_frames"] > 0, obs_end - starts, np.nan)
+    out["known_s"] = out["n_known"] * dt_cell
+    return out
+
+
+def _epoch_stats(epochs, phases, uniq, cols, n_fish) -> dict[str, np.ndarray]:
+    """Per (fish, phase): passive epochs overlapping the phase, clipped; first start."""
+    n_ph = len(phases)
+    size = n_fish * n_ph
+    count = np.zeros(size)
+    total = np.zeros(size)
+    first = np.full(size, np.nan)
+    if epochs is None or len(epochs) == 0:
+        return {"n_epochs": count, "epoch_s": total, "first_passive_s": first}
+    _require(epochs, _EPOCH_REQUIRED, "epochs")
+    passive = epochs["state"].astype(str).str.lower().eq("passive").to_numpy()
+    ep = epochs[passive]
+    g = _map_to_fish(ep, uniq, cols, "epochs")
+    s = _numeric(ep, "start_s", "epochs")
+    e = _numeric(ep, "end_s", "epochs")
+    ok = (g >= 0) & np.isfinite(s) & np.isfinite(e)
+    g, s, e = g[ok], s[ok], e[ok]
+    for k, (p0, p1) in enumerate(zip(phases["start_s"], phases["end_s"], strict=True)):
+        hit = (s < p1) & (e > p0)
+        if not hit.any():
+            continue
+        gi = g[hit]
+        cs = np.maximum(s[hit], p0)
+        ce = np.minimum(e[hit], p1)
+        cell = gi * n_ph + k
+        count += np.bincount(cell, minlength=size)
+        total += np.bincount(cell, weights=ce - cs, minlength=size)
+        fs = np.full(size, np.inf)
+        np.minimum.at(fs, cell, cs - p0)
+        first = np.where(np.isfinite(fs), fs, first)
+    return {"n_epochs": count, "epoch_s": total, "first_passive_s": first}
+
+
+def _bout_stats(bouts, phases, uniq, cols, n_fish) -> dict[str, np.ndarray]:
+    """Per (fish, phase): bouts starting in the phase; sums and counts for the means."""
+    n_ph = len(phases)
+    size = n_fish * n_ph
+    names = ("n_bouts", "dur_sum", "dur_n", "beat_sum", "beat_n", "vig_sum", "vig_n")
+    out = {k: np.zeros(size) for k in names}
+    if bouts is None or len(bouts) == 0:
+        return out
+    _require(bouts, _BOUT_REQUIRED, "bouts")
+    g = _map_to_fish(bouts, uniq, cols, "bouts")
+    s = _numeric(bouts, "start_s", "bouts")
+    ph = _phase_index(s, phases)
+    ok = (g >= 0) & (ph >= 0)
+    cell = (g * n_ph + ph)[ok]
+    out["n_bouts"] = np.bincount(cell, minlength=size).astype(float)
+    for col, key in (("duration_s", "dur"), ("beat_hz", "beat"), ("vigour", "vig")):
+        if col not in bouts.columns:
+            continue
+        v = _numeric(bouts, col, "bouts")[ok]
+        fin = np.isfinite(v)
+        out[f"{key}_sum"] = np.bincount(cell[fin], weights=v[fin], minlength=size)
+        out[f"{key}_n"] = np.bincount(cell[fin], minlength=size).astype(float)
+    return out
+
+
+def _ratio(num, den) -> np.ndarray:
+    num = np.asarray(num, dtype=float)
+    den = np.asarray(den, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _metrics_from_sums(s: pd.DataFrame, px_per_mm: float | None) -> pd.DataFrame:
+    has_known = s["n_known"] > 0
+    out = pd.DataFrame(index=s.index)
+    out["n_frames"] = s["n_frames"].astype(int)
+    out["detected_fraction"] = _ratio(s["n_detected"], s["n_frames"])
+    out["known_fraction"] = _ratio(s["n_known"], s["n_frames"])
+    out["passive_fraction"] = _ratio(s["n_passive"], s["n_known"])
+    out["n_passive_epochs"] = s["n_epochs"].where(has_known)
+    out["mean_passive_epoch_s"] = _ratio(s["epoch_s"], s["n_epochs"])
+    out["latency_to_first_passive_s"] = s["latency_s"]
+    out["latency_censored"] = s["latency_censored"]
+    out["bout_rate_hz"] = _ratio(s["n_bouts"], s["known_s"])
+    out["mean_bout_duration_s"] = _ratio(s["dur_sum"], s["dur_n"])
+    out["mean_beat_hz"] = _ratio(s["beat_sum"], s["beat_n"])
+    out["mean_vigour"] = _ratio(s["vig_sum"], s["vig_n"])
+    out["distance_px"] = s["distance_px"].where(s["n_detected"] > 0)
+    if px_per_mm is not None:
+        out["distance_mm"] = out["distance_px"] / float(px_per_mm)
+    return out
+
+
+def _latency(first: np.ndarray, censor: np.ndarray) -> tuple[np.ndarray, pd.Series]:
+    event = np.isfinite(first)
+    lat = np.where(event, first, censor)
+    cens = pd.Series(np.where(np.isfinite(lat), ~event, pd.NA), dtype="boolean")
+    return lat, cens
+
+
+def _pooled_latency(cells: pd.DataFrame) -> pd.DataFrame:
+    """Latency on the concatenated time of the phases of one kind (cells sorted by start)."""
+    censor = cells["censor_s"].fillna(0.0).to_numpy()
+    before = pd.Series(censor).groupby(cells["gid"].to_numpy()).cumsum().to_numpy() - censor
+    cand = before + cells["first_passive_s"].to_numpy()
+    tmp = pd.DataFrame({"gid": cells["gid"].to_numpy(), "cand": cand, "censor": censor,
+                        "seen": cells["n_frames"].to_numpy() > 0})
+    agg = tmp.groupby("gid").agg(first=("cand", "min"), total=("censor", "sum"),
+                                 seen=("seen", "any"))
+    lat, cens = _latency(agg["first"].to_numpy(), agg["total"].where(agg["seen"]).to_numpy())
+    return pd.DataFrame({"latency_s": lat, "latency_censored": cens.to_numpy()}, index=agg.index)
+
+
+def per_fish_metrics(
+    tracks: pd.DataFrame,
+    bouts: pd.DataFrame | None,
+    epochs: pd.DataFrame | None,
+    protocol: Sequence[Phase] | None,
+    fish_table: pd.DataFrame | None = None,
+    *,
+    px_per_mm: float | None = None,
+) -> pd.DataFrame:
+    """One row per fish per protocol phase, plus pooled rows per phase kind.
+
+    Parameters
+    ----------
+    tracks
+        Per-frame table with ``frame, time_s, fish, state`` (``active | passive | unknown``)
+        and optionally ``video, arena, x, y, detected``. Fish are identified by the columns of
+        ``video, arena, fish`` that are present.
+    bouts
+        One row per bout (``fish, start_s`` and optionally ``arena, video, duration_s,
+        beat_hz, vigour``); ``None`` or empty when no bouts were found.
+    epochs
+        One row per epoch (``fish, state, start_s, end_s``, optionally ``arena, video``);
+        only ``passive`` epochs are used.
+    protocol
+        Phases (half-open ``[start_s, end_s)``); empty or ``None`` gives one phase ``all``
+        of kind ``other`` covering the record.
+    fish_table
+        Experiment manifest rows: ``group`` and ``arena`` (and/or ``fish``, ``video``),
+        optionally ``fish_id`` and any covariates (``dose, sex, batch, trial, exclude``...),
+        which are carried into the output. Tracked fish without a manifest row get an empty
+        group. Without a table, ``fish_id`` is built from the fish key and ``group`` is empty.
+    px_per_mm
+        Spatial calibration; adds ``distance_mm``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``fish_id, video, arena, fish, group``, the manifest columns, ``phase,
+        phase_kind, pooled, phase_start_s, phase_end_s, n_frames, detected_fraction,
+        known_fraction``, then the :data:`METRICS` (``latency_censored`` after the latency).
+        Per-phase rows come in protocol order, then the pooled ``closed_loop`` and
+        ``open_loop`` rows (only for kinds present; a kind whose single phase is named like
+        the kind gets no separate pooled row).
+
+    Raises
+    ------
+    FishtrackError
+        Missing columns, non-numeric times or overlapping phases.
+    ManifestError
+        The fish table cannot be matched to the tracks.
+    """
+    _require(tracks, _TRACK_REQUIRED, "tracks")
+    cols = _key_cols(tracks)
+    t_all = _numeric(tracks, "time_s", "tracks")
+    t_end = float(np.nanmax(t_all)) + _EPS if len(t_all) and np.isfinite(t_all).any() else 0.0
+    phases = _phase_table(protocol, t_end * (1 + 1e-9) + 1.0)
+    n_ph = len(phases)
+    gid, uniq = _fish_index(tracks, cols)
+    n_fish = len(uniq)
+    info = _fish_info(uniq, fish_table)
+
+    sums = _frame_stats(tracks, phases, gid, n_fish)
+    sums |= _epoch_stats(epochs, phases, uniq, cols, n_fish)
+    sums |= _bout_stats(bouts, phases, uniq, cols, n_fish)
+    cells = pd.DataFrame(sums)
+    cells["gid"] = np.repeat(np.arange(n_fish), n_ph)
+    cells["k"] = np.tile(np.arange(n_ph), n_fish)
+    cells["kind"] = np.tile(phases["kind"].to_numpy(), n_fish)
+    lat, cens = _latency(cells["first_passive_s"].to_numpy(), cells["censor_s"].to_numpy())
+    cells["latency_s"] = lat
+    cells["latency_censored"] = cens.to_numpy()
+
+    per_phase = _metrics_from_sums(cells, px_per_mm)
+    per_phase["gid"] = cells["gid"].to_numpy()
+    per_phase["phase"] = np.tile(phases["phase"].to_numpy(), n_fish)
+    per_phase["phase_kind"] = cells["kind"].to_numpy()
+    per_phase["pooled"] = False
+    per_phase["phase_start_s"] = np.tile(phases["start_s"].to_numpy(), n_fish)
+    per_phase["phase_end_s"] = np.tile(phases["end_s"].to_numpy(), n_fish)
+    per_phase["_order"] = cells["k"].to_numpy()
+
+    parts = [per_phase]
+    additive = [c for c in cells.columns if c not in
+                ("gid", "k", "kind", "first_passive_s", "latency_s", "latency_censored",
+                 "censor_s")]
+    for j, kind in enumerate(POOLED_KINDS):
+        of_kind = phases.index[phases["kind"] == kind]
+        if len(of_kind) == 0 or (len(of_kind) == 1 and phases.loc[of_kind[0], "phase"] == kind):
+            continue
+        sub = cells[cells["kind"] == kind]
+        agg = sub.groupby("gid")[additive].sum()
+        agg = agg.join(_pooled_latency(sub))
+        pooled = _metrics_from_sums(agg, px_per_mm)
+        pooled["gid"] = agg.index.to_numpy()
+        pooled["phase"] = kind
+        pooled["phase_kind"] = kind
+        pooled["pooled"] = True
+        pooled["phase_start_s"] = float(phases.loc[of_kind, "start_s"].min())
+        pooled["phase_end_s"] = float(phases.loc[of_kind, "end_s"].max())
+        pooled["_order"] = n_ph + j
+        parts.append(pooled.reset_index(drop=True))
+    rows = pd.concat(parts, ignore_index=True)
+    rows = rows.merge(info.reset_index(drop=True).rename_axis("gid").reset_index(), on="gid")
+    rows = rows.sort_values(["fish_id", "gid", "_order"], kind="stable").reset_index(drop=True)
+
+    lead = ["fish_id", "video", "arena", "fish", "group"]
+    manifest = [c for c in info.columns if c not in lead and c not in FISH_KEYS]
+    phase_cols = ["phase", "phase_kind", "pooled", "phase_start_s", "phase_end_s"]
+    qc = ["n_frames", "detected_fraction", "known_fraction"]
+    metric_cols = [m for m in METRICS if m in rows.columns]
+    metric_cols.insert(metric_cols.index("latency_to_first_passive_s") + 1, "latency_censored")
+    out = rows[lead + manifest + phase_cols + qc + metric_cols].copy()
+    out["n_passive_epochs"] = out["n_passive_epochs"].astype("Int64")
+    return out
+
+
+def binned_passive_fraction(
+    tracks: pd.DataFrame,
+    protocol: Sequence[Phase] | None,
+    bin_s: float,
+    fish_table: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Passive fraction per fish in time bins of ``bin_s`` seconds.
+
+    Bins start at each phase start and never cross a phase boundary (the last bin of a phase
+    may be shorter); frames outside every phase are not binned. Without a protocol, bins start
+    at time 0 (phase ``all``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``fish_id, video, arena, fish, group, phase, phase_kind, bin_start_s, bin_end_s,
+        passive_fraction, n_frames`` where ``n_frames`` counts the frames with a known state
+        in the bin (the denominator; ``passive_fraction`` is NaN when it is 0).
+    """
+    if not bin_s > 0:
+        raise FishtrackError(f"stats.bin_s: must be positive; got {bin_s}")
+    _require(tracks, _TRACK_REQUIRED, "tracks")
+    cols = _key_cols(tracks)
+    t = _numeric(tracks, "time_s", "tracks")
+    t_end = float(np.nanmax(t)) + 1.0 if len(t) and np.isfinite(t).any() else 1.0
+    phases = _phase_table(protocol, t_end)
+    gid, uniq = _fish_index(tracks, cols)
+    info = _fish_info(uniq, fish_table)
+    ph = _phase_index(t, phases)
+    known, passive = _states(tracks["state"])
+    inside = ph >= 0
+    start = phases["start_s"].to_numpy()[np.clip(ph, 0, None)]
+    b = np.floor((t - start) / bin_s + _EPS).astype(np.int64)
+    df = pd.DataFrame(
+        {
+            "gid": gid[inside],
+            "k": ph[inside],
+            "b": b[inside],
+            "known": known[inside],
+            "passive": passive[inside],
+        }
+    )
+    agg = df.groupby(["gid", "k", "b"], sort=True).agg(
+        n_frames=("known", "sum"), n_passive=("passive", "sum")
+    ).reset_index()
+    k = agg["k"].to_numpy()
+    p0 = phases["start_s"].to_numpy()[k]
+    p1 = phases["end_s"].to_numpy()[k]
+    agg["bin_start_s"] = p0 + agg["b"].to_numpy() * bin_s
+    agg["bin_end_s"] = np.minimum(agg["bin_start_s"] + bin_s, p1)
+    agg["phase"] = phases["phase"].to_numpy()[k]
+    agg["phase_kind"] = phases["kind"].to_numpy()[k]
+    agg["passive_fraction"] = _ratio(agg["n_passive"], agg["n_frames"])
+    agg["n_frames"] = agg["n_frames"].astype(int)
+    out = agg.merge(info.reset_index(drop=True).rename_axis("gid").reset_index(), on="gid")
+    out = out.sort_values(["fish_id", "gid", "k", "b"], kind="stable").reset_index(drop=True)
+    lead = ["fish_id", "video", "arena", "fish", "group"]
+    return out[lead + ["phase", "phase_kind", "bin_start_s", "bin_end_s", "passive_fraction",
+                       "n_frames"]]
