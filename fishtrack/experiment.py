@@ -62,6 +62,7 @@ import pandas as pd
 
 from fishtrack.config import Config, dump_config, parse_config
 from fishtrack.errors import FishtrackError, ManifestError, OutputError
+from fishtrack.report import MAIN_METRICS
 
 __all__ = [
     "Manifest",
@@ -91,14 +92,6 @@ _PER_VIDEO = ("protocol", "config")
 """Columns naming a file per video (relative to the manifest); one value per video."""
 TRIAL_FILES = ("tracks.parquet", "bouts.csv", "epochs.csv", "provenance.json")
 """Files a complete trial folder holds (``provenance.json`` is written last)."""
-MAIN_METRICS = (
-    "passive_fraction",
-    "latency_to_first_passive_s",
-    "n_passive_epochs",
-    "bout_rate_hz",
-    "mean_vigour",
-)
-"""Metrics shown as estimation plots in the report (open-loop phase kind)."""
 LOCK_NAME = ".fishtrack.lock"
 STATE_FILE = "experiment.json"
 

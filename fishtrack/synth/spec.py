@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fishtrack.arenas import arena_name
 from fishtrack.config import BehaviourConfig, Phase
 
 __all__ = ["SimSpec", "GroupRule", "arena_name", "arena_names", "fish_names", "default_protocol"]
@@ -23,16 +24,6 @@ _LAYOUT_DEFAULTS = {
     "chamber": (1, 1, 5),
     "embedded": (2, 2, 1),
 }
-
-
-def arena_name(row: int, col: int) -> str:
-    """``A1``-style name: row letter(s) (A..Z, AA, AB, ...) + 1-based column number."""
-    letters = ""
-    r = row + 1
-    while r > 0:
-        r, rem = divmod(r - 1, 26)
-        letters = chr(ord("A") + rem) + letters
-    return f"{letters}{col + 1}"
 
 
 def arena_names(rows: int, cols: int) -> list[str]:
