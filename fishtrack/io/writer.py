@@ -139,7 +139,9 @@ class VideoWriter:
         elif (h, w) != self._size:
             raise VideoError(f"frame {self._n} is {w}x{h}, expected {self._size[1]}x{self._size[0]}", path=self.path)
         if self.codec == "tiff":
-            self._tiff.write(frame, contiguous=True)
+            if frame.ndim == 3 and frame.shape[2] in (3, 4):  # BGR(A) in, TIFF stores RGB(A)
+                frame = frame[..., [2, 1, 0, 3][: frame.shape[2]]]
+            self._tiff.write(np.ascontiguousarray(frame), contiguous=True)
         elif self.codec == "png":
             import cv2
 
