@@ -801,9 +801,32 @@ def _track_multi(st: _ArenaState, d, crop, blobs, n, prm, store, fidx) -> None:
         own = mpt.fp.astype(np.float32) * (mpt.mem == 1)
         theta0 = initial_directions(own, heads - mpt.off, prm.length, r_max=0.7 * prm.length)
         mmeas = _measure_all(mpt, prm, np.full(len(mpt), stop, np.float32), heads=heads, theta0=theta0)
+        # touching fish whose midline runs over another fish of the blob: the traced tail may
+        # be the other fish's, so its tail angle is not known (the midline stays, for display)
+        crossed = _midlines_cross(mmeas.points, mb, 0.12 * prm.length)
+        mmeas.tail_angle[crossed] = np.nan
+        mmeas.curvature[crossed] = np.nan
     for t, f, kind, i, unc in out:
         m_ = meas if kind == "s" else mmeas
         _write(store, fidx[[t]], st.slots[f], m_, np.array([i]), np.array([unc]))
+
+
+def _midlines_cross(points: np.ndarray, blob: np.ndarray, dist: float) -> np.ndarray:
+    """For each midline (M, n, 2), whether its body (all but the first two points) comes within
+    ``dist`` px of another midline of the same blob (``blob``: (M,) blob index)."""
+    out = np.zeros(len(points), bool)
+    order = np.argsort(blob, kind="stable")
+    bounds = np.flatnonzero(np.diff(blob[order])) + 1
+    for grp in np.split(order, bounds):
+        if len(grp) < 2:
+            continue
+        p = points[grp].astype(np.float64)  # (g, n, 2)
+        body = p[:, 2:]
+        d = np.linalg.norm(body[:, None, :, None, :] - p[None, :, None, :, :], axis=-1)
+        close = np.where(np.isfinite(d), d, np.inf).min(axis=(2, 3))
+        np.fill_diagonal(close, np.inf)
+        out[grp] = (close <= dist).any(axis=1)
+    return out
 
 
 def _chunks(source: Any, n: int, prefetch: int) -> Iterator:
