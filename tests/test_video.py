@@ -348,6 +348,36 @@ def test_random_read_seeks_instead_of_decoding_from_the_start(vids):
     assert decoded <= 12 + 4
 
 
+def test_sample_seeks_past_frames_it_does_not_need(vids):
+    """Intra-only video: every sampled frame is its own keyframe, so a sample of every 4th frame
+    decodes only those; in a GOP file it decodes forward within a GOP and seeks across."""
+    req = list(range(0, N, 4))
+    with open_video(vids["mjpg_avi"]) as src:
+        assert codes(src.sample(req)) == req
+        assert src._ra.n_decoded <= len(req) + 2
+    with open_video(vids["gop_mp4"]) as src:  # keyframes every 12: frames 0..3 of each GOP
+        req = [g + i for g in range(0, 84, 12) for i in range(4)]
+        assert codes(src.sample(req)) == req
+        assert src._ra.n_decoded <= len(req) + 7 * 3
+
+
+@pytest.mark.parametrize("key", ["gop_mp4", "gop_mkv", "opengop_mp4", "gop_hevc_mkv"])
+def test_random_read_starts_at_the_nearest_keyframe(vids, key):
+    """A seek must land on the keyframe at or before the frame, not a GOP earlier (MP4 and
+    Matroska seek by presentation time: a B-frame keyframe's dts lands on the previous GOP)."""
+    tab = packet_table(vids[key])
+    with av.open(str(vids[key])) as c:
+        is_key = [p.is_keyframe for p in c.demux(c.streams.video[0]) if p.size]
+    keys = sorted(int(f) for f, k in zip(tab["frame"], is_key, strict=True) if k)
+    assert len(keys) >= 7
+    for t in (85, 50, 13, 71, 36):
+        with open_video(vids[key]) as src:
+            assert code(src.read(t)) == t
+            decoded = src._ra.n_decoded
+        kf = max(k for k in keys if k <= t)
+        assert decoded <= t - kf + 1 + 3, (t, kf, decoded)  # + leading/reordered B-frames
+
+
 # ----------------------------------------------------------------------------- times
 @pytest.mark.parametrize(
     "suffix,codec,atol", [(".mp4", "h264", 1e-5), (".mkv", "h264", 1e-3), (".avi", "mjpg", 1e-9)]

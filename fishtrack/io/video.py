@@ -74,9 +74,16 @@ frames to frame numbers by their pts -- never by counting after a seek, so H.264
 B-frames and open GOPs are handled. A random read therefore costs up to one GOP of decoding
 (intra-only codecs such as MJPG, FFV1, raw, TIFF and image files cost one frame). ``sample``
 sorts the requested frames and decodes forward instead of seeking when the next requested frame is
-in the same GOP. If a seek lands after the wanted keyframe (some demuxers seek imprecisely) it is
-retried from an earlier keyframe, and after three failures the file is decoded from the start.
-Streams without timestamps cannot seek: every random read decodes from the first frame.
+in the same GOP or at most 2 frames ahead (a seek costs about as much as decoding one frame).
+Demuxers differ in what a seek timestamp means (MP4 and Matroska look up presentation times,
+others decode times; with B-frames a keyframe's dts lies before its pts), so the keyframe's pts
+is tried first, then its dts, and the kind that lands exactly on the keyframe is remembered for the
+file. If a seek lands after the wanted keyframe it is retried from an earlier keyframe, and after
+three failures the file is decoded from the start. Streams without timestamps cannot seek: every
+random read decodes from the first frame.
+
+Opening a container costs about as much as decoding a frame or two (FFmpeg probes the stream), so
+the handle opened by ``open_video`` is reused for the index pass and then by the first reader.
 
 Damaged input
 -------------
@@ -152,7 +159,8 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 
 _MAX_DEMUX_RETRIES = 32  # demux restarts after errors, per pass
 _MAX_SEEK_ATTEMPTS = 3  # seeks to ever earlier keyframes before decoding from the start
-_SEEK_MIN_GAP = 8  # seek forward only when it skips more than this many frames
+_SEEK_MIN_GAP = 2  # seek forward only when it skips more than this many frames (measured:
+# a seek costs less than decoding three frames, for MJPG and for frame-threaded H.264)
 _MAX_SAFE_RETRIES = 64  # single-threaded re-decodes of a GOP after a lost frame, per read
 _GAP_FACTOR = 1.5  # a timestamp gap longer than this many nominal intervals = missing frames
 _N_SCALE_SAMPLES = 16  # frames sampled for the 16-bit min..max rule
@@ -683,6 +691,7 @@ class _AVBackend:
         self.file_size = self.limit if self.limit is not None else path.stat().st_size
         self._info: _Info | None = None
         self.index: _AVIndex | None = None
+        self.seek_by = "pts"  # which keyframe timestamp this demuxer seeks by (learned)
 
     def take_container(self):
         """The open container left over from the previous step (None if there is none)."""
@@ -783,6 +792,7 @@ class _AVBackend:
 
         n_pk = len(pts_l)
         if n_pk == 0:
+            self.close()
             why = f" (FFmpeg: {demux_error})" if demux_error else ""
             raise VideoError(f"contains no readable video frames{why}", path=path)
 
@@ -1049,6 +1059,10 @@ def _luma_view(frame) -> tuple[np.ndarray, np.ndarray | None]:
     return frame.to_ndarray(format="gray"), None
 
 
+class _SeekFailed(Exception):
+    """The demuxer cannot seek this file: decode from the start instead."""
+
+
 class _AVReader:
     """Decodes frames of one container for one thread.
 
@@ -1114,35 +1128,85 @@ class _AVReader:
         slot = self.idx.slot_of(key)
         return None if slot is None else int(self.idx.dec[slot])
 
+    def _seek_targets(self, kk: int) -> list[tuple[str, int]]:
+        """Timestamps to seek to for keyframe slot ``kk``, the kind that worked before first.
+
+        Demuxers disagree on what a seek timestamp means: MP4 and Matroska look it up among
+        presentation times, others among decode times. With B-frames a keyframe's dts is below
+        its pts, so seeking to the dts of a keyframe lands one GOP early in MP4 (correct but a
+        GOP of wasted decoding) and seeking to the pts could land late elsewhere.
+        """
+        idx = self.idx
+        out = [("pts", int(idx.keys[kk]))]
+        if int(idx.seek_ts[kk]) != out[0][1]:
+            out.append(("dts", int(idx.seek_ts[kk])))
+            if self.b.seek_by == "dts":
+                out.reverse()
+        return out
+
+    def _seek(self, c, s, kk: int, target_dec: int):
+        """Seek so that demuxing starts at keyframe slot ``kk`` (or an earlier one, still before
+        ``target_dec`` in decode order). Returns (packets, first packet) or None: landed late."""
+        idx = self.idx
+        early = None  # a target that landed at an earlier keyframe: usable, but wasteful
+        failed = 0
+        targets = self._seek_targets(kk)
+        for kind, ts in targets:
+            try:
+                c.seek(ts, stream=s, backward=True)
+            except Exception as exc:  # noqa: BLE001
+                if not _is_av_error(exc):
+                    raise
+                failed += 1
+                continue
+            packets = self._packets(c, s)
+            first = next((p for p in packets if p.size), None)
+            if first is None:
+                continue
+            d = self._packet_dec(first)
+            if d is None or idx.dec[kk] <= d <= target_dec:
+                if d is not None and len(targets) > 1:
+                    self.b.seek_by = kind
+                return packets, first
+            if d < idx.dec[kk] and early is None:
+                early = ts
+        if failed == len(targets):
+            raise _SeekFailed
+        if early is not None:  # nothing landed exactly: take the early landing again
+            try:
+                c.seek(early, stream=s, backward=True)
+                packets = self._packets(c, s)
+                first = next((p for p in packets if p.size), None)
+            except Exception as exc:  # noqa: BLE001
+                if not _is_av_error(exc):
+                    raise
+                raise _SeekFailed from None
+            d = self._packet_dec(first) if first is not None else None
+            if first is not None and (d is None or d <= target_dec):
+                return packets, first
+        return None
+
     def _session(self, k: int | None, safe: bool) -> Iterator[tuple[int, Any]]:
         """Decoded (slot, frame) pairs from keyframe slot ``k`` on (None: from the start)."""
-        idx = self.idx
         c, s = self._handle(safe)
-        target_dec = int(idx.dec[k]) if k is not None else -1
-        packets = None
-        first = None
+        target_dec = int(self.idx.dec[k]) if k is not None else -1
+        landed = None
         kk = k
         for _ in range(_MAX_SEEK_ATTEMPTS):
             if kk is None:
                 break
             try:
-                c.seek(int(idx.seek_ts[kk]), stream=s, backward=True)
-            except Exception as exc:  # noqa: BLE001
-                if not _is_av_error(exc):
-                    raise
+                landed = self._seek(c, s, kk, target_dec)
+            except _SeekFailed:
                 break
-            packets = self._packets(c, s)
-            first = next((p for p in packets if p.size), None)
-            d = self._packet_dec(first) if first is not None else None
-            if first is not None and (d is None or d <= target_dec):
+            if landed is not None:
                 break
-            kk = idx.keyframe_before(kk)  # landed too late: aim earlier
-            packets = None
-        if packets is None:  # from the very start: reopen rather than trust a seek
+            kk = self.idx.keyframe_before(kk)  # landed too late: aim earlier
+        if landed is None:  # from the very start: reopen rather than trust a seek
             c, s = self._handle(safe, reopen=True)
-            packets = self._packets(c, s)
-            first = None
-        seq = packets if first is None else _chain_one(first, packets)
+            seq = self._packets(c, s)
+        else:
+            seq = _chain_one(landed[1], landed[0])
         for slot, frame in self._decode(seq, s.codec_context):
             self.n_decoded += 1
             yield slot, frame
