@@ -318,6 +318,23 @@ def classify(
 
 @app.command()
 @_cli_errors
+def export(
+    folder: Annotated[Path, typer.Argument(help="Trial folder written by `fishtrack track`.")],
+    to: Annotated[str, typer.Option("--to", help="movement (netCDF poses dataset) | nwb (NWB file with ndx-pose) | csv (folder of CSV tables).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (movement, nwb) or folder (csv); default FOLDER/export/poses.nc, FOLDER/export/trial.nwb or FOLDER/export/csv/.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output (otherwise it is an error).")] = False,
+) -> None:
+    """Export a trial's tracks, bouts and epochs to movement, NWB or CSV (see docs/export.md)."""
+    from fishtrack.export import describe, export_trial
+
+    t0 = time.perf_counter()
+    path = export_trial(folder, to, out, force=force)
+    console.print(f"[green]exported[/] {escape(str(folder))} to {escape(to)} in {time.perf_counter() - t0:.1f} s: {escape(describe(path))}",
+                  highlight=False)
+
+
+@app.command()
+@_cli_errors
 def calibrate(
     folder: Annotated[Path, typer.Argument(help="Trial folder written by `fishtrack track`.")],
     labels: Annotated[Path, typer.Option("--labels", help="Hand-scored epochs CSV: fish, state, start_s, end_s.")],
