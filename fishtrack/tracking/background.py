@@ -54,6 +54,11 @@ _N_CALIB = 16
 _SAMPLE_BYTES = 64_000_000
 #: pixels per arena used to estimate the per-frame brightness gain (flicker)
 _N_GAIN_PX = 400
+#: smoothing (px) of the fishness whose outlines give the fish length (and of the fishness of
+#: noisy videos)
+_LENGTH_SIGMA = 1.0
+#: a video is noisy when 5 noise sd exceed this fraction of the fish's contrast
+_NOISY = 0.2
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,6 +91,10 @@ class ArenaModel:
         above which a pixel is part of a fish.
     contrast
         Typical peak fishness of a fish in this arena (grey levels; nan if no fish was seen).
+    smooth
+        Sigma (px) of the Gaussian applied to the fishness before thresholding; 0 (none) unless
+        the video is noisy (5 noise sd above 0.2 x the contrast), in which case ``noise`` and
+        ``threshold`` refer to the smoothed fishness.
     still
         Still fish removed from the median: dicts with ``x, y, area_px, method``.
     clutter
@@ -102,6 +111,7 @@ class ArenaModel:
     noise: float = float("nan")
     threshold: float = float("nan")
     contrast: float = float("nan")
+    smooth: float = 0.0
     still: list[dict] = field(default_factory=list)
     clutter: list[dict] = field(default_factory=list)
 
@@ -297,14 +307,17 @@ def _robust_sigma(x: np.ndarray) -> float:
 
 def _noise_sd(x: np.ndarray) -> float:
     """Noise standard deviation of difference values that are mostly background: the larger of
-    the robust MAD estimate and 1.25 x the mean absolute deviation of the central 96 % (the
-    MAD is 0 for strongly compressed video where most pixels repeat the median exactly)."""
+    the robust MAD estimate and the mean absolute deviation of the 90 % of values closest to
+    the median, scaled to a Gaussian's sd (x 1.52). The MAD is 0 for strongly compressed video
+    where most pixels repeat the median exactly; leaving out the farthest 10 % keeps a fish
+    that covers several per cent of the pixels (a head-embedded larva fills its ROI) out of
+    the estimate."""
     x = np.asarray(x, dtype=np.float32).ravel()
     if x.size == 0:
         return float("nan")
-    lo, med, hi = np.percentile(x, [2, 50, 98])
-    core = x[(x >= lo) & (x <= hi)]
-    mean_abs = float(1.2533 * np.abs(core - med).mean()) if core.size else 0.0
+    dev = np.abs(x - np.median(x))
+    core = dev[dev <= np.percentile(dev, 90)]
+    mean_abs = float(1.521 * core.mean()) if core.size else 0.0
     return max(_robust_sigma(x), mean_abs)
 
 
@@ -447,10 +460,19 @@ def estimate_background(
 # per-arena refinement
 
 
-def _fishness(frames: np.ndarray, bg: np.ndarray, gains: np.ndarray, polarity: Polarity):
-    """float32 difference towards the fish polarity (positive = fish-like)."""
+def _fishness(
+    frames: np.ndarray, bg: np.ndarray, gains: np.ndarray, polarity: Polarity, smooth: float = 0.0
+):
+    """float32 difference towards the fish polarity (positive = fish-like), smoothed with a
+    Gaussian of sigma ``smooth`` px if > 0 (as segmentation does, see ``ArenaModel.smooth``)."""
     d = frames.astype(np.float32) - gains[:, None, None] * bg[None]
-    return -d if polarity == "dark" else d
+    d = -d if polarity == "dark" else d
+    return _smooth_stack(d, smooth) if smooth > 0 else d
+
+
+def _smooth_stack(f: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian smoothing (sigma px) of every image of a stack (K, h, w)."""
+    return np.stack([cv2.GaussianBlur(x, (0, 0), sigma) for x in f]) if len(f) else f.copy()
 
 
 def _arena_crop(arena: Any, shape: tuple[int, int]) -> tuple[tuple[int, int, int, int], np.ndarray]:
@@ -595,10 +617,15 @@ def _refine(
 def _calibrate(bg: Background, models: list[ArenaModel], cfg: TrackingConfig) -> dict:
     """Noise, threshold and contrast per arena; fish length and area over all arenas.
 
-    Length comes from blobs at a low provisional threshold (6 noise sd, it includes the faint
-    tail); area from blobs at each arena's final threshold (what segmentation will see).
+    Length is the larger of two medians of extents along the blobs' principal axes: of the
+    raw blobs above 6 noise sd, and of fish outlines at a low threshold, which include the
+    faint tail of noisy video: the fishness smoothed lightly (1 px; the tail of a real larva is
+    a thin, pale line often fainter than the pixel noise of the raw difference, but several
+    pixels wide), every region above 4 sd of the *smoothed* noise that holds a raw blob pixel
+    (a fish, not a noise speck), its extent less the smoothing's 2 sigma. Area comes from blobs
+    at each arena's final threshold (what segmentation will see).
     """
-    lengths, areas = [], []
+    lengths, sharp, areas = [], [], []
     per_arena = []
     for m in models:
         x0, y0, x1, y1 = m.bbox
@@ -609,6 +636,9 @@ def _calibrate(bg: Background, models: list[ArenaModel], cfg: TrackingConfig) ->
         inside = m.valid > 0
         m.noise = max(_noise_sd(f[:, yx[0], yx[1]]), 0.5)
         t0 = max(6.0 * m.noise, 8.0)
+        fs = _smooth_stack(f, _LENGTH_SIGMA)
+        noise_s = max(_noise_sd(fs[:, yx[0], yx[1]]), 0.5)
+        lo = max(4.0 * noise_s, 3.0)
         peaks = []
         for k in range(len(fr)):
             mk = ((f[k] > t0) & inside).astype(np.uint8)
@@ -616,15 +646,24 @@ def _calibrate(bg: Background, models: list[ArenaModel], cfg: TrackingConfig) ->
             if bl:
                 b = max(bl, key=lambda b: b.area)
                 peaks.append(b.peak)
-                lengths += [(c.length, c.area) for c in bl if c.area >= 0.4 * b.area]
+                lengths += _outline_lengths(fs[k] > lo, inside, mk, cfg.min_area_px)
+                sharp += [(c.length, c.area) for c in bl if c.area >= 0.4 * b.area]
         m.contrast = float(np.median(peaks)) if peaks else float("nan")
-        per_arena.append((m, f, inside))
+        per_arena.append((m, f, fs, noise_s, inside))
     # fish look alike in every arena: arenas where no fish was seen (empty, or the fish sat
     # still in the median) borrow the typical contrast of the others
     seen = [m.contrast for m in models if np.isfinite(m.contrast)]
     typical = float(np.median(seen)) if seen else float("nan")
-    for m, f, inside in per_arena:
+    for m, f, fs, noise_s, inside in per_arena:
         contrast = m.contrast if np.isfinite(m.contrast) else typical
+        # noisy video (high-speed cameras, small pixels): a threshold above the pixel noise
+        # would cut the body, at a third of the eyes' contrast, into fragments; segment the
+        # lightly smoothed fishness instead, whose noise is 2-4 times lower
+        m.smooth = 0.0
+        if np.isfinite(contrast) and 5.0 * m.noise > _NOISY * contrast:
+            m.smooth = _LENGTH_SIGMA
+            m.noise = noise_s
+            f = fs
         if cfg.threshold is not None:
             m.threshold = float(cfg.threshold)
         else:
@@ -645,14 +684,41 @@ def _calibrate(bg: Background, models: list[ArenaModel], cfg: TrackingConfig) ->
                 big = max(b.area for b in bl)
                 areas += [b.area for b in bl if b.area >= 0.4 * big]
     length = float("nan")
-    if lengths:
-        la = np.array(lengths)
-        single = la[:, 1] <= 1.4 * np.median(la[:, 1])  # leave out touching fish
-        length = float(np.median(la[single, 0]))
+    # both are lower bounds of the visible length (a threshold can only cut a faint tail off):
+    # the larger one wins (the smoothed outlines in noisy video, the raw blobs in clean video)
+    for ll in (lengths, sharp):
+        if ll:
+            la = np.array(ll)
+            single = la[:, 1] <= 1.4 * np.median(la[:, 1])  # leave out touching fish
+            est = float(np.median(la[single, 0]))
+            length = est if not np.isfinite(length) else max(length, est)
     return {
         "length": length,
         "area": float(np.median(areas)) if areas else float("nan"),
     }
+
+
+def _outline_lengths(
+    low: np.ndarray, inside: np.ndarray, seed: np.ndarray, min_area: float
+) -> list[tuple[float, float]]:
+    """(extent along the principal axis, area) of the regions of ``low & inside`` that contain a
+    ``seed`` pixel and are at least ``min_area`` px; only regions of at least 0.4 x the largest
+    one's area (fish, not fragments)."""
+    n, lab, stats, _ = cv2.connectedComponentsWithStats((low & inside).astype(np.uint8), connectivity=8)
+    hit = np.unique(lab[(seed > 0) & (lab > 0)])
+    hit = hit[stats[hit, cv2.CC_STAT_AREA] >= min_area]
+    if hit.size == 0:
+        return []
+    big = float(stats[hit, cv2.CC_STAT_AREA].max())
+    out = []
+    for i in hit:
+        a = float(stats[i, cv2.CC_STAT_AREA])
+        if a < 0.4 * big:
+            continue
+        x, y, bw, bh = stats[i, :4]
+        # the smoothing lengthens the outline by about its sigma at either end
+        out.append((_extent(lab[y : y + bh, x : x + bw] == i) - 2.0 * _LENGTH_SIGMA, a))
+    return out
 
 
 def _remove_still_fish(
@@ -708,7 +774,7 @@ def _remove_still_fish(
     fr = bg.calib[:, y0:y1, x0:x1]
     yx = (m.gain_yx[0], m.gain_yx[1])
     g = _gains(fr, m.bg, yx)
-    f = _fishness(fr, m.bg, g, pol)  # positive where a frame shows a fish not in the median
+    f = _fishness(fr, m.bg, g, pol, m.smooth)  # positive where a frame shows a fish not in the median
     comps = []
     for i in range(1, n):
         a = float(stats[i, cv2.CC_STAT_AREA])

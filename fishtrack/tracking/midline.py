@@ -7,17 +7,20 @@ that the per-fish Python work is a handful of NumPy calls per chunk rather than 
 Head
     The eyes are the strongest-contrast blobs of a larva and sit at its wide end. ``F`` is
     smoothed lightly (sigma ~ 0.017 length, well below an eye radius, so that the darker
-    head/yolk region behind the eyes does not merge with them); within 0.2 length of the
-    strongest point, the pixels above ``eye_level`` (0.7) x that peak are the eyes, and their
-    weighted centroid is the head (the point midway between the eyes, as both eyes weigh about
-    the same).
+    head/yolk region behind the eyes does not merge with them). The strongest point is (on)
+    one eye; its partner is the strongest other local maximum 0.04-0.2 lengths away with a
+    paler gap between them, and the head is the midpoint of the two eye centres (each eye
+    weighted equally). Without a partner, an eye pair up to 0.45 lengths away is looked for
+    (the strongest point may be the swim bladder), else the head is the weighted centroid of
+    the pixels above ``eye_level`` (0.7) x the peak within 0.2 lengths of it.
 Midline
     Stytra-style angular sweeps: from the head, step ``s`` pixels at a time; at each step sample
     the smoothed fishness on an arc of +-60 degrees around the previous direction (+-35 degrees
-    on the first step, which must leave the eyes behind) and move to the ridge (arg max refined
-    by a parabola through its neighbours). Stop when the ridge fades below ``stop`` or leaves
-    the patch. The trace is resampled to ``n_points`` equally spaced points from head to tail
-    tip.
+    on the first step, which must leave the eyes behind) and move to the ridge (the strongest
+    interior peak of the arc, turns mildly penalised, refined by a parabola through its
+    neighbours). Over the anterior body the trace must lead away from the head, and it never
+    comes back on itself. Stop when the ridge fades below ``stop`` or leaves the patch. The
+    trace is resampled to ``n_points`` equally spaced points from head to tail tip.
 Angles
     ``heading`` = direction from the midline point at 25 % of the traced length to the head;
     ``tail_angle`` = wrap(atan2(tip - head) - (heading + pi)); ``tail_curvature`` = mean
@@ -38,6 +41,7 @@ __all__ = [
     "Midlines",
     "gather_patches",
     "smooth_patches",
+    "max_filter_patches",
     "locate_heads",
     "initial_directions",
     "trace_midlines",
@@ -50,6 +54,18 @@ __all__ = [
 MAX_TURN = np.pi / 3
 #: the trace ends where the ridge is weaker than this fraction of the body's ridge
 REL_STOP = 0.12
+#: widest deviation (rad) of the first step from the initial direction: the first step must
+#: leave the eyes behind, and the flank of an eye is often darker than the neck
+FIRST_TURN = np.deg2rad(35.0)
+#: relative weight lost by the ridge value at the widest turn of a step (quadratic in the turn)
+TURN_PENALTY = 0.5
+#: a step of the trace must end at least this many steps away from every earlier point but the
+#: last two
+AVOID = 1.5
+#: fraction of the length behind the head along which the trace must lead away from the head:
+#: the rigid anterior body (head, swim bladder, yolk; 0.3) and the start of the tail, which even
+#: in a C-bend stays nearly straight
+ANTERIOR = 0.45
 
 
 def wrap(a: np.ndarray | float) -> np.ndarray:
@@ -105,13 +121,41 @@ def smooth_patches(f: np.ndarray, sigma: float) -> np.ndarray:
     return np.ascontiguousarray(out.reshape(p, m, q + gap)[:, :, :q].transpose(1, 0, 2))
 
 
+def max_filter_patches(f: np.ndarray, k: int) -> np.ndarray:
+    """Grey dilation (maximum over a (2k+1) square) of every patch of a non-negative stack
+    (M, P, Q), the patches laid side by side with zero gaps (see :func:`smooth_patches`)."""
+    m, p, q = f.shape
+    if m == 0 or k < 1:
+        return f.copy()
+    gap = k + 1
+    wide = np.zeros((p, m, q + gap), f.dtype)
+    wide[:, :, :q] = f.transpose(1, 0, 2)
+    ker = np.ones((2 * k + 1, 2 * k + 1), np.uint8)
+    out = cv2.dilate(wide.reshape(p, m * (q + gap)), ker, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return np.ascontiguousarray(out.reshape(p, m, q + gap)[:, :, :q].transpose(1, 0, 2))
+
+
 def locate_heads(
-    f: np.ndarray, length: float, sigma: float, *, eye_level: float = 0.7
+    f: np.ndarray,
+    length: float,
+    sigma: float,
+    *,
+    eye_level: float = 0.7,
+    pair_range: tuple[float, float] = (0.04, 0.2),
+    pair_ratio: float = 0.6,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Head position (between the eyes) in every fishness patch.
 
     Only a window around the strongest pixel is smoothed (sigma), so the cost per fish does not
-    grow with the patch size.
+    grow with the patch size. The strongest point is (on) one eye. Its partner is the strongest
+    other local maximum ``pair_range`` lengths away with at least ``pair_ratio`` of its
+    strength and a dip between the two (two eyes, not one eye's plateau); the head is then the
+    midpoint of the two eye centres, each the weighted centroid of its own pixels above
+    ``eye_level`` x its peak (a paler eye, e.g. of a rolled larva, counts as much as the darker
+    one, and a dark head or swim bladder behind the eyes does not pull the head back). Without
+    a partner (eyes merged at low resolution, one eye hidden, fish without visible eyes), the
+    head is the weighted centroid of the pixels above ``eye_level`` x the peak within 0.2
+    lengths of it.
 
     Parameters
     ----------
@@ -123,6 +167,10 @@ def locate_heads(
         Smoothing (px) before the eyes are thresholded.
     eye_level
         Fraction of the smoothed peak above which a pixel counts as eye.
+    pair_range
+        Distance between the eye centres, in lengths (larvae: about 0.11).
+    pair_ratio
+        Weakest second eye, as a fraction of the first.
 
     Returns
     -------
@@ -140,30 +188,133 @@ def locate_heads(
     big = r + int(np.ceil(2 * sigma)) + 1
     side = 2 * big + 1
     win = smooth_patches(gather_patches(f, np.arange(m), py - big, px - big, side), sigma)
+    k_eye = int(max(1, round(0.03 * length)))
+    is_max = win >= max_filter_patches(win, k_eye)
     win = win.astype(np.float32)
     wf = win.reshape(m, -1)
     am2 = wf.argmax(axis=1)
-    peak = wf[np.arange(m), am2]
+    rows = np.arange(m)
+    peak = wf[rows, am2]
     cy, cx = np.divmod(am2, side)
     ar = np.arange(side, dtype=np.float32)
     dy = ar[None, :, None] - cy[:, None, None]
     dx = ar[None, None, :] - cx[:, None, None]
-    disk = (dx * dx + dy * dy) <= r * r
+    d2 = dx * dx + dy * dy
+    disk = d2 <= r * r
     wgt = np.clip(win - eye_level * peak[:, None, None], 0, None) * disk
-    s = wgt.sum(axis=(1, 2))
-    s = np.where(s > 0, s, 1.0)
-    my = (wgt * ar[None, :, None]).sum(axis=(1, 2)) / s
-    mx = (wgt * ar[None, None, :]).sum(axis=(1, 2)) / s
-    heads = np.stack([px - big + mx, py - big + my], axis=1).astype(np.float64)
+    heads = np.stack([px - big, py - big], axis=1).astype(np.float64)
+    heads += _centroids(wgt, ar)
+    # the second eye
+    lo, hi = pair_range[0] * length, pair_range[1] * length
+    cand = is_max & (d2 >= lo * lo) & (d2 <= hi * hi) & (win >= pair_ratio * peak[:, None, None])
+    my = np.clip(np.round(0.5 * (ar[None, :, None] + cy[:, None, None])), 0, side - 1).astype(np.int64)
+    mx = np.clip(np.round(0.5 * (ar[None, None, :] + cx[:, None, None])), 0, side - 1).astype(np.int64)
+    mid = win[rows[:, None, None], my, mx]
+    cand &= mid < 0.85 * win
+    v2 = np.where(cand, win, 0.0).reshape(m, -1)
+    j2 = v2.argmax(axis=1)
+    pair = v2[rows, j2] > 0
+    if pair.any():
+        i = np.flatnonzero(pair)
+        ey, ex = np.divmod(j2[i], side)
+        sep = np.hypot(ex - cx[i], ey - cy[i])
+        re2 = (np.maximum(1.0, 0.5 * sep) ** 2)[:, None, None]
+        e1 = np.clip(win[i] - eye_level * peak[i, None, None], 0, None) * (d2[i] <= re2)
+        ddx = ar[None, None, :] - ex[:, None, None]
+        ddy = ar[None, :, None] - ey[:, None, None]
+        w2 = win[i].reshape(len(i), -1)[np.arange(len(i)), j2[i]]
+        e2 = np.clip(win[i] - eye_level * w2[:, None, None], 0, None) * (ddx * ddx + ddy * ddy <= re2)
+        c = 0.5 * (_centroids(e1, ar) + _centroids(e2, ar))
+        heads[i] = np.stack([px[i] - big, py[i] - big], axis=1) + c
+    # no second eye near the strongest point: that may be the swim bladder (darker than the
+    # eyes in some frames), with the eye pair further ahead
+    for i in np.flatnonzero(~pair):
+        h = _pair_elsewhere(f[i], (int(px[i]), int(py[i])), float(peak[i]), length, sigma,
+                            k_eye, eye_level, lo, hi, pair_ratio)
+        if h is not None:
+            heads[i] = h
     return heads, peak.astype(np.float64)
 
 
+def _pair_elsewhere(
+    f: np.ndarray,
+    top: tuple[int, int],
+    peak: float,
+    length: float,
+    sigma: float,
+    k_eye: int,
+    eye_level: float,
+    lo: float,
+    hi: float,
+    ratio: float,
+) -> np.ndarray | None:
+    """Midpoint (x, y, patch px) of an eye pair 0.2-0.45 lengths from ``top`` in one fishness
+    patch, or None: the strongest pair of local maxima ``lo``-``hi`` px apart, both at least
+    ``ratio`` x ``peak``, with a dip between them."""
+    p = f.shape[0]
+    rad = int(np.ceil(0.45 * length + 2 * sigma + 1))
+    x0, y0 = max(0, top[0] - rad), max(0, top[1] - rad)
+    sub = f[y0 : top[1] + rad + 1, x0 : top[0] + rad + 1]
+    if sub.size == 0 or p == 0:
+        return None
+    w = smooth_patches(sub[None], sigma)[0]
+    mx = max_filter_patches(w[None], k_eye)[0]
+    w = w.astype(np.float32)
+    ys, xs = np.nonzero((w >= mx) & (w >= ratio * peak))
+    d_top = np.hypot(xs + x0 - top[0], ys + y0 - top[1])
+    keep = (d_top > 0.2 * length) & (d_top <= 0.45 * length)
+    ys, xs = ys[keep], xs[keep]
+    if len(ys) < 2:
+        return None
+    order = np.argsort(-w[ys, xs])[:6]
+    ys, xs = ys[order], xs[order]
+    best, best_v = None, 0.0
+    for a in range(len(ys)):
+        for b in range(a + 1, len(ys)):
+            sep = float(np.hypot(xs[a] - xs[b], ys[a] - ys[b]))
+            va, vb = float(w[ys[a], xs[a]]), float(w[ys[b], xs[b]])
+            dip = float(w[(ys[a] + ys[b]) // 2, (xs[a] + xs[b]) // 2])
+            if lo <= sep <= hi and dip < 0.85 * min(va, vb) and min(va, vb) > best_v:
+                best, best_v = (a, b, sep), min(va, vb)
+    if best is None:
+        return None
+    a, b, sep = best
+    ar_y = np.arange(w.shape[0], dtype=np.float32)[:, None]
+    ar_x = np.arange(w.shape[1], dtype=np.float32)[None, :]
+    cs = []
+    for e in (a, b):
+        near = (ar_x - xs[e]) ** 2 + (ar_y - ys[e]) ** 2 <= max(1.0, 0.5 * sep) ** 2
+        wt = np.clip(w - eye_level * w[ys[e], xs[e]], 0, None) * near
+        s = float(wt.sum())
+        cs.append((float((wt * ar_x).sum() / s), float((wt * ar_y).sum() / s)) if s > 0 else (xs[e], ys[e]))
+    return np.array([x0 + 0.5 * (cs[0][0] + cs[1][0]), y0 + 0.5 * (cs[0][1] + cs[1][1])])
+
+
+def _centroids(w: np.ndarray, ar: np.ndarray) -> np.ndarray:
+    """Weighted centroids (x, y) of a stack of weight images (M, S, S)."""
+    s = w.sum(axis=(1, 2))
+    s = np.where(s > 0, s, 1.0)
+    my = (w * ar[None, :, None]).sum(axis=(1, 2)) / s
+    mx = (w * ar[None, None, :]).sum(axis=(1, 2)) / s
+    return np.stack([mx, my], axis=1).astype(np.float64)
+
+
 def initial_directions(
-    f: np.ndarray, heads: np.ndarray, length: float, *, r_max: float | None = None
+    f: np.ndarray,
+    heads: np.ndarray,
+    length: float,
+    *,
+    r_max: float | None = None,
+    floor: np.ndarray | float = 0.0,
 ) -> np.ndarray:
-    """Direction (rad) from the head towards the body: the fishness-weighted centroid of the
-    fish pixels more than 0.25 length (and less than ``r_max``) from the head."""
+    """Direction (rad) from the head towards the body: the centroid, weighted by fishness above
+    ``floor`` (scalar or (M,); about the noise level, so that the background of a large patch
+    does not outweigh the fish), of the pixels more than 0.25 length (and less than ``r_max``)
+    from the head."""
     m, p, _ = f.shape
+    fl = np.broadcast_to(np.asarray(floor, np.float32), (m,))
+    if np.any(fl > 0):
+        f = np.clip(f.astype(np.float32) - fl[:, None, None], 0, None)
     ar = np.arange(p, dtype=np.float32)
     dx = ar[None, None, :] - heads[:, 0, None, None].astype(np.float32)
     dy = ar[None, :, None] - heads[:, 1, None, None].astype(np.float32)
@@ -226,11 +377,22 @@ def trace_midlines(
     max_turn: float = MAX_TURN,
 ) -> Midlines:
     """Follow the body ridge from the head to the tail tip by angular sweeps (+-60 degrees
-    around the previous direction, 17 directions, arg max refined by a parabola).
+    around the previous direction, 33 directions; +-``FIRST_TURN`` = 35 degrees on the first
+    step), the chosen direction refined by a parabola.
 
-    The trace ends where the ridge drops below ``stop`` (absolute, about the noise floor) or,
+    On every arc the strongest *interior* peak is taken if there is one (the body is a ridge
+    crossing the arc; a maximum at the arc's end is usually the flank of a darker blob), after
+    weighting the arc by ``1 - TURN_PENALTY (turn / 60 degrees)^2`` (a tail bends smoothly).
+    Over the anterior body (the first ``ANTERIOR`` = 0.45 lengths) every step must end at least
+    0.8 x the arc length travelled from the head, so that the trace cannot circle round the
+    eyes or the swim bladder (dark blobs the ridge would otherwise orbit); and no step may end
+    within ``AVOID`` (1.5) steps of an earlier point of the trace but the last two (a midline
+    does not come back on itself; a C-bend's tail tip may still come close to the head). The
+    trace ends where the ridge drops below ``stop`` (absolute, about the noise floor) or,
     beyond a third of the body, below ``rel_stop`` x the body's own ridge level (the highest
-    ridge value 0.15-0.5 lengths from the head), whichever comes first.
+    ridge value 0.15-0.5 lengths from the head), whichever comes first; where the ridge ends
+    abruptly beyond 0.6 lengths (drops below 0.35 of its level within three steps) the tip is
+    put where it crosses half its level.
 
     Parameters
     ----------
@@ -268,7 +430,8 @@ def trace_midlines(
     alive = np.ones(m, bool)
     n_alive = np.zeros(m, np.int64)
     j_wide = np.linspace(-max_turn, max_turn, 2 * int(round(max_turn / 0.065)) + 1)
-    j_first = j_wide
+    first_turn = min(max_turn, FIRST_TURN)
+    j_first = np.linspace(-first_turn, first_turn, 2 * int(round(first_turn / 0.065)) + 1)
     rows = np.arange(m)
     for k in range(n_steps):
         offs = j_first if k == 0 else j_wide
@@ -277,9 +440,30 @@ def trace_midlines(
         xs = pos[:, 0, None] + rad * np.cos(ang)
         ys = pos[:, 1, None] + rad * np.sin(ang)
         v = _bilinear(fs, xs, ys)
+        reach = first + k * step
+        if k > 0 and reach <= ANTERIOR * length:
+            # the anterior body leads away from the head: the trace must not circle round the
+            # eyes or the swim bladder, which are darker than the body around them
+            far = np.hypot(xs - heads[:, 0, None], ys - heads[:, 1, None]) >= 0.8 * reach
+            v = np.where(far, v, 0.0)
+        if k >= 2:
+            # a midline does not come back on itself: nor does the trace (it would orbit a
+            # dark blob such as the swim bladder, darker than the tail behind it)
+            back = trace[:, None, : k - 1, :]
+            dd = (xs[:, :, None] - back[..., 0]) ** 2 + (ys[:, :, None] - back[..., 1]) ** 2
+            v = np.where(dd.min(axis=2) >= (AVOID * step) ** 2, v, 0.0)
         if arc_smooth:
             v[:, 1:-1] = 0.25 * v[:, :-2] + 0.5 * v[:, 1:-1] + 0.25 * v[:, 2:]
+        if k > 0 and TURN_PENALTY > 0:
+            # a tail bends smoothly (a few tens of degrees per step even in a C-bend)
+            v = v * (1.0 - TURN_PENALTY * (offs / max_turn) ** 2)[None, :]
         j = v.argmax(axis=1)
+        # the body is a ridge that crosses the arc: prefer the strongest interior peak of the
+        # arc to a maximum at its end (the flank of a darker blob such as the swim bladder)
+        inner = v[:, 1:-1]
+        peak = (inner >= v[:, :-2]) & (inner >= v[:, 2:]) & (inner >= stop[:, None])
+        ji = np.where(peak, inner, -1.0).argmax(axis=1) + 1
+        j = np.where(peak.any(axis=1), ji, j)
         vmax = v[rows, j]
         vl = v[rows, np.maximum(j - 1, 0)]
         vr = v[rows, np.minimum(j + 1, len(offs) - 1)]
@@ -309,6 +493,24 @@ def trace_midlines(
         cut = np.where(has, weak.argmax(axis=1), n_steps)
         n_alive = np.minimum(n_alive, cut)
     total = np.where(n_alive > 0, cum[np.minimum(n_alive, n_steps)], 0.0)
+    # an abrupt end in the posterior half (the ridge drops below a third of its level within
+    # three steps, where a tail only fades gradually): the tip is where the ridge crosses half
+    # its level before the drop, not where it finally sinks below the stop levels (a blurred
+    # end would otherwise add a couple of pixels)
+    if n_steps > 3:
+        before = np.maximum.reduce([np.roll(vals, s, axis=1) for s in (1, 2, 3)])
+        before[:, :3] = np.inf
+        k_idx = np.arange(n_steps)[None, :]
+        drop = (vals < 0.35 * before) & (k_idx < n_alive[:, None]) & (arc > 0.6 * length)[None, :]
+        has = drop.any(axis=1)
+        if has.any():
+            i = np.flatnonzero(has)
+            kc = drop[i].argmax(axis=1)
+            half = 0.5 * before[i, kc]
+            v0, v1 = vals[i, kc - 1], vals[i, kc]
+            frac = np.clip((v0 - half) / np.maximum(v0 - v1, 1e-6), 0.0, 1.0)
+            total[i] = cum[kc] + frac * seg[kc]
+            n_alive[i] = kc + 1
     # resample to n_points equally spaced points
     targets = total[:, None] * np.linspace(0, 1, n_points)[None, :]
     idx = np.clip(np.searchsorted(cum, targets.ravel()).reshape(targets.shape), 1, n_steps)

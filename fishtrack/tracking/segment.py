@@ -6,7 +6,8 @@ For every frame of the chunk (all OpenCV calls on the arena crop, which release 
    (illumination flicker and slow drifts, per arena);
 2. *fishness* ``D = g * bg - frame`` (dark fish) or ``frame - g * bg`` (bright fish), saturated to
    uint8 and zero outside the arena mask;
-3. a pixel is fish if ``D > threshold``.
+3. in noisy videos (``ArenaModel.smooth`` > 0) ``D`` is smoothed with a small Gaussian;
+4. a pixel is fish if ``D > threshold``.
 
 The masks of the whole chunk are stacked into one tall image (the crop's outer rows are always
 zero, so blobs of consecutive frames never touch) and outlined with a single
@@ -89,12 +90,20 @@ def fishness_chunk(
     bg = model.bg
     valid = model.valid
     scratch = np.empty(bg.shape, np.uint8)
+    smooth = float(model.smooth)
+    signed = np.empty(bg.shape, np.int16) if smooth > 0 else None
     for i in range(crop.shape[0]):
         cv2.convertScaleAbs(bg, dst=scratch, alpha=float(gains[i]))
-        if polarity == "dark":
-            cv2.subtract(scratch, crop[i], dst=out[i])
+        a, b = (scratch, crop[i]) if polarity == "dark" else (crop[i], scratch)
+        if signed is None:
+            cv2.subtract(a, b, dst=out[i])
         else:
-            cv2.subtract(crop[i], scratch, dst=out[i])
+            # smooth the signed difference, then saturate (smoothing the saturated one would
+            # lift the background by the positive half of its noise)
+            cv2.subtract(a, b, dst=signed, dtype=cv2.CV_16S)
+            cv2.GaussianBlur(signed, (0, 0), smooth, dst=signed)
+            np.clip(signed, 0, 255, out=signed)
+            out[i] = signed
         cv2.bitwise_and(out[i], valid, dst=out[i])
     return gains
 

@@ -46,6 +46,8 @@ Progress = Callable[[int, int], None]
 
 #: chunk bytes above which chunks are made shorter than ``chunk_size`` (bounded memory)
 _MAX_CHUNK_BYTES = 24_000_000
+#: smallest detection in a multi-fish arena, as a fraction of the typical fish area
+_MIN_DET_AREA = 0.15
 
 
 def track_columns(n_tail_points: int) -> list[str]:
@@ -282,6 +284,7 @@ def _cut(
     centre: np.ndarray | None = None,
     group: float = 0.0,
     own_threshold: float | None = None,
+    ignore: np.ndarray | None = None,
 ) -> _Patches:
     """Cut the patches of blobs ``sel`` (or of frames ``sel`` at fixed ``centre``) and measure
     each fish's area and motion energy on the way.
@@ -302,6 +305,9 @@ def _cut(
         Blobs of the same frame within this distance of the selected one are the same fish.
     own_threshold
         No blob outlines (head-embedded larvae): the fish is where the fishness exceeds this.
+    ignore
+        Bool per blob: blobs never labelled as another fish (fragments of a fish's faint tail,
+        which the midline may cross).
     """
     m = len(sel)
     n_h, h, w = d.shape[1], d.shape[1], d.shape[2]
@@ -339,7 +345,7 @@ def _cut(
             sa = float(blobs.area[j])
             sx, sy = sa * float(blobs.cx[j]), sa * float(blobs.cy[j])
             for o in range(int(starts[k]), int(ends[k])):
-                if o == j or (
+                if o == j or (ignore is not None and ignore[o]) or (
                     blobs.x0[o] > x0[k] + p
                     or blobs.x0[o] + blobs.w[o] < x0[k]
                     or blobs.y0[o] > y0[k] + p
@@ -395,13 +401,10 @@ def _measure(
     else:
         hp = heads - pt.off
     if theta0 is None:
-        # towards the centroid of the fish's blob(s); blobs too short for that (only the head
-        # is above threshold) use the fishness far from the head
-        dv = pt.cen - hp
-        theta0 = np.arctan2(dv[:, 1], dv[:, 0])
-        short = ~(np.hypot(dv[:, 0], dv[:, 1]) > 0.12 * prm.length)
-        if short.any():
-            theta0[short] = initial_directions(trace_f[short], hp[short], prm.length)
+        # towards the anterior body: the fishness 0.25-0.5 lengths from the head (the rigid
+        # trunk, which points away from the head even when the tail is curled into a C, unlike
+        # the centroid of the whole blob)
+        theta0 = initial_directions(trace_f, hp, prm.length, r_max=0.5 * prm.length, floor=stop)
     fst = smooth_patches(trace_f, prm.sigma_trace)
     mid = trace_midlines(fst, hp, theta0, prm.length, prm.n_points, stop, arc_smooth=False)
     heading, tail_angle, curv = body_angles(mid.points)
@@ -739,16 +742,44 @@ def _pair_heading(
     return float(np.angle(np.exp(1j * (body + math.pi))))
 
 
+def _fragments(blobs: ChunkBlobs, prm: _Params) -> np.ndarray:
+    """Bool per blob: small blobs (under 0.2 x the fish area) within half a length of a larger,
+    fish-sized blob of the same frame: pieces of a fish's faint tail or fins cut off by the
+    threshold, not fish of their own."""
+    out = np.zeros(len(blobs), bool)
+    small = np.flatnonzero(blobs.area < 0.2 * prm.area)
+    if small.size == 0:
+        return out
+    big = np.flatnonzero(blobs.area >= 0.3 * prm.area)
+    if big.size == 0:
+        return out
+    reach = 0.5 * prm.length
+    for f in np.intersect1d(blobs.frame[small], blobs.frame[big]):
+        s = small[blobs.frame[small] == f]
+        b = big[blobs.frame[big] == f]
+        # distance from the small blob's centroid to the large blobs' bounding boxes
+        cx, cy = blobs.cx[s][:, None], blobs.cy[s][:, None]
+        x0, y0 = blobs.x0[b][None, :], blobs.y0[b][None, :]
+        dx = np.maximum(np.maximum(x0 - cx, cx - (x0 + blobs.w[b][None, :])), 0.0)
+        dy = np.maximum(np.maximum(y0 - cy, cy - (y0 + blobs.h[b][None, :])), 0.0)
+        out[s] = (np.hypot(dx, dy) <= reach).any(axis=1)
+    return out
+
+
 def _track_multi(st: _ArenaState, d, crop, blobs, n, prm, store, fidx) -> None:
     tr = st.tracker
     assert tr is not None
     stop = _stop_level(st.model)
     org = _origin(st)
     orgv = np.array(org, np.float64)
-    ok_area = (blobs.area >= prm.min_area) & (blobs.area <= prm.max_area)
+    frag = _fragments(blobs, prm)
+    # several fish share the arena: a blob far smaller than a fish (a speck of dirt, a bubble,
+    # a piece of tail) must not take a fish's identity when its own blob is hidden
+    min_det = max(prm.min_area, _MIN_DET_AREA * prm.area) if np.isfinite(prm.area) else prm.min_area
+    ok_area = (blobs.area >= min_det) & (blobs.area <= prm.max_area) & ~frag
     single = ok_area & (blobs.area <= 1.5 * prm.area)
     sel = np.flatnonzero(single)
-    pt = _cut(d, crop, st.prev, blobs, sel, prm.patch, org)
+    pt = _cut(d, crop, st.prev, blobs, sel, prm.patch, org, ignore=frag)
     meas = _measure_all(pt, prm, np.full(len(pt), stop, np.float32))
     row_of = {int(j): i for i, j in enumerate(sel)}
     starts = np.searchsorted(blobs.frame, np.arange(n), side="left")
@@ -759,7 +790,9 @@ def _track_multi(st: _ArenaState, d, crop, blobs, n, prm, store, fidx) -> None:
     for t in range(n):
         pos, hd, mg, src = [], [], [], []
         pred = None
-        for j in range(starts[t], ends[t]):
+        # largest blobs first: fish that are not tracked yet start on the most fish-like ones
+        for j in starts[t] + np.argsort(-blobs.area[starts[t] : ends[t]], kind="stable"):
+            j = int(j)
             if not ok_area[j]:
                 continue
             if j in row_of:
@@ -794,12 +827,14 @@ def _track_multi(st: _ArenaState, d, crop, blobs, n, prm, store, fidx) -> None:
         mb = np.array(m_blob, np.int64)
         side = int(max(blobs.w[mb].max(), blobs.h[mb].max()))
         centre = np.stack([blobs.x0[mb] + blobs.w[mb] / 2.0, blobs.y0[mb] + blobs.h[mb] / 2.0], axis=1)
-        mpt = _cut(d, crop, st.prev, blobs, mb, _odd(side + prm.length), org, centre=centre)
+        mpt = _cut(d, crop, st.prev, blobs, mb, _odd(side + prm.length), org, centre=centre, ignore=frag)
         cnt = np.bincount(mb, minlength=len(blobs))
         mpt.area = (blobs.area[mb] / cnt[mb]).astype(np.float32)
         heads = np.array(m_head) + orgv
         own = mpt.fp.astype(np.float32) * (mpt.mem == 1)
-        theta0 = initial_directions(own, heads - mpt.off, prm.length, r_max=0.7 * prm.length)
+        theta0 = initial_directions(
+            own, heads - mpt.off, prm.length, r_max=0.7 * prm.length, floor=stop
+        )
         mmeas = _measure_all(mpt, prm, np.full(len(mpt), stop, np.float32), heads=heads, theta0=theta0)
         # touching fish whose midline runs over another fish of the blob: the traced tail may
         # be the other fish's, so its tail angle is not known (the midline stays, for display)
