@@ -52,7 +52,7 @@ def annotate_frame(frame: np.ndarray, rows: pd.DataFrame, arenas=(), *, scale: f
     return img
 
 
-def write_preview(video, result, path: str | Path, *, n_frames: int = 8, max_width: int = 2400) -> Path:
+def write_preview(video, result, path: str | Path, *, n_frames: int = 8, max_width: int = 1400) -> Path:
     """Write a PNG strip of ``n_frames`` annotated frames spread over ``video``."""
     from fishtrack.io.tables import atomic_path
     from fishtrack.io.video import open_video
@@ -82,7 +82,7 @@ def write_preview(video, result, path: str | Path, *, n_frames: int = 8, max_wid
     if sheet.shape[1] > max_width:
         f = max_width / sheet.shape[1]
         sheet = cv2.resize(sheet, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".png", sheet)
+    ok, buf = cv2.imencode(".png", sheet, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     with atomic_path(path) as tmp:
         tmp.write_bytes(buf.tobytes())
     return Path(path)
