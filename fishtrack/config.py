@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fishtrack.errors import ConfigError
 
@@ -32,6 +40,7 @@ __all__ = [
     "StatsConfig",
     "load_config",
     "parse_config",
+    "safe_load_yaml",
     "dump_config",
     "config_hash",
     "explain_rows",
@@ -40,7 +49,20 @@ __all__ = [
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are never sensible settings (an infinite frame rate, a nan threshold)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML ``true``/``false`` given for a number (pydantic would read it as 1/0)."""
+        if isinstance(value, bool):
+            field = cls.model_fields.get(info.field_name or "")
+            ann = field.annotation if field is not None else None
+            if ann is not bool and "bool" not in str(ann):
+                kind = "a number" if ("int" in str(ann) or "float" in str(ann)) else "text"
+                raise ValueError(f"must be {kind}, not {str(value).lower()}")
+        return value
 
 
 def _f(default: Any, text: str, *, unit: str = "", range_: str = "", **kw: Any) -> Any:
@@ -394,9 +416,27 @@ class Config(_Section):
 # loading and errors
 
 
+_MAX_PROBLEMS = 10
+"""Validation problems listed in one message (the rest are counted)."""
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr`` of a config value, cut to ``limit`` characters (inputs can be huge: a YAML
+    alias bomb expands to gigabytes when printed in full)."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = limit
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 4
+    r.maxlevel = 2
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _format_validation_error(err: ValidationError, source: str) -> str:
     parts = []
-    for e in err.errors():
+    errors = err.errors()
+    for e in errors[:_MAX_PROBLEMS]:
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         typ = e["type"]
         msg = e["msg"]
@@ -406,12 +446,20 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
             msg = f"unknown key (allowed here: {allowed})" if allowed else "unknown key"
         elif typ == "literal_error":
             exp = e.get("ctx", {}).get("expected", "")
-            msg = f"must be one of {exp}; got {e.get('input')!r}"
-        elif "input" in e and typ not in ("missing",):
-            msg = f"{msg}; got {e['input']!r}"
+            msg = f"must be one of {exp}; got {_short(e.get('input'))}"
+        elif "input" in e and typ not in ("missing", "value_error"):
+            msg = f"{msg}; got {_short(e['input'])}"
         msg = msg.replace("Value error, ", "")
-        parts.append(f"{loc}: {msg}")
+        parts.append(f"{_short_key(loc)}: {msg}")
+    if len(errors) > _MAX_PROBLEMS:
+        parts.append(f"and {len(errors) - _MAX_PROBLEMS} more problem(s)")
     return f"{source}: invalid config: " + "; ".join(parts)
+
+
+def _short_key(loc: str, limit: int = 80) -> str:
+    if not loc.isprintable():  # a key with a line break or control character
+        loc = loc.encode("unicode_escape").decode("ascii")
+    return loc if len(loc) <= limit else loc[: limit - 3] + "..."
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:
@@ -432,6 +480,47 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (plain data only: tags that would construct Python objects are
+    refused) that also refuses a key given twice in one mapping (PyYAML keeps the last one
+    silently, so a pasted duplicate would override the setting above it)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line)
+            except TypeError:  # unhashable key: SafeLoader reports it below
+                continue
+            if first != key_node.start_mark.line:
+                raise yaml.constructor.ConstructorError(
+                    None, None,
+                    f"key {_short(key)} appears twice (lines {first + 1} and "
+                    f"{key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load_yaml(text: str, source: str | Path) -> Any:
+    """Parse YAML text with :class:`_UniqueKeyLoader`; any problem is a one-line
+    :class:`ConfigError` naming ``source`` (and the line, when known)."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
+    except ValueError as err:  # e.g. an integer with more digits than Python converts
+        raise ConfigError(f"{source}: not valid YAML: {_short(str(err), 120)}") from None
+
+
 def parse_config(data: dict | None, source: str = "<config>") -> Config:
     """Validate a mapping (e.g. parsed YAML) into a :class:`Config`."""
     if data is None:
@@ -447,27 +536,27 @@ def parse_config(data: dict | None, source: str = "<config>") -> Config:
 def load_config(path: str | Path | None) -> Config:
     """Load and validate a YAML config file; ``None`` gives the defaults.
 
-    YAML is read with ``yaml.safe_load``: tags that would construct Python objects are
-    rejected.
+    YAML is read with a ``yaml.SafeLoader`` (:func:`safe_load_yaml`): tags that would
+    construct Python objects are rejected, and so are keys given twice.
     """
     if path is None:
         return Config()
     p = Path(path)
-    if not p.exists():
+    try:
+        exists, is_dir = p.exists(), p.is_dir()
+    except (OSError, ValueError) as err:  # a name the OS refuses (too long, NUL)
+        raise ConfigError(f"{_short(str(p), 120)}: cannot use this path ({err})") from None
+    if not exists:
         raise ConfigError(f"{p}: config file not found")
-    if p.is_dir():
+    if is_dir:
         raise ConfigError(f"{p}: is a folder, expected a YAML config file")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not UTF-8 text; save the config as UTF-8 YAML") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read the config ({err.strerror or err})") from None
+    data = safe_load_yaml(text, p)
     return parse_config(data, str(p))
 
 

@@ -56,3 +56,9 @@ class OutputError(FishtrackError):
     """An output folder cannot be written (read-only, full disk, locked by another run)."""
 
     exit_code = 7
+
+
+class VerifyError(FishtrackError):
+    """``fishtrack verify`` found an output folder that does not match its provenance."""
+
+    exit_code = 8

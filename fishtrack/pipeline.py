@@ -64,6 +64,37 @@ def with_protocol_log(cfg: Config, protocol_log: str | Path | None, duration_s: 
 def _run_stages(
     video: str | Path, cfg: Config, progress: Progress | None, protocol_log: str | Path | None = None
 ) -> TrialResult:
+    """Run every stage; a :class:`FishtrackError` that does not name the video yet is raised
+    again (same class) with the video's path in front, so the one line says which file."""
+    try:
+        return _run_stages_inner(video, cfg, progress, protocol_log)
+    except FishtrackError as err:
+        if str(video) in str(err):
+            raise
+        new = type(err)(f"{video}: {err}")
+        if hasattr(err, "problems"):
+            new.problems = err.problems  # type: ignore[attr-defined]
+        raise new from None
+
+
+def _check_times(src, video: str | Path) -> None:
+    """Behaviour needs a time per frame: TIFF stacks and image folders have none unless
+    ``video.fps`` is set (or an ImageJ TIFF states its frame interval)."""
+    import numpy as np
+
+    from fishtrack.errors import ConfigError
+
+    ts = np.asarray(src.timestamps, dtype=np.float64)
+    if ts.size and not np.isfinite(ts).all():
+        raise ConfigError(
+            f"{video}: the frames have no times ({src.meta.codec}, no frame rate stored); "
+            "set video.fps in the config to the recording's frame rate"
+        )
+
+
+def _run_stages_inner(
+    video: str | Path, cfg: Config, progress: Progress | None, protocol_log: str | Path | None = None
+) -> TrialResult:
     from fishtrack.arenas import detect_arenas
     from fishtrack.io.video import open_video
     from fishtrack.tracking import estimate_background, track_video
@@ -74,6 +105,7 @@ def _run_stages(
     with warnings.catch_warnings(record=True) as wlist:
         warnings.simplefilter("always")
         with open_video(video, crop=cfg.video.crop, fps=cfg.video.fps) as src:
+            _check_times(src, video)
             bg = estimate_background(src, cfg.tracking)
             timings["background"] = time.perf_counter() - t0
             t1 = time.perf_counter()
@@ -198,15 +230,68 @@ def track_to_folder(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FishtrackError(f"{out}: --out must be a folder, but a file of that name exists")
+    _check_writable(out)  # before the work, not after it
     res = _run_stages(Path(video), cfg, progress, protocol_log)
+    # an old provenance.json goes first: until the new one is written last, the folder is
+    # marked incomplete (never new tables under an old run's provenance)
+    _remove(out / "provenance.json")
     write_table(res.tracks, out / "tracks.parquet", csv=csv)
     if res.bouts is not None:
         write_table(res.bouts, out / "bouts.csv")
     if res.epochs is not None:
         write_table(res.epochs, out / "epochs.csv")
     # provenance last: its presence marks a complete trial folder
+    res.provenance["outputs"] = output_digests(out)
     write_provenance(out / "provenance.json", res.provenance)
     return res
+
+
+OUTPUT_FILES = ("tracks.parquet", "bouts.csv", "epochs.csv")
+"""Tables whose size and sha256 ``provenance.json`` records (``outputs``)."""
+
+
+def output_digests(folder: str | Path) -> dict[str, dict]:
+    """``{file: {size_bytes, sha256}}`` of the trial tables present in ``folder``."""
+    import hashlib
+
+    out = {}
+    for name in OUTPUT_FILES:
+        p = Path(folder) / name
+        if p.is_file():
+            h = hashlib.sha256()
+            with open(p, "rb") as fh:
+                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    h.update(block)
+            out[name] = {"size_bytes": p.stat().st_size, "sha256": h.hexdigest()}
+    return out
+
+
+def _check_writable(out: Path) -> None:
+    """The output folder exists and is writable, or can be created (its nearest existing
+    parent is a writable folder)."""
+    import os
+
+    from fishtrack.errors import OutputError
+
+    p = out
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise OutputError(f"{out}: cannot create the output folder: {p} is a file, not a folder")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"{out}: cannot write: the folder {p} is not writable; choose another --out folder "
+            "or fix its permissions"
+        )
+
+
+def _remove(path: Path) -> None:
+    from fishtrack.errors import OutputError
+
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot replace the old file ({err.strerror})", path=path) from None
 
 
 def classify_folder(
@@ -245,6 +330,7 @@ def classify_folder(
     prov["behaviour_config"] = cfg.behaviour.model_dump(mode="json")
     prov["protocol"] = [p.model_dump(mode="json") for p in cfg.protocol]
     prov.setdefault("timings_s", {})["classify"] = round(time.perf_counter() - t0, 3)
+    prov["outputs"] = output_digests(folder)
     write_provenance(prov_path, prov)
     return TrialResult(tracks=b.tracks, bouts=b.bouts, epochs=b.epochs, provenance=prov)
 

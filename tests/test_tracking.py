@@ -179,7 +179,7 @@ def chamber(chambers):
 
 def test_chamber_identity(chambers):
     scores = []
-    for sim, arenas, res in chambers:
+    for sim, _arenas, res in chambers:
         t = res.tracks
         assert set(t["fish"]) == {f"A1-{k}" for k in range(1, 6)}
         scores.append(idf1(sim.truth, t, max_dist=0.25 * sim.spec.fish_length_px)["idf1"])

@@ -2,13 +2,15 @@
 
 Records the fishtrack version, versions of the main libraries, the effective config and its
 hash, the input file's identity (name, size, sha256 of its first MiB), frames read, damage
-found while decoding and timings. ``fishtrack verify`` (later) re-checks a folder against it.
+found while decoding and timings. ``fishtrack verify`` (:mod:`fishtrack.verify`) re-checks a
+folder against it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -32,12 +34,13 @@ def file_identity(path: str | Path) -> dict[str, Any]:
         for f in files:
             h.update(f.name.encode())
             h.update(str(f.stat().st_size).encode())
-        return {"name": p.name, "path": str(p), "size_bytes": size, "n_files": len(files),
-                "sha256_listing": h.hexdigest()}
+        return {"name": p.name, "path": str(p), "abs_path": os.path.abspath(p),
+                "size_bytes": size, "n_files": len(files), "sha256_listing": h.hexdigest()}
     size = p.stat().st_size
     with open(p, "rb") as fh:
         h.update(fh.read(1 << 20))
-    return {"name": p.name, "path": str(p), "size_bytes": size, "sha256_first_mib": h.hexdigest()}
+    return {"name": p.name, "path": str(p), "abs_path": os.path.abspath(p), "size_bytes": size,
+            "sha256_first_mib": h.hexdigest()}
 
 
 def library_versions() -> dict[str, str]:

@@ -863,6 +863,8 @@ class _AVBackend:
         first = np.ones(keys_sorted.size, bool)
         first[1:] = keys_sorted[1:] != keys_sorted[:-1]
         n_dup = int((~first).sum())
+        # frame number of the first repeated timestamp (the frame its packet duplicates)
+        dup_frame = int(np.cumsum(first)[np.flatnonzero(~first)[0]] - 1) if n_dup else 0
         order = order[first]
         keys = keys[order]
         dec = dec_all[order]
@@ -877,7 +879,10 @@ class _AVBackend:
         tb = float(self.time_base)
 
         # ---- does the file hold less than its header declares?
-        trunc = None if ordinal else self._truncation(keys, durs, pos, sizes, fps, tb)
+        lost_start = None if ordinal else self._lost_start(keys, fps, tb)
+        trunc = None if ordinal else self._truncation(
+            keys, durs, pos, sizes, fps, tb, start_s=lost_start[0] if lost_start else 0.0
+        )
         last_dec_slot = int(np.argmax(dec))
         cut_short = bool(corrupt[last_dec_slot]) and (
             pos[last_dec_slot] < 0
@@ -918,9 +923,10 @@ class _AVBackend:
         if n_dup:
             damage.append(
                 DamageRecord(
-                    0,
+                    dup_frame,
                     "corrupt_packet",
-                    f"{n_dup} packet(s) repeat another packet's timestamp; ignored",
+                    f"{n_dup} packet(s) repeat another packet's timestamp (first: frame "
+                    f"{dup_frame}); ignored",
                 )
             )
         tail_set = set(tail_keys.tolist())
@@ -960,6 +966,11 @@ class _AVBackend:
                     f"{demux_error}",
                 )
             )
+        if lost_start is not None:
+            damage.append(DamageRecord(0, "missing_frames", lost_start[1]))
+        no_container = self._container_unreadable()
+        if no_container is not None:
+            damage.append(DamageRecord(0, "corrupt_packet", no_container))
         if trunc is not None:
             damage.append(DamageRecord(n, trunc[0], trunc[1]))
         if self.limit is not None:
@@ -988,8 +999,47 @@ class _AVBackend:
             gap_damage=gaps,
         )
 
-    def _truncation(self, keys, durs, pos, sizes, fps, tb) -> tuple[DamageKind, str] | None:
-        """Compare what the file holds with the length its header declares."""
+    _CONTAINER_SUFFIXES = {".avi": "AVI", ".mp4": "MP4", ".mov": "MOV", ".m4v": "MP4",
+                           ".mkv": "Matroska", ".webm": "WebM"}
+
+    def _container_unreadable(self) -> str | None:
+        """A file named like a container that FFmpeg could only read as a bare stream of
+        pictures (its header is damaged): the times then come from a default rate and lost
+        frames cannot be seen."""
+        fmt = self.format_name or ""
+        kind = self._CONTAINER_SUFFIXES.get(self.path.suffix.lower())
+        bare = fmt in ("mjpeg", "h264", "hevc", "mpegvideo", "m4v", "rawvideo", "image2",
+                       "image2pipe", "mpjpeg") or fmt.endswith("_pipe")
+        if kind is None or not bare:
+            return None
+        return (
+            f"the {kind} header cannot be read: FFmpeg found only a bare {fmt} stream, so frame "
+            "times come from a default rate and lost frames cannot be detected; set video.fps "
+            "to the recording's frame rate"
+        )
+
+    def _lost_start(self, keys, fps, tb) -> tuple[float, str] | None:
+        """Matroska timestamps start at 0: a first frame later than that means the start of
+        the file could not be read (frames before it are lost; times still count from the first
+        frame the file holds). Other containers may start at any time, so are not judged."""
+        fmt = self.format_name or ""
+        if "matroska" not in fmt or not keys.size or not (np.isfinite(fps) and fps > 0):
+            return None
+        t0 = float(keys[0]) * tb
+        if t0 <= 1.5 / fps:
+            return None
+        k = max(1, int(round(t0 * fps)))
+        return t0, (
+            f"the first frame in the file is at {t0:.3f} s of the recording, not 0: ~{k} "
+            "frame(s) before it are lost (damaged start of the file); times count from this "
+            "frame"
+        )
+
+    def _truncation(
+        self, keys, durs, pos, sizes, fps, tb, start_s: float = 0.0
+    ) -> tuple[DamageKind, str] | None:
+        """Compare what the file holds with the length its header declares (``start_s``:
+        seconds lost before the first frame, not missing at the end)."""
         if not (np.isfinite(fps) and fps > 0):
             return None
         fmt = self.format_name or ""
@@ -1001,7 +1051,7 @@ class _AVBackend:
             return None
         interval = 1.0 / fps
         last_dur = float(durs[-1]) * tb if durs[-1] > 0 else interval
-        covered = float(keys[-1] - keys[0]) * tb + last_dur
+        covered = float(keys[-1] - keys[0]) * tb + last_dur + start_s
         missing_s = expected - covered
         if ("mov" in fmt or "mp4" in fmt) and self.declared_frames > keys.size:
             # MP4/MOV state an exact sample count
@@ -1368,13 +1418,117 @@ def _chain_one(first, rest):
 # --------------------------------------------------------------------------------------------
 
 
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _is_tiff(path: Path) -> bool:
+    """The file starts with a TIFF (or BigTIFF) header, whatever its suffix (FFmpeg would
+    read only the first page of a stack named e.g. ``.avi``)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4) in _TIFF_MAGIC
+    except OSError:
+        return False
+
+
+class _TiffLog:
+    """Collects what tifffile logs instead of raising (e.g. a page chain that points past the
+    end of a cut-off file) while the block runs, so it becomes a damage record and does not
+    reach the user's terminal."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def __enter__(self) -> list[str]:
+        import logging
+
+        class _Handler(logging.Handler):
+            def emit(h, record: logging.LogRecord) -> None:  # noqa: N805
+                self.messages.append(record.getMessage())
+
+        self._logger = logging.getLogger("tifffile")
+        self._handler = _Handler(logging.WARNING)
+        self._propagate = self._logger.propagate
+        self._logger.addHandler(self._handler)
+        self._logger.propagate = False
+        return self.messages
+
+    def __exit__(self, *exc: Any) -> None:
+        self._logger.removeHandler(self._handler)
+        self._logger.propagate = self._propagate
+
+
+def _tiff_expected_frames(tif: Any, page_shape: tuple) -> int | None:
+    """Frames the file says it holds (tifffile's shape metadata or ImageJ's ``images``)."""
+    try:
+        ij = tif.imagej_metadata
+        if isinstance(ij, dict) and ij.get("images"):
+            return int(ij["images"])
+        shaped = tif.shaped_metadata
+        if shaped and isinstance(shaped[0], dict) and shaped[0].get("shape"):
+            shape = [int(v) for v in shaped[0]["shape"]]
+            per_page = int(np.prod(page_shape))
+            total = int(np.prod(shape))
+            if per_page and total % per_page == 0:
+                return total // per_page
+    except Exception:  # noqa: BLE001 - metadata is a hint only
+        return None
+    return None
+
+
+def _tiff_damage(path: Path, n: int, expected: int | None, logged: list[str]) -> list:
+    """Damage records for a TIFF whose page chain ends early."""
+    size = path.stat().st_size
+    beyond = [
+        m for m in logged
+        if (o := re.search(r"offset (\d+)", m)) is not None and int(o.group(1)) >= size
+    ]
+    if expected is not None and expected > n:
+        return [DamageRecord(
+            n, "truncated",
+            f"the TIFF describes {expected} frames but only {n} page(s) can be located; the "
+            "file was probably cut off",
+        )]
+    if beyond:
+        return [DamageRecord(
+            n, "truncated",
+            f"the chain of TIFF pages points past the end of the file after page {n - 1} "
+            f"({beyond[0]}); later pages are lost",
+        )]
+    if any("offset" in m or "corrupted" in m for m in logged):
+        return [DamageRecord(
+            n, "missing_frames",
+            f"the chain of TIFF pages is broken after page {n - 1} ({logged[0]}); later pages, "
+            "if any, cannot be located",
+        )]
+    return []
+
+
+def _count_tiff_pages(pages: Any, limit: int = 10_000_000) -> int:
+    """Pages that can be located one after the other, up to the first broken one."""
+    n = 0
+    while n < limit:
+        try:
+            if pages[n] is None:
+                break
+        except Exception:  # noqa: BLE001 - the first page that cannot be read ends the count
+            break
+        n += 1
+    return n
+
+
 class _TiffBackend:
     kind = "tiff"
 
     def __init__(self, path: Path, fps: float | None):
+        with _TiffLog() as logged:
+            self._open(path, fps, logged)
+
+    def _open(self, path: Path, fps: float | None, logged: list[str]) -> None:
         import tifffile
 
         self.path = path
+        self.damage: list[DamageRecord] = []
         try:
             tif = tifffile.TiffFile(str(path))
         except Exception as exc:  # noqa: BLE001
@@ -1382,13 +1536,24 @@ class _TiffBackend:
         try:
             pages = tif.pages
             pages.cache = False
-            self.n = len(pages)
+            try:
+                self.n = len(pages)
+                if self.n:
+                    pages[self.n - 1]  # the last page tifffile counted may be the broken one
+            except Exception as exc:  # noqa: BLE001 - a damaged page: count those before it
+                self.n = _count_tiff_pages(pages)
+                if self.n == 0:
+                    raise
+                logged.append(f"page {self.n}: {_one_line(exc)}")
             if self.n == 0:
                 raise VideoError("TIFF file has no pages", path=path)
             p0 = pages[0]
             self.page_shape = tuple(p0.shape)
             self.dtype = np.dtype(p0.dtype)
             self.compression = str(getattr(p0.compression, "name", p0.compression)).lower()
+            self.damage = _tiff_damage(
+                path, self.n, _tiff_expected_frames(tif, self.page_shape), logged
+            )
             for i in sorted({self.n // 2, self.n - 1}):
                 self._check_shape(i, tuple(pages[i].shape))
             ij = tif.imagej_metadata or {}
@@ -1434,7 +1599,7 @@ class _TiffBackend:
             count_method="tiff pages",
             time_source="imagej finterval" if self.stated_fps else "unknown",
             grey_rule=self.scaler.rule(self.grey_dtype),
-            damage=[],
+            damage=list(self.damage),
         )
 
     def reader(self, report) -> _TiffReader:
@@ -1451,7 +1616,8 @@ class _TiffReader:
         self.b = b
         self.report = report
         try:
-            self.tif = tifffile.TiffFile(str(b.path))
+            with _TiffLog():
+                self.tif = tifffile.TiffFile(str(b.path))
         except Exception as exc:  # noqa: BLE001
             raise VideoError(f"cannot reopen TIFF ({_one_line(exc)})", path=b.path) from None
         self.tif.pages.cache = False
@@ -1460,11 +1626,12 @@ class _TiffReader:
         b = self.b
         for t in targets:
             try:
-                page = self.tif.pages[t]
-                shape = tuple(page.shape)
-                if shape != b.page_shape:
-                    b._check_shape(t, shape)
-                arr = page.asarray()
+                with _TiffLog() as logged:
+                    page = self.tif.pages[t]
+                    shape = tuple(page.shape)
+                    if shape != b.page_shape:
+                        b._check_shape(t, shape)
+                    arr = page.asarray()
             except VideoError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -1472,6 +1639,8 @@ class _TiffReader:
                     DamageRecord(int(t), "undecodable_frame", f"TIFF page: {_one_line(exc)}")
                 )
                 continue
+            if logged:  # tifffile read the page but complained (e.g. data past the end)
+                self.report(DamageRecord(int(t), "corrupt_packet", f"TIFF page: {logged[0]}"))
             yield t, b.scaler.to_uint8(b.scaler.grey(arr)), None
 
     def close(self) -> None:
@@ -2120,7 +2289,11 @@ def open_video(
             raise VideoError(f"fps must be a number, got {fps!r}", path=p) from None
         if not (math.isfinite(fps) and fps > 0):
             raise VideoError(f"fps must be > 0, got {fps}", path=p)
-    if not p.exists():
+    try:
+        exists = p.exists()
+    except (OSError, ValueError) as exc:  # a name the OS refuses (too long, NUL)
+        raise VideoError(f"cannot use this path ({_one_line(exc)})", path=p) from None
+    if not exists:
         raise VideoError("file not found", path=p)
     if p.is_dir():
         backend = _FolderBackend(p, fps)
@@ -2133,7 +2306,7 @@ def open_video(
             raise VideoError("file is empty (0 bytes)", path=p)
         if not os.access(p, os.R_OK):
             raise VideoError("permission denied", path=p)
-        if p.suffix.lower() in TIFF_SUFFIXES:
+        if p.suffix.lower() in TIFF_SUFFIXES or _is_tiff(p):
             backend = _TiffBackend(p, fps)
         else:
             backend = _AVBackend(p)

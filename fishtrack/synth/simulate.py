@@ -476,6 +476,8 @@ def sim_config(spec: SimSpec) -> dict:
         "stats": {"reference_group": "control"},
         "px_per_mm": round(spec.fish_length_px / 4.0, 4),
     }
+    if spec.codec in ("tiff", "png"):  # image stacks and folders store no frame rate
+        cfg = {"video": {"fps": float(spec.fps)}, **cfg}
     parse_config(cfg, "simulated config")  # must always be valid
     return cfg
 
