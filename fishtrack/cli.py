@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 generic error; 2 invalid config or usage; 3 unreadable video;
 4 arenas not found; 5 tracking failed; 6 invalid manifest; 7 output not writable;
-130 interrupted. Every error is one line naming the file and the problem.
+8 verify found mismatches; 130 interrupted. Every error is one line naming the file and the
+problem (docs/troubleshooting.md lists every message, its cause and fix).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -50,11 +52,15 @@ def _cli_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _print_warning  # one line each, no source line
+                return fn(*args, **kwargs)
         except FishtrackError as err:
             problems = getattr(err, "problems", None)
             if problems and len(problems) > 1:
-                err_console.print(f"[bold red]error:[/] {len(problems)} problems:", highlight=False)
+                where = f"{escape(err.path)}: " if err.path else ""
+                err_console.print(f"[bold red]error:[/] {where}{len(problems)} problems:", highlight=False,
+                                  soft_wrap=True)
                 for p in problems:
                     err_console.print(f"  - {p}", highlight=False, markup=False, soft_wrap=True)
             else:
@@ -65,6 +71,10 @@ def _cli_errors(fn):
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 def _progress_bar(description: str):
@@ -172,8 +182,6 @@ def simulate(
     seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same video).")] = None,
 ) -> None:
     """Render a futility-assay video with ground truth (positions, tail angles, states)."""
-    import yaml
-
     from fishtrack.synth import SimSpec
     from fishtrack.synth import simulate as run_sim
 
@@ -181,7 +189,11 @@ def simulate(
     if spec is not None:
         if not spec.exists():
             raise FishtrackError(f"{spec}: simulator spec not found")
-        data = yaml.safe_load(spec.read_text(encoding="utf-8")) or {}
+        from fishtrack.config import safe_load_yaml
+
+        data = safe_load_yaml(spec.read_text(encoding="utf-8", errors="replace"), spec) or {}
+        if not isinstance(data, dict):
+            raise FishtrackError(f"{spec}: a simulator spec must be a mapping of SimSpec fields")
     given = {
         "layout": layout, "rows": rows, "cols": cols, "fish_per_arena": fish_per_arena, "fps": fps,
         "duration_s": duration, "polarity": polarity, "codec": codec, "effect": effect, "seed": seed,
@@ -190,7 +202,7 @@ def simulate(
     from pydantic import ValidationError
 
     try:
-        sim_spec = SimSpec(**data)
+        sim_spec = SimSpec.model_validate(data)
     except ValidationError as err:
         from fishtrack.config import _format_validation_error
 
@@ -292,7 +304,7 @@ def _print_summary(res, out: Path) -> None:
     if empty:
         console.print(f"empty arenas (no fish): {', '.join(map(str, empty))}")
     for w in res.summary.get("warnings", []):
-        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] {escape(str(w))}", highlight=False, soft_wrap=True)
     if res.bouts is not None:
         console.print(f"{len(res.bouts)} bouts, {0 if res.epochs is None else len(res.epochs)} epochs")
     console.print(f"[green]outputs in[/] {out}")
@@ -330,6 +342,63 @@ def export(
     t0 = time.perf_counter()
     path = export_trial(folder, to, out, force=force)
     console.print(f"[green]exported[/] {escape(str(folder))} to {escape(to)} in {time.perf_counter() - t0:.1f} s: {escape(describe(path))}",
+                  highlight=False)
+
+
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+@app.command("import")
+@_cli_errors
+def import_(
+    file: Annotated[Path, typer.Argument(help="Results of another tracker (file, or folder for idtracker.ai / TRex).")],
+    source: Annotated[str, typer.Option("--from", help="dlc | sleap | zebrazoom | idtrackerai | trex | movement")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Trial folder to write (tracks.parquet, provenance.json).")],
+    fps: Annotated[float | None, typer.Option("--fps", help="Frame rate (Hz); required for DeepLabCut and SLEAP, overrides the file's otherwise.")] = None,
+    layout: Annotated[str | None, typer.Option("--layout", help="wells | chamber | embedded (default: the config's arenas.layout).")] = None,
+    config: ConfigOpt = None,
+    head: Annotated[str | None, typer.Option("--head", help="Head keypoint(s), comma-separated (several: their mean, e.g. left_eye,right_eye).")] = None,
+    body: Annotated[str | None, typer.Option("--body", help="Body-axis keypoints behind the head, comma-separated (e.g. swim_bladder).")] = None,
+    tail: Annotated[str | None, typer.Option("--tail", help="Tail keypoints from base to tip, comma-separated.")] = None,
+    min_confidence: Annotated[float, typer.Option("--min-confidence", help="Keypoints with a lower likelihood/score are not trusted.")] = 0.6,
+    n_points: Annotated[int | None, typer.Option("--n-points", help="Midline points to write (default: head + mapped keypoints; 10 for ZebraZoom/TRex).")] = None,
+    resample: Annotated[bool, typer.Option("--resample/--no-resample", help="Space midline points equally along the body (as the tracker does).")] = True,
+    cm_per_pixel: Annotated[float | None, typer.Option("--cm-per-pixel", help="TRex: its cm_per_pixel setting (TRex positions are in cm).")] = None,
+    between_bouts: Annotated[str, typer.Option("--between-bouts", help="ZebraZoom JSON: frames between bouts are 'still' or 'unobserved'.")] = "still",
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing trial folder's outputs.")] = False,
+) -> None:
+    """Import tracks made by another tracker into a trial folder (see docs/import.md)."""
+    from fishtrack.importers import ImportOptions, import_tracks
+
+    opt = ImportOptions(
+        fps=fps, layout=layout, head=_names(head), body=_names(body), tail=_names(tail),
+        min_confidence=min_confidence, n_points=n_points, resample=resample,
+        cm_per_pixel=cm_per_pixel, between_bouts=between_bouts,
+    )
+    t0 = time.perf_counter()
+    res = import_tracks(file, source, out, config=config, options=opt, force=force)
+    info = res.provenance.get("import", {})
+    tr = res.tracks
+    n_fish = tr["fish"].nunique() if len(tr) else 0
+    n_frames = tr["frame"].nunique() if len(tr) else 0
+    console.print(
+        f"[green]imported[/] {escape(str(file))} ({escape(str(info.get('tool_name', source)))}): "
+        f"{n_fish} fish x {n_frames} frames, detected {info.get('detection_rate', 0):.1%}, "
+        f"tail known {info.get('tail_rate', 0):.1%} in {time.perf_counter() - t0:.1f} s",
+        highlight=False,
+    )
+    mp = info.get("mapping") or {}
+    if mp:
+        console.print(
+            f"keypoints: head = {escape(' + '.join(mp.get('head', [])))}; midline = "
+            f"{escape(', '.join(mp.get('body', []) + mp.get('tail', [])) or 'none')}"
+            f"{' (guessed from the names)' if info.get('mapping_guessed') else ''}",
+            highlight=False,
+        )
+    for note in res.notes:
+        err_console.print(f"[yellow]note:[/] {escape(str(note))}", highlight=False, soft_wrap=True)
+    console.print(f"[green]trial folder[/] {escape(str(out))}; next: fishtrack classify {escape(str(out))}",
                   highlight=False)
 
 
@@ -410,6 +479,23 @@ def stats(
     t0 = time.perf_counter()
     compute_stats(folder, config)
     console.print(f"statistics and report re-computed in {time.perf_counter() - t0:.1f} s: {folder / 'report.html'}")
+
+
+@app.command()
+@_cli_errors
+def verify(
+    folder: Annotated[Path, typer.Argument(help="Trial folder (fishtrack track --out) or experiment folder (fishtrack run --out).")],
+    video: Annotated[Path | None, typer.Option("--video", help="Trial folders: where the input video is now, if it moved.")] = None,
+) -> None:
+    """Re-check an output folder against its provenance; exit 8 listing every mismatch."""
+    from fishtrack.verify import verify_folder
+
+    rep = verify_folder(folder, video=video)
+    for note in rep.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
+    rep.raise_for_problems()
+    console.print(f"[green]ok[/] {escape(str(folder))}: {rep.kind} folder matches its provenance "
+                  f"({rep.n_checks} checks)", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -180,11 +180,24 @@ class Manifest:
 
 
 def _decode(raw: bytes, path: Path) -> tuple[str, str]:
+    if raw.startswith(b"PK\x03\x04"):
+        raise ManifestError(
+            "is a zip file (an Excel .xlsx workbook?), not a CSV table; in the spreadsheet "
+            "use Save As > 'CSV UTF-8'",
+            path=path,
+        )
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return raw.decode("utf-16"), "utf-16"
         except UnicodeDecodeError:
             raise ManifestError("not readable UTF-16 text; save it as 'CSV UTF-8'", path=path) from None
+    if b"\x00" in raw:
+        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        raise ManifestError(
+            f"contains NUL bytes (first at line {line}): not a text CSV, or UTF-16 without a "
+            "byte-order mark; save it as 'CSV UTF-8'",
+            path=path,
+        )
     try:
         return raw.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError as err:
@@ -216,34 +229,56 @@ def _norm_header(name: str) -> str:
     return key if key in KNOWN_COLUMNS or key in ("fishid", "fish") else name.strip()
 
 
+def _has_control(value: str) -> bool:
+    import unicodedata
+
+    return any(unicodedata.category(c) in ("Cc", "Cs") for c in value)
+
+
+def _cell(value: str, limit: int = 60) -> str:
+    """A manifest cell quoted for a message: control characters escaped, long text cut."""
+    text = value.encode("unicode_escape").decode("ascii") if _has_control(value) else value
+    return f"'{text}'" if len(text) <= limit else f"'{text[: limit - 3]}...'"
+
+
 def _norm_rel_path(value: str, root: Path) -> tuple[str | None, str | None]:
     """(relative posix path, None) or (None, problem) for a manifest path cell."""
+    if _has_control(value):
+        return None, f"{_cell(value)} contains control characters (tab, line break, NUL...)"
     v = value.strip().replace("\\", "/")
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", v):
-        return None, f"'{value}' is a URL; give a file path relative to the manifest"
+        return None, f"{_cell(value)} is a URL; give a file path relative to the manifest"
     if re.match(r"^[a-zA-Z]:/", v):  # Windows drive path
-        return None, f"'{value}' is an absolute Windows path; give a path relative to the manifest"
+        return None, f"{_cell(value)} is an absolute Windows path; give a path relative to the manifest"
     if v.startswith("/"):
         root_abs = posixpath.normpath(Path(os.path.abspath(root)).as_posix())
         norm = posixpath.normpath(v)
         if norm == root_abs or not norm.startswith(root_abs.rstrip("/") + "/"):
             return None, (
-                f"'{value}' is outside the manifest's folder {root}; give paths relative to "
+                f"{_cell(value)} is outside the manifest's folder {root}; give paths relative to "
                 "the manifest (files must be in its folder or below)"
             )
         return posixpath.relpath(norm, root_abs), None
     norm = posixpath.normpath(v)
     if norm == "." or norm == ".." or norm.startswith("../"):
         return None, (
-            f"'{value}' leaves the manifest's folder {root}; files must be in the manifest's "
+            f"{_cell(value)} leaves the manifest's folder {root}; files must be in the manifest's "
             "folder or below"
         )
     return norm, None
 
 
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False also for names the OS refuses (too long, NUL)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
+
+
 def _norm_arena(value: str) -> str | None:
     m = _ARENA_RE.match(value.strip().upper())
-    return f"{m.group(1)}{int(m.group(2))}" if m else None
+    return f"{m.group(1)}{int(m.group(2))}" if m and int(m.group(2)) > 0 else None
 
 
 def _rows_text(rows: Iterable[int]) -> str:
@@ -302,7 +337,9 @@ def read_manifest(path: str | Path, *, root: str | Path | None = None) -> Manife
     except csv.Error as err:
         raise ManifestError(f"not a readable CSV table ({err})", path=path) from None
     records = [[c.strip() for c in r] for r in records]
-    header_i = next(i for i, r in enumerate(records) if any(r))
+    header_i = next((i for i, r in enumerate(records) if any(r)), None)
+    if header_i is None:
+        raise ManifestError("the manifest is empty; it needs a header row with video, arena, group", path=path)
     header = records[header_i]
     body = records[header_i + 1:]
     problems: list[str] = []
@@ -320,13 +357,15 @@ def read_manifest(path: str | Path, *, root: str | Path | None = None) -> Manife
     seen: dict[str, int] = {}
     for j in keep:
         if names[j] in seen:
-            problems.append(f"column '{names[j]}' appears twice (columns {seen[names[j]] + 1} and {j + 1})")
+            problems.append(f"column {_cell(names[j])} appears twice (columns {seen[names[j]] + 1} and {j + 1})")
         seen.setdefault(names[j], j)
     for name in sorted(set(seen) & set(_RESERVED)):
         problems.append(f"column '{name}' is a name fishtrack adds to the outputs; rename it")
     missing = [c for c in REQUIRED_COLUMNS if c not in seen]
     if missing:
-        found = ", ".join(names[j] for j in keep) or "none"
+        found = ", ".join(_cell(names[j], 30).strip("'") for j in keep[:12]) or "none"
+        if len(keep) > 12:
+            found += f", ... ({len(keep)} columns)"
         problems.append(
             f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
             f"(found: {found}); the header row needs video, arena, group"
@@ -359,7 +398,7 @@ def read_manifest(path: str | Path, *, root: str | Path | None = None) -> Manife
         if r["arena"]:
             a = _norm_arena(r["arena"])
             if a is None:
-                problems.append(f"row {n}: arena '{r['arena']}' is not a well name like A1 or H12")
+                problems.append(f"row {n}: arena {_cell(r['arena'])} is not a well name like A1 or H12")
             else:
                 r["arena"] = a
         for col in _PER_VIDEO:
@@ -385,7 +424,7 @@ def read_manifest(path: str | Path, *, root: str | Path | None = None) -> Manife
         dup = table[table.duplicated(key, keep=False)]
         for vals, grp in dup.groupby(key, sort=False):
             vals = vals if isinstance(vals, tuple) else (vals,)
-            desc = ", ".join(f"{k} '{v}'" for k, v in zip(key, vals, strict=True))
+            desc = ", ".join(f"{k} {_cell(str(v))}" for k, v in zip(key, vals, strict=True))
             problems.append(f"{_rows_text(grp['row'])} {what} ({desc})")
     for col, what in (("protocol", "protocol logs"), ("config", "configs")):
         for vid, grp in table.groupby("video", sort=False):
@@ -599,6 +638,11 @@ def _execute_trial(task: TrialTask, queue=None) -> TrialOutcome:
 
             shutil.copytree(final, tmp)
             classify_folder(tmp, task.config)
+        elif _is_imported(task.video):  # a `fishtrack import` folder: classified, not tracked
+            from fishtrack.importers import classify_imported
+
+            tmp.mkdir(parents=True)
+            classify_imported(task.video, task.config, tmp)
         else:
             tmp.mkdir(parents=True)
             fn = task.trial_fn or track_trial
@@ -628,6 +672,10 @@ def _execute_trial(task: TrialTask, queue=None) -> TrialOutcome:
 def _check_arenas(video: str, config: Config, arenas_fn: ArenasFn | None) -> tuple[str, list[str] | None, str]:
     """Worker entry point of the arena check: (video, names or None, error)."""
     try:
+        if _is_imported(video):  # imported tracks: the arenas they name
+            from fishtrack.importers import imported_arenas
+
+            return video, imported_arenas(video), ""
         fn = arenas_fn or detect_video_arenas
         return video, list(fn(Path(video), config)), ""
     except FishtrackError as err:
@@ -899,7 +947,7 @@ def _trial_configs(
             out[vid] = base
             continue
         log_path = root / log
-        if not log_path.exists():
+        if not _exists(log_path):
             problems.append(f"{rows}: protocol log '{log}' not found")
             continue
         try:
@@ -919,10 +967,22 @@ def _load_protocol(log: Path, video: Path) -> list:
     except ConfigError as err:
         if "no end" not in str(err):
             raise
+    if _is_imported(video):  # imported tracks: the duration their provenance records
+        from fishtrack.io.provenance import read_provenance
+
+        dur = (read_provenance(video / "provenance.json").get("video") or {}).get("duration_s")
+        return load_protocol_log(log, end_s=float(dur) if dur else None)
     from fishtrack.io.video import open_video
 
     with open_video(video) as src:
         return load_protocol_log(log, end_s=float(src.meta.duration_s))
+
+
+def _is_imported(video: str | Path) -> bool:
+    """A manifest ``video`` that is a trial folder written by ``fishtrack import``."""
+    from fishtrack.importers import is_imported_trial
+
+    return is_imported_trial(video)
 
 
 def run_experiment(
@@ -994,9 +1054,9 @@ def run_experiment(
         names = trial_names(videos)
         problems = []
         for vid, grp in man.table.groupby("video", sort=False):
-            if not (man.root / vid).exists():
+            if not _exists(man.root / vid):
                 problems.append(f"{_rows_text(grp['row'])}: video '{vid}' not found in {man.root}")
-        present = [v for v in videos if (man.root / v).exists()]
+        present = [v for v in videos if _exists(man.root / v)]
         tconf, pproblems = _trial_configs(
             man.table[man.table["video"].isin(present)], man.root, cfg
         )
@@ -1115,8 +1175,9 @@ def _check_reference_group(man: Manifest, cfg: Config) -> None:
     groups = sorted(set(man.table["group"]))
     if cfg.stats.reference_group not in groups:
         raise ConfigError(
-            f"stats.reference_group: '{cfg.stats.reference_group}' is not a group in "
-            f"{man.path} (groups: {', '.join(groups)}); set stats.reference_group in the config"
+            f"stats.reference_group: {_cell(cfg.stats.reference_group)} is not a group in "
+            f"{man.path} (groups: {', '.join(_cell(g) for g in groups[:20])}); set "
+            "stats.reference_group in the config"
         )
 
 
