@@ -45,7 +45,7 @@ Layout = Literal["wells", "chamber", "embedded"]
 Progress = Callable[[int, int], None]
 
 #: chunk bytes above which chunks are made shorter than ``chunk_size`` (bounded memory)
-_MAX_CHUNK_BYTES = 24_000_000
+_MAX_CHUNK_BYTES = 12_000_000
 #: smallest detection in a multi-fish arena, as a fraction of the typical fish area
 _MIN_DET_AREA = 0.15
 
