@@ -179,6 +179,7 @@ class MultiTracker:
     sig_pos: np.ndarray = field(init=False)
     sig_heading: np.ndarray = field(init=False)
     sig_speed: np.ndarray = field(init=False)
+    n_episodes: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.pos = np.full((self.n, 2), np.nan)
@@ -202,11 +203,11 @@ class MultiTracker:
     ) -> list[np.ndarray]:
         """Track contact episodes; return the groups of fish whose episode ended this frame.
 
-        A fish is *clear* in a frame when it was detected in a blob of its own, with a heading,
-        and no other detection lies within ``contact_px`` of it. A fish that is not clear joins
-        a contact group with every fish near it (and a lost fish with the fish nearest to where
-        it was last seen); groups merge transitively. When every member of a group is clear
-        again, the episode ends and its identities are re-decided (:meth:`_resolve`).
+        A fish is *clear* in a frame when it was detected and no other detection lies within
+        ``contact_px`` of it. A fish that is not clear joins a contact group with every fish
+        near it (and a lost fish with the fish nearest to where it was last seen); groups merge
+        transitively. When every member of a group is clear again and has a heading, the
+        episode ends and its identities are re-decided (:meth:`_resolve`).
         """
         n = self.n
         seen = det_of >= 0
@@ -251,8 +252,8 @@ class MultiTracker:
         return done
 
     def _new_label(self) -> int:
-        self._label = getattr(self, "_label", 0) + 1
-        return self._label
+        self.n_episodes += 1
+        return self.n_episodes
 
     def _resolve(self, members: np.ndarray, det: np.ndarray, det_of: np.ndarray, hd) -> bool:
         """Re-decide who is who among ``members`` at the end of a contact episode.
