@@ -1050,17 +1050,21 @@ def _finish(store, names, states, bg, cfg, prm, damage, layout, fish_per_arena) 
     cols["time_s"] = np.repeat(store.time[:rows], n_k)
     cols["arena"] = np.tile(np.array([names[i][0] for i in kept], dtype=object), rows)
     cols["fish"] = np.tile(np.array([names[i][1] for i in kept], dtype=object), rows)
+    # each per-fish store array is released as soon as its column is made, and the columns
+    # go into the table without another copy: the peak stays near one copy of the table
     for k in ("x", "y", "heading", "tail_angle", "tail_curvature"):
-        cols[k] = store.f[k][:rows, kept].ravel()
+        cols[k] = store.f.pop(k)[:rows, kept].ravel()
     cols["detected"] = det[:, kept].ravel()
-    cols["area_px"] = store.f["area_px"][:rows, kept].ravel()
+    cols["area_px"] = store.f.pop("area_px")[:rows, kept].ravel()
     cols["id_uncertain"] = store.uncertain[:rows, kept].ravel()
-    cols["motion_energy"] = store.f["motion_energy"][:rows, kept].ravel()
+    cols["motion_energy"] = store.f.pop("motion_energy")[:rows, kept].ravel()
+    tail, store.tail = store.tail, None
     for i in range(prm.n_points):
-        cols[f"tail_x_{i}"] = store.tail[:rows, kept, i, 0].ravel()
+        cols[f"tail_x_{i}"] = tail[:rows, kept, i, 0].ravel()
     for i in range(prm.n_points):
-        cols[f"tail_y_{i}"] = store.tail[:rows, kept, i, 1].ravel()
-    tracks = pd.DataFrame(cols)
+        cols[f"tail_y_{i}"] = tail[:rows, kept, i, 1].ravel()
+    del tail
+    tracks = pd.DataFrame(cols, copy=False)
     summary = {
         "n_frames": int(rows),
         "fish_per_arena": per_arena,
