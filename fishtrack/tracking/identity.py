@@ -91,13 +91,7 @@ def select_single(
         counts = np.zeros(n_frames, np.int64)
         multi_frames = np.zeros(0, np.int64)
     if multi_frames.size == 0:
-        det = np.flatnonzero(chosen >= 0)
-        if det.size:
-            j = chosen[det[-1]]
-            last = (float(cx[j]), float(cy[j]), int(n_frames - 1 - det[-1]))
-        elif last is not None:
-            last = (last[0], last[1], last[2] + n_frames)
-        return chosen, last
+        return chosen, _last_seen(chosen, cx, cy, last)
     # frames with several candidates: sequential, by continuity
     lx, ly, ago = last if last is not None else (np.nan, np.nan, 10**9)
     prev_t = -1
@@ -115,13 +109,20 @@ def select_single(
         j = chosen[t]
         if j >= 0:
             lx, ly, ago, prev_t = float(cx[j]), float(cy[j]), 0, t
+    return chosen, _last_seen(chosen, cx, cy, last)
+
+
+def _last_seen(chosen: np.ndarray, cx: np.ndarray, cy: np.ndarray, last):
+    """``(x, y, frames_ago)`` at the end of a chunk: the chunk's last detection, else the
+    previous value aged by the chunk's length."""
+    n_frames = len(chosen)
     det = np.flatnonzero(chosen >= 0)
     if det.size:
         j = chosen[det[-1]]
-        last = (float(cx[j]), float(cy[j]), int(n_frames - 1 - det[-1]))
-    elif last is not None:
-        last = (last[0], last[1], last[2] + n_frames)
-    return chosen, last
+        return (float(cx[j]), float(cy[j]), int(n_frames - 1 - det[-1]))
+    if last is not None:
+        return (last[0], last[1], last[2] + n_frames)
+    return None
 
 
 @dataclass
