@@ -61,6 +61,21 @@ class _TimeAxisWidget(QWidget):
         t = self.t0 + (float(x) - _LEFT) / self._plot_width() * (self.t1 - self.t0)
         return float(np.clip(t, self.t0, self.t1))
 
+    def paintEvent(self, event):  # noqa: N802 - Qt API
+        """White background and a small font, then the subclass's ``_paint``."""
+        p = QPainter(self)
+        try:
+            p.fillRect(0, 0, self.width(), self.height(), QColor("white"))
+            font = QFont(p.font())
+            font.setPointSizeF(7.5)
+            p.setFont(font)
+            self._paint(p)
+        finally:
+            p.end()
+
+    def _paint(self, p: QPainter) -> None:
+        raise NotImplementedError
+
 
 class EthogramStrip(_TimeAxisWidget):
     """Whole-record strip: protocol phases, state epochs, bouts, cursor and selection.
@@ -106,19 +121,8 @@ class EthogramStrip(_TimeAxisWidget):
         return None if self.cursor_time is None else float(self.x_at_time(self.cursor_time))
 
     # -- painting
-    def paintEvent(self, event):  # noqa: N802 - Qt API
-        p = QPainter(self)
-        try:
-            self._paint(p)
-        finally:
-            p.end()
-
     def _paint(self, p: QPainter) -> None:
-        w, h = self.width(), self.height()
-        p.fillRect(0, 0, w, h, QColor("white"))
-        font = QFont(p.font())
-        font.setPointSizeF(7.5)
-        p.setFont(font)
+        w = self.width()
         # protocol phases: a band on top and light shading behind the states
         y0, y1 = self.ROW_PHASE
         for ph in self.phases.itertuples(index=False):
@@ -219,19 +223,8 @@ class TracePlot(_TimeAxisWidget):
         top, bottom = 4, self.height() - 16
         return top + (self.ylim - np.asarray(v, float)) / (2 * self.ylim) * (bottom - top)
 
-    def paintEvent(self, event):  # noqa: N802 - Qt API
-        p = QPainter(self)
-        try:
-            self._paint(p)
-        finally:
-            p.end()
-
     def _paint(self, p: QPainter) -> None:
         w, h = self.width(), self.height()
-        p.fillRect(0, 0, w, h, QColor("white"))
-        font = QFont(p.font())
-        font.setPointSizeF(7.5)
-        p.setFont(font)
         top, bottom = 4, h - 16
         if self.centre is None:
             return
