@@ -424,12 +424,13 @@ def calibrate(
 @app.command()
 @_cli_errors
 def run(
-    manifest: Annotated[Path, typer.Argument(help="Manifest CSV: video, arena, group (+ fish_id, dose, sex, batch, trial, exclude, ...).")],
+    manifest: Annotated[Path, typer.Argument(help="Manifest CSV or Excel .xlsx: video, arena, group (+ fish_id, dose, sex, batch, trial, exclude, ...).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for trials/, per_fish.csv, group_stats.csv, report.html.")],
     config: ConfigOpt = None,
     workers: Annotated[int, typer.Option("--workers", "-j", help="Trials tracked in parallel (local processes).")] = 1,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="dask.distributed scheduler address (tcp://host:8786): run trials on a cluster.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo trials whose outputs are already complete and current.")] = False,
+    sheet: Annotated[str | None, typer.Option("--sheet", help="Excel manifests: the sheet to read (name or number; default the first).")] = None,
 ) -> None:
     """Track every trial of an experiment, compute per-fish metrics, statistics and the report."""
     from fishtrack.experiment import run_experiment
@@ -446,7 +447,7 @@ def run(
             bar.update(tasks[key], completed=ev.done, total=ev.total or None)
 
         res = run_experiment(manifest, config, out, workers=workers, scheduler=scheduler, force=force,
-                             progress=progress)
+                             progress=progress, sheet=sheet)
     _print_failures(res)
     console.print(f"[green]outputs in[/] {out} (report: {out / 'report.html'})")
     if res.failures:

@@ -1,11 +1,15 @@
 """Experiments: a manifest of videos and wells, a resumable batch runner, statistics and report.
 
-A *manifest* is a CSV a lab technician fills in a spreadsheet, one row per fish (well):
+A *manifest* is a table a lab technician fills in a spreadsheet, one row per fish (well): a
+CSV file, or an Excel ``.xlsx`` workbook (its first sheet, or the sheet named by ``sheet``;
+cell values only: formulas are not evaluated, macros never run).
 
 =========== ========= =====================================================================
 column      required  meaning
 =========== ========= =====================================================================
-video       yes       video path, relative to the manifest's folder
+video       yes       video path: absolute (``/data/rig2/plate.avi``, ``~/videos/x.avi``), or
+                      relative to the manifest's folder (``day1/plate.avi``,
+                      ``../videos/plate.avi``)
 arena       yes       well name (``A1``, ``B12``; case and leading zeros are ignored)
 group       yes       treatment group (e.g. ``control``, ``ketamine``)
 fish_id     no        unique fish name (default ``VIDEOSTEM:ARENA``)
@@ -14,17 +18,19 @@ sex, batch  no        kept as covariates
 trial       no        kept as a covariate
 exclude     no        empty / 0 / no / false keep the fish; anything else excludes it (text
                       other than yes / 1 / true / x is kept as the reason)
-protocol    no        stimulus-log CSV for that video (relative to the manifest), read with
+protocol    no        stimulus-log CSV for that video (path as for ``video``), read with
                       :func:`fishtrack.behaviour.load_protocol_log`; overrides ``protocol:``
                       of the config for that video
-config      no        YAML config for that video (relative to the manifest), e.g. when
+config      no        YAML config for that video (path as for ``video``), e.g. when
                       one experiment mixes plates and head-embedded larvae; replaces the
                       experiment config for tracking it (statistics use the experiment's
                       ``stats`` section)
 (any other) no        kept as a covariate column in ``per_fish.csv``
 =========== ========= =====================================================================
 
-Row numbers in messages are the spreadsheet's (the header is row 1).
+Row numbers in messages are the spreadsheet's (the header is row 1); messages about an Excel
+workbook name its sheet. Paths are the user's own: any file the user running fishtrack can
+read is accepted; a path that does not exist is reported with its row.
 
 :func:`run_experiment` checks the whole manifest (table problems, missing videos and protocol
 logs, then the wells of every video after a fast arena detection) and reports every problem
@@ -89,7 +95,8 @@ KNOWN_COLUMNS = (
 _RESERVED = ("row", "manifest_row", "exclude_reason", "trial_dir")
 """Column names the runner adds itself (a manifest may not use them)."""
 _PER_VIDEO = ("protocol", "config")
-"""Columns naming a file per video (relative to the manifest); one value per video."""
+"""Columns naming a file per video (like ``video``: absolute or relative to the manifest); one
+value per video."""
 TRIAL_FILES = ("tracks.parquet", "bouts.csv", "epochs.csv", "provenance.json")
 """Files a complete trial folder holds (``provenance.json`` is written last)."""
 LOCK_NAME = ".fishtrack.lock"
@@ -150,18 +157,25 @@ class Manifest:
     Attributes
     ----------
     path
-        The CSV file.
+        The CSV file or Excel workbook.
     root
-        Folder video and protocol paths are relative to (normally the CSV's folder).
+        Folder relative video and protocol paths are relative to (normally the manifest's
+        folder).
     table
         One row per fish with columns ``row`` (spreadsheet row number), ``video`` (path
-        relative to ``root``, ``/``-separated), ``arena`` (normalised, e.g. ``A1``), ``group``,
-        ``fish_id``, ``exclude`` (bool), ``exclude_reason``, ``protocol`` (relative path or
-        empty) and every optional / covariate column.
+        relative to ``root``, ``/``-separated, or an absolute path when the file is not in
+        ``root`` or below), ``arena`` (normalised, e.g. ``A1``), ``group``, ``fish_id``,
+        ``exclude`` (bool), ``exclude_reason``, ``protocol`` (path or empty) and every optional
+        / covariate column.
     covariates
         Names of the extra columns kept as covariates (in file order).
     encoding
-        Text encoding the file was read with.
+        Text encoding the file was read with (``"xlsx"`` for a workbook).
+    sheet
+        The workbook sheet that was read (None for a CSV).
+    csv_text
+        A workbook's sheet as CSV text, rows at the same row numbers (what ``fishtrack run``
+        stores as ``OUT/manifest.csv``); None for a CSV.
     """
 
     path: Path
@@ -169,9 +183,22 @@ class Manifest:
     table: pd.DataFrame
     covariates: list[str] = field(default_factory=list)
     encoding: str = "utf-8"
+    sheet: str | None = None
+    csv_text: str | None = None
 
     def video_path(self, rel: str) -> Path:
-        return self.root / rel
+        return self.root / rel  # an absolute ``rel`` stays as it is
+
+    @property
+    def where(self) -> str:
+        """How messages name the manifest: the file, and the sheet of a workbook."""
+        return f"{self.path}, sheet '{self.sheet}'" if self.sheet is not None else str(self.path)
+
+    def csv_bytes(self) -> bytes:
+        """The manifest as CSV bytes: the file itself, or a workbook sheet converted."""
+        if self.csv_text is not None:
+            return self.csv_text.encode("utf-8")
+        return self.path.read_bytes()
 
     @property
     def videos(self) -> list[str]:
@@ -180,12 +207,6 @@ class Manifest:
 
 
 def _decode(raw: bytes, path: Path) -> tuple[str, str]:
-    if raw.startswith(b"PK\x03\x04"):
-        raise ManifestError(
-            "is a zip file (an Excel .xlsx workbook?), not a CSV table; in the spreadsheet "
-            "use Save As > 'CSV UTF-8'",
-            path=path,
-        )
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return raw.decode("utf-16"), "utf-16"
@@ -242,30 +263,44 @@ def _cell(value: str, limit: int = 60) -> str:
 
 
 def _norm_rel_path(value: str, root: Path) -> tuple[str | None, str | None]:
-    """(relative posix path, None) or (None, problem) for a manifest path cell."""
+    """(path, None) or (None, problem) for a manifest path cell.
+
+    The path is the user's: absolute paths are kept (``~`` expanded), relative ones are
+    relative to ``root`` (``..`` allowed); both are normalised, ``/``-separated (``\\`` read as
+    a separator). A path that lies in ``root`` or below is returned relative to it, any other
+    as an absolute path. Only what cannot name a file here is a problem: control characters,
+    URLs, and Windows drive or network paths on a computer that is not Windows.
+    """
     if _has_control(value):
         return None, f"{_cell(value)} contains control characters (tab, line break, NUL...)"
-    v = value.strip().replace("\\", "/")
+    v = value.strip()
+    unc = v.startswith("\\\\")
+    v = v.replace("\\", "/")
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", v):
-        return None, f"{_cell(value)} is a URL; give a file path relative to the manifest"
-    if re.match(r"^[a-zA-Z]:/", v):  # Windows drive path
-        return None, f"{_cell(value)} is an absolute Windows path; give a path relative to the manifest"
-    if v.startswith("/"):
-        root_abs = posixpath.normpath(Path(os.path.abspath(root)).as_posix())
-        norm = posixpath.normpath(v)
-        if norm == root_abs or not norm.startswith(root_abs.rstrip("/") + "/"):
+        return None, (f"{_cell(value)} is a URL; give a file path (absolute, or relative to the "
+                      "manifest's folder)")
+    if os.name != "nt":
+        if re.match(r"^[a-zA-Z]:(/|$)", v):
             return None, (
-                f"{_cell(value)} is outside the manifest's folder {root}; give paths relative to "
-                "the manifest (files must be in its folder or below)"
+                f"{_cell(value)} is a Windows path (drive {v[0].upper()}:); give the path "
+                "under which this computer sees the file (e.g. /mnt/..., /Volumes/...)"
             )
-        return posixpath.relpath(norm, root_abs), None
-    norm = posixpath.normpath(v)
-    if norm == "." or norm == ".." or norm.startswith("../"):
-        return None, (
-            f"{_cell(value)} leaves the manifest's folder {root}; files must be in the manifest's "
-            "folder or below"
-        )
-    return norm, None
+        if unc:
+            return None, (
+                f"{_cell(value)} is a Windows network path; give the path under which this "
+                "computer mounts that share (e.g. /mnt/..., /Volumes/...)"
+            )
+    if v.startswith("~"):
+        v = os.path.expanduser(v).replace("\\", "/")
+    if os.path.isabs(v) or v.startswith("/"):
+        norm = posixpath.normpath(v)
+        if os.name != "nt" and norm.startswith("//"):
+            norm = "/" + norm.lstrip("/")  # POSIX: '//x' is '/x'
+        root_abs = posixpath.normpath(Path(os.path.abspath(root)).as_posix())
+        if norm.startswith(root_abs.rstrip("/") + "/"):
+            return posixpath.relpath(norm, root_abs), None
+        return norm, None
+    return posixpath.normpath(v), None
 
 
 def _exists(path: Path) -> bool:
@@ -286,7 +321,7 @@ def _rows_text(rows: Iterable[int]) -> str:
     return ("row " if len(rows) == 1 else "rows ") + ", ".join(map(str, rows))
 
 
-def _raise_problems(path: Path, problems: list[str]) -> None:
+def _raise_problems(path: str | Path, problems: list[str]) -> None:
     if not problems:
         return
     n = len(problems)
@@ -297,16 +332,57 @@ def _raise_problems(path: Path, problems: list[str]) -> None:
     raise err
 
 
-def read_manifest(path: str | Path, *, root: str | Path | None = None) -> Manifest:
-    """Read and validate a manifest CSV (no file-system checks of the videos).
+def _read_records(
+    path: Path, sheet: str | None
+) -> tuple[list[list[str]], str, str | None, str | None, str | Path]:
+    """The manifest's cells: ``(records, encoding, sheet, csv_text, where)``; ``where`` names
+    the file (and the workbook's sheet) in messages."""
+    if not path.exists():
+        raise ManifestError("manifest file not found", path=path)
+    if path.is_dir():
+        raise ManifestError("is a folder, expected a manifest CSV or .xlsx file", path=path)
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ManifestError(f"cannot read the manifest ({err.strerror})", path=path) from None
+    from fishtrack.io.workbook import is_workbook, read_sheet
+
+    if is_workbook(raw[:8]):
+        name, records = read_sheet(path, sheet, error=ManifestError)
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(records)
+        return ([[c.strip() for c in r] for r in records], "xlsx", name, buf.getvalue(),
+                f"{path}, sheet '{name}'")
+    if sheet is not None:
+        raise ManifestError(
+            f"is a CSV table, not an Excel workbook: it has no sheets (sheet {sheet!r} given)",
+            path=path,
+        )
+    text, encoding = _decode(raw, path)
+    if not text.strip():
+        raise ManifestError("the manifest is empty; it needs a header row with video, arena, group", path=path)
+    try:
+        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text)))
+    except csv.Error as err:
+        raise ManifestError(f"not a readable CSV table ({err})", path=path) from None
+    return [[c.strip() for c in r] for r in records], encoding, None, None, path
+
+
+def read_manifest(
+    path: str | Path, *, root: str | Path | None = None, sheet: str | None = None
+) -> Manifest:
+    """Read and validate a manifest (no file-system checks of the videos).
 
     Parameters
     ----------
     path
         CSV file (comma, semicolon or tab separated; UTF-8, UTF-16 with BOM, or
-        Windows-1252 with a warning).
+        Windows-1252 with a warning), or an Excel ``.xlsx`` workbook (values only: formulas
+        are not evaluated, macros never run).
     root
-        Folder paths are relative to; default the CSV's folder.
+        Folder relative paths are relative to; default the manifest's folder.
+    sheet
+        Workbooks only: the sheet to read (name, or 1-based position); default the first.
 
     Returns
     -------
@@ -315,31 +391,17 @@ def read_manifest(path: str | Path, *, root: str | Path | None = None) -> Manife
     Raises
     ------
     ManifestError
-        Listing every problem found (with spreadsheet row numbers): unreadable file, missing
-        columns, empty cells, bad well names, paths leaving the manifest's folder, duplicate
-        wells or fish ids, one video with two protocol logs.
+        Listing every problem found (with spreadsheet row numbers, and the sheet of a
+        workbook): unreadable file, missing columns, empty cells, bad well names, paths that
+        cannot name a file here (URLs, other computers' drives), duplicate wells or fish ids,
+        one video with two protocol logs.
     """
     path = Path(path)
-    if not path.exists():
-        raise ManifestError("manifest file not found", path=path)
-    if path.is_dir():
-        raise ManifestError("is a folder, expected a manifest CSV file", path=path)
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise ManifestError(f"cannot read the manifest ({err.strerror})", path=path) from None
+    records, encoding, sheet_name, csv_text, where = _read_records(path, sheet)
     root = Path(root) if root is not None else path.parent
-    text, encoding = _decode(raw, path)
-    if not text.strip():
-        raise ManifestError("the manifest is empty; it needs a header row with video, arena, group", path=path)
-    try:
-        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text)))
-    except csv.Error as err:
-        raise ManifestError(f"not a readable CSV table ({err})", path=path) from None
-    records = [[c.strip() for c in r] for r in records]
     header_i = next((i for i, r in enumerate(records) if any(r)), None)
     if header_i is None:
-        raise ManifestError("the manifest is empty; it needs a header row with video, arena, group", path=path)
+        raise ManifestError("the manifest is empty; it needs a header row with video, arena, group", path=where)
     header = records[header_i]
     body = records[header_i + 1:]
     problems: list[str] = []
@@ -370,7 +432,7 @@ def read_manifest(path: str | Path, *, root: str | Path | None = None) -> Manife
             f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
             f"(found: {found}); the header row needs video, arena, group"
         )
-    _raise_problems(path, problems)
+    _raise_problems(where, problems)
 
     rows: list[dict[str, Any]] = []
     for k, rec in enumerate(body):
@@ -382,7 +444,7 @@ def read_manifest(path: str | Path, *, root: str | Path | None = None) -> Manife
         rec = rec + [""] * (width - len(rec))
         rows.append({"row": rownum, **{names[j]: rec[j] for j in keep}})
     if not rows:
-        _raise_problems(path, ["the manifest has a header but no rows"])
+        _raise_problems(where, ["the manifest has a header but no rows"])
 
     cov = [names[j] for j in keep if names[j] not in KNOWN_COLUMNS]
     for r in rows:
@@ -413,10 +475,14 @@ def read_manifest(path: str | Path, *, root: str | Path | None = None) -> Manife
         low = ex.strip().lower()
         r["exclude"] = low not in _FALSE_WORDS
         r["exclude_reason"] = ex if r["exclude"] and low not in _TRUE_WORDS else ""
-        if not r.get("fish_id"):
-            r["fish_id"] = f"{Path(r['video']).stem}:{r['arena']}" if r["video"] else ""
     if problems:
-        _raise_problems(path, problems)
+        _raise_problems(where, problems)
+    # default fish id: the video's trial name (its stem, made unique when two videos share
+    # one, e.g. rig1/plate.avi and rig2/plate.avi) and the well
+    stems = trial_names(list(dict.fromkeys(r["video"] for r in rows)))
+    for r in rows:
+        if not r.get("fish_id"):
+            r["fish_id"] = f"{stems[r['video']]}:{r['arena']}"
 
     table = pd.DataFrame(rows)
     # duplicate wells, duplicate fish ids, one video with two protocol logs
@@ -434,7 +500,7 @@ def read_manifest(path: str | Path, *, root: str | Path | None = None) -> Manife
                     f"{_rows_text(grp['row'])}: video '{vid}' has different {what} "
                     f"({', '.join(sorted(f or '(none)' for f in files))}); give one per video"
                 )
-    _raise_problems(path, problems)
+    _raise_problems(where, problems)
 
     if "dose" in table.columns:
         num = pd.to_numeric(table["dose"].replace("", np.nan), errors="coerce")
@@ -444,7 +510,8 @@ def read_manifest(path: str | Path, *, root: str | Path | None = None) -> Manife
     rest = [c for c in table.columns if c not in order and c not in _PER_VIDEO]
     used = [c for c in _PER_VIDEO if c in seen]  # per-video files only when the column exists
     table = table[order + rest + used].reset_index(drop=True)
-    return Manifest(path=path, root=root, table=table, covariates=cov, encoding=encoding)
+    return Manifest(path=path, root=root, table=table, covariates=cov, encoding=encoding,
+                    sheet=sheet_name, csv_text=csv_text)
 
 
 # ============================================================================================
@@ -463,7 +530,8 @@ def trial_names(videos: list[str]) -> dict[str, str]:
             out[v] = s
         else:
             p = Path(v)
-            out[v] = "__".join([*p.parent.parts, p.stem]) if p.parent.parts else p.name
+            parts = [x for x in p.parent.parts if x not in (p.anchor, ".", "..")]
+            out[v] = "__".join([*parts, p.stem]) if parts else p.name
     # last resort: numbering
     seen: dict[str, int] = {}
     for v in videos:
@@ -997,13 +1065,14 @@ def run_experiment(
     trial_fn: TrialFn | None = None,
     arenas_fn: ArenasFn | None = None,
     report: bool = True,
+    sheet: str | None = None,
 ) -> ExperimentResult:
     """Track every video of a manifest, then compute statistics and the report.
 
     Parameters
     ----------
     manifest
-        Manifest CSV (see the module docstring).
+        Manifest CSV or Excel workbook (see the module docstring).
     config
         Config, YAML path, mapping or ``None`` (defaults).
     out
@@ -1024,6 +1093,9 @@ def run_experiment(
         (:func:`detect_video_arenas`); top-level (picklable) functions.
     report
         Also write ``report.html`` and ``figures/`` (the CSV tables are always written).
+    sheet
+        Workbook manifests: the sheet to read (name or 1-based position; default the first).
+        The sheet is stored as ``OUT/manifest.csv``.
 
     Returns
     -------
@@ -1048,14 +1120,15 @@ def run_experiment(
         state_file = out / STATE_FILE
         if manifest.resolve() == (out / "manifest.csv").resolve() and state_file.exists():
             root = _read_state(out).get("manifest_root")
-        man = read_manifest(manifest, root=root)
+        man = read_manifest(manifest, root=root, sheet=sheet)
         _check_reference_group(man, cfg)
         videos = man.videos
         names = trial_names(videos)
         problems = []
         for vid, grp in man.table.groupby("video", sort=False):
             if not _exists(man.root / vid):
-                problems.append(f"{_rows_text(grp['row'])}: video '{vid}' not found in {man.root}")
+                where = "" if Path(vid).is_absolute() else f" in {man.root}"
+                problems.append(f"{_rows_text(grp['row'])}: video '{vid}' not found{where}")
         present = [v for v in videos if _exists(man.root / v)]
         tconf, pproblems = _trial_configs(
             man.table[man.table["video"].isin(present)], man.root, cfg
@@ -1104,7 +1177,7 @@ def run_experiment(
                         f"row {r['row']}: arena '{r['arena']}' does not exist in '{v}' "
                         f"({len(have)} arenas found: {_arena_span(arena_list)})"
                     )
-            _raise_problems(man.path, problems)
+            _raise_problems(man.where, problems)
 
             # record the experiment before work starts
             _write_inputs(out, man, cfg, names)
@@ -1209,13 +1282,14 @@ def _arenas_from_provenance(folder: Path) -> list[str]:
 def _write_inputs(out: Path, man: Manifest, cfg: Config, names: dict[str, str]) -> None:
     from fishtrack.io.tables import write_bytes, write_text
 
-    write_bytes(out / "manifest.csv", man.path.read_bytes())
+    write_bytes(out / "manifest.csv", man.csv_bytes())
     write_text(out / "config.yaml", dump_config(cfg))
     state = _read_state(out)
     state.update(
         {
             "manifest": str(man.path.resolve()),
             "manifest_root": str(Path(os.path.abspath(man.root))),
+            "manifest_sheet": man.sheet,
             "trials": {names[v]: v for v in man.videos},
             "updated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
