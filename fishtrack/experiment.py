@@ -564,24 +564,25 @@ def trial_status(
 ) -> Literal["current", "reclassify", "stale", "missing"]:
     """Whether a trial folder already holds the outputs for ``video`` with ``config``.
 
-    ``current``: every file present, the input file identity (size, hash of the first MiB)
-    and the tracking and behaviour config (hash of the ``video``, ``arenas``, ``tracking``,
+    ``current``: every file present, the input file identity (size, hash of the first MiB;
+    an imported trial folder: hash of its content) and the tracking and behaviour config (hash of the ``video``, ``arenas``, ``tracking``,
     ``behaviour``, ``protocol`` sections, without the speed-only ``video.chunk_size``) match. ``reclassify``: only ``behaviour`` or
     ``protocol`` changed (the tracks are re-scored, not re-tracked). ``stale``: the video or
     the tracking config changed. ``missing``: no complete trial folder.
     """
-    from fishtrack.io.provenance import file_identity, read_provenance
+    from fishtrack.importers import IDENTITY_KEYS, input_identity
+    from fishtrack.io.provenance import read_provenance
 
     folder = Path(folder)
     if not all((folder / f).exists() for f in TRIAL_FILES):
         return "missing"
     try:
         prov = read_provenance(folder / "provenance.json")
-        ident = file_identity(video)
+        ident = input_identity(video)
     except (FishtrackError, OSError):
         return "missing"
     inp = prov.get("input") or {}
-    for k in ("size_bytes", "sha256_first_mib", "sha256_listing"):
+    for k in IDENTITY_KEYS:
         if inp.get(k) != ident.get(k):
             return "stale"
     try:

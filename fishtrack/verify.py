@@ -7,7 +7,8 @@ against its ``provenance.json``:
   holds the keys fishtrack writes;
 * the recorded config is a valid config and hashes to the recorded ``config_hash``;
 * the input video still exists and matches its recorded identity (size and SHA-256 of the
-  first MiB; for an image folder the file listing);
+  first MiB; for an image folder the file listing; for a trial folder written by ``fishtrack
+  import``, the SHA-256 of its content);
 * ``tracks.parquet``, ``bouts.csv`` and ``epochs.csv`` are present and readable, and when the
   provenance records their size and SHA-256 (``outputs``), they are unchanged;
 * frame alignment: every fish has exactly one row per frame, frames ``0 .. frames_read - 1``
@@ -223,7 +224,7 @@ def _check_config(prov: dict, c: _Checks, config: Any) -> None:
 
 
 def _check_input(prov: dict, c: _Checks, video: Path | None) -> None:
-    from fishtrack.io.provenance import file_identity
+    from fishtrack.importers import input_identity
 
     rec = prov.get("input")
     if not isinstance(rec, dict):
@@ -237,12 +238,13 @@ def _check_input(prov: dict, c: _Checks, video: Path | None) -> None:
                                   "with --video)"):
         return
     try:
-        now = file_identity(path)
+        now = input_identity(path)
     except OSError as err:
         c.check(False, f"input video {path} cannot be read ({err.strerror or err})")
         return
     for key, what in (("size_bytes", "size"), ("sha256_first_mib", "SHA-256 of the first MiB"),
-                      ("n_files", "number of images"), ("sha256_listing", "file listing")):
+                      ("n_files", "number of images"), ("sha256_listing", "file listing"),
+                      ("sha256_content", "SHA-256 of the imported tracks")):
         if key in rec or key in now:
             c.check(rec.get(key) == now.get(key),
                     f"input video {path} changed since the trial was made: {what} is "

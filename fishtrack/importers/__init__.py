@@ -9,8 +9,8 @@ mapping and thresholds). ``fishtrack classify DIR`` then scores bouts and states
 kinematics alone, and ``fishtrack run`` accepts such a folder in a manifest's ``video``
 column (:func:`classify_imported`: the trial is classified, not tracked).
 
-Sources (``--from``): ``dlc`` (DeepLabCut .h5/.csv), ``sleap`` (analysis .h5, .slp),
-``movement`` (netCDF), ``zebrazoom`` (.h5, results_<video>.txt), ``idtrackerai``
+Sources (``--from``): ``dlc`` (DeepLabCut .h5/.csv), ``sleap`` (analysis .h5, .slp, analysis
+CSV), ``movement`` (netCDF), ``zebrazoom`` (.h5, results_<video>.txt), ``idtrackerai``
 (trajectories .h5 / _csv / tidy csv; pickled .npy refused), ``trex`` (per-individual .npz,
 with posture .npz). Nothing is ever unpickled. Details and worked examples: docs/import.md.
 """
@@ -46,6 +46,8 @@ __all__ = [
     "guess_keypoint_map",
     "import_tracks",
     "imported_arenas",
+    "imported_identity",
+    "input_identity",
     "is_imported_trial",
     "load_tracks",
 ]
@@ -135,6 +137,8 @@ def _reader_of(source: str, path: Path) -> str:
         return ("fishtrack.importers.poses.read_dlc_h5 + movement.io.load_poses.from_dlc_style_df"
                 if path.suffix.lower() in (".h5", ".hdf5")
                 else "movement.io.load_poses.from_dlc_file")
+    if source == "sleap" and path.suffix.lower() == ".csv":
+        return "fishtrack.importers.poses.read_sleap_csv"
     return {
         "sleap": "movement.io.load_poses.from_sleap_file",
         "movement": "xarray.load_dataset (+ fishtrack.export.from_movement)",
@@ -420,6 +424,43 @@ def is_imported_trial(path: str | Path) -> bool:
     return isinstance(prov, dict) and prov.get("source") == "import"
 
 
+def imported_identity(path: str | Path) -> dict[str, Any]:
+    """Identity of an imported trial folder by content: name, size and the SHA-256 of its
+    ``tracks.parquet`` and ``provenance.json`` (names and bytes), so a folder re-imported
+    with other tracks is noticed even when its file names and sizes stay the same."""
+    import hashlib
+    import os
+
+    p = Path(path)
+    h = hashlib.sha256()
+    size = 0
+    for name in IMPORT_FILES:
+        f = p / name
+        h.update(name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 22):
+                h.update(block)
+                size += len(block)
+        h.update(b"\0")
+    return {"name": p.name, "path": str(p), "abs_path": os.path.abspath(p), "size_bytes": size,
+            "n_files": len(IMPORT_FILES), "sha256_content": h.hexdigest()}
+
+
+def input_identity(path: str | Path) -> dict[str, Any]:
+    """The identity a trial's provenance records for its input: :func:`imported_identity` for
+    a folder written by ``fishtrack import``, else
+    :func:`fishtrack.io.provenance.file_identity` (a video, stack or image folder)."""
+    if is_imported_trial(path):
+        return imported_identity(path)
+    from fishtrack.io.provenance import file_identity
+
+    return file_identity(path)
+
+
+IDENTITY_KEYS = ("size_bytes", "sha256_first_mib", "sha256_listing", "sha256_content")
+"""Keys of an input identity that must match for a trial to be current."""
+
+
 def imported_arenas(path: str | Path) -> list[str]:
     """Arena names of an imported trial folder (from its provenance, else its tracks)."""
     p = Path(path)
@@ -435,10 +476,11 @@ def imported_arenas(path: str | Path) -> list[str]:
 def classify_imported(folder: str | Path, config: Any, out: str | Path) -> None:
     """Classify an imported trial folder into ``out`` (a run's trial folder): copies
     ``tracks.parquet``, records the run's config and the imported folder's identity in the
-    provenance (so a re-run skips it while both are unchanged), then scores bouts and states
+    provenance (by content, :func:`imported_identity`: a re-run skips it while both are
+    unchanged), then scores bouts and states
     with :func:`fishtrack.pipeline.classify_folder`."""
     from fishtrack.config import config_hash
-    from fishtrack.io.provenance import file_identity, read_provenance, write_provenance
+    from fishtrack.io.provenance import read_provenance, write_provenance
     from fishtrack.io.tables import write_bytes
     from fishtrack.pipeline import classify_folder, resolve_config
 
@@ -450,7 +492,7 @@ def classify_imported(folder: str | Path, config: Any, out: str | Path) -> None:
     prov["import"] = dict(prov.get("import") or {})
     prov["import"]["trial_folder"] = str(src)
     prov["import"]["source_input"] = prov.get("input")
-    prov["input"] = file_identity(src)
+    prov["input"] = imported_identity(src)
     prov["config"] = cfg.model_dump(mode="json")
     prov["config_hash"] = config_hash(cfg)
     prov.pop("behaviour_config", None)
