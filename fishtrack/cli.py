@@ -213,6 +213,66 @@ def simulate(
 
 
 # ------------------------------------------------------------------------------------------
+# init
+
+
+@app.command()
+@_cli_errors
+def init(
+    video_dir: Annotated[Path, typer.Argument(help="Folder holding the videos (sub-folders too): video files, TIFF stacks, image folders.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write config.yaml, manifest.csv and the arenas previews into.")] = Path("."),
+    phases: Annotated[str | None, typer.Option("--phases", help="Protocol: phase kinds and durations in seconds, in order, e.g. closed_loop=120,open_loop=300 (default: a stimulus log next to each video, else the preset's).")] = None,
+    fps: Annotated[float | None, typer.Option("--fps", help="Frame rate (Hz) of recordings that store none (image folders, TIFF stacks).")] = None,
+    reference_group: Annotated[str | None, typer.Option("--reference-group", help="Group the others are compared with (default: control).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing config.yaml / manifest.csv.")] = False,
+) -> None:
+    """Set up an experiment from a folder of videos: layout, config.yaml, manifest.csv, previews."""
+    from fishtrack.wizard import init_experiment
+
+    shown: list = []
+
+    def show(rec) -> None:
+        if not shown:  # after the checks of the arguments and outputs
+            console.print(f"scanning {escape(str(video_dir))}:", highlight=False, soft_wrap=True)
+        shown.append(rec)
+        name = escape(_shown(rec.path, video_dir))
+        if rec.error:
+            err_console.print(f"  [yellow]skipped[/] {name}: {escape(rec.error)}", highlight=False,
+                              soft_wrap=True)
+            return
+        rate = f"{rec.fps:g} fps" if rec.fps else "no frame rate"
+        console.print(f"  {name}: {rec.width} x {rec.height} px, {rate}, {rec.duration_s:.1f} s: "
+                      f"{escape(rec.layout.describe())}", highlight=False, soft_wrap=True)
+
+    res = init_experiment(video_dir, out, force=force, phases=phases, fps=fps,
+                          reference_group=reference_group, progress=show)
+    n_setups = len(res.setups)
+    console.print(f"[bold]{n_setups} set-up{'s' if n_setups > 1 else ''}[/]:")
+    for st in res.setups:
+        n = len(st.recordings)
+        console.print(
+            f"  [bold]{escape(st.name)}[/]: {n} recording{'s' if n > 1 else ''}, "
+            f"{escape(st.layout.describe())}; config {escape(st.config_path.name)} (preset "
+            f"{escape(st.preset)}); check {escape(st.preview_path.name)}",
+            highlight=False, soft_wrap=True)
+    for w in res.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    console.print(f"[green]wrote[/] {escape(str(res.config_path))} and {escape(str(res.manifest_path))} "
+                  f"({res.n_rows} rows: one per video and arena)", highlight=False, soft_wrap=True)
+    console.print("next: fill in the [bold]group[/] column of the manifest (e.g. control, ketamine; "
+                  "'exclude' to leave a fish out), then", highlight=False, soft_wrap=True)
+    for c in res.commands:
+        console.print(f"  {escape(c)}", highlight=False, markup=True, soft_wrap=True)
+
+
+def _shown(path: Path, base: Path) -> str:
+    try:
+        return path.relative_to(base).as_posix() or path.name
+    except ValueError:
+        return str(path)
+
+
+# ------------------------------------------------------------------------------------------
 # arenas
 
 
