@@ -77,6 +77,17 @@ def _config_file(spec, path):
     return path
 
 
+def _import_embedded(path, source, spec, tmp_path):
+    """``fishtrack import`` of head-embedded larvae at 250 Hz with the simulation's config:
+    (trial folder, CLI result, provenance)."""
+    cfg = _config_file(spec, tmp_path / "config.yaml")
+    trial = tmp_path / "trial"
+    r = _cli("import", path, "--from", source, "--fps", 250, "--layout", "embedded",
+             "--config", cfg, "--out", trial)
+    assert r.exit_code == 0, r.output
+    return trial, r, json.loads((trial / "provenance.json").read_text())
+
+
 # --------------------------------------------------------------------------------------------
 # the realistic case: DeepLabCut at 250 Hz on head-embedded larvae
 
@@ -99,15 +110,9 @@ def test_deeplabcut_h5_of_embedded_larvae_scores_the_simulator_truth(embedded, t
     # DeepLabCut's own writer: df.to_hdf(path, "df_with_missing", format="table", mode="w")
     pd.DataFrame(data.reshape(t_n, -1), columns=cols).to_hdf(
         h5, key="df_with_missing", format="table", mode="w")
-    cfg = _config_file(spec, tmp_path / "config.yaml")
-    trial = tmp_path / "trial"
-
-    r = _cli("import", h5, "--from", "dlc", "--fps", 250, "--layout", "embedded",
-             "--config", cfg, "--out", trial)
-    assert r.exit_code == 0, r.output
+    trial, r, prov = _import_embedded(h5, "dlc", spec, tmp_path)
     assert "head = head" in r.output and "guessed" in r.output
     assert is_imported_trial(trial)
-    prov = json.loads((trial / "provenance.json").read_text())
     assert prov["source"] == "import"
     imp = prov["import"]
     assert imp["tool"] == "dlc" and imp["tool_name"] == "DeepLabCut"
@@ -325,13 +330,8 @@ def test_sleap_analysis_csv_of_embedded_larvae_scores_the_simulator_truth(embedd
     _sleap_gui_csv(path, by_track, nodes, untracked=stray)
     head = path.read_text().splitlines()[0]
     assert head.startswith("track,frame_idx,instance.score,head.x,head.y,head.score,tail_1.x")
-    cfg = _config_file(spec, tmp_path / "config.yaml")
-    trial = tmp_path / "trial"
-    r = _cli("import", path, "--from", "sleap", "--fps", 250, "--layout", "embedded",
-             "--config", cfg, "--out", trial)
-    assert r.exit_code == 0, r.output
+    trial, r, prov = _import_embedded(path, "sleap", spec, tmp_path)
     assert "untracked" in r.output and "left out" in r.output
-    prov = json.loads((trial / "provenance.json").read_text())
     imp = prov["import"]
     assert imp["reader"] == "fishtrack.importers.poses.read_sleap_csv"
     assert imp["individuals"] == {"A1": "larva_left", "A2": "larva_right"}  # by position
