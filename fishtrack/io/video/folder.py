@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from fishtrack.errors import VideoError
-from fishtrack.io.video.backend import SourceInfo, one_line
+from fishtrack.io.video.backend import Frame, Report, SourceInfo, one_line
 from fishtrack.io.video.grey import N_SCALE_SAMPLES, Scaler, spread
 from fishtrack.io.video.records import DamageRecord
 from fishtrack.io.video.tiff import TIFF_SUFFIXES
@@ -37,7 +37,7 @@ def _imread(path: Path) -> np.ndarray | None:
 
 
 class FolderBackend:
-    kind = "folder"
+    times_from_fps = True  # info(fps) times the files by their name counter
 
     def __init__(self, path: Path, fps: float | None):
         from natsort import natsorted
@@ -136,7 +136,7 @@ class FolderBackend:
             damage=damage,
         )
 
-    def reader(self, report) -> _FolderReader:
+    def reader(self, report: Report) -> _FolderReader:
         return _FolderReader(self, report)
 
     def close(self) -> None:
@@ -144,11 +144,11 @@ class FolderBackend:
 
 
 class _FolderReader:
-    def __init__(self, b: FolderBackend, report):
+    def __init__(self, b: FolderBackend, report: Report):
         self.b = b
         self.report = report
 
-    def frames(self, targets: Iterable[int]):
+    def frames(self, targets: Iterable[int]) -> Iterator[Frame]:
         b = self.b
         for t in targets:
             f = b.files[t]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fishtrack.errors import VideoError
-from fishtrack.io.video.backend import SourceInfo, gap_damage, one_line
+from fishtrack.io.video.backend import Frame, Report, SourceInfo, gap_damage, one_line
 from fishtrack.io.video.grey import FULL_RANGE_FORMATS, GREY_FORMATS, LIMITED_TO_FULL, LUMA_FORMATS
 from fishtrack.io.video.mp4 import (
     MP4_SUFFIXES,
@@ -76,7 +76,7 @@ def _av_open_recovering(path: Path) -> tuple[Any, int | None]:
 class AVBackend:
     """Containers read with PyAV."""
 
-    kind = "av"
+    times_from_fps = False  # times come from the container (or the override)
 
     def __init__(self, path: Path):
         self.path = path
@@ -521,7 +521,7 @@ class AVBackend:
             return "luma (Y); limited range 16-235 expanded to 0-255 unless flagged full range"
         return f"FFmpeg gray conversion from {f or 'unknown pixel format'}"
 
-    def reader(self, report) -> _AVReader:
+    def reader(self, report: Report) -> _AVReader:
         self.info()
         return _AVReader(self, report)
 
@@ -560,7 +560,7 @@ class _AVReader:
     before the frame is declared undecodable; threaded decoding resumes at the next keyframe.
     """
 
-    def __init__(self, backend: AVBackend, report):
+    def __init__(self, backend: AVBackend, report: Report):
         self.b = backend
         self.idx = backend.index
         self.report = report  # callable(DamageRecord)
@@ -748,7 +748,7 @@ class _AVReader:
         later = self.idx.key_slots[self.idx.key_slots > t]
         return int(later[0]) if later.size else self.idx.n
 
-    def frames(self, targets: Iterable[int]) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+    def frames(self, targets: Iterable[int]) -> Iterator[Frame]:
         """(frame number, grey-or-luma view, LUT or None) for increasing ``targets``."""
         idx = self.idx
         W, H = self.b.width, self.b.height

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from fishtrack.errors import VideoError
-from fishtrack.io.video.backend import one_line
+from fishtrack.io.video.backend import Backend, FrameReader, one_line
 from fishtrack.io.video.folder import FolderBackend
 from fishtrack.io.video.grey import LIMITED_AFFINE, LIMITED_TO_FULL
 from fishtrack.io.video.pyav import AVBackend
@@ -61,7 +61,14 @@ class VideoSource:
     own file handle, random access shares one handle guarded by a lock.
     """
 
-    def __init__(self, backend, path: Path, *, crop, fps: float | None):
+    def __init__(
+        self,
+        backend: Backend,
+        path: Path,
+        *,
+        crop: tuple[int, int, int, int] | None,
+        fps: float | None,
+    ):
         self._b = backend
         self.path = path
         self._crop = crop
@@ -72,7 +79,7 @@ class VideoSource:
         self._damage_keys: set[tuple[int, str]] = set()
         self._warned = 0
         self._lock = threading.RLock()
-        self._ra = None  # random-access reader
+        self._ra: FrameReader | None = None  # random-access reader
         self._closed = False
 
     # -- metadata ---------------------------------------------------------------------------
@@ -91,7 +98,7 @@ class VideoSource:
                     self._add_damage(rec)
             self._damage.sort(key=lambda r: r.frame)
             fps = float(self._fps_override) if self._fps_override else info.fps
-            if self._fps_override and b.kind != "folder":
+            if self._fps_override and not b.times_from_fps:
                 times = np.arange(info.n, dtype=np.float64) / fps
                 time_source = "fps override"
             else:
@@ -209,7 +216,7 @@ class VideoSource:
             if lut is not None:  # in place on the contiguous copy: faster than on a strided view
                 cv2.LUT(dst, lut, dst=dst)
 
-    def _new_reader(self):
+    def _new_reader(self) -> FrameReader:
         try:
             return self._b.reader(self._add_damage)
         except VideoError:
@@ -232,7 +239,9 @@ class VideoSource:
             raise IndexError(f"start {start} is outside 0..{n}")
         return start, max(start, stop)
 
-    def _fill(self, reader, start: int, stop: int, n: int, stop_event=None) -> Iterator[Chunk]:
+    def _fill(
+        self, reader: FrameReader, start: int, stop: int, n: int, stop_event=None
+    ) -> Iterator[Chunk]:
         """Chunks for frame windows [start + k*n, start + (k+1)*n) within [start, stop)."""
         h, w = self._meta.height, self._meta.width
         pool = _BufferPool((min(n, max(1, stop - start)), h, w))
@@ -352,7 +361,7 @@ class VideoSource:
                     thread.join(timeout=0.05)
             self._warn()
 
-    def _random_reader(self):
+    def _random_reader(self) -> FrameReader:
         if self._ra is None:
             self._ra = self._new_reader()
         return self._ra
@@ -493,13 +502,27 @@ def open_video(
         Missing, empty, unreadable or unsupported input, or a crop outside the frame.
     """
     p = Path(path)
-    if fps is not None:
-        try:
-            fps = float(fps)
-        except (TypeError, ValueError):
-            raise VideoError(f"fps must be a number, got {fps!r}", path=p) from None
-        if not (math.isfinite(fps) and fps > 0):
-            raise VideoError(f"fps must be > 0, got {fps}", path=p)
+    fps = _check_fps(fps, p)
+    backend = _backend_for(p, fps)
+    checked = _check_crop(crop, backend.width, backend.height, p)
+    return VideoSource(backend, p, crop=checked, fps=fps)
+
+
+def _check_fps(fps: float | None, p: Path) -> float | None:
+    if fps is None:
+        return None
+    try:
+        fps = float(fps)
+    except (TypeError, ValueError):
+        raise VideoError(f"fps must be a number, got {fps!r}", path=p) from None
+    if not (math.isfinite(fps) and fps > 0):
+        raise VideoError(f"fps must be > 0, got {fps}", path=p)
+    return fps
+
+
+def _backend_for(p: Path, fps: float | None) -> Backend:
+    """The backend that reads ``p``: a folder of images, a TIFF stack (by suffix or by its
+    header), else a container for FFmpeg."""
     try:
         exists = p.exists()
     except (OSError, ValueError) as exc:  # a name the OS refuses (too long, NUL)
@@ -507,19 +530,15 @@ def open_video(
     if not exists:
         raise VideoError("file not found", path=p)
     if p.is_dir():
-        backend = FolderBackend(p, fps)
-    else:
-        try:
-            size = p.stat().st_size
-        except OSError as exc:
-            raise VideoError(f"cannot read file ({one_line(exc)})", path=p) from None
-        if size == 0:
-            raise VideoError("file is empty (0 bytes)", path=p)
-        if not os.access(p, os.R_OK):
-            raise VideoError("permission denied", path=p)
-        if p.suffix.lower() in TIFF_SUFFIXES or is_tiff(p):
-            backend = TiffBackend(p, fps)
-        else:
-            backend = AVBackend(p)
-    checked = _check_crop(crop, backend.width, backend.height, p)
-    return VideoSource(backend, p, crop=checked, fps=fps)
+        return FolderBackend(p, fps)
+    try:
+        size = p.stat().st_size
+    except OSError as exc:
+        raise VideoError(f"cannot read file ({one_line(exc)})", path=p) from None
+    if size == 0:
+        raise VideoError("file is empty (0 bytes)", path=p)
+    if not os.access(p, os.R_OK):
+        raise VideoError("permission denied", path=p)
+    if p.suffix.lower() in TIFF_SUFFIXES or is_tiff(p):
+        return TiffBackend(p, fps)
+    return AVBackend(p)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fishtrack.errors import VideoError
-from fishtrack.io.video.backend import SourceInfo, one_line
+from fishtrack.io.video.backend import Frame, Report, SourceInfo, one_line
 from fishtrack.io.video.grey import N_SCALE_SAMPLES, Scaler, spread
 from fishtrack.io.video.records import DamageRecord
 
@@ -116,7 +116,7 @@ def _count_tiff_pages(pages: Any, limit: int = 10_000_000) -> int:
 
 
 class TiffBackend:
-    kind = "tiff"
+    times_from_fps = False  # ImageJ finterval, else unknown (or the override)
 
     def __init__(self, path: Path, fps: float | None):
         with _TiffLog() as logged:
@@ -200,7 +200,7 @@ class TiffBackend:
             damage=list(self.damage),
         )
 
-    def reader(self, report) -> _TiffReader:
+    def reader(self, report: Report) -> _TiffReader:
         return _TiffReader(self, report)
 
     def close(self) -> None:
@@ -208,7 +208,7 @@ class TiffBackend:
 
 
 class _TiffReader:
-    def __init__(self, b: TiffBackend, report):
+    def __init__(self, b: TiffBackend, report: Report):
         import tifffile
 
         self.b = b
@@ -220,7 +220,7 @@ class _TiffReader:
             raise VideoError(f"cannot reopen TIFF ({one_line(exc)})", path=b.path) from None
         self.tif.pages.cache = False
 
-    def frames(self, targets: Iterable[int]):
+    def frames(self, targets: Iterable[int]) -> Iterator[Frame]:
         b = self.b
         for t in targets:
             try:
