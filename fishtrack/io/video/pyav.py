@@ -21,7 +21,7 @@ from fishtrack.io.video.mp4 import (
     mp4_complete_prefix,
     mp4_missing_moov,
 )
-from fishtrack.io.video.packets import FrameIndex, lost_tail_keys
+from fishtrack.io.video.packets import FrameIndex, PacketLog, PacketTable
 from fishtrack.io.video.records import DamageKind, DamageRecord
 
 _MAX_DEMUX_RETRIES = 32  # demux restarts after errors, per pass
@@ -29,7 +29,6 @@ _MAX_SEEK_ATTEMPTS = 3  # seeks to ever earlier keyframes before decoding from t
 _SEEK_MIN_GAP = 2  # seek forward only when it skips more than this many frames (measured:
 # a seek costs less than decoding three frames, for MJPG and for frame-threaded H.264)
 _MAX_SAFE_RETRIES = 64  # single-threaded re-decodes of a GOP after a lost frame, per read
-_NONE = -(2**63)  # "no timestamp" in the packet columns
 
 
 def _is_av_error(exc: BaseException) -> bool:
@@ -173,191 +172,38 @@ class AVBackend:
             self._info = self._scan()
         return self._info
 
-    def _scan(self) -> SourceInfo:  # noqa: C901 - one linear pass with its bookkeeping
-        path = self.path
-        c = self.take_container() or _av_open(path, self.limit)
-        clean = False  # demuxed to the end without an error: the handle can be reused
-        damage: list[DamageRecord] = []
-        # compact per-packet columns (8 bytes a value): the pass stays small for long videos
-        pts_l = array("q")
-        dts_l = array("q")
-        pos_l = array("q")
-        size_l = array("q")
-        dur_l = array("q")
-        key_l = bytearray()
-        corrupt_l = bytearray()
-        demux_error: str | None = None
-        try:
-            s = c.streams[self.stream_index]
-            errors = 0
-            while True:
-                n_before = len(pts_l)
-                try:
-                    for pkt in c.demux(s):
-                        if not pkt.size:
-                            continue
-                        pts, dts, ppos = pkt.pts, pkt.dts, pkt.pos
-                        pts_l.append(_NONE if pts is None else pts)
-                        dts_l.append(_NONE if dts is None else dts)
-                        pos_l.append(-1 if ppos is None else ppos)
-                        size_l.append(pkt.size)
-                        dur_l.append(pkt.duration or 0)
-                        key_l.append(pkt.is_keyframe)
-                        corrupt_l.append(pkt.is_corrupt)
-                    break
-                except Exception as exc:  # noqa: BLE001
-                    if not _is_av_error(exc):
-                        raise
-                    errors += 1
-                    demux_error = one_line(exc)
-                    if errors >= _MAX_DEMUX_RETRIES or len(pts_l) == n_before:
-                        break
-            clean = demux_error is None
-            e_cols = (array("q"), array("q"), array("q"))
-            try:
-                for e in s.index_entries:
-                    if e.size > 0 and e.pos >= 0:
-                        e_cols[0].append(e.pos)
-                        e_cols[1].append(e.timestamp)
-                        e_cols[2].append(e.size)
-            except Exception:  # noqa: BLE001 - the index is optional information
-                e_cols = (array("q"), array("q"), array("q"))
-        finally:
-            if clean:  # the first reader seeks it back to its first keyframe
-                self._give_container(c)
-            else:
-                _close_quietly(c)
-
-        n_pk = len(pts_l)
-        if n_pk == 0:
+    def _scan(self) -> SourceInfo:
+        """The index pass: one demux-only pass over the file (no decoding) gives the exact
+        frame count, every frame's timestamp, the keyframes and the damage the demuxer sees."""
+        log, entries, demux_error = self._demux()
+        if not len(log):
             self.close()
             why = f" (FFmpeg: {demux_error})" if demux_error else ""
-            raise VideoError(f"contains no readable video frames{why}", path=path)
-
-        pts_a = np.frombuffer(pts_l, np.int64)
-        dts_a = np.frombuffer(dts_l, np.int64)
-        has_pts, has_dts = pts_a != _NONE, dts_a != _NONE
-        ordinal = False
-        time_source = "container pts"
-        if has_pts.all():
-            keys = pts_a.copy()
-        elif (has_pts | has_dts).all():
-            keys = np.where(has_pts, pts_a, dts_a)
-            time_source = "container dts" if not has_pts.any() else "container pts"
-        else:
-            ordinal = True
-            keys = np.arange(n_pk, dtype=np.int64)
-        dts_arr = np.where(has_dts, dts_a, -(2**62))
-        pos = np.frombuffer(pos_l, np.int64).copy()
-        sizes = np.frombuffer(size_l, np.int64).copy()
-        dur_all = np.frombuffer(dur_l, np.int64).copy()
-        dec_all = np.arange(n_pk, dtype=np.int64)
-        has_pk = np.ones(n_pk, bool)
-        is_key = np.frombuffer(key_l, np.uint8).astype(bool)
-        corrupt = np.frombuffer(corrupt_l, np.uint8).astype(bool)
-        del pts_l, dts_l, pos_l, size_l, dur_l, key_l, corrupt_l
-
-        # Demuxers that number packets by counting (AVI) renumber everything after a chunk they
-        # could not parse. When the container index lists every packet by byte position, take the
-        # frame timestamps from it instead, and keep a slot for each listed packet that is lost.
-        lost_keys = np.zeros(0, np.int64)
+            raise VideoError(f"contains no readable video frames{why}", path=self.path)
+        table, time_source = log.table()
+        ordinal = time_source is None  # no timestamps: frames numbered in decode order
         retime = None
-        if not ordinal and len(e_cols[0]) >= n_pk:
-            e_pos = np.frombuffer(e_cols[0], np.int64)
-            e_ts = np.frombuffer(e_cols[1], np.int64)
-            e_end = e_pos + np.frombuffer(e_cols[2], np.int64)
-            no_reorder = bool(np.all(~has_pts | ~has_dts | (pts_a == dts_a)))
-            uniq = np.unique(e_pos).size == e_pos.size
-            if no_reorder and uniq and (pos >= 0).all():
-                # an entry may point at the chunk header a few bytes before the packet data
-                order = np.argsort(e_pos)
-                j = np.searchsorted(e_pos[order], pos, side="right") - 1
-                gap = pos - e_pos[order][np.clip(j, 0, None)]
-                found = (j >= 0) & (gap >= 0) & (gap <= 16)
-                if found.all() and np.unique(j).size == j.size:
-                    matched_ts = e_ts[order][j]
-                    if not np.array_equal(matched_ts, keys):
-                        keys = matched_ts
-                        retime = (e_pos[order], e_ts[order])
-                    in_file = e_end <= self.file_size
-                    seen = np.zeros(e_pos.size, bool)
-                    seen[order[j]] = True
-                    lost_keys = e_ts[(~seen) & in_file]
-
-        if lost_keys.size:
-            keys = np.concatenate([keys, lost_keys])
-            dec_all = np.concatenate([dec_all, np.full(lost_keys.size, -1, np.int64)])
-            dts_arr = np.concatenate([dts_arr, lost_keys])
-            is_key = np.concatenate([is_key, np.zeros(lost_keys.size, bool)])
-            has_pk = np.concatenate([has_pk, np.zeros(lost_keys.size, bool)])
-            corrupt = np.concatenate([corrupt, np.zeros(lost_keys.size, bool)])
-            pos = np.concatenate([pos, np.full(lost_keys.size, -1, np.int64)])
-            sizes = np.concatenate([sizes, np.zeros(lost_keys.size, np.int64)])
-
-        # presentation order; duplicated timestamps keep their first packet
-        dur_arr = np.concatenate([dur_all, np.zeros(keys.size - n_pk, np.int64)])
-        order = np.argsort(keys, kind="stable")
-        keys_sorted = keys[order]
-        first = np.ones(keys_sorted.size, bool)
-        first[1:] = keys_sorted[1:] != keys_sorted[:-1]
-        n_dup = int((~first).sum())
-        # frame number of the first repeated timestamp (the frame its packet duplicates)
-        dup_frame = int(np.cumsum(first)[np.flatnonzero(~first)[0]] - 1) if n_dup else 0
-        order = order[first]
-        keys = keys[order]
-        dec = dec_all[order]
-        seek_ts = np.where(dts_arr[order] > -(2**62), dts_arr[order], keys)
-        is_key = is_key[order]
-        has_pk = has_pk[order]
-        corrupt = corrupt[order]
-        pos = pos[order]
-        sizes = sizes[order]
-        durs = dur_arr[order]
-        fps = self.rate
-        tb = float(self.time_base)
+        if not ordinal and log.pts_equal_dts():
+            table, retime = table.retimed_by_index(entries, self.file_size)
+        del log
+        table, n_dup, dup_frame = table.by_key()  # presentation order
 
         # ---- does the file hold less than its header declares?
-        lost_start = None if ordinal else self._lost_start(keys, fps, tb)
+        lost_start = None if ordinal else self._lost_start(table.keys)
         trunc = None if ordinal else self._truncation(
-            keys, durs, pos, sizes, fps, tb, start_s=lost_start[0] if lost_start else 0.0
+            table, start_s=lost_start[0] if lost_start else 0.0
         )
-        last_dec_slot = int(np.argmax(dec))
-        cut_short = bool(corrupt[last_dec_slot]) and (
-            pos[last_dec_slot] < 0
-            or pos[last_dec_slot] + sizes[last_dec_slot] >= self.file_size - 64
-        )
+        cut_short = table.ends_cut_short(self.file_size)
         tail_keys = np.zeros(0, np.int64)
         if not ordinal and (cut_short or (trunc is not None and trunc[0] == "truncated")):
-            tail_keys = lost_tail_keys(keys, dec, has_pk)
-        if tail_keys.size:
-            m = tail_keys.size
-            keys = np.concatenate([keys, tail_keys])
-            order = np.argsort(keys, kind="stable")
-            keys = keys[order]
-            dec = np.concatenate([dec, np.full(m, -1, np.int64)])[order]
-            seek_ts = np.concatenate([seek_ts, tail_keys])[order]
-            is_key = np.concatenate([is_key, np.zeros(m, bool)])[order]
-            has_pk = np.concatenate([has_pk, np.zeros(m, bool)])[order]
-            corrupt = np.concatenate([corrupt, np.zeros(m, bool)])[order]
-            pos = np.concatenate([pos, np.full(m, -1, np.int64)])[order]
-            sizes = np.concatenate([sizes, np.zeros(m, np.int64)])[order]
-        n = int(keys.size)
-        # packets the demuxer flags as damaged are not decoded: their frames are reported instead
-        self.index = FrameIndex(keys, dec, seek_ts, is_key, has_pk & ~corrupt, ordinal)
-        self.index.retime = retime
-
-        if ordinal:
-            d = dur_all.astype(np.float64)
-            if d.size and (d > 0).all():
-                times = np.concatenate([[0.0], np.cumsum(d[:-1])]) * tb
-                time_source = "packet durations"
-            else:
-                times = np.arange(n, dtype=np.float64) / fps
-                time_source = "nominal frame rate"
-        else:
-            times = (keys - keys[0]).astype(np.float64) * tb
+            tail_keys = table.lost_tail_keys()
+            table = table.with_lost(tail_keys).by_key()[0]
+        self.index = FrameIndex(table, ordinal, retime)
+        times, time_source = self._frame_times(table, time_source)
 
         # ---- damage found by the index pass
+        n = len(table)
+        damage: list[DamageRecord] = []
         if n_dup:
             damage.append(
                 DamageRecord(
@@ -367,41 +213,14 @@ class AVBackend:
                     f"{dup_frame}); ignored",
                 )
             )
-        tail_set = set(tail_keys.tolist())
-        for slot in np.flatnonzero(~has_pk):
-            if int(keys[slot]) in tail_set:
-                damage.append(
-                    DamageRecord(
-                        int(slot),
-                        "truncated",
-                        "frame lost with the end of the file (its packet follows the cut in "
-                        "decode order)",
-                    )
-                )
-            else:
-                damage.append(
-                    DamageRecord(
-                        int(slot),
-                        "missing_frames",
-                        "the container index lists this frame but its packet cannot be read",
-                    )
-                )
-        last_dec_slot = int(np.argmax(dec))
-        for slot in np.flatnonzero(corrupt):
-            at_end = slot == last_dec_slot and cut_short
-            kind: DamageKind = "truncated" if at_end else "corrupt_packet"
-            what = (
-                "cut short by the end of the file" if at_end else "flagged corrupt by the demuxer"
-            )
-            damage.append(DamageRecord(int(slot), kind, f"packet {what}"))
+        damage += table.slot_damage(tail_keys, cut_short)
         if demux_error is not None:
-            last_end = int((pos + sizes).max()) if (pos >= 0).any() else -1
             damage.append(
                 DamageRecord(
                     n,
                     "corrupt_packet",
-                    f"demuxing stopped with an error after byte {last_end} of {self.file_size}: "
-                    f"{demux_error}",
+                    f"demuxing stopped with an error after byte {table.last_byte()} of "
+                    f"{self.file_size}: {demux_error}",
                 )
             )
         if lost_start is not None:
@@ -412,7 +231,7 @@ class AVBackend:
         if trunc is not None:
             damage.append(DamageRecord(n, trunc[0], trunc[1]))
         if self.limit is not None:
-            full = path.stat().st_size
+            full = self.path.stat().st_size
             damage.append(
                 DamageRecord(
                     n,
@@ -420,22 +239,61 @@ class AVBackend:
                     f"the file ends inside an MP4 box; read up to byte {self.limit} of {full}",
                 )
             )
-        gaps = [] if ordinal else gap_damage(times, fps)
-
-        grey = self._grey_rule()
         return SourceInfo(
             n=n,
             times=times,
-            fps=fps,
+            fps=self.rate,
             width=self.width,
             height=self.height,
             codec=self.codec,
             count_method="demuxed packets",
             time_source=time_source,
-            grey_rule=grey,
+            grey_rule=self._grey_rule(),
             damage=damage,
-            gap_damage=gaps,
+            gap_damage=[] if ordinal else gap_damage(times, self.rate),
         )
+
+    def _demux(self) -> tuple[PacketLog, tuple[np.ndarray, np.ndarray, np.ndarray], str | None]:
+        """Every packet of the video stream, the container's index entries (byte positions,
+        timestamps, sizes) and the last demux error (None: read to the end cleanly)."""
+        c = self.take_container() or _av_open(self.path, self.limit)
+        clean = False  # demuxed to the end without an error: the handle can be reused
+        log = PacketLog()
+        demux_error: str | None = None
+        try:
+            s = c.streams[self.stream_index]
+            errors = 0
+            while True:
+                n_before = len(log)
+                try:
+                    log.extend(c.demux(s))
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    if not _is_av_error(exc):
+                        raise
+                    errors += 1
+                    demux_error = one_line(exc)
+                    if errors >= _MAX_DEMUX_RETRIES or len(log) == n_before:
+                        break
+            clean = demux_error is None
+            entries = _index_entries(s)
+        finally:
+            if clean:  # the first reader seeks it back to its first keyframe
+                self._give_container(c)
+            else:
+                _close_quietly(c)
+        return log, entries, demux_error
+
+    def _frame_times(self, table: PacketTable, time_source: str | None) -> tuple[np.ndarray, str]:
+        """Seconds from the first frame, and where they come from (``time_source`` None: the
+        stream has no timestamps, so packet durations or the nominal rate)."""
+        tb = float(self.time_base)
+        if time_source is not None:
+            return (table.keys - table.keys[0]).astype(np.float64) * tb, time_source
+        d = table.dur.astype(np.float64)  # decode order (= frame order without timestamps)
+        if d.size and (d > 0).all():
+            return np.concatenate([[0.0], np.cumsum(d[:-1])]) * tb, "packet durations"
+        return np.arange(len(table), dtype=np.float64) / self.rate, "nominal frame rate"
 
     _CONTAINER_SUFFIXES = {".avi": "AVI", ".mp4": "MP4", ".mov": "MOV", ".m4v": "MP4",
                            ".mkv": "Matroska", ".webm": "WebM"}
@@ -456,11 +314,11 @@ class AVBackend:
             "to the recording's frame rate"
         )
 
-    def _lost_start(self, keys, fps, tb) -> tuple[float, str] | None:
+    def _lost_start(self, keys: np.ndarray) -> tuple[float, str] | None:
         """Matroska timestamps start at 0: a first frame later than that means the start of
         the file could not be read (frames before it are lost; times still count from the first
         frame the file holds). Other containers may start at any time, so are not judged."""
-        fmt = self.format_name or ""
+        fmt, fps, tb = self.format_name or "", self.rate, float(self.time_base)
         if "matroska" not in fmt or not keys.size or not (np.isfinite(fps) and fps > 0):
             return None
         t0 = float(keys[0]) * tb
@@ -474,10 +332,11 @@ class AVBackend:
         )
 
     def _truncation(
-        self, keys, durs, pos, sizes, fps, tb, start_s: float = 0.0
+        self, table: PacketTable, start_s: float = 0.0
     ) -> tuple[DamageKind, str] | None:
         """Compare what the file holds with the length its header declares (``start_s``:
         seconds lost before the first frame, not missing at the end)."""
+        fps, tb, keys, durs = self.rate, float(self.time_base), table.keys, table.dur
         if not (np.isfinite(fps) and fps > 0):
             return None
         fmt = self.format_name or ""
@@ -497,7 +356,7 @@ class AVBackend:
         if missing_s <= 0.75 * interval:
             return None
         k = max(1, int(round(missing_s / interval)))
-        last_end = int((pos + sizes).max()) if (pos >= 0).any() else -1
+        last_end = table.last_byte()
         near_eof = last_end < 0 or last_end >= self.file_size - max(4096, self.file_size // 50)
         if near_eof:
             return (
@@ -529,6 +388,22 @@ class AVBackend:
         c = self.take_container()
         if c is not None:
             _close_quietly(c)
+
+
+def _index_entries(s) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The container index of stream ``s``: byte positions, timestamps and sizes of the packets
+    it lists (empty when the container has none or it cannot be read)."""
+    cols = (array("q"), array("q"), array("q"))
+    try:
+        for e in s.index_entries:
+            if e.size > 0 and e.pos >= 0:
+                cols[0].append(e.pos)
+                cols[1].append(e.timestamp)
+                cols[2].append(e.size)
+    except Exception:  # noqa: BLE001 - the index is optional information
+        cols = (array("q"), array("q"), array("q"))
+    pos, ts, size = (np.frombuffer(c, np.int64) for c in cols)
+    return pos, ts, size
 
 
 def _luma_view(frame) -> tuple[np.ndarray, np.ndarray | None]:
