@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -33,40 +34,30 @@ _GAP_FACTOR = 1.5  # a timestamp gap longer than this many nominal intervals = m
 
 
 def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message without an ``[Errno n]`` prefix (for the
+    one-line ``VideoError`` messages)."""
     text = str(exc).strip().splitlines()
     msg = text[0] if text else type(exc).__name__
     return re.sub(r"^\[Errno -?\d+\]\s*", "", msg)
 
 
+@dataclass(frozen=True, kw_only=True)
 class SourceInfo:
-    """What the lazy index pass learns about a source (backend-independent)."""
+    """What a backend learns about its source (the index pass, for containers); the front
+    turns it into :class:`~fishtrack.io.video.VideoMeta` and the timestamps."""
 
-    def __init__(
-        self,
-        *,
-        n: int,
-        times: np.ndarray,
-        fps: float,
-        width: int,
-        height: int,
-        codec: str,
-        count_method: str,
-        time_source: str,
-        grey_rule: str,
-        damage: list[DamageRecord],
-        gap_damage: list[DamageRecord] | None = None,
-    ):
-        self.n = n
-        self.times = times
-        self.fps = fps
-        self.width = width
-        self.height = height
-        self.codec = codec
-        self.count_method = count_method
-        self.time_source = time_source
-        self.grey_rule = grey_rule
-        self.damage = damage
-        self.gap_damage = gap_damage or []  # timestamp gaps; moot when fps= overrides times
+    n: int  # frames
+    times: np.ndarray  # float64 (n,) seconds from the first frame (NaN without a rate)
+    fps: float  # nominal rate (NaN when unknown)
+    width: int
+    height: int
+    codec: str
+    count_method: str  # VideoMeta.frame_count_method
+    time_source: str
+    grey_rule: str
+    damage: list[DamageRecord]  # found while indexing
+    gap_damage: list[DamageRecord] = field(default_factory=list)
+    """Timestamp gaps; moot when ``fps=`` overrides the times."""
 
 
 @runtime_checkable
