@@ -1,4 +1,5 @@
-"""Turning decoded pictures into 8-bit grey (the rules are in the package docstring)."""
+"""Turning decoded pictures into 8-bit grey (the rules are in the :mod:`fishtrack.io.video`
+docstring)."""
 
 from __future__ import annotations
 

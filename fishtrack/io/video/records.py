@@ -69,7 +69,7 @@ class VideoMeta:
         ``"packet durations"``, ``"nominal frame rate"``, ``"fps override"``,
         ``"file name counter"``, ``"imagej finterval"`` or ``"unknown"``.
     grey_rule
-        How frames were turned into 8-bit grey (see the module docstring).
+        How frames were turned into 8-bit grey (see the :mod:`fishtrack.io.video` docstring).
     """
 
     path: Path
