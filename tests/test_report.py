@@ -71,7 +71,8 @@ def test_report_is_self_contained(report):
     assert len(pngs) == len(srcs)
     expected = {"detection_rate", "ethogram", "passive_fraction_bins", "survival_futility",
                 *(f"estimation_{m}" for m in ("passive_fraction", "latency_to_first_passive_s",
-                                              "n_passive_epochs", "bout_rate_hz", "mean_vigour"))}
+                                              "n_passive_epochs", "bout_rate_hz",
+                                              "mean_bout_vigour_rad_s"))}
     assert set(pngs) == expected
     for name, data in pngs.items():
         assert (report.out / "figures" / f"{name}.png").read_bytes() == data

@@ -184,4 +184,4 @@ def shift_inversion(
         return p, -np.inf, np.inf
     if j > len(c):
         return p, float("nan"), float("nan")
-    return p, float(c[j - 1]), float(c[len(c) - j])
+    return p, float(c[j - 1]) + 0.0, float(c[len(c) - j]) + 0.0  # + 0.0: no -0.0

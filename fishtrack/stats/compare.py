@@ -272,7 +272,8 @@ def compare_paired(d, cfg: StatsConfig, *, rng: np.random.Generator | None = Non
                                 tol=_tol(d))
     test = "sign-flip-exact" if exact else "sign-flip"
     if _constant(d):
-        p = 1.0 if _constant(np.r_[d, 0.0]) else p
+        if _constant(np.r_[d, 0.0]):  # no difference at all (up to rounding)
+            p, out["diff"] = 1.0, 0.0
         return out | {"p_value": p, "test": f"{test} (no variance: CI and effect size undefined)"}
     sd = float(np.std(d, ddof=1))
     g = out["diff"] / sd * (1 - 3 / (4 * (n - 1) - 1)) if n > 2 and sd > 0 else np.nan

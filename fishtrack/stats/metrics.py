@@ -82,8 +82,8 @@ METRIC_SPECS: dict[str, MetricSpec] = {
         MetricSpec("bout_rate_hz", "Hz", "bout rate"),
         MetricSpec("mean_bout_duration_s", "s", "mean bout duration"),
         MetricSpec("mean_beat_hz", "Hz", "mean tail-beat frequency"),
-        MetricSpec("mean_bout_vigour_rad_s", "rad/s", "mean bout vigour (mean |tail velocity|)"),
-        MetricSpec("mean_bout_effort_rad", "rad", "mean bout effort (integral of |tail velocity|)"),
+        MetricSpec("mean_bout_vigour_rad_s", "rad/s", "mean bout vigour"),
+        MetricSpec("mean_bout_effort_rad", "rad", "mean bout effort"),
         MetricSpec("distance_px", "px", "distance swum"),
         MetricSpec("distance_mm", "mm", "distance swum"),
     )
@@ -727,8 +727,10 @@ def binned_passive_fraction(
     -------
     pandas.DataFrame
         ``fish_id, video, arena, fish, group, phase, phase_kind, bin_start_s, bin_end_s,
-        passive_fraction, n_frames`` where ``n_frames`` counts the frames with a known state
-        in the bin (the denominator; ``passive_fraction`` is NaN when it is 0).
+        passive_fraction, n_frames, time_in_phase_s`` where ``n_frames`` counts the frames
+        with a known state in the bin (the denominator; ``passive_fraction`` is NaN when it is
+        0) and ``time_in_phase_s`` is the bin's start since its phase began (bins of videos
+        with different protocols line up on it).
     """
     if not bin_s > 0:
         raise FishtrackError(f"stats.bin_s: must be positive; got {bin_s}")
@@ -761,6 +763,7 @@ def binned_passive_fraction(
     p1 = phases["end_s"].to_numpy()[k]
     agg["bin_start_s"] = p0 + agg["b"].to_numpy() * bin_s
     agg["bin_end_s"] = np.minimum(agg["bin_start_s"] + bin_s, p1)
+    agg["time_in_phase_s"] = agg["b"].to_numpy() * bin_s
     agg["phase"] = phases["phase"].to_numpy()[k]
     agg["phase_kind"] = phases["kind"].to_numpy()[k]
     agg["passive_fraction"] = _ratio(agg["n_passive"], agg["n_frames"])
@@ -769,4 +772,4 @@ def binned_passive_fraction(
     out = out.sort_values(["fish_id", "gid", "k", "b"], kind="stable").reset_index(drop=True)
     lead = ["fish_id", "video", "arena", "fish", "group"]
     return out[lead + ["phase", "phase_kind", "bin_start_s", "bin_end_s", "passive_fraction",
-                       "n_frames"]]
+                       "n_frames", "time_in_phase_s"]]
