@@ -203,20 +203,19 @@ def primary_summary(group_stats: pd.DataFrame, config: Config) -> tuple[str, lis
                              f"({r['test']}); {what} {_num(r['mean'])} vs "
                              f"{_num(r['mean_reference'])}{unit} ({n_txt}).")
             continue
-        test = {"log-rank": "log-rank test", "paired log-rank": "paired log-rank test"}.get(
-            str(r["test"]).split(" (")[0].replace("-exact", ""), str(r["test"]).split(" (")[0]
-            .replace("-exact", " test (exact)").replace("permutation", "permutation test")
-            .replace("sign-flip", "sign-flip permutation test"))
+        test = _test_name(str(r["test"]))
         adj = (f"Holm-adjusted over the {n_fam} primary comparisons p = {_p(r['p_adjusted'])}"
                if n_fam > 1 else "a single primary comparison, so no adjustment")
         ci = _ci(r["ci_low"], r["ci_high"]).strip("[]").replace(", ", " to ")
-        if not np.isfinite([r["ci_low"], r["ci_high"]]).all():
-            ci += (": unbounded, because with so few fish no difference can be rejected at "
-                   f"the {1 - st.confidence_level:.0%} level")
+        if np.isfinite([r["ci_low"], r["ci_high"]]).all():
+            ci = f"{level} CI {ci}, not adjusted for multiplicity"
+        else:
+            ci = (f"{level} CI {ci}: unbounded, because with so few fish no difference can be "
+                  f"rejected at the {1 - st.confidence_level:.0%} level")
         sentences.append(
             f"Primary endpoint, {label} in {phase_txt}: {who}, {what} {_num(r['mean'])} vs "
             f"{_num(r['mean_reference'])}{unit} ({n_txt}); difference {_num(r['diff'])}{unit} "
-            f"({level} CI {ci}, not adjusted for multiplicity); {test} p = {_p(r['p_value'])} "
+            f"({ci}); {test} p = {_p(r['p_value'])} "
             f"({adj})."
         )
     note = ("Every other row of the statistics table is labelled secondary (the other metrics "
@@ -226,6 +225,18 @@ def primary_summary(group_stats: pd.DataFrame, config: Config) -> tuple[str, lis
     html = ('<div class="primary">' + "".join(f"<p><b>{esc(t)}</b></p>" for t in sentences)
             + f'<p class="meta">{esc(note)}</p></div>')
     return html, sentences
+
+
+def _test_name(test: str) -> str:
+    """``permutation-exact`` -> ``exact permutation test`` (for the headline sentence)."""
+    base = test.split(" (")[0]
+    exact = base.endswith("-exact")
+    base = base.removesuffix("-exact")
+    name = {"permutation": "permutation test", "sign-flip": "sign-flip permutation test",
+            "log-rank": "log-rank test", "paired log-rank": "paired log-rank test"}.get(base, base)
+    if "repeated trials" in test:
+        name = "fish-level permutation test (repeated trials)"
+    return ("exact " if exact else "") + name
 
 
 METRIC_UNIT = {"latency_to_first_passive_s": " s", "mean_passive_epoch_s": " s",
