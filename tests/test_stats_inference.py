@@ -252,3 +252,16 @@ def test_paired_log_rank_is_exact_over_within_fish_swaps():
     assert res["test"] == "paired log-rank-exact"
     assert res["p_value"] == pytest.approx(np.mean(np.array(null) >= obs - 1e-9))
     assert res["n"] == 6 and res["diff"] > 0  # later give-ups after the treatment
+
+
+def test_calibration_runner_counts_every_measure():
+    """Guards the machinery behind bench/bench_stats.py (the table in docs/statistics.md)."""
+    from fishtrack.stats.simulate import MEASURES, calibrate, calibration_markdown
+
+    table = calibrate([{"n_per_group": 4, "n_trials": 2, "icc": 0.5,
+                        "ci_method": "permutation"}], seeds=[1, 2], n_experiments=4)
+    assert set(table["measure"]) == set(MEASURES)
+    assert (table["n"] == 8).all() or set(table.loc[table["n"] != 8, "measure"]) == {"agree"}
+    assert table["rate"].between(0, 1).all()
+    text = calibration_markdown(table, seeds=[1, 2], n_experiments=4)
+    assert "| 4 | 2 | permutation |" in text and "±" in text
