@@ -297,6 +297,28 @@ def _variance_components(y: np.ndarray, unit: np.ndarray) -> tuple[float, float]
     return max(0.0, (msb - within) / n0) if n0 > 0 else 0.0, within
 
 
+def _trials_by_fish(y, in_group, fish):
+    """Finite trials ``(y, g, fish)``, the per-fish summaries of each group (``m`` = mean of
+    the fish's trials, ``n`` = their number) and the row's means (means of fish means)."""
+    y = np.asarray(y, float)
+    g = np.asarray(in_group, bool)
+    fish = np.asarray(fish).astype(str)
+    ok = np.isfinite(y)
+    y, g, fish = y[ok], g[ok], fish[ok]
+    per = pd.DataFrame({"y": y, "g": g, "f": fish}).groupby("f").agg(
+        m=("y", "mean"), n=("y", "size"), g=("g", "first"), g_any=("g", "max"))
+    if (per["g"] != per["g_any"]).any():
+        bad = per.index[per["g"] != per["g_any"]][0]
+        raise FishtrackError(f"per-fish table: fish {bad!r} is in two groups")
+    m1, m0 = per[per["g"]], per[~per["g"]]
+    out = _stats_defaults() | {"n": len(m1), "n_reference": len(m0),
+                               "mean": float(m1["m"].mean()) if len(m1) else np.nan,
+                               "mean_reference": float(m0["m"].mean()) if len(m0) else np.nan,
+                               "effect_size_type": "standardised_diff"}
+    out["diff"] = out["mean"] - out["mean_reference"]
+    return y, g, fish, m1, m0, out
+
+
 def compare_repeated(y, in_group, fish, cfg: StatsConfig, *,
                      rng: np.random.Generator | None = None) -> dict:
     """Several rows (trials) per fish: fish-level permutation test of the group effect.
@@ -311,23 +333,8 @@ def compare_repeated(y, in_group, fish, cfg: StatsConfig, *,
     test; ``mean`` / ``mean_reference`` are means of per-fish means; ``effect_size`` is the
     difference over the total SD of the model with groups; ``n`` counts fish.
     """
-    y = np.asarray(y, float)
-    g = np.asarray(in_group, bool)
-    fish = np.asarray(fish).astype(str)
-    ok = np.isfinite(y)
-    y, g, fish = y[ok], g[ok], fish[ok]
     rng = rng if rng is not None else np.random.default_rng(cfg.seed)
-    per = pd.DataFrame({"y": y, "g": g, "f": fish}).groupby("f").agg(
-        m=("y", "mean"), n=("y", "size"), g=("g", "first"), g_any=("g", "max"))
-    if (per["g"] != per["g_any"]).any():
-        bad = per.index[per["g"] != per["g_any"]][0]
-        raise FishtrackError(f"per-fish table: fish {bad!r} is in two groups")
-    m1, m0 = per[per["g"]], per[~per["g"]]
-    out = _stats_defaults() | {"n": len(m1), "n_reference": len(m0),
-                               "mean": float(m1["m"].mean()) if len(m1) else np.nan,
-                               "mean_reference": float(m0["m"].mean()) if len(m0) else np.nan,
-                               "effect_size_type": "standardised_diff"}
-    out["diff"] = out["mean"] - out["mean_reference"]
+    y, g, fish, m1, m0, out = _trials_by_fish(y, in_group, fish)
     if len(m1) < 2 or len(m0) < 2:
         return out | {"test": "not tested: n < 2 in a group"}
     if _constant(y):
@@ -466,19 +473,7 @@ def compare_mixed(y, in_group, fish, cfg: StatsConfig) -> dict:
     """
     from statsmodels.regression.mixed_linear_model import MixedLM
 
-    y = np.asarray(y, float)
-    g = np.asarray(in_group, bool)
-    fish = np.asarray(fish).astype(str)
-    ok = np.isfinite(y)
-    y, g, fish = y[ok], g[ok], fish[ok]
-    per_fish = pd.DataFrame({"y": y, "g": g, "f": fish}).groupby(["g", "f"])["y"].mean()
-    m1 = per_fish.get(True, pd.Series(dtype=float))
-    m0 = per_fish.get(False, pd.Series(dtype=float))
-    out = _stats_defaults() | {"n": len(m1), "n_reference": len(m0),
-           "mean": float(m1.mean()) if len(m1) else np.nan,
-           "mean_reference": float(m0.mean()) if len(m0) else np.nan,
-           "effect_size_type": "standardised_diff"}
-    out["diff"] = out["mean"] - out["mean_reference"]
+    y, g, fish, m1, m0, out = _trials_by_fish(y, in_group, fish)
     if len(m1) < 2 or len(m0) < 2:
         return out | {"test": "not tested: n < 2 in a group"}
     if _constant(y):
@@ -588,6 +583,24 @@ def _paired(rows: pd.DataFrame, in_cond: np.ndarray, metric: str, surv_rows, con
     res = compare_paired((per[True] - per[False]).to_numpy(), cfg, rng=rng)
     return res | {"mean": float(per[True].mean()) if len(per) else np.nan,
                   "mean_reference": float(per[False].mean()) if len(per) else np.nan}
+
+
+def _between_block(sub: pd.DataFrame, surv_rows, phase, stratum: str, groups, ref, metrics,
+                   cfg: StatsConfig) -> list[dict]:
+    """Every group against the reference on every metric, for the rows ``sub`` (one phase,
+    and one condition in within-fish designs: ``stratum``)."""
+    tau = _tau(surv_rows, "group", groups) if surv_rows is not None else None
+    rows = []
+    for group in sorted(g for g in groups if g != ref):
+        pair = sub[sub["group"].isin([group, ref])]
+        in_group = (pair["group"] == group).to_numpy()
+        for metric in metrics:
+            tag = (phase, group, stratum, metric) if stratum else (phase, group, metric)
+            res = _between(pair, in_group, metric, surv_rows, group, ref, cfg,
+                           _rng(cfg.seed, *tag), tau)
+            rows.append(_row(metric=metric, phase=phase, group=group, reference=ref,
+                             design="between", stratum=stratum, **res))
+    return rows
 
 
 def _tau(surv_rows: pd.DataFrame, by: str, labels: Sequence[str]) -> float | None:
@@ -703,15 +716,7 @@ def compare_groups(
         sub = df[df["phase"] == str(phase)]
         s_phase = surv[surv["phase"] == str(phase)] if surv is not None else None
         if not paired_design:
-            tau = _tau(s_phase, "group", groups) if s_phase is not None else None
-            for group in others:
-                pair = sub[sub["group"].isin([group, ref])]
-                in_group = (pair["group"] == group).to_numpy()
-                for metric in metrics:
-                    res = _between(pair, in_group, metric, s_phase, group, ref, cfg,
-                                   _rng(cfg.seed, phase, group, metric), tau)
-                    rows.append(_row(metric=metric, phase=phase, group=group, reference=ref,
-                                     design="between", stratum="", **res))
+            rows += _between_block(sub, s_phase, phase, "", groups, ref, metrics, cfg)
             continue
         # within-fish design: conditions within each group, then groups within each condition
         for stratum in [ref, *others]:
@@ -730,17 +735,9 @@ def compare_groups(
                                      reference=ref_cond, design="paired", stratum=stratum,
                                      **res))
         for cond in conditions if others else []:
-            in_cond = sub[sub["condition"] == cond]
             s_c = s_phase[s_phase["condition"] == cond] if s_phase is not None else None
-            tau = _tau(s_c, "group", groups) if s_c is not None else None
-            for group in others:
-                pair = in_cond[in_cond["group"].isin([group, ref])]
-                in_group = (pair["group"] == group).to_numpy()
-                for metric in metrics:
-                    res = _between(pair, in_group, metric, s_c, group, ref, cfg,
-                                   _rng(cfg.seed, phase, group, cond, metric), tau)
-                    rows.append(_row(metric=metric, phase=phase, group=group, reference=ref,
-                                     design="between", stratum=cond, **res))
+            rows += _between_block(sub[sub["condition"] == cond], s_c, phase, cond, groups, ref,
+                                   metrics, cfg)
     out = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     return _families(out, main_phase, cfg.primary.metric,
                      "paired" if paired_design else "between")
