@@ -317,7 +317,7 @@ def test_binned_passive_fraction_is_aligned_to_phase_onset():
         for ln in lines:
             np.testing.assert_allclose(ln.get_ydata(), want)
     # n per bin: 2 fish per group in both videos; closed loop 10-20 s exists only in video a
-    strip = [ax for ax in fig.axes if ax.get_xlabel() == "time since cl start (s)"][0]
+    strip = [ax for ax in fig.axes if ax.get_label() == "n_per_bin:cl"][0]
     for ln in strip.get_lines():
         x, n = np.asarray(ln.get_xdata()), np.asarray(ln.get_ydata())
         np.testing.assert_allclose(n[x < 10], 4)

@@ -527,13 +527,15 @@ def write_report(
         if curves.empty:
             s.blocks.append(f"<p><em>{esc(ph)}: no latencies.</em></p>")
             continue
-        label = "all open-loop phases (concatenated time)" if ph == "open_loop" else ph
+        label = "all open-loop phases (concatenated time at risk)" if ph == "open_loop" else ph
         png = _save(survival_figure(curves, reference=ref, title=label), f"survival_{ph}",
                     fig_dir, written)
         s.figures.append(FigureItem(f"survival_{ph}", f"Give-up curve {label}", png,
-                                    f"Fraction of fish not yet passive since the start of {label} "
-                                    "(shaded: 95% CI); fish that never gave up are censored at "
-                                    "the end of their observation."))
+                                    f"Fraction of fish that have not yet given up in {label}, "
+                                    "over the time since their first swim in the phase (0 for a "
+                                    "fish swimming at the onset; shaded: 95% CI); fish that "
+                                    "never gave up are censored at their last observed frame, "
+                                    "fish that never swam in the phase are not at risk."))
     sections.append(s)
 
     # --- binned

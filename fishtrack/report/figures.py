@@ -283,7 +283,7 @@ def survival_figure(
             ax.fill_between(t, c["ci_low"].to_numpy(float), c["ci_high"].to_numpy(float),
                             step="post", color=colours[g], alpha=0.15, lw=0)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("time from phase start (s)")
+    ax.set_xlabel("time since the first swim in the phase (s)")
     ax.set_ylabel("fraction not yet passive")
     if title:
         ax.set_title(title, fontsize=10)
@@ -455,7 +455,7 @@ def binned_figure(
         ax.set_xlim(0, float(length[ph]))
         ax.set_ylim(-0.02, 1.02)
         axn.set_ylim(0, n_max * 1.15 + 0.5)
-        axn.set_xlabel(f"time since {ph} start (s)", fontsize=8)
+        axn.set_label(f"n_per_bin:{ph}")
         for a_ in (ax, axn):
             a_.spines[["top", "right"]].set_visible(False)
             a_.tick_params(labelsize=7)
@@ -465,6 +465,7 @@ def binned_figure(
         else:
             ax.tick_params(labelleft=False)
         ax.tick_params(labelbottom=False)
+    fig.supxlabel("time since the phase started (s)", fontsize=9)
     if groups:
         handles = [Patch(color=colours[g], label=str(g)) for g in groups]
         fig.legend(handles=handles, loc="outside upper right", ncol=len(groups), fontsize=8,
