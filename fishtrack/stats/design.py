@@ -83,7 +83,8 @@ def design_warnings(
         for axis, word in (("column", "columns"), ("row", "rows")):
             where = _aligned(sub, axis)
             if where:
-                parts = "; ".join(f"{g}: {word} {_span(v)}" for g, v in where.items())
+                parts = "; ".join(f"{g}: {word if len(v) > 1 else word[:-1]} {_span(v)}"
+                                  for g, v in where.items())
                 out.append(
                     f"video '{video}': the treatment is aligned with the plate {word} ({parts}), "
                     "so a position effect (edge wells, light, temperature) cannot be told apart "
