@@ -47,10 +47,10 @@ BOUT_COLUMNS = (
     "beat_hz",
     "max_tail_angle",
     "vigour",
-    "vigour_rad_s",
-    "effort_rad",
     "displacement_px",
     "phase",
+    "vigour_rad_s",
+    "effort_rad",
 )
 
 NOISE_QUANTILES = (0.05, 0.25)
