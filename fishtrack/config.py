@@ -352,10 +352,42 @@ class Phase(_Section):
         return self
 
 
+class PrimaryEndpoint(_Section):
+    """The one pre-specified comparison the report leads with."""
+
+    metric: str = _f(
+        "passive_fraction",
+        "Primary endpoint: one of the compared per-fish metrics (docs/statistics.md). Every "
+        "other metric is secondary (same phase) or exploratory (other phases).",
+    )
+    phase: str | None = _f(
+        None,
+        "Phase of the primary endpoint: a phase name or a pooled kind (open_loop, "
+        "closed_loop). null: the pooled open-loop phases, or the whole record (all) when the "
+        "protocol has no open-loop phase.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        """``primary: passive_fraction`` is short for ``primary: {metric: passive_fraction}``."""
+        return {"metric": value} if isinstance(value, str) else value
+
+
 class StatsConfig(_Section):
     """Group comparison."""
 
     reference_group: str = _f("control", "Group every other group is compared with.")
+    reference_condition: str | None = _f(
+        None,
+        "Within-fish designs (a 'condition' column in the manifest, e.g. before/after): the "
+        "condition every other condition is compared with, fish by fish. Required when the "
+        "manifest has more than one condition.",
+    )
+    primary: PrimaryEndpoint = Field(
+        default_factory=PrimaryEndpoint,
+        description="The primary endpoint (metric and phase); 'primary: NAME' sets the metric.",
+    )
     bin_s: float = _f(
         30.0, "Width of the time bins of per_fish_bins.csv.", unit="s", range_="5-120", gt=0
     )
@@ -379,11 +411,13 @@ class StatsConfig(_Section):
         gt=0.5,
         lt=1,
     )
-    ci_method: Literal["studentized", "bca", "percentile"] = _f(
-        "studentized",
-        "Bootstrap interval for a difference of group means. studentized (bootstrap-t) keeps "
-        "close to the stated coverage with 6-20 fish per group; bca and percentile are too "
-        "narrow with fewer than ~20 fish per group (measured in docs/statistics.md).",
+    ci_method: Literal["permutation", "studentized", "bca", "percentile"] = _f(
+        "permutation",
+        "Interval for a difference of group means. permutation: the shifts not rejected by "
+        "the row's own permutation test (the interval excludes 0 exactly when p <= 1 - "
+        "confidence_level). studentized (bootstrap-t), bca, percentile: bootstrap intervals, "
+        "which can disagree with the p-value; bca and percentile are too narrow with fewer "
+        "than ~20 fish per group (measured in docs/statistics.md).",
     )
 
 

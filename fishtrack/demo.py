@@ -19,9 +19,10 @@ from rich.console import Console
 from fishtrack.errors import FishtrackError
 
 PRIMARY = {"metric": "passive_fraction", "phase": "open_loop"}
-"""The primary endpoint: the open-loop passive fraction (all open-loop phases together), the
-difference of group means from the reference group. One place to change it (e.g. to the
-config's ``stats.primary`` once the config names one)."""
+"""The default primary endpoint (``stats.primary`` of the config): the open-loop passive
+fraction (all open-loop phases together), the difference of group means from the reference
+group. Tables that carry a ``role`` column (written by :func:`fishtrack.stats.compare_groups`)
+name their own primary rows, so a config's other ``stats.primary`` is followed."""
 _LABELS = {"passive_fraction": "passive fraction", "open_loop": "open-loop",
            "closed_loop": "closed-loop"}
 
@@ -45,10 +46,12 @@ def primary_endpoint(group_stats, metric: str | None = None, phase: str | None =
     import pandas as pd
 
     gs = pd.read_csv(group_stats) if isinstance(group_stats, str | Path) else group_stats
-    metric = metric or PRIMARY["metric"]
-    phase = phase or PRIMARY["phase"]
     if gs.empty or not {"metric", "phase"} <= set(gs.columns):
         return gs.iloc[0:0]
+    if metric is None and phase is None and "role" in gs.columns:
+        return gs[gs["role"] == "primary"]
+    metric = metric or PRIMARY["metric"]
+    phase = phase or PRIMARY["phase"]
     return gs[(gs["metric"] == metric) & (gs["phase"].astype(str) == phase)]
 
 
@@ -64,8 +67,9 @@ def result_line(group_stats, report: Path | str | None = None, *,
     difference from the reference group (estimate, confidence interval, p-value, n), then
     the report's path."""
     rows = primary_endpoint(group_stats)
-    name = f"{_LABELS.get(PRIMARY['phase'], PRIMARY['phase'])} " \
-           f"{_LABELS.get(PRIMARY['metric'], PRIMARY['metric'])}"
+    metric, phase = ((str(rows["metric"].iloc[0]), str(rows["phase"].iloc[0])) if len(rows)
+                     else (PRIMARY["metric"], PRIMARY["phase"]))
+    name = f"{_LABELS.get(phase, phase)} {_LABELS.get(metric, metric)}"
     parts = []
     for _, r in rows.iterrows():
         p = float(r["p_value"])

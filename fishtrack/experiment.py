@@ -16,6 +16,9 @@ fish_id     no        unique fish name (default ``VIDEOSTEM:ARENA``)
 dose        no        numeric when every value is a number
 sex, batch  no        kept as covariates
 trial       no        kept as a covariate
+condition   no        within-fish treatment (e.g. before / after): the same fish_id may then
+                      appear in several videos, compared fish by fish against
+                      ``stats.reference_condition``
 exclude     no        empty / 0 / no / false keep the fish; anything else excludes it (text
                       other than yes / 1 / true / x is kept as the reason)
 protocol    no        stimulus-log CSV for that video (path as for ``video``), read with
@@ -90,7 +93,7 @@ __all__ = [
 REQUIRED_COLUMNS = ("video", "arena", "group")
 KNOWN_COLUMNS = (
     "video", "arena", "group", "fish_id", "dose", "sex", "batch", "trial", "exclude", "protocol",
-    "config",
+    "config", "condition",
 )
 _RESERVED = ("row", "manifest_row", "exclude_reason", "trial_dir")
 """Column names the runner adds itself (a manifest may not use them)."""
@@ -368,6 +371,35 @@ def _read_records(
     return [[c.strip() for c in r] for r in records], encoding, None, None, path
 
 
+def _fish_problems(table: pd.DataFrame, *, repeated_ok: bool) -> list[str]:
+    """Duplicate wells; a fish_id on several rows. With a ``condition`` or ``trial`` column a
+    fish may be measured in several videos (within-fish conditions, repeated trials), but
+    never twice in one video and always in one group."""
+    problems = []
+    keys = [(["video", "arena"], "name the same well")]
+    keys.append((["fish_id", "video"] if repeated_ok else ["fish_id"],
+                 "have the same fish_id in one video" if repeated_ok else "have the same fish_id"))
+    for key, what in keys:
+        dup = table[table.duplicated(key, keep=False)]
+        for vals, grp in dup.groupby(key, sort=False):
+            vals = vals if isinstance(vals, tuple) else (vals,)
+            desc = ", ".join(f"{k} {_cell(str(v))}" for k, v in zip(key, vals, strict=True))
+            hint = ("" if repeated_ok or key != ["fish_id"] else
+                    "; a fish measured in several videos needs a 'condition' (within-fish "
+                    "treatment) or 'trial' column")
+            problems.append(f"{_rows_text(grp['row'])} {what} ({desc}){hint}")
+    groups = table.groupby("fish_id", sort=False)["group"].nunique()
+    for fish in groups.index[groups > 1]:
+        grp = table[table["fish_id"] == fish]
+        names = ", ".join(_cell(g) for g in dict.fromkeys(grp["group"]))
+        problems.append(
+            f"{_rows_text(grp['row'])}: fish {_cell(fish)} is in groups {names}; a fish belongs "
+            "to one group (put a within-fish treatment such as before/after in a 'condition' "
+            "column)"
+        )
+    return problems
+
+
 def read_manifest(
     path: str | Path, *, root: str | Path | None = None, sheet: str | None = None
 ) -> Manifest:
@@ -486,12 +518,7 @@ def read_manifest(
 
     table = pd.DataFrame(rows)
     # duplicate wells, duplicate fish ids, one video with two protocol logs
-    for key, what in ((["video", "arena"], "name the same well"), (["fish_id"], "have the same fish_id")):
-        dup = table[table.duplicated(key, keep=False)]
-        for vals, grp in dup.groupby(key, sort=False):
-            vals = vals if isinstance(vals, tuple) else (vals,)
-            desc = ", ".join(f"{k} {_cell(str(v))}" for k, v in zip(key, vals, strict=True))
-            problems.append(f"{_rows_text(grp['row'])} {what} ({desc})")
+    problems += _fish_problems(table, repeated_ok="condition" in seen or "trial" in seen)
     for col, what in (("protocol", "protocol logs"), ("config", "configs")):
         for vid, grp in table.groupby("video", sort=False):
             files = set(grp[col])
@@ -1245,6 +1272,7 @@ def run_experiment(
 
 def _check_reference_group(man: Manifest, cfg: Config) -> None:
     from fishtrack.errors import ConfigError
+    from fishtrack.stats import METRICS
 
     groups = sorted(set(man.table["group"]))
     if cfg.stats.reference_group not in groups:
@@ -1252,6 +1280,21 @@ def _check_reference_group(man: Manifest, cfg: Config) -> None:
             f"stats.reference_group: {_cell(cfg.stats.reference_group)} is not a group in "
             f"{man.path} (groups: {', '.join(_cell(g) for g in groups[:20])}); set "
             "stats.reference_group in the config"
+        )
+    if "condition" in man.table.columns:
+        conds = [c for c in dict.fromkeys(man.table["condition"].astype(str).str.strip()) if c]
+        ref = cfg.stats.reference_condition
+        if len(conds) > 1 and ref not in conds:
+            what = "is not set" if ref is None else f"{_cell(ref)} is not a condition"
+            raise ConfigError(
+                f"stats.reference_condition: {what}; {man.path} has conditions "
+                f"{', '.join(_cell(c) for c in conds[:20])} (a within-fish design); set "
+                "stats.reference_condition in the config"
+            )
+    if cfg.stats.primary.metric not in METRICS:
+        raise ConfigError(
+            f"stats.primary.metric: {_cell(cfg.stats.primary.metric)} is not a compared metric "
+            f"(allowed: {', '.join(METRICS)})"
         )
 
 
@@ -1476,7 +1519,7 @@ def _ethogram(td: _TrialData, ids: pd.DataFrame, width_s: float) -> pd.DataFrame
     """Majority state per fish per time bin, long format: ``fish_id, bin_start_s, state``."""
     tr = td.tracks
     if "state" not in tr.columns or tr.empty or ids.empty:
-        return pd.DataFrame(columns=["fish_id", "bin_start_s", "state"])
+        return pd.DataFrame(columns=["fish_id", "bin_start_s", "state", "trial_dir"])
     key = pd.MultiIndex.from_frame(tr[["arena", "fish"]])
     fid = pd.Series(ids["fish_id"].to_numpy(), index=pd.MultiIndex.from_frame(ids[["arena", "fish"]]))
     fish_id = fid.reindex(key).to_numpy()
@@ -1490,7 +1533,8 @@ def _ethogram(td: _TrialData, ids: pd.DataFrame, width_s: float) -> pd.DataFrame
         .drop_duplicates(["fish_id", "bin"])
     )
     counts["bin_start_s"] = counts["bin"] * width_s
-    return counts[["fish_id", "bin_start_s", "state"]].reset_index(drop=True)
+    counts["trial_dir"] = td.name
+    return counts[["fish_id", "bin_start_s", "state", "trial_dir"]].reset_index(drop=True)
 
 
 def _per_trial_stats(td: _TrialData, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -1517,6 +1561,7 @@ def _compute_stats(
     n_steps = len(videos) + 3
     per_fish_parts, bin_parts, qc_parts, etho_parts = [], [], [], []
     trial_info: list[dict] = []
+    protocols: dict[str, list] = {}
     protocol_ref = list(cfg.protocol)
     width = _ethogram_bin_s(out, [names[v] for v in videos])
     for k, v in enumerate(videos):
@@ -1530,6 +1575,7 @@ def _compute_stats(
             continue
         if td.protocol and not protocol_ref:
             protocol_ref = list(td.protocol)
+        protocols[v] = list(td.protocol or [])
         pf, bins = _per_trial_stats(td, cfg)
         per_fish_parts.append(pf)
         bin_parts.append(bins)
@@ -1562,6 +1608,7 @@ def _compute_stats(
             group_stats = compare_groups(per_fish, cfg.stats)
         except ConfigError as err:  # e.g. every fish of the reference group excluded
             notes.append(f"no group comparison: {err}")
+    design_notes = _design_notes(per_fish, protocols)
     write_table(per_fish, out / "per_fish.csv")
     write_table(bins, out / "per_fish_bins.csv")
     write_table(group_stats, out / "group_stats.csv")
@@ -1589,6 +1636,7 @@ def _compute_stats(
             config=cfg,
             protocol=protocol_ref,
             notes=notes,
+            design_notes=design_notes,
         )
     _emit(progress, "stats", n_steps, n_steps, message="done")
     return ExperimentResult(
@@ -1598,8 +1646,21 @@ def _compute_stats(
         group_stats=group_stats,
         trials=pd.DataFrame(),
         paths=paths,
-        warnings=notes,
+        warnings=notes + design_notes,
     )
+
+
+def _design_notes(per_fish: pd.DataFrame, protocols: dict[str, list]) -> list[str]:
+    """Confounds of the analysed fish (:func:`fishtrack.stats.design.design_warnings`)."""
+    from fishtrack.stats.design import design_warnings
+    from fishtrack.stats.survival import _excluded
+
+    need = {"video", "arena", "group", "fish_id"}
+    if per_fish.empty or not need <= set(per_fish.columns):
+        return []
+    fish = per_fish[~_excluded(per_fish) & per_fish["group"].notna().to_numpy()]
+    fish = fish[["video", "arena", "group"]].drop_duplicates()
+    return design_warnings(fish, protocols)
 
 
 def _ethogram_bin_s(out: Path, trials: list[str], n_columns: int = 600) -> float:

@@ -75,6 +75,8 @@ _BOUT_DOCS = {
     "beat_hz": "tail-beat frequency (Hz); NaN with fewer than 2 extrema",
     "max_tail_angle": "largest abs(tail_angle) over the bout (rad)",
     "vigour": "integral of abs(tail angular velocity) over the bout (rad)",
+    "vigour_rad_s": "mean abs(tail angular velocity) over the bout (rad/s)",
+    "effort_rad": "vigour_rad_s x duration_s: integral of abs(tail angular velocity) (rad)",
     "displacement_px": "straight-line head displacement over the bout (px)",
     "phase": "protocol phase at start_time (empty outside every phase)",
 }

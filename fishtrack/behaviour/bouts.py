@@ -49,6 +49,8 @@ BOUT_COLUMNS = (
     "vigour",
     "displacement_px",
     "phase",
+    "vigour_rad_s",
+    "effort_rad",
 )
 
 NOISE_QUANTILES = (0.05, 0.25)
@@ -190,9 +192,13 @@ def bout_table(kin: Kinematics, br: BoutRuns) -> pd.DataFrame:
 
     ``n_beats`` counts full tail beats (two alternating tail extrema make one beat; an odd
     count rounds up), ``beat_hz`` is ``(extrema - 1) / (2 x time from first to last
-    extremum)``, ``max_tail_angle`` the largest ``|tail_angle|`` (rad), ``vigour`` the
-    integral of ``|tail velocity|`` over the bout (rad) and ``displacement_px`` the straight
-    distance between the first and last known head position of the bout.
+    extremum)``, ``max_tail_angle`` the largest ``|tail_angle|`` (rad), ``vigour_rad_s``
+    the mean ``|tail velocity|`` over the bout's frames with a tail angle (rad/s, weighted by
+    frame duration), ``effort_rad`` = ``vigour_rad_s x duration_s`` (the integral of
+    ``|tail velocity|`` over the bout, rad), ``vigour`` (kept for compatibility; despite its
+    name an integral in rad) the same integral over the frames with a tail angle only, and
+    ``displacement_px`` the straight distance between the first and last known head position
+    of the bout.
     """
     fr = kin.frames
     s, e = br.starts, br.ends
@@ -227,11 +233,17 @@ def bout_table(kin: Kinematics, br: BoutRuns) -> pd.DataFrame:
         w = np.where(np.isfinite(tv), tv * fr.dur, 0.0)
         amp = np.where(fr.observed, np.abs(fr.tail), -np.inf)
         out["vigour"] = _range_sum(w, s, e)
+        seen = _range_sum(np.where(np.isfinite(tv), fr.dur, 0.0), s, e)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["vigour_rad_s"] = np.where(seen > 0, out["vigour"] / np.where(seen > 0, seen, 1), np.nan)
+        out["effort_rad"] = out["vigour_rad_s"] * out["duration_s"]
         mx = _range_max(amp, s, e)
         out["max_tail_angle"] = np.where(np.isfinite(mx), mx, np.nan)
         out["displacement_px"] = _displacement(fr, s, e)
     else:
         out["vigour"] = np.zeros(0)
+        out["vigour_rad_s"] = np.zeros(0)
+        out["effort_rad"] = np.zeros(0)
         out["max_tail_angle"] = np.zeros(0)
         out["displacement_px"] = np.zeros(0)
     out["phase"] = pd.Series([None] * nb, dtype=object)
