@@ -58,7 +58,9 @@ def primary_endpoint(group_stats, metric: str | None = None, phase: str | None =
 def _num(v: float, digits: int = 3) -> str:
     import math
 
-    return "n/a" if v is None or not math.isfinite(float(v)) else f"{float(v):.{digits}f}"
+    # an interval that inverts a permutation test is unbounded when too few relabellings
+    # exist (e.g. 3 vs 4 fish): print -inf / inf rather than hide it
+    return "n/a" if v is None or math.isnan(float(v)) else f"{float(v):.{digits}f}"
 
 
 def result_line(group_stats, report: Path | str | None = None, *,
