@@ -204,7 +204,7 @@ def _check_config(prov: dict, c: _Checks, config: Any) -> None:
         c.check(False, f"the recorded config is not valid for this fishtrack version ({err})")
         return
     if config is not None:
-        from fishtrack.experiment import _BEHAV_KEYS, _TRACK_KEYS, _section_hash
+        from fishtrack.experiment.runner import _BEHAV_KEYS, _TRACK_KEYS, _section_hash
 
         old = dict(rec)
         if "behaviour_config" in prov:  # re-scored by classify_folder
@@ -352,7 +352,8 @@ def _names(items: set) -> str:
 def verify_experiment(folder: str | Path) -> VerifyReport:
     """Check an experiment folder and every trial in it (see the module docstring)."""
     from fishtrack.config import load_config
-    from fishtrack.experiment import LOCK_NAME, STATE_FILE, _lock_is_stale, read_manifest
+    from fishtrack.experiment import LOCK_NAME, STATE_FILE, read_manifest
+    from fishtrack.experiment.lock import _lock_is_stale
 
     folder = Path(folder)
     c = _Checks()

@@ -1,0 +1,341 @@
+"""Statistics of an experiment folder: per-fish metrics, group statistics and the report
+from the trial folders."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fishtrack.config import Config, parse_config
+from fishtrack.errors import FishtrackError
+from fishtrack.experiment.lock import output_lock
+from fishtrack.experiment.manifest import Manifest, _arena_span, read_manifest, trial_names
+from fishtrack.experiment.records import ExperimentResult, ProgressCallback, _emit
+from fishtrack.experiment.state import _read_state
+
+
+def compute_stats(
+    out_dir: str | Path,
+    config: Config | str | Path | dict | None = None,
+    *,
+    progress: ProgressCallback | None = None,
+    report: bool = True,
+) -> ExperimentResult:
+    """Re-compute per-fish metrics, group statistics and the report from existing trials.
+
+    Reads ``OUT/manifest.csv`` (edit it, e.g. its ``exclude`` column, then call this) and
+    ``OUT/config.yaml`` unless ``config`` is given (its ``stats`` section and ``px_per_mm``
+    matter here; tracking is not redone).
+
+    Raises
+    ------
+    FishtrackError
+        ``out_dir`` is not an experiment folder.
+    ManifestError
+        The stored manifest has problems.
+    """
+    from fishtrack.config import load_config
+    from fishtrack.pipeline import resolve_config
+
+    out = Path(out_dir)
+    if not (out / "manifest.csv").exists():
+        raise FishtrackError(
+            f"{out}: not an experiment folder (no manifest.csv); run `fishtrack run` first"
+        )
+    state = _read_state(out)
+    cfg = resolve_config(config) if config is not None else load_config(
+        out / "config.yaml" if (out / "config.yaml").exists() else None
+    )
+    with output_lock(out):
+        man = read_manifest(out / "manifest.csv", root=state.get("manifest_root"))
+        stored = {v: k for k, v in (state.get("trials") or {}).items()}
+        names = trial_names(man.videos)
+        names = {v: stored.get(v, names[v]) for v in man.videos}
+        res = _compute_stats(out, man, cfg, names, progress=progress, report=report)
+    last = pd.DataFrame(state.get("last_run") or [], columns=["trial", "video", "status", "seconds", "error"])
+    res.trials = last
+    return res
+
+
+_TRACK_COLUMNS = ("frame", "time_s", "arena", "fish", "detected", "state", "in_bout", "x", "y",
+                  "heading", "tail_angle", "area_px", "id_uncertain")
+
+
+def _read_tracks(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        names = pq.ParquetFile(path).schema_arrow.names
+        cols = [c for c in _TRACK_COLUMNS if c in names]
+        return pd.read_parquet(path, columns=cols, engine="pyarrow")
+    except Exception as err:  # noqa: BLE001 - unreadable file: one clear line
+        raise FishtrackError(f"{path}: cannot read tracks ({type(err).__name__}: {err})") from None
+
+
+@dataclass
+class _TrialData:
+    name: str
+    video: str
+    tracks: pd.DataFrame
+    bouts: pd.DataFrame
+    epochs: pd.DataFrame
+    protocol: list
+    prov: dict
+    fish_rows: pd.DataFrame
+    corrections: int = 0
+    px_per_mm: float | None = None
+
+
+def _fish_rows(man_rows: pd.DataFrame, trial: str) -> pd.DataFrame:
+    """Manifest rows of one video as the stats stage's fish table (matched on ``arena``)."""
+    rows = man_rows.rename(columns={"row": "manifest_row"}).copy()
+    rows.insert(rows.columns.get_loc("fish_id") + 1, "trial_dir", trial)
+    return rows.reset_index(drop=True)
+
+
+def _load_trial(out: Path, name: str, video: str, man_rows: pd.DataFrame,
+                cfg: Config) -> tuple[_TrialData | None, list[str]]:
+    from fishtrack.io.provenance import read_provenance
+    from fishtrack.io.tables import read_table
+
+    folder = out / "trials" / name
+    notes: list[str] = []
+    if not (folder / "provenance.json").exists() or not (folder / "tracks.parquet").exists():
+        return None, [f"trial '{name}' ({video}) has no complete outputs; its fish are not analysed"]
+    prov = read_provenance(folder / "provenance.json")
+    tracks = _read_tracks(folder / "tracks.parquet")
+    bouts = read_table(folder / "bouts.csv") if (folder / "bouts.csv").exists() else pd.DataFrame()
+    epochs = read_table(folder / "epochs.csv") if (folder / "epochs.csv").exists() else pd.DataFrame()
+    try:
+        protocol = parse_config(prov.get("config") or {}, str(folder / "provenance.json")).protocol
+        if "protocol" in prov:  # re-scored by classify_folder with another protocol
+            from fishtrack.config import Phase
+
+            protocol = [Phase(**p) for p in prov["protocol"]]
+    except (FishtrackError, TypeError, ValueError):
+        protocol = cfg.protocol
+    for df in (tracks, bouts, epochs):
+        for col in ("arena", "fish"):
+            if col in df.columns:
+                df[col] = df[col].astype(str)
+    tracked = set(tracks["arena"].unique()) if "arena" in tracks.columns else set()
+    extra = sorted(tracked - set(man_rows["arena"]))
+    if extra:
+        notes.append(
+            f"trial '{name}': {len(extra)} tracked well(s) not in the manifest (not analysed): "
+            f"{_arena_span(extra)}"
+        )
+    missing = sorted(set(man_rows["arena"]) - tracked)
+    if missing:
+        notes.append(f"trial '{name}': no fish tracked in manifest well(s) {', '.join(missing)}")
+    if "arena" in tracks.columns:  # wells not in the manifest are tracked but not analysed
+        tracks = tracks[tracks["arena"].isin(set(man_rows["arena"]))].reset_index(drop=True)
+    n_corr = 0
+    corr_path = folder / "corrections.csv"
+    if corr_path.exists() and "state" in tracks.columns:
+        from fishtrack.corrections import (
+            apply_corrections,
+            apply_corrections_to_epochs,
+            load_corrections,
+        )
+
+        corr = load_corrections(corr_path)
+        tracks = apply_corrections(tracks, corr)
+        n_corr = int(tracks["corrected"].sum())
+        if not epochs.empty:
+            epochs = apply_corrections_to_epochs(epochs, corr)
+        notes.append(
+            f"trial '{name}': manual corrections applied from {corr_path.name} "
+            f"({len(corr)} interval(s), {n_corr} frame(s) relabelled)"
+        )
+    px_per_mm = cfg.px_per_mm
+    if "config" in man_rows.columns and man_rows["config"].iloc[0]:  # the video's own config
+        px_per_mm = (prov.get("config") or {}).get("px_per_mm", px_per_mm)
+    td = _TrialData(name, video, tracks, bouts, epochs, protocol, prov,
+                    _fish_rows(man_rows, name), n_corr, px_per_mm)
+    return td, notes
+
+
+def _qc_table(td: _TrialData, ids: pd.DataFrame) -> pd.DataFrame:
+    """Detection rate over the whole record per analysed fish."""
+    tr = td.tracks
+    det = tr["detected"].astype(bool) if "detected" in tr.columns else pd.Series(True, index=tr.index)
+    rate = det.groupby([tr["arena"], tr["fish"]]).mean().rename("detection_rate").reset_index()
+    out = ids.merge(rate, on=["arena", "fish"], how="left")
+    out["trial_dir"] = td.name
+    return out
+
+
+def _ethogram(td: _TrialData, ids: pd.DataFrame, width_s: float) -> pd.DataFrame:
+    """Majority state per fish per time bin, long format: ``fish_id, bin_start_s, state``."""
+    tr = td.tracks
+    if "state" not in tr.columns or tr.empty or ids.empty:
+        return pd.DataFrame(columns=["fish_id", "bin_start_s", "state", "trial_dir"])
+    key = pd.MultiIndex.from_frame(tr[["arena", "fish"]])
+    fid = pd.Series(ids["fish_id"].to_numpy(), index=pd.MultiIndex.from_frame(ids[["arena", "fish"]]))
+    fish_id = fid.reindex(key).to_numpy()
+    ok = pd.notna(fish_id)
+    b = np.floor(tr["time_s"].to_numpy(float)[ok] / width_s + 1e-6).astype(np.int64)
+    counts = (
+        pd.DataFrame({"fish_id": fish_id[ok], "bin": b, "state": tr["state"].astype(str).to_numpy()[ok]})
+        .value_counts()
+        .reset_index(name="n")
+        .sort_values(["fish_id", "bin", "n"], ascending=[True, True, False], kind="stable")
+        .drop_duplicates(["fish_id", "bin"])
+    )
+    counts["bin_start_s"] = counts["bin"] * width_s
+    counts["trial_dir"] = td.name
+    return counts[["fish_id", "bin_start_s", "state", "trial_dir"]].reset_index(drop=True)
+
+
+def _per_trial_stats(td: _TrialData, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from fishtrack.stats import binned_passive_fraction, per_fish_metrics
+
+    if td.tracks.empty or "state" not in td.tracks.columns:
+        return pd.DataFrame(), pd.DataFrame()
+    pf = per_fish_metrics(
+        td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, px_per_mm=td.px_per_mm
+    )
+    bins = binned_passive_fraction(td.tracks, td.protocol, cfg.stats.bin_s, td.fish_rows)
+    return pf, bins
+
+
+def _compute_stats(
+    out: Path, man: Manifest, cfg: Config, names: dict[str, str], *,
+    progress: ProgressCallback | None = None, report: bool = True,
+) -> ExperimentResult:
+    from fishtrack.io.tables import write_table
+    from fishtrack.stats import RESULT_COLUMNS, compare_groups
+
+    notes: list[str] = []
+    videos = man.videos
+    n_steps = len(videos) + 3
+    per_fish_parts, bin_parts, qc_parts, etho_parts = [], [], [], []
+    trial_info: list[dict] = []
+    protocols: dict[str, list] = {}
+    protocol_ref = list(cfg.protocol)
+    width = _ethogram_bin_s(out, [names[v] for v in videos])
+    for k, v in enumerate(videos):
+        name = names[v]
+        _emit(progress, "stats", k, n_steps, message=f"reading {name}")
+        rows = man.table[man.table["video"] == v]
+        td, tn = _load_trial(out, name, v, rows, cfg)
+        notes += tn
+        if td is None:
+            trial_info.append({"trial": name, "video": v, "complete": False})
+            continue
+        if td.protocol and not protocol_ref:
+            protocol_ref = list(td.protocol)
+        protocols[v] = list(td.protocol or [])
+        pf, bins = _per_trial_stats(td, cfg)
+        per_fish_parts.append(pf)
+        bin_parts.append(bins)
+        ids = (pf[["arena", "fish", "fish_id"]].drop_duplicates().astype(str)
+               if not pf.empty else pd.DataFrame(columns=["arena", "fish", "fish_id"]))
+        qc_parts.append(_qc_table(td, ids))
+        if report:
+            etho_parts.append(_ethogram(td, ids, width))
+        trial_info.append(
+            {
+                "trial": name,
+                "video": v,
+                "complete": True,
+                "n_frames": int(td.prov.get("frames_read", 0)),
+                "damaged_frames": len(td.prov.get("damaged_frames") or []),
+                "n_wells_tracked": len(td.prov.get("arenas") or []),
+                "n_fish_analysed": len(ids),
+                "corrections": td.corrections,
+            }
+        )
+    per_fish = _concat(per_fish_parts)
+    bins = _concat(bin_parts)
+    qc = _concat(qc_parts)
+    _emit(progress, "stats", len(videos), n_steps, message="comparing groups")
+    group_stats = pd.DataFrame(columns=list(RESULT_COLUMNS))
+    if not per_fish.empty:
+        from fishtrack.errors import ConfigError
+
+        try:  # excluded fish and fish without a group are left out by compare_groups
+            group_stats = compare_groups(per_fish, cfg.stats)
+        except ConfigError as err:  # e.g. every fish of the reference group excluded
+            notes.append(f"no group comparison: {err}")
+    design_notes = _design_notes(per_fish, protocols)
+    write_table(per_fish, out / "per_fish.csv")
+    write_table(bins, out / "per_fish_bins.csv")
+    write_table(group_stats, out / "group_stats.csv")
+    paths = {
+        "per_fish": out / "per_fish.csv",
+        "bins": out / "per_fish_bins.csv",
+        "group_stats": out / "group_stats.csv",
+        "manifest": out / "manifest.csv",
+        "config": out / "config.yaml",
+    }
+    if report:
+        from fishtrack.report import write_report
+
+        _emit(progress, "stats", len(videos) + 1, n_steps, message="writing the report")
+        paths |= write_report(
+            out,
+            per_fish=per_fish,
+            bins=bins,
+            group_stats=group_stats,
+            ethogram=_concat(etho_parts),
+            ethogram_bin_s=width,
+            qc=qc,
+            trials=pd.DataFrame(trial_info),
+            manifest=man.table,
+            config=cfg,
+            protocol=protocol_ref,
+            notes=notes,
+            design_notes=design_notes,
+        )
+    _emit(progress, "stats", n_steps, n_steps, message="done")
+    return ExperimentResult(
+        out=out,
+        per_fish=per_fish,
+        bins=bins,
+        group_stats=group_stats,
+        trials=pd.DataFrame(),
+        paths=paths,
+        warnings=notes + design_notes,
+    )
+
+
+def _design_notes(per_fish: pd.DataFrame, protocols: dict[str, list]) -> list[str]:
+    """Confounds of the analysed fish (:func:`fishtrack.stats.design.design_warnings`)."""
+    from fishtrack.stats.design import design_warnings
+    from fishtrack.stats.survival import _excluded
+
+    need = {"video", "arena", "group", "fish_id"}
+    if per_fish.empty or not need <= set(per_fish.columns):
+        return []
+    fish = per_fish[~_excluded(per_fish) & per_fish["group"].notna().to_numpy()]
+    fish = fish[["video", "arena", "group"]].drop_duplicates()
+    return design_warnings(fish, protocols)
+
+
+def _ethogram_bin_s(out: Path, trials: list[str], n_columns: int = 600) -> float:
+    """Ethogram bin width: the longest trial (from provenance) in about ``n_columns`` bins,
+    never shorter than the longest frame interval."""
+    longest, frame_s = 0.0, 0.0
+    for name in trials:
+        p = out / "trials" / name / "provenance.json"
+        with contextlib.suppress(OSError, ValueError, TypeError, ZeroDivisionError):
+            video = json.loads(p.read_text(encoding="utf-8")).get("video") or {}
+            longest = max(longest, float(video.get("duration_s") or 0.0))
+            frame_s = max(frame_s, 1.0 / float(video.get("fps") or np.inf))
+    if longest <= 0:
+        return 0.1
+    if frame_s <= 0:
+        return longest / n_columns
+    return float(np.ceil(longest / n_columns / frame_s - 1e-9) * frame_s)  # whole frames
+
+
+def _concat(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    parts = [p for p in parts if p is not None and not p.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
