@@ -43,6 +43,8 @@ __all__ = [
     "safe_load_yaml",
     "dump_config",
     "config_hash",
+    "resolve_config",
+    "format_validation_error",
     "explain_rows",
     "explain_markdown",
 ]
@@ -467,7 +469,7 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str) -> str:
     parts = []
     errors = err.errors()
     for e in errors[:_MAX_PROBLEMS]:
@@ -564,7 +566,7 @@ def parse_config(data: dict | None, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source)) from None
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -594,14 +596,27 @@ def load_config(path: str | Path | None) -> Config:
     return parse_config(data, str(p))
 
 
+def resolve_config(config: Config | str | Path | dict | None) -> Config:
+    """Accept a Config, a YAML path, a mapping or None (defaults)."""
+    if isinstance(config, Config):
+        return config
+    if config is None or isinstance(config, str | Path):
+        return load_config(config)
+    if isinstance(config, dict):
+        return parse_config(config)
+    raise TypeError(f"config must be a Config, a path or a dict, not {type(config).__name__}")
+
+
 def dump_config(cfg: Config) -> str:
     """The effective config (defaults filled in) as YAML."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
-def config_hash(cfg: Config) -> str:
-    """sha256 of the canonical JSON of the effective config."""
-    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
+def config_hash(cfg: Config | dict) -> str:
+    """sha256 of the canonical JSON of the effective config (a Config, or the mapping
+    ``Config.model_dump(mode="json")`` gives, e.g. as recorded in provenance.json)."""
+    data = cfg.model_dump(mode="json") if isinstance(cfg, Config) else cfg
+    blob = json.dumps(data, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 
 

@@ -27,35 +27,35 @@ module         holds
 ============== ===========================================================================
 """
 
-from fishtrack.experiment.aggregate import compute_stats
-from fishtrack.experiment.lock import LOCK_NAME, output_lock
-from fishtrack.experiment.manifest import (
-    KNOWN_COLUMNS,
-    REQUIRED_COLUMNS,
-    Manifest,
-    read_manifest,
-    trial_names,
-)
-from fishtrack.experiment.records import (
-    ExperimentResult,
-    ProgressCallback,
-    ProgressEvent,
-    Status,
-    TrialFailure,
-    TrialOutcome,
-)
-from fishtrack.experiment.runner import (
-    TRIAL_FILES,
-    ArenasFn,
-    TrialFn,
-    TrialTask,
-    detect_video_arenas,
-    run_experiment,
-    track_trial,
-    trial_status,
-)
-from fishtrack.experiment.state import STATE_FILE
-from fishtrack.report import MAIN_METRICS
+from importlib import import_module
+
+_EXPORTS = {
+    "compute_stats": "aggregate",
+    "LOCK_NAME": "lock",
+    "output_lock": "lock",
+    "KNOWN_COLUMNS": "manifest",
+    "REQUIRED_COLUMNS": "manifest",
+    "Manifest": "manifest",
+    "read_manifest": "manifest",
+    "trial_names": "manifest",
+    "ExperimentResult": "records",
+    "ProgressCallback": "records",
+    "ProgressEvent": "records",
+    "Status": "records",
+    "TrialFailure": "records",
+    "TrialOutcome": "records",
+    "TRIAL_FILES": "runner",
+    "ArenasFn": "runner",
+    "TrialFn": "runner",
+    "TrialTask": "runner",
+    "detect_video_arenas": "runner",
+    "run_experiment": "runner",
+    "track_trial": "runner",
+    "trial_status": "runner",
+    "STATE_FILE": "state",
+}
+"""Public name -> submodule; imported when first used, so reading a manifest
+(``fishtrack.experiment.manifest``) does not import the tracking and statistics stages."""
 
 __all__ = [
     "Manifest",
@@ -85,3 +85,16 @@ __all__ = [
     "TrialTask",
 ]
 
+
+def __getattr__(name: str):
+    if name == "MAIN_METRICS":
+        from fishtrack.report import MAIN_METRICS
+
+        return MAIN_METRICS
+    if name in _EXPORTS:
+        return getattr(import_module(f"fishtrack.experiment.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'fishtrack.experiment' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,22 +1,37 @@
 """Statistics of an experiment folder: per-fish metrics, group statistics and the report
-from the trial folders."""
+from the trial folders.
+
+(Moved from ``experiment.py``; the names ``_emit``, ``_read_state`` and ``_arena_span`` are
+kept as local aliases so the code reads as it did there.)"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fishtrack.config import Config, parse_config
-from fishtrack.errors import FishtrackError
+from fishtrack.config import Config, load_config, resolve_config
+from fishtrack.corrections import apply_corrections, apply_corrections_to_epochs
+from fishtrack.errors import ConfigError, FishtrackError
 from fishtrack.experiment.lock import output_lock
-from fishtrack.experiment.manifest import Manifest, _arena_span, read_manifest, trial_names
-from fishtrack.experiment.records import ExperimentResult, ProgressCallback, _emit
-from fishtrack.experiment.state import _read_state
+from fishtrack.experiment.manifest import Manifest, read_manifest, trial_names
+from fishtrack.experiment.manifest import arena_span as _arena_span
+from fishtrack.experiment.records import ExperimentResult, ProgressCallback
+from fishtrack.experiment.records import emit as _emit
+from fishtrack.experiment.state import read_state as _read_state
+from fishtrack.io.tables import write_table
+from fishtrack.stats import (
+    RESULT_COLUMNS,
+    binned_passive_fraction,
+    compare_groups,
+    per_fish_metrics,
+)
+from fishtrack.stats.design import design_warnings
+from fishtrack.stats.survival import _excluded
+from fishtrack.trial import PROVENANCE, TRACKS, Provenance, TrialFolder
 
 
 def compute_stats(
@@ -39,9 +54,6 @@ def compute_stats(
     ManifestError
         The stored manifest has problems.
     """
-    from fishtrack.config import load_config
-    from fishtrack.pipeline import resolve_config
-
     out = Path(out_dir)
     if not (out / "manifest.csv").exists():
         raise FishtrackError(
@@ -66,17 +78,6 @@ _TRACK_COLUMNS = ("frame", "time_s", "arena", "fish", "detected", "state", "in_b
                   "heading", "tail_angle", "area_px", "id_uncertain")
 
 
-def _read_tracks(path: Path) -> pd.DataFrame:
-    import pyarrow.parquet as pq
-
-    try:
-        names = pq.ParquetFile(path).schema_arrow.names
-        cols = [c for c in _TRACK_COLUMNS if c in names]
-        return pd.read_parquet(path, columns=cols, engine="pyarrow")
-    except Exception as err:  # noqa: BLE001 - unreadable file: one clear line
-        raise FishtrackError(f"{path}: cannot read tracks ({type(err).__name__}: {err})") from None
-
-
 @dataclass
 class _TrialData:
     name: str
@@ -85,7 +86,7 @@ class _TrialData:
     bouts: pd.DataFrame
     epochs: pd.DataFrame
     protocol: list
-    prov: dict
+    prov: Provenance
     fish_rows: pd.DataFrame
     corrections: int = 0
     px_per_mm: float | None = None
@@ -98,31 +99,19 @@ def _fish_rows(man_rows: pd.DataFrame, trial: str) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
-def _load_trial(out: Path, name: str, video: str, man_rows: pd.DataFrame,
+def _load_trial(folder: TrialFolder, name: str, video: str, man_rows: pd.DataFrame,
                 cfg: Config) -> tuple[_TrialData | None, list[str]]:
-    from fishtrack.io.provenance import read_provenance
-    from fishtrack.io.tables import read_table
-
-    folder = out / "trials" / name
     notes: list[str] = []
-    if not (folder / "provenance.json").exists() or not (folder / "tracks.parquet").exists():
+    if folder.missing((PROVENANCE, TRACKS)):
         return None, [f"trial '{name}' ({video}) has no complete outputs; its fish are not analysed"]
-    prov = read_provenance(folder / "provenance.json")
-    tracks = _read_tracks(folder / "tracks.parquet")
-    bouts = read_table(folder / "bouts.csv") if (folder / "bouts.csv").exists() else pd.DataFrame()
-    epochs = read_table(folder / "epochs.csv") if (folder / "epochs.csv").exists() else pd.DataFrame()
+    prov = folder.provenance()
+    tracks = folder.tracks(columns=_TRACK_COLUMNS)  # arena and fish as text
+    bouts = folder.bouts()
+    epochs = folder.epochs()
     try:
-        protocol = parse_config(prov.get("config") or {}, str(folder / "provenance.json")).protocol
-        if "protocol" in prov:  # re-scored by classify_folder with another protocol
-            from fishtrack.config import Phase
-
-            protocol = [Phase(**p) for p in prov["protocol"]]
+        protocol = prov.phases()  # a re-scoring's protocol, else the recorded config's
     except (FishtrackError, TypeError, ValueError):
         protocol = cfg.protocol
-    for df in (tracks, bouts, epochs):
-        for col in ("arena", "fish"):
-            if col in df.columns:
-                df[col] = df[col].astype(str)
     tracked = set(tracks["arena"].unique()) if "arena" in tracks.columns else set()
     extra = sorted(tracked - set(man_rows["arena"]))
     if extra:
@@ -136,15 +125,9 @@ def _load_trial(out: Path, name: str, video: str, man_rows: pd.DataFrame,
     if "arena" in tracks.columns:  # wells not in the manifest are tracked but not analysed
         tracks = tracks[tracks["arena"].isin(set(man_rows["arena"]))].reset_index(drop=True)
     n_corr = 0
-    corr_path = folder / "corrections.csv"
+    corr_path = folder.corrections_path
     if corr_path.exists() and "state" in tracks.columns:
-        from fishtrack.corrections import (
-            apply_corrections,
-            apply_corrections_to_epochs,
-            load_corrections,
-        )
-
-        corr = load_corrections(corr_path)
+        corr = folder.corrections()
         tracks = apply_corrections(tracks, corr)
         n_corr = int(tracks["corrected"].sum())
         if not epochs.empty:
@@ -155,7 +138,7 @@ def _load_trial(out: Path, name: str, video: str, man_rows: pd.DataFrame,
         )
     px_per_mm = cfg.px_per_mm
     if "config" in man_rows.columns and man_rows["config"].iloc[0]:  # the video's own config
-        px_per_mm = (prov.get("config") or {}).get("px_per_mm", px_per_mm)
+        px_per_mm = prov.config.get("px_per_mm", px_per_mm)
     td = _TrialData(name, video, tracks, bouts, epochs, protocol, prov,
                     _fish_rows(man_rows, name), n_corr, px_per_mm)
     return td, notes
@@ -194,8 +177,6 @@ def _ethogram(td: _TrialData, ids: pd.DataFrame, width_s: float) -> pd.DataFrame
 
 
 def _per_trial_stats(td: _TrialData, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from fishtrack.stats import binned_passive_fraction, per_fish_metrics
-
     if td.tracks.empty or "state" not in td.tracks.columns:
         return pd.DataFrame(), pd.DataFrame()
     pf = per_fish_metrics(
@@ -209,9 +190,6 @@ def _compute_stats(
     out: Path, man: Manifest, cfg: Config, names: dict[str, str], *,
     progress: ProgressCallback | None = None, report: bool = True,
 ) -> ExperimentResult:
-    from fishtrack.io.tables import write_table
-    from fishtrack.stats import RESULT_COLUMNS, compare_groups
-
     notes: list[str] = []
     videos = man.videos
     n_steps = len(videos) + 3
@@ -219,12 +197,13 @@ def _compute_stats(
     trial_info: list[dict] = []
     protocols: dict[str, list] = {}
     protocol_ref = list(cfg.protocol)
-    width = _ethogram_bin_s(out, [names[v] for v in videos])
+    folders = {v: TrialFolder(out / "trials" / names[v]) for v in videos}
+    width = _ethogram_bin_s(out, [folders[v] for v in videos])
     for k, v in enumerate(videos):
         name = names[v]
         _emit(progress, "stats", k, n_steps, message=f"reading {name}")
         rows = man.table[man.table["video"] == v]
-        td, tn = _load_trial(out, name, v, rows, cfg)
+        td, tn = _load_trial(folders[v], name, v, rows, cfg)
         notes += tn
         if td is None:
             trial_info.append({"trial": name, "video": v, "complete": False})
@@ -245,9 +224,9 @@ def _compute_stats(
                 "trial": name,
                 "video": v,
                 "complete": True,
-                "n_frames": int(td.prov.get("frames_read", 0)),
-                "damaged_frames": len(td.prov.get("damaged_frames") or []),
-                "n_wells_tracked": len(td.prov.get("arenas") or []),
+                "n_frames": td.prov.frames_read,
+                "damaged_frames": len(td.prov.damaged_frames),
+                "n_wells_tracked": len(td.prov.arenas),
                 "n_fish_analysed": len(ids),
                 "corrections": td.corrections,
             }
@@ -258,8 +237,6 @@ def _compute_stats(
     _emit(progress, "stats", len(videos), n_steps, message="comparing groups")
     group_stats = pd.DataFrame(columns=list(RESULT_COLUMNS))
     if not per_fish.empty:
-        from fishtrack.errors import ConfigError
-
         try:  # excluded fish and fish without a group are left out by compare_groups
             group_stats = compare_groups(per_fish, cfg.stats)
         except ConfigError as err:  # e.g. every fish of the reference group excluded
@@ -308,9 +285,6 @@ def _compute_stats(
 
 def _design_notes(per_fish: pd.DataFrame, protocols: dict[str, list]) -> list[str]:
     """Confounds of the analysed fish (:func:`fishtrack.stats.design.design_warnings`)."""
-    from fishtrack.stats.design import design_warnings
-    from fishtrack.stats.survival import _excluded
-
     need = {"video", "arena", "group", "fish_id"}
     if per_fish.empty or not need <= set(per_fish.columns):
         return []
@@ -319,16 +293,17 @@ def _design_notes(per_fish: pd.DataFrame, protocols: dict[str, list]) -> list[st
     return design_warnings(fish, protocols)
 
 
-def _ethogram_bin_s(out: Path, trials: list[str], n_columns: int = 600) -> float:
+def _ethogram_bin_s(out: Path, trials: list[str | TrialFolder], n_columns: int = 600) -> float:
     """Ethogram bin width: the longest trial (from provenance) in about ``n_columns`` bins,
-    never shorter than the longest frame interval."""
+    never shorter than the longest frame interval. ``trials``: trial folders, or their names
+    in ``out/trials``."""
     longest, frame_s = 0.0, 0.0
-    for name in trials:
-        p = out / "trials" / name / "provenance.json"
-        with contextlib.suppress(OSError, ValueError, TypeError, ZeroDivisionError):
-            video = json.loads(p.read_text(encoding="utf-8")).get("video") or {}
-            longest = max(longest, float(video.get("duration_s") or 0.0))
-            frame_s = max(frame_s, 1.0 / float(video.get("fps") or np.inf))
+    for trial in trials:
+        folder = trial if isinstance(trial, TrialFolder) else TrialFolder(out / "trials" / trial)
+        with contextlib.suppress(FishtrackError, ValueError, TypeError, ZeroDivisionError):
+            prov = folder.provenance()
+            longest = max(longest, float(prov.duration_s or 0.0))
+            frame_s = max(frame_s, 1.0 / float(prov.fps or np.inf))
     if longest <= 0:
         return 0.1
     if frame_s <= 0:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing as mp
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
 from fishtrack.errors import FishtrackError
 from fishtrack.experiment.records import ProgressCallback, ProgressEvent
 
 
-class _QueueProgress:
+class QueueProgress:
     """Per-frame progress of a worker, forwarded through a multiprocessing queue (throttled)."""
 
     def __init__(self, queue, name: str, interval_s: float = 0.25):
@@ -27,7 +29,7 @@ class _QueueProgress:
 
 
 
-class _Backend:
+class Backend:
     """Runs picklable top-level functions: inline, in a spawn process pool or on dask."""
 
     def __init__(self, workers: int, scheduler: Any, want_progress: bool):
@@ -40,13 +42,10 @@ class _Backend:
         self.queue = None
         self._own_client = False
 
-    def __enter__(self) -> _Backend:
+    def __enter__(self) -> Backend:
         if self.scheduler is not None:
             self.client, self._own_client = _dask_client(self.scheduler)
         elif self.workers > 1:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
             ctx = mp.get_context("spawn")
             self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
             if self.want_progress:
@@ -80,8 +79,6 @@ class _Backend:
                 except Exception as err:  # noqa: BLE001 - a lost worker is one failed trial
                     yield i, err
         elif self.pool is not None:
-            from concurrent.futures import FIRST_COMPLETED, wait
-
             pending = {self.pool.submit(fn, *args): i for i, args in enumerate(items)}
             while pending:
                 done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -123,7 +120,7 @@ def _dask_client(scheduler: Any) -> tuple[Any, bool]:
 
 
 
-class _InlineQueue:
+class InlineQueue:
     """Queue stand-in for in-process runs: forwards per-frame progress directly."""
 
     def __init__(self, progress: ProgressCallback):

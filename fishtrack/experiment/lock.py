@@ -44,7 +44,7 @@ def output_lock(out: str | Path) -> Iterator[Path]:
                 other = json.loads(lock.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 other = {}
-            if _lock_is_stale(other):
+            if lock_is_stale(other):
                 lock.unlink(missing_ok=True)
                 continue
             who = (
@@ -69,7 +69,8 @@ def output_lock(out: str | Path) -> Iterator[Path]:
             lock.unlink()
 
 
-def _lock_is_stale(info: dict) -> bool:
+def lock_is_stale(info: dict) -> bool:
+    """A lock left by a run that no longer exists (a process of this machine that is gone)."""
     if info.get("host") != socket.gethostname():
         return False
     try:

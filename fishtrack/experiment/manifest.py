@@ -41,6 +41,7 @@ import io
 import os
 import posixpath
 import re
+import unicodedata
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from fishtrack.errors import ManifestError
+from fishtrack.io.workbook import is_workbook, read_sheet
 
 REQUIRED_COLUMNS = ("video", "arena", "group")
 KNOWN_COLUMNS = (
@@ -173,12 +175,10 @@ def _norm_header(name: str) -> str:
 
 
 def _has_control(value: str) -> bool:
-    import unicodedata
-
     return any(unicodedata.category(c) in ("Cc", "Cs") for c in value)
 
 
-def _cell(value: str, limit: int = 60) -> str:
+def quote_cell(value: str, limit: int = 60) -> str:
     """A manifest cell quoted for a message: control characters escaped, long text cut."""
     text = value.encode("unicode_escape").decode("ascii") if _has_control(value) else value
     return f"'{text}'" if len(text) <= limit else f"'{text[: limit - 3]}...'"
@@ -194,22 +194,22 @@ def _norm_rel_path(value: str, root: Path) -> tuple[str | None, str | None]:
     URLs, and Windows drive or network paths on a computer that is not Windows.
     """
     if _has_control(value):
-        return None, f"{_cell(value)} contains control characters (tab, line break, NUL...)"
+        return None, f"{quote_cell(value)} contains control characters (tab, line break, NUL...)"
     v = value.strip()
     unc = v.startswith("\\\\")
     v = v.replace("\\", "/")
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", v):
-        return None, (f"{_cell(value)} is a URL; give a file path (absolute, or relative to the "
+        return None, (f"{quote_cell(value)} is a URL; give a file path (absolute, or relative to the "
                       "manifest's folder)")
     if os.name != "nt":
         if re.match(r"^[a-zA-Z]:(/|$)", v):
             return None, (
-                f"{_cell(value)} is a Windows path (drive {v[0].upper()}:); give the path "
+                f"{quote_cell(value)} is a Windows path (drive {v[0].upper()}:); give the path "
                 "under which this computer sees the file (e.g. /mnt/..., /Volumes/...)"
             )
         if unc:
             return None, (
-                f"{_cell(value)} is a Windows network path; give the path under which this "
+                f"{quote_cell(value)} is a Windows network path; give the path under which this "
                 "computer mounts that share (e.g. /mnt/..., /Volumes/...)"
             )
     if v.startswith("~"):
@@ -225,7 +225,7 @@ def _norm_rel_path(value: str, root: Path) -> tuple[str | None, str | None]:
     return posixpath.normpath(v), None
 
 
-def _exists(path: Path) -> bool:
+def path_exists(path: Path) -> bool:
     """``path.exists()``, False also for names the OS refuses (too long, NUL)."""
     try:
         return path.exists()
@@ -238,12 +238,12 @@ def _norm_arena(value: str) -> str | None:
     return f"{m.group(1)}{int(m.group(2))}" if m and int(m.group(2)) > 0 else None
 
 
-def _rows_text(rows: Iterable[int]) -> str:
+def rows_text(rows: Iterable[int]) -> str:
     rows = sorted(set(int(r) for r in rows))
     return ("row " if len(rows) == 1 else "rows ") + ", ".join(map(str, rows))
 
 
-def _raise_problems(path: str | Path, problems: list[str]) -> None:
+def raise_problems(path: str | Path, problems: list[str]) -> None:
     if not problems:
         return
     n = len(problems)
@@ -267,8 +267,6 @@ def _read_records(
         raw = path.read_bytes()
     except OSError as err:
         raise ManifestError(f"cannot read the manifest ({err.strerror})", path=path) from None
-    from fishtrack.io.workbook import is_workbook, read_sheet
-
     if is_workbook(raw[:8]):
         name, records = read_sheet(path, sheet, error=ManifestError)
         buf = io.StringIO()
@@ -302,17 +300,17 @@ def _fish_problems(table: pd.DataFrame, *, repeated_ok: bool) -> list[str]:
         dup = table[table.duplicated(key, keep=False)]
         for vals, grp in dup.groupby(key, sort=False):
             vals = vals if isinstance(vals, tuple) else (vals,)
-            desc = ", ".join(f"{k} {_cell(str(v))}" for k, v in zip(key, vals, strict=True))
+            desc = ", ".join(f"{k} {quote_cell(str(v))}" for k, v in zip(key, vals, strict=True))
             hint = ("" if repeated_ok or key != ["fish_id"] else
                     "; a fish measured in several videos needs a 'condition' (within-fish "
                     "treatment) or 'trial' column")
-            problems.append(f"{_rows_text(grp['row'])} {what} ({desc}){hint}")
+            problems.append(f"{rows_text(grp['row'])} {what} ({desc}){hint}")
     groups = table.groupby("fish_id", sort=False)["group"].nunique()
     for fish in groups.index[groups > 1]:
         grp = table[table["fish_id"] == fish]
-        names = ", ".join(_cell(g) for g in dict.fromkeys(grp["group"]))
+        names = ", ".join(quote_cell(g) for g in dict.fromkeys(grp["group"]))
         problems.append(
-            f"{_rows_text(grp['row'])}: fish {_cell(fish)} is in groups {names}; a fish belongs "
+            f"{rows_text(grp['row'])}: fish {quote_cell(fish)} is in groups {names}; a fish belongs "
             "to one group (put a within-fish treatment such as before/after in a 'condition' "
             "column)"
         )
@@ -370,20 +368,20 @@ def read_manifest(
     seen: dict[str, int] = {}
     for j in keep:
         if names[j] in seen:
-            problems.append(f"column {_cell(names[j])} appears twice (columns {seen[names[j]] + 1} and {j + 1})")
+            problems.append(f"column {quote_cell(names[j])} appears twice (columns {seen[names[j]] + 1} and {j + 1})")
         seen.setdefault(names[j], j)
     for name in sorted(set(seen) & set(_RESERVED)):
         problems.append(f"column '{name}' is a name fishtrack adds to the outputs; rename it")
     missing = [c for c in REQUIRED_COLUMNS if c not in seen]
     if missing:
-        found = ", ".join(_cell(names[j], 30).strip("'") for j in keep[:12]) or "none"
+        found = ", ".join(quote_cell(names[j], 30).strip("'") for j in keep[:12]) or "none"
         if len(keep) > 12:
             found += f", ... ({len(keep)} columns)"
         problems.append(
             f"missing required column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
             f"(found: {found}); the header row needs video, arena, group"
         )
-    _raise_problems(where, problems)
+    raise_problems(where, problems)
 
     rows: list[dict[str, Any]] = []
     for k, rec in enumerate(body):
@@ -395,7 +393,7 @@ def read_manifest(
         rec = rec + [""] * (width - len(rec))
         rows.append({"row": rownum, **{names[j]: rec[j] for j in keep}})
     if not rows:
-        _raise_problems(where, ["the manifest has a header but no rows"])
+        raise_problems(where, ["the manifest has a header but no rows"])
 
     cov = [names[j] for j in keep if names[j] not in KNOWN_COLUMNS]
     for r in rows:
@@ -411,7 +409,7 @@ def read_manifest(
         if r["arena"]:
             a = _norm_arena(r["arena"])
             if a is None:
-                problems.append(f"row {n}: arena {_cell(r['arena'])} is not a well name like A1 or H12")
+                problems.append(f"row {n}: arena {quote_cell(r['arena'])} is not a well name like A1 or H12")
             else:
                 r["arena"] = a
         for col in _PER_VIDEO:
@@ -427,7 +425,7 @@ def read_manifest(
         r["exclude"] = low not in _FALSE_WORDS
         r["exclude_reason"] = ex if r["exclude"] and low not in _TRUE_WORDS else ""
     if problems:
-        _raise_problems(where, problems)
+        raise_problems(where, problems)
     # default fish id: the video's trial name (its stem, made unique when two videos share
     # one, e.g. rig1/plate.avi and rig2/plate.avi) and the well
     stems = trial_names(list(dict.fromkeys(r["video"] for r in rows)))
@@ -443,10 +441,10 @@ def read_manifest(
             files = set(grp[col])
             if len(files) > 1:
                 problems.append(
-                    f"{_rows_text(grp['row'])}: video '{vid}' has different {what} "
+                    f"{rows_text(grp['row'])}: video '{vid}' has different {what} "
                     f"({', '.join(sorted(f or '(none)' for f in files))}); give one per video"
                 )
-    _raise_problems(where, problems)
+    raise_problems(where, problems)
 
     if "dose" in table.columns:
         num = pd.to_numeric(table["dose"].replace("", np.nan), errors="coerce")
@@ -486,5 +484,5 @@ def trial_names(videos: list[str]) -> dict[str, str]:
 
 
 
-def _arena_span(names: list[str]) -> str:
+def arena_span(names: list[str]) -> str:
     return ", ".join(names) if len(names) <= 6 else f"{names[0]}-{names[-1]}"

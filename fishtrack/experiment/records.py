@@ -40,7 +40,7 @@ class ProgressEvent:
 ProgressCallback = Callable[[ProgressEvent], None]
 
 
-def _emit(progress: ProgressCallback | None, *args: Any, **kw: Any) -> None:
+def emit(progress: ProgressCallback | None, *args: Any, **kw: Any) -> None:
     if progress is not None:
         progress(ProgressEvent(*args, **kw))
 

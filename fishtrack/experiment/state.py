@@ -12,16 +12,15 @@ import pandas as pd
 
 from fishtrack.config import Config, dump_config
 from fishtrack.experiment.manifest import Manifest
+from fishtrack.io.tables import write_bytes, write_text
 
 STATE_FILE = "experiment.json"
 
 
-def _write_inputs(out: Path, man: Manifest, cfg: Config, names: dict[str, str]) -> None:
-    from fishtrack.io.tables import write_bytes, write_text
-
+def write_inputs(out: Path, man: Manifest, cfg: Config, names: dict[str, str]) -> None:
     write_bytes(out / "manifest.csv", man.csv_bytes())
     write_text(out / "config.yaml", dump_config(cfg))
-    state = _read_state(out)
+    state = read_state(out)
     state.update(
         {
             "manifest": str(man.path.resolve()),
@@ -34,15 +33,13 @@ def _write_inputs(out: Path, man: Manifest, cfg: Config, names: dict[str, str]) 
     write_text(out / STATE_FILE, json.dumps(state, indent=2) + "\n")
 
 
-def _update_state(out: Path, trials: pd.DataFrame) -> None:
-    from fishtrack.io.tables import write_text
-
-    state = _read_state(out)
+def update_state(out: Path, trials: pd.DataFrame) -> None:
+    state = read_state(out)
     state["last_run"] = trials.to_dict(orient="records")
     write_text(out / STATE_FILE, json.dumps(state, indent=2, default=str) + "\n")
 
 
-def _read_state(out: Path) -> dict:
+def read_state(out: Path) -> dict:
     p = out / STATE_FILE
     if not p.exists():
         return {}
