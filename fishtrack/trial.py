@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -102,17 +102,30 @@ def settings_hash(config: Mapping[str, Any], sections: Iterable[str]) -> str:
 # provenance.json
 
 
-class Provenance:
+class Provenance(Mapping[str, Any]):
     """``provenance.json``, typed: what produced a trial folder.
 
     The keys fishtrack writes (docs/data_model.md) are read through the properties below;
     the mapping itself (:attr:`data`) is kept as read, so unknown keys and the key order
-    survive a rewrite.
+    survive a rewrite. A key this class has no property for (one a newer stage writes) is
+    read as from a mapping (``prov.get("key")``; read-only).
     """
 
     def __init__(self, data: Mapping[str, Any] | None = None, *, path: Path | None = None):
         self.data: dict[str, Any] = dict(data or {})
         self.path = path
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        return f"Provenance({self.path or 'not written'}, {len(self.data)} keys)"
 
     @classmethod
     def read(cls, path: str | Path) -> Provenance:
