@@ -351,13 +351,29 @@ def read_manifest(
     header_i = next((i for i, r in enumerate(records) if any(r)), None)
     if header_i is None:
         raise ManifestError("the manifest is empty; it needs a header row with video, arena, group", path=where)
-    header = records[header_i]
     body = records[header_i + 1:]
-    problems: list[str] = []
+    names, keep, seen = _read_header(records[header_i], body, where)
+    rows, problems = _body_rows(body, header_i + 2, names, keep)
+    if not rows:
+        raise_problems(where, ["the manifest has a header but no rows"])
+    for r in rows:
+        problems += _normalise_row(r, root)
+    raise_problems(where, problems)
+    _default_fish_ids(rows)
+    table = pd.DataFrame(rows)
+    raise_problems(where, _table_problems(table, seen))
+    cov = [names[j] for j in keep if names[j] not in KNOWN_COLUMNS]
+    return Manifest(path=path, root=root, table=_tidy_table(table, seen), covariates=cov,
+                    encoding=encoding, sheet=sheet_name, csv_text=csv_text)
 
+
+def _read_header(header: list[str], body: list[list[str]], where: str | Path
+                 ) -> tuple[list[str], list[int], dict[str, int]]:
+    """Column names (normalised), the columns kept (named ones), and the first column of each
+    name; raises every header problem at once."""
+    problems: list[str] = []
     names = [_norm_header(h) for h in header]
     names = ["fish_id" if n in ("fishid", "fish") else n for n in names]
-    width = len(names)
     # columns without a header: drop when empty, else a problem
     keep: list[int] = []
     for j, n in enumerate(names):
@@ -382,60 +398,72 @@ def read_manifest(
             f"(found: {found}); the header row needs video, arena, group"
         )
     raise_problems(where, problems)
+    return names, keep, seen
 
+
+def _body_rows(body: list[list[str]], first_row: int, names: list[str], keep: list[int]
+               ) -> tuple[list[dict[str, Any]], list[str]]:
+    """One mapping per non-empty row (``row``: its spreadsheet row number), and the rows with
+    more cells than the header."""
+    width = len(names)
     rows: list[dict[str, Any]] = []
+    problems: list[str] = []
     for k, rec in enumerate(body):
-        rownum = header_i + k + 2
+        rownum = first_row + k
         if not any(rec):
             continue
         if len(rec) > width and any(rec[width:]):
             problems.append(f"row {rownum}: {len(rec)} cells but the header has {width} columns")
         rec = rec + [""] * (width - len(rec))
         rows.append({"row": rownum, **{names[j]: rec[j] for j in keep}})
-    if not rows:
-        raise_problems(where, ["the manifest has a header but no rows"])
+    return rows, problems
 
-    cov = [names[j] for j in keep if names[j] not in KNOWN_COLUMNS]
-    for r in rows:
-        n = r["row"]
-        for col in REQUIRED_COLUMNS:
-            if not r[col]:
-                problems.append(f"row {n}: '{col}' is empty")
-        if r["video"]:
-            rel, why = _norm_rel_path(r["video"], root)
+
+def _normalise_row(r: dict[str, Any], root: Path) -> list[str]:
+    """Normalise one row in place (paths, well name, exclude flag); its problems."""
+    problems: list[str] = []
+    n = r["row"]
+    for col in REQUIRED_COLUMNS:
+        if not r[col]:
+            problems.append(f"row {n}: '{col}' is empty")
+    if r["video"]:
+        rel, why = _norm_rel_path(r["video"], root)
+        if why:
+            problems.append(f"row {n}: video {why}")
+        r["video"] = rel or r["video"]
+    if r["arena"]:
+        a = _norm_arena(r["arena"])
+        if a is None:
+            problems.append(f"row {n}: arena {quote_cell(r['arena'])} is not a well name like A1 or H12")
+        else:
+            r["arena"] = a
+    for col in _PER_VIDEO:
+        if r.get(col):
+            rel, why = _norm_rel_path(r[col], root)
             if why:
-                problems.append(f"row {n}: video {why}")
-            r["video"] = rel or r["video"]
-        if r["arena"]:
-            a = _norm_arena(r["arena"])
-            if a is None:
-                problems.append(f"row {n}: arena {quote_cell(r['arena'])} is not a well name like A1 or H12")
-            else:
-                r["arena"] = a
-        for col in _PER_VIDEO:
-            if r.get(col):
-                rel, why = _norm_rel_path(r[col], root)
-                if why:
-                    problems.append(f"row {n}: {col} {why}")
-                r[col] = rel or r[col]
-            else:
-                r[col] = ""
-        ex = r.get("exclude", "")
-        low = ex.strip().lower()
-        r["exclude"] = low not in _FALSE_WORDS
-        r["exclude_reason"] = ex if r["exclude"] and low not in _TRUE_WORDS else ""
-    if problems:
-        raise_problems(where, problems)
-    # default fish id: the video's trial name (its stem, made unique when two videos share
-    # one, e.g. rig1/plate.avi and rig2/plate.avi) and the well
+                problems.append(f"row {n}: {col} {why}")
+            r[col] = rel or r[col]
+        else:
+            r[col] = ""
+    ex = r.get("exclude", "")
+    low = ex.strip().lower()
+    r["exclude"] = low not in _FALSE_WORDS
+    r["exclude_reason"] = ex if r["exclude"] and low not in _TRUE_WORDS else ""
+    return problems
+
+
+def _default_fish_ids(rows: list[dict[str, Any]]) -> None:
+    """Default fish id: the video's trial name (its stem, made unique when two videos share
+    one, e.g. rig1/plate.avi and rig2/plate.avi) and the well."""
     stems = trial_names(list(dict.fromkeys(r["video"] for r in rows)))
     for r in rows:
         if not r.get("fish_id"):
             r["fish_id"] = f"{stems[r['video']]}:{r['arena']}"
 
-    table = pd.DataFrame(rows)
-    # duplicate wells, duplicate fish ids, one video with two protocol logs
-    problems += _fish_problems(table, repeated_ok="condition" in seen or "trial" in seen)
+
+def _table_problems(table: pd.DataFrame, seen: dict[str, int]) -> list[str]:
+    """Duplicate wells, duplicate fish ids, one video with two protocol logs or configs."""
+    problems = _fish_problems(table, repeated_ok="condition" in seen or "trial" in seen)
     for col, what in (("protocol", "protocol logs"), ("config", "configs")):
         for vid, grp in table.groupby("video", sort=False):
             files = set(grp[col])
@@ -444,18 +472,20 @@ def read_manifest(
                     f"{rows_text(grp['row'])}: video '{vid}' has different {what} "
                     f"({', '.join(sorted(f or '(none)' for f in files))}); give one per video"
                 )
-    raise_problems(where, problems)
+    return problems
 
+
+def _tidy_table(table: pd.DataFrame, seen: dict[str, int]) -> pd.DataFrame:
+    """Numeric doses when every dose is a number; columns in the documented order (per-video
+    file columns only when the manifest has them)."""
     if "dose" in table.columns:
         num = pd.to_numeric(table["dose"].replace("", np.nan), errors="coerce")
         if not (num.isna() & (table["dose"] != "")).any():
             table["dose"] = num
     order = ["row", "video", "arena", "group", "fish_id", "exclude", "exclude_reason"]
     rest = [c for c in table.columns if c not in order and c not in _PER_VIDEO]
-    used = [c for c in _PER_VIDEO if c in seen]  # per-video files only when the column exists
-    table = table[order + rest + used].reset_index(drop=True)
-    return Manifest(path=path, root=root, table=table, covariates=cov, encoding=encoding,
-                    sheet=sheet_name, csv_text=csv_text)
+    used = [c for c in _PER_VIDEO if c in seen]
+    return table[order + rest + used].reset_index(drop=True)
 
 
 
