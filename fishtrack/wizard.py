@@ -61,10 +61,13 @@ from fishtrack.arenas import detect_arenas, draw_arenas
 from fishtrack.behaviour import load_protocol_log
 from fishtrack.config import ArenasConfig, parse_config
 from fishtrack.errors import ArenaError, ConfigError, FishtrackError, OutputError
+from fishtrack.experiment.lock import LOCK_NAME
+from fishtrack.experiment.state import STATE_FILE
 from fishtrack.importers.keypoints import cluster_1d
 from fishtrack.io.tables import write_bytes, write_text
 from fishtrack.io.video import IMAGE_SUFFIXES, open_video
 from fishtrack.tracking import estimate_background
+from fishtrack.trial import PROVENANCE
 
 __all__ = [
     "Layout",
@@ -95,7 +98,7 @@ WELL_PITCH_MM = {96: 9.0, 48: 13.0, 24: 19.3, 12: 26.0, 6: 39.1}
 """Centre-to-centre well spacing of standard (ANSI/SLAS) plates, mm: only used to suggest
 ``px_per_mm`` in a comment."""
 _PROTOCOL_LOGS = ("{stem}_protocol.csv", "{stem}.protocol.csv", "{stem}_stimulus.csv")
-_OUTPUT_MARKERS = ("provenance.json", "experiment.json", ".fishtrack.lock")
+_OUTPUT_MARKERS = (PROVENANCE, STATE_FILE, LOCK_NAME)
 """A folder holding one of these is fishtrack output: not scanned."""
 _PREVIEW_PREFIX = "arenas_"
 
