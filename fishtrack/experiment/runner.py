@@ -193,9 +193,13 @@ class _Plan:
     status: dict[str, FolderStatus] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     """Problems found so far (raised together after the wells are checked)."""
+    folders: dict[str, TrialFolder] = field(default_factory=dict)
 
     def folder(self, video: str) -> TrialFolder:
-        return TrialFolder(self.out / "trials" / self.names[video])
+        """The video's trial folder (one object per video: its provenance is read once)."""
+        if video not in self.folders:
+            self.folders[video] = TrialFolder(self.out / "trials" / self.names[video])
+        return self.folders[video]
 
     def rows(self, video: str) -> pd.Series:
         table = self.manifest.table
