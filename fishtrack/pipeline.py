@@ -136,9 +136,11 @@ def _run_stages_inner(
         from fishtrack.behaviour import classify
     except ImportError:  # behaviour stage not available
         classify = None
+    behaviour_noise = None
     if classify is not None and len(tracks):
         b = classify(tracks, cfg.behaviour, cfg.protocol)
         out.tracks, out.bouts, out.epochs = b.tracks, b.bouts, b.epochs
+        behaviour_noise = b.noise
     timings["behaviour"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
     from fishtrack.io.provenance import build_provenance, file_identity
@@ -163,6 +165,7 @@ def _run_stages_inner(
             "arenas": [_arena_record(a) for a in arenas],
             "summary": _jsonable(out.summary),
             "protocol_log": None if protocol_log is None else str(protocol_log),
+            "behaviour_noise": behaviour_noise,
         },
     )
     return out
@@ -328,6 +331,7 @@ def classify_folder(
     write_table(b.bouts, folder / "bouts.csv")
     write_table(b.epochs, folder / "epochs.csv")
     prov["behaviour_config"] = cfg.behaviour.model_dump(mode="json")
+    prov["behaviour_noise"] = b.noise
     prov["protocol"] = [p.model_dump(mode="json") for p in cfg.protocol]
     prov.setdefault("timings_s", {})["classify"] = round(time.perf_counter() - t0, 3)
     prov["outputs"] = output_digests(folder)

@@ -22,7 +22,7 @@ from fishtrack.behaviour._frames import (
     runs,
     to_input_order,
 )
-from fishtrack.behaviour.kinematics import Kinematics, compute_kinematics
+from fishtrack.behaviour.kinematics import Kinematics, compute_kinematics, tail_noise
 from fishtrack.config import BehaviourConfig
 
 __all__ = [
@@ -52,11 +52,40 @@ BOUT_COLUMNS = (
 )
 
 NOISE_QUANTILES = (0.05, 0.25)
-"""Vigour quantiles of a fish from which its noise distribution is estimated."""
-HYSTERESIS = 0.5
+"""Vigour quantiles of a fish from which the first pass models its noise distribution."""
+HYSTERESIS = 0.3
 """Position of the low (extension) threshold between the noise mean (0) and the threshold (1)."""
+EXTEND_S = 0.1
+"""A bout grows while the vigour stays above the low threshold, by at most this (or
+``vigour_window_s`` if longer) on each side (s)."""
+QUIET_PAD_S = 0.1
+"""Frames closer than this to a bout are not used to measure noise (s)."""
+MIN_QUIET_S = 2.0
+"""A fish with less quiet time than this takes the noise pooled over the other fish of the
+recording (s)."""
+N_PASSES = 2
+"""Threshold passes: the first from vigour percentiles, the others from the quiet frames."""
+MIN_EXTREMA = 2
+"""A bout holds at least this many alternating tail extrema (half-beats): one full
+left-right excursion. A one- or two-frame tracker glitch makes at most one."""
+ONSET_HALF_BEATS = 1.0
+SINGLE_BEND_STRENGTH = 2.0
+"""A bout with a single tail extremum (a one-sided bend) is kept when that extremum's
+prominence is at least this many times the beat prominence threshold."""
 _Z_HI = 0.6745  # -z of the 25th percentile of a normal distribution
 _Z_SPAN = 1.6449 - 0.6745  # distance in sd between the 5th and 25th percentiles
+_MAD = 1.4826  # robust sd = 1.4826 x median absolute deviation (normal distribution)
+
+
+@dataclass
+class NoiseLevels:
+    """Per-fish measurement noise, measured on the frames away from every bout."""
+
+    tail_noise_rad: np.ndarray  # sigma of the tail angle per frame (rad)
+    vigour_mean: np.ndarray  # median vigour of the quiet frames (rad/s)
+    vigour_sd: np.ndarray  # robust sd of the vigour of the quiet frames (rad/s)
+    quiet_s: np.ndarray  # quiet time the fish's own estimate rests on (s)
+    pooled: np.ndarray  # bool: too little quiet time, the recording's pooled values are used
 
 
 @dataclass
@@ -68,24 +97,76 @@ class BoutRuns:
     in_bout: np.ndarray  # per sorted row
     thresholds: np.ndarray  # per fish (rad/s); NaN where the fish has no vigour at all
     noise: np.ndarray  # per fish vigour noise floor (rad/s)
+    levels: NoiseLevels | None = None
 
 
-def bout_thresholds(kin: Kinematics, cfg: BehaviourConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Per-fish vigour threshold (rad/s) and noise level (rad/s).
-
-    ``cfg.bout_threshold`` when set. Otherwise the vigour of the fish's quiet frames is
-    modelled as a normal distribution fitted to the fish's 5th and 25th vigour percentiles
-    (which lie on quiet frames unless the tail beats in most frames): ``threshold = max(
-    cfg.min_bout_threshold, mean + cfg.threshold_factor x sd)``. The returned noise level is
-    that mean.
-    """
+def _first_pass_levels(kin: Kinematics) -> tuple[np.ndarray, np.ndarray]:
+    """Vigour noise mean and sd from the fish's 5th and 25th vigour percentiles."""
     fr = kin.frames
     n_fish = len(fr.fish_keys)
     vig = np.where(fr.observed, kin.columns["vigour_rad_s"], np.nan)
     q_lo = group_quantile(vig, fr.gid, n_fish, NOISE_QUANTILES[0])
     q_hi = group_quantile(vig, fr.gid, n_fish, NOISE_QUANTILES[1])
     sd = (q_hi - q_lo) / _Z_SPAN
-    mean = q_hi + _Z_HI * sd
+    return q_hi + _Z_HI * sd, sd
+
+
+def quiet_frames(kin: Kinematics, in_bout: np.ndarray, pad_s: float = QUIET_PAD_S) -> np.ndarray:
+    """Observed frames farther than ``pad_s`` from every bout of their fish."""
+    fr = kin.frames
+    pad = max(1, int(round(pad_s / fr.dt_median)))
+    cs = np.concatenate([[0], np.cumsum(in_bout)])
+    idx = np.arange(fr.n)
+    lo = np.maximum(idx - pad, fr.gstart)
+    hi = np.minimum(idx + pad, fr.gend)
+    near = (cs[hi + 1] - cs[lo]) > 0
+    return fr.observed & ~near & np.isfinite(kin.columns["vigour_rad_s"])
+
+
+def noise_levels(kin: Kinematics, quiet: np.ndarray) -> NoiseLevels:
+    """Noise of every fish measured on its quiet frames (see :func:`quiet_frames`).
+
+    Tail-angle sigma from the frame-to-frame changes, vigour noise as the median and robust
+    sd (1.4826 x MAD) of the quiet frames' vigour. None of it depends on how many frames are
+    quiet. A fish with less than :data:`MIN_QUIET_S` of quiet time takes the median of the
+    other fish of the recording (noise is a property of the camera, the lighting and the
+    tracker); when no fish has enough, the fish's own values are kept.
+    """
+    fr = kin.frames
+    n_fish = len(fr.fish_keys)
+    sig = tail_noise(fr, quiet=quiet)
+    vig = np.where(quiet, kin.columns["vigour_rad_s"], np.nan)
+    med = group_quantile(vig, fr.gid, n_fish, 0.5)
+    dev = np.abs(vig - med[fr.gid])
+    sd = _MAD * group_quantile(dev, fr.gid, n_fish, 0.5)
+    quiet_s = np.bincount(fr.gid, weights=np.where(quiet, fr.dur, 0.0), minlength=n_fish)
+    pooled = quiet_s < MIN_QUIET_S
+    good = ~pooled & np.isfinite(sig) & np.isfinite(med) & np.isfinite(sd)
+    if pooled.any() and good.any():
+        for arr in (sig, med, sd):
+            arr[pooled] = np.median(arr[good])
+    else:
+        pooled[:] = False
+    return NoiseLevels(tail_noise_rad=sig, vigour_mean=med, vigour_sd=sd, quiet_s=quiet_s,
+                       pooled=pooled)
+
+
+def bout_thresholds(
+    kin: Kinematics, cfg: BehaviourConfig, levels: NoiseLevels | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-fish vigour threshold (rad/s) and noise level (rad/s).
+
+    ``cfg.bout_threshold`` when set. Otherwise ``threshold = max(cfg.min_bout_threshold,
+    mean + cfg.threshold_factor x sd)`` where mean and sd describe the vigour of the still
+    tail: measured on the quiet frames (``levels``, see :func:`noise_levels`), or, in the
+    first pass, modelled as a normal distribution through the fish's 5th and 25th vigour
+    percentiles. The returned noise level is that mean.
+    """
+    n_fish = len(kin.frames.fish_keys)
+    if levels is None:
+        mean, sd = _first_pass_levels(kin)
+    else:
+        mean, sd = levels.vigour_mean, levels.vigour_sd
     if cfg.bout_threshold is not None:
         thr = np.full(n_fish, float(cfg.bout_threshold))
     else:
@@ -94,7 +175,8 @@ def bout_thresholds(kin: Kinematics, cfg: BehaviourConfig) -> tuple[np.ndarray, 
 
 
 def hysteresis_activity(
-    kin: Kinematics, thr: np.ndarray, noise: np.ndarray, *, max_extend_s: float
+    kin: Kinematics, thr: np.ndarray, noise: np.ndarray, *, max_extend_s: float,
+    min_high_s: float | None = None,
 ) -> np.ndarray:
     """Frames above the threshold, extended down to a lower threshold at both ends.
 
@@ -113,7 +195,8 @@ def hysteresis_activity(
         low = fr.observed & (vig > low_thr[fr.gid])
     # stretches above the threshold shorter than half a vigour window are noise spikes
     hs, he = runs(high, fr.gid)
-    short = (fr.t[he] + fr.dur[he] - fr.t[hs]) < 0.5 * max_extend_s - 1e-9
+    min_high = 0.5 * max_extend_s if min_high_s is None else min_high_s
+    short = (fr.t[he] + fr.dur[he] - fr.t[hs]) < min_high - 1e-9
     high &= ~run_lengths_fill(hs[short], he[short], np.ones(int(short.sum()), bool), fr.n, False)
     s, e = runs(low, fr.gid)
     hp = np.flatnonzero(high)
@@ -153,36 +236,75 @@ def bout_runs(
 def trim_to_beats(
     kin: Kinematics, s: np.ndarray, e: np.ndarray, *, pad_s: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Keep bouts with at least one tail-beat turn and trim them to their beats.
+    """Keep the bouts that hold tail beats and trim them to their beats.
 
-    A bout must contain an extremum of the tail angle (see
-    :func:`fishtrack.behaviour.kinematics.tail_extrema`); its start is moved to no earlier
-    than ``pad_s`` before its first extremum and its end to no later than ``pad_s`` after its
-    last one (a quarter beat or less separates an extremum from the start/end of the
-    movement), so noise just before or after a bout is not counted in it.
+    A bout must contain at least :data:`MIN_EXTREMA` alternating tail extrema (see
+    :func:`fishtrack.behaviour.kinematics.tail_extrema`), or one extremum (a single bend)
+    whose strength is at least :data:`SINGLE_BEND_STRENGTH`. Its start is moved to no earlier
+    than half a half-beat before its first extremum (the half-beat measured between its first
+    two extrema; a movement starts a quarter beat before its first turn), and never more than
+    ``pad_s``; likewise its end after its last extremum. Noise just before or after a bout is
+    so not counted in it.
     """
+    fr = kin.frames
     ext = kin.extrema
     lo = np.searchsorted(ext, s)
     hi = np.searchsorted(ext, e, side="right")
-    keep = hi > lo
+    keep = hi - lo >= MIN_EXTREMA
+    if len(ext):
+        # a single bend counts when it is strong (a C-bend), not a flicker of noise
+        one = (hi - lo == 1) & (hi > 0)
+        strong = kin.extrema_strength[np.minimum(lo, len(ext) - 1)] >= SINGLE_BEND_STRENGTH
+        keep |= one & strong
     s, e, lo, hi = s[keep], e[keep], lo[keep], hi[keep]
-    pad = int(round(pad_s / kin.frames.dt_median))
-    return np.maximum(s, ext[lo] - pad), np.minimum(e, ext[hi - 1] + pad)
+    pad = max(1, int(round(pad_s / fr.dt_median)))
+    et = kin.extrema_t
+    two = hi - lo >= 2
+    first_half = np.where(two, et[np.minimum(lo + 1, len(ext) - 1)] - et[lo], np.inf)
+    last_half = np.where(two, et[hi - 1] - et[np.maximum(hi - 2, 0)], np.inf)
+    pad_a = np.clip(np.ceil(ONSET_HALF_BEATS * first_half / fr.dt_median), 1, pad).astype(np.int64)
+    pad_b = np.clip(np.ceil(0.5 * last_half / fr.dt_median), 1, pad).astype(np.int64)
+    return np.maximum(s, ext[lo] - pad_a), np.minimum(e, ext[hi - 1] + pad_b)
+
+
+def _bouts_with(
+    kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks, thr: np.ndarray, noise: np.ndarray,
+    active: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    fr = kin.frames
+    if active is None:
+        active = hysteresis_activity(
+            kin, thr, noise, max_extend_s=max(EXTEND_S, cfg.vigour_window_s),
+            min_high_s=0.5 * cfg.vigour_window_s)
+    s, e = bout_runs(active, fr, blocks, cfg)
+    s, e = trim_to_beats(kin, s, e, pad_s=cfg.vigour_window_s)
+    long_enough = fr.t[e] + fr.dur[e] - fr.t[s] >= cfg.min_bout_s - 1e-9  # again, once trimmed
+    return s[long_enough], e[long_enough]
 
 
 def _detect(
     kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks, active: np.ndarray | None = None
 ) -> BoutRuns:
+    """Bouts in :data:`N_PASSES` passes: each pass measures the noise on the frames away from
+    the previous pass's bouts (first pass: vigour percentiles), refines the tail-noise sigma
+    (despiking, smoothing, beat extrema) and sets the thresholds from it."""
     fr = kin.frames
-    thr, noise = bout_thresholds(kin, cfg)
-    if active is None:
-        active = hysteresis_activity(kin, thr, noise, max_extend_s=cfg.vigour_window_s)
-    s, e = bout_runs(active, fr, blocks, cfg)
-    s, e = trim_to_beats(kin, s, e, pad_s=cfg.vigour_window_s)
-    long_enough = fr.t[e] + fr.dur[e] - fr.t[s] >= cfg.min_bout_s - 1e-9  # again, once trimmed
-    s, e = s[long_enough], e[long_enough]
-    in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
-    return BoutRuns(starts=s, ends=e, in_bout=in_bout, thresholds=thr, noise=noise)
+    levels = None
+    n_pass = N_PASSES if active is None else 1
+    for k in range(n_pass):
+        if active is not None:
+            levels = noise_levels(kin, quiet_frames(kin, active))
+        thr, noise = bout_thresholds(kin, cfg, levels)
+        s, e = _bouts_with(kin, cfg, blocks, thr, noise, active)
+        in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
+        if k == n_pass - 1:
+            break
+        levels = noise_levels(kin, quiet_frames(kin, in_bout))
+        sig = np.where(np.isfinite(levels.tail_noise_rad), levels.tail_noise_rad, kin.tail_noise)
+        if np.any(np.abs(sig - kin.tail_noise) > 0.1 * np.maximum(kin.tail_noise, 1e-12)):
+            kin.refine(sig)
+            levels = noise_levels(kin, quiet_frames(kin, in_bout))
+    return BoutRuns(starts=s, ends=e, in_bout=in_bout, thresholds=thr, noise=noise, levels=levels)
 
 
 def bout_table(kin: Kinematics, br: BoutRuns) -> pd.DataFrame:
