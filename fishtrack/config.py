@@ -389,6 +389,11 @@ class StatsConfig(_Section):
         "close to the stated coverage with 6-20 fish per group; bca and percentile are too "
         "narrow with fewer than ~20 fish per group (measured in docs/statistics.md).",
     )
+    exclude_no_swimming: bool = _f(
+        True,
+        "Leave fish flagged qc_no_swimming (no bout outside open loop) out of the group "
+        "statistics; per_fish.csv keeps them, with exclude and exclude_reason set.",
+    )
 
 
 class Config(_Section):

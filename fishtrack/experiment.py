@@ -1424,7 +1424,8 @@ def _per_trial_stats(td: _TrialData, cfg: Config) -> tuple[pd.DataFrame, pd.Data
     if td.tracks.empty or "state" not in td.tracks.columns:
         return pd.DataFrame(), pd.DataFrame()
     pf = per_fish_metrics(
-        td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, px_per_mm=td.px_per_mm
+        td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, px_per_mm=td.px_per_mm,
+        exclude_no_swimming=cfg.stats.exclude_no_swimming,
     )
     bins = binned_passive_fraction(td.tracks, td.protocol, cfg.stats.bin_s, td.fish_rows)
     return pf, bins
