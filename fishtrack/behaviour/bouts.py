@@ -27,7 +27,6 @@ from fishtrack.config import BehaviourConfig
 
 __all__ = [
     "BOUT_COLUMNS",
-    "NOISE_QUANTILES",
     "BoutRuns",
     "detect_bouts",
     "bout_thresholds",
@@ -51,8 +50,6 @@ BOUT_COLUMNS = (
     "phase",
 )
 
-NOISE_QUANTILES = (0.05, 0.25)
-"""Vigour quantiles of a fish from which the first pass models its noise distribution."""
 HYSTERESIS = 0.3
 """Position of the low (extension) threshold between the noise mean (0) and the threshold (1)."""
 EXTEND_S = 0.1
@@ -63,8 +60,11 @@ QUIET_PAD_S = 0.1
 MIN_QUIET_S = 2.0
 """A fish with less quiet time than this takes the noise pooled over the other fish of the
 recording (s)."""
+MIN_QUIET_FRAMES = 20
+"""With fewer quiet frames than this and no other fish to pool from, a fish's noise is not
+measured and its threshold is the physical floor (``min_bout_threshold``)."""
 N_PASSES = 2
-"""Threshold passes: the first from vigour percentiles, the others from the quiet frames."""
+"""Threshold passes: the first from the tail-noise sigma, the others from the quiet frames."""
 MIN_EXTREMA = 2
 """A bout holds at least this many alternating tail extrema (half-beats): one full
 left-right excursion. A one- or two-frame tracker glitch makes at most one."""
@@ -72,8 +72,6 @@ ONSET_HALF_BEATS = 1.0
 SINGLE_BEND_STRENGTH = 2.0
 """A bout with a single tail extremum (a one-sided bend) is kept when that extremum's
 prominence is at least this many times the beat prominence threshold."""
-_Z_HI = 0.6745  # -z of the 25th percentile of a normal distribution
-_Z_SPAN = 1.6449 - 0.6745  # distance in sd between the 5th and 25th percentiles
 _MAD = 1.4826  # robust sd = 1.4826 x median absolute deviation (normal distribution)
 
 
@@ -101,14 +99,37 @@ class BoutRuns:
 
 
 def _first_pass_levels(kin: Kinematics) -> tuple[np.ndarray, np.ndarray]:
-    """Vigour noise mean and sd from the fish's 5th and 25th vigour percentiles."""
-    fr = kin.frames
-    n_fish = len(fr.fish_keys)
-    vig = np.where(fr.observed, kin.columns["vigour_rad_s"], np.nan)
-    q_lo = group_quantile(vig, fr.gid, n_fish, NOISE_QUANTILES[0])
-    q_hi = group_quantile(vig, fr.gid, n_fish, NOISE_QUANTILES[1])
-    sd = (q_hi - q_lo) / _Z_SPAN
-    return q_hi + _Z_HI * sd, sd
+    """Vigour noise mean and sd predicted from each fish's tail-noise sigma.
+
+    The vigour that white tail-angle noise of sigma 1 produces at this frame rate, after the
+    same low-pass filter and travel window (:func:`white_noise_vigour`), scaled by the
+    fish's first-pass sigma (:func:`fishtrack.behaviour.kinematics.tail_noise`, right while
+    the tail is still in at least ~30 % of the frames). Unlike percentiles of the vigour, this
+    does not move with the fish's bouts, however long they last.
+    """
+    mu1, sd1 = white_noise_vigour(kin.frames.dt_median, kin.width)
+    sig = kin.tail_noise
+    return sig * mu1, sig * sd1
+
+
+def white_noise_vigour(dt: float, width: int, n: int = 8192) -> tuple[float, float]:
+    """Mean and sd of the vigour (rad/s) of white tail-angle noise of sigma 1 rad sampled every
+    ``dt`` s, filtered and windowed like the tracks (``width`` frames); fixed seed."""
+    from fishtrack.behaviour._frames import Frames
+    from fishtrack.behaviour.kinematics import smooth_tail, travel_rate
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal(n)
+    t = np.arange(n) * dt
+    zeros = np.zeros(n, np.int64)
+    fr = Frames(order=np.arange(n), gid=zeros, gstart=zeros, gend=np.full(n, n - 1),
+                frame=np.arange(n), t=t, dur=np.full(n, dt), dt_median=dt,
+                observed=np.ones(n, bool), tail=z, x=np.full(n, np.nan), y=np.full(n, np.nan),
+                heading=np.full(n, np.nan), fish_keys=pd.DataFrame({"arena": [""], "fish": [""]}),
+                jump=np.zeros(n - 1, bool))
+    v = travel_rate(smooth_tail(fr, tail=z), fr, width)[width:-width]
+    med = float(np.median(v))
+    return med, float(_MAD * np.median(np.abs(v - med)))
 
 
 def quiet_frames(kin: Kinematics, in_bout: np.ndarray, pad_s: float = QUIET_PAD_S) -> np.ndarray:
@@ -140,13 +161,18 @@ def noise_levels(kin: Kinematics, quiet: np.ndarray) -> NoiseLevels:
     dev = np.abs(vig - med[fr.gid])
     sd = _MAD * group_quantile(dev, fr.gid, n_fish, 0.5)
     quiet_s = np.bincount(fr.gid, weights=np.where(quiet, fr.dur, 0.0), minlength=n_fish)
-    pooled = quiet_s < MIN_QUIET_S
-    good = ~pooled & np.isfinite(sig) & np.isfinite(med) & np.isfinite(sd)
-    if pooled.any() and good.any():
+    short = quiet_s < MIN_QUIET_S
+    good = ~short & np.isfinite(sig) & np.isfinite(med) & np.isfinite(sd)
+    pooled = np.zeros(n_fish, bool)
+    if short.any() and good.any():
+        pooled = short.copy()
         for arr in (sig, med, sd):
             arr[pooled] = np.median(arr[good])
-    else:
-        pooled[:] = False
+    # no other fish to pool from: the fish's own quiet frames if there are some, else the
+    # noise is not measured (NaN: the threshold is the physical floor)
+    unmeasured = ~pooled & (quiet_s < MIN_QUIET_FRAMES * fr.dt_median)
+    med[unmeasured] = np.nan
+    sd[unmeasured] = np.nan
     return NoiseLevels(tail_noise_rad=sig, vigour_mean=med, vigour_sd=sd, quiet_s=quiet_s,
                        pooled=pooled)
 
@@ -159,8 +185,9 @@ def bout_thresholds(
     ``cfg.bout_threshold`` when set. Otherwise ``threshold = max(cfg.min_bout_threshold,
     mean + cfg.threshold_factor x sd)`` where mean and sd describe the vigour of the still
     tail: measured on the quiet frames (``levels``, see :func:`noise_levels`), or, in the
-    first pass, modelled as a normal distribution through the fish's 5th and 25th vigour
-    percentiles. The returned noise level is that mean.
+    first pass, predicted from the fish's tail-noise sigma (:func:`_first_pass_levels`).
+    Where the noise could not be measured the threshold is
+    ``cfg.min_bout_threshold``. The returned noise level is that mean.
     """
     n_fish = len(kin.frames.fish_keys)
     if levels is None:
@@ -170,7 +197,8 @@ def bout_thresholds(
     if cfg.bout_threshold is not None:
         thr = np.full(n_fish, float(cfg.bout_threshold))
     else:
-        thr = np.maximum(cfg.min_bout_threshold, mean + cfg.threshold_factor * sd)
+        # fmax: where the noise could not be measured (NaN) the physical floor remains
+        thr = np.fmax(cfg.min_bout_threshold, mean + cfg.threshold_factor * sd)
     return thr, mean
 
 

@@ -134,7 +134,7 @@ def classify(
     fr = kin.frames
     sc = score(kin, cfg)
     fps = 1.0 / fr.dt_median if fr.n > 1 else float("nan")
-    if fps < 2 * FASTEST_BEAT_HZ:
+    if fps < 2 * FASTEST_BEAT_HZ - 0.5:
         sc.notes.insert(
             0,
             f"frame rate {fps:.0f} Hz is below twice the fastest tail beats "
@@ -143,7 +143,7 @@ def classify(
             f"values, and onsets are known to about one frame; record at {LOW_FPS:.0f} fps or "
             "more to measure beats",
         )
-    elif fps < LOW_FPS:
+    elif fps < LOW_FPS - 0.5:
         sc.notes.insert(
             0,
             f"frame rate {fps:.0f} Hz is low for tail beats of 20-40 Hz: weak or short bouts "
@@ -186,7 +186,8 @@ def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.Dat
     ``threshold_source``: ``fixed`` (``bout_threshold`` set), ``floor``
     (``min_bout_threshold``, the noise is below it) or ``noise``. ``qc_flags`` (``;``
     separated): ``no_bouts``; ``noise_pooled`` (less than 2 s of quiet frames: the
-    recording's noise was used); ``noisy_tail`` (tail noise above :data:`NOISE_OUTLIER` x the
+    recording's noise was used); ``noise_unmeasured`` (hardly any quiet frame and no other
+    fish: the threshold is the physical floor ``min_bout_threshold``); ``noisy_tail`` (tail noise above :data:`NOISE_OUTLIER` x the
     recording's median); ``mostly_unseen`` (observed in fewer than half of its frames).
     """
     fr = kin.frames
@@ -227,6 +228,8 @@ def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.Dat
             f.append("no_bouts")
         if bool(fish["noise_pooled"].iloc[g]):
             f.append("noise_pooled")
+        elif cfg.bout_threshold is None and not np.isfinite(fish["vigour_noise_rad_s"].iloc[g]):
+            f.append("noise_unmeasured")
         if n_fish > 2 and np.isfinite(med) and kin.tail_noise[g] > NOISE_OUTLIER * med:
             f.append("noisy_tail")
         if fish["observed_fraction"].iloc[g] < 0.5:
