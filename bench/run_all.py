@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODULES = ["bench_reader", "bench_tracker", "bench_experiment"]
+MODULES = ["bench_reader", "bench_tracker", "bench_experiment", "bench_behaviour_stress"]
 
 
 def main(argv=None) -> int:
