@@ -1397,6 +1397,18 @@ def _qc_table(td: _TrialData, ids: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _behaviour_qc(td: _TrialData, ids: pd.DataFrame) -> dict:
+    """The trial's behaviour noise (provenance ``behaviour_noise``) and per-fish vigour
+    summary (:func:`fishtrack.behaviour.qc.vigour_summary`) of the analysed fish."""
+    from fishtrack.behaviour.qc import vigour_summary
+
+    noise = td.prov.get("behaviour_noise") or {}
+    summary = vigour_summary(td.tracks, noise.get("fish"))
+    summary = summary.merge(ids.astype(str), on=["arena", "fish"], how="inner")
+    return {"trial": td.name, "noise": {k: v for k, v in noise.items() if k != "fish"},
+            "summary": summary}
+
+
 def _ethogram(td: _TrialData, ids: pd.DataFrame, width_s: float) -> pd.DataFrame:
     """Majority state per fish per time bin, long format: ``fish_id, bin_start_s, state``."""
     tr = td.tracks
@@ -1442,6 +1454,7 @@ def _compute_stats(
     videos = man.videos
     n_steps = len(videos) + 3
     per_fish_parts, bin_parts, qc_parts, etho_parts = [], [], [], []
+    behaviour_qc: list[dict] = []
     trial_info: list[dict] = []
     protocol_ref = list(cfg.protocol)
     width = _ethogram_bin_s(out, [names[v] for v in videos])
@@ -1464,6 +1477,7 @@ def _compute_stats(
         qc_parts.append(_qc_table(td, ids))
         if report:
             etho_parts.append(_ethogram(td, ids, width))
+            behaviour_qc.append(_behaviour_qc(td, ids))
         trial_info.append(
             {
                 "trial": name,
@@ -1515,6 +1529,7 @@ def _compute_stats(
             config=cfg,
             protocol=protocol_ref,
             notes=notes,
+            behaviour_qc=behaviour_qc,
         )
     _emit(progress, "stats", n_steps, n_steps, message="done")
     return ExperimentResult(

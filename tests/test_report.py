@@ -72,6 +72,9 @@ def test_report_is_self_contained(report):
     expected = {"detection_rate", "ethogram", "passive_fraction_bins", "survival_futility",
                 *(f"estimation_{m}" for m in ("passive_fraction", "latency_to_first_passive_s",
                                               "n_passive_epochs", "bout_rate_hz", "mean_vigour"))}
+    behaviour_qc = {n for n in pngs if n.startswith("behaviour_qc_")}  # one per trial
+    assert behaviour_qc
+    expected |= behaviour_qc
     assert set(pngs) == expected
     for name, data in pngs.items():
         assert (report.out / "figures" / f"{name}.png").read_bytes() == data
