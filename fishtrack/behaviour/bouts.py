@@ -68,6 +68,9 @@ N_PASSES = 2
 MIN_EXTREMA = 2
 """A bout holds at least this many alternating tail extrema (half-beats): one full
 left-right excursion. A one- or two-frame tracker glitch makes at most one."""
+EDGE_FRACTION = 0.1
+"""The first and last tail turns kept in a bout are at least this fraction of its largest
+(the low-pass filter's ripple around a sudden escape is < 7 % of it)."""
 ONSET_HALF_BEATS = 1.0
 SINGLE_BEND_STRENGTH = 2.0
 """A bout with a single tail extremum (a one-sided bend) is kept when that extremum's
@@ -278,9 +281,16 @@ def trim_to_beats(
     ext = kin.extrema
     lo = np.searchsorted(ext, s)
     hi = np.searchsorted(ext, e, side="right")
+    size = np.abs(kin.extrema_strength) if len(ext) else np.zeros(0)
+    # the turns at a bout's edges must reach EDGE_FRACTION of its largest: smaller ones are
+    # noise, or the low-pass filter's ripple before and after a sudden large bend
+    for k in np.flatnonzero(hi - lo >= 2):
+        seg = size[lo[k] : hi[k]]
+        big = np.flatnonzero(seg >= EDGE_FRACTION * seg.max())
+        lo[k], hi[k] = lo[k] + big[0], lo[k] + big[-1] + 1
     keep = hi - lo >= MIN_EXTREMA
     if len(ext):
-        # a single bend counts when it is strong (a C-bend), not a flicker of noise
+        # a single bend counts when it is strong and wide (a C-bend), not a flicker of noise
         one = (hi - lo == 1) & (hi > 0)
         strong = kin.extrema_strength[np.minimum(lo, len(ext) - 1)] >= SINGLE_BEND_STRENGTH
         keep |= one & strong

@@ -269,7 +269,7 @@ def tail_extrema(
     BEAT_PROMINENCE_NOISE_FACTOR * sigma_f)``, ``sigma_f`` being the tail-noise sigma left
     after :func:`smooth_tail` (:func:`filtered_noise_gain`); runs of same-sign extrema keep
     the largest. With ``strength`` also returns each extremum's prominence divided by that
-    threshold.
+    threshold, negative for a narrow extremum (see :data:`SINGLE_BEND_MIN_FRAMES`).
     """
     from scipy.signal import find_peaks  # heavy import: only when needed
 
@@ -302,7 +302,8 @@ def tail_extrema(
         # but has no strength of its own
         wd = np.concatenate([pk_p["widths"], tr_p["widths"]])
         min_wd = max(SINGLE_BEND_MIN_FRAMES, SINGLE_BEND_MIN_S / fr.dt_median)
-        pr = np.where(wd >= min_wd, pr, 0.0)
+        # narrow: marked negative (the size still counts for trimming, see bouts.py)
+        pr = np.where(wd >= min_wd, pr, -pr)
         srt = np.argsort(idx, kind="stable")
         idx, sign, pr = idx[srt], sign[srt], pr[srt]
         idx_ok = ok[idx]
