@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -78,11 +78,17 @@ class Scored:
     codes: np.ndarray
     blocks: Blocks
     notes: list[str]
+    kin: Kinematics | None = None  # the kinematics refined with the measured noise
 
 
 def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None) -> Scored:
-    """Bouts and per-frame state codes from precomputed kinematics."""
+    """Bouts and per-frame state codes from precomputed kinematics.
+
+    ``kin`` is not changed: the noise-dependent steps are redone on a copy (returned as
+    ``Scored.kin``), so one set of kinematics can be scored with many settings.
+    """
     fr = kin.frames
+    kin = replace(kin, columns=dict(kin.columns))
     blocks = blocks if blocks is not None else gap_blocks(fr, cfg.max_gap_s)
     notes: list[str] = []
     br = _detect(kin, cfg, blocks)
@@ -93,7 +99,7 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None) -
         active, notes = hmm_activity(kin, cfg, blocks, base)
         br = _detect(kin, cfg, blocks, active=active)
     codes = state_codes(fr, blocks, br.in_bout, cfg.min_passive_s)
-    return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes)
+    return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin)
 
 
 def classify(
@@ -133,6 +139,7 @@ def classify(
     kin = compute_kinematics(tracks, vigour_window_s=cfg.vigour_window_s, max_gap_s=cfg.max_gap_s)
     fr = kin.frames
     sc = score(kin, cfg)
+    kin = sc.kin
     fps = 1.0 / fr.dt_median if fr.n > 1 else float("nan")
     if fps < 2 * FASTEST_BEAT_HZ - 0.5:
         sc.notes.insert(
