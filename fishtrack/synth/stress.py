@@ -390,6 +390,9 @@ def score_recording(
 
     t = truth[["fish", "frame", "state", "phase"]].copy()
     t["fish"] = t["fish"].astype(str)
+    if "state" not in scored.columns:  # nothing tracked, so nothing scored
+        scored = pd.DataFrame({"fish": pd.Series(dtype=str), "frame": pd.Series(dtype=np.int64),
+                               "state": pd.Series(dtype=str)})
     s = scored[["fish", "frame", "state"]].copy()
     s["fish"] = s["fish"].astype(str)
     m = t.merge(s, on=["fish", "frame"], how="left", suffixes=("_t", ""))
@@ -433,7 +436,10 @@ def score_recording(
     fb = bouts.assign(fish=bouts["fish"].astype(str)) if len(bouts) else bouts
     tp, fp, fn, err = match_onsets(tb, fb if len(fb) else pd.DataFrame({"fish": [], "start_s": []}))
     out.update(tp=tp, fp=fp, fn=fn)
-    out["bout_f1"] = 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0
+    if tp + fp + fn:
+        out["bout_f1"] = 2 * tp / (2 * tp + fp + fn)
+    else:  # no bout to find and none found; nothing at all when no frame was seen
+        out["bout_f1"] = 1.0 if known.any() else float("nan")
     out["onset_err_ms"] = float(np.median(np.abs(err)) * 1000) if len(err) else float("nan")
     return out
 
@@ -509,6 +515,8 @@ def _tail_error(scored: pd.DataFrame, truth: pd.DataFrame, *, in_bout: bool | No
     """Median |tracked - true tail angle| over the observed frames (rad); with ``in_bout``
     only over the frames where the truth is (True) or is not (False) in a bout. A tail that is
     not traced while it beats shows as a large in-bout error."""
+    if not {"fish", "frame", "tail_angle"} <= set(scored.columns):
+        return float("nan")
     cols = ["fish", "frame", "tail_angle"] + (["in_bout"] if in_bout is not None else [])
     m = scored[["fish", "frame", "tail_angle"]].astype({"fish": str}).merge(
         truth[cols].astype({"fish": str}), on=["fish", "frame"], suffixes=("", "_t"))
