@@ -153,21 +153,30 @@ def run(out_path, *, seeds=REPORT_SEEDS, workers: int | None = None, quick: bool
     total = time.perf_counter() - t0
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
+    write_section(out_path, res, issue, seeds=seeds, workers=workers, total_s=total, times=times)
+    return {m: summarise(d[d["error"].isna()] if "error" in d else d) for m, d in res.items()} | {
+        "issue_rows": issue, "seconds": total}
+
+
+def write_section(out_path, res: dict, issue: list, *, seeds, workers: int, total_s: float,
+                  times: dict) -> None:
+    """The Markdown section of the suite's results (``res``: ``{"video": df, "truth": df}``)."""
+    seeds = list(seeds)
     lines = ["## Behaviour stress suite (issue 11)", ""]
     held_out = set(seeds) <= set(REPORT_SEEDS)
+    vid_s = res["video"]["seconds"].median() if "seconds" in res["video"] else float("nan")
     lines.append(
         f"Seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} recordings"
         f"{', never used for tuning' if held_out else ', TUNING seeds'}), each "
         "a whole recording drawn at random by `fishtrack.synth.stress.draw_recording`. "
-        f"Wall time {total / 60:.1f} min on {workers} worker process(es) (truth mode "
+        f"Wall time {total_s / 60:.1f} min on {workers} worker process(es) (truth mode "
         f"{times['truth'] / 60:.1f} min, video mode {times['video'] / 60:.1f} min; "
-        f"{res['video']['seconds'].median() if 'seconds' in res['video'] else float('nan'):.1f} s "
-        "median per recording in video mode). Goals: kappa >= 0.9 in >= 95 % of recordings "
-        "(median >= 0.95), per-fish passive-fraction error <= 0.03, every still fish 100 % "
-        "passive, bout onset F1 >= 0.9 (+/- 50 ms). kappa* is Cohen's kappa of passive vs "
-        "active frames over the frames with a known state; where the truth holds one state "
-        "only (kappa undefined) it is 1 if the accuracy is >= 0.97, else 0; a recording in "
-        "which a fish was never found counts as 0.")
+        f"{vid_s:.1f} s median per recording in video mode). Goals: kappa >= 0.9 in >= 95 % of "
+        "recordings (median >= 0.95), per-fish passive-fraction error <= 0.03, every still "
+        "fish 100 % passive, bout onset F1 >= 0.9 (+/- 50 ms). kappa* is Cohen's kappa of "
+        "passive vs active frames over the frames with a known state; where the truth holds "
+        "one state only (kappa undefined) it is 1 if the accuracy is >= 0.97, else 0; a "
+        "recording in which a fish was never found counts as 0.")
     for mode, title in (("video", "From video, through `fishtrack track`"),
                         ("truth", "From the true tracks with simulated tracking noise "
                                   "(the behaviour stage alone)")):
@@ -182,8 +191,8 @@ def run(out_path, *, seeds=REPORT_SEEDS, workers: int | None = None, quick: bool
         if ok.empty:
             continue
         lines += _summary_table(ok) + ["", "Worst recordings:", ""] + _worst(ok)
-    v, t = res["video"], res["truth"]
-    if "error" not in v and "error" not in t and len(v) and len(t):
+    v, t = (d[d["error"].isna()] if "error" in d else d for d in (res["video"], res["truth"]))
+    if len(v) and len(t):
         both = v[["seed"]].assign(video=_ok(v).to_numpy()).merge(
             t[["seed"]].assign(truth=_ok(t).to_numpy()), on="seed")
         lines += ["", "Where the failures come from (all goals met per recording):", "",
@@ -201,8 +210,6 @@ def run(out_path, *, seeds=REPORT_SEEDS, workers: int | None = None, quick: bool
             lines.append("- **" + r.pop("recording") + "**: " + ", ".join(
                 f"{k} {_fmt(v) if not isinstance(v, list) else v}" for k, v in r.items()))
     Path(out_path).write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return {m: summarise(d[d["error"].isna()] if "error" in d else d) for m, d in res.items()} | {
-        "issue_rows": issue, "seconds": total}
 
 
 def main(argv=None) -> int:
