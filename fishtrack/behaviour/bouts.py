@@ -1,9 +1,11 @@
 """Swim bouts from tail kinematics.
 
-A bout is a stretch where the tail *vigour* (moving mean of ``|d tail_angle / dt|``) is above
-a threshold, after merging bouts closer than ``merge_gap_s`` and dropping those shorter than
-``min_bout_s``. Displacement plays no part: a struggle while holding station (or
-head-embedded) is a bout, drifting with a still tail is not.
+A bout is a stretch where the tail *vigour* (tail-angle travel per second) is above a
+threshold set from the measurement noise of the fish's quiet frames (never from how often it
+swims), after merging bouts closer than ``merge_gap_s``, dropping those shorter than
+``min_bout_s`` and keeping those that hold tail beats. Displacement plays no part: a struggle
+while holding station (or head-embedded) is a bout, drifting with a still tail is not. See
+docs/behaviour.md for the algorithm and the evidence behind it.
 """
 
 from __future__ import annotations
@@ -324,8 +326,10 @@ def _detect(
     kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks, active: np.ndarray | None = None
 ) -> BoutRuns:
     """Bouts in :data:`N_PASSES` passes: each pass measures the noise on the frames away from
-    the previous pass's bouts (first pass: vigour percentiles), refines the tail-noise sigma
-    (despiking, smoothing, beat extrema) and sets the thresholds from it."""
+    the previous pass's bouts (first pass: predicted from the tail-noise sigma), redoes the
+    noise-dependent steps (glitch removal, filtering, beat extrema) with the new sigma and
+    sets the thresholds from it. ``kin`` is refined in place (see
+    :func:`fishtrack.behaviour.classify.score`, which passes a copy)."""
     fr = kin.frames
     levels = None
     n_pass = N_PASSES if active is None else 1
