@@ -144,9 +144,11 @@ def _run_stages_inner(
     out.summary.setdefault("warnings", [])
     out.summary["warnings"] = list(out.summary["warnings"]) + caught
     t1 = time.perf_counter()
+    behaviour_noise = None
     if len(out.tracks):
         b = classify(out.tracks, cfg.behaviour, cfg.protocol)
         out.tracks, out.bouts, out.epochs = b.tracks, b.bouts, b.epochs
+        behaviour_noise = b.noise
     timings["behaviour"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
     out.provenance = build_provenance(
@@ -169,6 +171,7 @@ def _run_stages_inner(
             "arenas": [_arena_record(a) for a in arenas],
             "summary": _jsonable(out.summary),
             "protocol_log": None if protocol_log is None else str(protocol_log),
+            "behaviour_noise": behaviour_noise,
         },
     )
     return out
@@ -282,6 +285,6 @@ def classify_folder(
     tracks = tracks.drop(columns=[c for c in OUTPUT_COLUMNS if c in tracks.columns])
     t0 = time.perf_counter()
     b = classify(tracks, cfg.behaviour, cfg.protocol)
-    prov.record_scoring(cfg, time.perf_counter() - t0)
+    prov.record_scoring(cfg, time.perf_counter() - t0, noise=b.noise)
     trial.rescore(b, prov)
     return TrialResult(tracks=b.tracks, bouts=b.bouts, epochs=b.epochs, provenance=prov.data)

@@ -266,9 +266,11 @@ class Provenance(Mapping[str, Any]):
         new = config.model_dump(mode="json")
         return settings_hash(scored, sections) == settings_hash(new, sections)
 
-    def record_scoring(self, config: Config, seconds: float) -> None:
-        """Record a re-scoring with ``config``'s behaviour settings and protocol."""
+    def record_scoring(self, config: Config, seconds: float, noise: dict | None = None) -> None:
+        """Record a re-scoring with ``config``'s behaviour settings and protocol, and the
+        measurement noise the behaviour stage found (``behaviour_noise``)."""
         self.data["behaviour_config"] = config.behaviour.model_dump(mode="json")
+        self.data["behaviour_noise"] = noise
         self.data["protocol"] = [p.model_dump(mode="json") for p in config.protocol]
         self.data.setdefault("timings_s", {})["classify"] = round(seconds, 3)
 

@@ -73,6 +73,9 @@ def test_report_is_self_contained(report):
                 *(f"estimation_{m}" for m in ("passive_fraction", "latency_to_first_passive_s",
                                               "n_passive_epochs", "bout_rate_hz",
                                               "mean_bout_vigour_rad_s"))}
+    behaviour_qc = {n for n in pngs if n.startswith("behaviour_qc_")}  # one per trial
+    assert behaviour_qc
+    expected |= behaviour_qc
     assert set(pngs) == expected
     for name, data in pngs.items():
         assert (report.out / "figures" / f"{name}.png").read_bytes() == data

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fishtrack.behaviour.qc import vigour_summary
 from fishtrack.config import Config, load_config, resolve_config
 from fishtrack.corrections import apply_corrections, apply_corrections_to_epochs
 from fishtrack.errors import ConfigError, FishtrackError
@@ -154,6 +155,16 @@ def _qc_table(td: _TrialData, ids: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _behaviour_qc(td: _TrialData, ids: pd.DataFrame) -> dict:
+    """The trial's behaviour noise (provenance ``behaviour_noise``) and per-fish vigour
+    summary (:func:`fishtrack.behaviour.qc.vigour_summary`) of the analysed fish."""
+    noise = td.prov.get("behaviour_noise") or {}
+    summary = vigour_summary(td.tracks, noise.get("fish"))
+    summary = summary.merge(ids.astype(str), on=["arena", "fish"], how="inner")
+    return {"trial": td.name, "noise": {k: v for k, v in noise.items() if k != "fish"},
+            "summary": summary}
+
+
 def _ethogram(td: _TrialData, ids: pd.DataFrame, width_s: float) -> pd.DataFrame:
     """Majority state per fish per time bin, long format: ``fish_id, bin_start_s, state``."""
     tr = td.tracks
@@ -180,7 +191,8 @@ def _per_trial_stats(td: _TrialData, cfg: Config) -> tuple[pd.DataFrame, pd.Data
     if td.tracks.empty or "state" not in td.tracks.columns:
         return pd.DataFrame(), pd.DataFrame()
     pf = per_fish_metrics(
-        td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, px_per_mm=td.px_per_mm
+        td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, px_per_mm=td.px_per_mm,
+        exclude_no_swimming=cfg.stats.exclude_no_swimming,
     )
     bins = binned_passive_fraction(td.tracks, td.protocol, cfg.stats.bin_s, td.fish_rows)
     return pf, bins
@@ -194,6 +206,7 @@ def _compute_stats(
     videos = man.videos
     n_steps = len(videos) + 3
     per_fish_parts, bin_parts, qc_parts, etho_parts = [], [], [], []
+    behaviour_qc: list[dict] = []
     trial_info: list[dict] = []
     protocols: dict[str, list] = {}
     protocol_ref = list(cfg.protocol)
@@ -219,6 +232,7 @@ def _compute_stats(
         qc_parts.append(_qc_table(td, ids))
         if report:
             etho_parts.append(_ethogram(td, ids, width))
+            behaviour_qc.append(_behaviour_qc(td, ids))
         trial_info.append(
             {
                 "trial": name,
@@ -270,6 +284,7 @@ def _compute_stats(
             protocol=protocol_ref,
             notes=notes,
             design_notes=design_notes,
+            behaviour_qc=behaviour_qc,
         )
     _emit(progress, "stats", n_steps, n_steps, message="done")
     return ExperimentResult(
