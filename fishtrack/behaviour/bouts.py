@@ -53,6 +53,7 @@ BOUT_COLUMNS = (
     "phase",
     "vigour_rad_s",
     "effort_rad",
+    "bout_signal",
 )
 
 HYSTERESIS = 0.3
@@ -371,7 +372,8 @@ def bout_table(kin: Kinematics, br: BoutRuns) -> pd.DataFrame:
     ``|tail velocity|`` over the bout, rad), ``vigour`` (kept for compatibility; despite its
     name an integral in rad) the same integral over the frames with a tail angle only, and
     ``displacement_px`` the straight distance between the first and last known head position
-    of the bout.
+    of the bout, ``bout_signal`` ``tail`` (set to ``speed`` by :func:`classify` for movement
+    bouts).
     """
     fr = kin.frames
     s, e = br.starts, br.ends
@@ -420,6 +422,7 @@ def bout_table(kin: Kinematics, br: BoutRuns) -> pd.DataFrame:
         out["max_tail_angle"] = np.zeros(0)
         out["displacement_px"] = np.zeros(0)
     out["phase"] = pd.Series([None] * nb, dtype=object)
+    out["bout_signal"] = pd.Series(["tail"] * nb, dtype=object)
     return out[list(BOUT_COLUMNS)]
 
 

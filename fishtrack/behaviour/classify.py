@@ -192,7 +192,7 @@ def classify(
         for c in ("beat_hz", "max_tail_angle", "vigour", "vigour_rad_s", "effort_rad"):
             bouts[c] = np.nan
         bouts["n_beats"] = 0
-    bouts["bout_signal"] = signal
+    bouts["bout_signal"] = pd.Series([signal] * len(bouts), index=bouts.index, dtype=object)
     epochs = epoch_table(fr, sc.blocks, sc.codes)
     if protocol:
         bouts["phase"] = assign_phase(bouts["start_s"].to_numpy(float), protocol)
