@@ -41,6 +41,7 @@ __all__ = [
     "CAMERA_REPORT_SEEDS",
     "CAMERA_TUNE_SEEDS",
     "RENDER_FACTOR",
+    "camera_bouts",
     "camera_tracks",
     "draw_camera_recording",
     "integrate_frames",
