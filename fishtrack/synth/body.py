@@ -12,7 +12,7 @@ length ``L`` (snout ``s = 0``, tail tip ``s = 1``):
 
   ``theta_j(t) = rest * x_j + A * env(u) * x_j**P * sin(2 pi f tau - K x_j) + bias(u) * x_j``
 
-  with ``x_j = j / N_SEG``, ``P = 1``, ``K = pi / 2`` (the wave travels tailwards), ``tau``
+  with ``x_j = j / N_SEG``, ``P = 1`` by default (``SimSpec.tail_wave_exponent``), ``K = pi / 2`` (the wave travels tailwards), ``tau``
   the time since bout onset, ``u = tau / duration``,
   ``env(u) = sin(pi u) ** 0.5`` and ``bias(u) = -clip(0.6 turn, +/-0.8) sin(pi u)`` (the
   tail bends to the side the head turns to, as in a C-bend). Outside bouts the tail is
@@ -231,6 +231,7 @@ def tail_angles(
     turn: np.ndarray | None = None,
     in_bout: np.ndarray | None = None,
     dtype=np.float64,
+    wave_exp: float = P_EXP,
 ) -> np.ndarray:
     """Tail segment angles (rad, relative to the backward body axis), shape ``(K, N_SEG)``.
 
@@ -244,6 +245,9 @@ def tail_angles(
         ``in_bout``.
     in_bout
         (K,) bool; rows outside a bout get the resting shape.
+    wave_exp
+        Exponent ``P`` of the wave's amplitude along the tail, ``x_j ** P`` (1: the segment
+        angles grow linearly towards the tip; larger: the bend is concentrated near the tip).
     """
     rest = np.asarray(rest, dtype=float)
     if in_bout is None or not np.any(in_bout):
@@ -259,8 +263,13 @@ def tail_angles(
     wb = np.where(m, -env * np.cos(a), 0.0)
     lin = rest + np.where(m, -np.clip(0.6 * np.asarray(turn, float), -0.8, 0.8) * su, 0.0)
     theta = np.outer(lin, _XJ).astype(dtype, copy=False)
-    theta += np.outer(wa, _XJP_C).astype(dtype, copy=False)
-    theta += np.outer(wb, _XJP_S).astype(dtype, copy=False)
+    if wave_exp == P_EXP:
+        xc, xs = _XJP_C, _XJP_S
+    else:
+        xc = _XJ**wave_exp * np.cos(K_LAG * _XJ)
+        xs = _XJ**wave_exp * np.sin(K_LAG * _XJ)
+    theta += np.outer(wa, xc).astype(dtype, copy=False)
+    theta += np.outer(wb, xs).astype(dtype, copy=False)
     return theta
 
 

@@ -108,11 +108,13 @@ ISSUE_CASES: dict[str, dict] = {
         layout="wells", rows=4, cols=4, fish_length_px=40, fps=100, duration_s=2.5,
         tail_tip_contrast=45, tail_fade_start=0.4, noise_sd=3, codec="mjpg",
     ),
-    # 6-well, H.264, flicker, noise sd 9, tail tip 15-50 grey levels, one well empty
+    # 6-well, H.264, flicker, noise sd 9, tail tip 15-50 grey levels, one well empty; dark
+    # eyes and head, a thin tail whose bend is concentrated near its faint tip
     "wells6_noisy_flicker": dict(
         layout="wells", rows=2, cols=3, fish_length_px=40, fps=100, duration_s=2.5,
-        tail_tip_contrast=25, noise_sd=9, flicker=0.04, codec="h264", crf=23,
-        empty_arenas=["B3"],
+        tail_tip_contrast=20, tail_tip_width=0.0125, tail_width=0.6, tail_fade_start=0.35,
+        tail_wave_exponent=2.5, eye_opacity=0.95, yolk_opacity=0.9, noise_sd=9,
+        flicker=0.04, codec="h264", crf=26, empty_arenas=["B3"],
     ),
     # 4-well dark-field: bright larvae on a dim background, eyes merged with the head
     "darkfield_4wells": dict(

@@ -252,7 +252,7 @@ def _poses(plan: SimPlan, blk: MotionBlock) -> _Poses:
         tau = (frames - bp.start[bb] + 0.5) / spec.fps
         theta = tail_angles(bp.rest_bend[fish_i], tau=tau, duration=bp.n[bb] / spec.fps,
                             freq=bp.freq[bb], amp=bp.amp[bb], turn=plan.actual_turn[bb],
-                            in_bout=inb)
+                            in_bout=inb, wave_exp=spec.tail_wave_exponent)
     else:
         theta = tail_angles(bp.rest_bend[fish_i])
     hd = blk.h.reshape(-1)

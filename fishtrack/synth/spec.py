@@ -230,6 +230,12 @@ class SimSpec(BaseModel):
         0.45, "Arc position (body lengths from the snout) where the tail starts to fade "
         "towards tail_tip_contrast.", ge=0.3, lt=1,
     )
+    tail_wave_exponent: float = _d(
+        1.0, "How the swimming wave's amplitude grows along the tail: segment angles ~ "
+        "x**exponent (x = position along the tail, 0..1). 1: the bend grows linearly towards "
+        "the tip; 2-3: the bend is concentrated in the posterior tail, as in many real larvae "
+        "(the tail angle then depends on the faint tip).", ge=0.5, le=4,
+    )
     blur_px: float = _d(
         0.0, "Optical blur: sigma of a Gaussian applied to every frame before the camera noise "
         "(px); 0: sharp.", ge=0, le=10,
