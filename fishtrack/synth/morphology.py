@@ -25,7 +25,7 @@ __all__ = ["random_morphology", "random_imaging", "MORPHOLOGY_FIELDS", "IMAGING_
 MORPHOLOGY_FIELDS = (
     "head_style", "eye_size", "eye_lateral", "eye_tilt", "head_width", "tail_width",
     "tail_taper", "tail_tip_width", "body_opacity", "yolk_opacity", "eye_opacity", "yolk_size",
-    "bladder_opacity", "tail_tip_contrast", "tail_fade_start",
+    "bladder_opacity", "tail_tip_contrast", "tail_fade_start", "tail_wave_exponent",
 )
 #: SimSpec fields drawn by :func:`random_imaging`
 IMAGING_FIELDS = (
@@ -62,8 +62,10 @@ def random_morphology(rng: np.random.Generator, length_px: float = 40.0) -> dict
         pigmented eyes are never paler than the yolk), ``yolk_size`` (0.7-1.3; with the
         disc style ``eye_size`` is at least 0.8 x ``yolk_size``, so the disc is the head's
         widest part), ``bladder_opacity`` (0 in half the draws, else 0.3 to the eyes'
-        opacity), ``tail_tip_contrast`` (15-75 grey levels, uniform) and
-        ``tail_fade_start`` (0.35-0.7 L).
+        opacity), ``tail_tip_contrast`` (15-75 grey levels, uniform),
+        ``tail_fade_start`` (0.35-0.7 L) and ``tail_wave_exponent`` (1-3, log-uniform: how
+        much of the swimming bend is concentrated near the faint tip; not a drawing but the
+        tail's shape, so kept with it).
     """
     head_style = "disc" if rng.random() < 0.15 else "eyes"
     eye_size = _logu(rng, 0.6, 1.7)
@@ -100,6 +102,7 @@ def random_morphology(rng: np.random.Generator, length_px: float = 40.0) -> dict
         "bladder_opacity": bladder,
         "tail_tip_contrast": tip_contrast,
         "tail_fade_start": float(rng.uniform(0.35, 0.7)),
+        "tail_wave_exponent": _logu(rng, 1.0, 3.0),
     }
 
 

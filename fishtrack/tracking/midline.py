@@ -32,7 +32,6 @@ Angles
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import cv2
@@ -69,6 +68,10 @@ AVOID = 1.5
 #: the rigid anterior body (head, swim bladder, yolk; 0.3) and the start of the tail, which even
 #: in a C-bend stays nearly straight
 ANTERIOR = 0.45
+#: beyond 0.3 lengths each direction of a sweep is also sampled this many steps further
+#: ahead (the mean of the two): a longer ray resolves a faint tail's direction better than a
+#: short arc and averages its noise
+AHEAD = 2.0
 #: arc length (fraction of the length) beyond which a step counts as tail for the end test
 TAIL_FROM = 0.4
 #: shortest midline (fraction of the length) that counts as a tail: a shorter trace ends
@@ -675,7 +678,7 @@ def trace_midlines(
     trace[:, 0] = pos
     vals = np.zeros((m, n_steps), np.float32)
     beside = np.zeros((m, n_steps), np.float32)
-    ahead = float(os.environ.get("FT_AHEAD", "2")) * step
+    ahead = AHEAD * step
     lat_d = float(max(2.5, lateral * length))
     avoid2 = max(AVOID * step, AVOID_L * length) ** 2
     j_wide = np.linspace(-max_turn, max_turn, 2 * int(round(max_turn / 0.065)) + 1)
@@ -692,12 +695,9 @@ def trace_midlines(
         if k > 0 and ahead > 0 and first + k * step > 0.3 * length:
             # look ahead along each direction: a longer ray resolves the direction better
             # than a short arc, and averages the noise of a faint tail
-            n_a = int(os.environ.get("FT_NA", "1"))
-            acc = v.copy()
-            for q in range(1, n_a + 1):
-                r2 = rad + ahead * q / n_a
-                acc += _bilinear(fs, pos[:, 0, None] + r2 * np.cos(ang), pos[:, 1, None] + r2 * np.sin(ang))
-            v = acc / (n_a + 1)
+            r2 = rad + ahead
+            v = 0.5 * (v + _bilinear(fs, pos[:, 0, None] + r2 * np.cos(ang),
+                                      pos[:, 1, None] + r2 * np.sin(ang)))
         reach = first + k * step
         if k > 0 and reach <= ANTERIOR * length:
             # the anterior body leads away from the head: the trace must not circle round the

@@ -630,7 +630,7 @@ def _params(bg: Background, cfg: TrackingConfig, layout: Layout, fish_per_arena:
         max_area=max_area,
         n_points=int(cfg.n_tail_points),
         sigma_head=max(0.7, 0.017 * length),
-        sigma_trace=max(float(__import__('os').environ.get('FT_SMIN', '0.7')), float(__import__('os').environ.get('FT_SK', '0.025')) * length),
+        sigma_trace=max(0.7, 0.025 * length),
         patch=patch,
         max_jump=float(cfg.max_jump_px or length),
         polarity=bg.polarity,
