@@ -32,6 +32,8 @@ __all__ = [
     "suite_spec",
     "score",
     "run_case",
+    "suite_arenas",
+    "issue_spec",
     "goals",
 ]
 
@@ -197,17 +199,59 @@ def score(spec: SimSpec, truth: pd.DataFrame, tracks: pd.DataFrame) -> dict:
     return out
 
 
-def run_case(spec: SimSpec, folder: str | Path | None = None, *, keep: bool = False) -> dict:
+def suite_arenas(arenas: pd.DataFrame, layout: str) -> list:
+    """The simulator's arenas (``truth_arenas.csv``) as tracker :class:`~fishtrack.arenas.Arena`
+    objects (margin 2 px in wells, 0 for head-embedded ROIs)."""
+    from fishtrack.arenas import Arena
+
+    return [
+        Arena(name=r.name, row=int(r.row), col=int(r.col), shape=r.shape, cx=float(r.cx),
+              cy=float(r.cy), radius=float(r.radius),
+              bbox=(int(r.x0), int(r.y0), int(r.x1), int(r.y1)),
+              margin=0.0 if layout == "embedded" else 2.0)
+        for r in arenas.itertuples()
+    ]
+
+
+def _simulated(spec: SimSpec, folder: Path, reuse: bool):
+    """``simulate(spec, folder)``, or with ``reuse`` the simulation already in ``folder`` if
+    its ``sim_spec.yaml`` holds exactly ``spec``."""
+    import yaml
+
+    from fishtrack.synth.simulate import DEFAULT_SUFFIX, SimResult, simulate
+
+    spec_path = folder / "sim_spec.yaml"
+    video = folder / f"{spec.name}{DEFAULT_SUFFIX[spec.codec]}"
+    if reuse and spec_path.exists() and (folder / "truth.parquet").exists() and video.exists():
+        old = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        if old == spec.model_dump(mode="json"):
+            from fishtrack.io.video import open_video
+
+            with open_video(video) as src:
+                n, w, h = len(src), src.meta.width, src.meta.height
+            return SimResult(
+                out_dir=folder, video_path=video, truth_path=folder / "truth.parquet",
+                bouts_path=folder / "truth_bouts.csv", arenas_path=folder / "truth_arenas.csv",
+                config_path=folder / "config.yaml", spec_path=spec_path, spec=spec, n_frames=n,
+                width=w, height=h, bouts=pd.read_csv(folder / "truth_bouts.csv"),
+                arenas=pd.read_csv(folder / "truth_arenas.csv"),
+            )
+    return simulate(spec, folder)
+
+
+def run_case(
+    spec: SimSpec, folder: str | Path | None = None, *, keep: bool = False, reuse: bool = False
+) -> dict:
     """Simulate ``spec``, track it with the default settings (arenas from the simulator) and
     score it; also returns the description of the case (layout, length, drawing, imaging).
 
     ``folder``: where the video goes (a temporary folder, removed afterwards, if None).
     ``keep``: also return the simulation, tracks and truth (keys ``sim``, ``tracks``).
+    ``reuse``: track the simulation already in ``folder`` if it was made from exactly
+    ``spec`` (tuning runs re-track the same videos).
     """
-    from fishtrack.arenas import Arena
     from fishtrack.config import TrackingConfig
     from fishtrack.io.video import open_video
-    from fishtrack.synth.simulate import simulate
     from fishtrack.tracking import track_video
 
     tmp = None
@@ -216,15 +260,9 @@ def run_case(spec: SimSpec, folder: str | Path | None = None, *, keep: bool = Fa
         folder = tmp.name
     try:
         t0 = time.perf_counter()
-        sim = simulate(spec, Path(folder))
+        sim = _simulated(spec, Path(folder), reuse)
         t1 = time.perf_counter()
-        arenas = [
-            Arena(name=r.name, row=int(r.row), col=int(r.col), shape=r.shape, cx=float(r.cx),
-                  cy=float(r.cy), radius=float(r.radius),
-                  bbox=(int(r.x0), int(r.y0), int(r.x1), int(r.y1)),
-                  margin=0.0 if spec.layout == "embedded" else 2.0)
-            for r in sim.arenas.itertuples()
-        ]
+        arenas = suite_arenas(sim.arenas, spec.layout)
         with open_video(sim.video_path) as src:
             res = track_video(src, arenas, TrackingConfig(), fish_per_arena=spec.fish_per_arena,
                               layout=spec.layout)
