@@ -204,12 +204,72 @@ def simulate(
     try:
         sim_spec = SimSpec.model_validate(data)
     except ValidationError as err:
-        from fishtrack.config import _format_validation_error
+        from fishtrack.config import format_validation_error
 
-        raise FishtrackError(_format_validation_error(err, str(spec or "simulate options"))) from None
+        raise FishtrackError(format_validation_error(err, str(spec or "simulate options"))) from None
     t0 = time.perf_counter()
     res = run_sim(sim_spec, out)
     console.print(f"[green]simulated[/] {res.video_path} in {time.perf_counter() - t0:.1f} s; truth in {out}")
+
+
+# ------------------------------------------------------------------------------------------
+# init
+
+
+@app.command()
+@_cli_errors
+def init(
+    video_dir: Annotated[Path, typer.Argument(help="Folder holding the videos (sub-folders too): video files, TIFF stacks, image folders.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write config.yaml, manifest.csv and the arenas previews into.")] = Path("."),
+    phases: Annotated[str | None, typer.Option("--phases", help="Protocol: phase kinds and durations in seconds, in order, e.g. closed_loop=120,open_loop=300 (default: a stimulus log next to each video, else the preset's).")] = None,
+    fps: Annotated[float | None, typer.Option("--fps", help="Frame rate (Hz) of recordings that store none (image folders, TIFF stacks).")] = None,
+    reference_group: Annotated[str | None, typer.Option("--reference-group", help="Group the others are compared with (default: control).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing config.yaml / manifest.csv.")] = False,
+) -> None:
+    """Set up an experiment from a folder of videos: layout, config.yaml, manifest.csv, previews."""
+    from fishtrack.wizard import init_experiment
+
+    shown: list = []
+
+    def show(rec) -> None:
+        if not shown:  # after the checks of the arguments and outputs
+            console.print(f"scanning {escape(str(video_dir))}:", highlight=False, soft_wrap=True)
+        shown.append(rec)
+        name = escape(_shown(rec.path, video_dir))
+        if rec.error:
+            err_console.print(f"  [yellow]skipped[/] {name}: {escape(rec.error)}", highlight=False,
+                              soft_wrap=True)
+            return
+        rate = f"{rec.fps:g} fps" if rec.fps else "no frame rate"
+        console.print(f"  {name}: {rec.width} x {rec.height} px, {rate}, {rec.duration_s:.1f} s: "
+                      f"{escape(rec.layout.describe())}", highlight=False, soft_wrap=True)
+
+    res = init_experiment(video_dir, out, force=force, phases=phases, fps=fps,
+                          reference_group=reference_group, progress=show)
+    n_setups = len(res.setups)
+    console.print(f"[bold]{n_setups} set-up{'s' if n_setups > 1 else ''}[/]:")
+    for st in res.setups:
+        n = len(st.recordings)
+        console.print(
+            f"  [bold]{escape(st.name)}[/]: {n} recording{'s' if n > 1 else ''}, "
+            f"{escape(st.layout.describe())}; config {escape(st.config_path.name)} (preset "
+            f"{escape(st.preset)}); check {escape(st.preview_path.name)}",
+            highlight=False, soft_wrap=True)
+    for w in res.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+    console.print(f"[green]wrote[/] {escape(str(res.config_path))} and {escape(str(res.manifest_path))} "
+                  f"({res.n_rows} rows: one per video and arena)", highlight=False, soft_wrap=True)
+    console.print("next: fill in the [bold]group[/] column of the manifest (e.g. control, ketamine; "
+                  "'exclude' to leave a fish out), then", highlight=False, soft_wrap=True)
+    for c in res.commands:
+        console.print(f"  {escape(c)}", highlight=False, markup=True, soft_wrap=True)
+
+
+def _shown(path: Path, base: Path) -> str:
+    try:
+        return path.relative_to(base).as_posix() or path.name
+    except ValueError:
+        return str(path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -224,15 +284,13 @@ def arenas(
     preview: Annotated[Path | None, typer.Option(help="Write the detected layout drawn on a frame to this PNG.")] = None,
 ) -> None:
     """Detect the arenas (wells, chamber or embedded ROIs) and optionally draw them."""
-    from fishtrack.arenas import detect_arenas, draw_arenas
+    from fishtrack.arenas import draw_arenas
     from fishtrack.config import load_config
-    from fishtrack.io.video import open_video
-    from fishtrack.tracking import estimate_background
+    from fishtrack.pipeline import find_arenas, open_source
 
     cfg = load_config(config)
-    with open_video(video, crop=cfg.video.crop, fps=cfg.video.fps) as src:
-        bg = estimate_background(src, cfg.tracking)
-        found = detect_arenas(bg.image, cfg.arenas)
+    with open_source(video, cfg) as src:
+        found, _ = find_arenas(src, cfg)
         frame = src.read(0)
     from rich.table import Table
 
@@ -370,6 +428,7 @@ def import_(
 ) -> None:
     """Import tracks made by another tracker into a trial folder (see docs/import.md)."""
     from fishtrack.importers import ImportOptions, import_tracks
+    from fishtrack.trial import Provenance
 
     opt = ImportOptions(
         fps=fps, layout=layout, head=_names(head), body=_names(body), tail=_names(tail),
@@ -378,7 +437,7 @@ def import_(
     )
     t0 = time.perf_counter()
     res = import_tracks(file, source, out, config=config, options=opt, force=force)
-    info = res.provenance.get("import", {})
+    info = Provenance(res.provenance).import_info
     tr = res.tracks
     n_fish = tr["fish"].nunique() if len(tr) else 0
     n_frames = tr["frame"].nunique() if len(tr) else 0
@@ -412,11 +471,11 @@ def calibrate(
     """Compare automatic states with a human's labels; suggest min_passive_s and the bout threshold."""
     from fishtrack.behaviour import calibrate as run_calibration
     from fishtrack.behaviour import load_labels
-    from fishtrack.io.tables import read_table
-    from fishtrack.pipeline import resolve_config
+    from fishtrack.config import resolve_config
+    from fishtrack.trial import TrialFolder
 
     cfg = resolve_config(config)
-    tracks = read_table(folder / "tracks.parquet")
+    tracks = TrialFolder(folder).tracks()
     res = run_calibration(tracks, load_labels(labels), cfg.behaviour, cfg.protocol)
     console.print(res.summary() if hasattr(res, "summary") else res)
 
@@ -424,12 +483,13 @@ def calibrate(
 @app.command()
 @_cli_errors
 def run(
-    manifest: Annotated[Path, typer.Argument(help="Manifest CSV: video, arena, group (+ fish_id, dose, sex, batch, trial, exclude, ...).")],
+    manifest: Annotated[Path, typer.Argument(help="Manifest CSV or Excel .xlsx: video, arena, group (+ fish_id, dose, sex, batch, trial, exclude, ...).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for trials/, per_fish.csv, group_stats.csv, report.html.")],
     config: ConfigOpt = None,
     workers: Annotated[int, typer.Option("--workers", "-j", help="Trials tracked in parallel (local processes).")] = 1,
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="dask.distributed scheduler address (tcp://host:8786): run trials on a cluster.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Redo trials whose outputs are already complete and current.")] = False,
+    sheet: Annotated[str | None, typer.Option("--sheet", help="Excel manifests: the sheet to read (name or number; default the first).")] = None,
 ) -> None:
     """Track every trial of an experiment, compute per-fish metrics, statistics and the report."""
     from fishtrack.experiment import run_experiment
@@ -446,7 +506,7 @@ def run(
             bar.update(tasks[key], completed=ev.done, total=ev.total or None)
 
         res = run_experiment(manifest, config, out, workers=workers, scheduler=scheduler, force=force,
-                             progress=progress)
+                             progress=progress, sheet=sheet)
     _print_failures(res)
     console.print(f"[green]outputs in[/] {out} (report: {out / 'report.html'})")
     if res.failures:

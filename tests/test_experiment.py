@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -104,8 +105,8 @@ def test_manifest_lists_every_problem_with_row_numbers(tmp_path):
     rows = [
         {"video": "a.mp4", "arena": "A1", "group": ""},  # row 2: empty group
         {"video": "a.mp4", "arena": "well 3", "group": "control"},  # row 3: bad arena
-        {"video": "../outside.mp4", "arena": "A2", "group": "control"},  # row 4: escapes
-        {"video": "/etc/passwd", "arena": "A3", "group": "control"},  # row 5: absolute
+        {"video": "http://lab/a.mp4", "arena": "A2", "group": "control"},  # row 4: a URL
+        {"video": "C:\\rig\\a.avi", "arena": "A3", "group": "control"},  # row 5: other OS
         {"video": "b.mp4", "arena": "A1", "group": "control"},  # rows 6, 7: same well
         {"video": "b.mp4", "arena": "a1", "group": "ketamine"},
         {"video": "c.mp4", "arena": "A1", "group": "control", "fish_id": "x"},  # 8, 9: same id
@@ -119,8 +120,9 @@ def test_manifest_lists_every_problem_with_row_numbers(tmp_path):
     assert str(p) in text and "\n" not in text
     assert any(s.startswith("row 2: 'group' is empty") for s in probs)
     assert any(s.startswith("row 3: arena 'well 3'") for s in probs)
-    assert any(s.startswith("row 4: video '../outside.mp4' leaves") for s in probs)
-    assert any(s.startswith("row 5: video '/etc/passwd' is outside") for s in probs)
+    assert any(s.startswith("row 4: video 'http://lab/a.mp4' is a URL") for s in probs)
+    assert any(s.startswith("row 5: video 'C:\\rig\\a.avi' is a Windows path (drive C:)")
+               for s in probs)
     # table-level problems come once the rows are individually valid
     rows = rows[4:]
     p = write_manifest(tmp_path / "m2.csv", rows)
@@ -151,6 +153,167 @@ def test_manifest_table_errors(tmp_path, content, match):
 def test_manifest_missing_file_is_a_manifest_error(tmp_path):
     with pytest.raises(ManifestError, match="not found"):
         read_manifest(tmp_path / "nope.csv")
+
+
+def test_manifest_paths_as_labs_write_them(tmp_path, monkeypatch):
+    """Videos on a data drive named by absolute path, '~' and '../' paths, the manifest kept
+    with the analysis: every path resolves as written; a missing one is reported by row."""
+    drive, analysis = tmp_path / "drive", tmp_path / "analysis"
+    write_fake_video(drive / "rig1" / "plate.mp4", {"A1": [(9, 12)], "A2": []})
+    write_fake_video(drive / "rig2" / "plate.mp4", {"A1": [(10, 20)], "A2": []})
+    write_fake_video(tmp_path / "home" / "v" / "p3.mp4", {"A1": [], "A2": [(8, 10)]})
+    write_fake_video(analysis / "local.mp4", {"A1": [], "A2": []})
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    rows = [
+        {"video": str(drive / "rig1" / "plate.mp4"), "arena": "A1", "group": "ketamine"},
+        {"video": str(drive / "rig1" / "plate.mp4"), "arena": "A2", "group": "control"},
+        {"video": "../drive/rig2/plate.mp4", "arena": "A1", "group": "ketamine"},
+        {"video": "..\\drive\\rig2\\plate.mp4", "arena": "A2", "group": "control"},
+        {"video": "~/v/p3.mp4", "arena": "A1", "group": "control"},
+        {"video": "~/v/p3.mp4", "arena": "A2", "group": "ketamine"},
+        {"video": str(analysis / "local.mp4"), "arena": "A1", "group": "control"},
+    ]
+    m = write_manifest(analysis / "manifest.csv", rows)
+    man = read_manifest(m)
+    assert man.videos == [(drive / "rig1" / "plate.mp4").as_posix(), "../drive/rig2/plate.mp4",
+                          (tmp_path / "home" / "v" / "p3.mp4").as_posix(), "local.mp4"]
+    res = _run(m, {"protocol": PROTOCOL}, analysis / "out", report=False)
+    assert res.ok and res.trials["status"].tolist() == ["done"] * 4
+    rig1 = drive.as_posix().strip("/").replace("/", "__") + "__rig1__plate"
+    assert sorted(p.name for p in (analysis / "out" / "trials").iterdir()) == sorted(
+        [rig1, "drive__rig2__plate", "local", "p3"])
+    ol = _open_loop(res.per_fish)  # same-named videos: fish ids made unique like the folders
+    assert ol["passive_fraction"].to_dict() == pytest.approx({
+        f"{rig1}:A1": 3 / 12, f"{rig1}:A2": 0.0, "drive__rig2__plate:A1": 10 / 12,
+        "drive__rig2__plate:A2": 0.0, "p3:A1": 0.0, "p3:A2": 2 / 12, "local:A1": 0.0})
+    # the stored manifest resolves the same way when the statistics are re-computed
+    again = compute_stats(analysis / "out", {"protocol": PROTOCOL}, report=False)
+    assert again.per_fish["passive_fraction"].sum() == pytest.approx(res.per_fish["passive_fraction"].sum())
+    # a path that does not exist: the row and the path, whether absolute or relative
+    rows[0]["video"] = rows[1]["video"] = str(drive / "rig9" / "gone.mp4")
+    rows[2]["video"] = rows[3]["video"] = "../drive/gone.mp4"
+    m2 = write_manifest(analysis / "m2.csv", rows)
+    with pytest.raises(ManifestError) as ei:
+        _run(m2, {"protocol": PROTOCOL}, analysis / "out2")
+    probs = ei.value.problems
+    assert probs[0] == f"rows 2, 3: video '{(drive / 'rig9' / 'gone.mp4').as_posix()}' not found"
+    assert probs[1] == f"rows 4, 5: video '../drive/gone.mp4' not found in {analysis}"
+
+
+def _workbook(path: Path, sheets: dict[str, list[list]]) -> Path:
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for name, rows in sheets.items():
+        ws = wb.create_sheet(name)
+        for r in rows:
+            ws.append(r)
+    wb.save(path)
+    return path
+
+
+def _set_cached_value(path: Path, cell: str, value: str) -> None:
+    """Give a formula cell the value Excel would have saved with it (openpyxl saves none)."""
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        items = {n: z.read(n) for n in z.namelist()}
+    name = "xl/worksheets/sheet1.xml"
+    xml = items[name].decode()
+    xml, n = re.subn(rf'(<c r="{cell}"[^>]*>)(<f>[^<]*</f>)<v\s*/?>(</v>)?',
+                     rf"\1\2<v>{value}</v>", xml)
+    assert n == 1, xml
+    xml = xml.replace(f'<c r="{cell}" t="str"', f'<c r="{cell}"')
+    items[name] = xml.replace(f'<c r="{cell}"', f'<c r="{cell}" t="str"', 1).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for n, b in items.items():
+            z.writestr(n, b)
+
+
+def test_excel_manifest_values_only_any_sheet(tmp_path):
+    """An .xlsx manifest: first sheet by default, another with ``sheet``; cells are read as
+    values (numbers, booleans, dates, the value saved for a formula; a formula is never
+    evaluated); the run stores the sheet as OUT/manifest.csv with the same row numbers."""
+    import datetime as dt
+
+    write_fake_video(tmp_path / "v" / "p1.mp4", {"A1": [(9, 12)], "A2": [], "B1": []})
+    header = ["Video", "Arena", "Group", "Dose", "Exclude", "Born", "Label"]
+    rows = [
+        [None],  # a blank first row: the header is on row 2
+        header,
+        ["v/p1.mp4", "a01", "ketamine", 10, False, dt.datetime(2025, 3, 1), '=UPPER("k")'],
+        ["v/p1.mp4", "A2", "control", 0.5, None, dt.datetime(2025, 3, 1, 14, 30), '=1+1'],
+        ["v/p1.mp4", "B1", "control", 0, True, None, None],
+    ]
+    path = _workbook(tmp_path / "plates.xlsx", {"Plate 1": rows, "Plate 2": rows[1:3]})
+    _set_cached_value(path, "G3", "K")  # as Excel saves it; G4's formula has no saved value
+    man = read_manifest(path)
+    t = man.table
+    assert man.sheet == "Plate 1" and man.encoding == "xlsx"
+    assert t["row"].tolist() == [3, 4, 5] and t["arena"].tolist() == ["A1", "A2", "B1"]
+    assert t["dose"].tolist() == [10, 0.5, 0] and t["exclude"].tolist() == [False, False, True]
+    assert t["Born"].tolist() == ["2025-03-01", "2025-03-01 14:30:00", ""]
+    assert t["Label"].tolist() == ["K", "", ""]  # the saved value; '=1+1' is not computed
+    assert read_manifest(path, sheet="Plate 2").table["row"].tolist() == [2]
+    assert read_manifest(path, sheet="plate 2").sheet == "Plate 2"  # case ignored
+    assert read_manifest(path, sheet="2").sheet == "Plate 2"  # or its position
+    res = _run(path, {"protocol": PROTOCOL}, tmp_path / "out", report=False)
+    assert res.ok and _open_loop(res.per_fish).loc["p1:A1", "passive_fraction"] == pytest.approx(0.25)
+    stored = (tmp_path / "out" / "manifest.csv").read_text(encoding="utf-8")
+    assert stored.splitlines()[1].startswith("Video,Arena,Group") and "ketamine" in stored
+    assert read_manifest(tmp_path / "out" / "manifest.csv", root=tmp_path).table["row"].tolist() \
+        == [3, 4, 5]
+    state = json.loads((tmp_path / "out" / "experiment.json").read_text())
+    assert state["manifest_sheet"] == "Plate 1"
+    again = compute_stats(tmp_path / "out", {"protocol": PROTOCOL}, report=False)
+    assert len(again.per_fish) == len(res.per_fish)
+
+
+def test_excel_manifest_errors_name_the_file_sheet_row_and_column(tmp_path):
+    from typer.testing import CliRunner
+
+    from fishtrack.cli import app
+
+    rows = [["video", "arena", "group"], ["p1.mp4", "well 3", "control"], ["p1.mp4", "A2", None]]
+    path = _workbook(tmp_path / "m.xlsx", {"first": [["notes"]], "Plate 2": rows})
+    with pytest.raises(ManifestError) as ei:
+        read_manifest(path, sheet="Plate 2")
+    text = str(ei.value)
+    assert text.startswith(f"{path}, sheet 'Plate 2': 2 problems: ") and "\n" not in text
+    assert ei.value.problems == ["row 2: arena 'well 3' is not a well name like A1 or H12",
+                                 "row 3: 'group' is empty"]
+    with pytest.raises(ManifestError, match=r"sheet 'first': 1 problem: missing required columns"):
+        read_manifest(path)  # the first sheet by default
+    cases = [
+        (lambda: read_manifest(path, sheet="Plate 9"),
+         f"{path}: has no sheet 'Plate 9' (sheets: 'first', 'Plate 2')"),
+        (lambda: read_manifest(write_manifest(tmp_path / "m.csv", [{"video": "a", "arena": "A1",
+                                                                     "group": "c"}]), sheet="1"),
+         "is a CSV table, not an Excel workbook"),
+    ]
+    for fn, match in cases:
+        with pytest.raises(ManifestError) as ei:
+            fn()
+        assert match in str(ei.value)
+    for name, raw, match in [
+        ("old.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(500), "is an old Excel .xls workbook"),
+        ("cut.xlsx", path.read_bytes()[:300], "looks like a zip file (an Excel workbook?) but cannot"),
+    ]:
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(ManifestError, match=re.escape(match)):
+            read_manifest(tmp_path / name)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "calc.ods", "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+    with pytest.raises(ManifestError, match=r"OpenDocument spreadsheet \(.ods\)"):
+        read_manifest(tmp_path / "calc.ods")
+    # the CLI: exit 6, one line naming the file and the sheets
+    r = CliRunner().invoke(app, ["run", str(path), "--sheet", "Plate 9", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 6 and "has no sheet 'Plate 9'" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o" / "trials").exists()
 
 
 def test_missing_videos_and_wells_are_reported_together_before_any_work(tmp_path):
@@ -231,6 +394,10 @@ def test_config_per_video(tmp_path):
 def test_trial_names_are_stems_made_unique():
     assert trial_names(["a/x.mp4", "b/x.avi", "y.mp4"]) == {
         "a/x.mp4": "a__x", "b/x.avi": "b__x", "y.mp4": "y"}
+    # absolute paths and paths above the manifest: folder names without '/' or '..'
+    assert trial_names(["/data/rig1/x.avi", "/data/rig2/x.avi", "../v/y.avi"]) == {
+        "/data/rig1/x.avi": "data__rig1__x", "/data/rig2/x.avi": "data__rig2__x",
+        "../v/y.avi": "y"}
 
 
 # ------------------------------------------------------------------------------------------
@@ -465,7 +632,7 @@ def test_real_pipeline_on_a_tiny_simulated_plate(tmp_path):
 
 def test_ethogram_bins_hold_whole_frames(tmp_path):
     """Bins are a whole number of frames, so a full record leaves no empty bin."""
-    from fishtrack.experiment import _ethogram, _ethogram_bin_s, _TrialData
+    from fishtrack.experiment.aggregate import _ethogram, _ethogram_bin_s, _TrialData
 
     fps, dur = 50.0, 61.3
     (tmp_path / "trials/t").mkdir(parents=True)

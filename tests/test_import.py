@@ -77,6 +77,17 @@ def _config_file(spec, path):
     return path
 
 
+def _import_embedded(path, source, spec, tmp_path):
+    """``fishtrack import`` of head-embedded larvae at 250 Hz with the simulation's config:
+    (trial folder, CLI result, provenance)."""
+    cfg = _config_file(spec, tmp_path / "config.yaml")
+    trial = tmp_path / "trial"
+    r = _cli("import", path, "--from", source, "--fps", 250, "--layout", "embedded",
+             "--config", cfg, "--out", trial)
+    assert r.exit_code == 0, r.output
+    return trial, r, json.loads((trial / "provenance.json").read_text())
+
+
 # --------------------------------------------------------------------------------------------
 # the realistic case: DeepLabCut at 250 Hz on head-embedded larvae
 
@@ -99,15 +110,9 @@ def test_deeplabcut_h5_of_embedded_larvae_scores_the_simulator_truth(embedded, t
     # DeepLabCut's own writer: df.to_hdf(path, "df_with_missing", format="table", mode="w")
     pd.DataFrame(data.reshape(t_n, -1), columns=cols).to_hdf(
         h5, key="df_with_missing", format="table", mode="w")
-    cfg = _config_file(spec, tmp_path / "config.yaml")
-    trial = tmp_path / "trial"
-
-    r = _cli("import", h5, "--from", "dlc", "--fps", 250, "--layout", "embedded",
-             "--config", cfg, "--out", trial)
-    assert r.exit_code == 0, r.output
+    trial, r, prov = _import_embedded(h5, "dlc", spec, tmp_path)
     assert "head = head" in r.output and "guessed" in r.output
     assert is_imported_trial(trial)
-    prov = json.loads((trial / "provenance.json").read_text())
     assert prov["source"] == "import"
     imp = prov["import"]
     assert imp["tool"] == "dlc" and imp["tool_name"] == "DeepLabCut"
@@ -270,6 +275,159 @@ def test_sleap_analysis_file_with_unguessable_names_needs_head_and_tail(tmp_path
     np.testing.assert_allclose(a1["time_s"], np.arange(6) / 50)
     r = _cli("import", path, "--from", "sleap", "--out", tmp_path / "t")
     assert r.exit_code == 2 and "give --fps" in r.output
+
+
+def _sleap_gui_csv(path, frames_by_track: dict[str, dict[int, np.ndarray]], nodes,
+                   *, untracked: dict[int, np.ndarray] | None = None) -> None:
+    """Write SLEAP's analysis CSV as SLEAP's GUI exports it (File > Export Analysis CSV):
+    one row per instance, track by track; ``track, frame_idx, instance.score`` then
+    ``NODE.x, NODE.y, NODE.score`` in skeleton order; a missing point is an empty cell
+    (values: ``(K, 3)`` x, y, score per instance, NaN = missing). ``untracked``: instances
+    without a track (empty track cell)."""
+    import csv
+
+    header = ["track", "frame_idx", "instance.score"] + [
+        f"{n}.{c}" for n in nodes for c in ("x", "y", "score")]
+
+    def cell(v):
+        return "" if not np.isfinite(v) else repr(float(v))
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for name, inst in frames_by_track.items():
+            for f, v in sorted(inst.items()):
+                pts = v.copy()
+                pts[~np.isfinite(pts[:, 0]), 2] = np.nan  # SLEAP: no score for a missing point
+                w.writerow([name, f, "0.97"] + [cell(x) for x in pts.ravel()])
+        for f, v in sorted((untracked or {}).items()):
+            w.writerow(["", f, "0.41"] + [cell(x) for x in v.ravel()])
+
+
+def test_sleap_analysis_csv_of_embedded_larvae_scores_the_simulator_truth(embedded, tmp_path):
+    """SLEAP's CSV export (two tracks, points missing in some frames, frames without an
+    instance, untracked instances, low point scores) of the simulator's true midlines:
+    imported and classified, scored against the true states."""
+    spec, frames, truth_bouts = embedded
+    pts, fish, t_n = _truth_points(frames)
+    keep = 250 * 30  # 30 s
+    rng = np.random.default_rng(7)
+    nodes = ["head"] + [f"tail_{i}" for i in range(1, N)]
+    data = np.zeros((keep, len(fish), N, 3))
+    data[..., :2] = pts[:keep] + rng.normal(0, 0.3, (keep, len(fish), N, 2))
+    data[..., 2] = rng.uniform(0.7, 1.0, (keep, len(fish), N))
+    missing = rng.random((keep, len(fish), N)) < 0.003  # points SLEAP did not place
+    data[..., :2][missing] = np.nan
+    low = rng.random((keep, len(fish), N)) < 0.003  # placed, but unsure
+    data[..., 2][low] = rng.uniform(0.0, 0.5, low.sum())
+    absent = rng.random((keep, len(fish))) < 0.002  # no instance of that track
+    names = ["larva_right", "larva_left"]  # track order is not the left-right order
+    by_track = {names[1 - j]: {f: data[f, j] for f in range(keep) if not absent[f, j]}
+                for j in range(len(fish))}
+    stray = {f: np.column_stack([rng.uniform(0, 300, (N, 2)), np.full(N, 0.4)])
+             for f in range(0, keep, 500)}  # e.g. a reflection SLEAP did not track
+    path = tmp_path / "predictions.analysis.csv"
+    _sleap_gui_csv(path, by_track, nodes, untracked=stray)
+    head = path.read_text().splitlines()[0]
+    assert head.startswith("track,frame_idx,instance.score,head.x,head.y,head.score,tail_1.x")
+    trial, r, prov = _import_embedded(path, "sleap", spec, tmp_path)
+    assert "untracked" in r.output and "left out" in r.output
+    imp = prov["import"]
+    assert imp["reader"] == "fishtrack.importers.poses.read_sleap_csv"
+    assert imp["individuals"] == {"A1": "larva_left", "A2": "larva_right"}  # by position
+    assert imp["mapping"] == {"head": ["head"], "body": [], "tail": nodes[1:]}
+    tr = read_table(trial / "tracks.parquet").sort_values(["fish", "frame"]).reset_index(drop=True)
+    assert len(tr) == keep * 2
+    np.testing.assert_allclose(tr["time_s"], np.tile(np.arange(keep) / 250.0, 2))
+    bad_head = (missing[..., 0] | low[..., 0] | absent).T.ravel()  # fish-major like tr
+    np.testing.assert_array_equal(tr["detected"].to_numpy(), ~bad_head)
+    bad_mid = (missing.any(axis=2) | low.any(axis=2) | absent).T.ravel()
+    np.testing.assert_array_equal(np.isfinite(tr["tail_angle"]), ~bad_mid)
+    ok = ~bad_mid
+    true = frames[frames["frame"] < keep]
+    err = np.abs(_wrap(tr["tail_angle"].to_numpy()[ok] - true["tail_angle"].to_numpy()[ok]))
+    assert np.median(err) < 0.03
+    assert _cli("classify", trial).exit_code == 0
+    scored = read_table(trial / "tracks.parquet").sort_values(["fish", "frame"])
+    state, true_state = scored["state"].to_numpy(), true["state"].astype(str).to_numpy()
+    known = state != "unknown"
+    acc = np.mean(state[known] == true_state[known])
+    print(f"SLEAP CSV 250 Hz import: {known.mean():.4f} of frames scored, state accuracy {acc:.4f}")
+    assert known.mean() > 0.99 and acc >= 0.97, (known.mean(), acc)
+
+
+def test_sleap_csv_from_sleap_io_untracked_and_user_labelled_instances(tmp_path):
+    """The same format as sleap-io writes it (columns sorted by name, user-labelled rows
+    without scores): untracked-only files are one animal when at most one instance per
+    frame, refused otherwise; a user-labelled instance wins over a prediction."""
+    import sleap_io as sio
+
+    pts = _bent_fish()  # (T, K, 2): left_eye, right_eye, swim_bladder, tail_base, mid, tip
+    skel = sio.Skeleton(nodes=list(KPS))  # (sleap-io turns the list items into Nodes)
+    video = sio.Video(filename="larva.mp4", open_backend=False)
+
+    def save(instances_per_frame, path, tracks=()):
+        lfs = [sio.LabeledFrame(video=video, frame_idx=f, instances=insts)
+               for f, insts in instances_per_frame.items()]
+        sio.save_csv(sio.Labels(labeled_frames=lfs, videos=[video], skeletons=[skel],
+                                tracks=list(tracks)), path, format="sleap")
+        return path
+
+    def pred(p, track=None, score=0.9):
+        return sio.PredictedInstance.from_numpy(points_data=p, point_scores=np.full(len(p), 0.9),
+                                                score=score, skeleton=skel, track=track)
+
+    one = save({f: [pred(pts[f])] for f in range(6)}, tmp_path / "single.csv")
+    assert open(one).readline().startswith("track,frame_idx,instance.score,left_eye.score,")
+    tracks, info = load_tracks(one, "sleap", ImportOptions(fps=100))
+    assert info["individuals"] == {"A1": "untracked"} and len(tracks) == 6
+    assert any("read as one animal" in n for n in info["notes"])
+    np.testing.assert_allclose(tracks[["x", "y"]], [[100, 50]] * 6, atol=1e-4)
+    two = save({f: [pred(pts[f]), pred(pts[f] + [0, 100])] for f in range(6)}, tmp_path / "two.csv")
+    r = _cli("import", two, "--from", "sleap", "--fps", 100, "--out", tmp_path / "t")
+    assert r.exit_code == 1 and "have no track" in r.output and "up to 2" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    # a track with a prediction and a user-labelled instance in frame 3: the user's wins
+    trk = sio.Track(name="larva")
+    moved = pts[3] + [5, 0]
+    frames = {f: [pred(pts[f], trk)] for f in range(6)}
+    frames[3] = [pred(pts[3], trk, score=0.99), sio.Instance.from_numpy(moved, skeleton=skel, track=trk)]
+    frames[5] = [pred(pts[5], trk), pred(pts[5] + [0, 100])]  # plus an untracked one
+    path = save(frames, tmp_path / "user.csv", tracks=[trk])
+    tracks, info = load_tracks(path, "sleap", ImportOptions(fps=100))
+    assert info["individuals"] == {"A1": "larva"} and len(tracks) == 6
+    assert tracks.loc[3, "x"] == pytest.approx(105, abs=1e-4)
+    assert any("1 instance(s) without a track left out" in n for n in info["notes"])
+    assert any("1 extra instance(s)" in n for n in info["notes"])
+    # not a SLEAP CSV: one line naming the expected columns
+    (tmp_path / "other.csv").write_text("time,x,y\n0,1,2\n")
+    r = _cli("import", tmp_path / "other.csv", "--from", "sleap", "--fps", 100, "--out", tmp_path / "o")
+    assert r.exit_code == 1 and "not a SLEAP analysis CSV (expected columns track, frame_idx" \
+        in r.output and len(r.output.strip().splitlines()) == 1
+    (tmp_path / "badframe.csv").write_text("track,frame_idx,instance.score,head.x,head.y\n"
+                                           "a,0,1,1,1\na,x1,1,2,2\n")
+    with pytest.raises(Exception, match=r"line 3: frame_idx 'x1' is not a frame number"):
+        load_tracks(tmp_path / "badframe.csv", "sleap", ImportOptions(fps=10))
+
+
+def test_movement_file_with_a_seconds_axis_and_no_fps_uses_the_fps_option(tmp_path):
+    ds = _movement_ds(_bent_fish(), np.full((6, 6), 0.9), fps=20.0, software="LightningPose")
+    assert ds.attrs["time_unit"] == "seconds"
+    del ds.attrs["fps"]  # e.g. written by another tool: times in seconds, no rate
+    path = tmp_path / "poses.nc"
+    ds.to_netcdf(path)
+    r = _cli("import", path, "--from", "movement", "--out", tmp_path / "t")
+    assert r.exit_code == 1 and "time axis is in seconds but the file records no frame rate" \
+        in r.output and "give --fps" in r.output
+    tracks, info = load_tracks(path, "movement", ImportOptions(fps=20))
+    assert tracks["frame"].tolist() == list(range(6)) and info["fps"] == 20
+    np.testing.assert_allclose(tracks["time_s"], np.arange(6) / 20)
+    # with the rate in the file, --fps re-times the same frames (a camera's wrong rate)
+    ds.attrs["fps"] = 20.0
+    ds.to_netcdf(tmp_path / "poses2.nc")
+    tracks, _ = load_tracks(tmp_path / "poses2.nc", "movement", ImportOptions(fps=40))
+    assert tracks["frame"].tolist() == list(range(6))
+    np.testing.assert_allclose(tracks["time_s"], np.arange(6) / 40)
 
 
 # --------------------------------------------------------------------------------------------
@@ -599,6 +757,21 @@ def test_run_classifies_imported_trials_and_skips_them_when_current(embedded, tm
     assert len(res.per_fish) > 0 and set(res.per_fish["group"]) == {"control", "ketamine"}
     again = run_experiment(root / "manifest.csv", cfg, tmp_path / "out", report=False)
     assert again.trials["status"].tolist() == ["skipped", "skipped"]
+    assert prov["input"]["sha256_content"] and "sha256_listing" not in prov["input"]
+    # fishtrack verify on the experiment: every imported trial checked against its folder
+    r = _cli("verify", tmp_path / "out")
+    assert r.exit_code == 0 and "experiment folder matches its provenance" in r.output, r.output
+    # the imported folder changes with the same file names and sizes: noticed by content
+    p2 = root / "day2" / "provenance.json"
+    text = p2.read_text()
+    p2.write_text(text.replace('"DeepLabCut"', '"DeepLabCuT"', 1))
+    assert len(p2.read_text()) == len(text)
+    r = _cli("verify", tmp_path / "out")
+    assert r.exit_code == 8 and "trials/day2: input video" in r.output
+    assert "SHA-256 of the imported tracks" in r.output and "trials/day1" not in r.output
+    third = run_experiment(root / "manifest.csv", cfg, tmp_path / "out", report=False)
+    assert third.trials["status"].tolist() == ["skipped", "done"]  # re-classified
+    assert _cli("verify", tmp_path / "out").exit_code == 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -232,15 +232,19 @@ def _read_or_clear_error(p: Path) -> None:
     t = man.table
     assert len(t) and {"video", "arena", "group", "fish_id", "row"} <= set(t.columns)
     for v in t["video"]:
-        _assert_inside(p.parent, v)
+        _assert_normalised(p.parent, v)
     assert t["arena"].str.fullmatch(r"[A-Z]{1,2}[1-9]\d{0,2}").all()
     assert not t.duplicated(["video", "arena"]).any() and not t["fish_id"].duplicated().any()
 
 
-def _assert_inside(root: Path, rel: str) -> None:
-    assert not rel.startswith("/") and ".." not in rel.split("/") and "\\" not in rel, rel
-    assert posixpath.normpath(rel) == rel and rel not in ("", ".")
-    assert (root / rel).resolve().is_relative_to(root.resolve())
+def _assert_normalised(root: Path, path: str) -> None:
+    """A stored manifest path: normalised, '/'-separated, relative exactly when it lies in the
+    manifest's folder (paths are the user's own: absolute and '..' paths are kept, issue 17)."""
+    assert "\\" not in path and posixpath.normpath(path) == path and path != "", path
+    inside = (root / path).resolve().is_relative_to(root.resolve())
+    assert path.startswith("/") or not inside or ".." not in path.split("/"), path
+    if path.startswith("/"):  # absolute only when outside the folder
+        assert not path.startswith(posixpath.normpath(root.as_posix()) + "/"), path
 
 
 wells = st.tuples(st.sampled_from("ABCDEFGH"), st.integers(1, 12))
@@ -302,17 +306,31 @@ path_parts = st.sampled_from(["..", ".", "", "a", "b c", "~", "C:", "c:", "\\", 
 @SETTINGS
 @given(parts=st.lists(path_parts, min_size=1, max_size=6),
        sep=st.sampled_from(["/", "\\"]), lead=st.sampled_from(["", "/", "\\", "./", "C:\\"]))
-def test_manifest_paths_never_leave_the_folder(parts, sep, lead):
+def test_manifest_paths_resolve_as_written(parts, sep, lead):
+    """Any path cell is either refused in one line naming row 2 (only URLs and other
+    computers' drive / network paths) or names exactly the file the user wrote: relative to
+    the manifest's folder, absolute as given, '~' the home folder, '\\' a separator."""
+    import os
+    import re
+
     value = lead + sep.join(parts)
     assume(value.strip() and "," not in value and '"' not in value)
     root = _scratch()
     p = root / "m.csv"
     with open(p, "w", encoding="utf-8", newline="") as fh:
         csv.writer(fh).writerows([["video", "arena", "group"], [value, "A1", "control"]])
+    written = value.strip().replace("\\", "/")
     try:
         man = read_manifest(p)
     except ManifestError as err:
         _check_one_line(err, p)
         assert any(s.startswith("row 2:") for s in err.problems), err.problems
+        assert re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|[a-zA-Z]:(/|$)|//)", written), value
         return
-    _assert_inside(root, man.table["video"].iloc[0])
+    stored = man.table["video"].iloc[0]
+    _assert_normalised(root, stored)
+    if written.startswith("~"):
+        written = os.path.expanduser(written)
+    want = os.path.normpath(os.path.join(root, written))
+    want = "/" + want.lstrip("/") if want.startswith("//") else want  # POSIX: '//x' is '/x'
+    assert os.path.normpath(root / stored) == want, (value, stored)

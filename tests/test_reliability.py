@@ -530,18 +530,24 @@ def _manifest_case(kind: str, d: Path, sim: dict) -> tuple[Path, str]:
     if kind == "unknown_arena":
         write_manifest(m, rows[:-1] + [{**rows[-1], "arena": "B3"}])
         return m, "row 5: arena 'B3' does not exist in 'p2/plate2.mp4' (2 arenas found: A1, A2)"
-    if kind == "path_escapes":
+    # paths are the user's own (issue 17): '..' and absolute paths elsewhere are accepted, and
+    # one that names no file is reported with its row
+    if kind == "path_leads_nowhere":
         write_manifest(m, rows[:-1] + [{**rows[-1], "video": "../../etc/passwd"}])
-        return m, "row 5: video '../../etc/passwd' leaves the manifest's folder"
-    if kind == "absolute_path_elsewhere":
-        write_manifest(m, rows[:-1] + [{**rows[-1], "video": str(sim["videos"][1])}])
-        return m, "is outside the manifest's folder"
+        return m, f"row 5: video '../../etc/passwd' not found in {d}"
+    if kind == "absolute_path_elsewhere_missing":
+        gone = sim["videos"][1].parent / "gone" / "plate2.mp4"
+        write_manifest(m, rows[:-1] + [{**rows[-1], "video": str(gone)}])
+        return m, f"row 5: video '{gone.as_posix()}' not found"
+    if kind == "url":
+        write_manifest(m, rows[:-1] + [{**rows[-1], "video": "https://lab.example/p2.mp4"}])
+        return m, "row 5: video 'https://lab.example/p2.mp4' is a URL"
     if kind == "missing_video":
         write_manifest(m, rows[:-1] + [{**rows[-1], "video": "p2/plate9.mp4"}])
         return m, "row 5: video 'p2/plate9.mp4' not found"
     if kind == "excel_workbook":
         m.write_bytes(b"PK\x03\x04" + bytes(200))
-        return m, "is a zip file (an Excel .xlsx workbook?)"
+        return m, "looks like a zip file (an Excel workbook?) but cannot be opened"
     if kind == "utf16_without_bom":
         m.write_bytes("video,arena,group\np1/plate1.mp4,A1,control\n".encode("utf-16-le"))
         return m, "contains NUL bytes"
@@ -552,7 +558,8 @@ def _manifest_case(kind: str, d: Path, sim: dict) -> tuple[Path, str]:
 
 
 @pytest.mark.parametrize("kind", ["missing_columns", "duplicate_rows", "unknown_arena",
-                                  "path_escapes", "absolute_path_elsewhere", "missing_video",
+                                  "path_leads_nowhere", "absolute_path_elsewhere_missing",
+                                  "url", "missing_video",
                                   "excel_workbook", "utf16_without_bom", "control_character"])
 def test_cli_run_refuses_bad_manifest_cleanly(sim, tmp_path, kind):
     m, match = _manifest_case(kind, tmp_path, sim)
@@ -566,6 +573,24 @@ def test_cli_run_refuses_bad_manifest_cleanly(sim, tmp_path, kind):
     assert lines[0].startswith("error: ") and (len(lines) == 1 or "problems:" in lines[0])
     assert str(m) in r.stderr and match in r.stderr, r.stderr
     assert not (out / "trials").exists() and not (out / ".fishtrack.lock").exists()
+
+
+def test_cli_run_accepts_videos_named_by_absolute_and_parent_paths(sim, tmp_path):
+    """Issue 17: the manifest lives with the analysis, the videos on a data drive; absolute
+    paths and paths through '..' are read as the user wrote them."""
+    src = sim["root"] / "in"
+    rows = [dict(r) for r in sim["rows"]]
+    for r in rows:
+        r["video"] = (str(src / r["video"]) if r["video"].startswith("p1/")
+                      else os.path.relpath(src / r["video"], tmp_path / "analysis"))
+    m = write_manifest(tmp_path / "analysis" / "manifest.csv", rows)
+    out = tmp_path / "analysis" / "out"
+    r = _cli(["run", m, "--config", sim["config"], "--out", out])
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in (out / "trials").iterdir()) == ["plate1", "plate2"]
+    assert set(pd.read_csv(out / "per_fish.csv")["fish_id"]) == {
+        f"plate{k}:{a}" for k in (1, 2) for a in ("A1", "A2")}
+    assert _cli(["verify", out]).exit_code == 0
 
 
 def test_cli_reads_a_windows_1252_manifest_with_a_one_line_warning(sim, real_run, tmp_path):
@@ -1006,7 +1031,7 @@ def test_verify_reports_every_mismatch_of_an_experiment_folder(sim, real_run, tm
     prov_p = out / "trials" / "plate2" / "provenance.json"
     prov = json.loads(prov_p.read_text())
     prov["config"]["tracking"]["min_area_px"] = 99
-    from fishtrack.verify import _canonical_hash
+    from fishtrack.config import config_hash as _canonical_hash
 
     prov["config_hash"] = _canonical_hash(prov["config"])  # consistent, but not the experiment's
     prov_p.write_text(json.dumps(prov))

@@ -71,7 +71,11 @@ def test_report_is_self_contained(report):
     assert len(pngs) == len(srcs)
     expected = {"detection_rate", "ethogram", "passive_fraction_bins", "survival_futility",
                 *(f"estimation_{m}" for m in ("passive_fraction", "latency_to_first_passive_s",
-                                              "n_passive_epochs", "bout_rate_hz", "mean_vigour"))}
+                                              "n_passive_epochs", "bout_rate_hz",
+                                              "mean_bout_vigour_rad_s"))}
+    behaviour_qc = {n for n in pngs if n.startswith("behaviour_qc_")}  # one per trial
+    assert behaviour_qc
+    expected |= behaviour_qc
     assert set(pngs) == expected
     for name, data in pngs.items():
         assert (report.out / "figures" / f"{name}.png").read_bytes() == data
@@ -258,3 +262,96 @@ def test_chromium_check_catches_broken_pages(tmp_path):
     assert check["resources"] == ["https://example.invalid/x.png"]
     assert len(check["external"]) == 1 and "style.css" in check["external"][0]
     assert any("undefined_function" in ln for ln in console)
+
+
+# ------------------------------------------------------------------------------------------
+# issue 13: the headline, phase-aligned bins, the latency panel
+
+
+def test_summary_opens_with_the_primary_endpoint_sentence(report):
+    html = report.html
+    m = re.search(r'<h2>Summary</h2>\s*<div class="primary"><p><b>([^<]*)</b>', html)
+    assert m, "the summary does not open with the primary endpoint"
+    text = m.group(1)
+    r = report.res.group_stats.query("role == 'primary'").iloc[0]
+    assert text.startswith("Primary endpoint, passive fraction in the open-loop phases (pooled)")
+    assert f"difference {float(r['diff']):.3g}" in text
+    assert "95% CI" in text  # here unbounded: 2 vs 4 fish cannot reach p <= 0.05
+    assert "No confidence interval in this report is adjusted for multiplicity" in html
+    assert re.search(r"exact permutation test p = [0-9.]+", text)
+    assert "secondary" in html and "exploratory" in html  # every other row is labelled
+
+
+def _two_protocol_bins(bin_s=5.0):
+    """Video a: closed loop 0-20 s, open loop 20-40 s; video b: 0-10 s and 10-30 s. Every fish
+    swims in closed loop and is passive in open loop."""
+    from fishtrack.stats import binned_passive_fraction
+
+    parts = []
+    for video, cl_end, ol_end in (("a", 20.0, 40.0), ("b", 10.0, 30.0)):
+        proto = [Phase(name="cl", kind="closed_loop", start_s=0, end_s=cl_end),
+                 Phase(name="ol", kind="open_loop", start_s=cl_end, end_s=ol_end)]
+        t = np.arange(0, ol_end, 0.5)
+        tracks = pd.concat([pd.DataFrame({"frame": np.arange(len(t)), "time_s": t,
+                                          "arena": a, "fish": a,
+                                          "state": np.where(t < cl_end, "active", "passive")})
+                            for a in ("A1", "A2", "B1", "B2")], ignore_index=True)
+        fish = pd.DataFrame({"arena": ["A1", "A2", "B1", "B2"], "fish_id": [
+            f"{video}{a}" for a in ("A1", "A2", "B1", "B2")],
+            "group": ["control", "ket", "ket", "control"]})
+        parts.append(binned_passive_fraction(tracks, proto, bin_s, fish))
+    return pd.concat(parts, ignore_index=True), proto
+
+
+def test_binned_passive_fraction_is_aligned_to_phase_onset():
+    from fishtrack.report.figures import binned_figure
+
+    bins, proto = _two_protocol_bins()
+    ol = bins[bins["phase"] == "ol"]
+    np.testing.assert_allclose(sorted(set(ol["time_in_phase_s"])), [0, 5, 10, 15])
+    fig = binned_figure(bins, protocol=proto, reference="control")
+    top = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    assert set(top) == {"cl", "ol"}
+    # by time since onset, open loop is passive and closed loop active in both videos (pooled by
+    # absolute time, a's closed loop 10-20 s fell into b's open loop: a bin at 0.5)
+    for name, want in (("cl", 0.0), ("ol", 1.0)):
+        lines = [ln for ln in top[name].get_lines() if len(ln.get_xdata())]
+        assert len(lines) == 2  # one per group
+        for ln in lines:
+            np.testing.assert_allclose(ln.get_ydata(), want)
+    # n per bin: 2 fish per group in both videos; closed loop 10-20 s exists only in video a
+    strip = [ax for ax in fig.axes if ax.get_label() == "n_per_bin:cl"][0]
+    for ln in strip.get_lines():
+        x, n = np.asarray(ln.get_xdata()), np.asarray(ln.get_ydata())
+        np.testing.assert_allclose(n[x < 10], 4)
+        np.testing.assert_allclose(n[x > 10], 2)
+
+
+def test_latency_panel_plots_the_restricted_mean_not_the_naive_mean():
+    from fishtrack.report import _latency_estimation
+    from fishtrack.stats import rmst
+
+    # heavy censoring in the control group: the naive mean treats "at least 30 s" as 30 s
+    vals = pd.DataFrame({"fish_id": [f"f{i}" for i in range(10)],
+                         "group": ["control"] * 5 + ["ket"] * 5,
+                         "value": [30, 30, 30, 12, 20, 5, 8, 10, 30, 6.0],
+                         "event": [False, False, False, True, True, True, True, True, False,
+                                   True]})
+    diffs = pd.DataFrame({"group": ["ket"], "difference": [-9.0], "ci_low": [-15.0],
+                          "ci_high": [-2.0]})
+    fig, tau = _latency_estimation(vals, "control", diffs, 500, 0)
+    assert tau == 30.0
+    left, right = fig.axes
+    marks = {ln.get_xdata()[0].round(): ln.get_ydata()[0] for ln in left.get_lines()
+             if ln.get_marker() == "s"}
+    for i, g in enumerate(["control", "ket"]):
+        sub = vals[vals["group"] == g]
+        want = rmst(sub["value"].to_numpy(), sub["event"].to_numpy(), tau)
+        assert marks[round(i + 0.36)] == pytest.approx(want)
+    # censored fish are open circles
+    hollow = [c for c in left.collections if c.get_facecolor().size and
+              np.allclose(c.get_facecolor()[0][:3], 1.0)]
+    assert sum(len(c.get_offsets()) for c in hollow) == 4
+    # the right panel is the table's RMST difference
+    pts = [ln for ln in right.get_lines() if ln.get_marker() == "o"]
+    assert pts[0].get_ydata()[0] == -9.0

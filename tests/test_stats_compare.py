@@ -98,7 +98,8 @@ def test_ci_methods_bracket_the_observed_difference(method):
 )
 def test_studentized_interval_without_spread_in_resamples_stays_finite(x, y):
     x, y = np.array(x), np.array(y)
-    res = compare_two(x, y, StatsConfig(n_bootstrap=999))
+    res = compare_two(x, y, StatsConfig(n_bootstrap=999, ci_method="studentized"))
+    assert res["ci_method"].startswith("bootstrap percentile (studentized undefined")
     d = x.mean() - y.mean()
     assert np.isfinite([res["ci_low"], res["ci_high"]]).all()
     assert res["ci_low"] <= d <= res["ci_high"]
@@ -122,7 +123,11 @@ def test_compare_groups_table_shape_holm_family_and_determinism():
     assert list(res.columns) == list(RESULT_COLUMNS)
     assert set(res["group"]) == {"ketamine", "low"} and set(res["reference"]) == {"control"}
     assert set(res["metric"]) == {"passive_fraction", "bout_rate_hz"}
-    for _, fam in res.groupby(["phase", "group"]):
+    # one phase: the primary endpoint is passive_fraction, one Holm family across the two
+    # groups; the other metric is secondary, one family across groups
+    assert list(res["role"]) == ["primary"] * 2 + ["secondary"] * 2
+    for _, fam in res.groupby("family"):
+        assert len(fam) == 2
         np.testing.assert_allclose(fam["p_adjusted"], holm(fam["p_value"]))
     pd.testing.assert_frame_equal(res, compare_groups(per_fish, cfg))
     # results do not depend on which other rows are computed
@@ -215,7 +220,7 @@ def test_latency_row_uses_log_rank_and_handles_no_events():
 # repeated trials: mixed model
 
 
-def test_repeated_trials_use_mixed_model_and_cover_the_true_effect():
+def test_repeated_trials_use_fish_permutation_and_cover_the_true_effect():
     protocol = [Phase(name="ol1", kind="open_loop", start_s=0, end_s=60)]
     effect = 0.2
     sim = simulate_experiment(8, passive_mean={"control": 0.3, "ketamine": 0.3 + effect},
@@ -229,7 +234,7 @@ def test_repeated_trials_use_mixed_model_and_cover_the_true_effect():
         r = res.set_index("metric")
         rows.append(r)
         pfr = r.loc["passive_fraction"]
-        assert pfr["test"].startswith("mixed-model")
+        assert pfr["test"] == "permutation (fish, repeated trials)"
         assert pfr["n"] == 8  # fish, not trials
         covered += pfr["ci_low"] <= effect <= pfr["ci_high"]
     assert r.loc["latency_to_first_passive_s", "test"] == "log-rank"

@@ -268,7 +268,7 @@ def test_breaking_out_of_chunks_stops_the_decode_thread(vids):
 def test_one_container_open_serves_probe_index_and_first_reader(vids, key, monkeypatch):
     """Opening costs about as much as decoding a frame: the probe's handle does the index pass
     and is then decoded by the first reader (sequential or random), with correct frames."""
-    import fishtrack.io.video as video
+    import fishtrack.io.video.pyav as video
 
     opened = []
     real_open = video._av_open

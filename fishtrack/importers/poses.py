@@ -10,7 +10,7 @@
   :func:`movement.io.load_poses.from_dlc_style_df`. pandas' "fixed" format (what movement's
   own ``to_dlc_file`` writes) stores the labels as plain strings and is read the same way.
 * SLEAP analysis ``.h5`` and labels ``.slp``: :func:`movement.io.load_poses.from_sleap_file`
-  (h5py / sleap-io; no pickle).
+  (h5py / sleap-io; no pickle); SLEAP's analysis CSV export: :func:`read_sleap_csv`.
 * movement netCDF ``.nc``: :func:`fishtrack.export.from_movement` when it holds fishtrack's
   own keypoints (``head``, ``tail_1`` ...), else ``xarray.load_dataset`` and the keypoint
   mapping like any other poses dataset.
@@ -25,17 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fishtrack.errors import FishtrackError
+from fishtrack.errors import FishtrackError, short_error
+from fishtrack.export import load_movement
 from fishtrack.importers._deps import require
 from fishtrack.importers._pickle0 import UnsafePickle, literal_from_pickle0
 from fishtrack.importers.keypoints import Poses
 
-__all__ = ["dataset_to_poses", "read_dlc", "read_dlc_h5", "read_movement", "read_sleap"]
-
-
-def _one_line(err: BaseException, limit: int = 200) -> str:
-    text = " ".join(f"{type(err).__name__}: {err}".split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+__all__ = ["dataset_to_poses", "read_dlc", "read_dlc_h5", "read_movement", "read_sleap",
+           "read_sleap_csv"]
 
 
 def _load_poses_module(source: str) -> Any:
@@ -59,16 +56,25 @@ def dataset_to_poses(ds: Any, path: Path, fps: float | None) -> Poses:
     t = np.asarray(ds["time"].values, np.float64)
     ds_fps = ds.attrs.get("fps")
     ds_fps = float(ds_fps) if ds_fps is not None and np.isfinite(ds_fps) and ds_fps > 0 else None
+    unit = ds.attrs.get("time_unit")
+    # the time axis is in seconds when the file says so, or (movement's convention) when it
+    # has a frame rate and no unit; otherwise it counts frames
+    seconds = unit == "seconds" or (unit is None and ds_fps is not None)
+    rate = fps or ds_fps
     if "frame" in ds.coords:
         frames = np.asarray(ds["frame"].values, np.int64)
-    elif ds.attrs.get("time_unit") == "frames" or ds_fps is None:
+    elif not seconds:
         frames = np.rint(t).astype(np.int64)
+    elif ds_fps or fps:  # seconds -> frames at the rate the axis was made with, else --fps
+        frames = np.rint(t * (ds_fps or fps)).astype(np.int64)
     else:
-        frames = np.rint(t * ds_fps).astype(np.int64)
-    rate = fps or ds_fps
+        raise FishtrackError(
+            f"{path}: the time axis is in seconds but the file records no frame rate (no 'fps' "
+            "attribute), so frame numbers are unknown; give --fps"
+        )
     if fps:
         times = frames / fps
-    elif ds.attrs.get("time_unit") == "seconds":
+    elif seconds:
         times = t
     elif rate:
         times = frames / rate
@@ -97,14 +103,14 @@ def read_dlc(path: Path, fps: float) -> Poses:
         try:
             ds = load_poses.from_dlc_style_df(df, fps=fps, source_software="DeepLabCut")
         except (ValueError, TypeError, KeyError) as err:
-            raise FishtrackError(f"{path}: not a DeepLabCut pose table ({_one_line(err)})") from None
+            raise FishtrackError(f"{path}: not a DeepLabCut pose table ({short_error(err)})") from None
     elif path.suffix.lower() == ".csv":
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ds = load_poses.from_dlc_file(path, fps=fps)
         except (ValueError, TypeError, KeyError, OSError) as err:
-            raise FishtrackError(f"{path}: not a DeepLabCut CSV file ({_one_line(err)})") from None
+            raise FishtrackError(f"{path}: not a DeepLabCut CSV file ({short_error(err)})") from None
     else:
         raise FishtrackError(
             f"{path}: DeepLabCut results are .h5 or .csv files (got {path.suffix or 'no suffix'})"
@@ -140,7 +146,7 @@ def read_dlc_h5(path: Path) -> pd.DataFrame:
     try:
         f = h5py.File(path, "r")
     except OSError as err:
-        raise FishtrackError(f"{path}: not an HDF5 file ({_one_line(err)})") from None
+        raise FishtrackError(f"{path}: not an HDF5 file ({short_error(err)})") from None
     with f:
         if "df_with_missing" not in f:
             keys = ", ".join(list(f.keys())[:8]) or "none"
@@ -223,20 +229,132 @@ def read_dlc_h5(path: Path) -> pd.DataFrame:
 
 
 def read_sleap(path: Path, fps: float) -> Poses:
-    """SLEAP analysis ``.h5`` or labels ``.slp`` with movement's loader."""
-    load_poses = _load_poses_module("sleap")
+    """SLEAP analysis ``.h5`` or labels ``.slp`` with movement's loader; SLEAP's CSV export
+    with :func:`read_sleap_csv`."""
+    if path.suffix.lower() == ".csv":
+        return read_sleap_csv(path, fps)
     if path.suffix.lower() not in (".h5", ".slp", ".hdf5"):
         raise FishtrackError(
             f"{path}: SLEAP results are an analysis .h5 (File > Export Analysis HDF5, or "
-            f"sleap-convert --format analysis) or a .slp file (got {path.suffix or 'no suffix'})"
+            f"sleap-convert --format analysis), a .slp file or an analysis CSV (File > Export "
+            f"Analysis CSV) (got {path.suffix or 'no suffix'})"
         )
+    load_poses = _load_poses_module("sleap")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ds = load_poses.from_sleap_file(path, fps=fps)
     except (ValueError, TypeError, KeyError, OSError) as err:
-        raise FishtrackError(f"{path}: not a SLEAP file ({_one_line(err)})") from None
+        raise FishtrackError(f"{path}: not a SLEAP file ({short_error(err)})") from None
     return dataset_to_poses(ds, path, fps)
+
+
+_SLEAP_CSV = "track, frame_idx, instance.score, NODE.x, NODE.y, NODE.score, ..."
+
+
+def _sleap_track_name(value: object) -> str:
+    """A track cell as text; '' for an untracked instance (empty cell)."""
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return ""
+    return str(value).strip()
+
+
+def read_sleap_csv(path: Path, fps: float) -> Poses:
+    """SLEAP's analysis CSV (SLEAP: File > Export Analysis CSV; ``sleap-convert --format
+    csv``; sleap-io ``save_csv(..., format="sleap")``).
+
+    One row per instance: ``track, frame_idx, instance.score`` then ``NODE.x, NODE.y,
+    NODE.score`` for every skeleton node (in skeleton order, or sorted by sleap-io). Empty
+    cells are missing points (``x``/``y``) or no score (user-labelled points: trusted). Rows
+    without a track (instances SLEAP did not track) cannot be linked over time: they are left
+    out when other rows have tracks, and read as one animal when at most one is found per
+    frame; otherwise the file is refused (track the instances in SLEAP first). When one track
+    has several instances in a frame, a user-labelled one (no ``instance.score``) wins, else the
+    highest ``instance.score``. Frames run from 0 to the last ``frame_idx`` (a frame without a
+    row is unobserved), ``time_s = frame / fps``.
+    """
+    try:
+        df = pd.read_csv(path, dtype={"track": object}, keep_default_na=True,
+                         skipinitialspace=True)
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise FishtrackError(f"{path}: not a readable CSV file ({short_error(err)})") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    cols = list(df.columns)
+    nodes = []
+    for c in cols:
+        if c.endswith(".x") and c[:-2] and f"{c[:-2]}.y" in cols:
+            nodes.append(c[:-2])
+    if "frame_idx" not in cols or not nodes:
+        found = ", ".join(cols[:8]) + (f", ... ({len(cols)} columns)" if len(cols) > 8 else "")
+        raise FishtrackError(
+            f"{path}: not a SLEAP analysis CSV (expected columns {_SLEAP_CSV}; found: "
+            f"{found or 'none'})"
+        )
+    if df.empty:
+        raise FishtrackError(f"{path}: no instances in the file (a header but no rows)")
+    line = np.arange(len(df)) + 2  # file line of each row (header = line 1)
+    fr = pd.to_numeric(df["frame_idx"], errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(fr) | (fr < 0) | (fr != np.round(fr))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise FishtrackError(
+            f"{path}: line {line[i]}: frame_idx {df['frame_idx'].iloc[i]!r} is not a frame "
+            "number (0, 1, 2, ...)"
+        )
+    frame = fr.astype(np.int64)
+    track = np.array([_sleap_track_name(v) for v in df["track"]] if "track" in cols
+                     else [""] * len(df), dtype=object)
+    score = (pd.to_numeric(df["instance.score"], errors="coerce").to_numpy(np.float64)
+             if "instance.score" in cols else np.full(len(df), np.nan))
+    notes: list[str] = []
+    untracked = track == ""
+    keep = np.ones(len(df), bool)
+    if untracked.all():
+        per_frame = int(np.bincount(frame).max())
+        if per_frame > 1:
+            raise FishtrackError(
+                f"{path}: the instances have no track (empty track column) and frames hold up "
+                f"to {per_frame} of them, so they cannot be linked into animals over time; "
+                "track them in SLEAP (Predict with a tracker, or sleap-track "
+                "--tracking.tracker simple) and export again"
+            )
+        track[:] = "untracked"
+        notes.append("no tracks in the file and at most one instance per frame: read as one "
+                     "animal ('untracked')")
+    elif untracked.any():
+        keep &= ~untracked
+        notes.append(
+            f"{int(untracked.sum())} instance(s) without a track left out (untracked "
+            "instances cannot be assigned to an animal)"
+        )
+    # several instances of one track in a frame: user-labelled first, then the best score
+    rank = np.where(np.isfinite(score), score, np.inf)  # no score = user-labelled
+    order = np.lexsort((-rank, frame, track.astype(str)))
+    order = order[keep[order]]
+    key = pd.MultiIndex.from_arrays([track[order], frame[order]])
+    dup = key.duplicated(keep="first")
+    if dup.any():
+        notes.append(
+            f"{int(dup.sum())} extra instance(s) of a track in the same frame left out (kept "
+            "the user-labelled one, else the highest instance.score)"
+        )
+    rows = order[~dup]
+    individuals = list(dict.fromkeys(track[np.sort(rows)]))
+    fidx = {name: j for j, name in enumerate(individuals)}
+    n_t, n_f, n_k = int(frame[rows].max()) + 1, len(individuals), len(nodes)
+    pos = np.full((n_t, n_f, n_k, 2), np.nan)
+    conf = np.full((n_t, n_f, n_k), np.nan)
+    ti, fi = frame[rows], np.array([fidx[t] for t in track[rows]], np.int64)
+    for k, node in enumerate(nodes):
+        for a, axis in enumerate(("x", "y")):
+            v = pd.to_numeric(df[f"{node}.{axis}"], errors="coerce").to_numpy(np.float64)
+            pos[ti, fi, k, a] = v[rows]
+        if f"{node}.score" in cols:
+            conf[ti, fi, k] = pd.to_numeric(df[f"{node}.score"], errors="coerce").to_numpy(
+                np.float64)[rows]
+    frames = np.arange(n_t, dtype=np.int64)
+    return Poses(position=pos, confidence=conf, keypoints=nodes, individuals=individuals,
+                 frames=frames, times=frames / float(fps), fps=float(fps), notes=notes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,15 +363,6 @@ def read_sleap(path: Path, fps: float) -> Poses:
 
 def read_movement(path: Path) -> Any:
     """A movement poses dataset from a netCDF file (validated with movement's validator)."""
-    xr = require("xarray", "movement")
+    require("xarray", "movement")  # `fishtrack import`'s message when a package is missing
     require("movement.validators.datasets", "movement")
-    from fishtrack.export import _validate_poses
-
-    try:
-        ds = xr.load_dataset(path)
-    except Exception as err:  # noqa: BLE001 - any reader failure becomes one clear line
-        raise FishtrackError(
-            f"{path}: cannot read as a movement netCDF file ({_one_line(err)})"
-        ) from None
-    _validate_poses(ds, str(path))
-    return ds
+    return load_movement(path)

@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from fishtrack.errors import FishtrackError
 from fishtrack.io.tables import write_text
 
 __all__ = ["file_identity", "library_versions", "build_provenance", "write_provenance", "read_provenance"]
@@ -84,8 +85,6 @@ def write_provenance(path: str | Path, prov: dict[str, Any]) -> Path:
 
 
 def read_provenance(path: str | Path) -> dict[str, Any]:
-    from fishtrack.errors import FishtrackError
-
     p = Path(path)
     try:
         return json.loads(p.read_text(encoding="utf-8"))
@@ -93,3 +92,5 @@ def read_provenance(path: str | Path) -> dict[str, Any]:
         raise FishtrackError(f"{p}: provenance.json not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise FishtrackError(f"{p}: provenance.json is not valid JSON ({err})") from None
+    except OSError as err:  # a folder of that name, no permission, I/O error
+        raise FishtrackError(f"{p}: cannot read provenance.json ({err.strerror or err})") from None

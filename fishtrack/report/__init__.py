@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,50 +12,65 @@ import pandas as pd
 
 from fishtrack.config import Config
 from fishtrack.report.figures import (
+    behaviour_qc_figure,
     binned_figure,
     detection_figure,
     estimation_figure,
     ethogram_figure,
     figure_bytes,
+    rmst_figure,
     survival_figure,
 )
 from fishtrack.report.html import FigureItem, Section, esc, render_html, table_html
 
-__all__ = ["write_report", "metric_values", "metric_differences", "main_phase", "MAIN_METRICS"]
+__all__ = [
+    "write_report",
+    "metric_values",
+    "metric_differences",
+    "main_phase",
+    "primary_summary",
+    "MAIN_METRICS",
+]
 
 MAIN_METRICS = (
     "passive_fraction",
     "latency_to_first_passive_s",
     "n_passive_epochs",
     "bout_rate_hz",
-    "mean_vigour",
+    "mean_bout_vigour_rad_s",
 )
-_LABELS = {
-    "passive_fraction": "passive fraction",
-    "latency_to_first_passive_s": "latency to first passive epoch (s)",
-    "n_passive_epochs": "passive epochs (count)",
-    "bout_rate_hz": "bout rate (Hz)",
-    "mean_vigour": "mean bout vigour (rad/s)",
-}
+"""Metrics with an estimation plot in the report (the primary endpoint is always first)."""
+
+
+def _label(metric: str, *, unit: bool = True) -> str:
+    from fishtrack.stats import METRIC_SPECS
+
+    spec = METRIC_SPECS.get(metric)
+    if spec is None:
+        return metric
+    return f"{spec.label} ({spec.unit})" if unit and spec.unit and spec.unit != "count" else spec.label
 LOW_DETECTION = 0.9
 """Fish found in fewer than this fraction of frames are listed in the QC section."""
 
 
-def metric_values(per_fish: pd.DataFrame, metric: str, phase: str = "open_loop") -> pd.DataFrame:
+def metric_values(per_fish: pd.DataFrame, metric: str, phase: str = "open_loop", *,
+                  by: str = "group") -> pd.DataFrame:
     """One value per fish (``fish_id, group, value``) of ``metric`` in ``phase``.
 
     ``phase`` is a phase name or a pooled kind (``open_loop`` pools every open-loop phase;
     see :func:`fishtrack.stats.per_fish_metrics`). Fish with several rows (repeated trials)
-    are averaged.
+    are averaged. ``by="condition"`` (within-fish designs) gives one value per fish per
+    condition, in the ``group`` column.
     """
     cols = ["fish_id", "group", "value"]
-    if per_fish.empty or metric not in per_fish.columns or "phase" not in per_fish.columns:
+    if (per_fish.empty or metric not in per_fish.columns or "phase" not in per_fish.columns
+            or by not in per_fish.columns):
         return pd.DataFrame(columns=cols)
     sub = per_fish[(per_fish["phase"].astype(str) == phase) & per_fish["group"].notna()]
     if sub.empty:
         return pd.DataFrame(columns=cols)
     v = pd.to_numeric(sub[metric], errors="coerce").astype(float)
-    out = sub.assign(value=v, group=sub["group"].astype(str))
+    out = sub.assign(value=v, group=sub[by].astype(str))
     return out.groupby(["fish_id", "group"], sort=False)["value"].mean().reset_index()
 
 
@@ -66,6 +82,8 @@ def metric_differences(group_stats: pd.DataFrame, metric: str, phase: str = "ope
     if group_stats is None or group_stats.empty or not need <= set(group_stats.columns):
         return pd.DataFrame(columns=cols)
     gs = group_stats[(group_stats["metric"] == metric) & (group_stats["phase"].astype(str) == phase)]
+    if "design" in gs.columns and gs["design"].nunique() > 1:  # the main design's rows
+        gs = gs[gs["design"] == ("paired" if (gs["design"] == "paired").any() else "between")]
     return pd.DataFrame(
         {
             "group": gs["group"].astype(str).to_numpy(),
@@ -94,35 +112,179 @@ def _survival_curves(per_fish: pd.DataFrame, phase: str) -> pd.DataFrame:
     return kaplan_meier(per_fish, phase)
 
 
-def _stats_table(group_stats: pd.DataFrame, first_phase: str | None) -> pd.DataFrame:
-    """The statistics table as shown: the main phase first, CI in one column."""
+def _num(v) -> str:
+    return "" if pd.isna(v) else f"{float(v):.3g}"
+
+
+def _p(v) -> str:
+    if pd.isna(v):
+        return ""
+    return "< 0.001" if float(v) < 0.001 else f"{float(v):.2g}" if float(v) < 0.01 else f"{float(v):.3f}"
+
+
+def _ci(lo, hi) -> str:
+    if pd.isna(lo) or pd.isna(hi):
+        return ""
+    fmt = [("−∞" if v == -np.inf else "∞" if v == np.inf else _num(v)) for v in (lo, hi)]
+    return f"[{fmt[0]}, {fmt[1]}]"
+
+
+def _stats_table(group_stats: pd.DataFrame, first_phase: str | None, level: float = 0.95) -> pd.DataFrame:
+    """The statistics table as shown: primary first, then secondary, then exploratory; CI in
+    one column (never adjusted for multiplicity), the p-value's test and the CI's method."""
     if group_stats is None or group_stats.empty:
         return pd.DataFrame()
     gs = group_stats.copy()
-    order = (gs["phase"].astype(str) != str(first_phase)).astype(int)
+    if "role" in gs.columns:
+        order = gs["role"].map({"primary": 0, "secondary": 1}).fillna(2)
+    else:
+        order = (gs["phase"].astype(str) != str(first_phase)).astype(int)
     gs = gs.assign(_o=order).sort_values("_o", kind="stable")
+    compared = gs["group"].astype(str) + " vs " + gs["reference"].astype(str)
+    if "stratum" in gs.columns:
+        st = gs["stratum"].fillna("").astype(str)
+        within = np.where(gs.get("design", "") == "paired", " (within fish of " + st + ")",
+                          np.where(st != "", " (in " + st + ")", ""))
+        compared = compared + within
+    out = pd.DataFrame({"role": gs["role"] if "role" in gs.columns else ""})
+    out["metric"] = gs["metric"].to_numpy()
+    out["phase"] = gs["phase"].to_numpy()
+    out["comparison"] = compared.to_numpy()
+    out["n fish"] = (gs["n"].astype(str) + " / " + gs["n_reference"].astype(str)).to_numpy()
+    out["mean"] = [f"{_num(a)} / {_num(b)}" for a, b in zip(gs["mean"], gs["mean_reference"], strict=True)]
+    out["difference"] = gs["diff"].map(_num).to_numpy()
+    out[f"{level:.0%} CI (unadjusted)"] = [_ci(lo, hi) for lo, hi in zip(gs["ci_low"], gs["ci_high"], strict=True)]
+    out["p"] = gs["p_value"].map(_p).to_numpy()
+    out["p (Holm, in family)"] = gs["p_adjusted"].map(_p).to_numpy()
+    out["effect size"] = [f"{_num(e)} ({t})" if pd.notna(e) else "" for e, t in
+                          zip(gs["effect_size"], gs["effect_size_type"], strict=True)]
+    out["test"] = gs["test"].to_numpy()
+    if "ci_method" in gs.columns:
+        out["CI method"] = gs["ci_method"].fillna("").map(_short_ci_method).to_numpy()
+    return out
 
-    def num(v) -> str:
-        return "" if pd.isna(v) else f"{float(v):.3g}"
 
-    return pd.DataFrame(
-        {
-            "metric": gs["metric"],
-            "phase": gs["phase"],
-            "group vs reference": gs["group"].astype(str) + " vs " + gs["reference"].astype(str),
-            "n": gs["n"].astype(str) + " / " + gs["n_reference"].astype(str),
-            "mean": [f"{num(a)} / {num(b)}" for a, b in zip(gs["mean"], gs["mean_reference"], strict=True)],
-            "difference [95% CI]": [
-                f"{num(d)} [{num(lo)}, {num(hi)}]" if pd.notna(lo) else num(d)
-                for d, lo, hi in zip(gs["diff"], gs["ci_low"], gs["ci_high"], strict=True)
-            ],
-            "p": gs["p_value"].map(num),
-            "p (Holm)": gs["p_adjusted"].map(num),
-            "effect size": [f"{num(e)} ({t})" if pd.notna(e) else "" for e, t in
-                            zip(gs["effect_size"], gs["effect_size_type"], strict=True)],
-            "test": gs["test"],
-        }
-    )
+def _short_ci_method(text: str) -> str:
+    """The CI method as shown in the report table (group_stats.csv has the full text)."""
+    m = re.match(r"bootstrap percentile over fish \(RMST difference to ([^ ]+) s", text)
+    if m:
+        return f"bootstrap over fish (RMST, τ = {m.group(1)} s)"
+    return {"permutation inversion": "test inversion"}.get(text, text)
+
+
+def primary_summary(group_stats: pd.DataFrame, config: Config) -> tuple[str, list[str]]:
+    """The headline: one pasteable sentence per primary comparison, and a note on the other
+    rows. Returns ``(html, sentences)`` (the plain sentences, for tests and scripts)."""
+    st = config.stats
+    level = f"{st.confidence_level:.0%}"
+    metric = st.primary.metric
+    label = _label(metric, unit=False)
+    prim = (group_stats[group_stats["role"] == "primary"]
+            if group_stats is not None and "role" in group_stats.columns else pd.DataFrame())
+    where = st.primary.phase or "the pooled open-loop phases"
+    if prim.empty:
+        text = (f"Primary endpoint ({label} in {where}): not computed"
+                f"{' (no such phase in the data)' if st.primary.phase else ''}.")
+        return f'<div class="bad"><b>{esc(text)}</b></div>', [text]
+    phase = str(prim["phase"].iloc[0])
+    phase_txt = {"open_loop": "the open-loop phases (pooled)", "closed_loop":
+                 "the closed-loop phases (pooled)", "all": "the whole record"}.get(phase, f"phase {phase}")
+    unit = METRIC_UNIT.get(metric, "")
+    sentences = []
+    n_fam = int(prim["p_value"].notna().sum())
+    for _, r in prim.iterrows():
+        paired = r.get("design") == "paired"
+        who = (f"{r['group']} vs {r['reference']} within fish"
+               + (f" of group {r['stratum']}" if r.get("stratum") else "")) if paired else \
+              f"{r['group']} vs {r['reference']}"
+        n_txt = (f"{r['n']} fish" if paired else f"{r['n']} and {r['n_reference']} fish")
+        what = "restricted mean" if metric == "latency_to_first_passive_s" else "mean"
+        if pd.isna(r["p_value"]):
+            sentences.append(f"Primary endpoint, {label} in {phase_txt}, {who}: not tested "
+                             f"({r['test']}); {what} {_num(r['mean'])} vs "
+                             f"{_num(r['mean_reference'])}{unit} ({n_txt}).")
+            continue
+        test = _test_name(str(r["test"]))
+        adj = (f"Holm-adjusted over the {n_fam} primary comparisons p = {_p(r['p_adjusted'])}"
+               if n_fam > 1 else "a single primary comparison, so no adjustment")
+        ci = _ci(r["ci_low"], r["ci_high"]).strip("[]").replace(", ", " to ")
+        if np.isfinite([r["ci_low"], r["ci_high"]]).all():
+            ci = f"{level} CI {ci}, not adjusted for multiplicity"
+        else:
+            ci = (f"{level} CI {ci}: unbounded, because with so few fish no difference can be "
+                  f"rejected at the {1 - st.confidence_level:.0%} level")
+        sentences.append(
+            f"Primary endpoint, {label} in {phase_txt}: {who}, {what} {_num(r['mean'])} vs "
+            f"{_num(r['mean_reference'])}{unit} ({n_txt}); difference {_num(r['diff'])}{unit} "
+            f"({ci}); {test} p = {_p(r['p_value'])} "
+            f"({adj})."
+        )
+    note = ("Every other row of the statistics table is labelled secondary (the other metrics "
+            "in the same phase; Holm-adjusted together) or exploratory (other phases and "
+            "comparisons; adjusted within their phase only, for orientation). No confidence "
+            "interval in this report is adjusted for multiplicity.")
+    html = ('<div class="primary">' + "".join(f"<p><b>{esc(t)}</b></p>" for t in sentences)
+            + f'<p class="meta">{esc(note)}</p></div>')
+    return html, sentences
+
+
+def _test_name(test: str) -> str:
+    """``permutation-exact`` -> ``exact permutation test`` (for the headline sentence)."""
+    base = test.split(" (")[0]
+    exact = base.endswith("-exact")
+    base = base.removesuffix("-exact")
+    name = {"permutation": "permutation test", "sign-flip": "sign-flip permutation test",
+            "log-rank": "log-rank test", "paired log-rank": "paired log-rank test"}.get(base, base)
+    if "repeated trials" in test:
+        name = "fish-level permutation test (repeated trials)"
+    return ("exact " if exact else "") + name
+
+
+METRIC_UNIT = {"latency_to_first_passive_s": " s", "mean_passive_epoch_s": " s",
+               "mean_bout_duration_s": " s", "bout_rate_hz": " Hz", "mean_beat_hz": " Hz",
+               "mean_bout_vigour_rad_s": " rad/s", "mean_bout_effort_rad": " rad",
+               "distance_mm": " mm", "distance_px": " px"}
+
+
+def _latency_estimation(values: pd.DataFrame, reference: str, differences: pd.DataFrame,
+                        n_boot: int, seed: int):
+    """The latency panel: per-fish latencies with censoring, KM RMST per group (common
+    horizon, as in the statistics table) with a fish-bootstrap interval, and the table's
+    RMST differences."""
+    from fishtrack.stats.compare import _cluster_weights
+    from fishtrack.stats.survival import weighted_rmst
+
+    v = values.dropna(subset=["value"])
+    tau = float(v.groupby("group")["value"].max().min())
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g, sub in v.groupby("group"):
+        t, e = sub["value"].to_numpy(float), sub["event"].to_numpy(bool)
+        est = float(weighted_rmst(t, e, np.ones(len(t)), tau))
+        lo = hi = np.nan
+        if len(t) > 1:
+            boots = weighted_rmst(t, e, _cluster_weights(sub["fish_id"].to_numpy(), n_boot, rng), tau)
+            lo, hi = np.quantile(boots, [0.025, 0.975])
+        rows.append({"group": g, "rmst": est, "ci_low": lo, "ci_high": hi})
+    return rmst_figure(v, tau=tau, summary=pd.DataFrame(rows), reference=reference,
+                       differences=differences), tau
+
+
+def _ethogram_rows(ethogram: pd.DataFrame, fish_groups: pd.DataFrame):
+    """Ethogram rows and their fish table; a fish recorded in several trials (within-fish
+    conditions, repeated trials) gets one row per trial, labelled ``fish_id (trial)``."""
+    etho = ethogram
+    fish = fish_groups[fish_groups["fish_id"].isin(ethogram["fish_id"])]
+    if "trial_dir" in etho.columns:
+        n_trials = etho.groupby("fish_id")["trial_dir"].nunique()
+        multi = etho["fish_id"].map(n_trials).fillna(1) > 1
+        if multi.any():
+            label = etho["fish_id"].where(~multi, etho["fish_id"] + " (" + etho["trial_dir"] + ")")
+            pairs = etho.assign(label=label)[["fish_id", "label"]].drop_duplicates()
+            fish = pairs.merge(fish, on="fish_id").drop(columns="fish_id").rename(
+                columns={"label": "fish_id"})
+            etho = etho.assign(fish_id=label)
+    return etho, fish
 
 
 def _save(fig, name: str, folder: Path, written: list[Path]) -> bytes:
@@ -153,6 +315,64 @@ def _fish_counts(per_fish: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def _behaviour_qc_blocks(s: Section, per_fish: pd.DataFrame, behaviour_qc: list[dict],
+                         config: Config, fig_dir: Path, written: list[Path]) -> None:
+    """QC of the behaviour stage: measurement noise per trial, fish that do not swim and the
+    per-trial vigour figure."""
+    rows = []
+    for item in behaviour_qc:
+        nz = item.get("noise") or {}
+        summary = item.get("summary")
+        flagged = summary[summary["qc_flags"] != ""] if summary is not None and "qc_flags" in summary \
+            else pd.DataFrame()
+        rows.append({
+            "trial": item.get("trial"),
+            "fps": nz.get("fps"),
+            "tail noise (rad)": nz.get("tail_noise_rad"),
+            "tail noise (deg)": nz.get("tail_noise_deg"),
+            "vigour noise (rad/s)": nz.get("vigour_noise_rad_s"),
+            "bout threshold (rad/s)": nz.get("bout_threshold_rad_s"),
+            "threshold": nz.get("threshold", "not recorded"),
+            "fish flagged": len(flagged),
+        })
+    s.blocks.append("<h3>Behaviour: measurement noise</h3>")
+    if rows:
+        s.blocks.append(
+            "<p>Tail-angle noise per frame and vigour of the still tail, measured per fish on "
+            "its frames away from every bout (median over the fish of each trial), and the "
+            "bout threshold derived from them (see docs/behaviour.md). A trial whose noise is "
+            "far above the others' has poorer tail tracking.</p>")
+        s.blocks.append(table_html(pd.DataFrame(rows), scroll=True))
+    else:
+        s.blocks.append("<p><em>No behaviour noise recorded (trials scored by an older "
+                        "fishtrack).</em></p>")
+    s.blocks.append("<h3>Fish that do not swim</h3>")
+    if "qc_no_swimming" in per_fish.columns and not per_fish.empty:
+        ns = per_fish[per_fish["qc_no_swimming"].astype(bool)].drop_duplicates("fish_id")
+        how = ("excluded from the group statistics (<code>stats.exclude_no_swimming: "
+               "true</code>)" if config.stats.exclude_no_swimming else
+               "kept in the group statistics (<code>stats.exclude_no_swimming: false</code>)")
+        s.blocks.append(f"<p>{len(ns)} fish made no bout outside open loop "
+                        f"(<code>qc_no_swimming</code> in per_fish.csv); {how}.</p>")
+        if len(ns):
+            cols = [c for c in ("fish_id", "group", "trial_dir", "video", "arena", "exclude",
+                                "exclude_reason") if c in ns.columns]
+            s.blocks.append(table_html(ns[cols]))
+    for item in behaviour_qc:
+        summary = item.get("summary")
+        if summary is None or summary.empty:
+            continue
+        name = f"behaviour_qc_{item['trial']}"
+        png = _save(behaviour_qc_figure(summary, title=str(item["trial"])), name, fig_dir, written)
+        s.figures.append(FigureItem(
+            name, f"Behaviour QC, {item['trial']}", png,
+            "Each fish's vigour (tail-angle travel per second): grey bar 5th-95th percentile, "
+            "box 25th-75th, dot 99.9th; black: its noise level, red: its bout threshold; bout "
+            "count on top. Orange fish carry QC flags (listed above the plot): no_bouts, "
+            "noise_pooled (too little quiet time to measure its own noise), noisy_tail (tail "
+            "noise > 3x the trial's median), mostly_unseen."))
+
+
 def write_report(
     out: str | Path,
     *,
@@ -168,6 +388,8 @@ def write_report(
     protocol=None,
     notes: list[str] | None = None,
     versions: dict[str, str] | None = None,
+    design_notes: list[str] | None = None,
+    behaviour_qc: list[dict] | None = None,
 ) -> dict[str, Path]:
     """Write ``out/report.html`` and ``out/figures/*.png|svg``.
 
@@ -186,6 +408,13 @@ def write_report(
         The manifest table (:attr:`fishtrack.experiment.Manifest.table`).
     notes
         Warnings shown in the summary.
+    design_notes
+        Design checks (confounds; :func:`fishtrack.stats.design.design_warnings`), shown in
+        the quality-control section.
+    behaviour_qc
+        Per trial ``{"trial", "noise", "summary"}``: the recording's behaviour noise
+        (provenance ``behaviour_noise``) and the per-fish vigour summary
+        (:func:`fishtrack.behaviour.qc.vigour_summary`); shown in the QC section.
 
     Returns
     -------
@@ -210,14 +439,19 @@ def write_report(
     if "exclude" in per_fish.columns and not per_fish.empty:
         analysed = per_fish[~per_fish["exclude"].astype(bool)]
 
-    # --- summary
+    # --- summary: the headline first
     s = Section("summary", "Summary")
+    head_html, _ = primary_summary(group_stats, config)
+    s.blocks.append(head_html)
     n_complete = int(trials["complete"].sum()) if "complete" in trials else 0
     s.blocks.append(
         f"<p>{len(trials)} trial(s), {n_complete} with complete outputs; "
         f"{fish_groups['fish_id'].nunique()} fish in the manifest, "
         f"{analysed['fish_id'].nunique() if 'fish_id' in analysed else 0} analysed. "
-        f"Reference group: <b>{esc(ref)}</b>.</p>"
+        f"Reference group: <b>{esc(ref)}</b>"
+        + (f"; reference condition: <b>{esc(config.stats.reference_condition)}</b>"
+           if config.stats.reference_condition and "condition" in manifest.columns else "")
+        + ".</p>"
     )
     incomplete = trials[~trials["complete"].astype(bool)] if "complete" in trials else trials.iloc[0:0]
     for _, r in incomplete.iterrows():
@@ -261,13 +495,21 @@ def write_report(
                             "Trials table).</p>")
     else:
         s.blocks.append("<p><em>No tracked fish.</em></p>")
+    s.blocks.append("<h3>Design checks</h3>")
+    if design_notes:
+        s.blocks.extend(f'<div class="bad">{esc(n)}</div>' for n in design_notes)
+    else:
+        s.blocks.append("<p>No treatment aligned with plate rows or columns, no video holding a "
+                        "single group, one protocol.</p>")
+    _behaviour_qc_blocks(s, per_fish, behaviour_qc or [], config, fig_dir, written)
     sections.append(s)
 
     # --- ethogram
     s = Section("ethogram", "Ethogram")
     if not ethogram.empty:
-        fig = ethogram_figure(ethogram, fish_groups[fish_groups["fish_id"].isin(ethogram["fish_id"])],
-                              bin_s=ethogram_bin_s, protocol=protocol, reference=ref)
+        etho, etho_fish = _ethogram_rows(ethogram, fish_groups)
+        fig = ethogram_figure(etho, etho_fish, bin_s=ethogram_bin_s, protocol=protocol,
+                              reference=ref)
         png = _save(fig, "ethogram", fig_dir, written)
         s.figures.append(FigureItem("ethogram", "Ethogram", png,
                                     f"State of every fish over time (majority state per "
@@ -279,26 +521,62 @@ def write_report(
     sections.append(s)
 
     # --- estimation plots
-    phase = main_phase(analysed)
+    prim = (group_stats[group_stats["role"] == "primary"]
+            if not group_stats.empty and "role" in group_stats.columns else pd.DataFrame())
+    phase = str(prim["phase"].iloc[0]) if len(prim) else main_phase(analysed)
+    paired = bool(len(prim)) and (prim["design"] == "paired").any()
+    by, ref_shown = ("condition", config.stats.reference_condition) if paired else ("group", ref)
     what = {"open_loop": "open-loop phases (pooled)", "all": "the whole record (no protocol)"}
     s = Section("metrics", f"Metrics in {what.get(phase, phase or 'phases')}")
-    s.blocks.append("<p>Every fish (dots), group mean with its 95% bootstrap confidence interval "
-                    "(black), and the difference from the reference group with its confidence "
-                    "interval from the statistics table (right panel).</p>")
-    for m in MAIN_METRICS:
-        vals = metric_values(analysed, m, phase) if phase else pd.DataFrame()
+    s.blocks.append(
+        "<p>Every fish (dots) with its group's mean and 95% percentile-bootstrap interval "
+        "(black; descriptive), and on the right the difference from the "
+        f"{'reference condition, fish by fish' if paired else 'reference group'} with the "
+        "confidence interval of the statistics table (the interval that goes with the row's "
+        "test). The primary endpoint comes first; the others are secondary.</p>")
+    shown = [config.stats.primary.metric] + [m for m in MAIN_METRICS
+                                             if m != config.stats.primary.metric]
+    surv_rows = None
+    for m in shown:
+        role = "primary" if m == config.stats.primary.metric else "secondary"
+        diffs = metric_differences(group_stats, m, phase) if phase else pd.DataFrame()
+        if m == "latency_to_first_passive_s" and phase:
+            from fishtrack.stats import survival_table
+
+            if surv_rows is None and {"latency_to_first_passive_s", "latency_censored"} <= set(analysed.columns):
+                surv_rows = survival_table(analysed)
+            lat = pd.DataFrame() if surv_rows is None else surv_rows[surv_rows["phase"] == phase]
+            if paired and "condition" in lat.columns:
+                lat = lat.assign(group=lat["condition"])
+            if lat.empty:
+                s.blocks.append(f"<p><em>{esc(m)}: no latencies.</em></p>")
+                continue
+            vals = lat.rename(columns={"time_s": "value"})[["fish_id", "group", "value", "event"]]
+            fig, tau = _latency_estimation(vals, ref_shown, diffs, n_boot, seed)
+            in_phase = analysed[analysed["phase"].astype(str) == phase]
+            never = int(in_phase.loc[pd.to_numeric(in_phase[m], errors="coerce").isna(),
+                                     "fish_id"].nunique())
+            png = _save(fig, f"estimation_{m}", fig_dir, written)
+            s.figures.append(FigureItem(
+                f"estimation_{m}", f"{m} ({role})", png,
+                f"{_label(m)} ({role}): every fish (open circles: never gave up, censored at the "
+                "end of its observation), each group's Kaplan–Meier restricted mean latency up "
+                f"to τ = {tau:.3g} s with a fish-bootstrap 95% interval (squares), and the "
+                "difference of restricted means with its interval from the statistics table. "
+                "The p-value of that row is the log-rank test's, which compares the whole "
+                "give-up curves (next section)."
+                + (f" {never} fish never swam in this phase (never at risk of giving up) and "
+                   "have no latency." if never else "")))
+            continue
+        vals = metric_values(analysed, m, phase, by=by) if phase else pd.DataFrame()
         if vals.empty or not np.isfinite(vals["value"].to_numpy(float)).any():
             s.blocks.append(f"<p><em>{esc(m)}: no values.</em></p>")
             continue
-        diffs = metric_differences(group_stats, m, phase)
-        fig = estimation_figure(vals, metric=m, reference=ref, differences=diffs,
-                                n_boot=n_boot, seed=seed, ylabel=_LABELS.get(m))
+        fig = estimation_figure(vals, metric=m, reference=ref_shown, differences=diffs,
+                                n_boot=n_boot, seed=seed, ylabel=_label(m))
         png = _save(fig, f"estimation_{m}", fig_dir, written)
-        cap = _LABELS.get(m, m)
-        if m == "latency_to_first_passive_s":
-            cap += ("; fish that never gave up are plotted at their censoring time, and the "
-                    "difference is of Kaplan–Meier restricted means (see the statistics table)")
-        s.figures.append(FigureItem(f"estimation_{m}", m, png, cap))
+        s.figures.append(FigureItem(f"estimation_{m}", f"{m} ({role})", png,
+                                    f"{_label(m)} ({role})"))
     sections.append(s)
 
     # --- Kaplan-Meier
@@ -314,13 +592,15 @@ def write_report(
         if curves.empty:
             s.blocks.append(f"<p><em>{esc(ph)}: no latencies.</em></p>")
             continue
-        label = "all open-loop phases (concatenated time)" if ph == "open_loop" else ph
+        label = "all open-loop phases (concatenated time at risk)" if ph == "open_loop" else ph
         png = _save(survival_figure(curves, reference=ref, title=label), f"survival_{ph}",
                     fig_dir, written)
         s.figures.append(FigureItem(f"survival_{ph}", f"Give-up curve {label}", png,
-                                    f"Fraction of fish not yet passive since the start of {label} "
-                                    "(shaded: 95% CI); fish that never gave up are censored at "
-                                    "the end of their observation."))
+                                    f"Fraction of fish that have not yet given up in {label}, "
+                                    "over the time since their first swim in the phase (0 for a "
+                                    "fish swimming at the onset; shaded: 95% CI); fish that "
+                                    "never gave up are censored at their last observed frame, "
+                                    "fish that never swam in the phase are not at risk."))
     sections.append(s)
 
     # --- binned
@@ -335,21 +615,33 @@ def write_report(
             b = b[b["fish_id"].isin(analysed["fish_id"])] if "fish_id" in analysed else b
         png = _save(binned_figure(b, protocol=protocol, reference=ref), "passive_fraction_bins",
                     fig_dir, written)
-        s.figures.append(FigureItem("passive_fraction_bins", "Passive fraction over time", png,
-                                    f"Group mean (95% CI over fish) in {config.stats.bin_s:g} s "
-                                    "bins; phases shaded (green closed-loop, red open-loop)."))
+        s.figures.append(FigureItem(
+            "passive_fraction_bins", "Passive fraction over time", png,
+            f"Group mean (95% t interval over fish) in {config.stats.bin_s:g} s bins, one panel "
+            "per phase, aligned to the phase's onset (videos with different protocols are "
+            "pooled only at the same time since the same phase began); shading: green "
+            "closed-loop, red open-loop. Lower strip: number of fish in every bin."))
     else:
         s.blocks.append("<p><em>No binned data.</em></p>")
     sections.append(s)
 
     # --- statistics table
     s = Section("statistics", "Statistics")
+    st = config.stats
     s.blocks.append(
         f"<p>Groups compared with <b>{esc(ref)}</b>; fish are the unit of analysis. "
-        f"{config.stats.n_bootstrap} bootstrap resamples, {config.stats.n_permutations} "
-        f"permutations, seed {config.stats.seed}. Full table: <code>group_stats.csv</code>.</p>"
+        f"Primary endpoint: <b>{esc(st.primary.metric)}</b> in <b>{esc(phase or '-')}</b> "
+        "(<code>stats.primary</code>); secondary: the other metrics in that phase; exploratory: "
+        "everything else. p (Holm) is adjusted within the row's family (the primary "
+        "comparisons; the secondary rows; each exploratory phase). Confidence intervals are not "
+        "adjusted for multiplicity; the CI method column says how each was made "
+        "(<i>permutation inversion</i>: the shifts the row's own test does not reject, so it "
+        "excludes 0 exactly when p ≤ "
+        f"{1 - st.confidence_level:.2g}). {st.n_permutations} permutations, "
+        f"{st.n_bootstrap} bootstrap resamples, seed {st.seed}. Full table: "
+        "<code>group_stats.csv</code>.</p>"
     )
-    s.blocks.append(table_html(_stats_table(group_stats, phase), scroll=True))
+    s.blocks.append(table_html(_stats_table(group_stats, phase, st.confidence_level), scroll=True))
     sections.append(s)
 
     # stale figures from earlier runs go

@@ -23,9 +23,11 @@ __all__ = [
     "mean_ci",
     "ethogram_figure",
     "estimation_figure",
+    "rmst_figure",
     "survival_figure",
     "binned_figure",
     "detection_figure",
+    "behaviour_qc_figure",
     "figure_bytes",
 ]
 
@@ -221,15 +223,25 @@ def estimation_figure(
                  layout="constrained")
     axes = fig.subplots(1, 2, width_ratios=[1, 1]) if with_diff else [fig.add_subplot()]
     ax = axes[0]
+    where: dict[tuple[str, str], tuple[float, float]] = {}
     for i, g in enumerate(groups):
-        v = data.loc[data["group"] == g, "value"].to_numpy(float)
-        v = v[np.isfinite(v)]
-        ax.scatter(i + _swarm_offsets(v), v, s=16, color=colours[g], alpha=0.8, lw=0, zorder=3)
+        sub = data[(data["group"] == g) & np.isfinite(data["value"].to_numpy(float))]
+        v = sub["value"].to_numpy(float)
+        x = i + _swarm_offsets(v)
+        ax.scatter(x, v, s=16, color=colours[g], alpha=0.8, lw=0, zorder=3)
+        if "fish_id" in sub.columns:
+            where.update({(str(f), g): (xx, vv) for f, xx, vv in zip(sub["fish_id"], x, v,
+                                                                   strict=True)})
         m, lo, hi = mean_ci(v, n_boot=n_boot, seed=seed)
         if np.isfinite(m):
             ax.plot([i + 0.36], [m], "o", color="k", ms=5, zorder=4)
             if np.isfinite(lo):
                 ax.plot([i + 0.36] * 2, [lo, hi], "-", color="k", lw=1.6, zorder=4)
+    # within-fish designs: the same fish in several groups (conditions) is joined by a line
+    for f in {k[0] for k in where}:
+        pts = [where[(f, g)] for g in groups if (f, g) in where]
+        if len(pts) > 1:
+            ax.plot(*zip(*pts, strict=True), "-", color="#999999", lw=0.6, alpha=0.7, zorder=2)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([f"{g}\nn={int((data['group'] == g).sum())}" for g in groups], fontsize=8)
     ax.set_xlim(-0.6, len(groups) - 0.4)
@@ -237,29 +249,14 @@ def estimation_figure(
     ax.set_title(metric, fontsize=10)
     ax.spines[["top", "right"]].set_visible(False)
     if with_diff:
-        ax2 = axes[1]
-        others = [g for g in groups if g != reference]
-        d = differences.set_index("group")
-        for i, g in enumerate(others):
-            if g not in d.index:
-                continue
-            row = d.loc[g]
-            row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
-            ax2.plot([i], [row["difference"]], "o", color=colours[g], ms=6)
-            ax2.plot([i, i], [row["ci_low"], row["ci_high"]], "-", color=colours[g], lw=2)
-        ax2.axhline(0, color=_REFERENCE_COLOUR, lw=0.8, ls="--")
         # a difference of means cannot exceed the range of the data: wider interval ends
-        # (degenerate bootstrap with tiny groups) are cut there, the numbers stay in the table
+        # (few fish, or an unbounded permutation interval) are cut there and marked with an
+        # arrow; the numbers stay in the table
         v = data["value"].to_numpy(float)
         v = v[np.isfinite(v)]
-        span = float(v.max() - v.min()) if v.size else 0.0
-        if span > 0:
-            ax2.set_ylim(-1.08 * span, 1.08 * span)
-        ax2.set_xticks(range(len(others)))
-        ax2.set_xticklabels([f"{g}\nminus {reference}" for g in others], fontsize=8)
-        ax2.set_xlim(-0.6, max(len(others), 1) - 0.4)
-        ax2.set_ylabel("mean difference (95% CI)")
-        ax2.spines[["top", "right"]].set_visible(False)
+        _difference_axis(axes[1], differences, groups, colours, reference,
+                         span=float(v.max() - v.min()) if v.size else 0.0,
+                         ylabel="mean difference (95% CI)")
     return fig
 
 
@@ -287,7 +284,7 @@ def survival_figure(
             ax.fill_between(t, c["ci_low"].to_numpy(float), c["ci_high"].to_numpy(float),
                             step="post", color=colours[g], alpha=0.15, lw=0)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("time from phase start (s)")
+    ax.set_xlabel("time since the first swim in the phase (s)")
     ax.set_ylabel("fraction not yet passive")
     if title:
         ax.set_title(title, fontsize=10)
@@ -297,42 +294,202 @@ def survival_figure(
     return fig
 
 
+def rmst_figure(
+    data: pd.DataFrame,
+    *,
+    tau: float,
+    summary: pd.DataFrame,
+    reference: str | None = None,
+    differences: pd.DataFrame | None = None,
+    ylabel: str = "latency to the first give-up (s)",
+) -> Figure:
+    """Estimation plot of a censored latency, showing what is tested.
+
+    Left: every fish's latency (filled: gave up; open circle: censored, i.e. at least this
+    long) and each group's Kaplan-Meier restricted mean (RMST up to ``tau``, dashed line)
+    with its bootstrap interval, never the naive mean of censored times. Right: the RMST
+    difference from the reference group with its interval (the statistics table's row).
+
+    Parameters
+    ----------
+    data
+        ``group, value, event`` (one row per fish).
+    summary
+        ``group, rmst, ci_low, ci_high``.
+    differences
+        ``group, difference, ci_low, ci_high``.
+    """
+    groups = order_groups(data["group"], reference)
+    colours = group_colours(groups, reference)
+    with_diff = differences is not None and len(differences) > 0
+    fig = Figure(figsize=(1.6 + 1.3 * len(groups) * (2 if with_diff else 1), 3.4),
+                 layout="constrained")
+    axes = fig.subplots(1, 2) if with_diff else [fig.add_subplot()]
+    ax = axes[0]
+    summ = summary.set_index("group") if len(summary) else summary
+    for i, g in enumerate(groups):
+        sub = data[data["group"] == g]
+        v = sub["value"].to_numpy(float)
+        ev = sub["event"].to_numpy(bool)
+        x = i + _swarm_offsets(v)
+        ax.scatter(x[ev], v[ev], s=16, color=colours[g], alpha=0.8, lw=0, zorder=3)
+        ax.scatter(x[~ev], v[~ev], s=16, facecolors="white", edgecolors=colours[g], lw=1,
+                   zorder=3)
+        if g in getattr(summ, "index", []):
+            r = summ.loc[g]
+            ax.plot([i + 0.36], [r["rmst"]], "s", color="k", ms=5, zorder=4)
+            if np.isfinite(r["ci_low"]):
+                ax.plot([i + 0.36] * 2, [r["ci_low"], r["ci_high"]], "-", color="k", lw=1.6,
+                        zorder=4)
+    ax.axhline(tau, color="#888888", lw=0.8, ls="--")
+    ax.text(len(groups) - 0.45, tau, f"τ = {tau:.3g} s", fontsize=7, va="bottom", ha="right",
+            color="#555555")
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([f"{g}\nn={int((data['group'] == g).sum())}" for g in groups], fontsize=8)
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set_ylabel(ylabel)
+    ax.set_title("restricted mean latency (RMST, ■) and every fish (○ censored)", fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    if with_diff:
+        _difference_axis(axes[1], differences, groups, colours, reference, span=tau,
+                         ylabel="RMST difference (s, 95% CI)")
+    return fig
+
+
+def _difference_axis(ax2, differences, groups, colours, reference, *, span, ylabel) -> None:
+    """Right panel of an estimation plot: each group's difference from the reference with its
+    interval (infinite ends are drawn to the edge and marked with an arrow)."""
+    others = [g for g in groups if g != reference]
+    d = differences.set_index("group")
+    lim = 1.08 * span if span > 0 else None
+    for i, g in enumerate(others):
+        if g not in d.index:
+            continue
+        row = d.loc[g]
+        row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
+        lo, hi = float(row["ci_low"]), float(row["ci_high"])
+        ax2.plot([i], [row["difference"]], "o", color=colours[g], ms=6)
+        if lim is not None:
+            lo_c, hi_c = max(lo, -lim), min(hi, lim)
+        else:
+            lo_c, hi_c = lo, hi
+        if np.isfinite(lo_c) and np.isfinite(hi_c):
+            ax2.plot([i, i], [lo_c, hi_c], "-", color=colours[g], lw=2)
+        for end, clipped, mark in ((lo, lo_c, "v"), (hi, hi_c, "^")):
+            if np.isfinite(clipped) and end != clipped:
+                ax2.plot([i], [clipped], mark, color=colours[g], ms=6)
+    ax2.axhline(0, color=_REFERENCE_COLOUR, lw=0.8, ls="--")
+    if lim is not None:
+        ax2.set_ylim(-lim, lim)
+    ax2.set_xticks(range(len(others)))
+    ax2.set_xticklabels([f"{g}\nminus {reference}" for g in others], fontsize=8)
+    ax2.set_xlim(-0.6, max(len(others), 1) - 0.4)
+    ax2.set_ylabel(ylabel)
+    ax2.spines[["top", "right"]].set_visible(False)
+
+
+def _mean_t_ci(values: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Mean and 95 % t interval of ``v`` per ``by``, with the number of fish ``n``."""
+    from scipy import stats as sst
+
+    agg = values.dropna(subset=["v"]).groupby(by)["v"].agg(["mean", "std", "count"]).reset_index()
+    tcrit = sst.t.ppf(0.975, np.maximum(agg["count"] - 1, 1))
+    agg["half"] = np.where(agg["count"] > 1, tcrit * agg["std"] / np.sqrt(agg["count"]), np.nan)
+    return agg
+
+
 def binned_figure(
     bins: pd.DataFrame, *, protocol=None, reference: str | None = None, value: str = "passive_fraction"
 ) -> Figure:
-    """Passive fraction per time bin: group mean with 95 % CI (t interval over fish).
+    """Passive fraction per time bin, aligned to the onset of each phase.
+
+    One panel per phase (in protocol order; phases of different videos are matched by name),
+    x = time since the phase started, so bins of videos with different protocols are only
+    pooled with bins at the same time since the same phase began. Each panel: group mean with
+    a 95 % t interval over fish, and below it the number of fish in every bin (it falls where
+    a phase is shorter in some videos).
 
     Parameters
     ----------
     bins
-        Columns ``group, bin_start_s, bin_end_s`` (or ``bin_s``) and ``value``; one row per
-        fish per bin.
+        ``per_fish_bins.csv`` rows: ``fish_id, group, phase, phase_kind, time_in_phase_s,
+        bin_start_s, bin_end_s`` and ``value``; one row per fish per bin. Without
+        ``time_in_phase_s`` the bins are drawn on the recording's time axis (one panel).
     """
-    from scipy import stats as sst
+    groups = order_groups(bins["group"], reference) if len(bins) else []
+    colours = group_colours(groups, reference)
+    if "time_in_phase_s" not in bins.columns or "phase" not in bins.columns or bins.empty:
+        return _binned_absolute(bins, protocol=protocol, groups=groups, colours=colours,
+                                value=value)
+    b = bins.assign(v=pd.to_numeric(bins[value], errors="coerce"),
+                    width=bins["bin_end_s"].astype(float) - bins["bin_start_s"].astype(float))
+    b["mid"] = b["time_in_phase_s"].astype(float) + b.groupby(["phase", "time_in_phase_s"])[
+        "width"].transform("max") / 2
+    order = [p.name for p in sorted(protocol or [], key=lambda p: p.start_s)]
+    start = b.groupby("phase")["bin_start_s"].min()
+    phases = [p for p in order if p in start.index]
+    phases += [p for p in start.sort_values().index if p not in phases]
+    length = b.assign(end=b["time_in_phase_s"] + b["width"]).groupby("phase")["end"].max()
+    kinds = b.groupby("phase")["phase_kind"].first() if "phase_kind" in b.columns else {}
+    fig = Figure(figsize=(max(9.0, 2.2 * len(phases)), 4.4), layout="constrained")
+    gs = fig.add_gridspec(2, len(phases), height_ratios=[3.2, 1],
+                          width_ratios=[max(float(length[p]), 1e-9) for p in phases])
+    agg = _mean_t_ci(b, ["phase", "group", "mid"])
+    n_max = int(agg["count"].max()) if len(agg) else 1
+    top0 = None
+    for k, ph in enumerate(phases):
+        ax = fig.add_subplot(gs[0, k], sharey=top0)
+        top0 = top0 or ax
+        axn = fig.add_subplot(gs[1, k], sharex=ax)
+        ax.axvspan(0, float(length[ph]), color=PHASE_COLOURS.get(kinds.get(ph, "other"), "#eee"),
+                   alpha=0.35, lw=0, zorder=0)
+        for g in groups:
+            a = agg[(agg["phase"] == ph) & (agg["group"] == g)].sort_values("mid")
+            if a.empty:
+                continue
+            ax.plot(a["mid"], a["mean"], "-o", ms=3, color=colours[g], label=str(g))
+            ax.fill_between(a["mid"], a["mean"] - a["half"], a["mean"] + a["half"],
+                            color=colours[g], alpha=0.2, lw=0)
+            axn.plot(a["mid"], a["count"], "o-", ms=2.5, color=colours[g], lw=1.0,
+                     drawstyle="steps-mid")
+        ax.set_title(f"{ph}", fontsize=9)
+        ax.set_xlim(0, float(length[ph]))
+        ax.set_ylim(-0.02, 1.02)
+        axn.set_ylim(0, n_max * 1.15 + 0.5)
+        axn.set_label(f"n_per_bin:{ph}")
+        for a_ in (ax, axn):
+            a_.spines[["top", "right"]].set_visible(False)
+            a_.tick_params(labelsize=7)
+        if k == 0:
+            ax.set_ylabel("passive fraction")
+            axn.set_ylabel("fish / bin", fontsize=8)
+        else:
+            ax.tick_params(labelleft=False)
+        ax.tick_params(labelbottom=False)
+    fig.supxlabel("time since the phase started (s)", fontsize=9)
+    if groups:
+        handles = [Patch(color=colours[g], label=str(g)) for g in groups]
+        fig.legend(handles=handles, loc="outside upper right", ncol=len(groups), fontsize=8,
+                   frameon=False)
+    return fig
 
+
+def _binned_absolute(bins, *, protocol, groups, colours, value) -> Figure:
+    """One panel on the recording's time axis (bins without phase alignment)."""
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     ax = fig.add_subplot()
     _shade_phases(ax, protocol)
-    groups = order_groups(bins["group"], reference) if len(bins) else []
-    colours = group_colours(groups, reference)
     for g in groups:
         b = bins[bins["group"] == g]
         if "bin_end_s" in b.columns:
             mid = (b["bin_start_s"].to_numpy(float) + b["bin_end_s"].to_numpy(float)) / 2
         else:
             mid = b["bin_start_s"].to_numpy(float)
-        agg = (
-            pd.DataFrame({"t": mid, "v": pd.to_numeric(b[value], errors="coerce").to_numpy(float)})
-            .dropna()
-            .groupby("t")["v"]
-            .agg(["mean", "std", "count"])
-            .reset_index()
-        )
-        tcrit = sst.t.ppf(0.975, np.maximum(agg["count"] - 1, 1))
-        half = np.where(agg["count"] > 1, tcrit * agg["std"] / np.sqrt(agg["count"]), np.nan)
-        ax.plot(agg["t"], agg["mean"], "-o", ms=3, color=colours[g], label=f"{g} (n={b['fish_id'].nunique() if 'fish_id' in b else ''})")
-        ax.fill_between(agg["t"], agg["mean"] - half, agg["mean"] + half, color=colours[g],
-                        alpha=0.2, lw=0)
+        agg = _mean_t_ci(pd.DataFrame({"t": mid, "v": pd.to_numeric(b[value], errors="coerce")
+                                       .to_numpy(float)}), ["t"])
+        ax.plot(agg["t"], agg["mean"], "-o", ms=3, color=colours[g], label=str(g))
+        ax.fill_between(agg["t"], agg["mean"] - agg["half"], agg["mean"] + agg["half"],
+                        color=colours[g], alpha=0.2, lw=0)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("passive fraction")
@@ -365,6 +522,65 @@ def detection_figure(qc: pd.DataFrame, *, reference: str | None = None) -> Figur
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("detection rate")
     ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+def behaviour_qc_figure(summary: pd.DataFrame, *, title: str = "") -> Figure:
+    """Why each fish was scored as it was: its vigour distribution against its threshold.
+
+    Parameters
+    ----------
+    summary
+        One row per fish (:func:`fishtrack.behaviour.qc.vigour_summary`): ``fish``, the vigour
+        percentiles ``q05 .. q999`` and, when known, ``bout_threshold_rad_s,
+        vigour_noise_rad_s, n_bouts, qc_flags``.
+
+    Per fish: a grey bar from the 5th to the 95th percentile of its vigour (box 25th-75th,
+    white tick the median, dot the 99.9th percentile), the noise level (median vigour of its
+    quiet frames, black) and the bout threshold (red); its bout count on top. Fish with QC
+    flags are orange and their flags listed below.
+    """
+    n = len(summary)
+    fig = Figure(figsize=(max(4.0, 1.2 + 0.32 * n), 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(n)
+    flagged = (summary["qc_flags"].astype(str) != "").to_numpy() if "qc_flags" in summary         else np.zeros(n, bool)
+    col = np.where(flagged, "#e6550d", "#7f7f7f")
+    floor = 0.05
+
+    def q(name):
+        return np.maximum(pd.to_numeric(summary.get(name), errors="coerce").to_numpy(float), floor)             if name in summary else np.full(n, np.nan)
+
+    ax.vlines(x, q("q05"), q("q95"), color=col, lw=1.2)
+    ax.vlines(x, q("q25"), q("q75"), color=col, lw=5)
+    ax.scatter(x, q("q50"), marker="_", s=40, color="white", zorder=3)
+    ax.scatter(x, q("q999"), s=8, color=col, zorder=3)
+    for name, c, lab in (("vigour_noise_rad_s", "black", "noise level"),
+                         ("bout_threshold_rad_s", "#d62728", "bout threshold")):
+        if name in summary:
+            ax.scatter(x, q(name), marker="_", s=160, lw=2, color=c, label=lab, zorder=4)
+    ax.set_yscale("log")
+    ax.set_ylabel("vigour (rad/s)")
+    ax.set_xticks(x)
+    ax.set_xticklabels(summary["fish"].astype(str), rotation=90, fontsize=7)
+    ax.set_xlim(-0.7, max(n, 1) - 0.3)
+    top = np.nanmax(q("q999")) if n and np.isfinite(q("q999")).any() else 10.0
+    ax.set_ylim(floor * 0.9, top * 3.0)
+    if "n_bouts" in summary:
+        for i, nb in enumerate(summary["n_bouts"]):
+            if pd.notna(nb):
+                ax.text(i, top * 1.6, str(int(nb)), ha="center", va="center", fontsize=6,
+                        color=col[i])
+    ax.spines[["top", "right"]].set_visible(False)
+    if "bout_threshold_rad_s" in summary or "vigour_noise_rad_s" in summary:
+        ax.legend(fontsize=7, loc="lower right", frameon=False)
+    lines = [f"{f}: {flags}" for f, flags, fl in
+             zip(summary["fish"], summary.get("qc_flags", [""] * n), flagged, strict=True) if fl]
+    head = f"{title}  (numbers on top: bouts)" if title else "numbers on top: bouts"
+    if lines:
+        shown = "; ".join(lines[:6]) + (f"; +{len(lines) - 6} more" if len(lines) > 6 else "")
+        head += "\nflagged: " + shown
+    ax.set_title(head, fontsize=7, loc="left")
     return fig
 
 

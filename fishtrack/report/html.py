@@ -55,6 +55,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 figure { margin: 1em 0 1.6em; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #555; margin-top: 0.3em; }
+.primary { background: #eef3fb; border-left: 4px solid #1f3b73; padding: 0.2em 0.9em; margin: 0.6em 0 1em; }
+.primary p { margin: 0.5em 0; }
 .note { background: #fff7e0; border-left: 4px solid #f0ad4e; padding: 0.4em 0.8em; margin: 0.4em 0; }
 .bad { background: #fdecea; border-left: 4px solid #d9534f; padding: 0.4em 0.8em; margin: 0.4em 0; }
 pre { background: #f5f5f5; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }

@@ -14,25 +14,39 @@ from fishtrack.stats.compare import (
     compare_groups,
     compare_latency,
     compare_mixed,
+    compare_paired,
+    compare_repeated,
     compare_two,
     hedges_g,
     holm,
+    primary_phase,
 )
-from fishtrack.stats.metrics import METRICS, binned_passive_fraction, per_fish_metrics
+from fishtrack.stats.metrics import (
+    METRIC_SPECS,
+    METRICS,
+    MetricSpec,
+    binned_passive_fraction,
+    per_fish_metrics,
+)
 from fishtrack.stats.survival import kaplan_meier, rmst, survival_table
 
 __all__ = [
     "METRICS",
+    "METRIC_SPECS",
+    "MetricSpec",
     "RESULT_COLUMNS",
     "binned_passive_fraction",
     "compare_groups",
     "compare_latency",
     "compare_mixed",
+    "compare_paired",
+    "compare_repeated",
     "compare_two",
     "hedges_g",
     "holm",
     "kaplan_meier",
     "per_fish_metrics",
+    "primary_phase",
     "rmst",
     "survival_table",
 ]

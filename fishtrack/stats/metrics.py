@@ -6,25 +6,39 @@ time bin), never one row per frame or epoch. Definitions and units are in
 
 * ``passive_fraction`` = passive frames / frames with a known state (``active`` or
   ``passive``); ``unknown`` frames (fish lost) are left out of numerator and denominator.
-* ``n_passive_epochs``, ``mean_passive_epoch_s``: passive epochs overlapping the phase, each
-  clipped to the phase (an epoch that runs across a phase boundary counts in both phases with
-  the part inside each).
-* ``latency_to_first_passive_s``: from the phase start to the start of the first passive epoch
-  overlapping the phase (0 when the fish is already passive at the phase start); when there is
-  none it is censored at the observed end of the phase (``latency_censored`` True).
+* A **give-up** of the phase is a passive epoch that *begins* inside the phase, after the
+  fish's first active frame in it. An epoch keeps its identity across a phase boundary: it
+  belongs to the phase it began in, with its whole duration; what continues into the next
+  phase is *recovery* (``passive_at_start``, ``latency_origin_s``), not a new give-up. A fish
+  already resting at the phase onset is not at risk of giving up until it swims.
+* ``n_passive_epochs``: give-ups of the phase; ``mean_passive_epoch_s``: mean whole duration
+  of those whose end was observed (``n_complete_passive_epochs`` of them); epochs cut by the
+  end of the record or a long detection gap are left out of the mean.
+* ``latency_to_first_passive_s``: from the fish's first active frame in the phase
+  (``latency_origin_s`` after the phase start; 0 when it is active at the onset) to the start
+  of its first give-up; when there is none it is censored at the end of the fish's last frame
+  with a known state in the phase (unobserved time is not survival). NaN when the fish never
+  swam in the phase (never at risk).
 * ``bout_rate_hz``: bouts starting in the phase / time with a known state (s).
-* ``mean_bout_duration_s``, ``mean_beat_hz``, ``mean_vigour``: means over the bouts starting
-  in the phase.
+* ``mean_bout_duration_s``, ``mean_beat_hz``, ``mean_bout_vigour_rad_s`` (mean |tail
+  velocity| in a bout), ``mean_bout_effort_rad`` (its integral over the bout): means over the
+  bouts starting in the phase. ``mean_vigour`` (kept for compatibility) equals
+  ``mean_bout_effort_rad``.
 * ``distance_px``: summed head displacement between consecutive detected frames of the phase.
 
 Pooled rows (``phase`` = ``closed_loop`` / ``open_loop``, ``pooled`` True) pool the frames,
-epochs and bouts of every phase of that kind; their latency is measured on the concatenated
-time of those phases (see :func:`per_fish_metrics`).
+give-ups and bouts of every phase of that kind; their latency is measured on the
+concatenated time at risk in those phases (see :func:`per_fish_metrics`).
+
+:data:`METRIC_SPECS` is the registry of compared metrics (unit, label, how they are tested):
+a new metric is one entry there plus its column here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -34,26 +48,61 @@ from fishtrack.errors import FishtrackError, ManifestError
 
 __all__ = [
     "METRICS",
+    "METRIC_SPECS",
+    "MetricSpec",
     "POOLED_KINDS",
     "FISH_KEYS",
     "per_fish_metrics",
     "binned_passive_fraction",
 ]
 
-METRICS = (
-    "passive_fraction",
-    "n_passive_epochs",
-    "mean_passive_epoch_s",
-    "latency_to_first_passive_s",
-    "bout_rate_hz",
-    "mean_bout_duration_s",
-    "mean_beat_hz",
-    "mean_vigour",
-    "distance_px",
-    "distance_mm",
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A per-fish metric that is compared between groups.
+
+    ``kind`` says how: ``mean`` (difference of group means of one value per fish) or
+    ``time_to_event`` (censored; Kaplan-Meier, log-rank, RMST).
+    """
+
+    name: str
+    unit: str
+    label: str
+    kind: Literal["mean", "time_to_event"] = "mean"
+
+
+METRIC_SPECS: dict[str, MetricSpec] = {
+    s.name: s
+    for s in (
+        MetricSpec("passive_fraction", "", "passive fraction"),
+        MetricSpec("n_passive_epochs", "count", "number of give-ups (passive epochs)"),
+        MetricSpec("mean_passive_epoch_s", "s", "mean passive epoch duration"),
+        MetricSpec("latency_to_first_passive_s", "s", "latency to the first give-up",
+                   "time_to_event"),
+        MetricSpec("bout_rate_hz", "Hz", "bout rate"),
+        MetricSpec("mean_bout_duration_s", "s", "mean bout duration"),
+        MetricSpec("mean_beat_hz", "Hz", "mean tail-beat frequency"),
+        MetricSpec("mean_bout_vigour_rad_s", "rad/s", "mean bout vigour"),
+        MetricSpec("mean_bout_effort_rad", "rad", "mean bout effort"),
+        MetricSpec("distance_px", "px", "distance swum"),
+        MetricSpec("distance_mm", "mm", "distance swum"),
+    )
+}
+"""Compared metrics in table order (``distance_mm`` only with a calibration; ``distance_px``
+is not compared when ``distance_mm`` is there)."""
+
+METRICS = tuple(METRIC_SPECS)
+"""Names of the per-fish behavioural metrics compared between groups. ``detected_fraction``,
+``known_fraction``, ``latency_origin_s``, ``passive_at_start``, ``n_complete_passive_epochs``
+and ``mean_vigour`` (= ``mean_bout_effort_rad``) are in ``per_fish.csv`` but not compared."""
+
+_OUTPUT_METRICS = (
+    "passive_fraction", "n_passive_epochs", "mean_passive_epoch_s", "n_complete_passive_epochs",
+    "latency_to_first_passive_s", "latency_censored", "latency_origin_s", "passive_at_start",
+    "bout_rate_hz", "mean_bout_duration_s", "mean_beat_hz", "mean_vigour",
+    "mean_bout_vigour_rad_s", "mean_bout_effort_rad", "distance_px", "distance_mm",
 )
-"""Per-fish behavioural metrics compared between groups (``distance_mm`` only with a
-calibration). ``detected_fraction`` and ``known_fraction`` are QC columns, not compared."""
+"""Metric columns of ``per_fish.csv`` in order."""
 
 POOLED_KINDS = ("closed_loop", "open_loop")
 """Phase kinds that get a pooled row per fish."""
@@ -63,8 +112,8 @@ FISH_KEYS = ("video", "arena", "fish")
 
 _OUTPUT_RESERVED = (
     *FISH_KEYS, "group", "phase", "phase_kind", "pooled", "phase_start_s", "phase_end_s",
-    "n_frames", "detected_fraction", "known_fraction", "latency_censored", *METRICS,
-    "bin_start_s", "bin_end_s",
+    "n_frames", "detected_fraction", "known_fraction", *_OUTPUT_METRICS,
+    "bin_start_s", "bin_end_s", "time_in_phase_s",
 )
 """Output column names; a fish-table column with one of these names (other than the keys
 and ``group``) is carried as ``<name>_manifest``."""
@@ -291,8 +340,36 @@ def _fish_info(uniq: pd.DataFrame, fish_table: pd.DataFrame | None) -> pd.DataFr
 # per-fish, per-phase sufficient statistics
 
 
+@dataclass
+class _SortedFrames:
+    """Frames sorted by fish then frame: fish number, time, frame duration, state codes."""
+
+    g: np.ndarray
+    t: np.ndarray
+    dt: np.ndarray  # frame duration of each row's fish (s)
+    known: np.ndarray
+    passive: np.ndarray
+
+    def state_at(self, gid: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(found, active)`` of the first frame of fish ``gid`` at or after time ``t``,
+        found only when that frame starts within 1.5 frame durations of ``t`` (a frame
+        after a time jump says nothing about what happened at ``t``)."""
+        n = len(self.t)
+        if n == 0 or len(gid) == 0:
+            return np.zeros(len(gid), bool), np.zeros(len(gid), bool)
+        span = float(np.nanmax(self.t) - np.nanmin(self.t)) + 10.0
+        key = self.g * span + (self.t - np.nanmin(self.t))
+        want = gid * span + (t - np.nanmin(self.t)) - 1e-6
+        pos = np.searchsorted(key, want, side="left")
+        pc = np.clip(pos, 0, n - 1)
+        found = (pos < n) & (self.g[pc] == gid) & (self.t[pc] < t + 1.5 * self.dt[pc] + 1e-9)
+        active = found & self.known[pc] & ~self.passive[pc]
+        return found, active
+
+
 def _frame_stats(tracks: pd.DataFrame, phases: pd.DataFrame, gid: np.ndarray, n_fish: int):
-    """Per (fish, phase) frame counts, in-phase observed end and distance (flat arrays)."""
+    """Per (fish, phase) frame counts, first active frame, end of the last known frame,
+    state at the onset and distance (flat arrays); and the sorted frames."""
     n_ph = len(phases)
     t = _numeric(tracks, "time_s", "tracks")
     frame = _numeric(tracks, "frame", "tracks")
@@ -326,14 +403,28 @@ def _frame_stats(tracks: pd.DataFrame, phases: pd.DataFrame, gid: np.ndarray, n_
     def count(mask: np.ndarray) -> np.ndarray:
         return np.bincount(cell[mask & inside], minlength=size).astype(float)
 
+    active = known & ~passive
     out = {
         "n_frames": count(np.ones(len(t), bool)),
         "n_detected": count(detected),
         "n_known": count(known),
         "n_passive": count(passive),
     }
-    t_last = np.full(size, -np.inf)
-    np.maximum.at(t_last, cell[inside], t[inside])
+    starts = np.tile(phases["start_s"].to_numpy(), n_fish)
+    ends = np.tile(phases["end_s"].to_numpy(), n_fish)
+    # first active frame (the latency clock starts there) and end of the last known frame
+    first_active = np.full(size, np.inf)
+    np.minimum.at(first_active, cell[inside & active], t[inside & active])
+    out["first_active_s"] = np.where(np.isfinite(first_active), first_active, np.nan)
+    known_end = np.full(size, -np.inf)
+    sel = inside & known
+    np.maximum.at(known_end, cell[sel], np.minimum(t[sel] + dt[g[sel]], ends[cell[sel]]))
+    out["known_end_s"] = np.where(np.isfinite(known_end), known_end, np.nan)
+    # state of the first frame of the phase (rows of a cell are contiguous and time-ordered)
+    first_row = np.flatnonzero(inside & np.r_[True, cell[1:] != cell[:-1]])
+    at_start = np.zeros(size)
+    at_start[cell[first_row]] = passive[first_row]
+    out["passive_at_start"] = at_start
 
     # distance: consecutive detected, finite positions of the same fish in the same phase
     valid = np.flatnonzero(detected & np.isfinite(x) & np.isfinite(y) & inside)
@@ -345,55 +436,57 @@ def _frame_stats(tracks: pd.DataFrame, phases: pd.DataFrame, gid: np.ndarray, n_
     else:
         dist = np.zeros(size)
     out["distance_px"] = dist
-    dt_cell = np.repeat(dt, n_ph)
-    starts = np.tile(phases["start_s"].to_numpy(), n_fish)
-    ends = np.tile(phases["end_s"].to_numpy(), n_fish)
-    with np.errstate(invalid="ignore"):
-        obs_end = np.minimum(t_last + dt_cell, ends)
-    out["censor_s"] = np.where(out["n_frames"] > 0, obs_end - starts, np.nan)
-    out["known_s"] = out["n_known"] * dt_cell
-    return out
+    out["known_s"] = out["n_known"] * np.repeat(dt, n_ph)
+    out["phase_start"] = starts
+    frames = _SortedFrames(g=g, t=t, dt=dt[g] if len(g) else np.zeros(0), known=known,
+                           passive=passive)
+    return out, frames
 
 
-def _epoch_stats(epochs, phases, uniq, cols, n_fish) -> dict[str, np.ndarray]:
-    """Per (fish, phase): passive epochs overlapping the phase, clipped; first start."""
+def _epoch_stats(epochs, phases, uniq, cols, n_fish, frames: _SortedFrames,
+                 first_active: np.ndarray) -> dict[str, np.ndarray]:
+    """Per (fish, phase): give-ups (passive epochs beginning in the phase after the fish's
+    first active frame in it), the first one's start, and the complete ones' durations."""
     n_ph = len(phases)
     size = n_fish * n_ph
-    count = np.zeros(size)
-    total = np.zeros(size)
-    first = np.full(size, np.nan)
+    out = {k: np.zeros(size) for k in ("n_epochs", "n_complete", "complete_s")}
+    out["first_passive_abs"] = np.full(size, np.nan)
     if epochs is None or len(epochs) == 0:
-        return {"n_epochs": count, "epoch_s": total, "first_passive_s": first}
+        return out
     _require(epochs, _EPOCH_REQUIRED, "epochs")
-    passive = epochs["state"].astype(str).str.lower().eq("passive").to_numpy()
+    passive = epochs["state"].astype(str).str.strip().str.lower().eq("passive").to_numpy()
     ep = epochs[passive]
     g = _map_to_fish(ep, uniq, cols, "epochs")
     s = _numeric(ep, "start_s", "epochs")
     e = _numeric(ep, "end_s", "epochs")
-    ok = (g >= 0) & np.isfinite(s) & np.isfinite(e)
-    g, s, e = g[ok], s[ok], e[ok]
-    for k, (p0, p1) in enumerate(zip(phases["start_s"], phases["end_s"], strict=True)):
-        hit = (s < p1) & (e > p0)
-        if not hit.any():
-            continue
-        gi = g[hit]
-        cs = np.maximum(s[hit], p0)
-        ce = np.minimum(e[hit], p1)
-        cell = gi * n_ph + k
-        count += np.bincount(cell, minlength=size)
-        total += np.bincount(cell, weights=ce - cs, minlength=size)
-        fs = np.full(size, np.inf)
-        np.minimum.at(fs, cell, cs - p0)
-        first = np.where(np.isfinite(fs), fs, first)
-    return {"n_epochs": count, "epoch_s": total, "first_passive_s": first}
+    ph = _phase_index(s, phases)
+    ok = (g >= 0) & np.isfinite(s) & np.isfinite(e) & (ph >= 0)
+    g, s, e, ph = g[ok], s[ok], e[ok], ph[ok]
+    cell = g * n_ph + ph
+    with np.errstate(invalid="ignore"):
+        give_up = s >= first_active[cell] - 1e-9  # NaN (never active) -> False
+    cell, s, e, g = cell[give_up], s[give_up], e[give_up], g[give_up]
+    _, complete = frames.state_at(g, e)  # the fish was seen swimming right after it
+    out["n_epochs"] = np.bincount(cell, minlength=size).astype(float)
+    out["n_complete"] = np.bincount(cell[complete], minlength=size).astype(float)
+    out["complete_s"] = np.bincount(cell[complete], weights=(e - s)[complete], minlength=size)
+    first = np.full(size, np.inf)
+    np.minimum.at(first, cell, s)
+    out["first_passive_abs"] = np.where(np.isfinite(first), first, np.nan)
+    return out
+
+
+_BOUT_MEANS = ("dur", "beat", "vig", "vrate", "effort")
 
 
 def _bout_stats(bouts, phases, uniq, cols, n_fish) -> dict[str, np.ndarray]:
     """Per (fish, phase): bouts starting in the phase; sums and counts for the means."""
     n_ph = len(phases)
     size = n_fish * n_ph
-    names = ("n_bouts", "dur_sum", "dur_n", "beat_sum", "beat_n", "vig_sum", "vig_n")
-    out = {k: np.zeros(size) for k in names}
+    out = {"n_bouts": np.zeros(size)}
+    for key in _BOUT_MEANS:
+        out[f"{key}_sum"] = np.zeros(size)
+        out[f"{key}_n"] = np.zeros(size)
     if bouts is None or len(bouts) == 0:
         return out
     _require(bouts, _BOUT_REQUIRED, "bouts")
@@ -403,10 +496,24 @@ def _bout_stats(bouts, phases, uniq, cols, n_fish) -> dict[str, np.ndarray]:
     ok = (g >= 0) & (ph >= 0)
     cell = (g * n_ph + ph)[ok]
     out["n_bouts"] = np.bincount(cell, minlength=size).astype(float)
-    for col, key in (("duration_s", "dur"), ("beat_hz", "beat"), ("vigour", "vig")):
-        if col not in bouts.columns:
+
+    def col(name: str) -> np.ndarray | None:
+        return _numeric(bouts, name, "bouts")[ok] if name in bouts.columns else None
+
+    vigour, duration = col("vigour"), col("duration_s")
+    values = {
+        "dur": duration,
+        "beat": col("beat_hz"),
+        "vig": vigour,
+        # bout tables written before vigour_rad_s / effort_rad existed: the old ``vigour``
+        # column is the effort (integral of |tail velocity|, rad) and vigour = effort / duration
+        "effort": col("effort_rad") if "effort_rad" in bouts.columns else vigour,
+        "vrate": col("vigour_rad_s") if "vigour_rad_s" in bouts.columns else (
+            None if vigour is None or duration is None else _ratio(vigour, duration)),
+    }
+    for key, v in values.items():
+        if v is None:
             continue
-        v = _numeric(bouts, col, "bouts")[ok]
         fin = np.isfinite(v)
         out[f"{key}_sum"] = np.bincount(cell[fin], weights=v[fin], minlength=size)
         out[f"{key}_n"] = np.bincount(cell[fin], minlength=size).astype(float)
@@ -428,37 +535,65 @@ def _metrics_from_sums(s: pd.DataFrame, px_per_mm: float | None) -> pd.DataFrame
     out["known_fraction"] = _ratio(s["n_known"], s["n_frames"])
     out["passive_fraction"] = _ratio(s["n_passive"], s["n_known"])
     out["n_passive_epochs"] = s["n_epochs"].where(has_known)
-    out["mean_passive_epoch_s"] = _ratio(s["epoch_s"], s["n_epochs"])
+    out["mean_passive_epoch_s"] = _ratio(s["complete_s"], s["n_complete"])
+    out["n_complete_passive_epochs"] = s["n_complete"].where(has_known)
     out["latency_to_first_passive_s"] = s["latency_s"]
     out["latency_censored"] = s["latency_censored"]
+    out["latency_origin_s"] = s["latency_origin_s"]
+    out["passive_at_start"] = pd.Series(s["passive_at_start"] > 0, dtype="boolean").where(
+        s["n_frames"].to_numpy() > 0)
     out["bout_rate_hz"] = _ratio(s["n_bouts"], s["known_s"])
     out["mean_bout_duration_s"] = _ratio(s["dur_sum"], s["dur_n"])
     out["mean_beat_hz"] = _ratio(s["beat_sum"], s["beat_n"])
     out["mean_vigour"] = _ratio(s["vig_sum"], s["vig_n"])
+    out["mean_bout_vigour_rad_s"] = _ratio(s["vrate_sum"], s["vrate_n"])
+    out["mean_bout_effort_rad"] = _ratio(s["effort_sum"], s["effort_n"])
     out["distance_px"] = s["distance_px"].where(s["n_detected"] > 0)
     if px_per_mm is not None:
         out["distance_mm"] = out["distance_px"] / float(px_per_mm)
     return out
 
 
-def _latency(first: np.ndarray, censor: np.ndarray) -> tuple[np.ndarray, pd.Series]:
-    event = np.isfinite(first)
-    lat = np.where(event, first, censor)
-    cens = pd.Series(np.where(np.isfinite(lat), ~event, pd.NA), dtype="boolean")
-    return lat, cens
+def _cell_latency(cells: pd.DataFrame) -> None:
+    """Latency of every (fish, phase) cell, in place: ``latency_s``, ``latency_censored``,
+    ``latency_origin_s`` and ``at_risk_s`` (time at risk of giving up in the phase)."""
+    origin = cells["first_active_s"].to_numpy()
+    start = cells["phase_start"].to_numpy()
+    give_up = cells["first_passive_abs"].to_numpy()
+    event = np.isfinite(give_up) & np.isfinite(origin)
+    with np.errstate(invalid="ignore"):
+        censor = np.maximum(cells["known_end_s"].to_numpy() - origin, 0.0)
+        lat = np.where(event, give_up - origin, censor)
+    cells["latency_s"] = lat
+    cells["latency_censored"] = pd.Series(np.where(np.isfinite(lat), ~event, pd.NA),
+                                          dtype="boolean").to_numpy()
+    cells["latency_origin_s"] = origin - start
+    cells["at_risk_s"] = np.where(np.isfinite(lat), lat, 0.0)
+    cells["event"] = event
 
 
 def _pooled_latency(cells: pd.DataFrame) -> pd.DataFrame:
-    """Latency on the concatenated time of the phases of one kind (cells sorted by start)."""
-    censor = cells["censor_s"].fillna(0.0).to_numpy()
-    before = pd.Series(censor).groupby(cells["gid"].to_numpy()).cumsum().to_numpy() - censor
-    cand = before + cells["first_passive_s"].to_numpy()
-    tmp = pd.DataFrame({"gid": cells["gid"].to_numpy(), "cand": cand, "censor": censor,
-                        "seen": cells["n_frames"].to_numpy() > 0})
-    agg = tmp.groupby("gid").agg(first=("cand", "min"), total=("censor", "sum"),
-                                 seen=("seen", "any"))
-    lat, cens = _latency(agg["first"].to_numpy(), agg["total"].where(agg["seen"]).to_numpy())
-    return pd.DataFrame({"latency_s": lat, "latency_censored": cens.to_numpy()}, index=agg.index)
+    """Latency on the concatenated time at risk of the phases of one kind (cells sorted by
+    start): time at risk in earlier phases of the kind without a give-up, plus the latency in
+    the first phase with one; censored at the total when there is none; NaN when the fish
+    never swam in any phase of the kind. Origin and onset state are the first phase's."""
+    risk = cells["at_risk_s"].to_numpy()
+    gid = cells["gid"].to_numpy()
+    before = pd.Series(risk).groupby(gid).cumsum().to_numpy() - risk
+    cand = np.where(cells["event"].to_numpy(), before + risk, np.inf)
+    tmp = pd.DataFrame({"gid": gid, "cand": cand, "risk": risk,
+                        "seen": np.isfinite(cells["latency_s"].to_numpy()),
+                        "origin": cells["latency_origin_s"].to_numpy(),
+                        "onset": cells["passive_at_start"].to_numpy()})
+    agg = tmp.groupby("gid").agg(first=("cand", "min"), total=("risk", "sum"),
+                                 seen=("seen", "any"), origin=("origin", "first"),
+                                 onset=("onset", "first"))
+    event = np.isfinite(agg["first"].to_numpy())
+    lat = np.where(event, agg["first"], agg["total"].where(agg["seen"]))
+    cens = pd.Series(np.where(np.isfinite(lat), ~event, pd.NA), dtype="boolean")
+    return pd.DataFrame({"latency_s": lat, "latency_censored": cens.to_numpy(),
+                         "latency_origin_s": agg["origin"].to_numpy(),
+                         "passive_at_start": agg["onset"].to_numpy()}, index=agg.index)
 
 
 def per_fish_metrics(
@@ -469,6 +604,7 @@ def per_fish_metrics(
     fish_table: pd.DataFrame | None = None,
     *,
     px_per_mm: float | None = None,
+    exclude_no_swimming: bool = False,
 ) -> pd.DataFrame:
     """One row per fish per protocol phase, plus pooled rows per phase kind.
 
@@ -480,7 +616,8 @@ def per_fish_metrics(
         ``video, arena, fish`` that are present.
     bouts
         One row per bout (``fish, start_s`` and optionally ``arena, video, duration_s,
-        beat_hz, vigour``); ``None`` or empty when no bouts were found.
+        beat_hz, vigour, vigour_rad_s, effort_rad``); ``None`` or empty when no bouts were
+        found.
     epochs
         One row per epoch (``fish, state, start_s, end_s``, optionally ``arena, video``);
         only ``passive`` epochs are used.
@@ -489,21 +626,29 @@ def per_fish_metrics(
         of kind ``other`` covering the record.
     fish_table
         Experiment manifest rows: ``group`` and ``arena`` (and/or ``fish``, ``video``),
-        optionally ``fish_id`` and any covariates (``dose, sex, batch, trial, exclude``...),
-        which are carried into the output. Tracked fish without a manifest row get an empty
-        group. Without a table, ``fish_id`` is built from the fish key and ``group`` is empty.
+        optionally ``fish_id`` and any covariates (``dose, sex, batch, trial, condition,
+        exclude``...), which are carried into the output. Tracked fish without a manifest row
+        get an empty group. Without a table, ``fish_id`` is built from the fish key and
+        ``group`` is empty.
     px_per_mm
         Spatial calibration; adds ``distance_mm``.
+    exclude_no_swimming
+        Set ``exclude`` (and ``exclude_reason``) on every row of the fish flagged
+        ``qc_no_swimming``, so that group statistics leave them out.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``fish_id, video, arena, fish, group``, the manifest columns, ``phase,
         phase_kind, pooled, phase_start_s, phase_end_s, n_frames, detected_fraction,
-        known_fraction``, then the :data:`METRICS` (``latency_censored`` after the latency).
-        Per-phase rows come in protocol order, then the pooled ``closed_loop`` and
-        ``open_loop`` rows (only for kinds present; a kind whose single phase is named like
-        the kind gets no separate pooled row).
+        known_fraction, qc_no_swimming``, then the metric columns (docs/statistics.md).
+        ``qc_no_swimming`` (same on every row of a fish) is True when the fish made no bout in
+        the phases that are not open loop (closed loop, baseline, or the whole record without a
+        protocol) although its state was known there for at least
+        :data:`NO_SWIMMING_MIN_KNOWN_S` (or half of those phases, if shorter). Per-phase rows
+        come in protocol order, then the pooled ``closed_loop`` and ``open_loop`` rows (only
+        for kinds present; a kind whose single phase is named like the kind gets no separate
+        pooled row).
 
     Raises
     ------
@@ -522,16 +667,14 @@ def per_fish_metrics(
     n_fish = len(uniq)
     info = _fish_info(uniq, fish_table)
 
-    sums = _frame_stats(tracks, phases, gid, n_fish)
-    sums |= _epoch_stats(epochs, phases, uniq, cols, n_fish)
+    sums, frames = _frame_stats(tracks, phases, gid, n_fish)
+    sums |= _epoch_stats(epochs, phases, uniq, cols, n_fish, frames, sums["first_active_s"])
     sums |= _bout_stats(bouts, phases, uniq, cols, n_fish)
     cells = pd.DataFrame(sums)
     cells["gid"] = np.repeat(np.arange(n_fish), n_ph)
     cells["k"] = np.tile(np.arange(n_ph), n_fish)
     cells["kind"] = np.tile(phases["kind"].to_numpy(), n_fish)
-    lat, cens = _latency(cells["first_passive_s"].to_numpy(), cells["censor_s"].to_numpy())
-    cells["latency_s"] = lat
-    cells["latency_censored"] = cens.to_numpy()
+    _cell_latency(cells)
 
     per_phase = _metrics_from_sums(cells, px_per_mm)
     per_phase["gid"] = cells["gid"].to_numpy()
@@ -543,9 +686,8 @@ def per_fish_metrics(
     per_phase["_order"] = cells["k"].to_numpy()
 
     parts = [per_phase]
-    additive = [c for c in cells.columns if c not in
-                ("gid", "k", "kind", "first_passive_s", "latency_s", "latency_censored",
-                 "censor_s")]
+    additive = [c for c in sums if c not in (
+        "first_active_s", "known_end_s", "passive_at_start", "first_passive_abs", "phase_start")]
     for j, kind in enumerate(POOLED_KINDS):
         of_kind = phases.index[phases["kind"] == kind]
         if len(of_kind) == 0 or (len(of_kind) == 1 and phases.loc[of_kind[0], "phase"] == kind):
@@ -563,17 +705,59 @@ def per_fish_metrics(
         pooled["_order"] = n_ph + j
         parts.append(pooled.reset_index(drop=True))
     rows = pd.concat(parts, ignore_index=True)
+    no_swim = _no_swimming(cells, phases, n_fish)
+    rows["qc_no_swimming"] = no_swim[rows["gid"].to_numpy()]
     rows = rows.merge(info.reset_index(drop=True).rename_axis("gid").reset_index(), on="gid")
     rows = rows.sort_values(["fish_id", "gid", "_order"], kind="stable").reset_index(drop=True)
 
     lead = ["fish_id", "video", "arena", "fish", "group"]
     manifest = [c for c in info.columns if c not in lead and c not in FISH_KEYS]
     phase_cols = ["phase", "phase_kind", "pooled", "phase_start_s", "phase_end_s"]
-    qc = ["n_frames", "detected_fraction", "known_fraction"]
-    metric_cols = [m for m in METRICS if m in rows.columns]
-    metric_cols.insert(metric_cols.index("latency_to_first_passive_s") + 1, "latency_censored")
+    qc = ["n_frames", "detected_fraction", "known_fraction", "qc_no_swimming"]
+    metric_cols = [m for m in _OUTPUT_METRICS if m in rows.columns]
     out = rows[lead + manifest + phase_cols + qc + metric_cols].copy()
-    out["n_passive_epochs"] = out["n_passive_epochs"].astype("Int64")
+    for c in ("n_passive_epochs", "n_complete_passive_epochs"):
+        out[c] = out[c].astype("Int64")
+    if exclude_no_swimming:
+        out = _exclude_flagged(out)
+    return out
+
+
+NO_SWIMMING_MIN_KNOWN_S = 5.0
+"""A fish is flagged ``qc_no_swimming`` only when its state was known for at least this long
+(s) in the phases that are not open loop (or for half of them, when they are shorter)."""
+NO_SWIMMING_REASON = "no swimming outside open loop (qc_no_swimming)"
+
+
+def _no_swimming(cells: pd.DataFrame, phases: pd.DataFrame, n_fish: int) -> np.ndarray:
+    """Per fish: no bout in the phases that are not open loop, while observed there."""
+    base = (cells["kind"] != "open_loop").to_numpy()
+    if not base.any():
+        return np.zeros(n_fish, bool)
+    g = cells.loc[base].groupby("gid")[["n_bouts", "known_s"]].sum()
+    dur = float((phases["end_s"] - phases["start_s"])[phases["kind"] != "open_loop"].sum())
+    need = min(NO_SWIMMING_MIN_KNOWN_S, 0.5 * dur)
+    out = np.zeros(n_fish, bool)
+    flag = (g["n_bouts"] == 0) & (g["known_s"] >= need) & (g["known_s"] > 0)
+    out[g.index[flag].to_numpy(dtype=np.int64)] = True
+    return out
+
+
+def _exclude_flagged(out: pd.DataFrame) -> pd.DataFrame:
+    """``exclude`` True and the reason added to ``exclude_reason`` on flagged fish."""
+    flag = out["qc_no_swimming"].to_numpy(bool)
+    if "exclude" in out.columns:
+        ex = _truthy(out["exclude"]).to_numpy(bool)
+    else:
+        ex = np.zeros(len(out), bool)
+    reason = (out["exclude_reason"].fillna("").astype(str).to_numpy(object)
+              if "exclude_reason" in out.columns else np.full(len(out), "", dtype=object))
+    for i in np.flatnonzero(flag):
+        r = reason[i]
+        reason[i] = NO_SWIMMING_REASON if not r else (
+            r if NO_SWIMMING_REASON in r else f"{r}; {NO_SWIMMING_REASON}")
+    out["exclude"] = ex | flag
+    out["exclude_reason"] = reason
     return out
 
 
@@ -593,8 +777,10 @@ def binned_passive_fraction(
     -------
     pandas.DataFrame
         ``fish_id, video, arena, fish, group, phase, phase_kind, bin_start_s, bin_end_s,
-        passive_fraction, n_frames`` where ``n_frames`` counts the frames with a known state
-        in the bin (the denominator; ``passive_fraction`` is NaN when it is 0).
+        passive_fraction, n_frames, time_in_phase_s`` where ``n_frames`` counts the frames
+        with a known state in the bin (the denominator; ``passive_fraction`` is NaN when it is
+        0) and ``time_in_phase_s`` is the bin's start since its phase began (bins of videos
+        with different protocols line up on it).
     """
     if not bin_s > 0:
         raise FishtrackError(f"stats.bin_s: must be positive; got {bin_s}")
@@ -627,6 +813,7 @@ def binned_passive_fraction(
     p1 = phases["end_s"].to_numpy()[k]
     agg["bin_start_s"] = p0 + agg["b"].to_numpy() * bin_s
     agg["bin_end_s"] = np.minimum(agg["bin_start_s"] + bin_s, p1)
+    agg["time_in_phase_s"] = agg["b"].to_numpy() * bin_s
     agg["phase"] = phases["phase"].to_numpy()[k]
     agg["phase_kind"] = phases["kind"].to_numpy()[k]
     agg["passive_fraction"] = _ratio(agg["n_passive"], agg["n_frames"])
@@ -635,4 +822,4 @@ def binned_passive_fraction(
     out = out.sort_values(["fish_id", "gid", "k", "b"], kind="stable").reset_index(drop=True)
     lead = ["fish_id", "video", "arena", "fish", "group"]
     return out[lead + ["phase", "phase_kind", "bin_start_s", "bin_end_s", "passive_fraction",
-                       "n_frames"]]
+                       "n_frames", "time_in_phase_s"]]

@@ -29,7 +29,16 @@ import pandas as pd
 
 from fishtrack.config import Phase
 
-__all__ = ["SimulatedExperiment", "simulate_experiment"]
+__all__ = [
+    "SimulatedExperiment",
+    "simulate_experiment",
+    "run_calibration",
+    "calibration_summary",
+    "calibrate",
+    "calibration_markdown",
+    "MEASURES",
+    "SCENARIOS",
+]
 
 
 @dataclass
@@ -77,6 +86,7 @@ def simulate_experiment(
     concentration: float = 8.0,
     n_trials: int = 1,
     trial_sd: float = 0.05,
+    icc: float | None = None,
     protocol: Sequence[Phase] | None = None,
     fps: float = 5.0,
     min_passive_s: float = 2.0,
@@ -98,6 +108,10 @@ def simulate_experiment(
         Beta concentration ``c`` of the per-fish propensity (larger = less spread).
     n_trials, trial_sd
         Trials (videos) per fish and the SD of the trial-to-trial deviation.
+    icc
+        Instead of ``trial_sd``: the intra-class correlation of a fish's trials, i.e. the
+        between-fish variance ``mu (1 - mu) / (c + 1)`` over the total; ``trial_sd`` is then
+        ``sqrt(between (1 - icc) / icc)`` per group (before clipping to 0-1).
     protocol
         Phases (default one open-loop phase of 120 s). Every phase uses the same propensity.
     fps, min_passive_s, unknown_s, bout_rate_hz
@@ -129,11 +143,15 @@ def simulate_experiment(
         for g in groups:
             mu = float(passive_mean[g])
             p_fish = rng.beta(mu * concentration, (1 - mu) * concentration, size=sizes[g])
+            sd_trial = trial_sd
+            if icc is not None:
+                between = mu * (1 - mu) / (concentration + 1)
+                sd_trial = float(np.sqrt(between * (1 - icc) / icc))
             for i, p_i in enumerate(p_fish):
                 fish_id = f"e{e}-{g}-{i}"
                 for trial in range(n_trials):
                     p = p_i if n_trials == 1 else float(
-                        np.clip(p_i + rng.normal(0, trial_sd), 0, 1)
+                        np.clip(p_i + rng.normal(0, sd_trial), 0, 1)
                     )
                     video, arena = f"e{e}_t{trial}", f"{g}{i}"
                     codes = np.zeros(n_frames, np.int8)
@@ -210,6 +228,19 @@ def simulate_experiment(
     )
 
 
+MEASURES = {
+    "fpr": "passive fraction, null vs control: p <= 0.05 (should be 0.05)",
+    "coverage_null": "interval of null - control contains 0 (should be the confidence level)",
+    "coverage_effect": "interval of treated - control contains the true effect",
+    "power": "treated vs control: p <= 0.05",
+    "agree": "interval excludes 0 exactly when p <= 0.05 (null and treated rows)",
+    "latency_fpr": "latency, null vs control: log-rank permutation p <= 0.05",
+    "latency_fpr_asymptotic": "latency, null vs control: log-rank chi-square p <= 0.05",
+    "wald_fpr": "repeated trials only: MixedLM Wald p <= 0.05, null vs control (the old test)",
+}
+"""What :func:`run_calibration` counts (each as hits out of experiments)."""
+
+
 def run_calibration(
     *,
     n_per_group: int = 10,
@@ -217,35 +248,34 @@ def run_calibration(
     control: float = 0.3,
     n_experiments: int = 300,
     n_trials: int = 1,
-    ci_method: str = "studentized",
+    icc: float | None = None,
+    ci_method: str = "permutation",
     n_resamples: int = 999,
     fps: float = 2.0,
     seed: int = 0,
-) -> dict[str, float]:
-    """Measure false-positive rate, interval coverage and power on simulated experiments.
+) -> dict[str, tuple[int, int]]:
+    """Count false positives, interval coverage and power on simulated experiments.
 
     Each experiment has groups ``control``, ``null`` (same population passive fraction) and
-    ``treated`` (``+ effect``), ``n_per_group`` fish each; they go through
+    ``treated`` (``+ effect``), ``n_per_group`` fish each (``n_trials`` trials per fish, with
+    intra-class correlation ``icc`` when given); they go through
     :func:`~fishtrack.stats.per_fish_metrics` and :func:`~fishtrack.stats.compare_groups`.
 
     Returns
     -------
     dict
-        ``fpr`` (passive fraction, null vs control, p < 0.05), ``coverage_null`` and
-        ``coverage_effect`` (interval contains the true difference), ``power`` (treated,
-        p < 0.05), ``latency_fpr`` (log-rank row of the null group), ``latency_fpr_asymptotic``
-        (the chi-square p-value of the same statistic, for comparison), ``test`` (label of the
-        passive-fraction rows).
+        ``measure -> (hits, experiments)`` for the :data:`MEASURES` that apply; pool seeds
+        with :func:`calibration_summary`.
     """
     from fishtrack.config import StatsConfig
-    from fishtrack.stats.compare import compare_groups
+    from fishtrack.stats.compare import compare_groups, compare_mixed
     from fishtrack.stats.metrics import per_fish_metrics
     from fishtrack.stats.survival import logrank_p, survival_table
 
     sim = simulate_experiment(
         n_per_group,
         passive_mean={"control": control, "null": control, "treated": control + effect},
-        n_experiments=n_experiments, n_trials=n_trials, fps=fps, seed=seed,
+        n_experiments=n_experiments, n_trials=n_trials, icc=icc, fps=fps, seed=seed,
     )
     pf = per_fish_metrics(sim.tracks, sim.bouts, sim.epochs, sim.protocol, sim.fish_table)
     pf = pf[pf["phase"] == sim.protocol[0].name]
@@ -256,42 +286,138 @@ def run_calibration(
                      pf.groupby("experiment")], ignore_index=True)
     pfr = res[res["metric"] == "passive_fraction"].set_index("group")
     lat = res[(res["metric"] == "latency_to_first_passive_s") & (res["group"] == "null")]
+    n = n_experiments
 
-    def covers(group: str, truth: float) -> float:
+    def covers(group: str, truth: float) -> int:
         r = pfr.loc[group]
-        return float(((r["ci_low"] <= truth) & (truth <= r["ci_high"])).mean())
+        return int(((r["ci_low"] <= truth) & (truth <= r["ci_high"])).sum())
 
+    excl = ~((pfr["ci_low"] <= 0) & (0 <= pfr["ci_high"]))
+    out = {
+        "fpr": (int((pfr.loc["null", "p_value"] <= 0.05).sum()), n),
+        "coverage_null": (covers("null", 0.0), n),
+        "coverage_effect": (covers("treated", effect), n),
+        "power": (int((pfr.loc["treated", "p_value"] <= 0.05).sum()), n),
+        "agree": (int((excl == (pfr["p_value"] <= 0.05)).sum()), 2 * n),
+        "latency_fpr": (int((lat["p_value"] <= 0.05).sum()), n),
+    }
     asym = []
     surv = survival_table(pf)
-    for _, s in surv.groupby(pf.groupby("fish_id")["experiment"].first().reindex(
-            surv["fish_id"]).to_numpy()):
+    exp_of = pf.groupby("fish_id")["experiment"].first()
+    for _, s in surv.groupby(exp_of.reindex(surv["fish_id"]).to_numpy()):
         a, b = s[s["group"] == "null"], s[s["group"] == "control"]
         asym.append(logrank_p(a["time_s"], a["event"], b["time_s"], b["event"])[1])
-    return {
-        "fpr": float((pfr.loc["null", "p_value"] < 0.05).mean()),
-        "coverage_null": covers("null", 0.0),
-        "coverage_effect": covers("treated", effect),
-        "power": float((pfr.loc["treated", "p_value"] < 0.05).mean()),
-        "latency_fpr": float((lat["p_value"] < 0.05).mean()),
-        "latency_fpr_asymptotic": float(np.nanmean(np.asarray(asym) < 0.05)),
-        "test": str(pfr["test"].iloc[0]),
-    }
+    out["latency_fpr_asymptotic"] = (int(np.sum(np.asarray(asym) <= 0.05)), len(asym))
+    if n_trials > 1:
+        wald = []
+        for _, sub in pf[pf["group"].isin(["null", "control"])].groupby("experiment"):
+            r = compare_mixed(sub["passive_fraction"].to_numpy(float),
+                              (sub["group"] == "null").to_numpy(), sub["fish_id"].to_numpy(), cfg)
+            wald.append(r["p_value"])
+        out["wald_fpr"] = (int(np.sum(np.asarray(wald) <= 0.05)), len(wald))
+    return out
 
 
-if __name__ == "__main__":  # python -m fishtrack.stats.simulate [n_experiments]
+def calibration_summary(per_seed: pd.DataFrame) -> dict[str, float]:
+    """Pool one measure over seeds: ``per_seed`` has ``seed, n, hits`` (one row per seed).
+
+    Returns ``rate`` (pooled hits / pooled n), ``mc_se`` (its binomial Monte Carlo standard
+    error ``sqrt(rate (1 - rate) / n)``), ``seed_min`` / ``seed_max`` (the range of the
+    per-seed rates) and ``n``.
+    """
+    n = float(per_seed["n"].sum())
+    rate = float(per_seed["hits"].sum()) / n
+    by_seed = per_seed["hits"] / per_seed["n"]
+    return {"rate": rate, "mc_se": float(np.sqrt(rate * (1 - rate) / n)),
+            "seed_min": float(by_seed.min()), "seed_max": float(by_seed.max()), "n": n}
+
+
+SCENARIOS = (
+    {"n_per_group": 6, "n_trials": 1, "ci_method": "permutation"},
+    {"n_per_group": 10, "n_trials": 1, "ci_method": "permutation"},
+    {"n_per_group": 20, "n_trials": 1, "ci_method": "permutation"},
+    {"n_per_group": 6, "n_trials": 1, "ci_method": "studentized"},
+    {"n_per_group": 10, "n_trials": 1, "ci_method": "studentized"},
+    {"n_per_group": 10, "n_trials": 1, "ci_method": "percentile"},
+    {"n_per_group": 4, "n_trials": 3, "icc": 0.5, "ci_method": "permutation"},
+    {"n_per_group": 5, "n_trials": 3, "icc": 0.5, "ci_method": "permutation"},
+    {"n_per_group": 6, "n_trials": 3, "icc": 0.5, "ci_method": "permutation"},
+    {"n_per_group": 10, "n_trials": 3, "icc": 0.5, "ci_method": "permutation"},
+)
+"""The calibration table of docs/statistics.md."""
+
+
+def calibrate(
+    scenarios=SCENARIOS, *, seeds: Sequence[int] = range(1000, 1005), n_experiments: int = 400,
+    progress=None,
+) -> pd.DataFrame:
+    """Run :func:`run_calibration` for every scenario and seed and pool the seeds.
+
+    Returns one row per scenario and measure: the scenario's settings, ``measure, rate,
+    mc_se, seed_min, seed_max, n`` (see :func:`calibration_summary`).
+    """
+    rows = []
+    for sc in scenarios:
+        counts: dict[str, list[dict]] = {}
+        for seed in seeds:
+            res = run_calibration(n_experiments=n_experiments, seed=int(seed), **sc)
+            for k, (hits, n) in res.items():
+                counts.setdefault(k, []).append({"seed": seed, "hits": hits, "n": n})
+            if progress is not None:
+                progress(sc, seed)
+        for k, per_seed in counts.items():
+            rows.append({**sc, "measure": k, **calibration_summary(pd.DataFrame(per_seed))})
+    return pd.DataFrame(rows)
+
+
+def calibration_markdown(table: pd.DataFrame, *, seeds: Sequence[int], n_experiments: int) -> str:
+    """The calibration table as Markdown: rate +- Monte Carlo SE [range over seeds]."""
+    measures = [m for m in MEASURES if m in set(table["measure"])]
+    head = ("| fish/group | trials | ci_method | " + " | ".join(measures) + " |\n"
+            + "|---" * (3 + len(measures)) + "|\n")
+    lines = []
+    keys = ["n_per_group", "n_trials", "ci_method"]
+    for (n, trials, method), sub in table.groupby(keys, sort=False):
+        cells = []
+        by = sub.set_index("measure")
+        for m in measures:
+            if m not in by.index:
+                cells.append("")
+                continue
+            r = by.loc[m]
+            cells.append(f"{r['rate']:.3f} ± {r['mc_se']:.3f} [{r['seed_min']:.3f}-"
+                         f"{r['seed_max']:.3f}]")
+        lines.append(f"| {n} | {trials} | {method} | " + " | ".join(cells) + " |")
+    seeds = list(seeds)
+    foot = (f"\n{n_experiments} experiments per seed, seeds {seeds[0]}-{seeds[-1]} "
+            f"({len(seeds)} seeds, {n_experiments * len(seeds)} experiments per row); cells: "
+            "pooled rate ± binomial Monte Carlo SE [lowest-highest single-seed rate].\n")
+    return head + "\n".join(lines) + "\n" + foot
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fishtrack.stats.simulate [--experiments N] [--seeds A-B]``"""
+    import argparse
     import sys
+    import time
 
-    n_exp = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    print("| fish/group | trials | ci_method | FPR | coverage (null) | coverage (+0.15) | power "
-          "| log-rank FPR (permutation) | log-rank FPR (chi-square) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for n, trials, method in [(6, 1, "studentized"), (10, 1, "studentized"),
-                              (20, 1, "studentized"), (6, 1, "bca"), (10, 1, "bca"),
-                              (20, 1, "bca"), (6, 1, "percentile"), (10, 1, "percentile"),
-                              (20, 1, "percentile"), (10, 3, "studentized")]:
-        r = run_calibration(n_per_group=n, n_trials=trials, ci_method=method,
-                            n_experiments=n_exp, seed=7)
-        label = method if trials == 1 else "mixed-model (Wald)"
-        print(f"| {n} | {trials} | {label} | {r['fpr']:.3f} | {r['coverage_null']:.3f} | "
-              f"{r['coverage_effect']:.3f} | {r['power']:.3f} | {r['latency_fpr']:.3f} | "
-              f"{r['latency_fpr_asymptotic']:.3f} |", flush=True)
+    ap = argparse.ArgumentParser(description="Calibration of fishtrack's group statistics "
+                                 "on simulated experiments (docs/statistics.md).")
+    ap.add_argument("--experiments", type=int, default=400, help="experiments per seed")
+    ap.add_argument("--seeds", default="1000-1004", help="seed range A-B (inclusive)")
+    args = ap.parse_args(argv)
+    a, _, b = args.seeds.partition("-")
+    seeds = range(int(a), int(b or a) + 1)
+    t0 = time.perf_counter()
+
+    def progress(sc, seed):
+        print(f"  {sc} seed {seed}: {time.perf_counter() - t0:.0f} s", file=sys.stderr,
+              flush=True)
+
+    table = calibrate(seeds=seeds, n_experiments=args.experiments, progress=progress)
+    print(calibration_markdown(table, seeds=seeds, n_experiments=args.experiments))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -30,10 +30,12 @@ __all__ = [
     "weighted_rmst",
     "logrank_p",
     "logrank_permutation_p",
+    "logrank_signflip_p",
 ]
 
 SURVIVAL_COLUMNS = ("fish_id", "group", "phase", "time_s", "event")
-"""Columns of a survival table: one row per fish (per trial), ``event`` True = gave up."""
+"""Columns of a survival table: one row per fish (per trial), ``event`` True = gave up.
+Within-fish designs add ``condition``."""
 
 
 def _excluded(df: pd.DataFrame) -> np.ndarray:
@@ -44,10 +46,11 @@ def _excluded(df: pd.DataFrame) -> np.ndarray:
 
 
 def survival_table(per_fish: pd.DataFrame) -> pd.DataFrame:
-    """Latency rows of a per-fish table as ``fish_id, group, phase, time_s, event``.
+    """Latency rows of a per-fish table as ``fish_id, group, phase, time_s, event`` (and
+    ``condition`` when the table has one).
 
     Excluded fish (``exclude`` true), fish without a group and fish without a latency (no
-    frames in the phase) are dropped.
+    frames in the phase, or never swam in it: never at risk of giving up) are dropped.
     """
     need = ("fish_id", "group", "phase", "latency_to_first_passive_s", "latency_censored")
     missing = [c for c in need if c not in per_fish.columns]
@@ -67,6 +70,8 @@ def survival_table(per_fish: pd.DataFrame) -> pd.DataFrame:
             "event": ~cens.astype("boolean").fillna(True).astype(bool),
         }
     )
+    if "condition" in df.columns:
+        out["condition"] = df["condition"].astype(str).to_numpy()
     return out.loc[ok.to_numpy()].reset_index(drop=True)
 
 
@@ -290,3 +295,44 @@ def logrank_permutation_p(
     _, p, exact = permutation_p(stat, len(fish1), len(fish0), n_permutations=n_permutations,
                                 rng=rng, alternative="greater")
     return p, exact
+
+
+def logrank_signflip_p(
+    time: np.ndarray,
+    event: np.ndarray,
+    in_condition: np.ndarray,
+    fish: np.ndarray,
+    *,
+    n_permutations: int,
+    rng: np.random.Generator,
+) -> tuple[float, bool]:
+    """Paired log-rank test: p-value of the log-rank statistic (condition vs reference
+    condition, rows = trials) from swapping the two conditions *within* fish.
+
+    Every fish must have rows in both conditions. Under the null hypothesis a fish's latencies
+    in the two conditions are exchangeable, so each fish's labels are swapped or not (all
+    ``2 ** n_fish`` patterns when at most ``n_permutations``, else random ones); the
+    statistic is recomputed on every pattern. Returns ``(p_value, exact)``; NaN when nobody
+    gave up.
+    """
+    from fishtrack.stats._resampling import sign_flips
+
+    t = np.asarray(time, float)
+    e = np.asarray(event, bool)
+    cond = np.asarray(in_condition, bool)
+    if not e.any():
+        return float("nan"), False
+    _, unit = np.unique(np.asarray(fish).astype(str), return_inverse=True)
+    lr = _LogrankPermutation(t, e, np.arange(len(t)))
+    observed = float(lr.statistic(cond[None, :])[0])
+    if not np.isfinite(observed):
+        return float("nan"), False
+    signs, exact = sign_flips(int(unit.max()) + 1, n_permutations, rng)
+    null = []
+    for start in range(0, len(signs), 2048):
+        flip = signs[start:start + 2048][:, unit] < 0
+        null.append(lr.statistic(cond[None, :] ^ flip))
+    null_arr = np.concatenate(null)
+    adj = 0 if exact else 1
+    hits = np.count_nonzero(null_arr >= observed - abs(1e-12 * observed))
+    return float((hits + adj) / (len(null_arr) + adj)), exact
