@@ -805,12 +805,14 @@ def _remove_still_fish(
         if a < cfg.min_area_px or a > max(max_area, max_sampled) or top[i] <= hi:
             continue
         comps.append((i, a, lab == i))
+    edge = np.ones((h, w), bool)  # the band within 3 px of the crop's edge
+    edge[3:-3, 3:-3] = False
     if layout == "embedded" and comps:
         # the larva: the candidate with the most fishness in all (dark eyes and a body), not
-        # a speck of dust as dark as the eyes nor a line along the ROI's edge
-        edge = np.ones((h, w), bool)
-        edge[3:-3, 3:-3] = False
-        inner = [c for c in comps if not (c[2] & edge).any()] or comps
+        # a speck of dust as dark as the eyes nor a line along the ROI's edge (a blob lying
+        # mostly within 3 px of it; a larva whose snout or tail touches a tight ROI's edge
+        # stays a candidate)
+        inner = [c for c in comps if np.count_nonzero(c[2] & edge) <= 0.3 * c[1]] or comps
         comps = [max(inner, key=lambda c: float(resid[c[2]].sum()))]
     lengths: list[float] = []
     for i, a, blob in comps:
@@ -824,6 +826,10 @@ def _remove_still_fish(
         rec = {"x": cx, "y": cy, "area_px": a}
         grow = cv2.dilate(blob.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         grow &= inside
+        if layout == "embedded":
+            # a tight ROI's edge (often a drawn frame line, static) is never filled in: smeared
+            # into the background it would show as fishness along the whole edge in every frame
+            grow &= ~edge
         if layout != "embedded" and len(fr) >= 2:
             # pixels that some sampled frames show empty (the fish left): their true background
             # is the median of those frames
