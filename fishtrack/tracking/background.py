@@ -778,6 +778,14 @@ def _remove_still_fish(
     hi = max(thr, med_r + 8.0 * mad_r)
     lo = max(0.5 * hi, med_r + 3.0 * mad_r)
     cand = (resid > lo).astype(np.uint8)
+    edge = np.ones((h, w), bool)  # the band within 3 px of the crop's edge
+    edge[3:-3, 3:-3] = False
+    if layout == "embedded":
+        # a tight ROI's edge is often a drawn frame line (static, dark): it must not join the
+        # larva's blob, or the line would be filled in with it and, smeared into the
+        # background, show as fishness along the whole edge in every frame (the larva's own
+        # pixels there are still filled in: the blob is dilated by 2 px before filling)
+        cand[edge] = 0
     n, lab, stats, cent = cv2.connectedComponentsWithStats(cand, connectivity=8)
     if n <= 1:
         return []
@@ -805,8 +813,6 @@ def _remove_still_fish(
         if a < cfg.min_area_px or a > max(max_area, max_sampled) or top[i] <= hi:
             continue
         comps.append((i, a, lab == i))
-    edge = np.ones((h, w), bool)  # the band within 3 px of the crop's edge
-    edge[3:-3, 3:-3] = False
     if layout == "embedded" and comps:
         # the larva: the candidate with the most fishness in all (dark eyes and a body), not
         # a speck of dust as dark as the eyes nor a line along the ROI's edge (a blob lying
@@ -826,10 +832,6 @@ def _remove_still_fish(
         rec = {"x": cx, "y": cy, "area_px": a}
         grow = cv2.dilate(blob.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         grow &= inside
-        if layout == "embedded":
-            # a tight ROI's edge (often a drawn frame line, static) is never filled in: smeared
-            # into the background it would show as fishness along the whole edge in every frame
-            grow &= ~edge
         if layout != "embedded" and len(fr) >= 2:
             # pixels that some sampled frames show empty (the fish left): their true background
             # is the median of those frames
