@@ -831,6 +831,25 @@ def _fit_grid(
     return g, resid
 
 
+def wrap_pi(a: np.ndarray) -> np.ndarray:
+    """Angles wrapped to [-pi, pi)."""
+    return (np.asarray(a) + math.pi) % (2 * math.pi) - math.pi
+
+
+def _common_pitches(d: np.ndarray, k: int = 3) -> list[float]:
+    """Up to ``k`` most common distances among ``d`` (modes of a histogram with 3 % bins)."""
+    d = np.asarray(d, float)
+    d = d[d > 0]
+    if d.size == 0:
+        return []
+    b = np.round(np.log(d) / 0.03).astype(np.int64)
+    vals, counts = np.unique(b, return_counts=True)
+    out = []
+    for v in vals[np.argsort(-counts, kind="stable")][:k]:
+        out.append(float(np.median(d[b == v])))
+    return out
+
+
 def _lattice(pts: np.ndarray, rad: np.ndarray, max_angle: float = math.radians(12)) -> _Grid | None:
     """Best lattice through the candidates (RANSAC over neighbouring pairs)."""
     n = len(pts)
@@ -851,17 +870,35 @@ def _lattice(pts: np.ndarray, rad: np.ndarray, max_angle: float = math.radians(1
         ii, jj = ii[pick], jj[pick]
     th = fold[ii, jj]
     p = dist[ii, jj]
+    # rows and columns may have different pitches: a pair along the rows proposes the column
+    # pitch, and the row pitch is its own or one of the common pitches of pairs across
+    vertical = np.abs(np.abs(wrap_pi(ang[ii, jj])) - math.pi / 2) < math.pi / 4
+    px_c = [p]
+    py_c = [p]
+    for dist_v in _common_pitches(p[vertical]):
+        px_c.append(np.where(vertical, p, dist_v))
+        py_c.append(np.where(vertical, dist_v, p))
+    for dist_h in _common_pitches(p[~vertical]):
+        px_c.append(np.where(vertical, dist_h, p))
+        py_c.append(np.where(vertical, p, dist_h))
+    hx = np.concatenate([np.asarray(a, float) for a in px_c])
+    hy = np.concatenate([np.asarray(a, float) for a in py_c])
+    k_rep = len(px_c)
+    ii = np.tile(ii, k_rep)
+    th = np.tile(th, k_rep)
     c, s = np.cos(th), np.sin(th)
     rel = pts[None, :, :] - pts[ii][:, None, :]  # (Hh, n, 2)
-    qx = (rel[..., 0] * c[:, None] + rel[..., 1] * s[:, None]) / p[:, None]
-    qy = (-rel[..., 0] * s[:, None] + rel[..., 1] * c[:, None]) / p[:, None]
+    qx = (rel[..., 0] * c[:, None] + rel[..., 1] * s[:, None]) / hx[:, None]
+    qy = (-rel[..., 0] * s[:, None] + rel[..., 1] * c[:, None]) / hy[:, None]
     err = np.maximum(np.abs(qx - np.round(qx)), np.abs(qy - np.round(qy)))
     ratio = rad[None, :] / rad[ii][:, None]
     inl = (err < 0.22) & (ratio > 0.65) & (ratio < 1.55)
-    score = inl.sum(axis=1) + 1e-3 * p / p.max()
+    # most inliers; among equals, the larger pitches (a lattice of half the pitch explains
+    # the same points)
+    score = inl.sum(axis=1) + 1e-3 * (hx + hy) / (hx + hy).max()
     best = int(np.argmax(score))
     o = pts[ii[best]]
-    grid = _Grid(float(o[0]), float(o[1]), float(p[best]), float(p[best]), float(th[best]))
+    grid = _Grid(float(o[0]), float(o[1]), float(hx[best]), float(hy[best]), float(th[best]))
     # refine: re-assign indices and re-fit a few times
     for tol in (0.25, 0.2, 0.15):
         rcf = grid.indices(pts)

@@ -93,19 +93,26 @@ def draw_plate(
     blur: float = 0.8,
     seed: int = 0,
     skip_wells: tuple[int, ...] = (),
+    pitch_xy: tuple[float, float] | None = None,
+    radius: float | None = None,
+    levels: tuple[float, float, float, float] | None = None,
 ) -> Plate:
     """Draw a ``rows x cols`` plate background.
 
     ``fill`` is the pitch as a fraction of the largest pitch that fits the frame; ``ratio`` the
     well diameter (inner edge) over the pitch; ``fish_wells`` are row-major indices of wells
     that get a fish (the first one touches the wall); ``skip_wells`` are drawn without a rim
-    (not visible at all).
+    (not visible at all). ``pitch_xy`` gives different column and row pitches (px), ``radius``
+    the well radius (px) directly, ``levels`` the grey levels (plastic, rim, interior, fish)
+    instead of the polarity's (e.g. a faint rim).
     """
     h, w = size
-    plastic, rim, inside, fish = LEVELS[polarity]
+    plastic, rim, inside, fish = levels if levels is not None else LEVELS[polarity]
     rng = np.random.default_rng(seed)
     pitch = fill * min(w / cols, h / rows)
-    r = ratio * pitch / 2
+    px, py = pitch_xy if pitch_xy is not None else (pitch, pitch)
+    pitch = min(px, py)
+    r = radius if radius is not None else ratio * pitch / 2
     ang = math.radians(angle_deg)
     c, s = math.cos(ang), math.sin(ang)
     ccx, ccy = w / 2 + offset[0], h / 2 + offset[1]
@@ -115,7 +122,7 @@ def draw_plate(
     k = 0
     for i in range(rows):
         for j in range(cols):
-            u, v = (j - (cols - 1) / 2) * pitch, (i - (rows - 1) / 2) * pitch
+            u, v = (j - (cols - 1) / 2) * px, (i - (rows - 1) / 2) * py
             x, y = ccx + u * c - v * s, ccy + u * s + v * c
             name = f"{chr(65 + i)}{j + 1}"
             wells.append(WellTruth(name, i, j, x, y, r))

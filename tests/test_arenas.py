@@ -148,6 +148,45 @@ def test_detection_is_robust_to_placement(angle, fill, dx, dy, seed):
     assert_matches(detect_arenas(plate.image, wells_cfg(rows, cols)), plate)
 
 
+@pytest.mark.parametrize("polarity", ["dark", "bright"])
+def test_four_round_wells_touching_the_frame_edges(polarity):
+    """Issue 12: 4 round wells of radius 110 px at a pitch of 320 px across and 240 px down in
+    a 640 x 480 frame ("found 2 of 4 wells ... would lie outside the image" before)."""
+    plate = draw_plate(2, 2, size=(480, 640), pitch_xy=(320, 240), radius=110, polarity=polarity)
+    info: dict = {}
+    arenas = detect_arenas(plate.image, wells_cfg(2, 2), diagnostics=info)
+    assert_matches(arenas, plate, centre_px=1.0, radius_px=1.5)
+    assert all(a.found for a in arenas)
+    assert info["pitch_px"] == pytest.approx((320, 240), abs=1.0)
+    # wells touching each other and the frame edges (rims cut by the border)
+    plate = draw_plate(2, 2, size=(480, 640), pitch_xy=(320, 240), radius=120, polarity=polarity)
+    arenas = detect_arenas(plate.image, wells_cfg(2, 2))
+    assert_matches(arenas, plate, centre_px=1.0, radius_px=1.5)
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "pitch_xy", "radius"),
+    [(3, 4, (150, 110), 48), (2, 4, (140, 200), 60), (4, 6, (100, 80), 35)],
+)
+def test_unequal_row_and_column_pitch(rows, cols, pitch_xy, radius):
+    plate = draw_plate(rows, cols, size=(480, 640), pitch_xy=pitch_xy, radius=radius, angle_deg=1.5)
+    info: dict = {}
+    arenas = detect_arenas(plate.image, wells_cfg(rows, cols), diagnostics=info)
+    assert_matches(arenas, plate, centre_px=1.0, radius_px=1.5)
+    assert sorted(info["pitch_px"]) == pytest.approx(sorted(pitch_xy), abs=1.0)
+    assert info["pitch_px"] == pytest.approx(pitch_xy, abs=1.0)  # x is across, y down
+
+
+@pytest.mark.parametrize("wall_px", [3.0, 1.5])
+@pytest.mark.parametrize("n_wells", [4, 24])
+def test_faint_rims_in_dark_field(wall_px, n_wells):
+    """Dark-field (IR) plates: rims only 6-8 grey levels above a dim plate, noise sd 2."""
+    rows, cols = {4: (2, 2), 24: (4, 6)}[n_wells]
+    plate = draw_plate(rows, cols, polarity="bright", levels=(30.0, 38.0, 24.0, 200.0), noise=2.0,
+                       gradient=0.3, wall_px=wall_px, fish_wells=(0, rows * cols - 1))
+    assert_matches(detect_arenas(plate.image, wells_cfg(rows, cols)), plate, centre_px=1.0)
+
+
 def test_missing_rims_are_filled_from_the_grid():
     plate = draw_plate(4, 6, skip_wells=(0, 7, 13), angle_deg=2.0)
     info: dict = {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import av
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -432,3 +433,125 @@ def test_simulate_writes_truth_and_config(tmp_path):
     assert one.max_tail_angle == pytest.approx(seg["tail_angle"].abs().max())
     assert SimSpec.model_validate(
         __import__("yaml").safe_load(res.spec_path.read_text())) == spec
+
+
+# ------------------------------------------------------------------------------------------
+# morphology and imaging (drawings other than the default; issue 12)
+
+_OL3 = [{"name": "ol", "kind": "open_loop", "start_s": 0, "end_s": 3}]
+
+
+@pytest.mark.parametrize(
+    "look",
+    [
+        # eyes touching each other and the head blob (a little darker than it, to be measured)
+        dict(eye_size=1.6, eye_lateral=0.04, yolk_opacity=0.8, eye_opacity=0.95),
+        dict(eye_size=0.7, eye_lateral=0.085, bladder_opacity=0.7),  # small, far apart
+        dict(head_style="disc", yolk_opacity=0.6),  # no distinct eyes
+    ],
+    ids=["merged", "small-bladder", "disc"],
+)
+def test_rendered_head_of_other_drawings_matches_truth(look):
+    """The truth head is the eye midpoint / the head disc's centre whatever the drawing: the
+    centroid of the eyes' (disc's) own pixels, found from the opacity image, matches it."""
+    spec = SimSpec(rows=1, cols=2, fish_length_px=60, fps=50, duration_s=2, noise_sd=0,
+                   seed=4, protocol=[{**_OL3[0], "end_s": 2}], **look)
+    plan = plan_simulation(spec)
+    r = _Renderer(plan)
+    bg = r.bg.astype(float)
+    truth = simulate_truth(spec).frames.set_index(["frame", "arena"])
+    eye = spec.eye_opacity
+    errs = []
+    for fi, frame in enumerate(render_frames(spec)):
+        if fi % 10:
+            continue
+        dark = np.clip(1 - frame / bg, 0, 1)
+        # pixels at the eyes' opacity (anti-aliased edges weighted down)
+        w = np.clip((dark - (eye - 0.04)) / 0.04, 0, 1)
+        for a in plan.scene.arenas.itertuples():
+            sub = w[a.y0 : a.y1, a.x0 : a.x1]
+            yy, xx = np.mgrid[a.y0 : a.y1, a.x0 : a.x1]
+            # each eye's own centroid (the eyes may cover different pixel counts), averaged
+            n, lab = cv2.connectedComponents((sub > 0).astype(np.uint8))
+            parts = sorted(range(1, n), key=lambda i: -(sub * (lab == i)).sum())[:2]
+            cs = [((sub * (lab == i) * xx).sum() / (sub * (lab == i)).sum(),
+                   (sub * (lab == i) * yy).sum() / (sub * (lab == i)).sum()) for i in parts]
+            cx, cy = np.mean(cs, axis=0)
+            t = truth.loc[(fi, a.name)]
+            errs.append(np.hypot(cx - t.x, cy - t.y))
+    assert np.max(errs) < 0.6  # ~1 % of the length (the default drawing measures the same)
+
+
+@pytest.mark.parametrize("polarity", ["dark", "bright"])
+def test_tail_tip_contrast(polarity):
+    """``tail_tip_contrast`` grey levels at the tail tip (noise-free), fading from the body."""
+    spec = SimSpec(rows=1, cols=1, fish_length_px=80, fps=50, duration_s=0.4, noise_sd=0,
+                   seed=2, polarity=polarity, tail_tip_contrast=20, tail_tip_width=0.015,
+                   tail_fade_start=0.4, protocol=[{**_OL3[0], "end_s": 0.4}])
+    plan = plan_simulation(spec)
+    bg = _Renderer(plan).bg.astype(float)
+    truth = simulate_truth(spec).frames
+    frame = next(iter(render_frames(spec))).astype(float)
+    t = truth.iloc[0]
+    diff = np.abs(frame - bg)
+
+    def at(i: float) -> float:  # along the midline (tail points 0..9), the peak nearby
+        k = int(np.floor(i))
+        f = i - k
+        x = t[f"tail_x_{k}"] * (1 - f) + t[f"tail_x_{min(k + 1, 9)}"] * f
+        y = t[f"tail_y_{k}"] * (1 - f) + t[f"tail_y_{min(k + 1, 9)}"] * f
+        xi, yi = int(round(x)), int(round(y))
+        return float(diff[yi - 1 : yi + 2, xi - 1 : xi + 2].max())
+
+    assert at(8.7) == pytest.approx(20.0, abs=4.0)  # ~0.97 L
+    assert at(4.5) > 1.5 * at(8.7)  # the body is darker (brighter) than the tip
+    # the default drawing keeps the body's contrast to the tip
+    plain = next(iter(render_frames(spec.model_copy(update={"tail_tip_contrast": None}))))
+    diff = np.abs(plain.astype(float) - bg)
+    assert at(8.7) > 35
+
+
+def test_embedded_any_heading_and_blur():
+    spec = SimSpec(layout="embedded", rows=1, cols=3, fish_length_px=50, fps=100, duration_s=1,
+                   seed=3, noise_sd=0, embedded_heading_deg=30, embedded_heading_sd_deg=90,
+                   protocol=[{**_OL3[0], "end_s": 1}])
+    tr = simulate_truth(spec)
+    hd = tr.frames.groupby("fish")["heading"].first().to_numpy()
+    assert np.ptp(hd) > 0.5  # every larva points its own way
+    a = tr.arenas
+    assert (np.abs((a.x1 - a.x0) - (a.y1 - a.y0)) <= 1).all()  # square ROIs
+    for fish, g in tr.frames.groupby("fish"):
+        r = a.set_index("name").loc[fish]
+        for i in range(10):
+            assert g[f"tail_x_{i}"].between(r.x0, r.x1 - 1).all()
+            assert g[f"tail_y_{i}"].between(r.y0, r.y1 - 1).all()
+    sharp = next(iter(render_frames(spec))).astype(float)
+    soft = next(iter(render_frames(spec.model_copy(update={"blur_px": 1.5})))).astype(float)
+    assert np.abs(np.diff(soft, axis=1)).max() < 0.6 * np.abs(np.diff(sharp, axis=1)).max()
+
+
+def test_random_morphology_and_imaging_are_valid_and_deterministic():
+    from fishtrack.synth.morphology import (
+        IMAGING_FIELDS,
+        MORPHOLOGY_FIELDS,
+        random_imaging,
+        random_morphology,
+    )
+    from fishtrack.synth.scenarios import REPORT_SEEDS, TUNING_SEEDS, suite_spec
+
+    draws = [random_morphology(np.random.default_rng(s), 40.0) for s in range(300)]
+    assert draws[7] == random_morphology(np.random.default_rng(7), 40.0)
+    assert set(draws[0]) == set(MORPHOLOGY_FIELDS)
+    assert set(random_imaging(np.random.default_rng(0))) == set(IMAGING_FIELDS)
+    styles = {d["head_style"] for d in draws}
+    assert styles == {"eyes", "disc"}
+    tips = np.array([d["tail_tip_contrast"] for d in draws])
+    assert tips.min() >= 15 and tips.max() <= 75
+    for d in draws:
+        assert d["eye_opacity"] >= d["yolk_opacity"] and d["body_opacity"] <= d["yolk_opacity"]
+    specs = [suite_spec(s) for s in range(40)]
+    assert {s.layout for s in specs} == {"wells", "embedded"}
+    lengths = np.array([s.fish_length_px for s in specs])
+    assert lengths.min() >= 20 and lengths.max() <= 200
+    assert suite_spec(5) == suite_spec(5)
+    assert set(TUNING_SEEDS).isdisjoint(REPORT_SEEDS)

@@ -9,10 +9,17 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from fishtrack.synth.body import REACH, S_HEAD
+from fishtrack.synth.body import (
+    REACH,
+    S_HEAD,
+    Morphology,
+    bladder_polygons,
+    fish_polygons,
+    tail_arc_position,
+)
 from fishtrack.synth.spec import SimSpec, arena_name
 
-__all__ = ["Scene", "layout_scene", "render_background", "ARENA_COLUMNS", "LOOK"]
+__all__ = ["Scene", "layout_scene", "render_background", "draw_fish_patch", "ARENA_COLUMNS", "LOOK"]
 
 ARENA_COLUMNS = ["name", "row", "col", "shape", "cx", "cy", "radius", "x0", "y0", "x1", "y1"]
 
@@ -23,10 +30,13 @@ LOOK = {
     "bright": {"plate": 45.0, "rim": 85.0, "water": 18.0, "meniscus": 12.0, "dish": 28.0,
                "border": 60.0, "agarose": 7.0, "fish": 190.0},
 }
-OPACITY = {"body": 0.30, "yolk": 0.50, "eyes": 0.88}
+OPACITY = {"body": Morphology.body_opacity, "yolk": Morphology.yolk_opacity,
+           "eyes": Morphology.eye_opacity}
 """Fraction of the background light a body part blocks (dark polarity; with bright polarity
 the part adds that fraction of ``LOOK['bright']['fish']``), at ``contrast = 1``."""
 WALL_MARGIN_PX = 1.5
+#: square ROI side (fish lengths) of head-embedded larvae with a given heading (any direction)
+EMBEDDED_SQUARE = 2.3
 
 
 @dataclass
@@ -124,21 +134,23 @@ def _arena_row(i, j, shape, cx, cy, r, w, h):
 def _layout_embedded(spec: SimSpec) -> Scene:
     L = spec.fish_length_px
     rows, cols = spec.rows, spec.cols
+    aspect = 0.65 if spec.embedded_heading_deg is None else 1.0
     if spec.width is None:
-        cw = spec.arena_size_px or 2.0 * L
-        ch = 0.65 * cw
+        cw = spec.arena_size_px or (2.0 if aspect < 1 else EMBEDDED_SQUARE) * L
+        ch = aspect * cw
         pad = max(4.0, 0.06 * cw)
         w = _even(cols * cw + 2 * pad)
         h = _even(rows * ch + 2 * pad)
     else:
         w, h = spec.width, spec.height
         pad = max(4.0, 0.03 * min(w, h))
-        cw = spec.arena_size_px or min((w - 2 * pad) / cols, (h - 2 * pad) / rows / 0.65)
-        ch = 0.65 * cw
-    if cw < 1.8 * L or ch < 1.15 * L:
+        cw = spec.arena_size_px or min((w - 2 * pad) / cols, (h - 2 * pad) / rows / aspect)
+        ch = aspect * cw
+    need = (1.8 * L, 1.15 * L) if aspect < 1 else (2.05 * L, 2.05 * L)
+    if cw < need[0] or ch < need[1]:
         raise ValueError(
             f"embedded ROIs of {cw:.0f} x {ch:.0f} px are too small for fish_length_px {L:g}: "
-            f"need at least {1.8 * L:.0f} x {1.15 * L:.0f} px"
+            f"need at least {need[0]:.0f} x {need[1]:.0f} px"
         )
     ox = (w - cols * cw) / 2.0
     oy = (h - rows * ch) / 2.0
@@ -152,8 +164,12 @@ def _layout_embedded(spec: SimSpec) -> Scene:
             x1, y1 = int(round(fx0 + cw)), int(round(fy0 + ch))
             recs.append([arena_name(i, j), i, j, "rect", (x0 + x1 - 1) / 2.0,
                          (y0 + y1 - 1) / 2.0, float("nan"), x0, y0, x1, y1])
-            hx.append(fx0 + cw / 2.0)
-            hy.append(fy0 + 0.08 * ch + S_HEAD * L)
+            if aspect < 1:
+                hx.append(fx0 + cw / 2.0)
+                hy.append(fy0 + 0.08 * ch + S_HEAD * L)
+            else:  # any direction: the head at the centre, the tail reaches ~0.95 L from it
+                hx.append(fx0 + cw / 2.0)
+                hy.append(fy0 + ch / 2.0)
     arenas = pd.DataFrame(recs, columns=ARENA_COLUMNS)
     n = len(arenas)
     return Scene(
@@ -209,7 +225,9 @@ def render_background(
                           float(look["border"]), 1, cv2.LINE_AA)
         blob = np.zeros((h, w), np.uint8)
         for hx, hy in zip(scene.head_x, scene.head_y, strict=True):
-            c = (int(round(hx * 16)), int(round((hy + 0.08 * L) * 16)))
+            # the agarose drop around the head (behind it for larvae pointing up)
+            dy = 0.08 * L if spec.embedded_heading_deg is None else 0.0
+            c = (int(round(hx * 16)), int(round((hy + dy) * 16)))
             ax = (int(round(0.30 * L * 16)), int(round(0.24 * L * 16)))
             cv2.ellipse(blob, c, ax, 0.0, 0.0, 360.0, 255, -1, cv2.LINE_AA, 4)
         k = max(3, int(0.12 * L) * 2 + 1)
@@ -256,3 +274,59 @@ def _add_dust(bg: np.ndarray, spec: SimSpec, rng: np.random.Generator) -> np.nda
     a = absorb.astype(np.float32) / 255.0
     g = glow.astype(np.float32) / 255.0
     return bg * (1.0 - a) + 60.0 * g
+
+
+def draw_fish_patch(
+    layer: np.ndarray,
+    nodes: np.ndarray,
+    heading: float,
+    length: float,
+    morph: Morphology,
+    contrast: float = 1.0,
+) -> None:
+    """Draw one larva's coverage (opacity x 255, anti-aliased) into ``layer`` (uint8, in
+    place), merged with ``max`` so that overlapping larvae never erase each other.
+
+    The outline is drawn with the body's opacity, fading along the tail to
+    ``morph.tail_tip_opacity`` when that is set (each pixel takes the opacity of the nearest
+    midline point); then the yolk, the swim bladder and the eyes (or head disc) on top.
+    """
+    h, w = layer.shape
+    outline, yolk, eyes = fish_polygons(nodes[None], np.array([heading]), length, morph)
+    parts = [outline[0], yolk[0], eyes[0].reshape(-1, 2)]
+    bladder = None
+    if morph.bladder_opacity > 0:
+        bladder = bladder_polygons(nodes[None], np.array([heading]), length)[0]
+        parts.append(bladder)
+    pts = np.concatenate(parts)
+    x0 = max(0, int(np.floor(pts[:, 0].min())) - 2)
+    y0 = max(0, int(np.floor(pts[:, 1].min())) - 2)
+    x1 = min(w, int(np.ceil(pts[:, 0].max())) + 3)
+    y1 = min(h, int(np.ceil(pts[:, 1].max())) + 3)
+    if x1 <= x0 or y1 <= y0:
+        return
+    off = np.array([x0, y0], np.float64)
+
+    def q(p: np.ndarray) -> np.ndarray:
+        return np.round((p - off) * 16).astype(np.int32)
+
+    def val(o: float) -> int:
+        return int(round(255 * min(0.97, o * contrast)))
+
+    patch = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    if morph.fades:
+        cv2.fillPoly(patch, [q(outline[0])], 255, cv2.LINE_AA, 4)
+        ys, xs = np.nonzero(patch)
+        s = tail_arc_position(nodes, xs + off[0], ys + off[1])
+        o_body = min(0.97, morph.body_opacity * contrast)
+        o = np.interp(s, [morph.tail_fade_start, 1.0], [o_body, float(morph.tail_tip_opacity)])
+        patch[ys, xs] = np.round(patch[ys, xs] * o).astype(np.uint8)
+    else:
+        cv2.fillPoly(patch, [q(outline[0])], val(morph.body_opacity), cv2.LINE_AA, 4)
+    if morph.yolk_opacity > 0:
+        cv2.fillPoly(patch, [q(yolk[0])], val(morph.yolk_opacity), cv2.LINE_AA, 4)
+    if bladder is not None:
+        cv2.fillPoly(patch, [q(bladder)], val(morph.bladder_opacity), cv2.LINE_AA, 4)
+    cv2.fillPoly(patch, [q(e) for e in eyes[0]], val(morph.eye_opacity), cv2.LINE_AA, 4)
+    sub = layer[y0:y1, x0:x1]
+    np.maximum(sub, patch, out=sub)

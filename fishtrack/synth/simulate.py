@@ -43,7 +43,7 @@ from fishtrack.synth.motion import (
     integrate,
     pivot_from_head,
 )
-from fishtrack.synth.scene import OPACITY, Scene, layout_scene, render_background
+from fishtrack.synth.scene import Scene, draw_fish_patch, layout_scene, render_background
 from fishtrack.synth.spec import SimSpec, fish_names
 
 __all__ = [
@@ -219,7 +219,11 @@ def _place(spec: SimSpec, scene: Scene, fish: pd.DataFrame, rng) -> FishSetup:
     rr = scene.region_r[ai] if n else np.zeros(0)
     u = rng.random((3, n))
     if spec.layout == "embedded":
-        h0 = -np.pi / 2 + 0.04 * rng.standard_normal(n)
+        z = rng.standard_normal(n)
+        if spec.embedded_heading_deg is None:
+            h0 = -np.pi / 2 + 0.04 * z
+        else:
+            h0 = np.deg2rad(spec.embedded_heading_deg + spec.embedded_heading_sd_deg * z)
         c0 = pivot_from_head(scene.head_x[ai], scene.head_y[ai], h0, L)
         return FishSetup(arena=ai, mode=mode, c0=c0, h0=h0, region_c=c0.copy(),
                          region_r=np.zeros(n), region_square=False, length=L,
@@ -267,7 +271,7 @@ def _poses(plan: SimPlan, blk: MotionBlock) -> _Poses:
         tau = (frames - bp.start[bb] + 0.5) / spec.fps
         theta = tail_angles(bp.rest_bend[fish_i], tau=tau, duration=bp.n[bb] / spec.fps,
                             freq=bp.freq[bb], amp=bp.amp[bb], turn=plan.actual_turn[bb],
-                            in_bout=inb)
+                            in_bout=inb, wave_exp=spec.tail_wave_exponent)
     else:
         theta = tail_angles(bp.rest_bend[fish_i])
     hd = blk.h.reshape(-1)
@@ -308,7 +312,12 @@ class _Renderer:
         self.layer = np.zeros((self.h, self.w), np.uint8)
         self.buf = np.empty((self.h, self.w), np.float32)
         c = spec.contrast
-        self.values = [int(round(255 * min(0.97, OPACITY[p] * c))) for p in ("body", "yolk", "eyes")]
+        self.morph = spec.morphology()
+        m = self.morph
+        self.values = [int(round(255 * min(0.97, o * c)))
+                       for o in (m.body_opacity, m.yolk_opacity, m.eye_opacity)]
+        # anything but the original drawing is drawn fish by fish (draw_fish_patch)
+        self.custom = not m.is_default_shape or m.fades or m.bladder_opacity > 0
         self.rng = np.random.default_rng(plan.seeds["noise"])
         self.pad = 32
         self.overlap = spec.layout == "chamber" and spec.fish_per_arena > 1
@@ -350,7 +359,10 @@ class _Renderer:
         spec = self.spec
         F, n = poses.heading.shape
         z, gz = self._block_random(poses.lo, poses.hi)
-        if n:
+        if n and self.custom:
+            nodes = poses.nodes.reshape(F, n, *poses.nodes.shape[1:])
+            heading = poses.heading
+        elif n:
             outline, yolk, eyes = fish_polygons(poses.nodes, poses.heading.reshape(-1),
                                                 spec.fish_length_px)
             q_out = np.round(outline * 16).astype(np.int32).reshape(F, n, -1, 2)
@@ -369,7 +381,11 @@ class _Renderer:
         lay = self.layer
         for k in range(F):
             lay.fill(0)
-            if n:
+            if n and self.custom:
+                for i in range(n):
+                    draw_fish_patch(lay, nodes[k, i], float(heading[k, i]), spec.fish_length_px,
+                                    self.morph, spec.contrast)
+            elif n:
                 if self.overlap:
                     for i in range(n):
                         self._draw_overlapping(q_out[k, i], q_yolk[k, i], q_eyes[k, 2 * i : 2 * i + 2])
@@ -382,6 +398,8 @@ class _Renderer:
             out += self.bg
             if gain[k] != 1.0:
                 out *= np.float32(gain[k])
+            if spec.blur_px > 0:
+                cv2.GaussianBlur(out, (0, 0), spec.blur_px, dst=out)
             if self.n_bank:
                 bi = int(z[k, 0] * self.n_bank)
                 oy = int(z[k, 1] * self.pad)

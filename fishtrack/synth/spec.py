@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fishtrack.arenas import arena_name
 from fishtrack.config import BehaviourConfig, Phase
+from fishtrack.synth.body import Morphology
 
 __all__ = ["SimSpec", "GroupRule", "arena_name", "arena_names", "fish_names", "default_protocol"]
 
@@ -24,6 +25,12 @@ _LAYOUT_DEFAULTS = {
     "chamber": (1, 1, 5),
     "embedded": (2, 2, 1),
 }
+
+
+#: grey level a fully opaque fish part changes the background by, per polarity: the water of
+#: a back-lit plate (dark fish absorb it) or the fish brightness of dark-field (bright fish add
+#: it); converts ``tail_tip_contrast`` into an opacity
+TIP_LEVEL = {"dark": 205.0, "bright": 190.0}
 
 
 def arena_names(rows: int, cols: int) -> list[str]:
@@ -175,6 +182,89 @@ class SimSpec(BaseModel):
         gt=0, le=600,
     )
 
+    # -- morphology (how each larva is drawn; defaults = the original drawing) ----------------
+    eye_size: float = _d(
+        1.0, "Eye size: multiplier of the eye ellipses' axes (0.05 x 0.036 L), and of the head "
+        "disc's radius (0.075 L) with head_style disc (unitless).", gt=0, le=4,
+    )
+    eye_lateral: float = _d(
+        0.06, "Distance of each eye centre from the body midline, in body lengths; small values "
+        "make the eyes touch or merge.", ge=0, le=0.2,
+    )
+    eye_tilt: float = _d(
+        0.25, "Rotation of each eye ellipse away from the body axis (rad).", ge=-1.6, le=1.6
+    )
+    head_style: Literal["eyes", "disc"] = _d(
+        "eyes", "eyes: two dark eyes (truth head = their midpoint); disc: one dark head disc "
+        "without distinct eyes, centred where the eye midpoint would be (truth head = the "
+        "disc's centre, 0.06 L behind the snout on the midline).",
+    )
+    head_width: float = _d(
+        1.0, "Width of the rigid anterior body (head, yolk) relative to the default outline "
+        "(unitless).", gt=0, le=3,
+    )
+    tail_width: float = _d(
+        1.0, "Width of the tail from mid-body to the tip relative to the default outline "
+        "(unitless).", gt=0, le=4,
+    )
+    tail_taper: float = _d(
+        1.0, "Exponent of the tail's taper: > 1 thins the tail sooner, < 1 keeps it wide "
+        "longer (unitless).", gt=0, le=5,
+    )
+    tail_tip_width: float = _d(
+        0.006, "Half-width of the tail at its tip, in body lengths.", gt=0, le=0.05
+    )
+    body_opacity: float = _d(
+        0.30, "Fraction of the background light the body blocks (dark polarity) or of the fish "
+        "brightness it adds (bright), before the contrast multiplier.", gt=0, le=1,
+    )
+    yolk_opacity: float = _d(
+        0.50, "Opacity of the head/yolk ellipse behind the eyes (as body_opacity); close to "
+        "eye_opacity makes the eyes merge with the head blob.", ge=0, le=1,
+    )
+    eye_opacity: float = _d(
+        0.88, "Opacity of the eyes or head disc (as body_opacity).", gt=0, le=1
+    )
+    yolk_size: float = _d(
+        1.0, "Size of the head/yolk ellipse relative to the default (0.12 x 0.042 L) "
+        "(unitless).", gt=0, le=3,
+    )
+    bladder_opacity: float = _d(
+        0.0, "Opacity of a swim bladder (ellipse 0.045 x 0.03 L, 0.25 L behind the snout); 0: "
+        "none.", ge=0, le=1,
+    )
+    tail_tip_contrast: float | None = _d(
+        None, "Grey levels by which the tail differs from the nominal background at its tip "
+        "(before noise, blur and compression; not scaled by contrast); the tail's opacity "
+        "fades linearly from the body's at tail_fade_start to this at the tip. None: the tail "
+        "has the body's opacity throughout.", gt=0, le=255,
+    )
+    tail_fade_start: float = _d(
+        0.45, "Arc position (body lengths from the snout) where the tail starts to fade "
+        "towards tail_tip_contrast.", ge=0.3, lt=1,
+    )
+    tail_wave_exponent: float = _d(
+        1.0, "How the swimming wave's amplitude grows along the tail: segment angles ~ "
+        "x**exponent (x = position along the tail, 0..1). 1: the bend grows linearly towards "
+        "the tip; 2-3: the bend is concentrated in the posterior tail, as in many real larvae "
+        "(the tail angle then depends on the faint tip).", ge=0.5, le=4,
+    )
+    blur_px: float = _d(
+        0.0, "Optical blur: sigma of a Gaussian applied to every frame before the camera noise "
+        "(px); 0: sharp.", ge=0, le=10,
+    )
+    embedded_heading_deg: float | None = _d(
+        None, "Head-embedded larvae: the direction the head points (degrees, image "
+        "convention: 0 = right, 90 = down the screen, -90 = up), plus a per-larva spread of "
+        "embedded_heading_sd_deg; ROIs are then square (2.3 fish lengths) with the head at "
+        "their centre. None: pointing up the screen (ROIs 2 x 1.3 fish lengths, head near "
+        "the top).", ge=-360, le=360,
+    )
+    embedded_heading_sd_deg: float = _d(
+        0.0, "Per-larva random spread (sd, degrees) added to embedded_heading_deg.", ge=0,
+        le=180,
+    )
+
     @model_validator(mode="after")
     def _fill_and_check(self) -> SimSpec:
         rows, cols, fpa = _LAYOUT_DEFAULTS[self.layout]
@@ -216,6 +306,23 @@ class SimSpec(BaseModel):
         return self
 
     # -- derived ------------------------------------------------------------------------------
+    def morphology(self) -> Morphology:
+        """The drawing of the larvae (:class:`fishtrack.synth.body.Morphology`); the tail-tip
+        opacity is derived from ``tail_tip_contrast`` and the nominal background level."""
+        tip = None
+        if self.tail_tip_contrast is not None:
+            level = TIP_LEVEL[self.polarity]
+            tip = float(min(1.0, self.tail_tip_contrast / level))
+        return Morphology(
+            eye_size=self.eye_size, eye_lateral=self.eye_lateral, eye_tilt=self.eye_tilt,
+            head_style=self.head_style, head_width=self.head_width, tail_width=self.tail_width,
+            tail_taper=self.tail_taper, tail_tip_width=self.tail_tip_width,
+            body_opacity=self.body_opacity, yolk_opacity=self.yolk_opacity,
+            eye_opacity=self.eye_opacity, yolk_size=self.yolk_size,
+            bladder_opacity=self.bladder_opacity, tail_tip_opacity=tip,
+            tail_fade_start=self.tail_fade_start,
+        )
+
     @property
     def n_frames(self) -> int:
         """Frames in the video: ``round(duration_s * fps)`` (at least 1)."""

@@ -38,6 +38,7 @@ from fishtrack.config import TrackingConfig
 from fishtrack.errors import TrackingError
 
 __all__ = [
+    "fishness_floor",
     "Background",
     "ArenaModel",
     "estimate_background",
@@ -60,6 +61,9 @@ RUN_GOP = 8
 MIN_RUNS = 12
 #: pixels per arena used to estimate the per-frame brightness gain (flicker)
 _N_GAIN_PX = 400
+#: a static blob with most of its pixels within this distance (px) of the arena mask's edge
+#: is the wall (or a speck on the rim), never inpainted as a still fish
+WALL_BAND = 3.0
 #: smoothing (px) of the fishness whose outlines give the fish length (and of the fishness of
 #: noisy videos)
 _LENGTH_SIGMA = 1.0
@@ -101,6 +105,9 @@ class ArenaModel:
         Sigma (px) of the Gaussian applied to the fishness before thresholding; 0 (none) unless
         the video is noisy (5 noise sd above 0.2 x the contrast), in which case ``noise`` and
         ``threshold`` refer to the smoothed fishness.
+    floor
+        Noise floor of the fishness smoothed as the midline tracer sees it (grey levels,
+        :func:`fishness_floor`); set by the tracker, nan before.
     still
         Still fish removed from the median: dicts with ``x, y, area_px, method``.
     clutter
@@ -118,6 +125,7 @@ class ArenaModel:
     threshold: float = float("nan")
     contrast: float = float("nan")
     smooth: float = 0.0
+    floor: float = float("nan")
     still: list[dict] = field(default_factory=list)
     clutter: list[dict] = field(default_factory=list)
 
@@ -600,7 +608,7 @@ def _refine(
                 gain_ref=med[yx].astype(np.float32),
             )
         )
-    sizes = _calibrate(bg, models, cfg)
+    sizes = _calibrate(bg, models, cfg, fish_per_arena=fish_per_arena)
     length = cfg.fish_length_px or sizes["length"]
     area = sizes["area"]
 
@@ -622,7 +630,7 @@ def _refine(
             )
 
     # 3) final calibration on the empty backgrounds
-    sizes = _calibrate(bg, models, cfg)
+    sizes = _calibrate(bg, models, cfg, fish_per_arena=fish_per_arena)
     length = cfg.fish_length_px or sizes["length"]
     if layout == "embedded" and still_len and not cfg.fish_length_px:
         # head-embedded larvae are whole in the median (tail at rest): measure them there
@@ -640,7 +648,9 @@ def _refine(
     )
 
 
-def _calibrate(bg: Background, models: list[ArenaModel], cfg: TrackingConfig) -> dict:
+def _calibrate(
+    bg: Background, models: list[ArenaModel], cfg: TrackingConfig, *, fish_per_arena: int = 1
+) -> dict:
     """Noise, threshold and contrast per arena; fish length and area over all arenas.
 
     Length is the larger of two medians of extents along the blobs' principal axes: of the
@@ -648,8 +658,10 @@ def _calibrate(bg: Background, models: list[ArenaModel], cfg: TrackingConfig) ->
     faint tail of noisy video: the fishness smoothed lightly (1 px; the tail of a real larva is
     a thin, pale line often fainter than the pixel noise of the raw difference, but several
     pixels wide), every region above 4 sd of the *smoothed* noise that holds a raw blob pixel
-    (a fish, not a noise speck), its extent less the smoothing's 2 sigma. Area comes from blobs
-    at each arena's final threshold (what segmentation will see).
+    (a fish, not a noise speck), its extent less the smoothing's 2 sigma. With one fish per
+    arena only the largest region of each frame counts (the others are pieces of the same
+    fish); with several, regions over 1.4 x the median area (touching fish) are left out.
+    Area comes from blobs at each arena's final threshold (what segmentation will see).
     """
     lengths, sharp, areas = [], [], []
     per_arena = []
@@ -672,8 +684,13 @@ def _calibrate(bg: Background, models: list[ArenaModel], cfg: TrackingConfig) ->
             if bl:
                 b = max(bl, key=lambda b: b.area)
                 peaks.append(b.peak)
-                lengths += _outline_lengths(fs[k] > lo, inside, mk, cfg.min_area_px)
-                sharp += [(c.length, c.area) for c in bl if c.area >= 0.4 * b.area]
+                outl = _outline_lengths(fs[k] > lo, inside, mk, cfg.min_area_px)
+                if fish_per_arena == 1:
+                    lengths += [max(outl, key=lambda c: c[1])] if outl else []
+                    sharp.append((b.length, b.area))
+                else:
+                    lengths += outl
+                    sharp += [(c.length, c.area) for c in bl if c.area >= 0.4 * b.area]
         m.contrast = float(np.median(peaks)) if peaks else float("nan")
         per_arena.append((m, f, fs, noise_s, inside))
     # fish look alike in every arena: arenas where no fish was seen (empty, or the fish sat
@@ -715,7 +732,9 @@ def _calibrate(bg: Background, models: list[ArenaModel], cfg: TrackingConfig) ->
     for ll in (lengths, sharp):
         if ll:
             la = np.array(ll)
-            single = la[:, 1] <= 1.4 * np.median(la[:, 1])  # leave out touching fish
+            single = np.ones(len(la), bool)
+            if fish_per_arena > 1:
+                single = la[:, 1] <= 1.4 * np.median(la[:, 1])  # leave out touching fish
             est = float(np.median(la[single, 0]))
             length = est if not np.isfinite(length) else max(length, est)
     return {
@@ -785,6 +804,14 @@ def _remove_still_fish(
     hi = max(thr, med_r + 8.0 * mad_r)
     lo = max(0.5 * hi, med_r + 3.0 * mad_r)
     cand = (resid > lo).astype(np.uint8)
+    edge = np.ones((h, w), bool)  # the band within 3 px of the crop's edge
+    edge[3:-3, 3:-3] = False
+    if layout == "embedded":
+        # a tight ROI's edge is often a drawn frame line (static, dark): it must not join the
+        # larva's blob, or the line would be filled in with it and, smeared into the
+        # background, show as fishness along the whole edge in every frame (the larva's own
+        # pixels there are still filled in: the blob is dilated by 2 px before filling)
+        cand[edge] = 0
     n, lab, stats, cent = cv2.connectedComponentsWithStats(cand, connectivity=8)
     if n <= 1:
         return []
@@ -801,15 +828,24 @@ def _remove_still_fish(
     yx = (m.gain_yx[0], m.gain_yx[1])
     g = _gains(fr, m.bg, yx)
     f = _fishness(fr, m.bg, g, pol, m.smooth)  # positive where a frame shows a fish not in the median
+    wall_dist = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
+    # a ghost that some sampled frames show empty is replaced by those frames whatever its
+    # size (a large or slow fish, or a fish whose size was underestimated because its ghost
+    # cut it in two in the calibration frames): only inpainting needs a plausible size
+    max_sampled = 0.5 * float(inside.sum())
     comps = []
     for i in range(1, n):
         a = float(stats[i, cv2.CC_STAT_AREA])
-        if a < cfg.min_area_px or a > max_area or top[i] <= hi:
+        if a < cfg.min_area_px or a > max(max_area, max_sampled) or top[i] <= hi:
             continue
         comps.append((i, a, lab == i))
     if layout == "embedded" and comps:
-        # the larva: the candidate with the darkest core (its eyes), not e.g. a frame line
-        comps = [max(comps, key=lambda c: top[c[0]])]
+        # the larva: the candidate with the most fishness in all (dark eyes and a body), not
+        # a speck of dust as dark as the eyes nor a line along the ROI's edge (a blob lying
+        # mostly within 3 px of it; a larva whose snout or tail touches a tight ROI's edge
+        # stays a candidate)
+        inner = [c for c in comps if np.count_nonzero(c[2] & edge) <= 0.3 * c[1]] or comps
+        comps = [max(inner, key=lambda c: float(resid[c[2]].sum()))]
     lengths: list[float] = []
     for i, a, blob in comps:
         # keep the fish, not the faint shading it sits in (an agarose drop, a vignette): pixels
@@ -837,20 +873,35 @@ def _remove_still_fish(
                 m.bg[grow] = newv
                 m.still.append({**rec, "method": "sampled"})
                 continue
-        # never left: a fish only if fish-shaped, with the dark core of the eyes (meniscus arcs,
-        # shading and dust are paler), and not clutter beside a moving fish
+        # never left: a fish only if fish-sized and fish-shaped, with the dark core of the eyes
+        # (meniscus arcs, shading and dust are paler), and not clutter beside a moving fish
+        if a > max_area:
+            continue
         blen = _extent(blob)
+        if layout != "embedded" and float((wall_dist[blob] <= WALL_BAND).mean()) > 0.5:
+            # mostly in the band along the arena's edge: the wall, its meniscus or a speck on
+            # the rim (a fish resting at the wall touches it, it does not lie within it)
+            m.clutter.append(rec)
+            continue
+        method = "inpainted"
         if layout != "embedded":
-            if np.isfinite(length) and not (0.4 * length <= blen <= 1.6 * length):
-                continue
             if np.isfinite(contrast) and top[i] < 0.5 * contrast:
                 continue
-            if fish_per_arena == 1 and _moving_fish_elsewhere(f, m, blob, cfg, length):
-                m.clutter.append(rec)
-                continue
+            # the still head of a fish whose tail moves (a larva holding its place while it
+            # struggles): moving fishness right next to the blob in many sampled frames
+            attached = fish_per_arena == 1 and _moving_part_attached(f, m, blob, cfg, length)
+            if attached:
+                method = "inpainted (still head, moving tail)"
+            else:
+                if np.isfinite(length) and not (0.4 * length <= blen <= 1.6 * length):
+                    continue
+                if fish_per_arena == 1 and _moving_fish_elsewhere(f, m, blob, cfg, length):
+                    m.clutter.append(rec)
+                    continue
         m.bg[grow] = _fill_hole(m.bg, grow, inside, blen)[grow]
-        m.still.append({**rec, "method": "inpainted"})
-        lengths.append(blen)
+        m.still.append({**rec, "method": method})
+        if method == "inpainted":
+            lengths.append(blen)
     return lengths
 
 
@@ -883,6 +934,29 @@ def _extent(blob: np.ndarray) -> float:
     return float(proj.max() - proj.min() + 1.0)
 
 
+def _moving_part_attached(
+    f: np.ndarray, m: ArenaModel, blob: np.ndarray, cfg: TrackingConfig, length: float
+) -> bool:
+    """True if, in at least a quarter of the calibration frames, moving fishness (above the
+    raw-blob level) covers a ring around ``blob`` (0.15 lengths wide, from 2 px out) with at
+    least 5 px and a twentieth of the blob's area: a fish's moving tail attached to its still
+    head."""
+    if len(f) < 4 or not np.isfinite(length):
+        return False
+    inside = m.valid > 0
+    w = int(max(3, round(0.15 * length)))
+    b8 = blob.astype(np.uint8)
+    outer = cv2.dilate(b8, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * w + 1, 2 * w + 1)))
+    inner = cv2.dilate(b8, np.ones((5, 5), np.uint8))
+    ring = (outer > 0) & (inner == 0) & inside
+    if not ring.any():
+        return False
+    t0 = cfg.threshold if cfg.threshold is not None else max(6.0 * m.noise, 8.0)
+    need = max(5.0, 0.05 * float(blob.sum()))
+    hits = sum(int(np.count_nonzero((fk > t0) & ring) >= need) for fk in f)
+    return hits >= 0.25 * len(f)
+
+
 def _moving_fish_elsewhere(
     f: np.ndarray, m: ArenaModel, blob: np.ndarray, cfg: TrackingConfig, length: float
 ) -> bool:
@@ -897,3 +971,24 @@ def _moving_fish_elsewhere(
         if n > 1 and stats[1:, cv2.CC_STAT_AREA].max() >= min_a:
             return True
     return False
+
+
+def fishness_floor(bg: Background, model: ArenaModel, sigma: float, k: float = 3.0) -> float:
+    """Noise floor of an arena's fishness as the midline tracer sees it: saturated to
+    0-255 like segmentation's fishness (smoothed first if ``model.smooth``), then smoothed with
+    ``sigma`` px; the median plus ``k`` robust standard deviations (MAD) of its values at the
+    arena's reference pixels in the calibration frames (the MAD ignores a fish covering some
+    of them)."""
+    x0, y0, x1, y1 = model.bbox
+    fr = bg.calib[:, y0:y1, x0:x1]
+    if len(fr) == 0:
+        return float(3.0 * model.noise)
+    yx = (model.gain_yx[0], model.gain_yx[1])
+    g = _gains(fr, model.bg, yx)
+    f = np.clip(_fishness(fr, model.bg, g, bg.polarity, model.smooth), 0.0, 255.0)
+    if sigma > 0:
+        f = _smooth_stack(f.astype(np.float32), sigma)
+    v = f[:, yx[0], yx[1]].ravel()
+    med = float(np.median(v))
+    mad = float(1.4826 * np.median(np.abs(v - med)))
+    return med + k * mad

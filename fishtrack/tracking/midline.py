@@ -44,6 +44,8 @@ __all__ = [
     "max_filter_patches",
     "locate_heads",
     "initial_directions",
+    "body_directions",
+    "refine_heads",
     "trace_midlines",
     "body_angles",
     "wrap",
@@ -53,7 +55,7 @@ __all__ = [
 #: largest change of direction between two steps of a tail trace (rad)
 MAX_TURN = np.pi / 3
 #: the trace ends where the ridge is weaker than this fraction of the body's ridge
-REL_STOP = 0.12
+REL_STOP = 0.05
 #: widest deviation (rad) of the first step from the initial direction: the first step must
 #: leave the eyes behind, and the flank of an eye is often darker than the neck
 FIRST_TURN = np.deg2rad(35.0)
@@ -66,6 +68,22 @@ AVOID = 1.5
 #: the rigid anterior body (head, swim bladder, yolk; 0.3) and the start of the tail, which even
 #: in a C-bend stays nearly straight
 ANTERIOR = 0.45
+#: beyond 0.3 lengths each direction of a sweep is also sampled this many steps further
+#: ahead (the mean of the two): a longer ray resolves a faint tail's direction better than a
+#: short arc and averages its noise
+AHEAD = 2.0
+#: arc length (fraction of the length) beyond which a step counts as tail for the end test
+TAIL_FROM = 0.4
+#: shortest midline (fraction of the length) that counts as a tail: a shorter trace ends
+#: within the anterior body (the tail is invisible), and its angle would mean nothing
+MIN_TAIL = 0.35
+#: fraction of the ridge's level over the last 0.1 lengths below which the tail has ended
+DROP = 0.25
+#: a gap in the ridge this long (fraction of the length, at least two steps) ends the tail
+GAP = 0.06
+#: a step must end at least this far (fraction of the length) from earlier points of the
+#: trace, as well as ``AVOID`` steps: a wide tail's own flank must not be traced back
+AVOID_L = 0.04
 
 
 def wrap(a: np.ndarray | float) -> np.ndarray:
@@ -143,6 +161,7 @@ def locate_heads(
     eye_level: float = 0.7,
     pair_range: tuple[float, float] = (0.04, 0.2),
     pair_ratio: float = 0.6,
+    elsewhere: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Head position (between the eyes) in every fishness patch.
 
@@ -171,6 +190,10 @@ def locate_heads(
         Distance between the eye centres, in lengths (larvae: about 0.11).
     pair_ratio
         Weakest second eye, as a fraction of the first.
+    elsewhere
+        Without a second eye next to the strongest point, look for an eye pair 0.2-0.45
+        lengths away (one patch at a time; the tracker's :func:`refine_heads` makes this
+        unnecessary and switches it off).
 
     Returns
     -------
@@ -228,7 +251,7 @@ def locate_heads(
         heads[i] = np.stack([px[i] - big, py[i] - big], axis=1) + c
     # no second eye near the strongest point: that may be the swim bladder (darker than the
     # eyes in some frames), with the eye pair further ahead
-    for i in np.flatnonzero(~pair):
+    for i in np.flatnonzero(~pair) if elsewhere else ():
         h = _pair_elsewhere(f[i], (int(px[i]), int(py[i])), float(peak[i]), length, sigma,
                             k_eye, eye_level, lo, hi, pair_ratio)
         if h is not None:
@@ -334,6 +357,220 @@ def initial_directions(
     return np.arctan2(my, mx).astype(np.float64)
 
 
+def body_directions(
+    fs: np.ndarray,
+    heads: np.ndarray,
+    length: float,
+    *,
+    r_range: tuple[float, float] = (0.2, 0.5),
+    n_dir: int = 48,
+    floor: np.ndarray | float = 0.0,
+    opposite: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """Direction (rad) from the head along the anterior body, by an angular sweep of rays.
+
+    For ``n_dir`` directions the smoothed fishness (less ``floor``, scalar or (M,)) is averaged
+    along a ray from ``r_range[0]`` to ``r_range[1]`` lengths from the head; the strongest ray
+    (refined by a parabola through its neighbours, after a [1, 2, 1] / 4 smoothing over
+    directions) is the trunk, which stays nearly straight even when the tail is curled.
+
+    Returns
+    -------
+    theta
+        (M,) direction from the head towards the body (rad).
+    strength
+        (M,) mean fishness along the chosen ray (above ``floor``).
+    theta_opp, strength_opp
+        With ``opposite``: the strongest other local maximum of the sweep, more than 50
+        degrees away from ``theta`` (a head point in the middle of the body has body on both
+        sides); strength 0 if there is none.
+    """
+    m = fs.shape[0]
+    if m == 0:
+        return np.zeros(0), np.zeros(0)
+    phi = np.linspace(-np.pi, np.pi, n_dir, endpoint=False)
+    r = np.linspace(r_range[0], r_range[1], 5) * float(length)
+    cx = np.cos(phi)[:, None] * r[None, :]
+    cy = np.sin(phi)[:, None] * r[None, :]
+    xs = heads[:, 0, None, None] + cx[None]
+    ys = heads[:, 1, None, None] + cy[None]
+    v = _bilinear(fs, xs.reshape(m, -1), ys.reshape(m, -1)).reshape(m, n_dir, len(r))
+    fl = np.broadcast_to(np.asarray(floor, np.float32), (m,))
+    v = np.clip(v - fl[:, None, None], 0.0, None).mean(axis=2)
+    v = 0.25 * np.roll(v, 1, axis=1) + 0.5 * v + 0.25 * np.roll(v, -1, axis=1)
+    j = v.argmax(axis=1)
+    rows = np.arange(m)
+    vm = v[rows, j]
+    vl = v[rows, (j - 1) % n_dir]
+    vr = v[rows, (j + 1) % n_dir]
+    den = vl - 2 * vm + vr
+    frac = np.where(den < -1e-9, 0.5 * (vl - vr) / np.where(den < -1e-9, den, -1.0), 0.0)
+    theta = phi[j] + np.clip(frac, -0.5, 0.5) * (2 * np.pi / n_dir)
+    if not opposite:
+        return wrap(theta), vm.astype(np.float64)
+    # the second body direction: the strongest other local maximum of the sweep, at least
+    # 50 degrees away (the other half of a fish bent at the head point)
+    is_max = (v >= np.roll(v, 1, axis=1)) & (v >= np.roll(v, -1, axis=1))
+    away = np.abs(wrap(phi[None, :] - theta[:, None])) > np.deg2rad(50)
+    vo = np.where(away & is_max, v, -1.0)
+    jo = vo.argmax(axis=1)
+    return wrap(theta), vm.astype(np.float64), phi[jo], np.maximum(vo[rows, jo], 0.0).astype(np.float64)
+
+
+def refine_heads(
+    fs: np.ndarray,
+    rough: np.ndarray,
+    theta: np.ndarray,
+    length: float,
+    *,
+    floor: np.ndarray | float = 0.0,
+    reach: tuple[float, float] = (-0.3, 0.3),
+    half_width: float = 0.16,
+    front_free: float = 0.15,
+    front_decay: float = 0.1,
+    no_feature: float = 0.06,
+    feature_reach: float = 0.2,
+    head_feature: bool | np.ndarray | None = None,
+    return_reach: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Head point of every fish from the shape of its head, in body-aligned coordinates.
+
+    The smoothed fishness (less ``floor``) is sampled on a grid aligned with the body: axial
+    positions ``reach`` lengths around the rough head (positive towards the tail, along
+    ``theta``) and lateral positions +-``half_width`` lengths. The grid is first re-centred
+    on the body's axis (the lateral centroid of the squared fishness: eyes, head and yolk are
+    symmetric about it; rows within 0.15 lengths of the rough head). The eyes are the widest
+    dark part of a larva: the head's axial position is the maximum of the profile
+    ``2 min(sum_{l>0} w(l) F(t, l), sum_{l<0} w(l) F(t, l))`` with ``w(l) = min(l^2,
+    (0.1 L)^2)`` (fishness weighted by the squared lateral distance, so that the narrow yolk,
+    swim bladder and body on the axis count little; on both sides, so that a speck beside
+    the body does not), weighted down by ``exp(-d / front_decay)`` where ``d`` is the
+    distance beyond ``front_free`` lengths behind the snout (the front of the fish along the
+    axis: a yolk or swim bladder wider than small eyes, or the mid-body of a fish without
+    distinct eyes, must not win), refined by a parabola; its lateral position is the centroid
+    of that row above 0.3 of the row's maximum. For two eyes this is their midpoint; for a
+    head without distinct eyes (a dark disc, eyes merged at low resolution) the centre of the
+    widest dark part of the head.
+
+    A fish with no head feature at all (juveniles and adults at low resolution: the widest
+    part of the unweighted profile lies more than ``feature_reach`` lengths behind the snout,
+    mid-body) gets its head point ``no_feature`` lengths behind the snout instead, on the
+    row-centroid line.
+
+    Parameters
+    ----------
+    fs
+        (M, P, P) smoothed fishness.
+    rough
+        (M, 2) rough head positions (patch px).
+    theta
+        (M,) direction from the head towards the body (rad).
+    length
+        Fish length (px).
+    head_feature
+        True: every fish has a head feature (eyes, a dark head); False: none has (the
+        ``no_feature`` point for all); None: decided per fish by ``feature_reach``.
+    return_reach
+        Also return, per fish, how far behind the snout the widest part of the head region
+        lies (lengths): the evidence for ``head_feature``.
+
+    Returns
+    -------
+    (M, 2) head positions (patch px); with ``return_reach`` also the (M,) reach.
+    """
+    m = fs.shape[0]
+    if m == 0:
+        return np.zeros((0, 2))
+    g = max(0.6, length / 50.0)
+    t = np.arange(reach[0] * length, reach[1] * length + 1e-9, g)
+    lat = np.arange(-half_width * length, half_width * length + 1e-9, g)
+    ux, uy = np.cos(theta), np.sin(theta)
+    nx, ny = -uy, ux
+    fl = np.broadcast_to(np.asarray(floor, np.float32), (m,))
+
+    def sample(ox: np.ndarray, oy: np.ndarray) -> np.ndarray:
+        xs = ox[:, None, None] + t[None, :, None] * ux[:, None, None] + lat[None, None, :] * nx[:, None, None]
+        ys = oy[:, None, None] + t[None, :, None] * uy[:, None, None] + lat[None, None, :] * ny[:, None, None]
+        b = _bilinear(fs, xs.reshape(m, -1), ys.reshape(m, -1)).reshape(m, len(t), len(lat))
+        return np.clip(b - fl[:, None, None], 0.0, None)
+
+    b = sample(rough[:, 0], rough[:, 1])
+    w2 = b * b * (np.abs(t) <= 0.15 * length)[None, :, None]
+    s2 = w2.sum(axis=(1, 2))
+    lc = np.where(s2 > 0, (w2 * lat[None, None, :]).sum(axis=(1, 2)) / np.where(s2 > 0, s2, 1.0), 0.0)
+    ox = rough[:, 0] + lc * nx
+    oy = rough[:, 1] + lc * ny
+    # re-centre by shifting the grid's columns by lc (linear interpolation, zero outside)
+    # rather than sampling the patch again
+    pos_l = (lat[None, :] + lc[:, None] - lat[0]) / g  # (M, nl) fractional column
+    c0 = np.floor(pos_l).astype(np.int64)
+    fc = (pos_l - c0).astype(np.float32)
+    nl = len(lat)
+    ok0 = (c0 >= 0) & (c0 < nl)
+    ok1 = (c0 + 1 >= 0) & (c0 + 1 < nl)
+    i0 = np.clip(c0, 0, nl - 1)
+    i1 = np.clip(c0 + 1, 0, nl - 1)
+    rows_m = np.arange(m)[:, None, None]
+    t_i = np.arange(len(t))[None, :, None]
+    b = (b[rows_m, t_i, i0[:, None, :]] * (ok0 * (1 - fc))[:, None, :]
+         + b[rows_m, t_i, i1[:, None, :]] * (ok1 * fc)[:, None, :])
+    wl = np.minimum(lat * lat, (0.1 * length) ** 2)
+    # both sides must be there (two eyes, a disc, a head): min of the two halves, so that a
+    # speck or another object on one side does not count
+    side = lat > 0
+    pos_ = (b * (wl * side)[None, None, :]).sum(axis=2)
+    neg_ = (b * (wl * ~side)[None, None, :]).sum(axis=2)
+    prof = 2.0 * np.minimum(pos_, neg_)
+    prof_u = prof
+    # the head is at the front: beyond ``front_free`` lengths behind the snout (where the
+    # fish begins, at 0.3 of its strongest fishness along the axis) the profile is weighted
+    # down, so that a yolk or swim bladder wider than small eyes, or the mid-body of a fish
+    # without distinct eyes, does not win
+    lmax = b.max(axis=2)
+    # the front: walking forwards from the strongest row, the last row before the fishness
+    # falls below 0.3 of it (the fish itself, not something else ahead of it)
+    top = lmax.argmax(axis=1)
+    low = (lmax < 0.3 * lmax.max(axis=1, keepdims=True)) & (np.arange(len(t))[None, :] < top[:, None])
+    last_low = np.where(low.any(axis=1), len(t) - 1 - np.argmax(low[:, ::-1], axis=1), -1)
+    t_front = t[np.minimum(last_low + 1, len(t) - 1)]
+    behind = np.clip(t[None, :] - t_front[:, None] - front_free * length, 0.0, None)
+    prof = prof * np.exp(-behind / (front_decay * length))
+    j = prof.argmax(axis=1)
+    rows = np.arange(m)
+    nt = len(t)
+    pm = prof[rows, j]
+    pl = prof[rows, np.maximum(j - 1, 0)]
+    pr = prof[rows, np.minimum(j + 1, nt - 1)]
+    den = pl - 2 * pm + pr
+    ok = (j > 0) & (j < nt - 1) & (den < -1e-9)
+    frac = np.clip(np.where(ok, 0.5 * (pl - pr) / np.where(ok, den, -1.0), 0.0), -0.5, 0.5)
+    ts = t[j] + frac * g
+    # no head feature: the profile still rises where the weighting starts (a fish without
+    # distinct eyes whose widest part is mid-body): the head point is ``no_feature`` lengths
+    # behind the snout
+    # how far behind the snout the widest part is: near it (<~0.12 lengths) for eyes or a
+    # dark head, mid-body (~0.25) for a fish without a head feature
+    reach_w = (t[prof_u.argmax(axis=1)] - t_front) / length
+    if head_feature is None:
+        featureless = reach_w > feature_reach
+    else:
+        featureless = np.broadcast_to(~np.asarray(head_feature, bool), (m,))
+    ts = np.where(featureless, t_front + no_feature * length, ts)
+    # the row at the head's axial position (linear interpolation between grid rows)
+    j2 = np.clip(np.floor((ts - t[0]) / g).astype(np.int64), 0, nt - 2)
+    a = np.clip((ts - t[j2]) / g, 0.0, 1.0)[:, None]
+    row = b[rows, j2] * (1 - a) + b[rows, j2 + 1] * a
+    keep = row >= 0.3 * row.max(axis=1, keepdims=True)
+    wr = np.where(keep, row, 0.0)
+    sr = wr.sum(axis=1)
+    ls = np.where(sr > 0, (wr * lat[None, :]).sum(axis=1) / np.where(sr > 0, sr, 1.0), 0.0)
+    hx = ox + ts * ux + ls * nx
+    hy = oy + ts * uy + ls * ny
+    found = prof.max(axis=1) > 0
+    out = np.where(found[:, None], np.stack([hx, hy], axis=1), rough)
+    return (out, reach_w) if return_reach else out
+
+
 def _bilinear(f: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Sample patches f (M, P, P) at (M, K) positions; zero outside."""
     m, p, _ = f.shape
@@ -346,10 +583,12 @@ def _bilinear(f: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     ay = (yc - y0).astype(np.float32)
     flat = f.reshape(-1)
     i00 = (np.arange(m) * (p * p))[:, None] + y0 * p + x0
-    v00 = flat.take(i00).astype(np.float32)
-    v01 = flat.take(i00 + 1).astype(np.float32)
-    v10 = flat.take(i00 + p).astype(np.float32)
-    v11 = flat.take(i00 + p + 1).astype(np.float32)
+    v00 = flat.take(i00)
+    v01 = flat.take(i00 + 1)
+    v10 = flat.take(i00 + p)
+    v11 = flat.take(i00 + p + 1)
+    if flat.dtype != np.float32:
+        v00, v01, v10, v11 = (v.astype(np.float32) for v in (v00, v01, v10, v11))
     v = (v00 + (v01 - v00) * ax) * (1 - ay) + (v10 + (v11 - v10) * ax) * ay
     return np.where(inside, v, 0.0)
 
@@ -361,6 +600,10 @@ class Midlines:
     points: np.ndarray  # (M, n_points, 2) x, y; NaN where no tail was found
     length: np.ndarray  # (M,) traced length (px)
     ok: np.ndarray  # (M,) bool, a tail of at least two steps was found
+    trace: np.ndarray | None = None  # (M, n_steps + 1, 2) the whole trace (diagnostics)
+    ridge: np.ndarray | None = None  # (M, n_steps) ridge value of every step
+    beside: np.ndarray | None = None  # (M, n_steps) fishness beside the ridge
+    end: np.ndarray | None = None  # (M,) last step on the fish
 
 
 def trace_midlines(
@@ -375,6 +618,8 @@ def trace_midlines(
     max_length: float | None = None,
     arc_smooth: bool = True,
     max_turn: float = MAX_TURN,
+    lateral: float = 0.1,
+    min_fraction: float = MIN_TAIL,
 ) -> Midlines:
     """Follow the body ridge from the head to the tail tip by angular sweeps (+-60 degrees
     around the previous direction, 33 directions; +-``FIRST_TURN`` = 35 degrees on the first
@@ -387,12 +632,17 @@ def trace_midlines(
     0.8 x the arc length travelled from the head, so that the trace cannot circle round the
     eyes or the swim bladder (dark blobs the ridge would otherwise orbit); and no step may end
     within ``AVOID`` (1.5) steps of an earlier point of the trace but the last two (a midline
-    does not come back on itself; a C-bend's tail tip may still come close to the head). The
-    trace ends where the ridge drops below ``stop`` (absolute, about the noise floor) or,
-    beyond a third of the body, below ``rel_stop`` x the body's own ridge level (the highest
-    ridge value 0.15-0.5 lengths from the head), whichever comes first; where the ridge ends
-    abruptly beyond 0.6 lengths (drops below 0.35 of its level within three steps) the tip is
-    put where it crosses half its level.
+    does not come back on itself; a C-bend's tail tip may still come close to the head).
+
+    Every trace runs to ``max_length``; where the tail ends is decided afterwards from the
+    ridge values ``v_k`` of its steps. A step is on the fish when its value exceeds the level
+    ``tau`` = ``stop`` (the noise floor of the smoothed fishness) or, beyond a third of the
+    body, ``rel_stop`` x the body's own ridge level (the highest value 0.15-0.5 lengths from
+    the head) if that is higher. The tail ends after the step that maximises the cumulative
+    sum of ``v_k - tau``: a faint, noisy tail whose values dip below ``tau`` now and then is
+    followed to its end, while a few noise values above ``tau`` beyond the tip do not extend
+    it. The tip is then put where the ridge crosses half the level of the last few steps
+    before the end (a sharp end blurred by the smoothing), or ``tau`` if that is higher.
 
     Parameters
     ----------
@@ -427,8 +677,10 @@ def trace_midlines(
     trace = np.empty((m, n_steps + 1, 2), np.float64)
     trace[:, 0] = pos
     vals = np.zeros((m, n_steps), np.float32)
-    alive = np.ones(m, bool)
-    n_alive = np.zeros(m, np.int64)
+    beside = np.zeros((m, n_steps), np.float32)
+    ahead = AHEAD * step
+    lat_d = float(max(2.5, lateral * length))
+    avoid2 = max(AVOID * step, AVOID_L * length) ** 2
     j_wide = np.linspace(-max_turn, max_turn, 2 * int(round(max_turn / 0.065)) + 1)
     first_turn = min(max_turn, FIRST_TURN)
     j_first = np.linspace(-first_turn, first_turn, 2 * int(round(first_turn / 0.065)) + 1)
@@ -440,6 +692,12 @@ def trace_midlines(
         xs = pos[:, 0, None] + rad * np.cos(ang)
         ys = pos[:, 1, None] + rad * np.sin(ang)
         v = _bilinear(fs, xs, ys)
+        if k > 0 and ahead > 0 and first + k * step > 0.3 * length:
+            # look ahead along each direction: a longer ray resolves the direction better
+            # than a short arc, and averages the noise of a faint tail
+            r2 = rad + ahead
+            v = 0.5 * (v + _bilinear(fs, pos[:, 0, None] + r2 * np.cos(ang),
+                                      pos[:, 1, None] + r2 * np.sin(ang)))
         reach = first + k * step
         if k > 0 and reach <= ANTERIOR * length:
             # the anterior body leads away from the head: the trace must not circle round the
@@ -451,7 +709,7 @@ def trace_midlines(
             # dark blob such as the swim bladder, darker than the tail behind it)
             back = trace[:, None, : k - 1, :]
             dd = (xs[:, :, None] - back[..., 0]) ** 2 + (ys[:, :, None] - back[..., 1]) ** 2
-            v = np.where(dd.min(axis=2) >= (AVOID * step) ** 2, v, 0.0)
+            v = np.where(dd.min(axis=2) >= avoid2, v, 0.0)
         if arc_smooth:
             v[:, 1:-1] = 0.25 * v[:, :-2] + 0.5 * v[:, 1:-1] + 0.25 * v[:, 2:]
         if k > 0 and TURN_PENALTY > 0:
@@ -471,58 +729,87 @@ def trace_midlines(
         good = (j > 0) & (j < len(offs) - 1) & (den < -1e-6)
         frac = np.where(good, 0.5 * (vl - vr) / np.where(good, den, -1.0), 0.0)
         a = theta + offs[j] + np.clip(frac, -0.5, 0.5) * (offs[1] - offs[0])
-        alive &= vmax >= stop
-        pos = np.where(alive[:, None], pos + rad * np.stack([np.cos(a), np.sin(a)], axis=1), pos)
-        theta = np.where(alive, a, theta)
+        pos = pos + rad * np.stack([np.cos(a), np.sin(a)], axis=1)
+        theta = a
         trace[:, k + 1] = pos
-        vals[:, k] = np.where(alive, vmax, 0.0)
-        n_alive += alive
-        if not alive.any():
-            trace[:, k + 2 :] = trace[:, k + 1 : k + 2]
-            break
+        vals[:, k] = vmax
+        # beside the ridge: the stronger of two points lat_d either side of the new point
+        nx, ny = -np.sin(a) * lat_d, np.cos(a) * lat_d
+        side = _bilinear(fs, np.stack([pos[:, 0] + nx, pos[:, 0] - nx], 1),
+                         np.stack([pos[:, 1] + ny, pos[:, 1] - ny], 1))
+        beside[:, k] = side.max(axis=1)
     seg = np.full(n_steps, step)
     seg[0] = first
     cum = np.concatenate([[0.0], np.cumsum(seg)])
-    # relative end: the tail has faded compared with the body
     arc = cum[1:]
-    body = (arc >= 0.15 * length) & (arc <= 0.5 * length)
+    # the level a step must exceed to be on the fish
+    tau = np.broadcast_to(stop[:, None], (m, n_steps)).astype(np.float32)
+    body = (arc >= 0.3 * length) & (arc <= 0.5 * length)
     if body.any() and rel_stop > 0:
         ref = vals[:, body].max(axis=1)
-        weak = (vals < rel_stop * ref[:, None]) & (arc > 0.33 * length)[None, :]
-        has = weak.any(axis=1)
-        cut = np.where(has, weak.argmax(axis=1), n_steps)
-        n_alive = np.minimum(n_alive, cut)
-    total = np.where(n_alive > 0, cum[np.minimum(n_alive, n_steps)], 0.0)
-    # an abrupt end in the posterior half (the ridge drops below a third of its level within
-    # three steps, where a tail only fades gradually): the tip is where the ridge crosses half
-    # its level before the drop, not where it finally sinks below the stop levels (a blurred
-    # end would otherwise add a couple of pixels)
-    if n_steps > 3:
-        before = np.maximum.reduce([np.roll(vals, s, axis=1) for s in (1, 2, 3)])
-        before[:, :3] = np.inf
-        k_idx = np.arange(n_steps)[None, :]
-        drop = (vals < 0.35 * before) & (k_idx < n_alive[:, None]) & (arc > 0.6 * length)[None, :]
-        has = drop.any(axis=1)
-        if has.any():
-            i = np.flatnonzero(has)
-            kc = drop[i].argmax(axis=1)
-            half = 0.5 * before[i, kc]
-            v0, v1 = vals[i, kc - 1], vals[i, kc]
-            frac = np.clip((v0 - half) / np.maximum(v0 - v1, 1e-6), 0.0, 1.0)
-            total[i] = cum[kc] + frac * seg[kc]
-            n_alive[i] = kc + 1
+        post = (arc > 0.33 * length)[None, :]
+        tau = np.where(post, np.maximum(tau, rel_stop * ref[:, None]), tau)
+    # evidence that a step is on the fish: over the anterior body its ridge value above tau;
+    # beyond, the ridge must also stand out from both sides of it (noise and compression
+    # artefacts beyond the tip are as strong beside the chosen direction as along it)
+    post = (arc > TAIL_FROM * length)[None, :]
+    # a tail fades gradually; where the ridge falls below DROP x its level over the last
+    # 0.1 lengths, the tail has ended (a sharp end, then background texture)
+    w = int(max(2, np.ceil(0.1 * length / step)))
+    recent = np.zeros_like(vals)
+    for q in range(1, w + 1):
+        recent[:, q:] = np.maximum(recent[:, q:], vals[:, :-q])
+    tau = np.where(post, np.maximum(tau, DROP * recent), tau)
+    # beyond the typical length a fish is rare: only a strong ridge goes on
+    if rel_stop > 0 and body.any():
+        tau = np.where((arc > 1.1 * length)[None, :], np.maximum(tau, 0.3 * ref[:, None]), tau)
+    contrast = vals - beside
+    ev = np.where(post, np.minimum(vals - tau, contrast - tau), vals - tau)
+    # a tail does not vanish and reappear: a gap (``GAP`` lengths, at least two steps, with no
+    # evidence) ends it, whatever the trace finds beyond (the flank of its own tail, another
+    # blob, compression artefacts)
+    n_gap = int(max(2, np.ceil(GAP * length / step)))
+    neg = ev < 0
+    run = np.ones((m, n_steps), bool)
+    for g in range(n_gap):
+        run[:, : n_steps - g] &= neg[:, g:]
+    run[:, n_steps - n_gap + 1 :] = False
+    run &= (arc > 0.15 * length)[None, :]
+    first_gap = np.where(run.any(axis=1), run.argmax(axis=1), n_steps)
+    gain = np.cumsum(ev, axis=1)
+    gain = np.where(np.arange(n_steps)[None, :] < first_gap[:, None], gain, -np.inf)
+    k_end = gain.argmax(axis=1)
+    ok = (gain[rows, k_end] > 0) & (k_end >= 1)
+    # the tip: where the ridge crosses half the level of the last steps before the end (or
+    # tau), searched back from the step after the end
+    lo = np.maximum(k_end - 4, 0)
+    idx = np.arange(n_steps)[None, :]
+    win = (idx >= lo[:, None]) & (idx <= k_end[:, None])
+    level = np.where(win, vals, 0.0).sum(axis=1) / np.maximum(win.sum(axis=1), 1)
+    level = np.maximum(0.5 * level, tau[rows, k_end])
+    above = (vals >= level[:, None]) & (idx <= k_end[:, None])
+    # the last step at or above the level (at most k_end), then the crossing after it
+    k_last = np.where(above.any(axis=1), n_steps - 1 - np.argmax(above[:, ::-1], axis=1), k_end)
+    k_last = np.minimum(k_last, k_end)
+    k_next = np.minimum(k_last + 1, n_steps - 1)
+    v0, v1 = vals[rows, k_last], vals[rows, k_next]
+    fr = np.where(k_next > k_last, np.clip((v0 - level) / np.maximum(v0 - v1, 1e-6), 0.0, 1.0), 0.0)
+    total = np.where(ok, cum[k_last + 1] + fr * seg[k_next], 0.0)
+    # a trace that ends within the anterior body has not found the tail
+    ok &= total >= min_fraction * length
+    total = np.where(ok, total, 0.0)
     # resample to n_points equally spaced points
     targets = total[:, None] * np.linspace(0, 1, n_points)[None, :]
-    idx = np.clip(np.searchsorted(cum, targets.ravel()).reshape(targets.shape), 1, n_steps)
-    i0 = idx - 1
+    ix = np.clip(np.searchsorted(cum, targets.ravel()).reshape(targets.shape), 1, n_steps)
+    i0 = ix - 1
     c0 = cum[i0]
-    c1 = cum[idx]
-    fr = np.clip((targets - c0) / np.maximum(c1 - c0, 1e-9), 0, 1)[..., None]
+    c1 = cum[ix]
+    f = np.clip((targets - c0) / np.maximum(c1 - c0, 1e-9), 0, 1)[..., None]
     mi = rows[:, None]
-    pts = trace[mi, i0] * (1 - fr) + trace[mi, idx] * fr
-    ok = n_alive >= 2
+    pts = trace[mi, i0] * (1 - f) + trace[mi, ix] * f
     pts[~ok, 1:] = np.nan
-    return Midlines(points=pts, length=total, ok=ok)
+    return Midlines(points=pts, length=total, ok=ok, trace=trace, ridge=vals, beside=beside,
+                    end=k_end)
 
 
 def body_angles(points: np.ndarray, *, anterior: float = 0.25) -> tuple[np.ndarray, ...]:

@@ -27,12 +27,20 @@ import pandas as pd
 
 from fishtrack.config import TrackingConfig
 from fishtrack.errors import TrackingError
-from fishtrack.tracking.background import ArenaModel, Background, estimate_background
+from fishtrack.tracking.background import (
+    ArenaModel,
+    Background,
+    estimate_background,
+    fishness_floor,
+)
 from fishtrack.tracking.identity import MultiTracker, select_single
 from fishtrack.tracking.midline import (
+    _bilinear,
     body_angles,
+    body_directions,
     initial_directions,
     locate_heads,
+    refine_heads,
     smooth_patches,
     trace_midlines,
     wrap,
@@ -48,6 +56,25 @@ Progress = Callable[[int, int], None]
 _MAX_CHUNK_BYTES = 12_000_000
 #: smallest detection in a multi-fish arena, as a fraction of the typical fish area
 _MIN_DET_AREA = 0.15
+#: the head point of a fish without a head feature (distinct eyes, a dark head) is this far
+#: behind its snout (lengths), where a larva's eyes are
+HEAD_BEHIND_SNOUT = 0.06
+#: the fish of a recording have a head feature when the widest part of their head region
+#: lies at most this far (lengths) behind the snout (median over the first batch): eyes and
+#: dark heads ~0.07-0.12, juveniles without resolved eyes ~0.23 (mid-body)
+FEATURE_REACH = 0.17
+#: in a single-fish arena, blobs within this many lengths of the fish's blob are pieces of
+#: the same fish (a head and a tail split by a paler body, even when curled)
+GROUP = 1.2
+#: a detection in a multi-fish arena whose strongest fishness is below this fraction of the
+#: typical fish contrast is not a fish (a reflection, a shadow)
+FAINT = 0.35
+#: the far end of a midline is the head when the fishness around it exceeds this multiple
+#: of that around the head point
+REVERSED = 1.3
+#: a rough head with body on both sides (the opposite ray at least this fraction of the
+#: strongest) is mid-body
+MID_BODY = 0.5
 
 
 def track_columns(n_tail_points: int) -> list[str]:
@@ -71,6 +98,7 @@ def track_columns(n_tail_points: int) -> list[str]:
         base
         + [f"tail_x_{i}" for i in range(n_tail_points)]
         + [f"tail_y_{i}" for i in range(n_tail_points)]
+        + [f"seg_angle_{i}" for i in range(1, n_tail_points)]
     )
 
 
@@ -209,6 +237,7 @@ class _Params:
     patch: int
     max_jump: float
     polarity: str
+    head_feature: bool | None = None  # the fish have eyes / a dark head (decided on the data)
 
 
 def _odd(x: float) -> int:
@@ -315,7 +344,7 @@ def _cut(
     if label:
         t = blobs.frame[sel].astype(np.int64)
         if centre is None:
-            centre = np.stack([blobs.cx[sel], blobs.cy[sel]], axis=1)
+            centre = _group_centres(blobs, np.asarray(sel, np.int64), group)
     else:
         t = np.asarray(sel, np.int64)
     c = np.round(np.asarray(centre, np.float64)).astype(np.int64)
@@ -377,6 +406,120 @@ def _cut(
     return _Patches(fp, mem, off, cen, area, motion)
 
 
+def _group_centres(blobs: ChunkBlobs, sel: np.ndarray, group: float) -> np.ndarray:
+    """(M, 2) centres of the fish of blobs ``sel``: the area-weighted centroid of the blob and
+    the blobs of the same frame within ``group`` px of it (pieces of one fish, e.g. a head and
+    a tail split by a paler body), so that the patch holds the whole fish whichever piece was
+    chosen."""
+    out = np.stack([blobs.cx[sel], blobs.cy[sel]], axis=1).astype(np.float64)
+    if group <= 0 or len(sel) == 0:
+        return out
+    fr = blobs.frame
+    counts = np.bincount(fr, minlength=int(fr.max()) + 1 if len(fr) else 1)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for k in np.flatnonzero(counts[fr[sel]] > 1):
+        j = int(sel[k])
+        f = int(fr[j])
+        o = np.arange(starts[f], starts[f + 1])
+        near = np.hypot(blobs.cx[o] - blobs.cx[j], blobs.cy[o] - blobs.cy[j]) <= group
+        a = blobs.area[o][near].astype(np.float64)
+        out[k] = (float((a * blobs.cx[o][near]).sum() / a.sum()), float((a * blobs.cy[o][near]).sum() / a.sum()))
+    return out
+
+
+def _find_heads(
+    own: np.ndarray,
+    fst: np.ndarray,
+    fsh: np.ndarray,
+    prm: _Params,
+    stop: np.ndarray,
+    rough: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Head points (patch px) and the direction from each towards its body (rad).
+
+    1. A rough head on the strongest eye-like spot of the fish's own blob
+       (:func:`locate_heads`), the trunk's direction from it (:func:`body_directions`).
+    2. Where the rough head has body on both sides (the strongest spot is mid-body: a fish
+       without distinct eyes, a curled fish), both ways are traced and the end with more
+       fishness around it (the wide, dark head rather than the thin tail) is the new rough
+       head.
+    3. The head from the shape of the head region in body-aligned coordinates
+       (:func:`refine_heads`: the eye midpoint, or the centre of the widest dark part near
+       the snout, or ``HEAD_BEHIND_SNOUT`` lengths behind the snout when the head has no
+       such feature).
+
+    ``rough``: start from these rough heads instead of step 1's.
+    """
+    L = prm.length
+    h0 = locate_heads(own, L, prm.sigma_head, elsewhere=False)[0] if rough is None else rough
+    th, sv, th_o, so = body_directions(fst, h0, L, floor=stop, opposite=True)
+    mid = so > MID_BODY * sv
+    i = np.flatnonzero(mid)
+    if i.size:
+        traces = []
+        for t0 in (th[i], th_o[i]):
+            ml = trace_midlines(fst[i], h0[i], t0, L, prm.n_points, stop[i], max_length=0.9 * L,
+                                rel_stop=0.0, min_fraction=0.0)
+            ok = ml.ok & np.isfinite(ml.points[:, -1, 0])
+            traces.append((np.where(ok[:, None], ml.points[:, -1], h0[i]), ml.points, ok))
+        mass = [_end_mass(fsh[i], t[0], L, stop[i]) for t in traces]
+        head_side = mass[1] > mass[0]
+        # the point HEAD_BEHIND_SNOUT lengths back from the snout along that trace
+        pts = np.where(head_side[:, None, None], traces[1][1], traces[0][1])
+        ok = np.where(head_side, traces[1][2], traces[0][2])
+        behind = _along_from_end(pts, HEAD_BEHIND_SNOUT * L)
+        h0 = h0.copy()
+        h0[i] = np.where(ok[:, None], behind, h0[i])
+        th = th.copy()
+        th[i], _ = body_directions(fst[i], h0[i], L, floor=stop[i])
+    if prm.head_feature is None and len(h0) >= 8:
+        # whether this recording's fish have a head feature (eyes, a dark head) near the snout
+        # is decided once, on the first batch: all its fish look alike, and a per-frame choice
+        # would make the head point of a fish without one jump along its body
+        _, reach = refine_heads(fsh, h0, th, L, floor=stop, return_reach=True)
+        prm.head_feature = bool(np.median(reach) <= FEATURE_REACH)
+    hp = refine_heads(fsh, h0, th, L, floor=stop, no_feature=HEAD_BEHIND_SNOUT,
+                      head_feature=prm.head_feature, feature_reach=FEATURE_REACH)
+    # the trunk's direction again from the final head where it moved (from one eye to the
+    # eye midpoint it hardly changes)
+    theta0 = th.copy()
+    moved = np.flatnonzero(np.hypot(*(hp - h0).T) > 0.05 * L)
+    if moved.size:
+        theta0[moved], _ = body_directions(fst[moved], hp[moved], L, floor=stop[moved])
+    return hp, theta0
+
+
+def _along_from_end(pts: np.ndarray, d: float) -> np.ndarray:
+    """Points (M, 2) ``d`` px back from the last point along polylines (M, n, 2) (the first
+    point if shorter)."""
+    seg = np.hypot(*np.diff(pts, axis=1).transpose(2, 0, 1))  # (M, n-1)
+    seg = np.nan_to_num(seg)
+    back = np.cumsum(seg[:, ::-1], axis=1)  # length from the end to each earlier point
+    k = (back < d).sum(axis=1)  # segments fully within d of the end
+    n = pts.shape[1]
+    out = pts[:, 0].copy()
+    for r in range(len(pts)):
+        j = n - 1 - int(k[r])  # point index at or just beyond d from the end
+        if j <= 0:
+            continue
+        before = back[r, k[r] - 1] if k[r] > 0 else 0.0
+        f = (d - before) / max(seg[r, j - 1], 1e-9)
+        out[r] = pts[r, j] + (pts[r, j - 1] - pts[r, j]) * np.clip(f, 0.0, 1.0)
+    return out
+
+
+def _end_mass(fs: np.ndarray, pts: np.ndarray, length: float, floor: np.ndarray) -> np.ndarray:
+    """Fishness (less ``floor``) summed over a disc of 0.12 lengths around each point."""
+    r = np.linspace(0.0, 0.12 * length, 4)[1:]
+    a = np.linspace(-np.pi, np.pi, 12, endpoint=False)
+    dx = (r[:, None] * np.cos(a)[None, :]).ravel()
+    dy = (r[:, None] * np.sin(a)[None, :]).ravel()
+    xs = pts[:, 0, None] + dx[None, :]
+    ys = pts[:, 1, None] + dy[None, :]
+    v = _bilinear(fs, np.concatenate([pts[:, :1], xs], axis=1), np.concatenate([pts[:, 1:], ys], axis=1))
+    return np.clip(v - floor[:, None], 0.0, None).sum(axis=1)
+
+
 def _measure(
     pt: _Patches,
     prm: _Params,
@@ -396,17 +539,39 @@ def _measure(
         return _Meas(np.zeros((0, 2)), np.zeros((0, prm.n_points, 2)), z, z, z, z.astype(bool), z, z)
     own = pt.fp * (pt.mem == 1)  # uint8 throughout: OpenCV filters are ~4x faster on it
     trace_f = pt.fp * (pt.mem != 2)
+    fst = smooth_patches(trace_f, prm.sigma_trace).astype(np.float32)
     if heads is None:
-        hp, _ = locate_heads(own, prm.length, prm.sigma_head)
+        fsh = smooth_patches(trace_f, prm.sigma_head).astype(np.float32)
+        hp, theta0 = _find_heads(own, fst, fsh, prm, stop)
     else:
         hp = heads - pt.off
     if theta0 is None:
-        # towards the anterior body: the fishness 0.25-0.5 lengths from the head (the rigid
-        # trunk, which points away from the head even when the tail is curled into a C, unlike
-        # the centroid of the whole blob)
-        theta0 = initial_directions(trace_f, hp, prm.length, r_max=0.5 * prm.length, floor=stop)
-    fst = smooth_patches(trace_f, prm.sigma_trace)
+        # towards the anterior body: the strongest ray 0.2-0.5 lengths from the head (the rigid
+        # trunk, which points away from the head even when the tail is curled into a C)
+        theta0, _ = body_directions(fst, hp, prm.length, floor=stop)
     mid = trace_midlines(fst, hp, theta0, prm.length, prm.n_points, stop, arc_smooth=False)
+    if heads is None:
+        # a head put on the tail end of a fish without distinct eyes (its darkest spot can be
+        # anywhere along a uniformly dark body; the eyes of a larva can be motion-blurred in
+        # a fast turn): the other end of the midline is the head if there is clearly more
+        # fish around it (a wide head, not a tapering tail); ends closer than 0.3 lengths (a
+        # C-bend bringing the tail tip to the head) are left alone
+        tip = mid.points[:, -1]
+        far_apart = mid.ok & (np.hypot(*(tip - hp).T) > 0.3 * prm.length)
+        if far_apart.any():
+            i = np.flatnonzero(far_apart)
+            m_head = _end_mass(fsh[i], hp[i], prm.length, stop[i])
+            m_tip = _end_mass(fsh[i], tip[i], prm.length, stop[i])
+            rev = i[m_tip > REVERSED * m_head]
+            if rev.size:
+                h2, t2 = _find_heads(own[rev], fst[rev], fsh[rev], prm, stop[rev], rough=tip[rev])
+                m2 = trace_midlines(fst[rev], h2, t2, prm.length, prm.n_points, stop[rev],
+                                    arc_smooth=False)
+                hp = hp.copy()
+                theta0 = theta0.copy()
+                hp[rev], theta0[rev] = h2, t2
+                for f in ("points", "length", "ok"):
+                    getattr(mid, f)[rev] = getattr(m2, f)
     heading, tail_angle, curv = body_angles(mid.points)
     heading = np.where(mid.ok, heading, wrap(theta0 + np.pi))
     tail_angle = np.where(mid.ok, tail_angle, np.nan)
@@ -473,7 +638,10 @@ def _params(bg: Background, cfg: TrackingConfig, layout: Layout, fish_per_arena:
 
 
 def _stop_level(model: ArenaModel) -> float:
-    """Absolute end of a tail trace: well above the noise of the smoothed fishness."""
+    """Absolute end of a tail trace: the noise floor of the smoothed fishness
+    (``ArenaModel.floor``, median + 3 robust sd), at least 2 grey levels."""
+    if np.isfinite(model.floor):
+        return float(max(model.floor, 2.0))
     return float(max(3.0 * model.noise, 3.0))
 
 
@@ -577,7 +745,7 @@ def _init_embedded(st: _ArenaState, d, crop, blobs, n, prm) -> bool:
     t = np.flatnonzero(chosen >= 0)
     if t.size < max(3, n // 4):
         return False
-    pt = _cut(d, crop, None, blobs, chosen[t], _odd(1.5 * prm.length + 6), _origin(st), group=0.8 * prm.length)
+    pt = _cut(d, crop, None, blobs, chosen[t], _odd(1.5 * prm.length + 6), _origin(st), group=GROUP * prm.length)
     meas = _measure_all(pt, prm, np.full(len(pt), _stop_level(st.model), np.float32))
     st.head = np.median(meas.head, axis=0) - np.array(_origin(st), np.float64)
     hd = meas.heading[np.isfinite(meas.heading)]
@@ -780,6 +948,16 @@ def _track_multi(st: _ArenaState, d, crop, blobs, n, prm, store, fidx) -> None:
     single = ok_area & (blobs.area <= 1.5 * prm.area)
     sel = np.flatnonzero(single)
     pt = _cut(d, crop, st.prev, blobs, sel, prm.patch, org, ignore=frag)
+    # a detection must look like this recording's fish: as dark (bright) at its core as a
+    # fish, not a faint reflection on a wall or a shadow
+    if len(pt) and np.isfinite(st.model.contrast):
+        core = (pt.fp * (pt.mem == 1)).reshape(len(pt), -1).max(axis=1)
+        faint = core < FAINT * st.model.contrast
+        if faint.any():
+            ok_area[sel[faint]] = False
+            keep = ~faint
+            sel = sel[keep]
+            pt = pt.rows(keep)
     meas = _measure_all(pt, prm, np.full(len(pt), stop, np.float32))
     row_of = {int(j): i for i, j in enumerate(sel)}
     starts = np.searchsorted(blobs.frame, np.arange(n), side="left")
@@ -844,6 +1022,25 @@ def _track_multi(st: _ArenaState, d, crop, blobs, n, prm, store, fidx) -> None:
     for t, f, kind, i, unc in out:
         m_ = meas if kind == "s" else mmeas
         _write(store, fidx[[t]], st.slots[f], m_, np.array([i]), np.array([unc]))
+
+
+def _segment_angles(tail: np.ndarray, heading: np.ndarray, tail_angle: np.ndarray):
+    """Cumulative segment angles of midlines (rows, fish, n, 2), one flat float32 array per
+    segment 1 .. n-1 (in the table's row order): the direction of the segment from point
+    i-1 to point i relative to the backward body axis (``heading + pi``), accumulated from
+    segment to segment (not wrapped, so a tail curled beyond pi keeps counting). NaN where
+    ``tail_angle`` is NaN (no tail, or a tail that may be another fish's)."""
+    back = heading.astype(np.float64) + np.pi
+    unknown = ~np.isfinite(tail_angle)
+    prev_dir = None
+    acc = None
+    for i in range(1, tail.shape[2]):
+        dx = (tail[:, :, i, 0] - tail[:, :, i - 1, 0]).ravel().astype(np.float64)
+        dy = (tail[:, :, i, 1] - tail[:, :, i - 1, 1]).ravel().astype(np.float64)
+        d = np.arctan2(dy, dx)
+        acc = wrap(d - back) if acc is None else acc + wrap(d - prev_dir)
+        prev_dir = d
+        yield np.where(unknown, np.nan, acc).astype(np.float32)
 
 
 def _midlines_cross(points: np.ndarray, blob: np.ndarray, dist: float) -> np.ndarray:
@@ -934,6 +1131,8 @@ def track_video(
     if not bg.refined or list(bg.arenas) != arenas:
         bg = bg.refine(arenas, cfg, fish_per_arena=fish_per_arena, layout=layout)
     prm = _params(bg, cfg, layout, fish_per_arena)
+    for m in bg.models:
+        m.floor = fishness_floor(bg, m, prm.sigma_trace)
     n_total = len(source)
     multi = fish_per_arena > 1
     names: list[tuple[str, str]] = []
@@ -1013,7 +1212,7 @@ def _track_chunk(chunk, states, store, bg, cfg, prm, work, layout, multi, queue:
             chosen = _select_single(st, blobs, n, prm)
             t = np.flatnonzero(chosen >= 0)
             if t.size:
-                pt = _cut(d, crop, st.prev, blobs, chosen[t], prm.patch, _origin(st), group=0.8 * prm.length)
+                pt = _cut(d, crop, st.prev, blobs, chosen[t], prm.patch, _origin(st), group=GROUP * prm.length)
                 queue.add(pt, _Pending(st, fidx[t], _stop_level(m)))
         st.prev = np.array(crop[-1])
     queue.flush(store, prm, layout)
@@ -1063,6 +1262,8 @@ def _finish(store, names, states, bg, cfg, prm, damage, layout, fish_per_arena) 
         cols[f"tail_x_{i}"] = tail[:rows, kept, i, 0].ravel()
     for i in range(prm.n_points):
         cols[f"tail_y_{i}"] = tail[:rows, kept, i, 1].ravel()
+    for i, a in enumerate(_segment_angles(tail[:rows, kept], cols["heading"], cols["tail_angle"])):
+        cols[f"seg_angle_{i + 1}"] = a
     del tail
     tracks = pd.DataFrame(cols, copy=False)
     summary = {

@@ -1,0 +1,116 @@
+"""Issue 12: heads and tails on larvae the tracker has not seen.
+
+One short simulated recording per row of the issue's table (``fishtrack.synth.scenarios.
+ISSUE_CASES``: larvae drawn unlike the simulator's default look), tracked with the default
+settings (fish length and polarity estimated, arenas from the simulator) and scored against the
+truth (``scenarios.score``), asserting the issue's goal for that row. The other rows are tested
+elsewhere: the four round wells at unequal pitch in ``test_arenas.py``
+(``test_four_round_wells_touching_the_frame_edges``), the wall reflection of the real 8-fish
+recording in ``test_tracking_real.py`` (``test_eight_fish_tank``). The randomized suite's
+reporting seeds are run by ``bench/bench_tracker_accuracy.py`` (``make bench``), never here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fishtrack.synth.scenarios import goals, issue_spec, run_case, suite_spec
+from fishtrack.tracking.midline import wrap
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _case(name: str, tmp_path, **overrides) -> dict:
+    return run_case(issue_spec(name, **overrides), tmp_path, keep=True)
+
+
+def _truth_joined(r: dict):
+    m = r["truth"].merge(r["tracks"], on=["frame", "fish"], how="left", suffixes=("_t", ""))
+    return m[m["detected"].astype("boolean").fillna(False).astype(bool)]
+
+
+def test_head_embedded_larvae_120px_eyes_close_together(tmp_path):
+    """4 head-embedded larvae pointing up, 120 px, eyes ~14 px apart touching a dark head,
+    faint tail tip, H.264, 200 fps. Before: head on one eye (9.5 px off), tail r 0.00.
+    Measured (seed 0, 1 s): head RMSE 0.97 px, r 0.999 (2 s, seeds 0-3: 0.93-1.15 px)."""
+    r = _case("embedded_up_120px", tmp_path, duration_s=1.0)
+    assert r["recall"] >= 0.995
+    assert r["head_rmse_px"] <= 1.5  # the issue's goal, not scaled with the length
+    assert r["tail_r"] >= 0.95
+    assert r["tail_found"] >= 0.99
+
+
+def test_sixteen_wells_faint_tail_tip_mjpg(tmp_path):
+    """16-well plate, 40 px larvae, tail tip 45 grey levels from the background fading from
+    0.4 lengths, MJPG. Before: the midline stopped short of the tip, r 0.33.
+    Measured (seed 0): head RMSE ~0.3 px, r ~0.997."""
+    r = _case("wells16_faint_tip_mjpg", tmp_path, duration_s=1.5)
+    g = goals(issue_spec("wells16_faint_tip_mjpg"))
+    assert r["recall"] >= g["recall"]
+    assert r["head_rmse_px"] <= g["head_rmse_px"]
+    assert r["tail_r"] >= 0.9
+    # the tail is traced to its faint tip: the tracked tip lies near the true one
+    m = _truth_joined(r)
+    m = m[m.tail_angle.notna()]
+    tip = np.hypot(m.tail_x_9 - m.tail_x_9_t, m.tail_y_9 - m.tail_y_9_t)
+    assert float(tip.median()) <= 0.1 * 40
+
+
+def test_dark_field_bright_larvae(tmp_path):
+    """4-well dark-field recording: bright larvae on a dim background, eyes merged with the
+    head. Before: head RMSE 2.0 px, r 0.76. Measured (seed 0): head ~0.37 px, r ~0.99."""
+    r = _case("darkfield_4wells", tmp_path)
+    assert r["est_polarity"] == "bright"
+    assert r["recall"] >= 0.995
+    assert r["head_rmse_px"] <= 1.5
+    assert r["tail_r"] >= 0.9
+
+
+def test_larvae_without_distinct_eyes_head_at_the_disc_centre(tmp_path):
+    """Larvae drawn with a dark head disc instead of two eyes: the head point is the centre of
+    the widest dark part of the head (docs/tracking.md), which is the disc centre. Before: 3.7 px
+    (0.11 lengths) behind it in every frame. Measured (seed 0): 0.31 px, no bias along the
+    body."""
+    r = _case("disc_head", tmp_path)
+    assert r["recall"] >= 0.995
+    assert r["head_rmse_px"] <= 1.5 * 34 / 40
+    assert r["tail_r"] >= 0.9
+    # no systematic offset along the body (the old tracker sat behind the head every frame)
+    m = _truth_joined(r)
+    along = (m.x - m.x_t) * np.cos(m.heading_t) + (m.y - m.y_t) * np.sin(m.heading_t)
+    assert abs(float(along.mean())) <= 0.03 * 34
+
+
+def test_seg_angle_columns_follow_the_midline(tmp_path):
+    """seg_angle_i is the cumulative direction of segment i relative to the backward body
+    axis, accumulated; the last one is the tip segment's angle, bent to the same side as the
+    head->tip chord and further (dark-field recording, 1 s)."""
+    r = _case("darkfield_4wells", tmp_path, duration_s=1.0)
+    t = r["tracks"]
+    t = t[t.tail_angle.notna()]
+    n = sum(c.startswith("tail_x_") for c in t.columns)
+    assert [c for c in t.columns if c.startswith("seg_angle_")] == [f"seg_angle_{i}" for i in range(1, n)]
+    # the direction of every segment from the stored points
+    back = t.heading.to_numpy() + np.pi
+    for i in range(1, n):
+        d = np.arctan2(t[f"tail_y_{i}"] - t[f"tail_y_{i - 1}"], t[f"tail_x_{i}"] - t[f"tail_x_{i - 1}"])
+        assert np.allclose(wrap(t[f"seg_angle_{i}"].to_numpy() - (d - back)), 0, atol=1e-4)
+    # a bent tail: the tip segment is bent further than the head->tip chord, same side
+    bent = t[np.abs(t.tail_angle) > 0.2]
+    assert len(bent) > 20
+    assert (np.sign(bent[f"seg_angle_{n - 1}"]) == np.sign(bent.tail_angle)).mean() >= 0.95
+    assert (np.abs(bent[f"seg_angle_{n - 1}"]) >= np.abs(bent.tail_angle)).mean() >= 0.9
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_random_suite_tuning_seeds(seed, tmp_path):
+    """Two fixed seeds of the randomized morphology and imaging suite (tuning range; the
+    reporting range is for bench/bench_tracker_accuracy.py only) meet every goal."""
+    spec = suite_spec(seed)
+    r = run_case(spec, tmp_path)
+    g = goals(spec)
+    assert r["recall"] >= g["recall"]
+    assert r["head_rmse_px"] <= g["head_rmse_px"]
+    assert r["tail_r"] >= g["tail_r"]
+    assert r["false_fish"] == 0
