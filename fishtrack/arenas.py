@@ -46,6 +46,7 @@ import cv2
 import numpy as np
 
 from fishtrack.errors import ArenaError
+from fishtrack.robust import robust_sigma
 
 if TYPE_CHECKING:  # pragma: no cover
     from fishtrack.config import ArenasConfig
@@ -62,6 +63,8 @@ __all__ = [
 Shape = Literal["circle", "square", "rect"]
 
 _HELP = "see docs/arenas.md"
+#: pixels an image-noise estimate is thinned to (above twice this many)
+_NOISE_MAX_N = 200_000
 _BBOX_HINT = (
     "check arenas.rows / arenas.cols, or set arenas.bbox to [x0, y0, x1, y1], the outer "
     f"edges of the corner wells (top-left of A1 to bottom-right of the last well), {_HELP}"
@@ -416,18 +419,6 @@ def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _robust_sigma(a: np.ndarray) -> float:
-    """1.4826 x median absolute deviation (on a subsample of large arrays)."""
-    a = np.asarray(a).ravel()
-    if a.size > 200_000:
-        a = a[:: a.size // 100_000]
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return 0.0
-    med = np.median(a)
-    return float(1.4826 * np.median(np.abs(a - med)))
-
-
 def _to_u8(a: np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(a, [0.5, 99.5])
     if hi - lo < 1e-6:
@@ -679,8 +670,8 @@ def _rim_candidates(small: np.ndarray, rlo: float, rhi: float) -> tuple[np.ndarr
     floor = max(0.04 * float(hi - lo), 1e-6)
     # two thresholds: above the pixel noise (thin / faint rims), and relative to the spread of
     # the flattened image (many structures, strong noise)
-    noise = 0.5 * _robust_sigma(small - s)
-    levels = sorted({max(4.0 * noise, floor), max(2.5 * _robust_sigma(d), floor)})
+    noise = 0.5 * robust_sigma(small - s, max_n=_NOISE_MAX_N, empty=0.0)
+    levels = sorted({max(4.0 * noise, floor), max(2.5 * robust_sigma(d, max_n=_NOISE_MAX_N, empty=0.0), floor)})
     pts: list[np.ndarray] = []
     rad: list[np.ndarray] = []
     amin, amax = 0.5 * math.pi * (0.8 * rlo) ** 2, math.pi * (1.15 * rhi) ** 2
@@ -1476,7 +1467,7 @@ def _find_chamber(img: np.ndarray, cfg: ArenasConfig) -> Arena | None:
     u8 = _to_u8(s)
     t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     rng = float(np.percentile(img, 99) - np.percentile(img, 1))
-    noise = _robust_sigma(img - _blur(img, 2.0))
+    noise = robust_sigma(img - _blur(img, 2.0), max_n=_NOISE_MAX_N, empty=0.0)
     k = max(3, int(round(0.02 * max(sh, sw))) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     border = np.zeros((sh, sw), bool)

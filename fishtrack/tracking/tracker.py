@@ -19,13 +19,13 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from fishtrack.config import TrackingConfig
+from fishtrack.config import Layout, TrackingConfig
 from fishtrack.errors import TrackingError
 from fishtrack.tracking.background import (
     ArenaModel,
@@ -49,7 +49,6 @@ from fishtrack.tracking.segment import ChunkBlobs, find_blobs, fishness_chunk
 
 __all__ = ["TrackResult", "ArraySource", "track_video", "track_columns"]
 
-Layout = Literal["wells", "chamber", "embedded"]
 Progress = Callable[[int, int], None]
 
 #: chunk bytes above which chunks are made shorter than ``chunk_size`` (bounded memory)
