@@ -6,7 +6,8 @@ Usage (from the repository root)::
 
 Each figure shows tracked frames annotated with ``fishtrack.preview.annotate_frame`` (arena
 outline, head circle, midline, fish label): an overview of the whole frame where the fish are
-small, and enlarged crops around the fish over time. The videos are third-party recordings
+small, and enlarged crops around the fish over time; under them the tail-angle trace of every
+fish over the whole recording. The videos are third-party recordings
 (see ``shared/videos/README.md``) and are not part of the repository.
 """
 
@@ -22,7 +23,7 @@ import pandas as pd
 from fishtrack.arenas import detect_arenas
 from fishtrack.config import ArenasConfig, TrackingConfig
 from fishtrack.io.video import open_video
-from fishtrack.preview import _COLOURS, annotate_frame
+from fishtrack.preview import _COLOURS, annotate_crop, annotate_frame
 from fishtrack.tracking import estimate_background, track_video
 
 OUT = Path(__file__).resolve().parent / "figures"
@@ -73,22 +74,8 @@ def _png(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _shifted(rows: pd.DataFrame, dx: float, dy: float) -> pd.DataFrame:
-    rows = rows.copy()
-    for c in rows.columns:
-        if c == "x" or c.startswith("tail_x_"):
-            rows[c] = rows[c] - dx
-        elif c == "y" or c.startswith("tail_y_"):
-            rows[c] = rows[c] - dy
-    return rows
-
-
-def _crop(frame, rows, arenas, cx, cy, half, scale) -> np.ndarray:
-    h, w = frame.shape
-    x0 = int(np.clip(round(cx) - half, 0, max(0, w - 2 * half)))
-    y0 = int(np.clip(round(cy) - half, 0, max(0, h - 2 * half)))
-    sub = np.ascontiguousarray(frame[y0 : y0 + 2 * half, x0 : x0 + 2 * half])
-    return annotate_frame(sub, _shifted(rows, x0, y0), scale=scale)
+def _crop(frame, rows, cx, cy, half, scale) -> np.ndarray:
+    return annotate_crop(frame, rows, cx, cy, half, scale=scale)[0]
 
 
 def _grid(tiles: list[np.ndarray], cols: int, gap: int = 4) -> np.ndarray:
@@ -113,6 +100,48 @@ def _side_by_side(a: np.ndarray, b: np.ndarray, gap: int = 6) -> np.ndarray:
     return out
 
 
+def _trace(t: pd.DataFrame, width: int, shown: list[int], fps: float, height: int = 150) -> np.ndarray:
+    """Tail-angle traces (degrees) of every fish over the whole recording, in the figure's fish
+    colours, with the frames shown above marked by grey lines; NaN (no tail) leaves gaps."""
+    fishes = sorted(t["fish"].astype(str).unique())
+    n = int(t["frame"].max()) + 1 if len(t) else 1
+    ang = np.degrees(t["tail_angle"].to_numpy(float))
+    top = float(np.nanpercentile(np.abs(ang), 99.5)) if np.isfinite(ang).any() else 10.0
+    top = max(10.0, 10.0 * np.ceil(top / 10.0))
+    img = np.full((height, width, 3), 255, np.uint8)
+    left, right, pad = 46, 8, 14
+    h = height - 2 * pad
+
+    def px(f):
+        return left + (np.asarray(f, float) / max(1, n - 1)) * (width - left - right)
+
+    def py(a):
+        return pad + (1.0 - (np.asarray(a, float) + top) / (2 * top)) * h
+
+    for f in shown:
+        x = int(round(float(px(f))))
+        cv2.line(img, (x, pad), (x, pad + h), (200, 200, 200), 1)
+    for v in (-top, 0.0, top):
+        y = int(round(float(py(v))))
+        cv2.line(img, (left, y), (width - right, y), (150, 150, 150) if v == 0 else (225, 225, 225), 1)
+        cv2.putText(img, f"{v:+.0f}", (2, y + 4), FONT, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+    for k, fish in enumerate(fishes):
+        d = t[t["fish"].astype(str) == fish].sort_values("frame")
+        a = np.degrees(d["tail_angle"].to_numpy(float))
+        pts = np.stack([px(d["frame"].to_numpy()), py(np.clip(a, -top, top))], axis=1)
+        ok = np.isfinite(a)
+        # one polyline per run of frames with a tail
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(np.int8), [0]])))
+        for s0, s1 in zip(edges[::2], edges[1::2], strict=True):
+            if s1 - s0 > 1:
+                cv2.polylines(img, [np.round(pts[s0:s1]).astype(np.int32)], False,
+                              _COLOURS[k % len(_COLOURS)], 1, cv2.LINE_AA)
+    secs = (n - 1) / fps if fps > 0 else float("nan")
+    cv2.putText(img, f"tail_angle (deg) of every fish, frames 0-{n - 1} ({secs:.2f} s); grey: frames shown",
+                (left, pad - 3), FONT, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
+    return img
+
+
 def figure(name: str, video_dir: Path = VIDEOS) -> Path:
     file, layout, fish, shown, half, scale, ov_scale = CASES[name]
     cfg = TrackingConfig()
@@ -121,6 +150,7 @@ def figure(name: str, video_dir: Path = VIDEOS) -> Path:
         arenas = detect_arenas(bg.image, ArenasConfig(layout=layout, fish_per_arena=fish))
         res = track_video(src, arenas, cfg, fish_per_arena=fish, layout=layout, background=bg)
         frames = dict(zip(shown, src.sample(shown), strict=True))
+        fps = float(src.meta.fps)
     t = res.tracks
     tiles = []
     for f in shown:
@@ -130,7 +160,7 @@ def figure(name: str, video_dir: Path = VIDEOS) -> Path:
             tiles.append(_label(img, f"frame {f}"))
             continue
         for r in rows[rows.detected].itertuples():
-            img = _crop(frames[f], rows, arenas, r.x, r.y, half, scale)
+            img = _crop(frames[f], rows, r.x, r.y, half, scale)
             tiles.append(_label(img, f"{f}: {r.fish}"))
     if half == 0:
         sheet = _grid(tiles, 2)
@@ -143,6 +173,8 @@ def figure(name: str, video_dir: Path = VIDEOS) -> Path:
             over2 = annotate_frame(frames[shown[1]], t[t.frame == shown[1]], arenas, scale=ov_scale)
             over = _grid([over, _label(over2, f"frame {shown[1]}")], 1)
         sheet = _side_by_side(over, zoom)
+    strip = _trace(t, sheet.shape[1], shown, fps)
+    sheet = np.concatenate([sheet, np.full((4, sheet.shape[1], 3), 255, np.uint8), strip])
     path = OUT / f"real_{name}.png"
     buf = _png(sheet)
     path.write_bytes(buf)

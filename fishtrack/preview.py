@@ -18,7 +18,7 @@ from fishtrack.io.tables import atomic_path
 from fishtrack.io.video import open_video
 from fishtrack.trial import Provenance
 
-__all__ = ["annotate_frame", "write_preview"]
+__all__ = ["annotate_frame", "annotate_crop", "write_preview"]
 
 _COLOURS = [(0, 200, 255), (0, 255, 0), (255, 128, 0), (255, 0, 255), (0, 128, 255), (255, 255, 0),
             (128, 0, 255), (0, 255, 128)]
@@ -53,6 +53,24 @@ def annotate_frame(frame: np.ndarray, rows: pd.DataFrame, arenas=(), *, scale: f
         cv2.putText(img, str(r["fish"]), (int(hx) + 4, int(hy) - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
                     col, 1, cv2.LINE_AA)
     return img
+
+
+def annotate_crop(
+    frame: np.ndarray, rows: pd.DataFrame, cx: float, cy: float, half: int, *, scale: float = 1.0
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`annotate_frame` on the square of side ``2 half`` around ``(cx, cy)`` (shifted to
+    stay inside the frame). Returns the image and the crop's origin ``(x0, y0)`` in frame px."""
+    h, w = frame.shape
+    x0 = int(np.clip(round(cx) - half, 0, max(0, w - 2 * half)))
+    y0 = int(np.clip(round(cy) - half, 0, max(0, h - 2 * half)))
+    sub = np.ascontiguousarray(frame[y0 : y0 + 2 * half, x0 : x0 + 2 * half])
+    rows = rows.copy()
+    for c in rows.columns:
+        if c == "x" or c.startswith("tail_x_"):
+            rows[c] = rows[c] - x0
+        elif c == "y" or c.startswith("tail_y_"):
+            rows[c] = rows[c] - y0
+    return annotate_frame(sub, rows, scale=scale), (x0, y0)
 
 
 def write_preview(video, result, path: str | Path, *, n_frames: int = 8, max_width: int = 1400) -> Path:
