@@ -35,6 +35,7 @@ Well detection, in short (details in ``docs/arenas.md``):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Iterable, Sequence
@@ -45,6 +46,7 @@ import cv2
 import numpy as np
 
 from fishtrack.errors import ArenaError
+from fishtrack.robust import robust_sigma
 
 if TYPE_CHECKING:  # pragma: no cover
     from fishtrack.config import ArenasConfig
@@ -61,6 +63,8 @@ __all__ = [
 Shape = Literal["circle", "square", "rect"]
 
 _HELP = "see docs/arenas.md"
+#: pixels an image-noise estimate is thinned to (above twice this many)
+_NOISE_MAX_N = 200_000
 _BBOX_HINT = (
     "check arenas.rows / arenas.cols, or set arenas.bbox to [x0, y0, x1, y1], the outer "
     f"edges of the corner wells (top-left of A1 to bottom-right of the last well), {_HELP}"
@@ -415,18 +419,6 @@ def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def _robust_sigma(a: np.ndarray) -> float:
-    """1.4826 x median absolute deviation (on a subsample of large arrays)."""
-    a = np.asarray(a).ravel()
-    if a.size > 200_000:
-        a = a[:: a.size // 100_000]
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return 0.0
-    med = np.median(a)
-    return float(1.4826 * np.median(np.abs(a - med)))
-
-
 def _to_u8(a: np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(a, [0.5, 99.5])
     if hi - lo < 1e-6:
@@ -678,8 +670,8 @@ def _rim_candidates(small: np.ndarray, rlo: float, rhi: float) -> tuple[np.ndarr
     floor = max(0.04 * float(hi - lo), 1e-6)
     # two thresholds: above the pixel noise (thin / faint rims), and relative to the spread of
     # the flattened image (many structures, strong noise)
-    noise = 0.5 * _robust_sigma(small - s)
-    levels = sorted({max(4.0 * noise, floor), max(2.5 * _robust_sigma(d), floor)})
+    noise = 0.5 * robust_sigma(small - s, max_n=_NOISE_MAX_N, empty=0.0)
+    levels = sorted({max(4.0 * noise, floor), max(2.5 * robust_sigma(d, max_n=_NOISE_MAX_N, empty=0.0), floor)})
     pts: list[np.ndarray] = []
     rad: list[np.ndarray] = []
     amin, amax = 0.5 * math.pi * (0.8 * rlo) ** 2, math.pi * (1.15 * rhi) ** 2
@@ -937,7 +929,7 @@ def _detect_wells(img: np.ndarray, cfg: ArenasConfig, info: dict) -> list[Arena]
     info["expected"] = n_wells
     cand, crad = _rim_candidates(small, rlo * f, rhi * f)
     # Hough circles only when the rim regions do not suffice (slower, more false positives)
-    best_err: ArenaError | None = None
+    best_err: _WellsNotFound | None = None
     for attempt in ("rims", "rims+hough"):
         if attempt == "rims+hough":
             hc, hr = _hough_candidates(small, rlo * f, rhi * f)
@@ -948,21 +940,112 @@ def _detect_wells(img: np.ndarray, cfg: ArenasConfig, info: dict) -> list[Arena]
             continue
         info["candidates"] = int(len(cand))
         try:
-            return _wells_from_candidates(img, smooth, cand / f, crad / f, cfg, info, (rlo, rhi))
-        except ArenaError as err:
-            if getattr(err, "final", False):
-                info["found"] = getattr(err, "found", 0)
+            arenas, fit = _wells_from_candidates(img, smooth, cand / f, crad / f, cfg, (rlo, rhi))
+        except _WellsNotFound as err:
+            if err.final:
+                info["found"] = err.found
                 raise
-            if best_err is None or getattr(err, "found", 0) >= getattr(best_err, "found", 0):
+            if best_err is None or err.found >= best_err.found:
                 best_err = err
+            continue
+        info.update(fit.diagnostics())
+        return arenas
     if best_err is None:
-        info["found"] = 0
-        best_err = ArenaError(
+        best_err = _WellsNotFound(
             f"found 0 of {n_wells} wells ({cfg.rows} x {cfg.cols} plate): no well rim was "
-            f"found; {_BBOX_HINT}"
+            f"found; {_BBOX_HINT}", 0
         )
-    info["found"] = getattr(best_err, "found", 0)
+    info["found"] = best_err.found
     raise best_err
+
+
+# ratios of the well-grid fit (docs/arenas.md, "How wells are found")
+#: a candidate lies on the lattice when it is within this fraction of a pitch of a node
+GRID_INLIER_PITCH = 0.2
+#: the wells' median radius must lie within these factors of the radius range searched
+RADIUS_SLACK = (0.7, 1.3)
+#: wells of a plausible plate are at least this many radii apart, centre to centre (rims of
+#: neighbouring wells may touch or overlap a little; wells cannot lie inside each other)
+MIN_PITCH_RADII = 1.44
+#: a grid node is in the frame when the well's centre lies at least this many radii inside
+IN_FRAME_RADII = 0.5
+#: second pass, with the grid and well size known: a well is confirmed with at least this
+#: much rim support ...
+REFIT_SUPPORT = 0.5
+#: ... a radius within max(px, fraction x the median) of the median radius ...
+REFIT_RADIUS_TOL = (1.5, 0.05)
+#: ... a centre within this fraction of a pitch of its grid node ...
+REFIT_SHIFT_PITCH = 0.1
+#: ... and a rim at least this fraction of the median rim strength
+REFIT_STRENGTH = 0.25
+
+
+class _WellsNotFound(ArenaError):
+    """The wells could not be fitted from one set of candidates. ``found``: wells seen (the
+    attempt that saw most is reported); ``final``: no other candidate set can help."""
+
+    def __init__(self, message: str, found: int, *, final: bool = False):
+        super().__init__(message)
+        self.found = int(found)
+        self.final = final
+
+
+@dataclass
+class _WellFit:
+    """What the grid fit found; :func:`detect_arenas` copies it into its diagnostics."""
+
+    found: int
+    shape: str
+    pitch_px: tuple[float, float] | None = None
+    angle_deg: float | None = None
+    fit_rms_px: float | None = None
+    radius_px: float | None = None
+    shape_support: dict[str, float] | None = None
+
+    def diagnostics(self) -> dict:
+        """The fields that are set, as a dict."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclass
+class _Lattice:
+    """A lattice fitted to the candidates: ``rc`` each candidate's nearest node (row, col),
+    ``on`` whether it lies on it, ``r0`` their median radius, ``pitch`` the smaller pitch."""
+
+    grid: _Grid
+    rc: np.ndarray
+    on: np.ndarray
+    r0: float
+    pitch: float
+
+
+@dataclass
+class _Nodes:
+    """The lattice nodes every placement of the plate could use, plus one row and column
+    around them: node numbers ``rows`` x ``cols`` (meshes ``grr``, ``gcc``), predicted centres
+    ``pred`` (row-major, flat), which of them are in the frame, and the placements' first row
+    and column (``r_starts``, ``c_starts``)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    grr: np.ndarray
+    gcc: np.ndarray
+    pred: np.ndarray
+    in_frame: np.ndarray
+    r_starts: range
+    c_starts: range
+
+    @property
+    def idx_in(self) -> np.ndarray:
+        return np.flatnonzero(self.in_frame)
+
+    def grid_of(self, values_in: np.ndarray, fill: Any) -> np.ndarray:
+        """Values measured at the in-frame nodes as a (rows, cols, ...) grid, ``fill`` elsewhere."""
+        values_in = np.asarray(values_in)
+        full = np.full((len(self.pred), *values_in.shape[1:]), fill,
+                       dtype=np.result_type(values_in, np.asarray(fill)))
+        full[self.idx_in] = values_in
+        return full.reshape(*self.grr.shape, *values_in.shape[1:])
 
 
 def _wells_from_candidates(
@@ -971,167 +1054,45 @@ def _wells_from_candidates(
     cand: np.ndarray,
     crad: np.ndarray,
     cfg: ArenasConfig,
-    info: dict,
     radius_range: tuple[float, float],
-) -> list[Arena]:
-    """Grid, rims and the plate window from candidate centres / radii (full-res px)."""
-    h, w = img.shape
+) -> tuple[list[Arena], _WellFit]:
+    """The plate from candidate centres / radii (full-resolution px): a lattice fitted to the
+    candidates, rims measured at every node the plate could cover, the shape and the placement
+    with most wells found, that placement checked, the grid refitted on the found wells and
+    every well measured again with the grid and size known (:func:`_second_pass`)."""
     n_rows, n_cols = cfg.rows, cfg.cols
-    n_wells = n_rows * n_cols
-    rlo, rhi = radius_range
     shapes: tuple[str, ...] = ("circle", "square") if cfg.shape == "auto" else (cfg.shape,)
-    expected = f"{n_rows} x {n_cols}"
-
-    def fail(found: int, why: str, hint: str = _BBOX_HINT) -> ArenaError:
-        err = ArenaError(f"found {found} of {n_wells} wells ({expected} plate): {why}; {hint}")
-        err.found = found  # type: ignore[attr-defined]
-        return err
-
-    if n_wells == 1:
-        return _single_well(smooth, cand, crad, shapes, cfg, info, fail)
-    grid = _lattice(cand, crad)
-    if grid is None:
-        raise fail(_count_unique(cand, crad), "no regular grid of well rims was found")
-    rcf = grid.indices(cand)
-    rc = np.round(rcf).astype(int)
-    inl = np.abs(rcf - rc).max(axis=1) < 0.2
-    if inl.sum() < 2:
-        raise fail(int(inl.sum()), "no regular grid of well rims was found")
-    r0 = float(np.median(crad[inl]))
-    pitch = min(grid.px, grid.py)
-    if not rlo * 0.7 <= r0 <= rhi * 1.3 or pitch < 1.8 * r0 * 0.8:
-        raise fail(0, "the well-like shapes seen do not form a plausible plate")
-    # candidate positions: windows that could hold the plate, plus one row/column around
-    rmin, rmax = rc[inl, 0].min(), rc[inl, 0].max()
-    cmin, cmax = rc[inl, 1].min(), rc[inl, 1].max()
-
-    def starts(lo: int, hi: int, n: int) -> range:
-        span = hi - lo + 1
-        return range(hi - n + 1, lo + 1) if span <= n else range(lo, hi - n + 2)
-
-    r_starts, c_starts = starts(rmin, rmax, n_rows), starts(cmin, cmax, n_cols)
-    rr = np.arange(min(r_starts) - 1, max(r_starts) + n_rows + 1)
-    cc = np.arange(min(c_starts) - 1, max(c_starts) + n_cols + 1)
-    grr, gcc = np.meshgrid(rr, cc, indexing="ij")
-    pred = grid.predict(grr.ravel(), gcc.ravel())
-    in_frame = (
-        (pred[:, 0] - 0.5 * r0 >= 0)
-        & (pred[:, 0] + 0.5 * r0 <= w - 1)
-        & (pred[:, 1] - 0.5 * r0 >= 0)
-        & (pred[:, 1] + 0.5 * r0 <= h - 1)
-    )
-    idx_in = np.nonzero(in_frame)[0]
-    if idx_in.size == 0:
-        raise fail(int(inl.sum()), "the fitted grid lies outside the frame")
-    fits = _measure_wells(smooth, pred[idx_in], r0, grid.theta, shapes)
-    # shape: the better fit at positions where a candidate was seen
-    seen = np.zeros(len(pred), bool)
-    key = {
-        (int(a), int(b)): i for i, (a, b) in enumerate(zip(grr.ravel(), gcc.ravel(), strict=True))
-    }
-    for a, b in rc[inl]:
-        if (int(a), int(b)) in key:
-            seen[key[(int(a), int(b))]] = True
-    seen_in = seen[idx_in]
-    if len(shapes) == 2:
-        sel = seen_in if seen_in.any() else np.ones_like(seen_in)
-        score = {s: float(np.mean(fits[s].support[sel])) for s in shapes}
-        shape = max(score, key=score.get)
-        info["shape_support"] = score
-    else:
-        shape = shapes[0]
+    fail = _failure(n_rows, n_cols)
+    if n_rows * n_cols == 1:
+        return _single_well(smooth, cand, crad, shapes, cfg, fail)
+    lat = _fit_lattice(cand, crad, radius_range, fail)
+    nodes = _plate_nodes(lat, n_rows, n_cols, img.shape, fail)
+    idx_in = nodes.idx_in
+    fits = _measure_wells(smooth, nodes.pred[idx_in], lat.r0, lat.grid.theta, shapes)
+    seen_in = _seen(lat, nodes)[idx_in]
+    shape, shape_support = _choose_shape(fits, seen_in, shapes)
     fit = fits[shape]
-    conf = _confirm(fit, pred[idx_in], r0, pitch, seen_in)
-    found = np.zeros(len(pred), bool)
-    found[idx_in] = conf
-    fgrid = found.reshape(grr.shape)
-    support = np.zeros(len(pred))
-    support[idx_in] = fit.support
-    sgrid = support.reshape(grr.shape)
-    # the window with most found wells
-    best, best_key = None, (-1, -1.0)
-    for r_s in r_starts:
-        for c_s in c_starts:
-            i0, j0 = r_s - rr[0], c_s - cc[0]
-            win = fgrid[i0 : i0 + n_rows, j0 : j0 + n_cols]
-            k = (int(win.sum()), float(sgrid[i0 : i0 + n_rows, j0 : j0 + n_cols].sum()))
-            if k > best_key:
-                best, best_key = (i0, j0), k
-    assert best is not None
-    i0, j0 = best
-    win = fgrid[i0 : i0 + n_rows, j0 : j0 + n_cols]
+    found = nodes.grid_of(_confirm(fit, nodes.pred[idx_in], lat.r0, lat.pitch, seen_in), False)
+    i0, j0 = _best_placement(nodes, found, nodes.grid_of(fit.support, 0.0), n_rows, n_cols)
+    sel = (slice(i0, i0 + n_rows), slice(j0, j0 + n_cols))
+    win = found[sel]
     n_found = int(win.sum())
-    info["found"] = n_found
-    info["shape"] = shape
-    _check_extra(fgrid, i0, j0, n_rows, n_cols, expected, n_found, n_wells)
-    need = max(2, math.ceil(cfg.min_found_fraction * n_wells))
-    if n_found < need:
-        raise fail(
-            n_found,
-            f"at least {need} are needed to fit the grid "
-            f"(arenas.min_found_fraction={cfg.min_found_fraction:g})",
-        )
-    outside = ~in_frame.reshape(grr.shape)[i0 : i0 + n_rows, j0 : j0 + n_cols]
-    if outside.any():
-        raise fail(
-            n_found,
-            f"{int(outside.sum())} wells of the grid fitted to them would lie outside the image",
-            "make the whole plate visible (camera position, video.crop), or " + _BBOX_HINT,
-        )
-    for axis, n, label in ((1, n_rows, "row"), (0, n_cols, "column")):
-        per = win.sum(axis=axis)
-        for end in (0, n - 1):
-            if n > 1 and per[end] == 0:
-                name = arena_name(end, 0)[:-1] if label == "row" else str(end + 1)
-                raise fail(
-                    n_found,
-                    f"no well rim found in {label} {name}, so the plate's position is ambiguous",
-                )
-    # final grid from the found wells (full resolution), fill the rest from it
-    sub_r, sub_c = grr[i0 : i0 + n_rows, j0 : j0 + n_cols], gcc[i0 : i0 + n_rows, j0 : j0 + n_cols]
-    pos = np.full((len(pred), 3), np.nan)
-    pos[idx_in] = np.stack([fit.cx, fit.cy, fit.radius], axis=1)
-    pos = pos.reshape(*grr.shape, 3)[i0 : i0 + n_rows, j0 : j0 + n_cols]
+    _check_placement(found, nodes.in_frame.reshape(nodes.grr.shape)[sel], i0, j0, cfg, fail)
+    pos = nodes.grid_of(np.stack([fit.cx, fit.cy, fit.radius], axis=1), np.nan)[sel]
+    # the grid refitted on the found wells (full resolution)
+    sub_r, sub_c = nodes.grr[sel], nodes.gcc[sel]
     rc_found = np.stack([sub_r[win] - sub_r[0, 0], sub_c[win] - sub_c[0, 0]], axis=1)
-    g0 = grid.predict(np.array([sub_r[0, 0]]), np.array([sub_c[0, 0]]))[0]
-    init = _Grid(float(g0[0]), float(g0[1]), grid.px, grid.py, grid.theta)
+    g0 = lat.grid.predict(np.array([sub_r[0, 0]]), np.array([sub_c[0, 0]]))[0]
+    init = _Grid(float(g0[0]), float(g0[1]), lat.grid.px, lat.grid.py, lat.grid.theta)
     fgr, res = _fit_grid(pos[win][:, :2], rc_found, init)
-    info["pitch_px"] = (float(fgr.px), float(fgr.py))
-    info["angle_deg"] = float(math.degrees(fgr.theta))
-    info["fit_rms_px"] = float(np.sqrt(np.mean(res**2)))
     r_med = float(np.median(pos[win][:, 2]))
     allp = fgr.predict(*np.mgrid[0:n_rows, 0:n_cols])
-    if (
-        (allp[..., 0] < 0).any()
-        or (allp[..., 0] > w - 1).any()
-        or (allp[..., 1] < 0).any()
-        or (allp[..., 1] > h - 1).any()
-    ):
+    h, w = img.shape
+    if ((allp[..., 0] < 0) | (allp[..., 0] > w - 1) | (allp[..., 1] < 0) | (allp[..., 1] > h - 1)).any():
         raise fail(n_found, "the fitted grid puts some wells outside the frame")
-    # second pass with the known grid and well size
-    fit2 = _remeasure(smooth, allp.reshape(-1, 2), r_med, fgr.theta, shape)
-    shift = np.hypot(fit2.cx - allp[..., 0].ravel(), fit2.cy - allp[..., 1].ravel())
-    ok2 = (
-        (fit2.support >= 0.5)
-        & np.isfinite(fit2.radius)
-        & (np.abs(np.nan_to_num(fit2.radius) - r_med) <= max(1.5, 0.05 * r_med))
-        & (shift < 0.1 * pitch)
-    )
-    if ok2.sum() >= 2:
-        ok2 &= fit2.strength >= 0.25 * float(np.median(fit2.strength[ok2]))
-    found2 = ok2.reshape(n_rows, n_cols)
-    pos2 = np.stack([fit2.cx, fit2.cy, fit2.radius], axis=1).reshape(n_rows, n_cols, 3)
-    if found2.sum() >= max(2, n_found // 2):
-        rc2 = np.argwhere(found2)
-        fgr, res = _fit_grid(pos2[found2][:, :2], rc2, fgr)
-        allp = fgr.predict(*np.mgrid[0:n_rows, 0:n_cols])
-        r_med = float(np.median(pos2[found2][:, 2]))
-        pos, win = pos2, found2
-    info["found"] = int(win.sum())
-    info["pitch_px"] = (float(fgr.px), float(fgr.py))
-    info["angle_deg"] = float(math.degrees(fgr.theta))
-    info["fit_rms_px"] = float(np.sqrt(np.mean(res**2)))
-    info["radius_px"] = r_med
+    fgr, res, r_med, pos, win = _second_pass(smooth, fgr, res, r_med, shape, lat.pitch, pos, win,
+                                             n_rows, n_cols)
+    allp = fgr.predict(*np.mgrid[0:n_rows, 0:n_cols])
     out = []
     for i in range(n_rows):
         for j in range(n_cols):
@@ -1139,21 +1100,163 @@ def _wells_from_candidates(
                 cx, cy, rad = pos[i, j]
             else:
                 (cx, cy), rad = allp[i, j], r_med
-            out.append(
-                _make_arena(
-                    i,
-                    j,
-                    shape,
-                    cx,
-                    cy,
-                    rad,
-                    img.shape,
-                    margin=cfg.margin_px,
-                    angle=fgr.theta,
-                    found=bool(win[i, j]),
-                )
-            )
-    return out
+            out.append(_make_arena(i, j, shape, cx, cy, rad, img.shape, margin=cfg.margin_px,
+                                   angle=fgr.theta, found=bool(win[i, j])))
+    record = _WellFit(
+        found=int(win.sum()), shape=shape, pitch_px=(float(fgr.px), float(fgr.py)),
+        angle_deg=float(math.degrees(fgr.theta)), fit_rms_px=float(np.sqrt(np.mean(res**2))),
+        radius_px=r_med, shape_support=shape_support,
+    )
+    return out, record
+
+
+def _failure(n_rows: int, n_cols: int):
+    """``fail(found, why, hint)``: the :class:`_WellsNotFound` of a plate of this size."""
+    n_wells = n_rows * n_cols
+
+    def fail(found: int, why: str, hint: str = _BBOX_HINT) -> _WellsNotFound:
+        return _WellsNotFound(
+            f"found {found} of {n_wells} wells ({n_rows} x {n_cols} plate): {why}; {hint}", found)
+
+    return fail
+
+
+def _fit_lattice(cand: np.ndarray, crad: np.ndarray, radius_range: tuple[float, float],
+                 fail) -> _Lattice:
+    """A lattice through the candidates, refused unless at least two lie on it with a
+    plausible radius and pitch (:data:`RADIUS_SLACK`, :data:`MIN_PITCH_RADII`)."""
+    grid = _lattice(cand, crad)
+    if grid is None:
+        raise fail(_count_unique(cand, crad), "no regular grid of well rims was found")
+    rcf = grid.indices(cand)
+    rc = np.round(rcf).astype(int)
+    on = np.abs(rcf - rc).max(axis=1) < GRID_INLIER_PITCH
+    if on.sum() < 2:
+        raise fail(int(on.sum()), "no regular grid of well rims was found")
+    r0 = float(np.median(crad[on]))
+    pitch = min(grid.px, grid.py)
+    rlo, rhi = radius_range
+    if not rlo * RADIUS_SLACK[0] <= r0 <= rhi * RADIUS_SLACK[1] or pitch < MIN_PITCH_RADII * r0:
+        raise fail(0, "the well-like shapes seen do not form a plausible plate")
+    return _Lattice(grid, rc, on, r0, pitch)
+
+
+def _plate_nodes(lat: _Lattice, n_rows: int, n_cols: int, frame: tuple[int, int],
+                 fail) -> _Nodes:
+    """Every node a placement of the plate over the candidates on the lattice could use."""
+    rc = lat.rc[lat.on]
+
+    def starts(lo: int, hi: int, n: int) -> range:
+        span = hi - lo + 1
+        return range(hi - n + 1, lo + 1) if span <= n else range(lo, hi - n + 2)
+
+    r_starts = starts(rc[:, 0].min(), rc[:, 0].max(), n_rows)
+    c_starts = starts(rc[:, 1].min(), rc[:, 1].max(), n_cols)
+    rows = np.arange(min(r_starts) - 1, max(r_starts) + n_rows + 1)
+    cols = np.arange(min(c_starts) - 1, max(c_starts) + n_cols + 1)
+    grr, gcc = np.meshgrid(rows, cols, indexing="ij")
+    pred = lat.grid.predict(grr.ravel(), gcc.ravel())
+    h, w = frame
+    m = IN_FRAME_RADII * lat.r0
+    in_frame = ((pred[:, 0] - m >= 0) & (pred[:, 0] + m <= w - 1)
+                & (pred[:, 1] - m >= 0) & (pred[:, 1] + m <= h - 1))
+    if not in_frame.any():
+        raise fail(int(lat.on.sum()), "the fitted grid lies outside the frame")
+    return _Nodes(rows, cols, grr, gcc, pred, in_frame, r_starts, c_starts)
+
+
+def _seen(lat: _Lattice, nodes: _Nodes) -> np.ndarray:
+    """Per node (flat): a candidate on the lattice was seen there."""
+    key = {(int(a), int(b)): i
+           for i, (a, b) in enumerate(zip(nodes.grr.ravel(), nodes.gcc.ravel(), strict=True))}
+    seen = np.zeros(len(nodes.pred), bool)
+    for a, b in lat.rc[lat.on]:
+        i = key.get((int(a), int(b)))
+        if i is not None:
+            seen[i] = True
+    return seen
+
+
+def _choose_shape(fits: dict[str, _Fit], seen: np.ndarray, shapes: tuple[str, ...]
+                  ) -> tuple[str, dict[str, float] | None]:
+    """The configured shape, or (``auto``) the one whose rims are better supported where
+    candidates were seen (everywhere if none was); with the support of each."""
+    if len(shapes) == 1:
+        return shapes[0], None
+    where = seen if seen.any() else np.ones_like(seen)
+    score = {s: float(np.mean(fits[s].support[where])) for s in shapes}
+    return max(score, key=score.get), score
+
+
+def _best_placement(nodes: _Nodes, found: np.ndarray, support: np.ndarray, n_rows: int,
+                    n_cols: int) -> tuple[int, int]:
+    """First row and column (in node-grid coordinates) of the placement with most wells found,
+    ties broken by total rim support."""
+    best, best_key = (0, 0), (-1, -1.0)
+    for r_s in nodes.r_starts:
+        for c_s in nodes.c_starts:
+            i0, j0 = r_s - nodes.rows[0], c_s - nodes.cols[0]
+            sel = (slice(i0, i0 + n_rows), slice(j0, j0 + n_cols))
+            k = (int(found[sel].sum()), float(support[sel].sum()))
+            if k > best_key:
+                best, best_key = (int(i0), int(j0)), k
+    return best
+
+
+def _check_placement(found: np.ndarray, in_frame: np.ndarray, i0: int, j0: int,
+                     cfg: ArenasConfig, fail) -> None:
+    """Refuse a placement: more wells next to it than configured, too few found
+    (``arenas.min_found_fraction``), wells outside the image, or a first or last row or column
+    without a found well (the plate's position is then ambiguous)."""
+    n_rows, n_cols = cfg.rows, cfg.cols
+    n_wells = n_rows * n_cols
+    win = found[i0 : i0 + n_rows, j0 : j0 + n_cols]
+    n_found = int(win.sum())
+    _check_extra(found, i0, j0, n_rows, n_cols, f"{n_rows} x {n_cols}", n_found, n_wells)
+    need = max(2, math.ceil(cfg.min_found_fraction * n_wells))
+    if n_found < need:
+        raise fail(n_found, f"at least {need} are needed to fit the grid "
+                            f"(arenas.min_found_fraction={cfg.min_found_fraction:g})")
+    if not in_frame.all():
+        raise fail(
+            n_found,
+            f"{int((~in_frame).sum())} wells of the grid fitted to them would lie outside the image",
+            "make the whole plate visible (camera position, video.crop), or " + _BBOX_HINT,
+        )
+    for axis, n, label in ((1, n_rows, "row"), (0, n_cols, "column")):
+        per = win.sum(axis=axis)
+        for end in (0, n - 1):
+            if n > 1 and per[end] == 0:
+                name = arena_name(end, 0)[:-1] if label == "row" else str(end + 1)
+                raise fail(n_found, f"no well rim found in {label} {name}, so the plate's "
+                                    "position is ambiguous")
+
+
+def _second_pass(smooth: np.ndarray, fgr: _Grid, res: np.ndarray, r_med: float, shape: str,
+                 pitch: float, pos: np.ndarray, win: np.ndarray, n_rows: int, n_cols: int):
+    """Every well measured again at its grid position with the well size known; when at
+    least half as many wells (and two) are confirmed as before (:data:`REFIT_SUPPORT`,
+    :data:`REFIT_RADIUS_TOL`, :data:`REFIT_SHIFT_PITCH`, :data:`REFIT_STRENGTH`), the grid is
+    refitted on them. Returns the grid, its residuals, the median radius, the wells' (x, y,
+    radius) and which were found."""
+    allp = fgr.predict(*np.mgrid[0:n_rows, 0:n_cols])
+    fit2 = _remeasure(smooth, allp.reshape(-1, 2), r_med, fgr.theta, shape)
+    shift = np.hypot(fit2.cx - allp[..., 0].ravel(), fit2.cy - allp[..., 1].ravel())
+    tol_px, tol_frac = REFIT_RADIUS_TOL
+    ok = (
+        (fit2.support >= REFIT_SUPPORT)
+        & np.isfinite(fit2.radius)
+        & (np.abs(np.nan_to_num(fit2.radius) - r_med) <= max(tol_px, tol_frac * r_med))
+        & (shift < REFIT_SHIFT_PITCH * pitch)
+    )
+    if ok.sum() >= 2:
+        ok &= fit2.strength >= REFIT_STRENGTH * float(np.median(fit2.strength[ok]))
+    found2 = ok.reshape(n_rows, n_cols)
+    if found2.sum() < max(2, int(win.sum()) // 2):
+        return fgr, res, r_med, pos, win
+    pos2 = np.stack([fit2.cx, fit2.cy, fit2.radius], axis=1).reshape(n_rows, n_cols, 3)
+    fgr, res = _fit_grid(pos2[found2][:, :2], np.argwhere(found2), fgr)
+    return fgr, res, float(np.median(pos2[found2][:, 2])), pos2, found2
 
 
 def _count_unique(pts: np.ndarray, rad: np.ndarray) -> int:
@@ -1269,14 +1372,14 @@ def _check_extra(
         what = " and ".join(
             x for x, m in (("another row", more_r), ("another column", more_c)) if m
         )
-        err = ArenaError(
+        raise _WellsNotFound(
             f"found {n_found} of {n_wells} wells ({expected} plate) and {what} of wells next to "
             f"them: the plate has more wells than arenas.rows x arenas.cols = {expected}; set "
             f"arenas.rows and arenas.cols to the plate's size (e.g. 8 x 12 for 96 wells), "
-            f"{_HELP}"
+            f"{_HELP}",
+            n_found,
+            final=True,
         )
-        err.found, err.final = n_found, True  # type: ignore[attr-defined]
-        raise err
 
 
 def _single_well(
@@ -1285,9 +1388,8 @@ def _single_well(
     crad: np.ndarray,
     shapes: tuple[str, ...],
     cfg: ArenasConfig,
-    info: dict,
     fail: Any,
-) -> list[Arena]:
+) -> tuple[list[Arena], _WellFit]:
     """rows = cols = 1: the largest candidate with a well-supported rim."""
     if len(cand) == 0:
         raise fail(0, "no well rim was found")
@@ -1313,9 +1415,7 @@ def _single_well(
                 best = (score, a)
     if best is None:
         raise fail(0, "no well rim was found")
-    info["found"] = 1
-    info["shape"] = best[1].shape
-    return [best[1]]
+    return [best[1]], _WellFit(found=1, shape=best[1].shape)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1367,7 +1467,7 @@ def _find_chamber(img: np.ndarray, cfg: ArenasConfig) -> Arena | None:
     u8 = _to_u8(s)
     t, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     rng = float(np.percentile(img, 99) - np.percentile(img, 1))
-    noise = _robust_sigma(img - _blur(img, 2.0))
+    noise = robust_sigma(img - _blur(img, 2.0), max_n=_NOISE_MAX_N, empty=0.0)
     k = max(3, int(round(0.02 * max(sh, sw))) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
     border = np.zeros((sh, sw), bool)

@@ -31,6 +31,7 @@ from pydantic import (
 from fishtrack.errors import ConfigError
 
 __all__ = [
+    "Layout",
     "Config",
     "VideoConfig",
     "ArenasConfig",
@@ -65,6 +66,10 @@ class _Section(BaseModel):
                 kind = "a number" if ("int" in str(ann) or "float" in str(ann)) else "text"
                 raise ValueError(f"must be {kind}, not {str(value).lower()}")
         return value
+
+
+Layout = Literal["wells", "chamber", "embedded"]
+"""Arena layouts: a plate of wells, one chamber with several fish, head-embedded larvae."""
 
 
 def _f(default: Any, text: str, *, unit: str = "", range_: str = "", **kw: Any) -> Any:
@@ -105,7 +110,7 @@ class VideoConfig(_Section):
 class ArenasConfig(_Section):
     """Where the fish are: plate wells, one chamber, or head-embedded larvae."""
 
-    layout: Literal["wells", "chamber", "embedded"] = _f(
+    layout: Layout = _f(
         "wells",
         "Arena layout. wells: a rows x cols plate, one fish per well. chamber: one arena, "
         "possibly several fish. embedded: head-embedded larvae in a rows x cols grid, one ROI "

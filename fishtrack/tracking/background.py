@@ -34,8 +34,9 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from fishtrack.config import TrackingConfig
+from fishtrack.config import Layout, TrackingConfig
 from fishtrack.errors import TrackingError
+from fishtrack.robust import MAD_TO_SD, robust_sigma
 
 __all__ = [
     "fishness_floor",
@@ -47,7 +48,6 @@ __all__ = [
 ]
 
 Polarity = Literal["dark", "bright"]
-Layout = Literal["wells", "chamber", "embedded"]
 
 #: frames of the background sample kept for calibration (noise, threshold, fish size)
 _N_CALIB = 16
@@ -322,21 +322,19 @@ def _gains(frames: np.ndarray, ref: np.ndarray, yx: tuple[np.ndarray, np.ndarray
     return np.median(r, axis=1).astype(np.float32)
 
 
-def _robust_sigma(x: np.ndarray) -> float:
-    """1.4826 x median absolute deviation; for a (K, n) array, the median over rows whose own
-    deviation is not zero (duplicated frames, common in some recordings, are identical to the
-    median and would say there is no noise)."""
+def _frames_sigma(x: np.ndarray) -> float:
+    """:func:`~fishtrack.robust.robust_sigma` (float32); for a (K, n) array, the median over
+    rows of each row's own, leaving out rows with no deviation at all (duplicated frames,
+    common in some recordings, are identical to the median and would say there is no noise)."""
     x = np.asarray(x, dtype=np.float32)
     if x.size == 0:
         return float("nan")
     if x.ndim == 2 and x.shape[0] > 1:
         med = np.median(x, axis=1, keepdims=True)
-        per = 1.4826 * np.median(np.abs(x - med), axis=1)
+        per = MAD_TO_SD * np.median(np.abs(x - med), axis=1)
         moving = per[np.abs(x - med).max(axis=1) > 0]
         return float(np.median(moving)) if moving.size else 0.0
-    x = x.ravel()
-    med = np.median(x)
-    return float(1.4826 * np.median(np.abs(x - med)))
+    return robust_sigma(x)
 
 
 def _noise_sd(x: np.ndarray) -> float:
@@ -352,7 +350,7 @@ def _noise_sd(x: np.ndarray) -> float:
     dev = np.abs(x - np.median(x))
     core = dev[dev <= np.percentile(dev, 90)]
     mean_abs = float(1.521 * core.mean()) if core.size else 0.0
-    return max(_robust_sigma(x), mean_abs)
+    return max(_frames_sigma(x), mean_abs)
 
 
 def detect_polarity(
@@ -378,7 +376,7 @@ def detect_polarity(
         yx = _grid_pixels(med.shape, 2000)
         g = _gains(fr, med, yx)
         d = fr.astype(np.float32) - g[:, None, None] * med[None]
-        sig = noise if noise is not None else _robust_sigma(d[:, yx[0], yx[1]])
+        sig = noise if noise is not None else _frames_sigma(d[:, yx[0], yx[1]])
         tau = max(6.0 * sig, 12.0)
         n_dark = int(np.count_nonzero(d < -tau))
         n_bright = int(np.count_nonzero(d > tau))

@@ -19,13 +19,13 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from fishtrack.config import TrackingConfig
+from fishtrack.config import Layout, TrackingConfig
 from fishtrack.errors import TrackingError
 from fishtrack.tracking.background import (
     ArenaModel,
@@ -49,7 +49,6 @@ from fishtrack.tracking.segment import ChunkBlobs, find_blobs, fishness_chunk
 
 __all__ = ["TrackResult", "ArraySource", "track_video", "track_columns"]
 
-Layout = Literal["wells", "chamber", "embedded"]
 Progress = Callable[[int, int], None]
 
 #: chunk bytes above which chunks are made shorter than ``chunk_size`` (bounded memory)
@@ -301,33 +300,46 @@ class _Meas:
 _DILATE5 = np.ones((5, 5), np.uint8)
 
 
+@dataclass
+class _ArenaChunk:
+    """One arena's part of a chunk: fishness ``d`` and frames ``crop`` (N, h, w), the frame
+    before the chunk ``prev`` (h, w; None at the start), the chunk's blobs, the frame numbers
+    ``fidx`` (N,) and the full-frame position ``origin`` (x, y) of the crop's top-left pixel."""
+
+    d: np.ndarray
+    crop: np.ndarray
+    prev: np.ndarray | None
+    blobs: ChunkBlobs
+    fidx: np.ndarray
+    origin: tuple[int, int]
+
+    @property
+    def n(self) -> int:
+        return len(self.fidx)
+
+
 def _cut(
-    d: np.ndarray,
-    crop: np.ndarray,
-    prev: np.ndarray | None,
-    blobs: ChunkBlobs,
+    ac: _ArenaChunk,
     sel: np.ndarray,
     p: int,
-    origin: tuple[int, int],
     *,
     centre: np.ndarray | None = None,
     group: float = 0.0,
     own_threshold: float | None = None,
     ignore: np.ndarray | None = None,
+    use_prev: bool = True,
 ) -> _Patches:
-    """Cut the patches of blobs ``sel`` (or of frames ``sel`` at fixed ``centre``) and measure
-    each fish's area and motion energy on the way.
+    """Cut the patches of blobs ``sel`` (or of frames ``sel`` at fixed ``centre``) of one
+    arena's chunk ``ac`` and measure each fish's area and motion energy on the way.
 
     Parameters
     ----------
-    d, crop, prev
-        Fishness (N, h, w), frames (N, h, w) and the frame before the chunk (h, w) of one arena.
-    blobs, sel
-        Blobs of the chunk and the selected ones, or (with ``own_threshold``) frame indices.
+    ac
+        The arena's fishness, frames, frame before the chunk, blobs and crop origin.
+    sel
+        Selected blobs, or (with ``own_threshold``) frame indices.
     p
         Patch side.
-    origin
-        Full-frame position of the arena crop's top-left pixel.
     centre
         (M, 2) patch centres (crop px); default the blob centroids.
     group
@@ -337,7 +349,11 @@ def _cut(
     ignore
         Bool per blob: blobs never labelled as another fish (fragments of a fish's faint tail,
         which the midline may cross).
+    use_prev
+        False: no motion energy against the frame before the chunk (the first frames).
     """
+    d, crop, blobs, origin = ac.d, ac.crop, ac.blobs, ac.origin
+    prev = ac.prev if use_prev else None
     m = len(sel)
     n_h, h, w = d.shape[1], d.shape[1], d.shape[2]
     label = own_threshold is None
@@ -683,7 +699,8 @@ class _Pending:
 class _Queue:
     """Patches collected over a few chunks, measured together (fewer, larger NumPy calls)."""
 
-    def __init__(self, limit: int = 512):
+    def __init__(self, store: _Store, prm: _Params, *, embedded: bool, limit: int = 512):
+        self.store, self.prm, self.embedded = store, prm, embedded
         self.limit = limit
         self.parts: list[_Patches] = []
         self.pend: list[_Pending] = []
@@ -694,14 +711,17 @@ class _Queue:
         self.pend.append(pend)
         self.n += len(pt)
 
-    def flush(self, store: _Store, prm: _Params, layout: Layout, *, force: bool = False) -> None:
+    def flush(self, *, force: bool = False) -> None:
+        """Measure the queued patches once enough have been collected (or ``force``) and write
+        the fish into the store."""
         if not self.parts or (self.n < self.limit and not force):
             return
+        store, prm, embedded = self.store, self.prm, self.embedded
         pt = _Patches.concat(self.parts)
         pend = self.pend
         self.parts, self.pend, self.n = [], [], 0
         stop = np.concatenate([np.full(len(p.rows), p.stop, np.float32) for p in pend])
-        if layout == "embedded":
+        if embedded:
             heads = np.concatenate([np.tile(p.heads, (len(p.rows), 1)) for p in pend])
             th = np.concatenate([np.full(len(p.rows), wrap(p.st.heading + np.pi)) for p in pend])
             meas = _measure_all(pt, prm, stop, heads=heads, theta0=th)
@@ -712,7 +732,7 @@ class _Queue:
         for p in pend:
             k = len(p.rows)
             idx = np.arange(r, r + k)
-            if layout == "embedded":  # detected = the tail was found
+            if embedded:  # detected = the tail was found
                 ok = meas.ok[idx]
                 idx, rows = idx[ok], p.rows[ok]
             else:
@@ -739,13 +759,13 @@ def _origin(st: _ArenaState) -> tuple[int, int]:
     return int(st.model.bbox[0]), int(st.model.bbox[1])
 
 
-def _init_embedded(st: _ArenaState, d, crop, blobs, n, prm) -> bool:
+def _init_embedded(st: _ArenaState, ac: _ArenaChunk, prm: _Params) -> bool:
     """Fix the head and heading of a head-embedded larva from the first frames that show it."""
-    chosen = _select_single(st, blobs, n, prm)
+    chosen = _select_single(st, ac.blobs, ac.n, prm)
     t = np.flatnonzero(chosen >= 0)
-    if t.size < max(3, n // 4):
+    if t.size < max(3, ac.n // 4):
         return False
-    pt = _cut(d, crop, None, blobs, chosen[t], _odd(1.5 * prm.length + 6), _origin(st), group=GROUP * prm.length)
+    pt = _cut(ac, chosen[t], _odd(1.5 * prm.length + 6), group=GROUP * prm.length, use_prev=False)
     meas = _measure_all(pt, prm, np.full(len(pt), _stop_level(st.model), np.float32))
     st.head = np.median(meas.head, axis=0) - np.array(_origin(st), np.float64)
     hd = meas.heading[np.isfinite(meas.heading)]
@@ -934,12 +954,15 @@ def _fragments(blobs: ChunkBlobs, prm: _Params) -> np.ndarray:
     return out
 
 
-def _track_multi(st: _ArenaState, d, crop, blobs, n, prm, store, fidx) -> None:
+def _step_multi(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
+    """Several fish in one arena: single-fish blobs measured, touching fish split into heads,
+    identities assigned frame by frame (:class:`MultiTracker`) and written to the store."""
+    prm, store = run.prm, run.store
+    d, blobs, n, fidx = ac.d, ac.blobs, ac.n, ac.fidx
     tr = st.tracker
     assert tr is not None
     stop = _stop_level(st.model)
-    org = _origin(st)
-    orgv = np.array(org, np.float64)
+    orgv = np.array(ac.origin, np.float64)
     frag = _fragments(blobs, prm)
     # several fish share the arena: a blob far smaller than a fish (a speck of dirt, a bubble,
     # a piece of tail) must not take a fish's identity when its own blob is hidden
@@ -947,7 +970,7 @@ def _track_multi(st: _ArenaState, d, crop, blobs, n, prm, store, fidx) -> None:
     ok_area = (blobs.area >= min_det) & (blobs.area <= prm.max_area) & ~frag
     single = ok_area & (blobs.area <= 1.5 * prm.area)
     sel = np.flatnonzero(single)
-    pt = _cut(d, crop, st.prev, blobs, sel, prm.patch, org, ignore=frag)
+    pt = _cut(ac, sel, prm.patch, ignore=frag)
     # a detection must look like this recording's fish: as dark (bright) at its core as a
     # fish, not a faint reflection on a wall or a shadow
     if len(pt) and np.isfinite(st.model.contrast):
@@ -1005,7 +1028,7 @@ def _track_multi(st: _ArenaState, d, crop, blobs, n, prm, store, fidx) -> None:
         mb = np.array(m_blob, np.int64)
         side = int(max(blobs.w[mb].max(), blobs.h[mb].max()))
         centre = np.stack([blobs.x0[mb] + blobs.w[mb] / 2.0, blobs.y0[mb] + blobs.h[mb] / 2.0], axis=1)
-        mpt = _cut(d, crop, st.prev, blobs, mb, _odd(side + prm.length), org, centre=centre, ignore=frag)
+        mpt = _cut(ac, mb, _odd(side + prm.length), centre=centre, ignore=frag)
         cnt = np.bincount(mb, minlength=len(blobs))
         mpt.area = (blobs.area[mb] / cnt[mb]).astype(np.float32)
         heads = np.array(m_head) + orgv
@@ -1130,96 +1153,121 @@ def track_video(
     bg = background
     if not bg.refined or list(bg.arenas) != arenas:
         bg = bg.refine(arenas, cfg, fish_per_arena=fish_per_arena, layout=layout)
-    prm = _params(bg, cfg, layout, fish_per_arena)
-    for m in bg.models:
-        m.floor = fishness_floor(bg, m, prm.sigma_trace)
+    run = _Run(bg, cfg, layout, fish_per_arena, len(source), getattr(source, "timestamps", None),
+               chunk_size)
     n_total = len(source)
-    multi = fish_per_arena > 1
-    names: list[tuple[str, str]] = []
-    states: list[_ArenaState] = []
-    for m in bg.models:
-        slots = []
-        for k in range(fish_per_arena):
-            slots.append(len(names))
-            names.append((m.name, f"{m.name}-{k + 1}" if multi else m.name))
-        st = _ArenaState(model=m, slots=slots, kind=layout, n_fish=fish_per_arena)
-        if multi:
-            st.tracker = MultiTracker(fish_per_arena, prm.max_jump)
-        states.append(st)
-    store = _Store(n_total, len(names), prm.n_points)
-    ts = getattr(source, "timestamps", None)
-    if ts is not None and len(ts) == n_total:
-        store.time[:n_total] = np.asarray(ts, np.float64)
-    store.rows = n_total
-    h_full, w_full = bg.median.shape
-    n_chunk = int(max(4, min(chunk_size, _MAX_CHUNK_BYTES // max(1, h_full * w_full))))
-    max_cells = max(int(np.prod(m.shape)) for m in bg.models)
-    work = np.zeros(n_chunk * max_cells, np.uint8)
     done = 0
     damage = getattr(source, "damage", [])
     # The decode thread needs the GIL between FFmpeg calls; with the default 5 ms switch
     # interval it waits behind the tracking thread's Python work and decoding slows ~3x.
     old_switch = sys.getswitchinterval()
     sys.setswitchinterval(min(old_switch, 0.0005))
-    queue = _Queue()
     try:
-        for chunk in _chunks(source, n_chunk, prefetch):
-            done += _track_chunk(chunk, states, store, bg, cfg, prm, work, layout, multi, queue)
+        for chunk in _chunks(source, run.chunk_frames, prefetch):
+            done += run.track_chunk(chunk)
             if progress is not None:
                 progress(done, n_total)
-        queue.flush(store, prm, layout, force=True)
+        run.queue.flush(force=True)
     finally:
         sys.setswitchinterval(old_switch)
-    return _finish(store, names, states, bg, cfg, prm, damage, layout, fish_per_arena)
+    return _finish(run, damage)
 
 
-def _track_chunk(chunk, states, store, bg, cfg, prm, work, layout, multi, queue: _Queue) -> int:
-    """Segment one chunk in every arena and queue (or, for several fish per arena, track) the
-    fish found; returns the number of frames in the chunk."""
-    h_full, w_full = bg.median.shape
-    frames = chunk.frames
-    n = len(chunk.indices)
-    if frames.shape[1:] != (h_full, w_full):
-        raise TrackingError(
-            f"frame size {frames.shape[2]}x{frames.shape[1]} differs from the background "
-            f"{w_full}x{h_full}"
-        )
-    fidx = np.asarray(chunk.indices, np.int64)
-    if n == 0:
-        return 0
-    store.reserve(int(fidx[-1]))
-    store.time[fidx] = chunk.times
-    for st in states:
-        m = st.model
-        x0, y0, x1, y1 = m.bbox
-        crop = frames[:, y0:y1, x0:x1]
-        hh, ww = m.shape
-        d = work[: n * hh * ww].reshape(n, hh, ww)
-        fishness_chunk(crop, m, bg.polarity, d, flicker=cfg.flicker_correction)
-        blobs = find_blobs(d, m.threshold, prm.min_area)
-        if multi:
-            _track_multi(st, d, crop, blobs, n, prm, store, fidx)
-        elif layout == "embedded":
-            if st.head is not None or _init_embedded(st, d, crop, blobs, n, prm):
-                # every frame, centred on the fixed head; the fish is where fishness > threshold
-                t = np.arange(n, dtype=np.int64)
-                centre = np.tile(st.head, (n, 1))
-                pt = _cut(d, crop, st.prev, blobs, t, prm.patch, _origin(st), centre=centre,
-                          own_threshold=m.threshold)
-                head = st.head + np.array(_origin(st), np.float64)
-                queue.add(pt, _Pending(st, fidx, _stop_level(m), head))
-        else:
-            chosen = _select_single(st, blobs, n, prm)
-            t = np.flatnonzero(chosen >= 0)
-            if t.size:
-                pt = _cut(d, crop, st.prev, blobs, chosen[t], prm.patch, _origin(st), group=GROUP * prm.length)
-                queue.add(pt, _Pending(st, fidx[t], _stop_level(m)))
-        st.prev = np.array(crop[-1])
-    queue.flush(store, prm, layout)
-    return n
+class _Run:
+    """One tracking run: the refined background, the settings and the parameters derived from
+    them, one state per arena (slots ``names``: (arena, fish) per store column), the output
+    store and the queue of patches waiting for their midlines. The per-arena step of the
+    layout (:func:`_step_single`, :func:`_step_embedded` or :func:`_step_multi`) is chosen
+    once, here."""
+
+    def __init__(self, bg: Background, cfg: TrackingConfig, layout: Layout, fish_per_arena: int,
+                 n_total: int, timestamps: np.ndarray | None, chunk_size: int):
+        self.bg, self.cfg, self.layout, self.fish_per_arena = bg, cfg, layout, fish_per_arena
+        self.prm = prm = _params(bg, cfg, layout, fish_per_arena)
+        for m in bg.models:
+            m.floor = fishness_floor(bg, m, prm.sigma_trace)
+        multi = fish_per_arena > 1
+        self.names: list[tuple[str, str]] = []
+        self.states: list[_ArenaState] = []
+        for m in bg.models:
+            slots = []
+            for k in range(fish_per_arena):
+                slots.append(len(self.names))
+                self.names.append((m.name, f"{m.name}-{k + 1}" if multi else m.name))
+            st = _ArenaState(model=m, slots=slots, kind=layout, n_fish=fish_per_arena)
+            if multi:
+                st.tracker = MultiTracker(fish_per_arena, prm.max_jump)
+            self.states.append(st)
+        self.store = _Store(n_total, len(self.names), prm.n_points)
+        if timestamps is not None and len(timestamps) == n_total:
+            self.store.time[:n_total] = np.asarray(timestamps, np.float64)
+        self.store.rows = n_total
+        h_full, w_full = bg.median.shape
+        self.chunk_frames = int(max(4, min(chunk_size, _MAX_CHUNK_BYTES // max(1, h_full * w_full))))
+        max_cells = max(int(np.prod(m.shape)) for m in bg.models)
+        self.work = np.zeros(self.chunk_frames * max_cells, np.uint8)
+        self.queue = _Queue(self.store, prm, embedded=layout == "embedded")
+        self.step = _step_multi if multi else _step_embedded if layout == "embedded" else _step_single
+
+    def track_chunk(self, chunk: Any) -> int:
+        """Segment one chunk in every arena and run the layout's step on it; returns the
+        number of frames in the chunk."""
+        bg, prm = self.bg, self.prm
+        h_full, w_full = bg.median.shape
+        frames = chunk.frames
+        n = len(chunk.indices)
+        if frames.shape[1:] != (h_full, w_full):
+            raise TrackingError(
+                f"frame size {frames.shape[2]}x{frames.shape[1]} differs from the background "
+                f"{w_full}x{h_full}"
+            )
+        fidx = np.asarray(chunk.indices, np.int64)
+        if n == 0:
+            return 0
+        self.store.reserve(int(fidx[-1]))
+        self.store.time[fidx] = chunk.times
+        for st in self.states:
+            m = st.model
+            x0, y0, x1, y1 = m.bbox
+            crop = frames[:, y0:y1, x0:x1]
+            hh, ww = m.shape
+            d = self.work[: n * hh * ww].reshape(n, hh, ww)
+            fishness_chunk(crop, m, bg.polarity, d, flicker=self.cfg.flicker_correction)
+            blobs = find_blobs(d, m.threshold, prm.min_area)
+            self.step(self, st, _ArenaChunk(d, crop, st.prev, blobs, fidx, _origin(st)))
+            st.prev = np.array(crop[-1])
+        self.queue.flush()
+        return n
 
 
-def _finish(store, names, states, bg, cfg, prm, damage, layout, fish_per_arena) -> TrackResult:
+def _step_single(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
+    """One free-swimming fish per arena: the fish-sized blob chosen per frame, queued for its
+    midline."""
+    chosen = _select_single(st, ac.blobs, ac.n, run.prm)
+    t = np.flatnonzero(chosen >= 0)
+    if t.size:
+        pt = _cut(ac, chosen[t], run.prm.patch, group=GROUP * run.prm.length)
+        run.queue.add(pt, _Pending(st, ac.fidx[t], _stop_level(st.model)))
+
+
+def _step_embedded(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
+    """A head-embedded larva: its head and heading fixed from the first frames that show it,
+    then every frame centred on that head (the fish is where the fishness exceeds the arena's
+    threshold), queued for its tail."""
+    if st.head is None and not _init_embedded(st, ac, run.prm):
+        return
+    t = np.arange(ac.n, dtype=np.int64)
+    centre = np.tile(st.head, (ac.n, 1))
+    pt = _cut(ac, t, run.prm.patch, centre=centre, own_threshold=st.model.threshold)
+    head = st.head + np.array(ac.origin, np.float64)
+    run.queue.add(pt, _Pending(st, ac.fidx, _stop_level(st.model), head))
+
+
+def _finish(run: _Run, damage: list) -> TrackResult:
+    """The tracks table of a run (fish kept: detected often enough, fish-sized) and its
+    summary."""
+    store, names, states, bg, prm = run.store, run.names, run.states, run.bg, run.prm
+    cfg, layout, fish_per_arena = run.cfg, run.layout, run.fish_per_arena
     rows = store.rows
     det = store.detected[:rows]
     rate = det.mean(axis=0) if rows else np.zeros(len(names))
