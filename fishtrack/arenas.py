@@ -944,7 +944,7 @@ def _detect_wells(img: np.ndarray, cfg: ArenasConfig, info: dict) -> list[Arena]
         except _WellsNotFound as err:
             if err.final:
                 info["found"] = err.found
-                raise
+                raise ArenaError(str(err)) from None
             if best_err is None or err.found >= best_err.found:
                 best_err = err
             continue
@@ -956,7 +956,7 @@ def _detect_wells(img: np.ndarray, cfg: ArenasConfig, info: dict) -> list[Arena]
             f"found; {_BBOX_HINT}", 0
         )
     info["found"] = best_err.found
-    raise best_err
+    raise ArenaError(str(best_err)) from None
 
 
 # ratios of the well-grid fit (docs/arenas.md, "How wells are found")
@@ -982,9 +982,10 @@ REFIT_STRENGTH = 0.25
 
 class _WellsNotFound(ArenaError):
     """The wells could not be fitted from one set of candidates. ``found``: wells seen (the
-    attempt that saw most is reported); ``final``: no other candidate set can help."""
+    attempt that saw most is reported); ``final``: no other candidate set can help. Internal:
+    :func:`detect_arenas` raises a plain :class:`ArenaError` with its message."""
 
-    def __init__(self, message: str, found: int, *, final: bool = False):
+    def __init__(self, message: str, found: int = 0, *, final: bool = False):
         super().__init__(message)
         self.found = int(found)
         self.final = final
