@@ -54,6 +54,7 @@ __all__ = [
     "FISH_KEYS",
     "per_fish_metrics",
     "binned_passive_fraction",
+    "giveup_table",
 ]
 
 
@@ -491,16 +492,13 @@ def _frame_stats(tracks: pd.DataFrame, phases: pd.DataFrame, gid: np.ndarray, n_
     return out, frames
 
 
-def _epoch_stats(epochs, phases, uniq, cols, n_fish, frames: _SortedFrames,
-                 first_active: np.ndarray) -> dict[str, np.ndarray]:
-    """Per (fish, phase): give-ups (passive epochs beginning in the phase after the fish's
-    first active frame in it), the first one's start, and the complete ones' durations."""
+def _giveups(epochs, phases, uniq, cols, first_active: np.ndarray):
+    """Give-ups: passive epochs beginning in a phase after the fish's first active frame in
+    it, as arrays ``(fish number, phase index, start_s, end_s)``."""
     n_ph = len(phases)
-    size = n_fish * n_ph
-    out = {k: np.zeros(size) for k in ("n_epochs", "n_complete", "complete_s")}
-    out["first_passive_abs"] = np.full(size, np.nan)
     if epochs is None or len(epochs) == 0:
-        return out
+        z = np.zeros(0)
+        return z.astype(int), z.astype(int), z, z
     _require(epochs, _EPOCH_REQUIRED, "epochs")
     passive = epochs["state"].astype(str).str.strip().str.lower().eq("passive").to_numpy()
     ep = epochs[passive]
@@ -510,10 +508,23 @@ def _epoch_stats(epochs, phases, uniq, cols, n_fish, frames: _SortedFrames,
     ph = _phase_index(s, phases)
     ok = (g >= 0) & np.isfinite(s) & np.isfinite(e) & (ph >= 0)
     g, s, e, ph = g[ok], s[ok], e[ok], ph[ok]
-    cell = g * n_ph + ph
     with np.errstate(invalid="ignore"):
-        give_up = s >= first_active[cell] - 1e-9  # NaN (never active) -> False
-    cell, s, e, g = cell[give_up], s[give_up], e[give_up], g[give_up]
+        give_up = s >= first_active[g * n_ph + ph] - 1e-9  # NaN (never active) -> False
+    return g[give_up], ph[give_up], s[give_up], e[give_up]
+
+
+def _epoch_stats(epochs, phases, uniq, cols, n_fish, frames: _SortedFrames,
+                 first_active: np.ndarray) -> dict[str, np.ndarray]:
+    """Per (fish, phase): give-ups (passive epochs beginning in the phase after the fish's
+    first active frame in it), the first one's start, and the complete ones' durations."""
+    n_ph = len(phases)
+    size = n_fish * n_ph
+    out = {k: np.zeros(size) for k in ("n_epochs", "n_complete", "complete_s")}
+    out["first_passive_abs"] = np.full(size, np.nan)
+    g, ph, s, e = _giveups(epochs, phases, uniq, cols, first_active)
+    if len(g) == 0:
+        return out
+    cell = g * n_ph + ph
     _, complete = frames.state_at(g, e)  # the fish was seen swimming right after it
     out["n_epochs"] = np.bincount(cell, minlength=size).astype(float)
     out["n_complete"] = np.bincount(cell[complete], minlength=size).astype(float)
@@ -522,6 +533,31 @@ def _epoch_stats(epochs, phases, uniq, cols, n_fish, frames: _SortedFrames,
     np.minimum.at(first, cell, s)
     out["first_passive_abs"] = np.where(np.isfinite(first), first, np.nan)
     return out
+
+
+def giveup_table(
+    tracks: pd.DataFrame,
+    epochs: pd.DataFrame | None,
+    protocol: Sequence[Phase] | None,
+    fish_table: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Every give-up (the rule of :func:`per_fish_metrics`): ``fish_id, video, arena, fish,
+    group, phase, phase_kind, start_s, end_s``, in time order per fish."""
+    _require(tracks, _TRACK_REQUIRED, "tracks")
+    cols = _key_cols(tracks)
+    t_all = _numeric(tracks, "time_s", "tracks")
+    t_end = float(np.nanmax(t_all)) + _EPS if len(t_all) and np.isfinite(t_all).any() else 0.0
+    phases = _phase_table(protocol, t_end * (1 + 1e-9) + 1.0)
+    gid, uniq = _fish_index(tracks, cols)
+    info = _fish_info(uniq, fish_table)
+    sums, _ = _frame_stats(tracks, phases, gid, len(uniq))
+    g, ph, s, e = _giveups(epochs, phases, uniq, cols, sums["first_active_s"])
+    out = info.iloc[g][["fish_id", "video", "arena", "fish", "group"]].reset_index(drop=True)
+    out["phase"] = phases["phase"].to_numpy()[ph]
+    out["phase_kind"] = phases["kind"].to_numpy()[ph]
+    out["start_s"] = s
+    out["end_s"] = e
+    return out.sort_values(["fish_id", "start_s"], kind="stable").reset_index(drop=True)
 
 
 _BOUT_MEANS = ("dur", "beat", "vig", "vrate", "effort")
