@@ -246,7 +246,7 @@ METRIC_UNIT = {"latency_to_first_passive_s": " s", "mean_passive_epoch_s": " s",
 
 
 def _latency_estimation(values: pd.DataFrame, reference: str, differences: pd.DataFrame,
-                        n_boot: int, seed: int):
+                        n_boot: int, seed: int, ylabel: str | None = None, unit: str = "s"):
     """The latency panel: per-fish latencies with censoring, KM RMST per group (common
     horizon, as in the statistics table) with a fish-bootstrap interval, and the table's
     RMST differences."""
@@ -265,8 +265,9 @@ def _latency_estimation(values: pd.DataFrame, reference: str, differences: pd.Da
             boots = weighted_rmst(t, e, _cluster_weights(sub["fish_id"].to_numpy(), n_boot, rng), tau)
             lo, hi = np.quantile(boots, [0.025, 0.975])
         rows.append({"group": g, "rmst": est, "ci_low": lo, "ci_high": hi})
+    kw = {"ylabel": ylabel, "unit": unit} if ylabel else {}
     return rmst_figure(v, tau=tau, summary=pd.DataFrame(rows), reference=reference,
-                       differences=differences), tau
+                       differences=differences, **kw), tau
 
 
 def _ethogram_rows(ethogram: pd.DataFrame, fish_groups: pd.DataFrame):
@@ -330,6 +331,7 @@ def write_report(
     notes: list[str] | None = None,
     versions: dict[str, str] | None = None,
     design_notes: list[str] | None = None,
+    assay=None,
 ) -> dict[str, Path]:
     """Write ``out/report.html`` and ``out/figures/*.png|svg``.
 
@@ -351,6 +353,10 @@ def write_report(
     design_notes
         Design checks (confounds; :func:`fishtrack.stats.design.design_warnings`), shown in
         the quality-control section.
+    assay
+        :class:`fishtrack.stats.assay.AssayResults` (sensitivity, dose–response, time
+        course, onset-locked averages); the effort, struggle and recovery sections come from
+        ``per_fish`` and ``group_stats`` alone.
 
     Returns
     -------
@@ -559,6 +565,13 @@ def write_report(
     else:
         s.blocks.append("<p><em>No binned data.</em></p>")
     sections.append(s)
+
+    # --- assay analyses (each only when its data are there)
+    from fishtrack.report.assay import assay_sections
+
+    sections += assay_sections(assay, analysed, group_stats, config,
+                               lambda fig, name: _save(fig, name, fig_dir, written),
+                               n_boot=n_boot, seed=seed)
 
     # --- statistics table
     s = Section("statistics", "Statistics")

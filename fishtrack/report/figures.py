@@ -266,7 +266,8 @@ def estimation_figure(
 
 
 def survival_figure(
-    curves: pd.DataFrame, *, reference: str | None = None, title: str = ""
+    curves: pd.DataFrame, *, reference: str | None = None, title: str = "",
+    xlabel: str = "time since the first swim in the phase (s)",
 ) -> Figure:
     """Kaplan–Meier give-up curves: fraction of fish not yet passive over time.
 
@@ -289,7 +290,7 @@ def survival_figure(
             ax.fill_between(t, c["ci_low"].to_numpy(float), c["ci_high"].to_numpy(float),
                             step="post", color=colours[g], alpha=0.15, lw=0)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("time since the first swim in the phase (s)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction not yet passive")
     if title:
         ax.set_title(title, fontsize=10)
@@ -307,6 +308,7 @@ def rmst_figure(
     reference: str | None = None,
     differences: pd.DataFrame | None = None,
     ylabel: str = "latency to the first give-up (s)",
+    unit: str = "s",
 ) -> Figure:
     """Estimation plot of a censored latency, showing what is tested.
 
@@ -347,17 +349,17 @@ def rmst_figure(
                 ax.plot([i + 0.36] * 2, [r["ci_low"], r["ci_high"]], "-", color="k", lw=1.6,
                         zorder=4)
     ax.axhline(tau, color="#888888", lw=0.8, ls="--")
-    ax.text(len(groups) - 0.45, tau, f"τ = {tau:.3g} s", fontsize=7, va="bottom", ha="right",
-            color="#555555")
+    ax.text(len(groups) - 0.45, tau, f"τ = {tau:.3g}{' ' + unit if unit else ''}", fontsize=7,
+            va="bottom", ha="right", color="#555555")
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([f"{g}\nn={int((data['group'] == g).sum())}" for g in groups], fontsize=8)
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_ylabel(ylabel)
-    ax.set_title("restricted mean latency (RMST, ■) and every fish (○ censored)", fontsize=8)
+    ax.set_title("restricted mean (■), every fish (○: censored)", fontsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     if with_diff:
         _difference_axis(axes[1], differences, groups, colours, reference, span=tau,
-                         ylabel="RMST difference (s, 95% CI)")
+                         ylabel=f"RMST difference ({unit + ', ' if unit else ''}95% CI)")
     return fig
 
 
@@ -534,8 +536,15 @@ _SIGNAL_LABELS = {"bout_rate_hz": "bout rate (Hz)", "bout_vigour_rad_s": "bout v
 
 
 def _clean(ax) -> None:
+    """Plain axes: no top/right spines, small ticks, no offset notation, and a constant
+    shown as a plain value (not +-1e-10 around it)."""
     ax.spines[["top", "right"]].set_visible(False)
     ax.tick_params(labelsize=7)
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    lo, hi = ax.get_ylim()
+    mid = (lo + hi) / 2
+    if hi - lo < 1e-6 * max(abs(mid), 1e-12):
+        ax.set_ylim(mid - 0.1 * abs(mid) - 1e-9, mid + 0.1 * abs(mid) + 1e-9)
 
 
 def _group_legend(fig, groups, colours) -> None:
@@ -558,8 +567,15 @@ def event_locked_figure(
         :func:`fishtrack.stats.eventlocked.group_traces` rows: ``event, signal, group,
         t_rel_s, mean, ci_low, ci_high, n_fish``.
     """
-    signals = list(signals or dict.fromkeys(traces["signal"])) if len(traces) else []
-    events = list(events or dict.fromkeys(traces["event"])) if len(traces) else []
+    first = ("give-up onset", "open-loop onset", "closed-loop onset", "bout_rate_hz",
+             "bout_vigour_rad_s")
+
+    def ordered(values):
+        v = list(dict.fromkeys(values))
+        return [x for x in first if x in v] + [x for x in v if x not in first]
+
+    signals = list(signals or ordered(traces["signal"])) if len(traces) else []
+    events = list(events or ordered(traces["event"])) if len(traces) else []
     groups = order_groups(traces["group"], reference) if len(traces) else []
     colours = group_colours(groups, reference)
     nr, nc = max(len(signals), 1), max(len(events), 1)
@@ -594,11 +610,6 @@ def event_locked_figure(
                 ax.set_ylabel(_SIGNAL_LABELS.get(sig, sig.removeprefix("signal:")), fontsize=8)
             if i == nr - 1:
                 ax.set_xlabel("time from onset (s)", fontsize=8)
-            ax.ticklabel_format(axis="y", useOffset=False)
-            lo_y, hi_y = ax.get_ylim()
-            mid = (lo_y + hi_y) / 2
-            if hi_y - lo_y < 1e-6 * max(abs(mid), 1e-12):  # a constant: show it plainly
-                ax.set_ylim(mid - 0.1 * abs(mid) - 1e-9, mid + 0.1 * abs(mid) + 1e-9)
             _clean(ax)
     if title:
         fig.suptitle(title, fontsize=9)
@@ -632,20 +643,29 @@ def sensitivity_figure(
     step = 0.015 * (xs.max() - xs.min() if len(xs) > 1 else 1.0)
     for k, m in enumerate(metrics):
         ax = axes[k]
+        rows_m = table[table["metric"] == m]
+        vals = np.r_[rows_m["diff"], rows_m["ci_low"], rows_m["ci_high"]].astype(float)
+        vals = vals[np.isfinite(vals)]
+        lim = 1.3 * float(np.max(np.abs(vals))) if vals.size and np.max(np.abs(vals)) > 0 else 1.0
         for j, g in enumerate(others):
-            a = table[(table["metric"] == m) & (table["group"] == g)].sort_values("min_passive_s")
+            a = rows_m[rows_m["group"] == g].sort_values("min_passive_s")
             x = a["min_passive_s"].to_numpy(float) + (j - (len(others) - 1) / 2) * step
             d = a["diff"].to_numpy(float)
-            lo = np.clip(a["ci_low"].to_numpy(float), -1e300, 1e300)
-            hi = np.clip(a["ci_high"].to_numpy(float), -1e300, 1e300)
+            # unbounded interval ends (too few fish) drawn to the edge with an arrow
+            lo_raw, hi_raw = a["ci_low"].to_numpy(float), a["ci_high"].to_numpy(float)
+            lo, hi = np.clip(lo_raw, -lim, lim), np.clip(hi_raw, -lim, lim)
             fin = np.isfinite(lo) & np.isfinite(hi)
             ax.vlines(x[fin], lo[fin], hi[fin], color=colours[g], lw=1.4)
+            for raw, clip, mark in ((lo_raw, lo, "v"), (hi_raw, hi, "^")):
+                cut = np.isinf(raw) | (np.abs(raw) > lim)
+                ax.scatter(x[cut], clip[cut], marker=mark, s=14, color=colours[g])
             ax.plot(x, d, "-", color=colours[g], lw=0.8, alpha=0.6)
             sig = a["p_value"].to_numpy(float) <= 0.05
             ax.scatter(x[sig], d[sig], s=24, color=colours[g], zorder=3)
             ax.scatter(x[~sig], d[~sig], s=24, facecolors="white", edgecolors=colours[g],
                        zorder=3)
         ax.axhline(0, color="#888888", lw=0.8)
+        ax.set_ylim(-1.08 * lim, 1.08 * lim)
         if configured is not None:
             ax.axvline(configured, color="k", lw=0.8, ls="--")
         ax.set_title((labels or {}).get(m, m), fontsize=8)
