@@ -518,7 +518,8 @@ def read_manifest(
 
     table = pd.DataFrame(rows)
     # duplicate wells, duplicate fish ids, one video with two protocol logs
-    problems += _fish_problems(table, repeated_ok="condition" in seen or "trial" in seen)
+    problems += _fish_problems(table, repeated_ok=any(
+        c in seen for c in ("condition", "trial", "session", "time_since_treatment_h")))
     for col, what in (("protocol", "protocol logs"), ("config", "configs")):
         for vid, grp in table.groupby("video", sort=False):
             files = set(grp[col])
@@ -998,6 +999,9 @@ class ExperimentResult:
         ``config``.
     warnings
         Things the user should know (unknown wells, missing trials, corrections applied).
+    assay
+        The assay analyses (:class:`fishtrack.stats.assay.AssayResults`: give-up
+        sensitivity, dose–response, time course, onset-locked averages, wide table).
     """
 
     out: Path
@@ -1008,6 +1012,7 @@ class ExperimentResult:
     failures: list[TrialFailure] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    assay: Any = None
 
     @property
     def ok(self) -> bool:
@@ -1543,7 +1548,8 @@ def _per_trial_stats(td: _TrialData, cfg: Config) -> tuple[pd.DataFrame, pd.Data
     if td.tracks.empty or "state" not in td.tracks.columns:
         return pd.DataFrame(), pd.DataFrame()
     pf = per_fish_metrics(
-        td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, px_per_mm=td.px_per_mm
+        td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, px_per_mm=td.px_per_mm,
+        struggle_window_s=cfg.stats.struggle_window_s,
     )
     bins = binned_passive_fraction(td.tracks, td.protocol, cfg.stats.bin_s, td.fish_rows)
     return pf, bins
@@ -1560,6 +1566,7 @@ def _compute_stats(
     videos = man.videos
     n_steps = len(videos) + 3
     per_fish_parts, bin_parts, qc_parts, etho_parts = [], [], [], []
+    assay_parts: dict[str, list] = {}
     trial_info: list[dict] = []
     protocols: dict[str, list] = {}
     protocol_ref = list(cfg.protocol)
@@ -1577,6 +1584,7 @@ def _compute_stats(
             protocol_ref = list(td.protocol)
         protocols[v] = list(td.protocol or [])
         pf, bins = _per_trial_stats(td, cfg)
+        _assay_trial(assay_parts, td, cfg, out / "trials" / name)
         per_fish_parts.append(pf)
         bin_parts.append(bins)
         ids = (pf[["arena", "fish", "fish_id"]].drop_duplicates().astype(str)
@@ -1609,6 +1617,9 @@ def _compute_stats(
         except ConfigError as err:  # e.g. every fish of the reference group excluded
             notes.append(f"no group comparison: {err}")
     design_notes = _design_notes(per_fish, protocols)
+    from fishtrack.stats.assay import analyse, write_tables
+
+    assay = analyse(per_fish, assay_parts, cfg, group_stats)
     write_table(per_fish, out / "per_fish.csv")
     write_table(bins, out / "per_fish_bins.csv")
     write_table(group_stats, out / "group_stats.csv")
@@ -1619,6 +1630,7 @@ def _compute_stats(
         "manifest": out / "manifest.csv",
         "config": out / "config.yaml",
     }
+    paths |= write_tables(out, assay)
     if report:
         from fishtrack.report import write_report
 
@@ -1637,6 +1649,7 @@ def _compute_stats(
             protocol=protocol_ref,
             notes=notes,
             design_notes=design_notes,
+            assay=assay,
         )
     _emit(progress, "stats", n_steps, n_steps, message="done")
     return ExperimentResult(
@@ -1647,7 +1660,22 @@ def _compute_stats(
         trials=pd.DataFrame(),
         paths=paths,
         warnings=notes + design_notes,
+        assay=assay,
     )
+
+
+def _assay_trial(parts: dict[str, list], td: _TrialData, cfg: Config, folder: Path) -> None:
+    """Per-trial inputs of the assay analyses (:func:`fishtrack.stats.assay.trial_parts`),
+    with the signals aligned to the trial by ``fishtrack align``."""
+    from fishtrack.align import read_aligned_signals
+    from fishtrack.stats.assay import trial_parts
+
+    if td.tracks.empty or "state" not in td.tracks.columns:
+        return
+    got = trial_parts(td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, cfg,
+                      px_per_mm=td.px_per_mm, signals=read_aligned_signals(folder))
+    for key, df in got.items():
+        parts.setdefault(key, []).append(df)
 
 
 def _design_notes(per_fish: pd.DataFrame, protocols: dict[str, list]) -> list[str]:
