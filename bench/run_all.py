@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODULES = ["bench_reader", "bench_tracker", "bench_experiment", "bench_init", "bench_stats"]
+MODULES = ["bench_reader", "bench_tracker", "bench_experiment", "bench_init", "bench_stats",
+           "bench_power"]
 
 
 def main(argv=None) -> int:
