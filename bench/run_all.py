@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 MODULES = ["bench_reader", "bench_tracker", "bench_experiment", "bench_init", "bench_stats",
-           "bench_power"]
+           "bench_assay"]
 
 
 def main(argv=None) -> int:

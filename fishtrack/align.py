@@ -241,20 +241,23 @@ def aligned_signal_files(trial_dir: str | Path) -> list[Path]:
     return sorted(d.glob("aligned_*.csv")) if d.is_dir() else []
 
 
-def read_aligned_signals(trial_dir: str | Path) -> pd.DataFrame | None:
-    """Every aligned signal of a trial in one table (value columns prefixed with the file's
-    stem when several files name the same column); None when there is none."""
+def read_aligned_signals(trial_dir: str | Path) -> list[pd.DataFrame]:
+    """The aligned signals of a trial, one table per file (``time_s``, ``arena`` for
+    per-fish signals, the values); empty when there is none. A value column named like one
+    of another file gets the file's stem in front (``<stem>:<column>``)."""
     from fishtrack.io.tables import read_table
 
-    parts = []
+    out, seen = [], set()
     for f in aligned_signal_files(trial_dir):
         df = read_table(f).drop(columns=["signal_time_s"], errors="ignore")
-        parts.append(df)
-    if not parts:
-        return None
-    if len(parts) == 1:
-        return parts[0]
-    return pd.concat(parts, ignore_index=True, sort=False)
+        if "arena" in df.columns:
+            df["arena"] = df["arena"].astype(str)
+        stem = f.stem.removeprefix("aligned_")
+        values = [c for c in df.columns if c not in ("time_s", "arena", "fish", "video")]
+        df = df.rename(columns={c: f"{stem}:{c}" for c in values if c in seen})
+        seen |= set(values)
+        out.append(df)
+    return out
 
 
 def _trial_protocol(prov: dict) -> list:

@@ -427,14 +427,11 @@ def test_run_outputs_match_truth(baseline):
     ket = [truth[f] for f in truth if ol.loc[f, "group"] == "ketamine"]
     assert (row["n"], row["n_reference"]) == (3, 4)
     # the manifest's clutch column is a block (stats.blocks): the difference is the
-    # block-adjusted one, sum_b w_b (mean_ket_b - mean_ctrl_b) / sum_b w_b, w_b = n1 n0 / n
-    d, w = [], []
-    for c in (1, 2):
-        k = [truth[f] for f in truth if ol.loc[f, "group"] == "ketamine" and ol.loc[f, "clutch"] == c]
-        r = [truth[f] for f in truth if ol.loc[f, "group"] == "control" and ol.loc[f, "clutch"] == c]
-        d.append(np.mean(k) - np.mean(r))
-        w.append(len(k) * len(r) / (len(k) + len(r)))
-    assert row["diff"] == pytest.approx(np.average(d, weights=w))
+    # block-adjusted one (docs/assay_analyses.md)
+    from fixtures_experiment import block_adjusted_diff
+
+    assert row["diff"] == pytest.approx(block_adjusted_diff(
+        truth, ol["group"].to_dict(), ol["clutch"].to_dict()))
     assert "within 2 blocks" in row["test"]
     assert np.mean(ket) - np.mean(ctrl) != pytest.approx(row["diff"])  # unbalanced clutches
     bins = pd.read_csv(out / "per_fish_bins.csv")

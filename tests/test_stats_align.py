@@ -133,3 +133,25 @@ def test_nwb_export_includes_the_aligned_signal(trial, tmp_path):
         ts = mod["calcium_A1"]
         assert ts.timestamps[0] == pytest.approx(-5.0 + OFFSET)
         assert np.asarray(ts.data[:]).max() == pytest.approx(3.0)
+
+
+def test_per_fish_and_shared_signals_of_one_trial(trial, tmp_path):
+    from fishtrack.align import read_aligned_signals
+    from fishtrack.io.tables import read_table
+    from fishtrack.stats.eventlocked import event_locked, events_table
+
+    align_trial(trial, _signal_file(tmp_path / "dff.csv", sync=False), offset_s=OFFSET)
+    t = np.arange(0, 20, 0.1)
+    pd.DataFrame({"t": t, "stim": (t >= 8).astype(float)}).to_csv(tmp_path / "stim.csv",
+                                                                   index=False)
+    align_trial(trial, tmp_path / "stim.csv", offset_s=0.0)
+    sigs = read_aligned_signals(trial)
+    assert len(sigs) >= 2
+    tracks = read_table(trial / "tracks.parquet")
+    epochs = read_table(trial / "epochs.csv")
+    ev = events_table(tracks, epochs, [p for p in Config(protocol=PROTOCOL).protocol])
+    tr = event_locked(tracks, None, ev, pre_s=4, post_s=4, bin_s=1, signals=sigs)
+    assert {"signal:dff", "signal:stim"} <= set(tr["signal"])
+    stim = tr[(tr["signal"] == "signal:stim") & (tr["event"] == "open-loop onset")]
+    w = stim[stim["window"] != "bin"].groupby("window")["value"].mean()
+    assert w["before"] == pytest.approx(0.0) and w["after"] == pytest.approx(1.0)

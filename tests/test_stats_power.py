@@ -1,5 +1,5 @@
 """Power analysis machinery (cheap checks; the power curves themselves are in
-bench/bench_power.py): a pilot of normal fish reproduces the t-test's power, no effect gives
+bench/bench_assay.py): a pilot of normal fish reproduces the t-test's power, no effect gives
 the test's level, and bad pilots get one-line errors."""
 
 from __future__ import annotations

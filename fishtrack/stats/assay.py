@@ -74,12 +74,14 @@ def trial_parts(
     config: Config,
     *,
     px_per_mm: float | None = None,
-    signals: pd.DataFrame | None = None,
+    signals=None,
     behaviour=None,
 ) -> dict[str, pd.DataFrame]:
     """The per-trial inputs of :func:`analyse`: ``sensitivity`` (per-fish metrics at each
-    threshold) and ``traces`` (per-fish onset-locked traces). ``behaviour``: the trial's
-    behaviour config (its ``max_gap_s``; default the experiment's)."""
+    threshold) and ``traces`` (per-fish onset-locked traces). ``signals``: the trial's
+    aligned signals (a table or a list, :func:`fishtrack.align.read_aligned_signals`).
+    ``behaviour``: the trial's behaviour config (its ``max_gap_s``; default the
+    experiment's)."""
     st = config.stats
     beh = behaviour or config.behaviour
     out: dict[str, pd.DataFrame] = {}

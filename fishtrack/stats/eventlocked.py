@@ -120,7 +120,7 @@ def event_locked(
     pre_s: float = 10.0,
     post_s: float = 10.0,
     bin_s: float = 1.0,
-    signals: pd.DataFrame | None = None,
+    signals: pd.DataFrame | Sequence[pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Per-fish onset-locked traces and before/after values (:data:`TRACE_COLUMNS`).
 
@@ -133,9 +133,9 @@ def event_locked(
     events
         :func:`events_table` rows.
     signals
-        Aligned co-recorded signals: ``time_s`` (video time, s), optional ``arena`` / ``fish``
-        (a per-fish signal; without them the signal is shared by every fish), and numeric
-        value columns.
+        Aligned co-recorded signals (a table, or a list of tables: one per file): ``time_s``
+        (video time, s), optional ``arena`` / ``fish`` (a per-fish signal; without them the
+        signal is shared by every fish), and numeric value columns.
     """
     if events.empty or tracks.empty:
         return pd.DataFrame(columns=list(TRACE_COLUMNS))
@@ -190,8 +190,10 @@ def event_locked(
             quantities["bout_vigour_rad_s"] = (cs[hi] - cs[lo], cn[hi] - cn[lo])
     else:
         quantities["bout_rate_hz"] = (np.zeros(len(gg)), known_s)
-    if signals is not None and len(signals):
-        quantities |= _signal_sums(signals, uniq, cols, gg, a, b, tmin, span)
+    tables = [signals] if isinstance(signals, pd.DataFrame) else list(signals or [])
+    for sig in tables:  # each aligned file on its own (per-fish or shared)
+        if sig is not None and len(sig):
+            quantities |= _signal_sums(sig, uniq, cols, gg, a, b, tmin, span)
     parts = []
     info = ev[[c for c in ("fish_id", "video", "arena", "fish", "group", "event")
                if c in ev.columns]]
