@@ -135,5 +135,5 @@ def test_fish_that_never_swam_has_no_effort():
                                    "A2": {"bouts": _every(0, 20, 1, 5.0, 1.0)}}, t_end=20)
     pf = per_fish_metrics(tracks, bouts, epochs, protocol)
     r = _row(pf, "A1", "ol")
-    assert np.isnan(r["n_bouts_before_giveup"]) and np.isnan(r["latency_to_first_passive_s"])
+    assert pd.isna(r["n_bouts_before_giveup"]) and np.isnan(r["latency_to_first_passive_s"])
     assert np.isnan(r["struggle_rate_ratio"])  # no closed loop before it

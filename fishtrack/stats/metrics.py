@@ -958,7 +958,7 @@ def per_fish_metrics(
     qc = ["n_frames", "detected_fraction", "known_fraction"]
     metric_cols = [m for m in _OUTPUT_METRICS if m in rows.columns]
     out = rows[lead + manifest + phase_cols + qc + metric_cols].copy()
-    for c in ("n_passive_epochs", "n_complete_passive_epochs"):
+    for c in ("n_passive_epochs", "n_complete_passive_epochs", "n_bouts_before_giveup"):
         out[c] = out[c].astype("Int64")
     return out
 
