@@ -18,8 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODULES = ["bench_reader", "bench_tracker", "bench_experiment", "bench_init", "bench_stats",
-           "bench_assay"]
+MODULES = [
+    "bench_reader", "bench_tracker", "bench_behaviour_stress", "bench_experiment", "bench_init",
+    "bench_stats", "bench_assay",
+]
 
 
 def main(argv=None) -> int:

@@ -45,7 +45,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fishtrack.config import StatsConfig
 from fishtrack.errors import FishtrackError
+from fishtrack.io.tables import read_table, write_bytes, write_table, write_text
+from fishtrack.stats.eventlocked import event_locked, events_table, group_traces
+from fishtrack.trial import PROVENANCE, TRACKS, TrialFolder
 
 __all__ = ["Alignment", "AlignResult", "read_signal", "sync_pulses", "fit_clock", "align_signal",
            "align_trial", "aligned_signal_files", "read_aligned_signals", "TIME_NAMES"]
@@ -245,8 +249,6 @@ def read_aligned_signals(trial_dir: str | Path) -> list[pd.DataFrame]:
     """The aligned signals of a trial, one table per file (``time_s``, ``arena`` for
     per-fish signals, the values); empty when there is none. A value column named like one
     of another file gets the file's stem in front (``<stem>:<column>``)."""
-    from fishtrack.io.tables import read_table
-
     out, seen = [], set()
     for f in aligned_signal_files(trial_dir):
         df = read_table(f).drop(columns=["signal_time_s"], errors="ignore")
@@ -258,14 +260,6 @@ def read_aligned_signals(trial_dir: str | Path) -> list[pd.DataFrame]:
         seen |= set(values)
         out.append(df)
     return out
-
-
-def _trial_protocol(prov: dict) -> list:
-    from fishtrack.config import Phase, parse_config
-
-    if "protocol" in prov:
-        return [Phase(**p) for p in prov["protocol"]]
-    return list(parse_config(prov.get("config") or {}, "provenance.json").protocol)
 
 
 def align_trial(
@@ -287,11 +281,7 @@ def align_trial(
     their manifest groups). ``stats``: a :class:`~fishtrack.config.StatsConfig` (window and
     bins of the averages).
     """
-    from fishtrack.config import StatsConfig
-    from fishtrack.io.provenance import read_provenance
-    from fishtrack.io.tables import read_table, write_table, write_text
     from fishtrack.report.figures import event_locked_figure, figure_bytes
-    from fishtrack.stats.eventlocked import event_locked, events_table, group_traces
 
     stats = stats or StatsConfig()
     folder = Path(folder)
@@ -309,13 +299,11 @@ def align_trial(
                 fish_table = rows[[c for c in ("arena", "fish_id", "group", "exclude")
                                    if c in rows.columns]].drop_duplicates("arena")
         folder = folder / "trials" / trial
-    if not (folder / "tracks.parquet").exists() or not (folder / "provenance.json").exists():
-        raise FishtrackError(f"{folder}: not a trial folder (no tracks.parquet / provenance.json)")
-    prov = read_provenance(folder / "provenance.json")
-    tracks = read_table(folder / "tracks.parquet")
-    for c in ("arena", "fish"):
-        if c in tracks.columns:
-            tracks[c] = tracks[c].astype(str)
+    tf = TrialFolder(folder)
+    if tf.missing((TRACKS, PROVENANCE)):
+        raise FishtrackError(f"{folder}: not a trial folder (no {TRACKS} / {PROVENANCE})")
+    prov = tf.provenance()
+    tracks = tf.tracks()
     frame_times = np.unique(tracks["time_s"].to_numpy(float))
     signal_path = Path(signal_path)
     sig = read_signal(signal_path, time_column=time_column)
@@ -336,16 +324,11 @@ def align_trial(
     paths["alignment"] = write_text(out_dir / f"aligned_{stem}.json",
                                     json.dumps(meta, indent=2) + "\n")
     # onset-locked averages of this trial
-    bouts = read_table(folder / "bouts.csv") if (folder / "bouts.csv").exists() else None
-    epochs = read_table(folder / "epochs.csv") if (folder / "epochs.csv").exists() else None
-    for df in (bouts, epochs):
-        if df is not None:
-            for c in ("arena", "fish"):
-                if c in df.columns:
-                    df[c] = df[c].astype(str)
+    bouts = tf.bouts() if tf.bouts_path.exists() else None
+    epochs = tf.epochs() if tf.epochs_path.exists() else None
     if fish_table is None:
         fish_table = pd.DataFrame({"arena": arenas, "group": "all fish"}) if arenas else None
-    protocol = _trial_protocol(prov)
+    protocol = prov.phases()
     ev = events_table(tracks, epochs, protocol, fish_table)
     sig_in = aligned.drop(columns=["signal_time_s"])
     traces = event_locked(tracks, bouts, ev, pre_s=stats.event_pre_s, post_s=stats.event_post_s,
@@ -355,8 +338,6 @@ def align_trial(
     paths["locked_groups"] = write_table(groups, out_dir / f"locked_{stem}_groups.csv")
     fig = event_locked_figure(groups, reference=stats.reference_group,
                               title=f"{signal_path.name} aligned to {folder.name} ({al.method})")
-    from fishtrack.io.tables import write_bytes
-
     paths["figure"] = write_bytes(out_dir / f"locked_{stem}.png", figure_bytes(fig, "png"))
     paths["figure_svg"] = write_bytes(out_dir / f"locked_{stem}.svg", figure_bytes(fig, "svg"))
     return AlignResult(paths=paths, alignment=al, n_events=int(len(ev)),

@@ -204,9 +204,9 @@ def simulate(
     try:
         sim_spec = SimSpec.model_validate(data)
     except ValidationError as err:
-        from fishtrack.config import _format_validation_error
+        from fishtrack.config import format_validation_error
 
-        raise FishtrackError(_format_validation_error(err, str(spec or "simulate options"))) from None
+        raise FishtrackError(format_validation_error(err, str(spec or "simulate options"))) from None
     t0 = time.perf_counter()
     res = run_sim(sim_spec, out)
     console.print(f"[green]simulated[/] {res.video_path} in {time.perf_counter() - t0:.1f} s; truth in {out}")
@@ -284,15 +284,13 @@ def arenas(
     preview: Annotated[Path | None, typer.Option(help="Write the detected layout drawn on a frame to this PNG.")] = None,
 ) -> None:
     """Detect the arenas (wells, chamber or embedded ROIs) and optionally draw them."""
-    from fishtrack.arenas import detect_arenas, draw_arenas
+    from fishtrack.arenas import draw_arenas
     from fishtrack.config import load_config
-    from fishtrack.io.video import open_video
-    from fishtrack.tracking import estimate_background
+    from fishtrack.pipeline import find_arenas, open_source
 
     cfg = load_config(config)
-    with open_video(video, crop=cfg.video.crop, fps=cfg.video.fps) as src:
-        bg = estimate_background(src, cfg.tracking)
-        found = detect_arenas(bg.image, cfg.arenas)
+    with open_source(video, cfg) as src:
+        found, _ = find_arenas(src, cfg)
         frame = src.read(0)
     from rich.table import Table
 
@@ -430,6 +428,7 @@ def import_(
 ) -> None:
     """Import tracks made by another tracker into a trial folder (see docs/import.md)."""
     from fishtrack.importers import ImportOptions, import_tracks
+    from fishtrack.trial import Provenance
 
     opt = ImportOptions(
         fps=fps, layout=layout, head=_names(head), body=_names(body), tail=_names(tail),
@@ -438,7 +437,7 @@ def import_(
     )
     t0 = time.perf_counter()
     res = import_tracks(file, source, out, config=config, options=opt, force=force)
-    info = res.provenance.get("import", {})
+    info = Provenance(res.provenance).import_info
     tr = res.tracks
     n_fish = tr["fish"].nunique() if len(tr) else 0
     n_frames = tr["frame"].nunique() if len(tr) else 0
@@ -472,11 +471,11 @@ def calibrate(
     """Compare automatic states with a human's labels; suggest min_passive_s and the bout threshold."""
     from fishtrack.behaviour import calibrate as run_calibration
     from fishtrack.behaviour import load_labels
-    from fishtrack.io.tables import read_table
-    from fishtrack.pipeline import resolve_config
+    from fishtrack.config import resolve_config
+    from fishtrack.trial import TrialFolder
 
     cfg = resolve_config(config)
-    tracks = read_table(folder / "tracks.parquet")
+    tracks = TrialFolder(folder).tracks()
     res = run_calibration(tracks, load_labels(labels), cfg.behaviour, cfg.protocol)
     console.print(res.summary() if hasattr(res, "summary") else res)
 

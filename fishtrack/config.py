@@ -43,6 +43,8 @@ __all__ = [
     "safe_load_yaml",
     "dump_config",
     "config_hash",
+    "resolve_config",
+    "format_validation_error",
     "explain_rows",
     "explain_markdown",
 ]
@@ -276,37 +278,41 @@ class BehaviourConfig(_Section):
     )
     bout_threshold: float | None = _f(
         None,
-        "Tail vigour (smoothed |d tail_angle / dt|) above which the fish is in a bout. null "
-        "sets it from the noise floor of each fish.",
+        "Tail vigour (tail-angle travel per second) above which the fish is in a bout: a fixed, "
+        "rig-level value (e.g. from fishtrack calibrate). null measures it per fish from the "
+        "noise of the recording (frames away from every bout), whatever the fish's activity.",
         unit="rad/s",
         range_="2-30",
         gt=0,
     )
     vigour_window_s: float = _f(
         0.03,
-        "Width of the centred moving mean that turns |d tail_angle / dt| into tail vigour; "
-        "about one tail-beat period.",
+        "Width of the centred window over which the tail-angle travel per second (tail vigour) "
+        "is measured; about one tail-beat period. At low frame rates the window spans at least "
+        "5 frames.",
         unit="s",
         range_="0.01-0.08",
         gt=0,
         le=1,
     )
     threshold_factor: float = _f(
-        6.0,
-        "With bout_threshold null: the threshold is the mean vigour of the fish's still tail "
-        "plus this many standard deviations of it (both estimated from the fish's 5th and "
-        "25th vigour percentiles).",
+        3.0,
+        "With bout_threshold null: the threshold is the median vigour of the fish's quiet "
+        "frames (those farther than 0.1 s from every bout) plus this many robust standard "
+        "deviations (1.4826 x MAD) of it.",
         unit="noise sd",
-        range_="4-10",
+        range_="2-8",
         gt=0,
         le=100,
     )
     min_bout_threshold: float = _f(
-        3.0,
-        "Lowest threshold the automatic rule may pick, and the smallest vigour the hmm method "
-        "may call a bout (protects very clean, motionless tails).",
+        5.0,
+        "Physical floor of the automatic threshold, and the smallest vigour the hmm method may "
+        "call a bout: a beat of 0.1 rad tail-angle amplitude at 15 Hz travels ~5 rad/s on "
+        "average over its envelope. Protects clean, motionless tails and step-like tracker "
+        "noise.",
         unit="rad/s",
-        range_="1-10",
+        range_="2-10",
         gt=0,
     )
     min_bout_s: float = _f(
@@ -419,6 +425,11 @@ class StatsConfig(_Section):
         "which can disagree with the p-value; bca and percentile are too narrow with fewer "
         "than ~20 fish per group (measured in docs/statistics.md).",
     )
+    exclude_no_swimming: bool = _f(
+        True,
+        "Leave fish flagged qc_no_swimming (no bout outside open loop) out of the group "
+        "statistics; per_fish.csv keeps them, with exclude and exclude_reason set.",
+    )
     # assay analyses (docs/assay_analyses.md)
     blocks: list[str] = _f(
         ["plate", "clutch", "date"],
@@ -518,7 +529,7 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+def format_validation_error(err: ValidationError, source: str) -> str:
     parts = []
     errors = err.errors()
     for e in errors[:_MAX_PROBLEMS]:
@@ -615,7 +626,7 @@ def parse_config(data: dict | None, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source)) from None
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -645,14 +656,27 @@ def load_config(path: str | Path | None) -> Config:
     return parse_config(data, str(p))
 
 
+def resolve_config(config: Config | str | Path | dict | None) -> Config:
+    """Accept a Config, a YAML path, a mapping or None (defaults)."""
+    if isinstance(config, Config):
+        return config
+    if config is None or isinstance(config, str | Path):
+        return load_config(config)
+    if isinstance(config, dict):
+        return parse_config(config)
+    raise TypeError(f"config must be a Config, a path or a dict, not {type(config).__name__}")
+
+
 def dump_config(cfg: Config) -> str:
     """The effective config (defaults filled in) as YAML."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
-def config_hash(cfg: Config) -> str:
-    """sha256 of the canonical JSON of the effective config."""
-    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
+def config_hash(cfg: Config | dict) -> str:
+    """sha256 of the canonical JSON of the effective config (a Config, or the mapping
+    ``Config.model_dump(mode="json")`` gives, e.g. as recorded in provenance.json)."""
+    data = cfg.model_dump(mode="json") if isinstance(cfg, Config) else cfg
+    blob = json.dumps(data, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()
 
 

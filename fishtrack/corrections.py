@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from fishtrack.errors import FishtrackError
+from fishtrack.io.tables import read_table, require_columns, write_table
 
 __all__ = [
     "CORRECTION_COLUMNS",
@@ -71,11 +72,7 @@ def _corrections_path(path: str | Path) -> Path:
 
 def validate_corrections(df: pd.DataFrame, *, source: str = "corrections") -> pd.DataFrame:
     """Check columns, states and intervals; return a clean copy (fish as str, times float)."""
-    missing = [c for c in CORRECTION_COLUMNS if c not in df.columns]
-    if missing:
-        raise FishtrackError(
-            f"{source}: missing column(s) {', '.join(missing)}; expected {', '.join(CORRECTION_COLUMNS)}"
-        )
+    require_columns(df, CORRECTION_COLUMNS, source, hint=f"; expected {', '.join(CORRECTION_COLUMNS)}")
     out = df[list(CORRECTION_COLUMNS)].copy()
     if out.empty:
         return empty_corrections()
@@ -110,8 +107,6 @@ def load_corrections(path: str | Path) -> pd.DataFrame:
     not exist. Raises :class:`~fishtrack.errors.FishtrackError` naming the file when it is
     malformed.
     """
-    from fishtrack.io.tables import read_table
-
     path = _corrections_path(path)
     if not path.exists():
         return empty_corrections()
@@ -128,8 +123,6 @@ def load_corrections(path: str | Path) -> pd.DataFrame:
 
 def save_corrections(corrections: pd.DataFrame, path: str | Path) -> Path:
     """Write the corrections table atomically to ``path`` (a trial folder or a ``.csv`` path)."""
-    from fishtrack.io.tables import write_table
-
     path = _corrections_path(path)
     clean = validate_corrections(corrections, source=str(path))
     return write_table(clean, path)

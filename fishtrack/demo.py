@@ -1,22 +1,28 @@
 """``make demo``: run fishtrack's main job on the bundled sample videos.
 
-Runs the sample experiment (``sample_videos/manifest.csv``) with its config when the
-experiment runner is available, writing per-trial folders, per-fish metrics, group statistics
-and ``report.html``; the head-embedded sample is tracked as a single trial too. Prints where
-the outputs are and ends with the result in one line: the primary endpoint's estimate, its
+Runs the sample experiment (``sample_videos/manifest.csv``: the plate and the head-embedded
+sample) with its config, writing per-trial folders, per-fish metrics, group statistics and
+``report.html`` (without the manifest, each sample video is tracked as a single trial). Prints
+where the outputs are and ends with the result in one line: the primary endpoint's estimate, its
 confidence interval and p-value (:func:`result_line`), and the report's path.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 
+from fishtrack.config import load_config
 from fishtrack.errors import FishtrackError
+from fishtrack.experiment import run_experiment
+from fishtrack.pipeline import track_to_folder
+from fishtrack.preview import write_preview
 
 PRIMARY = {"metric": "passive_fraction", "phase": "open_loop"}
 """The default primary endpoint (``stats.primary`` of the config): the open-loop passive
@@ -43,8 +49,6 @@ def primary_endpoint(group_stats, metric: str | None = None, phase: str | None =
     """The rows of ``group_stats`` (a DataFrame or the path of ``group_stats.csv``) for the
     primary endpoint (:data:`PRIMARY` unless ``metric``/``phase`` are given): one row per
     group compared with the reference group."""
-    import pandas as pd
-
     gs = pd.read_csv(group_stats) if isinstance(group_stats, str | Path) else group_stats
     if gs.empty or not {"metric", "phase"} <= set(gs.columns):
         return gs.iloc[0:0]
@@ -56,8 +60,6 @@ def primary_endpoint(group_stats, metric: str | None = None, phase: str | None =
 
 
 def _num(v: float, digits: int = 3) -> str:
-    import math
-
     # an interval that inverts a permutation test is unbounded when too few relabellings
     # exist (e.g. 3 vs 4 fish): print -inf / inf rather than hide it
     return "n/a" if v is None or math.isnan(float(v)) else f"{float(v):.{digits}f}"
@@ -94,11 +96,7 @@ def run(out: Path) -> int:
     done: list[str] = []
     result: str | None = None
     manifest = SAMPLES / "manifest.csv"
-    try:
-        from fishtrack.experiment import run_experiment
-    except ImportError:
-        run_experiment = None
-    if run_experiment is not None and manifest.exists():
+    if manifest.exists():
         exp_cfg = SAMPLES / "experiment.yaml"
         console.print(f"[bold]experiment[/] {manifest} -> {out / 'experiment'}")
         res = run_experiment(manifest, exp_cfg if exp_cfg.exists() else None, out / "experiment", workers=2)
@@ -106,15 +104,10 @@ def run(out: Path) -> int:
         if getattr(res, "failures", None):
             console.print(f"[red]{len(res.failures)} trial(s) failed[/]")
             return 1
-        from fishtrack.config import load_config
-
         level = load_config(exp_cfg if exp_cfg.exists() else None).stats.confidence_level
         result = result_line(res.group_stats, res.paths.get("report", out / "experiment" / "report.html"),
                              confidence_level=level)
     else:
-        from fishtrack.pipeline import track_to_folder
-        from fishtrack.preview import write_preview
-
         for video, cfg in _videos_with_configs():
             dest = out / video.stem
             console.print(f"[bold]track[/] {video.relative_to(ROOT)} -> {dest}")

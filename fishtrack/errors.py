@@ -62,3 +62,10 @@ class VerifyError(FishtrackError):
     """``fishtrack verify`` found an output folder that does not match its provenance."""
 
     exit_code = 8
+
+
+def short_error(err: BaseException, limit: int = 200) -> str:
+    """``Type: message`` of another library's exception on one line, shortened (library
+    messages can span paragraphs), for the parentheses of a one-line fishtrack message."""
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

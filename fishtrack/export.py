@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import re
 import warnings
 from datetime import UTC, datetime
@@ -29,8 +30,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fishtrack.errors import ConfigError, FishtrackError, OutputError
+from fishtrack import __version__
+from fishtrack.align import aligned_signal_files
+from fishtrack.errors import ConfigError, FishtrackError, OutputError, short_error
 from fishtrack.io.tables import atomic_path, read_table, write_bytes, write_table
+from fishtrack.tracking.midline import body_angles
+from fishtrack.trial import BOUTS, EPOCHS, PROVENANCE, TRACKS, Provenance, TrialFolder
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -42,10 +47,12 @@ __all__ = [
     "export_trial",
     "from_movement",
     "keypoint_names",
+    "load_movement",
     "to_csv",
     "to_movement",
     "to_nwb",
     "tracks_to_movement",
+    "validate_poses",
     "write_movement",
     "write_nwb",
 ]
@@ -97,45 +104,31 @@ _EPOCH_DOCS = {
 # reading the trial folder
 
 
-def _trial_dir(trial_dir: str | Path) -> Path:
+def _trial_dir(trial_dir: str | Path) -> TrialFolder:
     d = Path(trial_dir)
     if not d.exists():
         raise FishtrackError(f"{d}: trial folder not found")
     if not d.is_dir():
         raise FishtrackError(f"{d}: not a folder; give a trial folder written by `fishtrack track`")
-    if not (d / "tracks.parquet").exists():
+    folder = TrialFolder(d)
+    if not folder.tracks_path.exists():
         raise FishtrackError(
             f"{d}: no tracks.parquet in this folder; give a trial folder written by "
             "`fishtrack track`"
         )
-    return d
+    return folder
 
 
-def _read_tracks(d: Path) -> pd.DataFrame:
-    path = d / "tracks.parquet"
-    tracks = read_table(path)
-    missing = [c for c in _TRACK_COLUMNS if c not in tracks.columns]
-    if missing:
-        raise FishtrackError(f"{path}: missing column(s) {', '.join(missing)}")
-    return tracks
-
-
-def _read_provenance(d: Path, *, required: bool) -> dict[str, Any]:
-    from fishtrack.io.provenance import read_provenance
-
-    p = d / "provenance.json"
+def _read_provenance(folder: TrialFolder, *, required: bool) -> Provenance:
+    p = folder.provenance_path
     if not p.exists():
         if required:
             raise FishtrackError(
                 f"{p}: provenance.json not found; the trial folder is incomplete (it is written "
                 "last) — run `fishtrack track` again"
             )
-        return {}
-    return read_provenance(p)
-
-
-def _read_optional_csv(path: Path) -> pd.DataFrame | None:
-    return read_table(path) if path.exists() else None
+        return Provenance()
+    return folder.provenance()
 
 
 def _require(module: str, fmt: str) -> Any:
@@ -247,8 +240,6 @@ def tracks_to_movement(
     else:
         arenas = [f.split("-")[0] for f in fish]
     ds = ds.assign_coords(time=times, frame=("time", frames), arena=("individuals", arenas))
-    from fishtrack import __version__
-
     ds.attrs.update(
         {
             "fishtrack_version": __version__,
@@ -270,11 +261,10 @@ def tracks_to_movement(
 
 def to_movement(trial_dir: str | Path) -> xr.Dataset:
     """The trial's tracks as a movement poses dataset (see :func:`tracks_to_movement`)."""
-    d = _trial_dir(trial_dir)
-    tracks = _read_tracks(d)
-    prov = _read_provenance(d, required=False)
-    fps = (prov.get("video") or {}).get("fps")
-    return tracks_to_movement(tracks, fps=fps, source=d / "tracks.parquet")
+    folder = _trial_dir(trial_dir)
+    tracks = folder.tracks(require=_TRACK_COLUMNS)
+    prov = _read_provenance(folder, required=False)
+    return tracks_to_movement(tracks, fps=prov.fps, source=folder.tracks_path)
 
 
 def write_movement(ds: xr.Dataset, out: str | Path) -> Path:
@@ -299,24 +289,14 @@ def from_movement(
     (``fishtrack.tracking.midline.body_angles``). ``detected`` = the head position is known.
     Where a tail point's confidence is 0 the tail angle and curvature are NaN.
     """
-    import xarray as xr
-
-    from fishtrack.tracking.midline import body_angles
-
-    name = str(source) if not isinstance(source, xr.Dataset) else "movement dataset"
-    if isinstance(source, xr.Dataset):
-        ds = source
-    else:
+    if isinstance(source, str | os.PathLike):
         path = Path(source)
         if not path.exists():
             raise FishtrackError(f"{path}: file not found")
-        try:
-            ds = xr.load_dataset(path)
-        except Exception as err:  # noqa: BLE001 - any reader failure becomes one clear line
-            raise FishtrackError(
-                f"{path}: cannot read as a movement netCDF file ({_one_line(err)})"
-            ) from None
-    _validate_poses(ds, name)
+        name, ds = str(source), load_movement(path)
+    else:
+        name, ds = "movement dataset", source
+        validate_poses(ds, name)
     kps = [str(k) for k in ds["keypoints"].values]
     if "head" not in kps:
         raise FishtrackError(f"{name}: no 'head' keypoint (keypoints: {', '.join(kps)})")
@@ -379,18 +359,27 @@ def from_movement(
     return pd.DataFrame(cols)
 
 
-def _one_line(err: BaseException, limit: int = 200) -> str:
-    """``Type: message`` on one line, shortened (library messages can span paragraphs)."""
-    text = " ".join(f"{type(err).__name__}: {err}".split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def load_movement(path: str | Path) -> xr.Dataset:
+    """A movement poses dataset from a netCDF file, validated (:func:`validate_poses`)."""
+    xr = _require("xarray", "movement")
+    try:
+        ds = xr.load_dataset(path)
+    except Exception as err:  # noqa: BLE001 - any reader failure becomes one clear line
+        raise FishtrackError(
+            f"{path}: cannot read as a movement netCDF file ({short_error(err)})"
+        ) from None
+    validate_poses(ds, str(path))
+    return ds
 
 
-def _validate_poses(ds: xr.Dataset, name: str) -> None:
+def validate_poses(ds: xr.Dataset, name: str) -> None:
+    """Check ``ds`` with movement's poses validator; one-line :class:`FishtrackError` naming
+    ``name`` when it is not a poses dataset."""
     validators = _require("movement.validators.datasets", "movement")
     try:
         validators.ValidPosesInputs.validate(ds)
     except (ValueError, TypeError) as err:
-        raise FishtrackError(f"{name}: not a movement poses dataset ({_one_line(err)})") from None
+        raise FishtrackError(f"{name}: not a movement poses dataset ({short_error(err)})") from None
 
 
 def _frames_and_times(ds: xr.Dataset, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -422,7 +411,7 @@ def _frames_and_times(ds: xr.Dataset, name: str) -> tuple[np.ndarray, np.ndarray
 def _trial_identifier(d: Path) -> str:
     """sha256 of provenance.json and tracks.parquet: the same trial gives the same identifier."""
     h = hashlib.sha256()
-    for name in ("provenance.json", "tracks.parquet"):
+    for name in (PROVENANCE, TRACKS):
         p = d / name
         if p.exists():
             h.update(name.encode())
@@ -432,8 +421,8 @@ def _trial_identifier(d: Path) -> str:
     return h.hexdigest()
 
 
-def _session_start(prov: dict[str, Any], path: Path) -> datetime:
-    raw = prov.get("created_utc")
+def _session_start(prov: Provenance, path: Path) -> datetime:
+    raw = prov.created_utc
     try:
         return datetime.strptime(str(raw), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
@@ -479,21 +468,20 @@ def to_nwb(trial_dir: str | Path) -> Any:
     """The trial as an in-memory ``pynwb.NWBFile`` (see docs/export.md for the layout)."""
     pynwb = _require("pynwb", "nwb")
     ndx_pose = _require("ndx_pose", "nwb")
-    from fishtrack import __version__
-
-    d = _trial_dir(trial_dir)
-    tracks = _read_tracks(d)
-    prov = _read_provenance(d, required=True)
-    bouts = _read_optional_csv(d / "bouts.csv")
-    epochs = _read_optional_csv(d / "epochs.csv")
-    video = prov.get("video") or {}
-    inp = prov.get("input") or {}
-    layout = ((prov.get("config") or {}).get("arenas") or {}).get("layout", "")
+    folder = _trial_dir(trial_dir)
+    d = folder.path
+    tracks = folder.tracks(require=_TRACK_COLUMNS)
+    prov = _read_provenance(folder, required=True)
+    bouts = folder.bouts() if folder.bouts_path.exists() else None
+    epochs = folder.epochs() if folder.epochs_path.exists() else None
+    video = prov.video
+    inp = prov.input
+    layout = (prov.config.get("arenas") or {}).get("layout", "")
     fish = [str(f) for f in pd.unique(tracks["fish"].astype(str))]
     if not fish:
-        raise FishtrackError(f"{d / 'tracks.parquet'}: no fish in the tracks (nothing to export)")
+        raise FishtrackError(f"{folder.tracks_path}: no fish in the tracks (nothing to export)")
 
-    ds = tracks_to_movement(tracks, fps=video.get("fps"), source=d / "tracks.parquet")
+    ds = tracks_to_movement(tracks, fps=video.get("fps"), source=folder.tracks_path)
     kps = [str(k) for k in ds["keypoints"].values]
     times = np.asarray(ds["time"].values, np.float64)
 
@@ -504,7 +492,7 @@ def to_nwb(trial_dir: str | Path) -> Any:
             "active/passive/unknown epochs"
         ),
         identifier=_trial_identifier(d),
-        session_start_time=_session_start(prov, d / "provenance.json"),
+        session_start_time=_session_start(prov, folder.provenance_path),
         source_script="fishtrack export",
         source_script_file_name="fishtrack/export.py",
         was_generated_by=[["fishtrack", str(__version__)]],
@@ -570,12 +558,12 @@ def to_nwb(trial_dir: str | Path) -> Any:
         about = ("fishtrack epochs.csv: maximal runs of one state (active, passive, unknown) "
                  "per fish; times in s from the first frame")
         nwb.add_time_intervals(
-            _intervals(d / "epochs.csv", "state_epochs", about, epochs, _EPOCH_DOCS)
+            _intervals(folder.epochs_path, "state_epochs", about, epochs, _EPOCH_DOCS)
         )
     if bouts is not None:
         about = ("fishtrack bouts.csv: swim bouts per fish; stop_time = time of the frame after "
                  "the bout's last frame; times in s from the first frame")
-        nwb.add_time_intervals(_intervals(d / "bouts.csv", "bouts", about, bouts, _BOUT_DOCS))
+        nwb.add_time_intervals(_intervals(folder.bouts_path, "bouts", about, bouts, _BOUT_DOCS))
     _add_aligned_signals(nwb, d, pynwb)
     return nwb
 
@@ -585,8 +573,6 @@ def _add_aligned_signals(nwb: Any, d: Path, pynwb: Any) -> None:
     a processing module ``aligned_signals``: one per value column (and per arena for per-fish
     signals), named ``<file stem>_<column>`` or ``<file stem>_<arena>``; timestamps in video
     time (s from the first frame)."""
-    from fishtrack.align import aligned_signal_files
-
     files = aligned_signal_files(d)
     if not files:
         return
@@ -627,20 +613,19 @@ def write_nwb(nwbfile: Any, out: str | Path) -> Path:
 # CSV
 
 
-def _csv_files(d: Path) -> list[str]:
-    return ["tracks.csv"] + [n for n in ("bouts.csv", "epochs.csv", "provenance.json")
-                             if (d / n).exists()]
+def _csv_files(folder: TrialFolder) -> list[str]:
+    return ["tracks.csv", *folder.present((BOUTS, EPOCHS, PROVENANCE))]
 
 
 def to_csv(trial_dir: str | Path, out: str | Path) -> Path:
     """Write ``tracks.csv`` (from tracks.parquet) and copies of ``bouts.csv``, ``epochs.csv``
     and ``provenance.json`` into the folder ``out``."""
-    d = _trial_dir(trial_dir)
+    folder = _trial_dir(trial_dir)
     out = Path(out)
-    tracks = _read_tracks(d)
+    tracks = folder.tracks(require=_TRACK_COLUMNS)
     write_table(tracks, out / "tracks.csv")
-    for name in _csv_files(d)[1:]:
-        write_bytes(out / name, (d / name).read_bytes())
+    for name in _csv_files(folder)[1:]:
+        write_bytes(out / name, (folder.path / name).read_bytes())
     return out
 
 
@@ -661,7 +646,7 @@ def _check_format(to: str) -> str:
     return fmt
 
 
-def _check_output(d: Path, fmt: str, out: Path, force: bool) -> None:
+def _check_output(d: TrialFolder, fmt: str, out: Path, force: bool) -> None:
     if fmt == "csv":
         if out.exists() and not out.is_dir():
             raise OutputError(f"{out}: a file of that name exists; --out must be a folder for csv")
@@ -688,7 +673,7 @@ def export_trial(
     :class:`OutputError` unless ``force`` (then it is replaced, atomically)."""
     fmt = _check_format(to)
     d = _trial_dir(trial_dir)
-    out = Path(out) if out is not None else default_output(d, fmt)
+    out = Path(out) if out is not None else default_output(d.path, fmt)
     _check_output(d, fmt, out, force)
     if fmt == "movement":
         return write_movement(to_movement(d), out)

@@ -1,64 +1,101 @@
 """The one place the stages are composed for a single video.
 
-video source -> background -> arenas -> tracking -> behaviour -> outputs
+video source -> background -> arenas -> tracking -> behaviour -> trial folder
 
 :func:`track` is the library entry point (``fishtrack.track(video, config)``); it returns the
 per-frame table. :func:`track_to_folder` also writes the trial folder that ``fishtrack track``
-produces (``tracks.parquet``, ``bouts.csv``, ``epochs.csv``, ``provenance.json``) atomically.
+produces (:class:`fishtrack.trial.TrialFolder`: ``tracks.parquet``, ``bouts.csv``,
+``epochs.csv``, ``provenance.json``, each atomically, the provenance last).
+:func:`find_arenas` is the first two stages alone (the arena check of ``fishtrack run``,
+``fishtrack arenas``); :func:`classify_folder` re-scores a trial folder's tracks.
 """
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from fishtrack.config import Config, config_hash, load_config
-from fishtrack.errors import FishtrackError
+from fishtrack.arenas import Arena, detect_arenas
+from fishtrack.behaviour import OUTPUT_COLUMNS, classify, load_protocol_log
+from fishtrack.config import Config, config_hash, parse_config, resolve_config
+from fishtrack.errors import ConfigError, FishtrackError, OutputError
+from fishtrack.io.provenance import build_provenance, file_identity
+from fishtrack.io.video import VideoSource, open_video
+from fishtrack.tracking import Background, estimate_background, track_video
+from fishtrack.trial import TABLES, Provenance, TrialFolder, TrialResult
 
-__all__ = ["TrialResult", "track", "track_to_folder", "classify_folder", "resolve_config"]
+__all__ = [
+    "TrialResult",
+    "track",
+    "track_to_folder",
+    "classify_folder",
+    "resolve_config",
+    "find_arenas",
+    "open_source",
+]
 
 Progress = Callable[[int, int], None]
 
-
-@dataclass
-class TrialResult:
-    """Everything one tracked video produced."""
-
-    tracks: pd.DataFrame
-    bouts: pd.DataFrame | None = None
-    epochs: pd.DataFrame | None = None
-    arenas: list = field(default_factory=list)
-    summary: dict = field(default_factory=dict)
-    provenance: dict = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-
-def resolve_config(config: Config | str | Path | dict | None) -> Config:
-    """Accept a Config, a YAML path, a mapping or None (defaults)."""
-    from fishtrack.config import parse_config
-
-    if isinstance(config, Config):
-        return config
-    if config is None or isinstance(config, str | Path):
-        return load_config(config)
-    if isinstance(config, dict):
-        return parse_config(config)
-    raise TypeError(f"config must be a Config, a path or a dict, not {type(config).__name__}")
+OUTPUT_FILES = TABLES
+"""Tables whose size and sha256 ``provenance.json`` records (``outputs``)."""
 
 
 def with_protocol_log(cfg: Config, protocol_log: str | Path | None, duration_s: float | None) -> Config:
     """Return ``cfg`` whose ``protocol`` comes from a stimulus-log CSV when one is given."""
     if protocol_log is None:
         return cfg
-    from fishtrack.behaviour import load_protocol_log
-
     phases = load_protocol_log(protocol_log, end_s=duration_s)
     return cfg.model_copy(update={"protocol": phases})
+
+
+# --------------------------------------------------------------------------------------------
+# the first stages: video, background, arenas
+
+
+def open_source(video: str | Path, config: Config) -> VideoSource:
+    """Open ``video`` as the config's ``video`` section says (crop, frame-rate override)."""
+    return open_video(video, crop=config.video.crop, fps=config.video.fps)
+
+
+def find_arenas(
+    source: VideoSource, config: Config, *, timings: dict[str, float] | None = None,
+    start: float | None = None,
+) -> tuple[list[Arena], Background]:
+    """Background of the source's sampled frames, then the arenas on it.
+
+    ``timings`` (when given) gets the seconds spent on the background (since ``start``, a
+    ``time.perf_counter()`` value, default now: e.g. from before the video was opened) and on
+    the arenas.
+    """
+    t0 = time.perf_counter() if start is None else start
+    bg = estimate_background(source, config.tracking)
+    t1 = time.perf_counter()
+    arenas = detect_arenas(bg.image, config.arenas)
+    if timings is not None:
+        timings["background"] = t1 - t0
+        timings["arenas"] = time.perf_counter() - t1
+    return arenas, bg
+
+
+def _check_times(src: VideoSource, video: str | Path) -> None:
+    """Behaviour needs a time per frame: TIFF stacks and image folders have none unless
+    ``video.fps`` is set (or an ImageJ TIFF states its frame interval)."""
+    ts = np.asarray(src.timestamps, dtype=np.float64)
+    if ts.size and not np.isfinite(ts).all():
+        raise ConfigError(
+            f"{video}: the frames have no times ({src.meta.codec}, no frame rate stored); "
+            "set video.fps in the config to the recording's frame rate"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# every stage
 
 
 def _run_stages(
@@ -77,40 +114,16 @@ def _run_stages(
         raise new from None
 
 
-def _check_times(src, video: str | Path) -> None:
-    """Behaviour needs a time per frame: TIFF stacks and image folders have none unless
-    ``video.fps`` is set (or an ImageJ TIFF states its frame interval)."""
-    import numpy as np
-
-    from fishtrack.errors import ConfigError
-
-    ts = np.asarray(src.timestamps, dtype=np.float64)
-    if ts.size and not np.isfinite(ts).all():
-        raise ConfigError(
-            f"{video}: the frames have no times ({src.meta.codec}, no frame rate stored); "
-            "set video.fps in the config to the recording's frame rate"
-        )
-
-
 def _run_stages_inner(
     video: str | Path, cfg: Config, progress: Progress | None, protocol_log: str | Path | None = None
 ) -> TrialResult:
-    from fishtrack.arenas import detect_arenas
-    from fishtrack.io.video import open_video
-    from fishtrack.tracking import estimate_background, track_video
-
     timings: dict[str, float] = {}
-    caught: list[str] = []
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as wlist:
         warnings.simplefilter("always")
-        with open_video(video, crop=cfg.video.crop, fps=cfg.video.fps) as src:
+        with open_source(video, cfg) as src:
             _check_times(src, video)
-            bg = estimate_background(src, cfg.tracking)
-            timings["background"] = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            arenas = detect_arenas(bg.image, cfg.arenas)
-            timings["arenas"] = time.perf_counter() - t1
+            arenas, bg = find_arenas(src, cfg, timings=timings, start=t0)
             t1 = time.perf_counter()
             res = track_video(
                 src,
@@ -127,22 +140,17 @@ def _run_stages_inner(
             cfg = with_protocol_log(cfg, protocol_log, float(meta.duration_s))
             damage = [d.__dict__ if hasattr(d, "__dict__") else dict(d) for d in src.damage]
         caught = [str(w.message) for w in wlist]
-    tracks = res.tracks
-    out = TrialResult(tracks=tracks, arenas=arenas, summary=dict(res.summary), warnings=caught)
+    out = TrialResult(tracks=res.tracks, arenas=arenas, summary=dict(res.summary), warnings=caught)
     out.summary.setdefault("warnings", [])
     out.summary["warnings"] = list(out.summary["warnings"]) + caught
     t1 = time.perf_counter()
-    try:
-        from fishtrack.behaviour import classify
-    except ImportError:  # behaviour stage not available
-        classify = None
-    if classify is not None and len(tracks):
-        b = classify(tracks, cfg.behaviour, cfg.protocol)
+    behaviour_noise = None
+    if len(out.tracks):
+        b = classify(out.tracks, cfg.behaviour, cfg.protocol)
         out.tracks, out.bouts, out.epochs = b.tracks, b.bouts, b.epochs
+        behaviour_noise = b.noise
     timings["behaviour"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
-    from fishtrack.io.provenance import build_provenance, file_identity
-
     out.provenance = build_provenance(
         config=cfg.model_dump(mode="json"),
         config_hash=config_hash(cfg),
@@ -163,6 +171,7 @@ def _run_stages_inner(
             "arenas": [_arena_record(a) for a in arenas],
             "summary": _jsonable(out.summary),
             "protocol_log": None if protocol_log is None else str(protocol_log),
+            "behaviour_noise": behaviour_noise,
         },
     )
     return out
@@ -185,8 +194,6 @@ def _arena_record(a) -> dict:
 
 
 def _jsonable(obj):
-    import numpy as np
-
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple | set):
@@ -196,6 +203,10 @@ def _jsonable(obj):
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     return obj
+
+
+# --------------------------------------------------------------------------------------------
+# entry points
 
 
 def track(
@@ -223,56 +234,24 @@ def track_to_folder(
     progress: Progress | None = None,
 ) -> TrialResult:
     """Track ``video`` and write the trial folder ``out`` (all files written atomically)."""
-    from fishtrack.io.provenance import write_provenance
-    from fishtrack.io.tables import write_table
-
     cfg = resolve_config(config)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FishtrackError(f"{out}: --out must be a folder, but a file of that name exists")
     _check_writable(out)  # before the work, not after it
     res = _run_stages(Path(video), cfg, progress, protocol_log)
-    # an old provenance.json goes first: until the new one is written last, the folder is
-    # marked incomplete (never new tables under an old run's provenance)
-    _remove(out / "provenance.json")
-    write_table(res.tracks, out / "tracks.parquet", csv=csv)
-    if res.bouts is not None:
-        write_table(res.bouts, out / "bouts.csv")
-    if res.epochs is not None:
-        write_table(res.epochs, out / "epochs.csv")
-    # provenance last: its presence marks a complete trial folder
-    res.provenance["outputs"] = output_digests(out)
-    write_provenance(out / "provenance.json", res.provenance)
+    TrialFolder(out).write(res, csv=csv)
     return res
-
-
-OUTPUT_FILES = ("tracks.parquet", "bouts.csv", "epochs.csv")
-"""Tables whose size and sha256 ``provenance.json`` records (``outputs``)."""
 
 
 def output_digests(folder: str | Path) -> dict[str, dict]:
     """``{file: {size_bytes, sha256}}`` of the trial tables present in ``folder``."""
-    import hashlib
-
-    out = {}
-    for name in OUTPUT_FILES:
-        p = Path(folder) / name
-        if p.is_file():
-            h = hashlib.sha256()
-            with open(p, "rb") as fh:
-                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                    h.update(block)
-            out[name] = {"size_bytes": p.stat().st_size, "sha256": h.hexdigest()}
-    return out
+    return TrialFolder(folder).digests()
 
 
 def _check_writable(out: Path) -> None:
     """The output folder exists and is writable, or can be created (its nearest existing
     parent is a writable folder)."""
-    import os
-
-    from fishtrack.errors import OutputError
-
     p = out
     while not p.exists() and p != p.parent:
         p = p.parent
@@ -285,15 +264,6 @@ def _check_writable(out: Path) -> None:
         )
 
 
-def _remove(path: Path) -> None:
-    from fishtrack.errors import OutputError
-
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as err:
-        raise OutputError(f"cannot replace the old file ({err.strerror})", path=path) from None
-
-
 def classify_folder(
     folder: str | Path,
     config: Config | str | Path | dict | None = None,
@@ -301,44 +271,20 @@ def classify_folder(
     protocol_log: str | Path | None = None,
 ) -> TrialResult:
     """Re-score an existing trial folder's tracks with (new) behaviour parameters."""
-    from fishtrack.behaviour import classify
-    from fishtrack.io.provenance import read_provenance, write_provenance
-    from fishtrack.io.tables import read_table, write_table
-
-    folder = Path(folder)
-    tracks_path = folder / "tracks.parquet"
-    if not tracks_path.exists():
-        raise FishtrackError(f"{folder}: no tracks.parquet here; run `fishtrack track` first")
-    prov_path = folder / "provenance.json"
-    prov = read_provenance(prov_path) if prov_path.exists() else {}
-    if config is None and "config" in prov:
-        from fishtrack.config import parse_config
-
-        cfg = parse_config(prov["config"], str(prov_path))
+    trial = TrialFolder(folder)
+    if not trial.tracks_path.exists():
+        raise FishtrackError(f"{trial}: no tracks.parquet here; run `fishtrack track` first")
+    prov = trial.provenance() if trial.provenance_path.exists() else \
+        Provenance({}, path=trial.provenance_path)
+    if config is None and "config" in prov.data:
+        cfg = parse_config(prov.config, str(trial.provenance_path))
     else:
         cfg = resolve_config(config)
-    duration = prov.get("video", {}).get("duration_s")
-    cfg = with_protocol_log(cfg, protocol_log, duration)
-    tracks = read_table(tracks_path)
-    drop = [c for c in tracks.columns if c in _behaviour_columns(tracks)]
-    tracks = tracks.drop(columns=drop)
+    cfg = with_protocol_log(cfg, protocol_log, prov.duration_s)
+    tracks = trial.tracks()
+    tracks = tracks.drop(columns=[c for c in OUTPUT_COLUMNS if c in tracks.columns])
     t0 = time.perf_counter()
     b = classify(tracks, cfg.behaviour, cfg.protocol)
-    write_table(b.tracks, tracks_path)
-    write_table(b.bouts, folder / "bouts.csv")
-    write_table(b.epochs, folder / "epochs.csv")
-    prov["behaviour_config"] = cfg.behaviour.model_dump(mode="json")
-    prov["protocol"] = [p.model_dump(mode="json") for p in cfg.protocol]
-    prov.setdefault("timings_s", {})["classify"] = round(time.perf_counter() - t0, 3)
-    prov["outputs"] = output_digests(folder)
-    write_provenance(prov_path, prov)
-    return TrialResult(tracks=b.tracks, bouts=b.bouts, epochs=b.epochs, provenance=prov)
-
-
-def _behaviour_columns(tracks: pd.DataFrame) -> list[str]:
-    """Columns the behaviour stage adds (removed before re-scoring)."""
-    try:
-        from fishtrack.behaviour import OUTPUT_COLUMNS
-    except ImportError:
-        OUTPUT_COLUMNS = ("state", "in_bout")
-    return [c for c in OUTPUT_COLUMNS if c in tracks.columns]
+    prov.record_scoring(cfg, time.perf_counter() - t0, noise=b.noise)
+    trial.rescore(b, prov)
+    return TrialResult(tracks=b.tracks, bouts=b.bouts, epochs=b.epochs, provenance=prov.data)

@@ -13,6 +13,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from fishtrack.arenas import draw_arenas
+from fishtrack.io.tables import atomic_path
+from fishtrack.io.video import open_video
+from fishtrack.trial import Provenance
+
 __all__ = ["annotate_frame", "write_preview"]
 
 _COLOURS = [(0, 200, 255), (0, 255, 0), (255, 128, 0), (255, 0, 255), (0, 128, 255), (255, 255, 0),
@@ -28,8 +33,6 @@ def tail_columns(tracks: pd.DataFrame) -> tuple[list[str], list[str]]:
 
 def annotate_frame(frame: np.ndarray, rows: pd.DataFrame, arenas=(), *, scale: float = 1.0) -> np.ndarray:
     """Draw arenas and the fish of one frame (``rows``: the tracks rows of that frame)."""
-    from fishtrack.arenas import draw_arenas
-
     img = draw_arenas(frame, list(arenas), label="corner") if arenas else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     if scale != 1.0:
         img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
@@ -54,14 +57,8 @@ def annotate_frame(frame: np.ndarray, rows: pd.DataFrame, arenas=(), *, scale: f
 
 def write_preview(video, result, path: str | Path, *, n_frames: int = 8, max_width: int = 1400) -> Path:
     """Write a PNG strip of ``n_frames`` annotated frames spread over ``video``."""
-    from fishtrack.io.tables import atomic_path
-    from fishtrack.io.video import open_video
-
     tracks = result.tracks
-    crop = None
-    prov_cfg = (result.provenance or {}).get("config", {})
-    if prov_cfg.get("video", {}).get("crop"):
-        crop = prov_cfg["video"]["crop"]
+    crop = (Provenance(result.provenance).config.get("video") or {}).get("crop") or None
     with open_video(video, crop=crop) as src:
         n = len(src)
         idx = np.unique(np.linspace(0, n - 1, num=max(1, min(n_frames, n))).round().astype(int))

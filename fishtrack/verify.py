@@ -26,17 +26,33 @@ and the statistics tables are present.
 
 from __future__ import annotations
 
-import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
+
+from fishtrack.config import Config, config_hash, load_config, parse_config
 from fishtrack.errors import FishtrackError, VerifyError
+from fishtrack.experiment.lock import LOCK_NAME, lock_is_stale
+from fishtrack.experiment.manifest import Manifest, path_exists, read_manifest, trial_names
+from fishtrack.experiment.state import STATE_FILE
+from fishtrack.io.provenance import read_provenance
+from fishtrack.trial import (
+    BOUTS,
+    EPOCHS,
+    TABLES,
+    TRACKS,
+    Provenance,
+    TrialFolder,
+    input_identity,
+)
 
 __all__ = ["VerifyReport", "verify_folder", "verify_trial", "verify_experiment"]
 
-TRIAL_TABLES = ("tracks.parquet", "bouts.csv", "epochs.csv")
+TRIAL_TABLES = TABLES
 STATS_TABLES = ("per_fish.csv", "per_fish_bins.csv", "group_stats.csv")
 _PROVENANCE_KEYS = ("config", "config_hash", "input", "frames_read")
 
@@ -116,9 +132,9 @@ def verify_folder(folder: str | Path, *, video: str | Path | None = None) -> Ver
     folder = Path(folder)
     if not folder.is_dir():
         raise FishtrackError(f"{folder}: no such folder")
-    if (folder / "experiment.json").exists() or (folder / "manifest.csv").exists():
+    if (folder / STATE_FILE).exists() or (folder / "manifest.csv").exists():
         return verify_experiment(folder)
-    if any((folder / f).exists() for f in ("provenance.json", *TRIAL_TABLES)):
+    if TrialFolder(folder).present():
         return verify_trial(folder, video=video)
     raise FishtrackError(
         f"{folder}: not a fishtrack output folder (no provenance.json, tracks.parquet or "
@@ -144,35 +160,34 @@ def verify_trial(
     """
     folder = Path(folder)
     c = _Checks()
-    _check_trial(folder, c, video=None if video is None else Path(video), config=config)
+    _check_trial(TrialFolder(folder), c, video=None if video is None else Path(video), config=config)
     return VerifyReport(folder, "trial", c.problems, c.notes, c.n)
 
 
-def _check_trial(folder: Path, c: _Checks, *, video: Path | None, config: Any) -> None:
-    from fishtrack.io.provenance import read_provenance
-
-    prov_path = folder / "provenance.json"
+def _check_trial(folder: TrialFolder, c: _Checks, *, video: Path | None, config: Any) -> None:
+    prov_path = folder.provenance_path
     if not c.check(prov_path.exists(),
                    "no provenance.json: the trial is incomplete (an interrupted or failed run); "
                    "run it again"):
         _check_tables_present(folder, c)
         return
-    try:
-        prov = read_provenance(prov_path)
+    try:  # the file as written: the checks below say what is wrong with it
+        data = read_provenance(prov_path)
     except FishtrackError as err:
         c.check(False, f"provenance.json cannot be read ({_after_path(err, prov_path)})")
         return
-    if not c.check(isinstance(prov, dict), "provenance.json does not hold a JSON object"):
+    if not c.check(isinstance(data, dict), "provenance.json does not hold a JSON object"):
         return
-    missing = [k for k in _PROVENANCE_KEYS if k not in prov]
+    prov = Provenance(data, path=prov_path)
+    missing = [k for k in _PROVENANCE_KEYS if k not in data]
     c.check(not missing, f"provenance.json lacks {', '.join(missing)}")
     _check_config(prov, c, config)
     _check_input(prov, c, video)
     present = _check_tables_present(folder, c)
     _check_digests(folder, prov, c)
-    if "tracks.parquet" in present:
+    if TRACKS in present:
         _check_rows(folder, prov, c, present)
-    damaged = prov.get("damaged_frames") or []
+    damaged = prov.damaged_frames
     if damaged:
         kinds = sorted({str(d.get("kind")) for d in damaged if isinstance(d, dict)})
         c.notes.append(f"{len(damaged)} damage record(s) from decoding ({', '.join(kinds)})")
@@ -184,18 +199,11 @@ def _after_path(err: Exception, path: Path) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
-def _canonical_hash(cfg_dict: Any) -> str:
-    """Same as :func:`fishtrack.config.config_hash` of the config this dict was dumped from."""
-    return hashlib.sha256(json.dumps(cfg_dict, sort_keys=True).encode()).hexdigest()
-
-
-def _check_config(prov: dict, c: _Checks, config: Any) -> None:
-    from fishtrack.config import parse_config
-
-    rec = prov.get("config")
+def _check_config(prov: Provenance, c: _Checks, config: Config | None) -> None:
+    rec = prov.data.get("config")
     if rec is None:
         return
-    c.check(_canonical_hash(rec) == prov.get("config_hash"),
+    c.check(config_hash(rec) == prov.config_hash,
             "config_hash does not match the config recorded in provenance.json (edited by "
             "hand?)")
     try:
@@ -203,38 +211,25 @@ def _check_config(prov: dict, c: _Checks, config: Any) -> None:
     except FishtrackError as err:
         c.check(False, f"the recorded config is not valid for this fishtrack version ({err})")
         return
-    if config is not None:
-        from fishtrack.experiment import _BEHAV_KEYS, _TRACK_KEYS, _section_hash
-
-        old = dict(rec)
-        if "behaviour_config" in prov:  # re-scored by classify_folder
-            old["behaviour"] = prov["behaviour_config"]
-        new = config.model_dump(mode="json")
-        c.check(_section_hash(old, _TRACK_KEYS) == _section_hash(new, _TRACK_KEYS),
+    if config is not None:  # the protocol may come from the manifest's stimulus log
+        c.check(prov.same_tracking(config),
                 "tracked with other video / arenas / tracking settings than the experiment's "
                 "config.yaml (run `fishtrack run` again to redo it)")
-        keys = tuple(k for k in _BEHAV_KEYS if k != "protocol")
-        try:  # fill defaults of fields added since
-            old["behaviour"] = parse_config({"behaviour": old.get("behaviour") or {}}).behaviour.model_dump(mode="json")
-        except FishtrackError:
-            pass
-        c.check(_section_hash(old, keys) == _section_hash(new, keys),
+        c.check(prov.same_scoring(config, protocol=False),
                 "scored with other behaviour settings than the experiment's config.yaml (run "
                 "`fishtrack run` again to re-score it)")
 
 
-def _check_input(prov: dict, c: _Checks, video: Path | None) -> None:
-    from fishtrack.importers import input_identity
-
-    rec = prov.get("input")
+def _check_input(prov: Provenance, c: _Checks, video: Path | None) -> None:
+    rec = prov.data.get("input")
     if not isinstance(rec, dict):
         return
     if video is not None:
         candidates = [video]
     else:  # as given to the run (maybe relative to where it ran), then its absolute path
         candidates = [Path(str(rec[k])) for k in ("path", "abs_path", "name") if rec.get(k)]
-    path = next((p for p in candidates if _exists(p)), candidates[0] if candidates else Path(""))
-    if not c.check(_exists(path), f"input video {path} not found (moved? give its new place "
+    path = next((p for p in candidates if path_exists(p)), candidates[0] if candidates else Path(""))
+    if not c.check(path_exists(path), f"input video {path} not found (moved? give its new place "
                                   "with --video)"):
         return
     try:
@@ -251,33 +246,24 @@ def _check_input(prov: dict, c: _Checks, video: Path | None) -> None:
                     f"{_short(now.get(key))}, provenance.json records {_short(rec.get(key))}")
 
 
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except (OSError, ValueError):
-        return False
-
-
 def _short(v: Any) -> str:
     s = str(v)
     return s if len(s) <= 16 else s[:12] + "..."
 
 
-def _check_tables_present(folder: Path, c: _Checks) -> list[str]:
+def _check_tables_present(folder: TrialFolder, c: _Checks) -> list[str]:
     present = []
     for name in TRIAL_TABLES:
-        if c.check((folder / name).is_file(), f"{name} is missing"):
+        if c.check((folder.path / name).is_file(), f"{name} is missing"):
             present.append(name)
     return present
 
 
-def _check_digests(folder: Path, prov: dict, c: _Checks) -> None:
-    from fishtrack.pipeline import output_digests
-
-    rec = prov.get("outputs")
-    if not isinstance(rec, dict):
+def _check_digests(folder: TrialFolder, prov: Provenance, c: _Checks) -> None:
+    rec = prov.outputs
+    if rec is None:
         return
-    now = output_digests(folder)
+    now = folder.digests()
     for name, d in rec.items():
         if name not in now or not isinstance(d, dict):
             continue  # a missing table is reported once, above
@@ -286,22 +272,17 @@ def _check_digests(folder: Path, prov: dict, c: _Checks) -> None:
                       "provenance.json)")
 
 
-def _check_rows(folder: Path, prov: dict, c: _Checks, present: list[str]) -> None:
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    path = folder / "tracks.parquet"
+def _check_rows(folder: TrialFolder, prov: Provenance, c: _Checks, present: list[str]) -> None:
     try:
-        names = pq.ParquetFile(path).schema_arrow.names
-        cols = [k for k in ("frame", "fish") if k in names]
-        tracks = pd.read_parquet(path, columns=cols, engine="pyarrow")
-    except Exception as err:  # noqa: BLE001 - any damage: one line
-        c.check(False, f"tracks.parquet cannot be read ({type(err).__name__}: {err})")
+        tracks = folder.tracks(columns=("frame", "fish"))
+    except FishtrackError as err:
+        c.check(False, f"tracks.parquet: {_after_path(err, folder.tracks_path)}")
         return
-    if not c.check(cols == ["frame", "fish"], "tracks.parquet has no frame or fish column"):
+    if not c.check(list(tracks.columns) == ["frame", "fish"],
+                   "tracks.parquet has no frame or fish column"):
         return
     try:
-        frames_read = int(prov.get("frames_read"))
+        frames_read = int(prov.data.get("frames_read"))
     except (TypeError, ValueError):
         c.check(False, "provenance.json has no valid frames_read")
         return
@@ -320,20 +301,19 @@ def _check_rows(folder: Path, prov: dict, c: _Checks, present: list[str]) -> Non
     )
     more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
     c.check(bad.empty, f"fish without exactly one row per frame 0-{frames_read - 1}: {shown}{more}")
-    summary = prov.get("summary")
-    rates = summary.get("detection_rate") if isinstance(summary, dict) else None
+    rates = prov.summary.get("detection_rate")
     if isinstance(rates, dict):
         c.check(set(rates) == set(fish.unique()),
                 f"tracks.parquet holds fish {_names(set(fish.unique()))} but provenance.json "
                 f"lists {_names(set(rates))}")
     tracked = set(fish.unique())
-    for name in ("bouts.csv", "epochs.csv"):
+    for name, read in ((BOUTS, folder.bouts), (EPOCHS, folder.epochs)):
         if name not in present:
             continue
         try:
-            table = pd.read_csv(folder / name, usecols=lambda col: col == "fish", dtype=str)
-        except Exception as err:  # noqa: BLE001
-            c.check(False, f"{name} cannot be read ({type(err).__name__}: {err})")
+            table = read(columns=("fish",))
+        except FishtrackError as err:
+            c.check(False, f"{name}: {_after_path(err, folder.path / name)}")
             continue
         if "fish" in table.columns:
             extra = set(table["fish"].dropna()) - tracked
@@ -351,9 +331,6 @@ def _names(items: set) -> str:
 
 def verify_experiment(folder: str | Path) -> VerifyReport:
     """Check an experiment folder and every trial in it (see the module docstring)."""
-    from fishtrack.config import load_config
-    from fishtrack.experiment import LOCK_NAME, STATE_FILE, _lock_is_stale, read_manifest
-
     folder = Path(folder)
     c = _Checks()
     state: dict = {}
@@ -372,8 +349,6 @@ def verify_experiment(folder: str | Path) -> VerifyReport:
     man = None
     if c.check((folder / "manifest.csv").is_file(), "manifest.csv is missing"):
         try:
-            import warnings
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # encoding warnings were given by the run
                 man = read_manifest(folder / "manifest.csv", root=state.get("manifest_root"))
@@ -385,7 +360,7 @@ def verify_experiment(folder: str | Path) -> VerifyReport:
             info = json.loads(lock.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             info = {}
-        c.check(_lock_is_stale(info),
+        c.check(lock_is_stale(info),
                 f"a run is using this folder ({LOCK_NAME}: pid {info.get('pid', '?')} on "
                 f"{info.get('host', '?')}); verify it when the run has finished")
     trials_dir = folder / "trials"
@@ -404,9 +379,8 @@ def verify_experiment(folder: str | Path) -> VerifyReport:
     return VerifyReport(folder, "experiment", c.problems, c.notes, c.n)
 
 
-def _check_trials(folder: Path, man: Any, state: dict, cfg: Any, c: _Checks) -> None:
-    from fishtrack.experiment import trial_names
-
+def _check_trials(folder: Path, man: Manifest, state: dict, cfg: Config | None,
+                  c: _Checks) -> None:
     stored = {v: k for k, v in (state.get("trials") or {}).items()}
     names = trial_names(man.videos)
     own_config = "config" in man.table.columns
@@ -418,7 +392,7 @@ def _check_trials(folder: Path, man: Any, state: dict, cfg: Any, c: _Checks) -> 
         rows = man.table[man.table["video"] == vid]
         has_own = own_config and bool(rows["config"].iloc[0])
         sub = _Checks()
-        _check_trial(tdir, sub, video=man.root / vid, config=None if has_own else cfg)
+        _check_trial(TrialFolder(tdir), sub, video=man.root / vid, config=None if has_own else cfg)
         c.n += sub.n
         c.problems += [f"trials/{name}: {p}" for p in sub.problems]
         c.notes += [f"trials/{name}: {n}" for n in sub.notes]

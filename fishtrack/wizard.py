@@ -50,9 +50,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+import pandas as pd
+import tifffile
+import yaml
+from natsort import natsorted
 
+from fishtrack.arenas import detect_arenas, draw_arenas
+from fishtrack.behaviour import load_protocol_log
+from fishtrack.config import ArenasConfig, parse_config
 from fishtrack.errors import ArenaError, ConfigError, FishtrackError, OutputError
+from fishtrack.experiment.lock import LOCK_NAME
+from fishtrack.experiment.state import STATE_FILE
+from fishtrack.importers.keypoints import cluster_1d
+from fishtrack.io.tables import write_bytes, write_text
+from fishtrack.io.video import IMAGE_SUFFIXES, open_video
+from fishtrack.tracking import estimate_background
+from fishtrack.trial import PROVENANCE
 
 __all__ = [
     "Layout",
@@ -83,7 +98,7 @@ WELL_PITCH_MM = {96: 9.0, 48: 13.0, 24: 19.3, 12: 26.0, 6: 39.1}
 """Centre-to-centre well spacing of standard (ANSI/SLAS) plates, mm: only used to suggest
 ``px_per_mm`` in a comment."""
 _PROTOCOL_LOGS = ("{stem}_protocol.csv", "{stem}.protocol.csv", "{stem}_stimulus.csv")
-_OUTPUT_MARKERS = ("provenance.json", "experiment.json", ".fishtrack.lock")
+_OUTPUT_MARKERS = (PROVENANCE, STATE_FILE, LOCK_NAME)
 """A folder holding one of these is fishtrack output: not scanned."""
 _PREVIEW_PREFIX = "arenas_"
 
@@ -180,8 +195,6 @@ class InitResult:
 def _is_stack(path: Path) -> bool:
     """A TIFF with more than one page (a stack is a recording; one page is an image)."""
     try:
-        import tifffile
-
         with tifffile.TiffFile(str(path)) as tif:
             return len(tif.pages) > 1
     except Exception:  # noqa: BLE001 - not a readable TIFF: left to the video reader
@@ -192,10 +205,6 @@ def find_recordings(folder: str | Path) -> list[Path]:
     """Every recording under ``folder``: video files and TIFF stacks, and folders of at least
     :data:`MIN_IMAGES` images holding no video (one recording each). Hidden entries, fishtrack
     output folders and this wizard's own previews are skipped. Natural sort order."""
-    from natsort import natsorted
-
-    from fishtrack.io.video import IMAGE_SUFFIXES
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FishtrackError(f"{folder}: not a folder (give the folder holding the videos)")
@@ -229,9 +238,6 @@ def find_recordings(folder: str | Path) -> list[Path]:
 
 
 def _try_wells(image: np.ndarray, rows: int, cols: int) -> Layout | None:
-    from fishtrack.arenas import detect_arenas
-    from fishtrack.config import ArenasConfig
-
     info: dict = {}
     try:
         found = detect_arenas(image, ArenasConfig(layout="wells", rows=rows, cols=cols),
@@ -250,8 +256,6 @@ def _try_wells(image: np.ndarray, rows: int, cols: int) -> Layout | None:
 
 def _fishness(image: np.ndarray, polarity: str) -> np.ndarray:
     """How much darker (``dark``) or brighter than its surroundings each pixel is."""
-    import cv2
-
     img = np.asarray(image, np.float32)
     k = max(15, int(max(img.shape) / 10)) | 1
     local = cv2.medianBlur(np.clip(img, 0, 255).astype(np.uint8), min(k, 255)).astype(np.float32)
@@ -262,8 +266,6 @@ def _blobs(mask: np.ndarray, min_area: int
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Compact components of ``mask``: centroids (n, 2) x/y, areas (n,), bbox sizes (n, 2)
     w/h, the label image and the label of each."""
-    import cv2
-
     n, labels, stats, cen = cv2.connectedComponentsWithStats(mask.astype(np.uint8),
                                                              connectivity=8)
     st, c = stats[1:], cen[1:]
@@ -276,15 +278,13 @@ def _blobs(mask: np.ndarray, min_area: int
 
 def _grid_of(points: np.ndarray) -> tuple[int, int]:
     """Rows and columns of points laid out on a grid."""
-    from fishtrack.importers.keypoints import _clusters
-
     if len(points) <= 1:
         return 1, 1
     d = np.hypot(*(points[:, None, :] - points[None, :, :]).transpose(2, 0, 1))
     np.fill_diagonal(d, np.inf)
     tol = 0.5 * float(np.median(d.min(axis=1)))
-    rows = int(_clusters(points[:, 1], tol).max()) + 1
-    cols = int(_clusters(points[:, 0], tol).max()) + 1
+    rows = int(cluster_1d(points[:, 1], tol).max()) + 1
+    cols = int(cluster_1d(points[:, 0], tol).max()) + 1
     return rows, cols
 
 
@@ -395,9 +395,6 @@ def propose_layout(bg) -> Layout:
 def _inspect(path: Path, fps: float | None) -> tuple[Recording, Any, Any]:
     """A recording's size, rate, duration and layout, with its first frame and background
     image (None when it cannot be read: ``rec.error`` says why); never raises."""
-    from fishtrack.io.video import open_video
-    from fishtrack.tracking import estimate_background
-
     rec = Recording(path)
     try:
         with open_video(path) as src:
@@ -457,8 +454,6 @@ def parse_phases(text: str) -> list[dict]:
 
 def _protocol_log(video: Path) -> Path | None:
     """A stimulus log next to the video that reads as a protocol, or None."""
-    from fishtrack.behaviour import load_protocol_log
-
     stem = video.stem if video.is_file() else video.name
     for pattern in _PROTOCOL_LOGS:
         p = video.parent / pattern.format(stem=stem)
@@ -482,8 +477,6 @@ def _presets_dir() -> Path | None:
 
 def _preset(layout: Layout) -> tuple[str, dict]:
     """Name and content of the closest preset in ``configs/`` (defaults when absent)."""
-    import yaml
-
     if layout.layout == "wells":
         name = "plate96" if layout.n_arenas > 48 else "plate24"
     else:
@@ -497,8 +490,6 @@ def _preset(layout: Layout) -> tuple[str, dict]:
 
 def _setup_config(layout: Layout, recs: list[Recording], phases: list[dict] | None,
                   fps: float | None, reference_group: str | None) -> tuple[str, dict]:
-    from fishtrack.config import parse_config
-
     preset, data = _preset(layout)
     arenas = dict(data.get("arenas") or {})
     arenas.update({"layout": layout.layout, "rows": layout.rows, "cols": layout.cols,
@@ -519,8 +510,6 @@ def _setup_config(layout: Layout, recs: list[Recording], phases: list[dict] | No
 
 
 def _config_text(setup: SetUp, n_setups: int) -> str:
-    import yaml
-
     lay, r0 = setup.layout, setup.recordings[0]
     rate = f"{r0.fps:g} fps" if r0.fps else "no frame rate stored"
     lines = [
@@ -641,13 +630,6 @@ def init_experiment(
     ConfigError
         ``phases`` is malformed.
     """
-    import cv2
-    import pandas as pd
-
-    from fishtrack.arenas import detect_arenas, draw_arenas
-    from fishtrack.config import parse_config
-    from fishtrack.io.tables import write_bytes, write_text
-
     video_dir, out = Path(video_dir), Path(out)
     if isinstance(phases, str):
         phases = parse_phases(phases)

@@ -170,24 +170,9 @@ def make_many(seeds, **kw) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
 
 def match_bouts(truth: pd.DataFrame, found: pd.DataFrame, tol_s: float = 0.05):
     """Greedy one-to-one matching by onset within ``tol_s``; returns (tp, fp, fn, onset errors)."""
-    tp, errs = 0, []
-    used_total = 0
-    for fish, tr in truth.groupby("fish"):
-        fd = found[found["fish"].astype(str) == str(fish)].sort_values("start_s")
-        fs = fd["start_s"].to_numpy()
-        used = np.zeros(len(fs), bool)
-        for a in tr["start_s"].to_numpy():
-            d = np.abs(fs - a)
-            d[used] = np.inf
-            if len(d) and d.min() <= tol_s:
-                j = int(np.argmin(d))
-                used[j] = True
-                tp += 1
-                errs.append(fs[j] - a)
-        used_total += len(fs)
-    fp = len(found) - tp
-    fn = len(truth) - tp
-    return tp, fp, fn, np.array(errs)
+    from fishtrack.synth.stress import match_onsets
+
+    return match_onsets(truth, found, tol_s)
 
 
 def f1(tp: int, fp: int, fn: int) -> float:

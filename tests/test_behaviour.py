@@ -344,9 +344,22 @@ def test_epochs_cover_every_frame_for_any_bouts_and_gaps(bout_mask, seen):
     ep = epochs_from_states(df, cfg=BehaviourConfig(max_gap_s=0.2))
     assert (ep["end_frame"] - ep["start_frame"] + 1).sum() == n
     assert ep["duration_s"].sum() == pytest.approx(n * 0.1)
-    # a run of >= 3 undetected frames (0.3 s > max_gap_s) is unknown, otherwise never
+    # a run of >= 3 undetected frames (0.3 s > max_gap_s) is unknown; a detected frame is
+    # unknown only in a quiet stretch shorter than min_passive_s cut by such a gap
     unk = df["state"].to_numpy() == "unknown"
-    assert not unk[df["detected"].to_numpy()].any()
+    det = df["detected"].to_numpy()
+    inb = df["in_bout"].to_numpy()
+    assert not (unk & inb).any()
+    for i in np.flatnonzero(unk & det):
+        j = i
+        while j >= 0 and not inb[j]:
+            j -= 1
+        k = i
+        while k < n and not inb[k]:
+            k += 1
+        span = ~inb[j + 1 : k]
+        assert span.sum() * 0.1 >= 0.5 - 1e-9  # the whole quiet span is long enough
+        assert not det[j + 1 : k].all()  # and a gap cuts it
     assert not (df["state"][df["in_bout"]] == "passive").any()
 
 

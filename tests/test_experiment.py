@@ -639,7 +639,7 @@ def test_real_pipeline_on_a_tiny_simulated_plate(tmp_path):
 
 def test_ethogram_bins_hold_whole_frames(tmp_path):
     """Bins are a whole number of frames, so a full record leaves no empty bin."""
-    from fishtrack.experiment import _ethogram, _ethogram_bin_s, _TrialData
+    from fishtrack.experiment.aggregate import _ethogram, _ethogram_bin_s, _TrialData
 
     fps, dur = 50.0, 61.3
     (tmp_path / "trials/t").mkdir(parents=True)

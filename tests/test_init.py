@@ -129,7 +129,12 @@ def test_sample_set_ups_run_once_the_groups_are_filled(samples, tmp_path):
     assert run.exit_code == 0, run.output
     per_fish = pd.read_csv(res / "per_fish.csv")
     analysed = per_fish[~per_fish["exclude"]]
-    assert analysed["fish_id"].nunique() == 27 and set(analysed["group"]) == {"control", "ketamine"}
+    # 23 plate larvae (A6 is empty) + 4 embedded; B2 and C5 never move and are excluded by
+    # the no-swimming QC, no other fish is
+    assert analysed["fish_id"].nunique() == 27 - 2 and set(analysed["group"]) == {"control", "ketamine"}
+    still = per_fish[per_fish["qc_no_swimming"]]
+    assert set(still["fish_id"]) == {"plate24:B2", "plate24:C5"}
+    assert still["exclude_reason"].str.contains("qc_no_swimming").all()
     assert (res / "report.html").exists() and len(pd.read_csv(res / "group_stats.csv"))
     assert _cli("verify", res).exit_code == 0
 

@@ -1033,7 +1033,7 @@ def test_verify_reports_every_mismatch_of_an_experiment_folder(sim, real_run, tm
     prov_p = out / "trials" / "plate2" / "provenance.json"
     prov = json.loads(prov_p.read_text())
     prov["config"]["tracking"]["min_area_px"] = 99
-    from fishtrack.verify import _canonical_hash
+    from fishtrack.config import config_hash as _canonical_hash
 
     prov["config_hash"] = _canonical_hash(prov["config"])  # consistent, but not the experiment's
     prov_p.write_text(json.dumps(prov))

@@ -76,6 +76,9 @@ def test_report_is_self_contained(report):
                 # assay analyses present in this experiment (issue 16)
                 "effort_n_bouts_before_giveup", "effort_effort_before_giveup_rad",
                 "effort_curve", "struggle", "sensitivity", "onset_locked"}
+    behaviour_qc = {n for n in pngs if n.startswith("behaviour_qc_")}  # one per trial
+    assert behaviour_qc
+    expected |= behaviour_qc
     assert set(pngs) == expected
     for name, data in pngs.items():
         assert (report.out / "figures" / f"{name}.png").read_bytes() == data

@@ -1,9 +1,11 @@
 """Swim bouts from tail kinematics.
 
-A bout is a stretch where the tail *vigour* (moving mean of ``|d tail_angle / dt|``) is above
-a threshold, after merging bouts closer than ``merge_gap_s`` and dropping those shorter than
-``min_bout_s``. Displacement plays no part: a struggle while holding station (or
-head-embedded) is a bout, drifting with a still tail is not.
+A bout is a stretch where the tail *vigour* (tail-angle travel per second) is above a
+threshold set from the measurement noise of the fish's quiet frames (never from how often it
+swims), after merging bouts closer than ``merge_gap_s``, dropping those shorter than
+``min_bout_s`` and keeping those that hold tail beats. Displacement plays no part: a struggle
+while holding station (or head-embedded) is a bout, drifting with a still tail is not. See
+docs/behaviour.md for the algorithm and the evidence behind it.
 """
 
 from __future__ import annotations
@@ -22,12 +24,11 @@ from fishtrack.behaviour._frames import (
     runs,
     to_input_order,
 )
-from fishtrack.behaviour.kinematics import Kinematics, compute_kinematics
+from fishtrack.behaviour.kinematics import Kinematics, compute_kinematics, tail_noise
 from fishtrack.config import BehaviourConfig
 
 __all__ = [
     "BOUT_COLUMNS",
-    "NOISE_QUANTILES",
     "BoutRuns",
     "detect_bouts",
     "bout_thresholds",
@@ -53,12 +54,43 @@ BOUT_COLUMNS = (
     "effort_rad",
 )
 
-NOISE_QUANTILES = (0.05, 0.25)
-"""Vigour quantiles of a fish from which its noise distribution is estimated."""
-HYSTERESIS = 0.5
+HYSTERESIS = 0.3
 """Position of the low (extension) threshold between the noise mean (0) and the threshold (1)."""
-_Z_HI = 0.6745  # -z of the 25th percentile of a normal distribution
-_Z_SPAN = 1.6449 - 0.6745  # distance in sd between the 5th and 25th percentiles
+EXTEND_S = 0.1
+"""A bout grows while the vigour stays above the low threshold, by at most this (or
+``vigour_window_s`` if longer) on each side (s)."""
+QUIET_PAD_S = 0.1
+"""Frames closer than this to a bout are not used to measure noise (s)."""
+MIN_QUIET_S = 2.0
+"""A fish with less quiet time than this takes the noise pooled over the other fish of the
+recording (s)."""
+MIN_QUIET_FRAMES = 20
+"""With fewer quiet frames than this and no other fish to pool from, a fish's noise is not
+measured and its threshold is the physical floor (``min_bout_threshold``)."""
+N_PASSES = 2
+"""Threshold passes: the first from the tail-noise sigma, the others from the quiet frames."""
+MIN_EXTREMA = 2
+"""A bout holds at least this many alternating tail extrema (half-beats): one full
+left-right excursion. A one- or two-frame tracker glitch makes at most one."""
+EDGE_FRACTION = 0.1
+"""The first and last tail turns kept in a bout are at least this fraction of its largest
+(the low-pass filter's ripple around a sudden escape is < 7 % of it)."""
+ONSET_HALF_BEATS = 1.0
+SINGLE_BEND_STRENGTH = 2.0
+"""A bout with a single tail extremum (a one-sided bend) is kept when that extremum's
+prominence is at least this many times the beat prominence threshold."""
+_MAD = 1.4826  # robust sd = 1.4826 x median absolute deviation (normal distribution)
+
+
+@dataclass
+class NoiseLevels:
+    """Per-fish measurement noise, measured on the frames away from every bout."""
+
+    tail_noise_rad: np.ndarray  # sigma of the tail angle per frame (rad)
+    vigour_mean: np.ndarray  # median vigour of the quiet frames (rad/s)
+    vigour_sd: np.ndarray  # robust sd of the vigour of the quiet frames (rad/s)
+    quiet_s: np.ndarray  # quiet time the fish's own estimate rests on (s)
+    pooled: np.ndarray  # bool: too little quiet time, the recording's pooled values are used
 
 
 @dataclass
@@ -70,33 +102,116 @@ class BoutRuns:
     in_bout: np.ndarray  # per sorted row
     thresholds: np.ndarray  # per fish (rad/s); NaN where the fish has no vigour at all
     noise: np.ndarray  # per fish vigour noise floor (rad/s)
+    levels: NoiseLevels | None = None
 
 
-def bout_thresholds(kin: Kinematics, cfg: BehaviourConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Per-fish vigour threshold (rad/s) and noise level (rad/s).
+def _first_pass_levels(kin: Kinematics) -> tuple[np.ndarray, np.ndarray]:
+    """Vigour noise mean and sd predicted from each fish's tail-noise sigma.
 
-    ``cfg.bout_threshold`` when set. Otherwise the vigour of the fish's quiet frames is
-    modelled as a normal distribution fitted to the fish's 5th and 25th vigour percentiles
-    (which lie on quiet frames unless the tail beats in most frames): ``threshold = max(
-    cfg.min_bout_threshold, mean + cfg.threshold_factor x sd)``. The returned noise level is
-    that mean.
+    The vigour that white tail-angle noise of sigma 1 produces at this frame rate, after the
+    same low-pass filter and travel window (:func:`white_noise_vigour`), scaled by the
+    fish's first-pass sigma (:func:`fishtrack.behaviour.kinematics.tail_noise`, right while
+    the tail is still in at least ~30 % of the frames). Unlike percentiles of the vigour, this
+    does not move with the fish's bouts, however long they last.
+    """
+    mu1, sd1 = white_noise_vigour(kin.frames.dt_median, kin.width)
+    sig = kin.tail_noise
+    return sig * mu1, sig * sd1
+
+
+def white_noise_vigour(dt: float, width: int, n: int = 8192) -> tuple[float, float]:
+    """Mean and sd of the vigour (rad/s) of white tail-angle noise of sigma 1 rad sampled every
+    ``dt`` s, filtered and windowed like the tracks (``width`` frames); fixed seed."""
+    from fishtrack.behaviour._frames import Frames
+    from fishtrack.behaviour.kinematics import smooth_tail, travel_rate
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal(n)
+    t = np.arange(n) * dt
+    zeros = np.zeros(n, np.int64)
+    fr = Frames(order=np.arange(n), gid=zeros, gstart=zeros, gend=np.full(n, n - 1),
+                frame=np.arange(n), t=t, dur=np.full(n, dt), dt_median=dt,
+                observed=np.ones(n, bool), tail=z, x=np.full(n, np.nan), y=np.full(n, np.nan),
+                heading=np.full(n, np.nan), fish_keys=pd.DataFrame({"arena": [""], "fish": [""]}),
+                jump=np.zeros(n - 1, bool))
+    v = travel_rate(smooth_tail(fr, tail=z), fr, width)[width:-width]
+    med = float(np.median(v))
+    return med, float(_MAD * np.median(np.abs(v - med)))
+
+
+def quiet_frames(kin: Kinematics, in_bout: np.ndarray, pad_s: float = QUIET_PAD_S) -> np.ndarray:
+    """Observed frames farther than ``pad_s`` from every bout of their fish."""
+    fr = kin.frames
+    pad = max(1, int(round(pad_s / fr.dt_median)))
+    cs = np.concatenate([[0], np.cumsum(in_bout)])
+    idx = np.arange(fr.n)
+    lo = np.maximum(idx - pad, fr.gstart)
+    hi = np.minimum(idx + pad, fr.gend)
+    near = (cs[hi + 1] - cs[lo]) > 0
+    return fr.observed & ~near & np.isfinite(kin.columns["vigour_rad_s"])
+
+
+def noise_levels(kin: Kinematics, quiet: np.ndarray) -> NoiseLevels:
+    """Noise of every fish measured on its quiet frames (see :func:`quiet_frames`).
+
+    Tail-angle sigma from the frame-to-frame changes, vigour noise as the median and robust
+    sd (1.4826 x MAD) of the quiet frames' vigour. None of it depends on how many frames are
+    quiet. A fish with less than :data:`MIN_QUIET_S` of quiet time takes the median of the
+    other fish of the recording (noise is a property of the camera, the lighting and the
+    tracker); when no fish has enough, the fish's own values are kept.
     """
     fr = kin.frames
     n_fish = len(fr.fish_keys)
-    vig = np.where(fr.observed, kin.columns["vigour_rad_s"], np.nan)
-    q_lo = group_quantile(vig, fr.gid, n_fish, NOISE_QUANTILES[0])
-    q_hi = group_quantile(vig, fr.gid, n_fish, NOISE_QUANTILES[1])
-    sd = (q_hi - q_lo) / _Z_SPAN
-    mean = q_hi + _Z_HI * sd
+    sig = tail_noise(fr, quiet=quiet)
+    vig = np.where(quiet, kin.columns["vigour_rad_s"], np.nan)
+    med = group_quantile(vig, fr.gid, n_fish, 0.5)
+    dev = np.abs(vig - med[fr.gid])
+    sd = _MAD * group_quantile(dev, fr.gid, n_fish, 0.5)
+    quiet_s = np.bincount(fr.gid, weights=np.where(quiet, fr.dur, 0.0), minlength=n_fish)
+    short = quiet_s < MIN_QUIET_S
+    good = ~short & np.isfinite(sig) & np.isfinite(med) & np.isfinite(sd)
+    pooled = np.zeros(n_fish, bool)
+    if short.any() and good.any():
+        pooled = short.copy()
+        for arr in (sig, med, sd):
+            arr[pooled] = np.median(arr[good])
+    # no other fish to pool from: the fish's own quiet frames if there are some, else the
+    # noise is not measured (NaN: the threshold is the physical floor)
+    unmeasured = ~pooled & (quiet_s < MIN_QUIET_FRAMES * fr.dt_median)
+    med[unmeasured] = np.nan
+    sd[unmeasured] = np.nan
+    return NoiseLevels(tail_noise_rad=sig, vigour_mean=med, vigour_sd=sd, quiet_s=quiet_s,
+                       pooled=pooled)
+
+
+def bout_thresholds(
+    kin: Kinematics, cfg: BehaviourConfig, levels: NoiseLevels | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-fish vigour threshold (rad/s) and noise level (rad/s).
+
+    ``cfg.bout_threshold`` when set. Otherwise ``threshold = max(cfg.min_bout_threshold,
+    mean + cfg.threshold_factor x sd)`` where mean and sd describe the vigour of the still
+    tail: measured on the quiet frames (``levels``, see :func:`noise_levels`), or, in the
+    first pass, predicted from the fish's tail-noise sigma (:func:`_first_pass_levels`).
+    Where the noise could not be measured the threshold is
+    ``cfg.min_bout_threshold``. The returned noise level is that mean.
+    """
+    n_fish = len(kin.frames.fish_keys)
+    if levels is None:
+        mean, sd = _first_pass_levels(kin)
+    else:
+        mean, sd = levels.vigour_mean, levels.vigour_sd
     if cfg.bout_threshold is not None:
         thr = np.full(n_fish, float(cfg.bout_threshold))
     else:
-        thr = np.maximum(cfg.min_bout_threshold, mean + cfg.threshold_factor * sd)
+        # fmax: where the noise could not be measured (NaN) the physical floor remains
+        thr = np.fmax(cfg.min_bout_threshold, mean + cfg.threshold_factor * sd)
     return thr, mean
 
 
 def hysteresis_activity(
-    kin: Kinematics, thr: np.ndarray, noise: np.ndarray, *, max_extend_s: float
+    kin: Kinematics, thr: np.ndarray, noise: np.ndarray, *, max_extend_s: float,
+    min_high_s: float | None = None,
 ) -> np.ndarray:
     """Frames above the threshold, extended down to a lower threshold at both ends.
 
@@ -115,7 +230,8 @@ def hysteresis_activity(
         low = fr.observed & (vig > low_thr[fr.gid])
     # stretches above the threshold shorter than half a vigour window are noise spikes
     hs, he = runs(high, fr.gid)
-    short = (fr.t[he] + fr.dur[he] - fr.t[hs]) < 0.5 * max_extend_s - 1e-9
+    min_high = 0.5 * max_extend_s if min_high_s is None else min_high_s
+    short = (fr.t[he] + fr.dur[he] - fr.t[hs]) < min_high - 1e-9
     high &= ~run_lengths_fill(hs[short], he[short], np.ones(int(short.sum()), bool), fr.n, False)
     s, e = runs(low, fr.gid)
     hp = np.flatnonzero(high)
@@ -155,36 +271,84 @@ def bout_runs(
 def trim_to_beats(
     kin: Kinematics, s: np.ndarray, e: np.ndarray, *, pad_s: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Keep bouts with at least one tail-beat turn and trim them to their beats.
+    """Keep the bouts that hold tail beats and trim them to their beats.
 
-    A bout must contain an extremum of the tail angle (see
-    :func:`fishtrack.behaviour.kinematics.tail_extrema`); its start is moved to no earlier
-    than ``pad_s`` before its first extremum and its end to no later than ``pad_s`` after its
-    last one (a quarter beat or less separates an extremum from the start/end of the
-    movement), so noise just before or after a bout is not counted in it.
+    A bout must contain at least :data:`MIN_EXTREMA` alternating tail extrema (see
+    :func:`fishtrack.behaviour.kinematics.tail_extrema`), or one extremum (a single bend)
+    whose strength is at least :data:`SINGLE_BEND_STRENGTH`. Its start is moved to no earlier
+    than half a half-beat before its first extremum (the half-beat measured between its first
+    two extrema; a movement starts a quarter beat before its first turn), and never more than
+    ``pad_s``; likewise its end after its last extremum. Noise just before or after a bout is
+    so not counted in it.
     """
+    fr = kin.frames
     ext = kin.extrema
     lo = np.searchsorted(ext, s)
     hi = np.searchsorted(ext, e, side="right")
-    keep = hi > lo
+    size = np.abs(kin.extrema_strength) if len(ext) else np.zeros(0)
+    # the turns at a bout's edges must reach EDGE_FRACTION of its largest: smaller ones are
+    # noise, or the low-pass filter's ripple before and after a sudden large bend
+    for k in np.flatnonzero(hi - lo >= 2):
+        seg = size[lo[k] : hi[k]]
+        big = np.flatnonzero(seg >= EDGE_FRACTION * seg.max())
+        lo[k], hi[k] = lo[k] + big[0], lo[k] + big[-1] + 1
+    keep = hi - lo >= MIN_EXTREMA
+    if len(ext):
+        # a single bend counts when it is strong and wide (a C-bend), not a flicker of noise
+        one = (hi - lo == 1) & (hi > 0)
+        strong = kin.extrema_strength[np.minimum(lo, len(ext) - 1)] >= SINGLE_BEND_STRENGTH
+        keep |= one & strong
     s, e, lo, hi = s[keep], e[keep], lo[keep], hi[keep]
-    pad = int(round(pad_s / kin.frames.dt_median))
-    return np.maximum(s, ext[lo] - pad), np.minimum(e, ext[hi - 1] + pad)
+    pad = max(1, int(round(pad_s / fr.dt_median)))
+    et = kin.extrema_t
+    two = hi - lo >= 2
+    first_half = np.where(two, et[np.minimum(lo + 1, len(ext) - 1)] - et[lo], np.inf)
+    last_half = np.where(two, et[hi - 1] - et[np.maximum(hi - 2, 0)], np.inf)
+    pad_a = np.clip(np.ceil(ONSET_HALF_BEATS * first_half / fr.dt_median), 1, pad).astype(np.int64)
+    pad_b = np.clip(np.ceil(0.5 * last_half / fr.dt_median), 1, pad).astype(np.int64)
+    return np.maximum(s, ext[lo] - pad_a), np.minimum(e, ext[hi - 1] + pad_b)
+
+
+def _bouts_with(
+    kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks, thr: np.ndarray, noise: np.ndarray,
+    active: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    fr = kin.frames
+    if active is None:
+        active = hysteresis_activity(
+            kin, thr, noise, max_extend_s=max(EXTEND_S, cfg.vigour_window_s),
+            min_high_s=0.5 * cfg.vigour_window_s)
+    s, e = bout_runs(active, fr, blocks, cfg)
+    s, e = trim_to_beats(kin, s, e, pad_s=cfg.vigour_window_s)
+    long_enough = fr.t[e] + fr.dur[e] - fr.t[s] >= cfg.min_bout_s - 1e-9  # again, once trimmed
+    return s[long_enough], e[long_enough]
 
 
 def _detect(
     kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks, active: np.ndarray | None = None
 ) -> BoutRuns:
+    """Bouts in :data:`N_PASSES` passes: each pass measures the noise on the frames away from
+    the previous pass's bouts (first pass: predicted from the tail-noise sigma), redoes the
+    noise-dependent steps (glitch removal, filtering, beat extrema) with the new sigma and
+    sets the thresholds from it. ``kin`` is refined in place (see
+    :func:`fishtrack.behaviour.classify.score`, which passes a copy)."""
     fr = kin.frames
-    thr, noise = bout_thresholds(kin, cfg)
-    if active is None:
-        active = hysteresis_activity(kin, thr, noise, max_extend_s=cfg.vigour_window_s)
-    s, e = bout_runs(active, fr, blocks, cfg)
-    s, e = trim_to_beats(kin, s, e, pad_s=cfg.vigour_window_s)
-    long_enough = fr.t[e] + fr.dur[e] - fr.t[s] >= cfg.min_bout_s - 1e-9  # again, once trimmed
-    s, e = s[long_enough], e[long_enough]
-    in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
-    return BoutRuns(starts=s, ends=e, in_bout=in_bout, thresholds=thr, noise=noise)
+    levels = None
+    n_pass = N_PASSES if active is None else 1
+    for k in range(n_pass):
+        if active is not None:
+            levels = noise_levels(kin, quiet_frames(kin, active))
+        thr, noise = bout_thresholds(kin, cfg, levels)
+        s, e = _bouts_with(kin, cfg, blocks, thr, noise, active)
+        in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
+        if k == n_pass - 1:
+            break
+        levels = noise_levels(kin, quiet_frames(kin, in_bout))
+        sig = np.where(np.isfinite(levels.tail_noise_rad), levels.tail_noise_rad, kin.tail_noise)
+        if np.any(np.abs(sig - kin.tail_noise) > 0.1 * np.maximum(kin.tail_noise, 1e-12)):
+            kin.refine(sig)
+            levels = noise_levels(kin, quiet_frames(kin, in_bout))
+    return BoutRuns(starts=s, ends=e, in_bout=in_bout, thresholds=thr, noise=noise, levels=levels)
 
 
 def bout_table(kin: Kinematics, br: BoutRuns) -> pd.DataFrame:

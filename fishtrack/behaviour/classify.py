@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -14,13 +14,27 @@ from fishtrack.behaviour.protocol import assign_phase, validate_protocol
 from fishtrack.behaviour.states import STATES, epoch_table, state_codes
 from fishtrack.config import BehaviourConfig, Phase
 
-__all__ = ["BehaviourResult", "OUTPUT_COLUMNS", "classify", "score"]
+__all__ = ["BehaviourResult", "FISH_COLUMNS", "OUTPUT_COLUMNS", "classify", "noise_summary",
+           "score"]
 
 LOW_FPS = 100.0
 """Below this frame rate tail beats are undersampled (a note is added to the result)."""
+FASTEST_BEAT_HZ = 40.0
+"""Fastest tail-beat frequency of ordinary swimming and struggles (Hz); below twice it the
+beats alias (a note says so)."""
 
 OUTPUT_COLUMNS = (*KINEMATIC_COLUMNS, "in_bout", "state", "phase")
 """Columns :func:`classify` adds to the tracks table (replaced when re-scoring)."""
+
+FISH_COLUMNS = (
+    "fish", "arena", "bout_threshold_rad_s", "threshold_source", "vigour_noise_rad_s",
+    "vigour_noise_sd_rad_s", "tail_noise_rad", "tail_noise_deg", "quiet_s", "noise_pooled",
+    "n_bouts", "in_bout_fraction", "passive_fraction", "observed_fraction", "qc_flags",
+)
+"""Columns of :attr:`BehaviourResult.fish` (one row per fish; see docs/behaviour.md)."""
+NOISE_OUTLIER = 3.0
+"""A fish whose tail noise is more than this many times the recording's median is flagged
+``noisy_tail`` (its tail tracking is worse than the others': check it)."""
 
 
 @dataclass
@@ -36,8 +50,10 @@ class BehaviourResult:
     epochs
         One row per active / passive / unknown epoch, covering every fish's whole record.
     fish
-        One row per fish: ``fish, arena, bout_threshold_rad_s, vigour_noise_rad_s,
-        tail_noise_rad``.
+        One row per fish (:data:`FISH_COLUMNS`): its threshold, the noise it was measured
+        from, its bouts and QC flags (see docs/behaviour.md).
+    noise
+        The recording's noise summary (:func:`noise_summary`), written to provenance.json.
     motion_source
         Where ``motion_index`` comes from: ``pixels`` (tracker's ``motion_energy``),
         ``midline`` (substitute from the midline points) or ``none``.
@@ -51,6 +67,7 @@ class BehaviourResult:
     fish: pd.DataFrame
     motion_source: str = "none"
     notes: list[str] = field(default_factory=list)
+    noise: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -61,11 +78,17 @@ class Scored:
     codes: np.ndarray
     blocks: Blocks
     notes: list[str]
+    kin: Kinematics | None = None  # the kinematics refined with the measured noise
 
 
 def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None) -> Scored:
-    """Bouts and per-frame state codes from precomputed kinematics."""
+    """Bouts and per-frame state codes from precomputed kinematics.
+
+    ``kin`` is not changed: the noise-dependent steps are redone on a copy (returned as
+    ``Scored.kin``), so one set of kinematics can be scored with many settings.
+    """
     fr = kin.frames
+    kin = replace(kin, columns=dict(kin.columns))
     blocks = blocks if blocks is not None else gap_blocks(fr, cfg.max_gap_s)
     notes: list[str] = []
     br = _detect(kin, cfg, blocks)
@@ -76,7 +99,7 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None) -
         active, notes = hmm_activity(kin, cfg, blocks, base)
         br = _detect(kin, cfg, blocks, active=active)
     codes = state_codes(fr, blocks, br.in_bout, cfg.min_passive_s)
-    return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes)
+    return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin)
 
 
 def classify(
@@ -116,12 +139,22 @@ def classify(
     kin = compute_kinematics(tracks, vigour_window_s=cfg.vigour_window_s, max_gap_s=cfg.max_gap_s)
     fr = kin.frames
     sc = score(kin, cfg)
+    kin = sc.kin
     fps = 1.0 / fr.dt_median if fr.n > 1 else float("nan")
-    if fps < LOW_FPS:
+    if fps < 2 * FASTEST_BEAT_HZ - 0.5:
         sc.notes.insert(
             0,
-            f"frame rate {fps:.0f} Hz is low for tail beats of 20-40 Hz: some "
-            f"bouts will be missed or split; record at {LOW_FPS:.0f} fps or more",
+            f"frame rate {fps:.0f} Hz is below twice the fastest tail beats "
+            f"({FASTEST_BEAT_HZ:.0f} Hz): faster beats are aliased; bouts are still found from "
+            "the tail's excursions, but beat_hz and n_beats of those bouts are not their true "
+            f"values, and onsets are known to about one frame; record at {LOW_FPS:.0f} fps or "
+            "more to measure beats",
+        )
+    elif fps < LOW_FPS - 0.5:
+        sc.notes.insert(
+            0,
+            f"frame rate {fps:.0f} Hz is low for tail beats of 20-40 Hz: weak or short bouts "
+            f"may be missed or split; record at {LOW_FPS:.0f} fps or more",
         )
 
     cols = dict(kin.columns)
@@ -140,10 +173,8 @@ def classify(
     if protocol:
         bouts["phase"] = assign_phase(bouts["start_s"].to_numpy(float), protocol)
         epochs["phase"] = assign_phase(epochs["start_s"].to_numpy(float), protocol)
-    fish = fr.fish_keys.copy()
-    fish["bout_threshold_rad_s"] = sc.bouts.thresholds
-    fish["vigour_noise_rad_s"] = sc.bouts.noise
-    fish["tail_noise_rad"] = kin.tail_noise
+    fish = fish_table(kin, sc, cfg, out)
+    noise = noise_summary(fish, fps=fps, cfg=cfg)
     return BehaviourResult(
         tracks=out,
         bouts=bouts,
@@ -151,4 +182,103 @@ def classify(
         fish=fish,
         motion_source=kin.motion_source,
         notes=sc.notes,
+        noise=noise,
     )
+
+
+def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.DataFrame
+               ) -> pd.DataFrame:
+    """One row per fish: threshold, noise, bouts and QC flags (:data:`FISH_COLUMNS`).
+
+    ``threshold_source``: ``fixed`` (``bout_threshold`` set), ``floor``
+    (``min_bout_threshold``, the noise is below it) or ``noise``. ``qc_flags`` (``;``
+    separated): ``no_bouts``; ``noise_pooled`` (less than 2 s of quiet frames: the
+    recording's noise was used); ``noise_unmeasured`` (hardly any quiet frame and no other
+    fish: the threshold is the physical floor ``min_bout_threshold``); ``noisy_tail`` (tail noise above :data:`NOISE_OUTLIER` x the
+    recording's median); ``mostly_unseen`` (observed in fewer than half of its frames).
+    """
+    fr = kin.frames
+    n_fish = len(fr.fish_keys)
+    lv = sc.bouts.levels
+    fish = fr.fish_keys.copy()
+    thr = sc.bouts.thresholds
+    fish["bout_threshold_rad_s"] = thr
+    if cfg.bout_threshold is not None:
+        src = np.full(n_fish, "fixed", dtype=object)
+    else:
+        src = np.where(thr <= cfg.min_bout_threshold + 1e-12, "floor", "noise").astype(object)
+    fish["threshold_source"] = src
+    nan = np.full(n_fish, np.nan)
+    fish["vigour_noise_rad_s"] = sc.bouts.noise
+    fish["vigour_noise_sd_rad_s"] = lv.vigour_sd if lv is not None else nan
+    fish["tail_noise_rad"] = kin.tail_noise
+    fish["tail_noise_deg"] = np.degrees(kin.tail_noise)
+    fish["quiet_s"] = lv.quiet_s if lv is not None else nan
+    fish["noise_pooled"] = lv.pooled if lv is not None else np.zeros(n_fish, bool)
+    s = sc.bouts.starts
+    fish["n_bouts"] = np.bincount(fr.gid[s], minlength=n_fish) if len(s) else np.zeros(n_fish, int)
+    obs = fr.observed
+    n_obs = np.bincount(fr.gid, weights=obs, minlength=n_fish)
+    n_all = np.bincount(fr.gid, minlength=n_fish)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fish["in_bout_fraction"] = np.bincount(fr.gid, weights=sc.bouts.in_bout & obs,
+                                               minlength=n_fish) / n_obs
+        known = sc.codes != 2
+        fish["passive_fraction"] = (np.bincount(fr.gid, weights=sc.codes == 1, minlength=n_fish)
+                                    / np.bincount(fr.gid, weights=known, minlength=n_fish))
+        fish["observed_fraction"] = n_obs / n_all
+    med = np.nanmedian(kin.tail_noise) if np.isfinite(kin.tail_noise).any() else np.nan
+    flags = []
+    for g in range(n_fish):
+        f = []
+        if fish["n_bouts"].iloc[g] == 0:
+            f.append("no_bouts")
+        if bool(fish["noise_pooled"].iloc[g]):
+            f.append("noise_pooled")
+        elif cfg.bout_threshold is None and not np.isfinite(fish["vigour_noise_rad_s"].iloc[g]):
+            f.append("noise_unmeasured")
+        if n_fish > 2 and np.isfinite(med) and kin.tail_noise[g] > NOISE_OUTLIER * med:
+            f.append("noisy_tail")
+        if fish["observed_fraction"].iloc[g] < 0.5:
+            f.append("mostly_unseen")
+        flags.append(";".join(f))
+    fish["qc_flags"] = flags
+    return fish[list(FISH_COLUMNS)]
+
+
+def noise_summary(fish: pd.DataFrame, *, fps: float, cfg: BehaviourConfig) -> dict:
+    """The recording's measurement noise in physical units, for provenance.json.
+
+    ``tail_noise_rad`` / ``tail_noise_deg``: median over fish of the tail-angle noise sigma
+    per frame; ``vigour_noise_rad_s``: median of the quiet-frame vigour;
+    ``bout_threshold_rad_s``: median threshold; plus per-fish rows (``fish``) with the
+    columns of :data:`FISH_COLUMNS`.
+    """
+
+    def med(col: str) -> float | None:
+        v = pd.to_numeric(fish[col], errors="coerce").to_numpy(float)
+        v = v[np.isfinite(v)]
+        return round(float(np.median(v)), 6) if len(v) else None
+
+    rows = []
+    for r in fish.to_dict("records"):
+        row = {}
+        for k, v in r.items():
+            if isinstance(v, np.generic):
+                v = v.item()
+            if isinstance(v, float):
+                v = None if not np.isfinite(v) else round(v, 6)
+            row[k] = v
+        rows.append(row)
+    return {
+        "method": cfg.method,
+        "threshold": "fixed" if cfg.bout_threshold is not None else "noise of the quiet frames",
+        "fps": round(float(fps), 3) if np.isfinite(fps) else None,
+        "tail_noise_rad": med("tail_noise_rad"),
+        "tail_noise_deg": med("tail_noise_deg"),
+        "vigour_noise_rad_s": med("vigour_noise_rad_s"),
+        "bout_threshold_rad_s": med("bout_threshold_rad_s"),
+        "n_fish": int(len(fish)),
+        "n_fish_flagged": int((fish["qc_flags"] != "").sum()),
+        "fish": rows,
+    }

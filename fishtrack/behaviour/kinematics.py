@@ -19,7 +19,6 @@ from fishtrack.behaviour._frames import (
     derivative,
     fish_bounds,
     group_quantile,
-    moving_mean,
     sorted_frames,
     to_input_order,
     wrap,
@@ -52,16 +51,45 @@ not form a beat."""
 MAX_BEAT_HZ = 100.0
 """Fastest tail-beat frequency counted (Hz): larval escapes reach ~80 Hz."""
 
+SINGLE_BEND_MIN_FRAMES = 1.5
+"""An extremum narrower than this (frames, at half its prominence) is one sample sticking
+out: it counts as a half-beat inside a bout but cannot make a bout on its own."""
+SINGLE_BEND_MIN_S = 0.015
+"""Nor can an extremum narrower than this (s, at half its prominence): a one-sided bend of
+a real bout lasts longer than half a 40 Hz beat, a burst of tracker glitches does not."""
 MIN_BEAT_PROMINENCE = 0.05
 """Smallest tail excursion (rad) between a tail extremum and its neighbours that counts as a
 half-beat, whatever the noise."""
 BEAT_PROMINENCE_NOISE_FACTOR = 5.0
 """A half-beat must also exceed this many times the tail-angle measurement noise (sigma)."""
 
-TAIL_SMOOTH_S = 0.001
-"""Sigma (s) of the Gaussian that smooths the tail angle before differentiating. It removes
-measurement noise at high frame rates (>= 500 fps) while keeping 97 % of a 40 Hz beat's
-amplitude; below 500 fps it is under half a frame and nothing is smoothed."""
+TAIL_LOWPASS_HZ = 50.0
+"""Cut-off (Hz) of the low-pass filter applied to the tail angle before differentiating
+(zero-phase Butterworth, 4th order, run forwards and backwards): it passes the tail-beat band
+(97 % of a 40 Hz beat's amplitude) and removes the measurement noise above it, so the vigour
+of a still tail stops growing with the frame rate. Below 125 fps (2.5 x the cut-off) the beat
+band reaches the Nyquist frequency and nothing is filtered."""
+MIN_VIGOUR_FRAMES = 5
+"""The vigour window spans at least this many frames (at low frame rates it is then longer
+than ``vigour_window_s``)."""
+SPIKE_SPAN = 8
+"""The neighbours of a tail-angle outlier must lie within this many median frame intervals
+(plus the outlier's length) of each other (see :func:`despike`)."""
+SPIKE_FACTOR = 4.0
+MEDIAN_SPAN_S = 0.005
+"""Span (s) of the running median applied to the tail angle at >= 1000 fps / 5 ms (see
+:func:`median_clean`)."""
+SPIKE_AGREE = 5.0
+"""Below the frame rate at which a one-frame excursion is physically impossible, an outlier's
+four neighbours must agree within this many noise sigmas."""
+SPIKE_SLOW_SPREAD = 1.5
+"""Below that frame rate an outlier must also lie this many times the neighbours' spread
+from their median."""
+SPIKE_MAX_S = 0.01
+"""A tail excursion out and back within less than this is a tracker glitch, not a movement
+(half a period of a 50 Hz beat) (s)."""
+"""A one-frame tail-angle outlier lies more than this many noise sigmas from its four
+neighbours (see :func:`despike`)."""
 
 _TAIL_X = re.compile(r"^tail_x_(\d+)$")
 
@@ -72,38 +100,182 @@ class Kinematics:
 
     frames: Frames
     columns: dict[str, np.ndarray]
-    tail: np.ndarray  # smoothed tail angle of observed frames, sorted order (rad)
+    tail: np.ndarray  # despiked, smoothed tail angle of observed frames, sorted order (rad)
     extrema: np.ndarray  # sorted-row index of every tail-angle extremum (half-beat turn)
     extrema_t: np.ndarray  # their times, refined between frames by a parabola (s)
     tail_noise: np.ndarray  # per fish, sigma of the tail-angle measurement noise (rad)
     motion_source: str  # "pixels" | "midline" | "none"
+    spikes: np.ndarray = None  # type: ignore[assignment]  # per row: one-frame outlier replaced
+    extrema_strength: np.ndarray = None  # type: ignore[assignment]  # prominence / threshold
+    width: int = 2  # vigour window (frames)
+
+    def refine(self, noise: np.ndarray) -> None:
+        """Redo the noise-dependent steps (despiking, smoothing, extrema, beat frequency,
+        vigour) with a new per-fish tail-noise sigma (rad)."""
+        fr = self.frames
+        raw = np.where(fr.observed, fr.tail, np.nan)
+        clean, self.spikes = despike(fr, raw, noise)
+        clean = median_clean(fr, clean)
+        tail = smooth_tail(fr, tail=clean)
+        self.tail = tail
+        self.tail_noise = noise
+        self.columns["tail_velocity_rad_s"] = derivative(tail, fr, angular=True)
+        self.extrema, self.extrema_strength = tail_extrema(fr, noise, tail, strength=True)
+        self.extrema_t = extremum_times(fr, tail, self.extrema)
+        self.columns["tail_beat_hz"] = _beat_frequency(fr, self.extrema, self.extrema_t)
+        vig = travel_rate(tail, fr, self.width)
+        vig[~fr.observed] = np.nan
+        self.columns["vigour_rad_s"] = vig
 
 
-def tail_noise(fr: Frames) -> np.ndarray:
-    """Per-fish sigma of the tail-angle measurement noise (rad).
-
-    From the 25th percentile of the frame-to-frame tail-angle change, which stays on the
-    quiet frames unless the fish beats its tail in more than ~70 % of them; for Gaussian
-    noise ``|diff|`` has its 25th percentile at ``0.3186 * sqrt(2) * sigma``.
-    """
+def tail_diffs(fr: Frames, tail: np.ndarray | None = None) -> np.ndarray:
+    """Per sorted row: tail-angle change since the previous frame of the same fish (rad);
+    NaN on each fish's first row, after a time jump and where either frame is unobserved."""
+    tail = np.where(fr.observed, fr.tail, np.nan) if tail is None else tail
     d = np.full(fr.n, np.nan)
     if fr.n > 1:
-        same = fr.gid[1:] == fr.gid[:-1]
-        d[1:] = np.where(same, np.abs(fr.tail[1:] - fr.tail[:-1]), np.nan)
-    q25 = group_quantile(d, fr.gid, len(fr.fish_keys), 0.25)
-    return q25 / (0.3186 * np.sqrt(2.0))
+        same = (fr.gid[1:] == fr.gid[:-1]) & ~fr.jump
+        d[1:] = np.where(same, tail[1:] - tail[:-1], np.nan)
+    return d
 
 
-def tail_extrema(fr: Frames, noise: np.ndarray, tail: np.ndarray | None = None) -> np.ndarray:
+def tail_noise(
+    fr: Frames, tail: np.ndarray | None = None, quiet: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-fish sigma of the tail-angle measurement noise (rad, per frame).
+
+    From the frame-to-frame tail-angle change ``d``; for white noise of sigma ``s``,
+    ``|d|`` is half-normal with scale ``sqrt(2) s``. With ``quiet`` (bool per sorted row:
+    frames away from every bout) it is ``median |d| / (0.6745 sqrt 2)`` over the changes
+    between two quiet frames, whatever their number. Without it (first pass, bouts not known
+    yet) it is ``25th percentile of |d| / (0.3186 sqrt 2)`` over all frames, which is right
+    while the tail is still in at least ~70 % of them and too high otherwise (the first
+    pass's threshold is refined on the quiet frames it finds, see
+    :func:`fishtrack.behaviour.bouts.bout_thresholds`).
+    """
+    d = np.abs(tail_diffs(fr, tail))
+    n_fish = len(fr.fish_keys)
+    if quiet is None:
+        return group_quantile(d, fr.gid, n_fish, 0.25) / (0.3186 * np.sqrt(2.0))
+    both = np.zeros(fr.n, bool)
+    both[1:] = quiet[1:] & quiet[:-1]
+    return group_quantile(np.where(both, d, np.nan), fr.gid, n_fish, 0.5) / (0.6745 * np.sqrt(2.0))
+
+
+def despike(fr: Frames, tail: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Replace short tail-angle outliers (tracker glitches of one or two frames).
+
+    Working on each fish's observed frames (a lost frame is skipped, not a barrier), a run of
+    ``w`` = 1 or 2 samples is an outlier when every sample of it lies far from its neighbours'
+    median: more than ``SPIKE_FACTOR x sigma`` and more than a multiple of the neighbours'
+    spread. Two cases:
+
+    * the excursion out and back, ``(w + 1)`` frame intervals, is shorter than
+      :data:`SPIKE_MAX_S`: no tail moves that fast, so two neighbours on either side suffice
+      and only need to be closer to each other than to the run;
+    * otherwise an undersampled half-beat could look the same, so three neighbours on either
+      side must agree within ``SPIKE_AGREE x sigma`` (the farthest of the six left out, so
+      that a second glitch nearby does not hide the first): around a real half-beat another
+      one lies within three samples.
+
+    Outliers get the neighbours' median. A lone narrow bend that survives cannot make a bout
+    on its own (:data:`SINGLE_BEND_MIN_FRAMES`, :data:`SINGLE_BEND_MIN_S`). Returns the
+    cleaned tail and the bool mask of replaced rows.
+    """
+    out = tail.copy()
+    spike = np.zeros(fr.n, bool)
+    obs = np.flatnonzero(np.isfinite(tail))
+    m = len(obs)
+    if m < 5:
+        return out, spike
+    v = tail[obs]
+    g = fr.gid[obs]
+    t = fr.t[obs]
+    # a time jump between two observed samples separates them like a change of fish
+    seg = np.cumsum(np.r_[0, (g[1:] != g[:-1]) | _jump_between(fr, obs)])
+    sg = sigma[g]
+    for width in (1, 2):
+        # could a real half-beat look like this at this frame rate? (see SPIKE_MAX_S)
+        slow_w = (width + 1) * fr.dt_median >= SPIKE_MAX_S - 1e-9
+        k = 3 if slow_w else 2  # neighbours on each side
+        i = np.arange(k, m - width - k + 1)  # run i .. i+width-1
+        if len(i) == 0:
+            continue
+        nb_idx = np.concatenate([i[None, :] - np.arange(k, 0, -1)[:, None],
+                                 i[None, :] + width + np.arange(k)[:, None]])
+        ok = (seg[nb_idx[0]] == seg[nb_idx[-1]]) & (
+            t[nb_idx[-1]] - t[nb_idx[0]] <= (SPIKE_SPAN + width) * fr.dt_median)
+        nb = v[nb_idx]
+        med = np.median(nb, axis=0)
+        dev = np.sort(np.abs(nb - med), axis=0)
+        # the neighbours' spread; of six, the one farthest from their median is left out
+        # (another glitch close by must not hide this one)
+        spread = 2.0 * (dev[-2] if k == 3 else dev[-1])
+        if slow_w:
+            # slow enough for a real half-beat to look like this: only when the three
+            # neighbours on either side agree within the noise (around an undersampled beat
+            # another half-beat lies within three samples)
+            ok &= spread <= SPIKE_AGREE * sg[i]
+            tol = np.maximum(SPIKE_FACTOR * sg[i], SPIKE_SLOW_SPREAD * spread)
+        else:
+            tol = np.maximum(SPIKE_FACTOR * sg[i], 2.0 * spread)
+        hit = ok.copy()
+        for j in range(width):
+            hit &= np.abs(v[i + j] - med) > tol
+        for j in range(width):
+            jj = i[hit] + j
+            spike[obs[jj]] = True
+            v[jj] = med[hit]
+    out[obs] = v
+    return out, spike
+
+
+def median_clean(fr: Frames, tail: np.ndarray, span_s: float = MEDIAN_SPAN_S) -> np.ndarray:
+    """Running median of the tail angle over ``span_s`` (odd number of frames, at least 5;
+    below that frame rate the tail is returned as it is).
+
+    At high frame rates a tracker glitch can last several frames yet still be far quicker
+    than any tail movement (a half-beat lasts >= 10 ms); a running median over 5 ms removes
+    every excursion of up to half that, including clusters of one-frame glitches, while
+    lowering a 40 Hz beat's peaks by at most ~12 %.
+    """
+    width = int(span_s / fr.dt_median) if fr.n > 1 else 0
+    width -= 1 - width % 2
+    if width < 5:
+        return tail
+    out = tail.copy()
+    for a, b in zip(*fish_bounds(fr), strict=True):
+        seg = pd.Series(tail[a:b])
+        ok = seg.notna().to_numpy()
+        if ok.sum() < width:
+            continue
+        med = seg[ok].rolling(width, center=True, min_periods=1).median().to_numpy()
+        out[a:b][ok] = med
+    return out
+
+
+def _jump_between(fr: Frames, obs: np.ndarray) -> np.ndarray:
+    """For consecutive observed rows ``obs[k], obs[k+1]``: a time jump lies between them."""
+    cj = np.concatenate([[0], np.cumsum(fr.jump)])
+    return (cj[obs[1:]] - cj[obs[:-1]]) > 0
+
+
+def tail_extrema(
+    fr: Frames, noise: np.ndarray, tail: np.ndarray | None = None, *, strength: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Sorted-row indices of tail-angle extrema that alternate left/right (half-beat turns).
 
     A peak (or trough) counts when its prominence exceeds ``max(MIN_BEAT_PROMINENCE,
-    BEAT_PROMINENCE_NOISE_FACTOR * sigma)``; runs of same-sign extrema keep the largest.
+    BEAT_PROMINENCE_NOISE_FACTOR * sigma_f)``, ``sigma_f`` being the tail-noise sigma left
+    after :func:`smooth_tail` (:func:`filtered_noise_gain`); runs of same-sign extrema keep
+    the largest. With ``strength`` also returns each extremum's prominence divided by that
+    threshold, negative for a narrow extremum (see :data:`SINGLE_BEND_MIN_FRAMES`).
     """
     from scipy.signal import find_peaks  # heavy import: only when needed
 
     tail = fr.tail if tail is None else tail
     out = []
+    ratio = []
     min_dist = max(1, int(np.floor(1.0 / MAX_BEAT_HZ / fr.dt_median)))
     # prominence is judged within one period of the slowest beat around each extremum
     wlen = 2 * int(np.ceil(0.5 / MIN_BEAT_HZ / fr.dt_median)) + 1
@@ -116,18 +288,26 @@ def tail_extrema(fr: Frames, noise: np.ndarray, tail: np.ndarray | None = None) 
         if not ok.all():
             pos = np.arange(b - a)
             sig[~ok] = np.interp(pos[~ok], pos[ok], sig[ok])
-        nz = noise[g] if np.isfinite(noise[g]) else 0.0
+        nz = noise[g] * filtered_noise_gain(fr) if np.isfinite(noise[g]) else 0.0
         prom = max(MIN_BEAT_PROMINENCE, BEAT_PROMINENCE_NOISE_FACTOR * nz)
         with warnings.catch_warnings():  # flat plateaus (a perfectly still tail) warn
             warnings.filterwarnings("ignore", "some peaks have", RuntimeWarning)
-            pk, _ = find_peaks(sig, prominence=prom, distance=min_dist, wlen=wlen)
-            tr, _ = find_peaks(-sig, prominence=prom, distance=min_dist, wlen=wlen)
+            pk, pk_p = find_peaks(sig, prominence=prom, distance=min_dist, wlen=wlen, width=0)
+            tr, tr_p = find_peaks(-sig, prominence=prom, distance=min_dist, wlen=wlen, width=0)
         idx = np.concatenate([pk, tr])
         sign = np.concatenate([np.ones(len(pk)), -np.ones(len(tr))])
+        pr = np.concatenate([pk_p["prominences"], tr_p["prominences"]]) / prom
+        # a bend narrower than SINGLE_BEND_MIN_FRAMES / SINGLE_BEND_MIN_S at half its
+        # prominence is a lone sample or a glitch: it keeps its place in the beat sequence
+        # but has no strength of its own
+        wd = np.concatenate([pk_p["widths"], tr_p["widths"]])
+        min_wd = max(SINGLE_BEND_MIN_FRAMES, SINGLE_BEND_MIN_S / fr.dt_median)
+        # narrow: marked negative (the size still counts for trimming, see bouts.py)
+        pr = np.where(wd >= min_wd, pr, -pr)
         srt = np.argsort(idx, kind="stable")
-        idx, sign = idx[srt], sign[srt]
+        idx, sign, pr = idx[srt], sign[srt], pr[srt]
         idx_ok = ok[idx]
-        idx, sign = idx[idx_ok], sign[idx_ok]
+        idx, sign, pr = idx[idx_ok], sign[idx_ok], pr[idx_ok]
         if len(idx) == 0:
             continue
         # keep alternation: within a run of equal signs keep the most extreme value
@@ -135,25 +315,82 @@ def tail_extrema(fr: Frames, noise: np.ndarray, tail: np.ndarray | None = None) 
         score = sig[idx] * sign
         best = pd.Series(score).groupby(run).idxmax().to_numpy()
         out.append(a + idx[best])
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+        ratio.append(pr[best])
+    ext = np.concatenate(out) if out else np.zeros(0, np.int64)
+    if strength:
+        return ext, (np.concatenate(ratio) if ratio else np.zeros(0))
+    return ext
 
 
-def smooth_tail(fr: Frames, sigma_s: float = TAIL_SMOOTH_S) -> np.ndarray:
-    """Tail angle of the observed frames, Gaussian-smoothed per fish (NaN elsewhere)."""
-    from scipy.ndimage import gaussian_filter1d
+def filtered_noise_gain(fr: Frames, cutoff_hz: float = TAIL_LOWPASS_HZ) -> float:
+    """Factor by which :func:`smooth_tail` reduces white measurement noise (sd): the square
+    root of the fraction of the spectrum up to the Nyquist frequency that it passes."""
+    fps = 1.0 / fr.dt_median if fr.n > 1 else 0.0
+    if fps < 2.5 * cutoff_hz:
+        return 1.0
+    return float(np.sqrt(2.0 * cutoff_hz / fps))
 
-    tail = np.where(fr.observed, fr.tail, np.nan)
-    sig = sigma_s / fr.dt_median
-    if sig < 0.5 or fr.n == 0:
+
+def smooth_tail(
+    fr: Frames, cutoff_hz: float = TAIL_LOWPASS_HZ, tail: np.ndarray | None = None
+) -> np.ndarray:
+    """Tail angle of the observed frames, low-passed per fish (NaN elsewhere).
+
+    A zero-phase 4th-order Butterworth filter (applied forwards and backwards) at
+    ``cutoff_hz``, when the frame rate is at least ``2.5 x cutoff_hz``; below that nothing is
+    filtered (the beat band reaches the Nyquist frequency). Unobserved frames are bridged by
+    linear interpolation while filtering and are NaN again afterwards.
+    """
+    from scipy.signal import butter, sosfiltfilt
+
+    tail = np.where(fr.observed, fr.tail if tail is None else tail, np.nan)
+    fps = 1.0 / fr.dt_median if fr.n > 1 else 0.0
+    if fr.n == 0 or fps < 2.5 * cutoff_hz:
         return tail
-    ok = np.isfinite(tail)
+    sos = butter(4, cutoff_hz, fs=fps, output="sos")
     out = np.full(fr.n, np.nan)
     for a, b in zip(*fish_bounds(fr), strict=True):
-        w = gaussian_filter1d(ok[a:b].astype(float), sig, mode="constant")
-        v = gaussian_filter1d(np.where(ok[a:b], tail[a:b], 0.0), sig, mode="constant")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out[a:b] = v / w
-    out[~ok] = np.nan
+        seg = tail[a:b]
+        ok = np.isfinite(seg)
+        if ok.sum() < 16:
+            out[a:b] = seg
+            continue
+        pos = np.arange(b - a)
+        filled = np.interp(pos, pos[ok], seg[ok])
+        out[a:b] = sosfiltfilt(sos, filled, padlen=min(3 * 8, b - a - 1))
+    out[~np.isfinite(tail)] = np.nan
+    return out
+
+
+def travel_rate(tail: np.ndarray, fr: Frames, width: int) -> np.ndarray:
+    """Tail-angle travel per second over a centred window of ``width`` frames (rad/s).
+
+    The sum of ``|tail_j - tail_(j-1)|`` over the consecutive frame pairs inside the window,
+    divided by the time they span; pairs with an unobserved frame or across a time jump are
+    left out. For a well-sampled beat this equals the mean ``|d tail / dt|`` (``4 A f`` for
+    a sine of amplitude ``A`` and frequency ``f``); unlike a central difference, it keeps at
+    least 64 % of a beat's speed up to the Nyquist frequency (a central difference keeps only
+    7 % of a 30 Hz beat at 64 fps).
+    """
+    n = fr.n
+    if n == 0:
+        return np.zeros(0)
+    d = np.abs(tail_diffs(fr, tail))
+    dt = np.zeros(n)
+    dt[1:] = fr.t[1:] - fr.t[:-1]
+    ok = np.isfinite(d)
+    cs_d = np.concatenate([[0.0], np.cumsum(np.where(ok, d, 0.0))])
+    cs_t = np.concatenate([[0.0], np.cumsum(np.where(ok, dt, 0.0))])
+    idx = np.arange(n)
+    width = max(2, int(width))
+    lo = np.maximum(idx - (width - 1) // 2, fr.gstart)
+    hi = np.minimum(idx + width // 2, fr.gend)
+    # pairs (j-1, j) with lo < j <= hi
+    s_d = cs_d[hi + 1] - cs_d[lo + 1]
+    s_t = cs_t[hi + 1] - cs_t[lo + 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = s_d / s_t
+    out[s_t <= 0] = np.nan
     return out
 
 
@@ -236,22 +473,12 @@ def compute_kinematics(
     vy = derivative(fr.y, fr)
     cols["speed_px_s"] = np.hypot(vx, vy)
     cols["angular_velocity_rad_s"] = derivative(fr.heading, fr, angular=True)
-    tail = smooth_tail(fr)
-    tv = derivative(tail, fr, angular=True)
-    cols["tail_velocity_rad_s"] = tv
-    noise = tail_noise(fr)
-    ext = tail_extrema(fr, noise, tail)
-    ext_t = extremum_times(fr, tail, ext)
-    cols["tail_beat_hz"] = _beat_frequency(fr, ext, ext_t)
     mid = _midline(tracks, fr.order)
     if mid is not None:
         cols["curvature_rad"] = _curvature(*mid)
     else:
         cols["curvature_rad"] = np.full(fr.n, np.nan)
-    width = max(1, int(round(vigour_window_s / fr.dt_median)))
-    vig = moving_mean(np.abs(tv), fr, width)
-    vig[~fr.observed] = np.nan
-    cols["vigour_rad_s"] = vig
+    width = max(MIN_VIGOUR_FRAMES, int(round(vigour_window_s / fr.dt_median)) + 1)
     source = "none"
     motion = np.full(fr.n, np.nan)
     if "motion_energy" in tracks.columns:
@@ -261,15 +488,19 @@ def compute_kinematics(
     if source == "none" and mid is not None:
         motion, source = _midline_motion(*mid, fr), "midline"
     cols["motion_index"] = motion
-    return Kinematics(
+    kin = Kinematics(
         frames=fr,
         columns=cols,
-        tail=tail,
-        extrema=ext,
-        extrema_t=ext_t,
-        tail_noise=noise,
+        tail=np.zeros(0),
+        extrema=np.zeros(0, np.int64),
+        extrema_t=np.zeros(0),
+        tail_noise=np.zeros(0),
         motion_source=source,
+        width=width,
     )
+    kin.refine(tail_noise(fr))
+    kin.columns = {c: kin.columns[c] for c in KINEMATIC_COLUMNS}
+    return kin
 
 
 def kinematics(tracks: pd.DataFrame, *, vigour_window_s: float = 0.03) -> pd.DataFrame:

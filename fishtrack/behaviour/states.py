@@ -62,12 +62,22 @@ def state_codes(
     fr: Frames, blocks: Blocks, in_bout: np.ndarray, min_passive_s: float
 ) -> np.ndarray:
     """Per sorted row: 0 active, 1 passive, 2 unknown (see the module docstring)."""
+    # quiet stretches inside blocks (split by long gaps and time jumps), and the spans they
+    # belong to when gaps do not split (from one bout to the next of the same fish)
     quiet = ~in_bout & ~blocks.unknown
     s, e = runs(quiet, blocks.block)
     dur = fr.t[e] + fr.dur[e] - fr.t[s]
     passive = dur >= min_passive_s - 1e-9
+    js, je = runs(~in_bout, fr.gid)
+    span = fr.t[je] + fr.dur[je] - fr.t[js]
+    k = np.searchsorted(js, s, side="right") - 1
+    # a short stretch cut by a gap inside a long enough span: the fish may or may not have
+    # bouted while unseen, so it is neither active nor passive
+    open_ = ~passive & (span[k] >= min_passive_s - 1e-9)
     codes = run_lengths_fill(
-        s[passive], e[passive], np.full(int(passive.sum()), PASSIVE), fr.n, ACTIVE
+        np.r_[s[passive], s[open_]], np.r_[e[passive], e[open_]],
+        np.r_[np.full(int(passive.sum()), PASSIVE), np.full(int(open_.sum()), UNKNOWN)],
+        fr.n, ACTIVE,
     ).astype(np.int8)
     codes[blocks.unknown] = UNKNOWN
     return codes

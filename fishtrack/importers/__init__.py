@@ -17,6 +17,8 @@ with posture .npz). Nothing is ever unpickled. Details and worked examples: docs
 
 from __future__ import annotations
 
+import importlib.metadata
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +27,38 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fishtrack.config import config_hash, parse_config, resolve_config
 from fishtrack.errors import ConfigError, FishtrackError, OutputError
+from fishtrack.export import from_movement
 from fishtrack.importers.keypoints import (
     DEFAULT_MIN_CONFIDENCE,
     KeypointMap,
     Poses,
+    check_poses,
     guess_keypoint_map,
     poses_to_tracks,
     resolve_keypoint_map,
 )
+from fishtrack.importers.poses import dataset_to_poses, read_dlc, read_movement, read_sleap
+from fishtrack.importers.trajectories import read_idtrackerai, read_trex
+from fishtrack.importers.zebrazoom import read_zebrazoom
+from fishtrack.io.provenance import build_provenance, file_identity
+from fishtrack.pipeline import classify_folder
+from fishtrack.trial import (
+    BOUTS,
+    EPOCHS,
+    IDENTITY_KEYS,
+    IMPORTED_FILES,
+    PROVENANCE,
+    TRACKS,
+    TrialFolder,
+    TrialResult,
+    input_identity,
+)
 
 __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
+    "IDENTITY_KEYS",
     "SOURCES",
     "ImportOptions",
     "ImportResult",
@@ -63,7 +85,7 @@ SOURCES: dict[str, str] = {
 _ALIASES = {"deeplabcut": "dlc", "idtracker": "idtrackerai", "idtracker.ai": "idtrackerai",
             "zz": "zebrazoom"}
 LAYOUTS = ("wells", "chamber", "embedded")
-IMPORT_FILES = ("tracks.parquet", "provenance.json")
+IMPORT_FILES = IMPORTED_FILES
 
 
 @dataclass
@@ -166,8 +188,6 @@ def load_tracks(
     layout = opt.layout or layout
     default_n = None
     if src == "movement":
-        from fishtrack.importers.poses import dataset_to_poses, read_movement
-
         ds = read_movement(path)
         kps = [str(k) for k in ds["keypoints"].values]
         own = "head" in kps and all(k == "head" or k.startswith("tail_") for k in kps) and \
@@ -178,29 +198,19 @@ def load_tracks(
         mapping, guessed = resolve_keypoint_map(
             poses.keypoints, head=opt.head, body=opt.body, tail=opt.tail, source=str(path))
     elif src in ("dlc", "sleap"):
-        from fishtrack.importers.poses import read_dlc, read_sleap
-
         fps = _need_fps(opt, path, SOURCES[src])
         poses = read_dlc(path, fps) if src == "dlc" else read_sleap(path, fps)
         mapping, guessed = resolve_keypoint_map(
             poses.keypoints, head=opt.head, body=opt.body, tail=opt.tail, source=str(path))
     elif src == "zebrazoom":
-        from fishtrack.importers.zebrazoom import read_zebrazoom
-
         poses, mapping = read_zebrazoom(path, opt.fps, between_bouts=opt.between_bouts)
         guessed, default_n = False, 10
     elif src == "idtrackerai":
-        from fishtrack.importers.trajectories import read_idtrackerai
-
         poses, mapping = read_idtrackerai(path, opt.fps)
         guessed = False
     else:
-        from fishtrack.importers.trajectories import read_trex
-
         poses, mapping = read_trex(path, opt.fps, cm_per_pixel=opt.cm_per_pixel)
         guessed, default_n = False, 10
-    from fishtrack.importers.keypoints import check_poses
-
     check_poses(poses, str(path))
     if not mapping.chain and src in ("dlc", "sleap", "movement") and len(poses.keypoints) > 1:
         poses.notes.append(
@@ -229,8 +239,6 @@ def load_tracks(
 def _from_own_movement(ds: Any, path: Path, opt: ImportOptions, layout: str
                        ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A dataset fishtrack exported: :func:`fishtrack.export.from_movement` (the round trip)."""
-    from fishtrack.export import from_movement
-
     tracks = from_movement(ds)
     if opt.fps:
         tracks["time_s"] = tracks["frame"].to_numpy(np.float64) / opt.fps
@@ -265,8 +273,6 @@ def _from_own_movement(ds: Any, path: Path, opt: ImportOptions, layout: str
 def _arena_records(tracks: pd.DataFrame) -> list[dict]:
     """One record per arena (``name, row, col``) with the extent of its fish's positions as
     ``bbox`` (no video: the arena outline is unknown)."""
-    import re
-
     out = []
     for name, sub in tracks.groupby("arena", sort=False):
         m = re.match(r"^([A-Z]+)(\d+)$", str(name))
@@ -290,9 +296,6 @@ def _arena_records(tracks: pd.DataFrame) -> list[dict]:
 
 
 def _config_for(config: Any, layout: str | None, tracks: pd.DataFrame) -> Any:
-    from fishtrack.config import parse_config
-    from fishtrack.pipeline import resolve_config
-
     cfg = resolve_config(config)
     data = cfg.model_dump(mode="json")
     if layout is not None:
@@ -325,18 +328,13 @@ def import_tracks(
     provenance, so ``fishtrack classify OUT`` scores with its behaviour settings and protocol;
     its ``arenas.layout`` is the default layout.
     """
-    from fishtrack.config import config_hash
-    from fishtrack.io.provenance import build_provenance, file_identity, write_provenance
-    from fishtrack.io.tables import write_table
-    from fishtrack.pipeline import resolve_config
-
     t0 = time.perf_counter()
     opt = options or ImportOptions()
     path, out = Path(path), Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: --out must be a folder, but a file of that name exists")
-    existing = [n for n in ("tracks.parquet", "provenance.json", "bouts.csv", "epochs.csv")
-                if (out / n).exists()]
+    folder = TrialFolder(out)
+    existing = folder.present((TRACKS, PROVENANCE, BOUTS, EPOCHS))
     if existing and not force:
         raise OutputError(
             f"{out}: already holds {', '.join(existing)}; use --force to replace it or choose "
@@ -354,17 +352,9 @@ def import_tracks(
     per_fish = tracks.groupby("fish", sort=False)["detected"].mean()
     notes = list(info.get("notes", []))
     try:
-        import importlib.metadata as md
-
-        info["movement_version"] = md.version("movement")
+        info["movement_version"] = importlib.metadata.version("movement")
     except Exception:  # noqa: BLE001 - informational only
         pass
-    # with --force: the old provenance goes first (until the new one is written last the
-    # folder is marked incomplete), and the old scores would be stale
-    for stale in ("provenance.json", "bouts.csv", "epochs.csv"):
-        if force and (out / stale).exists():
-            (out / stale).unlink()
-    write_table(tracks, out / "tracks.parquet")
     timings = {"import": time.perf_counter() - t0}
     timings["total"] = timings["import"]
     prov = build_provenance(
@@ -397,7 +387,9 @@ def import_tracks(
             "protocol_log": None,
         },
     )
-    write_provenance(out / "provenance.json", prov)
+    # with --force: the old provenance goes first (until the new one is written last the
+    # folder is marked incomplete), and the old scores, now stale, are removed
+    folder.write(TrialResult(tracks=tracks, provenance=prov), digests=False)
     return ImportResult(tracks=tracks, provenance=prov, notes=notes, out=out)
 
 
@@ -405,72 +397,28 @@ def import_tracks(
 # experiments: a manifest row naming an imported trial folder
 
 
-def _read_prov(folder: Path) -> dict | None:
-    import json
-
-    try:
-        return json.loads((folder / "provenance.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def is_imported_trial(path: str | Path) -> bool:
     """True for a folder written by ``fishtrack import`` (tracks.parquet + provenance.json
     with ``source: "import"``)."""
-    p = Path(path)
-    if not p.is_dir() or not all((p / n).is_file() for n in IMPORT_FILES):
-        return False
-    prov = _read_prov(p)
-    return isinstance(prov, dict) and prov.get("source") == "import"
+    return TrialFolder(path).is_imported()
 
 
 def imported_identity(path: str | Path) -> dict[str, Any]:
-    """Identity of an imported trial folder by content: name, size and the SHA-256 of its
-    ``tracks.parquet`` and ``provenance.json`` (names and bytes), so a folder re-imported
-    with other tracks is noticed even when its file names and sizes stay the same."""
-    import hashlib
-    import os
-
-    p = Path(path)
-    h = hashlib.sha256()
-    size = 0
-    for name in IMPORT_FILES:
-        f = p / name
-        h.update(name.encode() + b"\0")
-        with open(f, "rb") as fh:
-            while block := fh.read(1 << 22):
-                h.update(block)
-                size += len(block)
-        h.update(b"\0")
-    return {"name": p.name, "path": str(p), "abs_path": os.path.abspath(p), "size_bytes": size,
-            "n_files": len(IMPORT_FILES), "sha256_content": h.hexdigest()}
-
-
-def input_identity(path: str | Path) -> dict[str, Any]:
-    """The identity a trial's provenance records for its input: :func:`imported_identity` for
-    a folder written by ``fishtrack import``, else
-    :func:`fishtrack.io.provenance.file_identity` (a video, stack or image folder)."""
-    if is_imported_trial(path):
-        return imported_identity(path)
-    from fishtrack.io.provenance import file_identity
-
-    return file_identity(path)
-
-
-IDENTITY_KEYS = ("size_bytes", "sha256_first_mib", "sha256_listing", "sha256_content")
-"""Keys of an input identity that must match for a trial to be current."""
+    """Identity of an imported trial folder by content
+    (:meth:`fishtrack.trial.TrialFolder.content_identity`)."""
+    return TrialFolder(path).content_identity()
 
 
 def imported_arenas(path: str | Path) -> list[str]:
     """Arena names of an imported trial folder (from its provenance, else its tracks)."""
-    p = Path(path)
-    prov = _read_prov(p) or {}
-    names = [a.get("name") for a in prov.get("arenas") or [] if isinstance(a, dict)]
+    folder = TrialFolder(path)
+    try:
+        names = folder.provenance().arena_names
+    except FishtrackError:
+        names = []
     if names:
-        return [str(n) for n in names if n]
-    from fishtrack.io.tables import read_table
-
-    return [str(a) for a in pd.unique(read_table(p / "tracks.parquet")["arena"].astype(str))]
+        return names
+    return [str(a) for a in pd.unique(folder.tracks(columns=("arena",), require=("arena",))["arena"])]
 
 
 def classify_imported(folder: str | Path, config: Any, out: str | Path) -> None:
@@ -479,24 +427,11 @@ def classify_imported(folder: str | Path, config: Any, out: str | Path) -> None:
     provenance (by content, :func:`imported_identity`: a re-run skips it while both are
     unchanged), then scores bouts and states
     with :func:`fishtrack.pipeline.classify_folder`."""
-    from fishtrack.config import config_hash
-    from fishtrack.io.provenance import read_provenance, write_provenance
-    from fishtrack.io.tables import write_bytes
-    from fishtrack.pipeline import classify_folder, resolve_config
-
-    src, out = Path(folder), Path(out)
-    if not is_imported_trial(src):
+    src, dest = TrialFolder(folder), TrialFolder(out)
+    if not src.is_imported():
         raise FishtrackError(f"{src}: not a folder written by `fishtrack import`")
     cfg = resolve_config(config)
-    prov = read_provenance(src / "provenance.json")
-    prov["import"] = dict(prov.get("import") or {})
-    prov["import"]["trial_folder"] = str(src)
-    prov["import"]["source_input"] = prov.get("input")
-    prov["input"] = imported_identity(src)
-    prov["config"] = cfg.model_dump(mode="json")
-    prov["config_hash"] = config_hash(cfg)
-    prov.pop("behaviour_config", None)
-    prov.pop("protocol", None)
-    write_bytes(out / "tracks.parquet", (src / "tracks.parquet").read_bytes())
-    write_provenance(out / "provenance.json", prov)
-    classify_folder(out, cfg)
+    prov = src.provenance().for_run(src, cfg)
+    dest.write_tracks_copy(src)
+    dest.write_provenance(prov)
+    classify_folder(dest.path, cfg)

@@ -27,13 +27,16 @@ tracks contract (docs/data_model.md):
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from fishtrack.arenas import arena_name
 from fishtrack.errors import ConfigError, FishtrackError
+from fishtrack.tracking.midline import body_angles, wrap
 
 __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
@@ -247,7 +250,7 @@ def resample_chain(points: np.ndarray, n: int) -> np.ndarray:
 # arenas and fish names
 
 
-def _clusters(values: np.ndarray, tol: float) -> np.ndarray:
+def cluster_1d(values: np.ndarray, tol: float) -> np.ndarray:
     """Index of the 1-D cluster of each value (clusters split where sorted gaps > tol)."""
     order = np.argsort(values, kind="stable")
     label = np.zeros(len(values), np.int64)
@@ -259,8 +262,6 @@ def grid_names(centres: np.ndarray, cell: float | None = None) -> list[str] | No
     """Plate-style names (``A1``, ``A2``, ``B1`` ...) of points laid out on a grid: rows by y
     (top first), columns by x (left first). ``cell``: typical spacing (default: median
     distance to the nearest other point). None when names would repeat or a centre is NaN."""
-    from fishtrack.arenas import arena_name
-
     c = np.asarray(centres, np.float64).reshape(-1, 2)
     if len(c) == 0 or not np.isfinite(c).all():
         return None
@@ -271,8 +272,8 @@ def grid_names(centres: np.ndarray, cell: float | None = None) -> list[str] | No
         np.fill_diagonal(d, np.inf)
         cell = float(np.median(d.min(axis=1)))
     tol = 0.5 * cell
-    rows = _clusters(c[:, 1], tol)
-    cols = _clusters(c[:, 0], tol)
+    rows = cluster_1d(c[:, 1], tol)
+    cols = cluster_1d(c[:, 0], tol)
     names = [arena_name(int(r), int(k)) for r, k in zip(rows, cols, strict=True)]
     return names if len(set(names)) == len(names) else None
 
@@ -322,8 +323,6 @@ class _quiet:
     """Silence numpy's RuntimeWarning for all-NaN slices."""
 
     def __enter__(self):
-        import warnings
-
         self._w = warnings.catch_warnings()
         self._w.__enter__()
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -355,8 +354,6 @@ def poses_to_tracks(
     detected, area_px`` (NaN: unknown without video) and, when the mapping has a midline,
     ``tail_x_0 … tail_x_{N-1}, tail_y_0 … tail_y_{N-1}`` (0 = head, N-1 = tail tip).
     """
-    from fishtrack.tracking.midline import body_angles
-
     pos = np.asarray(poses.position, np.float64)
     t_n, f_n = pos.shape[:2]
     kps = list(poses.keypoints)
@@ -402,8 +399,6 @@ def poses_to_tracks(
     if poses.heading is not None:
         src = np.asarray(poses.heading, np.float64).reshape(m)
         use = ~np.isfinite(heading) & np.isfinite(src) & np.isfinite(x)
-        from fishtrack.tracking.midline import wrap
-
         heading[use] = wrap(src[use])
 
     arenas, fish, notes = assign_arenas(poses, head, layout)

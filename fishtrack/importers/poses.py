@@ -25,18 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fishtrack.errors import FishtrackError
+from fishtrack.errors import FishtrackError, short_error
+from fishtrack.export import load_movement
 from fishtrack.importers._deps import require
 from fishtrack.importers._pickle0 import UnsafePickle, literal_from_pickle0
 from fishtrack.importers.keypoints import Poses
 
 __all__ = ["dataset_to_poses", "read_dlc", "read_dlc_h5", "read_movement", "read_sleap",
            "read_sleap_csv"]
-
-
-def _one_line(err: BaseException, limit: int = 200) -> str:
-    text = " ".join(f"{type(err).__name__}: {err}".split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _load_poses_module(source: str) -> Any:
@@ -107,14 +103,14 @@ def read_dlc(path: Path, fps: float) -> Poses:
         try:
             ds = load_poses.from_dlc_style_df(df, fps=fps, source_software="DeepLabCut")
         except (ValueError, TypeError, KeyError) as err:
-            raise FishtrackError(f"{path}: not a DeepLabCut pose table ({_one_line(err)})") from None
+            raise FishtrackError(f"{path}: not a DeepLabCut pose table ({short_error(err)})") from None
     elif path.suffix.lower() == ".csv":
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 ds = load_poses.from_dlc_file(path, fps=fps)
         except (ValueError, TypeError, KeyError, OSError) as err:
-            raise FishtrackError(f"{path}: not a DeepLabCut CSV file ({_one_line(err)})") from None
+            raise FishtrackError(f"{path}: not a DeepLabCut CSV file ({short_error(err)})") from None
     else:
         raise FishtrackError(
             f"{path}: DeepLabCut results are .h5 or .csv files (got {path.suffix or 'no suffix'})"
@@ -150,7 +146,7 @@ def read_dlc_h5(path: Path) -> pd.DataFrame:
     try:
         f = h5py.File(path, "r")
     except OSError as err:
-        raise FishtrackError(f"{path}: not an HDF5 file ({_one_line(err)})") from None
+        raise FishtrackError(f"{path}: not an HDF5 file ({short_error(err)})") from None
     with f:
         if "df_with_missing" not in f:
             keys = ", ".join(list(f.keys())[:8]) or "none"
@@ -249,7 +245,7 @@ def read_sleap(path: Path, fps: float) -> Poses:
             warnings.simplefilter("ignore")
             ds = load_poses.from_sleap_file(path, fps=fps)
     except (ValueError, TypeError, KeyError, OSError) as err:
-        raise FishtrackError(f"{path}: not a SLEAP file ({_one_line(err)})") from None
+        raise FishtrackError(f"{path}: not a SLEAP file ({short_error(err)})") from None
     return dataset_to_poses(ds, path, fps)
 
 
@@ -281,7 +277,7 @@ def read_sleap_csv(path: Path, fps: float) -> Poses:
         df = pd.read_csv(path, dtype={"track": object}, keep_default_na=True,
                          skipinitialspace=True)
     except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise FishtrackError(f"{path}: not a readable CSV file ({_one_line(err)})") from None
+        raise FishtrackError(f"{path}: not a readable CSV file ({short_error(err)})") from None
     df.columns = [str(c).strip() for c in df.columns]
     cols = list(df.columns)
     nodes = []
@@ -367,15 +363,6 @@ def read_sleap_csv(path: Path, fps: float) -> Poses:
 
 def read_movement(path: Path) -> Any:
     """A movement poses dataset from a netCDF file (validated with movement's validator)."""
-    xr = require("xarray", "movement")
+    require("xarray", "movement")  # `fishtrack import`'s message when a package is missing
     require("movement.validators.datasets", "movement")
-    from fishtrack.export import _validate_poses
-
-    try:
-        ds = xr.load_dataset(path)
-    except Exception as err:  # noqa: BLE001 - any reader failure becomes one clear line
-        raise FishtrackError(
-            f"{path}: cannot read as a movement netCDF file ({_one_line(err)})"
-        ) from None
-    _validate_poses(ds, str(path))
-    return ds
+    return load_movement(path)

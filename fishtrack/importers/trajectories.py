@@ -40,7 +40,7 @@ import pandas as pd
 
 from fishtrack.errors import ConfigError, FishtrackError
 from fishtrack.importers._deps import require
-from fishtrack.importers.keypoints import KeypointMap, Poses
+from fishtrack.importers.keypoints import KeypointMap, Poses, resample_chain
 
 __all__ = ["read_idtrackerai", "read_trex"]
 
@@ -308,8 +308,6 @@ def read_trex(path: Path, fps: float | None, *, cm_per_pixel: float | None = Non
                 r = int(np.searchsorted(frames, fr))
                 if r < n_t and frames[r] == fr and len(mpts) >= 2 and np.isfinite(mpts).all():
                     if len(mpts) != n_mid:
-                        from fishtrack.importers.keypoints import resample_chain
-
                         mpts = resample_chain(mpts[None], n_mid)[0]
                     pos[r, j, :, :] = mpts
     if not has_post and not cm_per_pixel:

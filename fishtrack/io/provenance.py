@@ -92,3 +92,5 @@ def read_provenance(path: str | Path) -> dict[str, Any]:
         raise FishtrackError(f"{p}: provenance.json not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise FishtrackError(f"{p}: provenance.json is not valid JSON ({err})") from None
+    except OSError as err:  # a folder of that name, no permission, I/O error
+        raise FishtrackError(f"{p}: cannot read provenance.json ({err.strerror or err})") from None

@@ -12,14 +12,14 @@ import contextlib
 import errno
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
 
 from fishtrack.errors import FishtrackError, OutputError
 
-__all__ = ["atomic_path", "write_bytes", "write_text", "write_table", "read_table"]
+__all__ = ["atomic_path", "write_bytes", "write_text", "write_table", "read_table", "require_columns"]
 
 
 def _explain_oserror(err: OSError, path: Path) -> OutputError:
@@ -103,3 +103,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
         return pd.read_csv(path)
     except Exception as err:  # noqa: BLE001 - any parse failure becomes one clear line
         raise FishtrackError(f"{path}: cannot read table ({type(err).__name__}: {err})") from None
+
+
+def require_columns(df: pd.DataFrame, columns: Iterable[str], source: str, *, hint: str = "") -> None:
+    """Raise :class:`FishtrackError` ``"SOURCE: missing column(s) A, B"`` (then ``hint``) when
+    ``df`` lacks any of ``columns``."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise FishtrackError(f"{source}: missing column(s) {', '.join(missing)}{hint}")

@@ -9,11 +9,6 @@
 Importing this package imports neither napari nor Qt.
 """
 
+from fishtrack.napari.viewer import view
+
 __all__ = ["view"]
-
-
-def view(folder, *, block: bool = True):
-    """Open napari on a trial folder; see :func:`fishtrack.napari.viewer.view`."""
-    from fishtrack.napari.viewer import view as _view
-
-    return _view(folder, block=block)

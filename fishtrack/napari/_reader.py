@@ -67,7 +67,7 @@ def trial_layers(trial: cv.Trial, *, video: bool = True, tail_max_points: int = 
     if video:
         vpath = trial.video_path
         if vpath is None:
-            inp = (trial.provenance.get("input") or {}).get("path", "?")
+            inp = trial.provenance.input.get("path", "?")
             warnings.warn(f"{trial.folder}: video {inp} not found; showing the tracks only", stacklevel=2)
         else:
             try:
@@ -85,7 +85,7 @@ def trial_layers(trial: cv.Trial, *, video: bool = True, tail_max_points: int = 
             "metadata": meta,
         }, "shapes"))
     fish = trial.fish
-    fps = float((trial.provenance.get("video") or {}).get("fps") or 0) or None
+    fps = trial.fps
     tdata, tfeat = cv.tracks_layer_data(trial.tracks, fish=fish)
     if len(tdata):
         tail_len = int(min(300, max(10, round(2 * fps)))) if fps else 60

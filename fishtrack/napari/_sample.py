@@ -11,7 +11,12 @@ import contextlib
 import os
 from pathlib import Path
 
+from fishtrack.config import config_hash, load_config
 from fishtrack.errors import FishtrackError
+from fishtrack.napari import convert as cv
+from fishtrack.napari._reader import trial_layers
+from fishtrack.pipeline import track_to_folder
+from fishtrack.trial import PROVENANCE, TRACKS, TrialFolder
 
 __all__ = ["SAMPLES", "sample_trial_folder", "plate24", "embedded"]
 
@@ -24,14 +29,12 @@ def _cache_root() -> Path:
 
 
 def _is_current(folder: Path, video: Path) -> bool:
-    import json
-
-    prov = folder / "provenance.json"
-    if not (prov.exists() and (folder / "tracks.parquet").exists()):
+    trial = TrialFolder(folder)
+    if trial.missing((PROVENANCE, TRACKS)):
         return False
     try:
-        inp = json.loads(prov.read_text()).get("input") or {}
-    except (OSError, ValueError):
+        inp = trial.provenance().input
+    except FishtrackError:
         return False
     return int(inp.get("size_bytes", -1)) == video.stat().st_size
 
@@ -39,9 +42,6 @@ def _is_current(folder: Path, video: Path) -> bool:
 def sample_trial_folder(name: str, *, samples: Path | None = None, cache: Path | None = None) -> Path:
     """Trial folder for sample ``name`` (``sample_videos/<name>/<name>.mp4``), tracking it first
     when no current cached result exists."""
-    from fishtrack.config import config_hash, load_config
-    from fishtrack.pipeline import track_to_folder
-
     root = samples or SAMPLES
     video = root / name / f"{name}.mp4"
     cfg_path = root / name / "config.yaml"
@@ -80,9 +80,6 @@ def _progress(description: str):
 
 
 def _layers(name: str):
-    from fishtrack.napari import convert as cv
-    from fishtrack.napari._reader import trial_layers
-
     return trial_layers(cv.read_trial(sample_trial_folder(name)))
 
 

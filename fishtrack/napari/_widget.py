@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 from fishtrack import corrections as corr_mod
 from fishtrack.errors import FishtrackError
 from fishtrack.napari import convert as cv
+from fishtrack.napari._reader import trial_layers
 
 __all__ = ["FishtrackWidget", "EthogramStrip", "TracePlot"]
 
@@ -392,8 +393,6 @@ class FishtrackWidget(QWidget):
             if cv.trial_folder_of(folder) is None:
                 self.status.setText(f"{folder}: not a trial folder (no tracks.parquet)")
                 return
-            from fishtrack.napari._reader import trial_layers
-
             self.load_folder(folder, background=False)
             if self.trial is not None:
                 for data, kwargs, kind in trial_layers(self.trial):
@@ -426,7 +425,7 @@ class FishtrackWidget(QWidget):
         self.trial = trial
         self._loading = None
         self._frames, self._times = trial.frame_times()
-        self._fps = float((trial.provenance.get("video") or {}).get("fps") or 0) or None
+        self._fps = trial.fps
         n_fish = len(trial.fish)
         self.trial_label.setText(f"<b>{trial.folder.name}</b> — {n_fish} fish, "
                                  f"{len(self._frames)} frames, {0 if trial.corrections is None else len(trial.corrections)} corrections")

@@ -9,18 +9,22 @@ video that was tracked; the time axis is the 0-based frame number, never renumbe
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from natsort import natsorted
 
+from fishtrack.corrections import apply_corrections_to_epochs, empty_corrections
 from fishtrack.errors import FishtrackError, VideoError
+from fishtrack.io.video import open_video
+from fishtrack.preview import tail_columns
+from fishtrack.trial import TRACKS, Provenance, TrialFolder
 
 __all__ = [
     "STATE_NAMES",
@@ -60,8 +64,6 @@ STATE_COLOURS = {
 PHASE_COLOURS = {"closed_loop": "#59a14f", "open_loop": "#e15759", "other": "#bab0ac"}
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".tif", ".tiff")
 
-_TABLES = ("tracks.parquet", "bouts.csv", "epochs.csv", "provenance.json")
-
 
 # --------------------------------------------------------------------------------------------
 # the trial folder
@@ -75,7 +77,7 @@ class Trial:
     tracks: pd.DataFrame
     bouts: pd.DataFrame
     epochs: pd.DataFrame
-    provenance: dict = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)
     corrections: pd.DataFrame | None = None
 
     @property
@@ -85,20 +87,25 @@ class Trial:
 
     @property
     def arenas(self) -> list[dict]:
-        return list(self.provenance.get("arenas") or [])
+        return self.provenance.arenas
 
     @property
     def protocol(self) -> list[dict]:
-        cfg = self.provenance.get("config") or {}
-        return list(cfg.get("protocol") or self.provenance.get("protocol") or [])
+        """The protocol the states were scored with (a re-scoring's, else the config's)."""
+        return self.provenance.scoring()[1]
+
+    @property
+    def fps(self) -> float | None:
+        """The video's frame rate as recorded (None when unknown)."""
+        return float(self.provenance.fps or 0) or None
 
     @property
     def crop(self):
-        return ((self.provenance.get("config") or {}).get("video") or {}).get("crop")
+        return (self.provenance.config.get("video") or {}).get("crop")
 
     @property
     def fps_override(self):
-        return ((self.provenance.get("config") or {}).get("video") or {}).get("fps")
+        return (self.provenance.config.get("video") or {}).get("fps")
 
     @property
     def video_path(self) -> Path | None:
@@ -113,8 +120,7 @@ class Trial:
 
     @property
     def n_frames(self) -> int:
-        video = self.provenance.get("video") or {}
-        n = int(video.get("n_frames") or 0)
+        n = int(self.provenance.video.get("n_frames") or 0)
         if not self.tracks.empty:
             n = max(n, int(self.tracks["frame"].max()) + 1)
         return n
@@ -123,74 +129,42 @@ class Trial:
 def is_trial_folder(path: str | Path) -> bool:
     """True when ``path`` is a folder containing ``tracks.parquet``."""
     path = Path(path)
-    return path.is_dir() and (path / "tracks.parquet").is_file()
+    return path.is_dir() and TrialFolder(path).has_tracks()
 
 
 def trial_folder_of(path: str | Path) -> Path | None:
     """The trial folder for a trial folder or its ``tracks.parquet``, else None."""
     path = Path(path)
-    if path.is_file() and path.name == "tracks.parquet":
+    if path.is_file() and path.name == TRACKS:
         return path.parent
     if is_trial_folder(path):
         return path
     return None
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise FishtrackError(f"{path}: cannot read provenance ({err})") from None
-
-
-def _read_optional_table(path: Path) -> pd.DataFrame:
-    from fishtrack.io.tables import read_table
-
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame()
-    try:
-        return read_table(path)
-    except FishtrackError:
-        raise
-    except Exception as err:  # noqa: BLE001 - e.g. an empty CSV
-        raise FishtrackError(f"{path}: cannot read table ({err})") from None
-
-
 def read_trial(path: str | Path) -> Trial:
     """Read a trial folder (or its ``tracks.parquet``) into a :class:`Trial`.
 
     ``bouts.csv``, ``epochs.csv``, ``provenance.json`` and ``corrections.csv`` are optional;
-    missing ones give empty tables / an empty dict.
+    missing ones give empty tables / an empty provenance.
     """
-    from fishtrack.corrections import load_corrections
-    from fishtrack.io.tables import read_table
-
     folder = trial_folder_of(path)
     if folder is None:
         raise FishtrackError(f"{path}: not a fishtrack trial folder (no tracks.parquet)")
-    tracks_path = Path(path) if Path(path).is_file() else folder / "tracks.parquet"
-    tracks = read_table(tracks_path)
-    for col in ("frame", "time_s", "fish", "x", "y"):
-        if col not in tracks.columns:
-            raise FishtrackError(f"{tracks_path}: missing column {col!r}")
-    tracks = tracks.copy()
-    tracks["fish"] = tracks["fish"].astype(str)
-    prov_path = folder / "provenance.json"
-    prov = _read_json(prov_path) if prov_path.exists() else {}
-    bouts = _read_optional_table(folder / "bouts.csv")
-    epochs = _read_optional_table(folder / "epochs.csv")
-    for df in (bouts, epochs):
-        if "fish" in df.columns:
-            df["fish"] = df["fish"].astype(str)
-    return Trial(folder=folder, tracks=tracks, bouts=bouts, epochs=epochs, provenance=prov,
-                 corrections=load_corrections(folder))
+    trial = TrialFolder(folder)
+    tracks = trial.tracks(require=("frame", "time_s", "fish", "x", "y"))
+    prov = trial.provenance() if trial.provenance_path.exists() else Provenance()
+    return Trial(folder=folder, tracks=tracks, bouts=trial.bouts(), epochs=trial.epochs(),
+                 provenance=prov, corrections=trial.corrections())
 
 
-def find_video(folder: str | Path, provenance: dict) -> Path | None:
+def find_video(folder: str | Path, provenance: Provenance | Mapping[str, Any]) -> Path | None:
     """Locate the tracked video: ``input.path`` from provenance, else a file of the same name
     in the trial folder or next to it (folders get moved between machines)."""
     folder = Path(folder)
-    inp = provenance.get("input") or {}
+    if not isinstance(provenance, Provenance):
+        provenance = Provenance(provenance)
+    inp = provenance.input
     cands: list[Path] = []
     if inp.get("path"):
         p = Path(inp["path"])
@@ -307,8 +281,6 @@ class LazyVideo:
 
 def open_video_array(path: str | Path, *, crop=None, fps=None) -> LazyVideo:
     """Open ``path`` with :func:`fishtrack.io.video.open_video` as a :class:`LazyVideo`."""
-    from fishtrack.io.video import open_video
-
     src = open_video(path, crop=crop, fps=fps)
     if len(src) == 0:
         raise VideoError(f"{path}: the video has no frames")
@@ -321,8 +293,6 @@ def open_video_array(path: str | Path, *, crop=None, fps=None) -> LazyVideo:
 
 def fish_ids(tracks: pd.DataFrame) -> list[str]:
     """Fish ids in natural sort order."""
-    from natsort import natsorted
-
     if tracks.empty or "fish" not in tracks.columns:
         return []
     return list(natsorted(pd.unique(tracks["fish"].astype(str))))
@@ -434,8 +404,6 @@ def tail_points_data(tracks: pd.DataFrame, *, max_points: int = 2_000_000) -> tu
     ``max_points`` points (long videos), points along the body are thinned evenly, always
     keeping the tail tip; napari shows the points of the current frame only.
     """
-    from fishtrack.preview import tail_columns
-
     xs, ys = tail_columns(tracks)
     if len(xs) < 2 or len(ys) != len(xs):
         return np.zeros((0, 3)), pd.DataFrame({"fish": pd.Series(dtype=object), "point": pd.Series(dtype=np.int64)})
@@ -525,8 +493,6 @@ def fish_epochs(trial: Trial, fish: str, *, corrections: pd.DataFrame | None = N
     Corrections (default: the trial's) are applied without merging, so every row is still an
     epoch of ``epochs.csv`` that can be selected and relabelled.
     """
-    from fishtrack.corrections import apply_corrections_to_epochs
-
     ep = trial.epochs
     if ep.empty or "fish" not in ep.columns:
         ep = _runs_from_tracks(trial.tracks, fish)
@@ -535,8 +501,6 @@ def fish_epochs(trial: Trial, fish: str, *, corrections: pd.DataFrame | None = N
     ep = ep.sort_values("start_s", kind="stable").reset_index(drop=True)
     corr = trial.corrections if corrections is None else corrections
     if corr is None:
-        from fishtrack.corrections import empty_corrections
-
         corr = empty_corrections()
     corr = corr[corr["fish"].astype(str) == fish] if len(corr) else corr
     return apply_corrections_to_epochs(ep, corr, merge=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from fishtrack.errors import FishtrackError
+from fishtrack.napari import convert as cv
+from fishtrack.napari._reader import read_video_layers, trial_layers
 
 __all__ = ["view", "open_trial"]
 
@@ -15,9 +17,7 @@ def open_trial(viewer, path: str | Path):
     ``path`` is a trial folder or its ``tracks.parquet``. Returns the
     :class:`~fishtrack.napari._widget.FishtrackWidget`.
     """
-    from fishtrack.napari import convert as cv
-    from fishtrack.napari._reader import trial_layers
-    from fishtrack.napari._widget import FishtrackWidget
+    from fishtrack.napari._widget import FishtrackWidget  # imports Qt
 
     trial = cv.read_trial(path)
     for data, kwargs, kind in trial_layers(trial):
@@ -45,8 +45,6 @@ def view(folder: str | Path, *, block: bool = True):
     -------
     napari.Viewer
     """
-    from fishtrack.napari import convert as cv
-
     path = Path(folder)
     if not path.exists():
         raise FishtrackError(f"{path}: no such file or folder")
@@ -60,8 +58,6 @@ def view(folder: str | Path, *, block: bool = True):
         viewer = napari.Viewer(title=f"fishtrack — {cv.trial_folder_of(path).name}")
         open_trial(viewer, path)
     elif path.is_file() and path.suffix.lower() in cv.VIDEO_SUFFIXES:
-        from fishtrack.napari._reader import read_video_layers
-
         viewer = napari.Viewer(title=f"fishtrack — {path.name}")
         for data, kwargs, kind in read_video_layers(path):
             getattr(viewer, f"add_{kind}")(data, **kwargs)

@@ -11,7 +11,9 @@ import numpy as np
 import pandas as pd
 
 from fishtrack.config import Config
+from fishtrack.report.assay import assay_sections
 from fishtrack.report.figures import (
+    behaviour_qc_figure,
     binned_figure,
     detection_figure,
     estimation_figure,
@@ -315,6 +317,64 @@ def _fish_counts(per_fish: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def _behaviour_qc_blocks(s: Section, per_fish: pd.DataFrame, behaviour_qc: list[dict],
+                         config: Config, fig_dir: Path, written: list[Path]) -> None:
+    """QC of the behaviour stage: measurement noise per trial, fish that do not swim and the
+    per-trial vigour figure."""
+    rows = []
+    for item in behaviour_qc:
+        nz = item.get("noise") or {}
+        summary = item.get("summary")
+        flagged = summary[summary["qc_flags"] != ""] if summary is not None and "qc_flags" in summary \
+            else pd.DataFrame()
+        rows.append({
+            "trial": item.get("trial"),
+            "fps": nz.get("fps"),
+            "tail noise (rad)": nz.get("tail_noise_rad"),
+            "tail noise (deg)": nz.get("tail_noise_deg"),
+            "vigour noise (rad/s)": nz.get("vigour_noise_rad_s"),
+            "bout threshold (rad/s)": nz.get("bout_threshold_rad_s"),
+            "threshold": nz.get("threshold", "not recorded"),
+            "fish flagged": len(flagged),
+        })
+    s.blocks.append("<h3>Behaviour: measurement noise</h3>")
+    if rows:
+        s.blocks.append(
+            "<p>Tail-angle noise per frame and vigour of the still tail, measured per fish on "
+            "its frames away from every bout (median over the fish of each trial), and the "
+            "bout threshold derived from them (see docs/behaviour.md). A trial whose noise is "
+            "far above the others' has poorer tail tracking.</p>")
+        s.blocks.append(table_html(pd.DataFrame(rows), scroll=True))
+    else:
+        s.blocks.append("<p><em>No behaviour noise recorded (trials scored by an older "
+                        "fishtrack).</em></p>")
+    s.blocks.append("<h3>Fish that do not swim</h3>")
+    if "qc_no_swimming" in per_fish.columns and not per_fish.empty:
+        ns = per_fish[per_fish["qc_no_swimming"].astype(bool)].drop_duplicates("fish_id")
+        how = ("excluded from the group statistics (<code>stats.exclude_no_swimming: "
+               "true</code>)" if config.stats.exclude_no_swimming else
+               "kept in the group statistics (<code>stats.exclude_no_swimming: false</code>)")
+        s.blocks.append(f"<p>{len(ns)} fish made no bout outside open loop "
+                        f"(<code>qc_no_swimming</code> in per_fish.csv); {how}.</p>")
+        if len(ns):
+            cols = [c for c in ("fish_id", "group", "trial_dir", "video", "arena", "exclude",
+                                "exclude_reason") if c in ns.columns]
+            s.blocks.append(table_html(ns[cols]))
+    for item in behaviour_qc:
+        summary = item.get("summary")
+        if summary is None or summary.empty:
+            continue
+        name = f"behaviour_qc_{item['trial']}"
+        png = _save(behaviour_qc_figure(summary, title=str(item["trial"])), name, fig_dir, written)
+        s.figures.append(FigureItem(
+            name, f"Behaviour QC, {item['trial']}", png,
+            "Each fish's vigour (tail-angle travel per second): grey bar 5th-95th percentile, "
+            "box 25th-75th, dot 99.9th; black: its noise level, red: its bout threshold; bout "
+            "count on top. Orange fish carry QC flags (listed above the plot): no_bouts, "
+            "noise_pooled (too little quiet time to measure its own noise), noisy_tail (tail "
+            "noise > 3x the trial's median), mostly_unseen."))
+
+
 def write_report(
     out: str | Path,
     *,
@@ -331,6 +391,7 @@ def write_report(
     notes: list[str] | None = None,
     versions: dict[str, str] | None = None,
     design_notes: list[str] | None = None,
+    behaviour_qc: list[dict] | None = None,
     assay=None,
 ) -> dict[str, Path]:
     """Write ``out/report.html`` and ``out/figures/*.png|svg``.
@@ -353,6 +414,10 @@ def write_report(
     design_notes
         Design checks (confounds; :func:`fishtrack.stats.design.design_warnings`), shown in
         the quality-control section.
+    behaviour_qc
+        Per trial ``{"trial", "noise", "summary"}``: the recording's behaviour noise
+        (provenance ``behaviour_noise``) and the per-fish vigour summary
+        (:func:`fishtrack.behaviour.qc.vigour_summary`); shown in the QC section.
     assay
         :class:`fishtrack.stats.assay.AssayResults` (sensitivity, dose–response, time
         course, onset-locked averages); the effort, struggle and recovery sections come from
@@ -443,6 +508,7 @@ def write_report(
     else:
         s.blocks.append("<p>No treatment aligned with plate rows or columns, no video holding a "
                         "single group, one protocol.</p>")
+    _behaviour_qc_blocks(s, per_fish, behaviour_qc or [], config, fig_dir, written)
     sections.append(s)
 
     # --- ethogram
@@ -567,8 +633,6 @@ def write_report(
     sections.append(s)
 
     # --- assay analyses (each only when its data are there)
-    from fishtrack.report.assay import assay_sections
-
     sections += assay_sections(assay, analysed, group_stats, config,
                                lambda fig, name: _save(fig, name, fig_dir, written),
                                n_boot=n_boot, seed=seed)

@@ -21,6 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from fishtrack.config import Config
+from fishtrack.io.tables import write_table
+from fishtrack.stats.compare import primary_phase
 from fishtrack.stats.doseresponse import DoseResponse, dose_response
 from fishtrack.stats.eventlocked import (
     event_locked,
@@ -117,8 +119,6 @@ def analyse(per_fish: pd.DataFrame, parts: dict, config: Config,
         prim = group_stats[group_stats["role"] == "primary"]
         res.phase = str(prim["phase"].iloc[0]) if len(prim) else None
     if res.phase is None:
-        from fishtrack.stats.compare import primary_phase
-
         phases = list(dict.fromkeys(per_fish["phase"].astype(str)))
         kinds = (list(per_fish.drop_duplicates("phase")["phase_kind"].astype(str))
                  if "phase_kind" in per_fish.columns else None)
@@ -204,8 +204,6 @@ def per_fish_wide(per_fish: pd.DataFrame) -> pd.DataFrame:
 
 def write_tables(out: str | Path, res: AssayResults) -> dict[str, Path]:
     """The assay tables of an experiment folder (only those with content)."""
-    from fishtrack.io.tables import write_table
-
     out = Path(out)
     paths: dict[str, Path] = {}
 

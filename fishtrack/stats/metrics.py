@@ -848,6 +848,7 @@ def per_fish_metrics(
     *,
     px_per_mm: float | None = None,
     struggle_window_s: float = 10.0,
+    exclude_no_swimming: bool = False,
 ) -> pd.DataFrame:
     """One row per fish per protocol phase, plus pooled rows per phase kind.
 
@@ -879,16 +880,23 @@ def per_fish_metrics(
         Struggle window (``stats.struggle_window_s``): the first this many seconds of an
         open-loop phase, against the last this many seconds of the closed-loop phase before
         it.
+    exclude_no_swimming
+        Set ``exclude`` (and ``exclude_reason``) on every row of the fish flagged
+        ``qc_no_swimming``, so that group statistics leave them out.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``fish_id, video, arena, fish, group``, the manifest columns, ``phase,
         phase_kind, pooled, phase_start_s, phase_end_s, n_frames, detected_fraction,
-        known_fraction``, then the metric columns (docs/statistics.md). Per-phase rows come in
-        protocol order, then the pooled ``closed_loop`` and ``open_loop`` rows (only for kinds
-        present; a kind whose single phase is named like the kind gets no separate pooled
-        row).
+        known_fraction, qc_no_swimming``, then the metric columns (docs/statistics.md).
+        ``qc_no_swimming`` (same on every row of a fish) is True when the fish made no bout in
+        the phases that are not open loop (closed loop, baseline, or the whole record without a
+        protocol) although its state was known there for at least
+        :data:`NO_SWIMMING_MIN_KNOWN_S` (or half of those phases, if shorter). Per-phase rows
+        come in protocol order, then the pooled ``closed_loop`` and ``open_loop`` rows (only
+        for kinds present; a kind whose single phase is named like the kind gets no separate
+        pooled row).
 
     Raises
     ------
@@ -949,17 +957,59 @@ def per_fish_metrics(
         pooled["_order"] = n_ph + j
         parts.append(pooled.reset_index(drop=True))
     rows = pd.concat(parts, ignore_index=True)
+    no_swim = _no_swimming(cells, phases, n_fish)
+    rows["qc_no_swimming"] = no_swim[rows["gid"].to_numpy()]
     rows = rows.merge(info.reset_index(drop=True).rename_axis("gid").reset_index(), on="gid")
     rows = rows.sort_values(["fish_id", "gid", "_order"], kind="stable").reset_index(drop=True)
 
     lead = ["fish_id", "video", "arena", "fish", "group"]
     manifest = [c for c in info.columns if c not in lead and c not in FISH_KEYS]
     phase_cols = ["phase", "phase_kind", "pooled", "phase_start_s", "phase_end_s"]
-    qc = ["n_frames", "detected_fraction", "known_fraction"]
+    qc = ["n_frames", "detected_fraction", "known_fraction", "qc_no_swimming"]
     metric_cols = [m for m in _OUTPUT_METRICS if m in rows.columns]
     out = rows[lead + manifest + phase_cols + qc + metric_cols].copy()
     for c in ("n_passive_epochs", "n_complete_passive_epochs", "n_bouts_before_giveup"):
         out[c] = out[c].astype("Int64")
+    if exclude_no_swimming:
+        out = _exclude_flagged(out)
+    return out
+
+
+NO_SWIMMING_MIN_KNOWN_S = 5.0
+"""A fish is flagged ``qc_no_swimming`` only when its state was known for at least this long
+(s) in the phases that are not open loop (or for half of them, when they are shorter)."""
+NO_SWIMMING_REASON = "no swimming outside open loop (qc_no_swimming)"
+
+
+def _no_swimming(cells: pd.DataFrame, phases: pd.DataFrame, n_fish: int) -> np.ndarray:
+    """Per fish: no bout in the phases that are not open loop, while observed there."""
+    base = (cells["kind"] != "open_loop").to_numpy()
+    if not base.any():
+        return np.zeros(n_fish, bool)
+    g = cells.loc[base].groupby("gid")[["n_bouts", "known_s"]].sum()
+    dur = float((phases["end_s"] - phases["start_s"])[phases["kind"] != "open_loop"].sum())
+    need = min(NO_SWIMMING_MIN_KNOWN_S, 0.5 * dur)
+    out = np.zeros(n_fish, bool)
+    flag = (g["n_bouts"] == 0) & (g["known_s"] >= need) & (g["known_s"] > 0)
+    out[g.index[flag].to_numpy(dtype=np.int64)] = True
+    return out
+
+
+def _exclude_flagged(out: pd.DataFrame) -> pd.DataFrame:
+    """``exclude`` True and the reason added to ``exclude_reason`` on flagged fish."""
+    flag = out["qc_no_swimming"].to_numpy(bool)
+    if "exclude" in out.columns:
+        ex = _truthy(out["exclude"]).to_numpy(bool)
+    else:
+        ex = np.zeros(len(out), bool)
+    reason = (out["exclude_reason"].fillna("").astype(str).to_numpy(object)
+              if "exclude_reason" in out.columns else np.full(len(out), "", dtype=object))
+    for i in np.flatnonzero(flag):
+        r = reason[i]
+        reason[i] = NO_SWIMMING_REASON if not r else (
+            r if NO_SWIMMING_REASON in r else f"{r}; {NO_SWIMMING_REASON}")
+    out["exclude"] = ex | flag
+    out["exclude_reason"] = reason
     return out
 
 

@@ -33,6 +33,11 @@ import pandas as pd
 
 from fishtrack.config import Phase, StatsConfig
 from fishtrack.errors import FishtrackError
+from fishtrack.io.tables import read_table, write_bytes, write_table
+from fishtrack.stats.compare import compare_two, primary_phase
+from fishtrack.stats.metrics import METRIC_SPECS, per_fish_metrics
+from fishtrack.stats.simulate import simulate_experiment
+from fishtrack.stats.survival import _excluded, logrank_permutation_p
 
 __all__ = ["PowerResult", "power_curve", "pilot_values", "write_power"]
 
@@ -60,11 +65,6 @@ def _binom_ci(hits: int, n: int) -> tuple[float, float]:
 def pilot_values(path: str | Path, stats: StatsConfig) -> tuple[pd.DataFrame, str, str]:
     """The pilot's reference-group fish: ``value`` (and ``event`` for a censored metric)
     per fish, the metric and the phase used. Errors name the file and the problem."""
-    from fishtrack.io.tables import read_table
-    from fishtrack.stats.compare import primary_phase
-    from fishtrack.stats.metrics import METRIC_SPECS
-    from fishtrack.stats.survival import _excluded
-
     path = Path(path)
     pf = read_table(path)
     metric = stats.primary.metric
@@ -115,9 +115,6 @@ def _simulated_values(n: int, n_exp: int, *, control_mean: float, effect: float,
                       seed: int, min_passive_s: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-fish open-loop passive fractions of ``n_exp`` simulated experiments: arrays
     ``(n_exp, n)`` for control and treated, through per_fish_metrics."""
-    from fishtrack.stats.metrics import per_fish_metrics
-    from fishtrack.stats.simulate import simulate_experiment
-
     treated = control_mean + effect
     if not 0 < treated < 1:
         raise FishtrackError(f"power: control mean {control_mean:g} + effect {effect:g} is not a "
@@ -150,9 +147,6 @@ def power_curve(
     min_passive_s: float = 2.0,
 ) -> PowerResult:
     """Power of the primary endpoint's test at each group size (module docstring)."""
-    from fishtrack.stats.compare import compare_two
-    from fishtrack.stats.survival import logrank_permutation_p
-
     stats = stats or StatsConfig()
     cfg = stats.model_copy(update={"n_permutations": min(stats.n_permutations, 999)})
     if n_experiments < 10:
@@ -220,7 +214,6 @@ def power_curve(
 
 def write_power(res: PowerResult, out: str | Path) -> dict[str, Path]:
     """``OUT/power.csv`` and ``OUT/power.png`` / ``.svg`` (atomically)."""
-    from fishtrack.io.tables import write_bytes, write_table
     from fishtrack.report.figures import figure_bytes, power_figure
 
     out = Path(out)

@@ -20,9 +20,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from fishtrack.behaviour.states import epochs_from_states, label_states
 from fishtrack.config import BehaviourConfig, StatsConfig
 from fishtrack.errors import ConfigError
 from fishtrack.stats.compare import compare_groups
+from fishtrack.stats.metrics import per_fish_metrics
 
 __all__ = ["SENSITIVITY_FACTORS", "SENSITIVITY_METRICS", "sensitivity_thresholds",
            "per_fish_sensitivity", "compare_sensitivity"]
@@ -82,9 +84,6 @@ def per_fish_sensitivity(
     ``tracks`` needs ``frame, time_s, fish`` (+ ``arena, video, detected, x, y``) and
     ``in_bout`` (or ``bouts`` with ``start_s, end_s``); its ``state`` column is ignored.
     """
-    from fishtrack.behaviour import epochs_from_states, label_states
-    from fishtrack.stats.metrics import per_fish_metrics
-
     if not len(thresholds) or tracks.empty:
         return pd.DataFrame()
     in_bout = _in_bout(tracks, bouts)

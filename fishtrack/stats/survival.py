@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.stats
 
 from fishtrack.errors import FishtrackError
-from fishtrack.stats._resampling import permutation_p
+from fishtrack.stats._resampling import block_labels, permutation_p
 from fishtrack.stats.metrics import _truthy
 
 __all__ = [
@@ -284,7 +284,6 @@ class _LogrankPermutation:
 def _stratified_logrank_p(t, e, cluster, names, fish1, fish0, strata, n_permutations, rng):
     """Stratified log-rank statistic (``(sum U_s)^2 / sum V_s`` over strata), p-value from
     relabelling fish within strata."""
-    from fishtrack.stats._resampling import block_labels
 
     units = np.r_[fish1, fish0]
     unit_stratum = np.asarray([strata[names[u]] for u in units], dtype=object)

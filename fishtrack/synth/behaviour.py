@@ -26,6 +26,7 @@ __all__ = [
     "PARAMS",
     "BoutPlan",
     "generate_bouts",
+    "resolve_params",
     "passive_intervals",
     "state_matrix",
     "simulate_states",
@@ -63,8 +64,13 @@ PARAMS: dict[str, float] = {
     "burst_sd": 0.6,
     "resume_lo": 0.2, "resume_hi": 0.8,  # first bout after an open loop ends (s)
     "max_active_gap_factor": 0.75,  # active quiet gaps <= this x min_passive_s
+    "dur_lo": 0.10, "dur_hi": 0.40,  # every bout duration is clipped to [dur_lo, dur_hi] (s)
 }
-DUR_MAX = 0.40
+DUR_MAX = PARAMS["dur_hi"]
+SCALAR_PARAMS = ("max_active_gap_factor", "passive_min_factor")
+"""Parameters that must be one number per simulation: they keep truth states unambiguous
+(active quiet gaps strictly shorter, passive epochs clearly longer than ``min_passive_s``).
+Every other entry of :data:`PARAMS` may also be given per fish (an array over fish)."""
 KIND_CODES = {"closed_loop": 0, "other": 0, "open_loop": 1}
 
 
@@ -108,6 +114,32 @@ def _lognormal(rng, median, sd, size):
     return median * np.exp(sd * rng.standard_normal(size))
 
 
+def resolve_params(params: Mapping[str, object] | None, n_fish: int) -> dict[str, float | np.ndarray]:
+    """:data:`PARAMS` with ``params`` applied: each value a number or an array over fish.
+
+    Raises ``ValueError`` naming an unknown key, a per-fish array of the wrong length, a
+    per-fish value for one of :data:`SCALAR_PARAMS` or a negative value.
+    """
+    p: dict[str, float | np.ndarray] = dict(PARAMS)
+    for key, val in (params or {}).items():
+        if key not in PARAMS:
+            raise ValueError(f"unknown behaviour parameter {key!r}; known: {', '.join(PARAMS)}")
+        a = np.asarray(val, dtype=float)
+        if a.ndim == 0:
+            p[key] = float(a)
+        elif a.shape == (n_fish,) and key not in SCALAR_PARAMS:
+            p[key] = a
+        else:
+            what = "one number" if key in SCALAR_PARAMS else f"a number or {n_fish} values (one per fish)"
+            raise ValueError(f"behaviour parameter {key!r} must be {what}")
+        if not np.all(np.isfinite(a)) or np.any(a < 0):
+            raise ValueError(f"behaviour parameter {key!r} must be finite and >= 0")
+    lo, hi = np.asarray(p["dur_lo"]), np.asarray(p["dur_hi"])
+    if np.any(lo <= 0) or np.any(hi < lo):
+        raise ValueError("behaviour parameters need 0 < dur_lo <= dur_hi")
+    return p
+
+
 def generate_bouts(
     treated_effect: np.ndarray,
     *,
@@ -117,7 +149,8 @@ def generate_bouts(
     min_passive_s: float,
     rng: np.random.Generator,
     moving: np.ndarray | None = None,
-    params: Mapping[str, float] | None = None,
+    params: Mapping[str, object] | None = None,
+    open_loop_passive: np.ndarray | None = None,
 ) -> BoutPlan:
     """Draw the bouts of ``len(treated_effect)`` fish.
 
@@ -130,13 +163,20 @@ def generate_bouts(
     moving
         (n_fish,) bool; False for fish that never move (they get no bouts but still consume
         the same random numbers, so other fish do not change).
+    params
+        Overrides of :data:`PARAMS`: a number, or an array with one value per fish (see
+        :func:`resolve_params`).
+    open_loop_passive
+        (n_fish,) bool; True for fish that make no bout at all during open-loop phases (they
+        give up at once and stay passive through every open loop). Their bouts are drawn like
+        the others' and those starting in an open-loop phase are dropped, so other fish do
+        not change.
     """
-    p = dict(PARAMS)
-    if params:
-        p.update(params)
     e = np.asarray(treated_effect, float)
     nf = len(e)
+    p = resolve_params(params, nf)
     moving = np.ones(nf, bool) if moving is None else np.asarray(moving, bool)
+    quit_open = np.zeros(nf, bool) if open_loop_passive is None else np.asarray(open_loop_passive, bool)
     ph_idx, ph_kind = phase_table(phases, fps, n_frames)
     # next frame at which an open-loop stretch ends (for resuming after a passive epoch)
     is_open = ph_kind == 1
@@ -167,6 +207,7 @@ def generate_bouts(
         if len(idx) == 0:
             break
         k = len(idx)
+        q = {key: (v[idx] if isinstance(v, np.ndarray) else v) for key, v in p.items()}
         tt = t[idx]
         phi = ph_idx[tt]
         kind = ph_kind[tt].astype(np.int8)
@@ -175,7 +216,7 @@ def generate_bouts(
         gi = giveup[idx]
         # entering an open-loop phase: draw the latency to the first give-up
         new_open = op & (phi != last_open[idx])
-        lat = _lognormal(rng, p["first_giveup_median"] * (1 + 2 * ei) / gi, p["first_giveup_sd"], k)
+        lat = _lognormal(rng, q["first_giveup_median"] * (1 + 2 * ei) / gi, q["first_giveup_sd"], k)
         sel = idx[new_open]
         burst_end[sel] = ph_start[phi[new_open]] + lat[new_open] * fps
         last_open[sel] = phi[new_open]
@@ -184,21 +225,21 @@ def generate_bouts(
         g = rng.standard_normal((3, k))
         dur = np.where(
             op,
-            p["struggle_dur_min"] + rng.gamma(p["struggle_dur_shape"], p["struggle_dur_scale"], k),
-            p["normal_dur_min"] + rng.gamma(p["normal_dur_shape"], p["normal_dur_scale"], k),
+            q["struggle_dur_min"] + rng.gamma(q["struggle_dur_shape"], q["struggle_dur_scale"], k),
+            q["normal_dur_min"] + rng.gamma(q["normal_dur_shape"], q["normal_dur_scale"], k),
         )
-        dur = np.clip(dur, 0.1, DUR_MAX)
-        freq = np.where(op, p["struggle_freq_lo"] + u[0] * (p["struggle_freq_hi"] - p["struggle_freq_lo"]),
-                        p["normal_freq_lo"] + u[0] * (p["normal_freq_hi"] - p["normal_freq_lo"]))
+        dur = np.clip(dur, q["dur_lo"], q["dur_hi"])
+        freq = np.where(op, q["struggle_freq_lo"] + u[0] * (q["struggle_freq_hi"] - q["struggle_freq_lo"]),
+                        q["normal_freq_lo"] + u[0] * (q["normal_freq_hi"] - q["normal_freq_lo"]))
         amp = vig[idx] * np.where(
-            op, p["struggle_amp_lo"] + u[1] * (p["struggle_amp_hi"] - p["struggle_amp_lo"]),
-            p["normal_amp_lo"] + u[1] * (p["normal_amp_hi"] - p["normal_amp_lo"]))
-        big = u[2] < p["normal_big_turn_p"]
-        turn = np.where(op, p["struggle_turn_sd"] * g[0],
-                        np.where(big, p["normal_big_turn_sd"], p["normal_turn_sd"]) * g[0])
-        dist = np.where(op, p["struggle_dist_median"] * np.exp(p["struggle_dist_sd"] * g[1]),
-                        p["normal_dist_median"] * np.exp(p["normal_dist_sd"] * g[1]))
-        hold = op & (u[3] < p["struggle_hold_p"])
+            op, q["struggle_amp_lo"] + u[1] * (q["struggle_amp_hi"] - q["struggle_amp_lo"]),
+            q["normal_amp_lo"] + u[1] * (q["normal_amp_hi"] - q["normal_amp_lo"]))
+        big = u[2] < q["normal_big_turn_p"]
+        turn = np.where(op, q["struggle_turn_sd"] * g[0],
+                        np.where(big, q["normal_big_turn_sd"], q["normal_turn_sd"]) * g[0])
+        dist = np.where(op, q["struggle_dist_median"] * np.exp(q["struggle_dist_sd"] * g[1]),
+                        q["normal_dist_median"] * np.exp(q["normal_dist_sd"] * g[1]))
+        hold = op & (u[3] < q["struggle_hold_p"])
         dist = np.where(hold, 0.0, dist)
         n = np.maximum(1, np.round(dur * fps).astype(np.int64))
         end = tt + n  # first frame after the bout
@@ -206,22 +247,22 @@ def generate_bouts(
         # gap to the next bout
         ibi = np.where(
             op,
-            p["struggle_ibi_min"] + rng.gamma(p["struggle_ibi_shape"], p["struggle_ibi_scale"], k),
-            p["normal_ibi_min"] + rng.gamma(p["normal_ibi_shape"], p["normal_ibi_scale"], k),
+            q["struggle_ibi_min"] + rng.gamma(q["struggle_ibi_shape"], q["struggle_ibi_scale"], k),
+            q["normal_ibi_min"] + rng.gamma(q["normal_ibi_shape"], q["normal_ibi_scale"], k),
         ) * rate[idx]
         gap_a = np.clip(np.round(ibi * fps).astype(np.int64), 1, cap_active)
         passive_now = op & (end >= burst_end[idx])
-        extra = rng.gamma(p["passive_extra_shape"], p["passive_extra_scale"] * (1 - 0.6 * ei) * gi, k)
-        gap_p = np.maximum(min_passive, np.round((p["passive_min_factor"] * min_passive_s + extra)
+        extra = rng.gamma(q["passive_extra_shape"], q["passive_extra_scale"] * (1 - 0.6 * ei) * gi, k)
+        gap_p = np.maximum(min_passive, np.round((q["passive_min_factor"] * min_passive_s + extra)
                                                  * fps).astype(np.int64))
         gap = np.where(passive_now, gap_p, gap_a)
         nxt = end + gap
-        burst = _lognormal(rng, p["burst_median"] * (1 + 2 * ei) / gi, p["burst_sd"], k)
+        burst = _lognormal(rng, q["burst_median"] * (1 + 2 * ei) / gi, q["burst_sd"], k)
         sel = idx[passive_now]
         burst_end[sel] = nxt[passive_now] + burst[passive_now] * fps
         # a passive epoch that runs past the end of the open loop: resume soon after it
         resume = nxt_normal[np.minimum(end, n_frames)] + np.round(
-            (p["resume_lo"] + u[4] * (p["resume_hi"] - p["resume_lo"])) * fps).astype(np.int64)
+            (q["resume_lo"] + u[4] * (q["resume_hi"] - q["resume_lo"])) * fps).astype(np.int64)
         cut = passive_now & (resume < nxt)
         nxt = np.where(cut, np.maximum(resume, end + 1), nxt)
         t[idx] = nxt
@@ -231,7 +272,7 @@ def generate_bouts(
     else:
         cols = [np.zeros(0, np.int64)] * 3 + [np.zeros(0)] * 4 + [np.zeros(0, bool), np.zeros(0, np.int8)]
     fish, start, n, freq, amp, turn, dist, hold, kind = cols
-    keep = moving[fish]
+    keep = moving[fish] & ~(quit_open[fish] & (ph_kind[np.minimum(start, n_frames - 1)] == 1))
     order = np.lexsort((start[keep], fish[keep]))
 
     def sel_(a):

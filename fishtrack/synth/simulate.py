@@ -178,7 +178,8 @@ def plan_simulation(spec: SimSpec) -> SimPlan:
     bouts = generate_bouts(
         np.where(treated, spec.effect, 0.0), phases=phases, fps=spec.fps, n_frames=n_frames,
         min_passive_s=spec.min_passive_s, rng=np.random.default_rng(s_beh),
-        moving=fish["mode"].to_numpy() != STILL,
+        moving=fish["mode"].to_numpy() != STILL, params=fish_params(spec, fish),
+        open_loop_passive=fish["arena"].isin(spec.passive_arenas).to_numpy(),
     )
     setup = _place(spec, scene, fish, np.random.default_rng(s_place))
     passive = passive_intervals(bouts.fish, bouts.start, bouts.end, n_fish=n, n_frames=n_frames,
@@ -189,6 +190,24 @@ def plan_simulation(spec: SimSpec) -> SimPlan:
         n_frames=n_frames, seeds={"motion": s_motion, "scene": s_scene, "noise": s_noise},
         passive=passive, phase_idx=ph_idx,
     )
+
+
+def fish_params(spec: SimSpec, fish: pd.DataFrame) -> dict:
+    """Behaviour-model parameter overrides (numbers, or arrays over ``fish``'s rows) from
+    ``spec.bout_params`` and ``spec.fish_bout_params`` (fish name wins over arena name)."""
+    out: dict = dict(spec.bout_params)
+    per = spec.fish_bout_params
+    if not per or not len(fish):
+        return out
+    from fishtrack.synth.behaviour import PARAMS
+
+    keys = {k for par in per.values() for k in par}
+    for k in keys:
+        base = float(out.get(k, PARAMS[k]))
+        vals = [per.get(f, {}).get(k, per.get(a, {}).get(k, base))
+                for f, a in zip(fish["fish"], fish["arena"], strict=True)]
+        out[k] = np.asarray(vals, float)
+    return out
 
 
 def _place(spec: SimSpec, scene: Scene, fish: pd.DataFrame, rng) -> FishSetup:

@@ -151,6 +151,19 @@ class SimSpec(BaseModel):
     empty_arenas: list[str] = _d(
         [], "Arena names without a larva (no truth rows for them)."
     )
+    passive_arenas: list[str] = _d(
+        [], "Arena names whose larvae give up at once in open loop: no bout in any open-loop "
+        "phase (passive through the whole phase), normal swimming elsewhere."
+    )
+    bout_params: dict[str, float] = _d(
+        {}, "Overrides of the behaviour model's parameters for every fish (keys of "
+        "fishtrack.synth.PARAMS, e.g. struggle_dur_min, normal_ibi_scale, struggle_freq_hi, "
+        "dur_hi; seconds, Hz, rad as in PARAMS).",
+    )
+    fish_bout_params: dict[str, dict[str, float]] = _d(
+        {}, "Per-fish overrides of the behaviour model's parameters: arena or fish name -> "
+        "{PARAMS key: value}; applied over bout_params.",
+    )
     protocol: list[Phase] | None = _d(
         None, "Protocol phases {name, kind, start_s, end_s} (s). None: closed_loop for the first "
         "third of the video, open_loop for the rest.",
@@ -181,7 +194,7 @@ class SimSpec(BaseModel):
             if self.width % 2 or self.height % 2:
                 raise ValueError(f"codec {self.codec} needs an even width and height")
         names = set(arena_names(self.rows, self.cols))
-        for key in ("still_arenas", "empty_arenas"):
+        for key in ("still_arenas", "empty_arenas", "passive_arenas"):
             bad = [a for a in getattr(self, key) if a not in names]
             if bad:
                 raise ValueError(f"{key}: unknown arena(s) {', '.join(bad)}; arenas are "
@@ -191,6 +204,7 @@ class SimSpec(BaseModel):
             bad = [k for k in self.groups if k not in names and k not in fish]
             if bad:
                 raise ValueError(f"groups: unknown arena or fish name(s) {', '.join(bad)}")
+        _check_bout_params(self, names)
         if self.protocol is not None:
             ph = sorted(self.protocol, key=lambda p: p.start_s)
             for a, b in zip(ph[:-1], ph[1:], strict=False):
@@ -244,6 +258,29 @@ def _group_for(spec: SimSpec, r: int, c: int, arena: str, fish: str) -> str:
     if spec.rows >= 2:
         return "control" if r < spec.rows / 2 else treated
     return "control"
+
+
+def _check_bout_params(spec: SimSpec, names: set[str]) -> None:
+    from fishtrack.synth.behaviour import PARAMS, SCALAR_PARAMS
+
+    fish = {f for a in names for f in fish_names(a, spec.fish_per_arena)}
+    sets = [("bout_params", spec.bout_params)]
+    for who, par in spec.fish_bout_params.items():
+        if who not in names and who not in fish:
+            raise ValueError(f"fish_bout_params: unknown arena or fish name {who!r}")
+        sets.append((f"fish_bout_params[{who}]", par))
+        bad = [k for k in par if k in SCALAR_PARAMS]
+        if bad:
+            raise ValueError(f"fish_bout_params[{who}]: {', '.join(bad)} can only be set for "
+                             "every fish (bout_params)")
+    for label, par in sets:
+        bad = [k for k in par if k not in PARAMS]
+        if bad:
+            raise ValueError(f"{label}: unknown parameter(s) {', '.join(bad)}; known: "
+                             f"{', '.join(PARAMS)}")
+        neg = [k for k, v in par.items() if not v >= 0]
+        if neg:
+            raise ValueError(f"{label}: {', '.join(neg)} must be >= 0")
 
 
 def _name_range(rows: int, cols: int) -> str:

@@ -1,0 +1,131 @@
+"""Execution back-ends: in-process, local processes (spawn), dask.distributed."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any
+
+from fishtrack.errors import FishtrackError
+from fishtrack.experiment.records import ProgressCallback, ProgressEvent
+
+
+class QueueProgress:
+    """Per-frame progress of a worker, forwarded through a multiprocessing queue (throttled)."""
+
+    def __init__(self, queue, name: str, interval_s: float = 0.25):
+        self.queue, self.name, self.interval_s = queue, name, interval_s
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.interval_s or done >= total:
+            self._last = now
+            with contextlib.suppress(Exception):
+                self.queue.put_nowait((self.name, int(done), int(total)))
+
+
+
+class Backend:
+    """Runs picklable top-level functions: inline, in a spawn process pool or on dask."""
+
+    def __init__(self, workers: int, scheduler: Any, want_progress: bool):
+        self.workers = max(1, int(workers))
+        self.scheduler = scheduler
+        self.want_progress = want_progress
+        self.pool = None
+        self.client = None
+        self.manager = None
+        self.queue = None
+        self._own_client = False
+
+    def __enter__(self) -> Backend:
+        if self.scheduler is not None:
+            self.client, self._own_client = _dask_client(self.scheduler)
+        elif self.workers > 1:
+            ctx = mp.get_context("spawn")
+            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            if self.want_progress:
+                self.manager = ctx.Manager()
+                self.queue = self.manager.Queue()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.manager is not None:
+            self.manager.shutdown()
+        if self.client is not None and self._own_client:
+            self.client.close()
+
+    def map_unordered(
+        self, fn: Callable, items: list[tuple], on_tick: Callable[[], None] | None = None
+    ) -> Iterator[tuple[int, Any]]:
+        """Yield ``(index, fn(*items[index]))`` as calls finish; ``on_tick`` runs between."""
+        if not items:
+            return
+        if self.client is not None:
+            from dask.distributed import as_completed
+
+            futures = [self.client.submit(fn, *args, pure=False) for args in items]
+            index = {f.key: i for i, f in enumerate(futures)}
+            for fut in as_completed(futures):
+                i = index[fut.key]
+                try:
+                    yield i, fut.result()
+                except Exception as err:  # noqa: BLE001 - a lost worker is one failed trial
+                    yield i, err
+        elif self.pool is not None:
+            pending = {self.pool.submit(fn, *args): i for i, args in enumerate(items)}
+            while pending:
+                done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                if on_tick is not None:
+                    on_tick()
+                for fut in done:
+                    i = pending.pop(fut)
+                    try:
+                        yield i, fut.result()
+                    except Exception as err:  # noqa: BLE001 - e.g. a worker killed by the OS
+                        yield i, err
+        else:
+            for i, args in enumerate(items):
+                try:
+                    yield i, fn(*args)
+                except Exception as err:  # noqa: BLE001
+                    yield i, err
+
+
+def _dask_client(scheduler: Any) -> tuple[Any, bool]:
+    """A dask Client for an address, a Cluster (e.g. dask-jobqueue's SLURMCluster) or a
+    Client; ``(client, we_own_it)``."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise FishtrackError(
+            "scheduler given but dask.distributed is not installed; pip install 'dask[distributed]'"
+        ) from None
+    if isinstance(scheduler, Client):
+        return scheduler, False
+    try:
+        if isinstance(scheduler, str):
+            return Client(scheduler, timeout="20s"), True
+        if hasattr(scheduler, "scheduler_address"):
+            return Client(scheduler), True
+    except (OSError, TimeoutError) as err:
+        raise FishtrackError(f"cannot connect to the dask scheduler {scheduler}: {err}") from None
+    raise TypeError("scheduler must be an address 'tcp://host:port', a dask Cluster or a Client")
+
+
+
+class InlineQueue:
+    """Queue stand-in for in-process runs: forwards per-frame progress directly."""
+
+    def __init__(self, progress: ProgressCallback):
+        self.progress = progress
+
+    def put_nowait(self, item: tuple[str, int, int]) -> None:
+        name, done, total = item
+        self.progress(ProgressEvent("trial", done, total, trial=name, status="running"))

@@ -1,0 +1,500 @@
+"""Running an experiment: check -> plan -> execute -> aggregate.
+
+* **check** the manifest against the config (reference group and condition, primary metric),
+  the videos, the per-video configs and protocol logs, and the wells of every video to be
+  tracked (a fast arena detection, on the back-end); every problem is reported at once,
+  before any tracking starts;
+* **plan** which trials to track, re-score or skip (:meth:`fishtrack.trial.TrialFolder.status`);
+* **execute** the trials on a back-end (in this process, local processes or dask), each into
+  a temporary folder renamed into place when complete;
+* **aggregate**: per-fish metrics, group statistics and the report
+  (:mod:`fishtrack.experiment.aggregate`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from fishtrack.behaviour import load_protocol_log
+from fishtrack.config import Config, load_config, resolve_config
+from fishtrack.errors import ConfigError, FishtrackError
+from fishtrack.experiment.aggregate import _compute_stats
+from fishtrack.experiment.backends import Backend, InlineQueue, QueueProgress
+from fishtrack.experiment.lock import output_lock
+from fishtrack.experiment.manifest import (
+    Manifest,
+    arena_span,
+    path_exists,
+    quote_cell,
+    raise_problems,
+    read_manifest,
+    rows_text,
+    trial_names,
+)
+from fishtrack.experiment.records import (
+    ExperimentResult,
+    ProgressCallback,
+    Status,
+    TrialFailure,
+    TrialOutcome,
+    emit,
+)
+from fishtrack.experiment.state import STATE_FILE, read_state, update_state, write_inputs
+from fishtrack.importers import classify_imported, imported_arenas
+from fishtrack.io.video import open_video
+from fishtrack.pipeline import classify_folder, find_arenas, open_source, track_to_folder
+from fishtrack.stats import METRICS
+from fishtrack.trial import FILES, PROVENANCE, FolderStatus, TrialFolder
+
+TRIAL_FILES = FILES
+"""Files a complete trial folder holds (``provenance.json`` is written last)."""
+
+TrialFn = Callable[..., Any]
+"""``trial_fn(video, config, out_folder, progress=None)`` writes a complete trial folder."""
+ArenasFn = Callable[[Path, Config], list[str]]
+"""``arenas_fn(video, config) -> [arena names]`` (fast check before tracking)."""
+
+
+def trial_status(
+    folder: str | Path, video: str | Path, config: Config
+) -> Literal["current", "reclassify", "stale", "missing"]:
+    """Whether a trial folder already holds the outputs for ``video`` with ``config``
+    (:meth:`fishtrack.trial.TrialFolder.status`)."""
+    return TrialFolder(folder).status(video, config)
+
+
+def track_trial(video: Path, config: Config, out: Path, progress=None) -> None:
+    """Default trial function: :func:`fishtrack.pipeline.track_to_folder`."""
+    track_to_folder(video, config, out, progress=progress)
+
+
+def detect_video_arenas(video: Path, config: Config) -> list[str]:
+    """Default arena check: background of sampled frames + arena detection; the arena names."""
+    with open_source(video, config) as src:
+        arenas, _ = find_arenas(src, config)
+    return [a.name for a in arenas]
+
+
+# ============================================================================================
+# run
+
+
+def run_experiment(
+    manifest: str | Path,
+    config: Config | str | Path | dict | None = None,
+    out: str | Path = "fishtrack_experiment",
+    *,
+    workers: int = 1,
+    scheduler: Any = None,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+    trial_fn: TrialFn | None = None,
+    arenas_fn: ArenasFn | None = None,
+    report: bool = True,
+    sheet: str | None = None,
+) -> ExperimentResult:
+    """Track every video of a manifest, then compute statistics and the report.
+
+    Parameters
+    ----------
+    manifest
+        Manifest CSV or Excel workbook (see :mod:`fishtrack.experiment.manifest`).
+    config
+        Config, YAML path, mapping or ``None`` (defaults).
+    out
+        Experiment folder: ``trials/<video-stem>/``, ``per_fish.csv``, ``per_fish_bins.csv``,
+        ``group_stats.csv``, ``report.html``, ``figures/``, and copies of the manifest and
+        config.
+    workers
+        Local worker processes (1 runs in this process).
+    scheduler
+        dask.distributed scheduler address (``"tcp://host:8786"``), a dask Cluster (e.g.
+        ``dask_jobqueue.SLURMCluster``) or a Client; ``workers`` is then ignored.
+    force
+        Re-track every trial even when its outputs match the video and config.
+    progress
+        Called with :class:`ProgressEvent` objects.
+    trial_fn, arenas_fn
+        Replace the per-trial pipeline (:func:`track_trial`) and the arena check
+        (:func:`detect_video_arenas`); top-level (picklable) functions.
+    report
+        Also write ``report.html`` and ``figures/`` (the CSV tables are always written).
+    sheet
+        Workbook manifests: the sheet to read (name or 1-based position; default the first).
+        The sheet is stored as ``OUT/manifest.csv``.
+
+    Returns
+    -------
+    ExperimentResult
+        ``failures`` lists trials that failed; the others are complete.
+
+    Raises
+    ------
+    ManifestError
+        Every manifest problem at once (before any tracking): table problems, missing
+        videos or protocol logs, wells that do not exist in their video.
+    OutputError
+        The output folder is locked by another run or not writable.
+    """
+    cfg = resolve_config(config)
+    out = Path(out)
+    with output_lock(out):
+        man = _read_run_manifest(Path(manifest), out, sheet)
+        _check_reference_group(man, cfg)
+        plan = _plan(man, cfg, out, force)
+        with Backend(workers, scheduler, progress is not None) as backend:
+            _check_wells(plan, backend, arenas_fn, progress)
+            raise_problems(man.where, plan.problems)
+            write_inputs(out, man, cfg, plan.names)  # record the experiment before work starts
+            outcomes = _execute(plan, backend, trial_fn, progress)
+        trials = _trials_table(plan, outcomes)
+        update_state(out, trials)
+        res = _compute_stats(out, man, cfg, plan.names, progress=progress, report=report)
+    res.trials = trials
+    res.failures = [TrialFailure(o.trial, o.video, o.error, o.log)
+                    for o in outcomes.values() if o.status == "failed"]
+    return res
+
+
+def _read_run_manifest(manifest: Path, out: Path, sheet: str | None) -> Manifest:
+    """The manifest; ``OUT/manifest.csv`` of an earlier run keeps that run's root folder."""
+    root = None
+    if manifest.resolve() == (out / "manifest.csv").resolve() and (out / STATE_FILE).exists():
+        root = read_state(out).get("manifest_root")
+    return read_manifest(manifest, root=root, sheet=sheet)
+
+
+# --------------------------------------------------------------------------------------------
+# check and plan
+
+
+@dataclass
+class _Plan:
+    """What a run will do: one trial folder per video, its config and its status."""
+
+    manifest: Manifest
+    out: Path
+    names: dict[str, str]
+    """Trial folder name per video (relative path as in the manifest)."""
+    configs: dict[str, Config] = field(default_factory=dict)
+    """Config per video that can be tracked (its own config and protocol log applied)."""
+    status: dict[str, FolderStatus] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    """Problems found so far (raised together after the wells are checked)."""
+    folders: dict[str, TrialFolder] = field(default_factory=dict)
+
+    def folder(self, video: str) -> TrialFolder:
+        """The video's trial folder (one object per video: its provenance is read once)."""
+        if video not in self.folders:
+            self.folders[video] = TrialFolder(self.out / "trials" / self.names[video])
+        return self.folders[video]
+
+    def rows(self, video: str) -> pd.Series:
+        table = self.manifest.table
+        return table.loc[table["video"] == video, "row"]
+
+
+def _plan(man: Manifest, cfg: Config, out: Path, force: bool) -> _Plan:
+    """Check the videos and their configs; the status of every trial that can run."""
+    plan = _Plan(man, out, trial_names(man.videos))
+    for vid, grp in man.table.groupby("video", sort=False):
+        if not path_exists(man.root / vid):
+            where = "" if Path(vid).is_absolute() else f" in {man.root}"
+            plan.problems.append(f"{rows_text(grp['row'])}: video '{vid}' not found{where}")
+    present = [v for v in man.videos if path_exists(man.root / v)]
+    plan.configs, problems = _trial_configs(
+        man.table[man.table["video"].isin(present)], man.root, cfg
+    )
+    plan.problems += problems
+    _clean_leftovers(out / "trials")
+    for v in present:
+        if v in plan.configs:
+            st = plan.folder(v).status(man.root / v, plan.configs[v])
+            plan.status[v] = "stale" if force and st != "missing" else st
+    return plan
+
+
+def _check_wells(plan: _Plan, backend: Backend, arenas_fn: ArenasFn | None,
+                 progress: ProgressCallback | None) -> None:
+    """Every manifest well exists in its video: the arenas recorded by a trial that is kept,
+    else a fast arena detection (on the back-end) of the video to be tracked."""
+    man = plan.manifest
+    known: dict[str, list[str]] = {}
+    to_check = []
+    for v, st in plan.status.items():
+        if st in ("current", "reclassify"):
+            known[v] = _arenas_from_provenance(plan.folder(v))
+        else:
+            to_check.append(v)
+    emit(progress, "check", 0, len(to_check))
+    items = [(str(man.root / v), plan.configs[v], arenas_fn) for v in to_check]
+    for n_done, (i, res) in enumerate(backend.map_unordered(_check_arenas, items), start=1):
+        v = to_check[i]
+        if isinstance(res, BaseException):
+            res = (v, None, f"{v}: {type(res).__name__}: {res}")
+        _, arena_names, err = res
+        emit(progress, "check", n_done, len(to_check), trial=plan.names[v])
+        if arena_names is None:
+            plan.problems.append(f"{rows_text(plan.rows(v))}: cannot check the wells of '{v}': {err}")
+        else:
+            known[v] = arena_names
+    for v, arena_list in known.items():
+        if not arena_list:
+            continue
+        have = set(arena_list)
+        sub = man.table[(man.table["video"] == v) & ~man.table["arena"].isin(have)]
+        for _, r in sub.iterrows():
+            plan.problems.append(
+                f"row {r['row']}: arena '{r['arena']}' does not exist in '{v}' "
+                f"({len(have)} arenas found: {arena_span(arena_list)})"
+            )
+
+
+def _check_reference_group(man: Manifest, cfg: Config) -> None:
+    groups = sorted(set(man.table["group"]))
+    if cfg.stats.reference_group not in groups:
+        raise ConfigError(
+            f"stats.reference_group: {quote_cell(cfg.stats.reference_group)} is not a group in "
+            f"{man.path} (groups: {', '.join(quote_cell(g) for g in groups[:20])}); set "
+            "stats.reference_group in the config"
+        )
+    if "condition" in man.table.columns:
+        conds = [c for c in dict.fromkeys(man.table["condition"].astype(str).str.strip()) if c]
+        ref = cfg.stats.reference_condition
+        if len(conds) > 1 and ref not in conds:
+            what = "is not set" if ref is None else f"{quote_cell(ref)} is not a condition"
+            raise ConfigError(
+                f"stats.reference_condition: {what}; {man.path} has conditions "
+                f"{', '.join(quote_cell(c) for c in conds[:20])} (a within-fish design); set "
+                "stats.reference_condition in the config"
+            )
+    if cfg.stats.primary.metric not in METRICS:
+        raise ConfigError(
+            f"stats.primary.metric: {quote_cell(cfg.stats.primary.metric)} is not a compared metric "
+            f"(allowed: {', '.join(METRICS)})"
+        )
+
+
+def _trial_configs(
+    table: pd.DataFrame, root: Path, cfg: Config
+) -> tuple[dict[str, Config], list[str]]:
+    """Config per video: the manifest's per-video config (else the experiment's), with the
+    protocol of the video's stimulus log when the manifest names one."""
+    out: dict[str, Config] = {}
+    problems: list[str] = []
+    for vid, grp in table.groupby("video", sort=False):
+        rows = rows_text(grp["row"])
+        base = cfg
+        own = grp["config"].iloc[0] if "config" in grp.columns else ""
+        if own:
+            try:
+                base = load_config(root / own)
+            except ConfigError as err:
+                problems.append(f"{rows}: {err}")
+                continue
+        log = grp["protocol"].iloc[0] if "protocol" in grp.columns else ""
+        if not log:
+            out[vid] = base
+            continue
+        log_path = root / log
+        if not path_exists(log_path):
+            problems.append(f"{rows}: protocol log '{log}' not found")
+            continue
+        try:
+            phases = _load_protocol(log_path, root / vid)
+            out[vid] = base.model_copy(update={"protocol": phases})
+        except (ConfigError, FishtrackError) as err:
+            problems.append(f"{rows}: {err}")
+    return out, problems
+
+
+def _load_protocol(log: Path, video: Path) -> list:
+    try:
+        return load_protocol_log(log)
+    except ConfigError as err:
+        if "no end" not in str(err):
+            raise
+    folder = TrialFolder(video)
+    if folder.is_imported():  # imported tracks: the duration their provenance records
+        dur = folder.provenance().duration_s
+        return load_protocol_log(log, end_s=float(dur) if dur else None)
+    with open_video(video) as src:
+        return load_protocol_log(log, end_s=float(src.meta.duration_s))
+
+
+def _arenas_from_provenance(folder: TrialFolder) -> list[str]:
+    try:
+        return folder.provenance().arena_names
+    except FishtrackError:
+        return []
+
+
+def _check_arenas(video: str, config: Config, arenas_fn: ArenasFn | None) -> tuple[str, list[str] | None, str]:
+    """Worker entry point of the arena check: (video, names or None, error)."""
+    try:
+        if TrialFolder(video).is_imported():  # imported tracks: the arenas they name
+            return video, imported_arenas(video), ""
+        fn = arenas_fn or detect_video_arenas
+        return video, list(fn(Path(video), config)), ""
+    except FishtrackError as err:
+        return video, None, str(err)
+    except Exception as err:  # noqa: BLE001 - reported with the other manifest problems
+        return video, None, f"{video}: {type(err).__name__}: {err}"
+
+
+def _clean_leftovers(trials_dir: Path) -> None:
+    """Remove temporary folders of a killed run; restore a trial caught between renames."""
+    if not trials_dir.exists():
+        return
+    for p in trials_dir.iterdir():
+        m = re.match(r"^\.(.+)\.(part|old)-[0-9a-f]{8}$", p.name)
+        if not m or not p.is_dir():
+            continue
+        final = trials_dir / m.group(1)
+        if m.group(2) == "old" and not final.exists() and (p / PROVENANCE).exists():
+            os.rename(p, final)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# execute
+
+
+@dataclass
+class TrialTask:
+    """Everything a worker needs to produce one trial folder (picklable)."""
+
+    name: str
+    video: str
+    out_root: str
+    config: Config
+    mode: Literal["track", "reclassify"] = "track"
+    trial_fn: TrialFn | None = None
+
+
+def _execute(plan: _Plan, backend: Backend, trial_fn: TrialFn | None,
+             progress: ProgressCallback | None) -> dict[str, TrialOutcome]:
+    """Run the trials that are not current; the outcome of every trial by name."""
+    man = plan.manifest
+    videos = man.videos
+    tasks = []
+    outcomes: dict[str, TrialOutcome] = {}
+    for v in videos:
+        name = plan.names[v]
+        if plan.status[v] == "current":
+            outcomes[name] = TrialOutcome(name, v, "skipped")
+            continue
+        mode = "reclassify" if plan.status[v] == "reclassify" else "track"
+        tasks.append(TrialTask(name, str(man.root / v), str(plan.out), plan.configs[v], mode, trial_fn))
+    total = len(videos)
+    n_done = 0
+    for name in outcomes:
+        n_done += 1
+        emit(progress, "trial", 1, 1, trial=name, status="skipped")
+        emit(progress, "overall", n_done, total, trial=name, status="skipped")
+    for t in tasks:
+        emit(progress, "trial", 0, 0, trial=t.name, status="queued")
+
+    def drain() -> None:
+        q = backend.queue
+        while q is not None:
+            try:
+                tname, d, tot = q.get_nowait()
+            except Exception:  # noqa: BLE001 - queue.Empty from a manager proxy
+                return
+            emit(progress, "trial", d, tot, trial=tname, status="running")
+
+    items = [(t, backend.queue) for t in tasks]
+    if backend.pool is None and backend.client is None and progress is not None:
+        items = [(t, InlineQueue(progress)) for t in tasks]
+    rel = {plan.names[v]: v for v in videos}
+    for i, oc in backend.map_unordered(_execute_trial, items, on_tick=drain):
+        t = tasks[i]
+        if isinstance(oc, BaseException):  # e.g. a worker killed by the OS or the cluster
+            why = f"{t.video}: worker lost ({type(oc).__name__}: {oc})"
+            oc = TrialOutcome(t.name, t.video, "failed", 0.0, why)
+        oc.video = rel[t.name]
+        drain()
+        outcomes[t.name] = oc
+        n_done += 1
+        emit(progress, "trial", 1, 1, trial=t.name, status=oc.status, message=oc.error)
+        emit(progress, "overall", n_done, total, trial=t.name, status=oc.status)
+    return outcomes
+
+
+def _trials_table(plan: _Plan, outcomes: dict[str, TrialOutcome]) -> pd.DataFrame:
+    """One row per trial in manifest order: ``trial, video, status, seconds, error``."""
+    rows = []
+    for v in plan.manifest.videos:
+        o = outcomes[plan.names[v]]
+        rows.append({"trial": plan.names[v], "video": v, "status": o.status,
+                     "seconds": round(o.seconds, 2), "error": o.error})
+    return pd.DataFrame(rows)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move the finished ``tmp`` folder to ``final``; an old ``final`` is removed after."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _execute_trial(task: TrialTask, queue=None) -> TrialOutcome:
+    """Run one trial into a temporary folder and rename it into place (worker entry point).
+
+    Never raises: a failure becomes a ``failed`` outcome (with a log of the traceback when
+    the error is not a :class:`FishtrackError`).
+    """
+    t0 = time.perf_counter()
+    root = Path(task.out_root)
+    final = root / "trials" / task.name
+    tmp = final.with_name(f".{task.name}.part-{uuid.uuid4().hex[:8]}")
+    progress = QueueProgress(queue, task.name) if queue is not None else None
+    try:
+        if task.mode == "reclassify":
+            shutil.copytree(final, tmp)
+            classify_folder(tmp, task.config)
+        elif TrialFolder(task.video).is_imported():  # a `fishtrack import` folder: classified, not tracked
+            tmp.mkdir(parents=True)
+            classify_imported(task.video, task.config, tmp)
+        else:
+            tmp.mkdir(parents=True)
+            fn = task.trial_fn or track_trial
+            fn(Path(task.video), task.config, tmp, progress=progress)
+        absent = TrialFolder(tmp).missing()
+        if absent:
+            raise FishtrackError(f"{task.video}: the trial produced no {', '.join(absent)}")
+        _replace_dir(tmp, final)
+        status: Status = "reclassified" if task.mode == "reclassify" else "done"
+        return TrialOutcome(task.name, task.video, status, time.perf_counter() - t0)
+    except FishtrackError as err:
+        return TrialOutcome(task.name, task.video, "failed", time.perf_counter() - t0, str(err))
+    except BaseException as err:  # noqa: BLE001 - a failing trial must not stop the others
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        log = root / "logs" / f"{task.name}.log"
+        with contextlib.suppress(OSError):
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(traceback.format_exc(), encoding="utf-8")
+        msg = f"{task.video}: unexpected {type(err).__name__}: {err} (traceback in {log})"
+        return TrialOutcome(task.name, task.video, "failed", time.perf_counter() - t0, msg, str(log))
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
