@@ -73,3 +73,34 @@ def test_comparison_at_every_threshold():
     # at 1 s both groups' long gaps count; at 2 s only ketamine's; at 5 s none
     assert d[1.0] > 0 and d[2.0] > d[1.0] and d[5.0] == pytest.approx(0.0)
     assert res.set_index("min_passive_s").loc[2.0, "p_value"] < 0.05
+
+
+def _bouts_of(tr: pd.DataFrame) -> pd.DataFrame:
+    """The runs of ``in_bout`` frames as a bouts table."""
+    rows = []
+    for arena, fr in tr.groupby("arena"):
+        b = fr["in_bout"].to_numpy(bool)
+        edges = np.flatnonzero(np.diff(np.r_[0, b.astype(int), 0]))
+        t = fr["time_s"].to_numpy(float)
+        for i, j in zip(edges[::2], edges[1::2], strict=True):
+            rows.append({"arena": arena, "fish": arena, "start_s": t[i],
+                         "end_s": t[j - 1] + 1 / FPS})
+    return pd.DataFrame(rows)
+
+
+def test_fish_that_never_swam_are_left_out_at_every_threshold():
+    # A1 swims in closed and open loop; A2 is still in closed loop (qc_no_swimming): with
+    # stats.exclude_no_swimming it is excluded at every threshold, as in per_fish.csv
+    tr = _tracks({"A1": [0.5] * 20, "A2": [12.0]})
+    tr.loc[(tr["arena"] == "A2") & (tr["time_s"] < 6.0), "in_bout"] = False
+    bouts = _bouts_of(tr)
+    protocol = [Phase(name="cl", kind="closed_loop", start_s=0, end_s=6),
+                Phase(name="ol", kind="open_loop", start_s=6, end_s=13)]
+    ft = pd.DataFrame({"arena": ["A1", "A2"], "group": ["control", "control"]})
+    sens = per_fish_sensitivity(tr, bouts, protocol, ft, [1.0, 2.0], exclude_no_swimming=True)
+    assert set(sens["min_passive_s"]) == {1.0, 2.0}
+    ex = sens[sens["phase"] == "ol"].set_index(["min_passive_s", "arena"])["exclude"]
+    assert not ex[(1.0, "A1")] and not ex[(2.0, "A1")]
+    assert ex[(1.0, "A2")] and ex[(2.0, "A2")]
+    kept = per_fish_sensitivity(tr, bouts, protocol, ft, [1.0])
+    assert "exclude" not in kept or not kept["exclude"].fillna(False).astype(bool).any()

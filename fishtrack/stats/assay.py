@@ -93,7 +93,8 @@ def trial_parts(
     if thresholds:
         out["sensitivity"] = per_fish_sensitivity(
             tracks, bouts, protocol, fish_table, thresholds, max_gap_s=beh.max_gap_s,
-            px_per_mm=px_per_mm, struggle_window_s=st.struggle_window_s)
+            px_per_mm=px_per_mm, struggle_window_s=st.struggle_window_s,
+            exclude_no_swimming=st.exclude_no_swimming)
     ev = events_table(tracks, epochs, protocol, fish_table)
     out["traces"] = event_locked(tracks, bouts, ev, pre_s=st.event_pre_s,
                                  post_s=st.event_post_s, bin_s=st.event_bin_s, signals=signals)

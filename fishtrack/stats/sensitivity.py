@@ -78,8 +78,11 @@ def per_fish_sensitivity(
     max_gap_s: float = 0.5,
     px_per_mm: float | None = None,
     struggle_window_s: float = 10.0,
+    exclude_no_swimming: bool = False,
 ) -> pd.DataFrame:
-    """``per_fish_metrics`` at every threshold, stacked with a ``min_passive_s`` column.
+    """``per_fish_metrics`` at every threshold, stacked with a ``min_passive_s`` column
+    (``exclude_no_swimming``: as in :func:`~fishtrack.stats.per_fish_metrics`, so the same
+    fish are left out as in the main table).
 
     ``tracks`` needs ``frame, time_s, fish`` (+ ``arena, video, detected, x, y``) and
     ``in_bout`` (or ``bouts`` with ``start_s, end_s``); its ``state`` column is ignored.
@@ -96,7 +99,8 @@ def per_fish_sensitivity(
         tr = tracks.assign(state=state.to_numpy())
         epochs = epochs_from_states(tr, list(protocol or []), cfg=bcfg)
         pf = per_fish_metrics(tr, bouts, epochs, protocol, fish_table, px_per_mm=px_per_mm,
-                              struggle_window_s=struggle_window_s)
+                              struggle_window_s=struggle_window_s,
+                              exclude_no_swimming=exclude_no_swimming)
         pf.insert(0, "min_passive_s", float(x))
         parts.append(pf)
     return pd.concat(parts, ignore_index=True)
