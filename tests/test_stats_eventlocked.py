@@ -103,3 +103,22 @@ def test_open_loop_onset_window_straddles_the_transition(traces):
     s = tr[(tr["event"] == "open-loop onset") & (tr["signal"] == "signal:dff")
            & (tr["window"] == "after")]
     assert s["value"].to_numpy() == pytest.approx(1.0, abs=0.02)  # no give-up yet
+
+
+def test_figure_leaves_bins_without_data_empty():
+    # vigour right after a give-up onset has no bout: those bins are gaps, not a line
+    # bridging the last bin before the onset to the first bout after it
+    from fishtrack.report.figures import event_locked_figure
+
+    t = [-2.0, -1.0, 2.0, 3.0]
+    rows = [{"event": "give-up onset", "signal": "bout_vigour_rad_s", "group": "control",
+             "t_rel_s": x, "mean": 10.0 + x, "ci_low": 9.0 + x, "ci_high": 11.0 + x,
+             "n_fish": 3} for x in t]
+    rows.append({"event": "give-up onset", "signal": "bout_rate_hz", "group": "control",
+                 "t_rel_s": 0.0, "mean": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n_fish": 3})
+    fig = event_locked_figure(pd.DataFrame(rows))
+    ax = next(a for a in fig.axes if a.get_ylabel().startswith("bout vigour"))
+    line = next(ln for ln in ax.get_lines() if len(ln.get_xdata()) > 2)
+    x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+    assert np.isnan(y[(x >= 0) & (x < 2)]).all() and (x == 0).any() and (x == 1).any()
+    assert y[x == -1.0][0] == 9.0 and y[x == 2.0][0] == 12.0

@@ -582,15 +582,23 @@ def event_locked_figure(
     nr, nc = max(len(signals), 1), max(len(events), 1)
     fig = Figure(figsize=(2.9 * nc + 0.8, 2.1 * nr + 0.7), layout="constrained")
     axes = np.atleast_2d(fig.subplots(nr, nc, squeeze=False))
-    width = float(np.diff(np.unique(traces["t_rel_s"]))[:1].sum()) if len(traces) else 1.0
+    seen = np.unique(traces["t_rel_s"].to_numpy(float)) if len(traces) else np.zeros(1)
+    width = float(np.diff(seen).min()) if len(seen) > 1 else 1.0
+    grid = seen[0] + width * np.arange(int(round((seen[-1] - seen[0]) / width)) + 1)
     for i, sig in enumerate(signals):
         for j, ev in enumerate(events):
             ax = axes[i, j]
             sub = traces[(traces["signal"] == sig) & (traces["event"] == ev)]
             for g in groups:
-                a = sub[sub["group"] == g].sort_values("t_rel_s")
+                a = sub[sub["group"] == g]
                 if a.empty:
                     continue
+                # every bin of the window; a bin without data (no bout in it) is a gap
+                a = (a.drop_duplicates("t_rel_s").set_index("t_rel_s")
+                     .reindex(grid[(grid >= a["t_rel_s"].min() - 1e-9)
+                                   & (grid <= a["t_rel_s"].max() + 1e-9)], method="nearest",
+                              tolerance=width / 4)
+                     .rename_axis("t_rel_s").reset_index())
                 # bins as steps: each value holds over its bin
                 x = np.r_[a["t_rel_s"].to_numpy(float), a["t_rel_s"].iloc[-1] + width]
 
