@@ -532,13 +532,18 @@ def _short(value: Any, limit: int = 60) -> str:
 def format_validation_error(err: ValidationError, source: str) -> str:
     parts = []
     errors = err.errors()
+    listed: set[tuple] = set()  # sections whose allowed keys are already in the message
     for e in errors[:_MAX_PROBLEMS]:
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         typ = e["type"]
         msg = e["msg"]
         if typ == "extra_forbidden":
-            parent = _model_at(tuple(p for p in e["loc"][:-1]))
+            where = tuple(e["loc"][:-1])
+            parent = _model_at(where)
             allowed = ", ".join(parent.model_fields) if parent is not None else ""
+            if allowed and where in listed:
+                allowed = "see above"
+            listed.add(where)
             msg = f"unknown key (allowed here: {allowed})" if allowed else "unknown key"
         elif typ == "literal_error":
             exp = e.get("ctx", {}).get("expected", "")
