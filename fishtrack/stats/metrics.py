@@ -729,7 +729,7 @@ def _ratio(num, den) -> np.ndarray:
 
 def _metrics_from_sums(s: pd.DataFrame, px_per_mm: float | None) -> pd.DataFrame:
     has_known = s["n_known"] > 0
-    out = pd.DataFrame(index=s.index)
+    out: dict[str, object] = {}  # columns, made into a frame once (no per-column inserts)
     out["n_frames"] = s["n_frames"].astype(int)
     out["detected_fraction"] = _ratio(s["n_detected"], s["n_frames"])
     out["known_fraction"] = _ratio(s["n_known"], s["n_frames"])
@@ -772,7 +772,7 @@ def _metrics_from_sums(s: pd.DataFrame, px_per_mm: float | None) -> pd.DataFrame
     else:  # pooled rows: recovery is defined per closed-loop phase only
         out["recovery_s"] = np.nan
         out["recovery_censored"] = pd.Series(pd.NA, index=s.index, dtype="boolean")
-    return out
+    return pd.DataFrame(out, index=s.index)
 
 
 def _cell_latency(cells: pd.DataFrame) -> None:
