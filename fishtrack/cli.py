@@ -384,6 +384,10 @@ def classify(
         f"{len(res.bouts)} bouts, {len(res.epochs)} epochs re-scored in {time.perf_counter() - t0:.2f} s; "
         f"written to {folder}"
     )
+    noise = (res.provenance or {}).get("behaviour_noise") or {}
+    if noise.get("bout_signal") == "speed":
+        console.print(f"note: bouts found from the head's speed, not the tail: "
+                      f"{escape(str(noise.get('bout_signal_reason')))}", highlight=False)
 
 
 @app.command()

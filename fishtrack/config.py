@@ -334,6 +334,41 @@ class BehaviourConfig(_Section):
         range_="0-2",
         ge=0,
     )
+    bout_signal: Literal["auto", "tail", "speed"] = _f(
+        "auto",
+        "What bouts are found from. tail: tail vigour (tail beats). speed: the head's path "
+        "speed (movement bouts, for tracks without a tail or video too slow for tail beats). "
+        "auto: speed when no frame has a tail angle or the frame rate is below 50 fps, else "
+        "tail.",
+    )
+    speed_window_s: float = _f(
+        0.24,
+        "bout_signal speed: the head's speed is its displacement across a centred window of "
+        "this width divided by the window's duration (at least 2 frames); about one bout.",
+        unit="s",
+        range_="0.1-0.3",
+        ge=0,
+        le=2,
+    )
+    speed_threshold_factor: float = _f(
+        4.0,
+        "bout_signal speed: the threshold is the median speed of the fish's quiet frames plus "
+        "this many robust standard deviations of it (the noise of the positions, measured "
+        "like the tail's).",
+        unit="noise sd",
+        range_="3-8",
+        gt=0,
+        le=100,
+    )
+    min_bout_speed_bl_s: float = _f(
+        0.1,
+        "bout_signal speed: physical floor of the automatic speed threshold, where the body "
+        "length is known (midline points in the tracks); always at least 0.5 px over the "
+        "window.",
+        unit="body lengths/s",
+        range_="0.1-1",
+        ge=0,
+    )
     method: Literal["threshold", "hmm"] = _f(
         "threshold",
         "threshold: bouts from the vigour threshold, passive = no bout for min_passive_s. "

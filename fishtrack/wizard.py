@@ -643,78 +643,117 @@ def init_experiment(
         )
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: --out must be a folder, but a file of that name exists")
-    for name in ("config.yaml", "manifest.csv"):
-        if (out / name).exists() and not force:
-            raise OutputError(f"{out / name} already exists; use --force to replace it, or "
-                              "choose another --out")
+    _refuse_existing([out / "config.yaml", out / "manifest.csv"], force)
 
-    recs: list[Recording] = []
-    first_frames: dict[Path, np.ndarray] = {}
-    backgrounds: dict[Path, np.ndarray] = {}
+    scan = _scan(paths, fps, phases, progress)
+    good = [r for r in scan.recordings if not r.error]
+    skipped = [r for r in scan.recordings if r.error]
+    if not good:
+        raise FishtrackError(f"{video_dir}: none of the {len(scan.recordings)} recording(s) "
+                             f"could be read (first: {skipped[0].error})")
+    setups = _set_ups(good, out, phases, fps, reference_group)
+    _refuse_existing([s.config_path for s in setups], force)
+    rows, warnings = _arena_rows(setups, scan, out)
+    if not rows:
+        raise FishtrackError(f"{video_dir}: no arena found in any recording; see the warnings")
+    warnings += [f"skipped (cannot be read): {r.error}" for r in skipped]
+    config_path, manifest_path, n_rows = _write_set_ups(setups, rows, out)
+    results = out / "results"
+    commands = [
+        f"fishtrack run {_cmd_path(manifest_path)} --config {_cmd_path(config_path)} "
+        f"--out {_cmd_path(results)}",
+        f"fishtrack verify {_cmd_path(results)}",
+    ]
+    return InitResult(out, config_path, manifest_path, setups, skipped, n_rows, warnings,
+                      commands)
+
+
+def _refuse_existing(paths: list[Path], force: bool) -> None:
+    """OutputError for the first of ``paths`` that exists, unless ``force``."""
+    for p in paths:
+        if p.exists() and not force:
+            raise OutputError(f"{p} already exists; use --force to replace it, or choose "
+                              "another --out")
+
+
+@dataclass
+class _Scan:
+    """Every recording inspected, with the first frame and background of the readable ones."""
+
+    recordings: list[Recording]
+    first_frames: dict[Path, np.ndarray]
+    backgrounds: dict[Path, np.ndarray]
+
+
+def _scan(paths: list[Path], fps: float | None, phases: list[dict] | None,
+          progress: Callable[[Recording], None] | None) -> _Scan:
+    """Inspect each recording (frame size, rate, background, proposed layout)."""
+    scan = _Scan([], {}, {})
     for p in paths:
         rec, frame, background = _inspect(p, fps)
         if not rec.error:
             rec.protocol_log = _protocol_log(p) if phases is None else None
-            first_frames[p], backgrounds[p] = frame, background
-        recs.append(rec)
+            scan.first_frames[p], scan.backgrounds[p] = frame, background
+        scan.recordings.append(rec)
         if progress is not None:
             progress(rec)
-    good = [r for r in recs if not r.error]
-    skipped = [r for r in recs if r.error]
-    if not good:
-        raise FishtrackError(f"{video_dir}: none of the {len(recs)} recording(s) could be read "
-                             f"(first: {skipped[0].error})")
+    return scan
 
-    # set-ups: same frame size, rate and layout (most recordings first)
+
+def _set_ups(good: list[Recording], out: Path, phases: list[dict] | None, fps: float | None,
+             reference_group: str | None) -> list[SetUp]:
+    """Group recordings into set-ups (same frame size, rate and layout; most recordings
+    first), each with a unique name, its config and the paths of its config and preview."""
     groups: dict[tuple, list[Recording]] = {}
     for r in good:
         key = (r.width, r.height, round(r.fps, 2) if r.fps else None, r.rate_stored,
                r.layout.key())
         groups.setdefault(key, []).append(r)
-    ordered = sorted(groups.values(), key=lambda g: -len(g))
     setups: list[SetUp] = []
     names: set[str] = set()
-    for g in ordered:
+    for g in sorted(groups.values(), key=lambda g: -len(g)):
         lay = g[0].layout
-        name = _name(lay)
-        if name in names:
-            name = f"{name}_{g[0].width}x{g[0].height}"
-        if name in names and g[0].fps:
-            name = f"{name}_{g[0].fps:g}fps"
-        k = 2
-        base = name
-        while name in names:
-            name, k = f"{base}_{k}", k + 1
+        name = _unique_name(_name(lay), g[0], names)
         names.add(name)
         preset, data = _setup_config(lay, g, phases, fps, reference_group)
         setups.append(SetUp(name, lay, g, preset, data))
-
     several = len(setups) > 1
     for s in setups:
         s.config_path = out / (f"config_{s.name}.yaml" if several else "config.yaml")
         s.preview_path = out / f"{_PREVIEW_PREFIX}{s.name}.png"
-    to_write = [s.config_path for s in setups]
-    for p in to_write:
-        if p.exists() and not force:
-            raise OutputError(f"{p} already exists; use --force to replace it, or choose "
-                              "another --out")
+    return setups
 
-    # arenas of each recording with the set-up's own arenas config (what `fishtrack run`
-    # checks; the background is the same: the presets keep the default sampling and polarity)
+
+def _unique_name(name: str, first: Recording, taken: set[str]) -> str:
+    """``name``, else with the frame size, else the rate, else a number appended."""
+    if name in taken:
+        name = f"{name}_{first.width}x{first.height}"
+    if name in taken and first.fps:
+        name = f"{name}_{first.fps:g}fps"
+    base, k = name, 2
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    return name
+
+
+def _arena_rows(setups: list[SetUp], scan: _Scan, out: Path) -> tuple[list[dict], list[str]]:
+    """Manifest rows (one per recording x arena found with the set-up's own arenas config,
+    which is what ``fishtrack run`` checks), the arenas preview of each set-up's first
+    recording, and the warnings (arenas not found, layout notes, protocol, missing rate)."""
+    several = len(setups) > 1
     warnings: list[str] = []
-    rows_out: list[dict] = []
+    rows: list[dict] = []
     for s in setups:
         cfg = parse_config(s.config)
         for i, r in enumerate(s.recordings):
             try:
-                arenas = detect_arenas(backgrounds[r.path], cfg.arenas)
+                arenas = detect_arenas(scan.backgrounds[r.path], cfg.arenas)
             except FishtrackError as err:
                 warnings.append(f"{r.path}: arenas not found with the set-up's config ({err})")
                 continue
             if i == 0:
                 s.arenas = [a.name for a in arenas]
-                img = draw_arenas(first_frames[r.path], arenas)
-                ok, buf = cv2.imencode(".png", img)
+                ok, buf = cv2.imencode(".png", draw_arenas(scan.first_frames[r.path], arenas))
                 if ok:
                     out.mkdir(parents=True, exist_ok=True)
                     write_bytes(s.preview_path, buf.tobytes())
@@ -724,7 +763,7 @@ def init_experiment(
                     row["config"] = _rel(s.config_path, out)
                 if r.protocol_log is not None:
                     row["protocol"] = _rel(r.protocol_log, out)
-                rows_out.append(row)
+                rows.append(row)
         if s.layout.note:
             warnings.append(f"set-up '{s.name}': {s.layout.note}")
         problem = _check_protocol(s)
@@ -735,30 +774,24 @@ def init_experiment(
                 f"set-up '{s.name}': the recordings store no frame rate (image folders, TIFF "
                 "stacks): give --fps, or set video.fps in "
                 f"{s.config_path.name}; without it they cannot be tracked")
-    if not rows_out:
-        raise FishtrackError(f"{video_dir}: no arena found in any recording; see the warnings")
-    for r in skipped:
-        warnings.append(f"skipped (cannot be read): {r.error}")
+    return rows, warnings
 
+
+def _write_set_ups(setups: list[SetUp], rows: list[dict], out: Path) -> tuple[Path, Path, int]:
+    """Write each set-up's config, the experiment's ``config.yaml`` (the first set-up's when
+    there are several) and ``manifest.csv``; returns their paths and the manifest's rows."""
     out.mkdir(parents=True, exist_ok=True)
     for s in setups:
         write_text(s.config_path, _config_text(s, len(setups)))
     config_path = out / "config.yaml"
-    if several:
+    if len(setups) > 1:
         main = setups[0]
         write_text(config_path, _config_text(main, len(setups)).replace(
             f"for set-up '{main.name}'", f"for the experiment (set-up '{main.name}', "
             f"{len(setups)} set-ups in all)", 1))
     cols = ["video", "arena", "group", "exclude"] + \
-        [c for c in ("config", "protocol") if any(c in r for r in rows_out)]
-    table = pd.DataFrame(rows_out).reindex(columns=cols).fillna("")
+        [c for c in ("config", "protocol") if any(c in r for r in rows)]
+    table = pd.DataFrame(rows).reindex(columns=cols).fillna("")
     manifest_path = out / "manifest.csv"
     write_text(manifest_path, table.to_csv(index=False, lineterminator="\n"))
-    results = out / "results"
-    commands = [
-        f"fishtrack run {_cmd_path(manifest_path)} --config {_cmd_path(config_path)} "
-        f"--out {_cmd_path(results)}",
-        f"fishtrack verify {_cmd_path(results)}",
-    ]
-    return InitResult(out, config_path, manifest_path, setups, skipped, len(table), warnings,
-                      commands)
+    return config_path, manifest_path, len(table)

@@ -585,7 +585,8 @@ def test_minimal_columns_and_degenerate_fish():
 @pytest.mark.parametrize(
     "mutate, match",
     [
-        (lambda d: d.drop(columns=["tail_angle"]), "missing column"),
+        # without x, y too: nothing to find bouts from (with them, bouts come from speed)
+        (lambda d: d.drop(columns=["tail_angle", "x", "y"]), "missing column"),
         (lambda d: pd.concat([d, d.iloc[:3]]), "duplicate frames"),
         (lambda d: d.assign(time_s=d["time_s"][::-1].to_numpy()), "does not increase"),
         (lambda d: d.assign(time_s="x"), "non-numeric"),

@@ -616,7 +616,7 @@ def test_idtrackerai_h5_csv_and_tidy_give_the_same_centroids(tmp_path):
     np.testing.assert_allclose(a["y"], xy[:, 1, 1], atol=1e-4)
     assert not a.loc[7, "detected"] and a["tail_angle"].isna().all()
     np.testing.assert_allclose(a["time_s"], np.arange(30) / 30)
-    assert any("cannot be scored" in n for n in info["notes"])
+    assert any("movement bouts found from the head's speed" in n for n in info["notes"])
     for src in (csv_dir, tmp_path / "trajectories_tidy.csv"):
         other, _ = load_tracks(src, "idtrackerai", ImportOptions(layout="chamber"))
         np.testing.assert_allclose(other["x"], from_session["x"], atol=1e-3)

@@ -235,6 +235,28 @@ def test_sample_indices_spread():
     assert sample_indices(5, 10).tolist() == [0, 1, 2, 3, 4]
 
 
+def test_sample_indices_runs_from_keyframes_of_long_gops():
+    """Keyframes 250 apart: runs of ceil(k / m) frames starting at m spread keyframes (no frame
+    in the middle of a group); short GOPs, intra-only video or too few keyframes: spread."""
+    n, k = 4000, 100
+    kf = np.arange(0, n, 250)  # 16 keyframes
+    idx = sample_indices(n, k, kf)
+    assert len(idx) == 16 * 7 and set(idx - idx % 250) == set(kf)
+    assert np.all(idx % 250 < 7)
+    assert np.array_equal(sample_indices(n, k, np.arange(n)), sample_indices(n, k))  # MJPG
+    assert np.array_equal(sample_indices(n, k, np.arange(0, n, 8)), sample_indices(n, k))
+    assert np.array_equal(sample_indices(n, k, np.arange(0, n, 400)), sample_indices(n, k))
+    # more keyframes than k: one frame at each of k spread keyframes
+    idx = sample_indices(40_000, 100, np.arange(0, 40_000, 250))
+    assert len(idx) == 100 and np.all(idx % 250 == 0)
+    # 13 keyframes 10 apart: runs of ceil(100 / 13) = 8; runs stop at the next keyframe and at
+    # the end of the video
+    kf = np.arange(0, 130, 10)
+    idx = sample_indices(130, 100, kf)
+    assert len(idx) == 13 * 8 and np.all(idx % 10 < 8) and idx[-1] == 127
+    assert sample_indices(130, 129, kf).tolist() == list(range(130))
+
+
 # --------------------------------------------------------------------------------------------
 # track_video contract
 

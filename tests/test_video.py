@@ -361,6 +361,24 @@ def test_sample_seeks_past_frames_it_does_not_need(vids):
         assert src._ra.n_decoded <= len(req) + 7 * 3
 
 
+def test_keyframes_are_the_frames_decoding_can_start_at(vids):
+    """``keyframes``: the GOP files' every 12th frame, every frame of an intra-only codec, None
+    for stacks and folders; a sample of runs starting at them decodes little more than the
+    frames asked for (what the background's run sampling relies on)."""
+    for key in ("gop_mp4", "gop_mkv", "gop_hevc_mkv"):
+        with open_video(vids[key]) as src:
+            assert src.keyframes.tolist() == list(range(0, N, 12)), key
+    with open_video(vids["mjpg_avi"]) as src:
+        assert src.keyframes.tolist() == list(range(N))
+    for key in ("tiff", "png"):
+        with open_video(vids[key], fps=FPS) as src:
+            assert src.keyframes is None
+    with open_video(vids["gop_mp4"]) as src:
+        req = [k + i for k in src.keyframes.tolist() for i in range(3)]
+        assert codes(src.sample(req)) == req
+        assert src._ra.n_decoded <= len(req) + 8 * 3  # + B-frame delay per run
+
+
 @pytest.mark.parametrize("key", ["gop_mp4", "gop_mkv", "opengop_mp4", "gop_hevc_mkv"])
 def test_random_read_starts_at_the_nearest_keyframe(vids, key):
     """A seek must land on the keyframe at or before the frame, not a GOP earlier (MP4 and

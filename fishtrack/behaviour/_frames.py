@@ -58,9 +58,14 @@ def _column(df: pd.DataFrame, name: str, order: np.ndarray) -> np.ndarray:
 
 
 def sorted_frames(
-    tracks: pd.DataFrame, *, max_gap_s: float = 0.5, source: str = "tracks"
+    tracks: pd.DataFrame, *, max_gap_s: float = 0.5, source: str = "tracks",
+    observe: str = "tail",
 ) -> Frames:
     """Validate ``tracks`` and return its rows sorted fish by fish as flat arrays.
+
+    A row is *observed* when the fish was detected and, with ``observe="tail"``, its tail
+    angle is known; with ``observe="position"``, its ``x, y`` are known (movement bouts
+    from speed, :mod:`fishtrack.behaviour.speed`).
 
     A time step longer than both ``max_gap_s`` and 1.5 median frame intervals is a *time
     jump* (frames missing from the record): the frame before it lasts one median interval,
@@ -133,7 +138,10 @@ def sorted_frames(
         det = tracks["detected"].fillna(False).to_numpy(dtype=bool)[order]
     else:
         det = np.ones(n, bool)
-    observed = det & np.isfinite(tail)
+    if observe == "position":
+        observed = det & np.isfinite(x) & np.isfinite(y)
+    else:
+        observed = det & np.isfinite(tail)
     first_rows = order[np.flatnonzero(new_group)]
     fish_keys = keys.iloc[first_rows].reset_index(drop=True)
     return Frames(

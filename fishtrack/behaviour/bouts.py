@@ -34,6 +34,7 @@ __all__ = [
     "bout_thresholds",
     "bout_runs",
     "bout_table",
+    "quiet_levels",
 ]
 
 BOUT_COLUMNS = (
@@ -52,6 +53,7 @@ BOUT_COLUMNS = (
     "phase",
     "vigour_rad_s",
     "effort_rad",
+    "bout_signal",
 )
 
 HYSTERESIS = 0.3
@@ -160,10 +162,18 @@ def noise_levels(kin: Kinematics, quiet: np.ndarray) -> NoiseLevels:
     other fish of the recording (noise is a property of the camera, the lighting and the
     tracker); when no fish has enough, the fish's own values are kept.
     """
-    fr = kin.frames
+    return quiet_levels(kin.frames, kin.columns["vigour_rad_s"],
+                        tail_noise(kin.frames, quiet=quiet), quiet)
+
+
+def quiet_levels(fr: Frames, vigour: np.ndarray, sig: np.ndarray, quiet: np.ndarray
+                 ) -> NoiseLevels:
+    """Per-fish noise of a signal on the quiet frames: ``sig`` (the per-frame measurement
+    sigma), median and robust sd of ``vigour``, quiet time and pooling (see
+    :func:`noise_levels`; also used for the head speed, :mod:`fishtrack.behaviour.speed`)."""
     n_fish = len(fr.fish_keys)
-    sig = tail_noise(fr, quiet=quiet)
-    vig = np.where(quiet, kin.columns["vigour_rad_s"], np.nan)
+    sig = np.array(sig, dtype=float)
+    vig = np.where(quiet, vigour, np.nan)
     med = group_quantile(vig, fr.gid, n_fish, 0.5)
     dev = np.abs(vig - med[fr.gid])
     sd = _MAD * group_quantile(dev, fr.gid, n_fish, 0.5)
@@ -362,7 +372,8 @@ def bout_table(kin: Kinematics, br: BoutRuns) -> pd.DataFrame:
     ``|tail velocity|`` over the bout, rad), ``vigour`` (kept for compatibility; despite its
     name an integral in rad) the same integral over the frames with a tail angle only, and
     ``displacement_px`` the straight distance between the first and last known head position
-    of the bout.
+    of the bout, ``bout_signal`` ``tail`` (set to ``speed`` by :func:`classify` for movement
+    bouts).
     """
     fr = kin.frames
     s, e = br.starts, br.ends
@@ -411,6 +422,7 @@ def bout_table(kin: Kinematics, br: BoutRuns) -> pd.DataFrame:
         out["max_tail_angle"] = np.zeros(0)
         out["displacement_px"] = np.zeros(0)
     out["phase"] = pd.Series([None] * nb, dtype=object)
+    out["bout_signal"] = pd.Series(["tail"] * nb, dtype=object)
     return out[list(BOUT_COLUMNS)]
 
 

@@ -11,6 +11,12 @@ from fishtrack.behaviour._frames import Blocks, gap_blocks, to_input_order
 from fishtrack.behaviour.bouts import BoutRuns, _detect, bout_table, hysteresis_activity
 from fishtrack.behaviour.kinematics import KINEMATIC_COLUMNS, Kinematics, compute_kinematics
 from fishtrack.behaviour.protocol import assign_phase, validate_protocol
+from fishtrack.behaviour.speed import (
+    body_length_px,
+    choose_signal,
+    detect_speed_bouts,
+    position_frames,
+)
 from fishtrack.behaviour.states import STATES, epoch_table, state_codes
 from fishtrack.config import BehaviourConfig, Phase
 
@@ -30,6 +36,8 @@ FISH_COLUMNS = (
     "fish", "arena", "bout_threshold_rad_s", "threshold_source", "vigour_noise_rad_s",
     "vigour_noise_sd_rad_s", "tail_noise_rad", "tail_noise_deg", "quiet_s", "noise_pooled",
     "n_bouts", "in_bout_fraction", "passive_fraction", "observed_fraction", "qc_flags",
+    "bout_signal", "bout_threshold_px_s", "speed_noise_px_s", "position_noise_px",
+    "body_length_px", "bout_threshold_bl_s",
 )
 """Columns of :attr:`BehaviourResult.fish` (one row per fish; see docs/behaviour.md)."""
 NOISE_OUTLIER = 3.0
@@ -136,12 +144,23 @@ def classify(
     protocol = list(protocol or [])
     if protocol:
         validate_protocol(protocol)
+    if "tail_angle" not in tracks.columns and {"x", "y"} <= set(tracks.columns):
+        tracks = tracks.assign(tail_angle=np.nan)  # positions only: movement bouts from speed
     kin = compute_kinematics(tracks, vigour_window_s=cfg.vigour_window_s, max_gap_s=cfg.max_gap_s)
     fr = kin.frames
-    sc = score(kin, cfg)
-    kin = sc.kin
     fps = 1.0 / fr.dt_median if fr.n > 1 else float("nan")
-    if fps < 2 * FASTEST_BEAT_HZ - 0.5:
+    signal, reason = choose_signal(fr, cfg)
+    speed_extra: dict = {}
+    if signal == "speed":
+        sc, speed_extra = _score_speed(tracks, kin, cfg, reason)
+        fr = sc.kin.frames
+        kin = sc.kin
+    else:
+        sc = score(kin, cfg)
+        kin = sc.kin
+    if signal == "speed":
+        pass  # the tail's frame-rate notes do not apply
+    elif fps < 2 * FASTEST_BEAT_HZ - 0.5:
         sc.notes.insert(
             0,
             f"frame rate {fps:.0f} Hz is below twice the fastest tail beats "
@@ -169,12 +188,26 @@ def classify(
     out.attrs["motion_source"] = kin.motion_source
 
     bouts = bout_table(kin, sc.bouts)
+    if signal == "speed":  # no tail beats measured: the tail's columns are unknown
+        for c in ("beat_hz", "max_tail_angle", "vigour", "vigour_rad_s", "effort_rad"):
+            bouts[c] = np.nan
+        bouts["n_beats"] = 0
+    bouts["bout_signal"] = pd.Series([signal] * len(bouts), index=bouts.index, dtype=object)
     epochs = epoch_table(fr, sc.blocks, sc.codes)
     if protocol:
         bouts["phase"] = assign_phase(bouts["start_s"].to_numpy(float), protocol)
         epochs["phase"] = assign_phase(epochs["start_s"].to_numpy(float), protocol)
-    fish = fish_table(kin, sc, cfg, out)
+    fish = fish_table(kin, sc, cfg, out, signal=signal, speed=speed_extra)
     noise = noise_summary(fish, fps=fps, cfg=cfg)
+    noise["bout_signal"] = signal
+    noise["bout_signal_reason"] = reason
+    if signal == "speed":
+        noise["threshold"] = "noise of the positions on the quiet frames (head path speed)"
+        for c in ("position_noise_px", "speed_noise_px_s", "bout_threshold_px_s",
+                  "bout_threshold_bl_s", "body_length_px"):
+            v = pd.to_numeric(fish[c], errors="coerce").to_numpy(float)
+            v = v[np.isfinite(v)]
+            noise[c] = round(float(np.median(v)), 6) if len(v) else None
     return BehaviourResult(
         tracks=out,
         bouts=bouts,
@@ -186,8 +219,25 @@ def classify(
     )
 
 
-def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.DataFrame
-               ) -> pd.DataFrame:
+def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, reason: str
+                 ) -> tuple[Scored, dict]:
+    """Movement bouts from the head's path speed and the states they give
+    (:mod:`fishtrack.behaviour.speed`); ``Scored.kin`` carries the position-observed frames."""
+    frp = position_frames(tracks, cfg)
+    blocks = gap_blocks(frp, cfg.max_gap_s)
+    body = body_length_px(tracks, frp)
+    br, _speed, extra = detect_speed_bouts(frp, cfg, blocks, body)
+    codes = state_codes(frp, blocks, br.in_bout, cfg.min_passive_s)
+    notes = [f"bouts found from the head's speed, not the tail: {reason}"]
+    if cfg.method == "hmm":
+        notes.append("method hmm applies to tail bouts only; speed bouts use the threshold")
+    kin_p = replace(kin, frames=frp, columns=dict(kin.columns))
+    extra["body_length_px"] = body
+    return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin_p), extra
+
+
+def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.DataFrame,
+               *, signal: str = "tail", speed: dict | None = None) -> pd.DataFrame:
     """One row per fish: threshold, noise, bouts and QC flags (:data:`FISH_COLUMNS`).
 
     ``threshold_source``: ``fixed`` (``bout_threshold`` set), ``floor``
@@ -243,6 +293,23 @@ def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.Dat
             f.append("mostly_unseen")
         flags.append(";".join(f))
     fish["qc_flags"] = flags
+    fish["bout_signal"] = signal
+    for c in ("bout_threshold_px_s", "speed_noise_px_s", "position_noise_px", "body_length_px",
+              "bout_threshold_bl_s"):
+        fish[c] = nan
+    if signal == "speed":
+        speed = speed or {}
+        fish["bout_threshold_px_s"] = thr
+        fish["speed_noise_px_s"] = sc.bouts.noise
+        fish["position_noise_px"] = speed.get("position_noise_px", nan)
+        body = np.asarray(speed.get("body_length_px", nan), float)
+        fish["body_length_px"] = body
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fish["bout_threshold_bl_s"] = thr / body
+        for c in ("bout_threshold_rad_s", "vigour_noise_rad_s", "vigour_noise_sd_rad_s"):
+            fish[c] = nan
+        fish["threshold_source"] = np.where(
+            thr <= speed.get("floor_px_s", np.zeros(n_fish)) + 1e-12, "floor", "noise")
     return fish[list(FISH_COLUMNS)]
 
 

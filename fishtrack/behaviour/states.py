@@ -33,6 +33,7 @@ from fishtrack.errors import FishtrackError
 
 __all__ = [
     "STATES",
+    "STATE_COLOURS",
     "EPOCH_COLUMNS",
     "label_states",
     "epochs_from_states",
@@ -43,6 +44,15 @@ __all__ = [
 STATES = ("active", "passive", "unknown")
 """State names; :func:`state_codes` returns indices into this tuple."""
 ACTIVE, PASSIVE, UNKNOWN = 0, 1, 2
+
+STATE_COLOURS = {
+    "active": "#f28e2b",  # orange
+    "passive": "#4e79a7",  # blue
+    "unknown": "#9d9d9d",  # grey
+    "excluded": "#b07aa1",  # mauve: a human excluded these frames (napari corrections)
+}
+"""One colour per state, used by the report's figures and by napari alike (Tableau 10,
+readable with the common colour-vision deficiencies)."""
 
 EPOCH_COLUMNS = (
     "fish",

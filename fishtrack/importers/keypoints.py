@@ -435,8 +435,9 @@ def poses_to_tracks(
     }
     if tail_pts is None:
         summary["notes"].append(
-            "no tail keypoints: tail_angle is unknown, so swim bouts and active/passive states "
-            "cannot be scored (every frame is 'unknown'); positions and speed are usable"
+            "no tail keypoints: tail_angle is unknown, so bouts are movement bouts found from "
+            "the head's speed (behaviour.bout_signal auto; see docs/behaviour.md) and "
+            "active/passive states follow from them"
         )
     return tracks, summary
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from natsort import natsorted
 
+from fishtrack.behaviour.states import STATE_COLOURS
 from fishtrack.corrections import apply_corrections_to_epochs, empty_corrections
 from fishtrack.errors import FishtrackError, VideoError
 from fishtrack.io.video import open_video
@@ -55,12 +56,6 @@ __all__ = [
 
 STATE_NAMES = ("active", "passive", "unknown", "excluded")
 """State codes used for colouring: index into this tuple (``excluded`` = a human said so)."""
-STATE_COLOURS = {
-    "active": "#f28e2b",  # orange
-    "passive": "#4e79a7",  # blue
-    "unknown": "#9d9d9d",  # grey
-    "excluded": "#b07aa1",  # mauve
-}
 PHASE_COLOURS = {"closed_loop": "#59a14f", "open_loop": "#e15759", "other": "#bab0ac"}
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".tif", ".tiff")
 

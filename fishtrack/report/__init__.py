@@ -330,6 +330,9 @@ def _behaviour_qc_blocks(s: Section, per_fish: pd.DataFrame, behaviour_qc: list[
         rows.append({
             "trial": item.get("trial"),
             "fps": nz.get("fps"),
+            # tail (tail vigour) or speed (movement bouts: no tail, or too slow a camera)
+            "bouts from": nz.get("bout_signal", "tail"),
+            "speed threshold (px/s)": nz.get("bout_threshold_px_s"),
             "tail noise (rad)": nz.get("tail_noise_rad"),
             "tail noise (deg)": nz.get("tail_noise_deg"),
             "vigour noise (rad/s)": nz.get("vigour_noise_rad_s"),
@@ -343,7 +346,10 @@ def _behaviour_qc_blocks(s: Section, per_fish: pd.DataFrame, behaviour_qc: list[
             "<p>Tail-angle noise per frame and vigour of the still tail, measured per fish on "
             "its frames away from every bout (median over the fish of each trial), and the "
             "bout threshold derived from them (see docs/behaviour.md). A trial whose noise is "
-            "far above the others' has poorer tail tracking.</p>")
+            "far above the others' has poorer tail tracking. 'bouts from' speed: no tail in the "
+            "tracks or a frame rate below 50 fps, so bouts are movements of the head, with a "
+            "threshold from the noise of the positions (docs/behaviour.md, movement bouts from "
+            "speed).</p>")
         s.blocks.append(table_html(pd.DataFrame(rows), scroll=True))
     else:
         s.blocks.append("<p><em>No behaviour noise recorded (trials scored by an older "

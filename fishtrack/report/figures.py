@@ -16,6 +16,8 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from fishtrack.behaviour.states import STATE_COLOURS
+
 __all__ = [
     "STATE_COLOURS",
     "PHASE_COLOURS",
@@ -37,13 +39,6 @@ __all__ = [
     "power_figure",
 ]
 
-STATE_COLOURS = {
-    "active": "#f6c85f",
-    "passive": "#1f3b73",
-    "unknown": "#d9d9d9",
-    "excluded": "#9e9e9e",
-}
-"""Ethogram colours per state (no data is white)."""
 PHASE_COLOURS = {"closed_loop": "#c7e9c0", "open_loop": "#fcbba1", "other": "#e0e0e0"}
 """Shading of protocol phases by kind."""
 _TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",

@@ -58,6 +58,9 @@ class SourceInfo:
     damage: list[DamageRecord]  # found while indexing
     gap_damage: list[DamageRecord] = field(default_factory=list)
     """Timestamp gaps; moot when ``fps=`` overrides the times."""
+    keyframes: np.ndarray | None = None
+    """int64 frame numbers decoding can start at without earlier frames (keyframes, in
+    presentation order); None when any frame is read alone (images) or it is unknown."""
 
 
 @runtime_checkable

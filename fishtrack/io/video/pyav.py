@@ -251,6 +251,7 @@ class AVBackend:
             grey_rule=self._grey_rule(),
             damage=damage,
             gap_damage=[] if ordinal else gap_damage(times, self.rate),
+            keyframes=None if ordinal else self.index.key_slots.astype(np.int64),
         )
 
     def _demux(self) -> tuple[PacketLog, tuple[np.ndarray, np.ndarray, np.ndarray], str | None]:

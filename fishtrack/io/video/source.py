@@ -75,6 +75,7 @@ class VideoSource:
         self._fps_override = fps
         self._meta: VideoMeta | None = None
         self._times: np.ndarray | None = None
+        self._keyframes: np.ndarray | None = None
         self._damage: list[DamageRecord] = []
         self._damage_keys: set[tuple[int, str]] = set()
         self._warned = 0
@@ -106,6 +107,7 @@ class VideoSource:
                 time_source = info.time_source
             times.setflags(write=False)
             self._times = times
+            self._keyframes = None if info.keyframes is None else np.asarray(info.keyframes, np.int64)
             x, y, w, h = self._crop if self._crop else (0, 0, info.width, info.height)
             duration = (
                 float(times[-1] + 1.0 / fps)
@@ -138,6 +140,15 @@ class VideoSource:
         self._ensure()
         self._warn()
         return self._times
+
+    @property
+    def keyframes(self) -> np.ndarray | None:
+        """int64 frame numbers decoding can start at (keyframes; every frame for intra-only
+        codecs such as MJPG and FFV1), or None for TIFF stacks and image folders (any frame
+        is read alone) and containers without timestamps. Random access to frame ``i``
+        decodes from the last keyframe before it."""
+        self._ensure()
+        return self._keyframes
 
     @property
     def damage(self) -> list[DamageRecord]:

@@ -1,0 +1,192 @@
+"""A slow camera: recordings rendered at a high rate and integrated like a 25-30 fps camera.
+
+Commercial plate readers record at 25-30 fps with an exposure that lasts (almost) the whole
+frame interval, so each of their frames is the *average* of the scene over that interval
+(motion blur), not a snapshot. These helpers make such recordings from the simulator:
+
+* :func:`integrate_frames` averages every ``factor`` consecutive rendered frames (pixels),
+  for a video made the way such a camera makes it;
+* :func:`camera_tracks` does the same to the simulator's true tracks: positions, heading,
+  tail angle and midline are the means over each exposure (the centre of a blurred blob),
+  the true state is the one held for most of the exposure;
+* :func:`draw_camera_recording` draws one recording per seed (fish, behaviour and tracking
+  noise from :func:`fishtrack.synth.stress.draw_recording`; free-swimming larvae in wells,
+  a camera of 25-30 fps, rendered ``RENDER_FACTOR`` times faster) and
+  :func:`run_camera_recording` scores it against the truth
+  (:func:`fishtrack.synth.stress.score_recording`).
+
+Seeds 0-999 tune the speed-based bouts; seeds 2000-2199 are the held-out reporting range
+(:data:`CAMERA_REPORT_SEEDS`; docs/behaviour.md, ``bench/bench_speed_bouts.py``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from fishtrack.synth.spec import SimSpec
+from fishtrack.synth.stress import (
+    StressDraw,
+    _frame_size,
+    draw_recording,
+    noisy_truth_tracks,
+    score_recording,
+)
+
+__all__ = [
+    "CAMERA_FPS",
+    "CAMERA_REPORT_SEEDS",
+    "CAMERA_TUNE_SEEDS",
+    "RENDER_FACTOR",
+    "camera_bouts",
+    "camera_tracks",
+    "draw_camera_recording",
+    "integrate_frames",
+    "run_camera_recording",
+]
+
+CAMERA_FPS = (25, 30)
+"""Frame rates of the slow camera (integer Hz, drawn uniformly)."""
+RENDER_FACTOR = 10
+"""The scene is rendered this many times faster than the camera records (250-300 fps: every
+tail beat of 15-40 Hz is resolved before the exposure averages it away)."""
+CAMERA_TUNE_SEEDS = range(0, 1000)
+CAMERA_REPORT_SEEDS = range(2000, 2200)
+"""Held-out seeds of the slow-camera suite (1000-1199 report issue 11's stress suite)."""
+
+
+def integrate_frames(frames: Iterable[np.ndarray], factor: int) -> Iterator[np.ndarray]:
+    """Average every ``factor`` consecutive frames into one (uint8, rounded): the frames of a
+    camera whose exposure lasts the whole frame interval. A last incomplete group is dropped
+    (the camera never finished that exposure)."""
+    if int(factor) < 1:
+        raise ValueError(f"factor must be at least 1, not {factor}")
+    factor = int(factor)
+    acc = None
+    k = 0
+    for f in frames:
+        acc = f.astype(np.float64) if acc is None else acc + f
+        k += 1
+        if k == factor:
+            yield np.clip(np.rint(acc / factor), 0, 255).astype(np.uint8)
+            acc, k = None, 0
+
+
+def _circ_mean(a: np.ndarray, axis: int = 1) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.arctan2(np.nanmean(np.sin(a), axis=axis), np.nanmean(np.cos(a), axis=axis))
+
+
+def camera_tracks(truth: pd.DataFrame, factor: int) -> pd.DataFrame:
+    """The true tracks as a camera integrating ``factor`` rendered frames per frame sees them.
+
+    Camera frame ``j`` is the exposure of rendered frames ``j*factor .. (j+1)*factor - 1``;
+    its ``time_s`` is the time of the first of them. ``x, y``, the midline points and the
+    tail angle are their means (the blurred blob's centre), ``heading`` their circular mean;
+    ``in_bout`` is true when the fish is in a bout during any part of the exposure, ``state``
+    is the state held for most of it (ties: passive), ``phase`` the phase at its start.
+    Other columns keep their first value. A last incomplete exposure is dropped.
+    """
+    k = int(factor)
+    if k < 1:
+        raise ValueError(f"factor must be at least 1, not {factor}")
+    tr = truth.sort_values(["arena", "fish", "frame"], kind="stable").reset_index(drop=True)
+    out = []
+    for _, g in tr.groupby(["arena", "fish"], sort=False):
+        m = (len(g) // k) * k
+        g = g.iloc[:m]
+        n = m // k
+        if n == 0:
+            continue
+        first = g.iloc[::k].reset_index(drop=True)
+        row = {"frame": np.arange(n, dtype=np.int64) + int(first["frame"].iloc[0]) // k,
+               "time_s": first["time_s"].to_numpy(float)}
+        mean_cols = [c for c in g.columns if c in ("x", "y", "tail_angle")
+                     or c.startswith(("tail_x_", "tail_y_"))]
+        for c in mean_cols:
+            row[c] = g[c].to_numpy(float).reshape(n, k).mean(axis=1)
+        if "heading" in g.columns:
+            row["heading"] = _circ_mean(g["heading"].to_numpy(float).reshape(n, k))
+        if "in_bout" in g.columns:
+            row["in_bout"] = g["in_bout"].to_numpy(bool).reshape(n, k).any(axis=1)
+        if "state" in g.columns:
+            p = (g["state"].astype(str).to_numpy() == "passive").reshape(n, k).mean(axis=1)
+            row["state"] = np.where(p >= 0.5, "passive", "active").astype(object)
+        res = first.drop(columns=[c for c in row if c in first.columns])
+        res = pd.concat([res, pd.DataFrame(row)], axis=1)
+        out.append(res[[c for c in truth.columns if c in res.columns]])
+    if not out:
+        return truth.iloc[:0].copy()
+    return pd.concat(out, ignore_index=True)
+
+
+def camera_bouts(truth_bouts: pd.DataFrame, factor: int) -> pd.DataFrame:
+    """True bouts with frames in camera frames (``start_frame // factor``)."""
+    b = truth_bouts.copy()
+    for c in ("start_frame", "end_frame"):
+        if c in b.columns:
+            b[c] = b[c].to_numpy(np.int64) // int(factor)
+    return b
+
+
+def draw_camera_recording(seed: int) -> tuple[StressDraw, int]:
+    """One slow-camera recording per seed: ``(draw, camera_fps)``.
+
+    The fish (bouting, give-up dynamics, still fish, fish passive through the open loop),
+    the fish size, plate and tracking noise are those :func:`draw_recording` draws for the
+    seed (without its video budget); the layout is always wells (free-swimming larvae: a
+    head-embedded larva has no body movement to measure), the camera records at 25-30 fps
+    and the scene is rendered :data:`RENDER_FACTOR` times faster.
+    """
+    d = draw_recording(seed, max_cost_s=1e12)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1011, 17]))
+    cam = int(rng.integers(CAMERA_FPS[0], CAMERA_FPS[1] + 1))
+    rec = dict(d.recording)
+    length = float(rec["fish_length_px"])
+    rows, cols = int(rec["rows"]), int(rec["cols"])
+    well = round(float(rng.uniform(2.4, 3.2)) * length, 1)
+    w, h = _frame_size("wells", rows, cols, length, well)
+    spec = d.spec.model_copy(update={
+        "layout": "wells", "fps": float(cam * RENDER_FACTOR), "arena_size_px": well,
+        "width": w, "height": h,
+    })
+    spec = SimSpec(**spec.model_dump())
+    rec.update(layout="wells", fps=float(cam * RENDER_FACTOR), camera_fps=cam,
+               well_diameter_px=well, width=w, height=h)
+    return StressDraw(seed=seed, spec=spec, recording=rec, fish=d.fish,
+                      truth_noise=d.truth_noise, extra=d.extra), cam
+
+
+def run_camera_recording(seed: int, *, behaviour: dict | None = None,
+                         draw: tuple[StressDraw, int] | None = None) -> dict:
+    """Simulate the slow-camera recording of ``seed``, integrate it to the camera's rate, add
+    tracking noise (:func:`noisy_truth_tracks`), score it with ``classify`` and compare with
+    the truth integrated the same way. ``behaviour``: overrides of the behaviour config
+    section (e.g. ``{"bout_signal": "tail"}``). Returns one row of
+    :data:`fishtrack.synth.stress.METRIC_COLUMNS` plus ``bout_signal`` and the draw."""
+    from fishtrack.behaviour import classify
+    from fishtrack.config import parse_config
+    from fishtrack.synth.simulate import sim_config, simulate_truth
+
+    t0 = time.perf_counter()
+    d, cam = draw or draw_camera_recording(seed)
+    spec = d.spec
+    cfg_map = sim_config(spec)
+    if behaviour:
+        cfg_map["behaviour"] = {**cfg_map["behaviour"], **behaviour}
+    cfg = parse_config(cfg_map, "camera config")
+    st = simulate_truth(spec)
+    truth = camera_tracks(st.frames, RENDER_FACTOR)
+    tb = camera_bouts(st.bouts, RENDER_FACTOR)
+    tracks = noisy_truth_tracks(truth, d.truth_noise)
+    b = classify(tracks, cfg.behaviour, cfg.protocol)
+    open_loop = [p.name for p in spec.phases() if p.kind == "open_loop"]
+    row = score_recording(b.tracks, b.bouts, truth, tb, still_fish=d.still_fish,
+                          open_loop=open_loop)
+    row.update(seed=seed, mode="camera", seconds=round(time.perf_counter() - t0, 2),
+               bout_signal=b.noise.get("bout_signal"), camera_fps=cam)
+    row.update({f"draw_{k}": v for k, v in d.recording.items()})
+    return row

@@ -1,0 +1,190 @@
+"""Movement bouts from head speed (issue 17): tracks without a tail, 25-30 fps video.
+
+Checked against the simulator's truth on recordings rendered at 250-300 fps and integrated
+to a 25-30 fps camera (``fishtrack.synth.camera``: each frame the mean of ten, motion blur).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fishtrack.behaviour import classify
+from fishtrack.behaviour.calibrate import cohen_kappa
+from fishtrack.behaviour.speed import MIN_TAIL_FPS, white_noise_speed
+from fishtrack.config import BehaviourConfig, parse_config
+from fishtrack.synth.camera import (
+    RENDER_FACTOR,
+    camera_tracks,
+    draw_camera_recording,
+    integrate_frames,
+)
+from fishtrack.synth.simulate import sim_config, simulate_truth
+from fishtrack.synth.stress import noisy_truth_tracks
+
+SEED = 7  # tuning range (0-999), 4 larvae of 22 px, one still; docs use seeds 2000-2199
+
+
+@pytest.fixture(scope="module")
+def camera_rec():
+    d, cam = draw_camera_recording(SEED)
+    st = simulate_truth(d.spec)
+    truth = camera_tracks(st.frames, RENDER_FACTOR)
+    tracks = noisy_truth_tracks(truth, d.truth_noise)
+    cfg = parse_config(sim_config(d.spec), "camera")
+    return d, cam, st, truth, tracks, cfg
+
+
+def _per_fish(scored: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    m = truth[["fish", "frame", "state"]].merge(scored[["fish", "frame", "state"]],
+                                               on=["fish", "frame"], suffixes=("_t", ""))
+    k = m[m["state"] != "unknown"]
+    return k.assign(p=k["state"] == "passive", pt=k["state_t"] == "passive")
+
+
+def test_integrate_frames_averages_each_exposure_and_drops_the_unfinished_one():
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (4, 5), dtype=np.uint8) for _ in range(7)]
+    out = list(integrate_frames(iter(frames), 3))
+    assert len(out) == 2 and out[0].dtype == np.uint8
+    want = np.rint(np.mean(np.stack(frames[3:6]).astype(float), axis=0))
+    np.testing.assert_array_equal(out[1], want.astype(np.uint8))
+    with pytest.raises(ValueError):
+        list(integrate_frames(iter(frames), 0))
+
+
+def test_camera_tracks_blur_positions_and_keep_the_majority_state(camera_rec):
+    d, cam, st, truth, _, _ = camera_rec
+    fr = st.frames
+    f0 = fr[fr["fish"] == fr["fish"].iloc[0]].sort_values("frame")
+    t0 = truth[truth["fish"] == f0["fish"].iloc[0]].sort_values("frame")
+    assert len(t0) == len(f0) // RENDER_FACTOR
+    j = len(t0) // 2
+    seg = f0.iloc[j * RENDER_FACTOR:(j + 1) * RENDER_FACTOR]
+    assert t0["x"].iloc[j] == pytest.approx(seg["x"].mean())
+    assert t0["time_s"].iloc[j] == pytest.approx(seg["time_s"].iloc[0])
+    np.testing.assert_allclose(np.diff(t0["time_s"]), 1.0 / cam, rtol=1e-6)
+    # the camera-rate truth keeps the simulator's passive fraction (majority per exposure)
+    assert (t0["state"] == "passive").mean() == pytest.approx(
+        (f0["state"] == "passive").mean(), abs=0.02)
+
+
+def test_speed_bouts_score_a_25_30_fps_recording_against_truth(camera_rec):
+    d, cam, st, truth, tracks, cfg = camera_rec
+    assert cam < MIN_TAIL_FPS
+    res = classify(tracks, cfg.behaviour, cfg.protocol)
+    assert res.noise["bout_signal"] == "speed"
+    assert "frame rate" in res.noise["bout_signal_reason"]
+    assert (res.bouts["bout_signal"] == "speed").all()
+    assert (res.fish["bout_signal"] == "speed").all()
+    assert np.isfinite(res.fish["bout_threshold_px_s"]).all()
+    assert res.fish["bout_threshold_bl_s"].between(0.05, 5).all()  # midline: body length known
+    # the measured position noise is the simulated tracking noise (sigma per axis, px)
+    assert res.noise["position_noise_px"] == pytest.approx(d.truth_noise["pos_sd_px"], rel=0.3)
+    k = _per_fish(res.tracks, truth)
+    assert len(k) > 0.9 * len(truth)
+    assert cohen_kappa(k["p"], k["pt"]) >= 0.85
+    per = k.groupby("fish")[["p", "pt"]].mean()
+    assert (per["p"] - per["pt"]).abs().max() <= 0.05
+    for f in d.still_fish:  # a larva that never moves: 100 % passive, no bout
+        assert per.loc[f, "p"] == 1.0
+        assert not (res.bouts["fish"] == f).any()
+    # the tail of the same video, blurred and aliased, does not find the states
+    tail = classify(tracks, cfg.behaviour.model_copy(update={"bout_signal": "tail"}),
+                    cfg.protocol)
+    kt = _per_fish(tail.tracks, truth)
+    assert tail.noise["bout_signal"] == "tail"
+    assert cohen_kappa(kt["p"], kt["pt"]) < 0.5
+
+
+def test_speed_bouts_meet_the_goals_on_median_over_tuning_seeds():
+    """Seeds 0-7 of the tuning range: median kappa >= 0.85 and median worst-fish passive
+    error <= 0.05 (the held-out figures, median and worst case, are in docs/behaviour.md)."""
+    from fishtrack.synth.camera import run_camera_recording
+
+    rows = pd.DataFrame([run_camera_recording(s) for s in range(8)])
+    assert (rows["bout_signal"] == "speed").all()
+    assert rows["kappa"].median() >= 0.85
+    assert rows["passive_err_max"].median() <= 0.05
+    assert rows["n_still_ok"].sum() == rows["n_still"].sum()
+
+
+def test_auto_keeps_the_tail_at_high_frame_rates_and_speed_without_tail(camera_rec):
+    *_, tracks, cfg = camera_rec
+    fast = tracks.assign(time_s=tracks["time_s"] * 0.1)  # the same rows, 10x the frame rate
+    assert classify(fast, cfg.behaviour).noise["bout_signal"] == "tail"
+    no_tail = fast.drop(columns=["tail_angle"] + [c for c in fast if c.startswith("tail_")])
+    res = classify(no_tail, cfg.behaviour)
+    assert res.noise["bout_signal"] == "speed"
+    assert "no tail angle" in res.noise["bout_signal_reason"]
+    assert res.fish["body_length_px"].isna().all()  # no midline, no body length
+    assert (res.tracks["state"] != "unknown").mean() > 0.9
+
+
+def test_a_still_fish_is_passive_and_noise_alone_makes_no_bout():
+    rng = np.random.default_rng(3)
+    n, fps = 750, 25.0
+    rows = []
+    for f, sd in (("a", 0.3), ("b", 1.0)):
+        rows.append(pd.DataFrame({"frame": np.arange(n), "time_s": np.arange(n) / fps,
+                                  "fish": f, "x": 50 + rng.normal(0, sd, n),
+                                  "y": 80 + rng.normal(0, sd, n), "tail_angle": np.nan}))
+    res = classify(pd.concat(rows, ignore_index=True), BehaviourConfig())
+    assert len(res.bouts) == 0
+    assert (res.tracks["state"] == "passive").all()
+    np.testing.assert_allclose(res.fish["position_noise_px"], [0.3, 1.0], rtol=0.15)
+
+
+def test_white_noise_speed_matches_the_rayleigh_law():
+    """White position noise of sigma 1 px per axis, at 25 fps: positions averaged over 3
+    frames (SMOOTH_S), displacement across the window is Rayleigh with the scale of the
+    difference of two such means; the median is returned."""
+    rayleigh_median = np.sqrt(2 * np.log(2))
+    mu2, sd2 = white_noise_speed(0.04, 2)  # neighbours share 2 of 3 samples: sd sqrt(2)/3
+    assert mu2 == pytest.approx(np.sqrt(2) / 3 * rayleigh_median / 0.04, rel=0.05)
+    mu7, _ = white_noise_speed(0.04, 7)  # ends 6 frames apart: independent, sd sqrt(2/3)
+    assert mu7 == pytest.approx(np.sqrt(2 / 3) * rayleigh_median / (6 * 0.04), rel=0.05)
+    assert 0 < sd2 < mu2
+
+
+def test_idtrackerai_positions_give_states_and_per_fish_metrics(camera_rec, tmp_path):
+    """An idtracker.ai export (positions only) of the 25-30 fps recording, through
+    `fishtrack import` and `fishtrack classify`: states and per-fish metrics, not unknown."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from fishtrack.cli import app
+    from fishtrack.stats.metrics import per_fish_metrics
+
+    d, cam, st, truth, tracks, cfg = camera_rec
+    fish = sorted(tracks["fish"].astype(str).unique())
+    tidy = tracks.assign(individual=tracks["fish"].astype(str).map(
+        {f: i + 1 for i, f in enumerate(fish)}), time=tracks["time_s"],
+        probability=1.0)[["frame", "time", "individual", "x", "y", "probability"]]
+    src = tmp_path / "trajectories_tidy.csv"
+    tidy.to_csv(src, index=False)
+    conf = tmp_path / "config.yaml"
+    conf.write_text(yaml.safe_dump(sim_config(d.spec)))
+    out = tmp_path / "trial"
+    run = CliRunner().invoke(app, ["import", str(src), "--from", "idtrackerai", "--fps",
+                                   str(cam), "--config", str(conf), "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    run = CliRunner().invoke(app, ["classify", str(out)])
+    assert run.exit_code == 0, run.output
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["behaviour_noise"]["bout_signal"] == "speed"
+    sc = pd.read_parquet(out / "tracks.parquet")
+    assert (sc["state"] != "unknown").mean() > 0.9
+    bouts = pd.read_csv(out / "bouts.csv")
+    assert len(bouts) and (bouts["bout_signal"] == "speed").all()
+    epochs = pd.read_csv(out / "epochs.csv")
+    pf = per_fish_metrics(sc, bouts, epochs, cfg.protocol)
+    whole = pf[pf["phase"] == "all"] if "all" in set(pf["phase"]) else pf
+    assert whole["passive_fraction"].notna().all()
+    # the wells are named from the positions' grid: the simulator's names come back
+    assert sorted(sc["fish"].astype(str).unique()) == fish
+    per = _per_fish(sc.astype({"fish": str}), truth).groupby("fish")[["p", "pt"]].mean()
+    assert (per["p"] - per["pt"]).abs().max() <= 0.05
