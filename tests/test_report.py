@@ -454,3 +454,22 @@ def test_assay_report_in_chromium(assay_report, tmp_path):
     check, console = check_in_chromium(assay_report.out / "report.html", tmp_path)
     assert check["n_images"] == len(_embedded_pngs(assay_report.html))
     assert check["not_loaded"] == [] and check["resources"] == [] and console == []
+
+
+def test_struggle_figure_with_a_group_without_baseline_gives_no_warning():
+    # every fish of one group lacks a closed-loop baseline (NaN): no "Mean of empty slice"
+    # (the CLI prints every warning to the user), that group's mean is simply not drawn
+    import warnings
+
+    from fishtrack.report.figures import struggle_figure
+
+    pf = pd.DataFrame({"group": ["control"] * 2 + ["ketamine"] * 2,
+                       "baseline_bout_rate_hz": [1.0, 2.0, np.nan, np.nan],
+                       "struggle_bout_rate_hz": [2.0, 3.0, np.nan, np.nan],
+                       "baseline_vigour_rad_s": [5.0, 6.0, np.nan, np.nan],
+                       "struggle_vigour_rad_s": [7.0, 8.0, np.nan, np.nan]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = struggle_figure(pf, reference="control")
+    means = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "s"]
+    assert np.allclose(means[0].get_ydata(), [1.5, 2.5]) and np.isnan(means[1].get_ydata()).all()

@@ -794,6 +794,13 @@ def time_course_figure(
     return fig
 
 
+def _finite_mean(v: np.ndarray) -> float:
+    """Mean of the finite values; NaN (no warning) when there is none (e.g. a group whose
+    fish all lack a baseline)."""
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else np.nan
+
+
 def struggle_figure(per_fish: pd.DataFrame, *, reference: str | None = None,
                     window_s: float = 10.0) -> Figure:
     """Struggle: each fish's bout rate and vigour in the last ``window_s`` of closed loop
@@ -819,8 +826,8 @@ def struggle_figure(per_fish: pd.DataFrame, *, reference: str | None = None,
             x0, x1 = 2 * i, 2 * i + 0.8
             for bb, ss in zip(b, s_, strict=True):
                 ax.plot([x0, x1], [bb, ss], "-o", color=colours[g], lw=0.6, ms=2.5, alpha=0.6)
-            ax.plot([x0 - 0.15, x1 + 0.15], [np.nanmean(b), np.nanmean(s_)], "s-", color="k",
-                    ms=5, lw=1.6, zorder=4)
+            ax.plot([x0 - 0.15, x1 + 0.15], [_finite_mean(b), _finite_mean(s_)], "s-",
+                    color="k", ms=5, lw=1.6, zorder=4)
         ax.set_xticks([x for i in range(len(groups)) for x in (2 * i, 2 * i + 0.8)])
         ax.set_xticklabels([f"{t}\n{g}" if t == "CL" else t for g in groups
                             for t in ("CL", "OL")], fontsize=7)
