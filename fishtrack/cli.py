@@ -547,6 +547,76 @@ def stats(
 
 @app.command()
 @_cli_errors
+def align(
+    folder: Annotated[Path, typer.Argument(help="Trial folder (fishtrack track --out), or an experiment folder with --trial.")],
+    signal: Annotated[Path, typer.Option("--signal", help="Co-recorded time series (CSV/TSV/Parquet) with its own time column: e.g. a calcium dF/F trace, a stimulus log, a nerve recording.")],
+    offset: Annotated[float | None, typer.Option("--offset", help="Video time (s) of the signal's time 0 (video = signal + offset).")] = None,
+    sync_column: Annotated[str | None, typer.Option("--sync-column", help="TTL column of the signal file: its pulses are matched to the video (one per frame, one at the first frame, or --video-sync).")] = None,
+    video_sync: Annotated[Path | None, typer.Option("--video-sync", help="CSV with the video times (s) of the sync pulses (e.g. LED flashes), same count as the pulses.")] = None,
+    time_column: Annotated[str | None, typer.Option("--time-column", help="Name of the signal's time column (default: time_s, time, t, timestamp, seconds or time_ms).")] = None,
+    trial: Annotated[str | None, typer.Option("--trial", help="Experiment folders: the trial (folder name under trials/) the signal belongs to.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Align a co-recorded signal to video time and average it around give-up and phase onsets."""
+    from fishtrack.align import align_trial
+    from fishtrack.pipeline import resolve_config
+
+    stats_cfg = resolve_config(config).stats if config is not None else None
+    res = align_trial(folder, signal, offset_s=offset, sync_column=sync_column,
+                      video_sync=video_sync, time_column=time_column, trial=trial, stats=stats_cfg)
+    al = res.alignment
+    drift = f", clock scale {al.scale:.6f}" if al.scale != 1.0 else ""
+    resid = f", largest pulse residual {al.max_residual_s * 1000:.2g} ms" if al.n_pulses > 1 else ""
+    console.print(f"[green]aligned[/] {escape(str(signal))} ({escape(al.method)}): offset "
+                  f"{al.offset_s:.4g} s{drift}{resid}; {res.n_events} events of {res.n_fish} fish",
+                  highlight=False, soft_wrap=True)
+    console.print(f"outputs in {escape(str(res.paths['aligned'].parent))}", highlight=False)
+
+
+@app.command()
+@_cli_errors
+def power(
+    effect: Annotated[float, typer.Option("--effect", help="Difference to detect on the primary endpoint (treated - control, in the metric's unit; with a time-to-event metric: the ratio of latencies, e.g. 1.5).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for power.csv and power.png/.svg.")] = None,
+    pilot: Annotated[Path | None, typer.Option("--pilot", help="A pilot experiment's per_fish.csv: resample its reference-group fish instead of simulating.")] = None,
+    n: Annotated[str, typer.Option("--n", help="Fish per group to evaluate, comma-separated.")] = "4,6,8,10,12,16,20,24",
+    experiments: Annotated[int, typer.Option("--experiments", help="Simulated experiments per group size.")] = 500,
+    control_mean: Annotated[float, typer.Option("--control-mean", help="Simulation: the control group's mean passive fraction.")] = 0.3,
+    sd: Annotated[float, typer.Option("--sd", help="Simulation: SD of the passive fraction between fish.")] = 0.15,
+    alpha: Annotated[float, typer.Option("--alpha", help="Two-sided significance level.")] = 0.05,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    config: ConfigOpt = None,
+) -> None:
+    """Power against fish per group for a stated effect on the primary endpoint."""
+    from fishtrack.pipeline import resolve_config
+    from fishtrack.stats.power import power_curve, write_power
+
+    cfg = resolve_config(config)
+    sizes = [int(v) for v in n.split(",") if v.strip()]
+    if not sizes or min(sizes) < 2:
+        raise FishtrackError(f"--n: give fish per group as numbers >= 2, comma-separated; got {n!r}")
+    t0 = time.perf_counter()
+    res = power_curve(effect=effect, sizes=sizes, n_experiments=experiments, stats=cfg.stats,
+                      pilot=pilot, control_mean=control_mean, sd=sd, alpha=alpha, seed=seed,
+                      min_passive_s=cfg.behaviour.min_passive_s)
+    from rich.table import Table
+
+    table = Table(title=res.title)
+    for c in ("fish/group", "power", "95% MC interval"):
+        table.add_column(c)
+    for _, r in res.table.iterrows():
+        table.add_row(str(int(r["n_per_group"])), f"{r['power']:.3f}",
+                      f"{r['ci_low']:.3f}-{r['ci_high']:.3f}")
+    console.print(table)
+    console.print(res.summary, highlight=False, soft_wrap=True)
+    if out is not None:
+        paths = write_power(res, out)
+        console.print(f"written {escape(str(paths['table']))} and {escape(str(paths['figure']))} "
+                      f"in {time.perf_counter() - t0:.1f} s", highlight=False)
+
+
+@app.command()
+@_cli_errors
 def verify(
     folder: Annotated[Path, typer.Argument(help="Trial folder (fishtrack track --out) or experiment folder (fishtrack run --out).")],
     video: Annotated[Path | None, typer.Option("--video", help="Trial folders: where the input video is now, if it moved.")] = None,

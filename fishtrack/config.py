@@ -470,6 +470,57 @@ class StatsConfig(_Section):
         "Leave fish flagged qc_no_swimming (no bout outside open loop) out of the group "
         "statistics; per_fish.csv keeps them, with exclude and exclude_reason set.",
     )
+    # assay analyses (docs/assay_analyses.md)
+    blocks: list[str] = _f(
+        ["plate", "clutch", "date"],
+        "Manifest columns used as blocks when present with two or more values: group "
+        "comparisons, dose trends and time courses permute labels only within a block (the "
+        "combination of these columns) and estimate the block-adjusted difference. [] turns "
+        "blocking off.",
+    )
+    struggle_window_s: float = _f(
+        10.0,
+        "Struggle: bout rate and vigour in the first this many seconds of each open-loop "
+        "phase, against the last this many seconds of the closed-loop phase before it.",
+        unit="s", range_="5-30", gt=0, le=600,
+    )
+    sensitivity: list[float] | None = _f(
+        None,
+        "Give-up sensitivity: min_passive_s values at which the headline metrics are "
+        "recomputed from the bouts (sensitivity.csv and one figure). null: 0.5, 1, 1.5, 2 and "
+        "3 x behaviour.min_passive_s; [] turns it off.",
+        unit="s", range_="1-10",
+    )
+    dose_scale: Literal["rank", "linear", "log"] = _f(
+        "rank",
+        "Dose axis of the dose-response trend test: rank (0, 1, 2, ... for the sorted dose "
+        "levels; robust to log-spaced doses), linear (the dose values; slope per dose unit) "
+        "or log (log10 dose; vehicle placed one median log-step below the lowest dose).",
+    )
+    dose_model: Literal["auto", "sigmoid", "monotone"] = _f(
+        "auto",
+        "Dose-response curve: sigmoid (4-parameter log-logistic), monotone (isotonic "
+        "regression), or auto (sigmoid with at least 4 dose levels above vehicle when it "
+        "converges, else monotone).",
+    )
+    event_pre_s: float = _f(
+        10.0, "Onset-locked averages: window before each event (give-up onset, phase "
+        "transition).", unit="s", range_="5-30", gt=0, le=600,
+    )
+    event_post_s: float = _f(
+        10.0, "Onset-locked averages: window after each event.", unit="s", range_="5-30",
+        gt=0, le=600,
+    )
+    event_bin_s: float = _f(
+        1.0, "Onset-locked averages: bin width of the traces.", unit="s", range_="0.2-5",
+        gt=0, le=60,
+    )
+
+    @model_validator(mode="after")
+    def _check_sensitivity(self) -> StatsConfig:
+        if self.sensitivity is not None and any(not v > 0 for v in self.sensitivity):
+            raise ValueError("sensitivity: every min_passive_s value must be > 0")
+        return self
 
 
 class Config(_Section):
@@ -521,13 +572,18 @@ def _short(value: Any, limit: int = 60) -> str:
 def format_validation_error(err: ValidationError, source: str) -> str:
     parts = []
     errors = err.errors()
+    listed: set[tuple] = set()  # sections whose allowed keys are already in the message
     for e in errors[:_MAX_PROBLEMS]:
         loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
         typ = e["type"]
         msg = e["msg"]
         if typ == "extra_forbidden":
-            parent = _model_at(tuple(p for p in e["loc"][:-1]))
+            where = tuple(e["loc"][:-1])
+            parent = _model_at(where)
             allowed = ", ".join(parent.model_fields) if parent is not None else ""
+            if allowed and where in listed:
+                allowed = "see above"
+            listed.add(where)
             msg = f"unknown key (allowed here: {allowed})" if allowed else "unknown key"
         elif typ == "literal_error":
             exp = e.get("ctx", {}).get("expected", "")

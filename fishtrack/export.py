@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 
 from fishtrack import __version__
+from fishtrack.align import aligned_signal_files
 from fishtrack.errors import ConfigError, FishtrackError, OutputError, short_error
-from fishtrack.io.tables import atomic_path, write_bytes, write_table
+from fishtrack.io.tables import atomic_path, read_table, write_bytes, write_table
 from fishtrack.tracking.midline import body_angles
 from fishtrack.trial import BOUTS, EPOCHS, PROVENANCE, TRACKS, Provenance, TrialFolder
 
@@ -563,7 +564,37 @@ def to_nwb(trial_dir: str | Path) -> Any:
         about = ("fishtrack bouts.csv: swim bouts per fish; stop_time = time of the frame after "
                  "the bout's last frame; times in s from the first frame")
         nwb.add_time_intervals(_intervals(folder.bouts_path, "bouts", about, bouts, _BOUT_DOCS))
+    _add_aligned_signals(nwb, d, pynwb)
     return nwb
+
+
+def _add_aligned_signals(nwb: Any, d: Path, pynwb: Any) -> None:
+    """Signals aligned by ``fishtrack align`` (``align/aligned_*.csv``), as ``TimeSeries`` in
+    a processing module ``aligned_signals``: one per value column (and per arena for per-fish
+    signals), named ``<file stem>_<column>`` or ``<file stem>_<arena>``; timestamps in video
+    time (s from the first frame)."""
+    files = aligned_signal_files(d)
+    if not files:
+        return
+    mod = nwb.create_processing_module(
+        name="aligned_signals",
+        description="co-recorded signals aligned to video time by fishtrack align "
+                    "(align/aligned_*.json holds each clock mapping)")
+    for f in files:
+        df = read_table(f)
+        stem = f.stem.removeprefix("aligned_")
+        values = [c for c in df.columns if c not in ("time_s", "signal_time_s", "arena", "fish")
+                  and pd.api.types.is_numeric_dtype(df[c])]
+        key = "arena" if "arena" in df.columns else "fish" if "fish" in df.columns else None
+        groups = df.groupby(df[key].astype(str)) if key else [("", df)]
+        for unit, sub in groups:
+            for c in values:
+                name = f"{stem}_{c}" if not unit else (
+                    f"{stem}_{unit}" if len(values) == 1 else f"{stem}_{c}_{unit}")
+                mod.add(pynwb.TimeSeries(
+                    name=name, data=sub[c].to_numpy(np.float64), unit="a.u.",
+                    timestamps=sub["time_s"].to_numpy(np.float64),
+                    description=f"column {c} of {f.name}" + (f", {key} {unit}" if unit else "")))
 
 
 def write_nwb(nwbfile: Any, out: str | Path) -> Path:

@@ -217,3 +217,18 @@ def simulate_tiny_plate(root: Path, *, seed: int = 3) -> dict:
     manifest = write_manifest(root / "manifest.csv", rows)
     return {"manifest": manifest, "config": sim.config_path,
             "truth": {f"plate:{a}": float(v) for a, v in pf.items()}}
+
+
+def block_adjusted_diff(values: dict, group: dict, block: dict, treated: str = "ketamine",
+                        reference: str = "control") -> float:
+    """The difference fishtrack estimates when the manifest has block columns (plate,
+    clutch, date; docs/assay_analyses.md): ``sum_b w_b (mean_treated_b - mean_ref_b) /
+    sum_b w_b`` with ``w_b = n_treated_b n_ref_b / (n_treated_b + n_ref_b)``."""
+    d, w = [], []
+    for b in sorted(set(block.values()), key=str):
+        t = [v for f, v in values.items() if block[f] == b and group[f] == treated]
+        r = [v for f, v in values.items() if block[f] == b and group[f] == reference]
+        if t and r:
+            d.append(np.mean(t) - np.mean(r))
+            w.append(len(t) * len(r) / (len(t) + len(r)))
+    return float(np.average(d, weights=w))

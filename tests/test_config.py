@@ -60,6 +60,17 @@ def test_unknown_key_names_path_and_allowed(tmp_path):
     assert str(p) in msg and "arenas.layot" in msg and "layout" in msg and "\n" not in msg
 
 
+def test_allowed_keys_listed_once_per_section(tmp_path):
+    # several typos in one section: its allowed keys once, the message stays one short line
+    p = _write(tmp_path, "stats:\n  blokcs: []\n  bin: 5\n  seeed: 1\narenas:\n  layot: wells\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert msg.count("struggle_window_s") == 1 and msg.count("layout") == 1
+    assert "stats.bin: unknown key (allowed here: see above)" in msg
+    assert "stats.seeed: unknown key (allowed here: see above)" in msg
+
+
 def test_bad_literal_lists_allowed_values(tmp_path):
     p = _write(tmp_path, "arenas:\n  layout: plate\n")
     with pytest.raises(ConfigError, match=r"arenas\.layout.*'wells', 'chamber' or 'embedded'"):

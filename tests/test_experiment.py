@@ -426,7 +426,14 @@ def test_run_outputs_match_truth(baseline):
     ctrl = [truth[f] for f in truth if ol.loc[f, "group"] == "control"]
     ket = [truth[f] for f in truth if ol.loc[f, "group"] == "ketamine"]
     assert (row["n"], row["n_reference"]) == (3, 4)
-    assert row["diff"] == pytest.approx(np.mean(ket) - np.mean(ctrl))
+    # the manifest's clutch column is a block (stats.blocks): the difference is the
+    # block-adjusted one (docs/assay_analyses.md)
+    from fixtures_experiment import block_adjusted_diff
+
+    assert row["diff"] == pytest.approx(block_adjusted_diff(
+        truth, ol["group"].to_dict(), ol["clutch"].to_dict()))
+    assert "within 2 blocks" in row["test"]
+    assert np.mean(ket) - np.mean(ctrl) != pytest.approx(row["diff"])  # unbalanced clutches
     bins = pd.read_csv(out / "per_fish_bins.csv")
     b = bins[(bins["fish_id"] == "plate1:A2") & (bins["bin_start_s"] == 12.0)]
     assert b["passive_fraction"].iloc[0] == pytest.approx(true_passive_fraction([(10, 16)], 12, 16))

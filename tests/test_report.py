@@ -72,7 +72,10 @@ def test_report_is_self_contained(report):
     expected = {"detection_rate", "ethogram", "passive_fraction_bins", "survival_futility",
                 *(f"estimation_{m}" for m in ("passive_fraction", "latency_to_first_passive_s",
                                               "n_passive_epochs", "bout_rate_hz",
-                                              "mean_bout_vigour_rad_s"))}
+                                              "mean_bout_vigour_rad_s")),
+                # assay analyses present in this experiment (issue 16)
+                "effort_n_bouts_before_giveup", "effort_effort_before_giveup_rad",
+                "effort_curve", "struggle", "sensitivity", "onset_locked"}
     behaviour_qc = {n for n in pngs if n.startswith("behaviour_qc_")}  # one per trial
     assert behaviour_qc
     expected |= behaviour_qc
@@ -355,3 +358,118 @@ def test_latency_panel_plots_the_restricted_mean_not_the_naive_mean():
     # the right panel is the table's RMST difference
     pts = [ln for ln in right.get_lines() if ln.get_marker() == "o"]
     assert pts[0].get_ydata()[0] == -9.0
+
+
+# ------------------------------------------------------------------------------------------
+# issue 16: the assay analyses' sections (dose, time course, recovery, co-recorded signal)
+
+ASSAY_PROTOCOL = [{"name": "baseline", "kind": "closed_loop", "start_s": 0.0, "end_s": 6.0},
+                  {"name": "futility", "kind": "open_loop", "start_s": 6.0, "end_s": 15.0},
+                  {"name": "recovery", "kind": "closed_loop", "start_s": 15.0, "end_s": 20.0}]
+
+
+@pytest.fixture(scope="module")
+def assay_report(tmp_path_factory):
+    """Three plates (clutches), vehicle and three ketamine doses, tested 1, 24 or 48 h after
+    treatment (one plate each); the higher the dose, the earlier and longer the give-up; a
+    dF/F signal aligned to plate 1 that steps up by 2 at every give-up."""
+    from fishtrack.align import align_trial
+    from fishtrack.experiment import compute_stats
+
+    root = tmp_path_factory.mktemp("assay_report")
+    rows = []
+    doses = {"A1": 0, "A2": 1, "A3": 3, "B1": 0, "B2": 10, "B3": 3}
+    for k, (plate, hours) in enumerate((("p1", 1), ("p2", 24), ("p3", 48))):
+        wells = {}
+        for arena, dose in doses.items():
+            onset = round(12.0 - 1.5 * np.log10(1 + dose) - 0.3 * k, 1)  # on the frame grid
+            wells[arena] = [(onset, min(onset + 2.5 + 0.4 * dose, 20.0))]
+        write_fake_video(root / "in/videos" / f"{plate}.mp4", wells)
+        for arena, dose in doses.items():
+            rows.append({"video": f"videos/{plate}.mp4", "arena": arena,
+                         "group": "control" if dose == 0 else "ketamine", "dose": dose,
+                         "clutch": plate, "time_since_treatment_h": hours})
+    manifest = write_manifest(root / "in/manifest.csv", rows)
+    config = {"protocol": ASSAY_PROTOCOL, "stats": {"n_bootstrap": 200, "n_permutations": 200,
+                                                    "bin_s": 4.0, "event_pre_s": 5,
+                                                    "event_post_s": 5}}
+    out = root / "out"
+    run_experiment(manifest, config, out, trial_fn=fake_trial, arenas_fn=fake_arenas,
+                   report=False)
+    t = np.arange(0, 20, 0.05)
+    sig = {"time": t - 2.0}  # the signal's clock starts 2 s before the video's
+    for arena, dose in doses.items():
+        onset = round(12.0 - 1.5 * np.log10(1 + dose), 1)
+        sig[arena] = 1.0 + 2.0 * ((t >= onset) & (t < min(onset + 2.5 + 0.4 * dose, 20.0)))
+    pd.DataFrame(sig).to_csv(root / "dff.csv", index=False)
+    align_trial(out, root / "dff.csv", offset_s=2.0, trial="p1")
+    res = compute_stats(out)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    return SimpleNamespace(out=out, res=res, html=html)
+
+
+def test_assay_sections_and_tables(assay_report):
+    r, html = assay_report, assay_report.html
+    for sid in ("effort", "struggle", "recovery", "sensitivity", "dose", "timecourse", "onset"):
+        assert f'<section id="{sid}">' in html, sid
+    pngs = _embedded_pngs(html)
+    for name in ("dose_response", "time_course", "onset_locked", "sensitivity", "struggle",
+                 "recovery_recovery", "effort_curve"):
+        assert name in pngs, name
+    for name in pngs:  # every figure also as SVG
+        assert ET.parse(r.out / "figures" / f"{name}.svg").getroot().tag.endswith("svg")
+    wide = pd.read_csv(r.out / "per_fish_wide.csv")
+    assert len(wide) == 18 and wide["fish_id"].is_unique
+    assert {"passive_fraction__futility", "n_bouts_before_giveup__open_loop",
+            "recovery_s__recovery", "dose", "clutch"} <= set(wide.columns)
+    pf = r.res.per_fish.set_index(["fish_id", "phase"])
+    for fid in ("p1:A1", "p3:B2"):
+        assert wide.set_index("fish_id").loc[fid, "passive_fraction__futility"] == \
+            pytest.approx(pf.loc[(fid, "futility"), "passive_fraction"])
+    dose = pd.read_csv(r.out / "dose_response.csv").set_index("metric")
+    assert dose.loc["passive_fraction", "n_doses"] == 4
+    assert dose.loc["passive_fraction", "slope"] > 0  # more passive with dose
+    assert dose.loc["passive_fraction", "p_value"] < 0.05
+    tc = pd.read_csv(r.out / "time_course_stats.csv")
+    assert set(tc["test_kind"]) == {"groups at one time point", "group x time interaction"}
+    locked = pd.read_csv(r.out / "onset_locked.csv")
+    dff = locked[(locked["signal"] == "signal:dff") & (locked["event"] == "give-up onset")]
+    assert dff.loc[dff["t_rel_s"] < 0, "mean"].to_numpy() == pytest.approx(1.0)
+    assert dff.loc[(dff["t_rel_s"] >= 0) & (dff["t_rel_s"] < 2), "mean"].to_numpy() == \
+        pytest.approx(3.0)
+    sens = pd.read_csv(r.out / "sensitivity.csv")
+    assert sorted(sens["min_passive_s"].unique()) == [1.0, 2.0, 3.0, 4.0, 6.0]
+    # (the fake trials' states are drawn, not derived from the bouts, so the recomputed
+    # comparison at the configured threshold equals the table's only in a real run:
+    # tests/test_stats_assay_e2e.py checks that)
+    gs = r.res.group_stats
+    main = gs[(gs["metric"] == "passive_fraction") & (gs["role"] == "primary")].iloc[0]
+    at2 = sens[(sens["min_passive_s"] == 2.0) & (sens["metric"] == "passive_fraction")].iloc[0]
+    assert at2["role"] == "primary" and 0 < at2["p_value"] <= 1
+    assert "within 3 blocks" in main["test"]  # clutch = plate: blocked
+
+
+@needs_chromium
+def test_assay_report_in_chromium(assay_report, tmp_path):
+    check, console = check_in_chromium(assay_report.out / "report.html", tmp_path)
+    assert check["n_images"] == len(_embedded_pngs(assay_report.html))
+    assert check["not_loaded"] == [] and check["resources"] == [] and console == []
+
+
+def test_struggle_figure_with_a_group_without_baseline_gives_no_warning():
+    # every fish of one group lacks a closed-loop baseline (NaN): no "Mean of empty slice"
+    # (the CLI prints every warning to the user), that group's mean is simply not drawn
+    import warnings
+
+    from fishtrack.report.figures import struggle_figure
+
+    pf = pd.DataFrame({"group": ["control"] * 2 + ["ketamine"] * 2,
+                       "baseline_bout_rate_hz": [1.0, 2.0, np.nan, np.nan],
+                       "struggle_bout_rate_hz": [2.0, 3.0, np.nan, np.nan],
+                       "baseline_vigour_rad_s": [5.0, 6.0, np.nan, np.nan],
+                       "struggle_vigour_rad_s": [7.0, 8.0, np.nan, np.nan]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = struggle_figure(pf, reference="control")
+    means = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "s"]
+    assert np.allclose(means[0].get_ydata(), [1.5, 2.5]) and np.isnan(means[1].get_ydata()).all()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fishtrack.align import read_aligned_signals
 from fishtrack.behaviour.qc import vigour_summary
 from fishtrack.config import Config, load_config, resolve_config
 from fishtrack.corrections import apply_corrections, apply_corrections_to_epochs
@@ -30,6 +31,7 @@ from fishtrack.stats import (
     compare_groups,
     per_fish_metrics,
 )
+from fishtrack.stats.assay import analyse, trial_parts, write_tables
 from fishtrack.stats.design import design_warnings
 from fishtrack.stats.survival import _excluded
 from fishtrack.trial import PROVENANCE, TRACKS, Provenance, TrialFolder
@@ -193,6 +195,7 @@ def _per_trial_stats(td: _TrialData, cfg: Config) -> tuple[pd.DataFrame, pd.Data
     pf = per_fish_metrics(
         td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, px_per_mm=td.px_per_mm,
         exclude_no_swimming=cfg.stats.exclude_no_swimming,
+        struggle_window_s=cfg.stats.struggle_window_s,
     )
     bins = binned_passive_fraction(td.tracks, td.protocol, cfg.stats.bin_s, td.fish_rows)
     return pf, bins
@@ -207,6 +210,7 @@ def _compute_stats(
     n_steps = len(videos) + 3
     per_fish_parts, bin_parts, qc_parts, etho_parts = [], [], [], []
     behaviour_qc: list[dict] = []
+    assay_parts: dict[str, list] = {}
     trial_info: list[dict] = []
     protocols: dict[str, list] = {}
     protocol_ref = list(cfg.protocol)
@@ -225,6 +229,7 @@ def _compute_stats(
             protocol_ref = list(td.protocol)
         protocols[v] = list(td.protocol or [])
         pf, bins = _per_trial_stats(td, cfg)
+        _assay_trial(assay_parts, td, cfg, folders[v].path)
         per_fish_parts.append(pf)
         bin_parts.append(bins)
         ids = (pf[["arena", "fish", "fish_id"]].drop_duplicates().astype(str)
@@ -256,6 +261,7 @@ def _compute_stats(
         except ConfigError as err:  # e.g. every fish of the reference group excluded
             notes.append(f"no group comparison: {err}")
     design_notes = _design_notes(per_fish, protocols)
+    assay = analyse(per_fish, assay_parts, cfg, group_stats)
     write_table(per_fish, out / "per_fish.csv")
     write_table(bins, out / "per_fish_bins.csv")
     write_table(group_stats, out / "group_stats.csv")
@@ -266,6 +272,7 @@ def _compute_stats(
         "manifest": out / "manifest.csv",
         "config": out / "config.yaml",
     }
+    paths |= write_tables(out, assay)
     if report:
         from fishtrack.report import write_report
 
@@ -285,6 +292,7 @@ def _compute_stats(
             notes=notes,
             design_notes=design_notes,
             behaviour_qc=behaviour_qc,
+            assay=assay,
         )
     _emit(progress, "stats", n_steps, n_steps, message="done")
     return ExperimentResult(
@@ -295,7 +303,19 @@ def _compute_stats(
         trials=pd.DataFrame(),
         paths=paths,
         warnings=notes + design_notes,
+        assay=assay,
     )
+
+
+def _assay_trial(parts: dict[str, list], td: _TrialData, cfg: Config, folder: Path) -> None:
+    """Per-trial inputs of the assay analyses (:func:`fishtrack.stats.assay.trial_parts`),
+    with the signals aligned to the trial by ``fishtrack align``."""
+    if td.tracks.empty or "state" not in td.tracks.columns:
+        return
+    got = trial_parts(td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, cfg,
+                      px_per_mm=td.px_per_mm, signals=read_aligned_signals(folder))
+    for key, df in got.items():
+        parts.setdefault(key, []).append(df)
 
 
 def _design_notes(per_fish: pd.DataFrame, protocols: dict[str, list]) -> list[str]:

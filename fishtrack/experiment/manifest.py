@@ -463,7 +463,8 @@ def _default_fish_ids(rows: list[dict[str, Any]]) -> None:
 
 def _table_problems(table: pd.DataFrame, seen: dict[str, int]) -> list[str]:
     """Duplicate wells, duplicate fish ids, one video with two protocol logs or configs."""
-    problems = _fish_problems(table, repeated_ok="condition" in seen or "trial" in seen)
+    problems = _fish_problems(table, repeated_ok=any(
+        c in seen for c in ("condition", "trial", "session", "time_since_treatment_h")))
     for col, what in (("protocol", "protocol logs"), ("config", "configs")):
         for vid, grp in table.groupby("video", sort=False):
             files = set(grp[col])

@@ -92,6 +92,9 @@ class ExperimentResult:
         ``config``.
     warnings
         Things the user should know (unknown wells, missing trials, corrections applied).
+    assay
+        The assay analyses (:class:`fishtrack.stats.assay.AssayResults`: give-up
+        sensitivity, dose–response, time course, onset-locked averages, wide table).
     """
 
     out: Path
@@ -102,6 +105,7 @@ class ExperimentResult:
     failures: list[TrialFailure] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    assay: Any = None
 
     @property
     def ok(self) -> bool:

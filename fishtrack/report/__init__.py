@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from fishtrack.config import Config
+from fishtrack.report.assay import assay_sections
 from fishtrack.report.figures import (
     behaviour_qc_figure,
     binned_figure,
@@ -247,7 +248,7 @@ METRIC_UNIT = {"latency_to_first_passive_s": " s", "mean_passive_epoch_s": " s",
 
 
 def _latency_estimation(values: pd.DataFrame, reference: str, differences: pd.DataFrame,
-                        n_boot: int, seed: int):
+                        n_boot: int, seed: int, ylabel: str | None = None, unit: str = "s"):
     """The latency panel: per-fish latencies with censoring, KM RMST per group (common
     horizon, as in the statistics table) with a fish-bootstrap interval, and the table's
     RMST differences."""
@@ -266,8 +267,9 @@ def _latency_estimation(values: pd.DataFrame, reference: str, differences: pd.Da
             boots = weighted_rmst(t, e, _cluster_weights(sub["fish_id"].to_numpy(), n_boot, rng), tau)
             lo, hi = np.quantile(boots, [0.025, 0.975])
         rows.append({"group": g, "rmst": est, "ci_low": lo, "ci_high": hi})
+    kw = {"ylabel": ylabel, "unit": unit} if ylabel else {}
     return rmst_figure(v, tau=tau, summary=pd.DataFrame(rows), reference=reference,
-                       differences=differences), tau
+                       differences=differences, **kw), tau
 
 
 def _ethogram_rows(ethogram: pd.DataFrame, fish_groups: pd.DataFrame):
@@ -396,6 +398,7 @@ def write_report(
     versions: dict[str, str] | None = None,
     design_notes: list[str] | None = None,
     behaviour_qc: list[dict] | None = None,
+    assay=None,
 ) -> dict[str, Path]:
     """Write ``out/report.html`` and ``out/figures/*.png|svg``.
 
@@ -421,6 +424,10 @@ def write_report(
         Per trial ``{"trial", "noise", "summary"}``: the recording's behaviour noise
         (provenance ``behaviour_noise``) and the per-fish vigour summary
         (:func:`fishtrack.behaviour.qc.vigour_summary`); shown in the QC section.
+    assay
+        :class:`fishtrack.stats.assay.AssayResults` (sensitivity, dose–response, time
+        course, onset-locked averages); the effort, struggle and recovery sections come from
+        ``per_fish`` and ``group_stats`` alone.
 
     Returns
     -------
@@ -630,6 +637,11 @@ def write_report(
     else:
         s.blocks.append("<p><em>No binned data.</em></p>")
     sections.append(s)
+
+    # --- assay analyses (each only when its data are there)
+    sections += assay_sections(assay, analysed, group_stats, config,
+                               lambda fig, name: _save(fig, name, fig_dir, written),
+                               n_boot=n_boot, seed=seed)
 
     # --- statistics table
     s = Section("statistics", "Statistics")

@@ -31,6 +31,12 @@ __all__ = [
     "detection_figure",
     "behaviour_qc_figure",
     "figure_bytes",
+    "event_locked_figure",
+    "sensitivity_figure",
+    "dose_response_figure",
+    "time_course_figure",
+    "struggle_figure",
+    "power_figure",
 ]
 
 PHASE_COLOURS = {"closed_loop": "#c7e9c0", "open_loop": "#fcbba1", "other": "#e0e0e0"}
@@ -256,7 +262,8 @@ def estimation_figure(
 
 
 def survival_figure(
-    curves: pd.DataFrame, *, reference: str | None = None, title: str = ""
+    curves: pd.DataFrame, *, reference: str | None = None, title: str = "",
+    xlabel: str = "time since the first swim in the phase (s)",
 ) -> Figure:
     """Kaplan–Meier give-up curves: fraction of fish not yet passive over time.
 
@@ -279,7 +286,7 @@ def survival_figure(
             ax.fill_between(t, c["ci_low"].to_numpy(float), c["ci_high"].to_numpy(float),
                             step="post", color=colours[g], alpha=0.15, lw=0)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("time since the first swim in the phase (s)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("fraction not yet passive")
     if title:
         ax.set_title(title, fontsize=10)
@@ -297,6 +304,7 @@ def rmst_figure(
     reference: str | None = None,
     differences: pd.DataFrame | None = None,
     ylabel: str = "latency to the first give-up (s)",
+    unit: str = "s",
 ) -> Figure:
     """Estimation plot of a censored latency, showing what is tested.
 
@@ -337,17 +345,17 @@ def rmst_figure(
                 ax.plot([i + 0.36] * 2, [r["ci_low"], r["ci_high"]], "-", color="k", lw=1.6,
                         zorder=4)
     ax.axhline(tau, color="#888888", lw=0.8, ls="--")
-    ax.text(len(groups) - 0.45, tau, f"τ = {tau:.3g} s", fontsize=7, va="bottom", ha="right",
-            color="#555555")
+    ax.text(len(groups) - 0.45, tau, f"τ = {tau:.3g}{' ' + unit if unit else ''}", fontsize=7,
+            va="bottom", ha="right", color="#555555")
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([f"{g}\nn={int((data['group'] == g).sum())}" for g in groups], fontsize=8)
     ax.set_xlim(-0.6, len(groups) - 0.4)
     ax.set_ylabel(ylabel)
-    ax.set_title("restricted mean latency (RMST, ■) and every fish (○ censored)", fontsize=8)
+    ax.set_title("restricted mean (■), every fish (○: censored)", fontsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     if with_diff:
         _difference_axis(axes[1], differences, groups, colours, reference, span=tau,
-                         ylabel="RMST difference (s, 95% CI)")
+                         ylabel=f"RMST difference ({unit + ', ' if unit else ''}95% CI)")
     return fig
 
 
@@ -517,6 +525,349 @@ def detection_figure(qc: pd.DataFrame, *, reference: str | None = None) -> Figur
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel("detection rate")
     ax.spines[["top", "right"]].set_visible(False)
+    return fig
+
+
+_SIGNAL_LABELS = {"bout_rate_hz": "bout rate (Hz)", "bout_vigour_rad_s": "bout vigour (rad/s)"}
+
+
+def _clean(ax) -> None:
+    """Plain axes: no top/right spines, small ticks, no offset notation, and a constant
+    shown as a plain value (not +-1e-10 around it)."""
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.tick_params(labelsize=7)
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    lo, hi = ax.get_ylim()
+    mid = (lo + hi) / 2
+    if hi - lo < 1e-6 * max(abs(mid), 1e-12):
+        ax.set_ylim(mid - 0.1 * abs(mid) - 1e-9, mid + 0.1 * abs(mid) + 1e-9)
+
+
+def _group_legend(fig, groups, colours) -> None:
+    if groups:
+        handles = [Patch(color=colours[g], label=str(g)) for g in groups]
+        fig.legend(handles=handles, loc="outside upper right", ncol=min(len(groups), 6),
+                   fontsize=8, frameon=False)
+
+
+def event_locked_figure(
+    traces: pd.DataFrame, *, reference: str | None = None, title: str = "",
+    signals: Sequence[str] | None = None, events: Sequence[str] | None = None,
+) -> Figure:
+    """Onset-locked averages: one row of panels per signal, one column per event kind; group
+    means over fish with their 95 % t interval, the onset at 0.
+
+    Parameters
+    ----------
+    traces
+        :func:`fishtrack.stats.eventlocked.group_traces` rows: ``event, signal, group,
+        t_rel_s, mean, ci_low, ci_high, n_fish``.
+    """
+    first = ("give-up onset", "open-loop onset", "closed-loop onset", "bout_rate_hz",
+             "bout_vigour_rad_s")
+
+    def ordered(values):
+        v = list(dict.fromkeys(values))
+        return [x for x in first if x in v] + [x for x in v if x not in first]
+
+    signals = list(signals or ordered(traces["signal"])) if len(traces) else []
+    events = list(events or ordered(traces["event"])) if len(traces) else []
+    groups = order_groups(traces["group"], reference) if len(traces) else []
+    colours = group_colours(groups, reference)
+    nr, nc = max(len(signals), 1), max(len(events), 1)
+    fig = Figure(figsize=(2.9 * nc + 0.8, 2.1 * nr + 0.7), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(nr, nc, squeeze=False))
+    seen = np.unique(traces["t_rel_s"].to_numpy(float)) if len(traces) else np.zeros(1)
+    width = float(np.diff(seen).min()) if len(seen) > 1 else 1.0
+    grid = seen[0] + width * np.arange(int(round((seen[-1] - seen[0]) / width)) + 1)
+    for i, sig in enumerate(signals):
+        for j, ev in enumerate(events):
+            ax = axes[i, j]
+            sub = traces[(traces["signal"] == sig) & (traces["event"] == ev)]
+            for g in groups:
+                a = sub[sub["group"] == g]
+                if a.empty:
+                    continue
+                # every bin of the window; a bin without data (no bout in it) is a gap
+                a = (a.drop_duplicates("t_rel_s").set_index("t_rel_s")
+                     .reindex(grid[(grid >= a["t_rel_s"].min() - 1e-9)
+                                   & (grid <= a["t_rel_s"].max() + 1e-9)], method="nearest",
+                              tolerance=width / 4)
+                     .rename_axis("t_rel_s").reset_index())
+                # bins as steps: each value holds over its bin
+                x = np.r_[a["t_rel_s"].to_numpy(float), a["t_rel_s"].iloc[-1] + width]
+
+                def ext(col, _a=a):
+                    v = _a[col].to_numpy(float)
+                    return np.r_[v, v[-1]]
+
+                ax.step(x, ext("mean"), where="post", color=colours[g], lw=1.5)
+                ax.fill_between(x, ext("ci_low"), ext("ci_high"), step="post",
+                                color=colours[g], alpha=0.2, lw=0)
+            ax.axvline(0, color="k", lw=0.8, ls="--")
+            ax.axvspan(0, float(sub["t_rel_s"].max()) + width if len(sub) else 1, color="#eeeeee",
+                       lw=0, zorder=0)
+            if i == 0:
+                n = int(sub["n_fish"].max()) if len(sub) else 0
+                ax.set_title(f"{ev} (≤ {n} fish/group)", fontsize=9)
+            if j == 0:
+                ax.set_ylabel(_SIGNAL_LABELS.get(sig, sig.removeprefix("signal:")), fontsize=8)
+            if i == nr - 1:
+                ax.set_xlabel("time from onset (s)", fontsize=8)
+            _clean(ax)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    _group_legend(fig, groups, colours)
+    return fig
+
+
+def sensitivity_figure(
+    table: pd.DataFrame, *, metrics: Sequence[str], configured: float | None = None,
+    reference: str | None = None, labels: dict[str, str] | None = None,
+) -> Figure:
+    """Give-up sensitivity: for each metric, every group's difference from the reference
+    (with its interval) against ``min_passive_s``; filled markers p ≤ 0.05, open ones p >
+    0.05; the configured threshold dashed.
+
+    Parameters
+    ----------
+    table
+        :func:`fishtrack.stats.sensitivity.compare_sensitivity` rows (``min_passive_s,
+        metric, group, diff, ci_low, ci_high, p_value``).
+    """
+    metrics = [m for m in metrics if m in set(table["metric"])]
+    groups = order_groups(table["group"], reference) if len(table) else []
+    colours = group_colours(groups, reference)
+    others = [g for g in groups if g != reference]
+    nc = min(3, max(len(metrics), 1))
+    nr = int(np.ceil(max(len(metrics), 1) / nc))
+    fig = Figure(figsize=(3.3 * nc, 2.6 * nr + 0.5), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nr, nc, squeeze=False).ravel())
+    xs = np.sort(table["min_passive_s"].unique()) if len(table) else np.array([1.0])
+    step = 0.015 * (xs.max() - xs.min() if len(xs) > 1 else 1.0)
+    for k, m in enumerate(metrics):
+        ax = axes[k]
+        rows_m = table[table["metric"] == m]
+        vals = np.r_[rows_m["diff"], rows_m["ci_low"], rows_m["ci_high"]].astype(float)
+        vals = vals[np.isfinite(vals)]
+        lim = 1.3 * float(np.max(np.abs(vals))) if vals.size and np.max(np.abs(vals)) > 0 else 1.0
+        for j, g in enumerate(others):
+            a = rows_m[rows_m["group"] == g].sort_values("min_passive_s")
+            x = a["min_passive_s"].to_numpy(float) + (j - (len(others) - 1) / 2) * step
+            d = a["diff"].to_numpy(float)
+            # unbounded interval ends (too few fish) drawn to the edge with an arrow
+            lo_raw, hi_raw = a["ci_low"].to_numpy(float), a["ci_high"].to_numpy(float)
+            lo, hi = np.clip(lo_raw, -lim, lim), np.clip(hi_raw, -lim, lim)
+            fin = np.isfinite(lo) & np.isfinite(hi)
+            ax.vlines(x[fin], lo[fin], hi[fin], color=colours[g], lw=1.4)
+            for raw, clip, mark in ((lo_raw, lo, "v"), (hi_raw, hi, "^")):
+                cut = np.isinf(raw) | (np.abs(raw) > lim)
+                ax.scatter(x[cut], clip[cut], marker=mark, s=14, color=colours[g])
+            ax.plot(x, d, "-", color=colours[g], lw=0.8, alpha=0.6)
+            sig = a["p_value"].to_numpy(float) <= 0.05
+            ax.scatter(x[sig], d[sig], s=24, color=colours[g], zorder=3)
+            ax.scatter(x[~sig], d[~sig], s=24, facecolors="white", edgecolors=colours[g],
+                       zorder=3)
+        ax.axhline(0, color="#888888", lw=0.8)
+        ax.set_ylim(-1.08 * lim, 1.08 * lim)
+        if configured is not None:
+            ax.axvline(configured, color="k", lw=0.8, ls="--")
+        ax.set_title((labels or {}).get(m, m), fontsize=8)
+        ax.set_xlabel("min_passive_s (s)", fontsize=8)
+        ax.set_ylabel(f"difference from {reference}", fontsize=8)
+        _clean(ax)
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    _group_legend(fig, others, colours)
+    return fig
+
+
+def dose_response_figure(
+    fish: pd.DataFrame, curve: pd.DataFrame, *, metrics: Sequence[str],
+    labels: dict[str, str] | None = None, scale: str = "rank",
+) -> Figure:
+    """Dose–response: every fish (dots), each dose's mean (black), and the fitted curve with
+    its bootstrap band. Doses on a log axis with vehicle drawn one step left of the lowest
+    dose.
+
+    Parameters
+    ----------
+    fish
+        ``metric, dose, value`` (one row per fish and metric).
+    curve
+        ``metric, dose, fit, ci_low, ci_high``.
+    """
+    metrics = [m for m in metrics if m in set(fish["metric"])]
+    nc = min(3, max(len(metrics), 1))
+    nr = int(np.ceil(max(len(metrics), 1) / nc))
+    fig = Figure(figsize=(3.4 * nc, 2.8 * nr), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nr, nc, squeeze=False).ravel())
+    for k, m in enumerate(metrics):
+        ax = axes[k]
+        f = fish[fish["metric"] == m]
+        levels = np.sort(f["dose"].unique())
+        pos = levels[levels > 0]
+        logs = np.log10(pos) if len(pos) else np.array([0.0])
+        step = float(np.median(np.diff(logs))) if len(logs) > 1 else 1.0
+        vehicle_x = logs[0] - step
+
+        def xpos(d, _v=vehicle_x):
+            d = np.asarray(d, float)
+            with np.errstate(divide="ignore"):
+                return np.where(d > 0, np.log10(np.where(d > 0, d, 1.0)), _v)
+
+        x = xpos(f["dose"]) + _swarm_offsets(f["value"].to_numpy(float), 0.15) * step
+        ax.scatter(x, f["value"], s=10, color="#1f77b4", alpha=0.6, lw=0, zorder=2)
+        mean = f.groupby("dose")["value"].mean()
+        ax.plot(xpos(mean.index), mean.to_numpy(), "o", color="k", ms=4, zorder=4)
+        c = curve[curve["metric"] == m].sort_values("dose")
+        if len(c):
+            cx = xpos(c["dose"])
+            pos_c = c["dose"].to_numpy(float) > 0
+            style = "-" if len(c) > len(levels) else "o-"
+            ax.plot(cx[pos_c], c["fit"].to_numpy(float)[pos_c], style, color="#d62728", lw=1.5,
+                    ms=3, zorder=3)
+            ax.fill_between(cx[pos_c], c["ci_low"].to_numpy(float)[pos_c],
+                            c["ci_high"].to_numpy(float)[pos_c], color="#d62728", alpha=0.15,
+                            lw=0)
+            if (~pos_c).any():
+                r = c[~pos_c].iloc[0]
+                ax.errorbar([vehicle_x], [r["fit"]], yerr=[[r["fit"] - r["ci_low"]],
+                            [r["ci_high"] - r["fit"]]], fmt="s", color="#d62728", ms=4)
+        ticks = np.r_[vehicle_x, logs]
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(["vehicle"] + [f"{d:g}" for d in pos], fontsize=7, rotation=30)
+        ax.set_xlabel("dose", fontsize=8)
+        ax.set_ylabel((labels or {}).get(m, m), fontsize=8)
+        _clean(ax)
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    return fig
+
+
+def time_course_figure(
+    summary: pd.DataFrame, fish: pd.DataFrame, *, metrics: Sequence[str],
+    reference: str | None = None, labels: dict[str, str] | None = None,
+    xlabel: str = "time since treatment (h)", within: bool = False,
+) -> Figure:
+    """Each metric over time per group: the mean over fish with a 95 % t interval, and every
+    fish (thin lines joining a fish's time points in within-fish designs, dots otherwise).
+
+    Parameters
+    ----------
+    summary
+        ``metric, time, group, mean, ci_low, ci_high``.
+    fish
+        ``metric, fish_id, group, time, value``.
+    """
+    metrics = [m for m in metrics if m in set(summary["metric"])]
+    groups = order_groups(summary["group"], reference) if len(summary) else []
+    colours = group_colours(groups, reference)
+    nc = min(3, max(len(metrics), 1))
+    nr = int(np.ceil(max(len(metrics), 1) / nc))
+    fig = Figure(figsize=(3.4 * nc, 2.7 * nr + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nr, nc, squeeze=False).ravel())
+    times = np.sort(summary["time"].unique()) if len(summary) else np.array([0.0])
+    span = float(times.max() - times.min()) or 1.0
+    for k, m in enumerate(metrics):
+        ax = axes[k]
+        for j, g in enumerate(groups):
+            off = (j - (len(groups) - 1) / 2) * 0.015 * span
+            f = fish[(fish["metric"] == m) & (fish["group"] == g)]
+            if within:
+                for _, ff in f.groupby("fish_id"):
+                    ff = ff.sort_values("time")
+                    ax.plot(ff["time"] + off, ff["value"], "-", color=colours[g], lw=0.5,
+                            alpha=0.35)
+            else:
+                ax.scatter(f["time"] + off, f["value"], s=8, color=colours[g], alpha=0.4, lw=0)
+            a = summary[(summary["metric"] == m) & (summary["group"] == g)].sort_values("time")
+            ax.errorbar(a["time"] + off, a["mean"], yerr=[a["mean"] - a["ci_low"],
+                        a["ci_high"] - a["mean"]], fmt="o-", color=colours[g], ms=4, lw=1.6,
+                        capsize=2)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel((labels or {}).get(m, m), fontsize=8)
+        _clean(ax)
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    _group_legend(fig, groups, colours)
+    return fig
+
+
+def _finite_mean(v: np.ndarray) -> float:
+    """Mean of the finite values; NaN (no warning) when there is none (e.g. a group whose
+    fish all lack a baseline)."""
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else np.nan
+
+
+def struggle_figure(per_fish: pd.DataFrame, *, reference: str | None = None,
+                    window_s: float = 10.0) -> Figure:
+    """Struggle: each fish's bout rate and vigour in the last ``window_s`` of closed loop
+    (CL) and the first ``window_s`` of open loop (OL), joined by a line; group means black.
+
+    Parameters
+    ----------
+    per_fish
+        One row per fish: ``group, baseline_bout_rate_hz, struggle_bout_rate_hz,
+        baseline_vigour_rad_s, struggle_vigour_rad_s``.
+    """
+    groups = order_groups(per_fish["group"], reference) if len(per_fish) else []
+    colours = group_colours(groups, reference)
+    fig = Figure(figsize=(2.0 + 1.6 * len(groups) * 2, 3.2), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, (base, strug, label) in zip(axes, (
+            ("baseline_bout_rate_hz", "struggle_bout_rate_hz", "bout rate (Hz)"),
+            ("baseline_vigour_rad_s", "struggle_vigour_rad_s", "mean bout vigour (rad/s)")),
+            strict=True):
+        for i, g in enumerate(groups):
+            sub = per_fish[per_fish["group"] == g]
+            b, s_ = sub[base].to_numpy(float), sub[strug].to_numpy(float)
+            x0, x1 = 2 * i, 2 * i + 0.8
+            for bb, ss in zip(b, s_, strict=True):
+                ax.plot([x0, x1], [bb, ss], "-o", color=colours[g], lw=0.6, ms=2.5, alpha=0.6)
+            ax.plot([x0 - 0.15, x1 + 0.15], [_finite_mean(b), _finite_mean(s_)], "s-",
+                    color="k", ms=5, lw=1.6, zorder=4)
+        ax.set_xticks([x for i in range(len(groups)) for x in (2 * i, 2 * i + 0.8)])
+        ax.set_xticklabels([f"{t}\n{g}" if t == "CL" else t for g in groups
+                            for t in ("CL", "OL")], fontsize=7)
+        ax.set_ylabel(label, fontsize=8)
+        ax.set_title(f"last {window_s:g} s of closed loop vs first {window_s:g} s of open loop",
+                     fontsize=7)
+        _clean(ax)
+    return fig
+
+
+def power_figure(table: pd.DataFrame, *, target: float = 0.8, title: str = "") -> Figure:
+    """Power against fish per group, with Monte Carlo 95 % intervals; the target power
+    dashed.
+
+    Parameters
+    ----------
+    table
+        ``n_per_group, power, ci_low, ci_high`` (and optionally ``label`` for several
+        curves).
+    """
+    fig = Figure(figsize=(5.2, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    labels = list(dict.fromkeys(table["label"])) if "label" in table.columns else [""]
+    for k, lab in enumerate(labels):
+        a = table if lab == "" else table[table["label"] == lab]
+        a = a.sort_values("n_per_group")
+        c = _TAB10[k % len(_TAB10)]
+        ax.plot(a["n_per_group"], a["power"], "o-", color=c, label=lab or None)
+        ax.fill_between(a["n_per_group"], a["ci_low"], a["ci_high"], color=c, alpha=0.2, lw=0)
+    ax.axhline(target, color="k", lw=0.8, ls="--")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("fish per group")
+    ax.set_ylabel("power")
+    if title:
+        import textwrap
+
+        ax.set_title("\n".join(textwrap.wrap(title, 75)), fontsize=8)
+    if labels != [""]:
+        ax.legend(frameon=False, fontsize=8)
+    _clean(ax)
     return fig
 
 

@@ -28,7 +28,10 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["split_indices", "permutation_p", "sign_flips", "weighted_split_stats", "shift_inversion"]
+__all__ = [
+    "split_indices", "permutation_p", "sign_flips", "weighted_split_stats", "shift_inversion",
+    "block_labels", "block_contrast", "linear_inversion",
+]
 
 _BATCH_BYTES = 64 * 2**20
 
@@ -185,3 +188,109 @@ def shift_inversion(
     if j > len(c):
         return p, float("nan"), float("nan")
     return p, float(c[j - 1]) + 0.0, float(c[len(c) - j]) + 0.0  # + 0.0: no -0.0
+
+
+# --------------------------------------------------------------------------------------------
+# blocks (stratified permutation) and statistics linear in the values
+
+
+def block_labels(
+    blocks: np.ndarray, in_first: np.ndarray, n_permutations: int, rng: np.random.Generator
+) -> tuple[np.ndarray, bool]:
+    """First-group labels of every relabelling *within blocks*.
+
+    Each block keeps its number of first-group units; units never move between blocks.
+    Returns ``(labels, exact)``: ``labels`` is ``(k, n_units)`` bool, row 0 the observed
+    labels; all ``prod_b C(n_b, n1_b)`` relabellings when that is at most
+    ``n_permutations`` (``exact`` True), else ``n_permutations`` random ones after the
+    observed row (the usual ``+ 1`` convention of :func:`permutation_p`).
+    """
+    blocks = np.asarray(blocks)
+    g = np.asarray(in_first, bool)
+    n = len(g)
+    codes, uniq = pd_factorize(blocks)
+    members = [np.flatnonzero(codes == b) for b in range(len(uniq))]
+    sizes = [(len(m), int(g[m].sum())) for m in members]
+    total = 1
+    for nb, n1 in sizes:
+        total *= math.comb(nb, n1)
+        if total > n_permutations:
+            break
+    if total <= n_permutations:
+        per_block = [list(itertools.combinations(range(nb), n1)) for nb, n1 in sizes]
+        labels = np.zeros((total, n), bool)
+        for r, choice in enumerate(itertools.product(*per_block)):
+            for m, pick in zip(members, choice, strict=True):
+                labels[r, m[list(pick)]] = True
+        # the observed labelling first
+        obs = np.flatnonzero((labels == g).all(axis=1))
+        order = np.r_[obs, np.setdiff1d(np.arange(total), obs)]
+        return labels[order], True
+    labels = np.zeros((n_permutations + 1, n), bool)
+    labels[0] = g
+    for m, (nb, n1) in zip(members, sizes, strict=True):
+        if n1 == 0:
+            continue
+        pick = np.argsort(rng.random((n_permutations, nb)), axis=1)[:, :n1]
+        rows = np.repeat(np.arange(1, n_permutations + 1), n1)
+        labels[rows, m[pick.ravel()]] = True
+    return labels, False
+
+
+def pd_factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of any labels (strings, numbers, mixed) and the unique labels."""
+    text = np.asarray([str(v) for v in np.asarray(values, dtype=object)])
+    uniq, codes = np.unique(text, return_inverse=True)
+    return codes, uniq
+
+
+def block_contrast(labels: np.ndarray, weights: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """Coefficients of the block-adjusted difference for every relabelling.
+
+    For labels ``L`` (``(k, n)``), unit weights ``w`` and blocks ``b``: in each block, the
+    weighted mean of its first-group units minus that of its second-group units, combined
+    over blocks with weights ``W1_b W0_b / (W1_b + W0_b)`` (``W`` = summed unit weights of each
+    side; blocks holding one side only get weight 0). Returns ``C`` (``(k, n)``) with the
+    statistic of relabelling ``r`` equal to ``C[r] @ values``.
+    """
+    lab = np.asarray(labels, bool)
+    w = np.asarray(weights, float)
+    codes, uniq = pd_factorize(blocks)
+    onehot = np.zeros((len(w), len(uniq)))
+    onehot[np.arange(len(w)), codes] = 1.0
+    w1 = (lab * w) @ onehot  # (k, B)
+    w0 = w @ onehot - w1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        wb = np.where((w1 > 0) & (w0 > 0), w1 * w0 / (w1 + w0), 0.0)
+        tot = wb.sum(axis=1, keepdims=True)
+        a1 = np.where(w1 > 0, wb / np.where(w1 > 0, w1, 1.0), 0.0) / np.where(tot > 0, tot, 1.0)
+        a0 = np.where(w0 > 0, wb / np.where(w0 > 0, w0, 1.0), 0.0) / np.where(tot > 0, tot, 1.0)
+    c = np.where(lab, a1[:, codes], -a0[:, codes]) * w
+    c[(tot[:, 0] <= 0)] = np.nan
+    return c
+
+
+def linear_inversion(
+    coef: np.ndarray, values: np.ndarray, shift: np.ndarray, *, exact: bool, alpha: float,
+    tol: float,
+) -> tuple[float, float, float, float]:
+    """p-value and inverted interval of a statistic linear in the values.
+
+    ``coef`` (``(k, n)``, row 0 the observed relabelling) gives each relabelling's statistic
+    ``coef @ values``; under the null hypothesis "the effect is ``delta``", the values are
+    ``values - delta * shift`` (``shift``: the observed design, e.g. the group indicator or
+    the doses), so every statistic is linear in ``delta`` and :func:`shift_inversion` gives
+    the p-value and the interval of the same test. Returns ``(estimate, p, lo, hi)``.
+    """
+    c = np.asarray(coef, float)
+    stat = c @ np.asarray(values, float)
+    slope = c @ np.asarray(shift, float)
+    norm = slope[0]
+    if not np.isfinite(norm) or norm <= 0:
+        return float("nan"), float("nan"), float("nan"), float("nan")
+    stat, slope = stat / norm, slope / norm
+    observed = float(stat[0])
+    null_stat, null_slope = (stat, slope) if exact else (stat[1:], slope[1:])
+    p, lo, hi = shift_inversion(null_stat, null_slope, observed, exact=exact, alpha=alpha,
+                                tol=tol)
+    return observed, p, lo, hi

@@ -42,6 +42,9 @@ import scipy.stats
 from fishtrack.config import StatsConfig
 from fishtrack.errors import ConfigError, FishtrackError
 from fishtrack.stats._resampling import (
+    block_contrast,
+    block_labels,
+    linear_inversion,
     shift_inversion,
     sign_flips,
     split_indices,
@@ -69,6 +72,8 @@ __all__ = [
     "hedges_g",
     "holm",
     "primary_phase",
+    "block_columns",
+    "block_labels_of",
 ]
 
 RESULT_COLUMNS = (
@@ -96,7 +101,7 @@ RESULT_COLUMNS = (
 )
 
 LATENCY = "latency_to_first_passive_s"
-_SURV_COLS = ("fish_id", "group", "phase", LATENCY, "latency_censored", "exclude", "condition")
+_SURV_BASE = ("fish_id", "group", "phase", "exclude", "condition", "_block")
 
 
 # --------------------------------------------------------------------------------------------
@@ -206,7 +211,27 @@ def _bootstrap_ci(x, y, cfg: StatsConfig, rng) -> tuple[float, float, str]:
         return float(res.confidence_interval.low), float(res.confidence_interval.high), label
 
 
-def compare_two(x, y, cfg: StatsConfig, *, rng: np.random.Generator | None = None) -> dict:
+def _blocked_test(v: np.ndarray, in_first: np.ndarray, w: np.ndarray, blocks: np.ndarray,
+                  cfg: StatsConfig, rng) -> dict:
+    """Stratified (within-block) permutation test of the block-adjusted weighted difference,
+    with the interval that inverts it; NaN statistics when no block holds both sides."""
+    labels, exact = block_labels(blocks, in_first, cfg.n_permutations, rng)
+    coef = block_contrast(labels, w, blocks)
+    if not np.isfinite(coef[0]).all():
+        return {"test": "not tested: no block holds both groups", "p_value": np.nan,
+                "ci_low": np.nan, "ci_high": np.nan, "diff": np.nan}
+    ok = np.isfinite(coef).all(axis=1)
+    coef = coef[ok]
+    est, p, lo, hi = linear_inversion(coef, v, in_first.astype(float), exact=exact,
+                                      alpha=_alpha(cfg), tol=_tol(v))
+    n_blocks = len({str(b) for b, keep in zip(blocks, coef[0] != 0, strict=True) if keep})
+    test = "permutation-exact" if exact else "permutation"
+    return {"diff": est, "p_value": p, "ci_low": lo, "ci_high": hi,
+            "test": f"{test} (within {n_blocks} blocks)", "ci_method": _INVERSION}
+
+
+def compare_two(x, y, cfg: StatsConfig, *, rng: np.random.Generator | None = None,
+                blocks_x=None, blocks_y=None) -> dict:
     """Compare one metric between a group (``x``, one value per fish) and the reference
     (``y``): means, difference, permutation p-value, confidence interval, Hedges' g.
 
@@ -218,6 +243,10 @@ def compare_two(x, y, cfg: StatsConfig, *, rng: np.random.Generator | None = Non
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
+    blocked = blocks_x is not None and blocks_y is not None
+    if blocked:
+        blocks_x = np.asarray(blocks_x, dtype=object)[np.isfinite(x)]
+        blocks_y = np.asarray(blocks_y, dtype=object)[np.isfinite(y)]
     x, y = x[np.isfinite(x)], y[np.isfinite(y)]
     rng = rng if rng is not None else np.random.default_rng(cfg.seed)
     nx, ny = len(x), len(y)
@@ -233,6 +262,15 @@ def compare_two(x, y, cfg: StatsConfig, *, rng: np.random.Generator | None = Non
     if nx < 2 or ny < 2:
         return out | {"test": "not tested: n < 2 in a group", "ci_low": np.nan,
                       "ci_high": np.nan, "p_value": np.nan, "effect_size": np.nan}
+    if blocked:
+        res = _blocked_test(np.r_[x, y], np.r_[np.ones(nx, bool), np.zeros(ny, bool)],
+                            np.ones(nx + ny), np.r_[blocks_x, blocks_y], cfg, rng)
+        if _constant(np.r_[x, y]):
+            return out | res | {"diff": 0.0, "p_value": 1.0, "ci_low": np.nan,
+                                "ci_high": np.nan, "effect_size": np.nan, "ci_method": "",
+                                "test": f"{res['test']} (no variance: CI and effect size "
+                                        "undefined)"}
+        return out | {"effect_size": hedges_g(x, y), "ci_method": ""} | res
     pooled = np.r_[x, y]
     idx, exact = split_indices(nx + ny, nx, cfg.n_permutations, rng)
     stat, slope = weighted_split_stats(pooled, np.ones(len(pooled)), idx, nx)
@@ -320,7 +358,7 @@ def _trials_by_fish(y, in_group, fish):
 
 
 def compare_repeated(y, in_group, fish, cfg: StatsConfig, *,
-                     rng: np.random.Generator | None = None) -> dict:
+                     rng: np.random.Generator | None = None, blocks=None) -> dict:
     """Several rows (trials) per fish: fish-level permutation test of the group effect.
 
     Each fish is summarised by the mean of its trials, weighted by ``1 / (s2_b + s2_w /
@@ -334,6 +372,13 @@ def compare_repeated(y, in_group, fish, cfg: StatsConfig, *,
     difference over the total SD of the model with groups; ``n`` counts fish.
     """
     rng = rng if rng is not None else np.random.default_rng(cfg.seed)
+    fish_block = None
+    if blocks is not None:
+        b = pd.Series(np.asarray(blocks, dtype=object).astype(str),
+                      index=np.asarray(fish).astype(str))
+        b = b[np.isfinite(np.asarray(y, float))]
+        per = b.groupby(level=0).agg(["nunique", "first"])
+        fish_block = per["first"] if (per["nunique"] == 1).all() else "mixed"
     y, g, fish, m1, m0, out = _trials_by_fish(y, in_group, fish)
     if len(m1) < 2 or len(m0) < 2:
         return out | {"test": "not tested: n < 2 in a group"}
@@ -347,6 +392,15 @@ def compare_repeated(y, in_group, fish, cfg: StatsConfig, *,
         w = units["n"].to_numpy(float)
     v = units["m"].to_numpy(float)
     k1 = len(m1)
+    if isinstance(fish_block, pd.Series):
+        res = _blocked_test(v, np.r_[np.ones(k1, bool), np.zeros(len(m0), bool)], w,
+                            fish_block.reindex(units.index).to_numpy(), cfg, rng)
+        resid = y - np.where(g, m1["m"].mean(), m0["m"].mean())
+        total = sum(_variance_components(resid, fish))
+        es = res["diff"] / math.sqrt(total) if total > 0 and np.isfinite(res["diff"]) else np.nan
+        return out | res | {"effect_size": es,
+                            "test": res["test"].replace(")", "; fish, repeated trials)")}
+    note = " (blocks ignored: a fish is in several blocks)" if fish_block == "mixed" else ""
     idx, exact = split_indices(len(units), k1, cfg.n_permutations, rng)
     stat, slope = weighted_split_stats(v, w, idx, k1)
     diff = float(weighted_split_stats(v, w, np.arange(k1)[None, :], k1)[0][0])
@@ -357,12 +411,12 @@ def compare_repeated(y, in_group, fish, cfg: StatsConfig, *,
     test = "permutation-exact" if exact else "permutation"
     return out | {"diff": diff, "ci_low": lo, "ci_high": hi, "p_value": p,
                   "effect_size": diff / math.sqrt(total) if total > 0 else np.nan,
-                  "test": f"{test} (fish, repeated trials)", "ci_method": _INVERSION}
+                  "test": f"{test} (fish, repeated trials){note}", "ci_method": _INVERSION}
 
 
 def compare_latency(
     t1, e1, c1, t0, e0, c0, cfg: StatsConfig, *, rng: np.random.Generator | None = None,
-    tau: float | None = None,
+    tau: float | None = None, strata: dict | None = None,
 ) -> dict:
     """Censored latency of a group (``t1, e1``, fish ids ``c1``) vs the reference.
 
@@ -374,7 +428,8 @@ def compare_latency(
     log-rank statistic under relabelling of fish between the groups (exact when few
     relabellings exist), valid for small groups and for several trials per fish. The
     interval and the p-value answer different questions (a difference of restricted means;
-    equality of the whole curves) and can disagree; ``ci_method`` says so.
+    equality of the whole curves) and can disagree; ``ci_method`` says so. ``strata`` (fish
+    -> block): the stratified log-rank statistic, fish relabelled within their block.
     """
     rng = rng if rng is not None else np.random.default_rng(cfg.seed)
     t1, t0 = np.asarray(t1, float), np.asarray(t0, float)
@@ -394,9 +449,12 @@ def compare_latency(
     if not (e1.any() or e0.any()):
         return out | {"test": "log-rank (nobody gave up: not testable)"}
     p, _ = logrank_permutation_p(t1, e1, c1, t0, e0, c0,
-                                 n_permutations=cfg.n_permutations, rng=rng)
+                                 n_permutations=cfg.n_permutations, rng=rng, strata=strata)
     lo, hi = _rmst_diff_ci(t1, e1, c1, t0, e0, c0, tau, cfg, rng)
-    return out | {"p_value": p, "ci_low": lo, "ci_high": hi, "test": "log-rank",
+    test = "log-rank"
+    if strata is not None:
+        test += f" (stratified, {len(set(strata.values()))} blocks)"
+    return out | {"p_value": p, "ci_low": lo, "ci_high": hi, "test": test,
                   "ci_method": _rmst_label(tau)}
 
 
@@ -554,25 +612,46 @@ def _values(rows: pd.DataFrame, metric: str) -> np.ndarray:
     return pd.to_numeric(rows[metric], errors="coerce").to_numpy(dtype=float)
 
 
-def _between(pair: pd.DataFrame, in_group: np.ndarray, metric: str, surv_rows, group, ref,
+def _is_tte(metric: str) -> bool:
+    spec = METRIC_SPECS.get(metric)
+    return metric == LATENCY or (spec is not None and spec.kind == "time_to_event")
+
+
+def _fish_strata(rows: pd.DataFrame) -> dict | None:
+    """fish -> block of the rows (None without blocks, or when a fish is in several)."""
+    if "_block" not in rows.columns or rows.empty:
+        return None
+    per = rows.groupby("fish_id")["_block"].agg(["nunique", "first"])
+    return dict(per["first"]) if (per["nunique"] == 1).all() else None
+
+
+def _between(pair: pd.DataFrame, in_group: np.ndarray, metric: str, surv: dict, group, ref,
              cfg, rng, tau) -> dict:
     """One group-vs-reference row of ``metric`` for the rows ``pair``."""
-    if metric == LATENCY:
-        a, b = surv_rows[surv_rows["group"] == group], surv_rows[surv_rows["group"] == ref]
+    blocked = "_block" in pair.columns
+    if _is_tte(metric):
+        rows = surv[metric]
+        a, b = rows[rows["group"] == group], rows[rows["group"] == ref]
+        strata = _fish_strata(pd.concat([a, b])) if blocked else None
         return compare_latency(a["time_s"], a["event"], a["fish_id"], b["time_s"],
-                               b["event"], b["fish_id"], cfg, rng=rng, tau=tau)
+                               b["event"], b["fish_id"], cfg, rng=rng, tau=tau, strata=strata)
+    blocks = pair["_block"].to_numpy() if blocked else None
     if pair["fish_id"].duplicated().any():
         return compare_repeated(_values(pair, metric), in_group, pair["fish_id"].to_numpy(),
-                                cfg, rng=rng)
+                                cfg, rng=rng, blocks=blocks)
     v = _values(pair, metric)
+    if blocked:
+        return compare_two(v[in_group], v[~in_group], cfg, rng=rng,
+                           blocks_x=blocks[in_group], blocks_y=blocks[~in_group])
     return compare_two(v[in_group], v[~in_group], cfg, rng=rng)
 
 
-def _paired(rows: pd.DataFrame, in_cond: np.ndarray, metric: str, surv_rows, cond, ref_cond,
+def _paired(rows: pd.DataFrame, in_cond: np.ndarray, metric: str, surv: dict, cond, ref_cond,
             cfg, rng, tau) -> dict:
     """One condition-vs-reference-condition row (within fish) of ``metric``."""
-    if metric == LATENCY:
-        s = surv_rows[surv_rows["condition"].isin([cond, ref_cond])]
+    if _is_tte(metric):
+        s = surv[metric]
+        s = s[s["condition"].isin([cond, ref_cond])]
         return compare_latency_paired(s["time_s"], s["event"], s["condition"] == cond,
                                       s["fish_id"], cfg, rng=rng, tau=tau)
     v = pd.DataFrame({"v": _values(rows, metric), "c": in_cond, "f": rows["fish_id"].to_numpy()})
@@ -585,22 +664,58 @@ def _paired(rows: pd.DataFrame, in_cond: np.ndarray, metric: str, surv_rows, con
                   "mean_reference": float(per[False].mean()) if len(per) else np.nan}
 
 
-def _between_block(sub: pd.DataFrame, surv_rows, phase, stratum: str, groups, ref, metrics,
-                   cfg: StatsConfig) -> list[dict]:
+def _in_phase_kind(metric: str, kind: str | None, rows: pd.DataFrame) -> bool:
+    """Metrics defined only in some phase kinds (struggle: open loop; recovery: closed
+    loop) get no rows elsewhere, nor where no fish has a value (e.g. recovery in a closed
+    loop at the start of the record, or in the pooled rows)."""
+    spec = METRIC_SPECS.get(metric)
+    if spec is None or spec.kinds is None:
+        return True
+    if kind is not None and kind not in spec.kinds:
+        return False
+    return metric not in rows.columns or bool(rows[metric].notna().any())
+
+
+def _between_block(sub: pd.DataFrame, surv: dict, phase, stratum: str, groups, ref, metrics,
+                   cfg: StatsConfig, kind: str | None = None) -> list[dict]:
     """Every group against the reference on every metric, for the rows ``sub`` (one phase,
     and one condition in within-fish designs: ``stratum``)."""
-    tau = _tau(surv_rows, "group", groups) if surv_rows is not None else None
+    taus = {m: _tau(t, "group", groups) for m, t in surv.items()}
     rows = []
     for group in sorted(g for g in groups if g != ref):
         pair = sub[sub["group"].isin([group, ref])]
         in_group = (pair["group"] == group).to_numpy()
         for metric in metrics:
+            if not _in_phase_kind(metric, kind, sub):
+                continue
             tag = (phase, group, stratum, metric) if stratum else (phase, group, metric)
-            res = _between(pair, in_group, metric, surv_rows, group, ref, cfg,
-                           _rng(cfg.seed, *tag), tau)
+            res = _between(pair, in_group, metric, surv, group, ref, cfg,
+                           _rng(cfg.seed, *tag), taus.get(metric))
             rows.append(_row(metric=metric, phase=phase, group=group, reference=ref,
                              design="between", stratum=stratum, **res))
     return rows
+
+
+def block_columns(per_fish: pd.DataFrame, cfg: StatsConfig) -> list[str]:
+    """The ``stats.blocks`` columns of the table that hold at least two distinct values."""
+    out = []
+    for c in cfg.blocks:
+        if c in per_fish.columns:
+            v = per_fish[c].dropna().astype(str).str.strip()
+            if v[v != ""].nunique() > 1:
+                out.append(c)
+    return out
+
+
+def block_labels_of(per_fish: pd.DataFrame, cols: Sequence[str]) -> np.ndarray:
+    """One block label per row: the values of the block columns joined (``plate=1|date=x``);
+    a missing value is a level of its own."""
+    parts = [c + "=" + per_fish[c].astype(object).where(per_fish[c].notna(), "").astype(str)
+             .str.strip() for c in cols]
+    label = parts[0]
+    for p_ in parts[1:]:
+        label = label + "|" + p_
+    return label.to_numpy(dtype=object)
 
 
 def _tau(surv_rows: pd.DataFrame, by: str, labels: Sequence[str]) -> float | None:
@@ -669,7 +784,10 @@ def compare_groups(
     if absent:
         raise FishtrackError(f"per-fish table: no metric column(s) {', '.join(absent)}")
     keep = ~_excluded(per_fish) & per_fish["group"].notna().to_numpy()
-    extra = ["condition"] if "condition" in per_fish.columns else []
+    block_cols = block_columns(per_fish.loc[keep], cfg)
+    if block_cols and not _conditions(per_fish.loc[keep]):
+        per_fish = per_fish.assign(_block=block_labels_of(per_fish, block_cols))
+    extra = [c for c in ("condition", "_block") if c in per_fish.columns]
     cols = list(dict.fromkeys([*need, *extra, *(m for m in metrics if m in per_fish.columns)]))
     df = per_fish.loc[keep, cols].assign(
         group=lambda d: d["group"].astype(str), fish_id=lambda d: d["fish_id"].astype(str),
@@ -696,13 +814,18 @@ def compare_groups(
     else:
         _check_one_group_per_fish(df)
     others = sorted(g for g in groups if g != ref)
-    surv = None
-    if LATENCY in metrics:
-        if survival_data is not None:
-            surv = _check_survival(survival_data)
-            surv = surv.assign(fish_id=surv["fish_id"].astype(str))
+    surv: dict[str, pd.DataFrame] = {}
+    for m in metrics:
+        if not _is_tte(m):
+            continue
+        if m == LATENCY and survival_data is not None:
+            tab = _check_survival(survival_data)
+            tab = tab.assign(fish_id=tab["fish_id"].astype(str))
         else:
-            surv = survival_table(per_fish[[c for c in per_fish.columns if c in _SURV_COLS]])
+            spec = METRIC_SPECS[m]
+            cols_s = [c for c in per_fish.columns if c in (*_SURV_BASE, m, spec.censor)]
+            tab = survival_table(per_fish[cols_s], m, spec.censor)
+        surv[m] = tab
     phase_list = list(phases) if phases is not None else list(dict.fromkeys(df["phase"]))
     kinds = None
     if "phase_kind" in per_fish.columns:
@@ -711,33 +834,38 @@ def compare_groups(
         kinds = [kind_of.get(str(p), "") for p in phase_list]
     main_phase = primary_phase(phase_list, cfg, kinds)
 
+    kind_map = dict(zip(phase_list, kinds, strict=True)) if kinds is not None else {}
     rows: list[dict] = []
     for phase in phase_list:
         sub = df[df["phase"] == str(phase)]
-        s_phase = surv[surv["phase"] == str(phase)] if surv is not None else None
+        kind = kind_map.get(phase)
+        s_phase = {m: t[t["phase"] == str(phase)] for m, t in surv.items()}
         if not paired_design:
-            rows += _between_block(sub, s_phase, phase, "", groups, ref, metrics, cfg)
+            rows += _between_block(sub, s_phase, phase, "", groups, ref, metrics, cfg, kind)
             continue
         # within-fish design: conditions within each group, then groups within each condition
         for stratum in [ref, *others]:
             in_stratum = sub[sub["group"] == stratum]
-            s_str = s_phase[s_phase["group"] == stratum] if s_phase is not None else None
-            tau = _tau(s_str, "condition", conditions) if s_str is not None else None
+            s_str = {m: t[t["group"] == stratum] for m, t in s_phase.items()}
+            taus = {m: _tau(t, "condition", conditions) for m, t in s_str.items()}
             for cond in conditions:
                 if cond == ref_cond:
                     continue
                 rows_c = in_stratum[in_stratum["condition"].isin([cond, ref_cond])]
                 in_cond = (rows_c["condition"] == cond).to_numpy()
                 for metric in metrics:
+                    if not _in_phase_kind(metric, kind, in_stratum):
+                        continue
                     res = _paired(rows_c, in_cond, metric, s_str, cond, ref_cond, cfg,
-                                  _rng(cfg.seed, phase, stratum, cond, metric), tau)
+                                  _rng(cfg.seed, phase, stratum, cond, metric),
+                                  taus.get(metric))
                     rows.append(_row(metric=metric, phase=phase, group=cond,
                                      reference=ref_cond, design="paired", stratum=stratum,
                                      **res))
         for cond in conditions if others else []:
-            s_c = s_phase[s_phase["condition"] == cond] if s_phase is not None else None
+            s_c = {m: t[t["condition"] == cond] for m, t in s_phase.items()}
             rows += _between_block(sub[sub["condition"] == cond], s_c, phase, cond, groups, ref,
-                                   metrics, cfg)
+                                   metrics, cfg, kind)
     out = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
     return _families(out, main_phase, cfg.primary.metric,
                      "paired" if paired_design else "between")

@@ -54,6 +54,7 @@ __all__ = [
     "FISH_KEYS",
     "per_fish_metrics",
     "binned_passive_fraction",
+    "giveup_table",
 ]
 
 
@@ -62,13 +63,17 @@ class MetricSpec:
     """A per-fish metric that is compared between groups.
 
     ``kind`` says how: ``mean`` (difference of group means of one value per fish) or
-    ``time_to_event`` (censored; Kaplan-Meier, log-rank, RMST).
+    ``time_to_event`` (censored; Kaplan-Meier, log-rank, RMST), whose censoring flag is the
+    column ``censor``. ``kinds``: the phase kinds in which the metric is defined and compared
+    (None: every phase, pooled rows included).
     """
 
     name: str
     unit: str
     label: str
     kind: Literal["mean", "time_to_event"] = "mean"
+    censor: str | None = None
+    kinds: tuple[str, ...] | None = None
 
 
 METRIC_SPECS: dict[str, MetricSpec] = {
@@ -78,7 +83,7 @@ METRIC_SPECS: dict[str, MetricSpec] = {
         MetricSpec("n_passive_epochs", "count", "number of give-ups (passive epochs)"),
         MetricSpec("mean_passive_epoch_s", "s", "mean passive epoch duration"),
         MetricSpec("latency_to_first_passive_s", "s", "latency to the first give-up",
-                   "time_to_event"),
+                   "time_to_event", "latency_censored"),
         MetricSpec("bout_rate_hz", "Hz", "bout rate"),
         MetricSpec("mean_bout_duration_s", "s", "mean bout duration"),
         MetricSpec("mean_beat_hz", "Hz", "mean tail-beat frequency"),
@@ -86,6 +91,17 @@ METRIC_SPECS: dict[str, MetricSpec] = {
         MetricSpec("mean_bout_effort_rad", "rad", "mean bout effort"),
         MetricSpec("distance_px", "px", "distance swum"),
         MetricSpec("distance_mm", "mm", "distance swum"),
+        # assay analyses (issue 16): effort before giving up, struggle, recovery
+        MetricSpec("n_bouts_before_giveup", "count", "bouts before the first give-up",
+                   "time_to_event", "latency_censored"),
+        MetricSpec("effort_before_giveup_rad", "rad", "effort before the first give-up",
+                   "time_to_event", "latency_censored"),
+        MetricSpec("struggle_rate_change_hz", "Hz",
+                   "struggle: bout rate change from closed to open loop", kinds=("open_loop",)),
+        MetricSpec("struggle_vigour_change_rad_s", "rad/s",
+                   "struggle: vigour change from closed to open loop", kinds=("open_loop",)),
+        MetricSpec("recovery_s", "s", "recovery: time to the first bout", "time_to_event",
+                   "recovery_censored", kinds=("closed_loop",)),
     )
 }
 """Compared metrics in table order (``distance_mm`` only with a calibration; ``distance_px``
@@ -94,13 +110,26 @@ is not compared when ``distance_mm`` is there)."""
 METRICS = tuple(METRIC_SPECS)
 """Names of the per-fish behavioural metrics compared between groups. ``detected_fraction``,
 ``known_fraction``, ``latency_origin_s``, ``passive_at_start``, ``n_complete_passive_epochs``
-and ``mean_vigour`` (= ``mean_bout_effort_rad``) are in ``per_fish.csv`` but not compared."""
+and ``mean_vigour`` (= ``mean_bout_effort_rad``) are in ``per_fish.csv`` but not compared;
+so are the struggle inputs and ratios (``struggle_bout_rate_hz``, ``baseline_bout_rate_hz``,
+``struggle_rate_ratio``, ... : their group-by-loop interaction is the compared ``*_change_*``
+column)."""
+
+_ASSAY_METRICS = (
+    "n_bouts_before_giveup", "effort_before_giveup_rad",
+    "struggle_bout_rate_hz", "baseline_bout_rate_hz", "struggle_rate_ratio",
+    "struggle_rate_change_hz", "struggle_vigour_rad_s", "baseline_vigour_rad_s",
+    "struggle_vigour_ratio", "struggle_vigour_change_rad_s",
+    "recovery_s", "recovery_censored",
+)
+"""Columns added for the assay analyses (issue 16), after the older ones."""
 
 _OUTPUT_METRICS = (
     "passive_fraction", "n_passive_epochs", "mean_passive_epoch_s", "n_complete_passive_epochs",
     "latency_to_first_passive_s", "latency_censored", "latency_origin_s", "passive_at_start",
     "bout_rate_hz", "mean_bout_duration_s", "mean_beat_hz", "mean_vigour",
     "mean_bout_vigour_rad_s", "mean_bout_effort_rad", "distance_px", "distance_mm",
+    *_ASSAY_METRICS,
 )
 """Metric columns of ``per_fish.csv`` in order."""
 
@@ -366,6 +395,26 @@ class _SortedFrames:
         active = found & self.known[pc] & ~self.passive[pc]
         return found, active
 
+    def known_time(self, gid: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Time (s) with a known state of fish ``gid`` in ``[a, b)``: its known frames
+        starting in the window times its frame duration."""
+        n = len(self.t)
+        if n == 0 or len(gid) == 0:
+            return np.zeros(len(gid))
+        t0, t1 = float(np.nanmin(self.t)), float(np.nanmax(self.t))
+        span = t1 - t0 + 10.0
+        key = self.g * span + (self.t - t0)
+        cum = np.r_[0, np.cumsum(self.known)]
+        dt = np.r_[self.dt, 0.0]
+
+        def pos(x):
+            x = np.clip(np.asarray(x, float) - t0, -1.0, t1 - t0 + 5.0)
+            return np.searchsorted(key, gid * span + x - 1e-9, side="left")
+
+        lo, hi = pos(a), pos(b)
+        first = np.searchsorted(self.g, gid, side="left")
+        return (cum[hi] - cum[lo]) * dt[np.minimum(first, n)] * (hi > lo)
+
 
 def _frame_stats(tracks: pd.DataFrame, phases: pd.DataFrame, gid: np.ndarray, n_fish: int):
     """Per (fish, phase) frame counts, first active frame, end of the last known frame,
@@ -443,16 +492,13 @@ def _frame_stats(tracks: pd.DataFrame, phases: pd.DataFrame, gid: np.ndarray, n_
     return out, frames
 
 
-def _epoch_stats(epochs, phases, uniq, cols, n_fish, frames: _SortedFrames,
-                 first_active: np.ndarray) -> dict[str, np.ndarray]:
-    """Per (fish, phase): give-ups (passive epochs beginning in the phase after the fish's
-    first active frame in it), the first one's start, and the complete ones' durations."""
+def _giveups(epochs, phases, uniq, cols, first_active: np.ndarray):
+    """Give-ups: passive epochs beginning in a phase after the fish's first active frame in
+    it, as arrays ``(fish number, phase index, start_s, end_s)``."""
     n_ph = len(phases)
-    size = n_fish * n_ph
-    out = {k: np.zeros(size) for k in ("n_epochs", "n_complete", "complete_s")}
-    out["first_passive_abs"] = np.full(size, np.nan)
     if epochs is None or len(epochs) == 0:
-        return out
+        z = np.zeros(0)
+        return z.astype(int), z.astype(int), z, z
     _require(epochs, _EPOCH_REQUIRED, "epochs")
     passive = epochs["state"].astype(str).str.strip().str.lower().eq("passive").to_numpy()
     ep = epochs[passive]
@@ -462,10 +508,23 @@ def _epoch_stats(epochs, phases, uniq, cols, n_fish, frames: _SortedFrames,
     ph = _phase_index(s, phases)
     ok = (g >= 0) & np.isfinite(s) & np.isfinite(e) & (ph >= 0)
     g, s, e, ph = g[ok], s[ok], e[ok], ph[ok]
-    cell = g * n_ph + ph
     with np.errstate(invalid="ignore"):
-        give_up = s >= first_active[cell] - 1e-9  # NaN (never active) -> False
-    cell, s, e, g = cell[give_up], s[give_up], e[give_up], g[give_up]
+        give_up = s >= first_active[g * n_ph + ph] - 1e-9  # NaN (never active) -> False
+    return g[give_up], ph[give_up], s[give_up], e[give_up]
+
+
+def _epoch_stats(epochs, phases, uniq, cols, n_fish, frames: _SortedFrames,
+                 first_active: np.ndarray) -> dict[str, np.ndarray]:
+    """Per (fish, phase): give-ups (passive epochs beginning in the phase after the fish's
+    first active frame in it), the first one's start, and the complete ones' durations."""
+    n_ph = len(phases)
+    size = n_fish * n_ph
+    out = {k: np.zeros(size) for k in ("n_epochs", "n_complete", "complete_s")}
+    out["first_passive_abs"] = np.full(size, np.nan)
+    g, ph, s, e = _giveups(epochs, phases, uniq, cols, first_active)
+    if len(g) == 0:
+        return out
+    cell = g * n_ph + ph
     _, complete = frames.state_at(g, e)  # the fish was seen swimming right after it
     out["n_epochs"] = np.bincount(cell, minlength=size).astype(float)
     out["n_complete"] = np.bincount(cell[complete], minlength=size).astype(float)
@@ -476,26 +535,58 @@ def _epoch_stats(epochs, phases, uniq, cols, n_fish, frames: _SortedFrames,
     return out
 
 
+def giveup_table(
+    tracks: pd.DataFrame,
+    epochs: pd.DataFrame | None,
+    protocol: Sequence[Phase] | None,
+    fish_table: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Every give-up (the rule of :func:`per_fish_metrics`): ``fish_id, video, arena, fish,
+    group, phase, phase_kind, start_s, end_s``, in time order per fish."""
+    _require(tracks, _TRACK_REQUIRED, "tracks")
+    cols = _key_cols(tracks)
+    t_all = _numeric(tracks, "time_s", "tracks")
+    t_end = float(np.nanmax(t_all)) + _EPS if len(t_all) and np.isfinite(t_all).any() else 0.0
+    phases = _phase_table(protocol, t_end * (1 + 1e-9) + 1.0)
+    gid, uniq = _fish_index(tracks, cols)
+    info = _fish_info(uniq, fish_table)
+    sums, _ = _frame_stats(tracks, phases, gid, len(uniq))
+    g, ph, s, e = _giveups(epochs, phases, uniq, cols, sums["first_active_s"])
+    out = info.iloc[g][["fish_id", "video", "arena", "fish", "group"]].reset_index(drop=True)
+    out["phase"] = phases["phase"].to_numpy()[ph]
+    out["phase_kind"] = phases["kind"].to_numpy()[ph]
+    out["start_s"] = s
+    out["end_s"] = e
+    return out.sort_values(["fish_id", "start_s"], kind="stable").reset_index(drop=True)
+
+
 _BOUT_MEANS = ("dur", "beat", "vig", "vrate", "effort")
 
 
-def _bout_stats(bouts, phases, uniq, cols, n_fish) -> dict[str, np.ndarray]:
-    """Per (fish, phase): bouts starting in the phase; sums and counts for the means."""
-    n_ph = len(phases)
-    size = n_fish * n_ph
-    out = {"n_bouts": np.zeros(size)}
-    for key in _BOUT_MEANS:
-        out[f"{key}_sum"] = np.zeros(size)
-        out[f"{key}_n"] = np.zeros(size)
+@dataclass
+class _Bouts:
+    """Bouts matched to tracked fish and phases: fish number, phase index, start and the
+    per-bout values (None when the bouts table has no such column)."""
+
+    g: np.ndarray
+    ph: np.ndarray
+    s: np.ndarray
+    values: dict[str, np.ndarray | None]
+
+    @classmethod
+    def empty(cls) -> _Bouts:
+        z = np.zeros(0)
+        return cls(z.astype(int), z.astype(int), z, {k: None for k in _BOUT_MEANS})
+
+
+def _bout_arrays(bouts, phases, uniq, cols) -> _Bouts:
     if bouts is None or len(bouts) == 0:
-        return out
+        return _Bouts.empty()
     _require(bouts, _BOUT_REQUIRED, "bouts")
     g = _map_to_fish(bouts, uniq, cols, "bouts")
     s = _numeric(bouts, "start_s", "bouts")
     ph = _phase_index(s, phases)
     ok = (g >= 0) & (ph >= 0)
-    cell = (g * n_ph + ph)[ok]
-    out["n_bouts"] = np.bincount(cell, minlength=size).astype(float)
 
     def col(name: str) -> np.ndarray | None:
         return _numeric(bouts, name, "bouts")[ok] if name in bouts.columns else None
@@ -511,13 +602,122 @@ def _bout_stats(bouts, phases, uniq, cols, n_fish) -> dict[str, np.ndarray]:
         "vrate": col("vigour_rad_s") if "vigour_rad_s" in bouts.columns else (
             None if vigour is None or duration is None else _ratio(vigour, duration)),
     }
-    for key, v in values.items():
-        if v is None:
-            continue
-        fin = np.isfinite(v)
-        out[f"{key}_sum"] = np.bincount(cell[fin], weights=v[fin], minlength=size)
+    return _Bouts(g[ok], ph[ok], s[ok], values)
+
+
+def _bout_stats(b: _Bouts, n_ph: int, n_fish: int) -> dict[str, np.ndarray]:
+    """Per (fish, phase): bouts starting in the phase; sums and counts for the means."""
+    size = n_fish * n_ph
+    cell = b.g * n_ph + b.ph
+    out = {"n_bouts": np.bincount(cell, minlength=size).astype(float)}
+    for key in _BOUT_MEANS:
+        v = b.values[key]
+        fin = np.isfinite(v) if v is not None else np.zeros(len(cell), bool)
+        out[f"{key}_sum"] = np.bincount(cell[fin], weights=v[fin] if v is not None else None,
+                                        minlength=size).astype(float)
         out[f"{key}_n"] = np.bincount(cell[fin], minlength=size).astype(float)
     return out
+
+
+def _previous_closed_loop(phases: pd.DataFrame) -> np.ndarray:
+    """Index of the closed-loop phase that ends last at or before each phase starts (the
+    struggle baseline of an open-loop phase); -1 when there is none."""
+    kinds = phases["kind"].to_numpy()
+    starts = phases["start_s"].to_numpy()
+    ends = phases["end_s"].to_numpy()
+    out = np.full(len(phases), -1)
+    for k in range(len(phases)):
+        cand = np.flatnonzero((kinds == "closed_loop") & (ends <= starts[k] + _EPS))
+        if len(cand):
+            out[k] = cand[np.argmax(ends[cand])]
+    return out
+
+
+def _struggle_stats(b: _Bouts, phases: pd.DataFrame, frames: _SortedFrames, n_fish: int,
+                    window_s: float) -> dict[str, np.ndarray]:
+    """Per (fish, open-loop phase): bouts, known time and vigour in the first ``window_s``
+    of the phase (struggle) and in the last ``window_s`` of the closed-loop phase before it
+    (baseline). Additive sums, so pooled rows add them up."""
+    n_ph = len(phases)
+    size = n_fish * n_ph
+    keys = ("str_n", "str_known_s", "str_vsum", "str_vn",
+            "base_n", "base_known_s", "base_vsum", "base_vn")
+    out = {k: np.zeros(size) for k in (*keys, "struggle_defined")}
+    starts = phases["start_s"].to_numpy()
+    ends = phases["end_s"].to_numpy()
+    prev = _previous_closed_loop(phases)
+    is_open = (phases["kind"].to_numpy() == "open_loop") & (prev >= 0)
+    if not is_open.any() or not window_s > 0:
+        return out
+    # windows per phase: struggle [start, start + w) and baseline [end_prev - w, end_prev)
+    s_lo, s_hi = starts, np.minimum(starts + window_s, ends)
+    pj = np.where(prev >= 0, prev, 0)
+    b_lo, b_hi = np.maximum(starts[pj], ends[pj] - window_s), ends[pj]
+    gid = np.repeat(np.arange(n_fish), n_ph)
+    k_all = np.tile(np.arange(n_ph), n_fish)
+    use = is_open[k_all]
+    out["str_known_s"][use] = frames.known_time(gid[use], s_lo[k_all[use]], s_hi[k_all[use]])
+    out["base_known_s"][use] = frames.known_time(gid[use], b_lo[k_all[use]], b_hi[k_all[use]])
+    vr = b.values["vrate"]
+    vfin = np.isfinite(vr) if vr is not None else np.zeros(len(b.s), bool)
+    vval = np.where(vfin, vr, 0.0) if vr is not None else np.zeros(len(b.s))
+    # struggle: bouts of an open-loop phase in its first window_s
+    in_s = is_open[b.ph] & (b.s < s_hi[b.ph])
+    cell = b.g * n_ph + b.ph
+    out["str_n"] = np.bincount(cell[in_s], minlength=size).astype(float)
+    out["str_vsum"] = np.bincount(cell[in_s], weights=vval[in_s], minlength=size)
+    out["str_vn"] = np.bincount(cell[in_s & vfin], minlength=size).astype(float)
+    # baseline: bouts of a closed-loop phase in its last window_s, credited to every open-loop
+    # phase that uses it as its baseline
+    for k in np.flatnonzero(is_open):
+        j = prev[k]
+        sel = (b.ph == j) & (b.s >= b_lo[k]) & (b.s < b_hi[k])
+        tgt = b.g[sel] * n_ph + k
+        out["base_n"] += np.bincount(tgt, minlength=size)
+        out["base_vsum"] += np.bincount(tgt, weights=vval[sel], minlength=size)
+        out["base_vn"] += np.bincount(tgt[vfin[sel]], minlength=size)
+    out["struggle_defined"] = use.astype(float)
+    return out
+
+
+def _effort_stats(b: _Bouts, cells: pd.DataFrame, n_ph: int) -> None:
+    """Bouts and summed effort from each phase's start to the fish's first give-up in it (or
+    to the end of its last known frame when it never gave up), in place: ``eff_n``,
+    ``eff_sum`` (NaN when the fish never swam in the phase, like the latency)."""
+    size = len(cells)
+    give_up = cells["first_passive_abs"].to_numpy()
+    event = cells["event"].to_numpy(bool)
+    end = np.where(event, give_up, cells["known_end_s"].to_numpy())
+    seen = np.isfinite(cells["latency_s"].to_numpy())
+    cell = b.g * n_ph + b.ph
+    with np.errstate(invalid="ignore"):
+        before = b.s < end[cell] - 1e-9 if len(cell) else np.zeros(0, bool)
+    n = np.bincount(cell[before], minlength=size).astype(float)
+    ev = b.values["effort"]
+    if ev is None:
+        total = np.full(size, np.nan)
+    else:
+        fin = np.isfinite(ev)
+        total = np.bincount(cell[before & fin], weights=ev[before & fin], minlength=size)
+        has_nan = np.bincount(cell[before & ~fin], minlength=size) > 0
+        total = np.where(has_nan, np.nan, total)
+    cells["eff_n"] = np.where(seen, n, np.nan)
+    cells["eff_sum"] = np.where(seen, total, np.nan)
+
+
+def _recovery(cells: pd.DataFrame) -> None:
+    """Recovery of fish passive at the start of a closed-loop phase, in place: time from the
+    phase start to the fish's first active frame (the start of its first bout), censored at
+    the end of its last known frame when it never swam in the phase."""
+    start = cells["phase_start"].to_numpy()
+    first = cells["first_active_s"].to_numpy()
+    known_end = cells["known_end_s"].to_numpy()
+    at_risk = (cells["passive_at_start"].to_numpy() > 0) & (cells["kind"].to_numpy() == "closed_loop")
+    swam = np.isfinite(first)
+    val = np.where(swam, first - start, known_end - start)
+    ok = at_risk & np.isfinite(val)
+    cells["recovery_s"] = np.where(ok, val, np.nan)
+    cells["recovery_censored"] = pd.Series(np.where(ok, ~swam, pd.NA), dtype="boolean").to_numpy()
 
 
 def _ratio(num, den) -> np.ndarray:
@@ -529,7 +729,7 @@ def _ratio(num, den) -> np.ndarray:
 
 def _metrics_from_sums(s: pd.DataFrame, px_per_mm: float | None) -> pd.DataFrame:
     has_known = s["n_known"] > 0
-    out = pd.DataFrame(index=s.index)
+    out: dict[str, object] = {}  # columns, made into a frame once (no per-column inserts)
     out["n_frames"] = s["n_frames"].astype(int)
     out["detected_fraction"] = _ratio(s["n_detected"], s["n_frames"])
     out["known_fraction"] = _ratio(s["n_known"], s["n_frames"])
@@ -551,7 +751,28 @@ def _metrics_from_sums(s: pd.DataFrame, px_per_mm: float | None) -> pd.DataFrame
     out["distance_px"] = s["distance_px"].where(s["n_detected"] > 0)
     if px_per_mm is not None:
         out["distance_mm"] = out["distance_px"] / float(px_per_mm)
-    return out
+    out["n_bouts_before_giveup"] = s["eff_n"]
+    out["effort_before_giveup_rad"] = s["eff_sum"]
+    defined = s["struggle_defined"] > 0
+    rate_s = pd.Series(_ratio(s["str_n"], s["str_known_s"]), index=s.index).where(defined)
+    rate_b = pd.Series(_ratio(s["base_n"], s["base_known_s"]), index=s.index).where(defined)
+    vig_s = pd.Series(_ratio(s["str_vsum"], s["str_vn"]), index=s.index).where(defined)
+    vig_b = pd.Series(_ratio(s["base_vsum"], s["base_vn"]), index=s.index).where(defined)
+    out["struggle_bout_rate_hz"] = rate_s
+    out["baseline_bout_rate_hz"] = rate_b
+    out["struggle_rate_ratio"] = _ratio(rate_s, rate_b)
+    out["struggle_rate_change_hz"] = rate_s - rate_b
+    out["struggle_vigour_rad_s"] = vig_s
+    out["baseline_vigour_rad_s"] = vig_b
+    out["struggle_vigour_ratio"] = _ratio(vig_s, vig_b)
+    out["struggle_vigour_change_rad_s"] = vig_s - vig_b
+    if "recovery_s" in s.columns:
+        out["recovery_s"] = s["recovery_s"]
+        out["recovery_censored"] = pd.Series(s["recovery_censored"], dtype="boolean")
+    else:  # pooled rows: recovery is defined per closed-loop phase only
+        out["recovery_s"] = np.nan
+        out["recovery_censored"] = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    return pd.DataFrame(out, index=s.index)
 
 
 def _cell_latency(cells: pd.DataFrame) -> None:
@@ -581,19 +802,41 @@ def _pooled_latency(cells: pd.DataFrame) -> pd.DataFrame:
     gid = cells["gid"].to_numpy()
     before = pd.Series(risk).groupby(gid).cumsum().to_numpy() - risk
     cand = np.where(cells["event"].to_numpy(), before + risk, np.inf)
-    tmp = pd.DataFrame({"gid": gid, "cand": cand, "risk": risk,
-                        "seen": np.isfinite(cells["latency_s"].to_numpy()),
+    # effort before the first give-up, on the same concatenation: every bout of the earlier
+    # phases of the kind without a give-up, plus those before the give-up in the first phase
+    # with one
+    eff_n = np.nan_to_num(cells["eff_n"].to_numpy())
+    eff_sum = cells["eff_sum"].to_numpy()
+    seen = np.isfinite(cells["latency_s"].to_numpy())
+    eff_sum0 = np.where(seen, eff_sum, 0.0)  # phases never swum in add nothing
+    n_before = pd.Series(eff_n).groupby(gid).cumsum().to_numpy()
+    s_before = pd.Series(eff_sum0).groupby(gid).cumsum(skipna=False).to_numpy()
+    ev = cells["event"].to_numpy()
+    tmp = pd.DataFrame({"gid": gid, "cand": cand, "risk": risk, "seen": seen,
                         "origin": cells["latency_origin_s"].to_numpy(),
-                        "onset": cells["passive_at_start"].to_numpy()})
+                        "onset": cells["passive_at_start"].to_numpy(),
+                        "n_ev": np.where(ev, n_before, np.inf),
+                        "s_ev": np.where(ev, s_before, np.inf),
+                        "n_tot": eff_n, "s_tot": eff_sum0})
     agg = tmp.groupby("gid").agg(first=("cand", "min"), total=("risk", "sum"),
                                  seen=("seen", "any"), origin=("origin", "first"),
-                                 onset=("onset", "first"))
+                                 onset=("onset", "first"), n_ev=("n_ev", "min"),
+                                 n_tot=("n_tot", "sum"),
+                                 s_tot=("s_tot", lambda v: v.sum(skipna=False)))
     event = np.isfinite(agg["first"].to_numpy())
+    # the first phase with a give-up holds the smallest candidate, so take its effort
+    first_k = tmp.assign(c=cand).groupby("gid")["c"].idxmin()
+    s_first = tmp.loc[first_k.to_numpy(), "s_ev"].to_numpy()
     lat = np.where(event, agg["first"], agg["total"].where(agg["seen"]))
     cens = pd.Series(np.where(np.isfinite(lat), ~event, pd.NA), dtype="boolean")
+    valid = np.isfinite(lat)
+    n_eff = np.where(event, agg["n_ev"], agg["n_tot"])
+    s_eff = np.where(event, s_first, agg["s_tot"])
     return pd.DataFrame({"latency_s": lat, "latency_censored": cens.to_numpy(),
                          "latency_origin_s": agg["origin"].to_numpy(),
-                         "passive_at_start": agg["onset"].to_numpy()}, index=agg.index)
+                         "passive_at_start": agg["onset"].to_numpy(),
+                         "eff_n": np.where(valid, n_eff, np.nan),
+                         "eff_sum": np.where(valid, s_eff, np.nan)}, index=agg.index)
 
 
 def per_fish_metrics(
@@ -604,6 +847,7 @@ def per_fish_metrics(
     fish_table: pd.DataFrame | None = None,
     *,
     px_per_mm: float | None = None,
+    struggle_window_s: float = 10.0,
     exclude_no_swimming: bool = False,
 ) -> pd.DataFrame:
     """One row per fish per protocol phase, plus pooled rows per phase kind.
@@ -632,6 +876,10 @@ def per_fish_metrics(
         ``group`` is empty.
     px_per_mm
         Spatial calibration; adds ``distance_mm``.
+    struggle_window_s
+        Struggle window (``stats.struggle_window_s``): the first this many seconds of an
+        open-loop phase, against the last this many seconds of the closed-loop phase before
+        it.
     exclude_no_swimming
         Set ``exclude`` (and ``exclude_reason``) on every row of the fish flagged
         ``qc_no_swimming``, so that group statistics leave them out.
@@ -669,12 +917,16 @@ def per_fish_metrics(
 
     sums, frames = _frame_stats(tracks, phases, gid, n_fish)
     sums |= _epoch_stats(epochs, phases, uniq, cols, n_fish, frames, sums["first_active_s"])
-    sums |= _bout_stats(bouts, phases, uniq, cols, n_fish)
+    b = _bout_arrays(bouts, phases, uniq, cols)
+    sums |= _bout_stats(b, n_ph, n_fish)
+    sums |= _struggle_stats(b, phases, frames, n_fish, struggle_window_s)
     cells = pd.DataFrame(sums)
     cells["gid"] = np.repeat(np.arange(n_fish), n_ph)
     cells["k"] = np.tile(np.arange(n_ph), n_fish)
     cells["kind"] = np.tile(phases["kind"].to_numpy(), n_fish)
     _cell_latency(cells)
+    _effort_stats(b, cells, n_ph)
+    _recovery(cells)
 
     per_phase = _metrics_from_sums(cells, px_per_mm)
     per_phase["gid"] = cells["gid"].to_numpy()
@@ -716,7 +968,7 @@ def per_fish_metrics(
     qc = ["n_frames", "detected_fraction", "known_fraction", "qc_no_swimming"]
     metric_cols = [m for m in _OUTPUT_METRICS if m in rows.columns]
     out = rows[lead + manifest + phase_cols + qc + metric_cols].copy()
-    for c in ("n_passive_epochs", "n_complete_passive_epochs"):
+    for c in ("n_passive_epochs", "n_complete_passive_epochs", "n_bouts_before_giveup"):
         out[c] = out[c].astype("Int64")
     if exclude_no_swimming:
         out = _exclude_flagged(out)

@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.stats
 
 from fishtrack.errors import FishtrackError
-from fishtrack.stats._resampling import permutation_p
+from fishtrack.stats._resampling import block_labels, permutation_p
 from fishtrack.stats.metrics import _truthy
 
 __all__ = [
@@ -45,21 +45,25 @@ def _excluded(df: pd.DataFrame) -> np.ndarray:
     return _truthy(df["exclude"]).to_numpy()
 
 
-def survival_table(per_fish: pd.DataFrame) -> pd.DataFrame:
+def survival_table(per_fish: pd.DataFrame, metric: str = "latency_to_first_passive_s",
+                   censor: str = "latency_censored") -> pd.DataFrame:
     """Latency rows of a per-fish table as ``fish_id, group, phase, time_s, event`` (and
     ``condition`` when the table has one).
 
     Excluded fish (``exclude`` true), fish without a group and fish without a latency (no
     frames in the phase, or never swam in it: never at risk of giving up) are dropped.
+    ``metric`` / ``censor``: another censored measure and its censoring flag (e.g.
+    ``n_bouts_before_giveup`` with ``latency_censored``, ``recovery_s`` with
+    ``recovery_censored``); ``time_s`` then holds its values.
     """
-    need = ("fish_id", "group", "phase", "latency_to_first_passive_s", "latency_censored")
+    need = ("fish_id", "group", "phase", metric, censor)
     missing = [c for c in need if c not in per_fish.columns]
     if missing:
         raise FishtrackError(f"per-fish table: missing column(s) {', '.join(missing)}")
     keep = ~_excluded(per_fish) & per_fish["group"].notna().to_numpy()
     df = per_fish.loc[keep]
-    t = pd.to_numeric(df["latency_to_first_passive_s"], errors="coerce")
-    cens = df["latency_censored"]
+    t = pd.to_numeric(df[metric], errors="coerce")
+    cens = df[censor]
     ok = t.notna() & cens.notna()
     out = pd.DataFrame(
         {
@@ -70,8 +74,9 @@ def survival_table(per_fish: pd.DataFrame) -> pd.DataFrame:
             "event": ~cens.astype("boolean").fillna(True).astype(bool),
         }
     )
-    if "condition" in df.columns:
-        out["condition"] = df["condition"].astype(str).to_numpy()
+    for extra in ("condition", "_block"):
+        if extra in df.columns:
+            out[extra] = df[extra].astype(str).to_numpy()
     return out.loc[ok.to_numpy()].reset_index(drop=True)
 
 
@@ -93,6 +98,8 @@ def kaplan_meier(
     *,
     survival_data: pd.DataFrame | None = None,
     confidence_level: float = 0.95,
+    metric: str = "latency_to_first_passive_s",
+    censor: str = "latency_censored",
 ) -> pd.DataFrame:
     """Kaplan–Meier curves of the latency to the first passive epoch, one per group.
 
@@ -103,6 +110,9 @@ def kaplan_meier(
         several trials of a fish are pooled).
     phase
         A phase name or a pooled kind (``open_loop``).
+    metric, censor
+        Another censored measure (e.g. ``n_bouts_before_giveup``: curves over the number of
+        bouts) and its censoring flag.
     survival_data
         Instead of the latency columns of ``per_fish``: a table with
         :data:`SURVIVAL_COLUMNS`.
@@ -118,7 +128,8 @@ def kaplan_meier(
     """
     from lifelines import KaplanMeierFitter
 
-    data = _check_survival(survival_table(per_fish) if survival_data is None else survival_data)
+    data = _check_survival(survival_table(per_fish, metric, censor) if survival_data is None
+                           else survival_data)
     data = data[data["phase"] == str(phase)]
     cols = ["group", "time_s", "survival", "ci_low", "ci_high", "n_at_risk", "n_events",
             "n_censored"]
@@ -250,6 +261,13 @@ class _LogrankPermutation:
 
     def statistic(self, in_group: np.ndarray) -> np.ndarray:
         """Chi-square statistic for each row of ``in_group`` (bool, ``(B, n_clusters)``)."""
+        u, v = self.score(in_group)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return u ** 2 / v
+
+    def score(self, in_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Observed minus expected events of the group (``U``) and its hypergeometric
+        variance (``V``) for each row of ``in_group``; the statistic is ``U**2 / V``."""
         lab = np.atleast_2d(in_group).astype(float)[:, self.cluster]
         suffix = np.cumsum(lab[:, ::-1], axis=1)[:, ::-1]
         n1 = suffix[:, self.start]
@@ -260,18 +278,52 @@ class _LogrankPermutation:
         with np.errstate(invalid="ignore", divide="ignore"):
             v = np.where(self.n > 1, self.d * frac * (1 - frac) * (self.n - self.d)
                          / (self.n - 1), 0.0)
-            return (d1.sum(axis=1) - (self.d * frac).sum(axis=1)) ** 2 / v.sum(axis=1)
+        return d1.sum(axis=1) - (self.d * frac).sum(axis=1), v.sum(axis=1)
+
+
+def _stratified_logrank_p(t, e, cluster, names, fish1, fish0, strata, n_permutations, rng):
+    """Stratified log-rank statistic (``(sum U_s)^2 / sum V_s`` over strata), p-value from
+    relabelling fish within strata."""
+
+    units = np.r_[fish1, fish0]
+    unit_stratum = np.asarray([strata[names[u]] for u in units], dtype=object)
+    in_first = np.r_[np.ones(len(fish1), bool), np.zeros(len(fish0), bool)]
+    labels, exact = block_labels(unit_stratum, in_first, n_permutations, rng)
+    lab_all = np.zeros((len(labels), len(names)), bool)
+    lab_all[:, units] = labels
+    row_stratum = np.asarray([strata[names[c]] for c in cluster], dtype=object)
+    u_tot = np.zeros(len(labels))
+    v_tot = np.zeros(len(labels))
+    for st in dict.fromkeys(row_stratum):
+        rows = row_stratum == st
+        if not e[rows].any():
+            continue
+        lr = _LogrankPermutation(t[rows], e[rows], cluster[rows])
+        u, v = lr.score(lab_all)
+        u_tot += u
+        v_tot += np.nan_to_num(v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat = u_tot ** 2 / v_tot
+    observed = stat[0]
+    if not np.isfinite(observed):
+        return float("nan"), exact
+    null = stat if exact else stat[1:]
+    adj = 0 if exact else 1
+    hits = np.count_nonzero(null >= observed - abs(1e-12 * observed))
+    return float((hits + adj) / (len(null) + adj)), exact
 
 
 def logrank_permutation_p(
-    t1, e1, c1, t0, e0, c0, *, n_permutations: int, rng: np.random.Generator
+    t1, e1, c1, t0, e0, c0, *, n_permutations: int, rng: np.random.Generator,
+    strata: dict | None = None,
 ) -> tuple[float, bool]:
     """p-value of the log-rank statistic from relabelling *fish* between the two groups.
 
     ``c1`` / ``c0`` name the fish of each row, so several trials of one fish move together
     (valid with repeated trials). Exact enumeration when there are at most
     ``n_permutations`` distinct relabellings (see :mod:`fishtrack.stats._resampling`). Returns
-    ``(p_value, exact)``; NaN when nobody gave up.
+    ``(p_value, exact)``; NaN when nobody gave up. ``strata`` (fish name -> block label):
+    the stratified log-rank statistic, with fish relabelled within their block.
     """
     t = np.r_[np.asarray(t1, float), np.asarray(t0, float)]
     e = np.r_[np.asarray(e1, bool), np.asarray(e0, bool)]
@@ -285,6 +337,9 @@ def logrank_permutation_p(
     if np.intersect1d(fish1, fish0).size:
         raise FishtrackError("survival data: a fish appears in two groups")
 
+    if strata is not None:
+        return _stratified_logrank_p(t, e, cluster, names, fish1, fish0, strata,
+                                     n_permutations, rng)
     units = np.r_[fish1, fish0]
 
     def stat(idx: np.ndarray) -> np.ndarray:
