@@ -24,7 +24,13 @@ from fishtrack.behaviour._frames import (
     runs,
     to_input_order,
 )
-from fishtrack.behaviour.kinematics import Kinematics, compute_kinematics, tail_noise
+from fishtrack.behaviour.kinematics import (
+    Kinematics,
+    compute_kinematics,
+    smooth_tail,
+    tail_noise,
+    travel_rate,
+)
 from fishtrack.config import BehaviourConfig
 
 __all__ = [
@@ -124,9 +130,6 @@ def _first_pass_levels(kin: Kinematics) -> tuple[np.ndarray, np.ndarray]:
 def white_noise_vigour(dt: float, width: int, n: int = 8192) -> tuple[float, float]:
     """Mean and sd of the vigour (rad/s) of white tail-angle noise of sigma 1 rad sampled every
     ``dt`` s, filtered and windowed like the tracks (``width`` frames); fixed seed."""
-    from fishtrack.behaviour._frames import Frames
-    from fishtrack.behaviour.kinematics import smooth_tail, travel_rate
-
     rng = np.random.default_rng(0)
     z = rng.standard_normal(n)
     t = np.arange(n) * dt

@@ -52,7 +52,7 @@ from fishtrack.behaviour.bouts import (
     quiet_frames,
     quiet_levels,
 )
-from fishtrack.behaviour.kinematics import Kinematics, tail_noise
+from fishtrack.behaviour.kinematics import Kinematics, _midline, tail_noise
 from fishtrack.config import BehaviourConfig
 
 __all__ = [
@@ -160,8 +160,6 @@ def white_noise_speed(dt: float, width: int, n: int = 8192) -> tuple[float, floa
 
 def body_length_px(tracks: pd.DataFrame, fr: Frames) -> np.ndarray:
     """Per fish: median midline length (px) from ``tail_x_i, tail_y_i``; NaN without them."""
-    from fishtrack.behaviour.kinematics import _midline
-
     n_fish = len(fr.fish_keys)
     mid = _midline(tracks, fr.order)
     if mid is None:

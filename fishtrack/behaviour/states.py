@@ -28,6 +28,7 @@ from fishtrack.behaviour._frames import (
     sorted_frames,
     to_input_order,
 )
+from fishtrack.behaviour.protocol import assign_phase
 from fishtrack.config import BehaviourConfig, Phase
 from fishtrack.errors import FishtrackError
 
@@ -179,8 +180,6 @@ def epochs_from_states(
     Long gaps are the ``unknown`` runs of ``state``; time jumps longer than ``cfg.max_gap_s``
     also split epochs. ``phase`` is the protocol phase at each epoch's start.
     """
-    from fishtrack.behaviour.protocol import assign_phase
-
     cfg = cfg or BehaviourConfig()
     if "state" not in tracks.columns:
         raise FishtrackError("tracks: no 'state' column; run label_states first")

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from fishtrack.config import Config
+from fishtrack.io.provenance import library_versions
+from fishtrack.io.tables import write_bytes, write_text
 from fishtrack.report.assay import assay_sections
 from fishtrack.report.figures import (
     behaviour_qc_figure,
@@ -23,6 +25,9 @@ from fishtrack.report.figures import (
     survival_figure,
 )
 from fishtrack.report.html import FigureItem, Section, esc, render_html, table_html
+from fishtrack.stats import METRIC_SPECS, kaplan_meier, survival_table
+from fishtrack.stats.compare import _cluster_weights
+from fishtrack.stats.survival import weighted_rmst
 
 __all__ = [
     "write_report",
@@ -44,7 +49,6 @@ MAIN_METRICS = (
 
 
 def _label(metric: str, *, unit: bool = True) -> str:
-    from fishtrack.stats import METRIC_SPECS
 
     spec = METRIC_SPECS.get(metric)
     if spec is None:
@@ -108,7 +112,6 @@ def main_phase(per_fish: pd.DataFrame) -> str | None:
 
 
 def _survival_curves(per_fish: pd.DataFrame, phase: str) -> pd.DataFrame:
-    from fishtrack.stats import kaplan_meier
 
     return kaplan_meier(per_fish, phase)
 
@@ -252,9 +255,6 @@ def _latency_estimation(values: pd.DataFrame, reference: str, differences: pd.Da
     """The latency panel: per-fish latencies with censoring, KM RMST per group (common
     horizon, as in the statistics table) with a fish-bootstrap interval, and the table's
     RMST differences."""
-    from fishtrack.stats.compare import _cluster_weights
-    from fishtrack.stats.survival import weighted_rmst
-
     v = values.dropna(subset=["value"])
     tau = float(v.groupby("group")["value"].max().min())
     rng = np.random.default_rng(seed)
@@ -290,7 +290,6 @@ def _ethogram_rows(ethogram: pd.DataFrame, fish_groups: pd.DataFrame):
 
 
 def _save(fig, name: str, folder: Path, written: list[Path]) -> bytes:
-    from fishtrack.io.tables import write_bytes
 
     png = figure_bytes(fig, "png")
     write_bytes(folder / f"{name}.png", png)
@@ -434,9 +433,6 @@ def write_report(
     dict
         ``{"report": path, "figures": folder}``.
     """
-    from fishtrack.io.provenance import library_versions
-    from fishtrack.io.tables import write_text
-
     out = Path(out)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -554,7 +550,6 @@ def write_report(
         role = "primary" if m == config.stats.primary.metric else "secondary"
         diffs = metric_differences(group_stats, m, phase) if phase else pd.DataFrame()
         if m == "latency_to_first_passive_s" and phase:
-            from fishtrack.stats import survival_table
 
             if surv_rows is None and {"latency_to_first_passive_s", "latency_censored"} <= set(analysed.columns):
                 surv_rows = survival_table(analysed)

@@ -27,7 +27,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from fishtrack.config import Phase
+from fishtrack.config import Phase, StatsConfig
+from fishtrack.stats.compare import compare_groups, compare_mixed
+from fishtrack.stats.metrics import per_fish_metrics
+from fishtrack.stats.survival import logrank_p, survival_table
 
 __all__ = [
     "SimulatedExperiment",
@@ -267,11 +270,6 @@ def run_calibration(
         ``measure -> (hits, experiments)`` for the :data:`MEASURES` that apply; pool seeds
         with :func:`calibration_summary`.
     """
-    from fishtrack.config import StatsConfig
-    from fishtrack.stats.compare import compare_groups, compare_mixed
-    from fishtrack.stats.metrics import per_fish_metrics
-    from fishtrack.stats.survival import logrank_p, survival_table
-
     sim = simulate_experiment(
         n_per_group,
         passive_mean={"control": control, "null": control, "treated": control + effect},

@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.stats
 
 from fishtrack.errors import FishtrackError
-from fishtrack.stats._resampling import block_labels, permutation_p
+from fishtrack.stats._resampling import block_labels, permutation_p, sign_flips
 from fishtrack.stats.metrics import _truthy
 
 __all__ = [
@@ -370,8 +370,6 @@ def logrank_signflip_p(
     statistic is recomputed on every pattern. Returns ``(p_value, exact)``; NaN when nobody
     gave up.
     """
-    from fishtrack.stats._resampling import sign_flips
-
     t = np.asarray(time, float)
     e = np.asarray(event, bool)
     cond = np.asarray(in_condition, bool)

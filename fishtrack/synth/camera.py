@@ -27,6 +27,9 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import pandas as pd
 
+from fishtrack.behaviour import classify
+from fishtrack.config import parse_config
+from fishtrack.synth.simulate import sim_config, simulate_truth
 from fishtrack.synth.spec import SimSpec
 from fishtrack.synth.stress import (
     StressDraw,
@@ -167,10 +170,6 @@ def run_camera_recording(seed: int, *, behaviour: dict | None = None,
     the truth integrated the same way. ``behaviour``: overrides of the behaviour config
     section (e.g. ``{"bout_signal": "tail"}``). Returns one row of
     :data:`fishtrack.synth.stress.METRIC_COLUMNS` plus ``bout_signal`` and the draw."""
-    from fishtrack.behaviour import classify
-    from fishtrack.config import parse_config
-    from fishtrack.synth.simulate import sim_config, simulate_truth
-
     t0 = time.perf_counter()
     d, cam = draw or draw_camera_recording(seed)
     spec = d.spec

@@ -22,8 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fishtrack.arenas import Arena
+from fishtrack.config import TrackingConfig
+from fishtrack.io.video import open_video
 from fishtrack.synth.morphology import random_imaging, random_morphology
+from fishtrack.synth.simulate import DEFAULT_SUFFIX, SimResult, simulate
 from fishtrack.synth.spec import SimSpec, arena_names
+from fishtrack.tracking import track_video
 
 __all__ = [
     "TUNING_SEEDS",
@@ -202,8 +207,6 @@ def score(spec: SimSpec, truth: pd.DataFrame, tracks: pd.DataFrame) -> dict:
 def suite_arenas(arenas: pd.DataFrame, layout: str) -> list:
     """The simulator's arenas (``truth_arenas.csv``) as tracker :class:`~fishtrack.arenas.Arena`
     objects (margin 2 px in wells, 0 for head-embedded ROIs)."""
-    from fishtrack.arenas import Arena
-
     return [
         Arena(name=r.name, row=int(r.row), col=int(r.col), shape=r.shape, cx=float(r.cx),
               cy=float(r.cy), radius=float(r.radius),
@@ -218,14 +221,12 @@ def _simulated(spec: SimSpec, folder: Path, reuse: bool):
     its ``sim_spec.yaml`` holds exactly ``spec``."""
     import yaml
 
-    from fishtrack.synth.simulate import DEFAULT_SUFFIX, SimResult, simulate
 
     spec_path = folder / "sim_spec.yaml"
     video = folder / f"{spec.name}{DEFAULT_SUFFIX[spec.codec]}"
     if reuse and spec_path.exists() and (folder / "truth.parquet").exists() and video.exists():
         old = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
         if old == spec.model_dump(mode="json"):
-            from fishtrack.io.video import open_video
 
             with open_video(video) as src:
                 n, w, h = len(src), src.meta.width, src.meta.height
@@ -250,10 +251,6 @@ def run_case(
     ``reuse``: track the simulation already in ``folder`` if it was made from exactly
     ``spec`` (tuning runs re-track the same videos).
     """
-    from fishtrack.config import TrackingConfig
-    from fishtrack.io.video import open_video
-    from fishtrack.tracking import track_video
-
     tmp = None
     if folder is None:
         tmp = tempfile.TemporaryDirectory(prefix="fishtrack-suite-")

@@ -31,6 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fishtrack.behaviour import classify
+from fishtrack.behaviour.calibrate import cohen_kappa
+from fishtrack.config import parse_config
+from fishtrack.pipeline import track_to_folder
+from fishtrack.synth.simulate import sim_config, simulate, simulate_truth
 from fishtrack.synth.spec import SimSpec, arena_names
 
 __all__ = [
@@ -386,8 +391,6 @@ def score_recording(
     fish is 100 % passive in its known frames and has no bout. ``bout_f1``: onsets matched
     within 50 ms. ``onset_err_ms``: median |onset error| of the matches.
     """
-    from fishtrack.behaviour.calibrate import cohen_kappa
-
     t = truth[["fish", "frame", "state", "phase"]].copy()
     t["fish"] = t["fish"].astype(str)
     if "state" not in scored.columns:  # nothing tracked, so nothing scored
@@ -459,9 +462,6 @@ def run_recording(
     """
     import shutil
 
-    from fishtrack.behaviour import classify
-    from fishtrack.config import parse_config
-    from fishtrack.synth.simulate import sim_config, simulate, simulate_truth
 
     t0 = time.perf_counter()
     draw = draw or draw_recording(seed)
@@ -474,7 +474,6 @@ def run_recording(
     open_loop = [p.name for p in spec.phases() if p.kind == "open_loop"]
     try:
         if mode == "video":
-            from fishtrack.pipeline import track_to_folder
 
             res = simulate(spec, work)
             truth, truth_bouts = res.truth, res.bouts
@@ -614,9 +613,6 @@ def run_issue_row(name: str, workdir: str | Path, *, keep: bool = False,
     """
     import shutil
 
-    from fishtrack.behaviour.calibrate import cohen_kappa
-    from fishtrack.pipeline import track_to_folder
-    from fishtrack.synth.simulate import simulate
 
     spec = SimSpec(name=name, **ISSUE_ROWS[name])
     work = Path(workdir) / f"issue_{name}"
