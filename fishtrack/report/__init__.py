@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -437,18 +438,74 @@ def write_report(
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    ref = config.stats.reference_group
-    n_boot = min(config.stats.n_bootstrap, 5000)
-    seed = config.stats.seed
-    protocol = list(protocol or [])
-    notes = list(notes or [])
-    sections: list[Section] = []
-    fish_groups = manifest[["fish_id", "group", "exclude"]].drop_duplicates("fish_id")
     analysed = per_fish
     if "exclude" in per_fish.columns and not per_fish.empty:
         analysed = per_fish[~per_fish["exclude"].astype(bool)]
+    c = _Context(
+        config=config, ref=config.stats.reference_group,
+        n_boot=min(config.stats.n_bootstrap, 5000), seed=config.stats.seed,
+        protocol=list(protocol or []),
+        fish_groups=manifest[["fish_id", "group", "exclude"]].drop_duplicates("fish_id"),
+        analysed=analysed, fig_dir=fig_dir, written=written,
+    )
+    phase, paired = _headline_phase(group_stats, analysed)
+    sections = [
+        _summary_section(c, per_fish, group_stats, trials, manifest, list(notes or [])),
+        _qc_section(c, per_fish, qc, trials, design_notes, behaviour_qc),
+        _ethogram_section(c, ethogram, ethogram_bin_s),
+        _metrics_section(c, group_stats, phase, paired),
+        _survival_section(c, phase),
+        _bins_section(c, bins),
+        *assay_sections(assay, analysed, group_stats, config,
+                        lambda fig, name: _save(fig, name, fig_dir, written),
+                        n_boot=c.n_boot, seed=c.seed),
+        _statistics_section(c, group_stats, phase),
+    ]
+    # stale figures from earlier runs go
+    keep = {p.name for p in written}
+    for p in fig_dir.glob("*"):
+        if p.suffix in (".png", ".svg") and p.name not in keep:
+            p.unlink(missing_ok=True)
+    vers = dict(library_versions())
+    if versions:
+        vers.update(versions)
+    text = render_html(sections, title="fishtrack experiment report", config=config,
+                       versions=vers, subtitle=f"Experiment folder: {out.resolve()}.")
+    report = write_text(out / "report.html", text)
+    return {"report": report, "figures": fig_dir}
 
-    # --- summary: the headline first
+
+@dataclass
+class _Context:
+    """What the report's sections share: the config, the reference group, the bootstrap
+    settings, the protocol, the manifest's fish and groups, the analysed per-fish rows, and
+    where the figures go (``fig_dir``; ``written`` lists those made this run)."""
+
+    config: Config
+    ref: str
+    n_boot: int
+    seed: int
+    protocol: list
+    fish_groups: pd.DataFrame
+    analysed: pd.DataFrame
+    fig_dir: Path
+    written: list[Path]
+
+
+def _headline_phase(group_stats: pd.DataFrame, analysed: pd.DataFrame) -> tuple[str, bool]:
+    """The phase of the primary rows (else the data's main phase) and whether the primary
+    comparison is paired (conditions within fish)."""
+    prim = (group_stats[group_stats["role"] == "primary"]
+            if not group_stats.empty and "role" in group_stats.columns else pd.DataFrame())
+    phase = str(prim["phase"].iloc[0]) if len(prim) else main_phase(analysed)
+    paired = bool(len(prim)) and bool((prim["design"] == "paired").any())
+    return phase, paired
+
+
+def _summary_section(c: _Context, per_fish: pd.DataFrame, group_stats: pd.DataFrame,
+                     trials: pd.DataFrame, manifest: pd.DataFrame, notes: list[str]) -> Section:
+    """The headline result, fish per group, exclusions, notes and the trials table."""
+    config, ref, fish_groups, analysed = (c.config, c.ref, c.fish_groups, c.analysed)
     s = Section("summary", "Summary")
     head_html, _ = primary_summary(group_stats, config)
     s.blocks.append(head_html)
@@ -484,9 +541,14 @@ def write_report(
     cols = [c for c in ("trial", "video", "complete", "n_frames", "damaged_frames", "n_wells_tracked",
                         "n_fish_analysed", "corrections") if c in trials.columns]
     s.blocks.append("<h3>Trials</h3>" + table_html(trials[cols], scroll=True))
-    sections.append(s)
+    return s
 
-    # --- QC
+
+def _qc_section(c: _Context, per_fish: pd.DataFrame, qc: pd.DataFrame, trials: pd.DataFrame,
+                design_notes: list[str] | None, behaviour_qc: list[dict] | None) -> Section:
+    """Detection rates, design checks and the behaviour QC."""
+    config, ref, fish_groups, fig_dir, written = (c.config, c.ref, c.fish_groups, c.fig_dir,
+                                                  c.written)
     s = Section("qc", "Quality control")
     if not qc.empty and "detection_rate" in qc.columns:
         q = qc.merge(fish_groups[["fish_id", "group"]], on="fish_id", how="left")
@@ -511,9 +573,13 @@ def write_report(
         s.blocks.append("<p>No treatment aligned with plate rows or columns, no video holding a "
                         "single group, one protocol.</p>")
     _behaviour_qc_blocks(s, per_fish, behaviour_qc or [], config, fig_dir, written)
-    sections.append(s)
+    return s
 
-    # --- ethogram
+
+def _ethogram_section(c: _Context, ethogram: pd.DataFrame, ethogram_bin_s: float) -> Section:
+    """Every fish's state over time, grouped by treatment."""
+    ref, protocol, fish_groups, fig_dir, written = (c.ref, c.protocol, c.fish_groups, c.fig_dir,
+                                                    c.written)
     s = Section("ethogram", "Ethogram")
     if not ethogram.empty:
         etho, etho_fish = _ethogram_rows(ethogram, fish_groups)
@@ -527,13 +593,13 @@ def write_report(
                                     "or of the first trial when the config has none)."))
     else:
         s.blocks.append("<p><em>No per-frame states.</em></p>")
-    sections.append(s)
+    return s
 
-    # --- estimation plots
-    prim = (group_stats[group_stats["role"] == "primary"]
-            if not group_stats.empty and "role" in group_stats.columns else pd.DataFrame())
-    phase = str(prim["phase"].iloc[0]) if len(prim) else main_phase(analysed)
-    paired = bool(len(prim)) and (prim["design"] == "paired").any()
+
+def _metrics_section(c: _Context, group_stats: pd.DataFrame, phase: str, paired: bool) -> Section:
+    """Estimation plots of the primary and secondary metrics in the headline phase."""
+    config, ref, n_boot, seed, analysed, fig_dir, written = (c.config, c.ref, c.n_boot, c.seed,
+                                                             c.analysed, c.fig_dir, c.written)
     by, ref_shown = ("condition", config.stats.reference_condition) if paired else ("group", ref)
     what = {"open_loop": "open-loop phases (pooled)", "all": "the whole record (no protocol)"}
     s = Section("metrics", f"Metrics in {what.get(phase, phase or 'phases')}")
@@ -585,9 +651,13 @@ def write_report(
         png = _save(fig, f"estimation_{m}", fig_dir, written)
         s.figures.append(FigureItem(f"estimation_{m}", f"{m} ({role})", png,
                                     f"{_label(m)} ({role})"))
-    sections.append(s)
+    return s
 
-    # --- Kaplan-Meier
+
+def _survival_section(c: _Context, phase: str) -> Section:
+    """Kaplan-Meier give-up curves of each open-loop phase."""
+    ref, protocol, analysed, fig_dir, written = (c.ref, c.protocol, c.analysed, c.fig_dir,
+                                                 c.written)
     s = Section("survival", "Give-up curves (Kaplan–Meier)")
     open_phases = [p.name for p in protocol if p.kind == "open_loop"]
     surv_phases = (["open_loop"] if len(open_phases) > 1 else []) + open_phases[:4]
@@ -609,9 +679,13 @@ def write_report(
                                     "fish swimming at the onset; shaded: 95% CI); fish that "
                                     "never gave up are censored at their last observed frame, "
                                     "fish that never swam in the phase are not at risk."))
-    sections.append(s)
+    return s
 
-    # --- binned
+
+def _bins_section(c: _Context, bins: pd.DataFrame) -> Section:
+    """Passive fraction over time, one panel per phase."""
+    config, ref, protocol, fish_groups, analysed, fig_dir, written = (
+        c.config, c.ref, c.protocol, c.fish_groups, c.analysed, c.fig_dir, c.written)
     s = Section("bins", "Passive fraction over time")
     if not bins.empty:
         b = bins
@@ -631,14 +705,12 @@ def write_report(
             "closed-loop, red open-loop. Lower strip: number of fish in every bin."))
     else:
         s.blocks.append("<p><em>No binned data.</em></p>")
-    sections.append(s)
+    return s
 
-    # --- assay analyses (each only when its data are there)
-    sections += assay_sections(assay, analysed, group_stats, config,
-                               lambda fig, name: _save(fig, name, fig_dir, written),
-                               n_boot=n_boot, seed=seed)
 
-    # --- statistics table
+def _statistics_section(c: _Context, group_stats: pd.DataFrame, phase: str) -> Section:
+    """The statistics table and how to read it."""
+    config, ref = c.config, c.ref
     s = Section("statistics", "Statistics")
     st = config.stats
     s.blocks.append(
@@ -655,17 +727,4 @@ def write_report(
         "<code>group_stats.csv</code>.</p>"
     )
     s.blocks.append(table_html(_stats_table(group_stats, phase, st.confidence_level), scroll=True))
-    sections.append(s)
-
-    # stale figures from earlier runs go
-    keep = {p.name for p in written}
-    for p in fig_dir.glob("*"):
-        if p.suffix in (".png", ".svg") and p.name not in keep:
-            p.unlink(missing_ok=True)
-    vers = dict(library_versions())
-    if versions:
-        vers.update(versions)
-    text = render_html(sections, title="fishtrack experiment report", config=config,
-                       versions=vers, subtitle=f"Experiment folder: {out.resolve()}.")
-    report = write_text(out / "report.html", text)
-    return {"report": report, "figures": fig_dir}
+    return s
