@@ -33,7 +33,7 @@ from fishtrack.stats import (
 )
 from fishtrack.stats.assay import analyse, trial_parts, write_tables
 from fishtrack.stats.design import design_warnings
-from fishtrack.stats.survival import _excluded
+from fishtrack.stats.survival import excluded_rows
 from fishtrack.trial import PROVENANCE, TRACKS, Provenance, TrialFolder
 
 
@@ -323,7 +323,7 @@ def _design_notes(per_fish: pd.DataFrame, protocols: dict[str, list]) -> list[st
     need = {"video", "arena", "group", "fish_id"}
     if per_fish.empty or not need <= set(per_fish.columns):
         return []
-    fish = per_fish[~_excluded(per_fish) & per_fish["group"].notna().to_numpy()]
+    fish = per_fish[~excluded_rows(per_fish) & per_fish["group"].notna().to_numpy()]
     fish = fish[["video", "arena", "group"]].drop_duplicates()
     return design_warnings(fish, protocols)
 

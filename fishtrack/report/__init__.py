@@ -27,7 +27,7 @@ from fishtrack.report.figures import (
 )
 from fishtrack.report.html import FigureItem, Section, esc, render_html, table_html
 from fishtrack.stats import METRIC_SPECS, kaplan_meier, survival_table
-from fishtrack.stats.compare import _cluster_weights
+from fishtrack.stats.compare import cluster_weights
 from fishtrack.stats.survival import weighted_rmst
 
 __all__ = [
@@ -50,7 +50,6 @@ MAIN_METRICS = (
 
 
 def _label(metric: str, *, unit: bool = True) -> str:
-
     spec = METRIC_SPECS.get(metric)
     if spec is None:
         return metric
@@ -113,7 +112,6 @@ def main_phase(per_fish: pd.DataFrame) -> str | None:
 
 
 def _survival_curves(per_fish: pd.DataFrame, phase: str) -> pd.DataFrame:
-
     return kaplan_meier(per_fish, phase)
 
 
@@ -265,7 +263,7 @@ def _latency_estimation(values: pd.DataFrame, reference: str, differences: pd.Da
         est = float(weighted_rmst(t, e, np.ones(len(t)), tau))
         lo = hi = np.nan
         if len(t) > 1:
-            boots = weighted_rmst(t, e, _cluster_weights(sub["fish_id"].to_numpy(), n_boot, rng), tau)
+            boots = weighted_rmst(t, e, cluster_weights(sub["fish_id"].to_numpy(), n_boot, rng), tau)
             lo, hi = np.quantile(boots, [0.025, 0.975])
         rows.append({"group": g, "rmst": est, "ci_low": lo, "ci_high": hi})
     kw = {"ylabel": ylabel, "unit": unit} if ylabel else {}
@@ -291,7 +289,6 @@ def _ethogram_rows(ethogram: pd.DataFrame, fish_groups: pd.DataFrame):
 
 
 def _save(fig, name: str, folder: Path, written: list[Path]) -> bytes:
-
     png = figure_bytes(fig, "png")
     write_bytes(folder / f"{name}.png", png)
     write_bytes(folder / f"{name}.svg", figure_bytes(fig, "svg"))
@@ -616,7 +613,6 @@ def _metrics_section(c: _Context, group_stats: pd.DataFrame, phase: str, paired:
         role = "primary" if m == config.stats.primary.metric else "secondary"
         diffs = metric_differences(group_stats, m, phase) if phase else pd.DataFrame()
         if m == "latency_to_first_passive_s" and phase:
-
             if surv_rows is None and {"latency_to_first_passive_s", "latency_censored"} <= set(analysed.columns):
                 surv_rows = survival_table(analysed)
             lat = pd.DataFrame() if surv_rows is None else surv_rows[surv_rows["phase"] == phase]

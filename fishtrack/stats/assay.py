@@ -37,7 +37,7 @@ from fishtrack.stats.sensitivity import (
     per_fish_sensitivity,
     sensitivity_thresholds,
 )
-from fishtrack.stats.survival import _excluded
+from fishtrack.stats.survival import excluded_rows
 from fishtrack.stats.timecourse import TimeCourse, time_course
 
 __all__ = ["AssayResults", "trial_parts", "analyse", "write_tables", "per_fish_wide",
@@ -151,7 +151,7 @@ def analyse(per_fish: pd.DataFrame, parts: dict, config: Config,
 
 
 def _excluded_fish(per_fish: pd.DataFrame) -> set[str]:
-    ex = _excluded(per_fish) | per_fish["group"].isna().to_numpy()
+    ex = excluded_rows(per_fish) | per_fish["group"].isna().to_numpy()
     return set(per_fish.loc[ex, "fish_id"].astype(str))
 
 

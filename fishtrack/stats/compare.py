@@ -53,7 +53,7 @@ from fishtrack.stats._resampling import (
 from fishtrack.stats.metrics import METRIC_SPECS, METRICS
 from fishtrack.stats.survival import (
     _check_survival,
-    _excluded,
+    excluded_rows,
     logrank_permutation_p,
     logrank_signflip_p,
     survival_table,
@@ -62,6 +62,7 @@ from fishtrack.stats.survival import (
 
 __all__ = [
     "RESULT_COLUMNS",
+    "cluster_weights",
     "LATENCY",
     "compare_groups",
     "compare_two",
@@ -491,7 +492,7 @@ def compare_latency_paired(t, e, in_condition, fish, cfg: StatsConfig, *,
     if not e.any():
         return out | {"test": "paired log-rank (nobody gave up: not testable)"}
     p, exact = logrank_signflip_p(t, e, cond, fish, n_permutations=cfg.n_permutations, rng=rng)
-    w = _cluster_weights(fish, cfg.n_bootstrap, rng)
+    w = cluster_weights(fish, cfg.n_bootstrap, rng)
     d = (weighted_rmst(t[cond], e[cond], w[:, cond], tau)
          - weighted_rmst(t[~cond], e[~cond], w[:, ~cond], tau))
     a = _alpha(cfg) / 2
@@ -505,7 +506,7 @@ def _rmst(t, e, tau) -> float:
     return float(weighted_rmst(t, e, np.ones(len(t)), tau))
 
 
-def _cluster_weights(c: np.ndarray, n_boot: int, rng) -> np.ndarray:
+def cluster_weights(c: np.ndarray, n_boot: int, rng) -> np.ndarray:
     """(B, n_rows) bootstrap multiplicities resampling clusters (fish) with replacement."""
     fish, inv = np.unique(c, return_inverse=True)
     counts = rng.multinomial(len(fish), np.full(len(fish), 1 / len(fish)), size=n_boot)
@@ -513,8 +514,8 @@ def _cluster_weights(c: np.ndarray, n_boot: int, rng) -> np.ndarray:
 
 
 def _rmst_diff_ci(t1, e1, c1, t0, e0, c0, tau, cfg: StatsConfig, rng) -> tuple[float, float]:
-    w1 = _cluster_weights(c1, cfg.n_bootstrap, rng)
-    w0 = _cluster_weights(c0, cfg.n_bootstrap, rng)
+    w1 = cluster_weights(c1, cfg.n_bootstrap, rng)
+    w0 = cluster_weights(c0, cfg.n_bootstrap, rng)
     d = weighted_rmst(t1, e1, w1, tau) - weighted_rmst(t0, e0, w0, tau)
     a = (1 - cfg.confidence_level) / 2
     lo, hi = np.quantile(d, [a, 1 - a])
@@ -783,7 +784,7 @@ def compare_groups(
     absent = [m for m in metrics if m != LATENCY and m not in per_fish.columns]
     if absent:
         raise FishtrackError(f"per-fish table: no metric column(s) {', '.join(absent)}")
-    keep = ~_excluded(per_fish) & per_fish["group"].notna().to_numpy()
+    keep = ~excluded_rows(per_fish) & per_fish["group"].notna().to_numpy()
     block_cols = block_columns(per_fish.loc[keep], cfg)
     if block_cols and not _conditions(per_fish.loc[keep]):
         per_fish = per_fish.assign(_block=block_labels_of(per_fish, block_cols))

@@ -43,7 +43,7 @@ from fishtrack.stats.compare import (
     holm,
 )
 from fishtrack.stats.metrics import METRIC_SPECS
-from fishtrack.stats.survival import _excluded
+from fishtrack.stats.survival import excluded_rows
 
 __all__ = ["DoseResponse", "dose_response", "dose_scores", "fit_sigmoid", "fish_values",
            "DOSE_METRICS"]
@@ -89,7 +89,7 @@ def fish_values(per_fish: pd.DataFrame, metric: str, phase: str,
                 block_cols: Sequence[str] = ()) -> pd.DataFrame:
     """One row per analysed fish: ``fish_id, group, dose, value`` (+ ``_block``), the mean of
     the fish's trials in ``phase``; fish without a numeric dose or a value are dropped."""
-    rows = per_fish[(per_fish["phase"].astype(str) == str(phase)) & ~_excluded(per_fish)
+    rows = per_fish[(per_fish["phase"].astype(str) == str(phase)) & ~excluded_rows(per_fish)
                     & per_fish["group"].notna().to_numpy()]
     df = pd.DataFrame({"fish_id": rows["fish_id"].astype(str).to_numpy(),
                        "group": rows["group"].astype(str).to_numpy(),
@@ -245,7 +245,7 @@ def dose_response(
     res = DoseResponse()
     if "dose" not in per_fish.columns or phase is None or per_fish.empty:
         return res
-    keep = ~_excluded(per_fish) & per_fish["group"].notna().to_numpy()
+    keep = ~excluded_rows(per_fish) & per_fish["group"].notna().to_numpy()
     d = pd.to_numeric(per_fish.loc[keep, "dose"], errors="coerce")
     levels = np.unique(d.dropna().to_numpy(float))
     if len(levels) < 3:

@@ -37,7 +37,7 @@ from fishtrack.io.tables import read_table, write_bytes, write_table
 from fishtrack.stats.compare import compare_two, primary_phase
 from fishtrack.stats.metrics import METRIC_SPECS, per_fish_metrics
 from fishtrack.stats.simulate import simulate_experiment
-from fishtrack.stats.survival import _excluded, logrank_permutation_p
+from fishtrack.stats.survival import excluded_rows, logrank_permutation_p
 
 __all__ = ["PowerResult", "power_curve", "pilot_values", "write_power"]
 
@@ -84,7 +84,7 @@ def pilot_values(path: str | Path, stats: StatsConfig) -> tuple[pd.DataFrame, st
                              f"{stats.primary.phase!r}; phases: {', '.join(phases)})")
     ref = stats.reference_group
     rows = pf[(pf["phase"].astype(str) == phase) & (pf["group"].astype(str) == ref)
-              & ~_excluded(pf)]
+              & ~excluded_rows(pf)]
     v = pd.to_numeric(rows[metric], errors="coerce")
     spec = METRIC_SPECS.get(metric)
     data = pd.DataFrame({"fish_id": rows["fish_id"].astype(str).to_numpy(), "value": v.to_numpy()})

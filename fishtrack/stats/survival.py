@@ -24,6 +24,7 @@ from fishtrack.stats.metrics import _truthy
 
 __all__ = [
     "SURVIVAL_COLUMNS",
+    "excluded_rows",
     "survival_table",
     "kaplan_meier",
     "rmst",
@@ -38,7 +39,7 @@ SURVIVAL_COLUMNS = ("fish_id", "group", "phase", "time_s", "event")
 Within-fish designs add ``condition``."""
 
 
-def _excluded(df: pd.DataFrame) -> np.ndarray:
+def excluded_rows(df: pd.DataFrame) -> np.ndarray:
     """Rows whose ``exclude`` flag is true (True/1/yes/y/x)."""
     if "exclude" not in df.columns:
         return np.zeros(len(df), bool)
@@ -60,7 +61,7 @@ def survival_table(per_fish: pd.DataFrame, metric: str = "latency_to_first_passi
     missing = [c for c in need if c not in per_fish.columns]
     if missing:
         raise FishtrackError(f"per-fish table: missing column(s) {', '.join(missing)}")
-    keep = ~_excluded(per_fish) & per_fish["group"].notna().to_numpy()
+    keep = ~excluded_rows(per_fish) & per_fish["group"].notna().to_numpy()
     df = per_fish.loc[keep]
     t = pd.to_numeric(df[metric], errors="coerce")
     cens = df[censor]

@@ -45,7 +45,7 @@ from fishtrack.stats.compare import (
     holm,
 )
 from fishtrack.stats.metrics import METRIC_SPECS
-from fishtrack.stats.survival import _excluded
+from fishtrack.stats.survival import excluded_rows
 
 __all__ = ["TimeCourse", "TIME_COLUMNS", "time_axis", "time_course", "interaction_between"]
 
@@ -173,7 +173,7 @@ def time_course(
         return res
     col, tnum = axis
     res.time_column = col
-    keep = ~_excluded(per_fish) & per_fish["group"].notna().to_numpy()
+    keep = ~excluded_rows(per_fish) & per_fish["group"].notna().to_numpy()
     rows = per_fish.loc[keep & (per_fish["phase"].astype(str) == str(phase)).to_numpy()]
     rows = rows.assign(_time=tnum[rows.index])
     rows = rows[rows["_time"].notna()]
