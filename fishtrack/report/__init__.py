@@ -454,8 +454,7 @@ def write_report(
         _survival_section(c, phase),
         _bins_section(c, bins),
         *assay_sections(assay, analysed, group_stats, config,
-                        lambda fig, name: _save(fig, name, fig_dir, written),
-                        n_boot=c.n_boot, seed=c.seed),
+                        c.save, n_boot=c.n_boot, seed=c.seed),
         _statistics_section(c, group_stats, phase),
     ]
     # stale figures from earlier runs go
@@ -488,6 +487,10 @@ class _Context:
     fig_dir: Path
     written: list[Path]
 
+    def save(self, fig, name: str) -> bytes:
+        """Write a figure into ``fig_dir`` (PNG and SVG, remembered in ``written``); PNG bytes."""
+        return _save(fig, name, self.fig_dir, self.written)
+
 
 def _headline_phase(group_stats: pd.DataFrame, analysed: pd.DataFrame) -> tuple[str, bool]:
     """The phase of the primary rows (else the data's main phase) and whether the primary
@@ -502,7 +505,7 @@ def _headline_phase(group_stats: pd.DataFrame, analysed: pd.DataFrame) -> tuple[
 def _summary_section(c: _Context, per_fish: pd.DataFrame, group_stats: pd.DataFrame,
                      trials: pd.DataFrame, manifest: pd.DataFrame, notes: list[str]) -> Section:
     """The headline result, fish per group, exclusions, notes and the trials table."""
-    config, ref, fish_groups, analysed = (c.config, c.ref, c.fish_groups, c.analysed)
+    config, ref, fish_groups, analysed = c.config, c.ref, c.fish_groups, c.analysed
     s = Section("summary", "Summary")
     head_html, _ = primary_summary(group_stats, config)
     s.blocks.append(head_html)
@@ -544,12 +547,11 @@ def _summary_section(c: _Context, per_fish: pd.DataFrame, group_stats: pd.DataFr
 def _qc_section(c: _Context, per_fish: pd.DataFrame, qc: pd.DataFrame, trials: pd.DataFrame,
                 design_notes: list[str] | None, behaviour_qc: list[dict] | None) -> Section:
     """Detection rates, design checks and the behaviour QC."""
-    config, ref, fish_groups, fig_dir, written = (c.config, c.ref, c.fish_groups, c.fig_dir,
-                                                  c.written)
+    config, ref, fish_groups = c.config, c.ref, c.fish_groups
     s = Section("qc", "Quality control")
     if not qc.empty and "detection_rate" in qc.columns:
         q = qc.merge(fish_groups[["fish_id", "group"]], on="fish_id", how="left")
-        png = _save(detection_figure(q, reference=ref), "detection_rate", fig_dir, written)
+        png = c.save(detection_figure(q, reference=ref), "detection_rate")
         s.figures.append(FigureItem("detection_rate", "Detection rate per fish", png,
                                     "Fraction of frames in which each fish was found; dashed "
                                     f"line: {LOW_DETECTION:.0%}."))
@@ -569,20 +571,19 @@ def _qc_section(c: _Context, per_fish: pd.DataFrame, qc: pd.DataFrame, trials: p
     else:
         s.blocks.append("<p>No treatment aligned with plate rows or columns, no video holding a "
                         "single group, one protocol.</p>")
-    _behaviour_qc_blocks(s, per_fish, behaviour_qc or [], config, fig_dir, written)
+    _behaviour_qc_blocks(s, per_fish, behaviour_qc or [], config, c.fig_dir, c.written)
     return s
 
 
 def _ethogram_section(c: _Context, ethogram: pd.DataFrame, ethogram_bin_s: float) -> Section:
     """Every fish's state over time, grouped by treatment."""
-    ref, protocol, fish_groups, fig_dir, written = (c.ref, c.protocol, c.fish_groups, c.fig_dir,
-                                                    c.written)
+    ref, protocol, fish_groups = c.ref, c.protocol, c.fish_groups
     s = Section("ethogram", "Ethogram")
     if not ethogram.empty:
         etho, etho_fish = _ethogram_rows(ethogram, fish_groups)
         fig = ethogram_figure(etho, etho_fish, bin_s=ethogram_bin_s, protocol=protocol,
                               reference=ref)
-        png = _save(fig, "ethogram", fig_dir, written)
+        png = c.save(fig, "ethogram")
         s.figures.append(FigureItem("ethogram", "Ethogram", png,
                                     f"State of every fish over time (majority state per "
                                     f"{ethogram_bin_s:.3g} s bin), grouped by treatment; white: "
@@ -595,8 +596,7 @@ def _ethogram_section(c: _Context, ethogram: pd.DataFrame, ethogram_bin_s: float
 
 def _metrics_section(c: _Context, group_stats: pd.DataFrame, phase: str, paired: bool) -> Section:
     """Estimation plots of the primary and secondary metrics in the headline phase."""
-    config, ref, n_boot, seed, analysed, fig_dir, written = (c.config, c.ref, c.n_boot, c.seed,
-                                                             c.analysed, c.fig_dir, c.written)
+    config, ref, n_boot, seed, analysed = c.config, c.ref, c.n_boot, c.seed, c.analysed
     by, ref_shown = ("condition", config.stats.reference_condition) if paired else ("group", ref)
     what = {"open_loop": "open-loop phases (pooled)", "all": "the whole record (no protocol)"}
     s = Section("metrics", f"Metrics in {what.get(phase, phase or 'phases')}")
@@ -626,7 +626,7 @@ def _metrics_section(c: _Context, group_stats: pd.DataFrame, phase: str, paired:
             in_phase = analysed[analysed["phase"].astype(str) == phase]
             never = int(in_phase.loc[pd.to_numeric(in_phase[m], errors="coerce").isna(),
                                      "fish_id"].nunique())
-            png = _save(fig, f"estimation_{m}", fig_dir, written)
+            png = c.save(fig, f"estimation_{m}")
             s.figures.append(FigureItem(
                 f"estimation_{m}", f"{m} ({role})", png,
                 f"{_label(m)} ({role}): every fish (open circles: never gave up, censored at the "
@@ -644,7 +644,7 @@ def _metrics_section(c: _Context, group_stats: pd.DataFrame, phase: str, paired:
             continue
         fig = estimation_figure(vals, metric=m, reference=ref_shown, differences=diffs,
                                 n_boot=n_boot, seed=seed, ylabel=_label(m))
-        png = _save(fig, f"estimation_{m}", fig_dir, written)
+        png = c.save(fig, f"estimation_{m}")
         s.figures.append(FigureItem(f"estimation_{m}", f"{m} ({role})", png,
                                     f"{_label(m)} ({role})"))
     return s
@@ -652,8 +652,7 @@ def _metrics_section(c: _Context, group_stats: pd.DataFrame, phase: str, paired:
 
 def _survival_section(c: _Context, phase: str) -> Section:
     """Kaplan-Meier give-up curves of each open-loop phase."""
-    ref, protocol, analysed, fig_dir, written = (c.ref, c.protocol, c.analysed, c.fig_dir,
-                                                 c.written)
+    ref, protocol, analysed = c.ref, c.protocol, c.analysed
     s = Section("survival", "Give-up curves (Kaplan–Meier)")
     open_phases = [p.name for p in protocol if p.kind == "open_loop"]
     surv_phases = (["open_loop"] if len(open_phases) > 1 else []) + open_phases[:4]
@@ -667,8 +666,7 @@ def _survival_section(c: _Context, phase: str) -> Section:
             s.blocks.append(f"<p><em>{esc(ph)}: no latencies.</em></p>")
             continue
         label = "all open-loop phases (concatenated time at risk)" if ph == "open_loop" else ph
-        png = _save(survival_figure(curves, reference=ref, title=label), f"survival_{ph}",
-                    fig_dir, written)
+        png = c.save(survival_figure(curves, reference=ref, title=label), f"survival_{ph}")
         s.figures.append(FigureItem(f"survival_{ph}", f"Give-up curve {label}", png,
                                     f"Fraction of fish that have not yet given up in {label}, "
                                     "over the time since their first swim in the phase (0 for a "
@@ -680,8 +678,8 @@ def _survival_section(c: _Context, phase: str) -> Section:
 
 def _bins_section(c: _Context, bins: pd.DataFrame) -> Section:
     """Passive fraction over time, one panel per phase."""
-    config, ref, protocol, fish_groups, analysed, fig_dir, written = (
-        c.config, c.ref, c.protocol, c.fish_groups, c.analysed, c.fig_dir, c.written)
+    config, ref, protocol, fish_groups, analysed = (
+        c.config, c.ref, c.protocol, c.fish_groups, c.analysed)
     s = Section("bins", "Passive fraction over time")
     if not bins.empty:
         b = bins
@@ -691,8 +689,7 @@ def _bins_section(c: _Context, bins: pd.DataFrame) -> Section:
             b = b[~b["exclude"].astype(bool)]
         else:
             b = b[b["fish_id"].isin(analysed["fish_id"])] if "fish_id" in analysed else b
-        png = _save(binned_figure(b, protocol=protocol, reference=ref), "passive_fraction_bins",
-                    fig_dir, written)
+        png = c.save(binned_figure(b, protocol=protocol, reference=ref), "passive_fraction_bins")
         s.figures.append(FigureItem(
             "passive_fraction_bins", "Passive fraction over time", png,
             f"Group mean (95% t interval over fish) in {config.stats.bin_s:g} s bins, one panel "

@@ -1153,9 +1153,9 @@ def track_video(
     bg = background
     if not bg.refined or list(bg.arenas) != arenas:
         bg = bg.refine(arenas, cfg, fish_per_arena=fish_per_arena, layout=layout)
-    run = _Run(bg, cfg, layout, fish_per_arena, len(source), getattr(source, "timestamps", None),
-               chunk_size)
     n_total = len(source)
+    run = _Run(bg, cfg, layout, fish_per_arena, n_total, getattr(source, "timestamps", None),
+               chunk_size)
     done = 0
     damage = getattr(source, "damage", [])
     # The decode thread needs the GIL between FFmpeg calls; with the default 5 ms switch
