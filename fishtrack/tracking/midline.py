@@ -680,7 +680,8 @@ def trace_midlines(
     beside = np.zeros((m, n_steps), np.float32)
     ahead = AHEAD * step
     lat_d = float(max(2.5, lateral * length))
-    avoid2 = max(AVOID * step, AVOID_L * length) ** 2
+    avoid = max(AVOID * step, AVOID_L * length)
+    avoid2 = avoid**2
     j_wide = np.linspace(-max_turn, max_turn, 2 * int(round(max_turn / 0.065)) + 1)
     first_turn = min(max_turn, FIRST_TURN)
     j_first = np.linspace(-first_turn, first_turn, 2 * int(round(first_turn / 0.065)) + 1)
@@ -689,15 +690,16 @@ def trace_midlines(
         offs = j_first if k == 0 else j_wide
         ang = theta[:, None] + offs[None, :]
         rad = first if k == 0 else step
-        xs = pos[:, 0, None] + rad * np.cos(ang)
-        ys = pos[:, 1, None] + rad * np.sin(ang)
+        cos_a, sin_a = np.cos(ang), np.sin(ang)
+        xs = pos[:, 0, None] + rad * cos_a
+        ys = pos[:, 1, None] + rad * sin_a
         v = _bilinear(fs, xs, ys)
         if k > 0 and ahead > 0 and first + k * step > 0.3 * length:
             # look ahead along each direction: a longer ray resolves the direction better
             # than a short arc, and averages the noise of a faint tail
             r2 = rad + ahead
-            v = 0.5 * (v + _bilinear(fs, pos[:, 0, None] + r2 * np.cos(ang),
-                                      pos[:, 1, None] + r2 * np.sin(ang)))
+            v = 0.5 * (v + _bilinear(fs, pos[:, 0, None] + r2 * cos_a,
+                                      pos[:, 1, None] + r2 * sin_a))
         reach = first + k * step
         if k > 0 and reach <= ANTERIOR * length:
             # the anterior body leads away from the head: the trace must not circle round the
@@ -707,9 +709,21 @@ def trace_midlines(
         if k >= 2:
             # a midline does not come back on itself: nor does the trace (it would orbit a
             # dark blob such as the swim bladder, darker than the tail behind it)
-            back = trace[:, None, : k - 1, :]
-            dd = (xs[:, :, None] - back[..., 0]) ** 2 + (ys[:, :, None] - back[..., 1]) ** 2
-            v = np.where(dd.min(axis=2) >= avoid2, v, 0.0)
+            # (only earlier points within reach of the arc can be that close: the arc's points
+            # are ``rad`` from ``pos``, so the others are left out of the distance test)
+            back = trace[:, : k - 1, :]
+            near = ((back[..., 0] - pos[:, 0, None]) ** 2 + (back[..., 1] - pos[:, 1, None]) ** 2
+                    <= (rad + avoid + 0.5) ** 2)
+            n_near = int(near.sum(axis=1).max())
+            if n_near:
+                pick = np.argsort(~near, axis=1, kind="stable")[:, :n_near]
+                back = np.take_along_axis(back, pick[..., None], axis=1)
+                near = np.take_along_axis(near, pick, axis=1)
+                clear = np.ones(xs.shape, bool)
+                for q in range(n_near):
+                    dd = (xs - back[:, q, 0, None]) ** 2 + (ys - back[:, q, 1, None]) ** 2
+                    clear &= (dd >= avoid2) | ~near[:, q, None]
+                v = np.where(clear, v, 0.0)
         if arc_smooth:
             v[:, 1:-1] = 0.25 * v[:, :-2] + 0.5 * v[:, 1:-1] + 0.25 * v[:, 2:]
         if k > 0 and TURN_PENALTY > 0:
