@@ -40,6 +40,7 @@ from fishtrack.tracking.midline import (
     body_directions,
     initial_directions,
     locate_heads,
+    max_filter_patches,
     refine_heads,
     smooth_patches,
     trace_midlines,
@@ -297,9 +298,6 @@ class _Meas:
         return _Meas(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(_Meas)))
 
 
-_DILATE5 = np.ones((5, 5), np.uint8)
-
-
 @dataclass
 class _ArenaChunk:
     """One arena's part of a chunk: fishness ``d`` and frames ``crop`` (N, h, w), the frame
@@ -369,55 +367,81 @@ def _cut(
     fp = np.zeros((m, p, p), np.uint8)
     mem = np.zeros((m, p, p), np.uint8) if label else np.ones((m, p, p), np.uint8)
     cen = np.full((m, 2), np.nan)
-    area = np.zeros(m, np.float32)
     motion = np.full(m, np.nan, np.float32)
     ya, yb = np.clip(y0, 0, h), np.clip(y0 + p, 0, h)
     xa, xb = np.clip(x0, 0, w), np.clip(x0 + p, 0, w)
+    # Python scalars in the per-fish loop (NumPy scalar arithmetic is slow)
+    tl, x0l, y0l = t.tolist(), x0.tolist(), y0.tolist()
+    yal, ybl, xal, xbl = ya.tolist(), yb.tolist(), xa.tolist(), xb.tolist()
     if label:
-        starts = np.searchsorted(blobs.frame, t, side="left")
-        ends = np.searchsorted(blobs.frame, t, side="right")
+        starts = np.searchsorted(blobs.frame, t, side="left").tolist()
+        ends = np.searchsorted(blobs.frame, t, side="right").tolist()
+        sel_l = np.asarray(sel).tolist()
+        b_x0, b_y0, b_w, b_h = blobs.x0.tolist(), blobs.y0.tolist(), blobs.w.tolist(), blobs.h.tolist()
+        b_area, b_cx, b_cy = blobs.area.tolist(), blobs.cx.tolist(), blobs.cy.tolist()
+        ign = ignore.tolist() if ignore is not None else None
     for k in range(m):
-        tk = int(t[k])
-        y_a, y_b, x_a, x_b = int(ya[k]), int(yb[k]), int(xa[k]), int(xb[k])
+        tk = tl[k]
+        y_a, y_b, x_a, x_b = yal[k], ybl[k], xal[k], xbl[k]
         if y_b <= y_a or x_b <= x_a:
             continue
-        oy, ox = y_a - int(y0[k]), x_a - int(x0[k])
+        oy, ox = y_a - y0l[k], x_a - x0l[k]
         hh, ww = y_b - y_a, x_b - x_a
         fp[k, oy : oy + hh, ox : ox + ww] = d[tk, y_a:y_b, x_a:x_b]
         if label:
-            j = int(sel[k])
-            off = (int(-x0[k]), int(-(y0[k] + tk * n_h)))
-            sa = float(blobs.area[j])
-            sx, sy = sa * float(blobs.cx[j]), sa * float(blobs.cy[j])
-            for o in range(int(starts[k]), int(ends[k])):
-                if o == j or (ignore is not None and ignore[o]) or (
-                    blobs.x0[o] > x0[k] + p
-                    or blobs.x0[o] + blobs.w[o] < x0[k]
-                    or blobs.y0[o] > y0[k] + p
-                    or blobs.y0[o] + blobs.h[o] < y0[k]
+            j = sel_l[k]
+            xk, yk = x0l[k], y0l[k]
+            off = (-xk, -(yk + tk * n_h))
+            sa = b_area[j]
+            sx, sy = sa * b_cx[j], sa * b_cy[j]
+            for o in range(starts[k], ends[k]):
+                if o == j or (ign is not None and ign[o]) or (
+                    b_x0[o] > xk + p
+                    or b_x0[o] + b_w[o] < xk
+                    or b_y0[o] > yk + p
+                    or b_y0[o] + b_h[o] < yk
                 ):
                     continue
+                # (float32 differences, as the blob table holds them)
                 same = group > 0 and math.hypot(blobs.cx[o] - blobs.cx[j], blobs.cy[o] - blobs.cy[j]) <= group
                 if same:
-                    a = float(blobs.area[o])
-                    sa, sx, sy = sa + a, sx + a * float(blobs.cx[o]), sy + a * float(blobs.cy[o])
+                    a = b_area[o]
+                    sa, sx, sy = sa + a, sx + a * b_cx[o], sy + a * b_cy[o]
                 cv2.drawContours(mem[k], blobs.contours[o : o + 1], -1, 1 if same else 2, -1, offset=off)
             cv2.drawContours(mem[k], blobs.contours[j : j + 1], -1, 1, -1, offset=off)
-            cen[k] = (sx / sa - x0[k], sy / sa - y0[k])
-            own = (mem[k, oy : oy + hh, ox : ox + ww] == 1).view(np.uint8)
-        else:
-            own = (fp[k, oy : oy + hh, ox : ox + ww] > own_threshold).view(np.uint8)
-        area[k] = cv2.countNonZero(own)
-        # motion energy: mean |frame_t - frame_t-1| inside the fish dilated by 2 px
-        if tk > 0:
-            before = crop[tk - 1, y_a:y_b, x_a:x_b]
-        elif prev is not None:
-            before = prev[y_a:y_b, x_a:x_b]
-        else:
+            cen[k] = (sx / sa - xk, sy / sa - yk)
+    # the fish's pixels (inside the crop: the part of the patch the loop filled)
+    oy_, ox_ = ya - y0, xa - x0
+    ar = np.arange(p)
+    win = (((ar[None, :] >= oy_[:, None]) & (ar[None, :] < (yb - y0)[:, None]))[:, :, None]
+           & ((ar[None, :] >= ox_[:, None]) & (ar[None, :] < (xb - x0)[:, None]))[:, None, :])
+    own = (mem == 1) if label else (fp > own_threshold)
+    own &= win
+    area = own.sum(axis=(1, 2)).astype(np.float32)
+    # motion energy: mean |frame_t - frame_t-1| inside the fish dilated by 2 px (the dilation
+    # stays inside the crop), for blocks of patches at a time (bounded memory)
+    before_ok = ((t > 0) | (prev is not None)) & (yb > ya) & (xb > xa)
+    blk = max(1, 2_000_000 // (p * p))
+    for b0 in range(0, m, blk):
+        ks = [k for k in range(b0, min(m, b0 + blk)) if before_ok[k]]
+        if not ks:
             continue
-        dil = cv2.dilate(own, _DILATE5)
-        if cv2.countNonZero(dil):
-            motion[k] = cv2.mean(cv2.absdiff(crop[tk, y_a:y_b, x_a:x_b], before), mask=dil)[0]
+        now = np.zeros((len(ks), p, p), np.uint8)
+        bef = np.zeros((len(ks), p, p), np.uint8)
+        for i, k in enumerate(ks):
+            tk = tl[k]
+            y_a, y_b, x_a, x_b = yal[k], ybl[k], xal[k], xbl[k]
+            oy, ox = y_a - y0l[k], x_a - x0l[k]
+            hh, ww = y_b - y_a, x_b - x_a
+            now[i, oy : oy + hh, ox : ox + ww] = crop[tk, y_a:y_b, x_a:x_b]
+            bef[i, oy : oy + hh, ox : ox + ww] = crop[tk - 1, y_a:y_b, x_a:x_b] if tk > 0 else prev[y_a:y_b, x_a:x_b]
+        dil = max_filter_patches(own[ks].view(np.uint8), 2).view(bool) & win[ks]
+        nz = dil.sum(axis=(1, 2))
+        diff = cv2.absdiff(now.reshape(-1, p), bef.reshape(-1, p)).reshape(now.shape)
+        tot = (diff * dil).sum(axis=(1, 2), dtype=np.int64)
+        # as cv2.mean: the sum times the reciprocal of the count
+        has = nz > 0
+        motion[np.array(ks)[has]] = tot[has] * (1.0 / nz[has])
     off = np.stack([x0 + origin[0], y0 + origin[1]], axis=1).astype(np.float64)
     return _Patches(fp, mem, off, cen, area, motion)
 
