@@ -17,6 +17,7 @@ import inspect
 import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -721,37 +722,65 @@ class _Pending:
 
 
 class _Queue:
-    """Patches collected over a few chunks, measured together (fewer, larger NumPy calls)."""
+    """Patches collected over a few chunks, measured together (fewer, larger NumPy calls).
 
-    def __init__(self, store: _Store, prm: _Params, *, embedded: bool, limit: int = 512):
+    With a ``pool`` (one worker thread) a batch is measured and written in the worker while
+    the main thread segments the next chunks: the measurement is large NumPy operations that
+    release the GIL, the segmentation mostly Python and small OpenCV calls, so the two
+    overlap on two cores. One batch is in flight at a time, so batches are measured in the
+    same order, with the same results, as without the worker."""
+
+    def __init__(self, store: _Store, prm: _Params, *, embedded: bool, limit: int = 512,
+                 pool: ThreadPoolExecutor | None = None):
         self.store, self.prm, self.embedded = store, prm, embedded
         self.limit = limit
         self.parts: list[_Patches] = []
         self.pend: list[_Pending] = []
         self.n = 0
+        self.pool = pool
+        self.busy: Future | None = None
 
     def add(self, pt: _Patches, pend: _Pending) -> None:
         self.parts.append(pt)
         self.pend.append(pend)
         self.n += len(pt)
 
+    def wait(self) -> None:
+        """Wait for the batch in flight (re-raising its error)."""
+        if self.busy is not None:
+            busy, self.busy = self.busy, None
+            busy.result()
+
     def flush(self, *, force: bool = False) -> None:
         """Measure the queued patches once enough have been collected (or ``force``) and write
-        the fish into the store."""
+        the fish into the store (in the worker thread if there is one; ``force`` also waits
+        for it)."""
         if not self.parts or (self.n < self.limit and not force):
+            if force:
+                self.wait()
             return
-        store, prm, embedded = self.store, self.prm, self.embedded
+        embedded = self.embedded
         pt = _Patches.concat(self.parts)
         pend = self.pend
         self.parts, self.pend, self.n = [], [], 0
         stop = np.concatenate([np.full(len(p.rows), p.stop, np.float32) for p in pend])
+        kw = {}
         if embedded:
-            heads = np.concatenate([np.tile(p.heads, (len(p.rows), 1)) for p in pend])
-            th = np.concatenate([np.full(len(p.rows), wrap(p.st.heading + np.pi)) for p in pend])
-            meas = _measure_all(pt, prm, stop, heads=heads, theta0=th)
-            meas.heading = np.concatenate([np.full(len(p.rows), p.st.heading) for p in pend])
+            kw["heads"] = np.concatenate([np.tile(p.heads, (len(p.rows), 1)) for p in pend])
+            kw["theta0"] = np.concatenate([np.full(len(p.rows), wrap(p.st.heading + np.pi)) for p in pend])
+        self.wait()
+        if self.pool is None:
+            self._measure_write(pt, pend, stop, kw)
         else:
-            meas = _measure_all(pt, prm, stop)
+            self.busy = self.pool.submit(self._measure_write, pt, pend, stop, kw)
+            if force:
+                self.wait()
+
+    def _measure_write(self, pt: _Patches, pend: list[_Pending], stop: np.ndarray, kw: dict) -> None:
+        store, prm, embedded = self.store, self.prm, self.embedded
+        meas = _measure_all(pt, prm, stop, **kw)
+        if embedded:
+            meas.heading = np.concatenate([np.full(len(p.rows), p.st.heading) for p in pend])
         r = 0
         for p in pend:
             k = len(p.rows)
@@ -1178,8 +1207,9 @@ def track_video(
     if not bg.refined or list(bg.arenas) != arenas:
         bg = bg.refine(arenas, cfg, fish_per_arena=fish_per_arena, layout=layout)
     n_total = len(source)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="fishtrack-measure")
     run = _Run(bg, cfg, layout, fish_per_arena, n_total, getattr(source, "timestamps", None),
-               chunk_size)
+               chunk_size, pool=pool)
     done = 0
     damage = getattr(source, "damage", [])
     # The decode thread needs the GIL between FFmpeg calls; with the default 5 ms switch
@@ -1194,6 +1224,7 @@ def track_video(
         run.queue.flush(force=True)
     finally:
         sys.setswitchinterval(old_switch)
+        pool.shutdown(wait=True)
     return _finish(run, damage)
 
 
@@ -1205,7 +1236,8 @@ class _Run:
     once, here."""
 
     def __init__(self, bg: Background, cfg: TrackingConfig, layout: Layout, fish_per_arena: int,
-                 n_total: int, timestamps: np.ndarray | None, chunk_size: int):
+                 n_total: int, timestamps: np.ndarray | None, chunk_size: int,
+                 pool: ThreadPoolExecutor | None = None):
         self.bg, self.cfg, self.layout, self.fish_per_arena = bg, cfg, layout, fish_per_arena
         self.prm = prm = _params(bg, cfg, layout, fish_per_arena)
         for m in bg.models:
@@ -1230,7 +1262,7 @@ class _Run:
         self.chunk_frames = int(max(4, min(chunk_size, _MAX_CHUNK_BYTES // max(1, h_full * w_full))))
         max_cells = max(int(np.prod(m.shape)) for m in bg.models)
         self.work = np.zeros(self.chunk_frames * max_cells, np.uint8)
-        self.queue = _Queue(self.store, prm, embedded=layout == "embedded")
+        self.queue = _Queue(self.store, prm, embedded=layout == "embedded", pool=pool)
         self.step = _step_multi if multi else _step_embedded if layout == "embedded" else _step_single
 
     def track_chunk(self, chunk: Any) -> int:
@@ -1248,6 +1280,8 @@ class _Run:
         fidx = np.asarray(chunk.indices, np.int64)
         if n == 0:
             return 0
+        if int(fidx[-1]) >= len(self.store.frame):
+            self.queue.wait()  # the store grows: no batch may be writing into it
         self.store.reserve(int(fidx[-1]))
         self.store.time[fidx] = chunk.times
         for st in self.states:
