@@ -53,6 +53,8 @@ __all__ = ["TrackResult", "ArraySource", "track_video", "track_columns"]
 
 Progress = Callable[[int, int], None]
 
+#: worker threads measuring queued batches (heads, midlines) while the main thread segments
+MEASURE_THREADS = 2
 #: chunk bytes above which chunks are made shorter than ``chunk_size`` (bounded memory)
 _MAX_CHUNK_BYTES = 12_000_000
 #: smallest detection in a multi-fish arena, as a fraction of the typical fish area
@@ -724,21 +726,25 @@ class _Pending:
 class _Queue:
     """Patches collected over a few chunks, measured together (fewer, larger NumPy calls).
 
-    With a ``pool`` (one worker thread) a batch is measured and written in the worker while
+    With a ``pool`` of worker threads a batch is measured and written in the workers while
     the main thread segments the next chunks: the measurement is large NumPy operations that
-    release the GIL, the segmentation mostly Python and small OpenCV calls, so the two
-    overlap on two cores. One batch is in flight at a time, so batches are measured in the
-    same order, with the same results, as without the worker."""
+    release the GIL, the segmentation mostly Python and small OpenCV calls, so they overlap
+    on several cores. With ``threads`` >= 2 the batch is measured as two halves (split
+    between arenas) side by side, except the first batch of free-swimming fish, which decides
+    for the whole recording whether the fish have a head feature. One batch is in flight at
+    a time and every fish is measured independently of the others, so the results are the
+    same as without workers."""
 
     def __init__(self, store: _Store, prm: _Params, *, embedded: bool, limit: int = 512,
-                 pool: ThreadPoolExecutor | None = None):
+                 pool: ThreadPoolExecutor | None = None, threads: int = 1):
         self.store, self.prm, self.embedded = store, prm, embedded
+        self.threads = threads
         self.limit = limit
         self.parts: list[_Patches] = []
         self.pend: list[_Pending] = []
         self.n = 0
         self.pool = pool
-        self.busy: Future | None = None
+        self.busy: list[Future] = []
 
     def add(self, pt: _Patches, pend: _Pending) -> None:
         self.parts.append(pt)
@@ -747,9 +753,9 @@ class _Queue:
 
     def wait(self) -> None:
         """Wait for the batch in flight (re-raising its error)."""
-        if self.busy is not None:
-            busy, self.busy = self.busy, None
-            busy.result()
+        busy, self.busy = self.busy, []
+        for f in busy:
+            f.result()
 
     def flush(self, *, force: bool = False) -> None:
         """Measure the queued patches once enough have been collected (or ``force``) and write
@@ -772,7 +778,19 @@ class _Queue:
         if self.pool is None:
             self._measure_write(pt, pend, stop, kw)
         else:
-            self.busy = self.pool.submit(self._measure_write, pt, pend, stop, kw)
+            # two halves (split between arenas) measured side by side, once the first batch
+            # has decided whether the fish have a head feature (that needs one batch)
+            sizes = np.cumsum([len(p.rows) for p in pend])
+            cut = int(np.argmin(np.abs(sizes - sizes[-1] / 2))) + 1
+            halves = [(0, cut), (cut, len(pend))]
+            if self.threads < 2 or (self.prm.head_feature is None and not embedded) or cut >= len(pend):
+                halves = [(0, len(pend))]
+            self.busy = []
+            for a, b in halves:
+                r0 = int(sizes[a - 1]) if a else 0
+                sl = slice(r0, int(sizes[b - 1]))
+                sub = {k: v[sl] for k, v in kw.items()}
+                self.busy.append(self.pool.submit(self._measure_write, pt.rows(sl), pend[a:b], stop[sl], sub))
             if force:
                 self.wait()
 
@@ -1207,7 +1225,7 @@ def track_video(
     if not bg.refined or list(bg.arenas) != arenas:
         bg = bg.refine(arenas, cfg, fish_per_arena=fish_per_arena, layout=layout)
     n_total = len(source)
-    pool = ThreadPoolExecutor(1, thread_name_prefix="fishtrack-measure")
+    pool = ThreadPoolExecutor(MEASURE_THREADS, thread_name_prefix="fishtrack-measure")
     run = _Run(bg, cfg, layout, fish_per_arena, n_total, getattr(source, "timestamps", None),
                chunk_size, pool=pool)
     done = 0
@@ -1262,7 +1280,8 @@ class _Run:
         self.chunk_frames = int(max(4, min(chunk_size, _MAX_CHUNK_BYTES // max(1, h_full * w_full))))
         max_cells = max(int(np.prod(m.shape)) for m in bg.models)
         self.work = np.zeros(self.chunk_frames * max_cells, np.uint8)
-        self.queue = _Queue(self.store, prm, embedded=layout == "embedded", pool=pool)
+        self.queue = _Queue(self.store, prm, embedded=layout == "embedded", pool=pool,
+                            threads=MEASURE_THREADS)
         self.step = _step_multi if multi else _step_embedded if layout == "embedded" else _step_single
 
     def track_chunk(self, chunk: Any) -> int:
