@@ -24,7 +24,7 @@ import numpy as np
 
 from fishtrack.tracking.background import ArenaModel, Polarity
 
-__all__ = ["ChunkBlobs", "arena_gains", "fishness_chunk", "find_blobs"]
+__all__ = ["ChunkBlobs", "all_arena_gains", "arena_gains", "fishness_chunk", "find_blobs"]
 
 
 @dataclass
@@ -63,6 +63,26 @@ def arena_gains(crop: np.ndarray, model: ArenaModel) -> np.ndarray:
     return np.median(r, axis=1).astype(np.float32)
 
 
+def all_arena_gains(frames: np.ndarray, models: list[ArenaModel]) -> list[np.ndarray]:
+    """:func:`arena_gains` of every arena of a chunk of whole frames (N, H, W), computed for
+    all arenas with the same number of reference pixels at once (one gather and one median
+    instead of one per arena); the same values as :func:`arena_gains` on each arena's crop."""
+    out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(models)
+    groups: dict[int, list[int]] = {}
+    for i, m in enumerate(models):
+        groups.setdefault(m.gain_yx.shape[1], []).append(i)
+    for k, idx in groups.items():
+        ys = np.concatenate([models[i].gain_yx[0] + models[i].bbox[1] for i in idx])
+        xs = np.concatenate([models[i].gain_yx[1] + models[i].bbox[0] for i in idx])
+        ref = np.concatenate([np.maximum(models[i].gain_ref, 1.0) for i in idx])
+        vals = frames[:, ys, xs].astype(np.float32)
+        r = (vals / ref[None, :]).reshape(len(frames), len(idx), k)
+        g = np.median(r, axis=2).astype(np.float32)
+        for j, i in enumerate(idx):
+            out[i] = np.ascontiguousarray(g[:, j])
+    return out
+
+
 def fishness_chunk(
     crop: np.ndarray,
     model: ArenaModel,
@@ -70,6 +90,7 @@ def fishness_chunk(
     out: np.ndarray,
     *,
     flicker: bool = True,
+    gains: np.ndarray | None = None,
 ) -> np.ndarray:
     """Fill ``out`` (N, h, w) uint8 with the fishness of every frame; returns the gains.
 
@@ -85,8 +106,11 @@ def fishness_chunk(
         uint8 (N, h, w) output buffer (C-contiguous).
     flicker
         Estimate a brightness gain per frame (else 1).
+    gains
+        The gains, if already measured (:func:`all_arena_gains`).
     """
-    gains = arena_gains(crop, model) if flicker else np.ones(crop.shape[0], np.float32)
+    if gains is None:
+        gains = arena_gains(crop, model) if flicker else np.ones(crop.shape[0], np.float32)
     bg = model.bg
     valid = model.valid
     scratch = np.empty(bg.shape, np.uint8)

@@ -47,7 +47,7 @@ from fishtrack.tracking.midline import (
     trace_midlines,
     wrap,
 )
-from fishtrack.tracking.segment import ChunkBlobs, find_blobs, fishness_chunk
+from fishtrack.tracking.segment import ChunkBlobs, all_arena_gains, find_blobs, fishness_chunk
 
 __all__ = ["TrackResult", "ArraySource", "track_video", "track_columns"]
 
@@ -1303,13 +1303,16 @@ class _Run:
             self.queue.wait()  # the store grows: no batch may be writing into it
         self.store.reserve(int(fidx[-1]))
         self.store.time[fidx] = chunk.times
-        for st in self.states:
+        flicker = self.cfg.flicker_correction
+        gains = all_arena_gains(frames, [st.model for st in self.states]) if flicker else None
+        for i, st in enumerate(self.states):
             m = st.model
             x0, y0, x1, y1 = m.bbox
             crop = frames[:, y0:y1, x0:x1]
             hh, ww = m.shape
             d = self.work[: n * hh * ww].reshape(n, hh, ww)
-            fishness_chunk(crop, m, bg.polarity, d, flicker=self.cfg.flicker_correction)
+            fishness_chunk(crop, m, bg.polarity, d, flicker=flicker,
+                           gains=gains[i] if gains is not None else None)
             blobs = find_blobs(d, m.threshold, prm.min_area)
             self.step(self, st, _ArenaChunk(d, crop, st.prev, blobs, fidx, _origin(st)))
             st.prev = np.array(crop[-1])
