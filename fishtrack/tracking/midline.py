@@ -715,15 +715,18 @@ def trace_midlines(
             back = trace[:, : k - 1, :]
             near = ((back[..., 0] - pos[:, 0, None]) ** 2 + (back[..., 1] - pos[:, 1, None]) ** 2
                     <= (rad + avoid + 0.5) ** 2)
-            n_near = int(near.sum(axis=1).max())
+            cnt = near.sum(axis=1)
+            n_near = int(cnt.max())
             if n_near:
                 pick = np.argsort(~near, axis=1, kind="stable")[:, :n_near]
                 back = np.take_along_axis(back, pick[..., None], axis=1)
                 near = np.take_along_axis(near, pick, axis=1)
-                clear = np.ones(xs.shape, bool)
-                for q in range(n_near):
-                    dd = (xs - back[:, q, 0, None]) ** 2 + (ys - back[:, q, 1, None]) ** 2
-                    clear &= (dd >= avoid2) | ~near[:, q, None]
+                dd = (xs - back[:, 0, 0, None]) ** 2 + (ys - back[:, 0, 1, None]) ** 2
+                clear = (dd >= avoid2) | ~near[:, 0, None]
+                for q in range(1, n_near):
+                    r = np.flatnonzero(cnt > q)  # (the other rows have no q-th near point)
+                    dd = (xs[r] - back[r, q, 0, None]) ** 2 + (ys[r] - back[r, q, 1, None]) ** 2
+                    clear[r] &= dd >= avoid2
                 v = np.where(clear, v, 0.0)
         if arc_smooth:
             v[:, 1:-1] = 0.25 * v[:, :-2] + 0.5 * v[:, 1:-1] + 0.25 * v[:, 2:]
