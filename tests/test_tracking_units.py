@@ -321,3 +321,49 @@ def test_errors_are_tracking_errors():
         ArraySource(frames.astype(np.float32))
     with pytest.raises(TrackingError):
         track_video(frames, [_Box("A1", (0, 0, 50, 50))], TrackingConfig(), layout="plate")
+
+
+def _plate(n: int = 40, rows: int = 3, cols: int = 4, size: int = 120):
+    """A plate of ``rows`` x ``cols`` wells, each holding a larva of :func:`_video` (own noise)."""
+    frames = np.empty((n, rows * size, cols * size), np.uint8)
+    arenas = []
+    for r in range(rows):
+        for c in range(cols):
+            well, _ = _video(n, size, seed=r * cols + c)
+            frames[:, r * size : (r + 1) * size, c * size : (c + 1) * size] = well
+            arenas.append(_Box(f"{'ABC'[r]}{c + 1}", (c * size, r * size, (c + 1) * size, (r + 1) * size)))
+    return frames, arenas
+
+
+def test_measuring_threads_and_batches_leave_tracks_unchanged(monkeypatch):
+    """Fish are measured in batches by worker threads, each batch split in two between arenas:
+    the tracks are exactly those of one thread measuring everything in one batch."""
+    import fishtrack.tracking.tracker as tracker
+
+    frames, arenas = _plate()
+
+    class Small(tracker._Queue):  # many batches: each chunk is measured on its own
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **{**kw, "limit": 24})
+
+    class Whole(tracker._Queue):  # one batch at the end
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **{**kw, "limit": 10**9})
+
+    bg = estimate_background(ArraySource(frames), TrackingConfig())
+    monkeypatch.setattr(tracker, "_Queue", Small)
+    split = track_video(ArraySource(frames), arenas, TrackingConfig(), background=bg, chunk_size=8)
+    assert tracker.MEASURE_THREADS == 2
+    monkeypatch.setattr(tracker, "_Queue", Whole)
+    monkeypatch.setattr(tracker, "MEASURE_THREADS", 1)
+    whole = track_video(ArraySource(frames), arenas, TrackingConfig(), background=bg, chunk_size=8)
+    assert split.tracks["detected"].all() and len(split.tracks) == len(frames) * len(arenas)
+    assert split.tracks.equals(whole.tracks)
+    # the gains of all arenas at once are those of each arena alone
+    from fishtrack.tracking.segment import all_arena_gains, arena_gains
+
+    models = split.background.models
+    gains = all_arena_gains(frames[:8], models)
+    for m, g in zip(models, gains, strict=True):
+        x0, y0, x1, y1 = m.bbox
+        assert np.array_equal(g, arena_gains(frames[:8, y0:y1, x0:x1], m))
