@@ -66,8 +66,8 @@ _N_GAIN_PX = 400
 WALL_BAND = 3.0
 #: a still blob that never left is a fish only if 0.4 to this many fish lengths long: the
 #: length comes from the moving fish, whose faint tail the noise cuts short (a small, faint
-#: larva measures 0.6-0.7 of its length), while the median shows a still fish whole
-STILL_MAX_LENGTH = 2.5
+#: larva measures 0.4-0.7 of its length), while the median shows a still fish whole
+STILL_MAX_LENGTH = 3.0
 #: smoothing (px) of the fishness whose outlines give the fish length (and of the fishness of
 #: noisy videos)
 _LENGTH_SIGMA = 1.0
