@@ -262,7 +262,7 @@ def test_threefish_three_fish_heads_and_midlines(threefish):
     t = threefish.tracks
     assert threefish.summary["fish_per_arena"] == {"A1": 3}
     assert set(t.fish) == {"A1-1", "A1-2", "A1-3"}
-    # A1-3 rests until frame ~62 and A1-2 for most of the clip (both are in the median
+    # A1-2 rests until frame ~45 and A1-3 until frame ~62 (both are in the median
     # background, removed as still fish); all three are found in every frame
     assert t.groupby("fish").detected.mean().min() == 1.0
     fish_at_rest = [s for s in threefish.summary["still_fish"] if s["method"] == "sampled"]
