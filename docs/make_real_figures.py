@@ -32,7 +32,7 @@ VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
 #: name -> (file, layout, fish, frames shown, crop half-size px, crop scale, overview scale)
 CASES = {
     "onefish": ("onefish_trial1_1000fps.mp4", "chamber", 1, [0, 40, 46, 50, 60, 80], 55, 1.8, 0.45),
-    "threefish": ("threefish_trial2_1000fps.mp4", "chamber", 3, [0, 30, 60], 55, 1.6, 0.45),
+    "threefish": ("threefish_trial2_1000fps.mp4", "chamber", 3, [0, 30, 60, 80], 55, 1.6, 0.45),
     "embedded": ("head_embedded_stytra.avi", "embedded", 1, [0, 20, 40, 60, 180, 200], 0, 3.0, 0),
     "strip": ("free_swim_strip_stytra.avi", "chamber", 1, [0, 100, 165, 200, 240, 384], 0, 3.0, 0),
     "eight": ("eight_fish_tank_idtrackerai.avi", "chamber", 8, [0, 250], 45, 1.5, 0.55),

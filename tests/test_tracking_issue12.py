@@ -57,6 +57,33 @@ def test_sixteen_wells_faint_tail_tip_mjpg(tmp_path):
     assert float(tip.median()) <= 0.1 * 40
 
 
+@pytest.fixture(scope="module")
+def six_wells(tmp_path_factory):
+    """Issue 12's 6-well row: H.264 CRF 26, 4 % flicker, noise sd 9, a thin tail fading to a
+    tip 20 grey levels from the background and half a pixel wide, one empty well (seed 0)."""
+    return _case("wells6_noisy_flicker", tmp_path_factory.mktemp("wells6"))
+
+
+def test_six_wells_noisy_flicker_positions_and_empty_well(six_wells):
+    """Positions, recall and the empty well of the 6-well row meet the issue's goals.
+    Measured (seed 0): head RMSE 0.32 px, recall 100 %, no fish in the empty well B3."""
+    r = six_wells
+    g = goals(issue_spec("wells6_noisy_flicker"))
+    assert r["recall"] >= g["recall"]
+    assert r["head_rmse_px"] <= g["head_rmse_px"]
+    assert r["false_fish"] == 0
+    assert "B3" not in set(r["tracks"]["fish"])
+    assert r["tail_found"] >= 0.99
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12's 6-well row is not met yet: tail-angle r "
+                   "0.78 (seed 0) against the goal 0.8; the faint half-pixel tip is below the "
+                   "noise (docs/tracking.md, Known limitations)")
+def test_six_wells_noisy_flicker_tail_angle_goal(six_wells):
+    """The issue's goal for the 6-well row: tail-angle r >= 0.8 (seed 0 measures 0.78)."""
+    assert six_wells["tail_r"] >= 0.8
+
+
 def test_dark_field_bright_larvae(tmp_path):
     """4-well dark-field recording: bright larvae on a dim background, eyes merged with the
     head. Before: head RMSE 2.0 px, r 0.76. Measured (seed 0): head ~0.37 px, r ~0.99."""

@@ -64,6 +64,10 @@ _N_GAIN_PX = 400
 #: a static blob with most of its pixels within this distance (px) of the arena mask's edge
 #: is the wall (or a speck on the rim), never inpainted as a still fish
 WALL_BAND = 3.0
+#: a still blob that never left is a fish only if 0.4 to this many fish lengths long: the
+#: length comes from the moving fish, whose faint tail the noise cuts short (a small, faint
+#: larva measures 0.4-0.7 of its length), while the median shows a still fish whole
+STILL_MAX_LENGTH = 3.0
 #: smoothing (px) of the fishness whose outlines give the fish length (and of the fishness of
 #: noisy videos)
 _LENGTH_SIGMA = 1.0
@@ -891,7 +895,7 @@ def _remove_still_fish(
             if attached:
                 method = "inpainted (still head, moving tail)"
             else:
-                if np.isfinite(length) and not (0.4 * length <= blen <= 1.6 * length):
+                if np.isfinite(length) and not (0.4 * length <= blen <= STILL_MAX_LENGTH * length):
                     continue
                 if fish_per_arena == 1 and _moving_fish_elsewhere(f, m, blob, cfg, length):
                     m.clutter.append(rec)

@@ -75,6 +75,10 @@ FAINT = 0.35
 #: the far end of a midline is the head when the fishness around it exceeds this multiple
 #: of that around the head point
 REVERSED = 1.3
+#: where the fishness around the far end is at least this fraction of that around the head
+#: point (a head put on a dark mid-body patch, the midline traced towards the eyes), the
+#: other way round is traced too, and kept if its far end is the thinner of the two
+MAYBE_REVERSED = 0.5
 #: a rough head with body on both sides (the opposite ray at least this fraction of the
 #: strongest) is mid-body
 MID_BODY = 0.5
@@ -605,11 +609,23 @@ def _measure(
             i = np.flatnonzero(far_apart)
             m_head = _end_mass(fsh[i], hp[i], prm.length, stop[i])
             m_tip = _end_mass(fsh[i], tip[i], prm.length, stop[i])
-            rev = i[m_tip > REVERSED * m_head]
+            maybe = m_tip > MAYBE_REVERSED * m_head
+            rev = i[maybe]
             if rev.size:
                 h2, t2 = _find_heads(own[rev], fst[rev], fsh[rev], prm, stop[rev], rough=tip[rev])
                 m2 = trace_midlines(fst[rev], h2, t2, prm.length, prm.n_points, stop[rev],
                                     arc_smooth=False)
+                # the head end is the one with clearly more fish around it: either the far
+                # end outweighs the head point by REVERSED, or, traced the other way round,
+                # the new far end is thinner relative to its head than the old one was
+                tip2 = np.where(m2.ok[:, None], m2.points[:, -1], h2)
+                mh2 = _end_mass(fsh[rev], h2, prm.length, stop[rev])
+                mt2 = _end_mass(fsh[rev], tip2, prm.length, stop[rev])
+                mh, mt = m_head[maybe], m_tip[maybe]
+                flip = (mt > REVERSED * mh) | (m2.ok & (mt2 * mh < mt * mh2))
+                rev, h2, t2 = rev[flip], h2[flip], t2[flip]
+                m2 = SimpleNamespace(points=m2.points[flip], length=m2.length[flip], ok=m2.ok[flip])
+            if rev.size:
                 hp = hp.copy()
                 theta0 = theta0.copy()
                 hp[rev], theta0[rev] = h2, t2
