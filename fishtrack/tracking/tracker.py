@@ -5,7 +5,8 @@ Frames are decoded in a background thread (``prefetch`` chunks ahead) while the 
 tracks the previous chunk; OpenCV and PyAV release the GIL, so both cores work. Each arena is
 processed on its crop of the chunk: fishness and masks for all frames (:mod:`.segment`), blobs of
 the whole chunk from one contour call, the fish blob(s) of every frame (:mod:`.identity`), and
-head / midline for all selected blobs at once (:mod:`.midline`). Results go straight into
+head / midline for all selected blobs at once (:mod:`.midline`), in ``MEASURE_THREADS`` worker
+threads while the main thread segments the next chunks (:class:`_Queue`). Results go straight into
 preallocated NumPy arrays (one column per fish), so memory grows only with the size of the
 output table.
 """
