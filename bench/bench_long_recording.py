@@ -47,26 +47,9 @@ _IN_MEMORY = (
 
 def loop_packets(src: Path, dst: Path, times: int) -> Path:
     """Repeat the packets of a video ``times`` times (remux with PyAV, no re-encoding)."""
-    import av
+    from bench_tracker import _loop
 
-    with av.open(str(src)) as inp:
-        s = inp.streams.video[0]
-        packets = [p for p in inp.demux(s) if p.size]
-        step = int(packets[0].duration or 1)
-        dur = max(int(p.pts) for p in packets) + step
-        with av.open(str(dst), "w") as out:
-            o = out.add_stream_from_template(s)
-            for k in range(times):
-                for p in packets:
-                    q = av.Packet(bytes(p))
-                    q.pts = p.pts + k * dur
-                    q.dts = None if p.dts is None else p.dts + k * dur
-                    q.duration = p.duration
-                    q.is_keyframe = p.is_keyframe
-                    q.time_base = p.time_base
-                    q.stream = o
-                    out.mux(q)
-    return dst
+    return _loop(src, dst, times)
 
 
 def _proc_kb(pid: int, key: str) -> float:
