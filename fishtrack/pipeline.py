@@ -273,11 +273,12 @@ def track(
     ``protocol_log`` (a stimulus-log CSV, see docs/behaviour.md) replaces the config's
     ``protocol``.
 
-    The table is built in memory: about 140 bytes per fish per frame while tracking and
-    some 400 bytes per fish-frame at the peak (the table, plus the behaviour stage's
-    columns), e.g. ~1.4 GB for 16 fish x 5 min at 100 fps. For long recordings use
-    :func:`track_to_folder` with ``stream=True``, which writes the trial folder without
-    building the table.
+    The table is built in memory: about 140 bytes per fish per frame while tracking, and
+    about 1 KB per fish-frame at the peak, when the behaviour stage scores the table (e.g.
+    ~800 MB for 16 fish x 5 min at 100 fps, 480 000 fish-frames; docs/benchmarks.md). For
+    long recordings use :func:`track_to_folder` with ``stream=True`` (``fishtrack track``),
+    which writes the trial folder without building the table; its behaviour stage still
+    holds every fish's scoring columns (docs/architecture.md, "Memory").
     """
     return _run_stages(Path(video), resolve_config(config), progress, protocol_log).tracks
 
