@@ -173,9 +173,13 @@ class SpillFile:
         return [] if self._schema is None else list(self._schema.names)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        """Finish the file (its footer); write errors become :class:`OutputError`."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError as err:
+                raise _explain_oserror(err, self.path) from None
 
     def blocks(self, columns: Iterable[str] | None = None) -> Iterator[pd.DataFrame]:
         """The blocks as written (one DataFrame per row group), only ``columns`` if given."""
@@ -190,8 +194,11 @@ class SpillFile:
             yield pf.read_row_group(i, columns=cols).to_pandas()
 
     def remove(self) -> None:
+        """Delete the file (also after a failed write: cleaning up raises nothing new)."""
         try:
             self.close()
+        except OutputError:
+            pass
         finally:
             self.path.unlink(missing_ok=True)
 
