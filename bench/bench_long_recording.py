@@ -193,9 +193,9 @@ def _write_md(path: Path, r: dict) -> None:
             "| path | 30 s | 5 min | ratio |",
             "|---|---|---|---|",
         ]
-        for path in ("in memory", "streaming"):
-            a, b = row[(path, "30 s")], row[(path, "5 min")]
-            lines.append(f"| {path} | {a['peak_rss_mb']:.0f} MB ({a['wall_s']:.0f} s) | "
+        for how in ("in memory", "streaming"):
+            a, b = row[(how, "30 s")], row[(how, "5 min")]
+            lines.append(f"| {how} | {a['peak_rss_mb']:.0f} MB ({a['wall_s']:.0f} s) | "
                          f"{b['peak_rss_mb']:.0f} MB ({b['wall_s']:.0f} s) | "
                          f"{b['peak_rss_mb'] / a['peak_rss_mb']:.2f} |")
     Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -54,7 +54,7 @@ Progress = Callable[[int, int], None]
 #: chunk bytes above which chunks are made shorter than ``chunk_size`` (bounded memory)
 _MAX_CHUNK_BYTES = 12_000_000
 #: store bytes per block of rows handed to a streaming sink (``track_video(sink=...)``)
-_SPILL_BYTES = 24_000_000
+_SPILL_BYTES = 8_000_000
 #: smallest detection in a multi-fish arena, as a fraction of the typical fish area
 _MIN_DET_AREA = 0.15
 #: the head point of a fish without a head feature (distinct eyes, a dark head) is this far
