@@ -97,7 +97,8 @@ def _child(video: Path, arenas_csv: Path, fish_per_arena: int = 1, layout: str =
 
 
 def _loop(src: Path, dst: Path, times: int) -> Path:
-    """Repeat the packets of an H.264 file ``times`` times (remux, no re-encoding)."""
+    """Repeat the packets of a video file ``times`` times (remux, no re-encoding; also used by
+    bench_long_recording for MJPG in AVI)."""
     import av
 
     with av.open(str(src)) as inp:
@@ -110,7 +111,7 @@ def _loop(src: Path, dst: Path, times: int) -> Path:
                 for p in packets:
                     q = av.Packet(bytes(p))
                     q.pts = p.pts + k * dur
-                    q.dts = p.dts + k * dur
+                    q.dts = None if p.dts is None else p.dts + k * dur
                     q.duration = p.duration
                     q.is_keyframe = p.is_keyframe
                     q.time_base = p.time_base

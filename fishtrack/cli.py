@@ -335,12 +335,15 @@ def track(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        res = track_to_folder(video, config, out, csv=csv, protocol_log=protocol, progress=progress)
+        res = track_to_folder(video, config, out, csv=csv, protocol_log=protocol, progress=progress,
+                              stream=True)
     _print_summary(res, out)
     if preview:
         from fishtrack.preview import write_preview
+        from fishtrack.trial import TrialFolder
 
-        path = write_preview(video, res, out / "preview.png", n_frames=preview)
+        path = write_preview(video, res, out / "preview.png", n_frames=preview,
+                             tracks_file=TrialFolder(out).tracks_path)
         console.print(f"preview: {path}")
 
 
@@ -357,6 +360,13 @@ def _print_summary(res, out: Path) -> None:
             n = len(sub)
             d = int(sub["detected"].sum())
             table.add_row(str(fish), str(sub["arena"].iloc[0]), f"{d}/{n}", f"{d / n:.1%}")
+    else:  # streamed (the table is in the folder): the tracker's counts
+        n = int(res.summary.get("n_frames") or 0)
+        arenas = res.summary.get("fish_per_arena") or {}
+        for fish, rate in sorted((res.summary.get("detection_rate") or {}).items()):
+            d = int(round(rate * n))
+            arena = fish if fish in arenas else str(fish).rsplit("-", 1)[0]
+            table.add_row(str(fish), arena, f"{d}/{n}", f"{rate:.1%}")
     console.print(table)
     empty = res.summary.get("empty_arenas") or []
     if empty:

@@ -26,8 +26,9 @@ from fishtrack.behaviour import OUTPUT_COLUMNS, classify, load_protocol_log
 from fishtrack.config import Config, config_hash, parse_config, resolve_config
 from fishtrack.errors import ConfigError, FishtrackError, OutputError
 from fishtrack.io.provenance import build_provenance, file_identity
+from fishtrack.io.tables import SpillFile
 from fishtrack.io.video import VideoSource, open_video
-from fishtrack.tracking import Background, estimate_background, track_video
+from fishtrack.tracking import Background, estimate_background, kept_rows, track_video
 from fishtrack.trial import TABLES, Provenance, TrialFolder, TrialResult
 
 __all__ = [
@@ -99,12 +100,16 @@ def _check_times(src: VideoSource, video: str | Path) -> None:
 
 
 def _run_stages(
-    video: str | Path, cfg: Config, progress: Progress | None, protocol_log: str | Path | None = None
+    video: str | Path, cfg: Config, progress: Progress | None, protocol_log: str | Path | None = None,
+    spill: SpillFile | None = None,
 ) -> TrialResult:
     """Run every stage; a :class:`FishtrackError` that does not name the video yet is raised
-    again (same class) with the video's path in front, so the one line says which file."""
+    again (same class) with the video's path in front, so the one line says which file.
+
+    With ``spill`` the tracks stream through that file (:func:`track_to_folder` with
+    ``stream``): the result's ``tracks`` is empty and ``tracks_parts`` yields the table."""
     try:
-        return _run_stages_inner(video, cfg, progress, protocol_log)
+        return _run_stages_inner(video, cfg, progress, protocol_log, spill)
     except FishtrackError as err:
         if str(video) in str(err):
             raise
@@ -115,7 +120,8 @@ def _run_stages(
 
 
 def _run_stages_inner(
-    video: str | Path, cfg: Config, progress: Progress | None, protocol_log: str | Path | None = None
+    video: str | Path, cfg: Config, progress: Progress | None, protocol_log: str | Path | None = None,
+    spill: SpillFile | None = None,
 ) -> TrialResult:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -134,6 +140,7 @@ def _run_stages_inner(
                 background=bg,
                 chunk_size=cfg.video.chunk_size,
                 progress=progress,
+                sink=None if spill is None else spill.write,
             )
             timings["tracking"] = time.perf_counter() - t1
             meta = src.meta
@@ -141,11 +148,14 @@ def _run_stages_inner(
             damage = [d.__dict__ if hasattr(d, "__dict__") else dict(d) for d in src.damage]
         caught = [str(w.message) for w in wlist]
     out = TrialResult(tracks=res.tracks, arenas=arenas, summary=dict(res.summary), warnings=caught)
+    kept = {k: out.summary.pop(k) for k in ("kept_slots", "n_slots") if k in out.summary}
     out.summary.setdefault("warnings", [])
     out.summary["warnings"] = list(out.summary["warnings"]) + caught
     t1 = time.perf_counter()
     behaviour_noise = None
-    if len(out.tracks):
+    if spill is not None:
+        behaviour_noise = _classify_streamed(out, spill, kept, cfg)
+    elif len(out.tracks):
         b = classify(out.tracks, cfg.behaviour, cfg.protocol)
         out.tracks, out.bouts, out.epochs = b.tracks, b.bouts, b.epochs
         behaviour_noise = b.noise
@@ -175,6 +185,48 @@ def _run_stages_inner(
         },
     )
     return out
+
+
+BEHAVIOUR_INPUT = ("frame", "time_s", "arena", "fish", "x", "y", "heading", "tail_angle",
+                   "detected", "motion_energy")
+"""Tracker columns the behaviour stage reads (with the midline points ``tail_x_i``,
+``tail_y_i``); its results do not depend on the others."""
+
+
+def _kept_blocks(spill: SpillFile, kept: dict, columns=None):
+    """The fish kept, block by block, from the rows the tracker streamed (every slot)."""
+    for block in spill.blocks(columns):
+        yield block[kept_rows(block, kept)].reset_index(drop=True)
+
+
+def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Config) -> dict | None:
+    """Behaviour on streamed tracks: the stage reads only the columns it uses from the spill
+    file; ``out.tracks_parts`` then yields the final table block by block (the tracker's
+    columns from the spill, the behaviour's added), as the in-memory path's table."""
+    cols = [c for c in spill.columns if c in BEHAVIOUR_INPUT or c.startswith(("tail_x_", "tail_y_"))]
+    added = None
+    noise = None
+    if spill.rows:
+        light = pd.concat(list(_kept_blocks(spill, kept, cols)), ignore_index=True)
+        if len(light):
+            b = classify(light, cfg.behaviour, cfg.protocol)
+            added = b.tracks[[c for c in b.tracks.columns if c not in light.columns]]
+            out.bouts, out.epochs, noise = b.bouts, b.epochs, b.noise
+        del light
+
+    def parts():
+        r = 0
+        for block in _kept_blocks(spill, kept):
+            if added is not None:
+                extra = added.iloc[r : r + len(block)].reset_index(drop=True)
+                block = pd.concat([block, extra], axis=1, copy=False)
+            r += len(block)
+            yield block
+        if r == 0:  # no rows at all: the empty table with the tracker's columns
+            yield out.tracks
+
+    out.tracks_parts = parts
+    return noise
 
 
 def _arena_record(a) -> dict:
@@ -220,6 +272,13 @@ def track(
 
     ``protocol_log`` (a stimulus-log CSV, see docs/behaviour.md) replaces the config's
     ``protocol``.
+
+    The table is built in memory: about 140 bytes per fish per frame while tracking, and
+    about 1 KB per fish-frame at the peak, when the behaviour stage scores the table (e.g.
+    ~800 MB for 16 fish x 5 min at 100 fps, 480 000 fish-frames; docs/benchmarks.md). For
+    long recordings use :func:`track_to_folder` with ``stream=True`` (``fishtrack track``),
+    which writes the trial folder without building the table; its behaviour stage still
+    holds every fish's scoring columns (docs/architecture.md, "Memory").
     """
     return _run_stages(Path(video), resolve_config(config), progress, protocol_log).tracks
 
@@ -232,15 +291,31 @@ def track_to_folder(
     csv: bool = False,
     protocol_log: str | Path | None = None,
     progress: Progress | None = None,
+    stream: bool = False,
 ) -> TrialResult:
-    """Track ``video`` and write the trial folder ``out`` (all files written atomically)."""
+    """Track ``video`` and write the trial folder ``out`` (all files written atomically).
+
+    ``stream=True`` (what ``fishtrack track`` and ``fishtrack run`` do): the tracks are never
+    held whole. The tracker hands finished rows to a temporary file in ``out`` as it goes
+    (memory bounded by the chunk size and the number of fish, not the video's length), the
+    behaviour stage reads back the columns it uses, and ``tracks.parquet`` is written in row
+    groups; the files equal those of the in-memory path. The result's ``tracks`` is then an
+    empty table (read ``out/tracks.parquet``, e.g. :meth:`TrialFolder.tracks` with
+    ``columns``); bouts, epochs, summary and provenance are as without ``stream``.
+    """
     cfg = resolve_config(config)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FishtrackError(f"{out}: --out must be a folder, but a file of that name exists")
     _check_writable(out)  # before the work, not after it
-    res = _run_stages(Path(video), cfg, progress, protocol_log)
-    TrialFolder(out).write(res, csv=csv)
+    if not stream:
+        res = _run_stages(Path(video), cfg, progress, protocol_log)
+        TrialFolder(out).write(res, csv=csv)
+        return res
+    with SpillFile(out, prefix=".tracks-spill") as spill:
+        res = _run_stages(Path(video), cfg, progress, protocol_log, spill)
+        TrialFolder(out).write(res, csv=csv)
+    res.tracks_parts = None
     return res
 
 

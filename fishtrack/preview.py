@@ -73,13 +73,20 @@ def annotate_crop(
     return annotate_frame(sub, rows, scale=scale), (x0, y0)
 
 
-def write_preview(video, result, path: str | Path, *, n_frames: int = 8, max_width: int = 1400) -> Path:
-    """Write a PNG strip of ``n_frames`` annotated frames spread over ``video``."""
+def write_preview(video, result, path: str | Path, *, n_frames: int = 8, max_width: int = 1400,
+                  tracks_file: str | Path | None = None) -> Path:
+    """Write a PNG strip of ``n_frames`` annotated frames spread over ``video``.
+
+    The rows are ``result.tracks``'; with ``tracks_file`` (a ``tracks.parquet``, e.g. of a
+    streamed result, whose ``tracks`` is empty) only the rows of the frames shown are read
+    from it."""
     tracks = result.tracks
     crop = (Provenance(result.provenance).config.get("video") or {}).get("crop") or None
     with open_video(video, crop=crop) as src:
         n = len(src)
         idx = np.unique(np.linspace(0, n - 1, num=max(1, min(n_frames, n))).round().astype(int))
+        if tracks_file is not None:
+            tracks = pd.read_parquet(tracks_file, filters=[("frame", "in", [int(i) for i in idx])])
         tiles = []
         for i in idx:
             frame = src.read(int(i))

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -40,7 +40,13 @@ from fishtrack.corrections import FILENAME as CORRECTIONS
 from fishtrack.corrections import load_corrections
 from fishtrack.errors import FishtrackError, OutputError
 from fishtrack.io.provenance import file_identity, read_provenance, write_provenance
-from fishtrack.io.tables import read_table, require_columns, write_bytes, write_table
+from fishtrack.io.tables import (
+    read_table,
+    require_columns,
+    write_bytes,
+    write_table,
+    write_table_parts,
+)
 
 __all__ = [
     "TRACKS",
@@ -306,6 +312,10 @@ class TrialResult:
     summary: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    tracks_parts: Callable[[], Iterable[pd.DataFrame]] | None = None
+    """Streamed results (``track_to_folder(stream=True)``): yields the tracks table in
+    consecutive blocks of rows (``tracks`` is then empty); :meth:`TrialFolder.write` writes
+    them one row group at a time."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -488,7 +498,10 @@ class TrialFolder:
         ``csv``, ``tracks.csv`` is written too.
         """
         self._remove(self.provenance_path)
-        write_table(result.tracks, self.tracks_path, csv=csv)
+        if result.tracks_parts is not None:
+            write_table_parts(result.tracks_parts(), self.tracks_path, csv=csv)
+        else:
+            write_table(result.tracks, self.tracks_path, csv=csv)
         for table, path in ((result.bouts, self.bouts_path), (result.epochs, self.epochs_path)):
             if table is not None:
                 write_table(table, path)

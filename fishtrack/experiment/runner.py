@@ -77,7 +77,7 @@ def trial_status(
 
 def track_trial(video: Path, config: Config, out: Path, progress=None) -> None:
     """Default trial function: :func:`fishtrack.pipeline.track_to_folder`."""
-    track_to_folder(video, config, out, progress=progress)
+    track_to_folder(video, config, out, progress=progress, stream=True)
 
 
 def detect_video_arenas(video: Path, config: Config) -> list[str]:

@@ -19,7 +19,8 @@ import pandas as pd
 
 from fishtrack.errors import FishtrackError, OutputError
 
-__all__ = ["atomic_path", "write_bytes", "write_text", "write_table", "read_table", "require_columns"]
+__all__ = ["atomic_path", "write_bytes", "write_text", "write_table", "write_table_parts",
+           "SpillFile", "read_table", "require_columns"]
 
 
 def _explain_oserror(err: OSError, path: Path) -> OutputError:
@@ -90,6 +91,122 @@ def write_table(df: pd.DataFrame, path: str | Path, *, csv: bool = False) -> Pat
     else:
         raise ValueError(f"unsupported table suffix {path.suffix!r}")
     return path
+
+
+def _arrow_table(df: pd.DataFrame, schema=None):
+    """``df`` as an Arrow table (no index); text columns as strings, also when a block holds
+    only missing values, so every block of one table has the same schema."""
+    import pyarrow as pa
+
+    if schema is None:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) and
+                  df[f.name].dtype == object else f for f in table.schema]
+        schema = pa.schema(fields, metadata=table.schema.metadata)
+    return pa.Table.from_pandas(df, schema=schema, preserve_index=False), schema
+
+
+def write_table_parts(parts: Iterable[pd.DataFrame], path: str | Path, *, csv: bool = False) -> Path:
+    """Write a Parquet table given as consecutive blocks of rows (one row group each) without
+    holding it whole; atomically, like :func:`write_table` (also the ``.csv`` with ``csv``).
+    Read back, it equals ``pd.concat(parts, ignore_index=True)`` written by
+    :func:`write_table`. At least one block (it may be empty) must be given."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_path(path))
+        tmp_csv = stack.enter_context(atomic_path(path.with_suffix(".csv"))) if csv else None
+        writer = None
+        schema = None
+        try:
+            for k, df in enumerate(parts):
+                table, schema = _arrow_table(df, schema)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, schema)
+                writer.write_table(table)
+                if tmp_csv is not None:
+                    df.to_csv(tmp_csv, index=False, header=k == 0, mode="w" if k == 0 else "a")
+            if writer is None:
+                raise ValueError(f"{path}: no rows to write (not even an empty block)")
+        finally:
+            if writer is not None:
+                writer.close()
+    return path
+
+
+class SpillFile:
+    """A temporary Parquet file next to the outputs that a stage appends blocks of rows to
+    (one row group each) and reads back block by block: tables larger than memory pass
+    between stages through it. Removed by :meth:`remove` (or leaving the ``with`` block)."""
+
+    def __init__(self, folder: str | Path, prefix: str = ".spill"):
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f"{prefix}.", suffix=".parquet", dir=folder)
+            os.close(fd)
+        except OSError as err:
+            raise _explain_oserror(err, folder / prefix) from None
+        self.path = Path(name)
+        self._writer = None
+        self._schema = None
+        self.rows = 0
+
+    def write(self, columns: dict | pd.DataFrame) -> None:
+        """Append a block (a DataFrame or a mapping of equal-length columns)."""
+        import pyarrow.parquet as pq
+
+        df = columns if isinstance(columns, pd.DataFrame) else pd.DataFrame(columns, copy=False)
+        table, self._schema = _arrow_table(df, self._schema)
+        try:
+            if self._writer is None:
+                self._writer = pq.ParquetWriter(self.path, self._schema)
+            self._writer.write_table(table, row_group_size=max(1, len(df)))
+        except OSError as err:
+            raise _explain_oserror(err, self.path) from None
+        self.rows += len(df)
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names of the blocks written (none yet: empty)."""
+        return [] if self._schema is None else list(self._schema.names)
+
+    def close(self) -> None:
+        """Finish the file (its footer); write errors become :class:`OutputError`."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError as err:
+                raise _explain_oserror(err, self.path) from None
+
+    def blocks(self, columns: Iterable[str] | None = None) -> Iterator[pd.DataFrame]:
+        """The blocks as written (one DataFrame per row group), only ``columns`` if given."""
+        import pyarrow.parquet as pq
+
+        self.close()
+        if self._schema is None:
+            return
+        pf = pq.ParquetFile(self.path)
+        cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
+        for i in range(pf.num_row_groups):
+            yield pf.read_row_group(i, columns=cols).to_pandas()
+
+    def remove(self) -> None:
+        """Delete the file (also after a failed write: cleaning up raises nothing new)."""
+        try:
+            self.close()
+        except OutputError:
+            pass
+        finally:
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> SpillFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -50,7 +50,7 @@ from fishtrack.tracking.midline import (
 )
 from fishtrack.tracking.segment import ChunkBlobs, all_arena_gains, find_blobs, fishness_chunk
 
-__all__ = ["TrackResult", "ArraySource", "track_video", "track_columns"]
+__all__ = ["TrackResult", "ArraySource", "track_video", "track_columns", "kept_rows"]
 
 Progress = Callable[[int, int], None]
 
@@ -58,6 +58,8 @@ Progress = Callable[[int, int], None]
 MEASURE_THREADS = 2
 #: chunk bytes above which chunks are made shorter than ``chunk_size`` (bounded memory)
 _MAX_CHUNK_BYTES = 12_000_000
+#: store bytes per block of rows handed to a streaming sink (``track_video(sink=...)``)
+_SPILL_BYTES = 8_000_000
 #: smallest detection in a multi-fish arena, as a fraction of the typical fish area
 _MIN_DET_AREA = 0.15
 #: the head point of a fish without a head feature (distinct eyes, a dark head) is this far
@@ -175,27 +177,44 @@ class ArraySource:
 
 
 class _Store:
-    """Preallocated per-fish columns, (frames, fish) each, row = frame number; grows by doubling
-    if the source has more frames than announced."""
+    """Preallocated per-fish columns, (frames, fish) each, row = frame number - ``base``; grows
+    by doubling if the source has more frames than announced.
+
+    In memory (``track_video`` without a sink) ``base`` stays 0 and the store holds the whole
+    run. When streaming, finished rows are handed to the sink and dropped (:meth:`drop`), so
+    the store holds only the frames still being tracked (a window of a few chunks)."""
 
     _FLOAT = ("x", "y", "heading", "tail_angle", "tail_curvature", "area_px", "motion_energy")
 
-    def __init__(self, cap: int, n_fish: int, n_points: int):
+    def __init__(self, cap: int, n_fish: int, n_points: int, timestamps: np.ndarray | None = None):
         self.n_fish = n_fish
         self.n_points = n_points
-        self.rows = 0
+        self.rows = 0  # frame numbers 0 .. rows-1 exist (held, or already dropped)
+        self.base = 0  # frame number of row 0: the frames before it were handed on
+        self.timestamps = timestamps  # the source's times (frames not decoded keep them)
         cap = max(cap, 1)
-        self.frame = np.arange(cap, dtype=np.int64)
         self.time = np.full(cap, np.nan, np.float64)
         self.f = {k: np.full((cap, n_fish), np.nan, np.float32) for k in self._FLOAT}
         self.detected = np.zeros((cap, n_fish), bool)
         self.uncertain = np.zeros((cap, n_fish), bool)
         self.tail = np.full((cap, n_fish, n_points, 2), np.nan, np.float32)
+        self._fill_time(0)
+
+    def _fill_time(self, start: int) -> None:
+        """Rows from ``start`` get the source's time of their frame (NaN past its end)."""
+        ts = self.timestamps
+        self.time[start:] = np.nan
+        if ts is None:
+            return
+        lo = self.base + start
+        hi = min(len(ts), self.base + len(self.time))
+        if hi > lo:
+            self.time[start : start + hi - lo] = ts[lo:hi]
 
     def reserve(self, last_frame: int) -> None:
         """Make room for frame numbers up to ``last_frame``."""
-        need = last_frame + 1
-        cap = len(self.frame)
+        need = last_frame + 1 - self.base
+        cap = len(self.time)
         if need > cap:
             new = max(need, 2 * cap)
 
@@ -204,14 +223,75 @@ class _Store:
                 out[:cap] = a
                 return out
 
-            self.frame = np.arange(new, dtype=np.int64)
-            self.time = grow(self.time, 0.0)
+            self.time = grow(self.time, np.nan)
             self.f = {k: grow(v, np.nan) for k, v in self.f.items()}
             self.detected = grow(self.detected, False)
             self.uncertain = grow(self.uncertain, False)
             self.tail = grow(self.tail, np.nan)
-            self.time[cap:] = np.nan
-        self.rows = max(self.rows, need)
+            self._fill_time(cap)
+        self.rows = max(self.rows, last_frame + 1)
+
+    def drop(self, upto: int) -> None:
+        """Forget frames before ``upto`` (handed on): the later rows move to the front."""
+        k = upto - self.base
+        if k <= 0:
+            return
+        cap = len(self.time)
+        keep = max(0, min(cap, self.rows - self.base) - k)
+        arrays = [self.time, self.detected, self.uncertain, self.tail, *self.f.values()]
+        for a in arrays:
+            if keep:
+                a[:keep] = a[k : k + keep]
+        self.base = upto
+        for a in (self.detected, self.uncertain):
+            a[keep:] = False
+        for a in (self.tail, *self.f.values()):
+            a[keep:] = np.nan
+        self._fill_time(keep)
+
+
+class _KeepCounts:
+    """What the end-of-run decision on which slots are fish needs, counted per slot while
+    rows are handed on: frames detected, and the blob areas relative to ``area_min`` (enough
+    to know on which side of it their median lies, see :meth:`median_at_least`)."""
+
+    def __init__(self, n_slots: int, area_min: float):
+        self.area_min = float(area_min)
+        self.detected = np.zeros(n_slots, np.int64)
+        self.n_area = np.zeros(n_slots, np.int64)  # finite areas
+        self.n_big = np.zeros(n_slots, np.int64)  # areas >= area_min
+        self.max_small = np.full(n_slots, -np.inf, np.float32)
+        self.min_big = np.full(n_slots, np.inf, np.float32)
+
+    def add(self, detected: np.ndarray, area: np.ndarray) -> None:
+        """Count a block of rows: ``detected`` and ``area`` (frames, slots)."""
+        self.detected += detected.sum(axis=0)
+        ok = np.isfinite(area)
+        big = ok & (area.astype(np.float64) >= self.area_min)
+        small = ok & ~big
+        self.n_area += ok.sum(axis=0)
+        self.n_big += big.sum(axis=0)
+        if big.any():
+            self.min_big = np.minimum(self.min_big, np.where(big, area, np.inf).min(axis=0))
+        if small.any():
+            self.max_small = np.maximum(self.max_small, np.where(small, area, -np.inf).max(axis=0))
+
+    def median_at_least(self) -> np.ndarray:
+        """Per slot: the median of its finite areas is >= ``area_min`` (False without any):
+        decided from the counts; with an even count split exactly in half, the median is the
+        mean of the largest area below and the smallest at or above."""
+        out = np.zeros(len(self.n_area), bool)
+        for i, (n, b) in enumerate(zip(self.n_area, self.n_big, strict=True)):
+            if n == 0:
+                continue
+            if n % 2:
+                out[i] = b >= (n + 1) // 2
+            elif b != n // 2:
+                out[i] = b > n // 2
+            else:
+                mid = np.median(np.array([self.max_small[i], self.min_big[i]], np.float32))
+                out[i] = float(mid) >= self.area_min
+        return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -716,6 +796,7 @@ def _write(
     """Write measurements ``idx`` of ``meas`` into frame numbers ``rows`` of fish ``slot``."""
     if len(rows) == 0:
         return
+    rows = rows - store.base
     f = store.f
     f["x"][rows, slot] = meas.head[idx, 0]
     f["y"][rows, slot] = meas.head[idx, 1]
@@ -1194,6 +1275,7 @@ def track_video(
     chunk_size: int = 64,
     progress: Progress | None = None,
     prefetch: int = 1,
+    sink: Callable[[dict[str, np.ndarray]], None] | None = None,
 ) -> TrackResult:
     """Track every fish in every arena of a video.
 
@@ -1219,6 +1301,12 @@ def track_video(
         Called as ``progress(frames_done, n_frames)`` after every chunk.
     prefetch
         Chunks decoded ahead in a background thread (0: no thread).
+    sink
+        Streaming: called with blocks of finished rows (a dict of table columns, frames in
+        order, every slot: each arena's ``fish_per_arena`` candidates, kept or not) as
+        tracking proceeds, so memory does not grow with the video's length. The returned
+        ``tracks`` is then empty and ``summary["kept_slots"]`` (of ``summary["n_slots"]``)
+        says which rows of each frame are the fish kept (see :func:`kept_rows`).
 
     Returns
     -------
@@ -1244,7 +1332,7 @@ def track_video(
     n_total = len(source)
     pool = ThreadPoolExecutor(MEASURE_THREADS, thread_name_prefix="fishtrack-measure")
     run = _Run(bg, cfg, layout, fish_per_arena, n_total, getattr(source, "timestamps", None),
-               chunk_size, pool=pool)
+               chunk_size, sink, pool=pool)
     done = 0
     damage = getattr(source, "damage", [])
     # The decode thread needs the GIL between FFmpeg calls; with the default 5 ms switch
@@ -1254,9 +1342,11 @@ def track_video(
     try:
         for chunk in _chunks(source, run.chunk_frames, prefetch):
             done += run.track_chunk(chunk)
+            run.hand_on()
             if progress is not None:
                 progress(done, n_total)
         run.queue.flush(force=True)
+        run.hand_on(final=True)
     finally:
         sys.setswitchinterval(old_switch)
         pool.shutdown(wait=True)
@@ -1272,6 +1362,7 @@ class _Run:
 
     def __init__(self, bg: Background, cfg: TrackingConfig, layout: Layout, fish_per_arena: int,
                  n_total: int, timestamps: np.ndarray | None, chunk_size: int,
+                 sink: Callable[[dict[str, np.ndarray]], None] | None = None,
                  pool: ThreadPoolExecutor | None = None):
         self.bg, self.cfg, self.layout, self.fish_per_arena = bg, cfg, layout, fish_per_arena
         self.prm = prm = _params(bg, cfg, layout, fish_per_arena)
@@ -1289,12 +1380,17 @@ class _Run:
             if multi:
                 st.tracker = MultiTracker(fish_per_arena, prm.max_jump)
             self.states.append(st)
-        self.store = _Store(n_total, len(self.names), prm.n_points)
-        if timestamps is not None and len(timestamps) == n_total:
-            self.store.time[:n_total] = np.asarray(timestamps, np.float64)
-        self.store.rows = n_total
         h_full, w_full = bg.median.shape
         self.chunk_frames = int(max(4, min(chunk_size, _MAX_CHUNK_BYTES // max(1, h_full * w_full))))
+        ts = None
+        if timestamps is not None and len(timestamps) == n_total:
+            ts = np.asarray(timestamps, np.float64)
+        self.sink = sink
+        self.spill_rows = _spill_rows(len(self.names), prm.n_points)
+        self.counts = _KeepCounts(len(self.names), 0.3 * prm.area)
+        cap = n_total if sink is None else min(n_total, self.spill_rows + 4 * self.chunk_frames)
+        self.store = _Store(cap, len(self.names), prm.n_points, ts)
+        self.store.rows = n_total
         max_cells = max(int(np.prod(m.shape)) for m in bg.models)
         self.work = np.zeros(self.chunk_frames * max_cells, np.uint8)
         self.queue = _Queue(self.store, prm, embedded=layout == "embedded", pool=pool,
@@ -1316,10 +1412,10 @@ class _Run:
         fidx = np.asarray(chunk.indices, np.int64)
         if n == 0:
             return 0
-        if int(fidx[-1]) >= len(self.store.frame):
+        if int(fidx[-1]) + 1 - self.store.base > len(self.store.time):
             self.queue.wait()  # the store grows: no batch may be writing into it
         self.store.reserve(int(fidx[-1]))
-        self.store.time[fidx] = chunk.times
+        self.store.time[fidx - self.store.base] = chunk.times
         flicker = self.cfg.flicker_correction
         gains = all_arena_gains(frames, [st.model for st in self.states]) if flicker else None
         for i, st in enumerate(self.states):
@@ -1334,7 +1430,35 @@ class _Run:
             self.step(self, st, _ArenaChunk(d, crop, st.prev, blobs, fidx, _origin(st)))
             st.prev = np.array(crop[-1])
         self.queue.flush()
+        self.done_upto = int(fidx[-1]) + 1
         return n
+
+    def hand_on(self, *, final: bool = False) -> None:
+        """Streaming: give the sink the rows no later step writes to (frames before the
+        oldest still queued for its midline) once a spill's worth is ready, or all rows
+        (``final``); they are counted for the keep decision and dropped from the store."""
+        if self.sink is None:
+            return
+        store = self.store
+        if final:
+            upto = store.rows
+        else:
+            upto = getattr(self, "done_upto", store.base)
+            if self.queue.pend:
+                upto = min(upto, min(int(p.rows.min()) for p in self.queue.pend if len(p.rows)))
+            if upto - store.base < self.spill_rows:
+                return
+        # the batch in flight in the measuring threads writes rows relative to store.base:
+        # it must be written before rows are handed on and the store's window moves
+        self.queue.wait()
+        slots = np.arange(len(self.names))
+        while store.base < upto:
+            hi = min(upto, store.base + self.spill_rows)
+            store.reserve(hi - 1)
+            sl = slice(0, hi - store.base)
+            self.counts.add(store.detected[sl], store.f["area_px"][sl])
+            self.sink(_columns(store, store.base, hi, slots, self.names, release=False))
+            store.drop(hi)
 
 
 def _step_single(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
@@ -1360,20 +1484,75 @@ def _step_embedded(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
     run.queue.add(pt, _Pending(st, ac.fidx, _stop_level(st.model), head))
 
 
+def kept_rows(block: dict[str, np.ndarray] | pd.DataFrame, summary: dict) -> np.ndarray:
+    """Which rows of a block a streaming sink got are fish kept (bool per row), from the
+    run's ``summary`` (``kept_slots``, ``n_slots``)."""
+    n = len(block["frame"])
+    keep = np.zeros(int(summary["n_slots"]), bool)
+    keep[np.asarray(summary["kept_slots"], np.int64)] = True
+    return np.tile(keep, n // max(1, len(keep)))
+
+
+def _spill_rows(n_slots: int, n_points: int) -> int:
+    """Frames per block handed to a streaming sink: about :data:`_SPILL_BYTES` of store."""
+    per_frame = n_slots * (4 * len(_Store._FLOAT) + 2 + 8 * n_points) + 8
+    return int(max(64, _SPILL_BYTES // per_frame))
+
+
+def _columns(store: _Store, lo: int, hi: int, slots: np.ndarray, names: list[tuple[str, str]],
+             *, release: bool) -> dict[str, np.ndarray]:
+    """Table columns of frames ``lo`` .. ``hi - 1`` for store slots ``slots``, frame by frame
+    (the table's row order). With ``release`` each per-fish store array is dropped as soon as
+    its column is made (the in-memory table: the peak stays near one copy of it)."""
+    sl = slice(lo - store.base, hi - store.base)
+    rows = hi - lo
+    n_k = len(slots)
+    f = store.f
+    get = f.pop if release else f.__getitem__
+    cols: dict[str, Any] = {}
+    cols["frame"] = np.repeat(np.arange(lo, hi, dtype=np.int64), n_k)
+    cols["time_s"] = np.repeat(store.time[sl], n_k)
+    cols["arena"] = np.tile(np.array([names[i][0] for i in slots], dtype=object), rows)
+    cols["fish"] = np.tile(np.array([names[i][1] for i in slots], dtype=object), rows)
+    for k in ("x", "y", "heading", "tail_angle", "tail_curvature"):
+        cols[k] = get(k)[sl, slots].ravel()
+    cols["detected"] = store.detected[sl, slots].ravel()
+    cols["area_px"] = get("area_px")[sl, slots].ravel()
+    cols["id_uncertain"] = store.uncertain[sl, slots].ravel()
+    cols["motion_energy"] = get("motion_energy")[sl, slots].ravel()
+    tail = store.tail
+    if release:
+        store.tail = None
+    n_points = tail.shape[2]
+    for i in range(n_points):
+        cols[f"tail_x_{i}"] = tail[sl, slots, i, 0].ravel()
+    for i in range(n_points):
+        cols[f"tail_y_{i}"] = tail[sl, slots, i, 1].ravel()
+    for i, a in enumerate(_segment_angles(tail[sl][:, slots], cols["heading"], cols["tail_angle"])):
+        cols[f"seg_angle_{i + 1}"] = a
+    return cols
+
+
 def _finish(run: _Run, damage: list) -> TrackResult:
     """The tracks table of a run (fish kept: detected often enough, fish-sized) and its
-    summary."""
+    summary. Streaming (a sink), the table is not built: the slots kept are in the
+    summary (``kept_slots``) and are picked from the rows the sink got."""
     store, names, states, bg, prm = run.store, run.names, run.states, run.bg, run.prm
     cfg, layout, fish_per_arena = run.cfg, run.layout, run.fish_per_arena
     rows = store.rows
-    det = store.detected[:rows]
-    rate = det.mean(axis=0) if rows else np.zeros(len(names))
     min_presence = float(cfg.min_presence)
-    area_med = np.array(
-        [np.nanmedian(store.f["area_px"][:rows, i]) if det[:, i].any() else np.nan for i in range(len(names))]
-    )
     # a fish: detected often enough, with a fish-sized blob (not specks of noise or glare)
-    keep = (rate >= min_presence) & (area_med >= 0.3 * prm.area)
+    if run.sink is None:
+        det = store.detected[:rows]
+        rate = det.mean(axis=0) if rows else np.zeros(len(names))
+        area_med = np.array(
+            [np.nanmedian(store.f["area_px"][:rows, i]) if det[:, i].any() else np.nan
+             for i in range(len(names))]
+        )
+        keep = (rate >= min_presence) & (area_med >= 0.3 * prm.area)
+    else:
+        rate = run.counts.detected / rows if rows else np.zeros(len(names))
+        keep = (rate >= min_presence) & run.counts.median_at_least()
     warns: list[str] = []
     per_arena: dict[str, int] = {}
     empty: list[str] = []
@@ -1388,29 +1567,10 @@ def _finish(run: _Run, damage: list) -> TrackResult:
             if keep[s] and rate[s] < 0.9:
                 warns.append(f"fish {names[s][1]}: detected in only {100 * rate[s]:.1f}% of frames")
     kept = np.flatnonzero(keep)
-    n_k = len(kept)
-    cols: dict[str, Any] = {}
-    cols["frame"] = np.repeat(store.frame[:rows], n_k)
-    cols["time_s"] = np.repeat(store.time[:rows], n_k)
-    cols["arena"] = np.tile(np.array([names[i][0] for i in kept], dtype=object), rows)
-    cols["fish"] = np.tile(np.array([names[i][1] for i in kept], dtype=object), rows)
-    # each per-fish store array is released as soon as its column is made, and the columns
-    # go into the table without another copy: the peak stays near one copy of the table
-    for k in ("x", "y", "heading", "tail_angle", "tail_curvature"):
-        cols[k] = store.f.pop(k)[:rows, kept].ravel()
-    cols["detected"] = det[:, kept].ravel()
-    cols["area_px"] = store.f.pop("area_px")[:rows, kept].ravel()
-    cols["id_uncertain"] = store.uncertain[:rows, kept].ravel()
-    cols["motion_energy"] = store.f.pop("motion_energy")[:rows, kept].ravel()
-    tail, store.tail = store.tail, None
-    for i in range(prm.n_points):
-        cols[f"tail_x_{i}"] = tail[:rows, kept, i, 0].ravel()
-    for i in range(prm.n_points):
-        cols[f"tail_y_{i}"] = tail[:rows, kept, i, 1].ravel()
-    for i, a in enumerate(_segment_angles(tail[:rows, kept], cols["heading"], cols["tail_angle"])):
-        cols[f"seg_angle_{i + 1}"] = a
-    del tail
-    tracks = pd.DataFrame(cols, copy=False)
+    if run.sink is None:
+        tracks = pd.DataFrame(_columns(store, 0, rows, kept, names, release=True), copy=False)
+    else:
+        tracks = pd.DataFrame(columns=track_columns(prm.n_points))
     summary = {
         "n_frames": int(rows),
         "fish_per_arena": per_arena,
@@ -1426,4 +1586,7 @@ def _finish(run: _Run, damage: list) -> TrackResult:
         "layout": layout,
         "fish_expected_per_arena": int(fish_per_arena),
     }
+    if run.sink is not None:
+        summary["kept_slots"] = [int(i) for i in kept]
+        summary["n_slots"] = len(names)
     return TrackResult(tracks=tracks, summary=summary, damage=list(damage), background=bg)
