@@ -348,7 +348,7 @@ class BehaviourConfig(_Section):
     min_excursion_rad: float = _f(
         0.035,
         "Physical floor of the excursion threshold: the excursion of a beat of ~0.035 rad "
-        "tail-angle amplitude (the excursion of a sampled sine is ~1.05 x its amplitude).",
+        "tail-angle amplitude (the excursion of a sampled sine is about its amplitude).",
         unit="rad",
         range_="0.02-0.1",
         gt=0,

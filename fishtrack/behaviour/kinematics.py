@@ -433,7 +433,7 @@ def tail_excursion(tail: np.ndarray, fr: Frames, width: int) -> np.ndarray:
     The rest posture is the centred moving mean of the (cleaned) tail angle over
     :data:`REST_S` (:func:`rest_deviation`). Unlike the vigour (travel per second), the
     excursion does not need the beats to be resolved: an aliased or barely sampled beat of
-    amplitude ``A`` still spreads its samples over +/- ``A`` (excursion ~1.05 ``A``), while
+    amplitude ``A`` still spreads its samples over +/- ``A`` (excursion ~1.05 ``A``; up to 1.48 ``A`` exactly at the Nyquist frequency), while
     white measurement noise of sigma ``s`` gives ``s``. The median makes it blind to tracker
     glitches that survive the cleaning (a mean of squares is not: one 0.4 rad glitch in a
     window of 80 frames reads as a 0.045 rad RMS excursion). NaN on unobserved frames.
