@@ -146,37 +146,36 @@ def _first_pass_levels(kin: Kinematics) -> tuple[np.ndarray, np.ndarray]:
     return sig * mu1, sig * sd1
 
 
-def white_noise_vigour(dt: float, width: int, n: int = 8192) -> tuple[float, float]:
-    """Mean and sd of the vigour (rad/s) of white tail-angle noise of sigma 1 rad sampled every
-    ``dt`` s, filtered and windowed like the tracks (``width`` frames); fixed seed."""
-    rng = np.random.default_rng(0)
-    z = rng.standard_normal(n)
-    t = np.arange(n) * dt
-    zeros = np.zeros(n, np.int64)
-    fr = Frames(order=np.arange(n), gid=zeros, gstart=zeros, gend=np.full(n, n - 1),
-                frame=np.arange(n), t=t, dur=np.full(n, dt), dt_median=dt,
-                observed=np.ones(n, bool), tail=z, x=np.full(n, np.nan), y=np.full(n, np.nan),
-                heading=np.full(n, np.nan), fish_keys=pd.DataFrame({"arena": [""], "fish": [""]}),
-                jump=np.zeros(n - 1, bool))
-    v = travel_rate(smooth_tail(fr, tail=z), fr, width)[width:-width]
-    med = float(np.median(v))
-    return med, float(_MAD * np.median(np.abs(v - med)))
-
-
-def white_noise_excursion(dt: float, width: int, n: int = 8192) -> tuple[float, float]:
-    """Median and robust sd of the RMS excursion (rad) of white tail-angle noise of sigma
-    1 rad sampled every ``dt`` s, cleaned and windowed like the tracks (``width`` frames)."""
-    rng = np.random.default_rng(1)
-    z = rng.standard_normal(n)
+def _white_noise(dt: float, n: int, seed: int) -> tuple[Frames, np.ndarray]:
+    """One fish of ``n`` frames every ``dt`` s whose tail angle is white noise of sigma 1 rad
+    (fixed seed), and that noise."""
+    z = np.random.default_rng(seed).standard_normal(n)
     zeros = np.zeros(n, np.int64)
     fr = Frames(order=np.arange(n), gid=zeros, gstart=zeros, gend=np.full(n, n - 1),
                 frame=np.arange(n), t=np.arange(n) * dt, dur=np.full(n, dt), dt_median=dt,
                 observed=np.ones(n, bool), tail=z, x=np.full(n, np.nan), y=np.full(n, np.nan),
                 heading=np.full(n, np.nan), fish_keys=pd.DataFrame({"arena": [""], "fish": [""]}),
                 jump=np.zeros(n - 1, bool))
-    v = tail_excursion(smooth_tail(fr, tail=z), fr, width)[width:-width]
+    return fr, z
+
+
+def _median_sd(v: np.ndarray) -> tuple[float, float]:
     med = float(np.median(v))
     return med, float(_MAD * np.median(np.abs(v - med)))
+
+
+def white_noise_vigour(dt: float, width: int, n: int = 8192) -> tuple[float, float]:
+    """Mean and sd of the vigour (rad/s) of white tail-angle noise of sigma 1 rad sampled every
+    ``dt`` s, filtered and windowed like the tracks (``width`` frames); fixed seed."""
+    fr, z = _white_noise(dt, n, 0)
+    return _median_sd(travel_rate(smooth_tail(fr, tail=z), fr, width)[width:-width])
+
+
+def white_noise_excursion(dt: float, width: int, n: int = 8192) -> tuple[float, float]:
+    """Median and robust sd of the excursion (rad) of white tail-angle noise of sigma 1 rad
+    sampled every ``dt`` s, cleaned and windowed like the tracks (``width`` frames)."""
+    fr, z = _white_noise(dt, n, 1)
+    return _median_sd(tail_excursion(smooth_tail(fr, tail=z), fr, width)[width:-width])
 
 
 def quiet_frames(kin: Kinematics, in_bout: np.ndarray, pad_s: float = QUIET_PAD_S) -> np.ndarray:
