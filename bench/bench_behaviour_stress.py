@@ -2,8 +2,8 @@
 
 Usage::
 
-    python bench/bench_behaviour_stress.py --out section.md [--seeds 1000-1199] [--workers 2]
-        [--quick] [--csv results.csv]
+    python bench/bench_behaviour_stress.py --out section.md [--seeds 4000-4199]
+        [--video-seeds 4000-4099] [--report 4000-4199] [--workers 2] [--quick] [--csv results.csv]
 
 or ``from bench_behaviour_stress import run; figures = run("section.md")``.
 
@@ -17,7 +17,11 @@ Every recording is scored twice against its truth:
 * **truth**: the simulator's true tracks plus simulated tracking noise (white + slow wander +
   glitches + lost frames), scored by ``classify``: the behaviour stage alone.
 
-Seeds 1000-1199 were never used for tuning (tuning used seeds 0-999). The goals (issue 11):
+Tuning used seeds 0-999 only. ``--report A-B`` names the held-out reporting range of this run
+(default: the ``--seeds`` range); the section labels the seeds as tuning seeds (inside 0-999),
+held-out (inside the reporting range and outside 0-999) or, otherwise, as seeds of neither
+kind. ``--video-seeds`` scores only a part of the seeds from video (slow) and all of them from
+the true tracks. The goals (issue 11):
 frame-state kappa >= 0.9 in >= 95 % of recordings (median >= 0.95), per-fish passive-fraction
 error <= 0.03, every still fish 100 % passive, bout onset F1 >= 0.9 (+/- 50 ms).
 """
@@ -44,6 +48,7 @@ from fishtrack.synth.stress import (  # noqa: E402
     KAPPA_GOAL,
     PASSIVE_ERR_GOAL,
     REPORT_SEEDS,
+    TUNE_SEEDS,
     run_issue_row,
     run_recording,
     state_score,
@@ -122,23 +127,41 @@ def _ok(df: pd.DataFrame) -> pd.Series:
             & df["still_ok"].astype(bool) & (df["bout_f1"].fillna(0) >= F1_GOAL))
 
 
+def seed_label(seeds, report=None) -> str:
+    """How the section describes ``seeds``: tuning seeds (any inside 0-999), held-out seeds
+    (all inside the reporting range ``report``, default ``seeds`` themselves, and outside
+    0-999), or neither."""
+    seeds = set(seeds)
+    report = set(seeds if report is None else report)
+    if seeds & set(TUNE_SEEDS):
+        return "TUNING seeds (inside the tuning range 0-999)"
+    if seeds <= report:
+        return "held-out reporting range, never used for tuning"
+    return "outside the tuning range but not the declared reporting range"
+
+
 def run(out_path, *, seeds=REPORT_SEEDS, workers: int | None = None, quick: bool = False,
-        csv: str | Path | None = None, rows: bool = True, keep: str | Path | None = None) -> dict:
+        csv: str | Path | None = None, rows: bool = True, keep: str | Path | None = None,
+        video_seeds=None, report=None) -> dict:
     """Run the suite on ``seeds`` in both modes (and the issue's table rows) and write a
     Markdown section to ``out_path``; returns the summaries. ``keep``: a folder in which the
-    truth and tracks of every video-mode recording are kept (videos deleted)."""
+    truth and tracks of every video-mode recording are kept (videos deleted).
+    ``video_seeds``: score only these from video (default: ``seeds``). ``report``: the
+    held-out reporting range the seeds are labelled against (default: ``seeds``)."""
     import shutil
     import tempfile
 
     workers = workers or max(1, min(2, os.cpu_count() or 1))
     seeds = list(seeds)[:6] if quick else list(seeds)
+    vseeds = seeds if video_seeds is None else [s for s in video_seeds if s in set(seeds)]
+    report = list(seeds) if report is None else list(report)
     work = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="fishtrack-stress-"))
     t0 = time.perf_counter()
     res = {}
     times = {}
     for mode in ("truth", "video"):
         t1 = time.perf_counter()
-        res[mode] = _run_mode(seeds, mode, work, workers,
+        res[mode] = _run_mode(vseeds if mode == "video" else seeds, mode, work, workers,
                               keep="tables" if keep and mode == "video" else False)
         times[mode] = time.perf_counter() - t1
     if csv:
@@ -153,21 +176,23 @@ def run(out_path, *, seeds=REPORT_SEEDS, workers: int | None = None, quick: bool
     total = time.perf_counter() - t0
     if not keep:
         shutil.rmtree(work, ignore_errors=True)
-    write_section(out_path, res, issue, seeds=seeds, workers=workers, total_s=total, times=times)
+    write_section(out_path, res, issue, seeds=seeds, workers=workers, total_s=total, times=times,
+                  report=report, video_seeds=vseeds)
     return {m: summarise(d[d["error"].isna()] if "error" in d else d) for m, d in res.items()} | {
         "issue_rows": issue, "seconds": total}
 
 
 def write_section(out_path, res: dict, issue: list, *, seeds, workers: int, total_s: float,
-                  times: dict) -> None:
+                  times: dict, report=None, video_seeds=None) -> None:
     """The Markdown section of the suite's results (``res``: ``{"video": df, "truth": df}``)."""
     seeds = list(seeds)
+    vseeds = seeds if video_seeds is None else list(video_seeds)
     lines = ["## Behaviour stress suite (issue 11)", ""]
-    held_out = set(seeds) <= set(REPORT_SEEDS)
     vid_s = res["video"]["seconds"].median() if "seconds" in res["video"] else float("nan")
     lines.append(
-        f"Seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} recordings"
-        f"{', never used for tuning' if held_out else ', TUNING seeds'}), each "
+        f"Seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} recordings, {seed_label(seeds, report)}"
+        + (f"; from video only seeds {vseeds[0]}-{vseeds[-1]}, {len(vseeds)} recordings"
+           if vseeds != seeds and vseeds else "") + "), each "
         "a whole recording drawn at random by `fishtrack.synth.stress.draw_recording`. "
         f"Wall time {total_s / 60:.1f} min on {workers} worker process(es) (truth mode "
         f"{times['truth'] / 60:.1f} min, video mode {times['video'] / 60:.1f} min; "
@@ -216,6 +241,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("behaviour_stress.md"))
     ap.add_argument("--seeds", default=f"{REPORT_SEEDS.start}-{REPORT_SEEDS.stop - 1}")
+    ap.add_argument("--video-seeds", default=None,
+                    help="A-B: score only these seeds from video (default: all of --seeds)")
+    ap.add_argument("--report", default=None,
+                    help="A-B: the held-out reporting range of this run (default: --seeds)")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="6 recordings, no issue rows")
     ap.add_argument("--csv", type=Path, default=None, help="also write every recording's figures")
@@ -223,9 +252,15 @@ def main(argv=None) -> int:
                     help="keep truth and tracks of the video-mode recordings in this folder")
     ap.add_argument("--no-rows", action="store_true", help="skip the issue's table rows")
     args = ap.parse_args(argv)
-    a, b = (int(x) for x in args.seeds.split("-"))
-    out = run(args.out, seeds=range(a, b + 1), workers=args.workers, quick=args.quick,
-              csv=args.csv, keep=args.keep, rows=not args.no_rows)
+    def rng(text):
+        if text is None:
+            return None
+        a, b = (int(x) for x in text.split("-"))
+        return range(a, b + 1)
+
+    out = run(args.out, seeds=rng(args.seeds), workers=args.workers, quick=args.quick,
+              csv=args.csv, keep=args.keep, rows=not args.no_rows,
+              video_seeds=rng(args.video_seeds), report=rng(args.report))
     print({k: v for k, v in out.items() if k != "issue_rows"})
     return 0
 

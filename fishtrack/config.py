@@ -320,6 +320,39 @@ class BehaviourConfig(_Section):
         range_="2-10",
         gt=0,
     )
+    excursion: bool = _f(
+        True,
+        "Also find bouts from the tail's excursion from its rest posture (over "
+        "excursion_window_s), which does not need the tail beats to be resolved (60-100 fps, "
+        "aliased beats, noisy tails). false: tail vigour only (the rule before issue 11's "
+        "low-frame-rate work).",
+    )
+    excursion_window_s: float = _f(
+        0.12,
+        "Width of the centred window of the tail's excursion from its rest posture (robust: "
+        "1.4826 x the median absolute deviation from the rest posture; at least 6 frames).",
+        unit="s",
+        range_="0.08-0.2",
+        gt=0,
+        le=1,
+    )
+    excursion_threshold_factor: float = _f(
+        4.0,
+        "The excursion threshold is the median excursion of the fish's quiet frames plus "
+        "this many robust standard deviations of it (measured like the vigour's).",
+        unit="noise sd",
+        range_="3-8",
+        gt=0,
+        le=100,
+    )
+    min_excursion_rad: float = _f(
+        0.035,
+        "Physical floor of the excursion threshold: the excursion of a beat of ~0.035 rad "
+        "tail-angle amplitude (the excursion of a sampled sine is about its amplitude).",
+        unit="rad",
+        range_="0.02-0.1",
+        gt=0,
+    )
     min_bout_s: float = _f(
         0.04, "Shortest swim bout kept.", unit="s", range_="0.02-0.1", gt=0, le=5
     )

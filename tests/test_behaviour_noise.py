@@ -192,3 +192,27 @@ def test_a_short_quiet_stretch_cut_by_a_long_loss_is_unknown():
     assert (st[(t >= 8.8) & (t < 8.95)] == "unknown").all()
     # 9.3-9.6 s: between two bouts, active
     assert (st[(t > 9.35) & (t < 9.55)] == "active").all()
+
+
+@pytest.mark.parametrize(("fps", "freq"), [(60.0, 30.0), (64.0, 40.0), (200.0, 25.0)])
+def test_tail_excursion_reads_amplitude_whether_or_not_beats_are_resolved(fps, freq):
+    # at 60 fps a 30 Hz beat is sampled at its Nyquist frequency, at 64 fps a 40 Hz beat
+    # aliases; the excursion from the rest posture still reads ~its amplitude (1.05 x for a
+    # sine sampled at all phases, up to 1.48 x at the Nyquist frequency, where every sample
+    # has the same magnitude), a still noisy tail ~its noise sigma, and a glitch does not
+    # move it
+    rng = np.random.default_rng(int(fps))
+    t = np.arange(int(20 * fps)) / fps
+    amp, noise = 0.3, 0.02
+    beat = (t >= 5) & (t < 15)
+    phase = np.pi / 3 + rng.uniform(-0.2, 0.2)
+    tail = 0.1 + np.where(beat, amp * np.sin(2 * np.pi * freq * t + phase), 0.0)
+    tail = tail + rng.normal(0, noise, len(t))
+    tail[np.flatnonzero(t > 17)[0]] += 0.6  # a glitch in the quiet stretch
+    k = compute_kinematics(pd.DataFrame({"frame": np.arange(len(t)), "time_s": t, "fish": "f",
+                                         "tail_angle": tail}))
+    exc = k.columns["tail_excursion_rad"]
+    inside = (t >= 6) & (t < 14)
+    quiet = t >= 16
+    assert 0.7 * amp < np.median(exc[inside]) < 1.5 * amp, np.median(exc[inside])
+    assert np.max(exc[quiet]) < 3 * noise, np.max(exc[quiet])

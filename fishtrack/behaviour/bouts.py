@@ -27,7 +27,10 @@ from fishtrack.behaviour._frames import (
 from fishtrack.behaviour.kinematics import (
     Kinematics,
     compute_kinematics,
+    filtered_noise_gain,
+    rest_deviation,
     smooth_tail,
+    tail_excursion,
     tail_noise,
     travel_rate,
 )
@@ -60,6 +63,7 @@ BOUT_COLUMNS = (
     "vigour_rad_s",
     "effort_rad",
     "bout_signal",
+    "bout_evidence",
 )
 
 HYSTERESIS = 0.3
@@ -87,6 +91,16 @@ ONSET_HALF_BEATS = 1.0
 SINGLE_BEND_STRENGTH = 2.0
 """A bout with a single tail extremum (a one-sided bend) is kept when that extremum's
 prominence is at least this many times the beat prominence threshold."""
+EXCURSION_MIN_HIGH = 0.5
+"""An excursion bout (one without the beats of :data:`MIN_EXTREMA`) must stay above the
+excursion threshold for at least this fraction of the excursion window."""
+EXCURSION_SIGN_CHANGES = 2
+"""... and its clear samples (farther than the filtered noise sigma from the rest posture)
+must change side at least this often: a tail that beats crosses its rest posture, a step of
+the traced angle does not."""
+EXCURSION_EDGE_SIGMA = 2.0
+"""An excursion bout is trimmed to its first and last sample farther than this many filtered
+noise sigmas from the rest posture."""
 _MAD = 1.4826  # robust sd = 1.4826 x median absolute deviation (normal distribution)
 
 
@@ -99,6 +113,8 @@ class NoiseLevels:
     vigour_sd: np.ndarray  # robust sd of the vigour of the quiet frames (rad/s)
     quiet_s: np.ndarray  # quiet time the fish's own estimate rests on (s)
     pooled: np.ndarray  # bool: too little quiet time, the recording's pooled values are used
+    excursion_mean: np.ndarray | None = None  # median RMS excursion of the quiet frames (rad)
+    excursion_sd: np.ndarray | None = None  # its robust sd (rad)
 
 
 @dataclass
@@ -111,6 +127,9 @@ class BoutRuns:
     thresholds: np.ndarray  # per fish (rad/s); NaN where the fish has no vigour at all
     noise: np.ndarray  # per fish vigour noise floor (rad/s)
     levels: NoiseLevels | None = None
+    excursion_thresholds: np.ndarray | None = None  # per fish (rad); None: excursion off
+    excursion_noise: np.ndarray | None = None  # per fish median quiet excursion (rad)
+    evidence: np.ndarray | None = None  # per bout: "beats" or "excursion"
 
 
 def _first_pass_levels(kin: Kinematics) -> tuple[np.ndarray, np.ndarray]:
@@ -127,21 +146,36 @@ def _first_pass_levels(kin: Kinematics) -> tuple[np.ndarray, np.ndarray]:
     return sig * mu1, sig * sd1
 
 
-def white_noise_vigour(dt: float, width: int, n: int = 8192) -> tuple[float, float]:
-    """Mean and sd of the vigour (rad/s) of white tail-angle noise of sigma 1 rad sampled every
-    ``dt`` s, filtered and windowed like the tracks (``width`` frames); fixed seed."""
-    rng = np.random.default_rng(0)
-    z = rng.standard_normal(n)
-    t = np.arange(n) * dt
+def _white_noise(dt: float, n: int, seed: int) -> tuple[Frames, np.ndarray]:
+    """One fish of ``n`` frames every ``dt`` s whose tail angle is white noise of sigma 1 rad
+    (fixed seed), and that noise."""
+    z = np.random.default_rng(seed).standard_normal(n)
     zeros = np.zeros(n, np.int64)
     fr = Frames(order=np.arange(n), gid=zeros, gstart=zeros, gend=np.full(n, n - 1),
-                frame=np.arange(n), t=t, dur=np.full(n, dt), dt_median=dt,
+                frame=np.arange(n), t=np.arange(n) * dt, dur=np.full(n, dt), dt_median=dt,
                 observed=np.ones(n, bool), tail=z, x=np.full(n, np.nan), y=np.full(n, np.nan),
                 heading=np.full(n, np.nan), fish_keys=pd.DataFrame({"arena": [""], "fish": [""]}),
                 jump=np.zeros(n - 1, bool))
-    v = travel_rate(smooth_tail(fr, tail=z), fr, width)[width:-width]
+    return fr, z
+
+
+def _median_sd(v: np.ndarray) -> tuple[float, float]:
     med = float(np.median(v))
     return med, float(_MAD * np.median(np.abs(v - med)))
+
+
+def white_noise_vigour(dt: float, width: int, n: int = 8192) -> tuple[float, float]:
+    """Mean and sd of the vigour (rad/s) of white tail-angle noise of sigma 1 rad sampled every
+    ``dt`` s, filtered and windowed like the tracks (``width`` frames); fixed seed."""
+    fr, z = _white_noise(dt, n, 0)
+    return _median_sd(travel_rate(smooth_tail(fr, tail=z), fr, width)[width:-width])
+
+
+def white_noise_excursion(dt: float, width: int, n: int = 8192) -> tuple[float, float]:
+    """Median and robust sd of the excursion (rad) of white tail-angle noise of sigma 1 rad
+    sampled every ``dt`` s, cleaned and windowed like the tracks (``width`` frames)."""
+    fr, z = _white_noise(dt, n, 1)
+    return _median_sd(tail_excursion(smooth_tail(fr, tail=z), fr, width)[width:-width])
 
 
 def quiet_frames(kin: Kinematics, in_bout: np.ndarray, pad_s: float = QUIET_PAD_S) -> np.ndarray:
@@ -165,8 +199,12 @@ def noise_levels(kin: Kinematics, quiet: np.ndarray) -> NoiseLevels:
     other fish of the recording (noise is a property of the camera, the lighting and the
     tracker); when no fish has enough, the fish's own values are kept.
     """
-    return quiet_levels(kin.frames, kin.columns["vigour_rad_s"],
-                        tail_noise(kin.frames, quiet=quiet), quiet)
+    sig = tail_noise(kin.frames, quiet=quiet)
+    lv = quiet_levels(kin.frames, kin.columns["vigour_rad_s"], sig, quiet)
+    if "tail_excursion_rad" in kin.columns:
+        ex = quiet_levels(kin.frames, kin.columns["tail_excursion_rad"], sig, quiet)
+        lv.excursion_mean, lv.excursion_sd = ex.vigour_mean, ex.vigour_sd
+    return lv
 
 
 def quiet_levels(fr: Frames, vigour: np.ndarray, sig: np.ndarray, quiet: np.ndarray
@@ -222,9 +260,26 @@ def bout_thresholds(
     return thr, mean
 
 
+def excursion_thresholds(
+    kin: Kinematics, cfg: BehaviourConfig, levels: NoiseLevels | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-fish excursion threshold (rad) and noise level (rad): ``max(cfg.min_excursion_rad,
+    mean + cfg.excursion_threshold_factor x sd)`` of the RMS excursion of the quiet frames
+    (first pass: predicted from the tail-noise sigma, :func:`white_noise_excursion`). With
+    ``bout_threshold`` set (a fixed rig-level vigour threshold) the excursion threshold is
+    still measured: it is a second, independent signal."""
+    if levels is None or levels.excursion_mean is None:
+        mu1, sd1 = white_noise_excursion(kin.frames.dt_median, kin.exc_width)
+        mean, sd = kin.tail_noise * mu1, kin.tail_noise * sd1
+    else:
+        mean, sd = levels.excursion_mean, levels.excursion_sd
+    thr = np.fmax(cfg.min_excursion_rad, mean + cfg.excursion_threshold_factor * sd)
+    return thr, mean
+
+
 def hysteresis_activity(
     kin: Kinematics, thr: np.ndarray, noise: np.ndarray, *, max_extend_s: float,
-    min_high_s: float | None = None,
+    min_high_s: float | None = None, signal: str = "vigour_rad_s",
 ) -> np.ndarray:
     """Frames above the threshold, extended down to a lower threshold at both ends.
 
@@ -235,7 +290,7 @@ def hysteresis_activity(
     ends sit closer to the first and last beat without swallowing noise.
     """
     fr = kin.frames
-    vig = kin.columns["vigour_rad_s"]
+    vig = kin.columns[signal]
     low_thr = np.where(np.isfinite(noise), noise + HYSTERESIS * (thr - noise), thr)
     low_thr = np.minimum(low_thr, thr)
     with np.errstate(invalid="ignore"):
@@ -282,8 +337,8 @@ def bout_runs(
 
 
 def trim_to_beats(
-    kin: Kinematics, s: np.ndarray, e: np.ndarray, *, pad_s: float
-) -> tuple[np.ndarray, np.ndarray]:
+    kin: Kinematics, s: np.ndarray, e: np.ndarray, *, pad_s: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keep the bouts that hold tail beats and trim them to their beats.
 
     A bout must contain at least :data:`MIN_EXTREMA` alternating tail extrema (see
@@ -293,6 +348,8 @@ def trim_to_beats(
     two extrema; a movement starts a quarter beat before its first turn), and never more than
     ``pad_s``; likewise its end after its last extremum. Noise just before or after a bout is
     so not counted in it.
+
+    Returns the starts, ends and the evidence of each bout (``beats``).
     """
     fr = kin.frames
     ext = kin.extrema
@@ -319,22 +376,78 @@ def trim_to_beats(
     last_half = np.where(two, et[hi - 1] - et[np.maximum(hi - 2, 0)], np.inf)
     pad_a = np.clip(np.ceil(ONSET_HALF_BEATS * first_half / fr.dt_median), 1, pad).astype(np.int64)
     pad_b = np.clip(np.ceil(0.5 * last_half / fr.dt_median), 1, pad).astype(np.int64)
-    return np.maximum(s, ext[lo] - pad_a), np.minimum(e, ext[hi - 1] + pad_b)
+    s = np.maximum(s, ext[lo] - pad_a) if len(s) else s
+    e = np.minimum(e, ext[hi - 1] + pad_b) if len(e) else e
+    return s, e, np.full(len(s), "beats", dtype=object)
+
+
+def _excursion_bouts(
+    kin: Kinematics, s: np.ndarray, e: np.ndarray, exc_thr: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Of the candidate excursion bouts ``s..e`` (stretches above the excursion threshold
+    ``exc_thr``, per fish, rad), those that stay above it for :data:`EXCURSION_MIN_HIGH` of
+    the excursion window and whose clear samples change side of the rest posture at least
+    :data:`EXCURSION_SIGN_CHANGES` times, trimmed to their first and last sample farther than
+    :data:`EXCURSION_EDGE_SIGMA` filtered noise sigmas from it."""
+    fr = kin.frames
+    exc = kin.columns["tail_excursion_rad"]
+    with np.errstate(invalid="ignore"):
+        high = fr.observed & (exc > exc_thr[fr.gid])
+    hs, he = runs(high, fr.gid)
+    min_len = max(2, int(np.ceil(EXCURSION_MIN_HIGH * kin.exc_width)))
+    long = (he - hs + 1) >= min_len
+    in_long = run_lengths_fill(hs[long], he[long], np.ones(int(long.sum()), bool), fr.n, False)
+    cs_long = np.r_[0, np.cumsum(in_long)]
+    sig_f = kin.tail_noise * filtered_noise_gain(fr)
+    dev = rest_deviation(kin.tail, fr)
+    with np.errstate(invalid="ignore"):
+        clear = np.flatnonzero(np.abs(dev) > sig_f[fr.gid])
+        edge = np.flatnonzero(np.abs(dev) > EXCURSION_EDGE_SIGMA * sig_f[fr.gid])
+    sgn = np.sign(dev[clear])
+    out_s, out_e = [], []
+    for a, b in zip(s, e, strict=True):
+        if cs_long[b + 1] - cs_long[a] == 0:
+            continue
+        i, j = np.searchsorted(clear, a), np.searchsorted(clear, b, side="right")
+        if int(np.count_nonzero(sgn[i + 1 : j] != sgn[i : j - 1])) < EXCURSION_SIGN_CHANGES:
+            continue
+        i, j = np.searchsorted(edge, a), np.searchsorted(edge, b, side="right")
+        if j > i:
+            a, b = edge[i], edge[j - 1]
+        out_s.append(a)
+        out_e.append(b)
+    return np.asarray(out_s, np.int64), np.asarray(out_e, np.int64)
 
 
 def _bouts_with(
     kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks, thr: np.ndarray, noise: np.ndarray,
-    active: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
+    active: np.ndarray | None, exc: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     fr = kin.frames
     if active is None:
         active = hysteresis_activity(
             kin, thr, noise, max_extend_s=max(EXTEND_S, cfg.vigour_window_s),
             min_high_s=0.5 * cfg.vigour_window_s)
     s, e = bout_runs(active, fr, blocks, cfg)
-    s, e = trim_to_beats(kin, s, e, pad_s=cfg.vigour_window_s)
+    s, e, ev = trim_to_beats(kin, s, e, pad_s=cfg.vigour_window_s)
+    if exc is not None:
+        # excursion bouts: only where the vigour found none (it places onsets better)
+        xw = kin.exc_width * fr.dt_median
+        xact = hysteresis_activity(
+            kin, exc[0], exc[1], max_extend_s=0.0, min_high_s=EXCURSION_MIN_HIGH * xw,
+            signal="tail_excursion_rad")
+        xs, xe = bout_runs(xact, fr, blocks, cfg)
+        busy = np.r_[0, np.cumsum(run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False))]
+        pad = max(1, int(round(cfg.merge_gap_s / fr.dt_median)))
+        lo, hi = np.maximum(xs - pad, 0), np.minimum(xe + pad, fr.n - 1)
+        free = busy[hi + 1] - busy[lo] == 0
+        xs, xe = _excursion_bouts(kin, xs[free], xe[free], exc[0])
+        ev = np.r_[ev, np.full(len(xs), "excursion", dtype=object)]
+        s, e = np.r_[s, xs].astype(np.int64), np.r_[e, xe].astype(np.int64)
+        o = np.argsort(s, kind="stable")
+        s, e, ev = s[o], e[o], ev[o]
     long_enough = fr.t[e] + fr.dur[e] - fr.t[s] >= cfg.min_bout_s - 1e-9  # again, once trimmed
-    return s[long_enough], e[long_enough]
+    return s[long_enough], e[long_enough], ev[long_enough]
 
 
 def _detect(
@@ -347,12 +460,17 @@ def _detect(
     :func:`fishtrack.behaviour.classify.score`, which passes a copy)."""
     fr = kin.frames
     levels = None
+    use_exc = bool(getattr(cfg, "excursion", True)) and "tail_excursion_rad" in kin.columns
     n_pass = N_PASSES if active is None else 1
+    xthr = xnoise = None
     for k in range(n_pass):
         if active is not None:
             levels = noise_levels(kin, quiet_frames(kin, active))
         thr, noise = bout_thresholds(kin, cfg, levels)
-        s, e = _bouts_with(kin, cfg, blocks, thr, noise, active)
+        if use_exc:
+            xthr, xnoise = excursion_thresholds(kin, cfg, levels)
+        s, e, ev = _bouts_with(kin, cfg, blocks, thr, noise, active,
+                               (xthr, xnoise) if use_exc else None)
         in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
         if k == n_pass - 1:
             break
@@ -361,7 +479,8 @@ def _detect(
         if np.any(np.abs(sig - kin.tail_noise) > 0.1 * np.maximum(kin.tail_noise, 1e-12)):
             kin.refine(sig)
             levels = noise_levels(kin, quiet_frames(kin, in_bout))
-    return BoutRuns(starts=s, ends=e, in_bout=in_bout, thresholds=thr, noise=noise, levels=levels)
+    return BoutRuns(starts=s, ends=e, in_bout=in_bout, thresholds=thr, noise=noise, levels=levels,
+                    excursion_thresholds=xthr, excursion_noise=xnoise, evidence=ev)
 
 
 def bout_table(kin: Kinematics, br: BoutRuns) -> pd.DataFrame:
@@ -426,6 +545,8 @@ def bout_table(kin: Kinematics, br: BoutRuns) -> pd.DataFrame:
         out["displacement_px"] = np.zeros(0)
     out["phase"] = pd.Series([None] * nb, dtype=object)
     out["bout_signal"] = pd.Series(["tail"] * nb, dtype=object)
+    ev = br.evidence if br.evidence is not None and len(br.evidence) == nb else ["beats"] * nb
+    out["bout_evidence"] = pd.Series(list(ev), dtype=object)
     return out[list(BOUT_COLUMNS)]
 
 
@@ -478,7 +599,8 @@ def detect_bouts(
         :func:`fishtrack.behaviour.classify` for phases).
     """
     cfg = cfg or BehaviourConfig()
-    kin = compute_kinematics(tracks, vigour_window_s=cfg.vigour_window_s, max_gap_s=cfg.max_gap_s)
+    kin = compute_kinematics(tracks, vigour_window_s=cfg.vigour_window_s, max_gap_s=cfg.max_gap_s,
+                             excursion_window_s=cfg.excursion_window_s)
     blocks = gap_blocks(kin.frames, cfg.max_gap_s)
     br = _detect(kin, cfg, blocks)
     in_bout = pd.Series(to_input_order(kin.frames, br.in_bout), index=tracks.index, name="in_bout")

@@ -279,7 +279,8 @@ def calibrate(
     else:
         source = "labels"
         labels = _validate_labels(labels, source)
-    kin = compute_kinematics(tracks, vigour_window_s=cfg.vigour_window_s, max_gap_s=cfg.max_gap_s)
+    kin = compute_kinematics(tracks, vigour_window_s=cfg.vigour_window_s, max_gap_s=cfg.max_gap_s,
+                             excursion_window_s=cfg.excursion_window_s)
     fr = kin.frames
     blocks = gap_blocks(fr, cfg.max_gap_s)
     human = _human_codes(fr, labels, source)

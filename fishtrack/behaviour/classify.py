@@ -37,7 +37,8 @@ FISH_COLUMNS = (
     "vigour_noise_sd_rad_s", "tail_noise_rad", "tail_noise_deg", "quiet_s", "noise_pooled",
     "n_bouts", "in_bout_fraction", "passive_fraction", "observed_fraction", "qc_flags",
     "bout_signal", "bout_threshold_px_s", "speed_noise_px_s", "position_noise_px",
-    "body_length_px", "bout_threshold_bl_s",
+    "body_length_px", "bout_threshold_bl_s", "excursion_threshold_rad", "excursion_noise_rad",
+    "n_excursion_bouts",
 )
 """Columns of :attr:`BehaviourResult.fish` (one row per fish; see docs/behaviour.md)."""
 NOISE_OUTLIER = 3.0
@@ -146,7 +147,8 @@ def classify(
         validate_protocol(protocol)
     if "tail_angle" not in tracks.columns and {"x", "y"} <= set(tracks.columns):
         tracks = tracks.assign(tail_angle=np.nan)  # positions only: movement bouts from speed
-    kin = compute_kinematics(tracks, vigour_window_s=cfg.vigour_window_s, max_gap_s=cfg.max_gap_s)
+    kin = compute_kinematics(tracks, vigour_window_s=cfg.vigour_window_s, max_gap_s=cfg.max_gap_s,
+                             excursion_window_s=cfg.excursion_window_s)
     fr = kin.frames
     fps = 1.0 / fr.dt_median if fr.n > 1 else float("nan")
     signal, reason = choose_signal(fr, cfg)
@@ -193,6 +195,8 @@ def classify(
             bouts[c] = np.nan
         bouts["n_beats"] = 0
     bouts["bout_signal"] = pd.Series([signal] * len(bouts), index=bouts.index, dtype=object)
+    if signal == "speed":
+        bouts["bout_evidence"] = pd.Series(["speed"] * len(bouts), index=bouts.index, dtype=object)
     epochs = epoch_table(fr, sc.blocks, sc.codes)
     if protocol:
         bouts["phase"] = assign_phase(bouts["start_s"].to_numpy(float), protocol)
@@ -294,6 +298,15 @@ def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.Dat
         flags.append(";".join(f))
     fish["qc_flags"] = flags
     fish["bout_signal"] = signal
+    xthr = sc.bouts.excursion_thresholds
+    fish["excursion_threshold_rad"] = xthr if xthr is not None and signal == "tail" else nan
+    xn = sc.bouts.excursion_noise
+    fish["excursion_noise_rad"] = xn if xn is not None and signal == "tail" else nan
+    ev = sc.bouts.evidence
+    if ev is not None and len(s) == len(ev):
+        fish["n_excursion_bouts"] = np.bincount(fr.gid[s][ev == "excursion"], minlength=n_fish)
+    else:
+        fish["n_excursion_bouts"] = np.zeros(n_fish, int)
     for c in ("bout_threshold_px_s", "speed_noise_px_s", "position_noise_px", "body_length_px",
               "bout_threshold_bl_s"):
         fish[c] = nan

@@ -10,9 +10,10 @@ dynamics), still fish (never move) and fish passive through the whole open loop.
 simulated tracking noise (:func:`noisy_truth_tracks`), and :func:`score_recording` compares
 the result with the truth (:data:`METRIC_COLUMNS`).
 
-Seeds 0-999 are for tuning; seeds 1000-1199 are the held-out reporting range
-(:data:`TUNE_SEEDS`, :data:`REPORT_SEEDS`; see docs/behaviour.md and
-``bench/bench_behaviour_stress.py``).
+Seeds 0-999 are for tuning (:data:`TUNE_SEEDS`); seeds 1000-1199 are the first held-out
+reporting range (:data:`REPORT_SEEDS`, the bench's default). Later reports used further ranges
+never used for tuning (3000-3099, 4000-4199; ``bench/bench_behaviour_stress.py --report``;
+see docs/behaviour.md).
 
 Draws that depend on rendering the simulator does not do yet (head-embedded larvae at any
 orientation, random morphology, a tail fading towards its tip) plug in through
