@@ -146,7 +146,7 @@ def _run_stages_inner(
     t1 = time.perf_counter()
     behaviour_noise = None
     if len(out.tracks):
-        b = classify(out.tracks, cfg.behaviour, cfg.protocol)
+        b = classify(out.tracks, cfg.behaviour, cfg.protocol, px_per_mm=cfg.px_per_mm)
         out.tracks, out.bouts, out.epochs = b.tracks, b.bouts, b.epochs
         behaviour_noise = b.noise
     timings["behaviour"] = time.perf_counter() - t1
@@ -284,7 +284,7 @@ def classify_folder(
     tracks = trial.tracks()
     tracks = tracks.drop(columns=[c for c in OUTPUT_COLUMNS if c in tracks.columns])
     t0 = time.perf_counter()
-    b = classify(tracks, cfg.behaviour, cfg.protocol)
+    b = classify(tracks, cfg.behaviour, cfg.protocol, px_per_mm=cfg.px_per_mm)
     prov.record_scoring(cfg, time.perf_counter() - t0, noise=b.noise)
     trial.rescore(b, prov)
     return TrialResult(tracks=b.tracks, bouts=b.bouts, epochs=b.epochs, provenance=prov.data)
