@@ -26,6 +26,13 @@ a bout's speed rises and falls gradually, and shrinking lost more of its true fr
 removed false ones on the tuning seeds). States follow from the bouts exactly as with the tail
 (:func:`fishtrack.behaviour.states.state_codes`). See docs/behaviour.md ("Movement bouts from
 speed").
+
+With the tracker's pixel motion (``bout_signal: speed_motion``, chosen by ``auto`` when the
+tracks have ``motion_energy``) a frame is also in a bout when the change of the pixels inside
+the fish's mask, aligned to the frame (:func:`motion_frames`), is above a threshold from the
+fish's quiet frames (:func:`motion_levels`): struggles that hold station move the tail, not
+the head. ``speed_threshold`` / ``motion_threshold`` replace the noise rules with fixed,
+rig-level values (:func:`fixed_speed_threshold`).
 """
 
 from __future__ import annotations
@@ -266,12 +273,13 @@ def motion_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     return out
 
 
-def motion_levels(fr: Frames, motion: np.ndarray, quiet: np.ndarray) -> tuple[float, float]:
-    """The recording's pixel-motion noise: median and robust sd (grey levels) of the aligned
-    motion on the quiet frames, per fish, then the median over the fish whose spread is
-    measurable (at least :data:`MIN_MOTION_QUIET` quiet frames and a robust sd above 0: a
-    compressed video keeps the pixels of a still fish exactly unchanged, which says nothing
-    about the camera's noise). NaN when no fish qualifies."""
+def motion_levels(fr: Frames, motion: np.ndarray, quiet: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per fish: the pixel-motion noise, median and robust sd (grey levels) of the aligned
+    motion on its quiet frames. A fish whose spread is not measurable (fewer than
+    :data:`MIN_MOTION_QUIET` quiet frames, or a robust sd of 0: a compressed video keeps the
+    pixels of a still fish exactly unchanged, which says nothing about the camera) takes the
+    median over the fish of the recording whose spread is measurable; NaN when none is."""
     n_fish = len(fr.fish_keys)
     v = np.where(quiet & np.isfinite(motion), motion, np.nan)
     med = group_quantile(v, fr.gid, n_fish, 0.5)
@@ -279,8 +287,10 @@ def motion_levels(fr: Frames, motion: np.ndarray, quiet: np.ndarray) -> tuple[fl
     n_q = np.bincount(fr.gid, weights=np.isfinite(v), minlength=n_fish)
     ok = (n_q >= MIN_MOTION_QUIET) & np.isfinite(med) & (sd > 0)
     if not ok.any():
-        return float("nan"), float("nan")
-    return float(np.median(med[ok])), float(np.median(sd[ok]))
+        return np.full(n_fish, np.nan), np.full(n_fish, np.nan)
+    med = np.where(ok, med, np.median(med[ok]))
+    sd = np.where(ok, sd, np.median(sd[ok]))
+    return med, sd
 
 
 def _dilate1(fr: Frames, mask: np.ndarray) -> np.ndarray:
@@ -308,14 +318,14 @@ def detect_speed_bouts(
 
     ``motion``: per sorted row, the aligned pixel motion (:func:`motion_frames`, grey
     levels); when given, a frame is in a bout when its speed *or* its motion is above its
-    threshold (the motion threshold from the quiet frames of all fish pooled, or
-    ``cfg.motion_threshold``). ``fixed_px_s``: per fish, a fixed speed threshold (px/s,
+    threshold (the motion threshold from the fish's quiet frames, :func:`motion_levels`, or
+    ``cfg.motion_threshold``), and the speed's frames count only where the pixels move. ``fixed_px_s``: per fish, a fixed speed threshold (px/s,
     ``cfg.speed_threshold`` converted) instead of the noise rule.
 
     Returns the bouts (``thresholds`` and ``noise`` in px/s), the per-frame speed
     (px/s, sorted order) and per-fish extras: ``position_noise_px`` (sigma per axis),
     ``floor_px_s``, and with ``motion`` ``motion_threshold_grey``, ``motion_noise_grey``
-    (the recording's, repeated per fish) and ``motion`` (the per-frame aligned motion).
+    (per fish; see :func:`motion_levels`) and ``motion`` (the per-frame aligned motion).
     """
     blocks = blocks if blocks is not None else gap_blocks(fr, cfg.max_gap_s)
     n_fish = len(fr.fish_keys)
@@ -333,7 +343,7 @@ def detect_speed_bouts(
         floor = np.fmax(floor, cfg.min_bout_speed_bl_s * body_px)
     mean, sd = sig * mu1, sig * sd1
     levels = None
-    m_thr = m_med = float("nan")
+    m_thr = m_med = np.full(n_fish, np.nan)
     in_bout_prev = None
     n_passes = N_PASSES + (1 if motion is not None else 0)
     for k in range(n_passes):
@@ -349,18 +359,17 @@ def detect_speed_bouts(
             quiet_m = quiet_frames(kin_m, in_bout_prev if in_bout_prev is not None else active)
             m_med, m_sd = motion_levels(fr, motion, quiet_m)
             if cfg.motion_threshold is not None:
-                m_thr = float(cfg.motion_threshold)
+                m_thr = np.full(n_fish, float(cfg.motion_threshold))
             else:
-                m_thr = float(np.fmax(MIN_MOTION_GREY, m_med + MOTION_FACTOR * m_sd))
-            m_noise = m_med if np.isfinite(m_med) else 0.0
-            active_m = hysteresis_activity(kin_m, np.full(n_fish, m_thr),
-                                           np.full(n_fish, m_noise),
+                m_thr = np.fmax(MIN_MOTION_GREY, m_med + MOTION_FACTOR * m_sd)
+            m_noise = np.where(np.isfinite(m_med), m_med, 0.0)
+            active_m = hysteresis_activity(kin_m, m_thr, m_noise,
                                            max_extend_s=fr.dt_median, min_high_s=0.0)
             # the speed's window spreads a movement over its neighbours: keep the speed's
             # frames where the pixels move (above the low threshold, +/- one frame)
             low = m_noise + HYSTERESIS * (m_thr - m_noise)
             with np.errstate(invalid="ignore"):
-                moving = _dilate1(fr, motion > low)
+                moving = _dilate1(fr, motion > low[fr.gid])
             active = active & (moving | ~np.isfinite(motion))
             active = active | active_m
         s, e = bout_runs(active, fr, blocks, cfg)
@@ -380,6 +389,5 @@ def detect_speed_bouts(
         br.levels = levels
     extra = {"position_noise_px": levels.tail_noise_rad, "floor_px_s": floor}
     if motion is not None:
-        extra.update(motion_threshold_grey=np.full(n_fish, m_thr),
-                     motion_noise_grey=np.full(n_fish, m_med), motion=motion)
+        extra.update(motion_threshold_grey=m_thr, motion_noise_grey=m_med, motion=motion)
     return br, speed, extra
