@@ -1,8 +1,9 @@
-"""Movement bouts from speed on slow-camera recordings (issue 17): held-out seeds 2000-2199.
+"""Movement bouts on slow-camera recordings (issue 17): held-out seeds 5000-5199.
 
 Usage::
 
-    python bench/bench_speed_bouts.py --out section.md [--seeds 2000-2199] [--csv rows.csv]
+    python bench/bench_speed_bouts.py --out section.md [--seeds 5000-5199] [--csv rows.csv]
+        [--video N] [--workdir DIR]
 
 or ``from bench_speed_bouts import run; figures = run("section.md")``.
 
@@ -12,8 +13,18 @@ wells, a camera of 25-30 fps), simulates it ten times faster, integrates every t
 into one like the camera's exposure (``camera_tracks``: motion blur, not dropped frames),
 adds tracking noise and scores it with ``classify`` (``bout_signal: auto``, which picks the
 speed at these frame rates). For comparison the same recordings are scored from the (blurred,
-aliased) tail (``bout_signal: tail``). Seeds 0-999 were used for tuning; 2000-2199 never.
-Goals (issue 17): frame-state kappa >= 0.85, per-fish passive-fraction error <= 0.05.
+aliased) tail (``bout_signal: tail``). These tracks have no ``motion_energy`` (like
+imported tracks): speed only.
+
+``--video N``: the first N seeds of the range also from pixels
+(``fishtrack.synth.camera.run_camera_video``): rendered at 250-300 fps, integrated to the
+camera's 25-30 fps, encoded, tracked by ``fishtrack track``'s pipeline (the tracker's
+positions and ``motion_energy``), scored with ``bout_signal: auto`` (``speed_motion``) and,
+from the same tracks, speed only (``bout_signal: speed``).
+
+Seeds 0-999 were used for tuning; 5000-5199 never (2000-2199 reported issue 17's first,
+speed-only figures). Goals (issue 17): frame-state kappa >= 0.85, per-fish passive-fraction
+error <= 0.05.
 """
 
 from __future__ import annotations
@@ -30,7 +41,11 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from fishtrack.synth.camera import CAMERA_REPORT_SEEDS, run_camera_recording  # noqa: E402
+from fishtrack.synth.camera import (  # noqa: E402
+    CAMERA_REPORT_SEEDS,
+    run_camera_recording,
+    run_camera_video,
+)
 from fishtrack.synth.stress import state_score  # noqa: E402
 
 KAPPA_GOAL = 0.85
@@ -42,6 +57,16 @@ def _one(seed: int, behaviour: dict | None) -> dict:
         return run_camera_recording(seed, behaviour=behaviour)
     except Exception as err:  # a crash is a result too: it is reported, not hidden
         return {"seed": seed, "error": f"{type(err).__name__}: {err}"[:300]}
+
+
+def _one_video(seed: int, workdir: str) -> tuple[dict, dict]:
+    try:
+        row = run_camera_video(seed, workdir, rescore={"speed": {"bout_signal": "speed"}})
+        again = row.pop("rescored")["speed"]
+        return row, again
+    except Exception as err:
+        bad = {"seed": seed, "error": f"{type(err).__name__}: {err}"[:300]}
+        return bad, dict(bad)
 
 
 def _figures(df: pd.DataFrame) -> dict:
@@ -67,16 +92,28 @@ def _figures(df: pd.DataFrame) -> dict:
 
 
 def run(out_path, *, seeds=CAMERA_REPORT_SEEDS, csv: str | None = None,
-        compare_tail: bool = True) -> dict:
+        compare_tail: bool = True, video: int = 0, workdir: str | None = None) -> dict:
+    import tempfile
+
     t0 = time.perf_counter()
     speed = pd.DataFrame([_one(s, None) for s in seeds])
-    res = {"speed": _figures(speed)}
+    res = {"tracks: speed (auto)": _figures(speed)}
     if compare_tail:
         tail = pd.DataFrame([_one(s, {"bout_signal": "tail"}) for s in seeds])
-        res["tail"] = _figures(tail)
+        res["tracks: tail (forced)"] = _figures(tail)
+    rows = {"tracks": speed}
+    vseeds = list(seeds)[: max(0, int(video))]
+    if vseeds:
+        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+            pairs = [_one_video(s, tmp) for s in vseeds]
+        vid = pd.DataFrame([a for a, _ in pairs])
+        res["video: auto"] = _figures(vid)
+        res["video: speed only"] = _figures(pd.DataFrame([b for _, b in pairs]))
+        rows["video"] = vid
     if csv:
-        speed.to_csv(csv, index=False)
-    write_section(out_path, res, speed, seeds=seeds, total_s=time.perf_counter() - t0)
+        pd.concat([r.assign(source=k) for k, r in rows.items()]).to_csv(csv, index=False)
+    write_section(out_path, res, rows, seeds=seeds, video_seeds=vseeds,
+                  total_s=time.perf_counter() - t0)
     return res
 
 
@@ -85,16 +122,26 @@ def _fmt(v, nd=3) -> str:
         (f"{v:.{nd}f}" if isinstance(v, float) else str(v))
 
 
-def write_section(out_path, res: dict, rows: pd.DataFrame, *, seeds, total_s: float) -> None:
-    s = res["speed"]
+def write_section(out_path, res: dict, rows: dict, *, seeds, total_s: float,
+                  video_seeds=()) -> None:
+    s = res["tracks: speed (auto)"]
+    vtxt = ""
+    if video_seeds:
+        v = res["video: auto"]
+        vtxt = (f" Video rows: the first {len(video_seeds)} seeds ({video_seeds[0]}-"
+                f"{video_seeds[-1]}) rendered, integrated, encoded at the camera's rate and "
+                "tracked by the pipeline (positions and `motion_energy` from the tracker), "
+                f"`bout_signal: auto` (chosen: `{v['signal']}`) and, from the same tracks, "
+                "speed only.")
     lines = [
-        "## Movement bouts from speed: 25-30 fps recordings (issue 17)",
+        "## Movement bouts: 25-30 fps recordings (issue 17)",
         "",
         f"Seeds {seeds.start}-{seeds.stop - 1} ({s['n']} recordings; held out: tuning used "
         "seeds 0-999). Each: free-swimming larvae in wells, simulated at 250-300 fps and "
-        "integrated to a 25-30 fps camera (each frame the mean of ten: motion blur), plus "
-        "tracking noise, scored by `classify` with `bout_signal: auto` (chosen: "
-        f"`{s['signal']}`). Goals: frame-state kappa >= {KAPPA_GOAL}, per-fish "
+        "integrated to a 25-30 fps camera (each frame the mean of ten: motion blur). Track "
+        "rows: true tracks plus tracking noise (no `motion_energy`, like imported tracks), "
+        "scored by `classify` with `bout_signal: auto` (chosen: "
+        f"`{s['signal']}`).{vtxt} Goals: frame-state kappa >= {KAPPA_GOAL}, per-fish "
         f"passive-fraction error <= {PASSIVE_ERR_GOAL}. `python bench/bench_speed_bouts.py`; "
         f"{total_s:.0f} s.",
         "",
@@ -110,13 +157,18 @@ def write_section(out_path, res: dict, rows: pd.DataFrame, *, seeds, total_s: fl
             f"{_fmt(f['passive_err_median'])} | {_fmt(f['passive_err_p95'])} | "
             f"{_fmt(f['passive_err_worst'])} | {f['passive_err_le_goal']:.0%} | "
             f"{f['recordings_both_goals']:.0%} | {f['still_fish_ok']}/{f['still_fish']} |")
-    ok = rows[rows["error"].isna()] if "error" in rows else rows
-    worst = ok.assign(score=state_score(ok)).sort_values("score").head(6)
-    lines += ["", "Worst recordings (speed):", "",
-              "| seed | fps | fish | length px | kappa | passive err max |", "|---|---|---|---|---|---|"]
-    for r in worst.itertuples():
-        lines.append(f"| {r.seed} | {r.camera_fps} | {r.n_fish} | {r.draw_fish_length_px} | "
-                     f"{_fmt(r.score)} | {_fmt(r.passive_err_max)} |")
+    for name, df in rows.items():
+        ok = df[df["error"].isna()] if "error" in df else df
+        if ok.empty:
+            continue
+        worst = ok.assign(score=state_score(ok)).sort_values("score").head(6)
+        lines += ["", f"Worst recordings ({name}, `auto`):", "",
+                  "| seed | fps | fish | length px | kappa | passive err max |",
+                  "|---|---|---|---|---|---|"]
+        for r in worst.itertuples():
+            lines.append(f"| {r.seed} | {r.camera_fps} | {r.n_fish} | "
+                         f"{r.draw_fish_length_px} | {_fmt(r.score)} | "
+                         f"{_fmt(r.passive_err_max)} |")
     Path(out_path).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -126,9 +178,13 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default=f"{CAMERA_REPORT_SEEDS.start}-{CAMERA_REPORT_SEEDS.stop - 1}")
     ap.add_argument("--csv", default=None)
     ap.add_argument("--no-tail", action="store_true", help="skip the tail comparison")
+    ap.add_argument("--video", type=int, default=0,
+                    help="also score the first N seeds from rendered, tracked video")
+    ap.add_argument("--workdir", default=None, help="folder for the videos (default: temp)")
     args = ap.parse_args(argv)
     a, b = (int(x) for x in args.seeds.split("-"))
-    res = run(args.out, seeds=range(a, b + 1), csv=args.csv, compare_tail=not args.no_tail)
+    res = run(args.out, seeds=range(a, b + 1), csv=args.csv, compare_tail=not args.no_tail,
+              video=args.video, workdir=args.workdir)
     for k, v in res.items():
         print(k, {kk: round(vv, 3) if isinstance(vv, float) else vv for kk, vv in v.items()})
     return 0

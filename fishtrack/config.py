@@ -372,12 +372,14 @@ class BehaviourConfig(_Section):
         range_="0-2",
         ge=0,
     )
-    bout_signal: Literal["auto", "tail", "speed"] = _f(
+    bout_signal: Literal["auto", "tail", "speed", "speed_motion"] = _f(
         "auto",
         "What bouts are found from. tail: tail vigour (tail beats). speed: the head's path "
         "speed (movement bouts, for tracks without a tail or video too slow for tail beats). "
-        "auto: speed when no frame has a tail angle or the frame rate is below 50 fps, else "
-        "tail.",
+        "speed_motion: the head's speed or the pixel motion inside the fish's mask (the "
+        "tracker's motion_energy; sees struggles in place). auto: tail when a tail angle is "
+        "tracked and the frame rate is at least 50 fps; otherwise speed_motion when the "
+        "tracks have motion_energy (fishtrack tracked the video), else speed.",
     )
     speed_window_s: float = _f(
         0.24,
@@ -406,6 +408,29 @@ class BehaviourConfig(_Section):
         unit="body lengths/s",
         range_="0.1-1",
         ge=0,
+    )
+    speed_threshold: float | None = _f(
+        None,
+        "Movement bouts (bout_signal speed / speed_motion): a fixed, rig-level speed threshold "
+        "in speed_threshold_unit instead of the one measured from the noise of the positions. "
+        "null: measured per fish from the recording.",
+        unit="mm/s or body lengths/s",
+        range_="0.5-5 mm/s",
+        gt=0,
+    )
+    speed_threshold_unit: Literal["mm/s", "body_lengths/s"] = _f(
+        "mm/s",
+        "Unit of speed_threshold. mm/s needs px_per_mm; body_lengths/s needs the body length "
+        "(midline points in the tracks; the recording's median where a fish has none).",
+    )
+    motion_threshold: float | None = _f(
+        None,
+        "Movement bouts with bout_signal speed_motion: a fixed pixel-motion threshold (the "
+        "tracker's motion_energy aligned to the frame) instead of the one measured from the "
+        "recording's quiet frames.",
+        unit="grey levels",
+        range_="1-10",
+        gt=0,
     )
     method: Literal["threshold", "hmm"] = _f(
         "threshold",
@@ -578,6 +603,11 @@ class Config(_Section):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"protocol phase names must be unique; repeated: {', '.join(dup)}")
+        b = self.behaviour
+        if b.speed_threshold is not None and b.speed_threshold_unit == "mm/s" \
+                and self.px_per_mm is None:
+            raise ValueError("behaviour.speed_threshold is in mm/s but px_per_mm is not set: "
+                             "set px_per_mm, or speed_threshold_unit: body_lengths/s")
         return self
 
 

@@ -156,7 +156,7 @@ def _run_stages_inner(
     if spill is not None:
         behaviour_noise = _classify_streamed(out, spill, kept, cfg)
     elif len(out.tracks):
-        b = classify(out.tracks, cfg.behaviour, cfg.protocol)
+        b = classify(out.tracks, cfg.behaviour, cfg.protocol, px_per_mm=cfg.px_per_mm)
         out.tracks, out.bouts, out.epochs = b.tracks, b.bouts, b.epochs
         behaviour_noise = b.noise
     timings["behaviour"] = time.perf_counter() - t1
@@ -209,7 +209,7 @@ def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Conf
     if spill.rows:
         light = pd.concat(list(_kept_blocks(spill, kept, cols)), ignore_index=True)
         if len(light):
-            b = classify(light, cfg.behaviour, cfg.protocol)
+            b = classify(light, cfg.behaviour, cfg.protocol, px_per_mm=cfg.px_per_mm)
             added = b.tracks[[c for c in b.tracks.columns if c not in light.columns]]
             out.bouts, out.epochs, noise = b.bouts, b.epochs, b.noise
         del light
@@ -359,7 +359,7 @@ def classify_folder(
     tracks = trial.tracks()
     tracks = tracks.drop(columns=[c for c in OUTPUT_COLUMNS if c in tracks.columns])
     t0 = time.perf_counter()
-    b = classify(tracks, cfg.behaviour, cfg.protocol)
+    b = classify(tracks, cfg.behaviour, cfg.protocol, px_per_mm=cfg.px_per_mm)
     prov.record_scoring(cfg, time.perf_counter() - t0, noise=b.noise)
     trial.rescore(b, prov)
     return TrialResult(tracks=b.tracks, bouts=b.bouts, epochs=b.epochs, provenance=prov.data)

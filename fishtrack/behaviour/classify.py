@@ -12,9 +12,12 @@ from fishtrack.behaviour.bouts import BoutRuns, _detect, bout_table, hysteresis_
 from fishtrack.behaviour.kinematics import KINEMATIC_COLUMNS, Kinematics, compute_kinematics
 from fishtrack.behaviour.protocol import assign_phase, validate_protocol
 from fishtrack.behaviour.speed import (
+    MOVEMENT_SIGNALS,
     body_length_px,
     choose_signal,
     detect_speed_bouts,
+    fixed_speed_threshold,
+    motion_frames,
     position_frames,
 )
 from fishtrack.behaviour.states import STATES, epoch_table, state_codes
@@ -29,7 +32,9 @@ FASTEST_BEAT_HZ = 40.0
 """Fastest tail-beat frequency of ordinary swimming and struggles (Hz); below twice it the
 beats alias (a note says so)."""
 
-OUTPUT_COLUMNS = (*KINEMATIC_COLUMNS, "in_bout", "state", "phase")
+MOVEMENT_COLUMNS = ("bout_speed_px_s", "bout_motion_grey")
+"""Per-frame signals of movement bouts (NaN for tail bouts; see docs/behaviour.md)."""
+OUTPUT_COLUMNS = (*KINEMATIC_COLUMNS, "in_bout", "state", "phase", *MOVEMENT_COLUMNS)
 """Columns :func:`classify` adds to the tracks table (replaced when re-scoring)."""
 
 FISH_COLUMNS = (
@@ -38,7 +43,7 @@ FISH_COLUMNS = (
     "n_bouts", "in_bout_fraction", "passive_fraction", "observed_fraction", "qc_flags",
     "bout_signal", "bout_threshold_px_s", "speed_noise_px_s", "position_noise_px",
     "body_length_px", "bout_threshold_bl_s", "excursion_threshold_rad", "excursion_noise_rad",
-    "n_excursion_bouts",
+    "n_excursion_bouts", "motion_threshold_grey", "motion_noise_grey",
 )
 """Columns of :attr:`BehaviourResult.fish` (one row per fish; see docs/behaviour.md)."""
 NOISE_OUTLIER = 3.0
@@ -115,6 +120,8 @@ def classify(
     tracks: pd.DataFrame,
     cfg: BehaviourConfig | None = None,
     protocol: list[Phase] | None = None,
+    *,
+    px_per_mm: float | None = None,
 ) -> BehaviourResult:
     """Score swim bouts and active / passive states of every fish.
 
@@ -128,6 +135,8 @@ def classify(
         Behaviour settings (defaults when None).
     protocol
         Protocol phases; every bout, epoch and frame gets the phase at its start.
+    px_per_mm
+        Spatial calibration; needed only for ``speed_threshold`` in mm/s.
 
     Returns
     -------
@@ -151,16 +160,16 @@ def classify(
                              excursion_window_s=cfg.excursion_window_s)
     fr = kin.frames
     fps = 1.0 / fr.dt_median if fr.n > 1 else float("nan")
-    signal, reason = choose_signal(fr, cfg)
+    signal, reason = choose_signal(fr, cfg, tracks)
     speed_extra: dict = {}
-    if signal == "speed":
-        sc, speed_extra = _score_speed(tracks, kin, cfg, reason)
+    if signal in MOVEMENT_SIGNALS:
+        sc, speed_extra = _score_speed(tracks, kin, cfg, reason, signal, px_per_mm)
         fr = sc.kin.frames
         kin = sc.kin
     else:
         sc = score(kin, cfg)
         kin = sc.kin
-    if signal == "speed":
+    if signal in MOVEMENT_SIGNALS:
         pass  # the tail's frame-rate notes do not apply
     elif fps < 2 * FASTEST_BEAT_HZ - 0.5:
         sc.notes.insert(
@@ -185,12 +194,15 @@ def classify(
     added["in_bout"] = to_input_order(fr, sc.bouts.in_bout)
     added["state"] = np.asarray(STATES, dtype=object)[to_input_order(fr, sc.codes)]
     added["phase"] = assign_phase(tracks["time_s"].to_numpy(float), protocol)
+    for c, k in zip(MOVEMENT_COLUMNS, ("speed", "motion"), strict=True):
+        v = speed_extra.get(k)
+        added[c] = to_input_order(fr, v) if v is not None else np.full(len(tracks), np.nan)
     kept = tracks.drop(columns=[c for c in OUTPUT_COLUMNS if c in tracks.columns])
     out = pd.concat([kept, pd.DataFrame(added, index=tracks.index)], axis=1, copy=False)
     out.attrs["motion_source"] = kin.motion_source
 
     bouts = bout_table(kin, sc.bouts)
-    if signal == "speed":  # no tail beats measured: the tail's columns are unknown
+    if signal in MOVEMENT_SIGNALS:  # no tail beats measured: the tail's columns are unknown
         for c in ("beat_hz", "max_tail_angle", "vigour", "vigour_rad_s", "effort_rad"):
             bouts[c] = np.nan
         bouts["n_beats"] = 0
@@ -205,10 +217,18 @@ def classify(
     noise = noise_summary(fish, fps=fps, cfg=cfg)
     noise["bout_signal"] = signal
     noise["bout_signal_reason"] = reason
-    if signal == "speed":
-        noise["threshold"] = "noise of the positions on the quiet frames (head path speed)"
+    if signal in MOVEMENT_SIGNALS:
+        noise["threshold"] = (
+            "fixed (behaviour.speed_threshold)" if cfg.speed_threshold is not None else
+            "noise of the positions on the quiet frames (head path speed)")
+        if signal == "speed_motion":
+            noise["threshold"] += (
+                "; pixel motion: fixed (behaviour.motion_threshold)"
+                if cfg.motion_threshold is not None else
+                "; pixel motion: noise of the quiet frames of all fish")
         for c in ("position_noise_px", "speed_noise_px_s", "bout_threshold_px_s",
-                  "bout_threshold_bl_s", "body_length_px"):
+                  "bout_threshold_bl_s", "body_length_px", "motion_threshold_grey",
+                  "motion_noise_grey"):
             v = pd.to_numeric(fish[c], errors="coerce").to_numpy(float)
             v = v[np.isfinite(v)]
             noise[c] = round(float(np.median(v)), 6) if len(v) else None
@@ -223,16 +243,22 @@ def classify(
     )
 
 
-def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, reason: str
-                 ) -> tuple[Scored, dict]:
-    """Movement bouts from the head's path speed and the states they give
-    (:mod:`fishtrack.behaviour.speed`); ``Scored.kin`` carries the position-observed frames."""
+def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, reason: str,
+                 signal: str = "speed", px_per_mm: float | None = None) -> tuple[Scored, dict]:
+    """Movement bouts from the head's path speed (and with ``speed_motion`` the pixel motion)
+    and the states they give (:mod:`fishtrack.behaviour.speed`); ``Scored.kin`` carries the
+    position-observed frames."""
     frp = position_frames(tracks, cfg)
     blocks = gap_blocks(frp, cfg.max_gap_s)
     body = body_length_px(tracks, frp)
-    br, _speed, extra = detect_speed_bouts(frp, cfg, blocks, body)
+    motion = motion_frames(tracks, frp) if signal == "speed_motion" else None
+    br, speed, extra = detect_speed_bouts(
+        frp, cfg, blocks, body, motion=motion,
+        fixed_px_s=fixed_speed_threshold(cfg, body, px_per_mm))
+    extra["speed"] = speed
     codes = state_codes(frp, blocks, br.in_bout, cfg.min_passive_s)
-    notes = [f"bouts found from the head's speed, not the tail: {reason}"]
+    what = "the head's speed and the pixel motion" if motion is not None else "the head's speed"
+    notes = [f"bouts found from {what}, not the tail: {reason}"]
     if cfg.method == "hmm":
         notes.append("method hmm applies to tail bouts only; speed bouts use the threshold")
     kin_p = replace(kin, frames=frp, columns=dict(kin.columns))
@@ -308,9 +334,9 @@ def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.Dat
     else:
         fish["n_excursion_bouts"] = np.zeros(n_fish, int)
     for c in ("bout_threshold_px_s", "speed_noise_px_s", "position_noise_px", "body_length_px",
-              "bout_threshold_bl_s"):
+              "bout_threshold_bl_s", "motion_threshold_grey", "motion_noise_grey"):
         fish[c] = nan
-    if signal == "speed":
+    if signal in MOVEMENT_SIGNALS:
         speed = speed or {}
         fish["bout_threshold_px_s"] = thr
         fish["speed_noise_px_s"] = sc.bouts.noise
@@ -323,6 +349,10 @@ def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.Dat
             fish[c] = nan
         fish["threshold_source"] = np.where(
             thr <= speed.get("floor_px_s", np.zeros(n_fish)) + 1e-12, "floor", "noise")
+        if cfg.speed_threshold is not None:
+            fish["threshold_source"] = "fixed"
+        for c in ("motion_threshold_grey", "motion_noise_grey"):
+            fish[c] = speed.get(c, nan)
     return fish[list(FISH_COLUMNS)]
 
 

@@ -4,6 +4,12 @@
 the per-fish noise table that ``provenance.json`` holds under ``behaviour_noise.fish``) into
 one row per fish: the percentiles of its vigour, its threshold and noise level, its bouts and
 its QC flags. :func:`fishtrack.report.figures.behaviour_qc_figure` draws it.
+
+For a trial scored from movement (``bout_signal`` ``speed`` or ``speed_motion``: no tail, or
+a 25-30 fps camera) the signal is the head's speed (``bout_speed_px_s``, px/s) against
+``bout_threshold_px_s`` and ``speed_noise_px_s``, and with ``speed_motion`` also the pixel
+motion (``bout_motion_grey``, grey levels) against ``motion_threshold_grey`` and
+``motion_noise_grey`` (columns ``motion_q05 ..``).
 """
 
 from __future__ import annotations
@@ -13,12 +19,26 @@ import pandas as pd
 
 __all__ = ["VIGOUR_QUANTILES", "vigour_summary"]
 
+_MOVEMENT = ("speed", "speed_motion")
+
 VIGOUR_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95, 0.999)
 """Vigour percentiles kept per fish (columns ``q05 .. q999``)."""
 
 
 def _qname(q: float) -> str:
     return "q" + f"{q:.3f}".split(".")[1].rstrip("0").ljust(2, "0")
+
+
+def _percentiles(tracks: pd.DataFrame, keys: list[str], col: str, prefix: str) -> pd.DataFrame:
+    """Per fish: frame count and the :data:`VIGOUR_QUANTILES` of ``col`` (NaN if absent)."""
+    v = pd.to_numeric(tracks[col], errors="coerce") if col in tracks \
+        else pd.Series(np.nan, index=tracks.index)
+    df = tracks[keys].astype(str).assign(v=v.to_numpy(float))
+    g = df.groupby(keys, sort=True)["v"]
+    out = g.count().rename(prefix + "n_frames").to_frame()
+    for q in VIGOUR_QUANTILES:
+        out[prefix + _qname(q)] = g.quantile(q)
+    return out.reset_index()
 
 
 def vigour_summary(tracks: pd.DataFrame, fish_noise: pd.DataFrame | list[dict] | None) -> pd.DataFrame:
@@ -35,27 +55,34 @@ def vigour_summary(tracks: pd.DataFrame, fish_noise: pd.DataFrame | list[dict] |
     Returns
     -------
     pandas.DataFrame
-        ``arena, fish, n_frames, q05, q25, q50, q75, q95, q999`` (rad/s) plus, when
+        ``arena, fish, n_frames, q05, q25, q50, q75, q95, q999`` (rad/s; px/s of the head's
+        speed for movement trials, plus ``motion_q05 .. motion_q999`` in grey levels with
+        ``speed_motion``), ``bout_signal`` plus, when
         ``fish_noise`` is given, ``bout_threshold_rad_s, vigour_noise_rad_s,
         vigour_noise_sd_rad_s, tail_noise_rad, n_bouts, in_bout_fraction, qc_flags``.
     """
     keys = ["arena", "fish"] if "arena" in tracks.columns else ["fish"]
-    v = pd.to_numeric(tracks.get("vigour_rad_s"), errors="coerce") if "vigour_rad_s" in tracks \
-        else pd.Series(np.nan, index=tracks.index)
-    df = tracks[keys].astype(str).assign(v=v.to_numpy(float))
-    g = df.groupby(keys, sort=True)["v"]
-    out = g.count().rename("n_frames").to_frame()
-    for q in VIGOUR_QUANTILES:
-        out[_qname(q)] = g.quantile(q)
-    out = out.reset_index()
+    fn = pd.DataFrame(fish_noise) if fish_noise is not None else pd.DataFrame()
+    signal = "tail"
+    if "bout_signal" in fn.columns and len(fn):
+        signal = str(fn["bout_signal"].iloc[0])
+    movement = signal in _MOVEMENT and "bout_speed_px_s" in tracks.columns
+    col = "bout_speed_px_s" if movement else "vigour_rad_s"
+    out = _percentiles(tracks, keys, col, "")
+    if movement and "bout_motion_grey" in tracks.columns \
+            and pd.to_numeric(tracks["bout_motion_grey"], errors="coerce").notna().any():
+        m = _percentiles(tracks, keys, "bout_motion_grey", "motion_").drop(columns="motion_n_frames")
+        out = out.merge(m, on=keys, how="left")
     if "arena" not in out.columns:
         out.insert(0, "arena", "")
+    out["bout_signal"] = signal if movement else "tail"
     if fish_noise is not None:
-        fn = pd.DataFrame(fish_noise)
         if len(fn):
             fn = fn.astype({"fish": str, "arena": str} if "arena" in fn else {"fish": str})
             cols = [c for c in ("bout_threshold_rad_s", "vigour_noise_rad_s",
-                                "vigour_noise_sd_rad_s", "tail_noise_rad", "n_bouts",
+                                "vigour_noise_sd_rad_s", "tail_noise_rad", "bout_threshold_px_s",
+                                "speed_noise_px_s", "motion_threshold_grey",
+                                "motion_noise_grey", "n_bouts",
                                 "in_bout_fraction", "qc_flags") if c in fn.columns]
             on = [k for k in ("arena", "fish") if k in fn.columns]
             out = out.merge(fn[on + cols], on=on, how="left")

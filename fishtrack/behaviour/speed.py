@@ -26,6 +26,13 @@ a bout's speed rises and falls gradually, and shrinking lost more of its true fr
 removed false ones on the tuning seeds). States follow from the bouts exactly as with the tail
 (:func:`fishtrack.behaviour.states.state_codes`). See docs/behaviour.md ("Movement bouts from
 speed").
+
+With the tracker's pixel motion (``bout_signal: speed_motion``, chosen by ``auto`` when the
+tracks have ``motion_energy``) a frame is also in a bout when the change of the pixels inside
+the fish's mask, aligned to the frame (:func:`motion_frames`), is above a threshold from the
+fish's quiet frames (:func:`motion_levels`): struggles that hold station move the tail, not
+the head. ``speed_threshold`` / ``motion_threshold`` replace the noise rules with fixed,
+rig-level values (:func:`fixed_speed_threshold`).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from fishtrack.behaviour._frames import (
 )
 from fishtrack.behaviour.bouts import (
     _MAD,
+    HYSTERESIS,
     BoutRuns,
     NoiseLevels,
     bout_runs,
@@ -54,14 +62,22 @@ from fishtrack.behaviour.bouts import (
 )
 from fishtrack.behaviour.kinematics import Kinematics, _midline, tail_noise
 from fishtrack.config import BehaviourConfig
+from fishtrack.errors import ConfigError
 
 __all__ = [
     "MIN_TAIL_FPS",
+    "MOVEMENT_SIGNALS",
     "choose_signal",
     "detect_speed_bouts",
+    "fixed_speed_threshold",
+    "has_motion_energy",
+    "motion_frames",
     "position_frames",
     "white_noise_speed",
 ]
+
+MOVEMENT_SIGNALS = ("speed", "speed_motion")
+"""Values of ``bout_signal`` whose bouts are movement bouts (no tail beats)."""
 
 MIN_TAIL_FPS = 50.0
 """Below this frame rate ``bout_signal: auto`` uses the speed: twice 25 Hz, the middle of the
@@ -80,7 +96,19 @@ SMOOTH_S = 0.08
 displacement is taken: the noise of the window's ends falls by ~sqrt(frames)."""
 N_PASSES = 3
 """Threshold passes: the first from the position-noise sigma, the others from the quiet
-frames."""
+frames (one more with pixel motion: its first threshold comes from the speed bouts)."""
+MOTION_FACTOR = 5.0
+"""Pixel motion: threshold = median + this x robust sd of the aligned ``motion_energy`` of
+the quiet frames of all fish of the recording (grey levels)."""
+MIN_MOTION_GREY = 1.0
+"""Floor of the pixel-motion threshold (grey levels): compressed video keeps still pixels
+exactly unchanged, so the quiet frames' spread can be ~0."""
+MOTION_SMOOTH_S = 0.07
+"""The aligned pixel motion is averaged over this (s; a moving mean of 2 frames at 25-30
+fps): a struggle lasts several frames, the noise of one frame falls by ~sqrt(2)."""
+MIN_MOTION_QUIET = 50
+"""Quiet frames (all fish together) needed to measure the pixel-motion noise; fewer: the
+threshold is the floor."""
 
 
 def position_frames(tracks: pd.DataFrame, cfg: BehaviourConfig) -> Frames:
@@ -88,21 +116,63 @@ def position_frames(tracks: pd.DataFrame, cfg: BehaviourConfig) -> Frames:
     return sorted_frames(tracks, max_gap_s=cfg.max_gap_s, observe="position")
 
 
-def choose_signal(fr: Frames, cfg: BehaviourConfig) -> tuple[str, str]:
-    """``(signal, reason)``: ``tail`` or ``speed`` for ``cfg.bout_signal``.
+def has_motion_energy(tracks: pd.DataFrame | None) -> bool:
+    """The tracks hold the tracker's pixel motion (a finite ``motion_energy``)."""
+    if tracks is None or "motion_energy" not in tracks.columns:
+        return False
+    return bool(np.isfinite(pd.to_numeric(tracks["motion_energy"], errors="coerce")).any())
 
-    ``auto`` takes the speed when no frame has a tail angle, or when the frame rate is below
-    :data:`MIN_TAIL_FPS`; otherwise the tail.
+
+def choose_signal(fr: Frames, cfg: BehaviourConfig, tracks: pd.DataFrame | None = None
+                  ) -> tuple[str, str]:
+    """``(signal, reason)``: ``tail``, ``speed`` or ``speed_motion`` for ``cfg.bout_signal``.
+
+    ``auto`` takes the tail when a frame has a tail angle and the frame rate is at least
+    :data:`MIN_TAIL_FPS`; otherwise ``speed_motion`` when ``tracks`` has the tracker's
+    ``motion_energy``, else ``speed``. A forced ``speed_motion`` without ``motion_energy``
+    falls back to ``speed`` (the reason says so).
     """
     fps = 1.0 / fr.dt_median if fr.n > 1 else float("nan")
+    motion = has_motion_energy(tracks)
     if cfg.bout_signal != "auto":
+        if cfg.bout_signal == "speed_motion" and not motion:
+            return "speed", ("behaviour.bout_signal is speed_motion but the tracks have no "
+                             "motion_energy (imported tracks): speed only")
         return cfg.bout_signal, "set in the configuration (behaviour.bout_signal)"
     if not np.isfinite(fr.tail).any():
-        return "speed", "no tail angle in the tracks (positions only)"
-    if np.isfinite(fps) and fps < MIN_TAIL_FPS - 0.5:
-        return "speed", (f"frame rate {fps:.0f} Hz is below {MIN_TAIL_FPS:.0f} Hz "
-                         "(twice 25 Hz, the middle of the tail-beat band): tail beats alias")
-    return "tail", "tail angle available and frame rate high enough for tail beats"
+        why = "no tail angle in the tracks (positions only)"
+    elif np.isfinite(fps) and fps < MIN_TAIL_FPS - 0.5:
+        why = (f"frame rate {fps:.0f} Hz is below {MIN_TAIL_FPS:.0f} Hz "
+               "(twice 25 Hz, the middle of the tail-beat band): tail beats alias")
+    else:
+        return "tail", "tail angle available and frame rate high enough for tail beats"
+    if motion:
+        return "speed_motion", why + "; pixel motion (motion_energy) from the tracker"
+    return "speed", why + "; no motion_energy (imported tracks): speed only"
+
+
+def fixed_speed_threshold(cfg: BehaviourConfig, body_px: np.ndarray | None,
+                          px_per_mm: float | None) -> np.ndarray | None:
+    """Per fish: ``cfg.speed_threshold`` in px/s, or None when it is not set.
+
+    ``mm/s`` x ``px_per_mm``; ``body_lengths/s`` x the fish's body length (the recording's
+    median where a fish has none). Raises ConfigError when the conversion is impossible.
+    """
+    if cfg.speed_threshold is None:
+        return None
+    n = 0 if body_px is None else len(body_px)
+    if cfg.speed_threshold_unit == "mm/s":
+        if px_per_mm is None or not px_per_mm > 0:
+            raise ConfigError("behaviour.speed_threshold is in mm/s but px_per_mm is not set: "
+                              "set px_per_mm, or speed_threshold_unit: body_lengths/s")
+        return np.full(n, float(cfg.speed_threshold) * float(px_per_mm))
+    body = np.asarray(body_px if body_px is not None else [], float)
+    if not np.isfinite(body).any():
+        raise ConfigError("behaviour.speed_threshold is in body_lengths/s but the tracks have "
+                          "no midline points (tail_x_i, tail_y_i) to measure the body length: "
+                          "use speed_threshold_unit: mm/s with px_per_mm")
+    body = np.where(np.isfinite(body), body, np.nanmedian(body))
+    return float(cfg.speed_threshold) * body
 
 
 def window_speed(fr: Frames, width: int) -> np.ndarray:
@@ -174,15 +244,88 @@ def speed_window(fr: Frames, cfg: BehaviourConfig) -> int:
     return max(2, int(round(cfg.speed_window_s / fr.dt_median)) + 1)
 
 
+def motion_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
+    """Per sorted row: the tracker's ``motion_energy`` (grey levels) aligned to the frame's
+    exposure, NaN on unobserved rows; None when the tracks have no (finite) motion energy.
+
+    ``motion_energy`` of frame ``t`` is the change from frame ``t-1`` to ``t``: a movement
+    during exposure ``t`` changes the pixels into *and* out of it. The aligned value is the
+    smaller of the two changes (``t`` and ``t+1`` of the same fish, consecutive frames): a
+    frame moves when it differs from both neighbours. This puts a bout's motion on its own
+    frames (not one frame late) and removes one-frame changes such as a key frame of a
+    compressed video.
+    """
+    if "motion_energy" not in tracks.columns:
+        return None
+    me = pd.to_numeric(tracks["motion_energy"], errors="coerce").to_numpy(float)[fr.order]
+    if not np.isfinite(me).any():
+        return None
+    nxt = np.full(fr.n, np.nan)
+    if fr.n > 1:
+        same = (fr.gid[1:] == fr.gid[:-1]) & ~fr.jump
+        nxt[:-1] = np.where(same, me[1:], np.nan)
+    out = np.fmin(me, nxt)  # the last frame of a record keeps its own change
+    out[~fr.observed] = np.nan
+    k = max(1, int(round(MOTION_SMOOTH_S / fr.dt_median))) if fr.dt_median > 0 else 1
+    if k > 1:
+        out = moving_mean(out, fr, k)
+        out[~fr.observed] = np.nan
+    return out
+
+
+def motion_levels(fr: Frames, motion: np.ndarray, quiet: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per fish: the pixel-motion noise, median and robust sd (grey levels) of the aligned
+    motion on its quiet frames. A fish whose spread is not measurable (fewer than
+    :data:`MIN_MOTION_QUIET` quiet frames, or a robust sd of 0: a compressed video keeps the
+    pixels of a still fish exactly unchanged, which says nothing about the camera) takes the
+    median over the fish of the recording whose spread is measurable; NaN when none is."""
+    n_fish = len(fr.fish_keys)
+    v = np.where(quiet & np.isfinite(motion), motion, np.nan)
+    med = group_quantile(v, fr.gid, n_fish, 0.5)
+    sd = _MAD * group_quantile(np.abs(v - med[fr.gid]), fr.gid, n_fish, 0.5)
+    n_q = np.bincount(fr.gid, weights=np.isfinite(v), minlength=n_fish)
+    ok = (n_q >= MIN_MOTION_QUIET) & np.isfinite(med) & (sd > 0)
+    if not ok.any():
+        return np.full(n_fish, np.nan), np.full(n_fish, np.nan)
+    med = np.where(ok, med, np.median(med[ok]))
+    sd = np.where(ok, sd, np.median(sd[ok]))
+    return med, sd
+
+
+def _dilate1(fr: Frames, mask: np.ndarray) -> np.ndarray:
+    """``mask`` grown by one row on each side within each fish."""
+    out = mask.copy()
+    if fr.n > 1:
+        same = fr.gid[1:] == fr.gid[:-1]
+        out[1:] |= mask[:-1] & same
+        out[:-1] |= mask[1:] & same
+    return out
+
+
+def _signal_kin(fr: Frames, v: np.ndarray, width: int) -> Kinematics:
+    return Kinematics(frames=fr, columns={"vigour_rad_s": v}, tail=np.zeros(0),
+                      extrema=np.zeros(0, np.int64), extrema_t=np.zeros(0),
+                      tail_noise=np.zeros(0), motion_source="none", width=width)
+
+
 def detect_speed_bouts(
     fr: Frames, cfg: BehaviourConfig, blocks: Blocks | None = None,
-    body_px: np.ndarray | None = None,
+    body_px: np.ndarray | None = None, *, motion: np.ndarray | None = None,
+    fixed_px_s: np.ndarray | None = None,
 ) -> tuple[BoutRuns, np.ndarray, dict[str, np.ndarray]]:
     """Movement bouts of every fish (``fr`` from :func:`position_frames`).
 
+    ``motion``: per sorted row, the aligned pixel motion (:func:`motion_frames`, grey
+    levels); when given, a frame is in a bout when its speed *or* its motion is above its
+    threshold (the motion threshold from the fish's quiet frames, :func:`motion_levels`, or
+    ``cfg.motion_threshold``), and the speed's frames count only where the pixels move. ``fixed_px_s``: per fish, a fixed speed threshold (px/s,
+    ``cfg.speed_threshold`` converted) instead of the noise rule.
+
     Returns the bouts (``thresholds`` and ``noise`` in px/s), the per-frame speed
-    (px/s, sorted order) and per-fish extras: ``position_noise_px`` (sigma per axis) and
-    ``floor_px_s``.
+    (px/s, sorted order) and per-fish extras: ``position_noise_px`` (sigma per axis),
+    ``floor_px_s``, and with ``motion`` ``motion_threshold_grey``, ``motion_noise_grey``
+    (per fish; see :func:`motion_levels`) and ``motion`` (the per-frame aligned motion).
     """
     blocks = blocks if blocks is not None else gap_blocks(fr, cfg.max_gap_s)
     n_fish = len(fr.fish_keys)
@@ -190,9 +333,8 @@ def detect_speed_bouts(
     x = np.where(fr.observed, fr.x, np.nan)
     y = np.where(fr.observed, fr.y, np.nan)
     speed = window_speed(fr, width)
-    kin = Kinematics(frames=fr, columns={"vigour_rad_s": speed}, tail=np.zeros(0),
-                     extrema=np.zeros(0, np.int64), extrema_t=np.zeros(0),
-                     tail_noise=np.zeros(0), motion_source="none", width=width)
+    kin = _signal_kin(fr, speed, width)
+    kin_m = _signal_kin(fr, motion, 1) if motion is not None else None
     sig = np.sqrt(0.5 * (tail_noise(fr, x) ** 2 + tail_noise(fr, y) ** 2))
     mu1, sd1 = white_noise_speed(fr.dt_median, width)
     span = (width - 1) * fr.dt_median
@@ -201,13 +343,39 @@ def detect_speed_bouts(
         floor = np.fmax(floor, cfg.min_bout_speed_bl_s * body_px)
     mean, sd = sig * mu1, sig * sd1
     levels = None
-    for k in range(N_PASSES):
-        thr = np.fmax(floor, mean + cfg.speed_threshold_factor * sd)
+    m_thr = m_med = np.full(n_fish, np.nan)
+    in_bout_prev = None
+    n_passes = N_PASSES + (1 if motion is not None else 0)
+    for k in range(n_passes):
+        if fixed_px_s is not None:
+            thr = np.asarray(fixed_px_s, float)
+        else:
+            thr = np.fmax(floor, mean + cfg.speed_threshold_factor * sd)
         active = hysteresis_activity(kin, thr, mean, max_extend_s=span + fr.dt_median,
                                      min_high_s=MIN_HIGH * span)
+        if kin_m is not None:
+            # the motion threshold: first from the frames away from the speed bouts, then
+            # from the frames away from every bout (pooled over the fish: camera noise)
+            quiet_m = quiet_frames(kin_m, in_bout_prev if in_bout_prev is not None else active)
+            m_med, m_sd = motion_levels(fr, motion, quiet_m)
+            if cfg.motion_threshold is not None:
+                m_thr = np.full(n_fish, float(cfg.motion_threshold))
+            else:
+                m_thr = np.fmax(MIN_MOTION_GREY, m_med + MOTION_FACTOR * m_sd)
+            m_noise = np.where(np.isfinite(m_med), m_med, 0.0)
+            active_m = hysteresis_activity(kin_m, m_thr, m_noise,
+                                           max_extend_s=fr.dt_median, min_high_s=0.0)
+            # the speed's window spreads a movement over its neighbours: keep the speed's
+            # frames where the pixels move (above the low threshold, +/- one frame)
+            low = m_noise + HYSTERESIS * (m_thr - m_noise)
+            with np.errstate(invalid="ignore"):
+                moving = _dilate1(fr, motion > low[fr.gid])
+            active = active & (moving | ~np.isfinite(motion))
+            active = active | active_m
         s, e = bout_runs(active, fr, blocks, cfg)
         in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
-        if k == N_PASSES - 1:
+        in_bout_prev = in_bout
+        if k == n_passes - 1:
             break
         quiet = quiet_frames(kin, in_bout)
         sig_q = np.sqrt(0.5 * (tail_noise(fr, x, quiet) ** 2 + tail_noise(fr, y, quiet) ** 2))
@@ -219,4 +387,7 @@ def detect_speed_bouts(
         levels = NoiseLevels(tail_noise_rad=sig, vigour_mean=mean, vigour_sd=sd,
                              quiet_s=np.full(n_fish, np.nan), pooled=np.zeros(n_fish, bool))
         br.levels = levels
-    return br, speed, {"position_noise_px": levels.tail_noise_rad, "floor_px_s": floor}
+    extra = {"position_noise_px": levels.tail_noise_rad, "floor_px_s": floor}
+    if motion is not None:
+        extra.update(motion_threshold_grey=m_thr, motion_noise_grey=m_med, motion=motion)
+    return br, speed, extra

@@ -78,7 +78,9 @@ def compute_stats(
 
 
 _TRACK_COLUMNS = ("frame", "time_s", "arena", "fish", "detected", "state", "in_bout", "x", "y",
-                  "heading", "tail_angle", "area_px", "id_uncertain")
+                  "heading", "tail_angle", "area_px", "id_uncertain",
+                  # the behaviour QC figure's signals (absent columns are skipped)
+                  "vigour_rad_s", "bout_speed_px_s", "bout_motion_grey")
 
 
 @dataclass

@@ -330,6 +330,7 @@ def _behaviour_qc_blocks(s: Section, per_fish: pd.DataFrame, behaviour_qc: list[
             # tail (tail vigour) or speed (movement bouts: no tail, or too slow a camera)
             "bouts from": nz.get("bout_signal", "tail"),
             "speed threshold (px/s)": nz.get("bout_threshold_px_s"),
+            "pixel motion threshold (grey levels)": nz.get("motion_threshold_grey"),
             "tail noise (rad)": nz.get("tail_noise_rad"),
             "tail noise (deg)": nz.get("tail_noise_deg"),
             "vigour noise (rad/s)": nz.get("vigour_noise_rad_s"),
@@ -346,7 +347,9 @@ def _behaviour_qc_blocks(s: Section, per_fish: pd.DataFrame, behaviour_qc: list[
             "far above the others' has poorer tail tracking. 'bouts from' speed: no tail in the "
             "tracks or a frame rate below 50 fps, so bouts are movements of the head, with a "
             "threshold from the noise of the positions (docs/behaviour.md, movement bouts from "
-            "speed).</p>")
+            "speed); speed_motion: the head's speed or the pixel motion inside the fish "
+            "(the tracker's motion_energy, which sees struggles in place), the pixel-motion "
+            "threshold from the quiet frames of all fish of the trial.</p>")
         s.blocks.append(table_html(pd.DataFrame(rows), scroll=True))
     else:
         s.blocks.append("<p><em>No behaviour noise recorded (trials scored by an older "
@@ -369,9 +372,14 @@ def _behaviour_qc_blocks(s: Section, per_fish: pd.DataFrame, behaviour_qc: list[
             continue
         name = f"behaviour_qc_{item['trial']}"
         png = _save(behaviour_qc_figure(summary, title=str(item["trial"])), name, fig_dir, written)
+        sig = str(summary["bout_signal"].iloc[0]) if "bout_signal" in summary else "tail"
+        what = ("Each fish's head speed (px/s, the movement-bout signal)"
+                + (" and, below, its pixel motion (grey levels)" if sig == "speed_motion" else "")
+                if sig in ("speed", "speed_motion")
+                else "Each fish's vigour (tail-angle travel per second)")
         s.figures.append(FigureItem(
             name, f"Behaviour QC, {item['trial']}", png,
-            "Each fish's vigour (tail-angle travel per second): grey bar 5th-95th percentile, "
+            f"{what}: grey bar 5th-95th percentile, "
             "box 25th-75th, dot 99.9th; black: its noise level, red: its bout threshold; bout "
             "count on top. Orange fish carry QC flags (listed above the plot): no_bouts, "
             "noise_pooled (too little quiet time to measure its own noise), noisy_tail (tail "

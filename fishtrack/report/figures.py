@@ -872,61 +872,76 @@ def power_figure(table: pd.DataFrame, *, target: float = 0.8, title: str = "") -
 
 
 def behaviour_qc_figure(summary: pd.DataFrame, *, title: str = "") -> Figure:
-    """Why each fish was scored as it was: its vigour distribution against its threshold.
+    """Why each fish was scored as it was: its bout signal's distribution against its threshold.
 
     Parameters
     ----------
     summary
-        One row per fish (:func:`fishtrack.behaviour.qc.vigour_summary`): ``fish``, the vigour
-        percentiles ``q05 .. q999`` and, when known, ``bout_threshold_rad_s,
-        vigour_noise_rad_s, n_bouts, qc_flags``.
+        One row per fish (:func:`fishtrack.behaviour.qc.vigour_summary`): ``fish``, the
+        signal's percentiles ``q05 .. q999`` and, when known, the threshold and noise level,
+        ``n_bouts, qc_flags``.
 
-    Per fish: a grey bar from the 5th to the 95th percentile of its vigour (box 25th-75th,
-    white tick the median, dot the 99.9th percentile), the noise level (median vigour of its
-    quiet frames, black) and the bout threshold (red); its bout count on top. Fish with QC
-    flags are orange and their flags listed below.
+    Per fish: a grey bar from the 5th to the 95th percentile of its signal (box 25th-75th,
+    white tick the median, dot the 99.9th percentile), the noise level (black) and the bout
+    threshold (red); its bout count on top. Fish with QC flags are orange and their flags
+    listed below. The signal is the tail vigour (rad/s); for movement bouts
+    (``bout_signal`` ``speed`` / ``speed_motion``) the head's speed (px/s), with
+    ``speed_motion`` a second panel with the pixel motion (grey levels).
     """
     n = len(summary)
-    fig = Figure(figsize=(max(4.0, 1.2 + 0.32 * n), 3.6), layout="constrained")
-    ax = fig.add_subplot()
+    sig = str(summary["bout_signal"].iloc[0]) if n and "bout_signal" in summary else "tail"
+    panels = [("", "vigour_noise_rad_s", "bout_threshold_rad_s", "tail vigour (rad/s)")]
+    if sig in ("speed", "speed_motion"):
+        panels = [("", "speed_noise_px_s", "bout_threshold_px_s", "head speed (px/s)")]
+        if "motion_q50" in summary:
+            panels.append(("motion_", "motion_noise_grey", "motion_threshold_grey",
+                           "pixel motion (grey levels)"))
+    fig = Figure(figsize=(max(4.0, 1.2 + 0.32 * n), 3.6 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     x = np.arange(n)
-    flagged = (summary["qc_flags"].astype(str) != "").to_numpy() if "qc_flags" in summary         else np.zeros(n, bool)
+    flagged = (summary["qc_flags"].astype(str) != "").to_numpy() if "qc_flags" in summary \
+        else np.zeros(n, bool)
     col = np.where(flagged, "#e6550d", "#7f7f7f")
     floor = 0.05
+    for ax, (prefix, noise_col, thr_col, label) in zip(axes, panels, strict=True):
 
-    def q(name):
-        return np.maximum(pd.to_numeric(summary.get(name), errors="coerce").to_numpy(float), floor)             if name in summary else np.full(n, np.nan)
+        def q(name):
+            return np.maximum(pd.to_numeric(summary.get(name), errors="coerce").to_numpy(float),
+                              floor) if name in summary else np.full(n, np.nan)
 
-    ax.vlines(x, q("q05"), q("q95"), color=col, lw=1.2)
-    ax.vlines(x, q("q25"), q("q75"), color=col, lw=5)
-    ax.scatter(x, q("q50"), marker="_", s=40, color="white", zorder=3)
-    ax.scatter(x, q("q999"), s=8, color=col, zorder=3)
-    for name, c, lab in (("vigour_noise_rad_s", "black", "noise level"),
-                         ("bout_threshold_rad_s", "#d62728", "bout threshold")):
-        if name in summary:
-            ax.scatter(x, q(name), marker="_", s=160, lw=2, color=c, label=lab, zorder=4)
-    ax.set_yscale("log")
-    ax.set_ylabel("vigour (rad/s)")
-    ax.set_xticks(x)
-    ax.set_xticklabels(summary["fish"].astype(str), rotation=90, fontsize=7)
-    ax.set_xlim(-0.7, max(n, 1) - 0.3)
-    top = np.nanmax(q("q999")) if n and np.isfinite(q("q999")).any() else 10.0
-    ax.set_ylim(floor * 0.9, top * 3.0)
-    if "n_bouts" in summary:
-        for i, nb in enumerate(summary["n_bouts"]):
-            if pd.notna(nb):
-                ax.text(i, top * 1.6, str(int(nb)), ha="center", va="center", fontsize=6,
-                        color=col[i])
-    ax.spines[["top", "right"]].set_visible(False)
-    if "bout_threshold_rad_s" in summary or "vigour_noise_rad_s" in summary:
-        ax.legend(fontsize=7, loc="lower right", frameon=False)
+        ax.vlines(x, q(prefix + "q05"), q(prefix + "q95"), color=col, lw=1.2)
+        ax.vlines(x, q(prefix + "q25"), q(prefix + "q75"), color=col, lw=5)
+        ax.scatter(x, q(prefix + "q50"), marker="_", s=40, color="white", zorder=3)
+        ax.scatter(x, q(prefix + "q999"), s=8, color=col, zorder=3)
+        for name, c, lab in ((noise_col, "black", "noise level"),
+                             (thr_col, "#d62728", "bout threshold")):
+            if name in summary:
+                ax.scatter(x, q(name), marker="_", s=160, lw=2, color=c, label=lab, zorder=4)
+        ax.set_yscale("log")
+        ax.set_ylabel(label)
+        ax.set_xticks(x)
+        ax.set_xticklabels(summary["fish"].astype(str), rotation=90, fontsize=7)
+        ax.set_xlim(-0.7, max(n, 1) - 0.3)
+        hi = q(prefix + "q999")
+        top = np.nanmax(hi) if n and np.isfinite(hi).any() else 10.0
+        ax.set_ylim(floor * 0.9, top * 3.0)
+        if "n_bouts" in summary:
+            for i, nb in enumerate(summary["n_bouts"]):
+                if pd.notna(nb):
+                    ax.text(i, top * 1.6, str(int(nb)), ha="center", va="center", fontsize=6,
+                            color=col[i])
+        ax.spines[["top", "right"]].set_visible(False)
+        if thr_col in summary or noise_col in summary:
+            ax.legend(fontsize=7, loc="lower right", frameon=False)
     lines = [f"{f}: {flags}" for f, flags, fl in
              zip(summary["fish"], summary.get("qc_flags", [""] * n), flagged, strict=True) if fl]
     head = f"{title}  (numbers on top: bouts)" if title else "numbers on top: bouts"
+    if sig != "tail":
+        head += f"; bouts from {sig.replace('_', ' + ')}"
     if lines:
         shown = "; ".join(lines[:6]) + (f"; +{len(lines) - 6} more" if len(lines) > 6 else "")
         head += "\nflagged: " + shown
-    ax.set_title(head, fontsize=7, loc="left")
+    axes[0].set_title(head, fontsize=7, loc="left")
     return fig
 
 

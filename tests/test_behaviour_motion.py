@@ -1,0 +1,167 @@
+"""Movement bouts from speed and pixel motion (issue 17): 25-30 fps video with struggles in
+place, the fixed rig-level speed threshold, imported tracks without ``motion_energy``.
+
+Checked against the simulator's truth on a video rendered at 250 fps, integrated to a 25 fps
+camera (each frame the mean of ten: motion blur), encoded and tracked by the pipeline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fishtrack.behaviour import classify
+from fishtrack.behaviour.calibrate import cohen_kappa
+from fishtrack.behaviour.speed import MIN_MOTION_GREY, motion_frames, position_frames
+from fishtrack.config import BehaviourConfig, parse_config
+from fishtrack.errors import ConfigError
+from fishtrack.pipeline import track_to_folder
+from fishtrack.synth.camera import RENDER_FACTOR, camera_tracks, write_camera_video
+from fishtrack.synth.simulate import simulate_truth
+from fishtrack.synth.spec import SimSpec
+
+CAM = 25
+
+
+def _spec() -> SimSpec:
+    """Two larvae in wells, 25 fps camera; every open-loop struggle holds station and does
+    not turn (the head stays put, only the tail moves)."""
+    return SimSpec(
+        name="inplace", layout="wells", rows=1, cols=2, fps=CAM * RENDER_FACTOR,
+        duration_s=8.0, fish_length_px=32.0, seed=11, noise_sd=2.0, drift_px_s=0.0,
+        bout_params={"struggle_hold_p": 1.0, "struggle_turn_sd": 0.0},
+    )
+
+
+@pytest.fixture(scope="module")
+def in_place_video(tmp_path_factory):
+    spec = _spec()
+    out = tmp_path_factory.mktemp("cam")
+    video, cfg_map = write_camera_video(spec, CAM, out)
+    cfg = parse_config(cfg_map, "camera")
+    tr = track_to_folder(video, cfg, out / "tracked")
+    st = simulate_truth(spec)
+    truth = camera_tracks(st.frames, RENDER_FACTOR)
+    return spec, cfg, tr, truth, st
+
+
+def _kappa(scored: pd.DataFrame, truth: pd.DataFrame) -> tuple[float, pd.Series]:
+    m = truth[["arena", "frame", "state"]].merge(scored[["arena", "frame", "state"]],
+                                                 on=["arena", "frame"], suffixes=("_t", ""))
+    m = m[m["state"] != "unknown"]
+    p, pt = m["state"] == "passive", m["state_t"] == "passive"
+    err = (p.groupby(m["arena"]).mean() - pt.groupby(m["arena"]).mean()).abs()
+    return cohen_kappa(p, pt), err
+
+
+def test_in_place_struggles_at_25_fps_are_found_from_pixel_motion(in_place_video):
+    spec, cfg, tr, truth, st = in_place_video
+    # the truth holds struggles in place: open-loop bouts that do not move the head
+    held = st.bouts[st.bouts["hold"].astype(bool)]
+    assert len(held) >= 5
+    noise = tr.provenance["behaviour_noise"]
+    assert noise["bout_signal"] == "speed_motion"
+    assert "motion_energy" in noise["bout_signal_reason"]
+    # H.264 keeps a still fish's pixels exactly unchanged: no measurable spread, the floor
+    assert noise["motion_threshold_grey"] >= MIN_MOTION_GREY
+    assert tr.tracks["bout_motion_grey"].notna().mean() > 0.9
+    assert tr.tracks["bout_speed_px_s"].notna().mean() > 0.9
+    kappa, err = _kappa(tr.tracks, truth)
+    assert kappa >= 0.85
+    assert err.max() <= 0.05
+    # most held struggles are found (a bout overlaps each)
+    tb = tr.tracks
+    found = 0
+    for b in held.itertuples():
+        f = tb[(tb["arena"] == b.arena) & (tb["frame"] >= b.start_frame // RENDER_FACTOR)
+               & (tb["frame"] <= b.end_frame // RENDER_FACTOR)]
+        found += bool(f["in_bout"].any())
+    assert found >= 0.8 * len(held)
+    # the head's speed alone misses them: scored again without the pixels, it is worse
+    speed = classify(tr.tracks, cfg.behaviour.model_copy(update={"bout_signal": "speed"}),
+                     cfg.protocol)
+    assert speed.noise["bout_signal"] == "speed"
+    ks, _ = _kappa(speed.tracks, truth)
+    assert ks < kappa - 0.1
+
+
+def test_imported_tracks_without_motion_energy_keep_the_speed(in_place_video):
+    *_, tr, truth, _ = in_place_video
+    imported = tr.tracks.drop(columns=["motion_energy"])
+    res = classify(imported, BehaviourConfig())
+    assert res.noise["bout_signal"] == "speed"
+    assert "no motion_energy" in res.noise["bout_signal_reason"]
+    assert res.tracks["bout_motion_grey"].isna().all()
+    assert res.fish["motion_threshold_grey"].isna().all()
+    forced = classify(imported, BehaviourConfig(bout_signal="speed_motion"))
+    assert forced.noise["bout_signal"] == "speed"  # no pixels: falls back, and says so
+    assert "speed_motion" in forced.noise["bout_signal_reason"]
+    assert (res.tracks["state"] != "unknown").mean() > 0.9
+
+
+def test_motion_is_aligned_to_the_frame_that_moves():
+    n = 40
+    me = np.full(n, 0.2)
+    me[[20, 21]] = 9.0  # frame 20 differs from 19 and from 21: frame 20 moved
+    me[30] = 9.0  # a single changed frame (e.g. a key frame): differs only from its predecessor
+    tr = pd.DataFrame({"frame": np.arange(n), "time_s": np.arange(n) / 25.0, "fish": "a",
+                       "x": 10.0, "y": 10.0, "tail_angle": np.nan, "motion_energy": me})
+    fr = position_frames(tr, BehaviourConfig())
+    m = motion_frames(tr, fr)
+    # frame 20's change (averaged over MOTION_SMOOTH_S, 2 frames at 25 fps) and no other
+    assert m[20] == pytest.approx((9.0 + 0.2) / 2)
+    assert np.allclose(np.delete(m, [19, 20]), 0.2)
+    assert m[30] == pytest.approx(0.2)  # the single changed frame is gone
+    assert motion_frames(tr.drop(columns=["motion_energy"]), fr) is None
+
+
+def test_a_fixed_speed_threshold_is_used_when_set():
+    rng = np.random.default_rng(5)
+    n, fps = 750, 25.0
+    x = 50 + rng.normal(0, 0.3, n)
+    # movements of 3 px/frame (75 px/s) lasting 0.2 s, every 3 s
+    for s in range(50, n - 10, 75):
+        x[s:] += np.minimum(np.arange(n - s), 5) * 3.0
+    tr = pd.DataFrame({"frame": np.arange(n), "time_s": np.arange(n) / fps, "fish": "a",
+                       "x": x, "y": 80 + rng.normal(0, 0.3, n), "tail_angle": np.nan})
+    auto = classify(tr, BehaviourConfig())
+    assert len(auto.bouts) == 10
+    # 20 mm/s at 2 px/mm = 40 px/s: the movements pass
+    low = classify(tr, BehaviourConfig(speed_threshold=20.0), px_per_mm=2.0)
+    assert low.fish["bout_threshold_px_s"].iloc[0] == pytest.approx(40.0)
+    assert low.fish["threshold_source"].iloc[0] == "fixed"
+    assert len(low.bouts) == 10
+    # 60 mm/s = 120 px/s: above every movement, no bout, all passive
+    high = classify(tr, BehaviourConfig(speed_threshold=60.0), px_per_mm=2.0)
+    assert high.fish["bout_threshold_px_s"].iloc[0] == pytest.approx(120.0)
+    assert len(high.bouts) == 0 and (high.tracks["state"] == "passive").all()
+    assert high.noise["threshold"].startswith("fixed")
+    with pytest.raises(ConfigError, match="px_per_mm"):
+        classify(tr, BehaviourConfig(speed_threshold=20.0))
+    with pytest.raises(ConfigError, match="midline"):
+        classify(tr, BehaviourConfig(speed_threshold=1.0, speed_threshold_unit="body_lengths/s"))
+    with pytest.raises(ConfigError, match="px_per_mm"):
+        parse_config({"behaviour": {"speed_threshold": 20.0}}, "config.yaml")
+
+
+def test_qc_summary_and_figure_show_speed_and_motion_in_their_units(in_place_video, tmp_path):
+    from fishtrack.behaviour.qc import vigour_summary
+    from fishtrack.report.figures import behaviour_qc_figure, figure_bytes
+
+    *_, tr, truth, _ = in_place_video
+    fish = tr.provenance["behaviour_noise"]["fish"]
+    summary = vigour_summary(tr.tracks, fish)
+    assert (summary["bout_signal"] == "speed_motion").all()
+    # percentiles of the head speed (px/s) and of the pixel motion (grey levels) per fish
+    sp = tr.tracks.groupby("arena")["bout_speed_px_s"].median()
+    np.testing.assert_allclose(summary.set_index("arena")["q50"], sp.loc[summary["arena"]])
+    assert (summary["motion_q999"] > summary["motion_threshold_grey"]).all()  # both struggle
+    assert (summary["q999"] > summary["bout_threshold_px_s"]).all()
+    fig = behaviour_qc_figure(summary, title="inplace")
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels == ["head speed (px/s)", "pixel motion (grey levels)"]
+    (tmp_path / "qc.png").write_bytes(figure_bytes(fig))
+    # a tail trial keeps its single vigour panel
+    tail = summary.assign(bout_signal="tail")
+    assert [ax.get_ylabel() for ax in behaviour_qc_figure(tail).axes] == ["tail vigour (rad/s)"]
