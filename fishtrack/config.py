@@ -321,11 +321,13 @@ class BehaviourConfig(_Section):
         gt=0,
     )
     excursion: bool = _f(
-        True,
+        False,
         "Also find bouts from the tail's excursion from its rest posture (over "
         "excursion_window_s), which does not need the tail beats to be resolved (60-100 fps, "
-        "aliased beats, noisy tails). false: tail vigour only (the rule before issue 11's "
-        "low-frame-rate work).",
+        "aliased beats, noisy tails). Off by default: it helps on tail tracks with white "
+        "tracking noise (e.g. imported from other trackers at 60-100 fps) but gave false bouts "
+        "on fishtrack's own tracks of held-out videos (docs/behaviour.md). false: tail vigour "
+        "only.",
     )
     excursion_window_s: float = _f(
         0.12,

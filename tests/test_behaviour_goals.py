@@ -52,7 +52,8 @@ LOW_FPS_SEEDS = (148, 426, 773, 974)
 def test_low_frame_rate_recordings_are_scored_from_the_tail_excursion(tmp_path):
     import pandas as pd
 
-    rows = pd.DataFrame([run_recording(s, tmp_path, mode="truth") for s in LOW_FPS_SEEDS])
+    rows = pd.DataFrame([run_recording(s, tmp_path, mode="truth", behaviour={"excursion": True})
+                         for s in LOW_FPS_SEEDS])
     assert (rows["draw_fps"] < 100).all()
     assert (state_score(rows) >= KAPPA_GOAL).all(), state_score(rows).round(3).tolist()
     assert rows["still_ok"].all()
