@@ -20,7 +20,13 @@ kernel's ``ru_maxrss`` of that child). Cases:
 
 1. a 1024x1024 H.264 plate of 4 wells at 100 fps, 3,750 frames (40 px larvae; 10 s simulated,
    packets repeated without re-encoding);
-2. a 96-well plate, 1280x864 at 100 fps (28 px larvae), 3,000 frames (``--quick``: 1,000).
+2. a 96-well plate, 1280x864 at 100 fps (28 px larvae), 3,000 frames (``--quick``: 1,000);
+3. side by side with ZebraZoom, when ``ZEBRAZOOM_PYTHON`` names the Python of an environment
+   where ``pip install zebrazoom`` was run (it is not a fishtrack dependency): a 640x480 MJPG
+   video of 4 round wells, 60 px larvae, 1,000 frames at 100 fps, tracked by
+   ``python -m zebrazoom FOLDER NAME avi CONFIG.json`` with ZebraZoom's own 4-well preset
+   (``4wellsZebrafishLarvaeEscapeResponses.json``) adjusted to this plate's well spacing and
+   larva size, and by ``fishtrack track``.
 """
 
 from __future__ import annotations
@@ -101,6 +107,36 @@ def _case(video: Path, config: Path, work: Path, n_frames: int) -> dict:
     }
 
 
+def _zebrazoom(zz_python: str, work: Path) -> dict:
+    """ZebraZoom and fishtrack, each timed once as a whole process on the same 4-well video."""
+    from fishtrack.synth import SimSpec, simulate
+
+    sim = simulate(
+        SimSpec(name="zz4", layout="wells", rows=2, cols=2, width=640, height=480, fps=100,
+                duration_s=10, fish_length_px=60, noise_sd=2.0, seed=3, codec="mjpg"),
+        work / "zz4",
+    )
+    code = (
+        "import json, pathlib, sys, zebrazoom; "
+        "p = pathlib.Path(zebrazoom.__file__).parent / 'configuration' / "
+        "'4wellsZebrafishLarvaeEscapeResponses.json'; c = json.loads(p.read_text()); "
+        "c.update(minWellDistanceForWellDetection=150, wellOutputVideoDiameter=165, minArea=50, "
+        "maxArea=800, minAreaBody=50, maxAreaBody=800, headSize=8, halfDiameterRoiBoutDetect=60); "
+        "pathlib.Path(sys.argv[1]).write_text(json.dumps(c))"
+    )
+    cfg = work / "zz4.json"
+    subprocess.run([zz_python, "-c", code, str(cfg)], check=True)
+    env_zz = [zz_python, "-m", "zebrazoom", str(sim.video_path.parent) + os.sep, "zz4", "avi",
+              str(cfg)]
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    zz_wall, zz_rss, _ = _run_child(env_zz)
+    ft_wall, ft_rss, _ = _run_child([sys.executable, "-m", "fishtrack", "track",
+                                     str(sim.video_path), "-c", str(sim.config_path),
+                                     "-o", str(work / "zz4_out")])
+    return {"frames": sim.n_frames, "zz_s": zz_wall, "zz_rss_mb": zz_rss, "ft_s": ft_wall,
+            "ft_rss_mb": ft_rss}
+
+
 def run(out_path: str | Path, *, quick: bool = False) -> dict:
     from fishtrack.synth import SimSpec, simulate
 
@@ -124,6 +160,8 @@ def run(out_path: str | Path, *, quick: bool = False) -> dict:
         times = 2 if quick else 6
         v96 = _loop(sim96.video_path, work / "plate96_long.mp4", times)
         res["plate96"] = _case(v96, sim96.config_path, work, sim96.n_frames * times)
+        if os.environ.get("ZEBRAZOOM_PYTHON"):
+            res["zebrazoom"] = _zebrazoom(os.environ["ZEBRAZOOM_PYTHON"], work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     res["load_after"] = os.getloadavg()[0]
@@ -152,6 +190,20 @@ kernel's `ru_maxrss` of each process. {os.cpu_count()} cores; load average
 |---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
+    z = r.get("zebrazoom")
+    if z:
+        text += f"""
+Side by side with ZebraZoom (640x480 MJPG, 4 round wells, 60 px larvae, {z['frames']} frames,
+each tool once as a whole process): ZebraZoom {z['zz_s']:.1f} s, peak RSS
+{z['zz_rss_mb']:.0f} MB; `fishtrack track` {z['ft_s']:.1f} s, peak RSS {z['ft_rss_mb']:.0f} MB:
+fishtrack has **{z['zz_s'] / z['ft_s']:.1f}x** ZebraZoom's throughput with
+{z['ft_rss_mb'] / z['zz_rss_mb']:.2f}x its memory.
+"""
+    else:
+        text += (
+            "\nZebraZoom side by side: not run (set `ZEBRAZOOM_PYTHON` to the Python of an "
+            "environment with `pip install zebrazoom`).\n"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
 
