@@ -1,11 +1,11 @@
-"""Experiment batch throughput: trials per minute with 1 and 2 local workers, the cost of a
-resumed run (every trial current) and of ``compute_stats`` on an existing run.
+"""Experiment batch throughput: trials per minute with 1 and 2 local workers and through a
+dask ``LocalCluster`` (2 single-threaded worker processes), the cost of a resumed run (every
+trial current) and of ``compute_stats`` on an existing run.
 
-Runs (a copy of) the sample experiment (``sample_videos/manifest.csv``, with
-``sample_videos/experiment.yaml`` when it exists) or, without it, simulates a small one (4
-two-by-two plates) in a temporary folder.
-``run(out_path)`` writes a Markdown section to ``out_path`` and returns the figures.
-Run alone: ``python bench/bench_experiment.py [--out section.md]``.
+Runs a simulated experiment of 8 trials of equal size (2x3-well plates, 30 s at 50 fps, 40 px
+larvae; ``--trials`` and ``--seconds`` change it), so two workers have equal work to share,
+as a lab's batch of plates does. ``run(out_path)`` writes a Markdown section to ``out_path``
+and returns the figures. Run alone: ``python bench/bench_experiment.py [--out section.md]``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "sample_videos"
 
 
-def _simulated_experiment(folder: Path, n_videos: int = 4) -> tuple[Path, Path]:
+def _simulated_experiment(folder: Path, n_videos: int = 8,
+                          seconds: float = 30.0) -> tuple[Path, Path]:
+    """``n_videos`` 2x3-well plates of equal size and length (seeds 0..n-1), one manifest."""
     import pandas as pd
 
     from fishtrack.synth import SimSpec, simulate
@@ -29,8 +30,8 @@ def _simulated_experiment(folder: Path, n_videos: int = 4) -> tuple[Path, Path]:
     rows = []
     cfg_path = None
     for i in range(n_videos):
-        spec = SimSpec(name=f"plate{i + 1}", layout="wells", rows=2, cols=2, fps=50,
-                       duration_s=20, seed=i, fish_length_px=24)
+        spec = SimSpec(name=f"plate{i + 1}", layout="wells", rows=2, cols=3, fps=50,
+                       duration_s=seconds, seed=i, fish_length_px=40)
         sim = simulate(spec, folder / "videos")
         cfg_path = sim.config_path
         truth = pd.read_parquet(sim.truth_path, columns=["arena", "group"]).drop_duplicates()
@@ -39,23 +40,6 @@ def _simulated_experiment(folder: Path, n_videos: int = 4) -> tuple[Path, Path]:
     manifest = folder / "manifest.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
     return manifest, cfg_path
-
-
-def _sample_experiment(folder: Path) -> Path:
-    """Copy the sample experiment; give each video its own config (``<folder>/config.yaml``
-    next to it) when the manifest has no ``config`` column, since one config cannot describe
-    both a plate and head-embedded larvae."""
-    import pandas as pd
-
-    shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.parquet", "*.py"))
-    manifest = folder / "manifest.csv"
-    man = pd.read_csv(manifest, dtype=str, keep_default_na=False)
-    if "config" not in man.columns:
-        own = man["video"].map(lambda v: str(Path(v).parent / "config.yaml"))
-        if own.map(lambda c: (folder / c).exists()).all():
-            man["config"] = own
-            man.to_csv(manifest, index=False)
-    return manifest
 
 
 def _timed_run(manifest: Path, config, out: Path, **kw) -> tuple[float, float, object]:
@@ -73,64 +57,83 @@ def _timed_run(manifest: Path, config, out: Path, **kw) -> tuple[float, float, o
     t0 = time.perf_counter()
     res = run_experiment(manifest, config, out, progress=progress, **kw)
     wall = time.perf_counter() - t0
+    if res.failures:
+        raise RuntimeError(f"bench run failed: {res.failures}")
     return wall, marks.get("tracked", t0 + wall) - t0, res
 
 
-def run(out_path: str | Path) -> dict:
+def _same_per_fish(a: Path, b: Path) -> bool:
+    import pandas as pd
+
+    return pd.read_csv(a / "per_fish.csv").equals(pd.read_csv(b / "per_fish.csv"))
+
+
+def run(out_path: str | Path, n_trials: int = 8, seconds: float = 30.0) -> dict:
+    import os
+
+    from dask.distributed import LocalCluster
+
     from fishtrack.experiment import compute_stats, read_manifest
 
     out_path = Path(out_path)
     work = Path(tempfile.mkdtemp(prefix="fishtrack-bench-exp-"))
+    load = os.getloadavg()[0]
     try:
-        config = SAMPLES / "experiment.yaml"
-        source = "the sample experiment (sample_videos/manifest.csv)"
-        if (SAMPLES / "manifest.csv").exists():
-            manifest = _sample_experiment(work / "sample")
-        else:
-            manifest, config = _simulated_experiment(work / "sim")
-            source = "a simulated experiment (4 videos, 2x2 plates, 20 s at 50 fps)"
-        config = config if config and Path(config).exists() else None
+        manifest, config = _simulated_experiment(work / "sim", n_trials, seconds)
         man = read_manifest(manifest)
-        n_trials = len(man.videos)
         n_fish = len(man.table)
-        results: dict[str, float] = {"n_trials": n_trials, "n_fish": n_fish}
-        for workers in (1, 2):
-            wall, tracked, res = _timed_run(manifest, config, work / f"out{workers}",
-                                            workers=workers, force=True)
-            if res.failures:
-                raise RuntimeError(f"bench run failed: {res.failures}")
-            results[f"wall_s_{workers}w"] = wall
-            results[f"tracking_s_{workers}w"] = tracked
-            results[f"trials_per_min_{workers}w"] = 60.0 * n_trials / tracked
-        wall, _, res = _timed_run(manifest, config, work / "out1", workers=1)
+        results: dict[str, float] = {"n_trials": len(man.videos), "n_fish": n_fish}
+        for name, kw in (("1w", {"workers": 1}), ("2w", {"workers": 2})):
+            wall, tracked, _ = _timed_run(manifest, config, work / f"out{name}",
+                                          force=True, **kw)
+            results[f"wall_s_{name}"] = wall
+            results[f"tracking_s_{name}"] = tracked
+            results[f"trials_per_min_{name}"] = 60.0 * n_trials / tracked
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster:
+            wall, tracked, _ = _timed_run(manifest, config, work / "outdask", force=True,
+                                          scheduler=cluster)
+        results["wall_s_dask"] = wall
+        results["tracking_s_dask"] = tracked
+        results["trials_per_min_dask"] = 60.0 * n_trials / tracked
+        results["identical"] = (_same_per_fish(work / "out1w", work / "out2w")
+                                and _same_per_fish(work / "out1w", work / "outdask"))
+        wall, _, res = _timed_run(manifest, config, work / "out1w", workers=1)
         assert set(res.trials["status"]) == {"skipped"}
         results["resumed_run_s"] = wall
         t0 = time.perf_counter()
-        compute_stats(work / "out1")
+        compute_stats(work / "out1w")
         results["compute_stats_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        compute_stats(work / "out1", report=False)
+        compute_stats(work / "out1w", report=False)
         results["compute_stats_no_report_s"] = time.perf_counter() - t0
     finally:
         shutil.rmtree(work, ignore_errors=True)
     r = results
-    speedup = r["trials_per_min_2w"] / r["trials_per_min_1w"]
+    r["load_before"] = load
+    r["load_after"] = os.getloadavg()[0]
+    r["speedup_2w"] = r["trials_per_min_2w"] / r["trials_per_min_1w"]
+    r["speedup_dask"] = r["trials_per_min_dask"] / r["trials_per_min_1w"]
     text = f"""## Experiment batch (`bench/bench_experiment.py`)
 
-On {source}: {n_trials} trials, {n_fish} fish. Tracking phase = arena check plus every trial
-(spawned worker processes included); wall = the whole `run_experiment` including statistics
-and report.
+A simulated experiment of {n_trials} trials of equal size (2x3-well plates, {seconds:g} s at
+50 fps, 40 px larvae): {n_trials} trials, {n_fish} fish, on {os.cpu_count()} cores (load
+average {r['load_before']:.1f} before, {r['load_after']:.1f} after). Tracking phase = arena
+check plus every trial (spawned worker processes and their imports included); wall = the whole
+`run_experiment` including statistics and report.
 
-| | 1 worker | 2 workers |
-|---|---|---|
-| trials per minute (tracking phase) | {r['trials_per_min_1w']:.1f} | {r['trials_per_min_2w']:.1f} |
-| tracking phase (s) | {r['tracking_s_1w']:.1f} | {r['tracking_s_2w']:.1f} |
-| whole run (s) | {r['wall_s_1w']:.1f} | {r['wall_s_2w']:.1f} |
+| | 1 worker | 2 workers | dask `LocalCluster` (2 processes x 1 thread) |
+|---|---|---|---|
+| trials per minute (tracking phase) | {r['trials_per_min_1w']:.1f} | {r['trials_per_min_2w']:.1f} | {r['trials_per_min_dask']:.1f} |
+| tracking phase (s) | {r['tracking_s_1w']:.1f} | {r['tracking_s_2w']:.1f} | {r['tracking_s_dask']:.1f} |
+| whole run (s) | {r['wall_s_1w']:.1f} | {r['wall_s_2w']:.1f} | {r['wall_s_dask']:.1f} |
+| speed-up over 1 worker (tracking phase) | 1.00 | {r['speedup_2w']:.2f} | {r['speedup_dask']:.2f} |
 
-Speed-up with 2 workers: {speedup:.2f}x. A resumed run with every trial current takes
-{r['resumed_run_s']:.1f} s (file identity checks, statistics and report). `compute_stats` on
-the finished run: {r['compute_stats_s']:.1f} s with the report, {r['compute_stats_no_report_s']:.1f}
-s for the CSV tables alone.
+`per_fish.csv` identical across the three runs: {'yes' if r['identical'] else 'NO'}.
+A resumed run with every trial current takes {r['resumed_run_s']:.1f} s (file identity
+checks, statistics and report). `compute_stats` on the finished run:
+{r['compute_stats_s']:.1f} s with the report, {r['compute_stats_no_report_s']:.1f} s for the
+CSV tables alone.
 """
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(text, encoding="utf-8")
@@ -140,7 +143,9 @@ s for the CSV tables alone.
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, default=Path("bench_experiment.md"))
+    ap.add_argument("--trials", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=30.0)
     args = ap.parse_args()
-    res = run(args.out)
+    res = run(args.out, args.trials, args.seconds)
     print(args.out.read_text(encoding="utf-8"))
     sys.exit(0)

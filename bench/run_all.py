@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 MODULES = [
-    "bench_reader", "bench_tracker", "bench_tracker_accuracy", "bench_behaviour_stress",
+    "bench_reader", "bench_tracker", "bench_process", "bench_tracker_accuracy", "bench_behaviour_stress",
     "bench_experiment", "bench_init", "bench_stats", "bench_speed_bouts", "bench_assay",
     "bench_long_recording",
 ]
