@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,41 +49,12 @@ def loop_packets(src: Path, dst: Path, times: int) -> Path:
     return _loop(src, dst, times)
 
 
-def _proc_kb(pid: int, key: str) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
-
-
 def run_process(cmd: list[str], *, sample_s: float = 60.0) -> dict:
     """Run ``cmd`` to its exit; wall time, peak RSS (``ru_maxrss``, MB) and ``VmRSS`` /
-    ``VmHWM`` sampled every ``sample_s`` seconds."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    samples: list[dict] = []
-    stop = threading.Event()
+    ``VmHWM`` sampled every ``sample_s`` seconds (``bench/_proc.py``)."""
+    from _proc import run_process as run
 
-    def sample() -> None:
-        while not stop.wait(sample_s):
-            samples.append({"t_s": round(time.perf_counter() - t0, 1),
-                            "rss_mb": _proc_kb(p.pid, "VmRSS"), "hwm_mb": _proc_kb(p.pid, "VmHWM")})
-
-    th = threading.Thread(target=sample, daemon=True)
-    th.start()
-    err = p.stderr.read() if p.stderr else b""
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    stop.set()
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{err.decode()[-3000:]}")
-    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024.0, "samples": samples}
+    return run(cmd, sample_s=sample_s)
 
 
 def fishtrack_track(video: Path, config: Path, out: Path, **kw) -> dict:

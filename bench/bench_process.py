@@ -32,7 +32,6 @@ kernel's ``ru_maxrss`` of that child). Cases:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -44,7 +43,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_tracker import _loop  # noqa: E402 - the bench folder is not a package
+from _proc import run_process  # noqa: E402 - the bench folder is not a package
+from bench_tracker import _loop  # noqa: E402
 
 _DECODE = """
 import sys, av
@@ -59,31 +59,10 @@ print(n)
 """
 
 
-_LAUNCH = """
-import json, os, sys, time
-t0 = time.perf_counter()
-pid = os.posix_spawn(sys.argv[1], sys.argv[1:], os.environ)
-_, status, usage = os.wait4(pid, 0)
-print("LAUNCH " + json.dumps({"wall": time.perf_counter() - t0, "rss_kb": usage.ru_maxrss,
-                             "code": os.waitstatus_to_exitcode(status)}))
-"""
-
-
 def _run_child(cmd: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stdout) of one child process, start to exit.
-
-    The child is started by a small launcher process: the kernel's ``ru_maxrss`` of a child
-    includes the memory of the process it was forked from, so forking from this (large)
-    benchmark process would inflate it.
-    """
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    p = subprocess.run([sys.executable, "-c", _LAUNCH, *cmd], capture_output=True, text=True,
-                       env=env, check=False)
-    lines = p.stdout.splitlines()
-    res = json.loads(lines[-1][7:]) if lines and lines[-1].startswith("LAUNCH ") else None
-    if res is None or res["code"] != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])} failed:\n{p.stderr[-3000:]}")
-    return res["wall"], res["rss_kb"] / 1024.0, "\n".join(lines[:-1])
+    """(wall seconds, peak RSS in MB, stdout) of one child process, start to exit."""
+    r = run_process(cmd)
+    return r["wall_s"], r["peak_rss_mb"], r["stdout"]
 
 
 def _case(video: Path, config: Path, work: Path, n_frames: int) -> dict:
