@@ -16,10 +16,10 @@ background steps, behaviour scoring and writing every output are included:
 
 Both are run alternately twice and the faster of each is kept; the ratio of their frames per
 second is the figure. The peak resident memory of each process comes from ``os.wait4`` (the
-kernel's ``ru_maxrss`` of that child). Cases:
+kernel's ``ru_maxrss`` of that child, started from a small launcher: ``bench/_proc.py``). Cases:
 
-1. a 1024x1024 H.264 plate of 4 wells at 100 fps, 3,750 frames (40 px larvae; 10 s simulated,
-   packets repeated without re-encoding);
+1. a 1024x1024 H.264 plate of 4 wells at 100 fps, at least 3,750 frames (40 px larvae; a
+   10 s simulation whose packets are repeated without re-encoding, so 4,000 frames);
 2. a 96-well plate, 1280x864 at 100 fps (28 px larvae), 3,000 frames (``--quick``: 1,000);
 3. side by side with ZebraZoom, when ``ZEBRAZOOM_PYTHON`` names the Python of an environment
    where ``pip install zebrazoom`` was run (it is not a fishtrack dependency): a 640x480 MJPG
