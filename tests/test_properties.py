@@ -34,8 +34,20 @@ MAX_LINE = 2000
 """A one-line error never gets longer than this, whatever the input."""
 
 
+_BASE: list[Path] = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _scratch_base(tmp_path_factory):
+    """Every example's scratch folder lives under pytest's own temporary folder (which pytest
+    prunes), not loose in the system's temporary folder: hundreds of examples per run."""
+    _BASE.append(tmp_path_factory.mktemp("prop"))
+    yield
+    _BASE.pop()
+
+
 def _scratch() -> Path:
-    return Path(tempfile.mkdtemp(prefix="fishtrack-prop-"))
+    return Path(tempfile.mkdtemp(prefix="ex-", dir=_BASE[-1]))
 
 
 def _check_one_line(err: Exception, path: Path) -> None:
