@@ -263,6 +263,7 @@ def classify_parts(
     *,
     px_per_mm: float | None = None,
     emit: Callable[[int, pd.DataFrame], None] | None = None,
+    score_part: Callable[..., BehaviourResult] | None = None,
 ) -> BehaviourResult:
     """:func:`classify` of a recording seen in parts, a few fish at a time: the same results
     as :func:`classify` on the whole table, in memory bounded by the largest part.
@@ -275,8 +276,10 @@ def classify_parts(
     computed from every part's summary; the last pass runs every part through. ``emit(i,
     tracks)`` gets the scored tracks of part ``i`` of the last pass (then the result's
     ``tracks`` is empty); without it they are concatenated in the parts' order.
+    ``score_part`` replaces :func:`classify` on each part (same arguments).
     """
     cfg = cfg or BehaviourConfig()
+    score_part = score_part or classify
     known: dict = {}
     n_passes = 0
     while True:
@@ -289,7 +292,7 @@ def classify_parts(
                 continue
             try:
                 with pooling(Pool(known)):
-                    b = classify(part, cfg, protocol, px_per_mm=px_per_mm)
+                    b = score_part(part, cfg, protocol, px_per_mm=px_per_mm)
             except PoolNeeded as want:
                 if done or (need is not None and want.key != need.key):
                     raise RuntimeError("behaviour: the parts of the recording did not need the "
