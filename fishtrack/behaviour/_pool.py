@@ -38,6 +38,12 @@ class PoolNeeded(Exception):  # noqa: N818 (a signal to the driver, not an error
         self.key, self.reduce, self.summary = key, reduce, summary
 
 
+STATIC = frozenset({"dt_median", "any_motion_energy", "any_tail_angle", "any_body_length",
+                    "median_body_length"})
+"""Values that depend only on the input table, the same wherever the stage asks for them:
+known once, they serve every later occurrence (fewer passes in ``classify_parts``)."""
+
+
 class Pool:
     """The recording-level values known so far, keyed by ``(name, occurrence)``."""
 
@@ -46,6 +52,8 @@ class Pool:
         self._seen: dict[str, int] = {}
 
     def key(self, name: str) -> tuple[str, int]:
+        if name in STATIC:
+            return (name, 0)
         k = self._seen.get(name, 0)
         self._seen[name] = k + 1
         return (name, k)

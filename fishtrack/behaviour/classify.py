@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fishtrack.behaviour._frames import Blocks, gap_blocks, to_input_order
-from fishtrack.behaviour._pool import Pool, PoolNeeded, pooled, pooling, reduce_parts
+from fishtrack.behaviour._pool import Pool, PoolNeeded, any_of, pooled, pooling, reduce_parts
 from fishtrack.behaviour.bouts import BoutRuns, _detect, bout_table, hysteresis_activity
 from fishtrack.behaviour.kinematics import KINEMATIC_COLUMNS, Kinematics, compute_kinematics
 from fishtrack.behaviour.protocol import assign_phase, validate_protocol
@@ -19,6 +19,7 @@ from fishtrack.behaviour.speed import (
     choose_signal,
     detect_speed_bouts,
     fixed_speed_threshold,
+    has_motion_energy,
     motion_frames,
     position_frames,
 )
@@ -162,6 +163,12 @@ def classify(
         validate_protocol(protocol)
     if "tail_angle" not in tracks.columns and {"x", "y"} <= set(tracks.columns):
         tracks = tracks.assign(tail_angle=np.nan)  # positions only: movement bouts from speed
+    if "tail_angle" in tracks.columns:
+        # the recording's flags the bout signal depends on, before the heavy work (with
+        # classify_parts each value costs a pass; they are asked for again further on)
+        pooled("any_tail_angle", any_of, flag=np.isfinite(
+            pd.to_numeric(tracks["tail_angle"], errors="coerce").to_numpy(float)).any())
+        pooled("any_motion_energy", any_of, flag=has_motion_energy(tracks))
     kin = compute_kinematics(tracks, vigour_window_s=cfg.vigour_window_s, max_gap_s=cfg.max_gap_s,
                              excursion_window_s=cfg.excursion_window_s)
     fr = kin.frames
