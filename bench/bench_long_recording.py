@@ -42,6 +42,49 @@ _IN_MEMORY = (
 )
 
 
+_BEHAVIOUR_ONLY = """
+import sys
+from pathlib import Path
+import numpy as np, pandas as pd, pyarrow.parquet as pq
+from fishtrack.behaviour import OUTPUT_COLUMNS
+from fishtrack.config import resolve_config
+from fishtrack.io.tables import SpillFile, write_table_parts
+from fishtrack.pipeline import _classify_streamed
+from fishtrack.trial import TrialResult
+src, cfg, out, times = sys.argv[1], resolve_config(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+if len(sys.argv) > 5:
+    import fishtrack.pipeline
+    fishtrack.pipeline.PART_ROWS = int(sys.argv[5])
+pf = pq.ParquetFile(src)
+cols = [c for c in pf.schema_arrow.names if c not in OUTPUT_COLUMNS]
+head = pq.read_table(src, columns=["frame", "time_s", "arena", "fish"]).to_pandas()
+n_fish = len(head.groupby(["arena", "fish"]).size())
+n_frames = int(head["frame"].max()) + 1
+span = float(np.median(np.diff(np.sort(head["time_s"].unique())))) * n_frames
+del head
+with SpillFile(out, prefix=".tracks-spill") as spill:
+    for k in range(times):
+        for i in range(pf.num_row_groups):
+            b = pf.read_row_group(i, columns=cols).to_pandas()
+            b["frame"] += k * n_frames
+            b["time_s"] += k * span
+            spill.write(b)
+    res = TrialResult(tracks=pd.DataFrame(columns=cols))
+    _classify_streamed(res, spill, {"kept_slots": list(range(n_fish)), "n_slots": n_fish}, cfg)
+    write_table_parts(res.tracks_parts(), out / "tracks.parquet")
+"""
+
+
+def behaviour_only(tracks: Path, config: Path, out: Path, times: int,
+                   part_rows: int | None = None) -> dict:
+    """The streamed behaviour stage and the writing of ``tracks.parquet`` alone, on the
+    tracker's columns of ``tracks`` repeated ``times`` times (frames and times shifted):
+    what the end of ``fishtrack track`` does, without the tracking before it."""
+    out.mkdir(parents=True, exist_ok=True)
+    return run_process([sys.executable, "-c", _BEHAVIOUR_ONLY, str(tracks), str(config), str(out),
+                        str(times), *([str(part_rows)] if part_rows else [])], sample_s=60.0)
+
+
 def loop_packets(src: Path, dst: Path, times: int) -> Path:
     """Repeat the packets of a video ``times`` times (remux with PyAV, no re-encoding)."""
     from bench_tracker import _loop

@@ -199,11 +199,11 @@ def _kept_blocks(spill: SpillFile, kept: dict, columns=None):
         yield block[kept_rows(block, kept)].reset_index(drop=True)
 
 
-PART_ROWS = 120_000
+PART_ROWS = 30_000
 """The behaviour stage of a streamed recording scores its fish in parts of about this many
 rows (whole fish, at least one per part): its working memory, ~550 bytes per row, is bounded
 by the larger of this and the longest fish, not by the recording (docs/architecture.md)."""
-PART_BLOCK_ROWS = 8192
+PART_BLOCK_ROWS = 2048
 """Rows per row group of the behaviour's per-part files (what a reader holds per part)."""
 
 

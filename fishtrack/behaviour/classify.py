@@ -312,7 +312,7 @@ def classify_parts(
                                    "same recording-level values")
             if emit is not None:
                 emit(len(done), b.tracks)
-                b.tracks = b.tracks.iloc[:0]
+                b.tracks = b.tracks.iloc[:0].copy()  # a copy: a slice would keep the part alive
             done.append(b)
         if need is None:
             break
