@@ -199,33 +199,105 @@ def _kept_blocks(spill: SpillFile, kept: dict, columns=None):
         yield block[kept_rows(block, kept)].reset_index(drop=True)
 
 
-def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Config) -> dict | None:
-    """Behaviour on streamed tracks: the stage reads only the columns it uses from the spill
-    file; ``out.tracks_parts`` then yields the final table block by block (the tracker's
-    columns from the spill, the behaviour's added), as the in-memory path's table."""
-    cols = [c for c in spill.columns if c in BEHAVIOUR_INPUT or c.startswith(("tail_x_", "tail_y_"))]
-    added = None
-    noise = None
-    if spill.rows:
-        light = pd.concat(list(_kept_blocks(spill, kept, cols)), ignore_index=True)
-        if len(light):
-            b = classify(light, cfg.behaviour, cfg.protocol, px_per_mm=cfg.px_per_mm)
-            added = b.tracks[[c for c in b.tracks.columns if c not in light.columns]]
-            out.bouts, out.epochs, noise = b.bouts, b.epochs, b.noise
-        del light
+PART_ROWS = 30_000
+"""The behaviour stage of a streamed recording scores its fish in parts of about this many
+rows (whole fish, at least one per part): its working memory, ~550 bytes per row, is bounded
+by the larger of this and the longest fish, not by the recording (docs/architecture.md)."""
+PART_BLOCK_ROWS = 2048
+"""Rows per row group of the behaviour's per-part files (what a reader holds per part)."""
 
-    def parts():
+
+def _fish_parts(spill: SpillFile, kept: dict) -> tuple[pd.MultiIndex, np.ndarray]:
+    """The fish of the streamed tracks in the behaviour stage's order (``arena, fish``) and
+    the part of each (contiguous runs of fish of about :data:`PART_ROWS` rows)."""
+    counts: pd.Series | None = None
+    for block in _kept_blocks(spill, kept, ["frame", "arena", "fish"]):
+        c = block.groupby(["arena", "fish"], sort=False, dropna=False).size()
+        counts = c if counts is None else counts.add(c, fill_value=0)
+    counts = counts.sort_index()
+    part = np.zeros(len(counts), np.int64)
+    rows = 0
+    for i, n in enumerate(counts.to_numpy()):
+        if i and rows + n > PART_ROWS:
+            part[i:] += 1
+            rows = 0
+        rows += n
+    return counts.index, part
+
+
+def _row_parts(block: pd.DataFrame, keys: pd.MultiIndex, part: np.ndarray) -> np.ndarray:
+    """The part of every row of ``block``."""
+    idx = keys.get_indexer(pd.MultiIndex.from_frame(block[["arena", "fish"]]))
+    return part[idx]
+
+
+def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Config) -> dict | None:
+    """Behaviour on streamed tracks, a few fish at a time: the columns the stage uses are
+    copied from the spill file into one file per part of the fish (:func:`_fish_parts`),
+    :func:`fishtrack.behaviour.classify.classify_parts` scores the parts (reading each part
+    once per pass) and writes each part's added columns to a file of its own; ``out.tracks_parts``
+    then yields the final table block by block (the tracker's columns from the spill, the
+    behaviour's from the parts' files, in the tracker's row order), as the in-memory path's
+    table. Every file lies next to the outputs and is removed with the spill file at the latest."""
+    from fishtrack.behaviour.classify import classify_parts
+
+    cols = [c for c in spill.columns if c in BEHAVIOUR_INPUT or c.startswith(("tail_x_", "tail_y_"))]
+    noise = None
+    inputs: list[SpillFile] = []
+    added: list[SpillFile] = []
+    keys = part = None
+    if spill.rows:
+        keys, part = _fish_parts(spill, kept)
+    if keys is not None and len(keys):
+        inputs += [spill.companion(".behaviour-in") for _ in range(part[-1] + 1)]
+        for block in _kept_blocks(spill, kept, cols):
+            rp = _row_parts(block, keys, part)
+            for p in np.unique(rp):
+                inputs[p].write(block[rp == p])
+        for f in inputs:
+            f.close()
+
+        def parts():
+            for f in inputs:
+                yield pd.concat(list(f.blocks()), ignore_index=True)
+
+        def emit(i: int, tracks: pd.DataFrame) -> None:
+            extra = tracks[[c for c in tracks.columns if c not in cols]].reset_index(drop=True)
+            f = spill.companion(".behaviour-out")
+            added.append(f)
+            for a in range(0, max(len(extra), 1), PART_BLOCK_ROWS):
+                f.write(extra.iloc[a : a + PART_BLOCK_ROWS])
+            f.close()
+
+        b = classify_parts(parts, cfg.behaviour, cfg.protocol, px_per_mm=cfg.px_per_mm, emit=emit,
+                           score_part=classify)
+        out.bouts, out.epochs, noise = b.bouts, b.epochs, b.noise
+        for f in inputs:
+            f.remove()
+
+    def tracks_parts():
+        readers = [f.reader() for f in added]
         r = 0
         for block in _kept_blocks(spill, kept):
-            if added is not None:
-                extra = added.iloc[r : r + len(block)].reset_index(drop=True)
-                block = pd.concat([block, extra], axis=1, copy=False)
+            if readers:
+                rp = _row_parts(block, keys, part)
+                pos = np.arange(len(block))
+                pieces = []
+                for p in np.unique(rp):
+                    piece = readers[p].take(int(np.sum(rp == p)))
+                    piece.index = pos[rp == p]
+                    pieces.append(piece)
+                extra = pd.concat(pieces).sort_index() if pieces else None
+                if extra is not None:
+                    block = pd.concat([block, extra.reset_index(drop=True)], axis=1, copy=False)
             r += len(block)
             yield block
+        for f in added:
+            f.remove()
         if r == 0:  # no rows at all: the empty table with the tracker's columns
             yield out.tracks
 
-    out.tracks_parts = parts
+    out.tracks_parts = tracks_parts
     return noise
 
 

@@ -159,3 +159,29 @@ def test_interrupted_run_keeps_the_old_folder_and_no_spill(plate, tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         track_to_folder(plate.video_path, cfg, out, stream=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_streamed_behaviour_in_parts_of_fish_equals_the_in_memory_one(chamber, tmp_path,
+                                                                     monkeypatch, small_blocks):
+    """The behaviour stage of the streamed path scores the fish in parts (here two fish, then
+    one; its files read back in row groups of 64 rows): the folder is still the in-memory
+    path's, byte for byte, and no part file is left."""
+    import fishtrack.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "PART_ROWS", chamber.n_frames * 2)
+    monkeypatch.setattr(pipeline, "PART_BLOCK_ROWS", 64)
+    cfg = chamber.out_dir / "config.yaml"
+    track_to_folder(chamber.video_path, cfg, tmp_path / "mem", csv=True)
+    calls = []
+    real = pipeline.classify
+    monkeypatch.setattr(pipeline, "classify", lambda t, *a, **k: calls.append(
+        t["fish"].nunique()) or real(t, *a, **k))
+    track_to_folder(chamber.video_path, cfg, tmp_path / "stream", csv=True, stream=True)
+    assert sorted(set(calls)) == [1, 2]  # parts of two fish and of one, in several passes
+    assert len(calls) > 4
+    for name in ("tracks.csv", "bouts.csv", "epochs.csv"):
+        assert (tmp_path / "mem" / name).read_bytes() == (tmp_path / "stream" / name).read_bytes()
+    a, b = TrialFolder(tmp_path / "mem"), TrialFolder(tmp_path / "stream")
+    assert a.tracks().equals(b.tracks()) and len(b.bouts()) > 0
+    assert a.provenance()["behaviour_noise"] == b.provenance()["behaviour_noise"]
+    assert _no_leftovers(tmp_path / "stream") == []

@@ -6,7 +6,7 @@ and for re-scoring. See docs/behaviour.md for the algorithms and every output co
 
 from fishtrack.behaviour.bouts import BOUT_COLUMNS, detect_bouts
 from fishtrack.behaviour.calibrate import CalibrationResult, calibrate, load_labels
-from fishtrack.behaviour.classify import OUTPUT_COLUMNS, BehaviourResult, classify
+from fishtrack.behaviour.classify import OUTPUT_COLUMNS, BehaviourResult, classify, classify_parts
 from fishtrack.behaviour.kinematics import KINEMATIC_COLUMNS, kinematics
 from fishtrack.behaviour.protocol import assign_phase, load_protocol_log, validate_protocol
 from fishtrack.behaviour.states import EPOCH_COLUMNS, STATES, epochs_from_states, label_states
@@ -22,6 +22,7 @@ __all__ = [
     "assign_phase",
     "calibrate",
     "classify",
+    "classify_parts",
     "detect_bouts",
     "epochs_from_states",
     "kinematics",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fishtrack.behaviour._pool import pooled, weighted_median
 from fishtrack.errors import FishtrackError
 
 REQUIRED_COLUMNS = ("frame", "time_s", "fish", "tail_angle")
@@ -124,7 +125,7 @@ def sorted_frames(
             f"{source}: time_s does not increase with frame for fish {k['fish']} (arena {k['arena']})"
         )
     dt_ok = step[same] if n else step
-    dt_median = float(np.median(dt_ok)) if dt_ok.size else 1.0
+    dt_median = _median_interval(dt_ok)
     jump = same & (step > max(max_gap_s, 1.5 * dt_median)) if n else np.zeros(0, bool)
     dur = np.full(n, dt_median)
     if n > 1:
@@ -161,6 +162,18 @@ def sorted_frames(
         fish_keys=fish_keys,
         jump=jump,
     )
+
+
+def _median_interval(steps: np.ndarray) -> float:
+    """Median frame interval of the recording (1.0 without any step), pooled over its fish
+    (:mod:`fishtrack.behaviour._pool`) from a histogram of the steps: exactly ``np.median``
+    of every fish's steps."""
+    vals, counts = np.unique(steps, return_counts=True)
+    return pooled("dt_median", _reduce_interval, values=vals, counts=counts)
+
+
+def _reduce_interval(values: np.ndarray, counts: np.ndarray) -> float:
+    return weighted_median(values, counts) if counts.sum() else 1.0
 
 
 def fish_bounds(fr: Frames) -> tuple[np.ndarray, np.ndarray]:
@@ -216,6 +229,18 @@ def run_lengths_fill(
     return out
 
 
+def window_sum(values: np.ndarray, fr: Frames, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Per sorted row ``i``: ``values[lo[i]:hi[i]].sum()`` for windows inside row ``i``'s
+    fish, from running sums that restart at every fish: each fish's result depends on its
+    own rows only (running sums over the concatenated fish would differ by rounding from the
+    fish scored alone, see :mod:`fishtrack.behaviour._pool`)."""
+    out = np.zeros(fr.n, dtype=np.result_type(values.dtype, np.int64))
+    for a, b in zip(*fish_bounds(fr), strict=True):
+        cs = np.concatenate([[0], np.cumsum(values[a:b])])
+        out[a:b] = cs[hi[a:b] - a] - cs[lo[a:b] - a]
+    return out
+
+
 def moving_mean(values: np.ndarray, fr: Frames, width: int) -> np.ndarray:
     """Centred moving mean over ``width`` rows, ignoring NaNs, never crossing fish.
 
@@ -225,14 +250,12 @@ def moving_mean(values: np.ndarray, fr: Frames, width: int) -> np.ndarray:
     if n == 0:
         return values.astype(float)
     finite = np.isfinite(values)
-    cs = np.concatenate([[0.0], np.cumsum(np.where(finite, values, 0.0))])
-    cn = np.concatenate([[0], np.cumsum(finite)])
     idx = np.arange(n)
     lo = np.maximum(idx - (width - 1) // 2, fr.gstart)
     hi = np.minimum(idx + width // 2, fr.gend) + 1
-    cnt = cn[hi] - cn[lo]
+    cnt = window_sum(finite.astype(np.int64), fr, lo, hi)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = (cs[hi] - cs[lo]) / cnt
+        out = window_sum(np.where(finite, values, 0.0), fr, lo, hi) / cnt
     out[cnt == 0] = np.nan
     return out
 

@@ -24,6 +24,8 @@ from fishtrack.behaviour._frames import (
     runs,
     to_input_order,
 )
+from fishtrack.behaviour._pool import any_of
+from fishtrack.behaviour._pool import pooled as pool_value
 from fishtrack.behaviour.kinematics import (
     Kinematics,
     compute_kinematics,
@@ -222,10 +224,13 @@ def quiet_levels(fr: Frames, vigour: np.ndarray, sig: np.ndarray, quiet: np.ndar
     short = quiet_s < MIN_QUIET_S
     good = ~short & np.isfinite(sig) & np.isfinite(med) & np.isfinite(sd)
     pooled = np.zeros(n_fish, bool)
-    if short.any() and good.any():
+    # the recording's values (over every fish, also when the stage sees only some of them)
+    use, p_sig, p_med, p_sd = pool_value("quiet_levels", _pool_levels, short=short, good=good,
+                                         sig=sig, med=med, sd=sd)
+    if use and short.any():
         pooled = short.copy()
-        for arr in (sig, med, sd):
-            arr[pooled] = np.median(arr[good])
+        for arr, v in ((sig, p_sig), (med, p_med), (sd, p_sd)):
+            arr[pooled] = v
     # no other fish to pool from: the fish's own quiet frames if there are some, else the
     # noise is not measured (NaN: the threshold is the physical floor)
     unmeasured = ~pooled & (quiet_s < MIN_QUIET_FRAMES * fr.dt_median)
@@ -233,6 +238,16 @@ def quiet_levels(fr: Frames, vigour: np.ndarray, sig: np.ndarray, quiet: np.ndar
     sd[unmeasured] = np.nan
     return NoiseLevels(tail_noise_rad=sig, vigour_mean=med, vigour_sd=sd, quiet_s=quiet_s,
                        pooled=pooled)
+
+
+def _pool_levels(short: np.ndarray, good: np.ndarray, sig: np.ndarray, med: np.ndarray,
+                 sd: np.ndarray) -> tuple[bool, float, float, float]:
+    """Whether fish with too little quiet time take pooled values, and those values (the
+    median over the fish with enough of it)."""
+    if short.any() and good.any():
+        return True, float(np.median(sig[good])), float(np.median(med[good])), float(
+            np.median(sd[good]))
+    return False, np.nan, np.nan, np.nan
 
 
 def bout_thresholds(
@@ -476,7 +491,8 @@ def _detect(
             break
         levels = noise_levels(kin, quiet_frames(kin, in_bout))
         sig = np.where(np.isfinite(levels.tail_noise_rad), levels.tail_noise_rad, kin.tail_noise)
-        if np.any(np.abs(sig - kin.tail_noise) > 0.1 * np.maximum(kin.tail_noise, 1e-12)):
+        changed = np.abs(sig - kin.tail_noise) > 0.1 * np.maximum(kin.tail_noise, 1e-12)
+        if pool_value("redo_noise_steps", any_of, flag=np.any(changed)):
             kin.refine(sig)
             levels = noise_levels(kin, quiet_frames(kin, in_bout))
     return BoutRuns(starts=s, ends=e, in_bout=in_bout, thresholds=thr, noise=noise, levels=levels,
@@ -551,8 +567,11 @@ def bout_table(kin: Kinematics, br: BoutRuns) -> pd.DataFrame:
 
 
 def _range_sum(v: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
-    cs = np.r_[0.0, np.cumsum(v)]
-    return cs[e + 1] - cs[s]
+    # each bout's own sum (no running sum over the other fish: see behaviour._pool)
+    if len(s) == 0:
+        return np.zeros(0)
+    idx = np.ravel(np.column_stack([s, e + 1]))
+    return np.add.reduceat(np.r_[v, 0.0], idx)[::2]
 
 
 def _range_max(v: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from fishtrack.behaviour._frames import Blocks, gap_blocks, to_input_order
+from fishtrack.behaviour._pool import Pool, PoolNeeded, any_of, pooled, pooling, reduce_parts
 from fishtrack.behaviour.bouts import BoutRuns, _detect, bout_table, hysteresis_activity
 from fishtrack.behaviour.kinematics import KINEMATIC_COLUMNS, Kinematics, compute_kinematics
 from fishtrack.behaviour.protocol import assign_phase, validate_protocol
@@ -17,13 +19,16 @@ from fishtrack.behaviour.speed import (
     choose_signal,
     detect_speed_bouts,
     fixed_speed_threshold,
+    has_motion_energy,
     motion_frames,
     position_frames,
 )
 from fishtrack.behaviour.states import STATES, epoch_table, state_codes
 from fishtrack.config import BehaviourConfig, Phase
+from fishtrack.errors import FishtrackError
 
-__all__ = ["BehaviourResult", "FISH_COLUMNS", "OUTPUT_COLUMNS", "classify", "noise_summary",
+__all__ = ["BehaviourResult", "FISH_COLUMNS", "OUTPUT_COLUMNS", "classify", "classify_parts",
+           "noise_summary",
            "score"]
 
 LOW_FPS = 100.0
@@ -82,6 +87,8 @@ class BehaviourResult:
     motion_source: str = "none"
     notes: list[str] = field(default_factory=list)
     noise: dict = field(default_factory=dict)
+    fps: float = float("nan")  # the recording's frame rate (1 / median frame interval)
+    passes: int = 1  # passes over the recording (more than one: :func:`classify_parts`)
 
 
 @dataclass
@@ -156,6 +163,12 @@ def classify(
         validate_protocol(protocol)
     if "tail_angle" not in tracks.columns and {"x", "y"} <= set(tracks.columns):
         tracks = tracks.assign(tail_angle=np.nan)  # positions only: movement bouts from speed
+    if "tail_angle" in tracks.columns:
+        # the recording's flags the bout signal depends on, before the heavy work (with
+        # classify_parts each value costs a pass; they are asked for again further on)
+        pooled("any_tail_angle", any_of, flag=np.isfinite(
+            pd.to_numeric(tracks["tail_angle"], errors="coerce").to_numpy(float)).any())
+        pooled("any_motion_energy", any_of, flag=has_motion_energy(tracks))
     kin = compute_kinematics(tracks, vigour_window_s=cfg.vigour_window_s, max_gap_s=cfg.max_gap_s,
                              excursion_window_s=cfg.excursion_window_s)
     fr = kin.frames
@@ -214,6 +227,21 @@ def classify(
         bouts["phase"] = assign_phase(bouts["start_s"].to_numpy(float), protocol)
         epochs["phase"] = assign_phase(epochs["start_s"].to_numpy(float), protocol)
     fish = fish_table(kin, sc, cfg, out, signal=signal, speed=speed_extra)
+    return BehaviourResult(
+        tracks=out,
+        bouts=bouts,
+        epochs=epochs,
+        fish=fish,
+        motion_source=kin.motion_source,
+        notes=sc.notes,
+        noise=_recording_noise(fish, fps, cfg, signal, reason),
+        fps=fps,
+    )
+
+
+def _recording_noise(fish: pd.DataFrame, fps: float, cfg: BehaviourConfig, signal: str,
+                     reason: str) -> dict:
+    """:attr:`BehaviourResult.noise` from the fish table of the whole recording."""
     noise = noise_summary(fish, fps=fps, cfg=cfg)
     noise["bout_signal"] = signal
     noise["bout_signal_reason"] = reason
@@ -232,15 +260,83 @@ def classify(
             v = pd.to_numeric(fish[c], errors="coerce").to_numpy(float)
             v = v[np.isfinite(v)]
             noise[c] = round(float(np.median(v)), 6) if len(v) else None
-    return BehaviourResult(
-        tracks=out,
-        bouts=bouts,
-        epochs=epochs,
+    return noise
+
+
+def classify_parts(
+    parts: Callable[[], Iterable[pd.DataFrame]],
+    cfg: BehaviourConfig | None = None,
+    protocol: list[Phase] | None = None,
+    *,
+    px_per_mm: float | None = None,
+    emit: Callable[[int, pd.DataFrame], None] | None = None,
+    score_part: Callable[..., BehaviourResult] | None = None,
+) -> BehaviourResult:
+    """:func:`classify` of a recording seen in parts, a few fish at a time: the same results
+    as :func:`classify` on the whole table, in memory bounded by the largest part.
+
+    ``parts()`` yields the recording's tracks in parts (each fish whole, in one part; the
+    rows of one part as :func:`classify` takes them); it is called once per *pass*. Each pass
+    runs the stage on every part until it needs a recording-level value not known yet (the
+    median frame interval, the noise pooled over the fish, the decision to redo the
+    noise-dependent steps, the QC median: :mod:`fishtrack.behaviour._pool`), which is then
+    computed from every part's summary; the last pass runs every part through. ``emit(i,
+    tracks)`` gets the scored tracks of part ``i`` of the last pass (then the result's
+    ``tracks`` is empty); without it they are concatenated in the parts' order.
+    ``score_part`` replaces :func:`classify` on each part (same arguments).
+    """
+    cfg = cfg or BehaviourConfig()
+    score_part = score_part or classify
+    known: dict = {}
+    n_passes = 0
+    while True:
+        n_passes += 1
+        need: PoolNeeded | None = None
+        summaries: list[dict] = []
+        done: list[BehaviourResult] = []
+        for part in parts():
+            if not len(part):
+                continue
+            try:
+                with pooling(Pool(known)):
+                    b = score_part(part, cfg, protocol, px_per_mm=px_per_mm)
+            except PoolNeeded as want:
+                if done or (need is not None and want.key != need.key):
+                    raise RuntimeError("behaviour: the parts of the recording did not need the "
+                                       "same recording-level values") from None
+                need = need or want
+                summaries.append(want.summary)
+                continue
+            if need is not None:
+                raise RuntimeError("behaviour: the parts of the recording did not need the "
+                                   "same recording-level values")
+            if emit is not None:
+                emit(len(done), b.tracks)
+                b.tracks = b.tracks.iloc[:0].copy()  # a copy: a slice would keep the part alive
+            done.append(b)
+        if need is None:
+            break
+        known[need.key] = reduce_parts(need.reduce, summaries)
+    if not done:
+        raise FishtrackError("tracks: no rows to score")
+    first = done[0]
+    fish = pd.concat([b.fish for b in done], ignore_index=True)
+    notes: list[str] = []
+    for b in done:
+        notes += [n for n in b.notes if n not in notes]
+    out = BehaviourResult(
+        tracks=pd.concat([b.tracks for b in done]) if emit is None else first.tracks,
+        bouts=pd.concat([b.bouts for b in done], ignore_index=True),
+        epochs=pd.concat([b.epochs for b in done], ignore_index=True),
         fish=fish,
-        motion_source=kin.motion_source,
-        notes=sc.notes,
-        noise=noise,
+        motion_source=first.motion_source,
+        notes=notes,
+        noise=_recording_noise(fish, first.fps, cfg, first.noise["bout_signal"],
+                               first.noise["bout_signal_reason"]),
+        fps=first.fps,
+        passes=n_passes,
     )
+    return out
 
 
 def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, reason: str,
@@ -307,7 +403,7 @@ def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.Dat
         fish["passive_fraction"] = (np.bincount(fr.gid, weights=sc.codes == 1, minlength=n_fish)
                                     / np.bincount(fr.gid, weights=known, minlength=n_fish))
         fish["observed_fraction"] = n_obs / n_all
-    med = np.nanmedian(kin.tail_noise) if np.isfinite(kin.tail_noise).any() else np.nan
+    med, n_rec = pooled("qc_tail_noise", _qc_levels, tail_noise=kin.tail_noise)
     flags = []
     for g in range(n_fish):
         f = []
@@ -317,7 +413,7 @@ def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.Dat
             f.append("noise_pooled")
         elif cfg.bout_threshold is None and not np.isfinite(fish["vigour_noise_rad_s"].iloc[g]):
             f.append("noise_unmeasured")
-        if n_fish > 2 and np.isfinite(med) and kin.tail_noise[g] > NOISE_OUTLIER * med:
+        if n_rec > 2 and np.isfinite(med) and kin.tail_noise[g] > NOISE_OUTLIER * med:
             f.append("noisy_tail")
         if fish["observed_fraction"].iloc[g] < 0.5:
             f.append("mostly_unseen")
@@ -354,6 +450,12 @@ def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.Dat
         for c in ("motion_threshold_grey", "motion_noise_grey"):
             fish[c] = speed.get(c, nan)
     return fish[list(FISH_COLUMNS)]
+
+
+def _qc_levels(tail_noise: np.ndarray) -> tuple[float, int]:
+    """The recording's median tail noise and its number of fish (for ``noisy_tail``)."""
+    ok = np.isfinite(tail_noise)
+    return (float(np.nanmedian(tail_noise)) if ok.any() else np.nan), len(tail_noise)
 
 
 def noise_summary(fish: pd.DataFrame, *, fps: float, cfg: BehaviourConfig) -> dict:

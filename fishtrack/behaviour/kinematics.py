@@ -21,8 +21,10 @@ from fishtrack.behaviour._frames import (
     group_quantile,
     sorted_frames,
     to_input_order,
+    window_sum,
     wrap,
 )
+from fishtrack.behaviour._pool import any_of, pooled
 
 __all__ = [
     "KINEMATIC_COLUMNS",
@@ -389,15 +391,13 @@ def travel_rate(tail: np.ndarray, fr: Frames, width: int) -> np.ndarray:
     dt = np.zeros(n)
     dt[1:] = fr.t[1:] - fr.t[:-1]
     ok = np.isfinite(d)
-    cs_d = np.concatenate([[0.0], np.cumsum(np.where(ok, d, 0.0))])
-    cs_t = np.concatenate([[0.0], np.cumsum(np.where(ok, dt, 0.0))])
     idx = np.arange(n)
     width = max(2, int(width))
     lo = np.maximum(idx - (width - 1) // 2, fr.gstart)
     hi = np.minimum(idx + width // 2, fr.gend)
     # pairs (j-1, j) with lo < j <= hi
-    s_d = cs_d[hi + 1] - cs_d[lo + 1]
-    s_t = cs_t[hi + 1] - cs_t[lo + 1]
+    s_d = window_sum(np.where(ok, d, 0.0), fr, lo + 1, hi + 1)
+    s_t = window_sum(np.where(ok, dt, 0.0), fr, lo + 1, hi + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = s_d / s_t
     out[s_t <= 0] = np.nan
@@ -408,14 +408,12 @@ def _centred_mean(v: np.ndarray, fr: Frames, width: int) -> np.ndarray:
     """Centred moving mean of ``v`` over ``width`` frames of the same fish, ignoring NaN
     (NaN where the window holds no number)."""
     ok = np.isfinite(v)
-    cs_v = np.concatenate([[0.0], np.cumsum(np.where(ok, v, 0.0))])
-    cs_n = np.concatenate([[0], np.cumsum(ok)])
     idx = np.arange(fr.n)
     lo = np.maximum(idx - (width - 1) // 2, fr.gstart)
     hi = np.minimum(idx + width // 2, fr.gend)
-    cnt = cs_n[hi + 1] - cs_n[lo]
+    cnt = window_sum(ok.astype(np.int64), fr, lo, hi + 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = (cs_v[hi + 1] - cs_v[lo]) / cnt
+        out = window_sum(np.where(ok, v, 0.0), fr, lo, hi + 1) / cnt
     out[cnt == 0] = np.nan
     return out
 
@@ -543,7 +541,7 @@ def compute_kinematics(
     motion = np.full(fr.n, np.nan)
     if "motion_energy" in tracks.columns:
         me = pd.to_numeric(tracks["motion_energy"], errors="coerce").to_numpy(float)[fr.order]
-        if np.isfinite(me).any():
+        if pooled("any_motion_energy", any_of, flag=np.isfinite(me).any()):
             motion, source = me, "pixels"
     if source == "none" and mid is not None:
         motion, source = _midline_motion(*mid, fr), "midline"

@@ -50,6 +50,7 @@ from fishtrack.behaviour._frames import (
     run_lengths_fill,
     sorted_frames,
 )
+from fishtrack.behaviour._pool import any_of, pooled
 from fishtrack.behaviour.bouts import (
     _MAD,
     HYSTERESIS,
@@ -133,13 +134,14 @@ def choose_signal(fr: Frames, cfg: BehaviourConfig, tracks: pd.DataFrame | None 
     falls back to ``speed`` (the reason says so).
     """
     fps = 1.0 / fr.dt_median if fr.n > 1 else float("nan")
-    motion = has_motion_energy(tracks)
+    motion = pooled("any_motion_energy", any_of, flag=has_motion_energy(tracks))
+    any_tail = pooled("any_tail_angle", any_of, flag=np.isfinite(fr.tail).any())
     if cfg.bout_signal != "auto":
         if cfg.bout_signal == "speed_motion" and not motion:
             return "speed", ("behaviour.bout_signal is speed_motion but the tracks have no "
                              "motion_energy (imported tracks): speed only")
         return cfg.bout_signal, "set in the configuration (behaviour.bout_signal)"
-    if not np.isfinite(fr.tail).any():
+    if not any_tail:
         why = "no tail angle in the tracks (positions only)"
     elif np.isfinite(fps) and fps < MIN_TAIL_FPS - 0.5:
         why = (f"frame rate {fps:.0f} Hz is below {MIN_TAIL_FPS:.0f} Hz "
@@ -167,12 +169,16 @@ def fixed_speed_threshold(cfg: BehaviourConfig, body_px: np.ndarray | None,
                               "set px_per_mm, or speed_threshold_unit: body_lengths/s")
         return np.full(n, float(cfg.speed_threshold) * float(px_per_mm))
     body = np.asarray(body_px if body_px is not None else [], float)
-    if not np.isfinite(body).any():
+    if not pooled("any_body_length", any_of, flag=np.isfinite(body).any()):
         raise ConfigError("behaviour.speed_threshold is in body_lengths/s but the tracks have "
                           "no midline points (tail_x_i, tail_y_i) to measure the body length: "
                           "use speed_threshold_unit: mm/s with px_per_mm")
-    body = np.where(np.isfinite(body), body, np.nanmedian(body))
+    body = np.where(np.isfinite(body), body, pooled("median_body_length", _nanmedian, body=body))
     return float(cfg.speed_threshold) * body
+
+
+def _nanmedian(body: np.ndarray) -> float:
+    return float(np.nanmedian(body)) if np.isfinite(body).any() else np.nan
 
 
 def window_speed(fr: Frames, width: int) -> np.ndarray:
@@ -258,7 +264,7 @@ def motion_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     if "motion_energy" not in tracks.columns:
         return None
     me = pd.to_numeric(tracks["motion_energy"], errors="coerce").to_numpy(float)[fr.order]
-    if not np.isfinite(me).any():
+    if not pooled("any_motion_energy", any_of, flag=np.isfinite(me).any()):
         return None
     nxt = np.full(fr.n, np.nan)
     if fr.n > 1:
@@ -286,11 +292,19 @@ def motion_levels(fr: Frames, motion: np.ndarray, quiet: np.ndarray
     sd = _MAD * group_quantile(np.abs(v - med[fr.gid]), fr.gid, n_fish, 0.5)
     n_q = np.bincount(fr.gid, weights=np.isfinite(v), minlength=n_fish)
     ok = (n_q >= MIN_MOTION_QUIET) & np.isfinite(med) & (sd > 0)
-    if not ok.any():
+    any_ok, p_med, p_sd = pooled("motion_levels", _pool_motion, ok=ok, med=med, sd=sd)
+    if not any_ok:
         return np.full(n_fish, np.nan), np.full(n_fish, np.nan)
-    med = np.where(ok, med, np.median(med[ok]))
-    sd = np.where(ok, sd, np.median(sd[ok]))
+    med = np.where(ok, med, p_med)
+    sd = np.where(ok, sd, p_sd)
     return med, sd
+
+
+def _pool_motion(ok: np.ndarray, med: np.ndarray, sd: np.ndarray) -> tuple[bool, float, float]:
+    """Pooled pixel-motion noise: the median over the fish whose spread is measurable."""
+    if not ok.any():
+        return False, np.nan, np.nan
+    return True, float(np.median(med[ok])), float(np.median(sd[ok]))
 
 
 def _dilate1(fr: Frames, mask: np.ndarray) -> np.ndarray:

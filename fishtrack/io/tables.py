@@ -20,7 +20,7 @@ import pandas as pd
 from fishtrack.errors import FishtrackError, OutputError
 
 __all__ = ["atomic_path", "write_bytes", "write_text", "write_table", "write_table_parts",
-           "SpillFile", "read_table", "require_columns"]
+           "SpillFile", "SpillReader", "read_table", "require_columns"]
 
 
 def _explain_oserror(err: OSError, path: Path) -> OutputError:
@@ -152,6 +152,13 @@ class SpillFile:
         self._writer = None
         self._schema = None
         self.rows = 0
+        self._companions: list[SpillFile] = []
+
+    def companion(self, prefix: str = ".spill") -> SpillFile:
+        """Another spill file in the same folder, removed with this one at the latest."""
+        f = SpillFile(self.path.parent, prefix=prefix)
+        self._companions.append(f)
+        return f
 
     def write(self, columns: dict | pd.DataFrame) -> None:
         """Append a block (a DataFrame or a mapping of equal-length columns)."""
@@ -193,6 +200,11 @@ class SpillFile:
         for i in range(pf.num_row_groups):
             yield pf.read_row_group(i, columns=cols).to_pandas()
 
+    def reader(self, columns: Iterable[str] | None = None) -> SpillReader:
+        """A forward reader of the rows written, any number at a time (:class:`SpillReader`)."""
+        self.close()
+        return SpillReader(self.path if self._schema is not None else None, columns)
+
     def remove(self) -> None:
         """Delete the file (also after a failed write: cleaning up raises nothing new)."""
         try:
@@ -201,12 +213,50 @@ class SpillFile:
             pass
         finally:
             self.path.unlink(missing_ok=True)
+            for f in self._companions:
+                f.remove()
 
     def __enter__(self) -> SpillFile:
         return self
 
     def __exit__(self, *exc) -> None:
         self.remove()
+
+
+class SpillReader:
+    """The rows of a spill file read forward, ``take(n)`` at a time; holds one row group (and
+    what is left of the previous one), so blocks written small are read in small memory."""
+
+    def __init__(self, path: Path | None, columns: Iterable[str] | None = None):
+        import pyarrow.parquet as pq
+
+        self._buf: list[pd.DataFrame] = []
+        self._n = 0
+        if path is None:
+            self._groups: Iterator[pd.DataFrame] = iter(())
+            return
+        pf = pq.ParquetFile(path)
+        cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
+        self._groups = (pf.read_row_group(i, columns=cols).to_pandas()
+                        for i in range(pf.num_row_groups))
+
+    def take(self, n: int) -> pd.DataFrame:
+        """The next ``n`` rows (index from 0); ValueError when fewer are left."""
+        while self._n < n or not self._buf:
+            df = next(self._groups, None)
+            if df is None:
+                if self._n < n:
+                    raise ValueError(f"spill file: {n} rows asked, {self._n} left")
+                break
+            self._buf.append(df)
+            self._n += len(df)
+        if not self._buf:
+            return pd.DataFrame()
+        cat = self._buf[0] if len(self._buf) == 1 else pd.concat(self._buf, ignore_index=True)
+        out = cat.iloc[:n].reset_index(drop=True)
+        rest = cat.iloc[n:].reset_index(drop=True)
+        self._buf, self._n = [rest], len(rest)
+        return out
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

@@ -1,0 +1,108 @@
+"""Recording-level values of the behaviour stage, from per-fish summaries.
+
+Most of the behaviour stage works on each fish alone; a few values belong to the recording:
+the median frame interval, whether any fish has a tail angle or pixel motion, the noise
+pooled over the fish with enough quiet time, the decision to redo the noise-dependent steps,
+the median tail noise of the QC flags. Each is computed by :func:`pooled` from a *summary*
+of the fish at hand (arrays that concatenate over fish: per-fish values, or per-part
+values such as a flag or a histogram) and a *reduce* function of the concatenated summary.
+
+Without a :class:`Pool` (the ordinary :func:`fishtrack.behaviour.classify`) ``reduce`` runs on
+the summary of every fish of the table at once. With one (:func:`pooling`), the stage sees only
+some fish (a *part* of the recording): a value already known is returned, and the first one
+not known yet stops the stage with :class:`PoolNeeded`, carrying the part's summary. The driver
+(:func:`fishtrack.behaviour.classify.classify_parts`) collects that summary from every part,
+reduces the concatenation, and runs the parts again with one more value known, until every part
+runs through. ``reduce`` must give the same result on the concatenation of the parts'
+summaries as on the summary of the whole table (medians, counts and flags do), and every part
+must reach the same values in the same order (the stage's control flow depends only on the
+configuration and on values pooled before).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import numpy as np
+
+__all__ = ["Pool", "PoolNeeded", "any_of", "pooled", "pooling", "reduce_parts", "weighted_median"]
+
+
+class PoolNeeded(Exception):  # noqa: N818 (a signal to the driver, not an error)
+    """The stage needs the recording-level value ``key`` (raised under a :class:`Pool`)."""
+
+    def __init__(self, key: tuple[str, int], reduce: Callable, summary: dict):
+        super().__init__(f"recording-level value {key[0]} (#{key[1]}) is not known yet")
+        self.key, self.reduce, self.summary = key, reduce, summary
+
+
+STATIC = frozenset({"dt_median", "any_motion_energy", "any_tail_angle", "any_body_length",
+                    "median_body_length"})
+"""Values that depend only on the input table, the same wherever the stage asks for them:
+known once, they serve every later occurrence (fewer passes in ``classify_parts``)."""
+
+
+class Pool:
+    """The recording-level values known so far, keyed by ``(name, occurrence)``."""
+
+    def __init__(self, known: dict | None = None):
+        self.known = known if known is not None else {}
+        self._seen: dict[str, int] = {}
+
+    def key(self, name: str) -> tuple[str, int]:
+        if name in STATIC:
+            return (name, 0)
+        k = self._seen.get(name, 0)
+        self._seen[name] = k + 1
+        return (name, k)
+
+
+_POOL: ContextVar[Pool | None] = ContextVar("fishtrack_behaviour_pool", default=None)
+
+
+def pooled(name: str, reduce: Callable, **summary):
+    """``reduce(**summary)`` over the fish of the recording (see the module docstring)."""
+    pool = _POOL.get()
+    if pool is None:
+        return reduce(**summary)
+    key = pool.key(name)
+    if key in pool.known:
+        return pool.known[key]
+    raise PoolNeeded(key, reduce, summary)
+
+
+@contextmanager
+def pooling(pool: Pool) -> Iterator[Pool]:
+    """Run the behaviour stage on a part of a recording with the values of ``pool``."""
+    token = _POOL.set(pool)
+    try:
+        yield pool
+    finally:
+        _POOL.reset(token)
+
+
+def reduce_parts(reduce: Callable, summaries: list[dict]):
+    """``reduce`` of the parts' summaries concatenated (in the parts' order)."""
+    merged = {k: np.concatenate([np.atleast_1d(np.asarray(s[k])) for s in summaries])
+              for k in summaries[0]}
+    return reduce(**merged)
+
+
+def any_of(flag: np.ndarray) -> bool:
+    """Reduce: is any flag set (over the parts)."""
+    return bool(np.any(flag))
+
+
+def weighted_median(values: np.ndarray, counts: np.ndarray) -> float:
+    """``np.median`` of ``values[i]`` repeated ``counts[i]`` times, exactly (the middle value,
+    or the mean of the two middle values), without building the repeated array."""
+    v, inv = np.unique(np.asarray(values, float), return_inverse=True)
+    c = np.bincount(inv.ravel(), weights=np.asarray(counts, float), minlength=len(v))
+    keep = c > 0
+    v, c = v[keep], np.cumsum(c[keep])
+    n = int(c[-1])
+    lo = v[np.searchsorted(c, (n - 1) // 2, side="right")]
+    hi = v[np.searchsorted(c, n // 2, side="right")]
+    return float(lo) if n % 2 else float(np.mean(np.array([lo, hi])))

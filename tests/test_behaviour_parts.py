@@ -1,0 +1,82 @@
+"""The behaviour stage fish by fish (``classify_parts``) gives exactly ``classify``'s results.
+
+A simulated recording whose fish differ in activity (always swimming: too little quiet time,
+its noise pooled over the others; never moving; a noisy tail; ordinary fish), its rows in the
+tracker's order (frame by frame, all fish). Scoring it in parts of one or two fish, with the
+recording-level values computed from the parts' summaries, must give the same tracks, bouts,
+epochs, fish table, noise summary and notes as scoring the whole table at once, to the bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures_behaviour import make_fish
+
+from fishtrack.behaviour import classify
+from fishtrack.behaviour.classify import classify_parts
+from fishtrack.config import BehaviourConfig
+
+BUSY = {"passive": (0.1, 0.2), "ibi": (0.05, 0.1), "bout_s": (0.3, 0.5), "active": (100.0, 100.0),
+        "p_first_passive": 0.0}
+STILL = {"passive": (100.0, 100.0), "p_first_passive": 1.0}
+
+
+def _recording(fps: float, duration_s: float = 30.0, motion: bool = False) -> pd.DataFrame:
+    kw = {"fps": fps, "duration_s": duration_s}
+    fish = [
+        make_fish(11, fish="f0", arena="A1", schedule=BUSY, **kw),
+        make_fish(12, fish="f1", arena="A2", schedule=STILL, **kw),
+        make_fish(13, fish="f2", arena="A3", noise_rad=0.12, **kw),
+        make_fish(14, fish="f3", arena="A4", p_missing=0.02, **kw),
+        make_fish(15, fish="f4", arena="A5", long_gap=(5.0, 7.0), **kw),
+    ]
+    tracks = pd.concat([f.tracks for f in fish], ignore_index=True)
+    if motion:
+        rng = np.random.default_rng(16)
+        sp = np.hypot(tracks["x"].diff().fillna(0), tracks["y"].diff().fillna(0))
+        tracks["motion_energy"] = np.where(sp > 1, 5.0, 0.0) + rng.normal(0.5, 0.1, len(tracks))
+    # the tracker's order: frame by frame, every fish
+    return tracks.sort_values(["frame", "arena"], kind="stable").reset_index(drop=True)
+
+
+def _check_same(tracks: pd.DataFrame, cfg: BehaviourConfig, fish_per_part: int) -> int:
+    whole = classify(tracks, cfg)
+    keys = sorted(tracks["arena"].unique())
+    groups = [keys[i:i + fish_per_part] for i in range(0, len(keys), fish_per_part)]
+
+    def parts():
+        for g in groups:
+            yield tracks[tracks["arena"].isin(g)]
+
+    got = classify_parts(parts, cfg)
+    pd.testing.assert_frame_equal(got.tracks.loc[whole.tracks.index], whole.tracks,
+                                  check_exact=True)
+    for name in ("bouts", "epochs", "fish"):
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(whole, name), check_exact=True)
+    assert got.noise == whole.noise
+    assert got.notes == whole.notes and got.motion_source == whole.motion_source
+    return got.passes
+
+
+@pytest.mark.parametrize("fish_per_part", [1, 2])
+def test_tail_bouts_in_parts_equal_the_whole_table(fish_per_part):
+    tracks = _recording(fps=200.0)
+    whole = classify(tracks)
+    fish = whole.fish.set_index("arena")
+    # the fish really differ: one pooled, one without bouts, one flagged noisy
+    assert fish.loc["A1", "noise_pooled"] and "no_bouts" in fish.loc["A2", "qc_flags"]
+    assert "noisy_tail" in fish.loc["A3", "qc_flags"]
+    passes = _check_same(tracks, BehaviourConfig(), fish_per_part)
+    assert passes > 2  # the recording-level values came from the parts' summaries
+
+
+def test_hmm_and_speed_bouts_in_parts_equal_the_whole_table():
+    _check_same(_recording(fps=200.0, duration_s=20.0), BehaviourConfig(method="hmm"), 1)
+    # 25 fps: movement bouts from the head's speed and the pixel motion
+    slow = _recording(fps=25.0, duration_s=60.0, motion=True)
+    assert classify(slow).noise["bout_signal"] == "speed_motion"
+    _check_same(slow, BehaviourConfig(), 1)
+    _check_same(slow, BehaviourConfig(speed_threshold=2.0,
+                                      speed_threshold_unit="body_lengths/s"), 2)
