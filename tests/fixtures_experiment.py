@@ -11,6 +11,7 @@ so spawn worker processes and dask workers can import them.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -152,6 +153,22 @@ def fake_trial(video: Path, config, out: Path, progress=None) -> None:
         },
     )
     write_provenance(Path(out) / "provenance.json", prov)
+
+
+def thread_probe_trial(video: Path, config, out: Path, progress=None) -> None:
+    """``fake_trial`` that also records the thread caps its process runs under
+    (``threads.json``: OpenCV's threads, the tracker's measuring threads, FFmpeg's decoding
+    threads, the process's usable cores)."""
+    import cv2
+
+    from fishtrack._threads import usable_cores
+    from fishtrack.io.video import pyav
+    from fishtrack.tracking import tracker
+
+    fake_trial(video, config, out, progress)
+    (Path(out) / "threads.json").write_text(json.dumps({
+        "cv2": cv2.getNumThreads(), "measure": tracker.MEASURE_THREADS,
+        "decode": pyav.DECODE_THREADS, "cores": usable_cores(), "pid": os.getpid()}))
 
 
 def write_manifest(path: Path, rows: list[dict], *, columns: list[str] | None = None,
