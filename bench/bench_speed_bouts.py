@@ -69,6 +69,23 @@ def _one_video(seed: int, workdir: str) -> tuple[dict, dict]:
         return bad, dict(bad)
 
 
+def _missed(ok: pd.DataFrame, pe: pd.Series) -> dict:
+    """True bouts missed, those that held station (the head did not move: speed from
+    positions cannot see them), and of the recordings missing the passive goal, the share
+    with at least one missed in-place struggle."""
+    if "n_missed_bouts" not in ok:
+        return {}
+    bad = pe.fillna(1.0) > PASSIVE_ERR_GOAL
+    return {
+        "true_bouts": int(ok["n_true_bouts"].sum()),
+        "missed_bouts": int(ok["n_missed_bouts"].sum()),
+        "missed_in_place": int(ok["n_missed_in_place"].sum()),
+        "err_fail_with_in_place_miss": float((ok.loc[bad, "n_missed_in_place"] > 0).mean())
+        if bad.any() else float("nan"),
+        "err_fail": int(bad.sum()),
+    }
+
+
 def _figures(df: pd.DataFrame) -> dict:
     ok = df[df.get("error", pd.Series(index=df.index, dtype=object)).isna()] \
         if "error" in df else df
@@ -87,6 +104,7 @@ def _figures(df: pd.DataFrame) -> dict:
         "fish_passive_err_le_0.03": float(fish_err_ok),
         "still_fish": int(ok["n_still"].sum()), "still_fish_ok": int(ok["n_still_ok"].sum()),
         "coverage_median": float(np.median(ok["coverage"])),
+        **_missed(ok, pe),
         "signal": ",".join(sorted(ok["bout_signal"].astype(str).unique())),
     }
 
@@ -157,6 +175,18 @@ def write_section(out_path, res: dict, rows: dict, *, seeds, total_s: float,
             f"{_fmt(f['passive_err_median'])} | {_fmt(f['passive_err_p95'])} | "
             f"{_fmt(f['passive_err_worst'])} | {f['passive_err_le_goal']:.0%} | "
             f"{f['recordings_both_goals']:.0%} | {f['still_fish_ok']}/{f['still_fish']} |")
+    miss = [(n, f) for n, f in res.items() if "missed_bouts" in f]
+    if miss:
+        lines += ["", "True bouts missed (no frame of the bout found), and those that held "
+                  "station (a struggle in place: the head does not move, so the speed from "
+                  "positions cannot see it); recordings over the passive-error goal with at "
+                  "least one such miss:", "",
+                  "| signal | true bouts | missed | missed in place | recordings with error "
+                  "> 0.05 | of them with an in-place miss |", "|---|---|---|---|---|---|"]
+        for name, f in miss:
+            lines.append(f"| {name} | {f['true_bouts']} | {f['missed_bouts']} | "
+                         f"{f['missed_in_place']} | {f['err_fail']} | "
+                         f"{_fmt(f['err_fail_with_in_place_miss'], 2)} |")
     for name, df in rows.items():
         ok = df[df["error"].isna()] if "error" in df else df
         if ok.empty:

@@ -293,6 +293,24 @@ def motion_levels(fr: Frames, motion: np.ndarray, quiet: np.ndarray
     return med, sd
 
 
+def rig_motion_threshold(own: np.ndarray) -> np.ndarray:
+    """Per fish: its pixel-motion threshold, raised to the recording's median over fish.
+
+    The camera's and the codec's noise belongs to the rig and is shared by every well, but a
+    still larva measures it badly in compressed video: H.264 keeps its pixels unchanged
+    except on the frames where the encoder re-quantizes the whole picture (on tuning seed
+    382, runs of 2-4 frames at ~1.1 grey levels in every well at once, against ~0.1
+    otherwise), so its quiet frames' median and robust sd miss those frames and its
+    threshold falls to :data:`MIN_MOTION_GREY`, below them: false bouts on a still larva.
+    The median over the fish is the rig's level and is not set by the still larvae as long as
+    they are fewer than half; a fish whose own noise is higher keeps its own threshold
+    (issue 17: a pooled threshold for every fish made active larvae worse)."""
+    own = np.asarray(own, float)
+    if not np.isfinite(own).any():
+        return own
+    return np.fmax(own, np.nanmedian(own))
+
+
 def _dilate1(fr: Frames, mask: np.ndarray) -> np.ndarray:
     """``mask`` grown by one row on each side within each fish."""
     out = mask.copy()
@@ -361,7 +379,8 @@ def detect_speed_bouts(
             if cfg.motion_threshold is not None:
                 m_thr = np.full(n_fish, float(cfg.motion_threshold))
             else:
-                m_thr = np.fmax(MIN_MOTION_GREY, m_med + MOTION_FACTOR * m_sd)
+                m_thr = rig_motion_threshold(
+                    np.fmax(MIN_MOTION_GREY, m_med + MOTION_FACTOR * m_sd))
             m_noise = np.where(np.isfinite(m_med), m_med, 0.0)
             active_m = hysteresis_activity(kin_m, m_thr, m_noise,
                                            max_extend_s=fr.dt_median, min_high_s=0.0)

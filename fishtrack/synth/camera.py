@@ -55,6 +55,7 @@ __all__ = [
     "camera_tracks",
     "draw_camera_recording",
     "integrate_frames",
+    "missed_bouts",
     "run_camera_recording",
     "run_camera_video",
     "write_camera_video",
@@ -145,6 +146,29 @@ def camera_bouts(truth_bouts: pd.DataFrame, factor: int) -> pd.DataFrame:
     return b
 
 
+def missed_bouts(tracks: pd.DataFrame, true_bouts: pd.DataFrame) -> dict:
+    """True bouts (camera frames, :func:`camera_bouts`) with no frame ``in_bout`` in
+    ``tracks``: ``n_true_bouts``, ``n_missed_bouts`` and ``n_missed_in_place`` (missed
+    struggles that hold station: ``hold``, the head does not move) — what speed from positions
+    cannot see (docs/behaviour.md)."""
+    out = {"n_true_bouts": int(len(true_bouts)), "n_missed_bouts": 0, "n_missed_in_place": 0}
+    if true_bouts.empty or "in_bout" not in tracks.columns:
+        return out
+    hit = tracks.loc[tracks["in_bout"].astype(bool), ["arena", "fish", "frame"]]
+    keys = {(str(a), str(f)): np.sort(g["frame"].to_numpy(np.int64))
+            for (a, f), g in hit.groupby(["arena", "fish"], sort=False)}
+    hold = true_bouts["hold"].astype(bool).to_numpy() if "hold" in true_bouts else \
+        np.zeros(len(true_bouts), bool)
+    for i, r in enumerate(true_bouts.itertuples(index=False)):
+        fr = keys.get((str(r.arena), str(r.fish)), np.zeros(0, np.int64))
+        j = np.searchsorted(fr, int(r.start_frame))
+        if j < len(fr) and fr[j] <= int(r.end_frame):
+            continue
+        out["n_missed_bouts"] += 1
+        out["n_missed_in_place"] += int(hold[i])
+    return out
+
+
 def draw_camera_recording(seed: int) -> tuple[StressDraw, int]:
     """One slow-camera recording per seed: ``(draw, camera_fps)``.
 
@@ -195,6 +219,7 @@ def run_camera_recording(seed: int, *, behaviour: dict | None = None,
     open_loop = [p.name for p in spec.phases() if p.kind == "open_loop"]
     row = score_recording(b.tracks, b.bouts, truth, tb, still_fish=d.still_fish,
                           open_loop=open_loop)
+    row.update(missed_bouts(b.tracks, tb))
     row.update(seed=seed, mode="camera", seconds=round(time.perf_counter() - t0, 2),
                bout_signal=b.noise.get("bout_signal"), camera_fps=cam)
     row.update({f"draw_{k}": v for k, v in d.recording.items()})
@@ -252,6 +277,7 @@ def run_camera_video(seed: int, workdir: str | Path, *, behaviour: dict | None =
         open_loop = [p.name for p in d.spec.phases() if p.kind == "open_loop"]
         row = score_recording(tr.tracks, bouts, truth, tb, still_fish=d.still_fish,
                               open_loop=open_loop)
+        row.update(missed_bouts(tr.tracks, tb))
         sig = (tr.provenance.get("behaviour_noise") or {}).get("bout_signal")
         again = {}
         for name, over in (rescore or {}).items():
@@ -260,6 +286,7 @@ def run_camera_video(seed: int, workdir: str | Path, *, behaviour: dict | None =
             b = classify(tr.tracks, c.behaviour, c.protocol, px_per_mm=c.px_per_mm)
             r = score_recording(b.tracks, b.bouts, truth, tb, still_fish=d.still_fish,
                                 open_loop=open_loop)
+            r.update(missed_bouts(b.tracks, tb))
             r.update(seed=seed, mode=f"camera_video_{name}", bout_signal=b.noise["bout_signal"],
                      camera_fps=cam)
             r.update({f"draw_{k}": v for k, v in d.recording.items()})
