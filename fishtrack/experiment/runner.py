@@ -27,11 +27,11 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from fishtrack._threads import limit_threads
 from fishtrack.behaviour import load_protocol_log
 from fishtrack.config import Config, load_config, resolve_config
 from fishtrack.errors import ConfigError, FishtrackError
 from fishtrack.experiment.aggregate import _compute_stats
-from fishtrack._threads import limit_threads
 from fishtrack.experiment.backends import Backend, InlineQueue, QueueProgress, trial_threads
 from fishtrack.experiment.lock import output_lock
 from fishtrack.experiment.manifest import (
