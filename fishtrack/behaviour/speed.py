@@ -30,8 +30,9 @@ speed").
 With the tracker's pixel motion (``bout_signal: speed_motion``, chosen by ``auto`` when the
 tracks have ``motion_energy``) a frame is also in a bout when the change of the pixels inside
 the fish's mask, aligned to the frame (:func:`motion_frames`), is above a threshold from the
-fish's quiet frames (:func:`motion_levels`): struggles that hold station move the tail, not
-the head. ``speed_threshold`` / ``motion_threshold`` replace the noise rules with fixed,
+fish's quiet frames (:func:`motion_levels`), at least the recording's median over fish
+(:func:`rig_motion_threshold`: the codec's refreshes of the whole picture): struggles that
+hold station move the tail, not the head. ``speed_threshold`` / ``motion_threshold`` replace the noise rules with fixed,
 rig-level values (:func:`fixed_speed_threshold`).
 """
 
