@@ -165,10 +165,20 @@ def thread_probe_trial(video: Path, config, out: Path, progress=None) -> None:
     from fishtrack.io.video import pyav
     from fishtrack.tracking import tracker
 
+    import resource
+
     fake_trial(video, config, out, progress)
+    # page faults of 50 arrays of 4 MB made and freed, as a tracker's chunks are: with
+    # glibc's adaptive thresholds the memory is reused, with them fixed every array is a
+    # fresh mmap (1,024 faults each)
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(50):
+        np.ones(1 << 19).sum()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
     (Path(out) / "threads.json").write_text(json.dumps({
         "cv2": cv2.getNumThreads(), "measure": tracker.MEASURE_THREADS,
-        "decode": pyav.DECODE_THREADS, "cores": usable_cores(), "pid": os.getpid()}))
+        "decode": pyav.DECODE_THREADS, "cores": usable_cores(), "pid": os.getpid(),
+        "faults": faults, "malloc_env": os.environ.get("MALLOC_TRIM_THRESHOLD_", "")}))
 
 
 def write_manifest(path: Path, rows: list[dict], *, columns: list[str] | None = None,

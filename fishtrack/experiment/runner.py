@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from fishtrack._threads import limit_threads
+from fishtrack._threads import limit_threads, restore_malloc_thresholds
 from fishtrack.behaviour import load_protocol_log
 from fishtrack.config import Config, load_config, resolve_config
 from fishtrack.errors import ConfigError, FishtrackError
@@ -475,6 +475,7 @@ def _execute_trial(task: TrialTask, queue=None) -> TrialOutcome:
     threads = trial_threads(task.concurrent)
     if threads:  # several trials share the cores: no pool larger than this trial's share
         limit_threads(threads)
+    restore_malloc_thresholds()  # a dask worker's MALLOC_TRIM_THRESHOLD_ (no-op elsewhere)
     try:
         if task.mode == "reclassify":
             shutil.copytree(final, tmp)
