@@ -159,13 +159,13 @@ def thread_probe_trial(video: Path, config, out: Path, progress=None) -> None:
     """``fake_trial`` that also records the thread caps its process runs under
     (``threads.json``: OpenCV's threads, the tracker's measuring threads, FFmpeg's decoding
     threads, the process's usable cores)."""
+    import resource
+
     import cv2
 
     from fishtrack._threads import usable_cores
     from fishtrack.io.video import pyav
     from fishtrack.tracking import tracker
-
-    import resource
 
     fake_trial(video, config, out, progress)
     # page faults of 50 arrays of 4 MB made and freed, as a tracker's chunks are: with
