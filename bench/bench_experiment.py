@@ -42,6 +42,16 @@ def _simulated_experiment(folder: Path, n_videos: int = 8,
     return manifest, cfg_path
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + sys) of this process and of every child it has reaped (worker
+    processes count once their pool or cluster is shut down)."""
+    import resource
+
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + ch.ru_utime + ch.ru_stime
+
+
 def _timed_run(manifest: Path, config, out: Path, **kw) -> tuple[float, float, object]:
     """(wall time, time of the tracking phase, result)."""
     from fishtrack.experiment import run_experiment
@@ -84,15 +94,19 @@ def run(out_path: str | Path, n_trials: int = 8, seconds: float = 30.0) -> dict:
         n_fish = len(man.table)
         results: dict[str, float] = {"n_trials": len(man.videos), "n_fish": n_fish}
         for name, kw in (("1w", {"workers": 1}), ("2w", {"workers": 2})):
+            c0 = _cpu_s()
             wall, tracked, _ = _timed_run(manifest, config, work / f"out{name}",
                                           force=True, **kw)
+            results[f"cpu_s_{name}"] = _cpu_s() - c0
             results[f"wall_s_{name}"] = wall
             results[f"tracking_s_{name}"] = tracked
             results[f"trials_per_min_{name}"] = 60.0 * n_trials / tracked
+        c0 = _cpu_s()
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster:
             wall, tracked, _ = _timed_run(manifest, config, work / "outdask", force=True,
                                           scheduler=cluster)
+        results["cpu_s_dask"] = _cpu_s() - c0  # the cluster's start and stop included
         results["wall_s_dask"] = wall
         results["tracking_s_dask"] = tracked
         results["trials_per_min_dask"] = 60.0 * n_trials / tracked
@@ -120,7 +134,10 @@ A simulated experiment of {n_trials} trials of equal size (2x3-well plates, {sec
 50 fps, 40 px larvae): {n_trials} trials, {n_fish} fish, on {os.cpu_count()} cores (load
 average {r['load_before']:.1f} before, {r['load_after']:.1f} after). Tracking phase = arena
 check plus every trial (spawned worker processes and their imports included); wall = the whole
-`run_experiment` including statistics and report.
+`run_experiment` including statistics and report. CPU = user + sys seconds of the benchmark
+process and every worker process (the machine's other load is not in it: judge the workers'
+overhead by it when the machine is shared). With 2 workers each worker process caps its
+threads at its share of the cores (docs/experiments.md, "Threads per worker").
 
 | | 1 worker | 2 workers | dask `LocalCluster` (2 processes x 1 thread) |
 |---|---|---|---|
@@ -128,6 +145,7 @@ check plus every trial (spawned worker processes and their imports included); wa
 | tracking phase (s) | {r['tracking_s_1w']:.1f} | {r['tracking_s_2w']:.1f} | {r['tracking_s_dask']:.1f} |
 | whole run (s) | {r['wall_s_1w']:.1f} | {r['wall_s_2w']:.1f} | {r['wall_s_dask']:.1f} |
 | speed-up over 1 worker (tracking phase) | 1.00 | {r['speedup_2w']:.2f} | {r['speedup_dask']:.2f} |
+| CPU s, all processes (user + sys, whole run) | {r['cpu_s_1w']:.1f} | {r['cpu_s_2w']:.1f} | {r['cpu_s_dask']:.1f} |
 
 `per_fish.csv` identical across the three runs: {'yes' if r['identical'] else 'NO'}.
 A resumed run with every trial current takes {r['resumed_run_s']:.1f} s (file identity

@@ -11,6 +11,7 @@ so spawn worker processes and dask workers can import them.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -152,6 +153,32 @@ def fake_trial(video: Path, config, out: Path, progress=None) -> None:
         },
     )
     write_provenance(Path(out) / "provenance.json", prov)
+
+
+def thread_probe_trial(video: Path, config, out: Path, progress=None) -> None:
+    """``fake_trial`` that also records the thread caps its process runs under
+    (``threads.json``: OpenCV's threads, the tracker's measuring threads, FFmpeg's decoding
+    threads, the process's usable cores)."""
+    import resource
+
+    import cv2
+
+    from fishtrack._threads import usable_cores
+    from fishtrack.io.video import pyav
+    from fishtrack.tracking import tracker
+
+    fake_trial(video, config, out, progress)
+    # page faults of 50 arrays of 4 MB made and freed, as a tracker's chunks are: with
+    # glibc's adaptive thresholds the memory is reused, with them fixed every array is a
+    # fresh mmap (1,024 faults each)
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(50):
+        np.ones(1 << 19).sum()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+    (Path(out) / "threads.json").write_text(json.dumps({
+        "cv2": cv2.getNumThreads(), "measure": tracker.MEASURE_THREADS,
+        "decode": pyav.DECODE_THREADS, "cores": usable_cores(), "pid": os.getpid(),
+        "faults": faults, "malloc_env": os.environ.get("MALLOC_TRIM_THRESHOLD_", "")}))
 
 
 def write_manifest(path: Path, rows: list[dict], *, columns: list[str] | None = None,

@@ -165,3 +165,52 @@ def test_qc_summary_and_figure_show_speed_and_motion_in_their_units(in_place_vid
     # a tail trial keeps its single vigour panel
     tail = summary.assign(bout_signal="tail")
     assert [ax.get_ylabel() for ax in behaviour_qc_figure(tail).axes] == ["tail vigour (rad/s)"]
+
+
+def _codec_refresh_tracks(seed: int = 3) -> tuple[pd.DataFrame, list[tuple[int, int]]]:
+    """Four larvae at 25 fps, 20 s: A1, A2 still; B1, B2 bout (3 px/frame for 5 frames, the
+    pixels change by ~20 grey levels) every 2 s. The encoder re-quantizes the whole picture
+    on runs of 3 frames every ~8 (every well's pixels change by ~1.1 grey levels at once, as
+    H.264's rate control did on tuning seed 382); otherwise a still larva's pixels barely
+    change (~0.1), an active larva's quiet frames by ~0.9 (its own outline's residue)."""
+    rng = np.random.default_rng(seed)
+    n, fps = 500, 25.0
+    refresh = np.zeros(n, bool)
+    for s in range(3, n - 3, 8):
+        refresh[s:s + 3] = True
+    rows, bouts = [], []
+    for k, arena in enumerate(("A1", "A2", "B1", "B2")):
+        active = arena.startswith("B")
+        x = np.full(n, 40.0 + 80 * k) + rng.normal(0, 0.02, n)
+        me = np.abs(rng.normal(0.9 if active else 0.1, 0.15 if active else 0.05, n))
+        me[refresh] += rng.normal(1.1, 0.08, int(refresh.sum()))
+        if active:
+            for s in range(20 + 7 * k, n - 10, 50):
+                x[s:] += np.minimum(np.arange(n - s), 5) * 3.0
+                me[s:s + 5] += rng.uniform(15, 25, 5)
+                bouts.append((k, s))
+        rows.append(pd.DataFrame({"frame": np.arange(n), "time_s": np.arange(n) / fps,
+                                  "arena": arena, "fish": arena, "x": x,
+                                  "y": 60 + rng.normal(0, 0.02, n), "tail_angle": np.nan,
+                                  "motion_energy": me}))
+    return pd.concat(rows, ignore_index=True), bouts
+
+
+def test_codec_refreshes_of_the_whole_picture_make_no_bout_of_a_still_larva():
+    tracks, bouts = _codec_refresh_tracks()
+    res = classify(tracks, BehaviourConfig())
+    assert res.noise["bout_signal"] == "speed_motion"
+    st = res.tracks.set_index(["arena", "frame"])
+    for still in ("A1", "A2"):
+        assert not (res.bouts["arena"] == still).any()
+        assert (st.loc[still, "state"] == "passive").all()
+    # every bout of the active larvae is still found
+    b = res.bouts
+    for k, start in bouts:
+        arena = ("A1", "A2", "B1", "B2")[k]
+        mine = b[b["arena"] == arena]
+        assert ((mine["start_frame"] <= start + 4) & (mine["end_frame"] >= start)).any()
+    # the still larvae's pixel-motion threshold is above their codec refreshes
+    thr = res.fish.set_index("arena")["motion_threshold_grey"]
+    peak = res.tracks.groupby("arena")["bout_motion_grey"].max()
+    assert (thr[["A1", "A2"]] > peak[["A1", "A2"]]).all()

@@ -26,6 +26,7 @@ from fixtures_experiment import (
     fake_arenas,
     fake_trial,
     plate_experiment,
+    thread_probe_trial,
     true_passive_fraction,
     write_fake_video,
     write_manifest,
@@ -566,6 +567,46 @@ def test_dask_cluster_gives_the_same_results(baseline, tmp_path):
                    scheduler=cluster.scheduler_address, report=False)
     assert res.ok, res.failures
     assert (tmp_path / "out/per_fish.csv").read_bytes() == (baseline.out / "per_fish.csv").read_bytes()
+
+
+def _thread_caps(out: Path) -> list[dict]:
+    return [json.loads((out / "trials" / p / "threads.json").read_text())
+            for p in ("plate1", "plate2")]
+
+
+@pytest.mark.timeout(300)
+def test_workers_sharing_the_cores_cap_their_threads(tmp_path):
+    """Two trials at once (2 local workers, a real 2-worker dask LocalCluster) each get half
+    the usable cores for OpenCV, FFmpeg's decoding and the measuring threads, and a dask
+    worker's fixed malloc thresholds are undone; one trial alone keeps the defaults (issue
+    15: 2 workers oversubscribed 2 cores, the LocalCluster spent its time in page faults)."""
+    import cv2
+
+    from fishtrack._threads import usable_cores
+    from fishtrack.tracking import tracker
+
+    distributed = pytest.importorskip("dask.distributed")
+    share = max(1, usable_cores() // 2)
+    want = {"cv2": share, "measure": min(tracker.DEFAULT_MEASURE_THREADS, share), "decode": share}
+    kw = {"trial_fn": thread_probe_trial, "arenas_fn": fake_arenas, "report": False}
+    e = plate_experiment(tmp_path / "in")
+    m, c = e["manifest"], e["config"]
+    assert run_experiment(m, c, tmp_path / "w2", workers=2, **kw).ok
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        assert run_experiment(m, c, tmp_path / "dask", scheduler=cluster, **kw).ok
+    for caps in _thread_caps(tmp_path / "w2") + _thread_caps(tmp_path / "dask"):
+        assert {k: caps[k] for k in want} == want, caps
+    # dask's workers run with MALLOC_TRIM_THRESHOLD_ set (glibc's adaptive thresholds off:
+    # every large array a fresh mmap, 1,024 page faults per 4 MB); the trial restores them
+    for caps in _thread_caps(tmp_path / "dask"):
+        assert caps["malloc_env"] and caps["faults"] < 50 * 1024 // 4, caps
+    # one worker: the trial runs in this process, alone, with the libraries' defaults
+    before = cv2.getNumThreads()
+    assert run_experiment(m, c, tmp_path / "w1", workers=1, **kw).ok
+    for caps in _thread_caps(tmp_path / "w1"):
+        assert caps["pid"] == os.getpid() and caps["cv2"] == before
+        assert caps["measure"] == tracker.DEFAULT_MEASURE_THREADS and caps["decode"] == 0
 
 
 def test_compute_stats_after_exclusions_and_corrections(baseline, tmp_path):

@@ -30,8 +30,9 @@ speed").
 With the tracker's pixel motion (``bout_signal: speed_motion``, chosen by ``auto`` when the
 tracks have ``motion_energy``) a frame is also in a bout when the change of the pixels inside
 the fish's mask, aligned to the frame (:func:`motion_frames`), is above a threshold from the
-fish's quiet frames (:func:`motion_levels`): struggles that hold station move the tail, not
-the head. ``speed_threshold`` / ``motion_threshold`` replace the noise rules with fixed,
+fish's quiet frames (:func:`motion_levels`), at least the recording's median over fish
+(:func:`rig_motion_threshold`: the codec's refreshes of the whole picture): struggles that
+hold station move the tail, not the head. ``speed_threshold`` / ``motion_threshold`` replace the noise rules with fixed,
 rig-level values (:func:`fixed_speed_threshold`).
 """
 
@@ -307,6 +308,31 @@ def _pool_motion(ok: np.ndarray, med: np.ndarray, sd: np.ndarray) -> tuple[bool,
     return True, float(np.median(med[ok])), float(np.median(sd[ok]))
 
 
+def rig_motion_threshold(own: np.ndarray) -> np.ndarray:
+    """Per fish: its pixel-motion threshold, raised to the recording's median over fish.
+
+    The camera's and the codec's noise belongs to the rig and is shared by every well, but a
+    still larva measures it badly in compressed video: H.264 keeps its pixels unchanged
+    except on the frames where the encoder re-quantizes the whole picture (on tuning seed
+    382, runs of 2-4 frames at ~1.1 grey levels in every well at once, against ~0.1
+    otherwise), so its quiet frames' median and robust sd miss those frames and its
+    threshold falls to :data:`MIN_MOTION_GREY`, below them: false bouts on a still larva.
+    The median over the fish is the rig's level and is not set by the still larvae as long as
+    they are fewer than half; a fish whose own noise is higher keeps its own threshold
+    (issue 17: a pooled threshold for every fish made active larvae worse)."""
+    own = np.asarray(own, float)
+    rig = pooled("rig_motion_threshold", _rig_median, own=own)
+    if not np.isfinite(rig):
+        return own
+    return np.fmax(own, rig)
+
+
+def _rig_median(own: np.ndarray) -> float:
+    """Reduce: the median over the fish with a finite threshold (NaN without one)."""
+    own = own[np.isfinite(own)]
+    return float(np.median(own)) if len(own) else float("nan")
+
+
 def _dilate1(fr: Frames, mask: np.ndarray) -> np.ndarray:
     """``mask`` grown by one row on each side within each fish."""
     out = mask.copy()
@@ -375,7 +401,8 @@ def detect_speed_bouts(
             if cfg.motion_threshold is not None:
                 m_thr = np.full(n_fish, float(cfg.motion_threshold))
             else:
-                m_thr = np.fmax(MIN_MOTION_GREY, m_med + MOTION_FACTOR * m_sd)
+                m_thr = rig_motion_threshold(
+                    np.fmax(MIN_MOTION_GREY, m_med + MOTION_FACTOR * m_sd))
             m_noise = np.where(np.isfinite(m_med), m_med, 0.0)
             active_m = hysteresis_activity(kin_m, m_thr, m_noise,
                                            max_extend_s=fr.dt_median, min_high_s=0.0)

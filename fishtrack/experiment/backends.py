@@ -42,6 +42,16 @@ class Backend:
         self.queue = None
         self._own_client = False
 
+    @property
+    def concurrent(self) -> int:
+        """Trials that run at once on one machine (they share its cores): the local workers;
+        on dask the most worker threads on one host (0: not known yet, e.g. an adaptive
+        cluster without workers; the worker then counts its own threads); 0 inline (one
+        trial has the machine to itself: no limit)."""
+        if self.client is not None:
+            return _dask_slots_per_host(self.client)
+        return self.workers if self.pool is not None else 0
+
     def __enter__(self) -> Backend:
         if self.scheduler is not None:
             self.client, self._own_client = _dask_client(self.scheduler)
@@ -118,6 +128,35 @@ def _dask_client(scheduler: Any) -> tuple[Any, bool]:
         raise FishtrackError(f"cannot connect to the dask scheduler {scheduler}: {err}") from None
     raise TypeError("scheduler must be an address 'tcp://host:port', a dask Cluster or a Client")
 
+
+
+def _dask_slots_per_host(client: Any) -> int:
+    """The most task slots (worker threads) of the dask cluster on one host; 0 when unknown."""
+    try:
+        workers = client.scheduler_info().get("workers", {})
+    except Exception:  # noqa: BLE001 - only a hint for the threads per trial
+        return 0
+    per_host: dict[str, int] = {}
+    for addr, w in workers.items():
+        host = w.get("host") or str(addr).rsplit(":", 1)[0]
+        per_host[host] = per_host.get(host, 0) + int(w.get("nthreads", 1) or 1)
+    return max(per_host.values(), default=0)
+
+
+def trial_threads(concurrent: int) -> int:
+    """Threads for one trial in this (worker) process: the usable cores shared by
+    ``concurrent`` trials (:func:`fishtrack._threads.threads_per_trial`); 0 (no limit) when
+    the trial runs alone. In a dask worker with ``concurrent`` unknown (0), its own threads."""
+    if concurrent <= 0:
+        try:
+            from distributed import get_worker
+
+            concurrent = int(get_worker().state.nthreads)
+        except (ImportError, ValueError, AttributeError):
+            return 0
+    from fishtrack._threads import threads_per_trial
+
+    return threads_per_trial(concurrent)
 
 
 class InlineQueue:

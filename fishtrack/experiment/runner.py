@@ -27,11 +27,12 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from fishtrack._threads import limit_threads, restore_malloc_thresholds
 from fishtrack.behaviour import load_protocol_log
 from fishtrack.config import Config, load_config, resolve_config
 from fishtrack.errors import ConfigError, FishtrackError
 from fishtrack.experiment.aggregate import _compute_stats
-from fishtrack.experiment.backends import Backend, InlineQueue, QueueProgress
+from fishtrack.experiment.backends import Backend, InlineQueue, QueueProgress, trial_threads
 from fishtrack.experiment.lock import output_lock
 from fishtrack.experiment.manifest import (
     Manifest,
@@ -383,6 +384,9 @@ class TrialTask:
     config: Config
     mode: Literal["track", "reclassify"] = "track"
     trial_fn: TrialFn | None = None
+    concurrent: int = 0
+    """Trials running at once on the worker's machine (:attr:`Backend.concurrent`): the
+    worker caps its threads at its share of the cores (0: no cap, the trial runs alone)."""
 
 
 def _execute(plan: _Plan, backend: Backend, trial_fn: TrialFn | None,
@@ -398,7 +402,8 @@ def _execute(plan: _Plan, backend: Backend, trial_fn: TrialFn | None,
             outcomes[name] = TrialOutcome(name, v, "skipped")
             continue
         mode = "reclassify" if plan.status[v] == "reclassify" else "track"
-        tasks.append(TrialTask(name, str(man.root / v), str(plan.out), plan.configs[v], mode, trial_fn))
+        tasks.append(TrialTask(name, str(man.root / v), str(plan.out), plan.configs[v], mode,
+                               trial_fn, backend.concurrent))
     total = len(videos)
     n_done = 0
     for name in outcomes:
@@ -467,6 +472,10 @@ def _execute_trial(task: TrialTask, queue=None) -> TrialOutcome:
     final = root / "trials" / task.name
     tmp = final.with_name(f".{task.name}.part-{uuid.uuid4().hex[:8]}")
     progress = QueueProgress(queue, task.name) if queue is not None else None
+    threads = trial_threads(task.concurrent)
+    if threads:  # several trials share the cores: no pool larger than this trial's share
+        limit_threads(threads)
+    restore_malloc_thresholds()  # a dask worker's MALLOC_TRIM_THRESHOLD_ (no-op elsewhere)
     try:
         if task.mode == "reclassify":
             shutil.copytree(final, tmp)

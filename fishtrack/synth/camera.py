@@ -19,8 +19,9 @@ frame interval, so each of their frames is the *average* of the scene over that 
   ``fishtrack track``: the tracker's positions and ``motion_energy`` on the blurred,
   compressed 25-30 fps video) and scores it against the truth.
 
-Seeds 0-999 tune the movement bouts; seeds 2000-2199 (issue 17, speed only) and 5000-5199
-(speed and pixel motion) are held-out reporting ranges (:data:`CAMERA_REPORT_SEEDS`;
+Seeds 0-999 tune the movement bouts; seeds 2000-2199 (issue 17, speed only), 5000-5199
+(speed and pixel motion) and 8000-8199 (after the codec-refresh fix) are held-out reporting
+ranges (:data:`CAMERA_REPORT_SEEDS`;
 docs/behaviour.md, ``bench/bench_speed_bouts.py``).
 """
 
@@ -55,6 +56,7 @@ __all__ = [
     "camera_tracks",
     "draw_camera_recording",
     "integrate_frames",
+    "missed_bouts",
     "run_camera_recording",
     "run_camera_video",
     "write_camera_video",
@@ -66,9 +68,10 @@ RENDER_FACTOR = 10
 """The scene is rendered this many times faster than the camera records (250-300 fps: every
 tail beat of 15-40 Hz is resolved before the exposure averages it away)."""
 CAMERA_TUNE_SEEDS = range(0, 1000)
-CAMERA_REPORT_SEEDS = range(5000, 5200)
+CAMERA_REPORT_SEEDS = range(8000, 8200)
 """Held-out seeds of the slow-camera suite (1000-1199 report issue 11's stress suite,
-2000-2199 the first speed-only figures)."""
+2000-2199 the first speed-only figures, 5000-5199 the pixel-motion round; 8000-8199 the
+round after the codec-refresh fix)."""
 
 
 def integrate_frames(frames: Iterable[np.ndarray], factor: int) -> Iterator[np.ndarray]:
@@ -145,6 +148,29 @@ def camera_bouts(truth_bouts: pd.DataFrame, factor: int) -> pd.DataFrame:
     return b
 
 
+def missed_bouts(tracks: pd.DataFrame, true_bouts: pd.DataFrame) -> dict:
+    """True bouts (camera frames, :func:`camera_bouts`) with no frame ``in_bout`` in
+    ``tracks``: ``n_true_bouts``, ``n_missed_bouts`` and ``n_missed_in_place`` (missed
+    struggles that hold station: ``hold``, the head does not move) — what speed from positions
+    cannot see (docs/behaviour.md)."""
+    out = {"n_true_bouts": int(len(true_bouts)), "n_missed_bouts": 0, "n_missed_in_place": 0}
+    if true_bouts.empty or "in_bout" not in tracks.columns:
+        return out
+    hit = tracks.loc[tracks["in_bout"].astype(bool), ["arena", "fish", "frame"]]
+    keys = {(str(a), str(f)): np.sort(g["frame"].to_numpy(np.int64))
+            for (a, f), g in hit.groupby(["arena", "fish"], sort=False)}
+    hold = true_bouts["hold"].astype(bool).to_numpy() if "hold" in true_bouts else \
+        np.zeros(len(true_bouts), bool)
+    for i, r in enumerate(true_bouts.itertuples(index=False)):
+        fr = keys.get((str(r.arena), str(r.fish)), np.zeros(0, np.int64))
+        j = np.searchsorted(fr, int(r.start_frame))
+        if j < len(fr) and fr[j] <= int(r.end_frame):
+            continue
+        out["n_missed_bouts"] += 1
+        out["n_missed_in_place"] += int(hold[i])
+    return out
+
+
 def draw_camera_recording(seed: int) -> tuple[StressDraw, int]:
     """One slow-camera recording per seed: ``(draw, camera_fps)``.
 
@@ -195,6 +221,7 @@ def run_camera_recording(seed: int, *, behaviour: dict | None = None,
     open_loop = [p.name for p in spec.phases() if p.kind == "open_loop"]
     row = score_recording(b.tracks, b.bouts, truth, tb, still_fish=d.still_fish,
                           open_loop=open_loop)
+    row.update(missed_bouts(b.tracks, tb))
     row.update(seed=seed, mode="camera", seconds=round(time.perf_counter() - t0, 2),
                bout_signal=b.noise.get("bout_signal"), camera_fps=cam)
     row.update({f"draw_{k}": v for k, v in d.recording.items()})
@@ -252,6 +279,7 @@ def run_camera_video(seed: int, workdir: str | Path, *, behaviour: dict | None =
         open_loop = [p.name for p in d.spec.phases() if p.kind == "open_loop"]
         row = score_recording(tr.tracks, bouts, truth, tb, still_fish=d.still_fish,
                               open_loop=open_loop)
+        row.update(missed_bouts(tr.tracks, tb))
         sig = (tr.provenance.get("behaviour_noise") or {}).get("bout_signal")
         again = {}
         for name, over in (rescore or {}).items():
@@ -260,6 +288,7 @@ def run_camera_video(seed: int, workdir: str | Path, *, behaviour: dict | None =
             b = classify(tr.tracks, c.behaviour, c.protocol, px_per_mm=c.px_per_mm)
             r = score_recording(b.tracks, b.bouts, truth, tb, still_fish=d.still_fish,
                                 open_loop=open_loop)
+            r.update(missed_bouts(b.tracks, tb))
             r.update(seed=seed, mode=f"camera_video_{name}", bout_signal=b.noise["bout_signal"],
                      camera_fps=cam)
             r.update({f"draw_{k}": v for k, v in d.recording.items()})

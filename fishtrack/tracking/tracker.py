@@ -55,7 +55,10 @@ __all__ = ["TrackResult", "ArraySource", "track_video", "track_columns", "kept_r
 Progress = Callable[[int, int], None]
 
 #: worker threads measuring queued batches (heads, midlines) while the main thread segments
-MEASURE_THREADS = 2
+DEFAULT_MEASURE_THREADS = 2
+#: the count used (read when tracking starts); ``fishtrack._threads.limit_threads`` lowers it
+#: in worker processes that share the cores with other trials
+MEASURE_THREADS = DEFAULT_MEASURE_THREADS
 #: chunk bytes above which chunks are made shorter than ``chunk_size`` (bounded memory)
 _MAX_CHUNK_BYTES = 12_000_000
 #: store bytes per block of rows handed to a streaming sink (``track_video(sink=...)``)

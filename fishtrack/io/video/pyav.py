@@ -24,6 +24,9 @@ from fishtrack.io.video.mp4 import (
 from fishtrack.io.video.packets import FrameIndex, PacketLog, PacketTable
 from fishtrack.io.video.records import DamageKind, DamageRecord
 
+DECODE_THREADS = 0
+"""FFmpeg decoding threads per opened video (``thread_count``; 0: FFmpeg's choice, about one per
+core). ``fishtrack._threads.limit_threads`` sets it in worker processes sharing the cores."""
 _MAX_DEMUX_RETRIES = 32  # demux restarts after errors, per pass
 _MAX_SEEK_ATTEMPTS = 3  # seeks to ever earlier keyframes before decoding from the start
 _SEEK_MIN_GAP = 2  # seek forward only when it skips more than this many frames (measured:
@@ -459,6 +462,8 @@ class _AVReader:
         s = c.streams[self.b.stream_index]
         try:
             s.codec_context.thread_type = "NONE" if safe else "AUTO"
+            if not safe and DECODE_THREADS > 0:
+                s.codec_context.thread_count = DECODE_THREADS
         except Exception:  # noqa: BLE001 - threading is an optimisation
             pass
         self._handles[safe] = (c, s)

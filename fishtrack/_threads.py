@@ -1,0 +1,104 @@
+"""Threads of one process when several fishtrack processes share a machine's cores.
+
+A ``fishtrack track`` process alone uses more than one thread: FFmpeg's frame threads decode
+(``thread_type`` AUTO, as many as the machine has cores), :data:`MEASURE_THREADS
+<fishtrack.tracking.tracker.MEASURE_THREADS>` threads measure heads and midlines while the
+main thread segments, and OpenCV and BLAS each keep a pool as large as the machine. That is
+right for one process, but ``fishtrack run --workers N`` (or a dask cluster) starts N such
+processes on the same cores, and every one of them then runs all those pools: the cores are
+oversubscribed and time goes to switching and waiting rather than tracking.
+
+:func:`limit_threads` caps them for the rest of the process (a worker process runs trials one
+after the other); :func:`threads_per_trial` is the share of the usable cores one of
+``concurrent`` trials gets; :func:`restore_malloc_thresholds` undoes a dask worker's
+``MALLOC_TRIM_THRESHOLD_`` for the trial's large arrays. See docs/experiments.md ("Threads per
+worker").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+__all__ = ["limit_threads", "restore_malloc_thresholds", "threads_per_trial", "usable_cores"]
+
+_APPLIED: int | None = None
+_BLAS_LIMIT = None  # a threadpoolctl limiter kept alive for the process's lifetime
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity: a SLURM job's allocation, a
+    ``taskset``), else ``os.cpu_count()``."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_per_trial(concurrent: int, cores: int | None = None) -> int:
+    """Threads for each of ``concurrent`` trials running at once on ``cores`` cores (the usable
+    cores by default): ``cores // concurrent``, at least 1."""
+    cores = usable_cores() if cores is None else int(cores)
+    return max(1, cores // max(1, int(concurrent)))
+
+
+def limit_threads(n: int) -> int:
+    """Cap this process's compute threads at ``n``: OpenCV (``cv2.setNumThreads``), BLAS /
+    OpenMP pools (threadpoolctl, when installed), FFmpeg's decoding threads of videos opened
+    from now on (:data:`fishtrack.io.video.pyav.DECODE_THREADS`) and the tracker's measuring
+    threads (``min(MEASURE_THREADS, n)``; at least one, so measuring still overlaps
+    segmenting). Returns ``n``. Idempotent; meant for worker processes."""
+    global _APPLIED, _BLAS_LIMIT
+    n = max(1, int(n))
+    if _APPLIED == n:
+        return n
+    import cv2
+
+    from fishtrack.io.video import pyav
+    from fishtrack.tracking import tracker
+
+    cv2.setNumThreads(n)
+    pyav.DECODE_THREADS = n
+    tracker.MEASURE_THREADS = max(1, min(tracker.DEFAULT_MEASURE_THREADS, n))
+    with contextlib.suppress(ImportError):
+        from threadpoolctl import threadpool_limits
+
+        _BLAS_LIMIT = threadpool_limits(limits=n)
+    _APPLIED = n
+    return n
+
+
+_MALLOC_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_")
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
+"""glibc's own ceiling for its adaptive mmap threshold on 64-bit systems (32 MiB); the trim
+threshold is set to twice it, as glibc does when it adapts."""
+_MALLOC_DONE = False
+
+
+def restore_malloc_thresholds() -> bool:
+    """Give glibc malloc back the thresholds it adapts to when a worker's environment fixed
+    them. Returns True when they were changed.
+
+    dask's nanny starts every worker process with ``MALLOC_TRIM_THRESHOLD_=65536``
+    (``distributed.nanny.pre-spawn-environ``, to hand memory back to the OS). Setting any
+    such variable turns off glibc's adaptive mmap threshold, so every array above 128 KiB
+    (each chunk of frames, each per-chunk work array) is a fresh ``mmap`` whose pages are
+    faulted in and zeroed again, and freed with ``munmap``: on 2 trials of issue 15's batch
+    1.5 million page faults and 5.6 s of system time against 0.07 million and 0.6 s (user time
+    8.5 vs 8.1 s). This sets the mmap threshold to glibc's adaptive ceiling
+    (:data:`MMAP_THRESHOLD_BYTES`) and the trim threshold to twice it, only when one of
+    those variables is set and only on glibc (``mallopt``); otherwise it does nothing."""
+    global _MALLOC_DONE
+    if _MALLOC_DONE or not any(os.environ.get(k) for k in _MALLOC_ENV):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+        ok = libc.mallopt(_M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_BYTES) == 1 and ok
+    except (OSError, AttributeError):  # not glibc: nothing to restore
+        return False
+    _MALLOC_DONE = ok
+    return ok
