@@ -42,7 +42,6 @@ from fishtrack.tracking.midline import (
     body_directions,
     initial_directions,
     locate_heads,
-    max_filter_patches,
     refine_heads,
     smooth_patches,
     trace_midlines,
@@ -456,27 +455,24 @@ def _cut(
     mem = np.zeros((m, p, p), np.uint8) if label else np.ones((m, p, p), np.uint8)
     cen = np.full((m, 2), np.nan)
     motion = np.full(m, np.nan, np.float32)
-    ya, yb = np.clip(y0, 0, h), np.clip(y0 + p, 0, h)
-    xa, xb = np.clip(x0, 0, w), np.clip(x0 + p, 0, w)
-    # Python scalars in the per-fish loop (NumPy scalar arithmetic is slow)
-    tl, x0l, y0l = t.tolist(), x0.tolist(), y0.tolist()
-    yal, ybl, xal, xbl = ya.tolist(), yb.tolist(), xa.tolist(), xb.tolist()
+    area = np.zeros(m, np.float32)
     if label:
+        # the labels: this fish's blob(s) 1, other blobs overlapping the patch 2
+        ya, yb = np.minimum(np.maximum(y0, 0), h), np.minimum(np.maximum(y0 + p, 0), h)
+        xa, xb = np.minimum(np.maximum(x0, 0), w), np.minimum(np.maximum(x0 + p, 0), w)
+        # Python scalars in the per-fish loop (NumPy scalar arithmetic is slow)
+        tl, x0l, y0l = t.tolist(), x0.tolist(), y0.tolist()
+        valid = ((yb > ya) & (xb > xa)).tolist()
         starts = np.searchsorted(blobs.frame, t, side="left").tolist()
         ends = np.searchsorted(blobs.frame, t, side="right").tolist()
         sel_l = np.asarray(sel).tolist()
         b_x0, b_y0, b_w, b_h = blobs.x0.tolist(), blobs.y0.tolist(), blobs.w.tolist(), blobs.h.tolist()
         b_area, b_cx, b_cy = blobs.area.tolist(), blobs.cx.tolist(), blobs.cy.tolist()
         ign = ignore.tolist() if ignore is not None else None
-    for k in range(m):
-        tk = tl[k]
-        y_a, y_b, x_a, x_b = yal[k], ybl[k], xal[k], xbl[k]
-        if y_b <= y_a or x_b <= x_a:
-            continue
-        oy, ox = y_a - y0l[k], x_a - x0l[k]
-        hh, ww = y_b - y_a, x_b - x_a
-        fp[k, oy : oy + hh, ox : ox + ww] = d[tk, y_a:y_b, x_a:x_b]
-        if label:
+        for k in range(m):
+            if not valid[k]:
+                continue
+            tk = tl[k]
             j = sel_l[k]
             xk, yk = x0l[k], y0l[k]
             off = (-xk, -(yk + tk * n_h))
@@ -498,38 +494,12 @@ def _cut(
                 cv2.drawContours(mem[k], blobs.contours[o : o + 1], -1, 1 if same else 2, -1, offset=off)
             cv2.drawContours(mem[k], blobs.contours[j : j + 1], -1, 1, -1, offset=off)
             cen[k] = (sx / sa - xk, sy / sa - yk)
-    # the fish's pixels (inside the crop: the part of the patch the loop filled)
-    oy_, ox_ = ya - y0, xa - x0
-    ar = np.arange(p)
-    win = (((ar[None, :] >= oy_[:, None]) & (ar[None, :] < (yb - y0)[:, None]))[:, :, None]
-           & ((ar[None, :] >= ox_[:, None]) & (ar[None, :] < (xb - x0)[:, None]))[:, None, :])
-    own = (mem == 1) if label else (fp > own_threshold)
-    own &= win
-    area = own.sum(axis=(1, 2)).astype(np.float32)
-    # motion energy: mean |frame_t - frame_t-1| inside the fish dilated by 2 px (the dilation
-    # stays inside the crop), for blocks of patches at a time (bounded memory)
-    before_ok = ((t > 0) | (prev is not None)) & (yb > ya) & (xb > xa)
-    blk = max(1, 2_000_000 // (p * p))
-    for b0 in range(0, m, blk):
-        ks = [k for k in range(b0, min(m, b0 + blk)) if before_ok[k]]
-        if not ks:
-            continue
-        now = np.zeros((len(ks), p, p), np.uint8)
-        bef = np.zeros((len(ks), p, p), np.uint8)
-        for i, k in enumerate(ks):
-            tk = tl[k]
-            y_a, y_b, x_a, x_b = yal[k], ybl[k], xal[k], xbl[k]
-            oy, ox = y_a - y0l[k], x_a - x0l[k]
-            hh, ww = y_b - y_a, x_b - x_a
-            now[i, oy : oy + hh, ox : ox + ww] = crop[tk, y_a:y_b, x_a:x_b]
-            bef[i, oy : oy + hh, ox : ox + ww] = crop[tk - 1, y_a:y_b, x_a:x_b] if tk > 0 else prev[y_a:y_b, x_a:x_b]
-        dil = max_filter_patches(own[ks].view(np.uint8), 2).view(bool) & win[ks]
-        nz = dil.sum(axis=(1, 2))
-        diff = cv2.absdiff(now.reshape(-1, p), bef.reshape(-1, p)).reshape(now.shape)
-        tot = (diff * dil).sum(axis=(1, 2), dtype=np.int64)
-        # as cv2.mean: the sum times the reciprocal of the count
-        has = nz > 0
-        motion[np.array(ks)[has]] = tot[has] * (1.0 / nz[has])
+    # the patches of fishness, the fish's pixels (inside the crop) and its motion energy:
+    # mean |frame_t - frame_t-1| inside the fish dilated by 2 px (within the crop)
+    from fishtrack.tracking._kernels import cut_measure  # (numba: imported when first used)
+
+    cut_measure(d, crop, crop[0] if prev is None else prev, prev is not None, t, x0, y0, mem,
+                label, 0.0 if label else float(own_threshold), fp, area, motion)
     off = np.stack([x0 + origin[0], y0 + origin[1]], axis=1).astype(np.float64)
     return _Patches(fp, mem, off, cen, area, motion)
 
