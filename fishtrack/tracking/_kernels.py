@@ -7,7 +7,8 @@ that against the reference. A kernel pays off where the NumPy version makes many
 arrays per sample (bilinear sampling: ~15 whole-array operations for four reads and a few
 multiplications per sample).
 
-The kernels are compiled on first use and cached on disk (numba's ``cache=True``: next to
+The kernels are compiled when this module is first imported (the tracker imports it when it
+first needs it) and cached on disk (numba's ``cache=True``: next to
 this file, or in the user's cache folder where that is not writable), so a process pays only
 numba's import (~0.3-0.5 s) and the cache load when it first tracks. They release the GIL
 (``nogil``), so the tracker's measuring threads run them side by side.
@@ -21,7 +22,12 @@ from numba import njit
 __all__ = ["bilinear2d"]
 
 
-@njit(cache=True, nogil=True)
+#: one compiled signature per kernel (any memory layout), so that a first run compiles each
+#: kernel once, whatever views it is given
+_A3U8 = "uint8[:, :, :]"
+
+
+@njit("float32[:, :](float32[:, :, :], float64[:, :], float64[:, :])", cache=True, nogil=True)
 def bilinear2d(f, x, y):  # pragma: no cover - compiled; tested against the NumPy reference
     """Sample patches ``f`` (M, P, P) at positions ``x``, ``y`` (M, K) float64; zero outside
     ``[0, P-1]``; float32 (M, K). The same values as ``midline._bilinear_np``."""
@@ -52,7 +58,8 @@ def bilinear2d(f, x, y):  # pragma: no cover - compiled; tested against the NumP
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(f"void({_A3U8}, {_A3U8}, uint8[:, :], boolean, int64[:], int64[:], int64[:], {_A3U8}, "
+      f"boolean, float64, {_A3U8}, float32[:], float32[:])", cache=True, nogil=True)
 def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, fp, area, motion):  # pragma: no cover
     """The fishness patches ``fp`` (M, P, P) of a chunk's fish and each fish's area and motion
     energy (``tracker._cut``'s NumPy steps, the same values).

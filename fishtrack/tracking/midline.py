@@ -574,20 +574,18 @@ def refine_heads(
 def _bilinear(f: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Sample patches f (M, P, P) at (M, K) positions; zero outside (float32).
 
-    Float64 positions go to a compiled kernel (:mod:`._kernels`, the same values as
-    :func:`_bilinear_np`, ~4x faster), anything else to :func:`_bilinear_np`."""
-    global _KERNEL
-    if _KERNEL is None:
-        try:
-            from fishtrack.tracking._kernels import bilinear2d as _KERNEL
-        except ImportError:  # numba missing: the NumPy version (same values)
-            _KERNEL = False
-    if (_KERNEL and x.dtype == np.float64 and y.dtype == np.float64 and x.ndim == 2
-            and x.shape == y.shape and len(f) == len(x) and f.ndim == 3):
-        return _KERNEL(f, np.ascontiguousarray(x), np.ascontiguousarray(y))
+    While the tracker uses its compiled kernels (``tracker.use_kernels``), float32 patches at
+    float64 positions go to :func:`fishtrack.tracking._kernels.bilinear2d` (the same values
+    as :func:`_bilinear_np`, ~4x faster)."""
+    kernel = _KERNEL
+    if (kernel is not None and f.dtype == np.float32 and x.dtype == np.float64
+            and y.dtype == np.float64 and x.ndim == 2 and x.shape == y.shape
+            and len(f) == len(x) and f.ndim == 3):
+        return kernel(f, x, y)
     return _bilinear_np(f, x, y)
 
 
+#: the compiled :func:`_bilinear` while the tracker uses its kernels, else None (NumPy)
 _KERNEL = None
 
 

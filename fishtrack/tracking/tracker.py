@@ -17,6 +17,7 @@ import dataclasses
 import inspect
 import math
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import pandas as pd
 
 from fishtrack.config import Layout, TrackingConfig
 from fishtrack.errors import TrackingError
+from fishtrack.tracking import midline as _midline
 from fishtrack.tracking.background import (
     ArenaModel,
     Background,
@@ -42,6 +44,7 @@ from fishtrack.tracking.midline import (
     body_directions,
     initial_directions,
     locate_heads,
+    max_filter_patches,
     refine_heads,
     smooth_patches,
     trace_midlines,
@@ -55,6 +58,12 @@ Progress = Callable[[int, int], None]
 
 #: worker threads measuring queued batches (heads, midlines) while the main thread segments
 MEASURE_THREADS = 2
+#: a run tracking at least this many fish (slots) uses the compiled kernels (:mod:`._kernels`,
+#: the same values as the NumPy code): numba's import and code generator cost ~1 s of CPU
+#: and ~110 MB of memory once per process, which pays off with many fish per frame (a plate)
+KERNEL_MIN_FISH = 24
+#: the compiled kernels module while they are in use (see :func:`use_kernels`), else None
+_KERNELS: Any = None
 #: chunk bytes above which chunks are made shorter than ``chunk_size`` (bounded memory)
 _MAX_CHUNK_BYTES = 12_000_000
 #: store bytes per block of rows handed to a streaming sink (``track_video(sink=...)``)
@@ -84,6 +93,30 @@ MAYBE_REVERSED = 0.5
 #: a rough head with body on both sides (the opposite ray at least this fraction of the
 #: strongest) is mid-body
 MID_BODY = 0.5
+
+
+def use_kernels(on: bool) -> None:
+    """Use the compiled kernels (``on``; NumPy if numba cannot be imported) or the NumPy code
+    (the same values either way) for sampling patches and cutting them, process-wide."""
+    global _KERNELS
+    mod = None
+    if on:
+        try:
+            from fishtrack.tracking import _kernels as mod
+        except ImportError:  # pragma: no cover - numba is a dependency
+            mod = None
+    _KERNELS = mod
+    _midline._KERNEL = None if mod is None else mod.bilinear2d
+
+
+def _load_kernels() -> threading.Thread | None:
+    """Import (and compile or load from numba's cache) the kernels in a background thread;
+    until they are ready the NumPy code runs (the same values)."""
+    if _KERNELS is not None:
+        return None
+    th = threading.Thread(target=use_kernels, args=(True,), name="fishtrack-kernels", daemon=True)
+    th.start()
+    return th
 
 
 def track_columns(n_tail_points: int) -> list[str]:
@@ -496,12 +529,75 @@ def _cut(
             cen[k] = (sx / sa - xk, sy / sa - yk)
     # the patches of fishness, the fish's pixels (inside the crop) and its motion energy:
     # mean |frame_t - frame_t-1| inside the fish dilated by 2 px (within the crop)
-    from fishtrack.tracking._kernels import cut_measure  # (numba: imported when first used)
-
-    cut_measure(d, crop, crop[0] if prev is None else prev, prev is not None, t, x0, y0, mem,
-                label, 0.0 if label else float(own_threshold), fp, area, motion)
+    measure = _KERNELS.cut_measure if _KERNELS is not None else _cut_measure_np
+    measure(d, crop, crop[0] if prev is None else prev, prev is not None, t, x0, y0, mem, label,
+            0.0 if label else float(own_threshold), fp, area, motion)
     off = np.stack([x0 + origin[0], y0 + origin[1]], axis=1).astype(np.float64)
     return _Patches(fp, mem, off, cen, area, motion)
+
+
+def _cut_measure_np(
+    d: np.ndarray,
+    crop: np.ndarray,
+    prev: np.ndarray,
+    has_prev: bool,
+    t: np.ndarray,
+    x0: np.ndarray,
+    y0: np.ndarray,
+    mem: np.ndarray,
+    label: bool,
+    own_threshold: float,
+    fp: np.ndarray,
+    area: np.ndarray,
+    motion: np.ndarray,
+) -> None:
+    """NumPy version of :func:`fishtrack.tracking._kernels.cut_measure` (the same arguments
+    and values): fills the patches ``fp``, each fish's ``area`` and ``motion`` energy."""
+    m, p = fp.shape[0], fp.shape[1]
+    h, w = d.shape[1], d.shape[2]
+    ya, yb = np.clip(y0, 0, h), np.clip(y0 + p, 0, h)
+    xa, xb = np.clip(x0, 0, w), np.clip(x0 + p, 0, w)
+    # Python scalars in the per-fish loops (NumPy scalar arithmetic is slow)
+    tl, x0l, y0l = t.tolist(), x0.tolist(), y0.tolist()
+    yal, ybl, xal, xbl = ya.tolist(), yb.tolist(), xa.tolist(), xb.tolist()
+    for k in range(m):
+        tk = tl[k]
+        y_a, y_b, x_a, x_b = yal[k], ybl[k], xal[k], xbl[k]
+        if y_b <= y_a or x_b <= x_a:
+            continue
+        oy, ox = y_a - y0l[k], x_a - x0l[k]
+        fp[k, oy : oy + y_b - y_a, ox : ox + x_b - x_a] = d[tk, y_a:y_b, x_a:x_b]
+    # the fish's pixels (inside the crop: the part of the patch the loop filled)
+    ar = np.arange(p)
+    win = (((ar[None, :] >= (ya - y0)[:, None]) & (ar[None, :] < (yb - y0)[:, None]))[:, :, None]
+           & ((ar[None, :] >= (xa - x0)[:, None]) & (ar[None, :] < (xb - x0)[:, None]))[:, None, :])
+    own = (mem == 1) if label else (fp > own_threshold)
+    own &= win
+    area[:] = own.sum(axis=(1, 2))
+    # motion energy: mean |frame_t - frame_t-1| inside the fish dilated by 2 px (the dilation
+    # stays inside the crop), for blocks of patches at a time (bounded memory)
+    before_ok = ((t > 0) | has_prev) & (yb > ya) & (xb > xa)
+    blk = max(1, 2_000_000 // (p * p))
+    for b0 in range(0, m, blk):
+        ks = [k for k in range(b0, min(m, b0 + blk)) if before_ok[k]]
+        if not ks:
+            continue
+        now = np.zeros((len(ks), p, p), np.uint8)
+        bef = np.zeros((len(ks), p, p), np.uint8)
+        for i, k in enumerate(ks):
+            tk = tl[k]
+            y_a, y_b, x_a, x_b = yal[k], ybl[k], xal[k], xbl[k]
+            oy, ox = y_a - y0l[k], x_a - x0l[k]
+            hh, ww = y_b - y_a, x_b - x_a
+            now[i, oy : oy + hh, ox : ox + ww] = crop[tk, y_a:y_b, x_a:x_b]
+            bef[i, oy : oy + hh, ox : ox + ww] = crop[tk - 1, y_a:y_b, x_a:x_b] if tk > 0 else prev[y_a:y_b, x_a:x_b]
+        dil = max_filter_patches(own[ks].view(np.uint8), 2).view(bool) & win[ks]
+        nz = dil.sum(axis=(1, 2))
+        diff = cv2.absdiff(now.reshape(-1, p), bef.reshape(-1, p)).reshape(now.shape)
+        tot = (diff * dil).sum(axis=(1, 2), dtype=np.int64)
+        # as cv2.mean: the sum times the reciprocal of the count
+        has = nz > 0
+        motion[np.array(ks)[has]] = tot[has] * (1.0 / nz[has])
 
 
 def _group_centres(blobs: ChunkBlobs, sel: np.ndarray, group: float) -> np.ndarray:
@@ -1303,6 +1399,8 @@ def track_video(
     pool = ThreadPoolExecutor(MEASURE_THREADS, thread_name_prefix="fishtrack-measure")
     run = _Run(bg, cfg, layout, fish_per_arena, n_total, getattr(source, "timestamps", None),
                chunk_size, sink, pool=pool)
+    if len(run.names) >= KERNEL_MIN_FISH:
+        _load_kernels()
     done = 0
     damage = getattr(source, "damage", [])
     # The decode thread needs the GIL between FFmpeg calls; with the default 5 ms switch
