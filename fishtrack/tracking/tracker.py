@@ -17,6 +17,7 @@ import dataclasses
 import inspect
 import math
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import pandas as pd
 
 from fishtrack.config import Layout, TrackingConfig
 from fishtrack.errors import TrackingError
+from fishtrack.tracking import midline as _midline
 from fishtrack.tracking.background import (
     ArenaModel,
     Background,
@@ -59,6 +61,12 @@ DEFAULT_MEASURE_THREADS = 2
 #: the count used (read when tracking starts); ``fishtrack._threads.limit_threads`` lowers it
 #: in worker processes that share the cores with other trials
 MEASURE_THREADS = DEFAULT_MEASURE_THREADS
+#: a run tracking at least this many fish (slots) uses the compiled kernels (:mod:`._kernels`,
+#: the same values as the NumPy code): numba's import and code generator cost ~1 s of CPU
+#: and ~110 MB of memory once per process, which pays off with many fish per frame (a plate)
+KERNEL_MIN_FISH = 24
+#: the compiled kernels module while they are in use (see :func:`use_kernels`), else None
+_KERNELS: Any = None
 #: chunk bytes above which chunks are made shorter than ``chunk_size`` (bounded memory)
 _MAX_CHUNK_BYTES = 12_000_000
 #: store bytes per block of rows handed to a streaming sink (``track_video(sink=...)``)
@@ -88,6 +96,30 @@ MAYBE_REVERSED = 0.5
 #: a rough head with body on both sides (the opposite ray at least this fraction of the
 #: strongest) is mid-body
 MID_BODY = 0.5
+
+
+def use_kernels(on: bool) -> None:
+    """Use the compiled kernels (``on``; NumPy if numba cannot be imported) or the NumPy code
+    (the same values either way) for sampling patches and cutting them, process-wide."""
+    global _KERNELS
+    mod = None
+    if on:
+        try:
+            from fishtrack.tracking import _kernels as mod
+        except ImportError:  # pragma: no cover - numba is a dependency
+            mod = None
+    _KERNELS = mod
+    _midline._KERNEL = None if mod is None else mod.bilinear2d
+
+
+def _load_kernels() -> threading.Thread | None:
+    """Import (and compile or load from numba's cache) the kernels in a background thread;
+    until they are ready the NumPy code runs (the same values)."""
+    if _KERNELS is not None:
+        return None
+    th = threading.Thread(target=use_kernels, args=(True,), name="fishtrack-kernels", daemon=True)
+    th.start()
+    return th
 
 
 def track_columns(n_tail_points: int) -> list[str]:
@@ -459,27 +491,24 @@ def _cut(
     mem = np.zeros((m, p, p), np.uint8) if label else np.ones((m, p, p), np.uint8)
     cen = np.full((m, 2), np.nan)
     motion = np.full(m, np.nan, np.float32)
-    ya, yb = np.clip(y0, 0, h), np.clip(y0 + p, 0, h)
-    xa, xb = np.clip(x0, 0, w), np.clip(x0 + p, 0, w)
-    # Python scalars in the per-fish loop (NumPy scalar arithmetic is slow)
-    tl, x0l, y0l = t.tolist(), x0.tolist(), y0.tolist()
-    yal, ybl, xal, xbl = ya.tolist(), yb.tolist(), xa.tolist(), xb.tolist()
+    area = np.zeros(m, np.float32)
     if label:
+        # the labels: this fish's blob(s) 1, other blobs overlapping the patch 2
+        ya, yb = np.minimum(np.maximum(y0, 0), h), np.minimum(np.maximum(y0 + p, 0), h)
+        xa, xb = np.minimum(np.maximum(x0, 0), w), np.minimum(np.maximum(x0 + p, 0), w)
+        # Python scalars in the per-fish loop (NumPy scalar arithmetic is slow)
+        tl, x0l, y0l = t.tolist(), x0.tolist(), y0.tolist()
+        valid = ((yb > ya) & (xb > xa)).tolist()
         starts = np.searchsorted(blobs.frame, t, side="left").tolist()
         ends = np.searchsorted(blobs.frame, t, side="right").tolist()
         sel_l = np.asarray(sel).tolist()
         b_x0, b_y0, b_w, b_h = blobs.x0.tolist(), blobs.y0.tolist(), blobs.w.tolist(), blobs.h.tolist()
         b_area, b_cx, b_cy = blobs.area.tolist(), blobs.cx.tolist(), blobs.cy.tolist()
         ign = ignore.tolist() if ignore is not None else None
-    for k in range(m):
-        tk = tl[k]
-        y_a, y_b, x_a, x_b = yal[k], ybl[k], xal[k], xbl[k]
-        if y_b <= y_a or x_b <= x_a:
-            continue
-        oy, ox = y_a - y0l[k], x_a - x0l[k]
-        hh, ww = y_b - y_a, x_b - x_a
-        fp[k, oy : oy + hh, ox : ox + ww] = d[tk, y_a:y_b, x_a:x_b]
-        if label:
+        for k in range(m):
+            if not valid[k]:
+                continue
+            tk = tl[k]
             j = sel_l[k]
             xk, yk = x0l[k], y0l[k]
             off = (-xk, -(yk + tk * n_h))
@@ -501,17 +530,56 @@ def _cut(
                 cv2.drawContours(mem[k], blobs.contours[o : o + 1], -1, 1 if same else 2, -1, offset=off)
             cv2.drawContours(mem[k], blobs.contours[j : j + 1], -1, 1, -1, offset=off)
             cen[k] = (sx / sa - xk, sy / sa - yk)
+    # the patches of fishness, the fish's pixels (inside the crop) and its motion energy:
+    # mean |frame_t - frame_t-1| inside the fish dilated by 2 px (within the crop)
+    measure = _KERNELS.cut_measure if _KERNELS is not None else _cut_measure_np
+    measure(d, crop, crop[0] if prev is None else prev, prev is not None, t, x0, y0, mem, label,
+            0.0 if label else float(own_threshold), fp, area, motion)
+    off = np.stack([x0 + origin[0], y0 + origin[1]], axis=1).astype(np.float64)
+    return _Patches(fp, mem, off, cen, area, motion)
+
+
+def _cut_measure_np(
+    d: np.ndarray,
+    crop: np.ndarray,
+    prev: np.ndarray,
+    has_prev: bool,
+    t: np.ndarray,
+    x0: np.ndarray,
+    y0: np.ndarray,
+    mem: np.ndarray,
+    label: bool,
+    own_threshold: float,
+    fp: np.ndarray,
+    area: np.ndarray,
+    motion: np.ndarray,
+) -> None:
+    """NumPy version of :func:`fishtrack.tracking._kernels.cut_measure` (the same arguments
+    and values): fills the patches ``fp``, each fish's ``area`` and ``motion`` energy."""
+    m, p = fp.shape[0], fp.shape[1]
+    h, w = d.shape[1], d.shape[2]
+    ya, yb = np.clip(y0, 0, h), np.clip(y0 + p, 0, h)
+    xa, xb = np.clip(x0, 0, w), np.clip(x0 + p, 0, w)
+    # Python scalars in the per-fish loops (NumPy scalar arithmetic is slow)
+    tl, x0l, y0l = t.tolist(), x0.tolist(), y0.tolist()
+    yal, ybl, xal, xbl = ya.tolist(), yb.tolist(), xa.tolist(), xb.tolist()
+    for k in range(m):
+        tk = tl[k]
+        y_a, y_b, x_a, x_b = yal[k], ybl[k], xal[k], xbl[k]
+        if y_b <= y_a or x_b <= x_a:
+            continue
+        oy, ox = y_a - y0l[k], x_a - x0l[k]
+        fp[k, oy : oy + y_b - y_a, ox : ox + x_b - x_a] = d[tk, y_a:y_b, x_a:x_b]
     # the fish's pixels (inside the crop: the part of the patch the loop filled)
-    oy_, ox_ = ya - y0, xa - x0
     ar = np.arange(p)
-    win = (((ar[None, :] >= oy_[:, None]) & (ar[None, :] < (yb - y0)[:, None]))[:, :, None]
-           & ((ar[None, :] >= ox_[:, None]) & (ar[None, :] < (xb - x0)[:, None]))[:, None, :])
+    win = (((ar[None, :] >= (ya - y0)[:, None]) & (ar[None, :] < (yb - y0)[:, None]))[:, :, None]
+           & ((ar[None, :] >= (xa - x0)[:, None]) & (ar[None, :] < (xb - x0)[:, None]))[:, None, :])
     own = (mem == 1) if label else (fp > own_threshold)
     own &= win
-    area = own.sum(axis=(1, 2)).astype(np.float32)
+    area[:] = own.sum(axis=(1, 2))
     # motion energy: mean |frame_t - frame_t-1| inside the fish dilated by 2 px (the dilation
     # stays inside the crop), for blocks of patches at a time (bounded memory)
-    before_ok = ((t > 0) | (prev is not None)) & (yb > ya) & (xb > xa)
+    before_ok = ((t > 0) | has_prev) & (yb > ya) & (xb > xa)
     blk = max(1, 2_000_000 // (p * p))
     for b0 in range(0, m, blk):
         ks = [k for k in range(b0, min(m, b0 + blk)) if before_ok[k]]
@@ -533,8 +601,6 @@ def _cut(
         # as cv2.mean: the sum times the reciprocal of the count
         has = nz > 0
         motion[np.array(ks)[has]] = tot[has] * (1.0 / nz[has])
-    off = np.stack([x0 + origin[0], y0 + origin[1]], axis=1).astype(np.float64)
-    return _Patches(fp, mem, off, cen, area, motion)
 
 
 def _group_centres(blobs: ChunkBlobs, sel: np.ndarray, group: float) -> np.ndarray:
@@ -1336,6 +1402,8 @@ def track_video(
     pool = ThreadPoolExecutor(MEASURE_THREADS, thread_name_prefix="fishtrack-measure")
     run = _Run(bg, cfg, layout, fish_per_arena, n_total, getattr(source, "timestamps", None),
                chunk_size, sink, pool=pool)
+    if len(run.names) >= KERNEL_MIN_FISH:
+        _load_kernels()
     done = 0
     damage = getattr(source, "damage", [])
     # The decode thread needs the GIL between FFmpeg calls; with the default 5 ms switch

@@ -1,0 +1,73 @@
+"""The tracker's compiled kernels give exactly the values of their NumPy references."""
+
+import numpy as np
+import pytest
+
+from fishtrack.tracking import tracker
+from fishtrack.tracking.midline import _bilinear, _bilinear_np
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.float64])
+@pytest.mark.parametrize("shape", [(40, 49, 33), (3, 5, 7), (0, 9, 4)])
+def test_bilinear_kernel_equals_numpy(dtype, shape):
+    m, p, k = shape
+    rng = np.random.default_rng(p)
+    f = (rng.random((m, p, p)) * 200).astype(dtype)
+    x = rng.random((m, k)) * (p + 4) - 2
+    y = rng.random((m, k)) * (p + 4) - 2
+    if m:
+        # NaN, the last pixel, the clipped band just inside it, infinity, a negative position
+        x[0, :5] = [np.nan, p - 1, p - 1.00005, np.inf, -0.5]
+        y[0, :5] = [1, p - 1, 0.5, 1, 2]
+    with np.errstate(invalid="ignore"):
+        ref = _bilinear_np(f, x, y)
+    tracker.use_kernels(True)
+    try:
+        got = _bilinear(f, x, y)  # the kernel for float32 patches, NumPy for the others
+    finally:
+        tracker.use_kernels(False)
+    assert got.dtype == np.float32 and got.shape == (m, k)
+    assert np.array_equal(got, ref)
+    if m:
+        assert got[0, 0] == 0 and got[0, 3] == 0 and got[0, 4] == 0  # outside: zero
+        # (the last pixel is read 1e-4 px inside it)
+        assert abs(got[0, 1] - float(f[0, p - 1, p - 1])) <= 1e-4 * 2 * 200
+    # float32 positions take the NumPy path: the same values again
+    assert np.array_equal(_bilinear(f, x.astype(np.float32), y.astype(np.float32)),
+                          _bilinear_np(f, x.astype(np.float32), y.astype(np.float32)))
+
+
+@pytest.mark.parametrize("label", [True, False])
+def test_cut_kernel_equals_numpy(label):
+    """Patches, fish areas and motion energies of the compiled cut equal the NumPy ones,
+    with patches clipped by every side of the crop, fully outside it, and the first frame
+    with and without the frame before the chunk."""
+    from fishtrack.tracking import _kernels
+    from fishtrack.tracking.tracker import _cut_measure_np
+
+    rng = np.random.default_rng(7 + label)
+    n, h, w, p, m = 6, 40, 50, 21, 60
+    d = rng.integers(0, 60, (n, h, w)).astype(np.uint8)
+    crop = rng.integers(0, 255, (n, h + 4, w + 4)).astype(np.uint8)[:, 2:-2, 2:-2]  # a view
+    prev = rng.integers(0, 255, (h, w)).astype(np.uint8)
+    t = rng.integers(0, n, m).astype(np.int64)
+    x0 = rng.integers(-p - 2, w + 2, m).astype(np.int64)
+    y0 = rng.integers(-p - 2, h + 2, m).astype(np.int64)
+    t[:4] = 0
+    mem = rng.integers(0, 3, (m, p, p)).astype(np.uint8)
+    mem[0] = 0  # no fish pixel: no motion energy
+    for has_prev in (True, False):
+        outs = []
+        for fn in (_kernels.cut_measure, _cut_measure_np):
+            fp = np.zeros((m, p, p), np.uint8)
+            area = np.zeros(m, np.float32)
+            motion = np.full(m, np.nan, np.float32)
+            fn(d, crop, prev, has_prev, t, x0, y0, mem, label, 30.0, fp, area, motion)
+            outs.append((fp, area, motion))
+        for a, b in zip(*outs, strict=True):
+            assert np.array_equal(a, b, equal_nan=True)
+        fp, area, motion = outs[0]
+        assert np.isfinite(motion).sum() > 10 and (area > 0).sum() > 10
+        assert np.isnan(motion[t == 0]).all() != has_prev
+        if label:
+            assert np.isnan(motion[0])
