@@ -110,6 +110,10 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
 
     ``kin`` is not changed: the noise-dependent steps are redone on a copy (returned as
     ``Scored.kin``), so one set of kinematics can be scored with many settings.
+    ``motion`` (per sorted row, :func:`fishtrack.behaviour.speed.motion_frames`) and
+    ``body_px`` (per fish) switch on the pixel-motion gate of tail bouts
+    (:func:`fishtrack.behaviour.bouts.motion_gate`); without them (imported tracks, and
+    calibration) no bout is gated.
     """
     fr = kin.frames
     kin = replace(kin, columns=dict(kin.columns))
