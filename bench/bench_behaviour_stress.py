@@ -94,6 +94,9 @@ def _summary_table(df: pd.DataFrame) -> list[str]:
         parts.append((str(b), sub))
     for lay, sub in df.groupby("draw_layout"):
         parts.append((str(lay), sub))
+    if "draw_codec" in df:
+        for codec, sub in df.groupby("draw_codec"):
+            parts.append((str(codec).upper(), sub))
     for name, sub in parts:
         s = summarise(sub)
         lines.append(

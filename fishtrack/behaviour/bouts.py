@@ -10,7 +10,7 @@ docs/behaviour.md for the algorithm and the evidence behind it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -103,6 +103,17 @@ the traced angle does not."""
 EXCURSION_EDGE_SIGMA = 2.0
 """An excursion bout is trimmed to its first and last sample farther than this many filtered
 noise sigmas from the rest posture."""
+MOTION_GATE_QUANTILE = 0.99
+"""Pixel-motion gate of tail bouts (tracks with the tracker's ``motion_energy``): the noise
+level is this quantile of the aligned motion of the recording's quiet frames (all fish pooled:
+camera, codec and tracker noise)."""
+MOTION_GATE_SPREAD = 1.5
+"""... the gate's level is ``median + this x (quantile - median)`` of those frames."""
+MOTION_GATE_MIN_STEP_PX = 0.7
+"""Only bouts whose traced tail moves visibly are judged: the 90th percentile of the
+frame-to-frame change of the cleaned tail angle times the fish's body length must reach this
+(px per frame). A slower movement (a weak beat at a high frame rate) changes fewer pixels
+between two frames than the camera noise, so the pixels cannot tell it from jitter."""
 _MAD = 1.4826  # robust sd = 1.4826 x median absolute deviation (normal distribution)
 
 
@@ -497,6 +508,72 @@ def _detect(
             levels = noise_levels(kin, quiet_frames(kin, in_bout))
     return BoutRuns(starts=s, ends=e, in_bout=in_bout, thresholds=thr, noise=noise, levels=levels,
                     excursion_thresholds=xthr, excursion_noise=xnoise, evidence=ev)
+
+
+def motion_noise_level(motion: np.ndarray, quiet: np.ndarray, *,
+                       q: float | None = None, spread: float | None = None) -> float:
+    """The pixel-motion noise level of a recording (grey levels): ``median + spread x
+    (q quantile - median)`` of the aligned motion (:func:`fishtrack.behaviour.speed.motion_frames`)
+    over the quiet frames of all its fish (defaults :data:`MOTION_GATE_QUANTILE`,
+    :data:`MOTION_GATE_SPREAD`); NaN with fewer than :data:`MIN_QUIET_FRAMES` such frames."""
+    q = MOTION_GATE_QUANTILE if q is None else q
+    spread = MOTION_GATE_SPREAD if spread is None else spread
+    v = motion[quiet & np.isfinite(motion)]
+    if len(v) < MIN_QUIET_FRAMES:
+        return float("nan")
+    med, hi = np.quantile(v, [0.5, q])
+    return float(med + spread * (hi - med))
+
+
+def _gate_level(v: np.ndarray) -> float:
+    """Reduce: :func:`motion_noise_level` of the pooled quiet frames' motion ``v``."""
+    return motion_noise_level(v, np.ones(len(v), bool))
+
+
+def tail_step_px(kin: Kinematics, body_px: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Per bout ``s..e``: the 90th percentile of the frame-to-frame change of the cleaned tail
+    angle (rad) times the fish's body length (px): how far the traced tail moves between two
+    frames. NaN where the body length is unknown."""
+    fr = kin.frames
+    d = np.abs(np.diff(kin.tail, prepend=np.nan))
+    first = np.r_[True, fr.gid[1:] != fr.gid[:-1]]
+    d[first] = np.nan
+    out = np.full(len(s), np.nan)
+    for k, (a, b) in enumerate(zip(s, e, strict=True)):
+        seg = d[a + 1 : b + 1]
+        seg = seg[np.isfinite(seg)]
+        if len(seg):
+            out[k] = float(np.quantile(seg, 0.9)) * body_px[fr.gid[a]]
+    return out
+
+
+def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.ndarray
+                ) -> tuple[BoutRuns, float, np.ndarray]:
+    """Drop the tail bouts whose traced tail moves visibly (:func:`tail_step_px` >=
+    :data:`MOTION_GATE_MIN_STEP_PX`) while the pixels inside the fish never move above the
+    recording's motion noise (:func:`motion_noise_level` on the frames away from every bout):
+    a traced tail that jumps while nothing in the image moves is tracker jitter, not a bout.
+    Bouts without a measured motion or body length are kept. Returns the bouts, the noise
+    level and, per fish, how many bouts were dropped."""
+    fr = kin.frames
+    n_fish = len(fr.fish_keys)
+    quiet = quiet_frames(kin, br.in_bout) & np.isfinite(motion)
+    # one level per recording: the quiet frames of every fish pooled (exact over parts of fish)
+    level = pool_value("motion_gate_level", _gate_level, v=motion[quiet].astype(float))
+    dropped = np.zeros(n_fish, np.int64)
+    if not np.isfinite(level) or len(br.starts) == 0:
+        return br, level, dropped
+    stat = _range_max(np.where(np.isfinite(motion), motion, -np.inf), br.starts, br.ends)
+    step = tail_step_px(kin, np.asarray(body_px, float), br.starts, br.ends)
+    judged = np.isfinite(stat) & (step >= MOTION_GATE_MIN_STEP_PX)
+    keep = ~judged | (stat > level)
+    if keep.all():
+        return br, level, dropped
+    dropped = np.bincount(fr.gid[br.starts[~keep]], minlength=n_fish)
+    s, e = br.starts[keep], br.ends[keep]
+    ev = br.evidence[keep] if br.evidence is not None else None
+    in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
+    return replace(br, starts=s, ends=e, in_bout=in_bout, evidence=ev), level, dropped
 
 
 def bout_table(kin: Kinematics, br: BoutRuns) -> pd.DataFrame:

@@ -10,7 +10,13 @@ import pandas as pd
 
 from fishtrack.behaviour._frames import Blocks, gap_blocks, to_input_order
 from fishtrack.behaviour._pool import Pool, PoolNeeded, any_of, pooled, pooling, reduce_parts
-from fishtrack.behaviour.bouts import BoutRuns, _detect, bout_table, hysteresis_activity
+from fishtrack.behaviour.bouts import (
+    BoutRuns,
+    _detect,
+    bout_table,
+    hysteresis_activity,
+    motion_gate,
+)
 from fishtrack.behaviour.kinematics import KINEMATIC_COLUMNS, Kinematics, compute_kinematics
 from fishtrack.behaviour.protocol import assign_phase, validate_protocol
 from fishtrack.behaviour.speed import (
@@ -48,7 +54,8 @@ FISH_COLUMNS = (
     "n_bouts", "in_bout_fraction", "passive_fraction", "observed_fraction", "qc_flags",
     "bout_signal", "bout_threshold_px_s", "speed_noise_px_s", "position_noise_px",
     "body_length_px", "bout_threshold_bl_s", "excursion_threshold_rad", "excursion_noise_rad",
-    "n_excursion_bouts", "motion_threshold_grey", "motion_noise_grey",
+    "n_excursion_bouts", "motion_threshold_grey", "motion_noise_grey", "motion_gate_grey",
+    "n_motion_gated_bouts",
 )
 """Columns of :attr:`BehaviourResult.fish` (one row per fish; see docs/behaviour.md)."""
 NOISE_OUTLIER = 3.0
@@ -100,13 +107,20 @@ class Scored:
     blocks: Blocks
     notes: list[str]
     kin: Kinematics | None = None  # the kinematics refined with the measured noise
+    motion_gate: float = float("nan")  # pixel-motion noise level of the tail bouts' gate
+    n_gated: np.ndarray | None = None  # per fish: tail bouts dropped by the pixel-motion gate
 
 
-def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None) -> Scored:
+def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *,
+          motion: np.ndarray | None = None, body_px: np.ndarray | None = None) -> Scored:
     """Bouts and per-frame state codes from precomputed kinematics.
 
     ``kin`` is not changed: the noise-dependent steps are redone on a copy (returned as
     ``Scored.kin``), so one set of kinematics can be scored with many settings.
+    ``motion`` (per sorted row, :func:`fishtrack.behaviour.speed.motion_frames`) and
+    ``body_px`` (per fish) switch on the pixel-motion gate of tail bouts
+    (:func:`fishtrack.behaviour.bouts.motion_gate`); without them (imported tracks, and
+    calibration) no bout is gated.
     """
     fr = kin.frames
     kin = replace(kin, columns=dict(kin.columns))
@@ -119,8 +133,13 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None) -
         base = hysteresis_activity(kin, br.thresholds, br.noise, max_extend_s=cfg.vigour_window_s)
         active, notes = hmm_activity(kin, cfg, blocks, base)
         br = _detect(kin, cfg, blocks, active=active)
+    gate = float("nan")
+    gated = np.zeros(len(fr.fish_keys), np.int64)
+    if motion is not None and body_px is not None:
+        br, gate, gated = motion_gate(kin, br, motion, body_px)
     codes = state_codes(fr, blocks, br.in_bout, cfg.min_passive_s)
-    return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin)
+    return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin, motion_gate=gate,
+                  n_gated=gated)
 
 
 def classify(
@@ -180,7 +199,9 @@ def classify(
         fr = sc.kin.frames
         kin = sc.kin
     else:
-        sc = score(kin, cfg)
+        motion = motion_frames(tracks, fr)
+        sc = score(kin, cfg, motion=motion,
+                   body_px=body_length_px(tracks, fr) if motion is not None else None)
         kin = sc.kin
     if signal in MOVEMENT_SIGNALS:
         pass  # the tail's frame-rate notes do not apply
@@ -245,6 +266,9 @@ def _recording_noise(fish: pd.DataFrame, fps: float, cfg: BehaviourConfig, signa
     noise = noise_summary(fish, fps=fps, cfg=cfg)
     noise["bout_signal"] = signal
     noise["bout_signal_reason"] = reason
+    noise["motion_gate_grey"] = (round(float(sc.motion_gate), 6)
+                                 if np.isfinite(sc.motion_gate) else None)
+    noise["n_motion_gated_bouts"] = int(fish["n_motion_gated_bouts"].sum())
     if signal in MOVEMENT_SIGNALS:
         noise["threshold"] = (
             "fixed (behaviour.speed_threshold)" if cfg.speed_threshold is not None else
@@ -432,6 +456,10 @@ def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.Dat
     for c in ("bout_threshold_px_s", "speed_noise_px_s", "position_noise_px", "body_length_px",
               "bout_threshold_bl_s", "motion_threshold_grey", "motion_noise_grey"):
         fish[c] = nan
+    # tail bouts: the pixel-motion gate's level (one per recording) and what it dropped
+    fish["motion_gate_grey"] = np.full(n_fish, sc.motion_gate)
+    fish["n_motion_gated_bouts"] = (sc.n_gated if sc.n_gated is not None
+                                    else np.zeros(n_fish, np.int64))
     if signal in MOVEMENT_SIGNALS:
         speed = speed or {}
         fish["bout_threshold_px_s"] = thr

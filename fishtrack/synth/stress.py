@@ -12,7 +12,7 @@ the result with the truth (:data:`METRIC_COLUMNS`).
 
 Seeds 0-999 are for tuning (:data:`TUNE_SEEDS`); seeds 1000-1199 are the first held-out
 reporting range (:data:`REPORT_SEEDS`, the bench's default). Later reports used further ranges
-never used for tuning (3000-3099, 4000-4199; ``bench/bench_behaviour_stress.py --report``;
+never used for tuning (3000-3099, 4000-4199, 6000-6199; ``bench/bench_behaviour_stress.py --report``;
 see docs/behaviour.md).
 
 Draws that depend on rendering the simulator does not do yet (head-embedded larvae at any
