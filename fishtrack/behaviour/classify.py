@@ -266,8 +266,9 @@ def _recording_noise(fish: pd.DataFrame, fps: float, cfg: BehaviourConfig, signa
     noise = noise_summary(fish, fps=fps, cfg=cfg)
     noise["bout_signal"] = signal
     noise["bout_signal_reason"] = reason
-    noise["motion_gate_grey"] = (round(float(sc.motion_gate), 6)
-                                 if np.isfinite(sc.motion_gate) else None)
+    gate = pd.to_numeric(fish["motion_gate_grey"], errors="coerce").to_numpy(float)
+    gate = gate[np.isfinite(gate)]  # one level per recording, repeated on every fish
+    noise["motion_gate_grey"] = round(float(gate[0]), 6) if len(gate) else None
     noise["n_motion_gated_bouts"] = int(fish["n_motion_gated_bouts"].sum())
     if signal in MOVEMENT_SIGNALS:
         noise["threshold"] = (
