@@ -80,3 +80,12 @@ def test_hmm_and_speed_bouts_in_parts_equal_the_whole_table():
     _check_same(slow, BehaviourConfig(), 1)
     _check_same(slow, BehaviourConfig(speed_threshold=2.0,
                                       speed_threshold_unit="body_lengths/s"), 2)
+
+
+def test_tail_bouts_with_the_motion_gate_in_parts_equal_the_whole_table():
+    # pixel motion with a tail: the tail bouts' motion gate, one level pooled over the fish
+    tracks = _recording(fps=200.0, duration_s=20.0, motion=True)
+    whole = classify(tracks)
+    assert whole.noise["bout_signal"] != "speed_motion"
+    assert whole.noise["motion_gate_grey"] is not None
+    _check_same(tracks, BehaviourConfig(), 1)
