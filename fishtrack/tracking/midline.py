@@ -20,7 +20,8 @@ Midline
     interior peak of the arc, turns mildly penalised, refined by a parabola through its
     neighbours). Over the anterior body the trace must lead away from the head, and it never
     comes back on itself. Stop when the ridge fades below ``stop`` or leaves the patch. The
-    trace is resampled to ``n_points`` equally spaced points from head to tail tip.
+    midline is straight over the rigid anterior body (``RIGID`` lengths), and the trace is
+    resampled to ``n_points`` equally spaced points from head to tail tip.
 Angles
     ``heading`` = direction from the midline point at 25 % of the traced length to the head;
     ``tail_angle`` = wrap(atan2(tip - head) - (heading + pi)); ``tail_curvature`` = mean
