@@ -90,6 +90,9 @@ AVOID_L = 0.04
 #: fishness is flat and the sweeps wander across it, which turned the heading (and so the
 #: tail angle) with every beat of the tail
 RIGID = 0.3
+#: nearest distance (px) at which the fishness beside the ridge is compared with the ridge
+#: (``lateral`` lengths for larger fish)
+BESIDE_PX = 2.5
 
 
 def wrap(a: np.ndarray | float) -> np.ndarray:
@@ -690,7 +693,7 @@ def trace_midlines(
     vals = np.zeros((m, n_steps), np.float32)
     beside = np.zeros((m, n_steps), np.float32)
     ahead = AHEAD * step
-    lat_d = float(max(2.5, lateral * length))
+    lat_d = float(max(BESIDE_PX, lateral * length))
     avoid = max(AVOID * step, AVOID_L * length)
     avoid2 = avoid**2
     j_wide = np.linspace(-max_turn, max_turn, 2 * int(round(max_turn / 0.065)) + 1)
