@@ -20,7 +20,11 @@ seed of every figure, per layout, and describes the worst seed; an overlay of it
 ``docs/figures/accuracy_worst.png``.
 
 Tuning runs use other seeds (``--seeds 0-99``; the tuning range is 0-999) and ``--cache``
-to keep the simulated videos for re-tracking.
+to keep the simulated videos for re-tracking. A second reporting range, 7000-7099
+(:data:`fishtrack.synth.scenarios.REPORT_RANGES`), was opened for the report after the rigid
+anterior midline: ``--seeds 7000-7099 --csv runs.csv`` rewrites the CSV after every seed, and
+``--summarize runs.csv --minutes M`` makes the section (and the docs table) from it if the run
+had to be stopped early.
 """
 
 from __future__ import annotations
