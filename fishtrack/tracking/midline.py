@@ -91,8 +91,10 @@ AVOID_L = 0.04
 #: tail angle) with every beat of the tail
 RIGID = 0.3
 #: nearest distance (px) at which the fishness beside the ridge is compared with the ridge
-#: (``lateral`` lengths for larger fish)
-BESIDE_PX = 2.5
+#: (``lateral`` lengths for larger fish). The optical blur and the smoothing are in pixels,
+#: not lengths: a blurred tail of a 20-35 px larva is ~3 px wide, and at 2.5 px beside it the
+#: tail's own flank cut the trace short
+BESIDE_PX = 3.5
 
 
 def wrap(a: np.ndarray | float) -> np.ndarray:
