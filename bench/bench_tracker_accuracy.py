@@ -20,7 +20,11 @@ seed of every figure, per layout, and describes the worst seed; an overlay of it
 ``docs/figures/accuracy_worst.png``.
 
 Tuning runs use other seeds (``--seeds 0-99``; the tuning range is 0-999) and ``--cache``
-to keep the simulated videos for re-tracking.
+to keep the simulated videos for re-tracking. A second reporting range, 7000-7099
+(:data:`fishtrack.synth.scenarios.REPORT_RANGES`), was opened for the report after the rigid
+anterior midline: ``--seeds 7000-7099 --csv runs.csv`` rewrites the CSV after every seed, and
+``--summarize runs.csv --minutes M`` makes the section (and the docs table) from it if the run
+had to be stopped early.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ if str(ROOT) not in sys.path:
 
 from fishtrack.synth.scenarios import (  # noqa: E402
     ISSUE_CASES,
+    REPORT_RANGES,
     REPORT_SEEDS,
     TUNING_SEEDS,
     goals,
@@ -71,8 +76,10 @@ def _parse_seeds(text: str) -> list[int]:
     return out
 
 
-def run_cases(specs, cache: Path | None = None, log=print) -> pd.DataFrame:
-    """Run every spec (``(key, SimSpec)`` pairs); one row per case."""
+def run_cases(specs, cache: Path | None = None, log=print, csv: Path | None = None) -> pd.DataFrame:
+    """Run every spec (``(key, SimSpec)`` pairs); one row per case. With ``csv``, the rows so
+    far are rewritten there after every case (a long run stopped early keeps its results:
+    ``--summarize`` makes the section from them)."""
     rows = []
     for key, spec in specs:
         folder = None
@@ -82,6 +89,10 @@ def run_cases(specs, cache: Path | None = None, log=print) -> pd.DataFrame:
         r = {k: r[k] for k in _KEYS}
         r["case"] = key
         rows.append(r)
+        if csv is not None:
+            tmp = csv.with_suffix(csv.suffix + ".part")
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+            os.replace(tmp, csv)
         log(f"{key!s:>24} {r['layout']:8} L={r['length_px']:6.1f} head40={r['head_rmse_40']:.2f} "
             f"rec={r['recall']:.4f} r={r['tail_r']:.3f} mae={r['tail_mae_deg']:.1f} "
             f"ff={r['false_fish']} ok={r['meets']} t={r['track_s']:.1f}")
@@ -256,7 +267,8 @@ def section(df: pd.DataFrame, seeds_text: str, worst_text: str, figure: str | No
         "and polarity estimated). Head RMSE is scaled to a 40-px larva (x 40 / length); tail-angle r is "
         "the correlation of `tail_angle` (head -> tip chord) with the truth over all fish-frames of a "
         f"seed. Goals (issue 12): head <= 1.5 px at 40 px, recall >= 99.5 %, r >= 0.9 free-swimming and "
-        f">= 0.95 head-embedded, no fish in empty wells. {secs / 60:.0f} min on this machine.\n\n"
+        f">= 0.95 head-embedded, no fish in empty wells. "
+        + (f"{secs / 60:.0f} min on this machine.\n\n" if np.isfinite(secs) else "\n\n")
         + summary_table(df) + "\n\n" + goal_table(df) + "\n\n"
         + f"Worst seed (furthest below its goals): {worst_text}"
         + (f" Its worst frames: `{figure}` (tracked midline in colour, truth in white)." if figure else "")
@@ -326,10 +338,16 @@ def run(out_path, *, seeds=None, docs: bool = True, cache: Path | None = None,
     the section."""
     seeds = list(BENCH_SEEDS if seeds is None else seeds)
     t0 = time.perf_counter()
-    df = run_cases([(s, suite_spec(s)) for s in seeds], cache, log=log)
+    df = run_cases([(s, suite_spec(s)) for s in seeds], cache, log=log, csv=csv)
     secs = time.perf_counter() - t0
-    if csv is not None:
-        df.to_csv(csv, index=False)
+    return write_section(df, out_path, secs, docs=docs, figure=figure)
+
+
+def write_section(df: pd.DataFrame, out_path, secs: float, *, docs: bool = True,
+                  figure: Path | None = FIGURE) -> dict:
+    """The section (and, with ``docs``, the table of docs/tracking.md and the figure) from the
+    rows of :func:`run_cases`."""
+    seeds = sorted(int(s) for s in df["seed"])
     w = worst_seed(df)
     shown = None
     if figure is not None:
@@ -352,7 +370,16 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=None, help="keep simulations here and reuse them")
     ap.add_argument("--csv", type=Path, default=None)
     ap.add_argument("--no-docs", action="store_true", help="do not touch docs/ (tuning runs)")
+    ap.add_argument("--summarize", type=Path, default=None,
+                    help="make the section from this CSV of a run (e.g. one stopped early)")
+    ap.add_argument("--minutes", type=float, default=float("nan"),
+                    help="with --summarize: the run's duration to quote")
     args = ap.parse_args(argv)
+    if args.summarize is not None:
+        write_section(pd.read_csv(args.summarize), args.out, 60 * args.minutes,
+                      docs=not args.no_docs, figure=None if args.no_docs else FIGURE)
+        print(Path(args.out).read_text(encoding="utf-8"))
+        return 0
     if args.issue:
         df = run_cases([(n, issue_spec(n)) for n in ISSUE_CASES], args.cache)
         for r in df.itertuples():
@@ -366,10 +393,11 @@ def main(argv=None) -> int:
             update_tracking_doc(table, begin=ISSUE_BEGIN, end=ISSUE_END)
         return 0
     seeds = _parse_seeds(args.seeds) if args.seeds else None
-    if seeds is not None and set(seeds) & set(REPORT_SEEDS) and args.cache is not None:
+    report = set().union(*(set(r) for r in REPORT_RANGES))
+    if seeds is not None and set(seeds) & report and args.cache is not None:
         print("note: reporting seeds are run as-is (no tuning on them)")
-    if seeds is not None and not set(seeds) <= set(TUNING_SEEDS) | set(REPORT_SEEDS):
-        ap.error("seeds must lie in the tuning (0-999) or reporting (1000-1199) range")
+    if seeds is not None and not set(seeds) <= set(TUNING_SEEDS) | report:
+        ap.error("seeds must lie in the tuning (0-999) or a reporting range (1000-1199, 7000-7099)")
     run(args.out, seeds=seeds, docs=not args.no_docs, cache=args.cache, csv=args.csv,
         figure=None if args.no_docs else FIGURE)
     print(Path(args.out).read_text(encoding="utf-8"))

@@ -77,10 +77,12 @@ def test_six_wells_noisy_flicker_positions_and_empty_well(six_wells):
 
 
 @pytest.mark.xfail(strict=True, reason="issue 12's 6-well row is not met yet: tail-angle r "
-                   "0.78 (seed 0) against the goal 0.8; the faint half-pixel tip is below the "
+                   "0.77 (seed 0) against the goal 0.8; the faint half-pixel tip is smeared away by "
+                   "H.264 (FFV1: 0.987) and below the "
                    "noise (docs/tracking.md, Known limitations)")
 def test_six_wells_noisy_flicker_tail_angle_goal(six_wells):
-    """The issue's goal for the 6-well row: tail-angle r >= 0.8 (seed 0 measures 0.78)."""
+    """The issue's goal for the 6-well row: tail-angle r >= 0.8 (seed 0 measures 0.77;
+    0.78 before the rigid anterior midline; the same scene as FFV1: 0.987; as MJPG, before: 0.983)."""
     assert six_wells["tail_r"] >= 0.8
 
 
@@ -141,3 +143,23 @@ def test_random_suite_tuning_seeds(seed, tmp_path):
     assert r["head_rmse_px"] <= g["head_rmse_px"]
     assert r["tail_r"] >= g["tail_r"]
     assert r["false_fish"] == 0
+
+
+def test_small_faint_larvae_h264_heading_does_not_turn_with_the_tail(tmp_path):
+    """Tuning seed 16 of the suite: eleven 27-px larvae in a 12-well plate, tail tip 17 grey
+    levels from the background, H.264 CRF 21, noise sd 9. A small larva's dark head is a flat
+    plateau of fishness on which the sweeps wandered, so the anterior midline, and with it the
+    heading, turned with every beat of the tail and the tail angle (tail direction - heading)
+    under-read it. Before the rigid anterior midline (``midline.RIGID``): tail r 0.80,
+    heading error 4.0 / 10.3 degrees (median / 95th pct), heading error against tail-angle
+    error r -0.81. Measured after: r 0.928, 1.5 / 4.3 degrees, -0.53."""
+    spec = suite_spec(16)
+    r = run_case(spec, tmp_path, keep=True)
+    m = _truth_joined(r)
+    m = m[m.tail_angle.notna()]
+    err = np.abs(wrap((m.heading - m.heading_t).to_numpy()))
+    assert r["tail_r"] >= goals(spec)["tail_r"]
+    assert float(np.percentile(np.degrees(err), 95)) <= 6.0
+    # the heading error no longer follows the tail (it did: r -0.81 with the tail-angle error)
+    te = wrap((m.tail_angle - m.tail_angle_t).to_numpy())
+    assert abs(float(np.corrcoef(wrap((m.heading - m.heading_t).to_numpy()), te)[0, 1])) <= 0.7

@@ -20,7 +20,8 @@ Midline
     interior peak of the arc, turns mildly penalised, refined by a parabola through its
     neighbours). Over the anterior body the trace must lead away from the head, and it never
     comes back on itself. Stop when the ridge fades below ``stop`` or leaves the patch. The
-    trace is resampled to ``n_points`` equally spaced points from head to tail tip.
+    midline is straight over the rigid anterior body (``RIGID`` lengths), and the trace is
+    resampled to ``n_points`` equally spaced points from head to tail tip.
 Angles
     ``heading`` = direction from the midline point at 25 % of the traced length to the head;
     ``tail_angle`` = wrap(atan2(tip - head) - (heading + pi)); ``tail_curvature`` = mean
@@ -84,6 +85,16 @@ GAP = 0.06
 #: a step must end at least this far (fraction of the length) from earlier points of the
 #: trace, as well as ``AVOID`` steps: a wide tail's own flank must not be traced back
 AVOID_L = 0.04
+#: the rigid anterior body (head, swim bladder; fraction of the length): the traced midline
+#: is straight from the head to its point this far along. Within a small larva's dark head the
+#: fishness is flat and the sweeps wander across it, which turned the heading (and so the
+#: tail angle) with every beat of the tail
+RIGID = 0.3
+#: nearest distance (px) at which the fishness beside the ridge is compared with the ridge
+#: (``lateral`` lengths for larger fish). The optical blur and the smoothing are in pixels,
+#: not lengths: a blurred tail of a 20-35 px larva is ~3 px wide, and at 2.5 px beside it the
+#: tail's own flank cut the trace short
+BESIDE_PX = 3.5
 
 
 def wrap(a: np.ndarray | float) -> np.ndarray:
@@ -639,6 +650,7 @@ def trace_midlines(
     max_turn: float = MAX_TURN,
     lateral: float = 0.1,
     min_fraction: float = MIN_TAIL,
+    rigid: float = RIGID,
 ) -> Midlines:
     """Follow the body ridge from the head to the tail tip by angular sweeps (+-60 degrees
     around the previous direction, 33 directions; +-``FIRST_TURN`` = 35 degrees on the first
@@ -684,6 +696,9 @@ def trace_midlines(
     arc_smooth
         Smooth the samples along each arc ([1, 2, 1] / 4), which together with the bilinear
         sampling stands in for smoothing the whole patch.
+    rigid
+        The rigid anterior body (fraction of ``length``): the midline runs straight from the
+        head to the trace's point this far along it (:func:`_straighten`; 0: as traced).
     """
     m = fs.shape[0]
     step = float(np.clip(length / (2.0 * max(n_points - 1, 1)), 0.8, 3.0))
@@ -698,7 +713,7 @@ def trace_midlines(
     vals = np.zeros((m, n_steps), np.float32)
     beside = np.zeros((m, n_steps), np.float32)
     ahead = AHEAD * step
-    lat_d = float(max(2.5, lateral * length))
+    lat_d = float(max(BESIDE_PX, lateral * length))
     avoid = max(AVOID * step, AVOID_L * length)
     avoid2 = avoid**2
     j_wide = np.linspace(-max_turn, max_turn, 2 * int(round(max_turn / 0.065)) + 1)
@@ -834,18 +849,58 @@ def trace_midlines(
     # a trace that ends within the anterior body has not found the tail
     ok &= total >= min_fraction * length
     total = np.where(ok, total, 0.0)
+    trace_s, cum_r, total = _straighten(trace, cum, total, ok, rigid * length)
     # resample to n_points equally spaced points
     targets = total[:, None] * np.linspace(0, 1, n_points)[None, :]
-    ix = np.clip(np.searchsorted(cum, targets.ravel()).reshape(targets.shape), 1, n_steps)
+    ix = np.clip((cum_r[:, None, :] < targets[:, :, None]).sum(axis=2), 1, n_steps)
     i0 = ix - 1
-    c0 = cum[i0]
-    c1 = cum[ix]
-    f = np.clip((targets - c0) / np.maximum(c1 - c0, 1e-9), 0, 1)[..., None]
     mi = rows[:, None]
-    pts = trace[mi, i0] * (1 - f) + trace[mi, ix] * f
+    c0 = cum_r[mi, i0]
+    c1 = cum_r[mi, ix]
+    f = np.clip((targets - c0) / np.maximum(c1 - c0, 1e-9), 0, 1)[..., None]
+    pts = trace_s[mi, i0] * (1 - f) + trace_s[mi, ix] * f
     pts[~ok, 1:] = np.nan
     return Midlines(points=pts, length=total, ok=ok, trace=trace, ridge=vals, beside=beside,
                     end=k_end)
+
+
+def _straighten(
+    trace: np.ndarray, cum: np.ndarray, total: np.ndarray, ok: np.ndarray, a: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Make traces straight from the head to their point at arc length ``a`` (px).
+
+    ``trace`` (M, K, 2) with arc lengths ``cum`` (K,) along every trace, tails ending at
+    ``total`` (M,). The trace's vertices before ``a`` are moved onto the chord from the head to
+    the trace's point at ``a`` (same fractions of it); the rest is unchanged. Only traces of
+    ``ok`` fish that reach beyond the first vertex past ``a`` are changed.
+
+    Returns the traces, their arc lengths (M, K) and where the tails now end (M,).
+    """
+    m, k, _ = trace.shape
+    cum_r = np.broadcast_to(cum, (m, k))
+    jb = int(np.searchsorted(cum, a, side="left"))
+    if a <= 0 or jb < 2 or jb >= k:
+        return trace, cum_r, total
+    rows = np.flatnonzero(ok & (total >= cum[jb]))
+    if rows.size == 0:
+        return trace, cum_r, total
+    t = trace[rows]
+    fa = (a - cum[jb - 1]) / max(cum[jb] - cum[jb - 1], 1e-9)
+    pa = t[:, jb - 1] * (1 - fa) + t[:, jb] * fa  # the trace's point at arc length a
+    head = t[:, :1]
+    frac = (cum[1:jb] / a)[None, :, None]
+    t = t.copy()
+    t[:, 1:jb] = head + frac * (pa[:, None, :] - head)
+    seg = np.hypot(*np.diff(t, axis=1).transpose(2, 0, 1))
+    c = np.concatenate([np.zeros((len(rows), 1)), np.cumsum(seg, axis=1)], axis=1)
+    out_t = trace.copy()
+    out_t[rows] = t
+    out_c = np.array(cum_r, dtype=np.float64)
+    out_c[rows] = c
+    out_total = np.array(total, dtype=np.float64)
+    # the vertices from jb on are unchanged: the tip keeps its place along them
+    out_total[rows] = total[rows] - cum[jb] + c[:, jb]
+    return out_t, out_c, out_total
 
 
 def body_angles(points: np.ndarray, *, anterior: float = 0.25) -> tuple[np.ndarray, ...]:
