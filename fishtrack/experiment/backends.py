@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -148,6 +149,8 @@ def trial_threads(concurrent: int) -> int:
     ``concurrent`` trials (:func:`fishtrack._threads.threads_per_trial`); 0 (no limit) when
     the trial runs alone. In a dask worker with ``concurrent`` unknown (0), its own threads."""
     if concurrent <= 0:
+        if "distributed" not in sys.modules:  # not a dask worker (importing it unpickles)
+            return 0
         try:
             from distributed import get_worker
 
