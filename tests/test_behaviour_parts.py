@@ -89,3 +89,14 @@ def test_tail_bouts_with_the_motion_gate_in_parts_equal_the_whole_table():
     assert whole.noise["bout_signal"] != "speed_motion"
     assert whole.noise["motion_gate_grey"] is not None
     _check_same(tracks, BehaviourConfig(), 1)
+
+
+def test_a_recording_in_one_part_is_scored_in_one_pass():
+    tracks = _recording(fps=200.0, duration_s=20.0, motion=True)
+    whole = classify(tracks)
+    got = classify_parts(lambda: iter([tracks.iloc[:0], tracks]), BehaviourConfig())
+    assert got.passes == 1
+    pd.testing.assert_frame_equal(got.tracks, whole.tracks, check_exact=True)
+    for name in ("bouts", "epochs", "fish"):
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(whole, name), check_exact=True)
+    assert got.noise == whole.noise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -312,6 +313,15 @@ def classify_parts(
     """
     cfg = cfg or BehaviourConfig()
     score_part = score_part or classify
+    head = list(itertools.islice((p for p in parts() if len(p)), 2))
+    if len(head) == 1:  # the whole recording in one part: classify it, one pass, no pooling
+        b = score_part(head[0], cfg, protocol, px_per_mm=px_per_mm)
+        if emit is not None:
+            emit(0, b.tracks)
+            b.tracks = b.tracks.iloc[:0].copy()
+        b.passes = 1
+        return b
+    del head
     known: dict = {}
     n_passes = 0
     while True:
