@@ -510,24 +510,21 @@ def _detect(
                     excursion_thresholds=xthr, excursion_noise=xnoise, evidence=ev)
 
 
-def motion_noise_level(motion: np.ndarray, quiet: np.ndarray, *,
+def motion_noise_level(motion: np.ndarray, quiet: np.ndarray | None = None, *,
                        q: float | None = None, spread: float | None = None) -> float:
     """The pixel-motion noise level of a recording (grey levels): ``median + spread x
     (q quantile - median)`` of the aligned motion (:func:`fishtrack.behaviour.speed.motion_frames`)
     over the quiet frames of all its fish (defaults :data:`MOTION_GATE_QUANTILE`,
-    :data:`MOTION_GATE_SPREAD`); NaN with fewer than :data:`MIN_QUIET_FRAMES` such frames."""
+    :data:`MOTION_GATE_SPREAD`; ``quiet`` None: every frame); NaN with fewer than
+    :data:`MIN_QUIET_FRAMES` such frames."""
     q = MOTION_GATE_QUANTILE if q is None else q
     spread = MOTION_GATE_SPREAD if spread is None else spread
-    v = motion[quiet & np.isfinite(motion)]
+    ok = np.isfinite(motion)
+    v = motion[ok if quiet is None else quiet & ok]
     if len(v) < MIN_QUIET_FRAMES:
         return float("nan")
     med, hi = np.quantile(v, [0.5, q])
     return float(med + spread * (hi - med))
-
-
-def _gate_level(v: np.ndarray) -> float:
-    """Reduce: :func:`motion_noise_level` of the pooled quiet frames' motion ``v``."""
-    return motion_noise_level(v, np.ones(len(v), bool))
 
 
 def tail_step_px(kin: Kinematics, body_px: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -559,7 +556,7 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     n_fish = len(fr.fish_keys)
     quiet = quiet_frames(kin, br.in_bout) & np.isfinite(motion)
     # one level per recording: the quiet frames of every fish pooled (exact over parts of fish)
-    level = pool_value("motion_gate_level", _gate_level, v=motion[quiet].astype(float))
+    level = pool_value("motion_gate_level", motion_noise_level, motion=motion[quiet].astype(float))
     dropped = np.zeros(n_fish, np.int64)
     if not np.isfinite(level) or len(br.starts) == 0:
         return br, level, dropped

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -313,7 +313,8 @@ def classify_parts(
     """
     cfg = cfg or BehaviourConfig()
     score_part = score_part or classify
-    head = list(itertools.islice((p for p in parts() if len(p)), 2))
+    rest = (p for p in parts() if len(p))
+    head = list(itertools.islice(rest, 2))
     if len(head) == 1:  # the whole recording in one part: classify it, one pass, no pooling
         b = score_part(head[0], cfg, protocol, px_per_mm=px_per_mm)
         if emit is not None:
@@ -321,7 +322,14 @@ def classify_parts(
             b.tracks = b.tracks.iloc[:0].copy()
         b.passes = 1
         return b
-    del head
+
+    def first_pass() -> Iterator[pd.DataFrame]:
+        # the two parts already read, then the rest: each part read once per pass, and
+        # let go once scored
+        while head:
+            yield head.pop(0)
+        yield from rest
+
     known: dict = {}
     n_passes = 0
     while True:
@@ -329,7 +337,7 @@ def classify_parts(
         need: PoolNeeded | None = None
         summaries: list[dict] = []
         done: list[BehaviourResult] = []
-        for part in parts():
+        for part in first_pass() if n_passes == 1 else parts():
             if not len(part):
                 continue
             try:
