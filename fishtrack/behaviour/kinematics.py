@@ -140,14 +140,16 @@ class Kinematics:
         self.columns["tail_excursion_rad"] = tail_excursion(tail, fr, self.exc_width)
 
 
-def tail_diffs(fr: Frames, tail: np.ndarray | None = None) -> np.ndarray:
-    """Per sorted row: tail-angle change since the previous frame of the same fish (rad);
-    NaN on each fish's first row, after a time jump and where either frame is unobserved."""
+def tail_diffs(fr: Frames, tail: np.ndarray | None = None, lag: int = 1) -> np.ndarray:
+    """Per sorted row: tail-angle change since ``lag`` frames before of the same fish (rad);
+    NaN on each fish's first ``lag`` rows, across a time jump and where either frame is
+    unobserved."""
     tail = np.where(fr.observed, fr.tail, np.nan) if tail is None else tail
     d = np.full(fr.n, np.nan)
-    if fr.n > 1:
-        same = (fr.gid[1:] == fr.gid[:-1]) & ~fr.jump
-        d[1:] = np.where(same, tail[1:] - tail[:-1], np.nan)
+    if fr.n > lag:
+        jumps = np.r_[0, np.cumsum(fr.jump)] if len(fr.jump) else np.zeros(fr.n, np.int64)
+        same = (fr.gid[lag:] == fr.gid[:-lag]) & (jumps[lag:] == jumps[:-lag])
+        d[lag:] = np.where(same, tail[lag:] - tail[:-lag], np.nan)
     return d
 
 
