@@ -188,3 +188,40 @@ def test_idtrackerai_positions_give_states_and_per_fish_metrics(camera_rec, tmp_
     assert sorted(sc["fish"].astype(str).unique()) == fish
     per = _per_fish(sc.astype({"fish": str}), truth).groupby("fish")[["p", "pt"]].mean()
     assert (per["p"] - per["pt"]).abs().max() <= 0.05
+
+
+
+def test_a_drifting_passive_larva_is_not_scored_active():
+    """A passive larva drifting with the water at 2.5 px/s (0.12 body lengths/s, above the
+    0.1 body-length/s floor; the simulator's drift reaches this), its pixels changing a
+    little as it drifts, between two bouts that move it 8 px: the drift is no bout (tuning
+    video 403: kappa 0.74 from drift read as bouts)."""
+    rng = np.random.default_rng(2)
+    n, fps = 500, 25.0
+    t = np.arange(n) / fps
+    ang = 0.6 + 0.3 * np.sin(t / 3.0)  # the drift turns slowly
+    v = np.c_[np.cos(ang), np.sin(ang)] * 2.5
+    v[:100] = 0.0  # still at first, then drifting
+    pos = np.cumsum(v / fps, axis=0) + 50.0
+    me = np.abs(rng.normal(0.4, 0.1, n))
+    me[100:] += np.abs(rng.normal(1.1, 0.3, n - 100))  # the drifting outline's pixels
+    bouts = (160, 360)
+    for s in bouts:  # 8 px in 5 frames, perpendicular to the drift
+        pos[s:, 0] += np.minimum(np.arange(n - s), 5) * 1.6
+        me[s:s + 5] += rng.uniform(15, 25, 5)
+    pos += rng.normal(0, 0.05, pos.shape)
+    mid = np.linspace(0, 20, 6)  # a 20 px midline along x
+    cols = {f"tail_x_{i}": pos[:, 0] - mid[i] for i in range(6)}
+    cols |= {f"tail_y_{i}": pos[:, 1] for i in range(6)}
+    tracks = pd.DataFrame({"frame": np.arange(n), "time_s": t, "fish": "a", "x": pos[:, 0],
+                           "y": pos[:, 1], "tail_angle": np.nan, "motion_energy": me, **cols})
+    res = classify(tracks, BehaviourConfig())
+    assert res.noise["bout_signal"] == "speed_motion"
+    found = res.bouts[["start_frame", "end_frame"]].to_numpy()
+    assert len(found) == len(bouts)
+    for s, (a, b) in zip(bouts, found, strict=True):
+        assert a <= s + 4 and b >= s
+    # away from the bouts the larva is passive: more than min_passive_s without a bout
+    st = res.tracks.set_index("frame")["state"]
+    assert (st.loc[:150] == "passive").all() and (st.loc[200:350] == "passive").all()
+    assert (st.loc[400:] == "passive").all()
