@@ -187,7 +187,8 @@ def _nanmedian(body: np.ndarray) -> float:
     return float(np.nanmedian(body)) if np.isfinite(body).any() else np.nan
 
 
-def window_speed(fr: Frames, width: int, drift_s: float | None = None) -> np.ndarray:
+def window_speed(fr: Frames, width: int, drift_s: float | None = None,
+                 quiet: np.ndarray | None = None) -> np.ndarray:
     """Per sorted row: the head's displacement across a centred window of ``width`` frames
     divided by the time it spans (px/s; NaN on unobserved rows).
 
@@ -200,7 +201,9 @@ def window_speed(fr: Frames, width: int, drift_s: float | None = None) -> np.nda
     ``drift_s``: the slow drift is taken out first: the window's velocity minus its
     centred running median over ``drift_s`` (:data:`DRIFT_S`). A bout is a change of
     velocity lasting 0.1-0.4 s; a passive larva drifting with the water keeps a slow,
-    steady velocity that a median over seconds follows and a bout's few frames do not move.
+    steady velocity that a median over seconds follows. ``quiet``: the median is taken over
+    these rows only (the frames away from the bouts: a fast bout's frames would pull it and
+    leave a residual speed around the bout); none in the window: no drift is taken out.
     """
     n = fr.n
     out = np.full(n, np.nan)
@@ -229,8 +232,9 @@ def window_speed(fr: Frames, width: int, drift_s: float | None = None) -> np.nda
         vy = (yf[hi] - yf[lo]) / span
     bad = (hi <= lo) | ~fr.observed
     if drift_s is not None and drift_s > 0 and fr.dt_median > 0:
-        vx = vx - _running_median(np.where(bad, np.nan, vx), fr, drift_s)
-        vy = vy - _running_median(np.where(bad, np.nan, vy), fr, drift_s)
+        use = ~bad if quiet is None else ~bad & quiet
+        vx = vx - _running_median(np.where(use, vx, np.nan), fr, drift_s)
+        vy = vy - _running_median(np.where(use, vy, np.nan), fr, drift_s)
     out = np.hypot(vx, vy)
     out[bad] = np.nan
     return out
@@ -454,6 +458,9 @@ def detect_speed_bouts(
         if k == n_passes - 1:
             break
         quiet = quiet_frames(kin, in_bout)
+        if drift_s is not None:  # the drift again, from the frames away from the bouts
+            speed = window_speed(fr, width, drift_s, quiet=quiet)
+            kin = _signal_kin(fr, speed, width)
         sig_q = np.sqrt(0.5 * (tail_noise(fr, x, quiet) ** 2 + tail_noise(fr, y, quiet) ** 2))
         levels = quiet_levels(fr, speed, sig_q, quiet)
         mean, sd = levels.vigour_mean, levels.vigour_sd
