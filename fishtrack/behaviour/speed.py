@@ -378,6 +378,19 @@ def _dilate1(fr: Frames, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _confirmed(fr: Frames, active: np.ndarray, motion: np.ndarray, thr: np.ndarray
+               ) -> np.ndarray:
+    """Per row: the row's run of ``active`` (within its fish) holds a frame whose aligned
+    pixel motion is above the fish's threshold ``thr``, or one with no motion measured."""
+    if fr.n == 0:
+        return np.zeros(0, bool)
+    with np.errstate(invalid="ignore"):
+        hi = (motion > thr[fr.gid]) | ~np.isfinite(motion)
+    edge = np.r_[True, (fr.gid[1:] != fr.gid[:-1]) | (active[1:] != active[:-1])]
+    run = np.cumsum(edge) - 1
+    return (np.bincount(run, weights=(active & hi).astype(float)) > 0)[run]
+
+
 def _signal_kin(fr: Frames, v: np.ndarray, width: int) -> Kinematics:
     return Kinematics(frames=fr, columns={"vigour_rad_s": v}, tail=np.zeros(0),
                       extrema=np.zeros(0, np.int64), extrema_t=np.zeros(0),
@@ -451,6 +464,11 @@ def detect_speed_bouts(
             with np.errstate(invalid="ignore"):
                 moving = _dilate1(fr, motion > low[fr.gid])
             active = active & (moving | ~np.isfinite(motion))
+            # and a stretch the speed found counts only when its pixels pass the motion
+            # threshold on at least one frame (or were not measured): a bout moves the fish's
+            # pixels well above their noise; the sticky, jumping positions of a small larva
+            # in a noisy camera do not (tuning videos 291, 433, 699, 403)
+            active = active & _confirmed(fr, active, motion, m_thr)
             active = active | active_m
         s, e = bout_runs(active, fr, blocks, cfg)
         in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
