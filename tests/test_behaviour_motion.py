@@ -111,7 +111,8 @@ def test_motion_is_aligned_to_the_frame_that_moves():
     m = motion_frames(tr, fr)
     # frame 20's change (averaged over MOTION_SMOOTH_S, 2 frames at 25 fps) and no other
     assert m[20] == pytest.approx((9.0 + 0.2) / 2)
-    assert np.allclose(np.delete(m, [19, 20]), 0.2)
+    assert np.allclose(np.delete(m, [19, 20, n - 1]), 0.2)
+    assert np.isnan(m[n - 1])  # the last frame's change: nothing follows to confirm it
     assert m[30] == pytest.approx(0.2)  # the single changed frame is gone
     assert motion_frames(tr.drop(columns=["motion_energy"]), fr) is None
 
@@ -214,3 +215,19 @@ def test_codec_refreshes_of_the_whole_picture_make_no_bout_of_a_still_larva():
     thr = res.fish.set_index("arena")["motion_threshold_grey"]
     peak = res.tracks.groupby("arena")["bout_motion_grey"].max()
     assert (thr[["A1", "A2"]] > peak[["A1", "A2"]]).all()
+
+
+def test_a_change_of_every_well_on_the_last_frame_makes_no_bout_of_a_still_larva():
+    # the last frame of an H.264 video changed every well by ~6 grey levels at once (tuning
+    # seed 477): nothing follows it to confirm a movement, so a still larva has no bout
+    tracks, _ = _codec_refresh_tracks(seed=4)
+    last = tracks["frame"] == tracks["frame"].max()
+    tracks.loc[last, "motion_energy"] += 6.0
+    res = classify(tracks, BehaviourConfig())
+    assert res.noise["bout_signal"] == "speed_motion"
+    for still in ("A1", "A2"):
+        assert not (res.bouts["arena"] == still).any()
+        assert (res.tracks.loc[res.tracks["arena"] == still, "state"] == "passive").all()
+    fr = position_frames(tracks, BehaviourConfig())
+    m = motion_frames(tracks, fr)
+    assert np.isnan(m[fr.frame == fr.frame.max()]).all()

@@ -188,3 +188,78 @@ def test_idtrackerai_positions_give_states_and_per_fish_metrics(camera_rec, tmp_
     assert sorted(sc["fish"].astype(str).unique()) == fish
     per = _per_fish(sc.astype({"fish": str}), truth).groupby("fish")[["p", "pt"]].mean()
     assert (per["p"] - per["pt"]).abs().max() <= 0.05
+
+
+def _larva_tracks(pos: np.ndarray, me: np.ndarray, fps: float, length: float) -> pd.DataFrame:
+    """One larva's tracks: head positions, a straight midline of ``length`` px along x
+    (6 points) and the tracker's ``motion_energy``."""
+    n = len(pos)
+    mid = np.linspace(0, length, 6)
+    cols = {f"tail_x_{i}": pos[:, 0] - mid[i] for i in range(6)}
+    cols |= {f"tail_y_{i}": pos[:, 1] for i in range(6)}
+    return pd.DataFrame({"frame": np.arange(n), "time_s": np.arange(n) / fps, "fish": "a",
+                         "x": pos[:, 0], "y": pos[:, 1], "tail_angle": np.nan,
+                         "motion_energy": me, **cols})
+
+
+def _states_with_these_bouts(tracks: pd.DataFrame, bouts: tuple[int, ...]) -> pd.Series:
+    """Classify (``auto``: speed and pixel motion), check that exactly ``bouts`` (their start
+    frames) were found, and return the states by frame."""
+    res = classify(tracks, BehaviourConfig())
+    assert res.noise["bout_signal"] == "speed_motion"
+    found = res.bouts[["start_frame", "end_frame"]].to_numpy()
+    assert len(found) == len(bouts)
+    for s, (a, b) in zip(bouts, found, strict=True):
+        assert a <= s + 4 and b >= s
+    return res.tracks.set_index("frame")["state"]
+
+
+def test_a_drifting_passive_larva_is_not_scored_active():
+    """A passive larva drifting with the water at 2.5 px/s (0.12 body lengths/s, above the
+    0.1 body-length/s floor; the simulator's drift reaches this), its pixels changing a
+    little as it drifts, between two bouts that move it 8 px: the drift is no bout (tuning
+    video 403: kappa 0.74 from drift read as bouts)."""
+    rng = np.random.default_rng(2)
+    n, fps = 500, 25.0
+    t = np.arange(n) / fps
+    ang = 0.6 + 0.3 * np.sin(t / 3.0)  # the drift turns slowly
+    v = np.c_[np.cos(ang), np.sin(ang)] * 2.5
+    v[:100] = 0.0  # still at first, then drifting
+    pos = np.cumsum(v / fps, axis=0) + 50.0
+    me = np.abs(rng.normal(0.4, 0.1, n))
+    me[100:] += np.abs(rng.normal(1.1, 0.3, n - 100))  # the drifting outline's pixels
+    bouts = (160, 360)
+    for s in bouts:  # 8 px in 5 frames, perpendicular to the drift
+        pos[s:, 0] += np.minimum(np.arange(n - s), 5) * 1.6
+        me[s:s + 5] += rng.uniform(15, 25, 5)
+    pos += rng.normal(0, 0.05, pos.shape)
+    st = _states_with_these_bouts(_larva_tracks(pos, me, fps, 20.0), bouts)
+    # away from the bouts the larva is passive: more than min_passive_s without a bout
+    assert (st.loc[:150] == "passive").all() and (st.loc[200:350] == "passive").all()
+    assert (st.loc[400:] == "passive").all()
+
+
+def test_a_sticky_trackers_jumps_are_no_bout_without_pixel_motion():
+    """A passive 21 px larva drifting at 1 px/s in a noisy MJPG camera: the tracker's position
+    slips 0.6 px aside for a few frames now and then (its frame-to-frame noise looks ~0),
+    which makes ~2.5 px/s over the speed's window, above the 0.1 body-length/s floor; its
+    pixels change by MJPG's noise only (~3.2 grey levels). Two real bouts move it 8 px and
+    its pixels by ~10 grey levels. Only those are bouts (tuning videos 291, 433, 699)."""
+    rng = np.random.default_rng(4)
+    n, fps = 520, 26.0
+    t = np.arange(n) / fps
+    true = np.c_[50.0 + t * 0.8, 40.0 + t * 0.6]  # drift of 1 px/s
+    bouts = (150, 380)
+    for s in bouts:
+        true[s:, 1] += np.minimum(np.arange(n - s), 5) * 1.6
+    # the tracker follows the larva (0.02 px noise) but now and then slips 0.6 px aside for
+    # 6 frames and back: sparse, correlated errors its frame-to-frame noise does not see
+    err = np.zeros((n, 2))
+    for s in range(20, n - 10, 37):
+        err[s:s + 6] = 0.6 * np.array([np.cos(s), np.sin(s)])
+    pos = true + err + rng.normal(0, 0.02, true.shape)
+    me = np.abs(rng.normal(3.2, 0.35, n))
+    for s in bouts:
+        me[s:s + 5] += rng.uniform(8, 12, 5)
+    st = _states_with_these_bouts(_larva_tracks(pos, me, fps, 21.0), bouts)
+    assert (st.loc[:140] == "passive").all() and (st.loc[200:370] == "passive").all()

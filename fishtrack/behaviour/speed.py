@@ -108,6 +108,11 @@ exactly unchanged, so the quiet frames' spread can be ~0."""
 MOTION_SMOOTH_S = 0.07
 """The aligned pixel motion is averaged over this (s; a moving mean of 2 frames at 25-30
 fps): a struggle lasts several frames, the noise of one frame falls by ~sqrt(2)."""
+DRIFT_S = 2.0
+"""The slow drift taken out of the speed (:func:`window_speed`): the running median of the
+window's velocity over this (s). Longer than any bout (0.1-0.4 s, so a bout's frames are a
+minority of it and do not move the median) and not longer than the time a passive larva's
+drift keeps its course (the simulator's drift velocity has a 2 s time constant)."""
 MIN_MOTION_QUIET = 50
 """Quiet frames (all fish together) needed to measure the pixel-motion noise; fewer: the
 threshold is the floor."""
@@ -182,7 +187,8 @@ def _nanmedian(body: np.ndarray) -> float:
     return float(np.nanmedian(body)) if np.isfinite(body).any() else np.nan
 
 
-def window_speed(fr: Frames, width: int) -> np.ndarray:
+def window_speed(fr: Frames, width: int, drift_s: float | None = None,
+                 quiet: np.ndarray | None = None) -> np.ndarray:
     """Per sorted row: the head's displacement across a centred window of ``width`` frames
     divided by the time it spans (px/s; NaN on unobserved rows).
 
@@ -191,6 +197,13 @@ def window_speed(fr: Frames, width: int) -> np.ndarray:
     of several frames counts whole. Unobserved rows inside a fish's record are bridged by
     linear interpolation (never across fish); the window is cut at each fish's first and last
     row.
+
+    ``drift_s``: the slow drift is taken out first: the window's velocity minus its
+    centred running median over ``drift_s`` (:data:`DRIFT_S`). A bout is a change of
+    velocity lasting 0.1-0.4 s; a passive larva drifting with the water keeps a slow,
+    steady velocity that a median over seconds follows. ``quiet``: the median is taken over
+    these rows only (the frames away from the bouts: a fast bout's frames would pull it and
+    leave a residual speed around the bout); none in the window: no drift is taken out.
     """
     n = fr.n
     out = np.full(n, np.nan)
@@ -214,12 +227,30 @@ def window_speed(fr: Frames, width: int) -> np.ndarray:
     lo = np.maximum(idx - (width - 1) // 2, fr.gstart)
     hi = np.minimum(idx + width // 2, fr.gend)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.hypot(xf[hi] - xf[lo], yf[hi] - yf[lo]) / (fr.t[hi] - fr.t[lo])
-    out[(hi <= lo) | ~fr.observed] = np.nan
+        span = fr.t[hi] - fr.t[lo]
+        vx = (xf[hi] - xf[lo]) / span
+        vy = (yf[hi] - yf[lo]) / span
+    bad = (hi <= lo) | ~fr.observed
+    if drift_s is not None and drift_s > 0 and fr.dt_median > 0:
+        use = ~bad if quiet is None else ~bad & quiet
+        vx = vx - _running_median(np.where(use, vx, np.nan), fr, drift_s)
+        vy = vy - _running_median(np.where(use, vy, np.nan), fr, drift_s)
+    out = np.hypot(vx, vy)
+    out[bad] = np.nan
     return out
 
 
-def white_noise_speed(dt: float, width: int, n: int = 8192) -> tuple[float, float]:
+def _running_median(v: np.ndarray, fr: Frames, seconds: float) -> np.ndarray:
+    """Centred running median over ``seconds`` (rows, NaNs ignored), never crossing fish;
+    0 where the window holds no finite value."""
+    k = max(3, int(round(seconds / fr.dt_median)) | 1)
+    out = (pd.Series(v).groupby(fr.gid).rolling(k, center=True, min_periods=1).median()
+           .to_numpy())
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+def white_noise_speed(dt: float, width: int, n: int = 8192, drift_s: float | None = None
+                      ) -> tuple[float, float]:
     """Mean and robust sd of the window speed (:func:`window_speed`, px/s) that white position
     noise of sigma 1 px per axis produces at frame interval ``dt`` over a window of ``width``
     frames; fixed seed."""
@@ -230,7 +261,7 @@ def white_noise_speed(dt: float, width: int, n: int = 8192) -> tuple[float, floa
                 observed=np.ones(n, bool), tail=np.full(n, np.nan), x=rng.standard_normal(n),
                 y=rng.standard_normal(n), heading=np.full(n, np.nan),
                 fish_keys=pd.DataFrame({"arena": [""], "fish": [""]}), jump=np.zeros(n - 1, bool))
-    v = window_speed(fr, width)[width:-width]
+    v = window_speed(fr, width, drift_s)[width:-width]
     med = float(np.median(v))
     return med, float(_MAD * np.median(np.abs(v - med)))
 
@@ -260,7 +291,8 @@ def motion_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     smaller of the two changes (``t`` and ``t+1`` of the same fish, consecutive frames): a
     frame moves when it differs from both neighbours. This puts a bout's motion on its own
     frames (not one frame late) and removes one-frame changes such as a key frame of a
-    compressed video.
+    compressed video. A frame whose next change is unknown (a record's last frame, or the
+    next frame unmeasured) is NaN: its change is not confirmed.
     """
     if "motion_energy" not in tracks.columns:
         return None
@@ -271,7 +303,10 @@ def motion_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     if fr.n > 1:
         same = (fr.gid[1:] == fr.gid[:-1]) & ~fr.jump
         nxt[:-1] = np.where(same, me[1:], np.nan)
-    out = np.fmin(me, nxt)  # the last frame of a record keeps its own change
+    # a change that cannot be confirmed by the next frame (the last frame of a record, or
+    # the next frame unmeasured) is no motion: the last frame of an H.264 video changes
+    # every well at once (tuning seed 477: ~6 grey levels, a still larva's bout)
+    out = np.minimum(me, nxt)
     out[~fr.observed] = np.nan
     k = max(1, int(round(MOTION_SMOOTH_S / fr.dt_median))) if fr.dt_median > 0 else 1
     if k > 1:
@@ -343,6 +378,19 @@ def _dilate1(fr: Frames, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _confirmed(fr: Frames, active: np.ndarray, motion: np.ndarray, thr: np.ndarray
+               ) -> np.ndarray:
+    """Per row: the row's run of ``active`` (within its fish) holds a frame whose aligned
+    pixel motion is above the fish's threshold ``thr``, or one with no motion measured."""
+    if fr.n == 0:
+        return np.zeros(0, bool)
+    with np.errstate(invalid="ignore"):
+        hi = (motion > thr[fr.gid]) | ~np.isfinite(motion)
+    edge = np.r_[True, (fr.gid[1:] != fr.gid[:-1]) | (active[1:] != active[:-1])]
+    run = np.cumsum(edge) - 1
+    return (np.bincount(run, weights=(active & hi).astype(float)) > 0)[run]
+
+
 def _signal_kin(fr: Frames, v: np.ndarray, width: int) -> Kinematics:
     return Kinematics(frames=fr, columns={"vigour_rad_s": v}, tail=np.zeros(0),
                       extrema=np.zeros(0, np.int64), extrema_t=np.zeros(0),
@@ -372,11 +420,15 @@ def detect_speed_bouts(
     width = speed_window(fr, cfg)
     x = np.where(fr.observed, fr.x, np.nan)
     y = np.where(fr.observed, fr.y, np.nan)
-    speed = window_speed(fr, width)
+    # the drift is taken out only with the pixel motion: it sees the dense and in-place
+    # struggles whose own velocity moves the running median; from positions alone that cost
+    # more bouts than the drift made (tuning seeds 500-699: share within 0.05 0.745 -> 0.710)
+    drift_s = DRIFT_S if motion is not None else None
+    speed = window_speed(fr, width, drift_s)
     kin = _signal_kin(fr, speed, width)
     kin_m = _signal_kin(fr, motion, 1) if motion is not None else None
     sig = np.sqrt(0.5 * (tail_noise(fr, x) ** 2 + tail_noise(fr, y) ** 2))
-    mu1, sd1 = white_noise_speed(fr.dt_median, width)
+    mu1, sd1 = white_noise_speed(fr.dt_median, width, drift_s=drift_s)
     span = (width - 1) * fr.dt_median
     floor = np.full(n_fish, MIN_TRAVEL_PX / span)
     if body_px is not None:
@@ -412,6 +464,11 @@ def detect_speed_bouts(
             with np.errstate(invalid="ignore"):
                 moving = _dilate1(fr, motion > low[fr.gid])
             active = active & (moving | ~np.isfinite(motion))
+            # and a stretch the speed found counts only when its pixels pass the motion
+            # threshold on at least one frame (or were not measured): a bout moves the fish's
+            # pixels well above their noise; the sticky, jumping positions of a small larva
+            # in a noisy camera do not (tuning videos 291, 433, 699, 403)
+            active = active & _confirmed(fr, active, motion, m_thr)
             active = active | active_m
         s, e = bout_runs(active, fr, blocks, cfg)
         in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
@@ -419,6 +476,9 @@ def detect_speed_bouts(
         if k == n_passes - 1:
             break
         quiet = quiet_frames(kin, in_bout)
+        if drift_s is not None:  # the drift again, from the frames away from the bouts
+            speed = window_speed(fr, width, drift_s, quiet=quiet)
+            kin = _signal_kin(fr, speed, width)
         sig_q = np.sqrt(0.5 * (tail_noise(fr, x, quiet) ** 2 + tail_noise(fr, y, quiet) ** 2))
         levels = quiet_levels(fr, speed, sig_q, quiet)
         mean, sd = levels.vigour_mean, levels.vigour_sd
