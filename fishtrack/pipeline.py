@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from fishtrack.arenas import Arena, detect_arenas
 from fishtrack.behaviour import OUTPUT_COLUMNS, classify, load_protocol_log
@@ -278,8 +279,6 @@ def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Conf
     def tracks_parts():
         # Arrow blocks: the tracker's columns go from the spill file to tracks.parquet
         # without a pandas copy (the peak of the end of a run: docs/architecture.md)
-        import pyarrow as pa
-
         readers = [f.reader() for f in added]
         r = 0
         for block in spill.arrow_blocks():
