@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from fishtrack.arenas import Arena, detect_arenas
 from fishtrack.behaviour import OUTPUT_COLUMNS, classify, load_protocol_log
@@ -276,21 +277,30 @@ def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Conf
             f.remove()
 
     def tracks_parts():
+        # Arrow blocks: the tracker's columns go from the spill file to tracks.parquet
+        # without a pandas copy (the peak of the end of a run: docs/architecture.md)
         readers = [f.reader() for f in added]
         r = 0
-        for block in _kept_blocks(spill, kept):
-            if readers:
-                rp = _row_parts(block, keys, part)
-                pos = np.arange(len(block))
+        for block in spill.arrow_blocks():
+            keep = kept_rows({"frame": block.column("frame")}, kept)
+            if not keep.all():
+                block = block.filter(pa.array(keep))
+            if readers and block.num_rows:
+                fish = block.select(["arena", "fish"]).to_pandas()
+                rp = _row_parts(fish, keys, part)
+                pos = np.arange(len(fish))
                 pieces = []
                 for p in np.unique(rp):
                     piece = readers[p].take(int(np.sum(rp == p)))
                     piece.index = pos[rp == p]
                     pieces.append(piece)
-                extra = pd.concat(pieces).sort_index() if pieces else None
-                if extra is not None:
-                    block = pd.concat([block, extra.reset_index(drop=True)], axis=1, copy=False)
-            r += len(block)
+                extra = pd.concat(pieces).sort_index().reset_index(drop=True)
+                del pieces
+                added_cols = pa.Table.from_pandas(extra, preserve_index=False)
+                for name, col in zip(added_cols.column_names, added_cols.columns, strict=True):
+                    block = block.append_column(name, col)
+                del extra, added_cols
+            r += block.num_rows
             yield block
         for f in added:
             f.remove()

@@ -18,7 +18,6 @@ import pytest
 import fishtrack.tracking.tracker as tracker
 from fishtrack.config import load_config
 from fishtrack.errors import FishtrackError
-from fishtrack.io import tables
 from fishtrack.io.video import open_video
 from fishtrack.pipeline import find_arenas, track_to_folder
 from fishtrack.synth import SimSpec, simulate
@@ -125,17 +124,21 @@ def test_tracker_holds_a_window_of_rows_not_the_video(chamber, small_blocks):
 
 
 def test_failure_while_writing_leaves_no_table(plate, tmp_path, monkeypatch, small_blocks):
+    import pyarrow.parquet as pq
+
     out = tmp_path / "out"
     calls = {"n": 0}
-    real = tables._arrow_table
+    real = pq.ParquetWriter.write_table
 
-    def fail_on_third_block(df, schema=None):
-        calls["n"] += 1
-        if schema is not None and calls["n"] > 2 and "state" in df.columns:
-            raise OSError(28, "No space left on device")
-        return real(df, schema)
+    def fail_on_third_block(self, table, *a, **k):
+        # the final table's blocks (the tracker's columns and the behaviour's), not the spills
+        if {"state", "x"} <= set(table.column_names):
+            calls["n"] += 1
+            if calls["n"] > 2:
+                raise OSError(28, "No space left on device")
+        return real(self, table, *a, **k)
 
-    monkeypatch.setattr(tables, "_arrow_table", fail_on_third_block)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", fail_on_third_block)
     with pytest.raises(FishtrackError, match="disk is full"):
         track_to_folder(plate.video_path, plate.out_dir / "config.yaml", out, stream=True)
     assert not (out / "tracks.parquet").exists()

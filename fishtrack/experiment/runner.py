@@ -13,13 +13,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import time
-import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +23,11 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from fishtrack._threads import limit_threads, restore_malloc_thresholds
 from fishtrack.behaviour import load_protocol_log
 from fishtrack.config import Config, load_config, resolve_config
 from fishtrack.errors import ConfigError, FishtrackError
 from fishtrack.experiment.aggregate import _compute_stats
-from fishtrack.experiment.backends import Backend, InlineQueue, QueueProgress, trial_threads
+from fishtrack.experiment.backends import Backend, InlineQueue
 from fishtrack.experiment.lock import output_lock
 from fishtrack.experiment.manifest import (
     Manifest,
@@ -47,23 +42,21 @@ from fishtrack.experiment.manifest import (
 from fishtrack.experiment.records import (
     ExperimentResult,
     ProgressCallback,
-    Status,
     TrialFailure,
     TrialOutcome,
     emit,
 )
 from fishtrack.experiment.state import STATE_FILE, read_state, update_state, write_inputs
-from fishtrack.importers import classify_imported, imported_arenas
+from fishtrack.experiment.worker import TrialFn, TrialTask, _execute_trial
+from fishtrack.importers import imported_arenas
 from fishtrack.io.video import open_video
-from fishtrack.pipeline import classify_folder, find_arenas, open_source, track_to_folder
+from fishtrack.pipeline import find_arenas, open_source
 from fishtrack.stats import METRICS
 from fishtrack.trial import FILES, PROVENANCE, FolderStatus, TrialFolder
 
 TRIAL_FILES = FILES
 """Files a complete trial folder holds (``provenance.json`` is written last)."""
 
-TrialFn = Callable[..., Any]
-"""``trial_fn(video, config, out_folder, progress=None)`` writes a complete trial folder."""
 ArenasFn = Callable[[Path, Config], list[str]]
 """``arenas_fn(video, config) -> [arena names]`` (fast check before tracking)."""
 
@@ -74,11 +67,6 @@ def trial_status(
     """Whether a trial folder already holds the outputs for ``video`` with ``config``
     (:meth:`fishtrack.trial.TrialFolder.status`)."""
     return TrialFolder(folder).status(video, config)
-
-
-def track_trial(video: Path, config: Config, out: Path, progress=None) -> None:
-    """Default trial function: :func:`fishtrack.pipeline.track_to_folder`."""
-    track_to_folder(video, config, out, progress=progress, stream=True)
 
 
 def detect_video_arenas(video: Path, config: Config) -> list[str]:
@@ -374,21 +362,6 @@ def _clean_leftovers(trials_dir: Path) -> None:
 # execute
 
 
-@dataclass
-class TrialTask:
-    """Everything a worker needs to produce one trial folder (picklable)."""
-
-    name: str
-    video: str
-    out_root: str
-    config: Config
-    mode: Literal["track", "reclassify"] = "track"
-    trial_fn: TrialFn | None = None
-    concurrent: int = 0
-    """Trials running at once on the worker's machine (:attr:`Backend.concurrent`): the
-    worker caps its threads at its share of the cores (0: no cap, the trial runs alone)."""
-
-
 def _execute(plan: _Plan, backend: Backend, trial_fn: TrialFn | None,
              progress: ProgressCallback | None) -> dict[str, TrialOutcome]:
     """Run the trials that are not current; the outcome of every trial by name."""
@@ -448,62 +421,3 @@ def _trials_table(plan: _Plan, outcomes: dict[str, TrialOutcome]) -> pd.DataFram
         rows.append({"trial": plan.names[v], "video": v, "status": o.status,
                      "seconds": round(o.seconds, 2), "error": o.error})
     return pd.DataFrame(rows)
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move the finished ``tmp`` folder to ``final``; an old ``final`` is removed after."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(final, old)
-    os.rename(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _execute_trial(task: TrialTask, queue=None) -> TrialOutcome:
-    """Run one trial into a temporary folder and rename it into place (worker entry point).
-
-    Never raises: a failure becomes a ``failed`` outcome (with a log of the traceback when
-    the error is not a :class:`FishtrackError`).
-    """
-    t0 = time.perf_counter()
-    root = Path(task.out_root)
-    final = root / "trials" / task.name
-    tmp = final.with_name(f".{task.name}.part-{uuid.uuid4().hex[:8]}")
-    progress = QueueProgress(queue, task.name) if queue is not None else None
-    threads = trial_threads(task.concurrent)
-    if threads:  # several trials share the cores: no pool larger than this trial's share
-        limit_threads(threads)
-    restore_malloc_thresholds()  # a dask worker's MALLOC_TRIM_THRESHOLD_ (no-op elsewhere)
-    try:
-        if task.mode == "reclassify":
-            shutil.copytree(final, tmp)
-            classify_folder(tmp, task.config)
-        elif TrialFolder(task.video).is_imported():  # a `fishtrack import` folder: classified, not tracked
-            tmp.mkdir(parents=True)
-            classify_imported(task.video, task.config, tmp)
-        else:
-            tmp.mkdir(parents=True)
-            fn = task.trial_fn or track_trial
-            fn(Path(task.video), task.config, tmp, progress=progress)
-        absent = TrialFolder(tmp).missing()
-        if absent:
-            raise FishtrackError(f"{task.video}: the trial produced no {', '.join(absent)}")
-        _replace_dir(tmp, final)
-        status: Status = "reclassified" if task.mode == "reclassify" else "done"
-        return TrialOutcome(task.name, task.video, status, time.perf_counter() - t0)
-    except FishtrackError as err:
-        return TrialOutcome(task.name, task.video, "failed", time.perf_counter() - t0, str(err))
-    except BaseException as err:  # noqa: BLE001 - a failing trial must not stop the others
-        if isinstance(err, KeyboardInterrupt):
-            raise
-        log = root / "logs" / f"{task.name}.log"
-        with contextlib.suppress(OSError):
-            log.parent.mkdir(parents=True, exist_ok=True)
-            log.write_text(traceback.format_exc(), encoding="utf-8")
-        msg = f"{task.video}: unexpected {type(err).__name__}: {err} (traceback in {log})"
-        return TrialOutcome(task.name, task.video, "failed", time.perf_counter() - t0, msg, str(log))
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)

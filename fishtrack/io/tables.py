@@ -106,11 +106,17 @@ def _arrow_table(df: pd.DataFrame, schema=None):
     return pa.Table.from_pandas(df, schema=schema, preserve_index=False), schema
 
 
-def write_table_parts(parts: Iterable[pd.DataFrame], path: str | Path, *, csv: bool = False) -> Path:
+def write_table_parts(parts: Iterable, path: str | Path, *, csv: bool = False) -> Path:
     """Write a Parquet table given as consecutive blocks of rows (one row group each) without
     holding it whole; atomically, like :func:`write_table` (also the ``.csv`` with ``csv``).
     Read back, it equals ``pd.concat(parts, ignore_index=True)`` written by
-    :func:`write_table`. At least one block (it may be empty) must be given."""
+    :func:`write_table`. At least one block (it may be empty) must be given.
+
+    A block is a DataFrame or a ``pyarrow.Table`` (written as it is, cast to the first
+    block's schema: no pandas copy of it; e.g. the streamed tracks, straight from the spill
+    file). The schema is the first block's (from its first rows when it is an Arrow table).
+    """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -121,12 +127,20 @@ def write_table_parts(parts: Iterable[pd.DataFrame], path: str | Path, *, csv: b
         schema = None
         try:
             for k, df in enumerate(parts):
-                table, schema = _arrow_table(df, schema)
+                if isinstance(df, pa.Table):
+                    if schema is None:  # the schema the pandas path gives (types, metadata)
+                        schema = _arrow_table(df.slice(0, 4096).to_pandas())[1]
+                    table = df.cast(schema)
+                else:
+                    table, schema = _arrow_table(df, schema)
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, schema)
                 writer.write_table(table)
                 if tmp_csv is not None:
-                    df.to_csv(tmp_csv, index=False, header=k == 0, mode="w" if k == 0 else "a")
+                    frame = df.to_pandas() if isinstance(df, pa.Table) else df
+                    frame.to_csv(tmp_csv, index=False, header=k == 0, mode="w" if k == 0 else "a")
+                    del frame
+                del table, df
             if writer is None:
                 raise ValueError(f"{path}: no rows to write (not even an empty block)")
         finally:
@@ -190,6 +204,11 @@ class SpillFile:
 
     def blocks(self, columns: Iterable[str] | None = None) -> Iterator[pd.DataFrame]:
         """The blocks as written (one DataFrame per row group), only ``columns`` if given."""
+        for table in self.arrow_blocks(columns):
+            yield table.to_pandas()
+
+    def arrow_blocks(self, columns: Iterable[str] | None = None) -> Iterator:
+        """The blocks as written, as ``pyarrow.Table`` s (no pandas copy), only ``columns``."""
         import pyarrow.parquet as pq
 
         self.close()
@@ -198,7 +217,7 @@ class SpillFile:
         pf = pq.ParquetFile(self.path)
         cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
         for i in range(pf.num_row_groups):
-            yield pf.read_row_group(i, columns=cols).to_pandas()
+            yield pf.read_row_group(i, columns=cols)
 
     def reader(self, columns: Iterable[str] | None = None) -> SpillReader:
         """A forward reader of the rows written, any number at a time (:class:`SpillReader`)."""

@@ -1,0 +1,115 @@
+"""The worker side of an experiment: one trial into its folder (:func:`_execute_trial`).
+
+This is the module a worker process (a spawned local process or a dask worker) imports to run
+a trial, so it imports only what tracking and scoring a video need (the pipeline, the trial
+folder), not the statistics, the report or the importers' readers (``scipy.stats`` and the
+rest: ~2 s and ~60 MB per worker process; tests/test_experiment_worker.py checks it).
+:mod:`fishtrack.experiment.runner` plans the trials and sends :class:`TrialTask` s here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from fishtrack._threads import limit_threads, restore_malloc_thresholds
+from fishtrack.config import Config
+from fishtrack.errors import FishtrackError
+from fishtrack.experiment.backends import QueueProgress, trial_threads
+from fishtrack.experiment.records import Status, TrialOutcome
+from fishtrack.pipeline import classify_folder, track_to_folder
+from fishtrack.trial import TrialFolder
+
+__all__ = ["TrialFn", "TrialTask", "track_trial"]
+
+TrialFn = Callable[..., Any]
+"""``trial_fn(video, config, out_folder, progress=None)`` writes a complete trial folder."""
+
+
+def track_trial(video: Path, config: Config, out: Path, progress=None) -> None:
+    """Default trial function: :func:`fishtrack.pipeline.track_to_folder`."""
+    track_to_folder(video, config, out, progress=progress, stream=True)
+
+
+@dataclass
+class TrialTask:
+    """Everything a worker needs to produce one trial folder (picklable)."""
+
+    name: str
+    video: str
+    out_root: str
+    config: Config
+    mode: Literal["track", "reclassify"] = "track"
+    trial_fn: TrialFn | None = None
+    concurrent: int = 0
+    """Trials running at once on the worker's machine (:attr:`Backend.concurrent`): the
+    worker caps its threads at its share of the cores (0: no cap, the trial runs alone)."""
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move the finished ``tmp`` folder to ``final``; an old ``final`` is removed after."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _execute_trial(task: TrialTask, queue=None) -> TrialOutcome:
+    """Run one trial into a temporary folder and rename it into place (worker entry point).
+
+    Never raises: a failure becomes a ``failed`` outcome (with a log of the traceback when
+    the error is not a :class:`FishtrackError`).
+    """
+    t0 = time.perf_counter()
+    root = Path(task.out_root)
+    final = root / "trials" / task.name
+    tmp = final.with_name(f".{task.name}.part-{uuid.uuid4().hex[:8]}")
+    progress = QueueProgress(queue, task.name) if queue is not None else None
+    threads = trial_threads(task.concurrent)
+    if threads:  # several trials share the cores: no pool larger than this trial's share
+        limit_threads(threads)
+    restore_malloc_thresholds()  # a dask worker's MALLOC_TRIM_THRESHOLD_ (no-op elsewhere)
+    try:
+        if task.mode == "reclassify":
+            shutil.copytree(final, tmp)
+            classify_folder(tmp, task.config)
+        elif TrialFolder(task.video).is_imported():  # a `fishtrack import` folder: classified, not tracked
+            from fishtrack.importers import classify_imported  # (its readers: not for tracking)
+
+            tmp.mkdir(parents=True)
+            classify_imported(task.video, task.config, tmp)
+        else:
+            tmp.mkdir(parents=True)
+            fn = task.trial_fn or track_trial
+            fn(Path(task.video), task.config, tmp, progress=progress)
+        absent = TrialFolder(tmp).missing()
+        if absent:
+            raise FishtrackError(f"{task.video}: the trial produced no {', '.join(absent)}")
+        _replace_dir(tmp, final)
+        status: Status = "reclassified" if task.mode == "reclassify" else "done"
+        return TrialOutcome(task.name, task.video, status, time.perf_counter() - t0)
+    except FishtrackError as err:
+        return TrialOutcome(task.name, task.video, "failed", time.perf_counter() - t0, str(err))
+    except BaseException as err:  # noqa: BLE001 - a failing trial must not stop the others
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        log = root / "logs" / f"{task.name}.log"
+        with contextlib.suppress(OSError):
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(traceback.format_exc(), encoding="utf-8")
+        msg = f"{task.video}: unexpected {type(err).__name__}: {err} (traceback in {log})"
+        return TrialOutcome(task.name, task.video, "failed", time.perf_counter() - t0, msg, str(log))
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
