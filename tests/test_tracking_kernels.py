@@ -129,3 +129,39 @@ def test_sweep_kernel_equals_numpy(arc_smooth):
             assert np.array_equal(getattr(a, f), getattr(b, f), equal_nan=True), f
     ok = outs[0].ok
     assert 0.3 * len(ok) < ok.sum() < len(ok)  # tails found, not everywhere (empty patches)
+
+
+@pytest.mark.parametrize("polarity", ["dark", "bright"])
+def test_fishness_kernel_equals_opencv(polarity):
+    """The compiled fishness of several (overlapping) arenas of whole frames equals
+    segment.fishness_chunk's OpenCV steps, with backgrounds that round at exact halves
+    (ties to even), saturate above 255 and are negative, and gains of 1 and 2."""
+    from types import SimpleNamespace
+
+    from fishtrack.tracking import _kernels
+    from fishtrack.tracking.segment import fishness_chunk
+
+    rng = np.random.default_rng(5)
+    n, hf, wf = 5, 60, 80
+    frames = rng.integers(0, 256, (n, hf, wf)).astype(np.uint8)
+    boxes = np.array([[0, 0, 30, 25], [25, 10, 80, 60], [3, 30, 40, 60]], np.int64)
+    models = []
+    for x0, y0, x1, y1 in boxes:
+        bg = (rng.random((y1 - y0, x1 - x0)) * 300 - 20).astype(np.float32)
+        bg.flat[:20] = np.arange(20, dtype=np.float32) + 0.5  # ties
+        valid = np.where(rng.random(bg.shape) > 0.2, 255, 0).astype(np.uint8)
+        models.append(SimpleNamespace(bg=bg, valid=valid, bbox=(x0, y0, x1, y1), smooth=0.0))
+    gains = rng.uniform(0.5, 1.5, (3, n)).astype(np.float32)
+    gains[0], gains[1, 0] = 1.0, 2.0
+    offs = np.concatenate([[0], np.cumsum([m.bg.size for m in models])]).astype(np.int64)
+    out = np.zeros(offs[-1] * n, np.uint8)
+    _kernels.fishness_all(frames, np.concatenate([m.bg.ravel() for m in models]),
+                          np.concatenate([m.valid.ravel() for m in models]), offs, boxes, gains,
+                          polarity == "dark", offs * n, out)
+    for i, m in enumerate(models):
+        x0, y0, x1, y1 = m.bbox
+        ref = np.zeros((n, y1 - y0, x1 - x0), np.uint8)
+        fishness_chunk(frames[:, y0:y1, x0:x1], m, polarity, ref, gains=gains[i])
+        got = out[offs[i] * n: offs[i + 1] * n].reshape(ref.shape)
+        assert np.array_equal(got, ref)
+        assert (ref > 0).mean() > 0.2  # (a test with something in it)
