@@ -131,37 +131,40 @@ def test_sweep_kernel_equals_numpy(arc_smooth):
     assert 0.3 * len(ok) < ok.sum() < len(ok)  # tails found, not everywhere (empty patches)
 
 
-@pytest.mark.parametrize("polarity", ["dark", "bright"])
-def test_fishness_kernel_equals_opencv(polarity):
-    """The compiled fishness of several (overlapping) arenas of whole frames equals
-    segment.fishness_chunk's OpenCV steps, with backgrounds that round at exact halves
-    (ties to even), saturate above 255 and are negative, and gains of 1 and 2."""
-    from types import SimpleNamespace
+def test_limit_malloc_arenas_in_a_fresh_process():
+    """Tracking caps glibc's malloc arenas at MALLOC_ARENAS unless the user set
+    MALLOC_ARENA_MAX: the cap holds (six threads allocating at once share them; without the
+    cap each gets its own), and with the variable set nothing is changed."""
+    import os
+    import subprocess
+    import sys
 
-    from fishtrack.tracking import _kernels
-    from fishtrack.tracking.segment import fishness_chunk
+    code = (
+        "import ctypes, threading\n"
+        "from fishtrack._threads import limit_malloc_arenas\n"
+        "print(limit_malloc_arenas(), limit_malloc_arenas())\n"
+        "libc = ctypes.CDLL('libc.so.6')\n"
+        "libc.malloc.restype = libc.fopen.restype = ctypes.c_void_p\n"
+        "libc.free.argtypes = libc.fflush.argtypes = [ctypes.c_void_p]\n"
+        "libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]\n"
+        "bar = threading.Barrier(6)\n"
+        "def work():\n"
+        "    p = libc.malloc(200000); bar.wait(); libc.free(p)\n"
+        "ts = [threading.Thread(target=work) for _ in range(6)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "f = libc.fopen(b'/dev/stdout', b'w'); libc.malloc_info(0, f); libc.fflush(f)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    if "<malloc" not in out:
+        pytest.skip("not glibc")
+    assert out.splitlines()[0] == "True False"  # set once, then nothing to do
+    from fishtrack._threads import MALLOC_ARENAS
 
-    rng = np.random.default_rng(5)
-    n, hf, wf = 5, 60, 80
-    frames = rng.integers(0, 256, (n, hf, wf)).astype(np.uint8)
-    boxes = np.array([[0, 0, 30, 25], [25, 10, 80, 60], [3, 30, 40, 60]], np.int64)
-    models = []
-    for x0, y0, x1, y1 in boxes:
-        bg = (rng.random((y1 - y0, x1 - x0)) * 300 - 20).astype(np.float32)
-        bg.flat[:20] = np.arange(20, dtype=np.float32) + 0.5  # ties
-        valid = np.where(rng.random(bg.shape) > 0.2, 255, 0).astype(np.uint8)
-        models.append(SimpleNamespace(bg=bg, valid=valid, bbox=(x0, y0, x1, y1), smooth=0.0))
-    gains = rng.uniform(0.5, 1.5, (3, n)).astype(np.float32)
-    gains[0], gains[1, 0] = 1.0, 2.0
-    offs = np.concatenate([[0], np.cumsum([m.bg.size for m in models])]).astype(np.int64)
-    out = np.zeros(offs[-1] * n, np.uint8)
-    _kernels.fishness_all(frames, np.concatenate([m.bg.ravel() for m in models]),
-                          np.concatenate([m.valid.ravel() for m in models]), offs, boxes, gains,
-                          polarity == "dark", offs * n, out)
-    for i, m in enumerate(models):
-        x0, y0, x1, y1 = m.bbox
-        ref = np.zeros((n, y1 - y0, x1 - x0), np.uint8)
-        fishness_chunk(frames[:, y0:y1, x0:x1], m, polarity, ref, gains=gains[i])
-        got = out[offs[i] * n: offs[i + 1] * n].reshape(ref.shape)
-        assert np.array_equal(got, ref)
-        assert (ref > 0).mean() > 0.2  # (a test with something in it)
+    assert 1 <= out.count("<heap nr=") <= MALLOC_ARENAS
+    env["MALLOC_ARENA_MAX"] = "4"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines()[0] == "False False"
+    assert out.count("<heap nr=") > MALLOC_ARENAS  # (the cap is what kept them few)

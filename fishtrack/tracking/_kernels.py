@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["bilinear2d", "cut_measure", "fishness_all", "sweep_step"]
+__all__ = ["bilinear2d", "cut_measure", "sweep_step"]
 
 
 #: one compiled signature per kernel (any memory layout), so that a first run compiles each
@@ -264,34 +264,3 @@ def sweep_step(fs, pos, theta, heads, trace, cos_a, sin_a, offs, weight, k, rad,
         a_out[i] = theta[i] + offs[jb] + frac * dstep
         v_out[i] = vmax
 
-
-@njit("void(uint8[:, :, :], float32[:], uint8[:], int64[:], int64[:, :], float32[:, :], "
-      "boolean, int64[:], uint8[:])", cache=True, nogil=True)
-def fishness_all(frames, bgs, valids, offs, boxes, gains, dark, out_offs, out):  # pragma: no cover
-    """``segment.fishness_chunk`` (no smoothing) of several arenas of a chunk of whole frames
-    (N, H, W) in one call, the same values: arena ``i`` has its crop box ``boxes[i]`` (x0, y0,
-    x1, y1), its background and mask flattened at ``offs[i]:offs[i + 1]`` of ``bgs`` and
-    ``valids``, its gains ``gains[i]`` (N,), and its fishness (N, h, w) written flat at
-    ``out[out_offs[i]:]``. The scaled background is rounded to the nearest integer (ties to
-    even) and saturated as ``cv2.convertScaleAbs`` does."""
-    n = frames.shape[0]
-    for i in range(boxes.shape[0]):
-        x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
-        h, w = y1 - y0, x1 - x0
-        base = offs[i]
-        for t in range(n):
-            g = gains[i, t]
-            o = out_offs[i] + t * h * w
-            for y in range(h):
-                row = base + y * w
-                orow = o + y * w
-                for x in range(w):
-                    if valids[row + x] == 0:
-                        out[orow + x] = 0
-                        continue
-                    s = abs(bgs[row + x] * g)
-                    r = np.rint(s)
-                    sc = np.int64(255) if r >= 255 else np.int64(r)
-                    c = np.int64(frames[t, y0 + y, x0 + x])
-                    v = sc - c if dark else c - sc
-                    out[orow + x] = v if v > 0 else 0

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from fishtrack._threads import limit_malloc_arenas
 from fishtrack.config import Layout, TrackingConfig
 from fishtrack.errors import TrackingError
 from fishtrack.tracking import midline as _midline
@@ -1400,6 +1401,7 @@ def track_video(
     if not bg.refined or list(bg.arenas) != arenas:
         bg = bg.refine(arenas, cfg, fish_per_arena=fish_per_arena, layout=layout)
     n_total = len(source)
+    limit_malloc_arenas()  # the threads below share freed memory (fishtrack._threads)
     pool = ThreadPoolExecutor(MEASURE_THREADS, thread_name_prefix="fishtrack-measure")
     run = _Run(bg, cfg, layout, fish_per_arena, n_total, getattr(source, "timestamps", None),
                chunk_size, sink, pool=pool)
@@ -1465,7 +1467,6 @@ class _Run:
         self.store.rows = n_total
         max_cells = max(int(np.prod(m.shape)) for m in bg.models)
         self.work = np.zeros(self.chunk_frames * max_cells, np.uint8)
-        self.packed = _pack_arenas(bg.models, self.chunk_frames) if len(self.names) >= KERNEL_MIN_FISH else None
         self.queue = _Queue(self.store, prm, embedded=layout == "embedded", pool=pool,
                             threads=MEASURE_THREADS)
         self.step = _step_multi if multi else _step_embedded if layout == "embedded" else _step_single
@@ -1491,41 +1492,20 @@ class _Run:
         self.store.time[fidx - self.store.base] = chunk.times
         flicker = self.cfg.flicker_correction
         gains = all_arena_gains(frames, [st.model for st in self.states]) if flicker else None
-        ready = self._fishness_all(frames, gains) if _KERNELS is not None else {}
         for i, st in enumerate(self.states):
             m = st.model
             x0, y0, x1, y1 = m.bbox
             crop = frames[:, y0:y1, x0:x1]
             hh, ww = m.shape
-            d = ready.get(i)
-            if d is None:
-                d = self.work[: n * hh * ww].reshape(n, hh, ww)
-                fishness_chunk(crop, m, bg.polarity, d, flicker=flicker,
-                               gains=gains[i] if gains is not None else None)
+            d = self.work[: n * hh * ww].reshape(n, hh, ww)
+            fishness_chunk(crop, m, bg.polarity, d, flicker=flicker,
+                           gains=gains[i] if gains is not None else None)
             blobs = find_blobs(d, m.threshold, prm.min_area)
             self.step(self, st, _ArenaChunk(d, crop, st.prev, blobs, fidx, _origin(st)))
             st.prev = np.array(crop[-1])
         self.queue.flush()
         self.done_upto = int(fidx[-1]) + 1
         return n
-
-    def _fishness_all(self, frames: np.ndarray, gains: list[np.ndarray] | None) -> dict[int, np.ndarray]:
-        """The fishness of the chunk in every arena without smoothing, in one compiled call
-        (:func:`._kernels.fishness_all`, the same values as :func:`fishness_chunk`): {arena
-        index: (N, h, w)}; empty when the kernels are not in use."""
-        pk = self.packed
-        if pk is None or _KERNELS is None or not len(pk.idx) or frames.dtype != np.uint8:
-            return {}
-        n = len(frames)
-        if gains is None:
-            g = np.ones((len(pk.idx), n), np.float32)
-        else:
-            g = np.stack([gains[i] for i in pk.idx]).astype(np.float32, copy=False)
-        out_offs = pk.offs * n
-        _KERNELS.fishness_all(frames, pk.bg, pk.valid, pk.offs, pk.boxes, g,
-                              self.bg.polarity == "dark", out_offs, pk.out)
-        return {int(i): pk.out[out_offs[j]: out_offs[j + 1]].reshape(n, *self.states[i].model.shape)
-                for j, i in enumerate(pk.idx)}
 
     def hand_on(self, *, final: bool = False) -> None:
         """Streaming: give the sink the rows no later step writes to (frames before the
@@ -1553,23 +1533,6 @@ class _Run:
             self.counts.add(store.detected[sl], store.f["area_px"][sl])
             self.sink(_columns(store, store.base, hi, slots, self.names, release=False))
             store.drop(hi)
-
-
-def _pack_arenas(models: Sequence[ArenaModel], chunk_frames: int) -> SimpleNamespace:
-    """The arenas without smoothing, packed for :func:`._kernels.fishness_all`: their indices
-    ``idx``, boxes, flattened backgrounds and masks at ``offs``, and an output buffer ``out``
-    for ``chunk_frames`` frames of them all."""
-    idx = [i for i, m in enumerate(models) if not float(m.smooth) > 0]
-    sel = [models[i] for i in idx]
-    offs = np.concatenate([[0], np.cumsum([m.bg.size for m in sel])]).astype(np.int64)
-    return SimpleNamespace(
-        idx=np.asarray(idx, np.int64),
-        boxes=np.asarray([m.bbox for m in sel], np.int64).reshape(-1, 4),
-        bg=np.concatenate([np.asarray(m.bg, np.float32).ravel() for m in sel] or [np.zeros(0, np.float32)]),
-        valid=np.concatenate([np.asarray(m.valid, np.uint8).ravel() for m in sel] or [np.zeros(0, np.uint8)]),
-        offs=offs,
-        out=np.zeros(int(offs[-1]) * chunk_frames, np.uint8),
-    )
 
 
 def _step_single(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
