@@ -11,8 +11,9 @@ oversubscribed and time goes to switching and waiting rather than tracking.
 :func:`limit_threads` caps them for the rest of the process (a worker process runs trials one
 after the other); :func:`threads_per_trial` is the share of the usable cores one of
 ``concurrent`` trials gets; :func:`restore_malloc_thresholds` undoes a dask worker's
-``MALLOC_TRIM_THRESHOLD_`` for the trial's large arrays; :func:`limit_malloc_arenas` keeps the
-tracker's threads from each holding freed memory in an allocator arena of its own. See
+``MALLOC_TRIM_THRESHOLD_`` for the trial's large arrays; :func:`limit_malloc_arenas` (called by
+the ``fishtrack`` command at start-up) keeps the tracker's threads from each holding freed
+memory in an allocator arena of its own. See
 docs/experiments.md ("Threads per worker").
 """
 
@@ -126,8 +127,10 @@ def limit_malloc_arenas(n: int = MALLOC_ARENAS) -> bool:
     each keeps the memory freed in it for reuse: the tracker's decoding, segmenting and two
     measuring threads each allocate and free chunk-sized arrays, and the resident memory of a
     1 MP 4-well run grew by ~110 MB during tracking. With two arenas the threads share the
-    freed memory (issue 15: peak RSS of ``fishtrack track`` on that plate 400-421 -> ~378 MB,
-    the same CPU time). Called when tracking starts, before its threads are created."""
+    freed memory (issue 15: peak RSS of ``fishtrack track`` on that plate 399-421 -> 372-374
+    MB, the same CPU time). The limit holds only for arenas not yet created, so it is set
+    when the process starts: the ``fishtrack`` command's entry point calls it (library users
+    can, or can set ``MALLOC_ARENA_MAX=2``)."""
     global _ARENAS_DONE
     if _ARENAS_DONE or os.environ.get("MALLOC_ARENA_MAX"):
         return False

@@ -28,7 +28,6 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from fishtrack._threads import limit_malloc_arenas
 from fishtrack.config import Layout, TrackingConfig
 from fishtrack.errors import TrackingError
 from fishtrack.tracking import midline as _midline
@@ -1401,7 +1400,6 @@ def track_video(
     if not bg.refined or list(bg.arenas) != arenas:
         bg = bg.refine(arenas, cfg, fish_per_arena=fish_per_arena, layout=layout)
     n_total = len(source)
-    limit_malloc_arenas()  # the threads below share freed memory (fishtrack._threads)
     pool = ThreadPoolExecutor(MEASURE_THREADS, thread_name_prefix="fishtrack-measure")
     run = _Run(bg, cfg, layout, fish_per_arena, n_total, getattr(source, "timestamps", None),
                chunk_size, sink, pool=pool)
