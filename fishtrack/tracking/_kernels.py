@@ -29,34 +29,38 @@ __all__ = ["bilinear2d", "cut_measure", "sweep_step"]
 _A3U8 = "uint8[:, :, :]"
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _sample(f, i, xv, yv):  # pragma: no cover - compiled
+    """One value of :func:`bilinear2d` (patch ``i`` at ``xv``, ``yv``)."""
+    p = f.shape[1]
+    top = p - 1
+    if not (xv >= 0 and xv <= top and yv >= 0 and yv <= top):
+        return np.float32(0.0)
+    hi = p - 1.0001
+    xc = min(max(xv, 0.0), hi)
+    yc = min(max(yv, 0.0), hi)
+    x0 = int(xc)
+    y0 = int(yc)
+    ax = np.float32(xc - x0)
+    ay = np.float32(yc - y0)
+    v00 = f[i, y0, x0]
+    v01 = f[i, y0, x0 + 1]
+    v10 = f[i, y0 + 1, x0]
+    v11 = f[i, y0 + 1, x0 + 1]
+    one = np.float32(1.0)
+    return (v00 + (v01 - v00) * ax) * (one - ay) + (v10 + (v11 - v10) * ax) * ay
+
+
 @njit("float32[:, :](float32[:, :, :], float64[:, :], float64[:, :])", cache=True, nogil=True)
 def bilinear2d(f, x, y):  # pragma: no cover - compiled; tested against the NumPy reference
     """Sample patches ``f`` (M, P, P) at positions ``x``, ``y`` (M, K) float64; zero outside
     ``[0, P-1]``; float32 (M, K). The same values as ``midline._bilinear_np``."""
-    m, p = f.shape[0], f.shape[1]
+    m = f.shape[0]
     k = x.shape[1]
     out = np.empty((m, k), np.float32)
-    hi = p - 1.0001
-    top = p - 1
-    one = np.float32(1.0)
     for i in range(m):
         for j in range(k):
-            xv = x[i, j]
-            yv = y[i, j]
-            if not (xv >= 0 and xv <= top and yv >= 0 and yv <= top):
-                out[i, j] = 0.0
-                continue
-            xc = min(max(xv, 0.0), hi)
-            yc = min(max(yv, 0.0), hi)
-            x0 = int(xc)
-            y0 = int(yc)
-            ax = np.float32(xc - x0)
-            ay = np.float32(yc - y0)
-            v00 = np.float32(f[i, y0, x0])
-            v01 = np.float32(f[i, y0, x0 + 1])
-            v10 = np.float32(f[i, y0 + 1, x0])
-            v11 = np.float32(f[i, y0 + 1, x0 + 1])
-            out[i, j] = (v00 + (v01 - v00) * ax) * (one - ay) + (v10 + (v11 - v10) * ax) * ay
+            out[i, j] = _sample(f, i, x[i, j], y[i, j])
     return out
 
 
@@ -133,28 +137,6 @@ def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, f
                 tot += a - b if a >= b else b - a
         if nz > 0:
             motion[k] = tot * (1.0 / nz)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _sample(f, i, xv, yv):  # pragma: no cover - compiled
-    """One value of :func:`bilinear2d` (patch ``i`` at ``xv``, ``yv``)."""
-    p = f.shape[1]
-    top = p - 1
-    if not (xv >= 0 and xv <= top and yv >= 0 and yv <= top):
-        return np.float32(0.0)
-    hi = p - 1.0001
-    xc = min(max(xv, 0.0), hi)
-    yc = min(max(yv, 0.0), hi)
-    x0 = int(xc)
-    y0 = int(yc)
-    ax = np.float32(xc - x0)
-    ay = np.float32(yc - y0)
-    v00 = f[i, y0, x0]
-    v01 = f[i, y0, x0 + 1]
-    v10 = f[i, y0 + 1, x0]
-    v11 = f[i, y0 + 1, x0 + 1]
-    one = np.float32(1.0)
-    return (v00 + (v01 - v00) * ax) * (one - ay) + (v10 + (v11 - v10) * ax) * ay
 
 
 @njit("void(float32[:, :, :], float64[:, :], float64[:], float64[:, :], float64[:, :, :], "
