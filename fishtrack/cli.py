@@ -666,6 +666,9 @@ def version() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    from fishtrack._threads import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread allocates: lower peak memory (issue 15)
     try:
         app()
     except SystemExit:

@@ -71,3 +71,100 @@ def test_cut_kernel_equals_numpy(label):
         assert np.isnan(motion[t == 0]).all() != has_prev
         if label:
             assert np.isnan(motion[0])
+
+
+def _fish_patches(m: int, p: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smoothed fishness patches (M, P, P) float32 of curved larvae (bright ridges fading to
+    the tail, some C-bent so that the tail comes back near the head, some faint, a few
+    empty) with noise, and their heads and initial directions."""
+    import cv2
+
+    fs = np.zeros((m, p, p), np.float32)
+    heads = np.zeros((m, 2))
+    theta0 = rng.uniform(-np.pi, np.pi, m)
+    for i in range(m):
+        img = np.zeros((p, p), np.float32)
+        hx, hy = p / 2 + rng.normal(0, 2, 2)
+        heads[i] = hx, hy
+        if i % 11 == 10:
+            fs[i] = rng.normal(0, 3, (p, p)).clip(0)  # no fish: noise only
+            continue
+        bend = rng.uniform(-0.35, 0.35) if i % 5 else rng.choice([-1, 1]) * 0.6  # C-bends
+        amp = rng.uniform(8, 60)
+        x, y, th = hx, hy, theta0[i]
+        for s in range(28):
+            v = amp * (1 - s / 34)
+            cv2.circle(img, (int(round(x * 4)), int(round(y * 4))), 8 if s < 6 else 5,
+                       float(v), -1, lineType=cv2.LINE_AA, shift=2)
+            th += bend + rng.normal(0, 0.05)
+            x, y = x + np.cos(th), y + np.sin(th)
+        img = cv2.GaussianBlur(img, (0, 0), 1.2)
+        fs[i] = (img + rng.normal(0, 2, (p, p))).clip(0)
+    return fs, heads, theta0
+
+
+@pytest.mark.parametrize("arc_smooth", [True, False])
+def test_sweep_kernel_equals_numpy(arc_smooth):
+    """trace_midlines with the compiled sweep gives exactly the NumPy path's midlines, traces,
+    ridge values and ends, on curved, C-bent, faint and missing larvae."""
+    from fishtrack.tracking import midline
+
+    rng = np.random.default_rng(3 + arc_smooth)
+    fs, heads, theta0 = _fish_patches(120, 53, rng)
+    stop = rng.uniform(2, 8, len(fs)).astype(np.float32)
+    outs = []
+    for on in (False, True):
+        tracker.use_kernels(on)
+        try:
+            assert (midline._SWEEP is not None) == on
+            outs.append(midline.trace_midlines(fs, heads, theta0, 28.0, 10, stop,
+                                               arc_smooth=arc_smooth))
+            # float64 patches always take the NumPy path
+            outs.append(midline.trace_midlines(fs[:7].astype(np.float64), heads[:7], theta0[:7],
+                                               28.0, 10, stop[:7], arc_smooth=arc_smooth))
+        finally:
+            tracker.use_kernels(False)
+    for a, b in ((outs[0], outs[2]), (outs[1], outs[3])):
+        for f in ("points", "length", "ok", "trace", "ridge", "beside", "end"):
+            assert np.array_equal(getattr(a, f), getattr(b, f), equal_nan=True), f
+    ok = outs[0].ok
+    assert 0.3 * len(ok) < ok.sum() < len(ok)  # tails found, not everywhere (empty patches)
+
+
+def test_limit_malloc_arenas_in_a_fresh_process():
+    """Tracking caps glibc's malloc arenas at MALLOC_ARENAS unless the user set
+    MALLOC_ARENA_MAX: the cap holds (six threads allocating at once share them; without the
+    cap each gets its own), and with the variable set nothing is changed."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import ctypes, threading\n"
+        "from fishtrack._threads import limit_malloc_arenas\n"
+        "print(limit_malloc_arenas(), limit_malloc_arenas())\n"
+        "libc = ctypes.CDLL('libc.so.6')\n"
+        "libc.malloc.restype = libc.fopen.restype = ctypes.c_void_p\n"
+        "libc.free.argtypes = libc.fflush.argtypes = [ctypes.c_void_p]\n"
+        "libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]\n"
+        "bar = threading.Barrier(6)\n"
+        "def work():\n"
+        "    p = libc.malloc(200000); bar.wait(); libc.free(p)\n"
+        "ts = [threading.Thread(target=work) for _ in range(6)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "f = libc.fopen(b'/dev/stdout', b'w'); libc.malloc_info(0, f); libc.fflush(f)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    if "<malloc" not in out:
+        pytest.skip("not glibc")
+    assert out.splitlines()[0] == "True False"  # set once, then nothing to do
+    from fishtrack._threads import MALLOC_ARENAS
+
+    assert 1 <= out.count("<heap nr=") <= MALLOC_ARENAS
+    env["MALLOC_ARENA_MAX"] = "4"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.splitlines()[0] == "False False"
+    assert out.count("<heap nr=") > MALLOC_ARENAS  # (the cap is what kept them few)

@@ -16,10 +16,12 @@ numba's import (~0.3-0.5 s) and the cache load when it first tracks. They releas
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
-__all__ = ["bilinear2d"]
+__all__ = ["bilinear2d", "cut_measure", "sweep_step"]
 
 
 #: one compiled signature per kernel (any memory layout), so that a first run compiles each
@@ -27,34 +29,38 @@ __all__ = ["bilinear2d"]
 _A3U8 = "uint8[:, :, :]"
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _sample(f, i, xv, yv):  # pragma: no cover - compiled
+    """One value of :func:`bilinear2d` (patch ``i`` at ``xv``, ``yv``)."""
+    p = f.shape[1]
+    top = p - 1
+    if not (xv >= 0 and xv <= top and yv >= 0 and yv <= top):
+        return np.float32(0.0)
+    hi = p - 1.0001
+    xc = min(max(xv, 0.0), hi)
+    yc = min(max(yv, 0.0), hi)
+    x0 = int(xc)
+    y0 = int(yc)
+    ax = np.float32(xc - x0)
+    ay = np.float32(yc - y0)
+    v00 = f[i, y0, x0]
+    v01 = f[i, y0, x0 + 1]
+    v10 = f[i, y0 + 1, x0]
+    v11 = f[i, y0 + 1, x0 + 1]
+    one = np.float32(1.0)
+    return (v00 + (v01 - v00) * ax) * (one - ay) + (v10 + (v11 - v10) * ax) * ay
+
+
 @njit("float32[:, :](float32[:, :, :], float64[:, :], float64[:, :])", cache=True, nogil=True)
 def bilinear2d(f, x, y):  # pragma: no cover - compiled; tested against the NumPy reference
     """Sample patches ``f`` (M, P, P) at positions ``x``, ``y`` (M, K) float64; zero outside
     ``[0, P-1]``; float32 (M, K). The same values as ``midline._bilinear_np``."""
-    m, p = f.shape[0], f.shape[1]
+    m = f.shape[0]
     k = x.shape[1]
     out = np.empty((m, k), np.float32)
-    hi = p - 1.0001
-    top = p - 1
-    one = np.float32(1.0)
     for i in range(m):
         for j in range(k):
-            xv = x[i, j]
-            yv = y[i, j]
-            if not (xv >= 0 and xv <= top and yv >= 0 and yv <= top):
-                out[i, j] = 0.0
-                continue
-            xc = min(max(xv, 0.0), hi)
-            yc = min(max(yv, 0.0), hi)
-            x0 = int(xc)
-            y0 = int(yc)
-            ax = np.float32(xc - x0)
-            ay = np.float32(yc - y0)
-            v00 = np.float32(f[i, y0, x0])
-            v01 = np.float32(f[i, y0, x0 + 1])
-            v10 = np.float32(f[i, y0 + 1, x0])
-            v11 = np.float32(f[i, y0 + 1, x0 + 1])
-            out[i, j] = (v00 + (v01 - v00) * ax) * (one - ay) + (v10 + (v11 - v10) * ax) * ay
+            out[i, j] = _sample(f, i, x[i, j], y[i, j])
     return out
 
 
@@ -131,3 +137,112 @@ def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, f
                 tot += a - b if a >= b else b - a
         if nz > 0:
             motion[k] = tot * (1.0 / nz)
+
+
+@njit("void(float32[:, :, :], float64[:, :], float64[:], float64[:, :], float64[:, :, :], "
+      "float64[:, :], float64[:, :], float64[:], float64[:], int64, float64, float64, "
+      "boolean, float64, float64, float64, boolean, boolean, float32[:], float64[:], float64[:])",
+      cache=True, nogil=True)
+def sweep_step(fs, pos, theta, heads, trace, cos_a, sin_a, offs, weight, k, rad, r2, ahead,
+               far_at, near_r2, avoid2, smooth, penalty, stop, a_out, v_out):  # pragma: no cover
+    """One step of ``midline.trace_midlines``' angular sweep for every fish (the NumPy steps
+    from sampling the arc to the refined direction, the same values): fills the new direction
+    ``a_out`` and the ridge value ``v_out`` (M,).
+
+    ``cos_a``, ``sin_a`` (M, J) of the arc's directions ``theta + offs``; the arc is sampled
+    ``rad`` from ``pos`` (and, where ``ahead``, averaged with the samples ``r2`` away); points
+    closer to the head than ``far_at`` (> 0: the anterior body) and points within
+    ``sqrt(avoid2)`` of an earlier trace point but the last two (those ``near_r2`` of
+    ``pos``; ``k`` >= 2) are zero; ``smooth``: the [1, 2, 1] / 4 arc smoothing; ``penalty``:
+    the arc weighted by ``weight`` (J,) (and the values become float64, as in NumPy).
+    """
+    m = fs.shape[0]
+    nj = offs.shape[0]
+    xs = np.empty(nj, np.float64)
+    ys = np.empty(nj, np.float64)
+    v = np.empty(nj, np.float32)
+    vs = np.empty(nj, np.float32)
+    w = np.empty(nj, np.float64)
+    half = np.float32(0.5)
+    quarter = np.float32(0.25)
+    dstep = offs[1] - offs[0]
+    nb = k - 1 if k >= 2 else 0
+    near = np.empty(max(nb, 1), np.bool_)
+    for i in range(m):
+        px = pos[i, 0]
+        py = pos[i, 1]
+        for j in range(nj):
+            xs[j] = px + rad * cos_a[i, j]
+            ys[j] = py + rad * sin_a[i, j]
+            val = _sample(fs, i, xs[j], ys[j])
+            if ahead:
+                val2 = _sample(fs, i, px + r2 * cos_a[i, j], py + r2 * sin_a[i, j])
+                val = half * (val + val2)
+            v[j] = val
+        if far_at > 0:
+            hx = heads[i, 0]
+            hy = heads[i, 1]
+            for j in range(nj):
+                if not (math.hypot(xs[j] - hx, ys[j] - hy) >= far_at):
+                    v[j] = np.float32(0.0)
+        if nb > 0:
+            any_near = False
+            for q in range(nb):
+                dx = trace[i, q, 0] - px
+                dy = trace[i, q, 1] - py
+                near[q] = dx * dx + dy * dy <= near_r2
+                any_near = any_near or near[q]
+            if any_near:
+                for j in range(nj):
+                    for q in range(nb):
+                        if near[q]:
+                            ex = xs[j] - trace[i, q, 0]
+                            ey = ys[j] - trace[i, q, 1]
+                            if not (ex * ex + ey * ey >= avoid2):
+                                v[j] = np.float32(0.0)
+                                break
+        if smooth:
+            for j in range(nj):
+                vs[j] = v[j]
+            for j in range(1, nj - 1):
+                v[j] = quarter * vs[j - 1] + half * vs[j] + quarter * vs[j + 1]
+        if penalty:
+            for j in range(nj):
+                w[j] = np.float64(v[j]) * weight[j]
+        else:
+            for j in range(nj):
+                w[j] = np.float64(v[j])
+        # the strongest interior peak at or above stop, else the strongest value
+        jb = 0
+        for j in range(1, nj):
+            if w[j] > w[jb]:
+                jb = j
+        ji = -1
+        best = -1.0
+        st = np.float64(stop[i])
+        for j in range(1, nj - 1):
+            if w[j] >= w[j - 1] and w[j] >= w[j + 1] and w[j] >= st:
+                if ji < 0 or w[j] > best:
+                    ji = j
+                    best = w[j]
+        if ji >= 0:
+            jb = ji
+        vmax = w[jb]
+        vl = w[max(jb - 1, 0)]
+        vr = w[min(jb + 1, nj - 1)]
+        if penalty:
+            den = vl - 2 * vmax + vr
+            frac = 0.0
+            if jb > 0 and jb < nj - 1 and den < -1e-6:
+                frac = 0.5 * (vl - vr) / den
+            frac = min(max(frac, -0.5), 0.5)
+        else:  # float32 values: the NumPy steps are in float32
+            fl, fm, fr = np.float32(vl), np.float32(vmax), np.float32(vr)
+            den32 = fl - np.float32(2) * fm + fr
+            frac32 = np.float32(0.0)
+            if jb > 0 and jb < nj - 1 and den32 < np.float32(-1e-6):
+                frac32 = half * (fl - fr) / den32
+            frac = np.float64(min(max(frac32, np.float32(-0.5)), np.float32(0.5)))
+        a_out[i] = theta[i] + offs[jb] + frac * dstep
+        v_out[i] = vmax
+

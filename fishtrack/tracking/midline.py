@@ -598,6 +598,9 @@ def _bilinear(f: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 #: the compiled :func:`_bilinear` while the tracker uses its kernels, else None (NumPy)
 _KERNEL = None
+#: the compiled sweep of :func:`trace_midlines` (``_kernels.sweep_step``) while the tracker
+#: uses its kernels, else None (NumPy)
+_SWEEP = None
 
 
 def _bilinear_np(f: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -720,11 +723,37 @@ def trace_midlines(
     first_turn = min(max_turn, FIRST_TURN)
     j_first = np.linspace(-first_turn, first_turn, 2 * int(round(first_turn / 0.065)) + 1)
     rows = np.arange(m)
+    sweep = _SWEEP if fs.dtype == np.float32 and fs.ndim == 3 and len(j_first) > 1 else None
+    if sweep is not None:
+        heads64 = np.array(heads, np.float64)
+        stop32 = np.array(stop, np.float32)
+        weight = 1.0 - TURN_PENALTY * (j_wide / max_turn) ** 2
     for k in range(n_steps):
         offs = j_first if k == 0 else j_wide
         ang = theta[:, None] + offs[None, :]
         rad = first if k == 0 else step
         cos_a, sin_a = np.cos(ang), np.sin(ang)
+        if sweep is not None:
+            # the compiled sweep: the NumPy steps below from sampling the arc to the refined
+            # direction, the same values (``_kernels.sweep_step``)
+            reach = first + k * step
+            a, vmax = np.empty(m), np.empty(m)
+            sweep(fs, pos, theta, heads64, trace, cos_a, sin_a, offs,
+                  weight if k > 0 else offs, k, float(rad), float(rad + ahead),
+                  bool(k > 0 and ahead > 0 and reach > 0.3 * length),
+                  0.8 * reach if k > 0 and reach <= ANTERIOR * length else -1.0,
+                  float((rad + avoid + 0.5) ** 2), float(avoid2), bool(arc_smooth),
+                  bool(k > 0 and TURN_PENALTY > 0), stop32, a, vmax)
+            ca, sa = np.cos(a), np.sin(a)
+            pos = pos + rad * np.stack([ca, sa], axis=1)
+            theta = a
+            trace[:, k + 1] = pos
+            vals[:, k] = vmax
+            nx, ny = -sa * lat_d, ca * lat_d
+            side = _bilinear(fs, np.stack([pos[:, 0] + nx, pos[:, 0] - nx], 1),
+                             np.stack([pos[:, 1] + ny, pos[:, 1] - ny], 1))
+            beside[:, k] = side.max(axis=1)
+            continue
         xs = pos[:, 0, None] + rad * cos_a
         ys = pos[:, 1, None] + rad * sin_a
         v = _bilinear(fs, xs, ys)

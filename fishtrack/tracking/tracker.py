@@ -110,6 +110,7 @@ def use_kernels(on: bool) -> None:
             mod = None
     _KERNELS = mod
     _midline._KERNEL = None if mod is None else mod.bilinear2d
+    _midline._SWEEP = None if mod is None else mod.sweep_step
 
 
 def _load_kernels() -> threading.Thread | None:
