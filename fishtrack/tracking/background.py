@@ -891,7 +891,8 @@ def _remove_still_fish(
                 continue
             # the still head of a fish whose tail moves (a larva holding its place while it
             # struggles): moving fishness right next to the blob in many sampled frames
-            attached = fish_per_arena == 1 and _moving_part_attached(f, m, blob, cfg, length)
+            attached = fish_per_arena == 1 and _moving_part_attached(f, m, blob, cfg, length,
+                                                                     area)
             if attached:
                 method = "inpainted (still head, moving tail)"
             else:
@@ -937,12 +938,19 @@ def _extent(blob: np.ndarray) -> float:
 
 
 def _moving_part_attached(
-    f: np.ndarray, m: ArenaModel, blob: np.ndarray, cfg: TrackingConfig, length: float
+    f: np.ndarray, m: ArenaModel, blob: np.ndarray, cfg: TrackingConfig, length: float,
+    area: float = float("nan"),
 ) -> bool:
     """True if, in at least a quarter of the calibration frames, moving fishness (above the
     raw-blob level) covers a ring around ``blob`` (0.15 lengths wide, from 2 px out) with at
     least 5 px and a twentieth of the blob's area: a fish's moving tail attached to its still
-    head."""
+    head.
+
+    False if at least two calibration frames show a fish-sized moving blob (half the fish
+    ``area``) that does not reach the ring: the arena's one fish swimming elsewhere, so the
+    still blob is not its head but something static (a dust speck) that its tail passes by.
+    Inpainted, such a speck would be a fish-like blob in every frame (issue 12, seed 7066).
+    """
     if len(f) < 4 or not np.isfinite(length):
         return False
     inside = m.valid > 0
@@ -955,8 +963,19 @@ def _moving_part_attached(
         return False
     t0 = cfg.threshold if cfg.threshold is not None else max(6.0 * m.noise, 8.0)
     need = max(5.0, 0.05 * float(blob.sum()))
-    hits = sum(int(np.count_nonzero((fk > t0) & ring) >= need) for fk in f)
-    return hits >= 0.25 * len(f)
+    min_fish = max(float(cfg.min_area_px), 0.5 * area if np.isfinite(area) else 0.0,
+                   0.25 * float(blob.sum()))
+    hits = detached = 0
+    for fk in f:
+        moving = (fk > t0) & inside
+        hits += int(np.count_nonzero(moving & ring) >= need)
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(moving.astype(np.uint8), connectivity=8)
+        if n <= 1:
+            continue
+        near = np.unique(lab[(outer > 0) & moving])
+        big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_fish)
+        detached += int(any(i != 0 and i not in near for i in big))
+    return hits >= 0.25 * len(f) and detached < 2
 
 
 def _moving_fish_elsewhere(
