@@ -695,6 +695,28 @@ def _calibrate(
                     sharp += [(c.length, c.area) for c in bl if c.area >= 0.4 * b.area]
         m.contrast = float(np.median(peaks)) if peaks else float("nan")
         per_arena.append((m, f, fs, noise_s, inside))
+    if not any(np.isfinite(m.contrast) for m in models):
+        # no fish above 6 sd of one frame's noise anywhere (noisy video of faint larvae, e.g.
+        # head-embedded larvae of 20 grey levels in noise sd 12, whose only motion is the
+        # tail): look for them in the lightly smoothed fishness, 2-4 times less noisy. Its
+        # peaks under-read the eyes a little (blurred), which only makes the choice of
+        # smoothing below more likely
+        for m, _f, fs, noise_s, inside in per_arena:
+            t0 = max(6.0 * noise_s, 8.0)
+            peaks = []
+            for k in range(len(fs)):
+                mk = ((fs[k] > t0) & inside).astype(np.uint8)
+                bl = _blobs(mk, fs[k], cfg.min_area_px)
+                if bl:
+                    b = max(bl, key=lambda b: b.area)
+                    peaks.append(b.peak)
+                    outl = _outline_lengths(fs[k] > max(4.0 * noise_s, 3.0), inside, mk,
+                                            cfg.min_area_px)
+                    if fish_per_arena == 1:
+                        lengths += [max(outl, key=lambda c: c[1])] if outl else []
+                    else:
+                        lengths += outl
+            m.contrast = float(np.median(peaks)) if peaks else float("nan")
     # fish look alike in every arena: arenas where no fish was seen (empty, or the fish sat
     # still in the median) borrow the typical contrast of the others
     seen = [m.contrast for m in models if np.isfinite(m.contrast)]
@@ -797,7 +819,17 @@ def _remove_still_fish(
     closed = _close_in_arena(m.bg, m.valid, k, pol)
     resid = (closed - m.bg) if pol == "dark" else (m.bg - closed)
     resid[~inside] = 0
-    thr = cfg.threshold if cfg.threshold is not None else max(6.0 * m.noise, 8.0, m.threshold)
+    # the median of the sample is far less noisy than one frame (sd ~1.25 sigma / sqrt(n) for
+    # n independent moments of the recording): in noisy video (sd 10-12) a still larva of 60
+    # grey levels is plain in the median but below 6 sd of a frame's noise. The segmentation
+    # threshold counts only once a moving fish has given the contrast (before, it is 5 frame
+    # noise sd); the residual's own spread (below) covers the background's texture
+    if cfg.threshold is not None:
+        thr = cfg.threshold
+    else:
+        thr = max(6.0 * _median_noise(m.noise, bg.sample_indices), 8.0)
+        if np.isfinite(m.contrast):
+            thr = max(thr, m.threshold)
     # the closing also lifts the background's own texture: thresholds above its spread, with
     # hysteresis so that a faint tail attached to a dark head is removed with it
     rv = resid[inside]
@@ -846,7 +878,8 @@ def _remove_still_fish(
         # a speck of dust as dark as the eyes nor a line along the ROI's edge (a blob lying
         # mostly within 3 px of it; a larva whose snout or tail touches a tight ROI's edge
         # stays a candidate)
-        inner = [c for c in comps if np.count_nonzero(c[2] & edge) <= 0.3 * c[1]] or comps
+        inner = [c for c in comps
+                 if np.count_nonzero(c[2] & edge) <= 0.3 * c[1] and not _frame_line(c[2])] or comps
         comps = [max(inner, key=lambda c: float(resid[c[2]].sum()))]
     lengths: list[float] = []
     for i, a, blob in comps:
@@ -906,6 +939,30 @@ def _remove_still_fish(
         if method == "inpainted":
             lengths.append(blen)
     return lengths
+
+
+def _frame_line(blob: np.ndarray) -> bool:
+    """True if most of ``blob`` lies on rows or columns it crosses for at least three quarters
+    of the crop's width or height: a frame drawn around a head-embedded larva's ROI, when the
+    ROI found is larger than the drawn frame (its lines then lie inside the ROI, not in the
+    band along its edge). A larva is shorter than three quarters of its ROI and wide at the
+    head."""
+    h, w = blob.shape
+    rows = blob.sum(axis=1) >= 0.75 * w
+    cols = blob.sum(axis=0) >= 0.75 * h
+    if not (rows.any() or cols.any()):
+        return False
+    on = blob & (rows[:, None] | cols[None, :])
+    return bool(np.count_nonzero(on) >= 0.5 * np.count_nonzero(blob))
+
+
+def _median_noise(noise: float, idx: np.ndarray) -> float:
+    """Noise sd of the median of the sampled frames ``idx`` given one frame's ``noise``: the
+    median of n independent samples has sd ~1.2533 sigma / sqrt(n); consecutive sampled frames
+    (runs from keyframes) count as one moment of the recording."""
+    idx = np.asarray(idx)
+    moments = 1 + int(np.count_nonzero(np.diff(idx) > 1)) if len(idx) else 1
+    return float(1.2533 * noise / np.sqrt(max(1, moments)))
 
 
 def _fill_hole(img: np.ndarray, hole: np.ndarray, inside: np.ndarray, size: float) -> np.ndarray:
