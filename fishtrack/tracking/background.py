@@ -679,20 +679,7 @@ def _calibrate(
         fs = _smooth_stack(f, _LENGTH_SIGMA)
         noise_s = max(_noise_sd(fs[:, yx[0], yx[1]]), 0.5)
         lo = max(4.0 * noise_s, 3.0)
-        peaks = []
-        for k in range(len(fr)):
-            mk = ((f[k] > t0) & inside).astype(np.uint8)
-            bl = _blobs(mk, f[k], cfg.min_area_px)
-            if bl:
-                b = max(bl, key=lambda b: b.area)
-                peaks.append(b.peak)
-                outl = _outline_lengths(fs[k] > lo, inside, mk, cfg.min_area_px)
-                if fish_per_arena == 1:
-                    lengths += [max(outl, key=lambda c: c[1])] if outl else []
-                    sharp.append((b.length, b.area))
-                else:
-                    lengths += outl
-                    sharp += [(c.length, c.area) for c in bl if c.area >= 0.4 * b.area]
+        peaks = _fish_blobs(f, fs, t0, lo, inside, cfg.min_area_px, fish_per_arena, lengths, sharp)
         m.contrast = float(np.median(peaks)) if peaks else float("nan")
         per_arena.append((m, f, fs, noise_s, inside))
     if not any(np.isfinite(m.contrast) for m in models):
@@ -702,20 +689,8 @@ def _calibrate(
         # peaks under-read the eyes a little (blurred), which only makes the choice of
         # smoothing below more likely
         for m, _f, fs, noise_s, inside in per_arena:
-            t0 = max(6.0 * noise_s, 8.0)
-            peaks = []
-            for k in range(len(fs)):
-                mk = ((fs[k] > t0) & inside).astype(np.uint8)
-                bl = _blobs(mk, fs[k], cfg.min_area_px)
-                if bl:
-                    b = max(bl, key=lambda b: b.area)
-                    peaks.append(b.peak)
-                    outl = _outline_lengths(fs[k] > max(4.0 * noise_s, 3.0), inside, mk,
-                                            cfg.min_area_px)
-                    if fish_per_arena == 1:
-                        lengths += [max(outl, key=lambda c: c[1])] if outl else []
-                    else:
-                        lengths += outl
+            peaks = _fish_blobs(fs, fs, max(6.0 * noise_s, 8.0), max(4.0 * noise_s, 3.0), inside,
+                                cfg.min_area_px, fish_per_arena, lengths, None)
             m.contrast = float(np.median(peaks)) if peaks else float("nan")
     # fish look alike in every arena: arenas where no fish was seen (empty, or the fish sat
     # still in the median) borrow the typical contrast of the others
@@ -765,6 +740,34 @@ def _calibrate(
         "length": length,
         "area": float(np.median(areas)) if areas else float("nan"),
     }
+
+
+def _fish_blobs(
+    f: np.ndarray, fs: np.ndarray, t0: float, lo: float, inside: np.ndarray, min_area: float,
+    fish_per_arena: int, lengths: list, sharp: list | None,
+) -> list[float]:
+    """The fish of every calibration frame for :func:`_calibrate`: blobs of ``f`` above ``t0``
+    (the largest one's peak is returned per frame), the outlines of ``fs > lo`` holding one of
+    their pixels (appended to ``lengths``) and, unless ``sharp`` is None, the blobs' own
+    (length, area) appended to ``sharp``."""
+    peaks = []
+    for k in range(len(f)):
+        mk = ((f[k] > t0) & inside).astype(np.uint8)
+        bl = _blobs(mk, f[k], min_area)
+        if not bl:
+            continue
+        b = max(bl, key=lambda b: b.area)
+        peaks.append(b.peak)
+        outl = _outline_lengths(fs[k] > lo, inside, mk, min_area)
+        if fish_per_arena == 1:
+            lengths += [max(outl, key=lambda c: c[1])] if outl else []
+            if sharp is not None:
+                sharp.append((b.length, b.area))
+        else:
+            lengths += outl
+            if sharp is not None:
+                sharp += [(c.length, c.area) for c in bl if c.area >= 0.4 * b.area]
+    return peaks
 
 
 def _outline_lengths(
