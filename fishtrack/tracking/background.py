@@ -679,22 +679,19 @@ def _calibrate(
         fs = _smooth_stack(f, _LENGTH_SIGMA)
         noise_s = max(_noise_sd(fs[:, yx[0], yx[1]]), 0.5)
         lo = max(4.0 * noise_s, 3.0)
-        peaks = []
-        for k in range(len(fr)):
-            mk = ((f[k] > t0) & inside).astype(np.uint8)
-            bl = _blobs(mk, f[k], cfg.min_area_px)
-            if bl:
-                b = max(bl, key=lambda b: b.area)
-                peaks.append(b.peak)
-                outl = _outline_lengths(fs[k] > lo, inside, mk, cfg.min_area_px)
-                if fish_per_arena == 1:
-                    lengths += [max(outl, key=lambda c: c[1])] if outl else []
-                    sharp.append((b.length, b.area))
-                else:
-                    lengths += outl
-                    sharp += [(c.length, c.area) for c in bl if c.area >= 0.4 * b.area]
+        peaks = _fish_blobs(f, fs, t0, lo, inside, cfg.min_area_px, fish_per_arena, lengths, sharp)
         m.contrast = float(np.median(peaks)) if peaks else float("nan")
         per_arena.append((m, f, fs, noise_s, inside))
+    if not any(np.isfinite(m.contrast) for m in models):
+        # no fish above 6 sd of one frame's noise anywhere (noisy video of faint larvae, e.g.
+        # head-embedded larvae of 20 grey levels in noise sd 12, whose only motion is the
+        # tail): look for them in the lightly smoothed fishness, 2-4 times less noisy. Its
+        # peaks under-read the eyes a little (blurred), which only makes the choice of
+        # smoothing below more likely
+        for m, _f, fs, noise_s, inside in per_arena:
+            peaks = _fish_blobs(fs, fs, max(6.0 * noise_s, 8.0), max(4.0 * noise_s, 3.0), inside,
+                                cfg.min_area_px, fish_per_arena, lengths, None)
+            m.contrast = float(np.median(peaks)) if peaks else float("nan")
     # fish look alike in every arena: arenas where no fish was seen (empty, or the fish sat
     # still in the median) borrow the typical contrast of the others
     seen = [m.contrast for m in models if np.isfinite(m.contrast)]
@@ -743,6 +740,34 @@ def _calibrate(
         "length": length,
         "area": float(np.median(areas)) if areas else float("nan"),
     }
+
+
+def _fish_blobs(
+    f: np.ndarray, fs: np.ndarray, t0: float, lo: float, inside: np.ndarray, min_area: float,
+    fish_per_arena: int, lengths: list, sharp: list | None,
+) -> list[float]:
+    """The fish of every calibration frame for :func:`_calibrate`: blobs of ``f`` above ``t0``
+    (the largest one's peak is returned per frame), the outlines of ``fs > lo`` holding one of
+    their pixels (appended to ``lengths``) and, unless ``sharp`` is None, the blobs' own
+    (length, area) appended to ``sharp``."""
+    peaks = []
+    for k in range(len(f)):
+        mk = ((f[k] > t0) & inside).astype(np.uint8)
+        bl = _blobs(mk, f[k], min_area)
+        if not bl:
+            continue
+        b = max(bl, key=lambda b: b.area)
+        peaks.append(b.peak)
+        outl = _outline_lengths(fs[k] > lo, inside, mk, min_area)
+        if fish_per_arena == 1:
+            lengths += [max(outl, key=lambda c: c[1])] if outl else []
+            if sharp is not None:
+                sharp.append((b.length, b.area))
+        else:
+            lengths += outl
+            if sharp is not None:
+                sharp += [(c.length, c.area) for c in bl if c.area >= 0.4 * b.area]
+    return peaks
 
 
 def _outline_lengths(
@@ -797,7 +822,17 @@ def _remove_still_fish(
     closed = _close_in_arena(m.bg, m.valid, k, pol)
     resid = (closed - m.bg) if pol == "dark" else (m.bg - closed)
     resid[~inside] = 0
-    thr = cfg.threshold if cfg.threshold is not None else max(6.0 * m.noise, 8.0, m.threshold)
+    # the median of the sample is far less noisy than one frame (sd ~1.25 sigma / sqrt(n) for
+    # n independent moments of the recording): in noisy video (sd 10-12) a still larva of 60
+    # grey levels is plain in the median but below 6 sd of a frame's noise. The segmentation
+    # threshold counts only once a moving fish has given the contrast (before, it is 5 frame
+    # noise sd); the residual's own spread (below) covers the background's texture
+    if cfg.threshold is not None:
+        thr = cfg.threshold
+    else:
+        thr = max(6.0 * _median_noise(m.noise, bg.sample_indices), 8.0)
+        if np.isfinite(m.contrast):
+            thr = max(thr, m.threshold)
     # the closing also lifts the background's own texture: thresholds above its spread, with
     # hysteresis so that a faint tail attached to a dark head is removed with it
     rv = resid[inside]
@@ -846,7 +881,8 @@ def _remove_still_fish(
         # a speck of dust as dark as the eyes nor a line along the ROI's edge (a blob lying
         # mostly within 3 px of it; a larva whose snout or tail touches a tight ROI's edge
         # stays a candidate)
-        inner = [c for c in comps if np.count_nonzero(c[2] & edge) <= 0.3 * c[1]] or comps
+        inner = [c for c in comps
+                 if np.count_nonzero(c[2] & edge) <= 0.3 * c[1] and not _frame_line(c[2])] or comps
         comps = [max(inner, key=lambda c: float(resid[c[2]].sum()))]
     lengths: list[float] = []
     for i, a, blob in comps:
@@ -891,7 +927,8 @@ def _remove_still_fish(
                 continue
             # the still head of a fish whose tail moves (a larva holding its place while it
             # struggles): moving fishness right next to the blob in many sampled frames
-            attached = fish_per_arena == 1 and _moving_part_attached(f, m, blob, cfg, length)
+            attached = fish_per_arena == 1 and _moving_part_attached(f, m, blob, cfg, length,
+                                                                     area)
             if attached:
                 method = "inpainted (still head, moving tail)"
             else:
@@ -905,6 +942,30 @@ def _remove_still_fish(
         if method == "inpainted":
             lengths.append(blen)
     return lengths
+
+
+def _frame_line(blob: np.ndarray) -> bool:
+    """True if most of ``blob`` lies on rows or columns it crosses for at least three quarters
+    of the crop's width or height: a frame drawn around a head-embedded larva's ROI, when the
+    ROI found is larger than the drawn frame (its lines then lie inside the ROI, not in the
+    band along its edge). A larva is shorter than three quarters of its ROI and wide at the
+    head."""
+    h, w = blob.shape
+    rows = blob.sum(axis=1) >= 0.75 * w
+    cols = blob.sum(axis=0) >= 0.75 * h
+    if not (rows.any() or cols.any()):
+        return False
+    on = blob & (rows[:, None] | cols[None, :])
+    return bool(np.count_nonzero(on) >= 0.5 * np.count_nonzero(blob))
+
+
+def _median_noise(noise: float, idx: np.ndarray) -> float:
+    """Noise sd of the median of the sampled frames ``idx`` given one frame's ``noise``: the
+    median of n independent samples has sd ~1.2533 sigma / sqrt(n); consecutive sampled frames
+    (runs from keyframes) count as one moment of the recording."""
+    idx = np.asarray(idx)
+    moments = 1 + int(np.count_nonzero(np.diff(idx) > 1)) if len(idx) else 1
+    return float(1.2533 * noise / np.sqrt(max(1, moments)))
 
 
 def _fill_hole(img: np.ndarray, hole: np.ndarray, inside: np.ndarray, size: float) -> np.ndarray:
@@ -937,12 +998,19 @@ def _extent(blob: np.ndarray) -> float:
 
 
 def _moving_part_attached(
-    f: np.ndarray, m: ArenaModel, blob: np.ndarray, cfg: TrackingConfig, length: float
+    f: np.ndarray, m: ArenaModel, blob: np.ndarray, cfg: TrackingConfig, length: float,
+    area: float = float("nan"),
 ) -> bool:
     """True if, in at least a quarter of the calibration frames, moving fishness (above the
     raw-blob level) covers a ring around ``blob`` (0.15 lengths wide, from 2 px out) with at
     least 5 px and a twentieth of the blob's area: a fish's moving tail attached to its still
-    head."""
+    head.
+
+    False if at least two calibration frames show a fish-sized moving blob (half the fish
+    ``area``) that does not reach the ring: the arena's one fish swimming elsewhere, so the
+    still blob is not its head but something static (a dust speck) that its tail passes by.
+    Inpainted, such a speck would be a fish-like blob in every frame (issue 12, seed 7066).
+    """
     if len(f) < 4 or not np.isfinite(length):
         return False
     inside = m.valid > 0
@@ -955,8 +1023,19 @@ def _moving_part_attached(
         return False
     t0 = cfg.threshold if cfg.threshold is not None else max(6.0 * m.noise, 8.0)
     need = max(5.0, 0.05 * float(blob.sum()))
-    hits = sum(int(np.count_nonzero((fk > t0) & ring) >= need) for fk in f)
-    return hits >= 0.25 * len(f)
+    min_fish = max(float(cfg.min_area_px), 0.5 * area if np.isfinite(area) else 0.0,
+                   0.25 * float(blob.sum()))
+    hits = detached = 0
+    for fk in f:
+        moving = (fk > t0) & inside
+        hits += int(np.count_nonzero(moving & ring) >= need)
+        n, lab, stats, _ = cv2.connectedComponentsWithStats(moving.astype(np.uint8), connectivity=8)
+        if n <= 1:
+            continue
+        near = np.unique(lab[(outer > 0) & moving])
+        big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= min_fish)
+        detached += int(any(i != 0 and i not in near for i in big))
+    return hits >= 0.25 * len(f) and detached < 2
 
 
 def _moving_fish_elsewhere(
