@@ -744,71 +744,62 @@ def trace_midlines(
                   0.8 * reach if k > 0 and reach <= ANTERIOR * length else -1.0,
                   float((rad + avoid + 0.5) ** 2), float(avoid2), bool(arc_smooth),
                   bool(k > 0 and TURN_PENALTY > 0), stop32, a, vmax)
-            ca, sa = np.cos(a), np.sin(a)
-            pos = pos + rad * np.stack([ca, sa], axis=1)
-            theta = a
-            trace[:, k + 1] = pos
-            vals[:, k] = vmax
-            nx, ny = -sa * lat_d, ca * lat_d
-            side = _bilinear(fs, np.stack([pos[:, 0] + nx, pos[:, 0] - nx], 1),
-                             np.stack([pos[:, 1] + ny, pos[:, 1] - ny], 1))
-            beside[:, k] = side.max(axis=1)
-            continue
-        xs = pos[:, 0, None] + rad * cos_a
-        ys = pos[:, 1, None] + rad * sin_a
-        v = _bilinear(fs, xs, ys)
-        if k > 0 and ahead > 0 and first + k * step > 0.3 * length:
-            # look ahead along each direction: a longer ray resolves the direction better
-            # than a short arc, and averages the noise of a faint tail
-            r2 = rad + ahead
-            v = 0.5 * (v + _bilinear(fs, pos[:, 0, None] + r2 * cos_a,
-                                      pos[:, 1, None] + r2 * sin_a))
-        reach = first + k * step
-        if k > 0 and reach <= ANTERIOR * length:
-            # the anterior body leads away from the head: the trace must not circle round the
-            # eyes or the swim bladder, which are darker than the body around them
-            far = np.hypot(xs - heads[:, 0, None], ys - heads[:, 1, None]) >= 0.8 * reach
-            v = np.where(far, v, 0.0)
-        if k >= 2:
-            # a midline does not come back on itself: nor does the trace (it would orbit a
-            # dark blob such as the swim bladder, darker than the tail behind it)
-            # (only earlier points within reach of the arc can be that close: the arc's points
-            # are ``rad`` from ``pos``, so the others are left out of the distance test)
-            back = trace[:, : k - 1, :]
-            near = ((back[..., 0] - pos[:, 0, None]) ** 2 + (back[..., 1] - pos[:, 1, None]) ** 2
-                    <= (rad + avoid + 0.5) ** 2)
-            cnt = near.sum(axis=1)
-            n_near = int(cnt.max())
-            if n_near:
-                pick = np.argsort(~near, axis=1, kind="stable")[:, :n_near]
-                back = np.take_along_axis(back, pick[..., None], axis=1)
-                near = np.take_along_axis(near, pick, axis=1)
-                dd = (xs - back[:, 0, 0, None]) ** 2 + (ys - back[:, 0, 1, None]) ** 2
-                clear = (dd >= avoid2) | ~near[:, 0, None]
-                for q in range(1, n_near):
-                    r = np.flatnonzero(cnt > q)  # (the other rows have no q-th near point)
-                    dd = (xs[r] - back[r, q, 0, None]) ** 2 + (ys[r] - back[r, q, 1, None]) ** 2
-                    clear[r] &= dd >= avoid2
-                v = np.where(clear, v, 0.0)
-        if arc_smooth:
-            v[:, 1:-1] = 0.25 * v[:, :-2] + 0.5 * v[:, 1:-1] + 0.25 * v[:, 2:]
-        if k > 0 and TURN_PENALTY > 0:
-            # a tail bends smoothly (a few tens of degrees per step even in a C-bend)
-            v = v * (1.0 - TURN_PENALTY * (offs / max_turn) ** 2)[None, :]
-        j = v.argmax(axis=1)
-        # the body is a ridge that crosses the arc: prefer the strongest interior peak of the
-        # arc to a maximum at its end (the flank of a darker blob such as the swim bladder)
-        inner = v[:, 1:-1]
-        peak = (inner >= v[:, :-2]) & (inner >= v[:, 2:]) & (inner >= stop[:, None])
-        ji = np.where(peak, inner, -1.0).argmax(axis=1) + 1
-        j = np.where(peak.any(axis=1), ji, j)
-        vmax = v[rows, j]
-        vl = v[rows, np.maximum(j - 1, 0)]
-        vr = v[rows, np.minimum(j + 1, len(offs) - 1)]
-        den = vl - 2 * vmax + vr
-        good = (j > 0) & (j < len(offs) - 1) & (den < -1e-6)
-        frac = np.where(good, 0.5 * (vl - vr) / np.where(good, den, -1.0), 0.0)
-        a = theta + offs[j] + np.clip(frac, -0.5, 0.5) * (offs[1] - offs[0])
+        else:
+            xs = pos[:, 0, None] + rad * cos_a
+            ys = pos[:, 1, None] + rad * sin_a
+            v = _bilinear(fs, xs, ys)
+            if k > 0 and ahead > 0 and first + k * step > 0.3 * length:
+                # look ahead along each direction: a longer ray resolves the direction better
+                # than a short arc, and averages the noise of a faint tail
+                r2 = rad + ahead
+                v = 0.5 * (v + _bilinear(fs, pos[:, 0, None] + r2 * cos_a,
+                                          pos[:, 1, None] + r2 * sin_a))
+            reach = first + k * step
+            if k > 0 and reach <= ANTERIOR * length:
+                # the anterior body leads away from the head: the trace must not circle round the
+                # eyes or the swim bladder, which are darker than the body around them
+                far = np.hypot(xs - heads[:, 0, None], ys - heads[:, 1, None]) >= 0.8 * reach
+                v = np.where(far, v, 0.0)
+            if k >= 2:
+                # a midline does not come back on itself: nor does the trace (it would orbit a
+                # dark blob such as the swim bladder, darker than the tail behind it)
+                # (only earlier points within reach of the arc can be that close: the arc's points
+                # are ``rad`` from ``pos``, so the others are left out of the distance test)
+                back = trace[:, : k - 1, :]
+                near = ((back[..., 0] - pos[:, 0, None]) ** 2 + (back[..., 1] - pos[:, 1, None]) ** 2
+                        <= (rad + avoid + 0.5) ** 2)
+                cnt = near.sum(axis=1)
+                n_near = int(cnt.max())
+                if n_near:
+                    pick = np.argsort(~near, axis=1, kind="stable")[:, :n_near]
+                    back = np.take_along_axis(back, pick[..., None], axis=1)
+                    near = np.take_along_axis(near, pick, axis=1)
+                    dd = (xs - back[:, 0, 0, None]) ** 2 + (ys - back[:, 0, 1, None]) ** 2
+                    clear = (dd >= avoid2) | ~near[:, 0, None]
+                    for q in range(1, n_near):
+                        r = np.flatnonzero(cnt > q)  # (the other rows have no q-th near point)
+                        dd = (xs[r] - back[r, q, 0, None]) ** 2 + (ys[r] - back[r, q, 1, None]) ** 2
+                        clear[r] &= dd >= avoid2
+                    v = np.where(clear, v, 0.0)
+            if arc_smooth:
+                v[:, 1:-1] = 0.25 * v[:, :-2] + 0.5 * v[:, 1:-1] + 0.25 * v[:, 2:]
+            if k > 0 and TURN_PENALTY > 0:
+                # a tail bends smoothly (a few tens of degrees per step even in a C-bend)
+                v = v * (1.0 - TURN_PENALTY * (offs / max_turn) ** 2)[None, :]
+            j = v.argmax(axis=1)
+            # the body is a ridge that crosses the arc: prefer the strongest interior peak of the
+            # arc to a maximum at its end (the flank of a darker blob such as the swim bladder)
+            inner = v[:, 1:-1]
+            peak = (inner >= v[:, :-2]) & (inner >= v[:, 2:]) & (inner >= stop[:, None])
+            ji = np.where(peak, inner, -1.0).argmax(axis=1) + 1
+            j = np.where(peak.any(axis=1), ji, j)
+            vmax = v[rows, j]
+            vl = v[rows, np.maximum(j - 1, 0)]
+            vr = v[rows, np.minimum(j + 1, len(offs) - 1)]
+            den = vl - 2 * vmax + vr
+            good = (j > 0) & (j < len(offs) - 1) & (den < -1e-6)
+            frac = np.where(good, 0.5 * (vl - vr) / np.where(good, den, -1.0), 0.0)
+            a = theta + offs[j] + np.clip(frac, -0.5, 0.5) * (offs[1] - offs[0])
         pos = pos + rad * np.stack([np.cos(a), np.sin(a)], axis=1)
         theta = a
         trace[:, k + 1] = pos
