@@ -146,3 +146,45 @@ def test_faint_head_embedded_larvae_in_heavy_noise_are_found(tmp_path, roi):
     ok = m.tail_angle.notna()
     assert ok.mean() >= 0.9
     assert np.corrcoef(m.tail_angle[ok], m.tail_angle_t[ok])[0, 1] >= 0.9
+
+
+@pytest.mark.parametrize("case", ["clean", "noisy"])
+def test_small_head_embedded_larvae_touching_a_drawn_frame_are_found(tmp_path, case):
+    # like the behaviour stress suite's tuning seeds 356 (clean) and 112 (noisy), where
+    # neither larva was found: 24-27 px head-embedded larvae in tiny ROIs (the halves of the
+    # frame, as arena detection gives them), their snouts touching the drawn frame. In the
+    # median, against the median's own (low) noise, the frame's lines inside the ROI join the
+    # larva's blob; filled in with it, the lines then showed as fishness in every frame and the
+    # fish's size was measured on the lines (54-58 px), so no larva was found.
+    kw = (dict(width=106, height=40, fps=446.0, fish_length_px=24.4, contrast=0.248,
+               noise_sd=2.2, crf=26, seed=356) if case == "clean" else
+          dict(width=114, height=42, fps=170.0, fish_length_px=26.5, contrast=0.329,
+               noise_sd=11.6, crf=27, flicker=0.02, seed=112))
+    spec = SimSpec(
+        name="tiny_embedded", layout="embedded", rows=1, cols=2, duration_s=3.0,
+        polarity="dark", codec="h264",
+        protocol=[{"name": "open_loop_1", "kind": "open_loop", "start_s": 0.0, "end_s": 3.0}],
+        **kw,
+    )
+    sim = simulate(spec, tmp_path)
+    half = spec.width // 2
+    arenas = [dataclasses.replace(a, bbox=(half * k, 0, half * (k + 1), spec.height),
+                                  cx=half * k + half / 2 - 0.5, cy=spec.height / 2 - 0.5)
+              for k, a in enumerate(suite_arenas(sim.arenas, "embedded"))]
+    with open_video(sim.video_path) as src:
+        res = track_video(src, arenas, TrackingConfig(), layout="embedded")
+    assert not res.summary["empty_arenas"]
+    # the larva alone is filled in, not the frame's lines with it
+    for s in res.summary["still_fish"]:
+        assert s["area_px"] <= 2.0 * 0.1 * spec.fish_length_px ** 2, s
+    assert res.summary["fish_length_px"] <= 1.3 * spec.fish_length_px
+    m = sim.truth.merge(res.tracks, on=["frame", "fish"], how="left", suffixes=("_t", ""))
+    det = m.detected.astype("boolean").fillna(False).astype(bool)
+    # an embedded larva counts as detected where its tail is traced: these faint 24-27 px
+    # tails in H.264 CRF 26-27 are lost in a few per cent of the frames (docs/tracking.md)
+    assert det.mean() >= (0.95 if case == "clean" else 0.85)
+    for fish, d in det.groupby(m.fish):
+        assert d.mean() >= 0.8, fish
+    m = m[det]
+    # on the larva's eyes, not on a frame line (noise sd 11.6: ~1 px off in the noisy case)
+    assert float(np.hypot(m.x - m.x_t, m.y - m.y_t).median()) <= 0.06 * spec.fish_length_px

@@ -842,6 +842,7 @@ def _remove_still_fish(
     lo = max(0.5 * hi, med_r + 3.0 * mad_r)
     cand = (resid > lo).astype(np.uint8)
     edge = np.ones((h, w), bool)  # the band within 3 px of the crop's edge
+    lines = np.zeros((h, w), bool)
     edge[3:-3, 3:-3] = False
     if layout == "embedded":
         # a tight ROI's edge is often a drawn frame line (static, dark): it must not join the
@@ -849,6 +850,11 @@ def _remove_still_fish(
         # background, show as fishness along the whole edge in every frame (the larva's own
         # pixels there are still filled in: the blob is dilated by 2 px before filling)
         cand[edge] = 0
+        # nor the lines of a drawn frame lying inside the ROI (when the ROI found is larger
+        # than the drawn frame): against the median's low noise they are candidates too, and a
+        # snout touching one joined the larva to the whole frame
+        lines = _frame_lines(cand, resid)
+        cand[lines] = 0
     n, lab, stats, cent = cv2.connectedComponentsWithStats(cand, connectivity=8)
     if n <= 1:
         return []
@@ -895,7 +901,8 @@ def _remove_still_fish(
         cx, cy = float(cent[i, 0]) + x0, float(cent[i, 1]) + y0
         rec = {"x": cx, "y": cy, "area_px": a}
         grow = cv2.dilate(blob.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-        grow &= inside
+        # a drawn frame's lines stay as they are (not filled in, nor filling in the larva)
+        grow &= inside & ~lines
         if layout != "embedded" and len(fr) >= 2:
             # pixels that some sampled frames show empty (the fish left): their true background
             # is the median of those frames
@@ -937,7 +944,7 @@ def _remove_still_fish(
                 if fish_per_arena == 1 and _moving_fish_elsewhere(f, m, blob, cfg, length):
                     m.clutter.append(rec)
                     continue
-        m.bg[grow] = _fill_hole(m.bg, grow, inside, blen)[grow]
+        m.bg[grow] = _fill_hole(m.bg, grow, inside & ~lines, blen)[grow]
         m.still.append({**rec, "method": method})
         if method == "inpainted":
             lengths.append(blen)
@@ -957,6 +964,31 @@ def _frame_line(blob: np.ndarray) -> bool:
         return False
     on = blob & (rows[:, None] | cols[None, :])
     return bool(np.count_nonzero(on) >= 0.5 * np.count_nonzero(blob))
+
+
+def _frame_lines(cand: np.ndarray, resid: np.ndarray) -> np.ndarray:
+    """Pixels of ``cand`` (uint8 mask of a head-embedded ROI's crop) on straight lines of even
+    contrast (``resid``) that run for at least three quarters of the crop's width or height:
+    the lines of a frame drawn around the larva, dilated by 1 px (their anti-aliased edges).
+    A larva is shorter than three quarters of its ROI's width; one lying straight along a
+    column as long as three quarters of the height is not of even contrast (dark eyes, a tail
+    fading to its tip), so it is not a line."""
+    h, w = cand.shape
+    lines = np.zeros((h, w), np.uint8)
+    for kern in (np.ones((1, max(3, int(0.75 * w))), np.uint8),
+                 np.ones((max(3, int(0.75 * h)), 1), np.uint8)):
+        run = cv2.morphologyEx(cand, cv2.MORPH_OPEN, kern)
+        if not run.any():
+            continue
+        n, lab = cv2.connectedComponents(run, connectivity=8)
+        for i in range(1, n):
+            v = resid[lab == i]
+            lo, hi = np.percentile(v, [10, 90])
+            if lo >= 0.5 * hi:
+                lines[lab == i] = 1
+    if not lines.any():
+        return lines.astype(bool)
+    return cv2.dilate(lines, np.ones((3, 3), np.uint8)) > 0
 
 
 def _median_noise(noise: float, idx: np.ndarray) -> float:
