@@ -231,3 +231,70 @@ def test_a_change_of_every_well_on_the_last_frame_makes_no_bout_of_a_still_larva
     fr = position_frames(tracks, BehaviourConfig())
     m = motion_frames(tracks, fr)
     assert np.isnan(m[fr.frame == fr.frame.max()]).all()
+
+
+def _blurred_struggle_tracks(seed: int = 5, *, pixels_change: bool = True
+                             ) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
+    """Three larvae at 25 fps, 20 s, the head never moves. A1 still (its area of ~150 whole
+    pixels flickers by 1-2 px, its pixels barely change); B1, B2 struggle in place for 7
+    frames every 4 s: the tail beats faster than the frame rate, so each exposure holds a
+    faint blur of it (the segmented area drops by ~20 px, 13 %) and consecutive blurred
+    frames look alike (the pixel motion rises to ~0.6 grey levels, below its threshold of 1
+    but above its noise of ~0.35, as on tuning videos 532 and 782). ``pixels_change=False``:
+    the area drops but the pixel motion stays at its noise."""
+    rng = np.random.default_rng(seed)
+    n, fps = 500, 25.0
+    rows, bouts = [], []
+    for k, arena in enumerate(("A1", "B1", "B2")):
+        area = np.round(150 + rng.normal(0, 1.5, n))
+        me = np.abs(rng.normal(0.4 if k else 0.1, 0.1 if k else 0.03, n))
+        if k:
+            for s in range(30 + 13 * k, n - 20, 100):
+                area[s:s + 7] -= 20 + rng.integers(0, 4, 7)
+                if pixels_change:
+                    me[s:s + 8] = rng.normal(0.6, 0.03, 8)
+                bouts.append((arena, s))
+        rows.append(pd.DataFrame({"frame": np.arange(n), "time_s": np.arange(n) / fps,
+                                  "arena": arena, "fish": arena,
+                                  "x": 40.0 + 80 * k + rng.normal(0, 0.02, n),
+                                  "y": 60 + rng.normal(0, 0.02, n), "tail_angle": np.nan,
+                                  "motion_energy": me, "area_px": area}))
+    return pd.concat(rows, ignore_index=True), bouts
+
+
+def test_struggles_in_place_are_found_from_the_blur_of_the_tail():
+    tracks, bouts = _blurred_struggle_tracks()
+    res = classify(tracks, BehaviourConfig())
+    assert res.noise["bout_signal"] == "speed_motion"
+    b = res.bouts
+    for arena, start in bouts:
+        mine = b[b["arena"] == arena]
+        assert ((mine["start_frame"] <= start + 6) & (mine["end_frame"] >= start)).any(), \
+            (arena, start)
+    # the still larva's flickering area (whole pixels) and unchanged pixels make no bout
+    assert not (b["arena"] == "A1").any()
+    assert (res.tracks.loc[res.tracks["arena"] == "A1", "state"] == "passive").all()
+    # the blur alone, without the pixels changing, is no bout
+    again = classify(_blurred_struggle_tracks(pixels_change=False)[0], BehaviourConfig())
+    assert again.bouts.empty
+
+
+def test_the_blur_rule_in_parts_equals_the_whole_table():
+    # the blur's noise is pooled over the fish like the pixel motion's: scored one fish at a
+    # time (classify_parts, e.g. a 96-well plate in parts), the result is the same
+    from fishtrack.behaviour.classify import classify_parts
+
+    tracks, _ = _blurred_struggle_tracks(seed=6)
+    tracks = tracks.sort_values(["frame", "arena"], kind="stable").reset_index(drop=True)
+    whole = classify(tracks, BehaviourConfig())
+    assert len(whole.bouts) > 0
+
+    def parts():
+        for a in sorted(tracks["arena"].unique()):
+            yield tracks[tracks["arena"] == a]
+
+    got = classify_parts(parts, BehaviourConfig())
+    pd.testing.assert_frame_equal(got.tracks.loc[whole.tracks.index], whole.tracks,
+                                  check_exact=True)
+    for name in ("bouts", "epochs", "fish"):
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(whole, name), check_exact=True)

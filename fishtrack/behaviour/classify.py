@@ -22,6 +22,7 @@ from fishtrack.behaviour.kinematics import KINEMATIC_COLUMNS, Kinematics, comput
 from fishtrack.behaviour.protocol import assign_phase, validate_protocol
 from fishtrack.behaviour.speed import (
     MOVEMENT_SIGNALS,
+    blur_frames,
     body_length_px,
     choose_signal,
     detect_speed_bouts,
@@ -393,7 +394,8 @@ def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, re
     motion = motion_frames(tracks, frp) if signal == "speed_motion" else None
     br, speed, extra = detect_speed_bouts(
         frp, cfg, blocks, body, motion=motion,
-        fixed_px_s=fixed_speed_threshold(cfg, body, px_per_mm))
+        fixed_px_s=fixed_speed_threshold(cfg, body, px_per_mm),
+        blur=blur_frames(tracks, frp) if motion is not None else None)
     extra["speed"] = speed
     codes = state_codes(frp, blocks, br.in_bout, cfg.min_passive_s)
     what = "the head's speed and the pixel motion" if motion is not None else "the head's speed"

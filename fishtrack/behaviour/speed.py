@@ -32,7 +32,10 @@ tracks have ``motion_energy``) a frame is also in a bout when the change of the 
 the fish's mask, aligned to the frame (:func:`motion_frames`), is above a threshold from the
 fish's quiet frames (:func:`motion_levels`), at least the recording's median over fish
 (:func:`rig_motion_threshold`: the codec's refreshes of the whole picture): struggles that
-hold station move the tail, not the head. ``speed_threshold`` / ``motion_threshold`` replace the noise rules with fixed,
+hold station move the tail, not the head; and when the fish's segmented area drops above its
+noise while its pixels move (:func:`blur_frames`: at 25-30 fps a struggle's tail beats faster
+than the frame rate and blurs, so consecutive frames look alike but the area falls).
+``speed_threshold`` / ``motion_threshold`` replace the noise rules with fixed,
 rig-level values (:func:`fixed_speed_threshold`).
 """
 
@@ -76,6 +79,7 @@ __all__ = [
     "motion_frames",
     "position_frames",
     "white_noise_speed",
+    "blur_frames",
 ]
 
 MOVEMENT_SIGNALS = ("speed", "speed_motion")
@@ -116,6 +120,16 @@ drift keeps its course (the simulator's drift velocity has a 2 s time constant).
 MIN_MOTION_QUIET = 50
 """Quiet frames (all fish together) needed to measure the pixel-motion noise; fewer: the
 threshold is the floor."""
+BLUR_FACTOR = 5.0
+"""Blur of the body (:func:`blur_frames`): threshold = median + this x robust sd of the
+quiet frames' area drop (a fraction of the area), as :data:`MOTION_FACTOR` for the pixel
+motion."""
+MIN_BLUR = 0.05
+"""Floor of the blur threshold (a fraction of the fish's area): a struggle's blurred tail
+takes 9-29 % of the area off on the tuning videos (427, 532, 614, 782); slow changes of a
+few % (a large larva's outline sliding over the pixel grid: 2 % on tuning video 412) are
+not movement, whatever the frame-to-frame spread of the area, and a small larva's whole
+pixels flicker by a few %."""
 
 
 def position_frames(tracks: pd.DataFrame, cfg: BehaviourConfig) -> Frames:
@@ -315,6 +329,33 @@ def motion_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     return out
 
 
+def blur_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
+    """Per sorted row: the fraction of its running median over :data:`DRIFT_S` by which the
+    fish's segmented area (``area_px``, the tracker's) is below it (NaN on unobserved rows),
+    or None when the tracks have no (finite) area.
+
+    A struggle in place at 25-30 fps beats its tail faster than the frame rate: each exposure
+    averages a beat or more, so the tail becomes a faint blur whose pixels fall below the
+    segmentation and the fish's area drops while the struggle lasts (by 5-15 robust sds of
+    the quiet frames on tuning videos 427, 532, 614, 782), while consecutive blurred frames
+    look alike and the aligned pixel motion (:func:`motion_frames`) rises little. Bouts are
+    0.1-0.4 s, a minority of the median's window.
+    """
+    if "area_px" not in tracks.columns:
+        return None
+    area = pd.to_numeric(tracks["area_px"], errors="coerce").to_numpy(float)[fr.order]
+    area = np.where(fr.observed, area, np.nan)
+    if not pooled("any_area", any_of, flag=np.isfinite(area).any()):
+        return None
+    if fr.dt_median <= 0:
+        return np.full(fr.n, np.nan)
+    k = max(3, int(round(DRIFT_S / fr.dt_median)) | 1)
+    base = (pd.Series(area).groupby(fr.gid).rolling(k, center=True, min_periods=1).median()
+            .to_numpy())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(base > 0, 1.0 - area / base, np.nan)
+
+
 def motion_levels(fr: Frames, motion: np.ndarray, quiet: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Per fish: the pixel-motion noise, median and robust sd (grey levels) of the aligned
@@ -400,7 +441,7 @@ def _signal_kin(fr: Frames, v: np.ndarray, width: int) -> Kinematics:
 def detect_speed_bouts(
     fr: Frames, cfg: BehaviourConfig, blocks: Blocks | None = None,
     body_px: np.ndarray | None = None, *, motion: np.ndarray | None = None,
-    fixed_px_s: np.ndarray | None = None,
+    fixed_px_s: np.ndarray | None = None, blur: np.ndarray | None = None,
 ) -> tuple[BoutRuns, np.ndarray, dict[str, np.ndarray]]:
     """Movement bouts of every fish (``fr`` from :func:`position_frames`).
 
@@ -408,12 +449,18 @@ def detect_speed_bouts(
     levels); when given, a frame is in a bout when its speed *or* its motion is above its
     threshold (the motion threshold from the fish's quiet frames, :func:`motion_levels`, or
     ``cfg.motion_threshold``), and the speed's frames count only where the pixels move. ``fixed_px_s``: per fish, a fixed speed threshold (px/s,
-    ``cfg.speed_threshold`` converted) instead of the noise rule.
+    ``cfg.speed_threshold`` converted) instead of the noise rule. ``blur`` (with ``motion``;
+    :func:`blur_frames`, a fraction of the area): a frame is also in a bout when the fish's
+    area drops more than ``max(MIN_BLUR, median + BLUR_FACTOR x robust sd)`` of its quiet
+    frames' drop, in a
+    stretch whose pixel motion passes the low motion threshold on one of its frames or next
+    to it (a struggle in place whose blurred tail changes the pixels little).
 
     Returns the bouts (``thresholds`` and ``noise`` in px/s), the per-frame speed
     (px/s, sorted order) and per-fish extras: ``position_noise_px`` (sigma per axis),
     ``floor_px_s``, and with ``motion`` ``motion_threshold_grey``, ``motion_noise_grey``
-    (per fish; see :func:`motion_levels`) and ``motion`` (the per-frame aligned motion).
+    (per fish; see :func:`motion_levels`) and ``motion`` (the per-frame aligned motion); with
+    ``blur`` ``blur_threshold``, ``blur_noise`` (per fish, fractions of the area) and ``blur``.
     """
     blocks = blocks if blocks is not None else gap_blocks(fr, cfg.max_gap_s)
     n_fish = len(fr.fish_keys)
@@ -435,7 +482,7 @@ def detect_speed_bouts(
         floor = np.fmax(floor, cfg.min_bout_speed_bl_s * body_px)
     mean, sd = sig * mu1, sig * sd1
     levels = None
-    m_thr = m_med = np.full(n_fish, np.nan)
+    m_thr = m_med = b_thr = b_med = np.full(n_fish, np.nan)
     in_bout_prev = None
     n_passes = N_PASSES + (1 if motion is not None else 0)
     for k in range(n_passes):
@@ -458,9 +505,24 @@ def detect_speed_bouts(
             m_noise = np.where(np.isfinite(m_med), m_med, 0.0)
             active_m = hysteresis_activity(kin_m, m_thr, m_noise,
                                            max_extend_s=fr.dt_median, min_high_s=0.0)
+            low = m_noise + HYSTERESIS * (m_thr - m_noise)
+            if blur is not None:
+                # a struggle in place blurs the tail (the area drops) while its pixels change
+                # little from frame to frame: the drop above its noise, with the pixels moving
+                b_med, b_sd = motion_levels(fr, blur, quiet_m)
+                # (no fish's spread measurable: the floor)
+                b_thr = np.fmax(MIN_BLUR, b_med + BLUR_FACTOR * b_sd)
+                with np.errstate(invalid="ignore"):
+                    blurred = fr.observed & (blur > b_thr[fr.gid])
+                    stirred = _dilate1(fr, motion > low[fr.gid]).astype(float)
+                # a stretch of blur counts when the pixels move (above the low motion
+                # threshold) on one of its frames or next to it: the blurred frames of a
+                # struggle look alike, its onset and end change the pixels; a still fish's
+                # segmentation flicker does not move them
+                active_m = active_m | (blurred & _confirmed(fr, blurred, stirred,
+                                                            np.full(n_fish, 0.5)))
             # the speed's window spreads a movement over its neighbours: keep the speed's
             # frames where the pixels move (above the low threshold, +/- one frame)
-            low = m_noise + HYSTERESIS * (m_thr - m_noise)
             with np.errstate(invalid="ignore"):
                 moving = _dilate1(fr, motion > low[fr.gid])
             active = active & (moving | ~np.isfinite(motion))
@@ -491,4 +553,6 @@ def detect_speed_bouts(
     extra = {"position_noise_px": levels.tail_noise_rad, "floor_px_s": floor}
     if motion is not None:
         extra.update(motion_threshold_grey=m_thr, motion_noise_grey=m_med, motion=motion)
+    if blur is not None:
+        extra.update(blur_threshold=b_thr, blur_noise=b_med, blur=blur)
     return br, speed, extra
