@@ -125,6 +125,10 @@ rates)."""
 MOTION_GATE_RIG_REFERENCE = True
 """The gate judges each fish's pixel motion above the motion the rig gives every fish at once
 (:func:`motion_above_rig`); False: the raw motion (the rule before issue 11's 10000 run)."""
+MOTION_GATE_MIN_FISH = 2
+"""... only in recordings with at least this many fish with a pixel motion (a single fish has
+no reference). With two the reference is the other fish alone; requiring three was tried on
+tuning seeds and was no better (see docs/behaviour.md)."""
 MOTION_GATE_MEAN_WINDOWS_S = (0.04, 0.08, 0.16, 0.32, 0.64)
 """Second test of the pixel-motion gate: the mean motion over a whole bout. Its noise level
 is measured on stretches of quiet frames of these durations (s; all fish pooled): a bout is
@@ -550,9 +554,9 @@ def motion_noise_level(motion: np.ndarray, quiet: np.ndarray | None = None, *,
 
 
 def _frame_lowest(frame: np.ndarray, motion: np.ndarray, key: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Reduce: per video frame, the lowest ``motion`` over the fish, the key of that fish and
-    the second lowest (NaN with one fish). The same on any concatenation order (a tie of the
+    the second lowest (NaN with one fish); and the number of fish with a motion. The same on any concatenation order (a tie of the
     lowest two gives the same reference whichever fish is named)."""
     ok = np.isfinite(motion)
     frame, motion, key = frame[ok], motion[ok], key[ok].astype(str)
@@ -565,7 +569,7 @@ def _frame_lowest(frame: np.ndarray, motion: np.ndarray, key: np.ndarray
     has2[has2] = frame[nxt[has2]] == frames[has2]
     low2 = np.full(len(first), np.nan)
     low2[has2] = motion[nxt[has2]]
-    return frames, low, low_key, low2
+    return frames, low, low_key, low2, len(np.unique(key))
 
 
 def motion_above_rig(fr: Frames, motion: np.ndarray) -> np.ndarray:
@@ -575,10 +579,10 @@ def motion_above_rig(fr: Frames, motion: np.ndarray) -> np.ndarray:
     the pixels of every fish together; a fish's own movement changes only its own. NaN where
     no other fish has a motion in that frame; ``motion`` unchanged for a single fish."""
     keys = fr.fish_keys.astype(str).agg("|".join, axis=1).to_numpy()
-    frames, low, low_key, low2 = pool_value(
+    frames, low, low_key, low2, n_keys = pool_value(
         "motion_gate_reference", _frame_lowest, frame=fr.frame.astype(np.int64),
         motion=np.asarray(motion, float), key=keys[fr.gid] if fr.n else np.zeros(0, str))
-    if not np.isfinite(low2).any():
+    if n_keys < MOTION_GATE_MIN_FISH:
         return motion
     i = np.clip(np.searchsorted(frames, fr.frame), 0, max(len(frames) - 1, 0))
     if not len(frames):
