@@ -14,16 +14,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures_behaviour import score_stress, tracked_stress_seed
 
 from fishtrack.behaviour import bouts as bouts_mod
 from fishtrack.behaviour import classify
 from fishtrack.behaviour._frames import sorted_frames
 from fishtrack.behaviour.bouts import mean_gate_levels, motion_above_rig, quiet_window_means
-from fishtrack.config import parse_config
-from fishtrack.pipeline import OUTPUT_COLUMNS, track_to_folder
-from fishtrack.synth import simulate
-from fishtrack.synth.simulate import sim_config
-from fishtrack.synth.stress import draw_recording, score_recording
+from fishtrack.pipeline import OUTPUT_COLUMNS
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -63,17 +60,10 @@ def test_mean_level_falls_with_the_bout_length():
 
 @pytest.fixture(scope="module")
 def flicker_plate(tmp_path_factory):
-    work = tmp_path_factory.mktemp("gate_rig")
-    draw = draw_recording(570)
-    cfg = parse_config(sim_config(draw.spec), "stress config")
-    sim = simulate(draw.spec, work)
-    tr = track_to_folder(sim.video_path, cfg, work / "tracked")
-    return draw, cfg, sim, tr
+    return tracked_stress_seed(570, tmp_path_factory.mktemp("gate_rig"))
 
 
-def _score(draw, sim, res):
-    return score_recording(res.tracks, res.bouts, sim.truth, sim.bouts,
-                           still_fish=draw.still_fish)
+_score = score_stress
 
 
 def test_true_bouts_pass_the_gate_under_flicker_and_noise(flicker_plate, monkeypatch):
