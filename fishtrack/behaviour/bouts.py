@@ -553,23 +553,24 @@ def motion_noise_level(motion: np.ndarray, quiet: np.ndarray | None = None, *,
     return float(med + spread * (hi - med))
 
 
-def _frame_lowest(frame: np.ndarray, motion: np.ndarray, key: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Reduce: per video frame, the lowest ``motion`` over the fish, the key of that fish and
-    the second lowest (NaN with one fish); and the number of fish with a motion. The same on any concatenation order (a tie of the
-    lowest two gives the same reference whichever fish is named)."""
+def _frame_lowest(frame: np.ndarray, motion: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Reduce: per video frame, the lowest and the second lowest ``motion`` over the fish
+    (NaN with one fish), and the most fish with a motion in one frame. Order-free (exact over
+    parts of fish)."""
     ok = np.isfinite(motion)
-    frame, motion, key = frame[ok], motion[ok], key[ok].astype(str)
+    frame, motion = frame[ok], motion[ok]
     o = np.lexsort((motion, frame))
-    frame, motion, key = frame[o], motion[o], key[o]
+    frame, motion = frame[o], motion[o]
     first = np.flatnonzero(np.r_[True, frame[1:] != frame[:-1]]) if len(frame) else np.zeros(0, int)
-    frames, low, low_key = frame[first], motion[first], key[first]
+    frames, low = frame[first], motion[first]
     nxt = first + 1
     has2 = nxt < len(frame)
     has2[has2] = frame[nxt[has2]] == frames[has2]
     low2 = np.full(len(first), np.nan)
     low2[has2] = motion[nxt[has2]]
-    return frames, low, low_key, low2, len(np.unique(key))
+    most = int(np.diff(np.r_[first, len(frame)]).max()) if len(first) else 0
+    return frames, low, low2, most
 
 
 def motion_above_rig(fr: Frames, motion: np.ndarray) -> np.ndarray:
@@ -577,18 +578,17 @@ def motion_above_rig(fr: Frames, motion: np.ndarray) -> np.ndarray:
     frame by frame, the lowest motion of the *other* fish of the recording (all fish pooled)
     in the same video frame. Flicker, a change of the codec's quality and a key frame change
     the pixels of every fish together; a fish's own movement changes only its own. NaN where
-    no other fish has a motion in that frame; ``motion`` unchanged for a single fish."""
-    keys = fr.fish_keys.astype(str).agg("|".join, axis=1).to_numpy()
-    frames, low, low_key, low2, n_keys = pool_value(
-        "motion_gate_reference", _frame_lowest, frame=fr.frame.astype(np.int64),
-        motion=np.asarray(motion, float), key=keys[fr.gid] if fr.n else np.zeros(0, str))
-    if n_keys < MOTION_GATE_MIN_FISH:
+    no other fish has a motion in that frame; ``motion`` unchanged for a single fish (fewer
+    than :data:`MOTION_GATE_MIN_FISH`)."""
+    motion = np.asarray(motion, float)
+    frames, low, low2, most = pool_value("motion_gate_reference", _frame_lowest,
+                                         frame=fr.frame.astype(np.int64), motion=motion)
+    if most < MOTION_GATE_MIN_FISH:
         return motion
-    i = np.clip(np.searchsorted(frames, fr.frame), 0, max(len(frames) - 1, 0))
-    if not len(frames):
-        return np.full(fr.n, np.nan)
+    i = np.clip(np.searchsorted(frames, fr.frame), 0, len(frames) - 1)
     found = frames[i] == fr.frame
-    ref = np.where(low_key[i] == keys[fr.gid], low2[i], low[i])
+    # the fish that is the lowest compares with the second lowest (equal values in a tie)
+    ref = np.where(motion > low[i], low[i], low2[i])
     return np.where(found & np.isfinite(ref), motion - ref, np.nan)
 
 
