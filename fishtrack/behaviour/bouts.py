@@ -124,7 +124,8 @@ so no bout was judged and tracker jitter passed the gate (issue 11, video seeds 
 rates)."""
 MOTION_GATE_RIG_REFERENCE = True
 """The gate judges each fish's pixel motion above the motion the rig gives every fish at once
-(:func:`motion_above_rig`); False: the raw motion (the rule before issue 11's 10000 run)."""
+(:func:`motion_above_rig`, with :data:`MOTION_GATE_MIN_FISH` or more fish); False: the raw motion
+(the rule before issue 11's 10000 run)."""
 MOTION_GATE_MIN_FISH = 3
 """... only in recordings with at least this many fish in one frame (a single fish has no
 reference; with two the reference is the other fish alone, its own noise and bouts in every
