@@ -581,11 +581,12 @@ def motion_above_rig(fr: Frames, motion: np.ndarray) -> np.ndarray:
     the pixels of every fish together; a fish's own movement changes only its own. NaN where
     no other fish has a motion in that frame; ``motion`` unchanged for a single fish (fewer
     than :data:`MOTION_GATE_MIN_FISH`)."""
-    motion = np.asarray(motion, float)
+    m = np.asarray(motion, float)
     frames, low, low2, most = pool_value("motion_gate_reference", _frame_lowest,
-                                         frame=fr.frame.astype(np.int64), motion=motion)
+                                         frame=fr.frame.astype(np.int64), motion=m)
     if most < MOTION_GATE_MIN_FISH:
-        return motion
+        return motion  # the same object: the caller can tell that no reference was used
+    motion = m
     i = np.clip(np.searchsorted(frames, fr.frame), 0, len(frames) - 1)
     found = frames[i] == fr.frame
     # the fish that is the lowest compares with the second lowest (equal values in a tie)
@@ -675,8 +676,12 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     level and, per fish, how many bouts were dropped."""
     fr = kin.frames
     n_fish = len(fr.fish_keys)
+    raw = motion
     if MOTION_GATE_RIG_REFERENCE:
         motion = motion_above_rig(fr, motion)
+    # the mean test only on the motion above the rig's: on the raw motion of one or two fish
+    # it keeps jitter (tests/test_behaviour_video_jitter.py, tuning seed 691)
+    mean_test = motion is not raw
     quiet = quiet_frames(kin, br.in_bout) & np.isfinite(motion)
     # one level per recording: the quiet frames of every fish pooled (exact over parts of fish)
     level = pool_value("motion_gate_level", motion_noise_level, motion=motion[quiet].astype(float))
@@ -690,8 +695,10 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     step = tail_step_px(kin, np.asarray(body_px, float), br.starts, br.ends,
                         lag=gate_lag(fr))
     judged = np.isfinite(stat) & (step >= MOTION_GATE_MIN_STEP_PX)
-    keep = ~judged | (stat > level) | (_bout_mean(fr, motion, br) > _mean_level(
-        fr, mean_levels, br.ends - br.starts + 1))
+    keep = ~judged | (stat > level)
+    if mean_test:
+        keep |= _bout_mean(fr, motion, br) > _mean_level(fr, mean_levels,
+                                                         br.ends - br.starts + 1)
     if keep.all():
         return br, level, dropped
     dropped = np.bincount(fr.gid[br.starts[~keep]], minlength=n_fish)
