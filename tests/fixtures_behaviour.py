@@ -177,3 +177,25 @@ def match_bouts(truth: pd.DataFrame, found: pd.DataFrame, tol_s: float = 0.05):
 
 def f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def tracked_stress_seed(seed: int, work):
+    """The stress suite's recording of ``seed`` rendered, encoded and tracked like
+    ``fishtrack track`` in ``work``: ``(draw, cfg, sim, tracked)``."""
+    from fishtrack.config import parse_config
+    from fishtrack.pipeline import track_to_folder
+    from fishtrack.synth import simulate
+    from fishtrack.synth.simulate import sim_config
+    from fishtrack.synth.stress import draw_recording
+
+    draw = draw_recording(seed)
+    cfg = parse_config(sim_config(draw.spec), "stress config")
+    sim = simulate(draw.spec, work)
+    return draw, cfg, sim, track_to_folder(sim.video_path, cfg, work / "tracked")
+
+
+def score_stress(draw, sim, res) -> dict:
+    """A scored result (``.tracks``, ``.bouts``) against the truth of a stress recording."""
+    from fishtrack.synth.stress import score_recording
+
+    return score_recording(res.tracks, res.bouts, sim.truth, sim.bouts, still_fish=draw.still_fish)

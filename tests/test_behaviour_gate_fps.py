@@ -13,34 +13,24 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fixtures_behaviour import score_stress, tracked_stress_seed
 
 from fishtrack.behaviour import bouts as bouts_mod
 from fishtrack.behaviour import classify
 from fishtrack.behaviour.bouts import MOTION_GATE_MIN_STEP_PX, gate_lag
 from fishtrack.behaviour.kinematics import compute_kinematics
 from fishtrack.behaviour.speed import body_length_px
-from fishtrack.config import parse_config
-from fishtrack.pipeline import OUTPUT_COLUMNS, track_to_folder
-from fishtrack.synth import simulate
-from fishtrack.synth.simulate import sim_config
-from fishtrack.synth.stress import draw_recording, score_recording
+from fishtrack.pipeline import OUTPUT_COLUMNS
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
 def fast_small(tmp_path_factory):
-    work = tmp_path_factory.mktemp("gate_fps")
-    draw = draw_recording(242)
-    cfg = parse_config(sim_config(draw.spec), "stress config")
-    sim = simulate(draw.spec, work)
-    tr = track_to_folder(sim.video_path, cfg, work / "tracked")
-    return draw, cfg, sim, tr
+    return tracked_stress_seed(242, tmp_path_factory.mktemp("gate_fps"))
 
 
-def _score(draw, sim, res):
-    return score_recording(res.tracks, res.bouts, sim.truth, sim.bouts,
-                           still_fish=draw.still_fish)
+_score = score_stress
 
 
 def test_high_frame_rate_still_larva_is_100_percent_passive(fast_small):

@@ -122,6 +122,25 @@ one frame up to ~120 fps. Measured per frame instead, the same movement shrinks 
 rate: at 700-1000 fps a beating or a jittering traced tail moves well under 0.7 px per frame,
 so no bout was judged and tracker jitter passed the gate (issue 11, video seeds at high frame
 rates)."""
+MOTION_GATE_RIG_REFERENCE = True
+"""The gate judges each fish's pixel motion above the motion the rig gives every fish at once
+(:func:`motion_above_rig`, with :data:`MOTION_GATE_MIN_FISH` or more fish); False: the raw motion
+(the rule before issue 11's 10000 run)."""
+MOTION_GATE_MIN_FISH = 3
+"""... only in recordings with at least this many fish in one frame (a single fish has no
+reference; with two the reference is the other fish alone, its own noise and bouts in every
+frame: tests/test_pipeline.py's two wells with 3 % flicker lost bouts; see docs/behaviour.md)."""
+MOTION_GATE_MEAN_WINDOWS_S = (0.04, 0.08, 0.16, 0.32, 0.64)
+"""Second test of the pixel-motion gate: the mean motion over a whole bout. Its noise level
+is measured on stretches of quiet frames of these durations (s; all fish pooled): a bout is
+compared with the longest of them it spans (shorter than the first: the mean test is off)."""
+MOTION_GATE_MEAN_SPREAD = 1.0
+"""... the mean test's level is ``median + this x (99th percentile of the means of quiet
+stretches of that duration - median of the quiet frames)``. Camera noise averages out over a
+bout's frames while a tail that beats keeps its pixels changing: a bout whose peak motion stays
+under the single-frame level (:data:`MOTION_GATE_SPREAD`) but whose mean motion is above the
+noise of quiet stretches as long as it is kept (issue 11: head-embedded H.264 larvae in
+camera noise sd 8-12, whose true bouts' motion peaks under the level)."""
 _MAD = 1.4826  # robust sd = 1.4826 x median absolute deviation (normal distribution)
 
 
@@ -535,6 +554,94 @@ def motion_noise_level(motion: np.ndarray, quiet: np.ndarray | None = None, *,
     return float(med + spread * (hi - med))
 
 
+def _frame_lowest(frame: np.ndarray, motion: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Reduce: per video frame, the lowest and the second lowest ``motion`` over the fish
+    (NaN with one fish), and the most fish with a motion in one frame. Order-free (exact over
+    parts of fish)."""
+    ok = np.isfinite(motion)
+    frame, motion = frame[ok], motion[ok]
+    o = np.lexsort((motion, frame))
+    frame, motion = frame[o], motion[o]
+    first = np.flatnonzero(np.r_[True, frame[1:] != frame[:-1]]) if len(frame) else np.zeros(0, int)
+    frames, low = frame[first], motion[first]
+    nxt = first + 1
+    has2 = nxt < len(frame)
+    has2[has2] = frame[nxt[has2]] == frames[has2]
+    low2 = np.full(len(first), np.nan)
+    low2[has2] = motion[nxt[has2]]
+    most = int(np.diff(np.r_[first, len(frame)]).max()) if len(first) else 0
+    return frames, low, low2, most
+
+
+def motion_above_rig(fr: Frames, motion: np.ndarray) -> np.ndarray:
+    """The pixel motion of each fish above the motion the rig gives every fish at once: minus,
+    frame by frame, the lowest motion of the *other* fish of the recording (all fish pooled)
+    in the same video frame. Flicker, a change of the codec's quality and a key frame change
+    the pixels of every fish together; a fish's own movement changes only its own. NaN where
+    no other fish has a motion in that frame; ``motion`` unchanged for a single fish (fewer
+    than :data:`MOTION_GATE_MIN_FISH`)."""
+    m = np.asarray(motion, float)
+    frames, low, low2, most = pool_value("motion_gate_reference", _frame_lowest,
+                                         frame=fr.frame.astype(np.int64), motion=m)
+    if most < MOTION_GATE_MIN_FISH:
+        return motion  # the same object: the caller can tell that no reference was used
+    motion = m
+    i = np.clip(np.searchsorted(frames, fr.frame), 0, len(frames) - 1)
+    found = frames[i] == fr.frame
+    # the fish that is the lowest compares with the second lowest (equal values in a tie)
+    ref = np.where(motion > low[i], low[i], low2[i])
+    return np.where(found & np.isfinite(ref), motion - ref, np.nan)
+
+
+def quiet_window_means(fr: Frames, motion: np.ndarray, quiet: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The mean ``motion`` of every stretch of consecutive quiet rows of one fish lasting each
+    duration of :data:`MOTION_GATE_MEAN_WINDOWS_S` (sliding by one frame). Returns the means
+    and, per mean, the index of its duration (a summary that concatenates over fish)."""
+    means, win = [], []
+    ok = quiet & np.isfinite(motion)
+    lags = mean_gate_lags(fr)
+    # each fish's own running sums (no running sum over the other fish: see behaviour._pool)
+    bounds = np.flatnonzero(np.r_[True, fr.gid[1:] != fr.gid[:-1], True]) if fr.n else []
+    for a0, a1 in zip(bounds[:-1], bounds[1:], strict=False):
+        c = np.r_[0.0, np.cumsum(np.where(ok[a0:a1], motion[a0:a1], 0.0))]
+        cq = np.r_[0, np.cumsum(ok[a0:a1])]
+        for j, lag in enumerate(lags):
+            if lag > a1 - a0:
+                continue
+            sel = (cq[lag:] - cq[:-lag]) == lag
+            means.append((c[lag:] - c[:-lag])[sel] / lag)
+            win.append(np.full(int(sel.sum()), j, np.int64))
+    if not means:
+        return np.zeros(0), np.zeros(0, np.int64)
+    return np.concatenate(means), np.concatenate(win)
+
+
+def mean_gate_lags(fr: Frames) -> list[int]:
+    """Frames in each duration of :data:`MOTION_GATE_MEAN_WINDOWS_S` (at least 2)."""
+    dt = fr.dt_median if fr.dt_median > 0 else 1.0
+    return [max(2, int(round(t / dt))) for t in MOTION_GATE_MEAN_WINDOWS_S]
+
+
+def mean_gate_levels(motion: np.ndarray, means: np.ndarray, win: np.ndarray, *,
+                     spread: float | None = None) -> np.ndarray:
+    """Per duration of :data:`MOTION_GATE_MEAN_WINDOWS_S`: the mean test's level
+    (:data:`MOTION_GATE_MEAN_SPREAD`), NaN with fewer than :data:`MIN_QUIET_FRAMES` stretches
+    or quiet frames."""
+    spread = MOTION_GATE_MEAN_SPREAD if spread is None else spread
+    out = np.full(len(MOTION_GATE_MEAN_WINDOWS_S), np.nan)
+    v = motion[np.isfinite(motion)]
+    if len(v) < MIN_QUIET_FRAMES:
+        return out
+    med = float(np.median(v))
+    for j in range(len(out)):
+        m = means[win == j]
+        if len(m) >= MIN_QUIET_FRAMES:
+            out[j] = med + spread * (float(np.quantile(m, MOTION_GATE_QUANTILE)) - med)
+    return out
+
+
 def tail_step_px(kin: Kinematics, body_px: np.ndarray, s: np.ndarray, e: np.ndarray,
                  lag: int = 1) -> np.ndarray:
     """Per bout ``s..e``: the 90th percentile of the change of the cleaned tail angle (rad)
@@ -569,9 +676,18 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     level and, per fish, how many bouts were dropped."""
     fr = kin.frames
     n_fish = len(fr.fish_keys)
+    raw = motion
+    if MOTION_GATE_RIG_REFERENCE:
+        motion = motion_above_rig(fr, motion)
+    # the mean test only on the motion above the rig's: on the raw motion of one or two fish
+    # it keeps jitter (tests/test_behaviour_video_jitter.py, tuning seed 691)
+    mean_test = motion is not raw
     quiet = quiet_frames(kin, br.in_bout) & np.isfinite(motion)
     # one level per recording: the quiet frames of every fish pooled (exact over parts of fish)
     level = pool_value("motion_gate_level", motion_noise_level, motion=motion[quiet].astype(float))
+    means, win = quiet_window_means(fr, motion, quiet)
+    mean_levels = pool_value("motion_gate_mean_levels", mean_gate_levels,
+                             motion=motion[quiet].astype(float), means=means, win=win)
     dropped = np.zeros(n_fish, np.int64)
     if not np.isfinite(level) or len(br.starts) == 0:
         return br, level, dropped
@@ -580,6 +696,9 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
                         lag=gate_lag(fr))
     judged = np.isfinite(stat) & (step >= MOTION_GATE_MIN_STEP_PX)
     keep = ~judged | (stat > level)
+    if mean_test:
+        keep |= _bout_mean(fr, motion, br) > _mean_level(fr, mean_levels,
+                                                         br.ends - br.starts + 1)
     if keep.all():
         return br, level, dropped
     dropped = np.bincount(fr.gid[br.starts[~keep]], minlength=n_fish)
@@ -587,6 +706,25 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     ev = br.evidence[keep] if br.evidence is not None else None
     in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
     return replace(br, starts=s, ends=e, in_bout=in_bout, evidence=ev), level, dropped
+
+
+def _bout_mean(fr: Frames, motion: np.ndarray, br: BoutRuns) -> np.ndarray:
+    """Per bout: the mean of its finite ``motion`` (NaN when none)."""
+    ok = np.isfinite(motion)
+    tot = _range_sum(np.where(ok, motion, 0.0), br.starts, br.ends)
+    n = _range_sum(ok.astype(float), br.starts, br.ends)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, tot / np.maximum(n, 1), np.nan)
+
+
+def _mean_level(fr: Frames, levels: np.ndarray, n_rows: np.ndarray) -> np.ndarray:
+    """Per bout of ``n_rows`` frames: the mean test's level of the longest duration of
+    :data:`MOTION_GATE_MEAN_WINDOWS_S` it spans (inf: shorter than all, or not measured)."""
+    out = np.full(len(n_rows), np.inf)
+    for lag, lv in zip(mean_gate_lags(fr), levels, strict=True):
+        if np.isfinite(lv):
+            out = np.where(n_rows >= lag, lv, out)
+    return out
 
 
 def bout_table(kin: Kinematics, br: BoutRuns) -> pd.DataFrame:
