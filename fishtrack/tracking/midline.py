@@ -731,27 +731,28 @@ def trace_midlines(
     # the arc's directions theta + offs by rotation (the sine and cosine of each fish's
     # direction and of the fixed offsets): ~5x cheaper than the sines and cosines of every
     # direction (~70 % of the traces' NumPy time), the same to ~1e-16
-    trig = {id(o): (np.cos(o)[None, :], np.sin(o)[None, :]) for o in (j_first, j_wide)}
+    # (the compiled sweep rotates in the same way, element by element)
+    trig = {id(o): (np.cos(o), np.sin(o)) for o in (j_first, j_wide)}
     ca, sa = np.cos(theta), np.sin(theta)  # of the current direction (each step's new one below)
     for k in range(n_steps):
         offs = j_first if k == 0 else j_wide
         rad = first if k == 0 else step
         co, so = trig[id(offs)]
-        ct, st = ca[:, None], sa[:, None]
-        cos_a = ct * co - st * so
-        sin_a = st * co + ct * so
         if sweep is not None:
             # the compiled sweep: the NumPy steps below from sampling the arc to the refined
             # direction, the same values (``_kernels.sweep_step``)
             reach = first + k * step
             a, vmax = np.empty(m), np.empty(m)
-            sweep(fs, pos, theta, heads64, trace, cos_a, sin_a, offs,
+            sweep(fs, pos, theta, heads64, trace, ca, sa, co, so, offs,
                   weight if k > 0 else offs, k, float(rad), float(rad + ahead),
                   bool(k > 0 and ahead > 0 and reach > 0.3 * length),
                   0.8 * reach if k > 0 and reach <= ANTERIOR * length else -1.0,
                   float((rad + avoid + 0.5) ** 2), float(avoid2), bool(arc_smooth),
                   bool(k > 0 and TURN_PENALTY > 0), stop32, a, vmax)
         else:
+            ct, st = ca[:, None], sa[:, None]
+            cos_a = ct * co[None, :] - st * so[None, :]
+            sin_a = st * co[None, :] + ct * so[None, :]
             xs = pos[:, 0, None] + rad * cos_a
             ys = pos[:, 1, None] + rad * sin_a
             v = _bilinear(fs, xs, ys)
