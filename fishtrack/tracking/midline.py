@@ -730,7 +730,7 @@ def trace_midlines(
         weight = 1.0 - TURN_PENALTY * (j_wide / max_turn) ** 2
     # the arc's directions theta + offs by rotation (the sine and cosine of each fish's
     # direction and of the fixed offsets): ~5x cheaper than the sines and cosines of every
-    # direction (~70 % of the traces' NumPy time), the same to ~1e-16
+    # direction (~70 % of the traces' NumPy time), the same within 2e-15
     # (the compiled sweep rotates in the same way, element by element)
     trig = {id(o): (np.cos(o), np.sin(o)) for o in (j_first, j_wide)}
     ca, sa = np.cos(theta), np.sin(theta)  # of the current direction (each step's new one below)
