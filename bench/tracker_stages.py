@@ -11,7 +11,9 @@ every stage is timed on the thread that runs it (``time.thread_time`` around eac
 stages nest: ``_measure_all`` contains ``trace_midlines`` and ``_find_heads``, ``_step_single``
 contains ``_cut``). The compiled kernels are loaded first when the plate has at least
 ``KERNEL_MIN_FISH`` fish. Then ``track_video`` with its measuring threads on the same frames:
-CPU per frame of all threads. The bare PyAV decode of the file is timed too. Not part of
+CPU per frame of all threads. The bare PyAV decode of the file is timed too, and the fixed
+costs of a run: the CPU of a fresh process importing what ``fishtrack track`` imports, of the
+background estimate and of its refinement for the arenas. Not part of
 ``make bench`` (a development tool; issue 15's per-stage table in docs/benchmarks.md).
 """
 
@@ -50,6 +52,19 @@ class _Inline:
         pass
 
 
+def _import_cpu() -> float:
+    """CPU seconds (user + sys) of a fresh Python importing what ``fishtrack track`` imports
+    before and after tracking (the CLI, the pipeline and the behaviour stage)."""
+    import resource
+    import subprocess
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, "-c", "import fishtrack.cli, fishtrack.pipeline, "
+                    "fishtrack.behaviour.classify"], check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def run(folder: Path, frames_max: int | None = None) -> dict:
     import numpy as np
     import pandas as pd
@@ -68,16 +83,22 @@ def run(folder: Path, frames_max: int | None = None) -> dict:
                     bbox=(int(r.x0), int(r.y0), int(r.x1), int(r.y1)), margin=2.0)
               for r in a.itertuples()]
     cfg = TrackingConfig()
+    res: dict = {"video": str(video), "import_cpu_s": _import_cpu()}
     with open_video(video) as src:
         frames = np.concatenate([c.frames for c in src.chunks(64)])
-        bg = estimate_background(src, cfg).refine(arenas, cfg)
+        c0 = time.process_time()
+        bg0 = estimate_background(src, cfg)
+        res["estimate_cpu_s"] = time.process_time() - c0
+        c0 = time.process_time()
+        bg = bg0.refine(arenas, cfg)
+        res["refine_cpu_s"] = time.process_time() - c0
     if frames_max:
         frames = frames[:frames_max]
     n = len(frames)
     if len(arenas) >= T.KERNEL_MIN_FISH:
         T.use_kernels(True)
     T.track_video(T.ArraySource(frames[:64]), arenas, cfg, background=bg)  # warm-up
-    res: dict = {"video": str(video), "frames": n}
+    res["frames"] = n
     c0 = time.process_time()
     T.track_video(T.ArraySource(frames), arenas, cfg, background=bg)
     res["threads_cpu_ms"] = 1000 * (time.process_time() - c0) / n
@@ -125,6 +146,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     r = run(args.folder, args.frames)
     print(f"{r['video']}: {r['frames']} frames")
+    print(f"  fixed costs (CPU s): imports {r['import_cpu_s']:.2f} (fresh process), background "
+          f"estimate {r['estimate_cpu_s']:.2f} (decoding its sample included), refinement "
+          f"{r['refine_cpu_s']:.2f}")
     print(f"  bare decode                 {r['decode_cpu_ms']:6.2f} ms CPU per frame")
     print(f"  track_video, threads        {r['threads_cpu_ms']:6.2f} ms CPU per frame (all threads)")
     print(f"  track_video, inline         {r['inline_cpu_ms']:6.2f} ms CPU per frame")

@@ -140,16 +140,18 @@ def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, f
 
 
 @njit("void(float32[:, :, :], float64[:, :], float64[:], float64[:, :], float64[:, :, :], "
-      "float64[:, :], float64[:, :], float64[:], float64[:], int64, float64, float64, "
-      "boolean, float64, float64, float64, boolean, boolean, float32[:], float64[:], float64[:])",
-      cache=True, nogil=True)
-def sweep_step(fs, pos, theta, heads, trace, cos_a, sin_a, offs, weight, k, rad, r2, ahead,
+      "float64[:], float64[:], float64[:], float64[:], float64[:], float64[:], int64, float64, "
+      "float64, boolean, float64, float64, float64, boolean, boolean, float32[:], float64[:], "
+      "float64[:])", cache=True, nogil=True)
+def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, rad, r2, ahead,
                far_at, near_r2, avoid2, smooth, penalty, stop, a_out, v_out):  # pragma: no cover
     """One step of ``midline.trace_midlines``' angular sweep for every fish (the NumPy steps
     from sampling the arc to the refined direction, the same values): fills the new direction
     ``a_out`` and the ridge value ``v_out`` (M,).
 
-    ``cos_a``, ``sin_a`` (M, J) of the arc's directions ``theta + offs``; the arc is sampled
+    The arc's directions ``theta + offs`` by rotation: cosine ``cth * co - sth * so``, sine
+    ``sth * co + cth * so`` from ``cth``, ``sth`` (M,) of ``theta`` and ``co``, ``so`` (J,) of
+    ``offs`` (as ``midline.trace_midlines`` computes them in NumPy); the arc is sampled
     ``rad`` from ``pos`` (and, where ``ahead``, averaged with the samples ``r2`` away); points
     closer to the head than ``far_at`` (> 0: the anterior body) and points within
     ``sqrt(avoid2)`` of an earlier trace point but the last two (those ``near_r2`` of
@@ -171,12 +173,16 @@ def sweep_step(fs, pos, theta, heads, trace, cos_a, sin_a, offs, weight, k, rad,
     for i in range(m):
         px = pos[i, 0]
         py = pos[i, 1]
+        cti = cth[i]
+        sti = sth[i]
         for j in range(nj):
-            xs[j] = px + rad * cos_a[i, j]
-            ys[j] = py + rad * sin_a[i, j]
+            cj = cti * co[j] - sti * so[j]
+            sj = sti * co[j] + cti * so[j]
+            xs[j] = px + rad * cj
+            ys[j] = py + rad * sj
             val = _sample(fs, i, xs[j], ys[j])
             if ahead:
-                val2 = _sample(fs, i, px + r2 * cos_a[i, j], py + r2 * sin_a[i, j])
+                val2 = _sample(fs, i, px + r2 * cj, py + r2 * sj)
                 val = half * (val + val2)
             v[j] = val
         if far_at > 0:

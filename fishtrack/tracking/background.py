@@ -27,6 +27,7 @@ them. Each fish-sized, fish-shaped blob with fish-like contrast is then replaced
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -551,14 +552,48 @@ def _blobs(mask: np.ndarray, fishness: np.ndarray, min_area: float) -> list[_Blo
         pts = np.stack([xs, ys], 1).astype(np.float32)
         pts -= pts.mean(0)
         if len(pts) >= 3:
-            ev, evec = np.linalg.eigh(np.cov(pts.T))
+            ev, evec = np.linalg.eigh(_cov_xy(pts))
             proj = pts @ evec[:, -1]
             length = float(proj.max() - proj.min() + 1.0)
         else:
             length = float(max(bw, bh))
-        peak = float(np.percentile(fishness[y : y + bh, x : x + bw][sub], 95))
+        peak = float(_percentile95(fishness[y : y + bh, x : x + bw][sub]))
         out.append(_Blob(0, float(a), float(cent[i, 0]), float(cent[i, 1]), length, peak))
     return out
+
+
+def _cov_xy(pts: np.ndarray) -> np.ndarray:
+    """``np.cov(pts.T)`` of points ``pts`` (N, 2), N >= 2: NumPy's own operations in its
+    order (the same values, ``tests/test_tracking_fastpaths.py``) without its argument
+    handling, which costs ~2x the arithmetic on a blob (refinement calls this ~10^4 times on
+    a 96-well plate)."""
+    x = np.array(pts.T, ndmin=2, dtype=np.result_type(pts, np.float64))
+    x -= x.mean(axis=1)[:, None]
+    c = np.dot(x, x.T.conj())
+    c *= np.true_divide(1, x.shape[1] - 1)
+    return c.squeeze()
+
+
+def _percentile95(v: np.ndarray) -> Any:
+    """``np.percentile(v, 95)`` of a 1-D float32 array (NumPy's "linear" method: its virtual
+    index, the two order statistics around it and its interpolation, in its precision; the
+    same values, ``tests/test_tracking_fastpaths.py``), ~7x cheaper on a blob's pixels. Other
+    arrays go to ``np.percentile``."""
+    n = v.size
+    if n == 0 or v.dtype != np.float32 or v.ndim != 1:
+        return np.percentile(v, 95)
+    q = np.true_divide(95, 100)
+    vi = n * q + (1 + q * (1 - 1 - 1)) - 1  # NumPy's virtual index (alpha = beta = 1)
+    if vi >= n - 1:
+        return v.max()
+    lo = int(math.floor(vi))
+    g = float(vi - lo)
+    part = np.partition(v, (lo, lo + 1))
+    a, b = part[lo], part[lo + 1]
+    d = b - a
+    if g >= 0.5:  # NumPy's lerp: from the upper value where the weight is >= 0.5
+        return b - d * np.float32(1.0 - g)
+    return a + d * np.float32(g)
 
 
 def _odd(x: float) -> int:
@@ -1024,7 +1059,7 @@ def _extent(blob: np.ndarray) -> float:
     if len(pts) < 3:
         return float(len(pts))
     pts -= pts.mean(0)
-    _, evec = np.linalg.eigh(np.cov(pts.T))
+    _, evec = np.linalg.eigh(_cov_xy(pts))
     proj = pts @ evec[:, -1]
     return float(proj.max() - proj.min() + 1.0)
 

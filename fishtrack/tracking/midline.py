@@ -728,23 +728,31 @@ def trace_midlines(
         heads64 = np.array(heads, np.float64)
         stop32 = np.array(stop, np.float32)
         weight = 1.0 - TURN_PENALTY * (j_wide / max_turn) ** 2
+    # the arc's directions theta + offs by rotation (the sine and cosine of each fish's
+    # direction and of the fixed offsets): ~5x cheaper than the sines and cosines of every
+    # direction (~70 % of the traces' NumPy time), the same within 2e-15
+    # (the compiled sweep rotates in the same way, element by element)
+    trig = {id(o): (np.cos(o), np.sin(o)) for o in (j_first, j_wide)}
+    ca, sa = np.cos(theta), np.sin(theta)  # of the current direction (each step's new one below)
     for k in range(n_steps):
         offs = j_first if k == 0 else j_wide
-        ang = theta[:, None] + offs[None, :]
         rad = first if k == 0 else step
-        cos_a, sin_a = np.cos(ang), np.sin(ang)
+        co, so = trig[id(offs)]
         if sweep is not None:
             # the compiled sweep: the NumPy steps below from sampling the arc to the refined
             # direction, the same values (``_kernels.sweep_step``)
             reach = first + k * step
             a, vmax = np.empty(m), np.empty(m)
-            sweep(fs, pos, theta, heads64, trace, cos_a, sin_a, offs,
+            sweep(fs, pos, theta, heads64, trace, ca, sa, co, so, offs,
                   weight if k > 0 else offs, k, float(rad), float(rad + ahead),
                   bool(k > 0 and ahead > 0 and reach > 0.3 * length),
                   0.8 * reach if k > 0 and reach <= ANTERIOR * length else -1.0,
                   float((rad + avoid + 0.5) ** 2), float(avoid2), bool(arc_smooth),
                   bool(k > 0 and TURN_PENALTY > 0), stop32, a, vmax)
         else:
+            ct, st = ca[:, None], sa[:, None]
+            cos_a = ct * co[None, :] - st * so[None, :]
+            sin_a = st * co[None, :] + ct * so[None, :]
             xs = pos[:, 0, None] + rad * cos_a
             ys = pos[:, 1, None] + rad * sin_a
             v = _bilinear(fs, xs, ys)
@@ -800,12 +808,13 @@ def trace_midlines(
             good = (j > 0) & (j < len(offs) - 1) & (den < -1e-6)
             frac = np.where(good, 0.5 * (vl - vr) / np.where(good, den, -1.0), 0.0)
             a = theta + offs[j] + np.clip(frac, -0.5, 0.5) * (offs[1] - offs[0])
-        pos = pos + rad * np.stack([np.cos(a), np.sin(a)], axis=1)
+        ca, sa = np.cos(a), np.sin(a)
+        pos = pos + rad * np.stack([ca, sa], axis=1)
         theta = a
         trace[:, k + 1] = pos
         vals[:, k] = vmax
         # beside the ridge: the stronger of two points lat_d either side of the new point
-        nx, ny = -np.sin(a) * lat_d, np.cos(a) * lat_d
+        nx, ny = -sa * lat_d, ca * lat_d
         side = _bilinear(fs, np.stack([pos[:, 0] + nx, pos[:, 0] - nx], 1),
                          np.stack([pos[:, 1] + ny, pos[:, 1] - ny], 1))
         beside[:, k] = side.max(axis=1)

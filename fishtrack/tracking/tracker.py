@@ -536,7 +536,9 @@ def _cut(
     measure = _KERNELS.cut_measure if _KERNELS is not None else _cut_measure_np
     measure(d, crop, crop[0] if prev is None else prev, prev is not None, t, x0, y0, mem, label,
             0.0 if label else float(own_threshold), fp, area, motion)
-    off = np.stack([x0 + origin[0], y0 + origin[1]], axis=1).astype(np.float64)
+    off = np.empty((m, 2))
+    off[:, 0] = x0 + origin[0]
+    off[:, 1] = y0 + origin[1]
     return _Patches(fp, mem, off, cen, area, motion)
 
 
@@ -609,10 +611,14 @@ def _group_centres(blobs: ChunkBlobs, sel: np.ndarray, group: float) -> np.ndarr
     the blobs of the same frame within ``group`` px of it (pieces of one fish, e.g. a head and
     a tail split by a paler body), so that the patch holds the whole fish whichever piece was
     chosen."""
-    out = np.stack([blobs.cx[sel], blobs.cy[sel]], axis=1).astype(np.float64)
+    out = np.empty((len(sel), 2))
+    out[:, 0] = blobs.cx[sel]
+    out[:, 1] = blobs.cy[sel]
     if group <= 0 or len(sel) == 0:
         return out
     fr = blobs.frame
+    if len(fr) < 2 or not (fr[1:] == fr[:-1]).any():
+        return out  # (the blobs are in frame order) one blob per frame: nothing to group
     counts = np.bincount(fr, minlength=int(fr.max()) + 1 if len(fr) else 1)
     starts = np.concatenate([[0], np.cumsum(counts)])
     for k in np.flatnonzero(counts[fr[sel]] > 1):
