@@ -27,7 +27,8 @@ from contextvars import ContextVar
 
 import numpy as np
 
-__all__ = ["Pool", "PoolNeeded", "any_of", "pooled", "pooling", "reduce_parts", "weighted_median"]
+__all__ = ["Pool", "PoolNeeded", "any_of", "pooled", "pooling", "reduce_parts", "remembered",
+           "weighted_median"]
 
 
 class PoolNeeded(Exception):  # noqa: N818 (a signal to the driver, not an error)
@@ -47,9 +48,11 @@ known once, they serve every later occurrence (fewer passes in ``classify_parts`
 class Pool:
     """The recording-level values known so far, keyed by ``(name, occurrence)``."""
 
-    def __init__(self, known: dict | None = None):
+    def __init__(self, known: dict | None = None, store=None):
         self.known = known if known is not None else {}
+        self.store = store  # the part's kept step results (behaviour._steps.StepStore)
         self._seen: dict[str, int] = {}
+        self._steps: dict[str, int] = {}
 
     def key(self, name: str) -> tuple[str, int]:
         if name in STATIC:
@@ -71,6 +74,32 @@ def pooled(name: str, reduce: Callable, **summary):
     if key in pool.known:
         return pool.known[key]
     raise PoolNeeded(key, reduce, summary)
+
+
+def remembered(name: str, fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)``, an expensive step of the behaviour stage whose result depends
+    only on the part's rows and on the recording-level values known when it runs.
+
+    Without a :class:`Pool` or a step store it is just computed. Under a pool with a store
+    (:func:`fishtrack.behaviour.classify.classify_parts`) the result of the ``k``-th call of
+    ``name`` in this part's run is read back from the store when an earlier pass kept it
+    (the part's run repeats the same calls up to where that pass stopped), else computed and
+    kept (:mod:`fishtrack.behaviour._steps`). ``fn`` must not change its arguments (a pass
+    that reads the result back does not run it)."""
+    pool = _POOL.get()
+    store = pool.store if pool is not None else None
+    if store is None:
+        return fn(*args, **kwargs)
+    from fishtrack.behaviour._steps import MISSING
+
+    k = pool._steps.get(name, 0)
+    pool._steps[name] = k + 1
+    key = f"{name}.{k}"
+    out = store.load(key)
+    if out is MISSING:
+        out = fn(*args, **kwargs)  # a PoolNeeded raised here keeps nothing
+        store.save(key, out)
+    return out
 
 
 @contextmanager

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from fishtrack.behaviour._frames import Blocks, gap_blocks, to_input_order
-from fishtrack.behaviour._pool import Pool, PoolNeeded, any_of, pooled, pooling, reduce_parts
+from fishtrack.behaviour._pool import (
+    Pool,
+    PoolNeeded,
+    any_of,
+    pooled,
+    pooling,
+    reduce_parts,
+    remembered,
+)
+from fishtrack.behaviour._steps import StepStore
 from fishtrack.behaviour.bouts import (
     BoutRuns,
     _detect,
@@ -189,8 +201,8 @@ def classify(
         pooled("any_tail_angle", any_of, flag=np.isfinite(
             pd.to_numeric(tracks["tail_angle"], errors="coerce").to_numpy(float)).any())
         pooled("any_motion_energy", any_of, flag=has_motion_energy(tracks))
-    kin = compute_kinematics(tracks, vigour_window_s=cfg.vigour_window_s, max_gap_s=cfg.max_gap_s,
-                             excursion_window_s=cfg.excursion_window_s)
+    kin = remembered("kinematics", compute_kinematics, tracks, vigour_window_s=cfg.vigour_window_s,
+                     max_gap_s=cfg.max_gap_s, excursion_window_s=cfg.excursion_window_s)
     fr = kin.frames
     fps = 1.0 / fr.dt_median if fr.n > 1 else float("nan")
     signal, reason = choose_signal(fr, cfg, tracks)
@@ -200,9 +212,8 @@ def classify(
         fr = sc.kin.frames
         kin = sc.kin
     else:
-        motion = motion_frames(tracks, fr)
-        sc = score(kin, cfg, motion=motion,
-                   body_px=body_length_px(tracks, fr) if motion is not None else None)
+        motion, body_px = remembered("tail_motion", _motion_and_body, tracks, fr)
+        sc = score(kin, cfg, motion=motion, body_px=body_px)
         kin = sc.kin
     if signal in MOVEMENT_SIGNALS:
         pass  # the tail's frame-rate notes do not apply
@@ -297,6 +308,7 @@ def classify_parts(
     px_per_mm: float | None = None,
     emit: Callable[[int, pd.DataFrame], None] | None = None,
     score_part: Callable[..., BehaviourResult] | None = None,
+    work_dir: str | Path | None = None,
 ) -> BehaviourResult:
     """:func:`classify` of a recording seen in parts, a few fish at a time: the same results
     as :func:`classify` on the whole table, in memory bounded by the largest part.
@@ -310,6 +322,12 @@ def classify_parts(
     tracks)`` gets the scored tracks of part ``i`` of the last pass (then the result's
     ``tracks`` is empty); without it they are concatenated in the parts' order.
     ``score_part`` replaces :func:`classify` on each part (same arguments).
+
+    A pass does not redo a part's expensive steps (kinematics, sorted frames, window speeds:
+    :func:`fishtrack.behaviour._pool.remembered`): the results of the steps a part ran before
+    it stopped are kept in a temporary folder of its own (in ``work_dir``, else the system's
+    temporary folder; :mod:`fishtrack.behaviour._steps`), read back in the next passes, and
+    removed at the end, also on an error.
     """
     cfg = cfg or BehaviourConfig()
     score_part = score_part or classify
@@ -330,6 +348,16 @@ def classify_parts(
             yield head.pop(0)
         yield from rest
 
+    steps = Path(tempfile.mkdtemp(prefix=".behaviour-steps.", dir=work_dir))
+    try:
+        return _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part, steps)
+    finally:
+        shutil.rmtree(steps, ignore_errors=True)
+
+
+def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
+            steps: Path) -> BehaviourResult:
+    """The passes of :func:`classify_parts` over parts of the recording (see there)."""
     known: dict = {}
     n_passes = 0
     while True:
@@ -337,11 +365,13 @@ def classify_parts(
         need: PoolNeeded | None = None
         summaries: list[dict] = []
         done: list[BehaviourResult] = []
+        i = -1
         for part in first_pass() if n_passes == 1 else parts():
             if not len(part):
                 continue
+            i += 1
             try:
-                with pooling(Pool(known)):
+                with pooling(Pool(known, StepStore(steps / f"part{i}"))):
                     b = score_part(part, cfg, protocol, px_per_mm=px_per_mm)
             except PoolNeeded as want:
                 if done or (need is not None and want.key != need.key):
@@ -387,10 +417,7 @@ def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, re
     """Movement bouts from the head's path speed (and with ``speed_motion`` the pixel motion)
     and the states they give (:mod:`fishtrack.behaviour.speed`); ``Scored.kin`` carries the
     position-observed frames."""
-    frp = position_frames(tracks, cfg)
-    blocks = gap_blocks(frp, cfg.max_gap_s)
-    body = body_length_px(tracks, frp)
-    motion = motion_frames(tracks, frp) if signal == "speed_motion" else None
+    frp, blocks, body, motion = remembered("speed_inputs", _speed_inputs, tracks, cfg, signal)
     br, speed, extra = detect_speed_bouts(
         frp, cfg, blocks, body, motion=motion,
         fixed_px_s=fixed_speed_threshold(cfg, body, px_per_mm))
@@ -403,6 +430,23 @@ def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, re
     kin_p = replace(kin, frames=frp, columns=dict(kin.columns))
     extra["body_length_px"] = body
     return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin_p), extra
+
+
+def _motion_and_body(tracks: pd.DataFrame, fr) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The tail bouts' pixel-motion gate inputs: per sorted row the aligned motion, per fish
+    the body length (both None without motion energy)."""
+    motion = motion_frames(tracks, fr)
+    return motion, (body_length_px(tracks, fr) if motion is not None else None)
+
+
+def _speed_inputs(tracks: pd.DataFrame, cfg: BehaviourConfig, signal: str) -> tuple:
+    """The movement bouts' inputs: position frames, their blocks, the body lengths and (for
+    ``speed_motion``) the aligned pixel motion."""
+    frp = position_frames(tracks, cfg)
+    blocks = gap_blocks(frp, cfg.max_gap_s)
+    body = body_length_px(tracks, frp)
+    motion = motion_frames(tracks, frp) if signal == "speed_motion" else None
+    return frp, blocks, body, motion
 
 
 def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.DataFrame,

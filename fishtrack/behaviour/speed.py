@@ -51,7 +51,7 @@ from fishtrack.behaviour._frames import (
     run_lengths_fill,
     sorted_frames,
 )
-from fishtrack.behaviour._pool import any_of, pooled
+from fishtrack.behaviour._pool import any_of, pooled, remembered
 from fishtrack.behaviour.bouts import (
     _MAD,
     HYSTERESIS,
@@ -424,7 +424,7 @@ def detect_speed_bouts(
     # struggles whose own velocity moves the running median; from positions alone that cost
     # more bouts than the drift made (tuning seeds 500-699: share within 0.05 0.745 -> 0.710)
     drift_s = DRIFT_S if motion is not None else None
-    speed = window_speed(fr, width, drift_s)
+    speed = remembered("window_speed", window_speed, fr, width, drift_s)  # kept between passes
     kin = _signal_kin(fr, speed, width)
     kin_m = _signal_kin(fr, motion, 1) if motion is not None else None
     sig = np.sqrt(0.5 * (tail_noise(fr, x) ** 2 + tail_noise(fr, y) ** 2))
@@ -477,7 +477,7 @@ def detect_speed_bouts(
             break
         quiet = quiet_frames(kin, in_bout)
         if drift_s is not None:  # the drift again, from the frames away from the bouts
-            speed = window_speed(fr, width, drift_s, quiet=quiet)
+            speed = remembered("window_speed", window_speed, fr, width, drift_s, quiet=quiet)
             kin = _signal_kin(fr, speed, width)
         sig_q = np.sqrt(0.5 * (tail_noise(fr, x, quiet) ** 2 + tail_noise(fr, y, quiet) ** 2))
         levels = quiet_levels(fr, speed, sig_q, quiet)
