@@ -84,8 +84,9 @@ def remembered(name: str, fn: Callable, *args, **kwargs):
     (:func:`fishtrack.behaviour.classify.classify_parts`) the result of the ``k``-th call of
     ``name`` in this part's run is read back from the store when an earlier pass kept it
     (the part's run repeats the same calls up to where that pass stopped), else computed and
-    kept (:mod:`fishtrack.behaviour._steps`). ``fn`` must not change its arguments (a pass
-    that reads the result back does not run it)."""
+    kept (:mod:`fishtrack.behaviour._steps`). ``fn`` may itself ask for pooled values and
+    run remembered steps (a step read back counts their occurrences as if it ran); it must
+    not change its arguments (a pass that reads the result back does not run it)."""
     pool = _POOL.get()
     store = pool.store if pool is not None else None
     if store is None:
@@ -95,10 +96,20 @@ def remembered(name: str, fn: Callable, *args, **kwargs):
     k = pool._steps.get(name, 0)
     pool._steps[name] = k + 1
     key = f"{name}.{k}"
-    out = store.load(key)
-    if out is MISSING:
-        out = fn(*args, **kwargs)  # a PoolNeeded raised here keeps nothing
-        store.save(key, out)
+    kept = store.load(key)
+    if kept is not MISSING:
+        # the occurrences of pooled values and steps inside the step count as if it ran
+        for counts, delta in ((pool._seen, kept["pooled"]), (pool._steps, kept["steps"])):
+            for n, d in delta.items():
+                counts[n] = counts.get(n, 0) + d
+        return kept["value"]
+    seen, steps = dict(pool._seen), dict(pool._steps)
+    out = fn(*args, **kwargs)  # a PoolNeeded raised here keeps nothing
+    store.save(key, {"value": out,
+                     "pooled": {n: c - seen.get(n, 0) for n, c in pool._seen.items()
+                                if c != seen.get(n, 0)},
+                     "steps": {n: c - steps.get(n, 0) for n, c in pool._steps.items()
+                               if c != steps.get(n, 0)}})
     return out
 
 

@@ -10,8 +10,8 @@ time and reads it back in the later passes instead of computing it again. A step
 its name and its occurrence in the part's run (the 1st, 2nd, ... call of that name), which
 the same control flow reproduces.
 
-The results are written as NumPy ``.npz`` files (``np.savez``, temp file then rename) and
-read with ``allow_pickle=False``: arrays, scalars, strings, tuples, lists, dicts with string
+Each result is one file (temp file then rename): a JSON description of the value, then the
+raw bytes of its NumPy arrays (read back with ``np.frombuffer``; nothing is unpickled): arrays, scalars, strings, tuples, lists, dicts with string
 keys, dataclasses of :mod:`fishtrack` and pandas tables (as Arrow IPC bytes). A result of any
 other kind is not kept (the step is computed again in the next pass: slower, same values).
 """
@@ -31,6 +31,8 @@ import pandas as pd
 
 __all__ = ["MISSING", "StepStore", "Unstorable", "decode", "encode"]
 
+MAGIC = b"FTSTEP1\n"
+ALIGN = 64  # each array starts on a multiple of this many bytes
 MISSING = object()
 """What :meth:`StepStore.load` returns for a step not kept."""
 
@@ -48,17 +50,30 @@ class StepStore:
         self.misses = 0  # steps computed
 
     def _path(self, key: str) -> Path:
-        return self.folder / f"{key}.npz"
+        return self.folder / f"{key}.step"
 
     def load(self, key: str):
         path = self._path(key)
-        if not path.exists():
+        try:
+            with open(path, "rb") as f:
+                data = bytearray(os.fstat(f.fileno()).st_size)
+                f.readinto(data)
+        except FileNotFoundError:
             self.misses += 1
             return MISSING
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        if data[: len(MAGIC)] != MAGIC:
+            raise ValueError(f"step cache: {path} is not a step file")
+        n = int.from_bytes(data[len(MAGIC) : len(MAGIC) + 8], "little")
+        start = len(MAGIC) + 8 + n
+        head = json.loads(data[len(MAGIC) + 8 : start].decode("utf-8"))
+        arrays = {}
+        for name, (dtype, shape, order, offset) in head["arrays"].items():
+            dt = np.dtype(dtype)
+            count = int(np.prod(shape, dtype=np.int64))
+            a = (np.frombuffer(data, dt, count, start + offset) if count else np.empty(0, dt))
+            arrays[name] = a.reshape(shape, order=order)
         self.hits += 1
-        return decode(json.loads(arrays.pop("__spec__").tobytes().decode("utf-8")), arrays)
+        return decode(head["spec"], arrays)
 
     def save(self, key: str, value) -> bool:
         """Write ``value`` (temp file then rename); False when it cannot be kept."""
@@ -67,12 +82,23 @@ class StepStore:
             spec = encode(value, arrays)
         except Unstorable:
             return False
-        arrays["__spec__"] = np.frombuffer(json.dumps(spec).encode("utf-8"), np.uint8)
+        table, chunks, offset = {}, [], 0
+        for name, a in arrays.items():
+            order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+            raw = a.tobytes(order=order)
+            table[name] = [a.dtype.str, list(a.shape), order, offset]
+            chunks.append(raw)
+            offset += len(raw) + (-len(raw)) % ALIGN
+        head = json.dumps({"spec": spec, "arrays": table}).encode("utf-8")
+        head += b" " * ((-(len(MAGIC) + 8 + len(head))) % ALIGN)  # the arrays start aligned
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".step.", suffix=".npz", dir=self.folder)
+        fd, tmp = tempfile.mkstemp(prefix=".step.", suffix=".tmp", dir=self.folder)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
+                f.write(MAGIC + len(head).to_bytes(8, "little") + head)
+                for raw in chunks:
+                    f.write(raw)
+                    f.write(b"\0" * ((-len(raw)) % ALIGN))
             os.replace(tmp, self._path(key))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -107,6 +133,17 @@ def encode(value, arrays: dict[str, np.ndarray]):
             raise Unstorable(f"array of dtype {value.dtype}")
         return {"a": put(value)}
     if isinstance(value, pd.DataFrame):
+        idx = value.index
+        plain = (isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1
+                 and idx.name is None and value.columns.is_unique
+                 and all(isinstance(c, str) for c in value.columns)
+                 and all(isinstance(t, np.dtype) for t in value.dtypes))
+        if plain:  # columns of NumPy dtypes (object: strings), index 0..n-1
+            try:
+                return {"cols": [[c, encode(value[c].to_numpy(), arrays)] for c in value.columns],
+                        "n": len(value)}
+            except Unstorable:
+                pass
         import pyarrow as pa
 
         try:
@@ -149,6 +186,9 @@ def decode(spec, arrays: dict[str, np.ndarray]):
         out = np.empty(tuple(spec["shape"]), object)
         out[...] = arrays[spec["os"]].astype(object)
         return out
+    if "cols" in spec:
+        return pd.DataFrame({c: decode(v, arrays) for c, v in spec["cols"]},
+                            index=pd.RangeIndex(spec["n"]))
     if "df" in spec:
         import pyarrow as pa
 

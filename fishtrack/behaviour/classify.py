@@ -208,12 +208,13 @@ def classify(
     signal, reason = choose_signal(fr, cfg, tracks)
     speed_extra: dict = {}
     if signal in MOVEMENT_SIGNALS:
-        sc, speed_extra = _score_speed(tracks, kin, cfg, reason, signal, px_per_mm)
+        sc, speed_extra = remembered("score_speed", _score_speed, tracks, kin, cfg, reason, signal,
+                                     px_per_mm)
         fr = sc.kin.frames
         kin = sc.kin
     else:
         motion, body_px = remembered("tail_motion", _motion_and_body, tracks, fr)
-        sc = score(kin, cfg, motion=motion, body_px=body_px)
+        sc = remembered("score", score, kin, cfg, motion=motion, body_px=body_px)
         kin = sc.kin
     if signal in MOVEMENT_SIGNALS:
         pass  # the tail's frame-rate notes do not apply
