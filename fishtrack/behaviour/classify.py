@@ -12,11 +12,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fishtrack.behaviour._frames import Blocks, gap_blocks, to_input_order
+from fishtrack.behaviour._frames import (
+    Blocks,
+    _reduce_interval,
+    gap_blocks,
+    sorted_frames,
+    to_input_order,
+)
 from fishtrack.behaviour._pool import (
     Pool,
     PoolNeeded,
     any_of,
+    ask_ahead,
     pooled,
     pooling,
     reduce_parts,
@@ -146,6 +153,8 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
         base = hysteresis_activity(kin, br.thresholds, br.noise, max_extend_s=cfg.vigour_window_s)
         active, notes = hmm_activity(kin, cfg, blocks, base)
         br = _detect(kin, cfg, blocks, active=active)
+    # the tail noise is final: the QC median together with the next recording-level value
+    ask_ahead("qc_tail_noise", _qc_levels, lambda: {"tail_noise": kin.tail_noise})
     gate = float("nan")
     gated = np.zeros(len(fr.fish_keys), np.int64)
     if motion is not None and body_px is not None:
@@ -196,8 +205,10 @@ def classify(
     if "tail_angle" not in tracks.columns and {"x", "y"} <= set(tracks.columns):
         tracks = tracks.assign(tail_angle=np.nan)  # positions only: movement bouts from speed
     if "tail_angle" in tracks.columns:
-        # the recording's flags the bout signal depends on, before the heavy work (with
-        # classify_parts each value costs a pass; they are asked for again further on)
+        # the recording's flags the bout signal depends on and its frame interval, before the
+        # heavy work, in one pass of classify_parts (they are asked for again further on)
+        ask_ahead("any_motion_energy", any_of, lambda: {"flag": has_motion_energy(tracks)})
+        ask_ahead("dt_median", _reduce_interval, lambda: _interval_summary(tracks))
         pooled("any_tail_angle", any_of, flag=np.isfinite(
             pd.to_numeric(tracks["tail_angle"], errors="coerce").to_numpy(float)).any())
         pooled("any_motion_energy", any_of, flag=has_motion_energy(tracks))
@@ -207,6 +218,8 @@ def classify(
     fps = 1.0 / fr.dt_median if fr.n > 1 else float("nan")
     signal, reason = choose_signal(fr, cfg, tracks)
     speed_extra: dict = {}
+    if signal in MOVEMENT_SIGNALS:  # the QC median's tail noise is final here (not refined)
+        ask_ahead("qc_tail_noise", _qc_levels, lambda: {"tail_noise": kin.tail_noise})
     if signal in MOVEMENT_SIGNALS:
         sc, speed_extra = remembered("score_speed", _score_speed, tracks, kin, cfg, reason, signal,
                                      px_per_mm)
@@ -271,6 +284,18 @@ def classify(
         noise=_recording_noise(fish, fps, cfg, signal, reason),
         fps=fps,
     )
+
+
+def _interval_summary(tracks: pd.DataFrame) -> dict:
+    """The summary the median frame interval is pooled from (:func:`sorted_frames`'s own, for
+    :func:`fishtrack.behaviour._pool.ask_ahead`)."""
+    try:
+        with pooling(Pool()):
+            sorted_frames(tracks)
+    except PoolNeeded as want:
+        if want.key == ("dt_median", 0):
+            return want.summary
+    raise RuntimeError("behaviour: the frame interval was not asked for")  # pragma: no cover
 
 
 def _recording_noise(fish: pd.DataFrame, fps: float, cfg: BehaviourConfig, signal: str,
@@ -365,6 +390,7 @@ def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
         n_passes += 1
         need: PoolNeeded | None = None
         summaries: list[dict] = []
+        ahead: list[dict] = []
         done: list[BehaviourResult] = []
         i = -1
         for part in first_pass() if n_passes == 1 else parts():
@@ -380,6 +406,7 @@ def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
                                        "same recording-level values") from None
                 need = need or want
                 summaries.append(want.summary)
+                ahead.append(want.ahead)
                 continue
             if need is not None:
                 raise RuntimeError("behaviour: the parts of the recording did not need the "
@@ -391,6 +418,10 @@ def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
         if need is None:
             break
         known[need.key] = reduce_parts(need.reduce, summaries)
+        # the values asked for ahead by every part (a part that read a kept step back may
+        # not have asked: such a value waits for its own pass)
+        for key in set.intersection(*(set(w) for w in ahead)) - set(known):
+            known[key] = reduce_parts(ahead[0][key][0], [w[key][1] for w in ahead])
     if not done:
         raise FishtrackError("tracks: no rows to score")
     first = done[0]
