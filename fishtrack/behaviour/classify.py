@@ -221,13 +221,12 @@ def classify(
     if signal in MOVEMENT_SIGNALS:  # the QC median's tail noise is final here (not refined)
         ask_ahead("qc_tail_noise", _qc_levels, lambda: {"tail_noise": kin.tail_noise})
     if signal in MOVEMENT_SIGNALS:
-        sc, speed_extra = remembered("score_speed", _score_speed, tracks, kin, cfg, reason, signal,
-                                     px_per_mm)
+        sc, speed_extra = _score_speed(tracks, kin, cfg, reason, signal, px_per_mm)
         fr = sc.kin.frames
         kin = sc.kin
     else:
         motion, body_px = remembered("tail_motion", _motion_and_body, tracks, fr)
-        sc = remembered("score", score, kin, cfg, motion=motion, body_px=body_px)
+        sc = score(kin, cfg, motion=motion, body_px=body_px)
         kin = sc.kin
     if signal in MOVEMENT_SIGNALS:
         pass  # the tail's frame-rate notes do not apply
