@@ -281,8 +281,9 @@ def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Conf
             for path in arrow_parts:
                 with pa.OSFile(str(path), "rb") as src:
                     table = pa.ipc.open_file(src).read_all()
-                yield table.to_pandas()
-                del table
+                df = table.to_pandas()
+                del table  # not held while the part is scored
+                yield df
 
         def emit(i: int, tracks: pd.DataFrame) -> None:
             extra = tracks[[c for c in tracks.columns if c not in cols]].reset_index(drop=True)

@@ -82,13 +82,11 @@ class StepStore:
             spec = encode(value, arrays)
         except Unstorable:
             return False
-        table, chunks, offset = {}, [], 0
+        table, offset = {}, 0
         for name, a in arrays.items():
             order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
-            raw = a.tobytes(order=order)
             table[name] = [a.dtype.str, list(a.shape), order, offset]
-            chunks.append(raw)
-            offset += len(raw) + (-len(raw)) % ALIGN
+            offset += a.nbytes + (-a.nbytes) % ALIGN
         head = json.dumps({"spec": spec, "arrays": table}).encode("utf-8")
         head += b" " * ((-(len(MAGIC) + 8 + len(head))) % ALIGN)  # the arrays start aligned
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -96,9 +94,9 @@ class StepStore:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(MAGIC + len(head).to_bytes(8, "little") + head)
-                for raw in chunks:
-                    f.write(raw)
-                    f.write(b"\0" * ((-len(raw)) % ALIGN))
+                for name, a in arrays.items():  # one array's bytes at a time
+                    f.write(a.tobytes(order=table[name][2]))
+                    f.write(b"\0" * ((-a.nbytes) % ALIGN))
             os.replace(tmp, self._path(key))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
