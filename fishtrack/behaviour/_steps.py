@@ -11,9 +11,11 @@ its name and its occurrence in the part's run (the 1st, 2nd, ... call of that na
 the same control flow reproduces.
 
 Each result is one file (temp file then rename): a JSON description of the value, then the
-raw bytes of its NumPy arrays (read back with ``np.frombuffer``; nothing is unpickled): arrays, scalars, strings, tuples, lists, dicts with string
-keys, dataclasses of :mod:`fishtrack` and pandas tables (as Arrow IPC bytes). A result of any
-other kind is not kept (the step is computed again in the next pass: slower, same values).
+raw bytes of its NumPy arrays (read back with ``np.frombuffer``; nothing is unpickled). Kept:
+arrays (object arrays of strings only), scalars, strings, tuples, lists, dicts with string
+keys, dataclasses of :mod:`fishtrack`, pandas tables (column by column, or as Arrow IPC
+bytes). A result of any other kind is not kept (the step is computed again in the next
+pass: slower, same values).
 """
 
 from __future__ import annotations
