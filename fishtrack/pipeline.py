@@ -27,7 +27,7 @@ from fishtrack.behaviour import OUTPUT_COLUMNS, classify, load_protocol_log
 from fishtrack.config import Config, config_hash, parse_config, resolve_config
 from fishtrack.errors import ConfigError, FishtrackError, OutputError
 from fishtrack.io.provenance import build_provenance, file_identity
-from fishtrack.io.tables import SpillFile
+from fishtrack.io.tables import SpillFile, _explain_oserror
 from fishtrack.io.video import VideoSource, open_video
 from fishtrack.tracking import Background, estimate_background, kept_rows, track_video
 from fishtrack.trial import TABLES, Provenance, TrialFolder, TrialResult
@@ -247,7 +247,7 @@ def _arrow_copy(f: SpillFile) -> Path:
         os.replace(tmp, final)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        raise OutputError(f"{final}: cannot write the behaviour stage's part file ({err})") from None
+        raise _explain_oserror(err, final) from None
     return final
 
 
