@@ -28,6 +28,7 @@ pid = os.posix_spawn(sys.argv[3], sys.argv[3:], os.environ, file_actions=acts)
 print("PID", pid, flush=True)
 _, status, usage = os.wait4(pid, 0)
 print("LAUNCH " + json.dumps({"wall": time.perf_counter() - t0, "rss_kb": usage.ru_maxrss,
+                             "cpu": usage.ru_utime + usage.ru_stime,
                              "code": os.waitstatus_to_exitcode(status)}), flush=True)
 """
 
@@ -46,7 +47,8 @@ def _proc_mb(pid: int, key: str) -> float:
 
 def run_process(cmd: list[str], *, sample_s: float | None = None) -> dict:
     """Run ``cmd`` (``cmd[0]`` an absolute path) to its exit, with this checkout first on
-    ``PYTHONPATH``. Returns ``wall_s``, ``peak_rss_mb`` (the child's ``ru_maxrss``),
+    ``PYTHONPATH``. Returns ``wall_s``, ``peak_rss_mb`` (the child's ``ru_maxrss``), ``cpu_s``
+(the child's user + system CPU time),
     ``samples`` (``VmRSS`` / ``VmHWM`` every ``sample_s`` seconds, if given) and the child's
     ``stdout``; raises ``RuntimeError`` with the end of its stderr if it fails."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -76,4 +78,4 @@ def run_process(cmd: list[str], *, sample_s: float | None = None) -> dict:
             tail = err.read_text(errors="replace")[-3000:] if err.exists() else ""
             raise RuntimeError(f"{' '.join(cmd[:4])} failed:\n{tail}")
         return {"wall_s": res["wall"], "peak_rss_mb": res["rss_kb"] / 1024.0,
-                "samples": samples, "stdout": out.read_text(errors="replace")}
+                "cpu_s": res.get("cpu", float("nan")), "samples": samples, "stdout": out.read_text(errors="replace")}

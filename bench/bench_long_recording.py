@@ -185,15 +185,18 @@ def _write_md(path: Path, r: dict) -> None:
         "`fishtrack track VIDEO --out DIR --config CFG` run as a subprocess from start to exit "
         "(tracking, behaviour, every output written); 48-well plate (6 x 8 wells), 1280 x 960 "
         "px, 30 fps, H.264, fish 28 px long, 60 s simulated and its packets repeated. Peak RSS "
-        "is the process's `ru_maxrss`; frames/s counts the whole process (start-up, "
-        "background, tracking, behaviour, writing).",
+        "is the process's `ru_maxrss`, CPU time its user + system time; frames/s counts the whole "
+        "process (start-up, background, tracking, behaviour, writing); the behaviour stage is "
+        "its wall time (`timings_s` in provenance.json).",
         "",
-        "| recording | frames | fish-frames | wall time | behaviour stage | frames/s | peak RSS |",
-        "|---|---|---|---|---|---|---|",
+        "| recording | frames | fish-frames | wall time | CPU time | behaviour stage | frames/s "
+        "| peak RSS |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, x in runs.items():
         lines.append(f"| {label} | {x['n_frames']} | {x['rows']} | {x['wall_s']:.0f} s | "
-                     f"{x['behaviour_s']:.0f} s | {x['fps']:.1f} | {x['peak_rss_mb']:.0f} MB |")
+                     f"{x.get('cpu_s', float('nan')):.0f} s | {x['behaviour_s']:.0f} s | "
+                     f"{x['fps']:.1f} | {x['peak_rss_mb']:.0f} MB |")
     long = list(runs.values())[-1]
     lines += [
         "",

@@ -27,7 +27,7 @@ from fishtrack.behaviour import OUTPUT_COLUMNS, classify, load_protocol_log
 from fishtrack.config import Config, config_hash, parse_config, resolve_config
 from fishtrack.errors import ConfigError, FishtrackError, OutputError
 from fishtrack.io.provenance import build_provenance, file_identity
-from fishtrack.io.tables import SpillFile
+from fishtrack.io.tables import SpillFile, _explain_oserror
 from fishtrack.io.video import VideoSource, open_video
 from fishtrack.tracking import Background, estimate_background, kept_rows, track_video
 from fishtrack.trial import TABLES, Provenance, TrialFolder, TrialResult
@@ -232,6 +232,25 @@ def _row_parts(block: pd.DataFrame, keys: pd.MultiIndex, part: np.ndarray) -> np
     return part[idx]
 
 
+def _arrow_copy(f: SpillFile) -> Path:
+    """The rows of spill file ``f`` as one Arrow IPC file next to it (written to a temporary
+    name, then renamed)."""
+    import pyarrow.parquet as pq
+
+    f.close()
+    table = pq.read_table(f.path)
+    final = f.path.with_suffix(".arrow")
+    tmp = final.with_name(final.name + ".tmp")
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+            w.write_table(table)
+        os.replace(tmp, final)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise _explain_oserror(err, final) from None
+    return final
+
+
 def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Config) -> dict | None:
     """Behaviour on streamed tracks, a few fish at a time: the columns the stage uses are
     copied from the spill file into one file per part of the fish (:func:`_fish_parts`),
@@ -245,6 +264,7 @@ def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Conf
     cols = [c for c in spill.columns if c in BEHAVIOUR_INPUT or c.startswith(("tail_x_", "tail_y_"))]
     noise = None
     inputs: list[SpillFile] = []
+    arrow_parts: list[Path] = []
     added: list[SpillFile] = []
     keys = part = None
     if spill.rows:
@@ -255,12 +275,15 @@ def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Conf
             rp = _row_parts(block, keys, part)
             for p in np.unique(rp):
                 inputs[p].write(block[rp == p])
-        for f in inputs:
-            f.close()
-
+        # each part is read once per pass: from one Arrow IPC file (no decoding) rather than
+        # the Parquet row groups it was written in (a part of 30 000 rows ~5 vs ~30 ms)
         def parts():
-            for f in inputs:
-                yield pd.concat(list(f.blocks()), ignore_index=True)
+            for path in arrow_parts:
+                with pa.OSFile(str(path), "rb") as src:
+                    table = pa.ipc.open_file(src).read_all()
+                df = table.to_pandas()
+                del table  # not held while the part is scored
+                yield df
 
         def emit(i: int, tracks: pd.DataFrame) -> None:
             extra = tracks[[c for c in tracks.columns if c not in cols]].reset_index(drop=True)
@@ -270,11 +293,16 @@ def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Conf
                 f.write(extra.iloc[a : a + PART_BLOCK_ROWS])
             f.close()
 
-        b = classify_parts(parts, cfg.behaviour, cfg.protocol, px_per_mm=cfg.px_per_mm, emit=emit,
-                           score_part=classify)
+        try:
+            for f in inputs:
+                arrow_parts.append(_arrow_copy(f))
+                f.remove()
+            b = classify_parts(parts, cfg.behaviour, cfg.protocol, px_per_mm=cfg.px_per_mm,
+                               emit=emit, score_part=classify, work_dir=spill.path.parent)
+        finally:
+            for path in arrow_parts:
+                path.unlink(missing_ok=True)
         out.bouts, out.epochs, noise = b.bouts, b.epochs, b.noise
-        for f in inputs:
-            f.remove()
 
     def tracks_parts():
         # Arrow blocks: the tracker's columns go from the spill file to tracks.parquet

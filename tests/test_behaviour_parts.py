@@ -9,14 +9,18 @@ epochs, fish table, noise summary and notes as scoring the whole table at once, 
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pandas as pd
 import pytest
 from fixtures_behaviour import make_fish
 
 from fishtrack.behaviour import classify
+from fishtrack.behaviour._pool import PoolNeeded
 from fishtrack.behaviour.classify import classify_parts
 from fishtrack.config import BehaviourConfig
+from fishtrack.errors import FishtrackError
 
 BUSY = {"passive": (0.1, 0.2), "ibi": (0.05, 0.1), "bout_s": (0.3, 0.5), "active": (100.0, 100.0),
         "p_first_passive": 0.0}
@@ -100,3 +104,51 @@ def test_a_recording_in_one_part_is_scored_in_one_pass():
     for name in ("bouts", "epochs", "fish"):
         pd.testing.assert_frame_equal(getattr(got, name), getattr(whole, name), check_exact=True)
     assert got.noise == whole.noise
+
+
+def test_passes_resume_from_the_kept_steps_and_leave_nothing_behind(tmp_path, monkeypatch):
+    # every part's kinematics are computed once, however many passes need them; the values
+    # the stage can ask for early come in the first pass; the step files are removed
+    mod = importlib.import_module("fishtrack.behaviour.classify")
+    runs = []
+    real = mod.compute_kinematics
+    monkeypatch.setattr(mod, "compute_kinematics", lambda *a, **k: runs.append(1) or real(*a, **k))
+    tracks = _recording(fps=200.0, duration_s=20.0, motion=True)
+    keys = sorted(tracks["arena"].unique())
+    asked: list[tuple] = []
+
+    def score_part(*a, **k):
+        try:
+            return classify(*a, **k)
+        except PoolNeeded as want:
+            asked.append((want.key, sorted(want.ahead)))
+            raise
+
+    got = classify_parts(lambda: (tracks[tracks["arena"] == a] for a in keys), BehaviourConfig(),
+                         score_part=score_part, work_dir=tmp_path)
+    assert len(runs) == len(keys)  # once per part, not once per pass
+    assert list(tmp_path.iterdir()) == []
+    # pass 1: the three values that depend only on the table, together
+    assert asked[0] == (("any_tail_angle", 0), [("any_motion_energy", 0), ("dt_median", 0)])
+    # one pass per value the stage stopped at, plus the last one
+    stops = [k for k, _ in asked[:: len(keys)]]
+    assert got.passes == len(stops) + 1 and len(set(stops)) == len(stops)
+    assert ("qc_tail_noise", 0) not in stops  # asked for ahead, with another value
+    assert got.passes == 8  # 11 before the values asked for ahead (static ones, QC median)
+
+
+def test_the_step_files_are_removed_after_an_error(tmp_path):
+    tracks = _recording(fps=200.0, duration_s=10.0)
+    keys = sorted(tracks["arena"].unique())
+    calls = []
+
+    def score_part(*a, **k):
+        calls.append(1)
+        if len(calls) > 2 * len(keys):  # after two passes, files kept
+            raise FishtrackError("stop")
+        return classify(*a, **k)
+
+    with pytest.raises(FishtrackError, match="stop"):
+        classify_parts(lambda: (tracks[tracks["arena"] == a] for a in keys), BehaviourConfig(),
+                       score_part=score_part, work_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -27,15 +27,18 @@ from contextvars import ContextVar
 
 import numpy as np
 
-__all__ = ["Pool", "PoolNeeded", "any_of", "pooled", "pooling", "reduce_parts", "weighted_median"]
+__all__ = ["Pool", "PoolNeeded", "any_of", "ask_ahead", "pooled", "pooling", "reduce_parts", "remembered",
+           "weighted_median"]
 
 
 class PoolNeeded(Exception):  # noqa: N818 (a signal to the driver, not an error)
     """The stage needs the recording-level value ``key`` (raised under a :class:`Pool`)."""
 
-    def __init__(self, key: tuple[str, int], reduce: Callable, summary: dict):
+    def __init__(self, key: tuple[str, int], reduce: Callable, summary: dict,
+                 ahead: dict | None = None):
         super().__init__(f"recording-level value {key[0]} (#{key[1]}) is not known yet")
         self.key, self.reduce, self.summary = key, reduce, summary
+        self.ahead = ahead or {}  # key -> (reduce, summary) of values asked for ahead
 
 
 STATIC = frozenset({"dt_median", "any_motion_energy", "any_tail_angle", "any_body_length",
@@ -47,9 +50,12 @@ known once, they serve every later occurrence (fewer passes in ``classify_parts`
 class Pool:
     """The recording-level values known so far, keyed by ``(name, occurrence)``."""
 
-    def __init__(self, known: dict | None = None):
+    def __init__(self, known: dict | None = None, store=None):
         self.known = known if known is not None else {}
+        self.store = store  # the part's kept step results (behaviour._steps.StepStore)
         self._seen: dict[str, int] = {}
+        self._steps: dict[str, int] = {}
+        self.ahead: dict = {}  # values asked for ahead (:func:`ask_ahead`)
 
     def key(self, name: str) -> tuple[str, int]:
         if name in STATIC:
@@ -70,7 +76,59 @@ def pooled(name: str, reduce: Callable, **summary):
     key = pool.key(name)
     if key in pool.known:
         return pool.known[key]
-    raise PoolNeeded(key, reduce, summary)
+    raise PoolNeeded(key, reduce, summary, {k: v for k, v in pool.ahead.items() if k != key})
+
+
+def ask_ahead(name: str, reduce: Callable, summary: Callable[[], dict]) -> None:
+    """Ask for the value :func:`pooled` will be asked for under ``name`` further on, together
+    with the next value the stage stops at (one pass fewer in ``classify_parts``).
+
+    Only for a value whose summary is already final here: ``summary()`` (called only under a
+    pool, when the value is not known yet) must give what the later :func:`pooled` call
+    gets. Without a pool, nothing happens (the later call computes the value)."""
+    pool = _POOL.get()
+    if pool is None:
+        return
+    key = (name, 0) if name in STATIC else (name, pool._seen.get(name, 0))
+    if key not in pool.known and key not in pool.ahead:
+        pool.ahead[key] = (reduce, summary())
+
+
+def remembered(name: str, fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)``, an expensive step of the behaviour stage whose result depends
+    only on the part's rows and on the recording-level values known when it runs.
+
+    Without a :class:`Pool` or a step store it is just computed. Under a pool with a store
+    (:func:`fishtrack.behaviour.classify.classify_parts`) the result of the ``k``-th call of
+    ``name`` in this part's run is read back from the store when an earlier pass kept it
+    (the part's run repeats the same calls up to where that pass stopped), else computed and
+    kept (:mod:`fishtrack.behaviour._steps`). ``fn`` may itself ask for pooled values and
+    run remembered steps (a step read back counts their occurrences as if it ran); it must
+    not change its arguments (a pass that reads the result back does not run it)."""
+    pool = _POOL.get()
+    store = pool.store if pool is not None else None
+    if store is None:
+        return fn(*args, **kwargs)
+    from fishtrack.behaviour._steps import MISSING
+
+    k = pool._steps.get(name, 0)
+    pool._steps[name] = k + 1
+    key = f"{name}.{k}"
+    kept = store.load(key)
+    if kept is not MISSING:
+        # the occurrences of pooled values and steps inside the step count as if it ran
+        for counts, delta in ((pool._seen, kept["pooled"]), (pool._steps, kept["steps"])):
+            for n, d in delta.items():
+                counts[n] = counts.get(n, 0) + d
+        return kept["value"]
+    seen, steps = dict(pool._seen), dict(pool._steps)
+    out = fn(*args, **kwargs)  # a PoolNeeded raised here keeps nothing
+    store.save(key, {"value": out,
+                     "pooled": {n: c - seen.get(n, 0) for n, c in pool._seen.items()
+                                if c != seen.get(n, 0)},
+                     "steps": {n: c - steps.get(n, 0) for n, c in pool._steps.items()
+                               if c != steps.get(n, 0)}})
+    return out
 
 
 @contextmanager

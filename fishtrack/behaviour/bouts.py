@@ -10,7 +10,7 @@ docs/behaviour.md for the algorithm and the evidence behind it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from fishtrack.behaviour._frames import (
     runs,
     to_input_order,
 )
-from fishtrack.behaviour._pool import any_of
+from fishtrack.behaviour._pool import any_of, remembered
 from fishtrack.behaviour._pool import pooled as pool_value
 from fishtrack.behaviour.kinematics import (
     Kinematics,
@@ -518,23 +518,37 @@ def _detect(
     xthr = xnoise = None
     for k in range(n_pass):
         if active is not None:
-            levels = noise_levels(kin, quiet_frames(kin, active))
+            levels = remembered("noise_levels", noise_levels, kin, quiet_frames(kin, active))
         thr, noise = bout_thresholds(kin, cfg, levels)
         if use_exc:
             xthr, xnoise = excursion_thresholds(kin, cfg, levels)
-        s, e, ev = _bouts_with(kin, cfg, blocks, thr, noise, active,
-                               (xthr, xnoise) if use_exc else None)
+        s, e, ev = remembered("bouts_with", _bouts_with, kin, cfg, blocks, thr, noise, active,
+                              (xthr, xnoise) if use_exc else None)
         in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
         if k == n_pass - 1:
             break
-        levels = noise_levels(kin, quiet_frames(kin, in_bout))
+        levels = remembered("noise_levels", noise_levels, kin, quiet_frames(kin, in_bout))
         sig = np.where(np.isfinite(levels.tail_noise_rad), levels.tail_noise_rad, kin.tail_noise)
         changed = np.abs(sig - kin.tail_noise) > 0.1 * np.maximum(kin.tail_noise, 1e-12)
         if pool_value("redo_noise_steps", any_of, flag=np.any(changed)):
-            kin.refine(sig)
-            levels = noise_levels(kin, quiet_frames(kin, in_bout))
+            _refine(kin, sig)
+            levels = remembered("noise_levels", noise_levels, kin, quiet_frames(kin, in_bout))
     return BoutRuns(starts=s, ends=e, in_bout=in_bout, thresholds=thr, noise=noise, levels=levels,
                     excursion_thresholds=xthr, excursion_noise=xnoise, evidence=ev)
+
+
+def _refine(kin: Kinematics, noise: np.ndarray) -> None:
+    """``kin.refine(noise)``, its result kept between the passes of
+    :func:`fishtrack.behaviour.classify.classify_parts` (:func:`behaviour._pool.remembered`)."""
+    new = remembered("refine", _refined, kin, noise)
+    for f in fields(kin):
+        setattr(kin, f.name, getattr(new, f.name))
+
+
+def _refined(kin: Kinematics, noise: np.ndarray) -> Kinematics:
+    new = replace(kin, columns=dict(kin.columns))
+    new.refine(noise)
+    return new
 
 
 def motion_noise_level(motion: np.ndarray, quiet: np.ndarray | None = None, *,

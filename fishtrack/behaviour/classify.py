@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fishtrack.behaviour._frames import Blocks, gap_blocks, to_input_order
-from fishtrack.behaviour._pool import Pool, PoolNeeded, any_of, pooled, pooling, reduce_parts
+from fishtrack.behaviour._frames import (
+    Blocks,
+    _reduce_interval,
+    gap_blocks,
+    sorted_frames,
+    to_input_order,
+)
+from fishtrack.behaviour._pool import (
+    Pool,
+    PoolNeeded,
+    any_of,
+    ask_ahead,
+    pooled,
+    pooling,
+    reduce_parts,
+    remembered,
+)
+from fishtrack.behaviour._steps import StepStore
 from fishtrack.behaviour.bouts import (
     BoutRuns,
     _detect,
@@ -135,6 +154,8 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
         base = hysteresis_activity(kin, br.thresholds, br.noise, max_extend_s=cfg.vigour_window_s)
         active, notes = hmm_activity(kin, cfg, blocks, base)
         br = _detect(kin, cfg, blocks, active=active)
+    # the tail noise is final: the QC median together with the next recording-level value
+    ask_ahead("qc_tail_noise", _qc_levels, lambda: {"tail_noise": kin.tail_noise})
     gate = float("nan")
     gated = np.zeros(len(fr.fish_keys), np.int64)
     if motion is not None and body_px is not None:
@@ -185,25 +206,28 @@ def classify(
     if "tail_angle" not in tracks.columns and {"x", "y"} <= set(tracks.columns):
         tracks = tracks.assign(tail_angle=np.nan)  # positions only: movement bouts from speed
     if "tail_angle" in tracks.columns:
-        # the recording's flags the bout signal depends on, before the heavy work (with
-        # classify_parts each value costs a pass; they are asked for again further on)
+        # the recording's flags the bout signal depends on and its frame interval, before the
+        # heavy work, in one pass of classify_parts (they are asked for again further on)
+        ask_ahead("any_motion_energy", any_of, lambda: {"flag": has_motion_energy(tracks)})
+        ask_ahead("dt_median", _reduce_interval, lambda: _interval_summary(tracks))
         pooled("any_tail_angle", any_of, flag=np.isfinite(
             pd.to_numeric(tracks["tail_angle"], errors="coerce").to_numpy(float)).any())
         pooled("any_motion_energy", any_of, flag=has_motion_energy(tracks))
-    kin = compute_kinematics(tracks, vigour_window_s=cfg.vigour_window_s, max_gap_s=cfg.max_gap_s,
-                             excursion_window_s=cfg.excursion_window_s)
+    kin = remembered("kinematics", compute_kinematics, tracks, vigour_window_s=cfg.vigour_window_s,
+                     max_gap_s=cfg.max_gap_s, excursion_window_s=cfg.excursion_window_s)
     fr = kin.frames
     fps = 1.0 / fr.dt_median if fr.n > 1 else float("nan")
     signal, reason = choose_signal(fr, cfg, tracks)
     speed_extra: dict = {}
+    if signal in MOVEMENT_SIGNALS:  # the QC median's tail noise is final here (not refined)
+        ask_ahead("qc_tail_noise", _qc_levels, lambda: {"tail_noise": kin.tail_noise})
     if signal in MOVEMENT_SIGNALS:
         sc, speed_extra = _score_speed(tracks, kin, cfg, reason, signal, px_per_mm)
         fr = sc.kin.frames
         kin = sc.kin
     else:
-        motion = motion_frames(tracks, fr)
-        sc = score(kin, cfg, motion=motion,
-                   body_px=body_length_px(tracks, fr) if motion is not None else None)
+        motion, body_px = remembered("tail_motion", _motion_and_body, tracks, fr)
+        sc = score(kin, cfg, motion=motion, body_px=body_px)
         kin = sc.kin
     if signal in MOVEMENT_SIGNALS:
         pass  # the tail's frame-rate notes do not apply
@@ -262,6 +286,18 @@ def classify(
     )
 
 
+def _interval_summary(tracks: pd.DataFrame) -> dict:
+    """The summary the median frame interval is pooled from (:func:`sorted_frames`'s own, for
+    :func:`fishtrack.behaviour._pool.ask_ahead`)."""
+    try:
+        with pooling(Pool()):
+            sorted_frames(tracks)
+    except PoolNeeded as want:
+        if want.key == ("dt_median", 0):
+            return want.summary
+    raise RuntimeError("behaviour: the frame interval was not asked for")  # pragma: no cover
+
+
 def _recording_noise(fish: pd.DataFrame, fps: float, cfg: BehaviourConfig, signal: str,
                      reason: str) -> dict:
     """:attr:`BehaviourResult.noise` from the fish table of the whole recording."""
@@ -298,6 +334,7 @@ def classify_parts(
     px_per_mm: float | None = None,
     emit: Callable[[int, pd.DataFrame], None] | None = None,
     score_part: Callable[..., BehaviourResult] | None = None,
+    work_dir: str | Path | None = None,
 ) -> BehaviourResult:
     """:func:`classify` of a recording seen in parts, a few fish at a time: the same results
     as :func:`classify` on the whole table, in memory bounded by the largest part.
@@ -311,6 +348,12 @@ def classify_parts(
     tracks)`` gets the scored tracks of part ``i`` of the last pass (then the result's
     ``tracks`` is empty); without it they are concatenated in the parts' order.
     ``score_part`` replaces :func:`classify` on each part (same arguments).
+
+    A pass does not redo a part's expensive steps (kinematics, sorted frames, window speeds:
+    :func:`fishtrack.behaviour._pool.remembered`): the results of the steps a part ran before
+    it stopped are kept in a temporary folder of its own (in ``work_dir``, else the system's
+    temporary folder; :mod:`fishtrack.behaviour._steps`), read back in the next passes, and
+    removed at the end, also on an error.
     """
     cfg = cfg or BehaviourConfig()
     score_part = score_part or classify
@@ -331,18 +374,31 @@ def classify_parts(
             yield head.pop(0)
         yield from rest
 
+    steps = Path(tempfile.mkdtemp(prefix=".behaviour-steps.", dir=work_dir))
+    try:
+        return _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part, steps)
+    finally:
+        shutil.rmtree(steps, ignore_errors=True)
+
+
+def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
+            steps: Path) -> BehaviourResult:
+    """The passes of :func:`classify_parts` over parts of the recording (see there)."""
     known: dict = {}
     n_passes = 0
     while True:
         n_passes += 1
         need: PoolNeeded | None = None
         summaries: list[dict] = []
+        ahead: list[dict] = []
         done: list[BehaviourResult] = []
+        i = -1
         for part in first_pass() if n_passes == 1 else parts():
             if not len(part):
                 continue
+            i += 1
             try:
-                with pooling(Pool(known)):
+                with pooling(Pool(known, StepStore(steps / f"part{i}"))):
                     b = score_part(part, cfg, protocol, px_per_mm=px_per_mm)
             except PoolNeeded as want:
                 if done or (need is not None and want.key != need.key):
@@ -350,6 +406,7 @@ def classify_parts(
                                        "same recording-level values") from None
                 need = need or want
                 summaries.append(want.summary)
+                ahead.append(want.ahead)
                 continue
             if need is not None:
                 raise RuntimeError("behaviour: the parts of the recording did not need the "
@@ -361,6 +418,10 @@ def classify_parts(
         if need is None:
             break
         known[need.key] = reduce_parts(need.reduce, summaries)
+        # the values asked for ahead by every part (a part that read a kept step back may
+        # not have asked: such a value waits for its own pass)
+        for key in set.intersection(*(set(w) for w in ahead)) - set(known):
+            known[key] = reduce_parts(ahead[0][key][0], [w[key][1] for w in ahead])
     if not done:
         raise FishtrackError("tracks: no rows to score")
     first = done[0]
@@ -388,10 +449,7 @@ def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, re
     """Movement bouts from the head's path speed (and with ``speed_motion`` the pixel motion)
     and the states they give (:mod:`fishtrack.behaviour.speed`); ``Scored.kin`` carries the
     position-observed frames."""
-    frp = position_frames(tracks, cfg)
-    blocks = gap_blocks(frp, cfg.max_gap_s)
-    body = body_length_px(tracks, frp)
-    motion = motion_frames(tracks, frp) if signal == "speed_motion" else None
+    frp, blocks, body, motion = remembered("speed_inputs", _speed_inputs, tracks, cfg, signal)
     br, speed, extra = detect_speed_bouts(
         frp, cfg, blocks, body, motion=motion,
         fixed_px_s=fixed_speed_threshold(cfg, body, px_per_mm),
@@ -405,6 +463,23 @@ def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, re
     kin_p = replace(kin, frames=frp, columns=dict(kin.columns))
     extra["body_length_px"] = body
     return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin_p), extra
+
+
+def _motion_and_body(tracks: pd.DataFrame, fr) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The tail bouts' pixel-motion gate inputs: per sorted row the aligned motion, per fish
+    the body length (both None without motion energy)."""
+    motion = motion_frames(tracks, fr)
+    return motion, (body_length_px(tracks, fr) if motion is not None else None)
+
+
+def _speed_inputs(tracks: pd.DataFrame, cfg: BehaviourConfig, signal: str) -> tuple:
+    """The movement bouts' inputs: position frames, their blocks, the body lengths and (for
+    ``speed_motion``) the aligned pixel motion."""
+    frp = position_frames(tracks, cfg)
+    blocks = gap_blocks(frp, cfg.max_gap_s)
+    body = body_length_px(tracks, frp)
+    motion = motion_frames(tracks, frp) if signal == "speed_motion" else None
+    return frp, blocks, body, motion
 
 
 def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.DataFrame,

@@ -54,7 +54,7 @@ from fishtrack.behaviour._frames import (
     run_lengths_fill,
     sorted_frames,
 )
-from fishtrack.behaviour._pool import any_of, pooled
+from fishtrack.behaviour._pool import any_of, pooled, remembered
 from fishtrack.behaviour.bouts import (
     _MAD,
     HYSTERESIS,
@@ -438,6 +438,12 @@ def _signal_kin(fr: Frames, v: np.ndarray, width: int) -> Kinematics:
                       tail_noise=np.zeros(0), motion_source="none", width=width)
 
 
+def _position_noise(fr: Frames, x: np.ndarray, y: np.ndarray, quiet: np.ndarray | None = None
+                    ) -> np.ndarray:
+    """Per fish: the position noise sigma per axis (px) of ``x, y`` (on ``quiet`` rows)."""
+    return np.sqrt(0.5 * (tail_noise(fr, x, quiet) ** 2 + tail_noise(fr, y, quiet) ** 2))
+
+
 def detect_speed_bouts(
     fr: Frames, cfg: BehaviourConfig, blocks: Blocks | None = None,
     body_px: np.ndarray | None = None, *, motion: np.ndarray | None = None,
@@ -471,11 +477,12 @@ def detect_speed_bouts(
     # struggles whose own velocity moves the running median; from positions alone that cost
     # more bouts than the drift made (tuning seeds 500-699: share within 0.05 0.745 -> 0.710)
     drift_s = DRIFT_S if motion is not None else None
-    speed = window_speed(fr, width, drift_s)
+    speed = remembered("window_speed", window_speed, fr, width, drift_s)  # kept between passes
     kin = _signal_kin(fr, speed, width)
     kin_m = _signal_kin(fr, motion, 1) if motion is not None else None
-    sig = np.sqrt(0.5 * (tail_noise(fr, x) ** 2 + tail_noise(fr, y) ** 2))
-    mu1, sd1 = white_noise_speed(fr.dt_median, width, drift_s=drift_s)
+    sig = remembered("position_noise", _position_noise, fr, x, y)
+    mu1, sd1 = remembered("white_noise_speed", white_noise_speed, fr.dt_median, width,
+                          drift_s=drift_s)
     span = (width - 1) * fr.dt_median
     floor = np.full(n_fish, MIN_TRAVEL_PX / span)
     if body_px is not None:
@@ -496,7 +503,7 @@ def detect_speed_bouts(
             # the motion threshold: first from the frames away from the speed bouts, then
             # from the frames away from every bout (pooled over the fish: camera noise)
             quiet_m = quiet_frames(kin_m, in_bout_prev if in_bout_prev is not None else active)
-            m_med, m_sd = motion_levels(fr, motion, quiet_m)
+            m_med, m_sd = remembered("motion_levels", motion_levels, fr, motion, quiet_m)
             if cfg.motion_threshold is not None:
                 m_thr = np.full(n_fish, float(cfg.motion_threshold))
             else:
@@ -539,10 +546,10 @@ def detect_speed_bouts(
             break
         quiet = quiet_frames(kin, in_bout)
         if drift_s is not None:  # the drift again, from the frames away from the bouts
-            speed = window_speed(fr, width, drift_s, quiet=quiet)
+            speed = remembered("window_speed", window_speed, fr, width, drift_s, quiet=quiet)
             kin = _signal_kin(fr, speed, width)
-        sig_q = np.sqrt(0.5 * (tail_noise(fr, x, quiet) ** 2 + tail_noise(fr, y, quiet) ** 2))
-        levels = quiet_levels(fr, speed, sig_q, quiet)
+        sig_q = remembered("position_noise", _position_noise, fr, x, y, quiet)
+        levels = remembered("quiet_levels", quiet_levels, fr, speed, sig_q, quiet)
         mean, sd = levels.vigour_mean, levels.vigour_sd
         sig = levels.tail_noise_rad
     br = BoutRuns(starts=s, ends=e, in_bout=in_bout, thresholds=thr, noise=mean, levels=levels)
