@@ -79,3 +79,35 @@ def test_true_bouts_pass_the_gate_under_flicker_and_noise(flicker_plate, monkeyp
     monkeypatch.setattr(bouts_mod, "MOTION_GATE_MEAN_SPREAD", np.inf)
     old = _score(draw, sim, classify(tracks, cfg.behaviour, cfg.protocol))
     assert old["kappa"] < 0.5 and old["fn"] > 3 * row["fn"]
+
+
+def test_gate_summaries_stay_bounded_and_exact_over_parts():
+    """The rig reference folded part by part equals the reduction of the whole table and keeps
+    at most two rows per video frame; the histogram levels are within half a bin of the exact
+    quantiles (issue 15: the pooled summaries do not grow with fish x frames)."""
+    rng = np.random.default_rng(3)
+    n_fish, n = 7, 4000
+    frame = np.tile(np.arange(n), n_fish)
+    motion = rng.gamma(2.0, 1.0, n_fish * n)
+    motion[rng.random(len(motion)) < 0.05] = np.nan
+    ones = np.ones(len(frame), np.int64)
+    whole = bouts_mod._frame_lowest(frame, motion, ones)
+    acc = None
+    for f in range(n_fish):
+        sl = slice(f * n, (f + 1) * n)
+        part = {"frame": frame[sl], "motion": motion[sl], "n": ones[sl]}
+        acc = part if acc is None else bouts_mod._fold_lowest(acc, part)
+        assert len(acc["frame"]) <= 2 * n
+    folded = bouts_mod._frame_lowest(**acc)
+    for a, b in zip(whole, folded, strict=True):
+        assert np.array_equal(a, b, equal_nan=True)
+    assert whole[3] == n_fish
+    v = motion[np.isfinite(motion)]
+    b, c = bouts_mod.motion_histogram(v)
+    got = bouts_mod._hist_quantiles(b, c, [0.5, 0.99])
+    half_bin = 0.5 / bouts_mod.MOTION_HIST_BINS_PER_GREY
+    assert np.all(np.abs(got - np.quantile(v, [0.5, 0.99])) <= half_bin + 1e-12)
+    # histograms of parts concatenate: the same level as the whole
+    halves = [bouts_mod.motion_histogram(v[: len(v) // 2]), bouts_mod.motion_histogram(v[len(v) // 2:])]
+    cat = [np.concatenate([h[i] for h in halves]) for i in (0, 1)]
+    assert bouts_mod._level_of_histogram(*cat) == bouts_mod._level_of_histogram(b, c)

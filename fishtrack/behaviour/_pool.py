@@ -17,6 +17,12 @@ runs through. ``reduce`` must give the same result on the concatenation of the p
 summaries as on the summary of the whole table (medians, counts and flags do), and every part
 must reach the same values in the same order (the stage's control flow depends only on the
 configuration and on values pooled before).
+
+A summary must not grow with the recording's length beyond a few numbers per video frame:
+per-fish values, flags, histograms. A ``reduce`` whose summary is per video frame carries a
+``fold(a, b)`` attribute that merges two summaries into one with the same reduction (and of
+bounded size); ``classify_parts`` then keeps one running summary instead of every part's
+(``bouts._frame_lowest``: the two lowest motions of each frame).
 """
 
 from __future__ import annotations

@@ -551,41 +551,111 @@ def _refined(kin: Kinematics, noise: np.ndarray) -> Kinematics:
     return new
 
 
+MOTION_HIST_BINS_PER_GREY = 256
+"""The pooled pixel-motion levels of the gate (:func:`motion_noise_level`,
+:func:`mean_gate_levels`) are quantiles of a histogram of bins 1/256 grey level wide (values
+at the bins' centres, within 0.002 grey levels of the exact quantile): a part of the
+recording sends its histogram (the bins it fills and their counts), not its rows, so the
+pooled summary does not grow with the recording's length (issue 15), and the same quantile
+comes out of one table or of its parts."""
+
+
+def motion_histogram(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The finite ``values`` as a sparse histogram: the bins they fill (index = floor(value x
+    :data:`MOTION_HIST_BINS_PER_GREY`)) and their counts. Concatenates over fish and parts."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    return np.unique(np.floor(v * MOTION_HIST_BINS_PER_GREY).astype(np.int64), return_counts=True)
+
+
+def _hist_quantiles(bins: np.ndarray, counts: np.ndarray, qs) -> np.ndarray:
+    """Quantiles (linear between ranks, as ``np.quantile``) of the values a sparse histogram
+    holds, each value at its bin's centre; the histogram's pieces may repeat a bin."""
+    u, inv = np.unique(bins, return_inverse=True)
+    c = np.bincount(inv, weights=counts, minlength=len(u))
+    centre = (u + 0.5) / MOTION_HIST_BINS_PER_GREY
+    cum = np.cumsum(c)
+    n = cum[-1]
+    out = []
+    for q in np.atleast_1d(qs):
+        p = q * (n - 1)
+        r0 = int(np.floor(p))
+        a = centre[np.searchsorted(cum, r0, side="right")]
+        b = centre[np.searchsorted(cum, min(r0 + 1, n - 1), side="right")]
+        out.append(a + (p - r0) * (b - a))
+    return np.asarray(out, float)
+
+
 def motion_noise_level(motion: np.ndarray, quiet: np.ndarray | None = None, *,
                        q: float | None = None, spread: float | None = None) -> float:
     """The pixel-motion noise level of a recording (grey levels): ``median + spread x
     (q quantile - median)`` of the aligned motion (:func:`fishtrack.behaviour.speed.motion_frames`)
     over the quiet frames of all its fish (defaults :data:`MOTION_GATE_QUANTILE`,
-    :data:`MOTION_GATE_SPREAD`; ``quiet`` None: every frame); NaN with fewer than
-    :data:`MIN_QUIET_FRAMES` such frames."""
+    :data:`MOTION_GATE_SPREAD`; ``quiet`` None: every frame), from their histogram
+    (:data:`MOTION_HIST_BINS_PER_GREY`); NaN with fewer than :data:`MIN_QUIET_FRAMES` such
+    frames."""
+    ok = np.isfinite(motion)
+    bins, counts = motion_histogram(motion[ok if quiet is None else quiet & ok])
+    return _level_of_histogram(bins, counts, q=q, spread=spread)
+
+
+def _level_of_histogram(bins: np.ndarray, counts: np.ndarray, *, q: float | None = None,
+                        spread: float | None = None) -> float:
+    """Reduce: :func:`motion_noise_level` of the frames a sparse histogram holds."""
     q = MOTION_GATE_QUANTILE if q is None else q
     spread = MOTION_GATE_SPREAD if spread is None else spread
-    ok = np.isfinite(motion)
-    v = motion[ok if quiet is None else quiet & ok]
-    if len(v) < MIN_QUIET_FRAMES:
+    if counts.sum() < MIN_QUIET_FRAMES:
         return float("nan")
-    med, hi = np.quantile(v, [0.5, q])
+    med, hi = _hist_quantiles(bins, counts, [0.5, q])
     return float(med + spread * (hi - med))
 
 
-def _frame_lowest(frame: np.ndarray, motion: np.ndarray
+def _frame_lowest(frame: np.ndarray, motion: np.ndarray, n: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Reduce: per video frame, the lowest and the second lowest ``motion`` over the fish
-    (NaN with one fish), and the most fish with a motion in one frame. Order-free (exact over
-    parts of fish)."""
-    ok = np.isfinite(motion)
-    frame, motion = frame[ok], motion[ok]
-    o = np.lexsort((motion, frame))
-    frame, motion = frame[o], motion[o]
-    first = np.flatnonzero(np.r_[True, frame[1:] != frame[:-1]]) if len(frame) else np.zeros(0, int)
+    (NaN with one fish), and the most fish with a motion in one frame (``n``: fish per row, 1
+    for a fish's own row). Order-free (exact over parts of fish; :func:`_fold_lowest`)."""
+    frame, motion, n, first = _by_frame(frame, motion, n)
     frames, low = frame[first], motion[first]
     nxt = first + 1
     has2 = nxt < len(frame)
     has2[has2] = frame[nxt[has2]] == frames[has2]
     low2 = np.full(len(first), np.nan)
     low2[has2] = motion[nxt[has2]]
-    most = int(np.diff(np.r_[first, len(frame)]).max()) if len(first) else 0
+    most = int(np.add.reduceat(n, first).max()) if len(first) else 0
     return frames, low, low2, most
+
+
+def _by_frame(frame, motion, n):
+    """The rows with a motion, sorted by frame then motion, and where each frame starts."""
+    frame, motion, n = (np.asarray(a) for a in (frame, motion, n))
+    ok = np.isfinite(motion)
+    frame, motion, n = frame[ok], motion[ok], n[ok]
+    o = np.lexsort((motion, frame))
+    frame, motion, n = frame[o], motion[o], n[o]
+    first = np.flatnonzero(np.r_[True, frame[1:] != frame[:-1]]) if len(frame) else np.zeros(0, int)
+    return frame, motion, n, first
+
+
+def _fold_lowest(a: dict, b: dict) -> dict:
+    """Two parts' summaries of :func:`_frame_lowest` as one with the same reduction: per frame
+    only the two lowest motions, the first carrying the frame's count of fish (the summary
+    stays ~2 rows per video frame, whatever the number of fish)."""
+    frame, motion, n, first = _by_frame(*(np.concatenate([a[k], b[k]])
+                                          for k in ("frame", "motion", "n")))
+    keep = np.zeros(len(frame), bool)
+    keep[first] = True
+    nxt = first + 1
+    two = nxt < len(frame)
+    two[two] = frame[nxt[two]] == frame[first[two]]
+    keep[nxt[two]] = True
+    count = np.zeros(len(frame), np.int64)
+    if len(first):
+        count[first] = np.add.reduceat(n, first)
+    return {"frame": frame[keep], "motion": motion[keep], "n": count[keep]}
+
+
+_frame_lowest.fold = _fold_lowest  # classify_parts folds the parts' summaries as they come
 
 
 def motion_above_rig(fr: Frames, motion: np.ndarray) -> np.ndarray:
@@ -597,7 +667,8 @@ def motion_above_rig(fr: Frames, motion: np.ndarray) -> np.ndarray:
     than :data:`MOTION_GATE_MIN_FISH`)."""
     m = np.asarray(motion, float)
     frames, low, low2, most = pool_value("motion_gate_reference", _frame_lowest,
-                                         frame=fr.frame.astype(np.int64), motion=m)
+                                         frame=fr.frame.astype(np.int64), motion=m,
+                                         n=np.ones(len(m), np.int64))
     if most < MOTION_GATE_MIN_FISH:
         return motion  # the same object: the caller can tell that no reference was used
     motion = m
@@ -642,17 +713,37 @@ def mean_gate_levels(motion: np.ndarray, means: np.ndarray, win: np.ndarray, *,
                      spread: float | None = None) -> np.ndarray:
     """Per duration of :data:`MOTION_GATE_MEAN_WINDOWS_S`: the mean test's level
     (:data:`MOTION_GATE_MEAN_SPREAD`), NaN with fewer than :data:`MIN_QUIET_FRAMES` stretches
-    or quiet frames."""
+    or quiet frames (quantiles from histograms: :data:`MOTION_HIST_BINS_PER_GREY`)."""
+    return _mean_levels_of_histograms(**_mean_gate_summary(motion, means, win), spread=spread)
+
+
+def _mean_gate_summary(motion: np.ndarray, means: np.ndarray, win: np.ndarray) -> dict:
+    """The pooled summary of :func:`mean_gate_levels`: the quiet frames' histogram and one
+    histogram of the means per duration (bins tagged with the duration's index)."""
+    bins, counts = motion_histogram(motion)
+    mb, mc, mw = [], [], []
+    for j in range(len(MOTION_GATE_MEAN_WINDOWS_S)):
+        b, c = motion_histogram(means[win == j])
+        mb.append(b)
+        mc.append(c)
+        mw.append(np.full(len(b), j, np.int64))
+    return {"bins": bins, "counts": counts, "mean_bins": np.concatenate(mb),
+            "mean_counts": np.concatenate(mc), "mean_win": np.concatenate(mw)}
+
+
+def _mean_levels_of_histograms(bins, counts, mean_bins, mean_counts, mean_win, *,
+                               spread: float | None = None) -> np.ndarray:
+    """Reduce: :func:`mean_gate_levels` from the histograms of :func:`_mean_gate_summary`."""
     spread = MOTION_GATE_MEAN_SPREAD if spread is None else spread
     out = np.full(len(MOTION_GATE_MEAN_WINDOWS_S), np.nan)
-    v = motion[np.isfinite(motion)]
-    if len(v) < MIN_QUIET_FRAMES:
+    if counts.sum() < MIN_QUIET_FRAMES:
         return out
-    med = float(np.median(v))
+    med = float(_hist_quantiles(bins, counts, 0.5)[0])
     for j in range(len(out)):
-        m = means[win == j]
-        if len(m) >= MIN_QUIET_FRAMES:
-            out[j] = med + spread * (float(np.quantile(m, MOTION_GATE_QUANTILE)) - med)
+        sel = mean_win == j
+        if mean_counts[sel].sum() >= MIN_QUIET_FRAMES:
+            hi = float(_hist_quantiles(mean_bins[sel], mean_counts[sel], MOTION_GATE_QUANTILE)[0])
+            out[j] = med + spread * (hi - med)
     return out
 
 
@@ -698,10 +789,13 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     mean_test = motion is not raw
     quiet = quiet_frames(kin, br.in_bout) & np.isfinite(motion)
     # one level per recording: the quiet frames of every fish pooled (exact over parts of fish)
-    level = pool_value("motion_gate_level", motion_noise_level, motion=motion[quiet].astype(float))
-    means, win = quiet_window_means(fr, motion, quiet)
-    mean_levels = pool_value("motion_gate_mean_levels", mean_gate_levels,
-                             motion=motion[quiet].astype(float), means=means, win=win)
+    # histograms, not the frames: the summaries do not grow with the recording's length
+    level = pool_value("motion_gate_level", _level_of_histogram,
+                       **dict(zip(("bins", "counts"), motion_histogram(motion[quiet]), strict=True)))
+    if mean_test:
+        means, win = quiet_window_means(fr, motion, quiet)
+        mean_levels = pool_value("motion_gate_mean_levels", _mean_levels_of_histograms,
+                                 **_mean_gate_summary(motion[quiet], means, win))
     dropped = np.zeros(n_fish, np.int64)
     if not np.isfinite(level) or len(br.starts) == 0:
         return br, level, dropped

@@ -405,7 +405,11 @@ def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
                     raise RuntimeError("behaviour: the parts of the recording did not need the "
                                        "same recording-level values") from None
                 need = need or want
-                summaries.append(want.summary)
+                fold = getattr(want.reduce, "fold", None)
+                if fold is not None and summaries:  # a running summary, not one per part
+                    summaries[0] = fold(summaries[0], want.summary)
+                else:
+                    summaries.append(want.summary)
                 ahead.append(want.ahead)
                 continue
             if need is not None:
