@@ -44,7 +44,7 @@ class Unstorable(TypeError):
 
 
 class StepStore:
-    """The kept step results of one part of a recording: one ``.npz`` file per step."""
+    """The kept step results of one part of a recording: one ``.step`` file per step."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
