@@ -219,9 +219,9 @@ def classify(
     fps = 1.0 / fr.dt_median if fr.n > 1 else float("nan")
     signal, reason = choose_signal(fr, cfg, tracks)
     speed_extra: dict = {}
-    if signal in MOVEMENT_SIGNALS:  # the QC median's tail noise is final here (not refined)
-        ask_ahead("qc_tail_noise", _qc_levels, lambda: {"tail_noise": kin.tail_noise})
     if signal in MOVEMENT_SIGNALS:
+        # the QC median's tail noise is final here (not refined)
+        ask_ahead("qc_tail_noise", _qc_levels, lambda: {"tail_noise": kin.tail_noise})
         sc, speed_extra = _score_speed(tracks, kin, cfg, reason, signal, px_per_mm)
         fr = sc.kin.frames
         kin = sc.kin
@@ -453,11 +453,11 @@ def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, re
     """Movement bouts from the head's path speed (and with ``speed_motion`` the pixel motion)
     and the states they give (:mod:`fishtrack.behaviour.speed`); ``Scored.kin`` carries the
     position-observed frames."""
-    frp, blocks, body, motion = remembered("speed_inputs", _speed_inputs, tracks, cfg, signal)
+    frp, blocks, body, motion, blur = remembered("speed_inputs", _speed_inputs, tracks, cfg,
+                                                 signal)
     br, speed, extra = detect_speed_bouts(
         frp, cfg, blocks, body, motion=motion,
-        fixed_px_s=fixed_speed_threshold(cfg, body, px_per_mm),
-        blur=blur_frames(tracks, frp) if motion is not None else None)
+        fixed_px_s=fixed_speed_threshold(cfg, body, px_per_mm), blur=blur)
     extra["speed"] = speed
     codes = state_codes(frp, blocks, br.in_bout, cfg.min_passive_s)
     what = "the head's speed and the pixel motion" if motion is not None else "the head's speed"
@@ -478,12 +478,13 @@ def _motion_and_body(tracks: pd.DataFrame, fr) -> tuple[np.ndarray | None, np.nd
 
 def _speed_inputs(tracks: pd.DataFrame, cfg: BehaviourConfig, signal: str) -> tuple:
     """The movement bouts' inputs: position frames, their blocks, the body lengths and (for
-    ``speed_motion``) the aligned pixel motion."""
+    ``speed_motion``) the aligned pixel motion and the blur of the body (:func:`blur_frames`)."""
     frp = position_frames(tracks, cfg)
     blocks = gap_blocks(frp, cfg.max_gap_s)
     body = body_length_px(tracks, frp)
     motion = motion_frames(tracks, frp) if signal == "speed_motion" else None
-    return frp, blocks, body, motion
+    blur = blur_frames(tracks, frp) if motion is not None else None
+    return frp, blocks, body, motion, blur
 
 
 def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.DataFrame,
