@@ -189,7 +189,7 @@ def _run_stages_inner(
 
 
 BEHAVIOUR_INPUT = ("frame", "time_s", "arena", "fish", "x", "y", "heading", "tail_angle",
-                   "detected", "motion_energy")
+                   "detected", "motion_energy", "tail_motion")
 """Tracker columns the behaviour stage reads (with the midline points ``tail_x_i``,
 ``tail_y_i``); its results do not depend on the others."""
 

@@ -141,6 +141,13 @@ bout's frames while a tail that beats keeps its pixels changing: a bout whose pe
 under the single-frame level (:data:`MOTION_GATE_SPREAD`) but whose mean motion is above the
 noise of quiet stretches as long as it is kept (issue 11: head-embedded H.264 larvae in
 camera noise sd 8-12, whose true bouts' motion peaks under the level)."""
+MOTION_GATE_TAIL = True
+"""The gate also looks where the tail is: a judged bout is kept when the tracker's
+``tail_motion`` (the fishness change at the caudal midline over 12.5 ms,
+:mod:`fishtrack.tracking.tail_motion`) rises above the recording's noise of it, peak
+(:data:`MOTION_GATE_SPREAD`) or mean (:data:`MOTION_GATE_MEAN_SPREAD`), measured like the
+motion energy's on the quiet frames of all fish pooled (issue 11: the faint tail of a small
+larva barely moves the whole fish's ``motion_energy``). False: motion energy only."""
 _MAD = 1.4826  # robust sd = 1.4826 x median absolute deviation (normal distribution)
 
 
@@ -770,15 +777,58 @@ def gate_lag(fr: Frames) -> int:
     return max(1, int(round(MOTION_GATE_WINDOW_S / fr.dt_median)))
 
 
-def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.ndarray
-                ) -> tuple[BoutRuns, float, np.ndarray]:
+def tail_motion_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
+    """Per sorted row: the tracker's ``tail_motion`` (grey levels of fishness; the change at
+    the caudal midline between frame ``t - lag`` and ``t``, lag = 12.5 ms) centred on the
+    span it compares (moved ``lag // 2`` frames earlier within each fish), NaN on unobserved
+    rows; None when the tracks have no ``tail_motion`` column (imported tracks, or tracks of
+    fishtrack before issue 11's tail motion)."""
+    if "tail_motion" not in tracks.columns:
+        return None
+    tm = pd.to_numeric(tracks["tail_motion"], errors="coerce").to_numpy(float)[fr.order]
+    tm[~fr.observed] = np.nan
+    sh = gate_lag(fr) // 2
+    if sh > 0 and fr.n > sh:
+        out = np.full(fr.n, np.nan)
+        same = fr.gid[sh:] == fr.gid[:-sh]
+        out[:-sh] = np.where(same, tm[sh:], np.nan)
+        tm = out
+    return tm
+
+
+def _tail_gate_keep(fr: Frames, br: BoutRuns, tail: np.ndarray | None, quiet: np.ndarray
+                    ) -> np.ndarray | None:
+    """Per bout: True where its ``tail`` motion (:func:`tail_motion_frames`) is above the
+    recording's noise of it, peak or mean (levels pooled over all fish's quiet frames, like
+    the motion energy's); None without tail motion (the pooled summaries are asked for all
+    the same in every part, so parts stay in step)."""
+    if tail is None:
+        return None
+    q = quiet & np.isfinite(tail)
+    level = pool_value("motion_gate_tail_level", _level_of_histogram,
+                       **dict(zip(("bins", "counts"), motion_histogram(tail[q]), strict=True)))
+    means, win = quiet_window_means(fr, tail, q)
+    mean_levels = pool_value("motion_gate_tail_mean_levels", _mean_levels_of_histograms,
+                             **_mean_gate_summary(tail[q], means, win))
+    if not np.isfinite(level) or len(br.starts) == 0:
+        return np.zeros(len(br.starts), bool)
+    peak = _range_max(np.where(np.isfinite(tail), tail, -np.inf), br.starts, br.ends)
+    with np.errstate(invalid="ignore"):
+        return (peak > level) | (_bout_mean(fr, tail, br) > _mean_level(fr, mean_levels,
+                                                                         br.ends - br.starts + 1))
+
+
+def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.ndarray,
+                tail: np.ndarray | None = None) -> tuple[BoutRuns, float, np.ndarray]:
     """Drop the tail bouts whose traced tail moves visibly (:func:`tail_step_px` over
     :func:`gate_lag` frames >= :data:`MOTION_GATE_MIN_STEP_PX`) while the pixels inside the
     fish never move above the recording's motion noise (:func:`motion_noise_level` on the
     frames away from every bout):
     a traced tail that jumps while nothing in the image moves is tracker jitter, not a bout.
-    Bouts without a measured motion or body length are kept. Returns the bouts, the noise
-    level and, per fish, how many bouts were dropped."""
+    Bouts without a measured motion or body length are kept. ``tail``
+    (:func:`tail_motion_frames`, with :data:`MOTION_GATE_TAIL`): a bout whose pixels at the
+    traced tail change above their noise is kept too. Returns the bouts, the noise level
+    and, per fish, how many bouts were dropped."""
     fr = kin.frames
     n_fish = len(fr.fish_keys)
     raw = motion
@@ -796,6 +846,8 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
         means, win = quiet_window_means(fr, motion, quiet)
         mean_levels = pool_value("motion_gate_mean_levels", _mean_levels_of_histograms,
                                  **_mean_gate_summary(motion[quiet], means, win))
+    tail_keep = _tail_gate_keep(fr, br, tail if MOTION_GATE_TAIL else None,
+                                quiet_frames(kin, br.in_bout))
     dropped = np.zeros(n_fish, np.int64)
     if not np.isfinite(level) or len(br.starts) == 0:
         return br, level, dropped
@@ -807,6 +859,8 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     if mean_test:
         keep |= _bout_mean(fr, motion, br) > _mean_level(fr, mean_levels,
                                                          br.ends - br.starts + 1)
+    if tail_keep is not None:
+        keep |= tail_keep
     if keep.all():
         return br, level, dropped
     dropped = np.bincount(fr.gid[br.starts[~keep]], minlength=n_fish)

@@ -36,6 +36,7 @@ from fishtrack.behaviour.bouts import (
     bout_table,
     hysteresis_activity,
     motion_gate,
+    tail_motion_frames,
 )
 from fishtrack.behaviour.kinematics import KINEMATIC_COLUMNS, Kinematics, compute_kinematics
 from fishtrack.behaviour.protocol import assign_phase, validate_protocol
@@ -133,7 +134,8 @@ class Scored:
 
 
 def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *,
-          motion: np.ndarray | None = None, body_px: np.ndarray | None = None) -> Scored:
+          motion: np.ndarray | None = None, body_px: np.ndarray | None = None,
+          tail: np.ndarray | None = None) -> Scored:
     """Bouts and per-frame state codes from precomputed kinematics.
 
     ``kin`` is not changed: the noise-dependent steps are redone on a copy (returned as
@@ -141,7 +143,8 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
     ``motion`` (per sorted row, :func:`fishtrack.behaviour.speed.motion_frames`) and
     ``body_px`` (per fish) switch on the pixel-motion gate of tail bouts
     (:func:`fishtrack.behaviour.bouts.motion_gate`); without them (imported tracks, and
-    calibration) no bout is gated.
+    calibration) no bout is gated; ``tail`` (:func:`fishtrack.behaviour.bouts.tail_motion_frames`)
+    adds the gate's test where the tail is.
     """
     fr = kin.frames
     kin = replace(kin, columns=dict(kin.columns))
@@ -159,7 +162,7 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
     gate = float("nan")
     gated = np.zeros(len(fr.fish_keys), np.int64)
     if motion is not None and body_px is not None:
-        br, gate, gated = motion_gate(kin, br, motion, body_px)
+        br, gate, gated = motion_gate(kin, br, motion, body_px, tail)
     codes = state_codes(fr, blocks, br.in_bout, cfg.min_passive_s)
     return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin, motion_gate=gate,
                   n_gated=gated)
@@ -227,7 +230,8 @@ def classify(
         kin = sc.kin
     else:
         motion, body_px = remembered("tail_motion", _motion_and_body, tracks, fr)
-        sc = score(kin, cfg, motion=motion, body_px=body_px)
+        tail = tail_motion_frames(tracks, fr) if motion is not None else None
+        sc = score(kin, cfg, motion=motion, body_px=body_px, tail=tail)
         kin = sc.kin
     if signal in MOVEMENT_SIGNALS:
         pass  # the tail's frame-rate notes do not apply

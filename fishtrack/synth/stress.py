@@ -51,6 +51,7 @@ __all__ = [
     "match_onsets",
     "score_recording",
     "run_recording",
+    "rescore_recording",
     "summarise",
 ]
 
@@ -507,6 +508,44 @@ def run_recording(
                     p.unlink(missing_ok=True)
     row.update(seed=seed, mode=mode, seconds=round(time.perf_counter() - t0, 2))
     row.update(extra)
+    row.update({f"draw_{k}": v for k, v in draw.recording.items()})
+    return row
+
+
+def rescore_recording(seed: int, workdir: str | Path, *, behaviour: dict | None = None,
+                      draw: StressDraw | None = None) -> dict:
+    """Score again, with today's behaviour code (and ``behaviour`` overrides), the tracks of a
+    video-mode recording kept by :func:`run_recording` (``keep``; the suite's ``--keep``):
+    ``workdir/seed<N>_video/tracked/tracks.parquet`` with its ``truth.parquet`` and
+    ``truth_bouts.csv``. The tracker is not run again, so a changed behaviour rule is measured
+    on the same tracks in seconds. Returns the row :func:`run_recording` would (its
+    ``mode`` is ``"video"``, ``seconds`` the re-scoring time)."""
+    from fishtrack.behaviour import OUTPUT_COLUMNS
+
+    t0 = time.perf_counter()
+    draw = draw or draw_recording(seed)
+    spec = draw.spec
+    cfg_map = sim_config(spec)
+    if behaviour:
+        cfg_map["behaviour"] = {**cfg_map["behaviour"], **behaviour}
+    cfg = parse_config(cfg_map, "stress config")
+    work = Path(workdir) / f"seed{seed}_video"
+    path = work / "tracked" / "tracks.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no kept tracks of seed {seed} (run the suite with --keep)")
+    tracks = pd.read_parquet(path)
+    tracks = tracks.drop(columns=[c for c in OUTPUT_COLUMNS if c in tracks.columns])
+    truth = pd.read_parquet(work / "truth.parquet")
+    truth_bouts = pd.read_csv(work / "truth_bouts.csv")
+    b = classify(tracks, cfg.behaviour, cfg.protocol)
+    open_loop = [p.name for p in spec.phases() if p.kind == "open_loop"]
+    row = score_recording(b.tracks, b.bouts, truth, truth_bouts, still_fish=draw.still_fish,
+                          open_loop=open_loop)
+    row.update(seed=seed, mode="video", seconds=round(time.perf_counter() - t0, 2))
+    row.update({"tail_err_rad": _tail_error(b.tracks, truth),
+                "tail_err_bout_rad": _tail_error(b.tracks, truth, in_bout=True)})
+    if len(b.fish) and "n_motion_gated_bouts" in b.fish:
+        row["n_motion_gated_bouts"] = int(b.fish["n_motion_gated_bouts"].sum())
     row.update({f"draw_{k}": v for k, v in draw.recording.items()})
     return row
 

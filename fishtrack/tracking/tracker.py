@@ -51,6 +51,7 @@ from fishtrack.tracking.midline import (
     wrap,
 )
 from fishtrack.tracking.segment import ChunkBlobs, all_arena_gains, find_blobs, fishness_chunk
+from fishtrack.tracking.tail_motion import tail_motion, tail_motion_lag
 
 __all__ = ["TrackResult", "ArraySource", "track_video", "track_columns", "kept_rows"]
 
@@ -139,6 +140,7 @@ def track_columns(n_tail_points: int) -> list[str]:
         "area_px",
         "id_uncertain",
         "motion_energy",
+        "tail_motion",
     ]
     return (
         base
@@ -220,7 +222,8 @@ class _Store:
     run. When streaming, finished rows are handed to the sink and dropped (:meth:`drop`), so
     the store holds only the frames still being tracked (a window of a few chunks)."""
 
-    _FLOAT = ("x", "y", "heading", "tail_angle", "tail_curvature", "area_px", "motion_energy")
+    _FLOAT = ("x", "y", "heading", "tail_angle", "tail_curvature", "area_px", "motion_energy",
+              "tail_motion")
 
     def __init__(self, cap: int, n_fish: int, n_points: int, timestamps: np.ndarray | None = None):
         self.n_fish = n_fish
@@ -228,6 +231,7 @@ class _Store:
         self.rows = 0  # frame numbers 0 .. rows-1 exist (held, or already dropped)
         self.base = 0  # frame number of row 0: the frames before it were handed on
         self.timestamps = timestamps  # the source's times (frames not decoded keep them)
+        self.tail_lag: int | None = None  # frames of the tail_motion comparison (first batch)
         cap = max(cap, 1)
         self.time = np.full(cap, np.nan, np.float64)
         self.f = {k: np.full((cap, n_fish), np.nan, np.float32) for k in self._FLOAT}
@@ -341,6 +345,7 @@ class _ArenaState:
     kind: Layout
     n_fish: int
     buf: np.ndarray | None = None
+    tail_carry: tuple | None = None  # the last patches of the queued fish (tail_motion)
     prev: np.ndarray | None = None
     last: tuple | None = None
     tracker: MultiTracker | None = None
@@ -983,7 +988,30 @@ class _Queue:
             else:
                 rows = p.rows
             _write(store, rows, p.st.slots[0], meas, idx)
+            _write_tail_motion(store, p, pt, meas, r, k, idx, rows)
             r += k
+
+
+def _write_tail_motion(store: _Store, p: _Pending, pt: _Patches, meas: _Meas, r: int, k: int,
+                       idx: np.ndarray, rows: np.ndarray) -> None:
+    """The ``tail_motion`` column of the queued fish ``p`` (patches ``r .. r+k`` of the batch;
+    :mod:`fishtrack.tracking.tail_motion`), against its patches of the last chunk too."""
+    if store.tail_lag is None:
+        t = store.time[np.clip(p.rows - store.base, 0, len(store.time) - 1)]
+        dt = np.diff(t) / np.maximum(np.diff(p.rows), 1)
+        dt = dt[np.isfinite(dt) & (dt > 0)]
+        if not len(dt):
+            return
+        store.tail_lag = tail_motion_lag(float(np.median(dt)))
+    lag = store.tail_lag
+    sl = slice(r, r + k)
+    block = (pt.fp[sl], pt.off[sl], meas.points[sl], meas.ok[sl], p.rows)
+    carry = p.st.tail_carry
+    if carry is not None and len(carry[4]) and len(p.rows) and carry[4][-1] < p.rows[0]:
+        block = tuple(np.concatenate([a, b]) for a, b in zip(carry, block, strict=True))
+    tm = tail_motion(*block, lag=lag)[len(block[4]) - k:]
+    p.st.tail_carry = tuple(a[-lag:] for a in block)
+    store.f["tail_motion"][rows - store.base, p.st.slots[0]] = tm[idx - r]
 
 
 def _select_single(st: _ArenaState, blobs: ChunkBlobs, n: int, prm: _Params) -> np.ndarray:
@@ -1598,6 +1626,7 @@ def _columns(store: _Store, lo: int, hi: int, slots: np.ndarray, names: list[tup
     cols["area_px"] = get("area_px")[sl, slots].ravel()
     cols["id_uncertain"] = store.uncertain[sl, slots].ravel()
     cols["motion_energy"] = get("motion_energy")[sl, slots].ravel()
+    cols["tail_motion"] = get("tail_motion")[sl, slots].ravel()
     tail = store.tail
     if release:
         store.tail = None

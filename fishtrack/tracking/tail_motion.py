@@ -1,0 +1,74 @@
+"""The pixel change where the tail is: the tracker's ``tail_motion`` column (issue 11).
+
+``motion_energy`` is the mean absolute frame difference over the whole (dilated) fish: when
+only the faint tail of a small larva moves, the change of its few pixels is diluted among the
+body's and the camera noise of every other pixel, and the behaviour stage's pixel-motion gate
+could not tell a true tail bout from tracker jitter. ``tail_motion`` looks where the traced
+tail is instead: at the caudal half of the midline of frame ``t`` and of frame ``t - lag``
+(``lag`` frames = :data:`TAIL_MOTION_WINDOW_S`, half a period of the fastest, 40 Hz, tail
+beat), the fishness of the two frames is compared, and the mean absolute difference over
+those points is the value (grey levels of fishness). A tail that really moved leaves fish
+where there was background and background where there was fish; a traced tail that jumps
+while the image does not (tracker jitter) finds the same pixels in both frames, and only the
+camera noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TAIL_MOTION_WINDOW_S = 1.0 / (2 * 40.0)
+"""The span (s) of the comparison: half a period of the fastest tail beat (the time between
+two turns), at least one frame (one frame up to ~120 fps)."""
+CAUDAL_FROM = 0.5
+"""The caudal part of the midline: points from this fraction of its length to the tip."""
+
+
+def tail_motion_lag(dt: float) -> int:
+    """Frames in :data:`TAIL_MOTION_WINDOW_S` at a frame interval ``dt`` (s; at least 1)."""
+    if not (np.isfinite(dt) and dt > 0):
+        return 1
+    return max(1, int(round(TAIL_MOTION_WINDOW_S / dt)))
+
+
+def tail_motion(fp: np.ndarray, off: np.ndarray, points: np.ndarray, ok: np.ndarray,
+                rows: np.ndarray, lag: int) -> np.ndarray:
+    """Per patch of one fish: the mean absolute fishness difference to the patch ``lag``
+    frames earlier at the caudal midline points of both frames (NaN where that frame is not
+    among ``rows``, or no point falls inside both patches).
+
+    ``fp`` (M, P, P) the fishness patches, ``off`` (M, 2) their full-frame position (x, y),
+    ``points`` (M, n, 2) the midlines (full-frame px), ``ok`` (M,) where the midline was
+    traced, ``rows`` (M,) frame numbers (increasing). Costs a few dozen pixel reads per
+    patch."""
+    m = len(rows)
+    out = np.full(m, np.nan, np.float32)
+    if m == 0:
+        return out
+    rows = np.asarray(rows, np.int64)
+    j = np.searchsorted(rows, rows - lag)
+    j = np.minimum(j, m - 1)
+    has = (rows[j] == rows - lag) & ok & ok[j]
+    i = np.flatnonzero(has)
+    if not i.size:
+        return out
+    j = j[i]
+    n = points.shape[1]
+    c0 = min(n - 1, int(np.ceil(CAUDAL_FROM * (n - 1))))
+    # both frames' caudal points (K = 2 x caudal points per pair), full-frame px
+    pts = np.concatenate([points[i, c0:], points[j, c0:]], axis=1)
+    p = fp.shape[1]
+    vals = []
+    for k in (i, j):
+        xy = np.rint(pts - off[k][:, None, :])
+        inside = np.isfinite(xy).all(axis=2) & (xy >= 0).all(axis=2) & (xy < p).all(axis=2)
+        xi = np.where(inside, xy[..., 0], 0).astype(np.int64)
+        yi = np.where(inside, xy[..., 1], 0).astype(np.int64)
+        vals.append((fp[k[:, None], yi, xi].astype(np.float32), inside))
+    (a, ia), (b, ib) = vals
+    both = ia & ib
+    cnt = both.sum(axis=1)
+    tot = np.where(both, np.abs(a - b), 0.0).sum(axis=1)
+    good = cnt > 0
+    out[i[good]] = tot[good] / cnt[good]
+    return out
