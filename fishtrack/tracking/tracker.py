@@ -345,7 +345,6 @@ class _ArenaState:
     kind: Layout
     n_fish: int
     buf: np.ndarray | None = None
-    tail_carry: tuple | None = None  # the last patches of the queued fish (tail_motion)
     prev: np.ndarray | None = None
     last: tuple | None = None
     tracker: MultiTracker | None = None
@@ -900,6 +899,11 @@ class _Pending:
     rows: np.ndarray
     stop: float
     heads: np.ndarray | None = None  # embedded: fixed head (full-frame px)
+    # tail_motion: the arena's pending block before this one (set in the main thread), and
+    # this block's last patches once measured (``done`` set then; possibly in another thread)
+    prev: _Pending | None = None
+    tail_last: tuple | None = None
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
 class _Queue:
@@ -924,8 +928,12 @@ class _Queue:
         self.n = 0
         self.pool = pool
         self.busy: list[Future] = []
+        self.last: dict[int, _Pending] = {}
 
     def add(self, pt: _Patches, pend: _Pending) -> None:
+        # each arena's blocks in order, whatever thread measures them (tail_motion)
+        pend.prev = self.last.get(id(pend.st))
+        self.last[id(pend.st)] = pend
         self.parts.append(pt)
         self.pend.append(pend)
         self.n += len(pt)
@@ -954,6 +962,8 @@ class _Queue:
             kw["heads"] = np.concatenate([np.tile(p.heads, (len(p.rows), 1)) for p in pend])
             kw["theta0"] = np.concatenate([np.full(len(p.rows), wrap(p.st.heading + np.pi)) for p in pend])
         self.wait()
+        if self.store.tail_lag is None:  # the frame interval, once (tail_motion)
+            self.store.tail_lag = _frame_lag(self.store, pend)
         if self.pool is None:
             self._measure_write(pt, pend, stop, kw)
         else:
@@ -978,6 +988,7 @@ class _Queue:
         meas = _measure_all(pt, prm, stop, **kw)
         if embedded:
             meas.heading = np.concatenate([np.full(len(p.rows), p.st.heading) for p in pend])
+        tm = _tail_motion_batch(store, pend, pt, meas)
         r = 0
         for p in pend:
             k = len(p.rows)
@@ -988,30 +999,57 @@ class _Queue:
             else:
                 rows = p.rows
             _write(store, rows, p.st.slots[0], meas, idx)
-            _write_tail_motion(store, p, pt, meas, r, k, idx, rows)
+            store.f["tail_motion"][rows - store.base, p.st.slots[0]] = tm[idx]
             r += k
 
 
-def _write_tail_motion(store: _Store, p: _Pending, pt: _Patches, meas: _Meas, r: int, k: int,
-                       idx: np.ndarray, rows: np.ndarray) -> None:
-    """The ``tail_motion`` column of the queued fish ``p`` (patches ``r .. r+k`` of the batch;
-    :mod:`fishtrack.tracking.tail_motion`), against its patches of the last chunk too."""
-    if store.tail_lag is None:
+def _frame_lag(store: _Store, pend: list[_Pending]) -> int:
+    """Frames of the ``tail_motion`` comparison, from the median frame interval of the rows
+    of the first batch (1 where unknown)."""
+    dts = []
+    for p in pend:
         t = store.time[np.clip(p.rows - store.base, 0, len(store.time) - 1)]
-        dt = np.diff(t) / np.maximum(np.diff(p.rows), 1)
-        dt = dt[np.isfinite(dt) & (dt > 0)]
-        if not len(dt):
-            return
-        store.tail_lag = tail_motion_lag(float(np.median(dt)))
+        dts.append(np.diff(t) / np.maximum(np.diff(p.rows), 1))
+    dt = np.concatenate(dts) if dts else np.zeros(0)
+    dt = dt[np.isfinite(dt) & (dt > 0)]
+    return tail_motion_lag(float(np.median(dt)) if len(dt) else float("nan"))
+
+
+def _tail_motion_batch(store: _Store, pend: list[_Pending], pt: _Patches, meas: _Meas
+                       ) -> np.ndarray:
+    """The ``tail_motion`` of every patch of a measured batch (:mod:`fishtrack.tracking.tail_motion`),
+    each fish compared with its own patches of this batch and of its block before (the
+    arena's previous ``_Pending``, measured in this or an earlier batch); one vectorised call
+    for the whole batch. The comparison's span ``store.tail_lag`` is set by the queue."""
     lag = store.tail_lag
-    sl = slice(r, r + k)
-    block = (pt.fp[sl], pt.off[sl], meas.points[sl], meas.ok[sl], p.rows)
-    carry = p.st.tail_carry
-    if carry is not None and len(carry[4]) and len(p.rows) and carry[4][-1] < p.rows[0]:
-        block = tuple(np.concatenate([a, b]) for a, b in zip(carry, block, strict=True))
-    tm = tail_motion(*block, lag=lag)[len(block[4]) - k:]
-    p.st.tail_carry = tuple(a[-lag:] for a in block)
-    store.f["tail_motion"][rows - store.base, p.st.slots[0]] = tm[idx - r]
+    span = np.int64(1) << 40  # rows of different fish never within ``lag`` of each other
+    parts: list[tuple] = []
+    own: list[np.ndarray] = []  # where each block's own (this batch's) patches sit
+    r = n = 0
+    try:
+        for b, p in enumerate(pend):
+            k = len(p.rows)
+            sl = slice(r, r + k)
+            block = (pt.fp[sl], pt.off[sl], meas.points[sl], meas.ok[sl], p.rows + b * span)
+            prev, p.prev = p.prev, None
+            if prev is not None:
+                prev.done.wait()  # measured in this batch's other half, or an earlier batch
+                c = prev.tail_last
+                if c is not None and len(c[4]) and k and c[4][-1] < p.rows[0]:
+                    parts.append(c[:4] + (c[4] + b * span,))
+                    n += len(c[4])
+            parts.append(block)
+            own.append(np.arange(n, n + k))
+            n += k
+            p.tail_last = (pt.fp[r + max(0, k - lag): r + k].copy(), pt.off[sl][-lag:],
+                           meas.points[sl][-lag:], meas.ok[sl][-lag:], p.rows[-lag:])
+            p.done.set()
+            r += k
+    finally:
+        for p in pend:
+            p.done.set()  # never leave a later block waiting
+    allp = tuple(np.concatenate([q[i] for q in parts]) for i in range(5))
+    return tail_motion(*allp, lag=lag)[np.concatenate(own)]
 
 
 def _select_single(st: _ArenaState, blobs: ChunkBlobs, n: int, prm: _Params) -> np.ndarray:
