@@ -20,6 +20,7 @@ from fishtrack.behaviour._frames import (
     Frames,
     gap_blocks,
     group_quantile,
+    moving_mean,
     run_lengths_fill,
     runs,
     to_input_order,
@@ -144,10 +145,14 @@ camera noise sd 8-12, whose true bouts' motion peaks under the level)."""
 MOTION_GATE_TAIL = True
 """The gate also looks where the tail is: a judged bout is kept when the tracker's
 ``tail_motion`` (the fishness change at the caudal midline over 12.5 ms,
-:mod:`fishtrack.tracking.tail_motion`) rises above the recording's noise of it, peak
-(:data:`MOTION_GATE_SPREAD`) or mean (:data:`MOTION_GATE_MEAN_SPREAD`), measured like the
-motion energy's on the quiet frames of all fish pooled (issue 11: the faint tail of a small
-larva barely moves the whole fish's ``motion_energy``). False: motion energy only."""
+:mod:`fishtrack.tracking.tail_motion`) peaks above the recording's noise level of it
+(:data:`MOTION_GATE_TAIL_SPREAD`), measured like the motion energy's on the quiet frames of
+all fish pooled (issue 11: the faint tail of a small larva barely moves the whole fish's
+``motion_energy``). Tracks without the column are gated as before. False: motion energy
+only."""
+MOTION_GATE_TAIL_SPREAD = 2.0
+"""The tail test's level: ``median + this x (99th percentile - median)`` of the quiet frames'
+aligned tail motion (all fish pooled); a bout whose largest tail motion exceeds it is kept."""
 _MAD = 1.4826  # robust sd = 1.4826 x median absolute deviation (normal distribution)
 
 
@@ -779,43 +784,52 @@ def gate_lag(fr: Frames) -> int:
 
 def tail_motion_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     """Per sorted row: the tracker's ``tail_motion`` (grey levels of fishness; the change at
-    the caudal midline between frame ``t - lag`` and ``t``, lag = 12.5 ms) centred on the
-    span it compares (moved ``lag // 2`` frames earlier within each fish), NaN on unobserved
-    rows; None when the tracks have no ``tail_motion`` column (imported tracks, or tracks of
-    fishtrack before issue 11's tail motion)."""
+    the caudal midline from frame ``t - lag`` to ``t``, lag = 12.5 ms, :func:`gate_lag`)
+    aligned like the motion energy (:func:`fishtrack.behaviour.speed.motion_frames`): the
+    smaller of the changes into frame ``t`` (from ``t - lag``) and out of it (to ``t + lag``),
+    so a step of the image that stays (a compressed video refreshing the fish's pixels once)
+    counts 0 while a tail that beats, leaving and coming back, counts; then a moving mean over
+    ``MOTION_SMOOTH_S``. NaN on unobserved rows; None when the tracks have no ``tail_motion``
+    column (imported tracks, or tracks of fishtrack before issue 11's tail motion)."""
+    from fishtrack.behaviour.speed import MOTION_SMOOTH_S
+
     if "tail_motion" not in tracks.columns:
         return None
     tm = pd.to_numeric(tracks["tail_motion"], errors="coerce").to_numpy(float)[fr.order]
     tm[~fr.observed] = np.nan
-    sh = gate_lag(fr) // 2
-    if sh > 0 and fr.n > sh:
-        out = np.full(fr.n, np.nan)
-        same = fr.gid[sh:] == fr.gid[:-sh]
-        out[:-sh] = np.where(same, tm[sh:], np.nan)
-        tm = out
-    return tm
+    lag = gate_lag(fr)
+    out = np.full(fr.n, np.nan)
+    if fr.n > lag:
+        same = fr.gid[lag:] == fr.gid[:-lag]
+        out[:-lag] = np.where(same, np.minimum(tm[:-lag], tm[lag:]), np.nan)
+    out[~fr.observed] = np.nan
+    k = max(1, int(round(MOTION_SMOOTH_S / fr.dt_median))) if fr.dt_median > 0 else 1
+    if k > 1:
+        out = moving_mean(out, fr, k)
+        out[~fr.observed] = np.nan
+    return out
+
+
+def _tail_level_of_histogram(bins: np.ndarray, counts: np.ndarray) -> float:
+    """Reduce: the tail test's peak level (:data:`MOTION_GATE_TAIL_SPREAD`)."""
+    return _level_of_histogram(bins, counts, spread=MOTION_GATE_TAIL_SPREAD)
 
 
 def _tail_gate_keep(fr: Frames, br: BoutRuns, tail: np.ndarray | None, quiet: np.ndarray
                     ) -> np.ndarray | None:
-    """Per bout: True where its ``tail`` motion (:func:`tail_motion_frames`) is above the
-    recording's noise of it, peak or mean (levels pooled over all fish's quiet frames, like
-    the motion energy's); None without tail motion (the pooled summaries are asked for all
-    the same in every part, so parts stay in step)."""
+    """Per bout: True where its largest ``tail`` motion (:func:`tail_motion_frames`) is above
+    the recording's noise level of it (:data:`MOTION_GATE_TAIL_SPREAD`, from the histogram of
+    the quiet frames of all fish pooled, like the motion energy's); None without tail motion
+    (the pooled summary is asked for in every part all the same, so parts stay in step)."""
     if tail is None:
         return None
     q = quiet & np.isfinite(tail)
-    level = pool_value("motion_gate_tail_level", _level_of_histogram,
+    level = pool_value("motion_gate_tail_level", _tail_level_of_histogram,
                        **dict(zip(("bins", "counts"), motion_histogram(tail[q]), strict=True)))
-    means, win = quiet_window_means(fr, tail, q)
-    mean_levels = pool_value("motion_gate_tail_mean_levels", _mean_levels_of_histograms,
-                             **_mean_gate_summary(tail[q], means, win))
     if not np.isfinite(level) or len(br.starts) == 0:
         return np.zeros(len(br.starts), bool)
     peak = _range_max(np.where(np.isfinite(tail), tail, -np.inf), br.starts, br.ends)
-    with np.errstate(invalid="ignore"):
-        return (peak > level) | (_bout_mean(fr, tail, br) > _mean_level(fr, mean_levels,
-                                                                         br.ends - br.starts + 1))
+    return peak > level
 
 
 def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.ndarray,
