@@ -31,16 +31,40 @@ def tail_motion_lag(dt: float) -> int:
     return max(1, int(round(TAIL_MOTION_WINDOW_S / dt)))
 
 
-def tail_motion(fp: np.ndarray, off: np.ndarray, points: np.ndarray, ok: np.ndarray,
-                rows: np.ndarray, lag: int) -> np.ndarray:
+def _sample(fp, k: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values of patches ``k`` (K,) at pixels ``xy`` (K, S, 2; patch px, NaN allowed) and
+    where they fall inside the patch. ``fp``: one (M, P, P) array or a tuple of them, indexed
+    as if concatenated (no copy of the patches)."""
+    parts = fp if isinstance(fp, tuple) else (fp,)
+    p = parts[0].shape[1]
+    x, y = np.rint(xy[..., 0]), np.rint(xy[..., 1])
+    inside = (x >= 0) & (x < p) & (y >= 0) & (y < p)  # False at NaN too
+    xi = np.where(inside, x, 0).astype(np.intp)
+    yi = np.where(inside, y, 0).astype(np.intp)
+    vals = np.zeros(xi.shape, np.float32)
+    start = 0
+    for a in parts:
+        if start == 0 and len(a) > k.max():
+            vals = a[k[:, None], yi, xi].astype(np.float32)
+        else:
+            sel = (k >= start) & (k < start + len(a))
+            vals[sel] = a[(k[sel] - start)[:, None], yi[sel], xi[sel]]
+        start += len(a)
+    return vals, inside
+
+
+def tail_motion(fp, off: np.ndarray, points: np.ndarray, ok: np.ndarray,
+                rows: np.ndarray, lag: int, at: np.ndarray | None = None) -> np.ndarray:
     """Per patch of one fish: the mean absolute fishness difference to the patch ``lag``
     frames earlier at the caudal midline points of both frames (NaN where that frame is not
     among ``rows``, or no point falls inside both patches).
 
-    ``fp`` (M, P, P) the fishness patches, ``off`` (M, 2) their full-frame position (x, y),
-    ``points`` (M, n, 2) the midlines (full-frame px), ``ok`` (M,) where the midline was
-    traced, ``rows`` (M,) frame numbers (increasing). Costs a few dozen pixel reads per
-    patch."""
+    ``fp`` (M, P, P) the fishness patches (or a tuple of such arrays, taken as concatenated),
+    ``off`` (M, 2) their full-frame position (x, y), ``points`` (M, n, 2) the midlines
+    (full-frame px), ``ok`` (M,) where the midline was traced, ``rows`` (M,) frame numbers
+    (increasing; several fish: keys that keep them apart); ``at`` (M,) where each row's
+    patch is in ``fp`` (default: row ``k`` is patch ``k``). Costs a few dozen pixel reads
+    per patch."""
     m = len(rows)
     out = np.full(m, np.nan, np.float32)
     if m == 0:
@@ -55,17 +79,11 @@ def tail_motion(fp: np.ndarray, off: np.ndarray, points: np.ndarray, ok: np.ndar
     j = j[i]
     n = points.shape[1]
     c0 = min(n - 1, int(np.ceil(CAUDAL_FROM * (n - 1))))
-    # both frames' caudal points (K = 2 x caudal points per pair), full-frame px
+    # both frames' caudal points (2 x caudal points per pair), full-frame px
     pts = np.concatenate([points[i, c0:], points[j, c0:]], axis=1)
-    p = fp.shape[1]
-    vals = []
-    for k in (i, j):
-        xy = np.rint(pts - off[k][:, None, :])
-        inside = np.isfinite(xy).all(axis=2) & (xy >= 0).all(axis=2) & (xy < p).all(axis=2)
-        xi = np.where(inside, xy[..., 0], 0).astype(np.int64)
-        yi = np.where(inside, xy[..., 1], 0).astype(np.int64)
-        vals.append((fp[k[:, None], yi, xi].astype(np.float32), inside))
-    (a, ia), (b, ib) = vals
+    ai, aj = (i, j) if at is None else (at[i], at[j])
+    a, ia = _sample(fp, ai, pts - off[i][:, None, :])
+    b, ib = _sample(fp, aj, pts - off[j][:, None, :])
     both = ia & ib
     cnt = both.sum(axis=1)
     tot = np.where(both, np.abs(a - b), 0.0).sum(axis=1)

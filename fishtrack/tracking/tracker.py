@@ -1023,22 +1023,24 @@ def _tail_motion_batch(store: _Store, pend: list[_Pending], pt: _Patches, meas: 
     for the whole batch. The comparison's span ``store.tail_lag`` is set by the queue."""
     lag = store.tail_lag
     span = np.int64(1) << 40  # rows of different fish never within ``lag`` of each other
-    parts: list[tuple] = []
+    parts: list[tuple] = []  # (off, points, ok, rows, where the patches are)
+    carried: list[np.ndarray] = []  # the patches carried over, stacked before the batch's
     own: list[np.ndarray] = []  # where each block's own (this batch's) patches sit
-    r = n = 0
+    r = n = n_carry = 0
     try:
         for b, p in enumerate(pend):
             k = len(p.rows)
             sl = slice(r, r + k)
-            block = (pt.fp[sl], pt.off[sl], meas.points[sl], meas.ok[sl], p.rows + b * span)
             prev, p.prev = p.prev, None
             if prev is not None:
                 prev.done.wait()  # measured in this batch's other half, or an earlier batch
                 c = prev.tail_last
                 if c is not None and len(c[4]) and k and c[4][-1] < p.rows[0]:
-                    parts.append(c[:4] + (c[4] + b * span,))
+                    carried.append(c[0])
+                    parts.append(c[1:4] + (c[4] + b * span, -1 - np.arange(n_carry, n_carry + len(c[4]))))
+                    n_carry += len(c[4])
                     n += len(c[4])
-            parts.append(block)
+            parts.append((pt.off[sl], meas.points[sl], meas.ok[sl], p.rows + b * span, np.arange(r, r + k)))
             own.append(np.arange(n, n + k))
             n += k
             p.tail_last = (pt.fp[r + max(0, k - lag): r + k].copy(), pt.off[sl][-lag:],
@@ -1048,8 +1050,11 @@ def _tail_motion_batch(store: _Store, pend: list[_Pending], pt: _Patches, meas: 
     finally:
         for p in pend:
             p.done.set()  # never leave a later block waiting
-    allp = tuple(np.concatenate([q[i] for q in parts]) for i in range(5))
-    return tail_motion(*allp, lag=lag)[np.concatenate(own)]
+    # the batch's patches are read where they are (no copy), the carried ones from their stack
+    off, points, ok, rows, at = (np.concatenate([q[i] for q in parts]) for i in range(5))
+    at = np.where(at < 0, -1 - at, at + n_carry)
+    fp = (np.concatenate(carried), pt.fp) if carried else pt.fp
+    return tail_motion(fp, off, points, ok, rows, lag=lag, at=at)[np.concatenate(own)]
 
 
 def _select_single(st: _ArenaState, blobs: ChunkBlobs, n: int, prm: _Params) -> np.ndarray:
