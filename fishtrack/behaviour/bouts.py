@@ -20,7 +20,6 @@ from fishtrack.behaviour._frames import (
     Frames,
     gap_blocks,
     group_quantile,
-    moving_mean,
     run_lengths_fill,
     runs,
     to_input_order,
@@ -791,7 +790,7 @@ def tail_motion_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     counts 0 while a tail that beats, leaving and coming back, counts; then a moving mean over
     ``MOTION_SMOOTH_S``. NaN on unobserved rows; None when the tracks have no ``tail_motion``
     column (imported tracks, or tracks of fishtrack before issue 11's tail motion)."""
-    from fishtrack.behaviour.speed import MOTION_SMOOTH_S
+    from fishtrack.behaviour.speed import smooth_motion
 
     if "tail_motion" not in tracks.columns:
         return None
@@ -802,12 +801,7 @@ def tail_motion_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     if fr.n > lag:
         same = fr.gid[lag:] == fr.gid[:-lag]
         out[:-lag] = np.where(same, np.minimum(tm[:-lag], tm[lag:]), np.nan)
-    out[~fr.observed] = np.nan
-    k = max(1, int(round(MOTION_SMOOTH_S / fr.dt_median))) if fr.dt_median > 0 else 1
-    if k > 1:
-        out = moving_mean(out, fr, k)
-        out[~fr.observed] = np.nan
-    return out
+    return smooth_motion(out, fr)
 
 
 def _tail_level_of_histogram(bins: np.ndarray, counts: np.ndarray) -> float:

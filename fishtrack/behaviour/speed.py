@@ -320,7 +320,13 @@ def motion_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     # a change that cannot be confirmed by the next frame (the last frame of a record, or
     # the next frame unmeasured) is no motion: the last frame of an H.264 video changes
     # every well at once (tuning seed 477: ~6 grey levels, a still larva's bout)
-    out = np.minimum(me, nxt)
+    return smooth_motion(np.minimum(me, nxt), fr)
+
+
+def smooth_motion(out: np.ndarray, fr: Frames) -> np.ndarray:
+    """An aligned pixel motion per sorted row, NaN on unobserved rows, as a moving mean over
+    :data:`MOTION_SMOOTH_S` (modifies ``out``; :func:`motion_frames`, and the gate's tail
+    motion, ``fishtrack.behaviour.bouts.tail_motion_frames``)."""
     out[~fr.observed] = np.nan
     k = max(1, int(round(MOTION_SMOOTH_S / fr.dt_median))) if fr.dt_median > 0 else 1
     if k > 1:

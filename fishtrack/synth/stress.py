@@ -449,6 +449,15 @@ def score_recording(
     return out
 
 
+def _stress_config(spec: SimSpec, behaviour: dict | None):
+    """The recording's pipeline config (as ``fishtrack simulate`` writes it), with
+    ``behaviour`` overrides of its behaviour section."""
+    cfg_map = sim_config(spec)
+    if behaviour:
+        cfg_map["behaviour"] = {**cfg_map["behaviour"], **behaviour}
+    return parse_config(cfg_map, "stress config")
+
+
 def run_recording(
     seed: int, workdir: str | Path, *, mode: str = "video", behaviour: dict | None = None,
     draw: StressDraw | None = None, keep: bool | str = False,
@@ -468,10 +477,7 @@ def run_recording(
     t0 = time.perf_counter()
     draw = draw or draw_recording(seed)
     spec = draw.spec
-    cfg_map = sim_config(spec)
-    if behaviour:
-        cfg_map["behaviour"] = {**cfg_map["behaviour"], **behaviour}
-    cfg = parse_config(cfg_map, "stress config")
+    cfg = _stress_config(spec, behaviour)
     work = Path(workdir) / f"seed{seed}_{mode}"
     open_loop = [p.name for p in spec.phases() if p.kind == "open_loop"]
     try:
@@ -525,10 +531,7 @@ def rescore_recording(seed: int, workdir: str | Path, *, behaviour: dict | None 
     t0 = time.perf_counter()
     draw = draw or draw_recording(seed)
     spec = draw.spec
-    cfg_map = sim_config(spec)
-    if behaviour:
-        cfg_map["behaviour"] = {**cfg_map["behaviour"], **behaviour}
-    cfg = parse_config(cfg_map, "stress config")
+    cfg = _stress_config(spec, behaviour)
     work = Path(workdir) / f"seed{seed}_video"
     path = work / "tracked" / "tracks.parquet"
     if not path.exists():
