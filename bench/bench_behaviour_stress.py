@@ -24,6 +24,10 @@ kind. ``--video-seeds`` scores only a part of the seeds from video (slow) and al
 the true tracks. The goals (issue 11):
 frame-state kappa >= 0.9 in >= 95 % of recordings (median >= 0.95), per-fish passive-fraction
 error <= 0.03, every still fish 100 % passive, bout onset F1 >= 0.9 (+/- 50 ms).
+
+``--keep DIR`` keeps the truth and tracks of every video-mode recording;
+``bench/rescore_behaviour_stress.py --keep DIR`` scores them again with a changed behaviour
+rule without tracking again.
 """
 
 from __future__ import annotations
