@@ -90,3 +90,61 @@ def tail_motion(fp, off: np.ndarray, points: np.ndarray, ok: np.ndarray,
     good = cnt > 0
     out[i[good]] = tot[good] / cnt[good]
     return out
+
+
+def frame_lag(time: np.ndarray, base: int, rows_list: list[np.ndarray]) -> int:
+    """Frames of the comparison (:func:`tail_motion_lag`) from the median frame interval of
+    the frame numbers ``rows_list`` (their times ``time[rows - base]``; 1 where unknown)."""
+    dts = []
+    for rows in rows_list:
+        t = time[np.clip(rows - base, 0, len(time) - 1)]
+        dts.append(np.diff(t) / np.maximum(np.diff(rows), 1))
+    dt = np.concatenate(dts) if dts else np.zeros(0)
+    dt = dt[np.isfinite(dt) & (dt > 0)]
+    return tail_motion_lag(float(np.median(dt)) if len(dt) else float("nan"))
+
+
+def batch_tail_motion(lag: int, pend: list, fp: np.ndarray, off: np.ndarray, points: np.ndarray,
+                      ok: np.ndarray) -> np.ndarray:
+    """The tail motion of every patch of a batch the tracker measured
+    (``tracker._Queue._measure_write``): ``pend`` its blocks in order (each one fish's frame
+    numbers ``rows``, its patches next to each other in ``fp``, ``off``, ``points``, ``ok``),
+    each compared with its own patches of this batch and of the fish's block before
+    (``pend[i].prev``, set in the main thread, measured in this or an earlier batch: its
+    ``done`` event is waited for, so the two threads that measure a batch's halves give the
+    values of one). Keeps each block's last ``lag`` patches (``tail_last``) for the next one
+    and reads the batch's patches where they are (no copy)."""
+    span = np.int64(1) << 40  # rows of different fish never within ``lag`` of each other
+    parts: list[tuple] = []  # (off, points, ok, rows, where the patches are)
+    carried: list[np.ndarray] = []  # the patches carried over, stacked before the batch's
+    own: list[np.ndarray] = []  # where each block's own (this batch's) patches sit
+    r = n = n_carry = 0
+    try:
+        for b, p in enumerate(pend):
+            k = len(p.rows)
+            sl = slice(r, r + k)
+            prev, p.prev = p.prev, None
+            if prev is not None:
+                prev.done.wait()  # measured in this batch's other half, or an earlier batch
+                c = prev.tail_last
+                if c is not None and len(c[4]) and k and c[4][-1] < p.rows[0]:
+                    carried.append(c[0])
+                    parts.append(c[1:4] + (c[4] + b * span, -1 - np.arange(n_carry, n_carry + len(c[4]))))
+                    n_carry += len(c[4])
+                    n += len(c[4])
+            parts.append((off[sl], points[sl], ok[sl], p.rows + b * span, np.arange(r, r + k)))
+            own.append(np.arange(n, n + k))
+            n += k
+            p.tail_last = (fp[r + max(0, k - lag): r + k].copy(), off[sl][-lag:],
+                           points[sl][-lag:], ok[sl][-lag:], p.rows[-lag:])
+            p.done.set()
+            r += k
+    finally:
+        for p in pend:
+            p.done.set()  # never leave a later block waiting
+    if not parts:
+        return np.zeros(0, np.float32)
+    o, pts, good, rows, at = (np.concatenate([q[i] for q in parts]) for i in range(5))
+    at = np.where(at < 0, -1 - at, at + n_carry)
+    src = (np.concatenate(carried), fp) if carried else fp
+    return tail_motion(src, o, pts, good, rows, lag=lag, at=at)[np.concatenate(own)]

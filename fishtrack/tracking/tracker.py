@@ -51,7 +51,7 @@ from fishtrack.tracking.midline import (
     wrap,
 )
 from fishtrack.tracking.segment import ChunkBlobs, all_arena_gains, find_blobs, fishness_chunk
-from fishtrack.tracking.tail_motion import tail_motion, tail_motion_lag
+from fishtrack.tracking.tail_motion import batch_tail_motion, frame_lag
 
 __all__ = ["TrackResult", "ArraySource", "track_video", "track_columns", "kept_rows"]
 
@@ -963,7 +963,7 @@ class _Queue:
             kw["theta0"] = np.concatenate([np.full(len(p.rows), wrap(p.st.heading + np.pi)) for p in pend])
         self.wait()
         if self.store.tail_lag is None:  # the frame interval, once (tail_motion)
-            self.store.tail_lag = _frame_lag(self.store, pend)
+            self.store.tail_lag = frame_lag(self.store.time, self.store.base, [p.rows for p in pend])
         if self.pool is None:
             self._measure_write(pt, pend, stop, kw)
         else:
@@ -988,7 +988,7 @@ class _Queue:
         meas = _measure_all(pt, prm, stop, **kw)
         if embedded:
             meas.heading = np.concatenate([np.full(len(p.rows), p.st.heading) for p in pend])
-        tm = _tail_motion_batch(store, pend, pt, meas)
+        tm = batch_tail_motion(store.tail_lag, pend, pt.fp, pt.off, meas.points, meas.ok)
         r = 0
         for p in pend:
             k = len(p.rows)
@@ -1001,60 +1001,6 @@ class _Queue:
             _write(store, rows, p.st.slots[0], meas, idx)
             store.f["tail_motion"][rows - store.base, p.st.slots[0]] = tm[idx]
             r += k
-
-
-def _frame_lag(store: _Store, pend: list[_Pending]) -> int:
-    """Frames of the ``tail_motion`` comparison, from the median frame interval of the rows
-    of the first batch (1 where unknown)."""
-    dts = []
-    for p in pend:
-        t = store.time[np.clip(p.rows - store.base, 0, len(store.time) - 1)]
-        dts.append(np.diff(t) / np.maximum(np.diff(p.rows), 1))
-    dt = np.concatenate(dts) if dts else np.zeros(0)
-    dt = dt[np.isfinite(dt) & (dt > 0)]
-    return tail_motion_lag(float(np.median(dt)) if len(dt) else float("nan"))
-
-
-def _tail_motion_batch(store: _Store, pend: list[_Pending], pt: _Patches, meas: _Meas
-                       ) -> np.ndarray:
-    """The ``tail_motion`` of every patch of a measured batch (:mod:`fishtrack.tracking.tail_motion`),
-    each fish compared with its own patches of this batch and of its block before (the
-    arena's previous ``_Pending``, measured in this or an earlier batch); one vectorised call
-    for the whole batch. The comparison's span ``store.tail_lag`` is set by the queue."""
-    lag = store.tail_lag
-    span = np.int64(1) << 40  # rows of different fish never within ``lag`` of each other
-    parts: list[tuple] = []  # (off, points, ok, rows, where the patches are)
-    carried: list[np.ndarray] = []  # the patches carried over, stacked before the batch's
-    own: list[np.ndarray] = []  # where each block's own (this batch's) patches sit
-    r = n = n_carry = 0
-    try:
-        for b, p in enumerate(pend):
-            k = len(p.rows)
-            sl = slice(r, r + k)
-            prev, p.prev = p.prev, None
-            if prev is not None:
-                prev.done.wait()  # measured in this batch's other half, or an earlier batch
-                c = prev.tail_last
-                if c is not None and len(c[4]) and k and c[4][-1] < p.rows[0]:
-                    carried.append(c[0])
-                    parts.append(c[1:4] + (c[4] + b * span, -1 - np.arange(n_carry, n_carry + len(c[4]))))
-                    n_carry += len(c[4])
-                    n += len(c[4])
-            parts.append((pt.off[sl], meas.points[sl], meas.ok[sl], p.rows + b * span, np.arange(r, r + k)))
-            own.append(np.arange(n, n + k))
-            n += k
-            p.tail_last = (pt.fp[r + max(0, k - lag): r + k].copy(), pt.off[sl][-lag:],
-                           meas.points[sl][-lag:], meas.ok[sl][-lag:], p.rows[-lag:])
-            p.done.set()
-            r += k
-    finally:
-        for p in pend:
-            p.done.set()  # never leave a later block waiting
-    # the batch's patches are read where they are (no copy), the carried ones from their stack
-    off, points, ok, rows, at = (np.concatenate([q[i] for q in parts]) for i in range(5))
-    at = np.where(at < 0, -1 - at, at + n_carry)
-    fp = (np.concatenate(carried), pt.fp) if carried else pt.fp
-    return tail_motion(fp, off, points, ok, rows, lag=lag, at=at)[np.concatenate(own)]
 
 
 def _select_single(st: _ArenaState, blobs: ChunkBlobs, n: int, prm: _Params) -> np.ndarray:
