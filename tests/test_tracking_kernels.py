@@ -131,6 +131,79 @@ def test_sweep_kernel_equals_numpy(arc_smooth):
     assert 0.3 * len(ok) < ok.sum() < len(ok)  # tails found, not everywhere (empty patches)
 
 
+def _blob_stacks(rng, n_arenas):
+    """Fishness stacks (N, h, w) of arenas of different sizes: smooth random shapes of all
+    sizes (specks below ``min_area``, one-pixel lines, larvae-sized blobs, frames without any),
+    zero on the outer rows and columns; one arena empty throughout."""
+    import cv2
+
+    stacks = []
+    for a in range(n_arenas):
+        n, h, w = 5, int(rng.integers(20, 70)), int(rng.integers(20, 70))
+        d = np.zeros((n, h, w), np.uint8)
+        if a != 1:
+            for t in range(n):
+                if t == 2:
+                    continue  # a frame without a blob
+                z = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0),
+                                     float(rng.uniform(0.6, 3)))
+                d[t] = np.where(z > np.quantile(z, rng.uniform(0.8, 0.97)), 40, 0).astype(np.uint8)
+            d[0, h // 2, 3 : w - 3] = 40  # a line one pixel thick (zero area by moments)
+        d[:, [0, -1]] = 0
+        d[:, :, [0, -1]] = 0
+        stacks.append(d)
+    return stacks
+
+
+def test_contour_stats_kernel_equals_opencv():
+    """The compiled outline statistics are OpenCV's boundingRect, moments (m00, m10, m01) and
+    closed arcLength, exactly, for every outline of random masks (including one-point and
+    line outlines)."""
+    import cv2
+
+    from fishtrack.tracking import _kernels
+    from fishtrack.tracking.segment import outlines
+
+    rng = np.random.default_rng(11)
+    cs = [c for d in _blob_stacks(rng, 12) for c in outlines(d, 20)]
+    cs.append(np.array([[[5, 7]]], np.int32))  # a single point
+    assert len(cs) > 100
+    ends = np.cumsum([len(c) for c in cs], dtype=np.int64)
+    rect = np.empty((len(cs), 4), np.int32)
+    mom = np.empty((len(cs), 4))
+    _kernels.contour_stats(np.concatenate(cs).reshape(-1, 2), ends, rect, mom)
+    for i, c in enumerate(cs):
+        mo = cv2.moments(c)
+        assert tuple(rect[i]) == cv2.boundingRect(c)
+        assert (mom[i, 0], mom[i, 1], mom[i, 2]) == (mo["m00"], mo["m10"], mo["m01"])
+        assert mom[i, 3] == cv2.arcLength(c, True)
+    assert (mom[:, 0] == 0).any() and (mom[:, 0] > 50).any()
+
+
+def test_blobs_of_arenas_equals_find_blobs():
+    """The plate's blobs of all arenas at once are find_blobs' blobs of each arena: the same
+    values, dtypes, order and outlines (arenas of different heights, an empty arena)."""
+    from fishtrack.tracking import _kernels
+    from fishtrack.tracking.segment import blobs_of_arenas, find_blobs, outlines
+
+    rng = np.random.default_rng(5)
+    stacks = _blob_stacks(rng, 9)
+    for min_area in (0.0, 6.0, 40.0):
+        got = blobs_of_arenas([outlines(d, 20) for d in stacks], [d.shape[1] for d in stacks],
+                              min_area, _kernels.contour_stats)
+        n_blobs = 0
+        for d, g in zip(stacks, got, strict=True):
+            ref = find_blobs(d, 20, min_area)
+            n_blobs += len(ref)
+            for f in ("frame", "x0", "y0", "w", "h", "area", "cx", "cy"):
+                a, b = getattr(ref, f), getattr(g, f)
+                assert a.dtype == b.dtype and np.array_equal(a, b), f
+            assert len(ref.contours) == len(g.contours)
+            assert all(np.array_equal(a, b) for a, b in zip(ref.contours, g.contours, strict=True))
+        assert n_blobs > 20 and len(got[1]) == 0
+    assert all(len(b) == 0 for b in blobs_of_arenas([[], []], [10, 12], 5.0, _kernels.contour_stats))
+
+
 def test_limit_malloc_arenas_in_a_fresh_process():
     """Tracking caps glibc's malloc arenas at MALLOC_ARENAS unless the user set
     MALLOC_ARENA_MAX: the cap holds (six threads allocating at once share them; without the

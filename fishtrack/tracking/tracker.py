@@ -50,7 +50,14 @@ from fishtrack.tracking.midline import (
     trace_midlines,
     wrap,
 )
-from fishtrack.tracking.segment import ChunkBlobs, all_arena_gains, find_blobs, fishness_chunk
+from fishtrack.tracking.segment import (
+    ChunkBlobs,
+    all_arena_gains,
+    blobs_of_arenas,
+    find_blobs,
+    fishness_chunk,
+    outlines,
+)
 
 __all__ = ["TrackResult", "ArraySource", "track_video", "track_columns", "kept_rows"]
 
@@ -100,7 +107,8 @@ MID_BODY = 0.5
 
 def use_kernels(on: bool) -> None:
     """Use the compiled kernels (``on``; NumPy if numba cannot be imported) or the NumPy code
-    (the same values either way) for sampling patches and cutting them, process-wide."""
+    (the same values either way) for sampling patches, cutting them and the blobs' outline
+    statistics, process-wide."""
     global _KERNELS
     mod = None
     if on:
@@ -1470,6 +1478,9 @@ class _Run:
         self.store = _Store(cap, len(self.names), prm.n_points, ts)
         self.store.rows = n_total
         max_cells = max(int(np.prod(m.shape)) for m in bg.models)
+        #: pixels of all arena crops of one frame (a plate's chunk keeps every arena's
+        #: fishness until its blobs are found: ``work`` grows to that once kernels are in use)
+        self.cells = sum(int(np.prod(m.shape)) for m in bg.models)
         self.work = np.zeros(self.chunk_frames * max_cells, np.uint8)
         self.queue = _Queue(self.store, prm, embedded=layout == "embedded", pool=pool,
                             threads=MEASURE_THREADS)
@@ -1496,17 +1507,41 @@ class _Run:
         self.store.time[fidx - self.store.base] = chunk.times
         flicker = self.cfg.flicker_correction
         gains = all_arena_gains(frames, [st.model for st in self.states]) if flicker else None
-        for i, st in enumerate(self.states):
-            m = st.model
-            x0, y0, x1, y1 = m.bbox
-            crop = frames[:, y0:y1, x0:x1]
-            hh, ww = m.shape
-            d = self.work[: n * hh * ww].reshape(n, hh, ww)
-            fishness_chunk(crop, m, bg.polarity, d, flicker=flicker,
-                           gains=gains[i] if gains is not None else None)
-            blobs = find_blobs(d, m.threshold, prm.min_area)
-            self.step(self, st, _ArenaChunk(d, crop, st.prev, blobs, fidx, _origin(st)))
-            st.prev = np.array(crop[-1])
+        kernels = _KERNELS
+        if kernels is not None:
+            # a plate (compiled kernels in use): every arena's fishness and outlines first, then
+            # the blobs of all arenas from one compiled call (the same blobs as find_blobs)
+            if len(self.work) < n * self.cells:
+                self.work = np.zeros(self.chunk_frames * self.cells, np.uint8)
+            ds, crops, conts = [], [], []
+            at = 0
+            for i, st in enumerate(self.states):
+                m = st.model
+                x0, y0, x1, y1 = m.bbox
+                crops.append(frames[:, y0:y1, x0:x1])
+                hh, ww = m.shape
+                ds.append(self.work[at : at + n * hh * ww].reshape(n, hh, ww))
+                at += n * hh * ww
+                fishness_chunk(crops[i], m, bg.polarity, ds[i], flicker=flicker,
+                               gains=gains[i] if gains is not None else None)
+                conts.append(outlines(ds[i], m.threshold))
+            all_blobs = blobs_of_arenas(conts, [d.shape[1] for d in ds], prm.min_area,
+                                        kernels.contour_stats)
+            for st, d, crop, blobs in zip(self.states, ds, crops, all_blobs, strict=True):
+                self.step(self, st, _ArenaChunk(d, crop, st.prev, blobs, fidx, _origin(st)))
+                st.prev = np.array(crop[-1])
+        else:
+            for i, st in enumerate(self.states):
+                m = st.model
+                x0, y0, x1, y1 = m.bbox
+                crop = frames[:, y0:y1, x0:x1]
+                hh, ww = m.shape
+                d = self.work[: n * hh * ww].reshape(n, hh, ww)
+                fishness_chunk(crop, m, bg.polarity, d, flicker=flicker,
+                               gains=gains[i] if gains is not None else None)
+                blobs = find_blobs(d, m.threshold, prm.min_area)
+                self.step(self, st, _ArenaChunk(d, crop, st.prev, blobs, fidx, _origin(st)))
+                st.prev = np.array(crop[-1])
         self.queue.flush()
         self.done_upto = int(fidx[-1]) + 1
         return n
