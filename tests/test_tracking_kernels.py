@@ -204,6 +204,43 @@ def test_blobs_of_arenas_equals_find_blobs():
     assert all(len(b) == 0 for b in blobs_of_arenas([[], []], [10, 12], 5.0, _kernels.contour_stats))
 
 
+@pytest.mark.parametrize("polarity", ["dark", "bright"])
+def test_fishness_kernel_equals_opencv(polarity):
+    """The compiled fishness of all arenas at once equals segment.fishness_chunk's OpenCV
+    calls for every arena: gains around 1 (flicker) and gains that put the scaled background
+    exactly half-way between grey levels (rounding half to even) or above 255 (saturation)."""
+    from fishtrack.tracking import _kernels
+    from fishtrack.tracking.background import ArenaModel
+    from fishtrack.tracking.segment import fishness_chunk
+
+    rng = np.random.default_rng(17 + (polarity == "dark"))
+    n, hf, wf = 4, 90, 120
+    frames = rng.integers(0, 256, (n, hf, wf)).astype(np.uint8)
+    boxes = [(0, 0, 40, 30), (35, 5, 80, 50), (70, 40, 120, 90), (3, 60, 20, 61)]
+    models = []
+    for x0, y0, x1, y1 in boxes:
+        h, w = y1 - y0, x1 - x0
+        bg = rng.integers(0, 256, (h, w)).astype(np.float32)
+        bg[: h // 2] += 0.5  # half-way values, in float32 exactly
+        valid = np.where(rng.random((h, w)) < 0.8, 255, 0).astype(np.uint8)
+        models.append(ArenaModel(name="A", bbox=(x0, y0, x1, y1), bg=bg, valid=valid,
+                                 threshold=10.0, noise=1.0, gain_yx=np.zeros((2, 1), np.int64),
+                                 gain_ref=np.ones(1, np.float32)))
+    gains = rng.uniform(0.9, 1.1, (len(boxes), n)).astype(np.float32)
+    gains[0, 0], gains[1, 1], gains[2, 2] = 1.0, 2.0, 0.5
+    ref = []
+    for m, g in zip(models, gains, strict=True):
+        x0, y0, x1, y1 = m.bbox
+        d = np.empty((n, y1 - y0, x1 - x0), np.uint8)
+        fishness_chunk(frames[:, y0:y1, x0:x1], m, polarity, d, gains=g)
+        ref.append(d.ravel())
+    arrays = tracker._plate_arrays(models)
+    out = np.full(sum(len(r) for r in ref), 7, np.uint8)
+    _kernels.fishness_arenas(frames, arrays[0], gains, *arrays[1:], polarity == "dark", out)
+    assert np.array_equal(out, np.concatenate(ref))
+    assert (out > 0).mean() > 0.2 and (out == 0).mean() > 0.2
+
+
 def test_limit_malloc_arenas_in_a_fresh_process():
     """Tracking caps glibc's malloc arenas at MALLOC_ARENAS unless the user set
     MALLOC_ARENA_MAX: the cap holds (six threads allocating at once share them; without the
@@ -241,3 +278,38 @@ def test_limit_malloc_arenas_in_a_fresh_process():
                          check=True).stdout
     assert out.splitlines()[0] == "False False"
     assert out.count("<heap nr=") > MALLOC_ARENAS  # (the cap is what kept them few)
+
+
+@pytest.mark.parametrize("layout", ["wells", "chamber", "embedded"])
+def test_tracks_with_kernels_equal_numpy(layout, tmp_path):
+    """Whole tracking runs with the compiled kernels (a plate's path: blobs of all arenas at
+    once, compiled cutting and sampling) give exactly the NumPy path's tracks, for every
+    layout (noise, dust, flicker, an empty well)."""
+    from fishtrack.config import TrackingConfig
+    from fishtrack.io.video import open_video
+    from fishtrack.synth import SimSpec, simulate
+    from fishtrack.tracking import estimate_background, track_video
+
+    kw = {"wells": dict(rows=2, cols=3, empty_arenas=["B3"], n_dust=15),
+          "chamber": dict(fish_per_arena=2), "embedded": dict(rows=1, cols=2)}[layout]
+    sim = simulate(SimSpec(name=layout, layout=layout, duration_s=1.2, fps=50, seed=21,
+                           noise_sd=3.0, flicker=0.03, **kw), tmp_path)
+    from fishtrack.arenas import Arena
+
+    arenas = [Arena(name=r.name, row=int(r.row), col=int(r.col), shape=r.shape, cx=float(r.cx),
+                    cy=float(r.cy), radius=float(r.radius),
+                    bbox=(int(r.x0), int(r.y0), int(r.x1), int(r.y1)), margin=2.0)
+              for r in sim.arenas.itertuples()]
+    cfg = TrackingConfig()
+    with open_video(sim.video_path) as src:
+        bg = estimate_background(src, cfg)
+        outs = []
+        for on in (False, True):
+            tracker.use_kernels(on)
+            try:
+                outs.append(track_video(src, arenas, cfg, background=bg, layout=layout,
+                                        fish_per_arena=sim.spec.fish_per_arena).tracks)
+            finally:
+                tracker.use_kernels(False)
+    assert outs[0].equals(outs[1])
+    assert outs[0]["detected"].mean() > 0.5

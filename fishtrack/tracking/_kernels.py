@@ -317,3 +317,43 @@ def contour_stats(pts, ends, rect, mom):  # pragma: no cover - compiled; tested 
             mom[c, 2] = 0.0
         mom[c, 3] = per if npt > 1 else 0.0
         start = end
+
+
+@njit("void(uint8[:, :, ::1], int64[:, :], float32[:, :], float32[::1], uint8[::1], int64[:], "
+      "boolean, uint8[::1])", cache=True, nogil=True)
+def fishness_arenas(frames, boxes, gains, bgs, valids, offs, dark, out):  # pragma: no cover
+    """``segment.fishness_chunk`` (without smoothing) of many arenas of a chunk of whole frames
+    (N, H, W) in one call, the same values: for arena ``a`` (``boxes`` (A, 4) x0, y0, x1, y1)
+    and frame ``t``, the background scaled by ``gains[a, t]`` as ``cv2.convertScaleAbs`` does
+    (float32 product, absolute value, rounded half to even, saturated), the saturated
+    difference towards the fish (``dark``: background - frame) and the arena's valid mask
+    (bitwise and). The backgrounds ``bgs`` (float32) and masks ``valids`` (h, w) of the arenas
+    one after the other from ``offs[a]``; the fishness (N, h, w) of arena ``a`` from
+    ``N * offs[a]`` in ``out``. Row loops over contiguous rows (vectorized by the compiler)."""
+    n = frames.shape[0]
+    zero = np.float32(0.0)
+    top = np.float32(255.0)
+    for a in range(boxes.shape[0]):
+        x0 = boxes[a, 0]
+        y0 = boxes[a, 1]
+        w = boxes[a, 2] - x0
+        h = boxes[a, 3] - y0
+        o = offs[a]
+        base = n * o
+        for t in range(n):
+            g = gains[a, t]
+            for i in range(h):
+                row = frames[t, y0 + i, x0 : x0 + w]
+                brow = bgs[o + i * w : o + (i + 1) * w]
+                vrow = valids[o + i * w : o + (i + 1) * w]
+                orow = out[base + (t * h + i) * w : base + (t * h + i + 1) * w]
+                if dark:
+                    for j in range(w):
+                        sc = min(np.rint(abs(brow[j] * g)), top)
+                        v = max(sc - np.float32(row[j]), zero)
+                        orow[j] = np.uint8(v) & vrow[j]
+                else:
+                    for j in range(w):
+                        sc = min(np.rint(abs(brow[j] * g)), top)
+                        v = min(max(np.float32(row[j]) - sc, zero), top)
+                        orow[j] = np.uint8(v) & vrow[j]

@@ -1481,6 +1481,7 @@ class _Run:
         #: pixels of all arena crops of one frame (a plate's chunk keeps every arena's
         #: fishness until its blobs are found: ``work`` grows to that once kernels are in use)
         self.cells = sum(int(np.prod(m.shape)) for m in bg.models)
+        self.plate: tuple | None = None  # the arenas' boxes, backgrounds, masks (_plate_arrays)
         self.work = np.zeros(self.chunk_frames * max_cells, np.uint8)
         self.queue = _Queue(self.store, prm, embedded=layout == "embedded", pool=pool,
                             threads=MEASURE_THREADS)
@@ -1515,6 +1516,14 @@ class _Run:
                 self.work = np.zeros(self.chunk_frames * self.cells, np.uint8)
             ds, crops, conts = [], [], []
             at = 0
+            # every arena's fishness from one compiled call (unless an arena smooths it)
+            one_call = frames.flags.c_contiguous and not any(st.model.smooth > 0 for st in self.states)
+            if one_call:
+                if self.plate is None:
+                    self.plate = _plate_arrays([st.model for st in self.states])
+                g = np.stack(gains) if gains is not None else np.ones((len(self.states), n), np.float32)
+                kernels.fishness_arenas(frames, self.plate[0], g, *self.plate[1:],
+                                        bg.polarity == "dark", self.work)
             for i, st in enumerate(self.states):
                 m = st.model
                 x0, y0, x1, y1 = m.bbox
@@ -1522,8 +1531,9 @@ class _Run:
                 hh, ww = m.shape
                 ds.append(self.work[at : at + n * hh * ww].reshape(n, hh, ww))
                 at += n * hh * ww
-                fishness_chunk(crops[i], m, bg.polarity, ds[i], flicker=flicker,
-                               gains=gains[i] if gains is not None else None)
+                if not one_call:
+                    fishness_chunk(crops[i], m, bg.polarity, ds[i], flicker=flicker,
+                                   gains=gains[i] if gains is not None else None)
                 conts.append(outlines(ds[i], m.threshold))
             all_blobs = blobs_of_arenas(conts, [d.shape[1] for d in ds], prm.min_area,
                                         kernels.contour_stats)
@@ -1572,6 +1582,17 @@ class _Run:
             self.counts.add(store.detected[sl], store.f["area_px"][sl])
             self.sink(_columns(store, store.base, hi, slots, self.names, release=False))
             store.drop(hi)
+
+
+def _plate_arrays(models: list[ArenaModel]) -> tuple[np.ndarray, ...]:
+    """The arenas' boxes (A, 4) int64, backgrounds (float32) and valid masks (uint8) one after
+    the other, and where each begins: the inputs of ``_kernels.fishness_arenas``."""
+    sizes = [int(np.prod(m.shape)) for m in models]
+    offs = np.zeros(len(models), np.int64)
+    offs[1:] = np.cumsum(sizes)[:-1]
+    return (np.array([m.bbox for m in models], np.int64),
+            np.concatenate([np.ravel(m.bg).astype(np.float32) for m in models]),
+            np.concatenate([np.ravel(m.valid).astype(np.uint8) for m in models]), offs)
 
 
 def _step_single(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
