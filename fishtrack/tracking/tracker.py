@@ -6,9 +6,11 @@ tracks the previous chunk; OpenCV and PyAV release the GIL, so both cores work. 
 processed on its crop of the chunk: fishness and masks for all frames (:mod:`.segment`), blobs of
 the whole chunk from one contour call, the fish blob(s) of every frame (:mod:`.identity`), and
 head / midline for all selected blobs at once (:mod:`.midline`), in ``MEASURE_THREADS`` worker
-threads while the main thread segments the next chunks (:class:`_Queue`). Results go straight into
-preallocated NumPy arrays (one column per fish), so memory grows only with the size of the
-output table.
+threads while the main thread segments the next chunks (:class:`_Queue`). With the compiled
+kernels (a plate: at least ``KERNEL_MIN_FISH`` fish) the fishness of all arenas of a chunk is one
+compiled call and the blobs of all arenas' outlines another (the same values as the per-arena
+OpenCV path). Results go straight into preallocated NumPy arrays (one column per fish), so
+memory grows only with the size of the output table.
 """
 
 from __future__ import annotations
