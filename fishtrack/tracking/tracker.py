@@ -1518,14 +1518,15 @@ class _Run:
                 self.work = np.zeros(self.chunk_frames * self.cells, np.uint8)
             ds, crops, conts = [], [], []
             at = 0
-            # every arena's fishness from one compiled call (unless an arena smooths it)
-            one_call = frames.flags.c_contiguous and not any(st.model.smooth > 0 for st in self.states)
-            if one_call:
-                if self.plate is None:
-                    self.plate = _plate_arrays([st.model for st in self.states])
+            # the fishness of every arena that does not smooth it from one compiled call
+            if self.plate is None:
+                self.plate = _plate_arrays([st.model for st in self.states])
+            boxes, bgs, valids, offs, in_call = self.plate
+            in_call = in_call if frames.flags.c_contiguous else np.zeros_like(in_call)
+            if in_call.any():
                 g = np.stack(gains) if gains is not None else np.ones((len(self.states), n), np.float32)
-                kernels.fishness_arenas(frames, self.plate[0], g, *self.plate[1:],
-                                        bg.polarity == "dark", self.work)
+                kernels.fishness_arenas(frames, boxes[in_call], g[in_call], bgs, valids,
+                                        offs[in_call], bg.polarity == "dark", self.work)
             for i, st in enumerate(self.states):
                 m = st.model
                 x0, y0, x1, y1 = m.bbox
@@ -1533,7 +1534,7 @@ class _Run:
                 hh, ww = m.shape
                 ds.append(self.work[at : at + n * hh * ww].reshape(n, hh, ww))
                 at += n * hh * ww
-                if not one_call:
+                if not in_call[i]:
                     fishness_chunk(crops[i], m, bg.polarity, ds[i], flicker=flicker,
                                    gains=gains[i] if gains is not None else None)
                 conts.append(outlines(ds[i], m.threshold))
@@ -1588,13 +1589,15 @@ class _Run:
 
 def _plate_arrays(models: list[ArenaModel]) -> tuple[np.ndarray, ...]:
     """The arenas' boxes (A, 4) int64, backgrounds (float32) and valid masks (uint8) one after
-    the other, and where each begins: the inputs of ``_kernels.fishness_arenas``."""
+    the other, where each begins (the inputs of ``_kernels.fishness_arenas``) and which arenas
+    it serves (A,) bool: those whose fishness is not smoothed (``ArenaModel.smooth``)."""
     sizes = [int(np.prod(m.shape)) for m in models]
     offs = np.zeros(len(models), np.int64)
     offs[1:] = np.cumsum(sizes)[:-1]
     return (np.array([m.bbox for m in models], np.int64),
             np.concatenate([np.ravel(m.bg).astype(np.float32) for m in models]),
-            np.concatenate([np.ravel(m.valid).astype(np.uint8) for m in models]), offs)
+            np.concatenate([np.ravel(m.valid).astype(np.uint8) for m in models]), offs,
+            np.array([not (m.smooth > 0) for m in models], bool))
 
 
 def _step_single(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
