@@ -9,7 +9,8 @@ Usage::
 ``track_video`` with the measuring run inline on the main thread (no worker threads), so that
 every stage is timed on the thread that runs it (``time.thread_time`` around each stage; the
 stages nest: ``_measure_all`` contains ``trace_midlines`` and ``_find_heads``, ``_step_single``
-contains ``_cut``). The compiled kernels are loaded first when the plate has at least
+contains ``_cut``; a plate's segmentation, with the kernels, is ``fishness_arenas``, ``outlines``
+and ``blobs_of_arenas`` instead of ``fishness_chunk`` and ``find_blobs``). The compiled kernels are loaded first when the plate has at least
 ``KERNEL_MIN_FISH`` fish. Then ``track_video`` with its measuring threads on the same frames:
 CPU per frame of all threads. The bare PyAV decode of the file is timed too, and the fixed
 costs of a run: the CPU of a fresh process importing what ``fishtrack track`` imports, of the
@@ -33,8 +34,11 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # last: the tree given by PYTHONPATH is the one measured
 sys.path.insert(0, str(HERE))
 
-STAGES = ["all_arena_gains", "fishness_chunk", "find_blobs", "_select_single", "_step_single",
-          "_cut", "_measure_all", "_find_heads", "trace_midlines", "smooth_patches", "_write"]
+STAGES = ["all_arena_gains", "fishness_chunk", "find_blobs", "outlines", "blobs_of_arenas",
+          "_select_single", "_step_single", "_cut", "_measure_all", "_find_heads",
+          "trace_midlines", "smooth_patches", "_write"]
+#: compiled kernels timed as stages (a plate's path calls them through the kernels module)
+KERNEL_STAGES = ["fishness_arenas"]
 
 
 class _Inline:
@@ -103,7 +107,8 @@ def run(folder: Path, frames_max: int | None = None) -> dict:
     T.track_video(T.ArraySource(frames), arenas, cfg, background=bg)
     res["threads_cpu_ms"] = 1000 * (time.process_time() - c0) / n
     acc: collections.Counter = collections.Counter()
-    saved = {}
+    saved: dict = {}
+    saved_k: dict = {}
 
     def wrap(name):
         f = getattr(T, name)
@@ -124,6 +129,20 @@ def run(folder: Path, frames_max: int | None = None) -> dict:
     for s in STAGES:
         if hasattr(T, s):
             wrap(s)
+    kmod = T._KERNELS
+    for s in KERNEL_STAGES if kmod is not None else []:
+        if hasattr(kmod, s):
+            f = getattr(kmod, s)
+
+            def wk(*a, _f=f, _s=s):
+                t = time.thread_time()
+                try:
+                    return _f(*a)
+                finally:
+                    acc[_s] += time.thread_time() - t
+
+            setattr(kmod, s, wk)
+            saved_k[s] = f
     try:
         t0 = time.thread_time()
         T.track_video(T.ArraySource(frames), arenas, cfg, background=bg, prefetch=0)
@@ -132,6 +151,8 @@ def run(folder: Path, frames_max: int | None = None) -> dict:
         T.ThreadPoolExecutor = pool
         for k, f in saved.items():
             setattr(T, k, f)
+        for k, f in saved_k.items():
+            setattr(kmod, k, f)
     res["stages_ms"] = {k: 1000 * v / n for k, v in acc.most_common()}
     cpu: list = []
     _bare_decode(video, cpu)

@@ -131,6 +131,125 @@ def test_sweep_kernel_equals_numpy(arc_smooth):
     assert 0.3 * len(ok) < ok.sum() < len(ok)  # tails found, not everywhere (empty patches)
 
 
+def _blob_stacks(rng, n_arenas):
+    """Fishness stacks (N, h, w) of arenas of different sizes: smooth random shapes of all
+    sizes (specks below ``min_area``, one-pixel lines, larvae-sized blobs, frames without any),
+    zero on the outer rows and columns; one arena empty throughout."""
+    import cv2
+
+    stacks = []
+    for a in range(n_arenas):
+        n, h, w = 5, int(rng.integers(20, 70)), int(rng.integers(20, 70))
+        d = np.zeros((n, h, w), np.uint8)
+        if a != 1:
+            for t in range(n):
+                if t == 2:
+                    continue  # a frame without a blob
+                z = cv2.GaussianBlur(rng.random((h, w)).astype(np.float32), (0, 0),
+                                     float(rng.uniform(0.6, 3)))
+                d[t] = np.where(z > np.quantile(z, rng.uniform(0.8, 0.97)), 40, 0).astype(np.uint8)
+            d[0, h // 2, 3 : w - 3] = 40  # a line one pixel thick (zero area by moments)
+        d[:, [0, -1]] = 0
+        d[:, :, [0, -1]] = 0
+        stacks.append(d)
+    return stacks
+
+
+def test_contour_stats_kernel_equals_opencv():
+    """The compiled outline statistics are OpenCV's boundingRect, moments (m00, m10, m01) and
+    closed arcLength, exactly, for every outline of random masks (including one-point and
+    line outlines)."""
+    import cv2
+
+    from fishtrack.tracking import _kernels
+    from fishtrack.tracking.segment import outlines
+
+    rng = np.random.default_rng(11)
+    cs = [c for d in _blob_stacks(rng, 12) for c in outlines(d, 20)]
+    cs.append(np.array([[[5, 7]]], np.int32))  # a single point
+    assert len(cs) > 100
+    ends = np.cumsum([len(c) for c in cs], dtype=np.int64)
+    rect = np.empty((len(cs), 4), np.int32)
+    mom = np.empty((len(cs), 4))
+    _kernels.contour_stats(np.concatenate(cs).reshape(-1, 2), ends, rect, mom)
+    for i, c in enumerate(cs):
+        mo = cv2.moments(c)
+        assert tuple(rect[i]) == cv2.boundingRect(c)
+        assert (mom[i, 0], mom[i, 1], mom[i, 2]) == (mo["m00"], mo["m10"], mo["m01"])
+        assert mom[i, 3] == cv2.arcLength(c, True)
+    assert (mom[:, 0] == 0).any() and (mom[:, 0] > 50).any()
+
+
+def test_blobs_of_arenas_equals_find_blobs():
+    """The plate's blobs of all arenas at once are find_blobs' blobs of each arena: the same
+    values, dtypes, order and outlines (arenas of different heights, an empty arena)."""
+    from fishtrack.tracking import _kernels
+    from fishtrack.tracking.segment import blobs_of_arenas, find_blobs, outlines
+
+    rng = np.random.default_rng(5)
+    stacks = _blob_stacks(rng, 9)
+    for min_area in (0.0, 6.0, 40.0):
+        got = blobs_of_arenas([outlines(d, 20) for d in stacks], [d.shape[1] for d in stacks],
+                              min_area, _kernels.contour_stats)
+        n_blobs = 0
+        for d, g in zip(stacks, got, strict=True):
+            ref = find_blobs(d, 20, min_area)
+            n_blobs += len(ref)
+            for f in ("frame", "x0", "y0", "w", "h", "area", "cx", "cy"):
+                a, b = getattr(ref, f), getattr(g, f)
+                assert a.dtype == b.dtype and np.array_equal(a, b), f
+            assert len(ref.contours) == len(g.contours)
+            assert all(np.array_equal(a, b) for a, b in zip(ref.contours, g.contours, strict=True))
+        assert n_blobs > 20 and len(got[1]) == 0
+    assert all(len(b) == 0 for b in blobs_of_arenas([[], []], [10, 12], 5.0, _kernels.contour_stats))
+
+
+@pytest.mark.parametrize("polarity", ["dark", "bright"])
+def test_fishness_kernel_equals_opencv(polarity):
+    """The compiled fishness of all arenas at once equals segment.fishness_chunk's OpenCV
+    calls for every arena: gains around 1 (flicker) and gains that put the scaled background
+    exactly half-way between grey levels (rounding half to even) or above 255 (saturation)."""
+    from fishtrack.tracking import _kernels
+    from fishtrack.tracking.background import ArenaModel
+    from fishtrack.tracking.segment import fishness_chunk
+
+    rng = np.random.default_rng(17 + (polarity == "dark"))
+    n, hf, wf = 4, 90, 120
+    frames = rng.integers(0, 256, (n, hf, wf)).astype(np.uint8)
+    boxes = [(0, 0, 40, 30), (35, 5, 80, 50), (70, 40, 120, 90), (3, 60, 20, 61)]
+    models = []
+    for x0, y0, x1, y1 in boxes:
+        h, w = y1 - y0, x1 - x0
+        bg = rng.integers(0, 256, (h, w)).astype(np.float32)
+        bg[: h // 2] += 0.5  # half-way values, in float32 exactly
+        valid = np.where(rng.random((h, w)) < 0.8, 255, 0).astype(np.uint8)
+        models.append(ArenaModel(name="A", bbox=(x0, y0, x1, y1), bg=bg, valid=valid,
+                                 threshold=10.0, noise=1.0, gain_yx=np.zeros((2, 1), np.int64),
+                                 gain_ref=np.ones(1, np.float32)))
+    gains = rng.uniform(0.9, 1.1, (len(boxes), n)).astype(np.float32)
+    gains[0, 0], gains[1, 1], gains[2, 2] = 1.0, 2.0, 0.5
+    ref = []
+    for m, g in zip(models, gains, strict=True):
+        x0, y0, x1, y1 = m.bbox
+        d = np.empty((n, y1 - y0, x1 - x0), np.uint8)
+        fishness_chunk(frames[:, y0:y1, x0:x1], m, polarity, d, gains=g)
+        ref.append(d.ravel())
+    boxes, bgs, valids, offs, in_call = tracker._plate_arrays(models)
+    assert in_call.all()
+    out = np.full(sum(len(r) for r in ref), 7, np.uint8)
+    _kernels.fishness_arenas(frames, boxes, gains, bgs, valids, offs, polarity == "dark", out)
+    assert np.array_equal(out, np.concatenate(ref))
+    # a subset of the arenas (the others smooth their fishness): only theirs are written
+    out[:] = 7
+    sub = np.array([True, False, True, False])
+    _kernels.fishness_arenas(frames, boxes[sub], gains[sub], bgs, valids, offs[sub],
+                             polarity == "dark", out)
+    parts = np.split(out, np.cumsum([len(r) for r in ref])[:-1])
+    for keep, got, r in zip(sub, parts, ref, strict=True):
+        assert np.array_equal(got, r) if keep else (got == 7).all()
+    assert (out > 0).mean() > 0.2 and (out == 0).mean() > 0.2
+
+
 def test_limit_malloc_arenas_in_a_fresh_process():
     """Tracking caps glibc's malloc arenas at MALLOC_ARENAS unless the user set
     MALLOC_ARENA_MAX: the cap holds (six threads allocating at once share them; without the
@@ -168,3 +287,43 @@ def test_limit_malloc_arenas_in_a_fresh_process():
                          check=True).stdout
     assert out.splitlines()[0] == "False False"
     assert out.count("<heap nr=") > MALLOC_ARENAS  # (the cap is what kept them few)
+
+
+@pytest.mark.parametrize("layout", ["wells", "chamber", "embedded"])
+def test_tracks_with_kernels_equal_numpy(layout, tmp_path):
+    """Whole tracking runs with the compiled kernels (a plate's path: blobs of all arenas at
+    once, compiled cutting and sampling) give exactly the NumPy path's tracks, for every
+    layout (noise, dust, flicker, an empty well)."""
+    from fishtrack.config import TrackingConfig
+    from fishtrack.io.video import open_video
+    from fishtrack.synth import SimSpec, simulate
+    from fishtrack.tracking import estimate_background, track_video
+
+    kw = {"wells": dict(rows=2, cols=3, empty_arenas=["B3"], n_dust=15),
+          "chamber": dict(fish_per_arena=2), "embedded": dict(rows=1, cols=2)}[layout]
+    sim = simulate(SimSpec(name=layout, layout=layout, duration_s=1.2, fps=50, seed=21,
+                           noise_sd=3.0, flicker=0.03, **kw), tmp_path)
+    from fishtrack.arenas import Arena
+
+    arenas = [Arena(name=r.name, row=int(r.row), col=int(r.col), shape=r.shape, cx=float(r.cx),
+                    cy=float(r.cy), radius=float(r.radius),
+                    bbox=(int(r.x0), int(r.y0), int(r.x1), int(r.y1)), margin=2.0)
+              for r in sim.arenas.itertuples()]
+    cfg = TrackingConfig()
+    with open_video(sim.video_path) as src:
+        bg = estimate_background(src, cfg)
+        if layout == "wells":
+            # one arena smoothing its fishness (a noisy arena): the others' fishness still
+            # comes from the compiled call
+            bg = bg.refine(arenas, cfg, fish_per_arena=1, layout=layout)
+            bg.models[0].smooth = 1.0
+        outs = []
+        for on in (False, True):
+            tracker.use_kernels(on)
+            try:
+                outs.append(track_video(src, arenas, cfg, background=bg, layout=layout,
+                                        fish_per_arena=sim.spec.fish_per_arena).tracks)
+            finally:
+                tracker.use_kernels(False)
+    assert outs[0].equals(outs[1])
+    assert outs[0]["detected"].mean() > 0.5

@@ -21,12 +21,13 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["bilinear2d", "cut_measure", "sweep_step"]
+__all__ = ["bilinear2d", "contour_stats", "cut_measure", "fishness_arenas", "sweep_step"]
 
 
 #: one compiled signature per kernel (any memory layout), so that a first run compiles each
 #: kernel once, whatever views it is given
 _A3U8 = "uint8[:, :, :]"
+_C3U8 = "uint8[:, :, ::1]"
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -64,8 +65,8 @@ def bilinear2d(f, x, y):  # pragma: no cover - compiled; tested against the NumP
     return out
 
 
-@njit(f"void({_A3U8}, {_A3U8}, uint8[:, :], boolean, int64[:], int64[:], int64[:], {_A3U8}, "
-      f"boolean, float64, {_A3U8}, float32[:], float32[:])", cache=True, nogil=True)
+@njit(f"void({_C3U8}, {_A3U8}, uint8[:, :], boolean, int64[:], int64[:], int64[:], {_C3U8}, "
+      f"boolean, float64, {_C3U8}, float32[:], float32[:])", cache=True, nogil=True)
 def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, fp, area, motion):  # pragma: no cover
     """The fishness patches ``fp`` (M, P, P) of a chunk's fish and each fish's area and motion
     energy (``tracker._cut``'s NumPy steps, the same values).
@@ -82,6 +83,7 @@ def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, f
     h, w = d.shape[1], d.shape[2]
     own = np.zeros((p, p), np.uint8)
     tmp = np.zeros((p, p), np.uint8)
+    cols = np.zeros(p, np.uint8)
     for k in range(m):
         tk, xk, yk = t[k], x0[k], y0[k]
         ya, yb = min(max(yk, 0), h), min(max(yk + p, 0), h)
@@ -90,22 +92,42 @@ def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, f
             area[k] = 0.0
             continue
         ia, ib, ja, jb = ya - yk, yb - yk, xa - xk, xb - xk
+        nj = jb - ja
         own[:, :] = 0
+        cols[:] = 0
         n_own = 0
         imin, imax, jmin, jmax = p, -1, p, -1
+        # row by row over contiguous rows (loops the compiler vectorizes): the patch, the
+        # fish's pixels, the rows and (through ``cols``) the columns that hold any
         for i in range(ia, ib):
-            for j in range(ja, jb):
-                v = d[tk, yk + i, xk + j]
-                fp[k, i, j] = v
-                if label:
-                    o = mem[k, i, j] == 1
-                else:
-                    o = v > own_threshold
-                if o:
-                    own[i, j] = 1
-                    n_own += 1
-                    imin, imax = min(imin, i), max(imax, i)
-                    jmin, jmax = min(jmin, j), max(jmax, j)
+            drow = d[tk, yk + i, xa:xb]
+            frow = fp[k, i, ja:jb]
+            orow = own[i, ja:jb]
+            rc = 0
+            if label:
+                mrow = mem[k, i, ja:jb]
+                for j in range(nj):
+                    frow[j] = drow[j]
+                    o = np.uint8(mrow[j] == 1)
+                    orow[j] = o
+                    rc += o
+            else:
+                for j in range(nj):
+                    v = drow[j]
+                    frow[j] = v
+                    o = np.uint8(v > own_threshold)
+                    orow[j] = o
+                    rc += o
+            if rc > 0:
+                n_own += rc
+                imin, imax = min(imin, i), max(imax, i)
+                crow = cols[ja:jb]
+                for j in range(nj):
+                    crow[j] |= orow[j]
+        for j in range(ja, jb):
+            if cols[j]:
+                jmin = min(jmin, j)
+                jmax = max(jmax, j)
         area[k] = n_own
         if n_own == 0 or not (tk > 0 or has_prev):
             continue
@@ -252,3 +274,108 @@ def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, 
         a_out[i] = theta[i] + offs[jb] + frac * dstep
         v_out[i] = vmax
 
+
+
+@njit("void(int32[:, :], int64[:], int32[:, :], float64[:, :])", cache=True, nogil=True)
+def contour_stats(pts, ends, rect, mom):  # pragma: no cover - compiled; tested against OpenCV
+    """Per outline of ``segment.find_blobs`` what its OpenCV calls give, the same values:
+    the bounding box ``rect`` (n, 4) x, y, w, h (``cv2.boundingRect``) and ``mom`` (n, 3)
+    m00, m10, m01 (``cv2.moments``) and the closed perimeter (``cv2.arcLength(c, True)``).
+
+    ``pts`` (total, 2) the outlines' points one after the other (``np.concatenate`` of
+    ``cv2.findContours``' outlines), ``ends`` (n,) where each ends. With integer points the
+    moments' sums are exact integers in float64 (OpenCV's Green's-formula sums), scaled as
+    OpenCV scales them; the perimeter sums float32 segment lengths in float64, as OpenCV.
+    """
+    start = 0
+    for c in range(ends.shape[0]):
+        end = ends[c]
+        npt = end - start
+        xmin = pts[start, 0]
+        xmax = xmin
+        ymin = pts[start, 1]
+        ymax = ymin
+        for i in range(start + 1, end):
+            x = pts[i, 0]
+            y = pts[i, 1]
+            xmin = min(xmin, x)
+            xmax = max(xmax, x)
+            ymin = min(ymin, y)
+            ymax = max(ymax, y)
+        rect[c, 0] = xmin
+        rect[c, 1] = ymin
+        rect[c, 2] = xmax - xmin + 1
+        rect[c, 3] = ymax - ymin + 1
+        a00 = 0.0
+        a10 = 0.0
+        a01 = 0.0
+        xp = np.float64(pts[end - 1, 0])
+        yp = np.float64(pts[end - 1, 1])
+        per = 0.0
+        for i in range(start, end):
+            xi = np.float64(pts[i, 0])
+            yi = np.float64(pts[i, 1])
+            dxy = xp * yi - xi * yp
+            a00 += dxy
+            a10 += dxy * (xp + xi)
+            a01 += dxy * (yp + yi)
+            dx = np.float32(xi - xp)
+            dy = np.float32(yi - yp)
+            per += np.float64(np.sqrt(dx * dx + dy * dy))
+            xp = xi
+            yp = yi
+        if abs(a00) > 1.1920928955078125e-07:  # FLT_EPSILON
+            if a00 > 0:
+                mom[c, 0] = a00 * 0.5
+                mom[c, 1] = a10 * 0.16666666666666666666666666666667
+                mom[c, 2] = a01 * 0.16666666666666666666666666666667
+            else:
+                mom[c, 0] = a00 * -0.5
+                mom[c, 1] = a10 * -0.16666666666666666666666666666667
+                mom[c, 2] = a01 * -0.16666666666666666666666666666667
+        else:
+            mom[c, 0] = 0.0
+            mom[c, 1] = 0.0
+            mom[c, 2] = 0.0
+        mom[c, 3] = per if npt > 1 else 0.0
+        start = end
+
+
+@njit("void(uint8[:, :, ::1], int64[:, :], float32[:, :], float32[::1], uint8[::1], int64[:], "
+      "boolean, uint8[::1])", cache=True, nogil=True)
+def fishness_arenas(frames, boxes, gains, bgs, valids, offs, dark, out):  # pragma: no cover
+    """``segment.fishness_chunk`` (without smoothing) of many arenas of a chunk of whole frames
+    (N, H, W) in one call, the same values: for arena ``a`` (``boxes`` (A, 4) x0, y0, x1, y1)
+    and frame ``t``, the background scaled by ``gains[a, t]`` as ``cv2.convertScaleAbs`` does
+    (float32 product, absolute value, rounded half to even, saturated), the saturated
+    difference towards the fish (``dark``: background - frame) and the arena's valid mask
+    (bitwise and). The backgrounds ``bgs`` (float32) and masks ``valids`` (h, w) of the arenas
+    one after the other from ``offs[a]``; the fishness (N, h, w) of arena ``a`` from
+    ``N * offs[a]`` in ``out``. Row loops over contiguous rows (vectorized by the compiler)."""
+    n = frames.shape[0]
+    zero = np.float32(0.0)
+    top = np.float32(255.0)
+    for a in range(boxes.shape[0]):
+        x0 = boxes[a, 0]
+        y0 = boxes[a, 1]
+        w = boxes[a, 2] - x0
+        h = boxes[a, 3] - y0
+        o = offs[a]
+        base = n * o
+        for t in range(n):
+            g = gains[a, t]
+            for i in range(h):
+                row = frames[t, y0 + i, x0 : x0 + w]
+                brow = bgs[o + i * w : o + (i + 1) * w]
+                vrow = valids[o + i * w : o + (i + 1) * w]
+                orow = out[base + (t * h + i) * w : base + (t * h + i + 1) * w]
+                if dark:
+                    for j in range(w):
+                        sc = min(np.rint(abs(brow[j] * g)), top)
+                        v = max(sc - np.float32(row[j]), zero)
+                        orow[j] = np.uint8(v) & vrow[j]
+                else:
+                    for j in range(w):
+                        sc = min(np.rint(abs(brow[j] * g)), top)
+                        v = min(max(np.float32(row[j]) - sc, zero), top)
+                        orow[j] = np.uint8(v) & vrow[j]

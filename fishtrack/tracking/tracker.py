@@ -6,9 +6,11 @@ tracks the previous chunk; OpenCV and PyAV release the GIL, so both cores work. 
 processed on its crop of the chunk: fishness and masks for all frames (:mod:`.segment`), blobs of
 the whole chunk from one contour call, the fish blob(s) of every frame (:mod:`.identity`), and
 head / midline for all selected blobs at once (:mod:`.midline`), in ``MEASURE_THREADS`` worker
-threads while the main thread segments the next chunks (:class:`_Queue`). Results go straight into
-preallocated NumPy arrays (one column per fish), so memory grows only with the size of the
-output table.
+threads while the main thread segments the next chunks (:class:`_Queue`). With the compiled
+kernels (a plate: at least ``KERNEL_MIN_FISH`` fish) the fishness of all arenas of a chunk is one
+compiled call and the blobs of all arenas' outlines another (the same values as the per-arena
+OpenCV path). Results go straight into preallocated NumPy arrays (one column per fish), so
+memory grows only with the size of the output table.
 """
 
 from __future__ import annotations
@@ -50,7 +52,14 @@ from fishtrack.tracking.midline import (
     trace_midlines,
     wrap,
 )
-from fishtrack.tracking.segment import ChunkBlobs, all_arena_gains, find_blobs, fishness_chunk
+from fishtrack.tracking.segment import (
+    ChunkBlobs,
+    all_arena_gains,
+    blobs_of_arenas,
+    find_blobs,
+    fishness_chunk,
+    outlines,
+)
 from fishtrack.tracking.tail_motion import batch_tail_motion, frame_lag
 
 __all__ = ["TrackResult", "ArraySource", "track_video", "track_columns", "kept_rows"]
@@ -101,7 +110,8 @@ MID_BODY = 0.5
 
 def use_kernels(on: bool) -> None:
     """Use the compiled kernels (``on``; NumPy if numba cannot be imported) or the NumPy code
-    (the same values either way) for sampling patches and cutting them, process-wide."""
+    (the same values either way) for sampling patches, cutting them and the blobs' outline
+    statistics, process-wide."""
     global _KERNELS
     mod = None
     if on:
@@ -1487,6 +1497,10 @@ class _Run:
         self.store = _Store(cap, len(self.names), prm.n_points, ts)
         self.store.rows = n_total
         max_cells = max(int(np.prod(m.shape)) for m in bg.models)
+        #: pixels of all arena crops of one frame (a plate's chunk keeps every arena's
+        #: fishness until its blobs are found: ``work`` grows to that once kernels are in use)
+        self.cells = sum(int(np.prod(m.shape)) for m in bg.models)
+        self.plate: tuple | None = None  # the arenas' boxes, backgrounds, masks (_plate_arrays)
         self.work = np.zeros(self.chunk_frames * max_cells, np.uint8)
         self.queue = _Queue(self.store, prm, embedded=layout == "embedded", pool=pool,
                             threads=MEASURE_THREADS)
@@ -1513,17 +1527,51 @@ class _Run:
         self.store.time[fidx - self.store.base] = chunk.times
         flicker = self.cfg.flicker_correction
         gains = all_arena_gains(frames, [st.model for st in self.states]) if flicker else None
-        for i, st in enumerate(self.states):
-            m = st.model
-            x0, y0, x1, y1 = m.bbox
-            crop = frames[:, y0:y1, x0:x1]
-            hh, ww = m.shape
-            d = self.work[: n * hh * ww].reshape(n, hh, ww)
-            fishness_chunk(crop, m, bg.polarity, d, flicker=flicker,
-                           gains=gains[i] if gains is not None else None)
-            blobs = find_blobs(d, m.threshold, prm.min_area)
-            self.step(self, st, _ArenaChunk(d, crop, st.prev, blobs, fidx, _origin(st)))
-            st.prev = np.array(crop[-1])
+        kernels = _KERNELS
+        if kernels is not None:
+            # a plate (compiled kernels in use): every arena's fishness and outlines first, then
+            # the blobs of all arenas from one compiled call (the same blobs as find_blobs)
+            if len(self.work) < n * self.cells:
+                self.work = np.zeros(self.chunk_frames * self.cells, np.uint8)
+            ds, crops, conts = [], [], []
+            at = 0
+            # the fishness of every arena that does not smooth it from one compiled call
+            if self.plate is None:
+                self.plate = _plate_arrays([st.model for st in self.states])
+            boxes, bgs, valids, offs, in_call = self.plate
+            in_call = in_call if frames.flags.c_contiguous else np.zeros_like(in_call)
+            if in_call.any():
+                g = np.stack(gains) if gains is not None else np.ones((len(self.states), n), np.float32)
+                kernels.fishness_arenas(frames, boxes[in_call], g[in_call], bgs, valids,
+                                        offs[in_call], bg.polarity == "dark", self.work)
+            for i, st in enumerate(self.states):
+                m = st.model
+                x0, y0, x1, y1 = m.bbox
+                crops.append(frames[:, y0:y1, x0:x1])
+                hh, ww = m.shape
+                ds.append(self.work[at : at + n * hh * ww].reshape(n, hh, ww))
+                at += n * hh * ww
+                if not in_call[i]:
+                    fishness_chunk(crops[i], m, bg.polarity, ds[i], flicker=flicker,
+                                   gains=gains[i] if gains is not None else None)
+                conts.append(outlines(ds[i], m.threshold))
+            all_blobs = blobs_of_arenas(conts, [d.shape[1] for d in ds], prm.min_area,
+                                        kernels.contour_stats)
+            for st, d, crop, blobs in zip(self.states, ds, crops, all_blobs, strict=True):
+                self.step(self, st, _ArenaChunk(d, crop, st.prev, blobs, fidx, _origin(st)))
+                st.prev = np.array(crop[-1])
+        else:
+            for i, st in enumerate(self.states):
+                m = st.model
+                x0, y0, x1, y1 = m.bbox
+                crop = frames[:, y0:y1, x0:x1]
+                hh, ww = m.shape
+                d = self.work[: n * hh * ww].reshape(n, hh, ww)
+                fishness_chunk(crop, m, bg.polarity, d, flicker=flicker,
+                               gains=gains[i] if gains is not None else None)
+                blobs = find_blobs(d, m.threshold, prm.min_area)
+                self.step(self, st, _ArenaChunk(d, crop, st.prev, blobs, fidx, _origin(st)))
+                st.prev = np.array(crop[-1])
         self.queue.flush()
         self.done_upto = int(fidx[-1]) + 1
         return n
@@ -1554,6 +1602,19 @@ class _Run:
             self.counts.add(store.detected[sl], store.f["area_px"][sl])
             self.sink(_columns(store, store.base, hi, slots, self.names, release=False))
             store.drop(hi)
+
+
+def _plate_arrays(models: list[ArenaModel]) -> tuple[np.ndarray, ...]:
+    """The arenas' boxes (A, 4) int64, backgrounds (float32) and valid masks (uint8) one after
+    the other, where each begins (the inputs of ``_kernels.fishness_arenas``) and which arenas
+    it serves (A,) bool: those whose fishness is not smoothed (``ArenaModel.smooth``)."""
+    sizes = [int(np.prod(m.shape)) for m in models]
+    offs = np.zeros(len(models), np.int64)
+    offs[1:] = np.cumsum(sizes)[:-1]
+    return (np.array([m.bbox for m in models], np.int64),
+            np.concatenate([np.ravel(m.bg).astype(np.float32) for m in models]),
+            np.concatenate([np.ravel(m.valid).astype(np.uint8) for m in models]), offs,
+            np.array([not (m.smooth > 0) for m in models], bool))
 
 
 def _step_single(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
