@@ -233,6 +233,17 @@ def test_a_change_of_every_well_on_the_last_frame_makes_no_bout_of_a_still_larva
     assert np.isnan(m[fr.frame == fr.frame.max()]).all()
 
 
+def _head_still_rows(rng, arena: str, k: int, fps: float, me: np.ndarray,
+                     area: np.ndarray) -> pd.DataFrame:
+    """One larva's rows whose head stays put (position noise 0.02 px), no tail angle."""
+    n = len(me)
+    return pd.DataFrame({"frame": np.arange(n), "time_s": np.arange(n) / fps,
+                         "arena": arena, "fish": arena,
+                         "x": 40.0 + 80 * k + rng.normal(0, 0.02, n),
+                         "y": 60 + rng.normal(0, 0.02, n), "tail_angle": np.nan,
+                         "motion_energy": me, "area_px": area})
+
+
 def _blurred_struggle_tracks(seed: int = 5, *, pixels_change: bool = True
                              ) -> tuple[pd.DataFrame, list[tuple[str, int]]]:
     """Three larvae at 25 fps, 20 s, the head never moves. A1 still (its area of ~150 whole
@@ -254,11 +265,7 @@ def _blurred_struggle_tracks(seed: int = 5, *, pixels_change: bool = True
                 if pixels_change:
                     me[s:s + 8] = rng.normal(0.6, 0.03, 8)
                 bouts.append((arena, s))
-        rows.append(pd.DataFrame({"frame": np.arange(n), "time_s": np.arange(n) / fps,
-                                  "arena": arena, "fish": arena,
-                                  "x": 40.0 + 80 * k + rng.normal(0, 0.02, n),
-                                  "y": 60 + rng.normal(0, 0.02, n), "tail_angle": np.nan,
-                                  "motion_energy": me, "area_px": area}))
+        rows.append(_head_still_rows(rng, arena, k, fps, me, area))
     return pd.concat(rows, ignore_index=True), bouts
 
 
@@ -325,11 +332,7 @@ def _faint_struggle_tracks(seed: int = 9) -> tuple[pd.DataFrame, list[tuple[str,
                 area[s:s + 7] = np.round(a0 * (1 - rng.uniform(0.07, 0.11, 7)))
                 me[s:s + 8] = rng.uniform(1.0, 1.2, 8)
             bouts.append((arena, s, s + 7))
-        rows.append(pd.DataFrame({"frame": np.arange(n), "time_s": np.arange(n) / fps,
-                                  "arena": arena, "fish": arena,
-                                  "x": 40.0 + 80 * k + rng.normal(0, 0.02, n),
-                                  "y": 60 + rng.normal(0, 0.02, n), "tail_angle": np.nan,
-                                  "motion_energy": me, "area_px": area}))
+        rows.append(_head_still_rows(rng, arena, k, fps, me, area))
     return pd.concat(rows, ignore_index=True), bouts
 
 
