@@ -130,6 +130,23 @@ takes 9-29 % of the area off on the tuning videos (427, 532, 614, 782); slow cha
 few % (a large larva's outline sliding over the pixel grid: 2 % on tuning video 412) are
 not movement, whatever the frame-to-frame spread of the area, and a small larva's whole
 pixels flicker by a few %."""
+BLUR_SMOOTH_S = 0.2
+"""The blur of the body (:func:`blur_frames`) is averaged over this (s; 5-6 frames at 25-30
+fps), about a struggle's duration: a struggle's area drop lasts its whole length, the
+segmentation's flicker of single frames averages out (tuning video 847 A3: a struggle in
+place whose drop of 10-19 % per frame stayed under the threshold of the single frames'
+noise, 20 %, is 14 % over 5 frames against a threshold of 12 %)."""
+BLUR_EXTEND_S = 0.12
+"""A stretch of blur over its threshold is extended down to the low level (hysteresis,
+:data:`fishtrack.behaviour.bouts.HYSTERESIS` of the way from its noise) by at most this (s,
+3-4 frames): the averaged drop rises and falls gradually at the struggle's ends."""
+JOINT_FRACTION = 0.5
+"""Pixel motion and blur together: a frame whose pixel motion (or a neighbour's) and
+averaged blur are *both* at least this fraction of the way from their noise to their
+thresholds (2.5 robust sds with factors of 5) is in a bout. The camera's noise and the
+segmentation's flicker are independent and rarely rise together; a faint struggle in place
+raises both a little (tuning video 614 B1: motion 1.0-1.2 grey levels against a threshold
+of 1.7, noise 0.37; blur 6-7 % against 11 %)."""
 
 
 def position_frames(tracks: pd.DataFrame, cfg: BehaviourConfig) -> Frames:
@@ -359,7 +376,12 @@ def blur_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     base = (pd.Series(area).groupby(fr.gid).rolling(k, center=True, min_periods=1).median()
             .to_numpy())
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(base > 0, 1.0 - area / base, np.nan)
+        drop = np.where(base > 0, 1.0 - area / base, np.nan)
+    kb = max(1, int(round(BLUR_SMOOTH_S / fr.dt_median)))
+    if kb > 1:  # over a struggle's duration (BLUR_SMOOTH_S)
+        drop = moving_mean(drop, fr, kb)
+        drop[~fr.observed] = np.nan
+    return drop
 
 
 def motion_levels(fr: Frames, motion: np.ndarray, quiet: np.ndarray
@@ -525,8 +547,12 @@ def detect_speed_bouts(
                 b_med, b_sd = motion_levels(fr, blur, quiet_m)
                 # (no fish's spread measurable: the floor)
                 b_thr = np.fmax(MIN_BLUR, b_med + BLUR_FACTOR * b_sd)
+                b_noise = np.where(np.isfinite(b_med), b_med, 0.0)
+                # over the threshold, extended down to the low level at both ends
+                blurred = fr.observed & hysteresis_activity(
+                    _signal_kin(fr, blur, 1), b_thr, b_noise, max_extend_s=BLUR_EXTEND_S,
+                    min_high_s=0.0)
                 with np.errstate(invalid="ignore"):
-                    blurred = fr.observed & (blur > b_thr[fr.gid])
                     stirred = _dilate1(fr, motion > low[fr.gid]).astype(float)
                 # a stretch of blur counts when the pixels move (above the low motion
                 # threshold) on one of its frames or next to it: the blurred frames of a
@@ -534,16 +560,24 @@ def detect_speed_bouts(
                 # segmentation flicker does not move them
                 active_m = active_m | (blurred & _confirmed(fr, blurred, stirred,
                                                             np.full(n_fish, 0.5)))
+                # both raised together, each to half its threshold: a faint struggle in place
+                with np.errstate(invalid="ignore"):
+                    m_half = motion > (m_noise + JOINT_FRACTION * (m_thr - m_noise))[fr.gid]
+                    b_half = blur > np.fmax(MIN_BLUR, b_noise + JOINT_FRACTION
+                                            * (b_thr - b_noise))[fr.gid]
+                active_m = active_m | (fr.observed & _dilate1(fr, m_half) & b_half)
             # the speed's window spreads a movement over its neighbours: keep the speed's
-            # frames where the pixels move (above the low threshold, +/- one frame)
+            # frames where the pixels move (above the low threshold, or not measured) and
+            # that are joined through such frames to one whose pixels pass the motion
+            # threshold: a bout moves the fish's pixels well above their noise; the sticky,
+            # jumping positions of a small larva in a noisy camera do not (tuning videos
+            # 291, 433, 699, 403), and the window's spread next to a bout holds only the
+            # pixels' noise, which passes the low threshold now and then (tuning video 873:
+            # a 35 px jump's bout grew by 3 frames, the final quiet stretch fell under
+            # min_passive_s and a passive larva's last 2 s were scored active)
             with np.errstate(invalid="ignore"):
-                moving = _dilate1(fr, motion > low[fr.gid])
-            active = active & (moving | ~np.isfinite(motion))
-            # and a stretch the speed found counts only when its pixels pass the motion
-            # threshold on at least one frame (or were not measured): a bout moves the fish's
-            # pixels well above their noise; the sticky, jumping positions of a small larva
-            # in a noisy camera do not (tuning videos 291, 433, 699, 403)
-            active = active & _confirmed(fr, active, motion, m_thr)
+                moving = active & ((motion > low[fr.gid]) | ~np.isfinite(motion))
+            active = moving & _confirmed(fr, moving, motion, m_thr)
             active = active | active_m
         s, e = bout_runs(active, fr, blocks, cfg)
         in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
