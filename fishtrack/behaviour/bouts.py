@@ -654,7 +654,7 @@ def _detect(
     fr = kin.frames
     levels = None
     use_exc = bool(getattr(cfg, "excursion", True)) and "tail_excursion_rad" in kin.columns
-    use_sus = active is None and sustained_on(kin)
+    use_sus = active is None and bool(getattr(cfg, "sustained", True)) and sustained_on(kin)
     n_pass = N_PASSES if active is None else 1
     xthr = xnoise = sthr = None
     for k in range(n_pass):
