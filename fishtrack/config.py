@@ -331,7 +331,7 @@ class BehaviourConfig(_Section):
     )
     sustained: bool = _f(
         True,
-        "Below 125 fps also find bouts from the tail's energy (mean squared deviation from its "
+        "At 50-125 fps also find bouts from the tail's energy (mean squared deviation from its "
         "rest posture) over 0.15 s, with a threshold from the quiet frames' noise: weak beats "
         "with 3-8 samples each, whose per-frame vigour is inside the tracking noise, are found "
         "when they last (docs/behaviour.md, sustained bouts). false: the rule before (vigour, "

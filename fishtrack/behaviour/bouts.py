@@ -153,6 +153,10 @@ SUSTAINED_MAX_FPS = 125.0
 low-passed (2.5 x ``TAIL_LOWPASS_HZ``) and a 15-40 Hz beat has at most 3-8 samples, too few for
 its vigour to stand out of the noise. Above it the vigour finds the bouts it finds (the
 per-frame vigour of the same beat grows with the samples per beat)."""
+SUSTAINED_MIN_FPS = 50.0
+"""... and from this frame rate up: ``speed.MIN_TAIL_FPS``, below which every beat aliases,
+``bout_signal: auto`` uses the head's speed and the tail detector is not validated (a 25 fps
+tail forced with ``bout_signal: tail`` keeps the rule before)."""
 SUSTAINED_FACTOR = 5.0
 """The sustained threshold is the median of the quiet frames' tail energy plus this many robust
 sds of it (first pass: predicted from the tail-noise sigma with white noise,
@@ -258,9 +262,11 @@ def sustained_width(fr: Frames) -> int:
 
 
 def sustained_on(kin: Kinematics) -> bool:
-    """Whether sustained bouts are looked for: below :data:`SUSTAINED_MAX_FPS`."""
+    """Whether sustained bouts are looked for: from :data:`SUSTAINED_MIN_FPS` up to below
+    :data:`SUSTAINED_MAX_FPS`."""
     fr = kin.frames
-    return fr.n > 1 and fr.dt_median > 0 and 1.0 / fr.dt_median < SUSTAINED_MAX_FPS
+    return (fr.n > 1 and fr.dt_median > 0
+            and SUSTAINED_MIN_FPS <= 1.0 / fr.dt_median < SUSTAINED_MAX_FPS)
 
 
 def _energy(tail: np.ndarray, fr: Frames, width: int, sigma: np.ndarray) -> np.ndarray:
