@@ -20,8 +20,8 @@ Every recording is scored twice against its truth:
 Tuning used seeds 0-999 only. ``--report A-B`` names the held-out reporting range of this run
 (default: the ``--seeds`` range); the section labels the seeds as tuning seeds (inside 0-999),
 held-out (inside the reporting range and outside 0-999) or, otherwise, as seeds of neither
-kind. ``--video-seeds`` scores only a part of the seeds from video (slow) and all of them from
-the true tracks. The goals (issue 11):
+kind. ``--video-seeds`` scores only a part of the seeds from video (slow; ``none``: no video)
+and all of them from the true tracks. The goals (issue 11):
 frame-state kappa >= 0.9 in >= 95 % of recordings (median >= 0.95), per-fish passive-fraction
 error <= 0.03, every still fish 100 % passive, bout onset F1 >= 0.9 (+/- 50 ms).
 
@@ -185,7 +185,8 @@ def run(out_path, *, seeds=REPORT_SEEDS, workers: int | None = None, quick: bool
         shutil.rmtree(work, ignore_errors=True)
     write_section(out_path, res, issue, seeds=seeds, workers=workers, total_s=total, times=times,
                   report=report, video_seeds=vseeds)
-    return {m: summarise(d[d["error"].isna()] if "error" in d else d) for m, d in res.items()} | {
+    return {m: summarise(d[d["error"].isna()] if "error" in d else d)
+            for m, d in res.items() if len(d)} | {
         "issue_rows": issue, "seconds": total}
 
 
@@ -199,7 +200,8 @@ def write_section(out_path, res: dict, issue: list, *, seeds, workers: int, tota
     lines.append(
         f"Seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} recordings, {seed_label(seeds, report)}"
         + (f"; from video only seeds {vseeds[0]}-{vseeds[-1]}, {len(vseeds)} recordings"
-           if vseeds != seeds and vseeds else "") + "), each "
+           if vseeds != seeds and vseeds else "")
+        + ("; none from video: the true tracks only" if not vseeds else "") + "), each "
         "a whole recording drawn at random by `fishtrack.synth.stress.draw_recording`. "
         f"Wall time {total_s / 60:.1f} min on {workers} worker process(es) (truth mode "
         f"{times['truth'] / 60:.1f} min, video mode {times['video'] / 60:.1f} min; "
@@ -213,6 +215,8 @@ def write_section(out_path, res: dict, issue: list, *, seeds, workers: int, tota
                         ("truth", "From the true tracks with simulated tracking noise "
                                   "(the behaviour stage alone)")):
         df = res[mode]
+        if df.empty:  # that mode was not run (--video-seeds none)
+            continue
         err = df[df["error"].notna()] if "error" in df else df.iloc[0:0]
         ok = df[df["error"].isna()] if "error" in df else df
         lines += ["", f"### {title}", ""]
@@ -249,7 +253,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("behaviour_stress.md"))
     ap.add_argument("--seeds", default=f"{REPORT_SEEDS.start}-{REPORT_SEEDS.stop - 1}")
     ap.add_argument("--video-seeds", default=None,
-                    help="A-B: score only these seeds from video (default: all of --seeds)")
+                    help="A-B: score only these seeds from video (default: all of --seeds); "
+                         "none: no video, the true tracks only")
     ap.add_argument("--report", default=None,
                     help="A-B: the held-out reporting range of this run (default: --seeds)")
     ap.add_argument("--workers", type=int, default=None)
@@ -262,6 +267,8 @@ def main(argv=None) -> int:
     def rng(text):
         if text is None:
             return None
+        if text.strip().lower() == "none":
+            return range(0)
         a, b = (int(x) for x in text.split("-"))
         return range(a, b + 1)
 

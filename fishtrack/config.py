@@ -329,6 +329,14 @@ class BehaviourConfig(_Section):
         "on fishtrack's own tracks of held-out videos (docs/behaviour.md). false: tail vigour "
         "only.",
     )
+    sustained: bool = _f(
+        True,
+        "At 50-125 fps also find bouts from the tail's energy (mean squared deviation from its "
+        "rest posture) over 0.15 s, with a threshold from the quiet frames' noise: weak beats "
+        "with 3-8 samples each, whose per-frame vigour is inside the tracking noise, are found "
+        "when they last (docs/behaviour.md, sustained bouts). false: the rule before (vigour, "
+        "and the excursion if on).",
+    )
     excursion_window_s: float = _f(
         0.12,
         "Width of the centred window of the tail's excursion from its rest posture (robust: "

@@ -58,7 +58,10 @@ def test_low_frame_rate_recordings_are_scored_from_the_tail_excursion(tmp_path):
     assert (state_score(rows) >= KAPPA_GOAL).all(), state_score(rows).round(3).tolist()
     assert rows["still_ok"].all()
     assert (rows["passive_err_max"] <= 0.05).all(), rows["passive_err_max"].round(3).tolist()
-    # the same recordings with the vigour alone (the rule before the excursion) fall short
-    old = pd.DataFrame([run_recording(s, tmp_path, mode="truth", behaviour={"excursion": False})
+    # the same recordings with the vigour alone (the rule before the excursion and the
+    # sustained bouts) fall short; the default (sustained bouts, no excursion) is in
+    # tests/test_behaviour_sustained.py
+    old = pd.DataFrame([run_recording(s, tmp_path, mode="truth",
+                                      behaviour={"excursion": False, "sustained": False})
                         for s in LOW_FPS_SEEDS])
     assert (state_score(old) < KAPPA_GOAL).all(), state_score(old).round(3).tolist()

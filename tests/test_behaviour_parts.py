@@ -76,6 +76,14 @@ def test_tail_bouts_in_parts_equal_the_whole_table(fish_per_part):
     assert passes > 2  # the recording-level values came from the parts' summaries
 
 
+def test_sustained_tail_bouts_in_parts_equal_the_whole_table():
+    # 90 fps: the sustained bouts (tail energy, its noise levels pooled like the vigour's)
+    tracks = _recording(fps=90.0, duration_s=20.0)
+    whole = classify(tracks)
+    assert (whole.bouts["bout_evidence"] == "sustained").any()
+    _check_same(tracks, BehaviourConfig(), 1)
+
+
 def test_hmm_and_speed_bouts_in_parts_equal_the_whole_table():
     _check_same(_recording(fps=200.0, duration_s=20.0), BehaviourConfig(method="hmm"), 1)
     # 25 fps: movement bouts from the head's speed and the pixel motion

@@ -28,6 +28,7 @@ from fishtrack.behaviour._pool import any_of, remembered
 from fishtrack.behaviour._pool import pooled as pool_value
 from fishtrack.behaviour.kinematics import (
     Kinematics,
+    _centred_mean,
     compute_kinematics,
     filtered_noise_gain,
     rest_deviation,
@@ -152,6 +153,33 @@ only."""
 MOTION_GATE_TAIL_SPREAD = 2.0
 """The tail test's level: ``median + this x (99th percentile - median)`` of the quiet frames'
 aligned tail motion (all fish pooled); a bout whose largest tail motion exceeds it is kept."""
+SUSTAINED_WINDOW_S = 0.15
+"""Sustained bouts (below :data:`SUSTAINED_MAX_FPS`): the tail's energy is the mean of the
+squared deviation from its rest posture over a centred window of this duration (s; at least
+:data:`SUSTAINED_MIN_FRAMES` frames): 1.5-4 beats of 15-40 Hz, so a bout that lasts is found
+even when the vigour of each of its frames is inside the noise (issue 11, 60-130 fps)."""
+SUSTAINED_MIN_FRAMES = 6
+SUSTAINED_MAX_FPS = 125.0
+"""Sustained bouts are looked for only below this frame rate: where the tail angle is not
+low-passed (2.5 x ``TAIL_LOWPASS_HZ``) and a 15-40 Hz beat has at most 3-8 samples, too few for
+its vigour to stand out of the noise. Above it the vigour finds the bouts it finds (the
+per-frame vigour of the same beat grows with the samples per beat)."""
+SUSTAINED_MIN_FPS = 50.0
+"""... and from this frame rate up: ``speed.MIN_TAIL_FPS``, below which every beat aliases,
+``bout_signal: auto`` uses the head's speed and the tail detector is not validated (a 25 fps
+tail forced with ``bout_signal: tail`` keeps the rule before)."""
+SUSTAINED_FACTOR = 5.0
+"""The sustained threshold is the median of the quiet frames' tail energy plus this many robust
+sds of it (first pass: predicted from the tail-noise sigma with white noise,
+:func:`white_noise_energy`)."""
+SUSTAINED_CLIP_SIGMA = 3.0
+"""The deviations that make the tail energy are clipped at this many tail-noise sigmas."""
+SUSTAINED_MIN_HIGH = 0.5
+"""A sustained bout stays above its threshold for at least this fraction of the window."""
+SUSTAINED_SIGN_CHANGES = 2
+"""... and its clear samples (farther than the noise sigma from the local mean,
+:func:`local_deviation`) change side of it at least this often: a beat crosses it every
+half-beat, a step of the traced angle once."""
 _MAD = 1.4826  # robust sd = 1.4826 x median absolute deviation (normal distribution)
 
 
@@ -166,6 +194,8 @@ class NoiseLevels:
     pooled: np.ndarray  # bool: too little quiet time, the recording's pooled values are used
     excursion_mean: np.ndarray | None = None  # median RMS excursion of the quiet frames (rad)
     excursion_sd: np.ndarray | None = None  # its robust sd (rad)
+    sustained_mean: np.ndarray | None = None  # median tail energy of the quiet frames (rad^2)
+    sustained_sd: np.ndarray | None = None  # its robust sd (rad^2)
 
 
 @dataclass
@@ -180,7 +210,8 @@ class BoutRuns:
     levels: NoiseLevels | None = None
     excursion_thresholds: np.ndarray | None = None  # per fish (rad); None: excursion off
     excursion_noise: np.ndarray | None = None  # per fish median quiet excursion (rad)
-    evidence: np.ndarray | None = None  # per bout: "beats" or "excursion"
+    evidence: np.ndarray | None = None  # per bout: "beats", "excursion" or "sustained"
+    sustained_thresholds: np.ndarray | None = None  # per fish (rad^2); None: off
 
 
 def _first_pass_levels(kin: Kinematics) -> tuple[np.ndarray, np.ndarray]:
@@ -229,6 +260,46 @@ def white_noise_excursion(dt: float, width: int, n: int = 8192) -> tuple[float, 
     return _median_sd(tail_excursion(smooth_tail(fr, tail=z), fr, width)[width:-width])
 
 
+def white_noise_energy(dt: float, width: int, n: int = 8192) -> tuple[float, float]:
+    """Median and robust sd of the tail energy (:func:`tail_energy`, rad^2) of white tail-angle
+    noise of sigma 1 rad sampled every ``dt`` s; fixed seed."""
+    fr, z = _white_noise(dt, n, 2)
+    return _median_sd(_energy(smooth_tail(fr, tail=z), fr, width, np.ones(1))[width:-width])
+
+
+def sustained_width(fr: Frames) -> int:
+    """Frames of the sustained window (:data:`SUSTAINED_WINDOW_S`)."""
+    return max(SUSTAINED_MIN_FRAMES, int(round(SUSTAINED_WINDOW_S / fr.dt_median)) + 1)
+
+
+def sustained_on(kin: Kinematics) -> bool:
+    """Whether sustained bouts are looked for: from :data:`SUSTAINED_MIN_FPS` up to below
+    :data:`SUSTAINED_MAX_FPS`."""
+    fr = kin.frames
+    return (fr.n > 1 and fr.dt_median > 0
+            and SUSTAINED_MIN_FPS <= 1.0 / fr.dt_median < SUSTAINED_MAX_FPS)
+
+
+def _energy(tail: np.ndarray, fr: Frames, width: int, sigma: np.ndarray) -> np.ndarray:
+    dev = rest_deviation(tail, fr)
+    lim = SUSTAINED_CLIP_SIGMA * sigma[fr.gid]
+    with np.errstate(invalid="ignore"):
+        dev = np.clip(dev, -lim, lim)
+    out = _centred_mean(dev * dev, fr, width)
+    out[~np.isfinite(tail)] = np.nan
+    return out
+
+
+def tail_energy(kin: Kinematics) -> np.ndarray:
+    """Per sorted row: mean squared deviation of the cleaned tail angle from its rest posture
+    over the sustained window (rad^2; NaN on unobserved frames), each deviation clipped at
+    :data:`SUSTAINED_CLIP_SIGMA` tail-noise sigmas. White noise of sigma ``s`` gives ``s^2``
+    whatever the window; a beat of amplitude ``A`` adds about ``A^2 / 2`` however few samples
+    each beat has, and the window averages the noise down. The clip keeps a tracker glitch that
+    the cleaning left (one sample of 6 sigmas) from reading as a window of beats."""
+    return _energy(kin.tail, kin.frames, sustained_width(kin.frames), kin.tail_noise)
+
+
 def quiet_frames(kin: Kinematics, in_bout: np.ndarray, pad_s: float = QUIET_PAD_S) -> np.ndarray:
     """Observed frames farther than ``pad_s`` from every bout of their fish."""
     fr = kin.frames
@@ -255,6 +326,9 @@ def noise_levels(kin: Kinematics, quiet: np.ndarray) -> NoiseLevels:
     if "tail_excursion_rad" in kin.columns:
         ex = quiet_levels(kin.frames, kin.columns["tail_excursion_rad"], sig, quiet)
         lv.excursion_mean, lv.excursion_sd = ex.vigour_mean, ex.vigour_sd
+    if sustained_on(kin):
+        su = quiet_levels(kin.frames, tail_energy(kin), sig, quiet)
+        lv.sustained_mean, lv.sustained_sd = su.vigour_mean, su.vigour_sd
     return lv
 
 
@@ -341,9 +415,29 @@ def excursion_thresholds(
     return thr, mean
 
 
+def sustained_thresholds(
+    kin: Kinematics, cfg: BehaviourConfig, levels: NoiseLevels | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-fish tail-energy threshold and noise level (rad^2): ``median + SUSTAINED_FACTOR x
+    robust sd`` of the tail energy of the quiet frames (first pass, or where not measured:
+    predicted from the tail-noise sigma, :func:`white_noise_energy`), at least the energy of a
+    beat of ``cfg.min_excursion_rad`` amplitude (its square / 2: the excursion's physical
+    floor). Nothing about how active the fish is enters: the noise is the rig's and the
+    tracker's."""
+    mu1, sd1 = white_noise_energy(kin.frames.dt_median, sustained_width(kin.frames))
+    s2 = kin.tail_noise ** 2
+    mean, sd = s2 * mu1, s2 * sd1
+    if levels is not None and levels.sustained_mean is not None:
+        ok = np.isfinite(levels.sustained_mean) & np.isfinite(levels.sustained_sd)
+        mean = np.where(ok, levels.sustained_mean, mean)
+        sd = np.where(ok, levels.sustained_sd, sd)
+    floor = 0.5 * cfg.min_excursion_rad ** 2
+    return np.fmax(floor, mean + SUSTAINED_FACTOR * sd), mean
+
+
 def hysteresis_activity(
     kin: Kinematics, thr: np.ndarray, noise: np.ndarray, *, max_extend_s: float,
-    min_high_s: float | None = None, signal: str = "vigour_rad_s",
+    min_high_s: float | None = None, signal: str | np.ndarray = "vigour_rad_s",
 ) -> np.ndarray:
     """Frames above the threshold, extended down to a lower threshold at both ends.
 
@@ -354,7 +448,7 @@ def hysteresis_activity(
     ends sit closer to the first and last beat without swallowing noise.
     """
     fr = kin.frames
-    vig = kin.columns[signal]
+    vig = kin.columns[signal] if isinstance(signal, str) else signal
     low_thr = np.where(np.isfinite(noise), noise + HYSTERESIS * (thr - noise), thr)
     low_thr = np.minimum(low_thr, thr)
     with np.errstate(invalid="ignore"):
@@ -446,24 +540,31 @@ def trim_to_beats(
 
 
 def _excursion_bouts(
-    kin: Kinematics, s: np.ndarray, e: np.ndarray, exc_thr: np.ndarray
+    kin: Kinematics, s: np.ndarray, e: np.ndarray, exc_thr: np.ndarray, *,
+    signal: np.ndarray | None = None, width: int | None = None,
+    min_high: float = EXCURSION_MIN_HIGH, sign_changes: int = EXCURSION_SIGN_CHANGES,
+    dev: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Of the candidate excursion bouts ``s..e`` (stretches above the excursion threshold
     ``exc_thr``, per fish, rad), those that stay above it for :data:`EXCURSION_MIN_HIGH` of
     the excursion window and whose clear samples change side of the rest posture at least
     :data:`EXCURSION_SIGN_CHANGES` times, trimmed to their first and last sample farther than
-    :data:`EXCURSION_EDGE_SIGMA` filtered noise sigmas from it."""
+    :data:`EXCURSION_EDGE_SIGMA` filtered noise sigmas from it. ``signal``, ``width``,
+    ``min_high``, ``sign_changes`` and ``dev`` (the deviation the sides are judged from):
+    the same tests on another signal (sustained bouts: :func:`tail_energy` over
+    :func:`sustained_width`, sides of :func:`local_deviation`)."""
     fr = kin.frames
-    exc = kin.columns["tail_excursion_rad"]
+    exc = kin.columns["tail_excursion_rad"] if signal is None else signal
+    width = kin.exc_width if width is None else width
     with np.errstate(invalid="ignore"):
         high = fr.observed & (exc > exc_thr[fr.gid])
     hs, he = runs(high, fr.gid)
-    min_len = max(2, int(np.ceil(EXCURSION_MIN_HIGH * kin.exc_width)))
+    min_len = max(2, int(np.ceil(min_high * width)))
     long = (he - hs + 1) >= min_len
     in_long = run_lengths_fill(hs[long], he[long], np.ones(int(long.sum()), bool), fr.n, False)
     cs_long = np.r_[0, np.cumsum(in_long)]
     sig_f = kin.tail_noise * filtered_noise_gain(fr)
-    dev = rest_deviation(kin.tail, fr)
+    dev = rest_deviation(kin.tail, fr) if dev is None else dev
     with np.errstate(invalid="ignore"):
         clear = np.flatnonzero(np.abs(dev) > sig_f[fr.gid])
         edge = np.flatnonzero(np.abs(dev) > EXCURSION_EDGE_SIGMA * sig_f[fr.gid])
@@ -473,7 +574,7 @@ def _excursion_bouts(
         if cs_long[b + 1] - cs_long[a] == 0:
             continue
         i, j = np.searchsorted(clear, a), np.searchsorted(clear, b, side="right")
-        if int(np.count_nonzero(sgn[i + 1 : j] != sgn[i : j - 1])) < EXCURSION_SIGN_CHANGES:
+        if int(np.count_nonzero(sgn[i + 1 : j] != sgn[i : j - 1])) < sign_changes:
             continue
         i, j = np.searchsorted(edge, a), np.searchsorted(edge, b, side="right")
         if j > i:
@@ -486,6 +587,7 @@ def _excursion_bouts(
 def _bouts_with(
     kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks, thr: np.ndarray, noise: np.ndarray,
     active: np.ndarray | None, exc: tuple[np.ndarray, np.ndarray] | None = None,
+    sus: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     fr = kin.frames
     if active is None:
@@ -510,8 +612,52 @@ def _bouts_with(
         s, e = np.r_[s, xs].astype(np.int64), np.r_[e, xe].astype(np.int64)
         o = np.argsort(s, kind="stable")
         s, e, ev = s[o], e[o], ev[o]
+    if sus is not None:
+        s, e, ev = _add_sustained(kin, cfg, blocks, s, e, ev, *sus)
     long_enough = fr.t[e] + fr.dur[e] - fr.t[s] >= cfg.min_bout_s - 1e-9  # again, once trimmed
     return s[long_enough], e[long_enough], ev[long_enough]
+
+
+def local_deviation(kin: Kinematics) -> np.ndarray:
+    """Tail angle minus its centred mean over the sustained window (rad): a 15-40 Hz beat
+    crosses it every half-beat even when the bout bends the tail to one side for its whole
+    duration (the 0.5 s rest posture of :func:`rest_deviation` is then on one side of it);
+    a step of the traced angle crosses it once."""
+    fr = kin.frames
+    return kin.tail - _centred_mean(kin.tail, fr, sustained_width(fr))
+
+
+def _add_sustained(
+    kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks, s: np.ndarray, e: np.ndarray,
+    ev: np.ndarray, thr: np.ndarray, noise: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bouts ``s..e`` plus the sustained bouts (``bout_evidence`` ``sustained``): stretches
+    whose tail energy (:func:`tail_energy`) stays above ``thr`` (per fish, rad^2) for
+    :data:`SUSTAINED_MIN_HIGH` of the sustained window and whose clear samples change side of
+    the local mean (:func:`local_deviation`) at least :data:`SUSTAINED_SIGN_CHANGES` times,
+    trimmed like the excursion bouts, and farther than ``merge_gap_s`` from every bout found
+    before (the vigour places onsets better where it sees the beats)."""
+    fr = kin.frames
+    energy = tail_energy(kin)
+    width = sustained_width(fr)
+    act = hysteresis_activity(kin, thr, noise, max_extend_s=0.5 * width * fr.dt_median,
+                              min_high_s=SUSTAINED_MIN_HIGH * width * fr.dt_median,
+                              signal=energy)
+    xs, xe = bout_runs(act, fr, blocks, cfg)
+    xs, xe = _excursion_bouts(kin, xs, xe, thr, signal=energy, width=width,
+                              min_high=SUSTAINED_MIN_HIGH, sign_changes=SUSTAINED_SIGN_CHANGES,
+                              dev=local_deviation(kin))
+    if len(xs) == 0:
+        return s, e, ev
+    busy = np.r_[0, np.cumsum(run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False))]
+    pad = max(1, int(round(cfg.merge_gap_s / fr.dt_median)))
+    lo, hi = np.maximum(xs - pad, 0), np.minimum(xe + pad, fr.n - 1)
+    free = busy[hi + 1] - busy[lo] == 0
+    xs, xe = xs[free], xe[free]
+    ev = np.r_[ev, np.full(len(xs), "sustained", dtype=object)]
+    s, e = np.r_[s, xs].astype(np.int64), np.r_[e, xe].astype(np.int64)
+    o = np.argsort(s, kind="stable")
+    return s[o], e[o], ev[o]
 
 
 def _detect(
@@ -525,16 +671,21 @@ def _detect(
     fr = kin.frames
     levels = None
     use_exc = bool(getattr(cfg, "excursion", True)) and "tail_excursion_rad" in kin.columns
+    use_sus = active is None and bool(getattr(cfg, "sustained", True)) and sustained_on(kin)
     n_pass = N_PASSES if active is None else 1
-    xthr = xnoise = None
+    xthr = xnoise = sthr = None
     for k in range(n_pass):
         if active is not None:
             levels = remembered("noise_levels", noise_levels, kin, quiet_frames(kin, active))
         thr, noise = bout_thresholds(kin, cfg, levels)
         if use_exc:
             xthr, xnoise = excursion_thresholds(kin, cfg, levels)
+        sus = None
+        if use_sus:
+            sthr, snoise = sustained_thresholds(kin, cfg, levels)
+            sus = (sthr, snoise)
         s, e, ev = remembered("bouts_with", _bouts_with, kin, cfg, blocks, thr, noise, active,
-                              (xthr, xnoise) if use_exc else None)
+                              (xthr, xnoise) if use_exc else None, sus)
         in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
         if k == n_pass - 1:
             break
@@ -545,7 +696,8 @@ def _detect(
             _refine(kin, sig)
             levels = remembered("noise_levels", noise_levels, kin, quiet_frames(kin, in_bout))
     return BoutRuns(starts=s, ends=e, in_bout=in_bout, thresholds=thr, noise=noise, levels=levels,
-                    excursion_thresholds=xthr, excursion_noise=xnoise, evidence=ev)
+                    excursion_thresholds=xthr, excursion_noise=xnoise, evidence=ev,
+                    sustained_thresholds=sthr)
 
 
 def _refine(kin: Kinematics, noise: np.ndarray) -> None:
