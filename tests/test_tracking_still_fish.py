@@ -224,3 +224,42 @@ def test_long_bright_head_embedded_larva_straight_along_a_column_is_found(tmp_pa
     assert float(np.hypot(m.x - m.x_t, m.y - m.y_t).median()) <= 1.5 * spec.fish_length_px / 40
     ok = m.tail_angle.notna()
     assert np.corrcoef(m.tail_angle[ok], m.tail_angle_t[ok])[0, 1] >= 0.95
+
+
+def _glowing_larva_stack(glow: float, n: int = 40) -> np.ndarray:
+    """A still head-embedded bright larva (139 px from its eyes' front to the tail tip, eyes of
+    +180 grey levels, a paler head, body and tail +64) whose head sits in a glow of ``glow``
+    grey levels (sd 22 px), in a drawn frame; ``n`` frames with noise sd 0.6."""
+    h, w = 214, 294
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.full((h, w), 20.0, np.float32)
+    cx, cy = 147.0, 40.0
+    img += glow * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 22.0**2))
+    for ex in (cx - 9, cx + 9):
+        img[(xx - ex) ** 2 + ((yy - cy) / 1.2) ** 2 <= 7.0**2] = 200.0
+    head = ((xx - cx) / 6.0) ** 2 + ((yy - cy - 8) / 14.0) ** 2 <= 1.0
+    img[head] = np.maximum(img[head], 50.0)
+    for y in range(int(cy + 20), int(cy + 139)):
+        half = 3.0 - 2.0 * (y - cy - 20) / 119.0
+        img[y, int(round(cx - half)):int(round(cx + half)) + 1] = 84.0
+    img = cv2.GaussianBlur(img, (0, 0), 1.0)
+    img[12, 6:288] = img[200, 6:288] = 50.0
+    img[12:201, 6] = img[12:201, 287] = 50.0
+    rng = np.random.default_rng(0)
+    return np.clip(np.round(img[None] + rng.normal(0, 0.6, (n, h, w))), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("glow", [0.0, 40.0, 60.0])
+def test_bright_head_embedded_larva_in_a_glow_is_removed_whole(glow):
+    # the kind of held-out seed 10001 (two 139-px bright head-embedded larvae, H.264): in the
+    # median, the opening that finds the still larva keeps part of its head's glow, so the
+    # residual of the neck dips under a tenth of the eyes' and the larva's core split there;
+    # only the eyes and head (552-672 px, "35 px long") were filled in, the body stayed in the
+    # background and one larva was never found
+    cfg = TrackingConfig(polarity="bright")
+    bg = estimate_background(_glowing_larva_stack(glow), cfg)
+    arenas = detect_arenas(bg.image, ArenasConfig(layout="embedded", rows=1, cols=1))
+    rb = bg.refine(arenas, cfg, layout="embedded")
+    (still,) = rb.models[0].still
+    assert still["area_px"] >= 0.06 * 139.0**2, still
+    assert 0.95 * 139.0 <= rb.fish_length_px <= 1.15 * 139.0
