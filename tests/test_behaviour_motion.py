@@ -168,6 +168,14 @@ def test_qc_summary_and_figure_show_speed_and_motion_in_their_units(in_place_vid
     assert [ax.get_ylabel() for ax in behaviour_qc_figure(tail).axes] == ["tail vigour (rad/s)"]
 
 
+def _tailless_rows(arena: str, fps: float, x, y, me) -> pd.DataFrame:
+    """One larva's rows without a tail (positions and the tracker's motion energy)."""
+    n = len(x)
+    return pd.DataFrame({"frame": np.arange(n), "time_s": np.arange(n) / fps, "arena": arena,
+                         "fish": arena, "x": x, "y": y, "tail_angle": np.nan,
+                         "motion_energy": me})
+
+
 def _codec_refresh_tracks(seed: int = 3) -> tuple[pd.DataFrame, list[tuple[int, int]]]:
     """Four larvae at 25 fps, 20 s: A1, A2 still; B1, B2 bout (3 px/frame for 5 frames, the
     pixels change by ~20 grey levels) every 2 s. The encoder re-quantizes the whole picture
@@ -190,10 +198,7 @@ def _codec_refresh_tracks(seed: int = 3) -> tuple[pd.DataFrame, list[tuple[int, 
                 x[s:] += np.minimum(np.arange(n - s), 5) * 3.0
                 me[s:s + 5] += rng.uniform(15, 25, 5)
                 bouts.append((k, s))
-        rows.append(pd.DataFrame({"frame": np.arange(n), "time_s": np.arange(n) / fps,
-                                  "arena": arena, "fish": arena, "x": x,
-                                  "y": 60 + rng.normal(0, 0.02, n), "tail_angle": np.nan,
-                                  "motion_energy": me}))
+        rows.append(_tailless_rows(arena, fps, x, 60 + rng.normal(0, 0.02, len(x)), me))
     return pd.concat(rows, ignore_index=True), bouts
 
 
@@ -269,18 +274,22 @@ def _blurred_struggle_tracks(seed: int = 5, *, pixels_change: bool = True
     return pd.concat(rows, ignore_index=True), bouts
 
 
+def _every_struggle_found_and_a1_still(res, bouts: list[tuple[str, int, int]]) -> None:
+    """Each true struggle (arena, first frame, last frame) overlaps a scored bout of its larva,
+    and the still larva A1 (the same flicker of its area and pixels) has none: all passive."""
+    b = res.bouts
+    for arena, s, e in bouts:
+        mine = b[b["arena"] == arena]
+        assert ((mine["start_frame"] <= e) & (mine["end_frame"] >= s)).any(), (arena, s)
+    assert not (b["arena"] == "A1").any()
+    assert (res.tracks.loc[res.tracks["arena"] == "A1", "state"] == "passive").all()
+
+
 def test_struggles_in_place_are_found_from_the_blur_of_the_tail():
     tracks, bouts = _blurred_struggle_tracks()
     res = classify(tracks, BehaviourConfig())
     assert res.noise["bout_signal"] == "speed_motion"
-    b = res.bouts
-    for arena, start in bouts:
-        mine = b[b["arena"] == arena]
-        assert ((mine["start_frame"] <= start + 6) & (mine["end_frame"] >= start)).any(), \
-            (arena, start)
-    # the still larva's flickering area (whole pixels) and unchanged pixels make no bout
-    assert not (b["arena"] == "A1").any()
-    assert (res.tracks.loc[res.tracks["arena"] == "A1", "state"] == "passive").all()
+    _every_struggle_found_and_a1_still(res, [(a, s, s + 6) for a, s in bouts])
     # the blur alone, without the pixels changing, is no bout
     again = classify(_blurred_struggle_tracks(pixels_change=False)[0], BehaviourConfig())
     assert again.bouts.empty
@@ -343,13 +352,7 @@ def test_faint_struggles_in_place_are_found_from_the_blur_over_their_duration():
     tracks, bouts = _faint_struggle_tracks()
     res = classify(tracks, BehaviourConfig())
     assert res.noise["bout_signal"] == "speed_motion"
-    b = res.bouts
-    for arena, s, e in bouts:
-        mine = b[b["arena"] == arena]
-        assert ((mine["start_frame"] <= e) & (mine["end_frame"] >= s)).any(), (arena, s)
-    # the still larva with the same flicker of its area and pixels has none
-    assert not (b["arena"] == "A1").any()
-    assert (res.tracks.loc[res.tracks["arena"] == "A1", "state"] == "passive").all()
+    _every_struggle_found_and_a1_still(res, bouts)
 
 
 def _jump_tracks(seed: int) -> tuple[pd.DataFrame, list[tuple[str, int, int]]]:
@@ -367,10 +370,7 @@ def _jump_tracks(seed: int) -> tuple[pd.DataFrame, list[tuple[str, int, int]]]:
             x[s:] += np.minimum(np.arange(n - s) + 1, 4) * 8.0
             me[s:s + 5] += rng.uniform(15, 30, 5)
             truth.append((arena, s, s + 3))
-        rows.append(pd.DataFrame({"frame": np.arange(n), "time_s": np.arange(n) / fps,
-                                  "arena": arena, "fish": arena, "x": x,
-                                  "y": 60 + rng.normal(0, 0.05, n), "tail_angle": np.nan,
-                                  "motion_energy": me}))
+        rows.append(_tailless_rows(arena, fps, x, 60 + rng.normal(0, 0.05, len(x)), me))
     return pd.concat(rows, ignore_index=True), truth
 
 
