@@ -229,8 +229,7 @@ def classify(
         fr = sc.kin.frames
         kin = sc.kin
     else:
-        motion, body_px = remembered("tail_motion", _motion_and_body, tracks, fr)
-        tail = tail_motion_frames(tracks, fr) if motion is not None else None
+        motion, body_px, tail = remembered("tail_motion", _motion_and_body, tracks, fr)
         sc = score(kin, cfg, motion=motion, body_px=body_px, tail=tail)
         kin = sc.kin
     if signal in MOVEMENT_SIGNALS:
@@ -473,11 +472,14 @@ def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, re
     return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin_p), extra
 
 
-def _motion_and_body(tracks: pd.DataFrame, fr) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _motion_and_body(tracks: pd.DataFrame, fr) -> tuple[np.ndarray | None, ...]:
     """The tail bouts' pixel-motion gate inputs: per sorted row the aligned motion, per fish
-    the body length (both None without motion energy)."""
+    the body length, per sorted row the aligned tail motion (all None without motion energy;
+    the tail motion also None without the tracker's ``tail_motion`` column)."""
     motion = motion_frames(tracks, fr)
-    return motion, (body_length_px(tracks, fr) if motion is not None else None)
+    if motion is None:
+        return None, None, None
+    return motion, body_length_px(tracks, fr), tail_motion_frames(tracks, fr)
 
 
 def _speed_inputs(tracks: pd.DataFrame, cfg: BehaviourConfig, signal: str) -> tuple:
