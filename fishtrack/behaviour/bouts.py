@@ -828,18 +828,28 @@ def motion_above_rig(fr: Frames, motion: np.ndarray) -> np.ndarray:
     the pixels of every fish together; a fish's own movement changes only its own. NaN where
     no other fish has a motion in that frame; ``motion`` unchanged for a single fish (fewer
     than :data:`MOTION_GATE_MIN_FISH`)."""
+    ref = rig_reference(fr, motion, "motion_gate_reference")
+    if ref is None:
+        return motion  # the same object: the caller can tell that no reference was used
+    return np.where(np.isfinite(ref), np.asarray(motion, float) - ref, np.nan)
+
+
+def rig_reference(fr: Frames, motion: np.ndarray, name: str) -> np.ndarray | None:
+    """Per sorted row: the lowest ``motion`` of the *other* fish of the recording in the same
+    video frame (all fish pooled under the recording-level value ``name``; NaN where no other
+    fish has a motion in that frame), or None with fewer than :data:`MOTION_GATE_MIN_FISH`
+    fish in one frame. The lowest of several is a fish that did not move, unless all moved
+    at once: what the rig (flicker, the codec) changed in every well."""
     m = np.asarray(motion, float)
-    frames, low, low2, most = pool_value("motion_gate_reference", _frame_lowest,
+    frames, low, low2, most = pool_value(name, _frame_lowest,
                                          frame=fr.frame.astype(np.int64), motion=m,
                                          n=np.ones(len(m), np.int64))
     if most < MOTION_GATE_MIN_FISH:
-        return motion  # the same object: the caller can tell that no reference was used
-    motion = m
+        return None
     i = np.clip(np.searchsorted(frames, fr.frame), 0, len(frames) - 1)
     found = frames[i] == fr.frame
     # the fish that is the lowest compares with the second lowest (equal values in a tie)
-    ref = np.where(motion > low[i], low[i], low2[i])
-    return np.where(found & np.isfinite(ref), motion - ref, np.nan)
+    return np.where(found, np.where(m > low[i], low[i], low2[i]), np.nan)
 
 
 def quiet_window_means(fr: Frames, motion: np.ndarray, quiet: np.ndarray

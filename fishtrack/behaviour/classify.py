@@ -48,6 +48,7 @@ from fishtrack.behaviour.speed import (
     detect_speed_bouts,
     fixed_speed_threshold,
     has_motion_energy,
+    motion_above_rig_change,
     motion_frames,
     position_frames,
 )
@@ -456,11 +457,11 @@ def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, re
     """Movement bouts from the head's path speed (and with ``speed_motion`` the pixel motion)
     and the states they give (:mod:`fishtrack.behaviour.speed`); ``Scored.kin`` carries the
     position-observed frames."""
-    frp, blocks, body, motion, blur = remembered("speed_inputs", _speed_inputs, tracks, cfg,
-                                                 signal)
+    frp, blocks, body, motion, blur, raw = remembered("speed_inputs", _speed_inputs, tracks,
+                                                      cfg, signal)
     br, speed, extra = detect_speed_bouts(
         frp, cfg, blocks, body, motion=motion,
-        fixed_px_s=fixed_speed_threshold(cfg, body, px_per_mm), blur=blur)
+        fixed_px_s=fixed_speed_threshold(cfg, body, px_per_mm), blur=blur, motion_raw=raw)
     extra["speed"] = speed
     codes = state_codes(frp, blocks, br.in_bout, cfg.min_passive_s)
     what = "the head's speed and the pixel motion" if motion is not None else "the head's speed"
@@ -488,9 +489,10 @@ def _speed_inputs(tracks: pd.DataFrame, cfg: BehaviourConfig, signal: str) -> tu
     frp = position_frames(tracks, cfg)
     blocks = gap_blocks(frp, cfg.max_gap_s)
     body = body_length_px(tracks, frp)
-    motion = motion_frames(tracks, frp) if signal == "speed_motion" else None
+    raw = motion_frames(tracks, frp) if signal == "speed_motion" else None
+    motion = motion_above_rig_change(frp, raw) if raw is not None else None
     blur = blur_frames(tracks, frp) if motion is not None else None
-    return frp, blocks, body, motion, blur
+    return frp, blocks, body, motion, blur, raw
 
 
 def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.DataFrame,

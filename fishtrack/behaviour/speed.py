@@ -64,6 +64,7 @@ from fishtrack.behaviour.bouts import (
     hysteresis_activity,
     quiet_frames,
     quiet_levels,
+    rig_reference,
 )
 from fishtrack.behaviour.kinematics import Kinematics, _midline, tail_noise
 from fishtrack.config import BehaviourConfig
@@ -352,6 +353,52 @@ def smooth_motion(out: np.ndarray, fr: Frames) -> np.ndarray:
     return out
 
 
+RIG_CHANGE = True
+"""The pixel motion of movement bouts is taken above the rig's change of each frame
+(:func:`motion_above_rig_change`, recordings with
+:data:`fishtrack.behaviour.bouts.MOTION_GATE_MIN_FISH` or more larvae); False: the raw aligned
+motion (the rule before issue 17's seventh round)."""
+RIG_CHANGE_SIGMAS = 3.0
+"""... only where the reference is above its usual level by more than this many of its robust
+sds (:func:`motion_above_rig_change`): the frames where the rig changed every well clearly.
+Taking out every excess (0 sds) added the reference's own noise to every larva's motion and
+lost struggles on tuning videos 155 and 614 (passive error 0.009 -> 0.162, 0.012 -> 0.068)."""
+
+
+def motion_above_rig_change(fr: Frames, motion: np.ndarray) -> np.ndarray:
+    """The aligned pixel motion (:func:`motion_frames`) less what the rig changed in every
+    well of the same video frame, above its usual level.
+
+    Per sorted row the *reference* is the lowest aligned motion of the recording's other
+    larvae in that video frame (:func:`fishtrack.behaviour.bouts.rig_reference`, pooled over
+    the fish; the lowest of several is a larva that did not move, unless all moved at once);
+    its *usual level* and spread are the fish's median and robust sd of it over the
+    recording. Where the reference is above its level by more than :data:`RIG_CHANGE_SIGMAS`
+    sds, the excess is taken off the fish's motion: the encoder's refresh of the whole
+    picture (H.264 rate control, a key frame) changes every well at once, a larva's own
+    movement changes only its own (issue 17, seventh round: faint larvae whose thresholds
+    sit at the floor, held-out 11381; tuning video 105). Not below the level, nor within
+    the reference's own noise: that says nothing about this well. Rows
+    without a reference, and recordings with fewer than
+    :data:`fishtrack.behaviour.bouts.MOTION_GATE_MIN_FISH` larvae in a frame (one or two
+    larvae: the other larva's own bouts would be the reference), keep ``motion``; so does
+    :data:`RIG_CHANGE` False. When every other larva is in a bout on a frame, the excess is
+    their movement, and a bout of this larva on that frame is judged on what is left."""
+    if not RIG_CHANGE:
+        return motion
+    ref = rig_reference(fr, motion, "speed_motion_reference")
+    if ref is None:
+        return motion
+    n_fish = len(fr.fish_keys)
+    level = group_quantile(ref, fr.gid, n_fish, 0.5)
+    excess = ref - level[fr.gid]
+    sd = _MAD * group_quantile(np.abs(excess), fr.gid, n_fish, 0.5)
+    with np.errstate(invalid="ignore"):
+        clear = excess > RIG_CHANGE_SIGMAS * sd[fr.gid]
+    # a row without a reference (NaN) keeps its motion
+    return np.where(clear, motion - excess, motion)
+
+
 def blur_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     """Per sorted row: the fraction of its running median over :data:`DRIFT_S` by which the
     fish's segmented area (``area_px``, the tracker's) is below it (NaN on unobserved rows),
@@ -476,6 +523,7 @@ def detect_speed_bouts(
     fr: Frames, cfg: BehaviourConfig, blocks: Blocks | None = None,
     body_px: np.ndarray | None = None, *, motion: np.ndarray | None = None,
     fixed_px_s: np.ndarray | None = None, blur: np.ndarray | None = None,
+    motion_raw: np.ndarray | None = None,
 ) -> tuple[BoutRuns, np.ndarray, dict[str, np.ndarray]]:
     """Movement bouts of every fish (``fr`` from :func:`position_frames`).
 
@@ -489,6 +537,12 @@ def detect_speed_bouts(
     frames' drop, in a
     stretch whose pixel motion passes the low motion threshold on one of its frames or next
     to it (a struggle in place whose blurred tail changes the pixels little).
+    ``motion_raw`` (with ``motion``): the aligned motion as measured, when ``motion`` is it
+    above the rig's change (:func:`motion_above_rig_change`); the pixel-motion noise and
+    thresholds come from it (the rig's changes are part of the noise the thresholds were
+    set against), and so does the pixels' confirmation of the speed's stretches (a larva
+    that swims while all the others do keeps its bout: its own pixels moved), while the
+    bouts of the pixels alone, the blur's and the joint rule's use ``motion``.
 
     Returns the bouts (``thresholds`` and ``noise`` in px/s), the per-frame speed
     (px/s, sorted order) and per-fish extras: ``position_noise_px`` (sigma per axis),
@@ -498,6 +552,7 @@ def detect_speed_bouts(
     """
     blocks = blocks if blocks is not None else gap_blocks(fr, cfg.max_gap_s)
     n_fish = len(fr.fish_keys)
+    raw = motion if motion_raw is None else motion_raw
     width = speed_window(fr, cfg)
     x = np.where(fr.observed, fr.x, np.nan)
     y = np.where(fr.observed, fr.y, np.nan)
@@ -531,7 +586,10 @@ def detect_speed_bouts(
             # the motion threshold: first from the frames away from the speed bouts, then
             # from the frames away from every bout (pooled over the fish: camera noise)
             quiet_m = quiet_frames(kin_m, in_bout_prev if in_bout_prev is not None else active)
-            m_med, m_sd = remembered("motion_levels", motion_levels, fr, motion, quiet_m)
+            # the noise from the motion as measured (the rig's changes are part of it; taking
+            # them out of the quiet frames lowered the thresholds into the larvae's own noise:
+            # tuning videos 96, 109, 944), the bouts from the motion above the rig's change
+            m_med, m_sd = remembered("motion_levels", motion_levels, fr, raw, quiet_m)
             if cfg.motion_threshold is not None:
                 m_thr = np.full(n_fish, float(cfg.motion_threshold))
             else:
@@ -576,8 +634,8 @@ def detect_speed_bouts(
             # a 35 px jump's bout grew by 3 frames, the final quiet stretch fell under
             # min_passive_s and a passive larva's last 2 s were scored active)
             with np.errstate(invalid="ignore"):
-                moving = active & ((motion > low[fr.gid]) | ~np.isfinite(motion))
-            active = moving & _confirmed(fr, moving, motion, m_thr)
+                moving = active & ((raw > low[fr.gid]) | ~np.isfinite(raw))
+            active = moving & _confirmed(fr, moving, raw, m_thr)
             active = active | active_m
         s, e = bout_runs(active, fr, blocks, cfg)
         in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
