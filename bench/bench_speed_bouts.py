@@ -1,11 +1,11 @@
-"""Movement bouts on slow-camera recordings (issue 17): held-out seeds 11300-11499.
+"""Movement bouts on slow-camera recordings (issue 17): held-out seeds 12500-12699.
 
 Usage::
 
-    python bench/bench_speed_bouts.py --out section.md [--seeds 11300-11499] [--csv rows.csv]
+    python bench/bench_speed_bouts.py --out section.md [--seeds 12500-12699] [--csv rows.csv]
         [--video N] [--workdir DIR]
 
-(``--seeds 11350-11399 --video 50`` scores the held-out video seeds: ``--video`` takes the
+(``--seeds 12550-12599 --video 50`` scores the held-out video seeds: ``--video`` takes the
 first N seeds of ``--seeds``.)
 
 or ``from bench_speed_bouts import run; figures = run("section.md")``.
@@ -25,9 +25,9 @@ camera's 25-30 fps, encoded, tracked by ``fishtrack track``'s pipeline (the trac
 positions and ``motion_energy``), scored with ``bout_signal: auto`` (``speed_motion``) and,
 from the same tracks, speed only (``bout_signal: speed``).
 
-Seeds 0-999 were used for tuning; 11300-11499 never (2000-2199 reported issue 17's first,
+Seeds 0-999 were used for tuning; 12500-12699 never (2000-2199 reported issue 17's first,
 speed-only figures, 5000-5199 the pixel-motion round, 8000-8199 the third, 9300-9499 the
-fourth, 10300-10499 the fifth). Each row also counts the true bouts
+fourth, 10300-10499 the fifth, 11300-11499 the sixth). Each row also counts the true bouts
 missed and those that held station (``synth.camera.missed_bouts``): what the speed from
 positions cannot see. Goals (issue 17): frame-state kappa >= 0.85, per-fish passive-fraction
 error <= 0.05.

@@ -23,7 +23,8 @@ Seeds 0-999 tune the movement bouts; seeds 2000-2199 (issue 17, speed only), 500
 (speed and pixel motion), 8000-8199 (after the codec-refresh fix), 9300-9499 (after the
 drift and last-frame rules of speed_motion), 10300-10499 (after the blur rule) and
 11300-11499 (after the averaged blur, the joint rule and the speed's frames joined to the
-pixels' movement) are held-out reporting ranges (:data:`CAMERA_REPORT_SEEDS`;
+pixels' movement) and 12500-12699 (after the rig's change of the frame) are held-out
+reporting ranges (:data:`CAMERA_REPORT_SEEDS`;
 docs/behaviour.md, ``bench/bench_speed_bouts.py``).
 """
 
@@ -70,12 +71,12 @@ RENDER_FACTOR = 10
 """The scene is rendered this many times faster than the camera records (250-300 fps: every
 tail beat of 15-40 Hz is resolved before the exposure averages it away)."""
 CAMERA_TUNE_SEEDS = range(0, 1000)
-CAMERA_REPORT_SEEDS = range(11300, 11500)
+CAMERA_REPORT_SEEDS = range(12500, 12700)
 """Held-out seeds of the slow-camera suite (1000-1199 report issue 11's stress suite,
 2000-2199 the first speed-only figures, 5000-5199 the pixel-motion round; 8000-8199 the
 round after the codec-refresh fix; 9300-9499 the round after the drift and last-frame rules;
 10300-10499 the round after the blur rule, video 10350-10399; 11300-11499 the sixth round,
-video 11350-11399)."""
+video 11350-11399; 12500-12699 the seventh round, video 12550-12599)."""
 
 
 def integrate_frames(frames: Iterable[np.ndarray], factor: int) -> Iterator[np.ndarray]:
