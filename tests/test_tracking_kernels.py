@@ -131,6 +131,44 @@ def test_sweep_kernel_equals_numpy(arc_smooth):
     assert 0.3 * len(ok) < ok.sum() < len(ok)  # tails found, not everywhere (empty patches)
 
 
+def test_head_kernels_equal_numpy():
+    """locate_heads with the compiled steps (``_kernels.head_windows``, ``eye_heads``) gives
+    exactly the NumPy path's heads and peaks on uint8 larvae: with two eyes (found as a pair),
+    without (the eye's centroid), at the patch's edge (the window leaving the patch), empty
+    patches, and with the search for a pair elsewhere."""
+    import cv2
+
+    from fishtrack.tracking import midline
+
+    rng = np.random.default_rng(11)
+    fs, heads, theta0 = _fish_patches(150, 53, rng)
+    own = np.clip(fs * 3, 0, 255).astype(np.uint8)
+    for i in range(0, 150, 2):  # two eyes ahead of the head, 2-5 px apart, unequal
+        hx, hy = heads[i] - 4 * np.array([np.cos(theta0[i]), np.sin(theta0[i])])
+        half = rng.uniform(1.0, 2.5)
+        nx, ny = -np.sin(theta0[i]) * half, np.cos(theta0[i]) * half
+        for sgn, v in ((1, 230), (-1, rng.uniform(120, 230))):
+            cv2.circle(own[i], (int(round((hx + sgn * nx) * 4)), int(round((hy + sgn * ny) * 4))),
+                       5, float(v), -1, lineType=cv2.LINE_AA, shift=2)
+    own[3] = np.roll(own[3], (24, -25), axis=(0, 1))  # the fish at the patch's corner
+    own[5] = 0
+    outs = []
+    for on in (False, True):
+        tracker.use_kernels(on)
+        try:
+            assert (midline._HEADS is not None) == on
+            outs.append(midline.locate_heads(own, 28.0, 0.7, elsewhere=False))
+            outs.append(midline.locate_heads(own[:40], 28.0, 0.7))
+        finally:
+            tracker.use_kernels(False)
+    for a, b in ((outs[0], outs[2]), (outs[1], outs[3])):
+        assert a[0].dtype == b[0].dtype == np.float64 and a[1].dtype == b[1].dtype
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    # the heads are on the fish (near the drawn head), the empty patch's peak is zero
+    near = np.hypot(*(outs[0][0] - heads).T) < 8
+    assert near[::2].mean() > 0.8 and outs[0][1][5] == 0
+
+
 def _blob_stacks(rng, n_arenas):
     """Fishness stacks (N, h, w) of arenas of different sizes: smooth random shapes of all
     sizes (specks below ``min_area``, one-pixel lines, larvae-sized blobs, frames without any),

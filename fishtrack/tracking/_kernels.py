@@ -21,7 +21,8 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["bilinear2d", "contour_stats", "cut_measure", "fishness_arenas", "sweep_step"]
+__all__ = ["bilinear2d", "contour_stats", "cut_measure", "eye_heads", "fishness_arenas", "head_windows",
+           "sweep_step"]
 
 
 #: one compiled signature per kernel (any memory layout), so that a first run compiles each
@@ -379,3 +380,171 @@ def fishness_arenas(frames, boxes, gains, bgs, valids, offs, dark, out):  # prag
                         sc = min(np.rint(abs(brow[j] * g)), top)
                         v = min(max(np.float32(row[j]) - sc, zero), top)
                         orow[j] = np.uint8(v) & vrow[j]
+
+
+@njit("float32(float32[::1], int64, int64)", cache=True, nogil=True)
+def _pairwise(a, lo, n):  # pragma: no cover - compiled
+    """``a[lo:lo + n].sum()`` as NumPy sums a contiguous float32 run (its pairwise summation:
+    eight running sums over blocks of up to 128 values, halved recursively above), the same
+    value."""
+    if n < 8:
+        res = np.float32(-0.0)
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    if n <= 128:
+        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+        i = 8
+        top = n - n % 8
+        while i < top:
+            j = lo + i
+            r0 += a[j]
+            r1 += a[j + 1]
+            r2 += a[j + 2]
+            r3 += a[j + 3]
+            r4 += a[j + 4]
+            r5 += a[j + 5]
+            r6 += a[j + 6]
+            r7 += a[j + 7]
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            res += a[lo + i]
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise(a, lo, n2) + _pairwise(a, lo + n2, n - n2)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _centroid(w, wy, wx, ar, side):  # pragma: no cover - compiled
+    """``midline._centroids`` of one weight image ``w`` (side * side, flat float32; ``wy``,
+    ``wx`` scratch): the centroid (x, y) as float32 values, as NumPy computes them."""
+    for i in range(side):
+        for j in range(side):
+            v = w[i * side + j]
+            wy[i * side + j] = v * ar[i]
+            wx[i * side + j] = v * ar[j]
+    n = side * side
+    s = np.float32(0.0) + _pairwise(w, 0, n)
+    if not s > 0:
+        s = np.float32(1.0)
+    my = (np.float32(0.0) + _pairwise(wy, 0, n)) / s
+    mx = (np.float32(0.0) + _pairwise(wx, 0, n)) / s
+    return mx, my
+
+
+@njit("void(uint8[:, :, :], int64, int64[:], int64[:], uint8[:, :, ::1])", cache=True, nogil=True)
+def head_windows(f, big, px, py, out):  # pragma: no cover - compiled; tested against NumPy
+    """The first step of ``midline.locate_heads``: each patch's strongest pixel (the first
+    of equals in row order, as ``argmax``) into ``px``, ``py`` (M,) and the window of side
+    ``2 big + 1`` around it into ``out`` (M, S, S), zero outside the patch
+    (``gather_patches``)."""
+    m, p = f.shape[0], f.shape[1]
+    side = out.shape[1]
+    for k in range(m):
+        best = -1
+        bi = 0
+        bj = 0
+        for i in range(p):
+            for j in range(p):
+                v = np.int64(f[k, i, j])
+                if v > best:
+                    best, bi, bj = v, i, j
+        px[k] = bj
+        py[k] = bi
+        for i in range(side):
+            yi = bi - big + i
+            for j in range(side):
+                xj = bj - big + j
+                out[k, i, j] = f[k, yi, xj] if 0 <= yi < p and 0 <= xj < p else np.uint8(0)
+
+
+@njit("void(uint8[:, :, ::1], uint8[:, :, ::1], int64[:], int64[:], int64, int64, float64, float64, "
+      "float64, float64, float64[:, :], float64[:], boolean[:])", cache=True, nogil=True)
+def eye_heads(win, wmax, px, py, big, r, eye_level, lo2, hi2, ratio, heads, peak, pair):  # pragma: no cover
+    """The rest of ``midline.locate_heads`` (but the search for an eye pair elsewhere) for
+    every fish, the same values: from the smoothed windows ``win`` (M, S, S) uint8 around each
+    patch's strongest pixel (``px``, ``py``; the window's corner at ``px - big``,
+    ``py - big``) and their grey dilation ``wmax`` (the local maxima: ``win >= wmax``), the
+    head ``heads`` (M, 2) x, y in patch px, the peak ``peak`` (M,) and whether a second eye
+    was found ``pair`` (M,). The peak's eye within ``r`` px weighted above ``eye_level`` x the
+    peak; a second eye: the strongest local maximum ``lo2``-``hi2`` squared px away, at least
+    ``ratio`` x the peak, paler at the midpoint (< 0.85 x its value); then the head is the
+    midpoint of the two eyes' centroids. The float32 steps and NumPy's pairwise sums as in
+    the NumPy code."""
+    m, side = win.shape[0], win.shape[1]
+    n = side * side
+    ar = np.arange(side).astype(np.float32)
+    w = np.empty(n, np.float32)
+    w2 = np.empty(n, np.float32)
+    wy = np.empty(n, np.float32)
+    wx = np.empty(n, np.float32)
+    lev = np.float32(eye_level)
+    rat = np.float32(ratio)
+    f85 = np.float32(0.85)
+    zero = np.float32(0.0)
+    rr = np.float64(r * r)
+    for k in range(m):
+        best = -1
+        am = 0
+        for q in range(n):
+            v = np.int64(win[k, q // side, q % side])
+            if v > best:
+                best, am = v, q
+        pk = np.float32(best)
+        cy, cx = am // side, am % side
+        thr = lev * pk
+        for i in range(side):
+            for j in range(side):
+                dy = np.float64(i) - cy
+                dx = np.float64(j) - cx
+                d = np.float32(win[k, i, j]) - thr
+                w[i * side + j] = (d if d > zero else zero) if dx * dx + dy * dy <= rr else zero
+        mx, my = _centroid(w, wy, wx, ar, side)
+        hx = np.float64(px[k] - big) + np.float64(mx)
+        hy = np.float64(py[k] - big) + np.float64(my)
+        # the second eye: the strongest candidate (first of equals) or none
+        lim = rat * pk
+        best2 = zero
+        j2 = -1
+        for i in range(side):
+            for j in range(side):
+                v = np.float32(win[k, i, j])
+                if v > best2 and win[k, i, j] >= wmax[k, i, j] and v >= lim:
+                    dy = np.float64(i) - cy
+                    dx = np.float64(j) - cx
+                    d2 = dx * dx + dy * dy
+                    if d2 >= lo2 and d2 <= hi2:
+                        yi = int(min(max(np.rint(0.5 * (np.float64(i) + cy)), 0.0), side - 1.0))
+                        xj = int(min(max(np.rint(0.5 * (np.float64(j) + cx)), 0.0), side - 1.0))
+                        if np.float32(win[k, yi, xj]) < f85 * v:
+                            best2 = v
+                            j2 = i * side + j
+        pair[k] = j2 >= 0
+        if j2 >= 0:
+            ey, ex = j2 // side, j2 % side
+            sep = math.hypot(np.float64(ex - cx), np.float64(ey - cy))
+            re = max(1.0, 0.5 * sep)
+            re2 = re * re
+            thr2 = lev * best2
+            for i in range(side):
+                for j in range(side):
+                    v = np.float32(win[k, i, j])
+                    dy = np.float64(i) - cy
+                    dx = np.float64(j) - cx
+                    d = v - thr
+                    w[i * side + j] = (d if d > zero else zero) if dx * dx + dy * dy <= re2 else zero
+                    dy = np.float64(i) - ey
+                    dx = np.float64(j) - ex
+                    d = v - thr2
+                    w2[i * side + j] = (d if d > zero else zero) if dx * dx + dy * dy <= re2 else zero
+            ax, ay = _centroid(w, wy, wx, ar, side)
+            bx, by = _centroid(w2, wy, wx, ar, side)
+            hx = np.float64(px[k] - big) + 0.5 * (np.float64(ax) + np.float64(bx))
+            hy = np.float64(py[k] - big) + 0.5 * (np.float64(ay) + np.float64(by))
+        heads[k, 0] = hx
+        heads[k, 1] = hy
+        peak[k] = np.float64(pk)

@@ -213,16 +213,50 @@ def locate_heads(
     peak
         (M,) peak smoothed fishness.
     """
-    m, p, _ = f.shape
+    m = f.shape[0]
     if m == 0:
         return np.zeros((0, 2)), np.zeros(0)
-    am = f.reshape(m, -1).argmax(axis=1)
-    py, px = np.divmod(am, p)
     r = int(max(2, np.ceil(0.2 * length)))
     big = r + int(np.ceil(2 * sigma)) + 1
     side = 2 * big + 1
-    win = smooth_patches(gather_patches(f, np.arange(m), py - big, px - big, side), sigma)
     k_eye = int(max(1, round(0.03 * length)))
+    lo, hi = pair_range[0] * length, pair_range[1] * length
+    kern = _HEADS
+    if kern is not None and f.dtype == np.uint8:
+        # the compiled steps (``_kernels.head_windows`` and ``eye_heads``, the same values):
+        # one pass per fish instead of ~30 whole-stack NumPy operations
+        px, py = np.empty(m, np.int64), np.empty(m, np.int64)
+        win = np.empty((m, side, side), np.uint8)
+        kern.head_windows(f, big, px, py, win)
+        win = smooth_patches(win, sigma)
+        heads, peak, pair = np.empty((m, 2)), np.empty(m), np.empty(m, bool)
+        kern.eye_heads(win, max_filter_patches(win, k_eye), px, py, big, r, float(eye_level),
+                       lo * lo, hi * hi, float(pair_ratio), heads, peak, pair)
+    else:
+        heads, peak, pair, px, py = _eye_heads_np(f, r, big, sigma, k_eye, eye_level, lo, hi,
+                                                  pair_ratio)
+    # no second eye near the strongest point: that may be the swim bladder (darker than the
+    # eyes in some frames), with the eye pair further ahead
+    for i in np.flatnonzero(~pair) if elsewhere else ():
+        h = _pair_elsewhere(f[i], (int(px[i]), int(py[i])), float(peak[i]), length, sigma,
+                            k_eye, eye_level, lo, hi, pair_ratio)
+        if h is not None:
+            heads[i] = h
+    return heads, peak
+
+
+def _eye_heads_np(
+    f: np.ndarray, r: int, big: int, sigma: float, k_eye: int, eye_level: float, lo: float,
+    hi: float, pair_ratio: float,
+) -> tuple[np.ndarray, ...]:
+    """:func:`locate_heads` in NumPy but the search for a pair elsewhere (the reference of
+    ``_kernels.head_windows`` and ``_kernels.eye_heads``): the heads (M, 2), peaks (M,)
+    float64, whether a second eye was found (M,) and the strongest pixels ``px``, ``py``."""
+    m, p, _ = f.shape
+    side = 2 * big + 1
+    am = f.reshape(m, -1).argmax(axis=1)
+    py, px = np.divmod(am, p)
+    win = smooth_patches(gather_patches(f, np.arange(m), py - big, px - big, side), sigma)
     is_max = win >= max_filter_patches(win, k_eye)
     win = win.astype(np.float32)
     wf = win.reshape(m, -1)
@@ -239,7 +273,6 @@ def locate_heads(
     heads = np.stack([px - big, py - big], axis=1).astype(np.float64)
     heads += _centroids(wgt, ar)
     # the second eye
-    lo, hi = pair_range[0] * length, pair_range[1] * length
     cand = is_max & (d2 >= lo * lo) & (d2 <= hi * hi) & (win >= pair_ratio * peak[:, None, None])
     my = np.clip(np.round(0.5 * (ar[None, :, None] + cy[:, None, None])), 0, side - 1).astype(np.int64)
     mx = np.clip(np.round(0.5 * (ar[None, None, :] + cx[:, None, None])), 0, side - 1).astype(np.int64)
@@ -260,14 +293,7 @@ def locate_heads(
         e2 = np.clip(win[i] - eye_level * w2[:, None, None], 0, None) * (ddx * ddx + ddy * ddy <= re2)
         c = 0.5 * (_centroids(e1, ar) + _centroids(e2, ar))
         heads[i] = np.stack([px[i] - big, py[i] - big], axis=1) + c
-    # no second eye near the strongest point: that may be the swim bladder (darker than the
-    # eyes in some frames), with the eye pair further ahead
-    for i in np.flatnonzero(~pair) if elsewhere else ():
-        h = _pair_elsewhere(f[i], (int(px[i]), int(py[i])), float(peak[i]), length, sigma,
-                            k_eye, eye_level, lo, hi, pair_ratio)
-        if h is not None:
-            heads[i] = h
-    return heads, peak.astype(np.float64)
+    return heads, peak.astype(np.float64), pair, px, py
 
 
 def _pair_elsewhere(
@@ -601,6 +627,9 @@ _KERNEL = None
 #: the compiled sweep of :func:`trace_midlines` (``_kernels.sweep_step``) while the tracker
 #: uses its kernels, else None (NumPy)
 _SWEEP = None
+#: the compiled kernels module while the tracker uses its kernels, else None (NumPy): the
+#: steps of :func:`locate_heads` for uint8 patches (``head_windows``, ``eye_heads``)
+_HEADS = None
 
 
 def _bilinear_np(f: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -122,6 +122,7 @@ def use_kernels(on: bool) -> None:
     _KERNELS = mod
     _midline._KERNEL = None if mod is None else mod.bilinear2d
     _midline._SWEEP = None if mod is None else mod.sweep_step
+    _midline._HEADS = mod
 
 
 def _load_kernels() -> threading.Thread | None:
