@@ -21,8 +21,8 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["bilinear2d", "contour_stats", "cut_measure", "eye_heads", "fishness_arenas", "head_windows",
-           "sweep_step"]
+__all__ = ["bilinear2d", "contour_stats", "cut_measure", "eye_heads", "fishness_arenas", "head_point",
+           "head_profile", "head_windows", "sweep_step"]
 
 
 #: one compiled signature per kernel (any memory layout), so that a first run compiles each
@@ -548,3 +548,185 @@ def eye_heads(win, wmax, px, py, big, r, eye_level, lo2, hi2, ratio, heads, peak
         heads[k, 0] = hx
         heads[k, 1] = hy
         peak[k] = np.float64(pk)
+
+
+@njit("float64(float64[::1], int64, int64)", cache=True, nogil=True)
+def _pairwise64(a, lo, n):  # pragma: no cover - compiled
+    """:func:`_pairwise` of a float64 run (NumPy's float64 pairwise sum), the same value."""
+    if n < 8:
+        res = -0.0
+        for i in range(n):
+            res += a[lo + i]
+        return res
+    if n <= 128:
+        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+        i = 8
+        top = n - n % 8
+        while i < top:
+            j = lo + i
+            r0 += a[j]
+            r1 += a[j + 1]
+            r2 += a[j + 2]
+            r3 += a[j + 3]
+            r4 += a[j + 4]
+            r5 += a[j + 5]
+            r6 += a[j + 6]
+            r7 += a[j + 7]
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            res += a[lo + i]
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise64(a, lo, n2) + _pairwise64(a, lo + n2, n - n2)
+
+
+@njit("void(float32[:, :, :], float64[:, :], float64[:], float64[:], float64[:], float64[:], "
+      "float64[:], float64[:], float32[:], boolean[:], float64[:], float64[:], float64, "
+      "float32[:, :, ::1], float64[:], float64[:], float64[:, ::1], float64[:])", cache=True, nogil=True)
+def head_profile(fs, rough, ux, uy, nx, ny, t, lat, fl, t_near, wl_pos, wl_neg, g, b_out, ox, oy,
+                 prof, t_front):  # pragma: no cover - compiled; tested against NumPy
+    """The first steps of ``midline.refine_heads`` for every fish, the same values: the
+    smoothed fishness ``fs`` (less ``fl``) on the body-aligned grid (axial ``t``, lateral
+    ``lat``, (nt, nl)) around ``rough`` along ``ux``, ``uy`` / ``nx``, ``ny``, re-centred on the
+    body's axis (the lateral centroid of the squared fishness over the rows ``t_near``; the
+    grid's origin into ``ox``, ``oy``) into ``b_out`` (M, nt, nl); the head profile ``prof``
+    (M, nt) before the weighting behind the snout (lateral weights ``wl_pos``, ``wl_neg`` per
+    side) and the snout's axial position ``t_front`` (M,)."""
+    m = fs.shape[0]
+    nt, nl = t.shape[0], lat.shape[0]
+    n = nt * nl
+    b = np.empty(n, np.float32)
+    w2 = np.empty(n, np.float32)
+    w2l = np.empty(n, np.float64)
+    rw = np.empty(nl, np.float64)
+    lmax = np.empty(nt, np.float32)
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+    for k in range(m):
+        x0, y0 = rough[k, 0], rough[k, 1]
+        cu, su, cn, sn = ux[k], uy[k], nx[k], ny[k]
+        for i in range(nt):
+            for j in range(nl):
+                xv = x0 + t[i] * cu + lat[j] * cn
+                yv = y0 + t[i] * su + lat[j] * sn
+                v = _sample(fs, k, xv, yv) - fl[k]
+                v = v if v > zero else zero
+                b[i * nl + j] = v
+                q = v * v if t_near[i] else zero
+                w2[i * nl + j] = q
+                w2l[i * nl + j] = np.float64(q) * lat[j]
+        s2 = np.float32(0.0) + _pairwise(w2, 0, n)
+        lc = 0.0
+        if s2 > zero:
+            lc = (0.0 + _pairwise64(w2l, 0, n)) / np.float64(s2)
+        ox[k] = x0 + lc * cn
+        oy[k] = y0 + lc * sn
+        # shift the columns by lc (linear interpolation, zero outside)
+        for j in range(nl):
+            pos = (lat[j] + lc - lat[0]) / g
+            fpos = math.floor(pos)
+            c0 = np.int64(fpos)
+            fc = np.float32(pos - np.float64(c0))
+            w0 = (one - fc) if 0 <= c0 < nl else zero
+            w1 = fc if 0 <= c0 + 1 < nl else zero
+            i0 = min(max(c0, 0), nl - 1)
+            i1 = min(max(c0 + 1, 0), nl - 1)
+            for i in range(nt):
+                b_out[k, i, j] = b[i * nl + i0] * w0 + b[i * nl + i1] * w1
+        for i in range(nt):
+            lm = b_out[k, i, 0]
+            for j in range(nl):
+                rw[j] = np.float64(b_out[k, i, j]) * wl_pos[j]
+                lm = max(lm, b_out[k, i, j])
+            sp = 0.0 + _pairwise64(rw, 0, nl)
+            for j in range(nl):
+                rw[j] = np.float64(b_out[k, i, j]) * wl_neg[j]
+            sn_ = 0.0 + _pairwise64(rw, 0, nl)
+            prof[k, i] = 2.0 * min(sp, sn_)
+            lmax[i] = lm
+        top = 0
+        for i in range(1, nt):
+            if lmax[i] > lmax[top]:
+                top = i
+        lim = np.float32(0.3) * lmax[top]
+        last = -1
+        for i in range(top):
+            if lmax[i] < lim:
+                last = i
+        t_front[k] = t[min(last + 1, nt - 1)]
+
+
+@njit("void(float32[:, :, ::1], float64[:, ::1], float64[:, ::1], float64[:], float64[:], float64, "
+      "float64[:], float64[:], float64[:], float64[:], float64[:], float64[:], float64[:], "
+      "float64[:, :], float64, float64, float64, boolean, boolean[:], float64[:, :], float64[:])",
+      cache=True, nogil=True)
+def head_point(b, prof_u, decay, t, lat, g, t_front, ox, oy, ux, uy, nx, ny, rough, length,
+               behind_snout, feature_reach, decide, featureless, out,
+               reach):  # pragma: no cover - compiled; tested against NumPy
+    """The rest of ``midline.refine_heads`` for every fish, the same values: from the
+    re-centred grid ``b`` (M, nt, nl), the profile ``prof_u`` (M, nt), its weights ``decay``
+    behind the snout and the grid's origin ``ox``, ``oy`` (:func:`head_profile`), the head
+    points ``out`` (M, 2) and ``reach`` (M,), how far (lengths) behind the snout the widest
+    part lies. The head of a ``featureless`` fish (where ``decide``: reach > ``feature_reach``,
+    written into ``featureless``) is ``behind_snout`` px behind the snout."""
+    m = b.shape[0]
+    nt, nl = t.shape[0], lat.shape[0]
+    row = np.empty(nl, np.float64)
+    rl = np.empty(nl, np.float64)
+    for k in range(m):
+        j = 0
+        ju = 0
+        pbest = -np.inf
+        found = False
+        for i in range(nt):
+            pv = prof_u[k, i] * decay[k, i]
+            if i == 0 or pv > pbest:
+                pbest = pv
+                j = i
+            if prof_u[k, i] > prof_u[k, ju]:
+                ju = i
+        found = pbest > 0
+        pm = prof_u[k, j] * decay[k, j]
+        jl = max(j - 1, 0)
+        jr = min(j + 1, nt - 1)
+        pl = prof_u[k, jl] * decay[k, jl]
+        pr = prof_u[k, jr] * decay[k, jr]
+        den = pl - 2 * pm + pr
+        frac = 0.0
+        if j > 0 and j < nt - 1 and den < -1e-9:
+            frac = 0.5 * (pl - pr) / den
+        frac = min(max(frac, -0.5), 0.5)
+        ts = t[j] + frac * g
+        rw = (t[ju] - t_front[k]) / length
+        reach[k] = rw
+        if decide:
+            featureless[k] = rw > feature_reach
+        if featureless[k]:
+            ts = t_front[k] + behind_snout
+        j2 = np.int64(math.floor((ts - t[0]) / g))
+        j2 = min(max(j2, 0), nt - 2)
+        a = min(max((ts - t[j2]) / g, 0.0), 1.0)
+        rmax = -np.inf
+        for q in range(nl):
+            v = np.float64(b[k, j2, q]) * (1 - a) + np.float64(b[k, j2 + 1, q]) * a
+            row[q] = v
+            rmax = max(rmax, v)
+        lim = 0.3 * rmax
+        for q in range(nl):
+            if not row[q] >= lim:
+                row[q] = 0.0
+            rl[q] = row[q] * lat[q]
+        sr = 0.0 + _pairwise64(row, 0, nl)
+        ls = 0.0
+        if sr > 0:
+            ls = (0.0 + _pairwise64(rl, 0, nl)) / sr
+        if found:
+            out[k, 0] = ox[k] + ts * ux[k] + ls * nx[k]
+            out[k, 1] = oy[k] + ts * uy[k] + ls * ny[k]
+        else:
+            out[k, 0] = rough[k, 0]
+            out[k, 1] = rough[k, 1]

@@ -524,6 +524,52 @@ def refine_heads(
     ux, uy = np.cos(theta), np.sin(theta)
     nx, ny = -uy, ux
     fl = np.broadcast_to(np.asarray(floor, np.float32), (m,))
+    wl = np.minimum(lat * lat, (0.1 * length) ** 2)
+    side = lat > 0
+    kern = _HEADS if fs.dtype == np.float32 and fs.ndim == 3 else None
+    if kern is not None:
+        # the compiled steps (``_kernels.head_profile`` and ``head_point``, the same values):
+        # one pass per fish instead of ~60 whole-stack NumPy operations
+        nt, nl = len(t), len(lat)
+        b = np.empty((m, nt, nl), np.float32)
+        ox, oy, t_front, prof_u = np.empty(m), np.empty(m), np.empty(m), np.empty((m, nt))
+        rough = np.asarray(rough, np.float64)
+        kern.head_profile(fs, rough, ux, uy, nx, ny, t, lat, np.array(fl, np.float32),
+                          np.abs(t) <= 0.15 * length, wl * side, wl * ~side, g, b, ox, oy, prof_u,
+                          t_front)
+    else:
+        b, ox, oy, prof_u, t_front = _head_profile_np(fs, rough, ux, uy, nx, ny, t, lat, fl, wl,
+                                                      side, length, g)
+    # the head is at the front: beyond ``front_free`` lengths behind the snout (where the
+    # fish begins, at 0.3 of its strongest fishness along the axis) the profile is weighted
+    # down, so that a yolk or swim bladder wider than small eyes, or the mid-body of a fish
+    # without distinct eyes, does not win
+    behind = np.clip(t[None, :] - t_front[:, None] - front_free * length, 0.0, None)
+    decay = np.exp(-behind / (front_decay * length))
+    if kern is not None:
+        out, reach_w = np.empty((m, 2)), np.empty(m)
+        decide = head_feature is None
+        featureless = (np.empty(m, bool) if decide
+                       else np.array(np.broadcast_to(~np.asarray(head_feature, bool), (m,))))
+        kern.head_point(b, prof_u, decay, t, lat, g, t_front, ox, oy, ux, uy, nx, ny, rough, length,
+                        no_feature * length, feature_reach, decide, featureless, out, reach_w)
+    else:
+        out, reach_w = _head_point_np(b, prof_u * decay, prof_u, t, lat, g, t_front, ox, oy, ux,
+                                      uy, nx, ny, rough, length, no_feature, feature_reach,
+                                      head_feature)
+    return (out, reach_w) if return_reach else out
+
+
+def _head_profile_np(
+    fs: np.ndarray, rough: np.ndarray, ux: np.ndarray, uy: np.ndarray, nx: np.ndarray,
+    ny: np.ndarray, t: np.ndarray, lat: np.ndarray, fl: np.ndarray, wl: np.ndarray,
+    side: np.ndarray, length: float, g: float,
+) -> tuple[np.ndarray, ...]:
+    """The first steps of :func:`refine_heads` in NumPy (the reference of
+    ``_kernels.head_profile``): the re-centred grid (M, nt, nl), its origin ``ox``, ``oy``,
+    the head profile before the weighting behind the snout (M, nt) and the snout's axial
+    position (M,)."""
+    m = fs.shape[0]
 
     def sample(ox: np.ndarray, oy: np.ndarray) -> np.ndarray:
         xs = ox[:, None, None] + t[None, :, None] * ux[:, None, None] + lat[None, None, :] * nx[:, None, None]
@@ -551,18 +597,11 @@ def refine_heads(
     t_i = np.arange(len(t))[None, :, None]
     b = (b[rows_m, t_i, i0[:, None, :]] * (ok0 * (1 - fc))[:, None, :]
          + b[rows_m, t_i, i1[:, None, :]] * (ok1 * fc)[:, None, :])
-    wl = np.minimum(lat * lat, (0.1 * length) ** 2)
     # both sides must be there (two eyes, a disc, a head): min of the two halves, so that a
     # speck or another object on one side does not count
-    side = lat > 0
     pos_ = (b * (wl * side)[None, None, :]).sum(axis=2)
     neg_ = (b * (wl * ~side)[None, None, :]).sum(axis=2)
     prof = 2.0 * np.minimum(pos_, neg_)
-    prof_u = prof
-    # the head is at the front: beyond ``front_free`` lengths behind the snout (where the
-    # fish begins, at 0.3 of its strongest fishness along the axis) the profile is weighted
-    # down, so that a yolk or swim bladder wider than small eyes, or the mid-body of a fish
-    # without distinct eyes, does not win
     lmax = b.max(axis=2)
     # the front: walking forwards from the strongest row, the last row before the fishness
     # falls below 0.3 of it (the fish itself, not something else ahead of it)
@@ -570,8 +609,19 @@ def refine_heads(
     low = (lmax < 0.3 * lmax.max(axis=1, keepdims=True)) & (np.arange(len(t))[None, :] < top[:, None])
     last_low = np.where(low.any(axis=1), len(t) - 1 - np.argmax(low[:, ::-1], axis=1), -1)
     t_front = t[np.minimum(last_low + 1, len(t) - 1)]
-    behind = np.clip(t[None, :] - t_front[:, None] - front_free * length, 0.0, None)
-    prof = prof * np.exp(-behind / (front_decay * length))
+    return b, ox, oy, prof, t_front
+
+
+def _head_point_np(
+    b: np.ndarray, prof: np.ndarray, prof_u: np.ndarray, t: np.ndarray, lat: np.ndarray, g: float,
+    t_front: np.ndarray, ox: np.ndarray, oy: np.ndarray, ux: np.ndarray, uy: np.ndarray,
+    nx: np.ndarray, ny: np.ndarray, rough: np.ndarray, length: float, no_feature: float,
+    feature_reach: float, head_feature: bool | np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rest of :func:`refine_heads` in NumPy (the reference of ``_kernels.head_point``),
+    from the weighted profile ``prof`` and the unweighted ``prof_u``: the head points (M, 2)
+    and the reach (M,)."""
+    m = b.shape[0]
     j = prof.argmax(axis=1)
     rows = np.arange(m)
     nt = len(t)
@@ -604,8 +654,7 @@ def refine_heads(
     hx = ox + ts * ux + ls * nx
     hy = oy + ts * uy + ls * ny
     found = prof.max(axis=1) > 0
-    out = np.where(found[:, None], np.stack([hx, hy], axis=1), rough)
-    return (out, reach_w) if return_reach else out
+    return np.where(found[:, None], np.stack([hx, hy], axis=1), rough), reach_w
 
 
 def _bilinear(f: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
