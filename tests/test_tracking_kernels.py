@@ -226,6 +226,32 @@ def test_refine_heads_kernels_equal_numpy():
     assert not np.array_equal(off[1][0], off[2][0])
 
 
+def test_body_directions_kernel_equals_numpy():
+    """body_directions with the compiled rays (``_kernels.body_rays``) gives exactly the NumPy
+    path's directions and strengths, with and without the opposite direction, from heads at,
+    off and outside the fish and a per-fish floor."""
+    from fishtrack.tracking import midline
+
+    rng = np.random.default_rng(9)
+    fs, heads, _ = _fish_patches(120, 53, rng)
+    heads = heads + rng.normal(0, 3.0, heads.shape)
+    heads[:3] = [[-4.0, 10.0], [60.0, 60.0], [0.0, 52.0]]
+    floor = rng.uniform(0, 10, len(fs)).astype(np.float32)
+
+    def run():
+        return (midline.body_directions(fs, heads, 28.0, floor=floor),
+                midline.body_directions(fs, heads, 28.0, floor=floor, opposite=True))
+
+    off, on = _kernels_on_off(run, ("body_rays",))
+    for a, b in zip(off, on, strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert x.dtype == y.dtype and np.array_equal(x, y)
+    # the rays find the drawn bodies: stronger than on the empty (noise-only) patches
+    strength = off[0][1]
+    empty = np.arange(len(fs)) % 11 == 10
+    assert np.median(strength[3:][~empty[3:]]) > 2 * np.median(strength[empty])
+
+
 def _blob_stacks(rng, n_arenas):
     """Fishness stacks (N, h, w) of arenas of different sizes: smooth random shapes of all
     sizes (specks below ``min_area``, one-pixel lines, larvae-sized blobs, frames without any),

@@ -429,12 +429,17 @@ def body_directions(
     r = np.linspace(r_range[0], r_range[1], 5) * float(length)
     cx = np.cos(phi)[:, None] * r[None, :]
     cy = np.sin(phi)[:, None] * r[None, :]
-    xs = heads[:, 0, None, None] + cx[None]
-    ys = heads[:, 1, None, None] + cy[None]
-    v = _bilinear(fs, xs.reshape(m, -1), ys.reshape(m, -1)).reshape(m, n_dir, len(r))
     fl = np.broadcast_to(np.asarray(floor, np.float32), (m,))
-    v = np.clip(v - fl[:, None, None], 0.0, None).mean(axis=2)
-    v = 0.25 * np.roll(v, 1, axis=1) + 0.5 * v + 0.25 * np.roll(v, -1, axis=1)
+    if _HEADS is not None and fs.dtype == np.float32 and fs.ndim == 3:
+        # the compiled rays (``_kernels.body_rays``, the same values)
+        v = np.empty((m, n_dir), np.float32)
+        _HEADS.body_rays(fs, np.asarray(heads, np.float64), cx, cy, np.array(fl, np.float32), v)
+    else:
+        xs = heads[:, 0, None, None] + cx[None]
+        ys = heads[:, 1, None, None] + cy[None]
+        v = _bilinear(fs, xs.reshape(m, -1), ys.reshape(m, -1)).reshape(m, n_dir, len(r))
+        v = np.clip(v - fl[:, None, None], 0.0, None).mean(axis=2)
+        v = 0.25 * np.roll(v, 1, axis=1) + 0.5 * v + 0.25 * np.roll(v, -1, axis=1)
     j = v.argmax(axis=1)
     rows = np.arange(m)
     vm = v[rows, j]
@@ -677,7 +682,9 @@ _KERNEL = None
 #: uses its kernels, else None (NumPy)
 _SWEEP = None
 #: the compiled kernels module while the tracker uses its kernels, else None (NumPy): the
-#: steps of :func:`locate_heads` for uint8 patches (``head_windows``, ``eye_heads``)
+#: steps of :func:`locate_heads` for uint8 patches (``head_windows``, ``eye_heads``), of
+#: :func:`refine_heads` (``head_profile``, ``head_point``) and :func:`body_directions`
+#: (``body_rays``) for float32 patches
 _HEADS = None
 
 
