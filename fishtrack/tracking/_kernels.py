@@ -382,14 +382,15 @@ def fishness_arenas(frames, boxes, gains, bgs, valids, offs, dark, out):  # prag
                         orow[j] = np.uint8(v) & vrow[j]
 
 
-@njit("float32(float32[::1], int64, int64)", cache=True, nogil=True)
+@njit(["float32(float32[::1], int64, int64)", "float64(float64[::1], int64, int64)"], cache=True,
+      nogil=True)
 def _pairwise(a, lo, n):  # pragma: no cover - compiled
-    """``a[lo:lo + n].sum()`` as NumPy sums a contiguous float32 run (its pairwise summation:
-    eight running sums over blocks of up to 128 values, halved recursively above), the same
-    value."""
+    """``a[lo:lo + n].sum()`` (``n`` >= 1) as NumPy sums a contiguous float32 or float64 run
+    (its pairwise summation: eight running sums over blocks of up to 128 values, halved
+    recursively above; the sum of fewer than 8 in order), the same value."""
     if n < 8:
-        res = np.float32(-0.0)
-        for i in range(n):
+        res = a[lo]  # (NumPy starts from -0.0: -0.0 + x is x)
+        for i in range(1, n):
             res += a[lo + i]
         return res
     if n <= 128:
@@ -550,40 +551,6 @@ def eye_heads(win, wmax, px, py, big, r, eye_level, lo2, hi2, ratio, heads, peak
         peak[k] = np.float64(pk)
 
 
-@njit("float64(float64[::1], int64, int64)", cache=True, nogil=True)
-def _pairwise64(a, lo, n):  # pragma: no cover - compiled
-    """:func:`_pairwise` of a float64 run (NumPy's float64 pairwise sum), the same value."""
-    if n < 8:
-        res = -0.0
-        for i in range(n):
-            res += a[lo + i]
-        return res
-    if n <= 128:
-        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-        i = 8
-        top = n - n % 8
-        while i < top:
-            j = lo + i
-            r0 += a[j]
-            r1 += a[j + 1]
-            r2 += a[j + 2]
-            r3 += a[j + 3]
-            r4 += a[j + 4]
-            r5 += a[j + 5]
-            r6 += a[j + 6]
-            r7 += a[j + 7]
-            i += 8
-        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-        while i < n:
-            res += a[lo + i]
-            i += 1
-        return res
-    n2 = n // 2
-    n2 -= n2 % 8
-    return _pairwise64(a, lo, n2) + _pairwise64(a, lo + n2, n - n2)
-
-
 @njit("void(float32[:, :, :], float64[:, :], float64[:], float64[:], float64[:], float64[:], "
       "float64[:], float64[:], float32[:], boolean[:], float64[:], float64[:], float64, "
       "float32[:, :, ::1], float64[:], float64[:], float64[:, ::1], float64[:])", cache=True, nogil=True)
@@ -599,13 +566,10 @@ def head_profile(fs, rough, ux, uy, nx, ny, t, lat, fl, t_near, wl_pos, wl_neg, 
     m = fs.shape[0]
     nt, nl = t.shape[0], lat.shape[0]
     n = nt * nl
-    b = np.empty(n, np.float32)
-    w2 = np.empty(n, np.float32)
-    w2l = np.empty(n, np.float64)
-    rw = np.empty(nl, np.float64)
-    lmax = np.empty(nt, np.float32)
-    zero = np.float32(0.0)
-    one = np.float32(1.0)
+    scratch = np.empty((2, n), np.float32)  # the grid, its squares over the rows near the head
+    b, w2 = scratch[0], scratch[1]
+    w2l, rw, lmax = np.empty(n), np.empty(nl), np.empty(nt, np.float32)
+    zero, one = np.float32(0.0), np.float32(1.0)
     for k in range(m):
         x0, y0 = rough[k, 0], rough[k, 1]
         cu, su, cn, sn = ux[k], uy[k], nx[k], ny[k]
@@ -622,7 +586,7 @@ def head_profile(fs, rough, ux, uy, nx, ny, t, lat, fl, t_near, wl_pos, wl_neg, 
         s2 = np.float32(0.0) + _pairwise(w2, 0, n)
         lc = 0.0
         if s2 > zero:
-            lc = (0.0 + _pairwise64(w2l, 0, n)) / np.float64(s2)
+            lc = (0.0 + _pairwise(w2l, 0, n)) / np.float64(s2)
         ox[k] = x0 + lc * cn
         oy[k] = y0 + lc * sn
         # shift the columns by lc (linear interpolation, zero outside)
@@ -642,10 +606,10 @@ def head_profile(fs, rough, ux, uy, nx, ny, t, lat, fl, t_near, wl_pos, wl_neg, 
             for j in range(nl):
                 rw[j] = np.float64(b_out[k, i, j]) * wl_pos[j]
                 lm = max(lm, b_out[k, i, j])
-            sp = 0.0 + _pairwise64(rw, 0, nl)
+            sp = 0.0 + _pairwise(rw, 0, nl)
             for j in range(nl):
                 rw[j] = np.float64(b_out[k, i, j]) * wl_neg[j]
-            sn_ = 0.0 + _pairwise64(rw, 0, nl)
+            sn_ = 0.0 + _pairwise(rw, 0, nl)
             prof[k, i] = 2.0 * min(sp, sn_)
             lmax[i] = lm
         top = 0
@@ -720,10 +684,10 @@ def head_point(b, prof_u, decay, t, lat, g, t_front, ox, oy, ux, uy, nx, ny, rou
             if not row[q] >= lim:
                 row[q] = 0.0
             rl[q] = row[q] * lat[q]
-        sr = 0.0 + _pairwise64(row, 0, nl)
+        sr = 0.0 + _pairwise(row, 0, nl)
         ls = 0.0
         if sr > 0:
-            ls = (0.0 + _pairwise64(rl, 0, nl)) / sr
+            ls = (0.0 + _pairwise(rl, 0, nl)) / sr
         if found:
             out[k, 0] = ox[k] + ts * ux[k] + ls * nx[k]
             out[k, 1] = oy[k] + ts * uy[k] + ls * ny[k]
