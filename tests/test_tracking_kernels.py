@@ -252,6 +252,22 @@ def test_body_directions_kernel_equals_numpy():
     assert np.median(strength[3:][~empty[3:]]) > 2 * np.median(strength[empty])
 
 
+def test_trace_advance_kernel_equals_numpy():
+    """trace_midlines with the compiled end of each step (``_kernels.trace_advance``: the new
+    position, the ridge value and the fishness beside the ridge) gives exactly the NumPy
+    path's midlines, traces, ridge and beside values."""
+    from fishtrack.tracking import midline
+
+    rng = np.random.default_rng(13)
+    fs, heads, theta0 = _fish_patches(100, 53, rng)
+    stop = rng.uniform(2, 8, len(fs)).astype(np.float32)
+    off, on = _kernels_on_off(lambda: midline.trace_midlines(fs, heads, theta0, 28.0, 10, stop),
+                              ("trace_advance",))
+    for f in ("points", "length", "ok", "trace", "ridge", "beside", "end"):
+        assert np.array_equal(getattr(off, f), getattr(on, f), equal_nan=True), f
+    assert (off.beside > 0).mean() > 0.3 and 0.3 * len(fs) < off.ok.sum() < len(fs)
+
+
 def _blob_stacks(rng, n_arenas):
     """Fishness stacks (N, h, w) of arenas of different sizes: smooth random shapes of all
     sizes (specks below ``min_area``, one-pixel lines, larvae-sized blobs, frames without any),

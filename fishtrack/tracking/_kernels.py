@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 __all__ = ["bilinear2d", "body_rays", "contour_stats", "cut_measure", "eye_heads", "fishness_arenas", "head_point",
-           "head_profile", "head_windows", "sweep_step"]
+           "head_profile", "head_windows", "sweep_step", "trace_advance"]
 
 
 #: one compiled signature per kernel (any memory layout), so that a first run compiles each
@@ -719,3 +719,24 @@ def body_rays(fs, heads, cx, cy, fl, v):  # pragma: no cover - compiled; tested 
             raw[d] = np.float32(np.float64(acc) / np.float64(nr))
         for d in range(nd):
             v[k, d] = quarter * raw[d - 1] + half * raw[d] + quarter * raw[(d + 1) % nd]
+
+
+@njit("void(float32[:, :, :], float64[:, ::1], float64[:], float64[:], float64, float64, int64, "
+      "float64[:], float64[:, :, ::1], float32[:, ::1], float32[:, ::1])", cache=True, nogil=True)
+def trace_advance(fs, pos, ca, sa, rad, lat_d, k, vmax, trace, vals, beside):  # pragma: no cover
+    """The end of step ``k`` of ``midline.trace_midlines`` for every fish, the same values:
+    each position ``pos`` (M, 2) moves ``rad`` along the new direction (cosine ``ca``, sine
+    ``sa``, (M,)) and is written into ``trace[:, k + 1]``, the ridge value ``vmax`` into
+    ``vals[:, k]`` and the stronger fishness ``lat_d`` either side of the new point into
+    ``beside[:, k]``."""
+    for i in range(fs.shape[0]):
+        px = pos[i, 0] + rad * ca[i]
+        py = pos[i, 1] + rad * sa[i]
+        pos[i, 0] = px
+        pos[i, 1] = py
+        trace[i, k + 1, 0] = px
+        trace[i, k + 1, 1] = py
+        vals[i, k] = np.float32(vmax[i])
+        nx = -sa[i] * lat_d
+        ny = ca[i] * lat_d
+        beside[i, k] = max(_sample(fs, i, px + nx, py + ny), _sample(fs, i, px - nx, py - ny))

@@ -683,8 +683,8 @@ _KERNEL = None
 _SWEEP = None
 #: the compiled kernels module while the tracker uses its kernels, else None (NumPy): the
 #: steps of :func:`locate_heads` for uint8 patches (``head_windows``, ``eye_heads``), of
-#: :func:`refine_heads` (``head_profile``, ``head_point``) and :func:`body_directions`
-#: (``body_rays``) for float32 patches
+#: :func:`refine_heads` (``head_profile``, ``head_point``), :func:`body_directions`
+#: (``body_rays``) and :func:`trace_midlines` (``trace_advance``) for float32 patches
 _HEADS = None
 
 
@@ -809,6 +809,7 @@ def trace_midlines(
     j_first = np.linspace(-first_turn, first_turn, 2 * int(round(first_turn / 0.065)) + 1)
     rows = np.arange(m)
     sweep = _SWEEP if fs.dtype == np.float32 and fs.ndim == 3 and len(j_first) > 1 else None
+    advance = _HEADS.trace_advance if sweep is not None and _HEADS is not None else None
     if sweep is not None:
         heads64 = np.array(heads, np.float64)
         stop32 = np.array(stop, np.float32)
@@ -894,8 +895,12 @@ def trace_midlines(
             frac = np.where(good, 0.5 * (vl - vr) / np.where(good, den, -1.0), 0.0)
             a = theta + offs[j] + np.clip(frac, -0.5, 0.5) * (offs[1] - offs[0])
         ca, sa = np.cos(a), np.sin(a)
-        pos = pos + rad * np.stack([ca, sa], axis=1)
         theta = a
+        if advance is not None:
+            # the compiled step below (``_kernels.trace_advance``, the same values)
+            advance(fs, pos, ca, sa, float(rad), lat_d, k, vmax, trace, vals, beside)
+            continue
+        pos = pos + rad * np.stack([ca, sa], axis=1)
         trace[:, k + 1] = pos
         vals[:, k] = vmax
         # beside the ridge: the stronger of two points lat_d either side of the new point
