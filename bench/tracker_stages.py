@@ -8,7 +8,8 @@ Usage::
 (its video and ``truth_arenas.csv``). The frames are decoded beforehand and tracked with
 ``track_video`` with the measuring run inline on the main thread (no worker threads), so that
 every stage is timed on the thread that runs it (``time.thread_time`` around each stage; the
-stages nest: ``_measure_all`` contains ``trace_midlines`` and ``_find_heads``, ``_step_single``
+stages nest: ``_measure_all`` contains ``trace_midlines`` and ``_find_heads`` (which contains
+``locate_heads``, ``refine_heads``, ``body_directions``, and midline traces), ``_step_single``
 contains ``_cut``; a plate's segmentation, with the kernels, is ``fishness_arenas``, ``outlines``
 and ``blobs_of_arenas`` instead of ``fishness_chunk`` and ``find_blobs``). The compiled kernels are loaded first when the plate has at least
 ``KERNEL_MIN_FISH`` fish. Then ``track_video`` with its measuring threads on the same frames:
@@ -36,7 +37,8 @@ sys.path.insert(0, str(HERE))
 
 STAGES = ["all_arena_gains", "fishness_chunk", "find_blobs", "outlines", "blobs_of_arenas",
           "_select_single", "_step_single", "_cut", "_measure_all", "_find_heads",
-          "trace_midlines", "smooth_patches", "_write"]
+          "locate_heads", "refine_heads", "body_directions", "trace_midlines", "smooth_patches",
+          "_write"]
 #: compiled kernels timed as stages (a plate's path calls them through the kernels module)
 KERNEL_STAGES = ["fishness_arenas"]
 

@@ -131,6 +131,143 @@ def test_sweep_kernel_equals_numpy(arc_smooth):
     assert 0.3 * len(ok) < ok.sum() < len(ok)  # tails found, not everywhere (empty patches)
 
 
+def _eyed_larvae(m: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """uint8 patches (M, 53, 53) of :func:`_fish_patches`' larvae, every other one with two
+    unequal eyes ahead of its head, one at the patch's corner, one empty; heads, directions."""
+    import cv2
+
+    fs, heads, theta0 = _fish_patches(m, 53, rng)
+    own = np.clip(fs * 3, 0, 255).astype(np.uint8)
+    for i in range(0, m, 2):  # two eyes ahead of the head, 2-5 px apart, unequal
+        hx, hy = heads[i] - 4 * np.array([np.cos(theta0[i]), np.sin(theta0[i])])
+        half = rng.uniform(1.0, 2.5)
+        nx, ny = -np.sin(theta0[i]) * half, np.cos(theta0[i]) * half
+        for sgn, v in ((1, 230), (-1, rng.uniform(120, 230))):
+            cv2.circle(own[i], (int(round((hx + sgn * nx) * 4)), int(round((hy + sgn * ny) * 4))),
+                       5, float(v), -1, lineType=cv2.LINE_AA, shift=2)
+    own[3] = np.roll(own[3], (24, -25), axis=(0, 1))  # the fish at the patch's corner
+    own[5] = 0
+    return own, heads, theta0
+
+
+def _kernels_on_off(fn, used: tuple[str, ...]):
+    """``fn()`` with the kernels off, then on; checks that the head kernels ``used`` (names in
+    ``_kernels``) were called with the kernels on (the real ones, counted)."""
+    from types import SimpleNamespace
+
+    from fishtrack.tracking import midline
+
+    outs = []
+    calls = dict.fromkeys(used, 0)
+    for on in (False, True):
+        tracker.use_kernels(on)
+        try:
+            assert (midline._HEADS is not None) == on
+            if on:
+                real = midline._HEADS
+
+                def count(name, fn):
+                    def f(*a):
+                        calls[name] += 1
+                        return fn(*a)
+                    return f
+
+                midline._HEADS = SimpleNamespace(**{k: count(k, getattr(real, k)) if k in used else getattr(real, k)
+                                                    for k in real.__all__})
+            outs.append(fn())
+        finally:
+            tracker.use_kernels(False)
+    assert all(calls.values()), calls
+    return outs
+
+
+def test_head_kernels_equal_numpy():
+    """locate_heads with the compiled steps (``_kernels.head_windows``, ``eye_heads``) gives
+    exactly the NumPy path's heads and peaks on uint8 larvae: with two eyes (found as a pair),
+    without (the eye's centroid), at the patch's edge (the window leaving the patch), empty
+    patches, and with the search for a pair elsewhere."""
+    from fishtrack.tracking import midline
+
+    own, heads, _ = _eyed_larvae(150, np.random.default_rng(11))
+    off, on = _kernels_on_off(lambda: (midline.locate_heads(own, 28.0, 0.7, elsewhere=False),
+                                       midline.locate_heads(own[:40], 28.0, 0.7)),
+                              ("head_windows", "eye_heads"))
+    for a, b in zip(off, on, strict=True):
+        assert a[0].dtype == b[0].dtype == np.float64 and a[1].dtype == b[1].dtype
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    # the heads are on the fish (near the drawn head), the empty patch's peak is zero
+    near = np.hypot(*(off[0][0] - heads).T) < 8
+    assert near[::2].mean() > 0.8 and off[0][1][5] == 0
+
+
+def test_refine_heads_kernels_equal_numpy():
+    """refine_heads with the compiled steps (``_kernels.head_profile``, ``head_point``) gives
+    exactly the NumPy path's head points and reaches, from rough heads off the true ones, with
+    the head feature decided per fish, given for all, and given per fish, and a per-fish floor."""
+    from fishtrack.tracking import midline
+
+    rng = np.random.default_rng(5)
+    own, heads, theta0 = _eyed_larvae(150, rng)
+    fs = midline.smooth_patches(own, 0.7).astype(np.float32)
+    rough = heads + rng.normal(0, 2.0, heads.shape)
+    floor = rng.uniform(0, 12, len(fs)).astype(np.float32)
+    feat = rng.random(len(fs)) < 0.5
+
+    def run():
+        return [midline.refine_heads(fs, rough, theta0, 28.0, floor=floor, head_feature=hf,
+                                     return_reach=True) for hf in (None, True, False, feat)]
+
+    off, on = _kernels_on_off(run, ("head_profile", "head_point"))
+    for a, b in zip(off, on, strict=True):
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    pts, reach = off[0]
+    assert (pts != rough).any(axis=1).mean() > 0.8  # moved from the rough heads
+    assert 0.05 < (reach > 0.17).mean() < 0.95  # fish with and without a head feature
+    assert not np.array_equal(off[1][0], off[2][0])
+
+
+def test_body_directions_kernel_equals_numpy():
+    """body_directions with the compiled rays (``_kernels.body_rays``) gives exactly the NumPy
+    path's directions and strengths, with and without the opposite direction, from heads at,
+    off and outside the fish and a per-fish floor."""
+    from fishtrack.tracking import midline
+
+    rng = np.random.default_rng(9)
+    fs, heads, _ = _fish_patches(120, 53, rng)
+    heads = heads + rng.normal(0, 3.0, heads.shape)
+    heads[:3] = [[-4.0, 10.0], [60.0, 60.0], [0.0, 52.0]]
+    floor = rng.uniform(0, 10, len(fs)).astype(np.float32)
+
+    def run():
+        return (midline.body_directions(fs, heads, 28.0, floor=floor),
+                midline.body_directions(fs, heads, 28.0, floor=floor, opposite=True))
+
+    off, on = _kernels_on_off(run, ("body_rays",))
+    for a, b in zip(off, on, strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert x.dtype == y.dtype and np.array_equal(x, y)
+    # the rays find the drawn bodies: stronger than on the empty (noise-only) patches
+    strength = off[0][1]
+    empty = np.arange(len(fs)) % 11 == 10
+    assert np.median(strength[3:][~empty[3:]]) > 2 * np.median(strength[empty])
+
+
+def test_trace_advance_kernel_equals_numpy():
+    """trace_midlines with the compiled end of each step (``_kernels.trace_advance``: the new
+    position, the ridge value and the fishness beside the ridge) gives exactly the NumPy
+    path's midlines, traces, ridge and beside values."""
+    from fishtrack.tracking import midline
+
+    rng = np.random.default_rng(13)
+    fs, heads, theta0 = _fish_patches(100, 53, rng)
+    stop = rng.uniform(2, 8, len(fs)).astype(np.float32)
+    off, on = _kernels_on_off(lambda: midline.trace_midlines(fs, heads, theta0, 28.0, 10, stop),
+                              ("trace_advance",))
+    for f in ("points", "length", "ok", "trace", "ridge", "beside", "end"):
+        assert np.array_equal(getattr(off, f), getattr(on, f), equal_nan=True), f
+    assert (off.beside > 0).mean() > 0.3 and 0.3 * len(fs) < off.ok.sum() < len(fs)
+
+
 def _blob_stacks(rng, n_arenas):
     """Fishness stacks (N, h, w) of arenas of different sizes: smooth random shapes of all
     sizes (specks below ``min_area``, one-pixel lines, larvae-sized blobs, frames without any),

@@ -21,7 +21,8 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["bilinear2d", "contour_stats", "cut_measure", "fishness_arenas", "sweep_step"]
+__all__ = ["bilinear2d", "body_rays", "contour_stats", "cut_measure", "eye_heads", "fishness_arenas", "head_point",
+           "head_profile", "head_windows", "sweep_step", "trace_advance"]
 
 
 #: one compiled signature per kernel (any memory layout), so that a first run compiles each
@@ -379,3 +380,363 @@ def fishness_arenas(frames, boxes, gains, bgs, valids, offs, dark, out):  # prag
                         sc = min(np.rint(abs(brow[j] * g)), top)
                         v = min(max(np.float32(row[j]) - sc, zero), top)
                         orow[j] = np.uint8(v) & vrow[j]
+
+
+@njit(["float32(float32[::1], int64, int64)", "float64(float64[::1], int64, int64)"], cache=True,
+      nogil=True)
+def _pairwise(a, lo, n):  # pragma: no cover - compiled
+    """``a[lo:lo + n].sum()`` (``n`` >= 1) as NumPy sums a contiguous float32 or float64 run
+    (its pairwise summation: eight running sums over blocks of up to 128 values, halved
+    recursively above; the sum of fewer than 8 in order), the same value."""
+    if n < 8:
+        res = a[lo]  # (NumPy starts from -0.0: -0.0 + x is x)
+        for i in range(1, n):
+            res += a[lo + i]
+        return res
+    if n <= 128:
+        r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
+        r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
+        i = 8
+        top = n - n % 8
+        while i < top:
+            j = lo + i
+            r0 += a[j]
+            r1 += a[j + 1]
+            r2 += a[j + 2]
+            r3 += a[j + 3]
+            r4 += a[j + 4]
+            r5 += a[j + 5]
+            r6 += a[j + 6]
+            r7 += a[j + 7]
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            res += a[lo + i]
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise(a, lo, n2) + _pairwise(a, lo + n2, n - n2)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _centroid(w, wy, wx, ar, side):  # pragma: no cover - compiled
+    """``midline._centroids`` of one weight image ``w`` (side * side, flat float32; ``wy``,
+    ``wx`` scratch): the centroid (x, y) as float32 values, as NumPy computes them."""
+    for i in range(side):
+        for j in range(side):
+            v = w[i * side + j]
+            wy[i * side + j] = v * ar[i]
+            wx[i * side + j] = v * ar[j]
+    n = side * side
+    s = np.float32(0.0) + _pairwise(w, 0, n)
+    if not s > 0:
+        s = np.float32(1.0)
+    my = (np.float32(0.0) + _pairwise(wy, 0, n)) / s
+    mx = (np.float32(0.0) + _pairwise(wx, 0, n)) / s
+    return mx, my
+
+
+@njit("void(uint8[:, :, :], int64, int64[:], int64[:], uint8[:, :, ::1])", cache=True, nogil=True)
+def head_windows(f, big, px, py, out):  # pragma: no cover - compiled; tested against NumPy
+    """The first step of ``midline.locate_heads``: each patch's strongest pixel (the first
+    of equals in row order, as ``argmax``) into ``px``, ``py`` (M,) and the window of side
+    ``2 big + 1`` around it into ``out`` (M, S, S), zero outside the patch
+    (``gather_patches``)."""
+    m, p = f.shape[0], f.shape[1]
+    side = out.shape[1]
+    for k in range(m):
+        best = -1
+        bi = 0
+        bj = 0
+        for i in range(p):
+            for j in range(p):
+                v = np.int64(f[k, i, j])
+                if v > best:
+                    best, bi, bj = v, i, j
+        px[k] = bj
+        py[k] = bi
+        for i in range(side):
+            yi = bi - big + i
+            for j in range(side):
+                xj = bj - big + j
+                out[k, i, j] = f[k, yi, xj] if 0 <= yi < p and 0 <= xj < p else np.uint8(0)
+
+
+@njit("void(uint8[:, :, ::1], uint8[:, :, ::1], int64[:], int64[:], int64, int64, float64, float64, "
+      "float64, float64, float64[:, :], float64[:], boolean[:])", cache=True, nogil=True)
+def eye_heads(win, wmax, px, py, big, r, eye_level, lo2, hi2, ratio, heads, peak, pair):  # pragma: no cover
+    """The rest of ``midline.locate_heads`` (but the search for an eye pair elsewhere) for
+    every fish, the same values: from the smoothed windows ``win`` (M, S, S) uint8 around each
+    patch's strongest pixel (``px``, ``py``; the window's corner at ``px - big``,
+    ``py - big``) and their grey dilation ``wmax`` (the local maxima: ``win >= wmax``), the
+    head ``heads`` (M, 2) x, y in patch px, the peak ``peak`` (M,) and whether a second eye
+    was found ``pair`` (M,). The peak's eye within ``r`` px weighted above ``eye_level`` x the
+    peak; a second eye: the strongest local maximum ``lo2``-``hi2`` squared px away, at least
+    ``ratio`` x the peak, paler at the midpoint (< 0.85 x its value); then the head is the
+    midpoint of the two eyes' centroids. The float32 steps and NumPy's pairwise sums as in
+    the NumPy code."""
+    m, side = win.shape[0], win.shape[1]
+    n = side * side
+    ar = np.arange(side).astype(np.float32)
+    w = np.empty(n, np.float32)
+    w2 = np.empty(n, np.float32)
+    wy = np.empty(n, np.float32)
+    wx = np.empty(n, np.float32)
+    lev = np.float32(eye_level)
+    rat = np.float32(ratio)
+    f85 = np.float32(0.85)
+    zero = np.float32(0.0)
+    rr = np.float64(r * r)
+    for k in range(m):
+        best = -1
+        am = 0
+        for q in range(n):
+            v = np.int64(win[k, q // side, q % side])
+            if v > best:
+                best, am = v, q
+        pk = np.float32(best)
+        cy, cx = am // side, am % side
+        thr = lev * pk
+        for i in range(side):
+            for j in range(side):
+                dy = np.float64(i) - cy
+                dx = np.float64(j) - cx
+                d = np.float32(win[k, i, j]) - thr
+                w[i * side + j] = (d if d > zero else zero) if dx * dx + dy * dy <= rr else zero
+        mx, my = _centroid(w, wy, wx, ar, side)
+        hx = np.float64(px[k] - big) + np.float64(mx)
+        hy = np.float64(py[k] - big) + np.float64(my)
+        # the second eye: the strongest candidate (first of equals) or none
+        lim = rat * pk
+        best2 = zero
+        j2 = -1
+        for i in range(side):
+            for j in range(side):
+                v = np.float32(win[k, i, j])
+                if v > best2 and win[k, i, j] >= wmax[k, i, j] and v >= lim:
+                    dy = np.float64(i) - cy
+                    dx = np.float64(j) - cx
+                    d2 = dx * dx + dy * dy
+                    if d2 >= lo2 and d2 <= hi2:
+                        yi = int(min(max(np.rint(0.5 * (np.float64(i) + cy)), 0.0), side - 1.0))
+                        xj = int(min(max(np.rint(0.5 * (np.float64(j) + cx)), 0.0), side - 1.0))
+                        if np.float32(win[k, yi, xj]) < f85 * v:
+                            best2 = v
+                            j2 = i * side + j
+        pair[k] = j2 >= 0
+        if j2 >= 0:
+            ey, ex = j2 // side, j2 % side
+            sep = math.hypot(np.float64(ex - cx), np.float64(ey - cy))
+            re = max(1.0, 0.5 * sep)
+            re2 = re * re
+            thr2 = lev * best2
+            for i in range(side):
+                for j in range(side):
+                    v = np.float32(win[k, i, j])
+                    dy = np.float64(i) - cy
+                    dx = np.float64(j) - cx
+                    d = v - thr
+                    w[i * side + j] = (d if d > zero else zero) if dx * dx + dy * dy <= re2 else zero
+                    dy = np.float64(i) - ey
+                    dx = np.float64(j) - ex
+                    d = v - thr2
+                    w2[i * side + j] = (d if d > zero else zero) if dx * dx + dy * dy <= re2 else zero
+            ax, ay = _centroid(w, wy, wx, ar, side)
+            bx, by = _centroid(w2, wy, wx, ar, side)
+            hx = np.float64(px[k] - big) + 0.5 * (np.float64(ax) + np.float64(bx))
+            hy = np.float64(py[k] - big) + 0.5 * (np.float64(ay) + np.float64(by))
+        heads[k, 0] = hx
+        heads[k, 1] = hy
+        peak[k] = np.float64(pk)
+
+
+@njit("void(float32[:, :, :], float64[:, :], float64[:], float64[:], float64[:], float64[:], "
+      "float64[:], float64[:], float32[:], boolean[:], float64[:], float64[:], float64, "
+      "float32[:, :, ::1], float64[:], float64[:], float64[:, ::1], float64[:])", cache=True, nogil=True)
+def head_profile(fs, rough, ux, uy, nx, ny, t, lat, fl, t_near, wl_pos, wl_neg, g, b_out, ox, oy,
+                 prof, t_front):  # pragma: no cover - compiled; tested against NumPy
+    """The first steps of ``midline.refine_heads`` for every fish, the same values: the
+    smoothed fishness ``fs`` (less ``fl``) on the body-aligned grid (axial ``t``, lateral
+    ``lat``, (nt, nl)) around ``rough`` along ``ux``, ``uy`` / ``nx``, ``ny``, re-centred on the
+    body's axis (the lateral centroid of the squared fishness over the rows ``t_near``; the
+    grid's origin into ``ox``, ``oy``) into ``b_out`` (M, nt, nl); the head profile ``prof``
+    (M, nt) before the weighting behind the snout (lateral weights ``wl_pos``, ``wl_neg`` per
+    side) and the snout's axial position ``t_front`` (M,)."""
+    m = fs.shape[0]
+    nt, nl = t.shape[0], lat.shape[0]
+    n = nt * nl
+    scratch = np.empty((2, n), np.float32)  # the grid, its squares over the rows near the head
+    b, w2 = scratch[0], scratch[1]
+    w2l, rw, lmax = np.empty(n), np.empty(nl), np.empty(nt, np.float32)
+    zero, one = np.float32(0.0), np.float32(1.0)
+    for k in range(m):
+        x0, y0 = rough[k, 0], rough[k, 1]
+        cu, su, cn, sn = ux[k], uy[k], nx[k], ny[k]
+        for i in range(nt):
+            for j in range(nl):
+                xv = x0 + t[i] * cu + lat[j] * cn
+                yv = y0 + t[i] * su + lat[j] * sn
+                v = _sample(fs, k, xv, yv) - fl[k]
+                v = v if v > zero else zero
+                b[i * nl + j] = v
+                q = v * v if t_near[i] else zero
+                w2[i * nl + j] = q
+                w2l[i * nl + j] = np.float64(q) * lat[j]
+        s2 = np.float32(0.0) + _pairwise(w2, 0, n)
+        lc = 0.0
+        if s2 > zero:
+            lc = (0.0 + _pairwise(w2l, 0, n)) / np.float64(s2)
+        ox[k] = x0 + lc * cn
+        oy[k] = y0 + lc * sn
+        # shift the columns by lc (linear interpolation, zero outside)
+        for j in range(nl):
+            pos = (lat[j] + lc - lat[0]) / g
+            fpos = math.floor(pos)
+            c0 = np.int64(fpos)
+            fc = np.float32(pos - np.float64(c0))
+            w0 = (one - fc) if 0 <= c0 < nl else zero
+            w1 = fc if 0 <= c0 + 1 < nl else zero
+            i0 = min(max(c0, 0), nl - 1)
+            i1 = min(max(c0 + 1, 0), nl - 1)
+            for i in range(nt):
+                b_out[k, i, j] = b[i * nl + i0] * w0 + b[i * nl + i1] * w1
+        for i in range(nt):
+            lm = b_out[k, i, 0]
+            for j in range(nl):
+                rw[j] = np.float64(b_out[k, i, j]) * wl_pos[j]
+                lm = max(lm, b_out[k, i, j])
+            sp = 0.0 + _pairwise(rw, 0, nl)
+            for j in range(nl):
+                rw[j] = np.float64(b_out[k, i, j]) * wl_neg[j]
+            sn_ = 0.0 + _pairwise(rw, 0, nl)
+            prof[k, i] = 2.0 * min(sp, sn_)
+            lmax[i] = lm
+        top = 0
+        for i in range(1, nt):
+            if lmax[i] > lmax[top]:
+                top = i
+        lim = np.float32(0.3) * lmax[top]
+        last = -1
+        for i in range(top):
+            if lmax[i] < lim:
+                last = i
+        t_front[k] = t[min(last + 1, nt - 1)]
+
+
+@njit("void(float32[:, :, ::1], float64[:, ::1], float64[:, ::1], float64[:], float64[:], float64, "
+      "float64[:], float64[:], float64[:], float64[:], float64[:], float64[:], float64[:], "
+      "float64[:, :], float64, float64, float64, boolean, boolean[:], float64[:, :], float64[:])",
+      cache=True, nogil=True)
+def head_point(b, prof_u, decay, t, lat, g, t_front, ox, oy, ux, uy, nx, ny, rough, length,
+               behind_snout, feature_reach, decide, featureless, out,
+               reach):  # pragma: no cover - compiled; tested against NumPy
+    """The rest of ``midline.refine_heads`` for every fish, the same values: from the
+    re-centred grid ``b`` (M, nt, nl), the profile ``prof_u`` (M, nt), its weights ``decay``
+    behind the snout and the grid's origin ``ox``, ``oy`` (:func:`head_profile`), the head
+    points ``out`` (M, 2) and ``reach`` (M,), how far (lengths) behind the snout the widest
+    part lies. The head of a ``featureless`` fish (where ``decide``: reach > ``feature_reach``,
+    written into ``featureless``) is ``behind_snout`` px behind the snout."""
+    m = b.shape[0]
+    nt, nl = t.shape[0], lat.shape[0]
+    row = np.empty(nl, np.float64)
+    rl = np.empty(nl, np.float64)
+    for k in range(m):
+        j = 0
+        ju = 0
+        pbest = -np.inf
+        found = False
+        for i in range(nt):
+            pv = prof_u[k, i] * decay[k, i]
+            if i == 0 or pv > pbest:
+                pbest = pv
+                j = i
+            if prof_u[k, i] > prof_u[k, ju]:
+                ju = i
+        found = pbest > 0
+        pm = prof_u[k, j] * decay[k, j]
+        jl = max(j - 1, 0)
+        jr = min(j + 1, nt - 1)
+        pl = prof_u[k, jl] * decay[k, jl]
+        pr = prof_u[k, jr] * decay[k, jr]
+        den = pl - 2 * pm + pr
+        frac = 0.0
+        if j > 0 and j < nt - 1 and den < -1e-9:
+            frac = 0.5 * (pl - pr) / den
+        frac = min(max(frac, -0.5), 0.5)
+        ts = t[j] + frac * g
+        rw = (t[ju] - t_front[k]) / length
+        reach[k] = rw
+        if decide:
+            featureless[k] = rw > feature_reach
+        if featureless[k]:
+            ts = t_front[k] + behind_snout
+        j2 = np.int64(math.floor((ts - t[0]) / g))
+        j2 = min(max(j2, 0), nt - 2)
+        a = min(max((ts - t[j2]) / g, 0.0), 1.0)
+        rmax = -np.inf
+        for q in range(nl):
+            v = np.float64(b[k, j2, q]) * (1 - a) + np.float64(b[k, j2 + 1, q]) * a
+            row[q] = v
+            rmax = max(rmax, v)
+        lim = 0.3 * rmax
+        for q in range(nl):
+            if not row[q] >= lim:
+                row[q] = 0.0
+            rl[q] = row[q] * lat[q]
+        sr = 0.0 + _pairwise(row, 0, nl)
+        ls = 0.0
+        if sr > 0:
+            ls = (0.0 + _pairwise(rl, 0, nl)) / sr
+        if found:
+            out[k, 0] = ox[k] + ts * ux[k] + ls * nx[k]
+            out[k, 1] = oy[k] + ts * uy[k] + ls * ny[k]
+        else:
+            out[k, 0] = rough[k, 0]
+            out[k, 1] = rough[k, 1]
+
+
+@njit("void(float32[:, :, :], float64[:, :], float64[:, :], float64[:, :], float32[:], "
+      "float32[:, ::1])", cache=True, nogil=True)
+def body_rays(fs, heads, cx, cy, fl, v):  # pragma: no cover - compiled; tested against NumPy
+    """The rays of ``midline.body_directions`` for every fish, the same values: ``v`` (M, D)
+    the mean over each ray's points (offsets ``cx``, ``cy`` (D, R) from ``heads``) of the
+    fishness ``fs`` less ``fl`` (at least 0), smoothed over the directions ([1, 2, 1] / 4,
+    round the circle), in float32 as NumPy computes it."""
+    m = fs.shape[0]
+    nd, nr = cx.shape[0], cx.shape[1]
+    raw = np.empty(nd, np.float32)
+    zero = np.float32(0.0)
+    quarter = np.float32(0.25)
+    half = np.float32(0.5)
+    for k in range(m):
+        hx, hy = heads[k, 0], heads[k, 1]
+        for d in range(nd):
+            acc = np.float32(-0.0)
+            for q in range(nr):
+                x = _sample(fs, k, hx + cx[d, q], hy + cy[d, q]) - fl[k]
+                acc += x if x > zero else zero
+            raw[d] = np.float32(np.float64(acc) / np.float64(nr))
+        for d in range(nd):
+            v[k, d] = quarter * raw[d - 1] + half * raw[d] + quarter * raw[(d + 1) % nd]
+
+
+@njit("void(float32[:, :, :], float64[:, ::1], float64[:], float64[:], float64, float64, int64, "
+      "float64[:], float64[:, :, ::1], float32[:, ::1], float32[:, ::1])", cache=True, nogil=True)
+def trace_advance(fs, pos, ca, sa, rad, lat_d, k, vmax, trace, vals, beside):  # pragma: no cover
+    """The end of step ``k`` of ``midline.trace_midlines`` for every fish, the same values:
+    each position ``pos`` (M, 2) moves ``rad`` along the new direction (cosine ``ca``, sine
+    ``sa``, (M,)) and is written into ``trace[:, k + 1]``, the ridge value ``vmax`` into
+    ``vals[:, k]`` and the stronger fishness ``lat_d`` either side of the new point into
+    ``beside[:, k]``."""
+    for i in range(fs.shape[0]):
+        px = pos[i, 0] + rad * ca[i]
+        py = pos[i, 1] + rad * sa[i]
+        pos[i, 0] = px
+        pos[i, 1] = py
+        trace[i, k + 1, 0] = px
+        trace[i, k + 1, 1] = py
+        vals[i, k] = np.float32(vmax[i])
+        nx = -sa[i] * lat_d
+        ny = ca[i] * lat_d
+        beside[i, k] = max(_sample(fs, i, px + nx, py + ny), _sample(fs, i, px - nx, py - ny))

@@ -213,16 +213,50 @@ def locate_heads(
     peak
         (M,) peak smoothed fishness.
     """
-    m, p, _ = f.shape
+    m = f.shape[0]
     if m == 0:
         return np.zeros((0, 2)), np.zeros(0)
-    am = f.reshape(m, -1).argmax(axis=1)
-    py, px = np.divmod(am, p)
     r = int(max(2, np.ceil(0.2 * length)))
     big = r + int(np.ceil(2 * sigma)) + 1
     side = 2 * big + 1
-    win = smooth_patches(gather_patches(f, np.arange(m), py - big, px - big, side), sigma)
     k_eye = int(max(1, round(0.03 * length)))
+    lo, hi = pair_range[0] * length, pair_range[1] * length
+    kern = _HEADS
+    if kern is not None and f.dtype == np.uint8:
+        # the compiled steps (``_kernels.head_windows`` and ``eye_heads``, the same values):
+        # one pass per fish instead of ~30 whole-stack NumPy operations
+        px, py = np.empty(m, np.int64), np.empty(m, np.int64)
+        win = np.empty((m, side, side), np.uint8)
+        kern.head_windows(f, big, px, py, win)
+        win = smooth_patches(win, sigma)
+        heads, peak, pair = np.empty((m, 2)), np.empty(m), np.empty(m, bool)
+        kern.eye_heads(win, max_filter_patches(win, k_eye), px, py, big, r, float(eye_level),
+                       lo * lo, hi * hi, float(pair_ratio), heads, peak, pair)
+    else:
+        heads, peak, pair, px, py = _eye_heads_np(f, r, big, sigma, k_eye, eye_level, lo, hi,
+                                                  pair_ratio)
+    # no second eye near the strongest point: that may be the swim bladder (darker than the
+    # eyes in some frames), with the eye pair further ahead
+    for i in np.flatnonzero(~pair) if elsewhere else ():
+        h = _pair_elsewhere(f[i], (int(px[i]), int(py[i])), float(peak[i]), length, sigma,
+                            k_eye, eye_level, lo, hi, pair_ratio)
+        if h is not None:
+            heads[i] = h
+    return heads, peak
+
+
+def _eye_heads_np(
+    f: np.ndarray, r: int, big: int, sigma: float, k_eye: int, eye_level: float, lo: float,
+    hi: float, pair_ratio: float,
+) -> tuple[np.ndarray, ...]:
+    """:func:`locate_heads` in NumPy but the search for a pair elsewhere (the reference of
+    ``_kernels.head_windows`` and ``_kernels.eye_heads``): the heads (M, 2), peaks (M,)
+    float64, whether a second eye was found (M,) and the strongest pixels ``px``, ``py``."""
+    m, p, _ = f.shape
+    side = 2 * big + 1
+    am = f.reshape(m, -1).argmax(axis=1)
+    py, px = np.divmod(am, p)
+    win = smooth_patches(gather_patches(f, np.arange(m), py - big, px - big, side), sigma)
     is_max = win >= max_filter_patches(win, k_eye)
     win = win.astype(np.float32)
     wf = win.reshape(m, -1)
@@ -239,7 +273,6 @@ def locate_heads(
     heads = np.stack([px - big, py - big], axis=1).astype(np.float64)
     heads += _centroids(wgt, ar)
     # the second eye
-    lo, hi = pair_range[0] * length, pair_range[1] * length
     cand = is_max & (d2 >= lo * lo) & (d2 <= hi * hi) & (win >= pair_ratio * peak[:, None, None])
     my = np.clip(np.round(0.5 * (ar[None, :, None] + cy[:, None, None])), 0, side - 1).astype(np.int64)
     mx = np.clip(np.round(0.5 * (ar[None, None, :] + cx[:, None, None])), 0, side - 1).astype(np.int64)
@@ -260,14 +293,7 @@ def locate_heads(
         e2 = np.clip(win[i] - eye_level * w2[:, None, None], 0, None) * (ddx * ddx + ddy * ddy <= re2)
         c = 0.5 * (_centroids(e1, ar) + _centroids(e2, ar))
         heads[i] = np.stack([px[i] - big, py[i] - big], axis=1) + c
-    # no second eye near the strongest point: that may be the swim bladder (darker than the
-    # eyes in some frames), with the eye pair further ahead
-    for i in np.flatnonzero(~pair) if elsewhere else ():
-        h = _pair_elsewhere(f[i], (int(px[i]), int(py[i])), float(peak[i]), length, sigma,
-                            k_eye, eye_level, lo, hi, pair_ratio)
-        if h is not None:
-            heads[i] = h
-    return heads, peak.astype(np.float64)
+    return heads, peak.astype(np.float64), pair, px, py
 
 
 def _pair_elsewhere(
@@ -403,12 +429,17 @@ def body_directions(
     r = np.linspace(r_range[0], r_range[1], 5) * float(length)
     cx = np.cos(phi)[:, None] * r[None, :]
     cy = np.sin(phi)[:, None] * r[None, :]
-    xs = heads[:, 0, None, None] + cx[None]
-    ys = heads[:, 1, None, None] + cy[None]
-    v = _bilinear(fs, xs.reshape(m, -1), ys.reshape(m, -1)).reshape(m, n_dir, len(r))
     fl = np.broadcast_to(np.asarray(floor, np.float32), (m,))
-    v = np.clip(v - fl[:, None, None], 0.0, None).mean(axis=2)
-    v = 0.25 * np.roll(v, 1, axis=1) + 0.5 * v + 0.25 * np.roll(v, -1, axis=1)
+    if _HEADS is not None and fs.dtype == np.float32 and fs.ndim == 3:
+        # the compiled rays (``_kernels.body_rays``, the same values)
+        v = np.empty((m, n_dir), np.float32)
+        _HEADS.body_rays(fs, np.asarray(heads, np.float64), cx, cy, np.array(fl, np.float32), v)
+    else:
+        xs = heads[:, 0, None, None] + cx[None]
+        ys = heads[:, 1, None, None] + cy[None]
+        v = _bilinear(fs, xs.reshape(m, -1), ys.reshape(m, -1)).reshape(m, n_dir, len(r))
+        v = np.clip(v - fl[:, None, None], 0.0, None).mean(axis=2)
+        v = 0.25 * np.roll(v, 1, axis=1) + 0.5 * v + 0.25 * np.roll(v, -1, axis=1)
     j = v.argmax(axis=1)
     rows = np.arange(m)
     vm = v[rows, j]
@@ -498,6 +529,52 @@ def refine_heads(
     ux, uy = np.cos(theta), np.sin(theta)
     nx, ny = -uy, ux
     fl = np.broadcast_to(np.asarray(floor, np.float32), (m,))
+    wl = np.minimum(lat * lat, (0.1 * length) ** 2)
+    side = lat > 0
+    kern = _HEADS if fs.dtype == np.float32 and fs.ndim == 3 else None
+    if kern is not None:
+        # the compiled steps (``_kernels.head_profile`` and ``head_point``, the same values):
+        # one pass per fish instead of ~60 whole-stack NumPy operations
+        nt, nl = len(t), len(lat)
+        b = np.empty((m, nt, nl), np.float32)
+        ox, oy, t_front, prof_u = np.empty(m), np.empty(m), np.empty(m), np.empty((m, nt))
+        rough = np.asarray(rough, np.float64)
+        kern.head_profile(fs, rough, ux, uy, nx, ny, t, lat, np.array(fl, np.float32),
+                          np.abs(t) <= 0.15 * length, wl * side, wl * ~side, g, b, ox, oy, prof_u,
+                          t_front)
+    else:
+        b, ox, oy, prof_u, t_front = _head_profile_np(fs, rough, ux, uy, nx, ny, t, lat, fl, wl,
+                                                      side, length, g)
+    # the head is at the front: beyond ``front_free`` lengths behind the snout (where the
+    # fish begins, at 0.3 of its strongest fishness along the axis) the profile is weighted
+    # down, so that a yolk or swim bladder wider than small eyes, or the mid-body of a fish
+    # without distinct eyes, does not win
+    behind = np.clip(t[None, :] - t_front[:, None] - front_free * length, 0.0, None)
+    decay = np.exp(-behind / (front_decay * length))
+    if kern is not None:
+        out, reach_w = np.empty((m, 2)), np.empty(m)
+        decide = head_feature is None
+        featureless = (np.empty(m, bool) if decide
+                       else np.array(np.broadcast_to(~np.asarray(head_feature, bool), (m,))))
+        kern.head_point(b, prof_u, decay, t, lat, g, t_front, ox, oy, ux, uy, nx, ny, rough, length,
+                        no_feature * length, feature_reach, decide, featureless, out, reach_w)
+    else:
+        out, reach_w = _head_point_np(b, prof_u * decay, prof_u, t, lat, g, t_front, ox, oy, ux,
+                                      uy, nx, ny, rough, length, no_feature, feature_reach,
+                                      head_feature)
+    return (out, reach_w) if return_reach else out
+
+
+def _head_profile_np(
+    fs: np.ndarray, rough: np.ndarray, ux: np.ndarray, uy: np.ndarray, nx: np.ndarray,
+    ny: np.ndarray, t: np.ndarray, lat: np.ndarray, fl: np.ndarray, wl: np.ndarray,
+    side: np.ndarray, length: float, g: float,
+) -> tuple[np.ndarray, ...]:
+    """The first steps of :func:`refine_heads` in NumPy (the reference of
+    ``_kernels.head_profile``): the re-centred grid (M, nt, nl), its origin ``ox``, ``oy``,
+    the head profile before the weighting behind the snout (M, nt) and the snout's axial
+    position (M,)."""
+    m = fs.shape[0]
 
     def sample(ox: np.ndarray, oy: np.ndarray) -> np.ndarray:
         xs = ox[:, None, None] + t[None, :, None] * ux[:, None, None] + lat[None, None, :] * nx[:, None, None]
@@ -525,18 +602,11 @@ def refine_heads(
     t_i = np.arange(len(t))[None, :, None]
     b = (b[rows_m, t_i, i0[:, None, :]] * (ok0 * (1 - fc))[:, None, :]
          + b[rows_m, t_i, i1[:, None, :]] * (ok1 * fc)[:, None, :])
-    wl = np.minimum(lat * lat, (0.1 * length) ** 2)
     # both sides must be there (two eyes, a disc, a head): min of the two halves, so that a
     # speck or another object on one side does not count
-    side = lat > 0
     pos_ = (b * (wl * side)[None, None, :]).sum(axis=2)
     neg_ = (b * (wl * ~side)[None, None, :]).sum(axis=2)
     prof = 2.0 * np.minimum(pos_, neg_)
-    prof_u = prof
-    # the head is at the front: beyond ``front_free`` lengths behind the snout (where the
-    # fish begins, at 0.3 of its strongest fishness along the axis) the profile is weighted
-    # down, so that a yolk or swim bladder wider than small eyes, or the mid-body of a fish
-    # without distinct eyes, does not win
     lmax = b.max(axis=2)
     # the front: walking forwards from the strongest row, the last row before the fishness
     # falls below 0.3 of it (the fish itself, not something else ahead of it)
@@ -544,8 +614,19 @@ def refine_heads(
     low = (lmax < 0.3 * lmax.max(axis=1, keepdims=True)) & (np.arange(len(t))[None, :] < top[:, None])
     last_low = np.where(low.any(axis=1), len(t) - 1 - np.argmax(low[:, ::-1], axis=1), -1)
     t_front = t[np.minimum(last_low + 1, len(t) - 1)]
-    behind = np.clip(t[None, :] - t_front[:, None] - front_free * length, 0.0, None)
-    prof = prof * np.exp(-behind / (front_decay * length))
+    return b, ox, oy, prof, t_front
+
+
+def _head_point_np(
+    b: np.ndarray, prof: np.ndarray, prof_u: np.ndarray, t: np.ndarray, lat: np.ndarray, g: float,
+    t_front: np.ndarray, ox: np.ndarray, oy: np.ndarray, ux: np.ndarray, uy: np.ndarray,
+    nx: np.ndarray, ny: np.ndarray, rough: np.ndarray, length: float, no_feature: float,
+    feature_reach: float, head_feature: bool | np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rest of :func:`refine_heads` in NumPy (the reference of ``_kernels.head_point``),
+    from the weighted profile ``prof`` and the unweighted ``prof_u``: the head points (M, 2)
+    and the reach (M,)."""
+    m = b.shape[0]
     j = prof.argmax(axis=1)
     rows = np.arange(m)
     nt = len(t)
@@ -578,8 +659,7 @@ def refine_heads(
     hx = ox + ts * ux + ls * nx
     hy = oy + ts * uy + ls * ny
     found = prof.max(axis=1) > 0
-    out = np.where(found[:, None], np.stack([hx, hy], axis=1), rough)
-    return (out, reach_w) if return_reach else out
+    return np.where(found[:, None], np.stack([hx, hy], axis=1), rough), reach_w
 
 
 def _bilinear(f: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -601,6 +681,11 @@ _KERNEL = None
 #: the compiled sweep of :func:`trace_midlines` (``_kernels.sweep_step``) while the tracker
 #: uses its kernels, else None (NumPy)
 _SWEEP = None
+#: the compiled kernels module while the tracker uses its kernels, else None (NumPy): the
+#: steps of :func:`locate_heads` for uint8 patches (``head_windows``, ``eye_heads``), of
+#: :func:`refine_heads` (``head_profile``, ``head_point``), :func:`body_directions`
+#: (``body_rays``) and :func:`trace_midlines` (``trace_advance``) for float32 patches
+_HEADS = None
 
 
 def _bilinear_np(f: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -724,6 +809,7 @@ def trace_midlines(
     j_first = np.linspace(-first_turn, first_turn, 2 * int(round(first_turn / 0.065)) + 1)
     rows = np.arange(m)
     sweep = _SWEEP if fs.dtype == np.float32 and fs.ndim == 3 and len(j_first) > 1 else None
+    advance = _HEADS.trace_advance if sweep is not None and _HEADS is not None else None
     if sweep is not None:
         heads64 = np.array(heads, np.float64)
         stop32 = np.array(stop, np.float32)
@@ -809,8 +895,12 @@ def trace_midlines(
             frac = np.where(good, 0.5 * (vl - vr) / np.where(good, den, -1.0), 0.0)
             a = theta + offs[j] + np.clip(frac, -0.5, 0.5) * (offs[1] - offs[0])
         ca, sa = np.cos(a), np.sin(a)
-        pos = pos + rad * np.stack([ca, sa], axis=1)
         theta = a
+        if advance is not None:
+            # the compiled step below (``_kernels.trace_advance``, the same values)
+            advance(fs, pos, ca, sa, float(rad), lat_d, k, vmax, trace, vals, beside)
+            continue
+        pos = pos + rad * np.stack([ca, sa], axis=1)
         trace[:, k + 1] = pos
         vals[:, k] = vmax
         # beside the ridge: the stronger of two points lat_d either side of the new point

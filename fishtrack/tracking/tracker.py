@@ -122,6 +122,7 @@ def use_kernels(on: bool) -> None:
     _KERNELS = mod
     _midline._KERNEL = None if mod is None else mod.bilinear2d
     _midline._SWEEP = None if mod is None else mod.sweep_step
+    _midline._HEADS = mod
 
 
 def _load_kernels() -> threading.Thread | None:
@@ -1528,13 +1529,12 @@ class _Run:
         flicker = self.cfg.flicker_correction
         gains = all_arena_gains(frames, [st.model for st in self.states]) if flicker else None
         kernels = _KERNELS
+        in_call = None
         if kernels is not None:
             # a plate (compiled kernels in use): every arena's fishness and outlines first, then
             # the blobs of all arenas from one compiled call (the same blobs as find_blobs)
             if len(self.work) < n * self.cells:
                 self.work = np.zeros(self.chunk_frames * self.cells, np.uint8)
-            ds, crops, conts = [], [], []
-            at = 0
             # the fishness of every arena that does not smooth it from one compiled call
             if self.plate is None:
                 self.plate = _plate_arrays([st.model for st in self.states])
@@ -1544,37 +1544,38 @@ class _Run:
                 g = np.stack(gains) if gains is not None else np.ones((len(self.states), n), np.float32)
                 kernels.fishness_arenas(frames, boxes[in_call], g[in_call], bgs, valids,
                                         offs[in_call], bg.polarity == "dark", self.work)
-            for i, st in enumerate(self.states):
-                m = st.model
-                x0, y0, x1, y1 = m.bbox
-                crops.append(frames[:, y0:y1, x0:x1])
-                hh, ww = m.shape
-                ds.append(self.work[at : at + n * hh * ww].reshape(n, hh, ww))
-                at += n * hh * ww
-                if not in_call[i]:
-                    fishness_chunk(crops[i], m, bg.polarity, ds[i], flicker=flicker,
-                                   gains=gains[i] if gains is not None else None)
-                conts.append(outlines(ds[i], m.threshold))
-            all_blobs = blobs_of_arenas(conts, [d.shape[1] for d in ds], prm.min_area,
-                                        kernels.contour_stats)
-            for st, d, crop, blobs in zip(self.states, ds, crops, all_blobs, strict=True):
-                self.step(self, st, _ArenaChunk(d, crop, st.prev, blobs, fidx, _origin(st)))
-                st.prev = np.array(crop[-1])
-        else:
-            for i, st in enumerate(self.states):
-                m = st.model
-                x0, y0, x1, y1 = m.bbox
-                crop = frames[:, y0:y1, x0:x1]
-                hh, ww = m.shape
-                d = self.work[: n * hh * ww].reshape(n, hh, ww)
+        waiting, conts = [], []
+        at = 0
+        for i, st in enumerate(self.states):
+            m = st.model
+            x0, y0, x1, y1 = m.bbox
+            crop = frames[:, y0:y1, x0:x1]
+            hh, ww = m.shape
+            # (with the kernels every arena's fishness is kept until all blobs are found)
+            d = self.work[at : at + n * hh * ww].reshape(n, hh, ww)
+            if in_call is None or not in_call[i]:
                 fishness_chunk(crop, m, bg.polarity, d, flicker=flicker,
                                gains=gains[i] if gains is not None else None)
-                blobs = find_blobs(d, m.threshold, prm.min_area)
-                self.step(self, st, _ArenaChunk(d, crop, st.prev, blobs, fidx, _origin(st)))
-                st.prev = np.array(crop[-1])
+            if kernels is None:
+                self._step(st, d, crop, find_blobs(d, m.threshold, prm.min_area), fidx)
+            else:
+                at += n * hh * ww
+                waiting.append((st, d, crop))
+                conts.append(outlines(d, m.threshold))
+        if waiting:
+            all_blobs = blobs_of_arenas(conts, [d.shape[1] for _, d, _ in waiting], prm.min_area,
+                                        kernels.contour_stats)
+            for (st, d, crop), blobs in zip(waiting, all_blobs, strict=True):
+                self._step(st, d, crop, blobs, fidx)
         self.queue.flush()
         self.done_upto = int(fidx[-1]) + 1
         return n
+
+    def _step(self, st: _ArenaState, d: np.ndarray, crop: np.ndarray, blobs: ChunkBlobs,
+              fidx: np.ndarray) -> None:
+        """The layout's step on one arena's part of a chunk; keeps its last frame."""
+        self.step(self, st, _ArenaChunk(d, crop, st.prev, blobs, fidx, _origin(st)))
+        st.prev = np.array(crop[-1])
 
     def hand_on(self, *, final: bool = False) -> None:
         """Streaming: give the sink the rows no later step writes to (frames before the
