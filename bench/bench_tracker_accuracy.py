@@ -27,7 +27,9 @@ anterior midline: ``--seeds 7000-7099 --csv runs.csv`` rewrites the CSV after ev
 had to be stopped early. A third, 9200-9299, was opened after the still-fish fixes (the dust
 speck taken for a still head, still larvae in noisy video), a fourth, 10200-10299, after the
 frame-line fix for head-embedded larvae in tight ROIs, a fifth, 11200-11299, after the
-still-larva fixes for bright larvae (a long larva taken for a frame line, a head glow, flicker).
+still-larva fixes for bright larvae (a long larva taken for a frame line, a head glow, flicker),
+a sixth, 12400-12499, after the wide-head fix for head-embedded larvae (a head disc wider than
+the still-larva closing).
 """
 
 from __future__ import annotations
@@ -400,8 +402,8 @@ def main(argv=None) -> int:
     if seeds is not None and set(seeds) & report and args.cache is not None:
         print("note: reporting seeds are run as-is (no tuning on them)")
     if seeds is not None and not set(seeds) <= set(TUNING_SEEDS) | report:
-        ap.error("seeds must lie in the tuning (0-999) or a reporting range (1000-1199, 7000-7099, "
-                 "9200-9299, 10200-10299, 11200-11299)")
+        ranges = ", ".join(f"{r.start}-{r.stop - 1}" for r in REPORT_RANGES)
+        ap.error(f"seeds must lie in the tuning (0-999) or a reporting range ({ranges})")
     run(args.out, seeds=seeds, docs=not args.no_docs, cache=args.cache, csv=args.csv,
         figure=None if args.no_docs else FIGURE)
     print(Path(args.out).read_text(encoding="utf-8"))

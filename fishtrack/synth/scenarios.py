@@ -50,9 +50,10 @@ REPORT_SEEDS = range(1000, 1200)
 #: 7000-7099 (the report after the rigid anterior midline, session of 2026-12-06), then
 #: 9200-9299 (the report after the still-fish fixes of the same day's later session), then
 #: 10200-10299 (the report after the frame-line fix for head-embedded larvae, the next session),
-#: then 11200-11299 (the report after the still-larva fixes for bright larvae, the session after)
+#: then 11200-11299 (the report after the still-larva fixes for bright larvae, the session after),
+#: then 12400-12499 (the report after the wide-head fix for head-embedded larvae, the next one)
 REPORT_RANGES = (REPORT_SEEDS, range(7000, 7100), range(9200, 9300), range(10200, 10300),
-                 range(11200, 11300))
+                 range(11200, 11300), range(12400, 12500))
 
 #: pixels per frame a suite video may have (keeps every case a few seconds of work)
 _FRAME_BUDGET = 420_000
