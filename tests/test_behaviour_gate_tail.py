@@ -13,6 +13,7 @@ With two larvae there is no rig reference (``MOTION_GATE_MIN_FISH``).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from fixtures_behaviour import score_stress, tracked_stress_seed
 
@@ -73,3 +74,24 @@ def test_faint_tail_bouts_pass_the_gate(faint_tails, monkeypatch):
     monkeypatch.setattr(bouts_mod, "MOTION_GATE_TAIL", False)
     old = score_stress(draw, sim, classify(tracks, cfg.behaviour, cfg.protocol))
     assert old["kappa"] < 0.5 and old["tp"] < row["tp"]
+
+
+def test_the_tail_test_level_is_in_provenance_the_fish_table_and_the_qc_figure(faint_tails):
+    from fishtrack.behaviour.qc import vigour_summary
+    from fishtrack.report.figures import behaviour_qc_figure
+
+    draw, cfg, sim, tr = faint_tails
+    noise = tr.provenance["behaviour_noise"]
+    level = noise["motion_gate_tail_grey"]
+    fish = pd.DataFrame(noise["fish"]).set_index("fish")
+    assert level is not None and (fish["motion_gate_tail_grey"] == level).all()
+    # the rig's level of the tail pixels: above what the still larva's tail gives, under the
+    # largest tail motion of the active larva's (kept) bouts
+    t = tr.tracks
+    assert np.nanmedian(t.loc[t["fish"] == "A2", "tail_motion"]) < level
+    assert np.nanmax(t.loc[(t["fish"] == "A1") & t["in_bout"], "tail_motion"]) > level
+    summary = vigour_summary(t, noise["fish"])
+    assert (summary["motion_gate_tail_grey"] == level).all()
+    assert (summary["motion_gate_grey"] == noise["motion_gate_grey"]).all()
+    title = behaviour_qc_figure(summary).axes[0].get_title(loc="left")
+    assert f"tail motion {level:.3g} grey" in title
