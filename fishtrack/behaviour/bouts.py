@@ -153,6 +153,14 @@ only."""
 MOTION_GATE_TAIL_SPREAD = 2.0
 """The tail test's level: ``median + this x (99th percentile - median)`` of the quiet frames'
 aligned tail motion (all fish pooled); a bout whose largest tail motion exceeds it is kept."""
+MOTION_GATE_TAIL_PER_FISH = True
+"""The tail test's level of the recording is the median over its fish of each fish's own level
+(``median + MOTION_GATE_TAIL_SPREAD x (99th percentile - median)`` of that fish's quiet frames;
+fish with fewer than :data:`MIN_QUIET_FRAMES` of them left out): the rig's noise of the tail
+pixels, which a minority of fish whose quiet frames hold bouts the first detection missed
+cannot raise (in one histogram of all fish those frames set the 99th percentile: issue 11,
+tuning seeds 155 and 514, head-embedded larvae at 63-78 fps in camera noise sd 8-11). False:
+the level of all fish's quiet frames in one histogram (the rule before 2026-12-06)."""
 SUSTAINED_WINDOW_S = 0.15
 """Sustained bouts (below :data:`SUSTAINED_MAX_FPS`): the tail's energy is the mean of the
 squared deviation from its rest posture over a centred window of this duration (s; at least
@@ -961,6 +969,12 @@ def _tail_level_of_histogram(bins: np.ndarray, counts: np.ndarray) -> float:
     return _level_of_histogram(bins, counts, spread=MOTION_GATE_TAIL_SPREAD)
 
 
+def _median_of_levels(levels: np.ndarray) -> float:
+    """Reduce: the median of the fish's measured levels (NaN: none measured)."""
+    v = levels[np.isfinite(levels)]
+    return float(np.median(v)) if len(v) else float("nan")
+
+
 def _tail_gate_keep(fr: Frames, br: BoutRuns, tail: np.ndarray | None, quiet: np.ndarray
                     ) -> tuple[np.ndarray | None, float]:
     """Per bout: True where its largest ``tail`` motion (:func:`tail_motion_frames`) is above
@@ -971,8 +985,17 @@ def _tail_gate_keep(fr: Frames, br: BoutRuns, tail: np.ndarray | None, quiet: np
     if tail is None:
         return None, float("nan")
     q = quiet & np.isfinite(tail)
-    level = pool_value("motion_gate_tail_level", _tail_level_of_histogram,
-                       **dict(zip(("bins", "counts"), motion_histogram(tail[q]), strict=True)))
+    if MOTION_GATE_TAIL_PER_FISH:
+        # each fish's own level (its rows are contiguous), then their median over the recording
+        own = np.full(len(fr.fish_keys), np.nan)
+        bounds = np.flatnonzero(np.r_[True, fr.gid[1:] != fr.gid[:-1], True]) if fr.n else []
+        for a0, a1 in zip(bounds[:-1], bounds[1:], strict=False):
+            v = tail[a0:a1][q[a0:a1]]
+            own[fr.gid[a0]] = _tail_level_of_histogram(*motion_histogram(v))
+        level = pool_value("motion_gate_tail_level", _median_of_levels, levels=own)
+    else:
+        level = pool_value("motion_gate_tail_level", _tail_level_of_histogram,
+                           **dict(zip(("bins", "counts"), motion_histogram(tail[q]), strict=True)))
     if not np.isfinite(level) or len(br.starts) == 0:
         return np.zeros(len(br.starts), bool), level
     peak = _range_max(np.where(np.isfinite(tail), tail, -np.inf), br.starts, br.ends)
