@@ -13,6 +13,7 @@ With two larvae there is no rig reference (``MOTION_GATE_MIN_FISH``).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from fixtures_behaviour import score_stress, tracked_stress_seed
 
@@ -73,3 +74,49 @@ def test_faint_tail_bouts_pass_the_gate(faint_tails, monkeypatch):
     monkeypatch.setattr(bouts_mod, "MOTION_GATE_TAIL", False)
     old = score_stress(draw, sim, classify(tracks, cfg.behaviour, cfg.protocol))
     assert old["kappa"] < 0.5 and old["tp"] < row["tp"]
+
+
+def test_the_tail_test_level_is_in_provenance_the_fish_table_and_the_qc_figure(faint_tails):
+    from fishtrack.behaviour.qc import vigour_summary
+    from fishtrack.report.figures import behaviour_qc_figure
+
+    draw, cfg, sim, tr = faint_tails
+    noise = tr.provenance["behaviour_noise"]
+    level = noise["motion_gate_tail_grey"]
+    fish = pd.DataFrame(noise["fish"]).set_index("fish")
+    assert level is not None and (fish["motion_gate_tail_grey"] == level).all()
+    # the rig's level of the tail pixels: above what the still larva's tail gives, under the
+    # largest tail motion of the active larva's (kept) bouts
+    t = tr.tracks
+    assert np.nanmedian(t.loc[t["fish"] == "A2", "tail_motion"]) < level
+    assert np.nanmax(t.loc[(t["fish"] == "A1") & t["in_bout"], "tail_motion"]) > level
+    summary = vigour_summary(t, noise["fish"])
+    assert (summary["motion_gate_tail_grey"] == level).all()
+    assert (summary["motion_gate_grey"] == noise["motion_gate_grey"]).all()
+    title = behaviour_qc_figure(summary).axes[0].get_title(loc="left")
+    assert f"tail motion {level:.3g} grey" in title
+
+
+@pytest.fixture(scope="module")
+def missed_bouts(tmp_path_factory):
+    return tracked_stress_seed(514, tmp_path_factory.mktemp("gate_tail_fish"))
+
+
+def test_the_tail_level_is_the_median_of_the_fish_s_own_levels(missed_bouts, monkeypatch):
+    # tuning seed 514: six head-embedded 21-px larvae at 78 fps, tail 22 grey levels, camera
+    # noise sd 7.9, H.264; the quiet frames of some larvae hold bouts the first detection
+    # missed, and in one histogram of all larvae those frames set the 99th percentile: the
+    # level rose above the tail motion of half the true bouts, which the gate then dropped
+    draw, cfg, sim, tr = missed_bouts
+    assert draw.recording["layout"] == "embedded" and len(draw.fish) == 6
+    assert draw.recording["fps"] < 100 and draw.spec.noise_sd > 7
+    row = score_stress(draw, sim, tr)
+    assert row["kappa"] >= 0.9 and row["still_ok"]
+    level = tr.provenance["behaviour_noise"]["motion_gate_tail_grey"]
+    # the rule before: one histogram of every larva's quiet frames
+    tracks = tr.tracks.drop(columns=[c for c in OUTPUT_COLUMNS if c in tr.tracks.columns])
+    monkeypatch.setattr(bouts_mod, "MOTION_GATE_TAIL_PER_FISH", False)
+    res = classify(tracks, cfg.behaviour, cfg.protocol)
+    old = score_stress(draw, sim, res)
+    assert res.noise["motion_gate_tail_grey"] > 1.2 * level
+    assert old["kappa"] < 0.6 and old["tp"] < 0.6 * row["tp"]

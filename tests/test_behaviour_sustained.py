@@ -70,3 +70,28 @@ def test_no_sustained_bouts_above_125_fps():
     tracks = noisy_truth_tracks(simulate_truth(dr.spec).frames, dr.truth_noise)
     kin = compute_kinematics(tracks)
     assert not B.sustained_on(kin)
+
+
+def test_the_sustained_threshold_is_in_the_fish_table_provenance_and_qc_summary():
+    # the per-fish sustained threshold (rad^2) the bouts were found with, and its median in
+    # the recording's noise summary; above 125 fps (no sustained bouts) it is not measured
+    from fishtrack.behaviour import classify
+    from fishtrack.behaviour.qc import vigour_summary
+
+    dr = draw_recording(531)
+    tracks = noisy_truth_tracks(simulate_truth(dr.spec).frames, dr.truth_noise)
+    res = classify(tracks)
+    kin = compute_kinematics(tracks)
+    cfg = BehaviourConfig()
+    br = B._detect(kin, cfg, gap_blocks(kin.frames, cfg.max_gap_s))
+    got = res.fish["sustained_threshold_rad2"].to_numpy(float)
+    np.testing.assert_allclose(got, br.sustained_thresholds, rtol=1e-9)
+    assert (got > 0).all()
+    assert res.noise["sustained_threshold_rad2"] == round(float(np.median(got)), 6)
+    qc = vigour_summary(res.tracks, res.noise["fish"]).set_index("fish")
+    np.testing.assert_allclose(qc.loc[res.fish["fish"].astype(str), "sustained_threshold_rad2"],
+                               got, atol=1e-6)  # rounded to 6 decimals
+    fast = draw_recording(7)  # 169 fps
+    res = classify(noisy_truth_tracks(simulate_truth(fast.spec).frames, fast.truth_noise))
+    assert res.fish["sustained_threshold_rad2"].isna().all()
+    assert res.noise["sustained_threshold_rad2"] is None

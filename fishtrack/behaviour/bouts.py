@@ -153,6 +153,14 @@ only."""
 MOTION_GATE_TAIL_SPREAD = 2.0
 """The tail test's level: ``median + this x (99th percentile - median)`` of the quiet frames'
 aligned tail motion (all fish pooled); a bout whose largest tail motion exceeds it is kept."""
+MOTION_GATE_TAIL_PER_FISH = True
+"""The tail test's level of the recording is the median over its fish of each fish's own level
+(``median + MOTION_GATE_TAIL_SPREAD x (99th percentile - median)`` of that fish's quiet frames;
+fish with fewer than :data:`MIN_QUIET_FRAMES` of them left out): the rig's noise of the tail
+pixels, which a minority of fish whose quiet frames hold bouts the first detection missed
+cannot raise (in one histogram of all fish those frames set the 99th percentile: issue 11,
+tuning seeds 155 and 514, head-embedded larvae at 63-78 fps in camera noise sd 8-11). False:
+the level of all fish's quiet frames in one histogram (the rule before 2026-12-06)."""
 SUSTAINED_WINDOW_S = 0.15
 """Sustained bouts (below :data:`SUSTAINED_MAX_FPS`): the tail's energy is the mean of the
 squared deviation from its rest posture over a centred window of this duration (s; at least
@@ -971,25 +979,41 @@ def _tail_level_of_histogram(bins: np.ndarray, counts: np.ndarray) -> float:
     return _level_of_histogram(bins, counts, spread=MOTION_GATE_TAIL_SPREAD)
 
 
+def _median_of_levels(levels: np.ndarray) -> float:
+    """Reduce: the median of the fish's measured levels (NaN: none measured)."""
+    v = levels[np.isfinite(levels)]
+    return float(np.median(v)) if len(v) else float("nan")
+
+
 def _tail_gate_keep(fr: Frames, br: BoutRuns, tail: np.ndarray | None, quiet: np.ndarray
-                    ) -> np.ndarray | None:
+                    ) -> tuple[np.ndarray | None, float]:
     """Per bout: True where its largest ``tail`` motion (:func:`tail_motion_frames`) is above
     the recording's noise level of it (:data:`MOTION_GATE_TAIL_SPREAD`, from the histogram of
-    the quiet frames of all fish pooled, like the motion energy's); None without tail motion
-    (the pooled summary is asked for in every part all the same, so parts stay in step)."""
+    the quiet frames of all fish pooled, like the motion energy's); and that level (grey
+    levels; NaN when not measured). None without tail motion (the pooled summary is asked for
+    in every part all the same, so parts stay in step)."""
     if tail is None:
-        return None
+        return None, float("nan")
     q = quiet & np.isfinite(tail)
-    level = pool_value("motion_gate_tail_level", _tail_level_of_histogram,
-                       **dict(zip(("bins", "counts"), motion_histogram(tail[q]), strict=True)))
+    if MOTION_GATE_TAIL_PER_FISH:
+        # each fish's own level (its rows are contiguous), then their median over the recording
+        own = np.full(len(fr.fish_keys), np.nan)
+        bounds = np.flatnonzero(np.r_[True, fr.gid[1:] != fr.gid[:-1], True]) if fr.n else []
+        for a0, a1 in zip(bounds[:-1], bounds[1:], strict=False):
+            v = tail[a0:a1][q[a0:a1]]
+            own[fr.gid[a0]] = _tail_level_of_histogram(*motion_histogram(v))
+        level = pool_value("motion_gate_tail_level", _median_of_levels, levels=own)
+    else:
+        level = pool_value("motion_gate_tail_level", _tail_level_of_histogram,
+                           **dict(zip(("bins", "counts"), motion_histogram(tail[q]), strict=True)))
     if not np.isfinite(level) or len(br.starts) == 0:
-        return np.zeros(len(br.starts), bool)
+        return np.zeros(len(br.starts), bool), level
     peak = _range_max(np.where(np.isfinite(tail), tail, -np.inf), br.starts, br.ends)
-    return peak > level
+    return peak > level, level
 
 
 def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.ndarray,
-                tail: np.ndarray | None = None) -> tuple[BoutRuns, float, np.ndarray]:
+                tail: np.ndarray | None = None) -> tuple[BoutRuns, float, np.ndarray, float]:
     """Drop the tail bouts whose traced tail moves visibly (:func:`tail_step_px` over
     :func:`gate_lag` frames >= :data:`MOTION_GATE_MIN_STEP_PX`) while the pixels inside the
     fish never move above the recording's motion noise (:func:`motion_noise_level` on the
@@ -997,8 +1021,9 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     a traced tail that jumps while nothing in the image moves is tracker jitter, not a bout.
     Bouts without a measured motion or body length are kept. ``tail``
     (:func:`tail_motion_frames`, with :data:`MOTION_GATE_TAIL`): a bout whose pixels at the
-    traced tail change above their noise is kept too. Returns the bouts, the noise level
-    and, per fish, how many bouts were dropped."""
+    traced tail change above their noise is kept too. Returns the bouts, the noise level,
+    per fish how many bouts were dropped, and the tail test's level (NaN: off or not
+    measured)."""
     fr = kin.frames
     n_fish = len(fr.fish_keys)
     raw = motion
@@ -1016,11 +1041,11 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
         means, win = quiet_window_means(fr, motion, quiet)
         mean_levels = pool_value("motion_gate_mean_levels", _mean_levels_of_histograms,
                                  **_mean_gate_summary(motion[quiet], means, win))
-    tail_keep = _tail_gate_keep(fr, br, tail if MOTION_GATE_TAIL else None,
-                                quiet_frames(kin, br.in_bout))
+    tail_keep, tail_level = _tail_gate_keep(fr, br, tail if MOTION_GATE_TAIL else None,
+                                            quiet_frames(kin, br.in_bout))
     dropped = np.zeros(n_fish, np.int64)
     if not np.isfinite(level) or len(br.starts) == 0:
-        return br, level, dropped
+        return br, level, dropped, tail_level
     stat = _range_max(np.where(np.isfinite(motion), motion, -np.inf), br.starts, br.ends)
     step = tail_step_px(kin, np.asarray(body_px, float), br.starts, br.ends,
                         lag=gate_lag(fr))
@@ -1032,12 +1057,13 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     if tail_keep is not None:
         keep |= tail_keep
     if keep.all():
-        return br, level, dropped
+        return br, level, dropped, tail_level
     dropped = np.bincount(fr.gid[br.starts[~keep]], minlength=n_fish)
     s, e = br.starts[keep], br.ends[keep]
     ev = br.evidence[keep] if br.evidence is not None else None
     in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
-    return replace(br, starts=s, ends=e, in_bout=in_bout, evidence=ev), level, dropped
+    return (replace(br, starts=s, ends=e, in_bout=in_bout, evidence=ev), level, dropped,
+            tail_level)
 
 
 def _bout_mean(fr: Frames, motion: np.ndarray, br: BoutRuns) -> np.ndarray:

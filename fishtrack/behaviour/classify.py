@@ -78,7 +78,7 @@ FISH_COLUMNS = (
     "bout_signal", "bout_threshold_px_s", "speed_noise_px_s", "position_noise_px",
     "body_length_px", "bout_threshold_bl_s", "excursion_threshold_rad", "excursion_noise_rad",
     "n_excursion_bouts", "motion_threshold_grey", "motion_noise_grey", "motion_gate_grey",
-    "n_motion_gated_bouts",
+    "n_motion_gated_bouts", "motion_gate_tail_grey", "sustained_threshold_rad2",
 )
 """Columns of :attr:`BehaviourResult.fish` (one row per fish; see docs/behaviour.md)."""
 NOISE_OUTLIER = 3.0
@@ -132,6 +132,7 @@ class Scored:
     kin: Kinematics | None = None  # the kinematics refined with the measured noise
     motion_gate: float = float("nan")  # pixel-motion noise level of the tail bouts' gate
     n_gated: np.ndarray | None = None  # per fish: tail bouts dropped by the pixel-motion gate
+    tail_gate: float = float("nan")  # the gate's tail test level (tail_motion, grey levels)
 
 
 def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *,
@@ -160,13 +161,13 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
         br = _detect(kin, cfg, blocks, active=active)
     # the tail noise is final: the QC median together with the next recording-level value
     ask_ahead("qc_tail_noise", _qc_levels, lambda: {"tail_noise": kin.tail_noise})
-    gate = float("nan")
+    gate = tail_gate = float("nan")
     gated = np.zeros(len(fr.fish_keys), np.int64)
     if motion is not None and body_px is not None:
-        br, gate, gated = motion_gate(kin, br, motion, body_px, tail)
+        br, gate, gated, tail_gate = motion_gate(kin, br, motion, body_px, tail)
     codes = state_codes(fr, blocks, br.in_bout, cfg.min_passive_s)
     return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin, motion_gate=gate,
-                  n_gated=gated)
+                  n_gated=gated, tail_gate=tail_gate)
 
 
 def classify(
@@ -308,9 +309,10 @@ def _recording_noise(fish: pd.DataFrame, fps: float, cfg: BehaviourConfig, signa
     noise = noise_summary(fish, fps=fps, cfg=cfg)
     noise["bout_signal"] = signal
     noise["bout_signal_reason"] = reason
-    gate = pd.to_numeric(fish["motion_gate_grey"], errors="coerce").to_numpy(float)
-    gate = gate[np.isfinite(gate)]  # one level per recording, repeated on every fish
-    noise["motion_gate_grey"] = round(float(gate[0]), 6) if len(gate) else None
+    for col in ("motion_gate_grey", "motion_gate_tail_grey"):
+        gate = pd.to_numeric(fish[col], errors="coerce").to_numpy(float)
+        gate = gate[np.isfinite(gate)]  # one level per recording, repeated on every fish
+        noise[col] = round(float(gate[0]), 6) if len(gate) else None
     noise["n_motion_gated_bouts"] = int(fish["n_motion_gated_bouts"].sum())
     if signal in MOVEMENT_SIGNALS:
         noise["threshold"] = (
@@ -569,6 +571,9 @@ def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.Dat
     fish["motion_gate_grey"] = np.full(n_fish, sc.motion_gate)
     fish["n_motion_gated_bouts"] = (sc.n_gated if sc.n_gated is not None
                                     else np.zeros(n_fish, np.int64))
+    fish["motion_gate_tail_grey"] = np.full(n_fish, sc.tail_gate)
+    sthr = sc.bouts.sustained_thresholds
+    fish["sustained_threshold_rad2"] = sthr if sthr is not None and signal == "tail" else nan
     if signal in MOVEMENT_SIGNALS:
         speed = speed or {}
         fish["bout_threshold_px_s"] = thr
@@ -600,7 +605,8 @@ def noise_summary(fish: pd.DataFrame, *, fps: float, cfg: BehaviourConfig) -> di
 
     ``tail_noise_rad`` / ``tail_noise_deg``: median over fish of the tail-angle noise sigma
     per frame; ``vigour_noise_rad_s``: median of the quiet-frame vigour;
-    ``bout_threshold_rad_s``: median threshold; plus per-fish rows (``fish``) with the
+    ``bout_threshold_rad_s``: median threshold; ``sustained_threshold_rad2``: median
+    sustained-bout threshold (None: sustained bouts off); plus per-fish rows (``fish``) with the
     columns of :data:`FISH_COLUMNS`.
     """
 
@@ -627,6 +633,7 @@ def noise_summary(fish: pd.DataFrame, *, fps: float, cfg: BehaviourConfig) -> di
         "tail_noise_deg": med("tail_noise_deg"),
         "vigour_noise_rad_s": med("vigour_noise_rad_s"),
         "bout_threshold_rad_s": med("bout_threshold_rad_s"),
+        "sustained_threshold_rad2": med("sustained_threshold_rad2"),
         "n_fish": int(len(fish)),
         "n_fish_flagged": int((fish["qc_flags"] != "").sum()),
         "fish": rows,

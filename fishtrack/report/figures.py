@@ -871,6 +871,22 @@ def power_figure(table: pd.DataFrame, *, target: float = 0.8, title: str = "") -
     return fig
 
 
+def _tail_levels_text(summary: pd.DataFrame) -> str:
+    """The tail bouts' levels that are not on the vigour axis, for the QC figure's title: the
+    median sustained-bout threshold over the fish and the pixel-motion gate's two levels (one
+    per recording); empty when none is known."""
+    parts = []
+    for col, fmt in (("sustained_threshold_rad2", "sustained threshold {:.3g} rad^2 (median)"),
+                     ("motion_gate_grey", "gate: motion {:.3g} grey"),
+                     ("motion_gate_tail_grey", "tail motion {:.3g} grey")):
+        v = pd.to_numeric(summary[col], errors="coerce").to_numpy(float) if col in summary \
+            else np.zeros(0)
+        v = v[np.isfinite(v)]
+        if len(v):
+            parts.append(fmt.format(float(np.median(v))))
+    return ("\n" + "; ".join(parts)) if parts else ""
+
+
 def behaviour_qc_figure(summary: pd.DataFrame, *, title: str = "") -> Figure:
     """Why each fish was scored as it was: its bout signal's distribution against its threshold.
 
@@ -886,7 +902,9 @@ def behaviour_qc_figure(summary: pd.DataFrame, *, title: str = "") -> Figure:
     threshold (red); its bout count on top. Fish with QC flags are orange and their flags
     listed below. The signal is the tail vigour (rad/s); for movement bouts
     (``bout_signal`` ``speed`` / ``speed_motion``) the head's speed (px/s), with
-    ``speed_motion`` a second panel with the pixel motion (grey levels).
+    ``speed_motion`` a second panel with the pixel motion (grey levels). For tail bouts the
+    title also gives the levels that are not in rad/s: the median sustained-bout threshold
+    and the pixel-motion gate's levels of the motion energy and of the tail motion.
     """
     n = len(summary)
     sig = str(summary["bout_signal"].iloc[0]) if n and "bout_signal" in summary else "tail"
@@ -938,6 +956,8 @@ def behaviour_qc_figure(summary: pd.DataFrame, *, title: str = "") -> Figure:
     head = f"{title}  (numbers on top: bouts)" if title else "numbers on top: bouts"
     if sig != "tail":
         head += f"; bouts from {sig.replace('_', ' + ')}"
+    else:
+        head += _tail_levels_text(summary)
     if lines:
         shown = "; ".join(lines[:6]) + (f"; +{len(lines) - 6} more" if len(lines) > 6 else "")
         head += "\nflagged: " + shown

@@ -60,7 +60,7 @@ from fishtrack.tracking.segment import (
     fishness_chunk,
     outlines,
 )
-from fishtrack.tracking.tail_motion import batch_tail_motion, frame_lag
+from fishtrack.tracking.tail_motion import batch_tail_motion, frame_lag, tail_motion
 
 __all__ = ["TrackResult", "ArraySource", "track_video", "track_columns", "kept_rows"]
 
@@ -362,6 +362,7 @@ class _ArenaState:
     head: np.ndarray | None = None  # embedded: fixed head (crop px)
     heading: float = float("nan")  # embedded: fixed heading
     last_heading: float = float("nan")
+    tail_carry: dict | None = None  # several fish: each fish's last patches (tail_motion)
 
 
 @dataclass
@@ -1318,6 +1319,39 @@ def _step_multi(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
     for t, f, kind, i, unc in out:
         m_ = meas if kind == "s" else mmeas
         _write(store, fidx[[t]], st.slots[f], m_, np.array([i]), np.array([unc]))
+    _multi_tail_motion(store, st, out, fidx, pt, meas)
+
+
+def _multi_tail_motion(store: _Store, st: _ArenaState, out: list, fidx: np.ndarray,
+                       pt: _Patches, meas: _Meas) -> None:
+    """``tail_motion`` of the fish of a multi-fish arena (:mod:`fishtrack.tracking.tail_motion`):
+    per fish, over the frames where it was a blob of its own with a sure identity (not in a
+    merged blob: NaN there), read on its own patches with the pixels of every other blob set to
+    0, so a larva crossing near its tail does not count as tail motion. Each fish's last
+    ``lag`` patches are carried to the next chunk (``st.tail_carry``)."""
+    if store.tail_lag is None:
+        store.tail_lag = frame_lag(store.time, store.base, [fidx])
+    lag = store.tail_lag
+    carry = st.tail_carry if st.tail_carry is not None else {}
+    by_fish: dict[int, list[tuple[int, int]]] = {}
+    for t, f, kind, i, unc in out:
+        if kind == "s" and not unc:
+            by_fish.setdefault(f, []).append((int(fidx[t]), i))
+    for f, got in by_fish.items():
+        rows = np.array([r for r, _ in got], np.int64)
+        idx = np.array([i for _, i in got], np.int64)
+        fp = np.where(pt.mem[idx] == 2, 0, pt.fp[idx]).astype(pt.fp.dtype)
+        off, pts, ok = pt.off[idx], meas.points[idx], meas.ok[idx]
+        c = carry.get(f)
+        n_c = 0
+        if c is not None and len(c[4]) and c[4][-1] < rows[0]:
+            n_c = len(c[4])
+            fp, off, pts, ok = (np.concatenate([a, b]) for a, b in zip(c[:4], (fp, off, pts, ok), strict=True))
+            rows = np.concatenate([c[4], rows])
+        tm = tail_motion(fp, off, pts, ok, rows, lag=lag)[n_c:]
+        store.f["tail_motion"][rows[n_c:] - store.base, st.slots[f]] = tm
+        carry[f] = (fp[-lag:].copy(), off[-lag:], pts[-lag:], ok[-lag:], rows[-lag:])
+    st.tail_carry = carry
 
 
 def _segment_angles(tail: np.ndarray, heading: np.ndarray, tail_angle: np.ndarray):
