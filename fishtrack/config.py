@@ -332,8 +332,7 @@ class BehaviourConfig(_Section):
     sustained: bool = _f(
         True,
         "At 50-125 fps also find bouts from the tail's energy (mean squared deviation from its "
-        "rest posture) and its beat power (the strongest sinusoid from 10 Hz to the Nyquist "
-        "frequency) over 0.15 s, each with a threshold from the quiet frames' noise: weak beats "
+        "rest posture) over 0.15 s, with a threshold from the quiet frames' noise: weak beats "
         "with 3-8 samples each, whose per-frame vigour is inside the tracking noise, are found "
         "when they last (docs/behaviour.md, sustained bouts). false: the rule before (vigour, "
         "and the excursion if on).",

@@ -183,25 +183,35 @@ SUSTAINED_SIGN_CHANGES = 2
 """... and its clear samples (farther than the noise sigma from the local mean,
 :func:`local_deviation`) change side of it at least this often: a beat crosses it every
 half-beat, a step of the traced angle once."""
-SUSTAINED_BEAT_POWER = True
-"""Sustained bouts are also looked for in the tail's **beat power** (:func:`beat_power`): the
-power of the strongest sinusoid of the beat band in the sustained window. White noise spreads
-its power over every frequency up to the Nyquist frequency, a beat puts its own into one:
-at 3 samples per beat in tracking noise as large as the beat (issue 11, tuning seed 730's A2:
-30-34 Hz at 95 fps, tail noise 0.075 rad) the bouts' beat power peaks 1.2-2.9x its threshold
-where their energy (:func:`tail_energy`) peaks 0.7-1.5x its own. False: the energy only
-(the rule before)."""
-SUSTAINED_BEAT_HZ = 10.0
-"""The beat band of :func:`beat_power`: from this frequency (Hz) up to the Nyquist frequency.
-A 15-40 Hz beat sampled at 50-125 fps, or its alias, falls in it (40 Hz at 50 fps aliases to
-10 Hz); the tail's slow wander and a bend held through the window fall below it."""
-SUSTAINED_BEAT_FACTOR = 6.5
+SUSTAINED_BEAT_POWER = False
+"""Sustained bouts also looked for in the tail's **beat power** (:func:`beat_power`): the power
+of the strongest sinusoid of the beat band in the sustained window. White noise spreads its
+power over every frequency of the band, a beat puts its own into one: at 3 samples per beat in
+tracking noise as large as the beat (issue 11, tuning seed 730's A2: 30-34 Hz at 95 fps, tail
+noise 0.075 rad) the bouts' beat power peaks at 0.70-2.18x its threshold (11 of 17 above)
+where their energy (:func:`tail_energy`) peaks at 0.75-1.58x its own (9 of 17). **Off by
+default**: on held-out seeds 12200-12599 (true tracks) it turned kappa* >= 0.9 at 60-100 fps
+from 84.1 % to 85.5 % but scored one still larva active (12255, 84 fps: a run of noise
+alternating frame to frame), and the still larvae must stay 100 % passive (docs/behaviour.md).
+True: the energy's bouts, then the beat power's where none was found."""
+SUSTAINED_BEAT_BAND_HZ = (15.0, 40.0)
+"""The beat band of :func:`beat_power` (Hz): tail beats of ordinary swimming and struggles
+(the fastest: ``classify.FASTEST_BEAT_HZ``), searched where they appear at the frame rate fs:
+from ``min(15, fs - 40)`` (a 40 Hz beat aliased below the Nyquist frequency) up to ``min(40,
+fs / 2)`` (:func:`beat_band`). The tail's slow wander and a bend held through the window fall
+below it; above 80 fps a frame-to-frame alternation of the noise (the Nyquist frequency) falls
+above it."""
+SUSTAINED_BEAT_FACTOR = 7.0
 """The beat-power threshold is the median of the quiet frames' beat power plus this many robust
 sds of it (first pass: white noise of the tail-noise sigma, :func:`white_noise_beat_power`).
 Higher than :data:`SUSTAINED_FACTOR`: the power of the strongest of several frequencies has a
-longer tail than the energy (tuning seeds 0-999 at 60-130 fps: 5 scored two still larvae
-active, 7 lost recordings)."""
+longer tail than the energy (tuning seeds 0-999 at 60-130 fps: with the band up to the Nyquist
+frequency 5 scored two still larvae active and 6 one; with :data:`SUSTAINED_BEAT_BAND_HZ` 6.5
+one, 7 none; docs/behaviour.md)."""
 _BEAT_PAD = 2
+"""The windows of :func:`beat_power` are padded to this many times their length before their
+spectrum: frequencies fs / (2 x frames) apart, so a beat between two of them loses < 20 % of
+its power (padding to 4x changed nothing on the tuning seeds)."""
 _BEAT_CHUNK = 1 << 15
 """Rows per block of :func:`beat_power` (its windows' spectra are computed a block at a time:
 memory does not grow with the recording's length)."""
@@ -332,6 +342,14 @@ def _energy(tail: np.ndarray, fr: Frames, width: int, sigma: np.ndarray) -> np.n
     return out
 
 
+def beat_band(fs: float) -> tuple[float, float]:
+    """The frequencies (Hz) at which beats of :data:`SUSTAINED_BEAT_BAND_HZ` appear when
+    sampled at ``fs`` frames per second (a beat above the Nyquist frequency aliases to fs
+    minus its frequency)."""
+    lo, hi = SUSTAINED_BEAT_BAND_HZ
+    return max(0.0, min(lo, fs - hi)), min(hi, fs / 2.0)
+
+
 def _beat_power(tail: np.ndarray, fr: Frames, width: int, sigma: np.ndarray) -> np.ndarray:
     """:func:`beat_power` of ``tail`` over centred windows of ``width`` frames."""
     dev = _clipped_deviation(tail, fr, sigma)
@@ -341,7 +359,9 @@ def _beat_power(tail: np.ndarray, fr: Frames, width: int, sigma: np.ndarray) -> 
     h = (w - 1) // 2
     fs = 1.0 / fr.dt_median
     # the frequencies of a spectrum of the window padded to _BEAT_PAD x its length
-    band = np.arange(_BEAT_PAD * w // 2 + 1) * fs / (_BEAT_PAD * w) >= SUSTAINED_BEAT_HZ
+    lo, hi = beat_band(fs)
+    f = np.arange(_BEAT_PAD * w // 2 + 1) * fs / (_BEAT_PAD * w)
+    band = (f >= lo - 1e-9) & (f <= hi + 1e-9)
     out = np.full(fr.n, np.nan)
     if not band.any():
         return out
@@ -371,7 +391,7 @@ def tail_energy(kin: Kinematics) -> np.ndarray:
 
 def beat_power(kin: Kinematics) -> np.ndarray:
     """Per sorted row: the power of the strongest sinusoid of the beat band
-    (:data:`SUSTAINED_BEAT_HZ` up to the Nyquist frequency) in the deviation of the cleaned tail
+    (:func:`beat_band`) in the deviation of the cleaned tail
     angle from its rest posture over the sustained window (rad^2, the deviations clipped as in
     :func:`tail_energy`, the window's own mean removed; NaN on unobserved frames), scaled so
     that a beat of amplitude ``A`` at one of its frequencies gives ``A^2 / 2`` (as the energy)
