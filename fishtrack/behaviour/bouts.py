@@ -337,9 +337,9 @@ def _clipped_deviation(tail: np.ndarray, fr: Frames, sigma: np.ndarray) -> np.nd
 
 def _energy(tail: np.ndarray, fr: Frames, width: int, sigma: np.ndarray) -> np.ndarray:
     dev = _clipped_deviation(tail, fr, sigma)
-    out = _centred_mean(dev * dev, fr, width)
-    out[~np.isfinite(tail)] = np.nan
-    return out
+    # defined at a frame without a tail too (the mean of its window's samples): a dropout of
+    # the tracking does not cut a bout's energy in two (issue 11, 1-4 % of frames at 60-130 fps)
+    return _centred_mean(dev * dev, fr, width)
 
 
 def beat_band(fs: float) -> tuple[float, float]:
@@ -577,9 +577,11 @@ def hysteresis_activity(
     vig = kin.columns[signal] if isinstance(signal, str) else signal
     low_thr = np.where(np.isfinite(noise), noise + HYSTERESIS * (thr - noise), thr)
     low_thr = np.minimum(low_thr, thr)
+    # a windowed signal (an array) is judged wherever it is defined, also across a dropout
+    ok = fr.observed if isinstance(signal, str) else np.isfinite(vig)
     with np.errstate(invalid="ignore"):
-        high = fr.observed & (vig > thr[fr.gid])
-        low = fr.observed & (vig > low_thr[fr.gid])
+        high = ok & (vig > thr[fr.gid])
+        low = ok & (vig > low_thr[fr.gid])
     # stretches above the threshold shorter than half a vigour window are noise spikes
     hs, he = runs(high, fr.gid)
     min_high = 0.5 * max_extend_s if min_high_s is None else min_high_s
@@ -682,8 +684,9 @@ def _excursion_bouts(
     fr = kin.frames
     exc = kin.columns["tail_excursion_rad"] if signal is None else signal
     width = kin.exc_width if width is None else width
+    ok = fr.observed if signal is None else np.isfinite(exc)
     with np.errstate(invalid="ignore"):
-        high = fr.observed & (exc > exc_thr[fr.gid])
+        high = ok & (exc > exc_thr[fr.gid])
     hs, he = runs(high, fr.gid)
     min_len = max(2, int(np.ceil(min_high * width)))
     long = (he - hs + 1) >= min_len
