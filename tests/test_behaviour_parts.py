@@ -76,14 +76,9 @@ def test_tail_bouts_in_parts_equal_the_whole_table(fish_per_part):
     assert passes > 2  # the recording-level values came from the parts' summaries
 
 
-@pytest.mark.parametrize(("fps", "beat_power"), [(90.0, False), (60.0, True)])
-def test_sustained_tail_bouts_in_parts_equal_the_whole_table(monkeypatch, fps, beat_power):
-    # the sustained bouts (tail energy, and the beat power when on: their noise levels pooled
-    # like the vigour's; with the beat power, at 90 fps the vigour finds every bout of these
-    # fish, so 60 fps)
-    monkeypatch.setattr(importlib.import_module("fishtrack.behaviour.bouts"),
-                        "SUSTAINED_BEAT_POWER", beat_power)
-    tracks = _recording(fps=fps, duration_s=20.0)
+def test_sustained_tail_bouts_in_parts_equal_the_whole_table():
+    # 90 fps: the sustained bouts (tail energy, its noise levels pooled like the vigour's)
+    tracks = _recording(fps=90.0, duration_s=20.0)
     whole = classify(tracks)
     assert (whole.bouts["bout_evidence"] == "sustained").any()
     _check_same(tracks, BehaviourConfig(), 1)

@@ -11,16 +11,13 @@ docs/behaviour.md for the algorithm and the evidence behind it.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 from fishtrack.behaviour._frames import (
     Blocks,
     Frames,
-    fish_bounds,
     gap_blocks,
     group_quantile,
     run_lengths_fill,
@@ -183,38 +180,6 @@ SUSTAINED_SIGN_CHANGES = 2
 """... and its clear samples (farther than the noise sigma from the local mean,
 :func:`local_deviation`) change side of it at least this often: a beat crosses it every
 half-beat, a step of the traced angle once."""
-SUSTAINED_BEAT_POWER = False
-"""Sustained bouts also looked for in the tail's **beat power** (:func:`beat_power`): the power
-of the strongest sinusoid of the beat band in the sustained window. White noise spreads its
-power over every frequency of the band, a beat puts its own into one: at 3 samples per beat in
-tracking noise as large as the beat (issue 11, tuning seed 730's A2: 30-34 Hz at 95 fps, tail
-noise 0.075 rad) the bouts' beat power peaks at 0.70-2.18x its threshold (11 of 17 above)
-where their energy (:func:`tail_energy`) peaks at 0.75-1.58x its own (9 of 17). **Off by
-default**: on held-out seeds 12200-12599 (true tracks) it turned kappa* >= 0.9 at 60-100 fps
-from 84.1 % to 85.5 % but scored one still larva active (12255, 84 fps: a run of noise
-alternating frame to frame), and the still larvae must stay 100 % passive (docs/behaviour.md).
-True: the energy's bouts, then the beat power's where none was found."""
-SUSTAINED_BEAT_BAND_HZ = (15.0, 40.0)
-"""The beat band of :func:`beat_power` (Hz): tail beats of ordinary swimming and struggles
-(the fastest: ``classify.FASTEST_BEAT_HZ``), searched where they appear at the frame rate fs:
-from ``min(15, fs - 40)`` (a 40 Hz beat aliased below the Nyquist frequency) up to ``min(40,
-fs / 2)`` (:func:`beat_band`). The tail's slow wander and a bend held through the window fall
-below it; above 80 fps a frame-to-frame alternation of the noise (the Nyquist frequency) falls
-above it."""
-SUSTAINED_BEAT_FACTOR = 7.0
-"""The beat-power threshold is the median of the quiet frames' beat power plus this many robust
-sds of it (first pass: white noise of the tail-noise sigma, :func:`white_noise_beat_power`).
-Higher than :data:`SUSTAINED_FACTOR`: the power of the strongest of several frequencies has a
-longer tail than the energy (tuning seeds 0-999 at 60-130 fps: with the band up to the Nyquist
-frequency 5 scored two still larvae active and 6 one; with :data:`SUSTAINED_BEAT_BAND_HZ` 6.5
-one, 7 none; docs/behaviour.md)."""
-_BEAT_PAD = 2
-"""The windows of :func:`beat_power` are padded to this many times their length before their
-spectrum: frequencies fs / (2 x frames) apart, so a beat between two of them loses < 20 % of
-its power (padding to 4x changed nothing on the tuning seeds)."""
-_BEAT_CHUNK = 1 << 15
-"""Rows per block of :func:`beat_power` (its windows' spectra are computed a block at a time:
-memory does not grow with the recording's length)."""
 _MAD = 1.4826  # robust sd = 1.4826 x median absolute deviation (normal distribution)
 
 
@@ -231,8 +196,6 @@ class NoiseLevels:
     excursion_sd: np.ndarray | None = None  # its robust sd (rad)
     sustained_mean: np.ndarray | None = None  # median tail energy of the quiet frames (rad^2)
     sustained_sd: np.ndarray | None = None  # its robust sd (rad^2)
-    beat_mean: np.ndarray | None = None  # median beat power of the quiet frames (rad^2)
-    beat_sd: np.ndarray | None = None  # its robust sd (rad^2)
 
 
 @dataclass
@@ -249,7 +212,6 @@ class BoutRuns:
     excursion_noise: np.ndarray | None = None  # per fish median quiet excursion (rad)
     evidence: np.ndarray | None = None  # per bout: "beats", "excursion" or "sustained"
     sustained_thresholds: np.ndarray | None = None  # per fish (rad^2); None: off
-    beat_thresholds: np.ndarray | None = None  # per fish (rad^2); None: off
 
 
 def _first_pass_levels(kin: Kinematics) -> tuple[np.ndarray, np.ndarray]:
@@ -305,14 +267,6 @@ def white_noise_energy(dt: float, width: int, n: int = 8192) -> tuple[float, flo
     return _median_sd(_energy(smooth_tail(fr, tail=z), fr, width, np.ones(1))[width:-width])
 
 
-@lru_cache(maxsize=64)
-def white_noise_beat_power(dt: float, width: int, n: int = 8192) -> tuple[float, float]:
-    """Median and robust sd of the beat power (:func:`beat_power`, rad^2) of white tail-angle
-    noise of sigma 1 rad sampled every ``dt`` s; fixed seed (kept: asked for in every pass)."""
-    fr, z = _white_noise(dt, n, 3)
-    return _median_sd(_beat_power(smooth_tail(fr, tail=z), fr, width, np.ones(1))[width:-width])
-
-
 def sustained_width(fr: Frames) -> int:
     """Frames of the sustained window (:data:`SUSTAINED_WINDOW_S`)."""
     return max(SUSTAINED_MIN_FRAMES, int(round(SUSTAINED_WINDOW_S / fr.dt_median)) + 1)
@@ -326,78 +280,25 @@ def sustained_on(kin: Kinematics) -> bool:
             and SUSTAINED_MIN_FPS <= 1.0 / fr.dt_median < SUSTAINED_MAX_FPS)
 
 
-def _clipped_deviation(tail: np.ndarray, fr: Frames, sigma: np.ndarray) -> np.ndarray:
-    """The deviation from the rest posture (:func:`rest_deviation`) clipped at
-    :data:`SUSTAINED_CLIP_SIGMA` tail-noise sigmas ``sigma`` (per fish)."""
+def _energy(tail: np.ndarray, fr: Frames, width: int, sigma: np.ndarray) -> np.ndarray:
     dev = rest_deviation(tail, fr)
     lim = SUSTAINED_CLIP_SIGMA * sigma[fr.gid]
     with np.errstate(invalid="ignore"):
-        return np.clip(dev, -lim, lim)
-
-
-def _energy(tail: np.ndarray, fr: Frames, width: int, sigma: np.ndarray) -> np.ndarray:
-    dev = _clipped_deviation(tail, fr, sigma)
+        dev = np.clip(dev, -lim, lim)
     # defined at a frame without a tail too (the mean of its window's samples): a dropout of
     # the tracking does not cut a bout's energy in two (issue 11, 1-4 % of frames at 60-130 fps)
     return _centred_mean(dev * dev, fr, width)
 
 
-def beat_band(fs: float) -> tuple[float, float]:
-    """The frequencies (Hz) at which beats of :data:`SUSTAINED_BEAT_BAND_HZ` appear when
-    sampled at ``fs`` frames per second (a beat above the Nyquist frequency aliases to fs
-    minus its frequency)."""
-    lo, hi = SUSTAINED_BEAT_BAND_HZ
-    return max(0.0, min(lo, fs - hi)), min(hi, fs / 2.0)
-
-
-def _beat_power(tail: np.ndarray, fr: Frames, width: int, sigma: np.ndarray) -> np.ndarray:
-    """:func:`beat_power` of ``tail`` over centred windows of ``width`` frames."""
-    dev = _clipped_deviation(tail, fr, sigma)
-    ok = np.isfinite(dev)
-    x0 = np.where(ok, dev, 0.0)
-    w = int(width)
-    h = (w - 1) // 2
-    fs = 1.0 / fr.dt_median
-    # the frequencies of a spectrum of the window padded to _BEAT_PAD x its length
-    lo, hi = beat_band(fs)
-    f = np.arange(_BEAT_PAD * w // 2 + 1) * fs / (_BEAT_PAD * w)
-    band = (f >= lo - 1e-9) & (f <= hi + 1e-9)
-    out = np.full(fr.n, np.nan)
-    if not band.any():
-        return out
-    for a, b in zip(*fish_bounds(fr), strict=True):
-        x = np.r_[np.zeros(h), x0[a:b], np.zeros(w - 1 - h)]
-        m = np.r_[np.zeros(h), ok[a:b], np.zeros(w - 1 - h)].astype(float)
-        xw, mw = sliding_window_view(x, w), sliding_window_view(m, w)
-        for c in range(0, b - a, _BEAT_CHUNK):
-            xc, mc = xw[c : c + _BEAT_CHUNK], mw[c : c + _BEAT_CHUNK]
-            cnt = np.maximum(mc.sum(1), 1.0)
-            xc = (xc - (xc.sum(1) / cnt)[:, None]) * mc  # the window's own mean removed
-            p = np.abs(np.fft.rfft(xc, n=_BEAT_PAD * w, axis=1)[:, band]) ** 2
-            out[a + c : a + c + len(xc)] = p.max(1) * 2.0 / cnt ** 2
-    out[~np.isfinite(tail)] = np.nan
-    return out
-
-
 def tail_energy(kin: Kinematics) -> np.ndarray:
     """Per sorted row: mean squared deviation of the cleaned tail angle from its rest posture
-    over the sustained window (rad^2; NaN on unobserved frames), each deviation clipped at
+    over the sustained window (rad^2; also on a frame without a tail, from its window's
+    samples), each deviation clipped at
     :data:`SUSTAINED_CLIP_SIGMA` tail-noise sigmas. White noise of sigma ``s`` gives ``s^2``
     whatever the window; a beat of amplitude ``A`` adds about ``A^2 / 2`` however few samples
     each beat has, and the window averages the noise down. The clip keeps a tracker glitch that
     the cleaning left (one sample of 6 sigmas) from reading as a window of beats."""
     return _energy(kin.tail, kin.frames, sustained_width(kin.frames), kin.tail_noise)
-
-
-def beat_power(kin: Kinematics) -> np.ndarray:
-    """Per sorted row: the power of the strongest sinusoid of the beat band
-    (:func:`beat_band`) in the deviation of the cleaned tail
-    angle from its rest posture over the sustained window (rad^2, the deviations clipped as in
-    :func:`tail_energy`, the window's own mean removed; NaN on unobserved frames), scaled so
-    that a beat of amplitude ``A`` at one of its frequencies gives ``A^2 / 2`` (as the energy)
-    while white noise of sigma ``s`` gives about ``2 s^2 / frames`` per frequency: the window
-    averages the noise down by the number of frequencies, not only by its length."""
-    return _beat_power(kin.tail, kin.frames, sustained_width(kin.frames), kin.tail_noise)
 
 
 def quiet_frames(kin: Kinematics, in_bout: np.ndarray, pad_s: float = QUIET_PAD_S) -> np.ndarray:
@@ -429,9 +330,6 @@ def noise_levels(kin: Kinematics, quiet: np.ndarray) -> NoiseLevels:
     if sustained_on(kin):
         su = quiet_levels(kin.frames, tail_energy(kin), sig, quiet)
         lv.sustained_mean, lv.sustained_sd = su.vigour_mean, su.vigour_sd
-        if SUSTAINED_BEAT_POWER:
-            bp = quiet_levels(kin.frames, beat_power(kin), sig, quiet)
-            lv.beat_mean, lv.beat_sd = bp.vigour_mean, bp.vigour_sd
     return lv
 
 
@@ -527,38 +425,15 @@ def sustained_thresholds(
     beat of ``cfg.min_excursion_rad`` amplitude (its square / 2: the excursion's physical
     floor). Nothing about how active the fish is enters: the noise is the rig's and the
     tracker's."""
-    white = white_noise_energy(kin.frames.dt_median, sustained_width(kin.frames))
-    lv = (None, None) if levels is None else (levels.sustained_mean, levels.sustained_sd)
-    return _noise_threshold(kin, cfg, white, *lv, SUSTAINED_FACTOR)
-
-
-def beat_power_thresholds(
-    kin: Kinematics, cfg: BehaviourConfig, levels: NoiseLevels | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-fish beat-power threshold and noise level (rad^2): like
-    :func:`sustained_thresholds`, of the beat power (:func:`beat_power`,
-    :func:`white_noise_beat_power`, :data:`SUSTAINED_BEAT_FACTOR`), with the same floor (the
-    beat power of a beat of ``cfg.min_excursion_rad`` amplitude)."""
-    white = white_noise_beat_power(kin.frames.dt_median, sustained_width(kin.frames))
-    lv = (None, None) if levels is None else (levels.beat_mean, levels.beat_sd)
-    return _noise_threshold(kin, cfg, white, *lv, SUSTAINED_BEAT_FACTOR)
-
-
-def _noise_threshold(kin: Kinematics, cfg: BehaviourConfig, white: tuple[float, float],
-                     mean_q: np.ndarray | None, sd_q: np.ndarray | None, factor: float
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """``max(min_excursion_rad^2 / 2, median + factor x robust sd)`` per fish of a signal in
-    rad^2: median and sd of the quiet frames (``mean_q``, ``sd_q``) where measured, else
-    ``white`` (the signal's median and sd for white noise of sigma 1) x the tail-noise sigma
-    squared. Returns the threshold and the median."""
+    mu1, sd1 = white_noise_energy(kin.frames.dt_median, sustained_width(kin.frames))
     s2 = kin.tail_noise ** 2
-    mean, sd = s2 * white[0], s2 * white[1]
-    if mean_q is not None:
-        ok = np.isfinite(mean_q) & np.isfinite(sd_q)
-        mean = np.where(ok, mean_q, mean)
-        sd = np.where(ok, sd_q, sd)
+    mean, sd = s2 * mu1, s2 * sd1
+    if levels is not None and levels.sustained_mean is not None:
+        ok = np.isfinite(levels.sustained_mean) & np.isfinite(levels.sustained_sd)
+        mean = np.where(ok, levels.sustained_mean, mean)
+        sd = np.where(ok, levels.sustained_sd, sd)
     floor = 0.5 * cfg.min_excursion_rad ** 2
-    return np.fmax(floor, mean + factor * sd), mean
+    return np.fmax(floor, mean + SUSTAINED_FACTOR * sd), mean
 
 
 def hysteresis_activity(
@@ -716,7 +591,7 @@ def _excursion_bouts(
 def _bouts_with(
     kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks, thr: np.ndarray, noise: np.ndarray,
     active: np.ndarray | None, exc: tuple[np.ndarray, np.ndarray] | None = None,
-    sus: tuple | None = None,
+    sus: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     fr = kin.frames
     if active is None:
@@ -741,9 +616,8 @@ def _bouts_with(
         s, e = np.r_[s, xs].astype(np.int64), np.r_[e, xe].astype(np.int64)
         o = np.argsort(s, kind="stable")
         s, e, ev = s[o], e[o], ev[o]
-    for signal, sthr, snoise in sus or ():
-        # the tail energy's, then the beat power's where the energy found none
-        s, e, ev = _add_sustained(kin, cfg, blocks, s, e, ev, sthr, snoise, signal(kin))
+    if sus is not None:
+        s, e, ev = _add_sustained(kin, cfg, blocks, s, e, ev, *sus)
     long_enough = fr.t[e] + fr.dur[e] - fr.t[s] >= cfg.min_bout_s - 1e-9  # again, once trimmed
     return s[long_enough], e[long_enough], ev[long_enough]
 
@@ -759,16 +633,16 @@ def local_deviation(kin: Kinematics) -> np.ndarray:
 
 def _add_sustained(
     kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks, s: np.ndarray, e: np.ndarray,
-    ev: np.ndarray, thr: np.ndarray, noise: np.ndarray, energy: np.ndarray,
+    ev: np.ndarray, thr: np.ndarray, noise: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The bouts ``s..e`` plus the sustained bouts (``bout_evidence`` ``sustained``): stretches
-    whose ``energy`` (the sustained window's :func:`tail_energy` or :func:`beat_power`) stays
-    above ``thr`` (per fish, rad^2) for
+    whose tail energy (:func:`tail_energy`) stays above ``thr`` (per fish, rad^2) for
     :data:`SUSTAINED_MIN_HIGH` of the sustained window and whose clear samples change side of
     the local mean (:func:`local_deviation`) at least :data:`SUSTAINED_SIGN_CHANGES` times,
     trimmed like the excursion bouts, and farther than ``merge_gap_s`` from every bout found
     before (the vigour places onsets better where it sees the beats)."""
     fr = kin.frames
+    energy = tail_energy(kin)
     width = sustained_width(fr)
     act = hysteresis_activity(kin, thr, noise, max_extend_s=0.5 * width * fr.dt_median,
                               min_high_s=SUSTAINED_MIN_HIGH * width * fr.dt_median,
@@ -803,7 +677,7 @@ def _detect(
     use_exc = bool(getattr(cfg, "excursion", True)) and "tail_excursion_rad" in kin.columns
     use_sus = active is None and bool(getattr(cfg, "sustained", True)) and sustained_on(kin)
     n_pass = N_PASSES if active is None else 1
-    xthr = xnoise = sthr = bthr = None
+    xthr = xnoise = sthr = None
     for k in range(n_pass):
         if active is not None:
             levels = remembered("noise_levels", noise_levels, kin, quiet_frames(kin, active))
@@ -813,10 +687,7 @@ def _detect(
         sus = None
         if use_sus:
             sthr, snoise = sustained_thresholds(kin, cfg, levels)
-            sus = ((tail_energy, sthr, snoise),)
-            if SUSTAINED_BEAT_POWER:
-                bthr, bnoise = beat_power_thresholds(kin, cfg, levels)
-                sus += ((beat_power, bthr, bnoise),)
+            sus = (sthr, snoise)
         s, e, ev = remembered("bouts_with", _bouts_with, kin, cfg, blocks, thr, noise, active,
                               (xthr, xnoise) if use_exc else None, sus)
         in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
@@ -830,7 +701,7 @@ def _detect(
             levels = remembered("noise_levels", noise_levels, kin, quiet_frames(kin, in_bout))
     return BoutRuns(starts=s, ends=e, in_bout=in_bout, thresholds=thr, noise=noise, levels=levels,
                     excursion_thresholds=xthr, excursion_noise=xnoise, evidence=ev,
-                    sustained_thresholds=sthr, beat_thresholds=bthr)
+                    sustained_thresholds=sthr)
 
 
 def _refine(kin: Kinematics, noise: np.ndarray) -> None:
