@@ -446,7 +446,9 @@ def hysteresis_activity(
     spikes: a beating tail stays above it for longer). Each remaining stretch grows while the
     vigour stays above the low threshold, which lies :data:`HYSTERESIS` of the way from the
     noise mean to the threshold, by at most ``max_extend_s`` on each side, so that onsets and
-    ends sit closer to the first and last beat without swallowing noise.
+    ends sit closer to the first and last beat without swallowing noise. A column name
+    ``signal`` is judged on the observed frames; an array (a windowed signal, the sustained
+    bouts' energy) wherever it is defined, also on a frame where the tail was lost.
     """
     fr = kin.frames
     vig = kin.columns[signal] if isinstance(signal, str) else signal
