@@ -8,6 +8,8 @@ alone scored these recordings with kappa* 0.03-0.67 (their weak larvae's bouts m
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from fishtrack.behaviour import bouts as B
 from fishtrack.behaviour._frames import gap_blocks
@@ -26,12 +28,15 @@ from fishtrack.synth.stress import (
 # weak fish's bouts met before: 531 (115 fps, kappa* 0.03 before), 370 (98 fps, 0.13), 943
 # (61 fps, 0.67)
 SEEDS = (531, 370, 943)
+# and a seed whose weak bouts were cut by the tracking's dropouts (the tail lost in 2-9 % of
+# the frames of each larva): 459 (87 fps, noise 0.048 rad: passive error 0.16 while a missing
+# sample cut the energy's runs in two)
+DROPOUT_SEEDS = (459,)
 
 
-def test_weak_lasting_beats_at_60_to_125_fps_are_found(tmp_path):
-    import pandas as pd
-
-    rows = pd.DataFrame([run_recording(s, tmp_path, mode="truth") for s in SEEDS])
+@pytest.mark.parametrize("seeds", [SEEDS, DROPOUT_SEEDS], ids=["energy", "dropouts"])
+def test_weak_lasting_beats_at_60_to_125_fps_are_found(tmp_path, seeds):
+    rows = pd.DataFrame([run_recording(s, tmp_path, mode="truth") for s in seeds])
     assert rows["draw_fps"].between(60, 125).all()
     assert (state_score(rows) >= KAPPA_GOAL).all(), state_score(rows).round(3).tolist()
     assert rows["still_ok"].all()
