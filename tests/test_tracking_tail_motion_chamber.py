@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from fishtrack.pipeline import track_to_folder
 from fishtrack.synth import simulate
 from fishtrack.synth.spec import SimSpec
