@@ -18,6 +18,7 @@ import pandas as pd
 from fishtrack.behaviour._frames import (
     Blocks,
     Frames,
+    fish_bounds,
     gap_blocks,
     group_quantile,
     run_lengths_fill,
@@ -994,8 +995,9 @@ def _median_of_levels(levels: np.ndarray) -> float:
 def _tail_gate_keep(fr: Frames, br: BoutRuns, tail: np.ndarray | None, quiet: np.ndarray
                     ) -> tuple[np.ndarray | None, float]:
     """Per bout: True where its largest ``tail`` motion (:func:`tail_motion_frames`) is above
-    the recording's noise level of it (:data:`MOTION_GATE_TAIL_SPREAD`, from the histogram of
-    the quiet frames of all fish pooled, like the motion energy's); and that level (grey
+    the recording's noise level of it (:data:`MOTION_GATE_TAIL_SPREAD`; with
+    :data:`MOTION_GATE_TAIL_PER_FISH` the median of the fish's own levels, else from the
+    histogram of the quiet frames of all fish pooled); and that level (grey
     levels; NaN when not measured). None without tail motion (the pooled summary is asked for
     in every part all the same, so parts stay in step)."""
     if tail is None:
@@ -1004,8 +1006,7 @@ def _tail_gate_keep(fr: Frames, br: BoutRuns, tail: np.ndarray | None, quiet: np
     if MOTION_GATE_TAIL_PER_FISH:
         # each fish's own level (its rows are contiguous), then their median over the recording
         own = np.full(len(fr.fish_keys), np.nan)
-        bounds = np.flatnonzero(np.r_[True, fr.gid[1:] != fr.gid[:-1], True]) if fr.n else []
-        for a0, a1 in zip(bounds[:-1], bounds[1:], strict=False):
+        for a0, a1 in zip(*fish_bounds(fr), strict=True):
             v = tail[a0:a1][q[a0:a1]]
             own[fr.gid[a0]] = _tail_level_of_histogram(*motion_histogram(v))
         level = pool_value("motion_gate_tail_level", _median_of_levels, levels=own)
