@@ -397,13 +397,15 @@ def _floor_refresh_tracks(seed: int = 21) -> tuple[pd.DataFrame, list[tuple[str,
     """Four faint larvae in clean H.264 at 25 fps, 20 s: every larva's quiet pixels barely
     change (0.1 +- 0.04 grey levels), so every pixel-motion threshold sits at the floor
     (MIN_MOTION_GREY) and the recording's median cannot raise it. A1, A2 are still; B1, B2
-    swim (3 px per frame for 5 frames, the pixels change by 15-25) every 2 s. Five times the
+    swim (3 px per frame for 5 frames, the pixels change by 15-25) every 2 s. Once the
     encoder re-quantizes the whole picture for 3 frames (every well +1.1-1.3 grey levels at
-    once; tuning seeds 382 and 105, held-out 11381)."""
+    once; held-out 11381: frames 249-251; tuning seeds 382 and 105). Once: refreshes on more
+    than 1 % of the quiet frames set their 99th percentile, and the rig's upper-tail level
+    (issue 17's eighth round) lifts the threshold above them by itself."""
     rng = np.random.default_rng(seed)
     n, fps = 500, 25.0
     me = np.abs(rng.normal(0.1, 0.04, (4, n)))
-    for s in (60, 150, 240, 330, 420):
+    for s in (240,):
         me[:, s:s + 3] += rng.uniform(1.1, 1.3, (4, 3))
     rows, bouts = [], []
     for k, arena in enumerate(("A1", "A2", "B1", "B2")):
@@ -465,3 +467,50 @@ def test_larvae_that_bout_together_keep_their_bouts():
                 continue
             mine = b[b["arena"] == arena]
             assert ((mine["start_frame"] <= s + 4) & (mine["end_frame"] >= s)).any(), (arena, s)
+
+
+def _burst_noise_tracks(seed: int = 31) -> tuple[pd.DataFrame, list[tuple[str, int]],
+                                                 list[tuple[str, int]]]:
+    """Three small larvae at 25 fps, 20 s, in a noisy H.264 camera, with the motion energy's
+    values measured on tuning video 105 (3 larvae of 22 px, camera noise sd 8.6, crf 26): the
+    encoder keeps a quiet larva's pixels unchanged on ~40 % of frames and changes them by
+    0.2-0.8 grey levels on the others; now and then, in one well at a time, a burst of 3-4
+    frames at 1.1-1.4 (the quiet frames' 99th percentile was 0.8-1.3, their median 0-0.2).
+    A1 is still; A2 and A3 swim (3 px/frame for 5 frames, pixels ~5-10 grey levels) every
+    5 s. Returns the tracks, the swims and the bursts away from them."""
+    rng = np.random.default_rng(seed)
+    n, fps = 500, 25.0
+    rows, swims, bursts = [], [], []
+    for k, arena in enumerate(("A1", "A2", "A3")):
+        x = np.full(n, 40.0 + 80 * k) + rng.normal(0, 0.05, n)
+        me = np.where(rng.random(n) < 0.4, 0.0, rng.uniform(0.2, 0.8, n))
+        starts = [] if arena == "A1" else list(range(40 + 20 * k, n - 20, 125))
+        for s in starts:
+            x[s:] += np.minimum(np.arange(n - s), 5) * 3.0
+            me[s:s + 5] = rng.uniform(5, 10, 5)
+            swims.append((arena, s))
+        for b in range(70 + 13 * k, n - 10, 125):  # one burst between two swims
+            me[b:b + 4] = rng.uniform(1.1, 1.4, 4)
+            bursts.append((arena, b))
+        rows.append(_tailless_rows(arena, fps, x, 60 + rng.normal(0, 0.05, n), me))
+    return pd.concat(rows, ignore_index=True), swims, bursts
+
+
+def test_bursts_of_a_noisy_h264_camera_make_no_bout():
+    # the threshold is at least the rig's level of the quiet frames' upper tail (median over
+    # the larvae of median + 2 x (99th percentile - median)); before, it came from their
+    # median and robust sd, which see the unchanged frames only: it sat at the 1-grey-level
+    # floor and each burst made a bout (tuning video 105: a passive larva's stretch cut,
+    # passive error 0.093)
+    tracks, swims, bursts = _burst_noise_tracks()
+    res = classify(tracks, BehaviourConfig())
+    assert res.noise["bout_signal"] == "speed_motion"
+    b = res.bouts
+    assert not (b["arena"] == "A1").any()
+    assert (res.tracks.loc[res.tracks["arena"] == "A1", "state"] == "passive").all()
+    for arena, s in bursts:
+        mine = b[b["arena"] == arena]
+        assert not ((mine["start_frame"] <= s + 4) & (mine["end_frame"] >= s)).any(), (arena, s)
+    for arena, s in swims:  # every swim still found
+        mine = b[b["arena"] == arena]
+        assert ((mine["start_frame"] <= s + 4) & (mine["end_frame"] >= s)).any(), (arena, s)

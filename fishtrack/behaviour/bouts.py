@@ -986,6 +986,24 @@ def _tail_level_of_histogram(bins: np.ndarray, counts: np.ndarray) -> float:
     return _level_of_histogram(bins, counts, spread=MOTION_GATE_TAIL_SPREAD)
 
 
+def rig_noise_level(fr: Frames, motion: np.ndarray, quiet: np.ndarray, *, spread: float,
+                    name: str) -> float:
+    """The rig's noise level of a pixel motion (grey levels): each fish's own level,
+    ``median + spread x (`` :data:`MOTION_GATE_QUANTILE` ``- median)`` of its ``quiet`` frames'
+    finite ``motion`` (:func:`_level_of_histogram`; NaN with fewer than
+    :data:`MIN_QUIET_FRAMES` of them), then the median of those levels over the recording's
+    fish (pooled as ``name``; NaN when no fish's is measured). The upper tail of the quiet
+    frames, not their spread: a compressed video's noise comes in rare bursts (re-quantized
+    frames) that a median and robust sd do not see. The median over the fish is the rig's:
+    a minority of fish whose quiet frames hold bouts the detection missed cannot raise it."""
+    own = np.full(len(fr.fish_keys), np.nan)
+    ok = quiet & np.isfinite(motion)
+    for a0, a1 in zip(*fish_bounds(fr), strict=True):  # each fish's rows are contiguous
+        own[fr.gid[a0]] = _level_of_histogram(*motion_histogram(motion[a0:a1][ok[a0:a1]]),
+                                              spread=spread)
+    return pool_value(name, _median_of_levels, levels=own)
+
+
 def _median_of_levels(levels: np.ndarray) -> float:
     """Reduce: the median of the fish's measured levels (NaN: none measured)."""
     v = levels[np.isfinite(levels)]
@@ -1004,12 +1022,8 @@ def _tail_gate_keep(fr: Frames, br: BoutRuns, tail: np.ndarray | None, quiet: np
         return None, float("nan")
     q = quiet & np.isfinite(tail)
     if MOTION_GATE_TAIL_PER_FISH:
-        # each fish's own level (its rows are contiguous), then their median over the recording
-        own = np.full(len(fr.fish_keys), np.nan)
-        for a0, a1 in zip(*fish_bounds(fr), strict=True):
-            v = tail[a0:a1][q[a0:a1]]
-            own[fr.gid[a0]] = _tail_level_of_histogram(*motion_histogram(v))
-        level = pool_value("motion_gate_tail_level", _median_of_levels, levels=own)
+        level = rig_noise_level(fr, tail, q, spread=MOTION_GATE_TAIL_SPREAD,
+                                name="motion_gate_tail_level")
     else:
         level = pool_value("motion_gate_tail_level", _tail_level_of_histogram,
                            **dict(zip(("bins", "counts"), motion_histogram(tail[q]), strict=True)))

@@ -64,6 +64,7 @@ from fishtrack.behaviour.bouts import (
     hysteresis_activity,
     quiet_frames,
     quiet_levels,
+    rig_noise_level,
     rig_reference,
 )
 from fishtrack.behaviour.kinematics import Kinematics, _midline, tail_noise
@@ -141,6 +142,16 @@ BLUR_EXTEND_S = 0.12
 """A stretch of blur over its threshold is extended down to the low level (hysteresis,
 :data:`fishtrack.behaviour.bouts.HYSTERESIS` of the way from its noise) by at most this (s,
 3-4 frames): the averaged drop rises and falls gradually at the struggle's ends."""
+MOTION_RIG_SPREAD = 2.0
+"""The pixel-motion threshold of movement bouts is at least the rig's level of the quiet
+frames' upper tail (:func:`motion_threshold_levels`): the median over the recording's larvae
+of ``median + this x (99th percentile - median)`` of each larva's quiet frames
+(:func:`fishtrack.behaviour.bouts.rig_noise_level`; the tail gate's rule and spread,
+:data:`fishtrack.behaviour.bouts.MOTION_GATE_TAIL_SPREAD`). Issue 17, eighth round: H.264
+keeps a quiet larva's pixels unchanged on many frames and changes them in bursts, so the
+median and robust sd of the quiet frames see the unchanged frames only (tuning video 105:
+thresholds at the 1-grey-level floor, bursts of 1.1 in one well at a time cut a passive
+stretch; passive error 0.092 -> 0.020)."""
 JOINT_FRACTION = 0.5
 """Pixel motion and blur together: a frame whose pixel motion (or a neighbour's) and
 averaged blur are *both* at least this fraction of the way from their noise to their
@@ -478,6 +489,26 @@ def rig_motion_threshold(own: np.ndarray) -> np.ndarray:
     return np.fmax(own, rig)
 
 
+def motion_threshold_levels(fr: Frames, motion: np.ndarray, quiet: np.ndarray,
+                            med: np.ndarray, sd: np.ndarray, *, tail: bool = True
+                            ) -> np.ndarray:
+    """Per fish: the pixel-motion threshold from the noise of the ``quiet`` frames (without a
+    fixed ``motion_threshold``): ``max(MIN_MOTION_GREY, median + MOTION_FACTOR x robust sd)``
+    (``med``, ``sd``: :func:`motion_levels`), raised to the recording's median over fish
+    (:func:`rig_motion_threshold`) and to the rig's level of the quiet frames' upper tail
+    (:data:`MOTION_RIG_SPREAD`, :func:`fishtrack.behaviour.bouts.rig_noise_level`: the median
+    over the larvae of their own levels, so a minority whose quiet frames hold missed bouts
+    cannot raise it). The noise, never how often a larva moves. ``tail`` False (the first
+    pass, whose quiet frames are only away from the speed's bouts): no upper-tail level, the
+    struggles in place are still among those frames and would set their 99th percentile."""
+    thr = rig_motion_threshold(np.fmax(MIN_MOTION_GREY, med + MOTION_FACTOR * sd))
+    if not tail:
+        return thr
+    level = rig_noise_level(fr, motion, quiet, spread=MOTION_RIG_SPREAD,
+                            name="speed_motion_tail_level")
+    return np.fmax(thr, level) if np.isfinite(level) else thr
+
+
 def _rig_median(own: np.ndarray) -> float:
     """Reduce: the median over the fish with a finite threshold (NaN without one)."""
     own = own[np.isfinite(own)]
@@ -593,8 +624,8 @@ def detect_speed_bouts(
             if cfg.motion_threshold is not None:
                 m_thr = np.full(n_fish, float(cfg.motion_threshold))
             else:
-                m_thr = rig_motion_threshold(
-                    np.fmax(MIN_MOTION_GREY, m_med + MOTION_FACTOR * m_sd))
+                m_thr = motion_threshold_levels(fr, raw, quiet_m, m_med, m_sd,
+                                                tail=in_bout_prev is not None)
             m_noise = np.where(np.isfinite(m_med), m_med, 0.0)
             active_m = hysteresis_activity(kin_m, m_thr, m_noise,
                                            max_extend_s=fr.dt_median, min_high_s=0.0)
