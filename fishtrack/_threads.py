@@ -13,7 +13,8 @@ after the other); :func:`threads_per_trial` is the share of the usable cores one
 ``concurrent`` trials gets; :func:`restore_malloc_thresholds` undoes a dask worker's
 ``MALLOC_TRIM_THRESHOLD_`` for the trial's large arrays; :func:`limit_malloc_arenas` (called by
 the ``fishtrack`` command at start-up) keeps the tracker's threads from each holding freed
-memory in an allocator arena of its own. See
+memory in an allocator arena of its own; :func:`trim_heap` hands freed heap memory back to the
+OS between the stages of a run. See
 docs/experiments.md ("Threads per worker").
 """
 
@@ -27,6 +28,7 @@ __all__ = [
     "limit_threads",
     "restore_malloc_thresholds",
     "threads_per_trial",
+    "trim_heap",
     "usable_cores",
 ]
 
@@ -143,3 +145,19 @@ def limit_malloc_arenas(n: int = MALLOC_ARENAS) -> bool:
         return False
     _ARENAS_DONE = ok
     return ok
+
+
+def trim_heap() -> None:
+    """Give freed heap memory back to the OS (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    glibc keeps large freed blocks for reuse, so a process's resident memory stays at the
+    high-water mark of its last stage. A tracking run calls this after the big temporary
+    arrays of background sampling and calibration, and between tracking and behaviour
+    scoring, whose imports (``scipy.signal``, ~50 MB) would otherwise come on top of the
+    tracking stage's freed working memory (issue 15: peak RSS of the 1 MP 4-well run)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

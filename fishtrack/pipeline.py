@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from fishtrack._threads import trim_heap
 from fishtrack.arenas import Arena, detect_arenas
 from fishtrack.behaviour import OUTPUT_COLUMNS, classify, load_protocol_log
 from fishtrack.config import Config, config_hash, parse_config, resolve_config
@@ -152,6 +153,7 @@ def _run_stages_inner(
     kept = {k: out.summary.pop(k) for k in ("kept_slots", "n_slots") if k in out.summary}
     out.summary.setdefault("warnings", [])
     out.summary["warnings"] = list(out.summary["warnings"]) + caught
+    trim_heap()  # the tracking stage's freed working memory, before behaviour's imports
     t1 = time.perf_counter()
     behaviour_noise = None
     if spill is not None:

@@ -35,6 +35,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from fishtrack._threads import trim_heap
 from fishtrack.config import Layout, TrackingConfig
 from fishtrack.errors import TrackingError
 from fishtrack.robust import MAD_TO_SD, robust_sigma
@@ -266,18 +267,6 @@ def sample_indices(n_frames: int, k: int, keyframes: np.ndarray | None = None) -
     return np.unique(np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)]))
 
 
-def _trim_heap() -> None:
-    """Give freed heap memory back to the OS (glibc keeps large freed blocks after the big
-    temporary arrays of sampling and calibration; without this the peak RSS of a run stays
-    ~40 MB higher). A no-op elsewhere."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
 def _frame_shape(source: Any) -> tuple[int, int] | None:
     if isinstance(source, np.ndarray):
         return source.shape[1], source.shape[2]
@@ -487,7 +476,7 @@ def estimate_background(
         noise=noise,
         polarity_evidence=ev,
     )
-    _trim_heap()
+    trim_heap()
     if arenas is not None:
         bg = bg.refine(arenas, cfg, fish_per_arena=fish_per_arena, layout=layout)
     return bg
@@ -679,7 +668,7 @@ def _refine(
         length = float(max(10.0, span / 10.0))
     if not np.isfinite(area):
         area = float(max(cfg.min_area_px, length * length / 10.0))
-    _trim_heap()
+    trim_heap()
     return dataclasses.replace(
         bg, arenas=tuple(arenas), models=models, fish_length_px=float(length), fish_area_px=float(area)
     )
