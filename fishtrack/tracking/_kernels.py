@@ -206,7 +206,8 @@ def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, 
     quarter = np.float32(0.25)
     dstep = offs[1] - offs[0]
     nb = k - 1 if k >= 2 else 0
-    near = np.empty(max(nb, 1), np.bool_)
+    nx = np.empty(max(nb, 1), np.float64)
+    ny = np.empty(max(nb, 1), np.float64)
     for i in range(m):
         px = pos[i, 0]
         py = pos[i, 1]
@@ -229,21 +230,23 @@ def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, 
                 if not (math.hypot(xs[j] - hx, ys[j] - hy) >= far_at):
                     v[j] = np.float32(0.0)
         if nb > 0:
-            any_near = False
+            # the earlier points near enough to matter, then the arc's points too close to any
+            nn = 0
             for q in range(nb):
                 dx = trace[i, q, 0] - px
                 dy = trace[i, q, 1] - py
-                near[q] = dx * dx + dy * dy <= near_r2
-                any_near = any_near or near[q]
-            if any_near:
+                if dx * dx + dy * dy <= near_r2:
+                    nx[nn] = trace[i, q, 0]
+                    ny[nn] = trace[i, q, 1]
+                    nn += 1
+            if nn > 0:
                 for j in range(nj):
-                    for q in range(nb):
-                        if near[q]:
-                            ex = xs[j] - trace[i, q, 0]
-                            ey = ys[j] - trace[i, q, 1]
-                            if not (ex * ex + ey * ey >= avoid2):
-                                v[j] = np.float32(0.0)
-                                break
+                    for q in range(nn):
+                        ex = xs[j] - nx[q]
+                        ey = ys[j] - ny[q]
+                        if not (ex * ex + ey * ey >= avoid2):
+                            v[j] = np.float32(0.0)
+                            break
         if smooth:
             for j in range(nj):
                 vs[j] = v[j]
