@@ -1,5 +1,7 @@
 """The tracker's compiled kernels give exactly the values of their NumPy references."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -54,15 +56,26 @@ def test_cut_kernel_equals_numpy(label):
     x0 = rng.integers(-p - 2, w + 2, m).astype(np.int64)
     y0 = rng.integers(-p - 2, h + 2, m).astype(np.int64)
     t[:4] = 0
-    mem = rng.integers(0, 3, (m, p, p)).astype(np.uint8)
-    mem[0] = 0  # no fish pixel: no motion energy
-    for has_prev in (True, False):
+    noise = rng.integers(0, 3, (m, p, p)).astype(np.uint8)
+    noise[0] = 0  # no fish pixel: no motion energy
+    # compact fish of random sizes anywhere in the patch (at its sides too), one after the
+    # other large and small: the dilation's box follows each fish, not the patch
+    yy, xx = np.mgrid[:p, :p]
+    r = rng.uniform(0.5, 7.0, m) * (np.arange(m) % 2 * 3 + 1) / 4
+    cy, cx = rng.uniform(-3, p + 2, (2, m))
+    compact = (np.hypot(yy - cy[:, None, None], xx - cx[:, None, None]) <= r[:, None, None])
+    compact = np.where(compact, 1, 2 * (noise == 2) * (rng.random((m, 1, 1)) < 0.3)).astype(np.uint8)
+    compact[0] = 0
+    # (without labels: fish pixels scattered sparsely, each its own small box)
+    sparse = np.where(rng.random(d.shape) < 0.9, d // 2, d).astype(np.uint8)
+    for mem, has_prev in itertools.product((noise, compact), (True, False)):
+        dd = sparse if not label and mem is compact else d
         outs = []
         for fn in (_kernels.cut_measure, _cut_measure_np):
             fp = np.zeros((m, p, p), np.uint8)
             area = np.zeros(m, np.float32)
             motion = np.full(m, np.nan, np.float32)
-            fn(d, crop, prev, has_prev, t, x0, y0, mem, label, 30.0, fp, area, motion)
+            fn(dd, crop, prev, has_prev, t, x0, y0, mem, label, 30.0, fp, area, motion)
             outs.append((fp, area, motion))
         for a, b in zip(*outs, strict=True):
             assert np.array_equal(a, b, equal_nan=True)

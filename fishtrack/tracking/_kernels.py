@@ -82,8 +82,11 @@ def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, f
     """
     m, p = fp.shape[0], fp.shape[1]
     h, w = d.shape[1], d.shape[2]
-    own = np.zeros((p, p), np.uint8)
-    tmp = np.zeros((p, p), np.uint8)
+    # the fish's pixels (own) and their dilation along rows (tmp) with a margin of 2 px:
+    # patch row / column i is row / column i + 2 of these, so that the 5-wide maxima need no
+    # bounds (branch-free loops the compiler vectorizes)
+    own = np.zeros((p + 4, p + 4), np.uint8)
+    tmp = np.zeros((p + 4, p + 4), np.uint8)
     cols = np.zeros(p, np.uint8)
     for k in range(m):
         tk, xk, yk = t[k], x0[k], y0[k]
@@ -98,12 +101,10 @@ def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, f
         cols[:] = 0
         n_own = 0
         imin, imax, jmin, jmax = p, -1, p, -1
-        # row by row over contiguous rows (loops the compiler vectorizes): the patch, the
-        # fish's pixels, the rows and (through ``cols``) the columns that hold any
         for i in range(ia, ib):
             drow = d[tk, yk + i, xa:xb]
             frow = fp[k, i, ja:jb]
-            orow = own[i, ja:jb]
+            orow = own[i + 2, ja + 2:jb + 2]
             rc = 0
             if label:
                 mrow = mem[k, i, ja:jb]
@@ -132,32 +133,45 @@ def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, f
         area[k] = n_own
         if n_own == 0 or not (tk > 0 or has_prev):
             continue
-        # dilation by a 5x5 square (zero outside the patch), on the fish's bounding box
-        # grown by 2 px: rows (tmp), then columns
+        # dilation by a 5x5 square (zero outside the patch), on the fish's bounding box grown
+        # by 2 px: along rows into tmp, then along columns while summing; the rows of tmp the
+        # column pass reads beyond the fish's rows (2 px either side of the grown box) are zero
         c0, c1 = max(jmin - 2, 0), min(jmax + 2, p - 1)
+        nc = c1 - c0 + 1
+        for r in range(max(imin - 2, 0), min(imax + 6, p + 3) + 1):
+            if r < imin + 2 or r > imax + 2:
+                trow = tmp[r, c0:c1 + 1]
+                for j in range(nc):
+                    trow[j] = 0
         for i in range(imin, imax + 1):
-            for j in range(c0, c1 + 1):
-                mx = 0
-                for q in range(max(j - 2, jmin), min(j + 2, jmax) + 1):
-                    if own[i, q]:
-                        mx = 1
-                        break
-                tmp[i, j] = mx
+            orow = own[i + 2]
+            trow = tmp[i + 2, c0:c1 + 1]
+            for j in range(nc):
+                jj = c0 + j
+                trow[j] = orow[jj] | orow[jj + 1] | orow[jj + 2] | orow[jj + 3] | orow[jj + 4]
         nz = 0
         tot = 0
-        for i in range(max(imin - 2, ia), min(imax + 2, ib - 1) + 1):
-            for j in range(max(c0, ja), min(c1, jb - 1) + 1):
-                hit = False
-                for q in range(max(i - 2, imin), min(i + 2, imax) + 1):
-                    if tmp[q, j]:
-                        hit = True
-                        break
-                if not hit:
-                    continue
-                nz += 1
-                a = np.int64(crop[tk, yk + i, xk + j])
-                b = np.int64(crop[tk - 1, yk + i, xk + j]) if tk > 0 else np.int64(prev[yk + i, xk + j])
-                tot += a - b if a >= b else b - a
+        r0, r1 = max(imin - 2, ia), min(imax + 2, ib - 1)
+        q0, q1 = max(c0, ja), min(c1, jb - 1)
+        nq = q1 - q0 + 1
+        for i in range(r0, r1 + 1):
+            t0 = tmp[i, q0:q1 + 1]
+            t1 = tmp[i + 1, q0:q1 + 1]
+            t2 = tmp[i + 2, q0:q1 + 1]
+            t3 = tmp[i + 3, q0:q1 + 1]
+            t4 = tmp[i + 4, q0:q1 + 1]
+            arow = crop[tk, yk + i, xk + q0:xk + q1 + 1]
+            brow = crop[tk - 1, yk + i, xk + q0:xk + q1 + 1] if tk > 0 else prev[yk + i, xk + q0:xk + q1 + 1]
+            rn = 0
+            rt = 0
+            for j in range(nq):
+                hit = np.int32(t0[j] | t1[j] | t2[j] | t3[j] | t4[j])
+                a = np.int32(arow[j])
+                b = np.int32(brow[j])
+                rn += hit
+                rt += hit * (a - b if a >= b else b - a)
+            nz += rn
+            tot += rt
         if nz > 0:
             motion[k] = tot * (1.0 / nz)
 
@@ -192,7 +206,8 @@ def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, 
     quarter = np.float32(0.25)
     dstep = offs[1] - offs[0]
     nb = k - 1 if k >= 2 else 0
-    near = np.empty(max(nb, 1), np.bool_)
+    nx = np.empty(max(nb, 1), np.float64)
+    ny = np.empty(max(nb, 1), np.float64)
     for i in range(m):
         px = pos[i, 0]
         py = pos[i, 1]
@@ -215,21 +230,23 @@ def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, 
                 if not (math.hypot(xs[j] - hx, ys[j] - hy) >= far_at):
                     v[j] = np.float32(0.0)
         if nb > 0:
-            any_near = False
+            # the earlier points near enough to matter, then the arc's points too close to any
+            nn = 0
             for q in range(nb):
                 dx = trace[i, q, 0] - px
                 dy = trace[i, q, 1] - py
-                near[q] = dx * dx + dy * dy <= near_r2
-                any_near = any_near or near[q]
-            if any_near:
+                if dx * dx + dy * dy <= near_r2:
+                    nx[nn] = trace[i, q, 0]
+                    ny[nn] = trace[i, q, 1]
+                    nn += 1
+            if nn > 0:
                 for j in range(nj):
-                    for q in range(nb):
-                        if near[q]:
-                            ex = xs[j] - trace[i, q, 0]
-                            ey = ys[j] - trace[i, q, 1]
-                            if not (ex * ex + ey * ey >= avoid2):
-                                v[j] = np.float32(0.0)
-                                break
+                    for q in range(nn):
+                        ex = xs[j] - nx[q]
+                        ey = ys[j] - ny[q]
+                        if not (ex * ex + ey * ey >= avoid2):
+                            v[j] = np.float32(0.0)
+                            break
         if smooth:
             for j in range(nj):
                 vs[j] = v[j]

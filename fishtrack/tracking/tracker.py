@@ -511,27 +511,28 @@ def _cut(
     area = np.zeros(m, np.float32)
     if label:
         # the labels: this fish's blob(s) 1, other blobs overlapping the patch 2
-        ya, yb = np.minimum(np.maximum(y0, 0), h), np.minimum(np.maximum(y0 + p, 0), h)
-        xa, xb = np.minimum(np.maximum(x0, 0), w), np.minimum(np.maximum(x0 + p, 0), w)
         # Python scalars in the per-fish loop (NumPy scalar arithmetic is slow)
         tl, x0l, y0l = t.tolist(), x0.tolist(), y0.tolist()
-        valid = ((yb > ya) & (xb > xa)).tolist()
         starts = np.searchsorted(blobs.frame, t, side="left").tolist()
         ends = np.searchsorted(blobs.frame, t, side="right").tolist()
         sel_l = np.asarray(sel).tolist()
         b_x0, b_y0, b_w, b_h = blobs.x0.tolist(), blobs.y0.tolist(), blobs.w.tolist(), blobs.h.tolist()
         b_area, b_cx, b_cy = blobs.area.tolist(), blobs.cx.tolist(), blobs.cy.tolist()
         ign = ignore.tolist() if ignore is not None else None
+        contours, draw, nan = blobs.contours, cv2.drawContours, math.nan
+        cen_x, cen_y = [nan] * m, [nan] * m
         for k in range(m):
-            if not valid[k]:
-                continue
+            xk, yk = x0l[k], y0l[k]
+            if not (yk < h and yk + p > 0 and xk < w and xk + p > 0):
+                continue  # the patch misses the crop
             tk = tl[k]
             j = sel_l[k]
-            xk, yk = x0l[k], y0l[k]
             off = (-xk, -(yk + tk * n_h))
             sa = b_area[j]
             sx, sy = sa * b_cx[j], sa * b_cy[j]
-            for o in range(starts[k], ends[k]):
+            mk = mem[k]
+            # (a frame with one blob, the usual case, has no other blob to label)
+            for o in range(starts[k], ends[k]) if ends[k] - starts[k] > 1 else ():
                 if o == j or (ign is not None and ign[o]) or (
                     b_x0[o] > xk + p
                     or b_x0[o] + b_w[o] < xk
@@ -544,9 +545,11 @@ def _cut(
                 if same:
                     a = b_area[o]
                     sa, sx, sy = sa + a, sx + a * b_cx[o], sy + a * b_cy[o]
-                cv2.drawContours(mem[k], blobs.contours[o : o + 1], -1, 1 if same else 2, -1, offset=off)
-            cv2.drawContours(mem[k], blobs.contours[j : j + 1], -1, 1, -1, offset=off)
-            cen[k] = (sx / sa - xk, sy / sa - yk)
+                draw(mk, contours[o : o + 1], -1, 1 if same else 2, -1, offset=off)
+            draw(mk, contours[j : j + 1], -1, 1, -1, offset=off)
+            cen_x[k], cen_y[k] = sx / sa - xk, sy / sa - yk
+        cen[:, 0] = cen_x
+        cen[:, 1] = cen_y
     # the patches of fishness, the fish's pixels (inside the crop) and its motion energy:
     # mean |frame_t - frame_t-1| inside the fish dilated by 2 px (within the crop)
     measure = _KERNELS.cut_measure if _KERNELS is not None else _cut_measure_np
