@@ -35,6 +35,7 @@ from fishtrack.behaviour.bouts import (
     _detect,
     bout_table,
     hysteresis_activity,
+    midtail_frames,
     motion_gate,
     tail_motion_frames,
 )
@@ -137,7 +138,7 @@ class Scored:
 
 def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *,
           motion: np.ndarray | None = None, body_px: np.ndarray | None = None,
-          tail: np.ndarray | None = None) -> Scored:
+          tail: np.ndarray | None = None, midtail: np.ndarray | None = None) -> Scored:
     """Bouts and per-frame state codes from precomputed kinematics.
 
     ``kin`` is not changed: the noise-dependent steps are redone on a copy (returned as
@@ -146,7 +147,8 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
     ``body_px`` (per fish) switch on the pixel-motion gate of tail bouts
     (:func:`fishtrack.behaviour.bouts.motion_gate`); without them (imported tracks, and
     calibration) no bout is gated; ``tail`` (:func:`fishtrack.behaviour.bouts.tail_motion_frames`)
-    adds the gate's test where the tail is.
+    adds the gate's test where the tail is, ``midtail``
+    (:func:`fishtrack.behaviour.bouts.midtail_frames`) its test of the middle of the tail.
     """
     fr = kin.frames
     kin = replace(kin, columns=dict(kin.columns))
@@ -164,7 +166,7 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
     gate = tail_gate = float("nan")
     gated = np.zeros(len(fr.fish_keys), np.int64)
     if motion is not None and body_px is not None:
-        br, gate, gated, tail_gate = motion_gate(kin, br, motion, body_px, tail)
+        br, gate, gated, tail_gate = motion_gate(kin, br, motion, body_px, tail, midtail)
     codes = state_codes(fr, blocks, br.in_bout, cfg.min_passive_s)
     return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin, motion_gate=gate,
                   n_gated=gated, tail_gate=tail_gate)
@@ -232,7 +234,8 @@ def classify(
         kin = sc.kin
     else:
         motion, body_px, tail = remembered("tail_motion", _motion_and_body, tracks, fr)
-        sc = score(kin, cfg, motion=motion, body_px=body_px, tail=tail)
+        midtail = midtail_frames(tracks, fr) if motion is not None else None
+        sc = score(kin, cfg, motion=motion, body_px=body_px, tail=tail, midtail=midtail)
         kin = sc.kin
     if signal in MOVEMENT_SIGNALS:
         pass  # the tail's frame-rate notes do not apply
