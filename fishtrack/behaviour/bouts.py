@@ -1093,7 +1093,7 @@ def midtail_verdict(fr: Frames, br: BoutRuns, midtail: np.ndarray | None, quiet:
 
 def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.ndarray,
                 tail: np.ndarray | None = None, midtail: np.ndarray | None = None
-                ) -> tuple[BoutRuns, float, np.ndarray, float]:
+                ) -> tuple[BoutRuns, float, np.ndarray, float, float]:
     """Drop the tail bouts whose traced tail moves visibly (:func:`tail_step_px` over
     :func:`gate_lag` frames >= :data:`MOTION_GATE_MIN_STEP_PX`) while the pixels inside the
     fish never move above the recording's motion noise (:func:`motion_noise_level` on the
@@ -1102,8 +1102,8 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     Bouts without a measured motion or body length are kept. ``tail``
     (:func:`tail_motion_frames`, with :data:`MOTION_GATE_TAIL`): a bout whose pixels at the
     traced tail change above their noise is kept too. Returns the bouts, the noise level,
-    per fish how many bouts were dropped, and the tail test's level (NaN: off or not
-    measured). ``midtail`` (:func:`midtail_frames`, with :data:`MIDTAIL_GATE`): a bout whose
+    per fish how many bouts were dropped, the tail test's level (NaN: off or not
+    measured) and the mid-tail test's level (rad; NaN: off or not measured). ``midtail`` (:func:`midtail_frames`, with :data:`MIDTAIL_GATE`): a bout whose
     mid-tail stays within its noise is dropped, a judged bout whose mid-tail moves well beyond
     it is kept (:func:`midtail_verdict`)."""
     fr = kin.frames
@@ -1125,10 +1125,11 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
                                  **_mean_gate_summary(motion[quiet], means, win))
     tail_keep, tail_level = _tail_gate_keep(fr, br, tail if MOTION_GATE_TAIL else None,
                                             quiet_frames(kin, br.in_bout))
-    mid_quiet, mid_moves, _ = midtail_verdict(fr, br, midtail, quiet_frames(kin, br.in_bout))
+    mid_quiet, mid_moves, mid_level = midtail_verdict(fr, br, midtail,
+                                                      quiet_frames(kin, br.in_bout))
     dropped = np.zeros(n_fish, np.int64)
     if not np.isfinite(level) or len(br.starts) == 0:
-        return br, level, dropped, tail_level
+        return br, level, dropped, tail_level, mid_level
     stat = _range_max(np.where(np.isfinite(motion), motion, -np.inf), br.starts, br.ends)
     step = tail_step_px(kin, np.asarray(body_px, float), br.starts, br.ends,
                         lag=gate_lag(fr))
@@ -1147,13 +1148,13 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
         keep &= ~(judged & mid_quiet & ~by_tail)
         keep |= judged & mid_moves
     if keep.all():
-        return br, level, dropped, tail_level
+        return br, level, dropped, tail_level, mid_level
     dropped = np.bincount(fr.gid[br.starts[~keep]], minlength=n_fish)
     s, e = br.starts[keep], br.ends[keep]
     ev = br.evidence[keep] if br.evidence is not None else None
     in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
     return (replace(br, starts=s, ends=e, in_bout=in_bout, evidence=ev), level, dropped,
-            tail_level)
+            tail_level, mid_level)
 
 
 def _bout_mean(fr: Frames, motion: np.ndarray, br: BoutRuns) -> np.ndarray:

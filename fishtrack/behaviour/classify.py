@@ -80,6 +80,7 @@ FISH_COLUMNS = (
     "body_length_px", "bout_threshold_bl_s", "excursion_threshold_rad", "excursion_noise_rad",
     "n_excursion_bouts", "motion_threshold_grey", "motion_noise_grey", "motion_gate_grey",
     "n_motion_gated_bouts", "motion_gate_tail_grey", "sustained_threshold_rad2",
+    "motion_gate_midtail_rad",
 )
 """Columns of :attr:`BehaviourResult.fish` (one row per fish; see docs/behaviour.md)."""
 NOISE_OUTLIER = 3.0
@@ -134,6 +135,7 @@ class Scored:
     motion_gate: float = float("nan")  # pixel-motion noise level of the tail bouts' gate
     n_gated: np.ndarray | None = None  # per fish: tail bouts dropped by the pixel-motion gate
     tail_gate: float = float("nan")  # the gate's tail test level (tail_motion, grey levels)
+    midtail_gate: float = float("nan")  # the gate's mid-tail test level (rad)
 
 
 def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *,
@@ -163,13 +165,14 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
         br = _detect(kin, cfg, blocks, active=active)
     # the tail noise is final: the QC median together with the next recording-level value
     ask_ahead("qc_tail_noise", _qc_levels, lambda: {"tail_noise": kin.tail_noise})
-    gate = tail_gate = float("nan")
+    gate = tail_gate = midtail_gate = float("nan")
     gated = np.zeros(len(fr.fish_keys), np.int64)
     if motion is not None and body_px is not None:
-        br, gate, gated, tail_gate = motion_gate(kin, br, motion, body_px, tail, midtail)
+        br, gate, gated, tail_gate, midtail_gate = motion_gate(kin, br, motion, body_px, tail,
+                                                               midtail)
     codes = state_codes(fr, blocks, br.in_bout, cfg.min_passive_s)
     return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin, motion_gate=gate,
-                  n_gated=gated, tail_gate=tail_gate)
+                  n_gated=gated, tail_gate=tail_gate, midtail_gate=midtail_gate)
 
 
 def classify(
@@ -312,7 +315,7 @@ def _recording_noise(fish: pd.DataFrame, fps: float, cfg: BehaviourConfig, signa
     noise = noise_summary(fish, fps=fps, cfg=cfg)
     noise["bout_signal"] = signal
     noise["bout_signal_reason"] = reason
-    for col in ("motion_gate_grey", "motion_gate_tail_grey"):
+    for col in ("motion_gate_grey", "motion_gate_tail_grey", "motion_gate_midtail_rad"):
         gate = pd.to_numeric(fish[col], errors="coerce").to_numpy(float)
         gate = gate[np.isfinite(gate)]  # one level per recording, repeated on every fish
         noise[col] = round(float(gate[0]), 6) if len(gate) else None
@@ -575,6 +578,7 @@ def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.Dat
     fish["n_motion_gated_bouts"] = (sc.n_gated if sc.n_gated is not None
                                     else np.zeros(n_fish, np.int64))
     fish["motion_gate_tail_grey"] = np.full(n_fish, sc.tail_gate)
+    fish["motion_gate_midtail_rad"] = np.full(n_fish, sc.midtail_gate)
     sthr = sc.bouts.sustained_thresholds
     fish["sustained_threshold_rad2"] = sthr if sthr is not None and signal == "tail" else nan
     if signal in MOVEMENT_SIGNALS:
