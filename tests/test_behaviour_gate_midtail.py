@@ -126,6 +126,12 @@ def test_a_still_larva_s_tip_jitter_is_not_a_bout(still_in_h264, monkeypatch):
     fish = pd.DataFrame(tr.provenance["behaviour_noise"]["fish"])
     assert level is not None and 0.02 < level < 0.5
     assert np.allclose(fish["motion_gate_midtail_rad"], level, rtol=1e-6)
+    from fishtrack.behaviour.qc import vigour_summary
+    from fishtrack.report.figures import behaviour_qc_figure
+
+    summary = vigour_summary(tr.tracks, tr.provenance["behaviour_noise"]["fish"])
+    title = behaviour_qc_figure(summary).axes[0].get_title(loc="left")
+    assert f"mid-tail {level:.3g} rad" in title
     # the rule before: the whole larva's pixels kept B2's jitter at 6.26 s (when this test was
     # written; the tracker's output of this video varies slightly between runs under load, so
     # only what holds either way is checked: every bout the rule before gives a still larva has
