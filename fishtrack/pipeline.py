@@ -193,7 +193,8 @@ def _run_stages_inner(
 BEHAVIOUR_INPUT = ("frame", "time_s", "arena", "fish", "x", "y", "heading", "tail_angle",
                    "detected", "motion_energy", "tail_motion")
 """Tracker columns the behaviour stage reads (with the midline points ``tail_x_i``,
-``tail_y_i``); its results do not depend on the others."""
+``tail_y_i`` and the midline's segment angles ``seg_angle_i``, whose mid-tail angle the
+pixel-motion gate tests); its results do not depend on the others."""
 
 
 def _kept_blocks(spill: SpillFile, kept: dict, columns=None):
@@ -263,7 +264,8 @@ def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Conf
     table. Every file lies next to the outputs and is removed with the spill file at the latest."""
     from fishtrack.behaviour.classify import classify_parts
 
-    cols = [c for c in spill.columns if c in BEHAVIOUR_INPUT or c.startswith(("tail_x_", "tail_y_"))]
+    cols = [c for c in spill.columns
+            if c in BEHAVIOUR_INPUT or c.startswith(("tail_x_", "tail_y_", "seg_angle_"))]
     noise = None
     inputs: list[SpillFile] = []
     arrow_parts: list[Path] = []

@@ -74,8 +74,10 @@ def test_true_bouts_pass_the_gate_under_flicker_and_noise(flicker_plate, monkeyp
     assert row["still_ok"]  # the still larva stays 100 % passive
     assert row["bout_f1"] >= 0.8
     # the former rule (the raw motion, peak only, and no test where the tail is: the tail test
-    # alone also keeps these bouts, see test_behaviour_gate_tail.py) drops the true bouts
+    # alone also keeps these bouts, see test_behaviour_gate_tail.py, and so does the mid-tail
+    # test, test_behaviour_gate_midtail.py) drops the true bouts
     tracks = tr.tracks.drop(columns=[c for c in OUTPUT_COLUMNS if c in tr.tracks.columns])
+    monkeypatch.setattr(bouts_mod, "MIDTAIL_GATE", False)
     monkeypatch.setattr(bouts_mod, "MOTION_GATE_TAIL", False)
     monkeypatch.setattr(bouts_mod, "MOTION_GATE_RIG_REFERENCE", False)
     monkeypatch.setattr(bouts_mod, "MOTION_GATE_MEAN_SPREAD", np.inf)

@@ -69,8 +69,10 @@ def test_faint_tail_bouts_pass_the_gate(faint_tails, monkeypatch):
     assert row["kappa"] >= 0.9 and row["passive_err_max"] <= 0.03
     assert row["still_ok"]  # the still larva's jitter is still dropped
     assert row["bout_f1"] >= 0.8
-    # the motion energy alone (the rule before) drops the true bouts
+    # the motion energy alone (the rule before; the mid-tail test, which came after, keeps
+    # these bouts too: test_behaviour_gate_midtail.py) drops the true bouts
     tracks = tr.tracks.drop(columns=[c for c in OUTPUT_COLUMNS if c in tr.tracks.columns])
+    monkeypatch.setattr(bouts_mod, "MIDTAIL_GATE", False)
     monkeypatch.setattr(bouts_mod, "MOTION_GATE_TAIL", False)
     old = score_stress(draw, sim, classify(tracks, cfg.behaviour, cfg.protocol))
     assert old["kappa"] < 0.5 and old["tp"] < row["tp"]
@@ -113,8 +115,10 @@ def test_the_tail_level_is_the_median_of_the_fish_s_own_levels(missed_bouts, mon
     row = score_stress(draw, sim, tr)
     assert row["kappa"] >= 0.9 and row["still_ok"]
     level = tr.provenance["behaviour_noise"]["motion_gate_tail_grey"]
-    # the rule before: one histogram of every larva's quiet frames
+    # the rule before: one histogram of every larva's quiet frames (and no mid-tail test, which
+    # came after and keeps most of these bouts too)
     tracks = tr.tracks.drop(columns=[c for c in OUTPUT_COLUMNS if c in tr.tracks.columns])
+    monkeypatch.setattr(bouts_mod, "MIDTAIL_GATE", False)
     monkeypatch.setattr(bouts_mod, "MOTION_GATE_TAIL_PER_FISH", False)
     res = classify(tracks, cfg.behaviour, cfg.protocol)
     old = score_stress(draw, sim, res)

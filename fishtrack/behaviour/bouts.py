@@ -162,6 +162,30 @@ pixels, which a minority of fish whose quiet frames hold bouts the first detecti
 cannot raise (in one histogram of all fish those frames set the 99th percentile: issue 11,
 tuning seeds 155 and 514, head-embedded larvae at 63-78 fps in camera noise sd 8-11). False:
 the level of all fish's quiet frames in one histogram (the rule before 2026-12-06)."""
+MIDTAIL_GATE = True
+"""The gate also asks whether the **middle of the traced tail** moves (issue 11, from video): a
+tail beat is a wave that bends the tail along its length, while the tracker's jitter of a faint
+tail in a compressed, noisy video (H.264 refreshing the fish's pixels) moves mostly the traced
+tip. The mid-tail angle (:func:`midtail_frames`) is compared with its noise, the recording's
+level of it (:func:`midtail_level`): a bout of fishtrack's own tracks whose mid-tail never
+leaves :data:`MIDTAIL_DROP` x the level is dropped whatever its pixels say, and a judged bout
+whose mid-tail exceeds :data:`MIDTAIL_KEEP` x the level is kept whatever they say. Tracks
+without midline segment angles (``seg_angle_*``) are gated as before. False: the rule before
+2026-12-06."""
+MIDTAIL_FRACTION = 0.6
+"""The mid-tail angle is the cumulative direction (``seg_angle_k``) of the midline segment
+whose centre lies nearest this fraction of the midline from the head (segment 6 of 9)."""
+MIDTAIL_QUANTILE = 0.99
+"""A fish's mid-tail noise: this quantile of ``|mid-tail angle - its rest posture|`` over its
+quiet frames; the recording's level is the median of its fish's (fish with fewer than
+:data:`MIN_QUIET_FRAMES` quiet frames left out): the rig's and the tracker's noise, which a
+minority of fish whose quiet frames hold missed bouts cannot raise."""
+MIDTAIL_DROP = 1.0
+"""A bout whose largest mid-tail deviation from rest stays within this many times the level is
+tracker jitter at the tip, and is dropped."""
+MIDTAIL_KEEP = 3.0
+"""A judged bout whose largest mid-tail deviation exceeds this many times the level is kept,
+even where the pixels of the whole fish and of the tail do not rise above their noise."""
 SUSTAINED_WINDOW_S = 0.15
 """Sustained bouts (below :data:`SUSTAINED_MAX_FPS`): the tail's energy is the mean of the
 squared deviation from its rest posture over a centred window of this duration (s; at least
@@ -1039,8 +1063,57 @@ def _tail_gate_keep(fr: Frames, br: BoutRuns, tail: np.ndarray | None, quiet: np
     return peak > level, level
 
 
+def midtail_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
+    """Per sorted row: the mid-tail angle's deviation from its rest posture (rad; the
+    ``seg_angle_k`` of :data:`MIDTAIL_FRACTION` minus its centred mean over ``REST_S``,
+    :func:`fishtrack.behaviour.kinematics.rest_deviation`). NaN on unobserved rows; None
+    without the midline's segment angles (imported tracks)."""
+    cols = [c for c in tracks.columns if c.startswith("seg_angle_") and c[10:].isdigit()]
+    if not cols:
+        return None
+    n_seg = max(int(c[10:]) for c in cols)
+    k = int(np.clip(np.ceil(MIDTAIL_FRACTION * n_seg), 1, n_seg))  # centre (k - 0.5) / n
+    col = f"seg_angle_{k}"
+    if col not in tracks.columns:
+        return None
+    v = pd.to_numeric(tracks[col], errors="coerce").to_numpy(float)[fr.order]
+    v[~fr.observed] = np.nan
+    return rest_deviation(v, fr)
+
+
+def midtail_level(fr: Frames, midtail: np.ndarray, quiet: np.ndarray) -> float:
+    """The recording's mid-tail noise (rad): the median over its fish of each fish's
+    :data:`MIDTAIL_QUANTILE` of ``|midtail|`` on its quiet frames (pooled over the fish of the
+    recording: the same on parts of fish as on the whole; NaN: not measured)."""
+    dev = np.abs(midtail)
+    q = quiet & np.isfinite(dev)
+    own = np.full(len(fr.fish_keys), np.nan)
+    for a0, a1 in zip(*fish_bounds(fr), strict=True):
+        v = dev[a0:a1][q[a0:a1]]
+        if len(v) >= MIN_QUIET_FRAMES:
+            own[fr.gid[a0]] = float(np.quantile(v, MIDTAIL_QUANTILE))
+    return pool_value("motion_gate_midtail_level", _median_of_levels, levels=own)
+
+
+def midtail_verdict(fr: Frames, br: BoutRuns, midtail: np.ndarray | None, quiet: np.ndarray
+                    ) -> tuple[np.ndarray | None, np.ndarray | None, float]:
+    """Per bout: whether its mid-tail stays within its noise (``MIDTAIL_DROP`` x the level:
+    drop it) and whether it moves well beyond it (``MIDTAIL_KEEP`` x: keep it), and the level
+    (rad; NaN: not measured). None, None without the mid-tail angle or with the test off."""
+    if midtail is None or not MIDTAIL_GATE:
+        return None, None, float("nan")
+    level = midtail_level(fr, midtail, quiet)
+    if not np.isfinite(level) or len(br.starts) == 0:
+        return None, None, level
+    dev = np.abs(midtail)
+    peak = _range_max(np.where(np.isfinite(dev), dev, -np.inf), br.starts, br.ends)
+    seen = np.isfinite(peak)
+    return seen & (peak <= MIDTAIL_DROP * level), seen & (peak > MIDTAIL_KEEP * level), level
+
+
 def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.ndarray,
-                tail: np.ndarray | None = None) -> tuple[BoutRuns, float, np.ndarray, float]:
+                tail: np.ndarray | None = None, midtail: np.ndarray | None = None
+                ) -> tuple[BoutRuns, float, np.ndarray, float, float]:
     """Drop the tail bouts whose traced tail moves visibly (:func:`tail_step_px` over
     :func:`gate_lag` frames >= :data:`MOTION_GATE_MIN_STEP_PX`) while the pixels inside the
     fish never move above the recording's motion noise (:func:`motion_noise_level` on the
@@ -1049,8 +1122,10 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     Bouts without a measured motion or body length are kept. ``tail``
     (:func:`tail_motion_frames`, with :data:`MOTION_GATE_TAIL`): a bout whose pixels at the
     traced tail change above their noise is kept too. Returns the bouts, the noise level,
-    per fish how many bouts were dropped, and the tail test's level (NaN: off or not
-    measured)."""
+    per fish how many bouts were dropped, the tail test's level (NaN: off or not
+    measured) and the mid-tail test's level (rad; NaN: off or not measured). ``midtail`` (:func:`midtail_frames`, with :data:`MIDTAIL_GATE`): a bout whose
+    mid-tail stays within its noise is dropped, a judged bout whose mid-tail moves well beyond
+    it is kept (:func:`midtail_verdict`)."""
     fr = kin.frames
     n_fish = len(fr.fish_keys)
     raw = motion
@@ -1070,9 +1145,11 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
                                  **_mean_gate_summary(motion[quiet], means, win))
     tail_keep, tail_level = _tail_gate_keep(fr, br, tail if MOTION_GATE_TAIL else None,
                                             quiet_frames(kin, br.in_bout))
+    mid_quiet, mid_moves, mid_level = midtail_verdict(fr, br, midtail,
+                                                      quiet_frames(kin, br.in_bout))
     dropped = np.zeros(n_fish, np.int64)
     if not np.isfinite(level) or len(br.starts) == 0:
-        return br, level, dropped, tail_level
+        return br, level, dropped, tail_level, mid_level
     stat = _range_max(np.where(np.isfinite(motion), motion, -np.inf), br.starts, br.ends)
     step = tail_step_px(kin, np.asarray(body_px, float), br.starts, br.ends,
                         lag=gate_lag(fr))
@@ -1083,14 +1160,21 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
                                                          br.ends - br.starts + 1)
     if tail_keep is not None:
         keep |= tail_keep
+    if mid_quiet is not None:
+        # the whole fish's pixels alone do not confirm a bout whose mid-tail stays still (an
+        # H.264 refresh changes them while the traced tip jitters); a mid-tail that moves well
+        # beyond its noise confirms one that the pixels miss
+        by_tail = tail_keep if tail_keep is not None else np.zeros(len(keep), bool)
+        keep &= ~(judged & mid_quiet & ~by_tail)
+        keep |= judged & mid_moves
     if keep.all():
-        return br, level, dropped, tail_level
+        return br, level, dropped, tail_level, mid_level
     dropped = np.bincount(fr.gid[br.starts[~keep]], minlength=n_fish)
     s, e = br.starts[keep], br.ends[keep]
     ev = br.evidence[keep] if br.evidence is not None else None
     in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
     return (replace(br, starts=s, ends=e, in_bout=in_bout, evidence=ev), level, dropped,
-            tail_level)
+            tail_level, mid_level)
 
 
 def _bout_mean(fr: Frames, motion: np.ndarray, br: BoutRuns) -> np.ndarray:

@@ -35,6 +35,7 @@ from fishtrack.behaviour.bouts import (
     _detect,
     bout_table,
     hysteresis_activity,
+    midtail_frames,
     motion_gate,
     tail_motion_frames,
 )
@@ -79,6 +80,7 @@ FISH_COLUMNS = (
     "body_length_px", "bout_threshold_bl_s", "excursion_threshold_rad", "excursion_noise_rad",
     "n_excursion_bouts", "motion_threshold_grey", "motion_noise_grey", "motion_gate_grey",
     "n_motion_gated_bouts", "motion_gate_tail_grey", "sustained_threshold_rad2",
+    "motion_gate_midtail_rad",
 )
 """Columns of :attr:`BehaviourResult.fish` (one row per fish; see docs/behaviour.md)."""
 NOISE_OUTLIER = 3.0
@@ -133,11 +135,12 @@ class Scored:
     motion_gate: float = float("nan")  # pixel-motion noise level of the tail bouts' gate
     n_gated: np.ndarray | None = None  # per fish: tail bouts dropped by the pixel-motion gate
     tail_gate: float = float("nan")  # the gate's tail test level (tail_motion, grey levels)
+    midtail_gate: float = float("nan")  # the gate's mid-tail test level (rad)
 
 
 def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *,
           motion: np.ndarray | None = None, body_px: np.ndarray | None = None,
-          tail: np.ndarray | None = None) -> Scored:
+          tail: np.ndarray | None = None, midtail: np.ndarray | None = None) -> Scored:
     """Bouts and per-frame state codes from precomputed kinematics.
 
     ``kin`` is not changed: the noise-dependent steps are redone on a copy (returned as
@@ -146,7 +149,8 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
     ``body_px`` (per fish) switch on the pixel-motion gate of tail bouts
     (:func:`fishtrack.behaviour.bouts.motion_gate`); without them (imported tracks, and
     calibration) no bout is gated; ``tail`` (:func:`fishtrack.behaviour.bouts.tail_motion_frames`)
-    adds the gate's test where the tail is.
+    adds the gate's test where the tail is, ``midtail``
+    (:func:`fishtrack.behaviour.bouts.midtail_frames`) its test of the middle of the tail.
     """
     fr = kin.frames
     kin = replace(kin, columns=dict(kin.columns))
@@ -161,13 +165,14 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
         br = _detect(kin, cfg, blocks, active=active)
     # the tail noise is final: the QC median together with the next recording-level value
     ask_ahead("qc_tail_noise", _qc_levels, lambda: {"tail_noise": kin.tail_noise})
-    gate = tail_gate = float("nan")
+    gate = tail_gate = midtail_gate = float("nan")
     gated = np.zeros(len(fr.fish_keys), np.int64)
     if motion is not None and body_px is not None:
-        br, gate, gated, tail_gate = motion_gate(kin, br, motion, body_px, tail)
+        br, gate, gated, tail_gate, midtail_gate = motion_gate(kin, br, motion, body_px, tail,
+                                                               midtail)
     codes = state_codes(fr, blocks, br.in_bout, cfg.min_passive_s)
     return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin, motion_gate=gate,
-                  n_gated=gated, tail_gate=tail_gate)
+                  n_gated=gated, tail_gate=tail_gate, midtail_gate=midtail_gate)
 
 
 def classify(
@@ -232,7 +237,8 @@ def classify(
         kin = sc.kin
     else:
         motion, body_px, tail = remembered("tail_motion", _motion_and_body, tracks, fr)
-        sc = score(kin, cfg, motion=motion, body_px=body_px, tail=tail)
+        midtail = midtail_frames(tracks, fr) if motion is not None else None
+        sc = score(kin, cfg, motion=motion, body_px=body_px, tail=tail, midtail=midtail)
         kin = sc.kin
     if signal in MOVEMENT_SIGNALS:
         pass  # the tail's frame-rate notes do not apply
@@ -309,7 +315,7 @@ def _recording_noise(fish: pd.DataFrame, fps: float, cfg: BehaviourConfig, signa
     noise = noise_summary(fish, fps=fps, cfg=cfg)
     noise["bout_signal"] = signal
     noise["bout_signal_reason"] = reason
-    for col in ("motion_gate_grey", "motion_gate_tail_grey"):
+    for col in ("motion_gate_grey", "motion_gate_tail_grey", "motion_gate_midtail_rad"):
         gate = pd.to_numeric(fish[col], errors="coerce").to_numpy(float)
         gate = gate[np.isfinite(gate)]  # one level per recording, repeated on every fish
         noise[col] = round(float(gate[0]), 6) if len(gate) else None
@@ -572,6 +578,7 @@ def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.Dat
     fish["n_motion_gated_bouts"] = (sc.n_gated if sc.n_gated is not None
                                     else np.zeros(n_fish, np.int64))
     fish["motion_gate_tail_grey"] = np.full(n_fish, sc.tail_gate)
+    fish["motion_gate_midtail_rad"] = np.full(n_fish, sc.midtail_gate)
     sthr = sc.bouts.sustained_thresholds
     fish["sustained_threshold_rad2"] = sthr if sthr is not None and signal == "tail" else nan
     if signal in MOVEMENT_SIGNALS:

@@ -62,7 +62,8 @@ def vigour_summary(tracks: pd.DataFrame, fish_noise: pd.DataFrame | list[dict] |
         vigour_noise_sd_rad_s, tail_noise_rad, n_bouts, in_bout_fraction, qc_flags`` and
         the tail bouts' other levels ``sustained_threshold_rad2`` (rad^2) and the pixel-motion
         gate's ``motion_gate_grey``, ``motion_gate_tail_grey`` (grey levels; one per
-        recording) when the fish rows have them.
+        recording) and ``motion_gate_midtail_rad`` (rad; one per recording) when the fish rows
+        have them.
     """
     keys = ["arena", "fish"] if "arena" in tracks.columns else ["fish"]
     fn = pd.DataFrame(fish_noise) if fish_noise is not None else pd.DataFrame()
@@ -86,7 +87,8 @@ def vigour_summary(tracks: pd.DataFrame, fish_noise: pd.DataFrame | list[dict] |
                                 "vigour_noise_sd_rad_s", "tail_noise_rad", "bout_threshold_px_s",
                                 "speed_noise_px_s", "motion_threshold_grey",
                                 "motion_noise_grey", "sustained_threshold_rad2",
-                                "motion_gate_grey", "motion_gate_tail_grey", "n_bouts",
+                                "motion_gate_grey", "motion_gate_tail_grey",
+                                "motion_gate_midtail_rad", "n_bouts",
                                 "in_bout_fraction", "qc_flags") if c in fn.columns]
             on = [k for k in ("arena", "fish") if k in fn.columns]
             out = out.merge(fn[on + cols], on=on, how="left")

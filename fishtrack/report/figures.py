@@ -873,12 +873,13 @@ def power_figure(table: pd.DataFrame, *, target: float = 0.8, title: str = "") -
 
 def _tail_levels_text(summary: pd.DataFrame) -> str:
     """The tail bouts' levels that are not on the vigour axis, for the QC figure's title: the
-    median sustained-bout threshold over the fish and the pixel-motion gate's two levels (one
-    per recording); empty when none is known."""
+    median sustained-bout threshold over the fish and the pixel-motion gate's levels (one per
+    recording: motion energy, tail motion, mid-tail angle); empty when none is known."""
     parts = []
     for col, fmt in (("sustained_threshold_rad2", "sustained threshold {:.3g} rad^2 (median)"),
                      ("motion_gate_grey", "gate: motion {:.3g} grey"),
-                     ("motion_gate_tail_grey", "tail motion {:.3g} grey")):
+                     ("motion_gate_tail_grey", "tail motion {:.3g} grey"),
+                     ("motion_gate_midtail_rad", "mid-tail {:.3g} rad")):
         v = pd.to_numeric(summary[col], errors="coerce").to_numpy(float) if col in summary \
             else np.zeros(0)
         v = v[np.isfinite(v)]
