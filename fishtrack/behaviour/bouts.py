@@ -1122,10 +1122,11 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     Bouts without a measured motion or body length are kept. ``tail``
     (:func:`tail_motion_frames`, with :data:`MOTION_GATE_TAIL`): a bout whose pixels at the
     traced tail change above their noise is kept too. Returns the bouts, the noise level,
-    per fish how many bouts were dropped, the tail test's level (NaN: off or not
-    measured) and the mid-tail test's level (rad; NaN: off or not measured). ``midtail`` (:func:`midtail_frames`, with :data:`MIDTAIL_GATE`): a bout whose
-    mid-tail stays within its noise is dropped, a judged bout whose mid-tail moves well beyond
-    it is kept (:func:`midtail_verdict`)."""
+    per fish how many bouts were dropped, the tail test's level (NaN: off or not measured)
+    and the mid-tail test's level (rad; NaN: off or not measured). ``midtail``
+    (:func:`midtail_frames`, with :data:`MIDTAIL_GATE`): a bout whose mid-tail stays within its
+    noise is dropped, a judged bout whose mid-tail moves well beyond it is kept
+    (:func:`midtail_verdict`)."""
     fr = kin.frames
     n_fish = len(fr.fish_keys)
     raw = motion
