@@ -119,6 +119,12 @@ class VideoWriter:
         opts: dict[str, str] = {}
         if self.codec in ("h264", "hevc"):
             opts = {"crf": str(self.crf), "preset": "veryfast"}
+            if self.codec == "h264":
+                # x264's MB-tree rate control (on by default) reads memory it has not written:
+                # the same frames gave a different file in about one write of two once the
+                # process's heap held other data, even single-threaded (issue 12). Off, the
+                # file is the same every time (~15 % larger at the same crf)
+                opts["x264-params"] = "mbtree=0"
             if self.codec == "hevc":
                 opts["x265-params"] = "log-level=error"
         elif self.codec == "mjpg":
