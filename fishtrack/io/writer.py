@@ -5,7 +5,8 @@ Codecs (``codec=``):
 ============  ==========================  ============================================
 codec         container / suffix          notes
 ============  ==========================  ============================================
-``h264``      .mp4 / .mov / .mkv          libx264, yuv420p, ``crf`` sets quality
+``h264``      .mp4 / .mov / .mkv          libx264, yuv420p, ``crf`` sets quality; MB-tree
+                                          off: the same frames give the same file
 ``hevc``      .mp4 / .mkv                 libx265
 ``mjpg``      .avi                        Motion-JPEG, ``quality`` (2 best - 31 worst)
 ``ffv1``      .avi / .mkv                 lossless
