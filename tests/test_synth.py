@@ -133,12 +133,13 @@ def test_deterministic_by_seed():
 
 def test_h264_video_is_the_same_every_time_it_is_written(tmp_path):
     """The same frames written twice give the same H.264 file. They did not: x264's MB-tree
-    rate control (on by default) gave a different encoding in about one write of three in
-    this build, even single-threaded, so a simulated recording's video - and every tracking
-    figure measured on it - changed between runs (issue 12: suite seed 509 tracked with its
-    head 0.02 px off in one run and 4.22 px off in another, from the same spec)."""
-    from fishtrack.synth.scenarios import suite_spec
+    rate control (on by default) reads memory it has not written: about one write in two gave
+    a different file once the heap held other data, even single-threaded, so a simulated
+    recording's video - and every tracking figure measured on it - changed between runs
+    (issue 12: suite seed 509 tracked with its head 0.02 px off in one run and 4.22 px off in
+    another, from the same spec)."""
     from fishtrack.io.writer import write_video
+    from fishtrack.synth.scenarios import suite_spec
 
     spec = suite_spec(509, cols=1, duration_s=0.3)  # noise, blur, a struggling larva, CRF 19
     frames = list(render_frames(spec))
