@@ -838,15 +838,11 @@ def _remove_still_fish(
     contrast: float,
     fish_per_arena: int,
     layout: Layout,
-    within: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[float]:
     """Remove fish that sat still in the median from the arena background (in place).
 
     ``length``, ``area`` and ``contrast`` describe the moving fish seen in the calibration
-    frames (nan if none moved anywhere). A head-embedded larva longer than that (only its
-    tail moves, so the moving fish measure short) is looked for again with a closing kernel
-    sized from its own extent in the median, adding to what the first look found only within
-    its convex hull (``within``: that hull and the first look's larva).
+    frames (nan if none moved anywhere).
 
     Returns the lengths (px) of the fish removed by inpainting (used for head-embedded larvae,
     which never leave the median).
@@ -935,8 +931,6 @@ def _remove_still_fish(
         # stays a candidate)
         inner = [c for c in comps
                  if np.count_nonzero(c[2] & edge) <= 0.3 * c[1] and not _frame_line(c[2])] or comps
-        if within is not None:
-            inner = [c for c in inner if np.any(c[2] & within[0])] or inner
         comps = [max(inner, key=lambda c: float(resid[c[2]].sum()))]
     lengths: list[float] = []
     for i, a, blob in comps:
@@ -957,26 +951,6 @@ def _remove_still_fish(
             keep = (peak > hi) & big
             keep[0] = False
             blob = blob | keep[cl]
-        if layout == "embedded":
-            # the closing must be wider than the larva's widest part, or a wide head (a large
-            # uniform head disc) comes out as a broken ring: its middle stays in the background
-            # and the larva's fishness there is nil (tuning seed 509: 142-px larvae measured 53
-            # px long from their moving tails, kernel 33 px for a head disc ~40 px wide; the
-            # head point was put on the front of the ring, 0.07 lengths ahead of the disc's
-            # centre). The second look only adds to the first one's larva, within its convex
-            # hull: the wider closing also lifts dust specks beside the head, which would join
-            # it (seed 52), and the background's texture with it, which raises the thresholds
-            # and can cut a small larva's faint tail off
-            if within is None:
-                blen = _extent(blob)
-                if _odd(np.clip(0.6 * blen, 7, max(7, min(h, w) // 2))) > k:
-                    hull = np.zeros((h, w), np.uint8)
-                    cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(blob.astype(np.uint8))), 1)
-                    return _remove_still_fish(bg, m, cfg, length=blen, area=area,
-                                              contrast=contrast, fish_per_arena=fish_per_arena,
-                                              layout=layout, within=(hull > 0, blob))
-            else:
-                blob = (blob & within[0]) | within[1]
         a = float(blob.sum())
         cx, cy = float(cent[i, 0]) + x0, float(cent[i, 1]) + y0
         rec = {"x": cx, "y": cy, "area_px": a}
