@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -87,6 +88,7 @@ class VideoWriter:
         self._container = None
         self._stream = None
         self._tiff = None
+        self._zeroed = False  # this writer holds the zero-filled heap (:func:`_zeroed_heap`)
         if codec not in DEFAULT_SUFFIX:
             raise VideoError(f"unknown codec {codec!r}; use one of {', '.join(DEFAULT_SUFFIX)}", path=self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +110,9 @@ class VideoWriter:
         if self.codec == "png":
             return
         fmt = "avi" if self.path.suffix.lower() == ".avi" else None
+        if self.codec in ("h264", "hevc"):
+            _zeroed_heap(True)
+            self._zeroed = True
         self._container = av.open(str(self._tmp), mode="w", format=fmt)
         rate = Fraction(self.fps).limit_denominator(1000)
         stream = self._container.add_stream(_AV_CODECS[self.codec], rate=rate)
@@ -167,6 +172,7 @@ class VideoWriter:
                 self._container.mux(packet)
         if self._container is not None:
             self._container.close()
+        self._release_heap()
         if self._tiff is not None:
             self._tiff.close()
         if self._n == 0:
@@ -187,6 +193,7 @@ class VideoWriter:
                 self._tiff.close()
         except Exception:  # noqa: BLE001 - cleaning up after a failure
             pass
+        self._release_heap()
         self._container = self._stream = self._tiff = None
         if self._tmp.is_dir():
             shutil.rmtree(self._tmp, ignore_errors=True)
@@ -205,6 +212,36 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+    def _release_heap(self) -> None:
+        if self._zeroed:
+            self._zeroed = False
+            _zeroed_heap(False)
+
+
+_HEAP_LOCK = threading.Lock()
+_HEAP_USERS = 0
+
+
+def _zeroed_heap(on: bool) -> None:
+    """Zero-fill every block ``malloc`` hands out while an H.264/HEVC writer is open (glibc's
+    ``M_PERTURB``; reference-counted across writers; a no-op without glibc). x264's MB-tree
+    rate control reads memory it has not written: with whatever the process's heap held
+    (other tests before, another run) the same frames gave a different file in about one
+    write of two, even single-threaded, so a simulated recording and every figure measured on
+    it changed between runs (issue 12). With the heap zero-filled the file is the same every
+    time, and the one such files usually were (a fresh process's memory is zero too)."""
+    global _HEAP_USERS
+    with _HEAP_LOCK:
+        _HEAP_USERS += 1 if on else -1
+        if (on and _HEAP_USERS == 1) or (not on and _HEAP_USERS == 0):
+            try:
+                import ctypes
+
+                # M_PERTURB (-6): malloc fills new blocks with the byte ^ 0xff (0 for 0xff)
+                ctypes.CDLL("libc.so.6").mallopt(-6, 0xFF if on else 0)
+            except (OSError, AttributeError):  # not glibc
+                pass
 
 
 def write_video(
