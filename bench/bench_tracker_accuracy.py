@@ -29,7 +29,8 @@ speck taken for a still head, still larvae in noisy video), a fourth, 10200-1029
 frame-line fix for head-embedded larvae in tight ROIs, a fifth, 11200-11299, after the
 still-larva fixes for bright larvae (a long larva taken for a frame line, a head glow, flicker),
 a sixth, 12400-12499, after the wide-head fix for head-embedded larvae (a head disc wider than
-the still-larva closing).
+the still-larva closing), a seventh, 13700-13799, after the line-averaged fish length of noisy
+video (small faint larvae measured too short, a still one never found).
 """
 
 from __future__ import annotations
