@@ -754,28 +754,31 @@ def _calibrate(
         fs = _smooth_stack(f, _LENGTH_SIGMA)
         noise_s = max(_noise_sd(fs[:, yx[0], yx[1]]), 0.5)
         lo = max(4.0 * noise_s, 3.0)
-        fl = _line_stack(f)
-        rl = fl[:, yx[0], yx[1]]
-        line = (fl > float(np.median(rl)) + 4.0 * max(_noise_sd(rl), 0.5), lined)
-        peaks = _fish_blobs(f, fs, t0, lo, inside, cfg.min_area_px, fish_per_arena, lengths, sharp,
-                            line)
+        peaks = _fish_blobs(f, fs, t0, lo, inside, cfg.min_area_px, fish_per_arena, lengths, sharp)
         m.contrast = float(np.median(peaks)) if peaks else float("nan")
-        per_arena.append((m, f, fs, noise_s, inside, line))
+        per_arena.append((m, f, fs, noise_s, inside, (f, t0)))
     if not any(np.isfinite(m.contrast) for m in models):
         # no fish above 6 sd of one frame's noise anywhere (noisy video of faint larvae, e.g.
         # head-embedded larvae of 20 grey levels in noise sd 12, whose only motion is the
         # tail): look for them in the lightly smoothed fishness, 2-4 times less noisy. Its
         # peaks under-read the eyes a little (blurred), which only makes the choice of
         # smoothing below more likely
-        for m, _f, fs, noise_s, inside, line in per_arena:
+        for i, (m, f, fs, noise_s, inside, _seed) in enumerate(per_arena):
             peaks = _fish_blobs(fs, fs, max(6.0 * noise_s, 8.0), max(4.0 * noise_s, 3.0), inside,
-                                cfg.min_area_px, fish_per_arena, lengths, None, line)
+                                cfg.min_area_px, fish_per_arena, lengths, None)
             m.contrast = float(np.median(peaks)) if peaks else float("nan")
+            per_arena[i] = (m, f, fs, noise_s, inside, (fs, max(6.0 * noise_s, 8.0)))
     # fish look alike in every arena: arenas where no fish was seen (empty, or the fish sat
     # still in the median) borrow the typical contrast of the others
     seen = [m.contrast for m in models if np.isfinite(m.contrast)]
     typical = float(np.median(seen)) if seen else float("nan")
-    for m, f, fs, noise_s, inside, _line in per_arena:
+    for m, f, _fs, _noise_s, inside, (seed, t_seed) in per_arena:
+        contrast = m.contrast if np.isfinite(m.contrast) else typical
+        if np.isfinite(contrast) and 5.0 * m.noise > _NOISY * contrast:
+            # noisy arenas only (the line averaging costs ~10 ms per megapixel-frame and
+            # direction; in clean video the other two measures are not noise-limited)
+            _line_lengths(f, seed, t_seed, m, inside, cfg.min_area_px, fish_per_arena, lined)
+    for m, f, fs, noise_s, inside, _seed in per_arena:
         contrast = m.contrast if np.isfinite(m.contrast) else typical
         # noisy video (high-speed cameras, small pixels): a threshold above the pixel noise
         # would cut the body, at a third of the eyes' contrast, into fragments; segment the
@@ -825,14 +828,11 @@ def _calibrate(
 def _fish_blobs(
     f: np.ndarray, fs: np.ndarray, t0: float, lo: float, inside: np.ndarray, min_area: float,
     fish_per_arena: int, lengths: list, sharp: list | None,
-    line: tuple[np.ndarray, list] | None = None,
 ) -> list[float]:
     """The fish of every calibration frame for :func:`_calibrate`: blobs of ``f`` above ``t0``
     (the largest one's peak is returned per frame), the outlines of ``fs > lo`` holding one of
     their pixels (appended to ``lengths``) and, unless ``sharp`` is None, the blobs' own
-    (length, area) appended to ``sharp``. ``line``: (mask stack, list): the outlines of the
-    line-averaged fishness above its threshold (:func:`_line_stack`) holding a blob pixel,
-    appended to the list like ``lengths``."""
+    (length, area) appended to ``sharp``."""
     peaks = []
     for k in range(len(f)):
         mk = ((f[k] > t0) & inside).astype(np.uint8)
@@ -842,21 +842,35 @@ def _fish_blobs(
         b = max(bl, key=lambda b: b.area)
         peaks.append(b.peak)
         outl = _outline_lengths(fs[k] > lo, inside, mk, min_area)
-        outs = [(outl, lengths)]
-        if line is not None:
-            outs.append((_outline_lengths(line[0][k], inside, mk, min_area, _LINE_SIGMA), line[1]))
-        for ol, into in outs:
-            if fish_per_arena == 1:
-                into += [max(ol, key=lambda c: c[1])] if ol else []
-            else:
-                into += ol
         if fish_per_arena == 1:
+            lengths += [max(outl, key=lambda c: c[1])] if outl else []
             if sharp is not None:
                 sharp.append((b.length, b.area))
         else:
+            lengths += outl
             if sharp is not None:
                 sharp += [(c.length, c.area) for c in bl if c.area >= 0.4 * b.area]
     return peaks
+
+
+def _line_lengths(
+    f: np.ndarray, seed: np.ndarray, t_seed: float, m: ArenaModel, inside: np.ndarray,
+    min_area: float, fish_per_arena: int, lined: list,
+) -> None:
+    """The fish outlines of the line-averaged fishness (:func:`_line_stack` of ``f``) above its
+    median + 4 robust sd at the arena's reference pixels, holding a pixel of ``seed > t_seed``
+    (the blobs of :func:`_fish_blobs`): (length, area) appended to ``lined`` (the largest per
+    frame with one fish per arena)."""
+    fl = _line_stack(f)
+    rl = fl[:, m.gain_yx[0], m.gain_yx[1]]
+    low = fl > float(np.median(rl)) + 4.0 * max(_noise_sd(rl), 0.5)
+    for k in range(len(f)):
+        mk = ((seed[k] > t_seed) & inside).astype(np.uint8)
+        ol = _outline_lengths(low[k], inside, mk, min_area, _LINE_SIGMA)
+        if fish_per_arena == 1:
+            lined += [max(ol, key=lambda c: c[1])] if ol else []
+        else:
+            lined += ol
 
 
 def _outline_lengths(
