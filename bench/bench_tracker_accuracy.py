@@ -30,7 +30,9 @@ frame-line fix for head-embedded larvae in tight ROIs, a fifth, 11200-11299, aft
 still-larva fixes for bright larvae (a long larva taken for a frame line, a head glow, flicker),
 a sixth, 12400-12499, after the wide-head fix for head-embedded larvae (a head disc wider than
 the still-larva closing), a seventh, 13600-13699, after the simulator's H.264 videos were made
-the same from run to run (the wide-head fix stays withdrawn).
+the same from run to run (the wide-head fix stays withdrawn), an eighth, 13700-13799, after the
+line-averaged fish length of noisy video (small faint larvae measured too short, a still one
+never found).
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ them. Each fish-sized, fish-shaped blob with fish-like contrast is then replaced
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,12 @@ STILL_MAX_LENGTH = 3.0
 _LENGTH_SIGMA = 1.0
 #: a video is noisy when 5 noise sd exceed this fraction of the fish's contrast
 _NOISY = 0.2
+#: the fishness averaged along short lines (a Gaussian of this sigma, px, along the line and
+#: ``_LENGTH_SIGMA`` across it; the strongest of ``_LINE_ANGLES`` directions) gives a third
+#: fish length: the thin body of a small larva in noisy video stands out along its own
+#: direction, where an isotropic smoothing of the same noise reduction would blur it away
+_LINE_SIGMA = 3.0
+_LINE_ANGLES = 12
 
 
 # --------------------------------------------------------------------------------------------
@@ -501,6 +508,34 @@ def _smooth_stack(f: np.ndarray, sigma: float) -> np.ndarray:
     return np.stack([cv2.GaussianBlur(x, (0, 0), sigma) for x in f]) if len(f) else f.copy()
 
 
+@functools.cache
+def _line_kernels(sigma: float, across: float, n: int) -> tuple[np.ndarray, ...]:
+    """Normalised anisotropic Gaussians (``sigma`` along, ``across`` across) at ``n``
+    directions over 180 degrees."""
+    r = int(np.ceil(3.0 * sigma))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1].astype(np.float64)
+    out = []
+    for a in np.arange(n) * np.pi / n:
+        u = xx * np.cos(a) + yy * np.sin(a)
+        v = -xx * np.sin(a) + yy * np.cos(a)
+        k = np.exp(-0.5 * (u / sigma) ** 2 - 0.5 * (v / across) ** 2)
+        out.append((k / k.sum()).astype(np.float32))
+    return tuple(out)
+
+
+def _line_stack(f: np.ndarray) -> np.ndarray:
+    """Every image of a stack (K, h, w) averaged along short lines: the strongest of the
+    :func:`_line_kernels` responses per pixel (``_LINE_SIGMA``, ``_LINE_ANGLES``)."""
+    ks = _line_kernels(_LINE_SIGMA, _LENGTH_SIGMA, _LINE_ANGLES)
+    out = np.empty(f.shape, np.float32)
+    for i, x in enumerate(f.astype(np.float32, copy=False)):
+        best = cv2.filter2D(x, -1, ks[0], borderType=cv2.BORDER_REFLECT)
+        for k in ks[1:]:
+            np.maximum(best, cv2.filter2D(x, -1, k, borderType=cv2.BORDER_REFLECT), out=best)
+        out[i] = best
+    return out
+
+
 def _arena_crop(arena: Any, shape: tuple[int, int]) -> tuple[tuple[int, int, int, int], np.ndarray]:
     h, w = shape
     x0, y0, x1, y1 = (int(v) for v in arena.bbox)
@@ -661,6 +696,11 @@ def _refine(
     if layout == "embedded" and still_len and not cfg.fish_length_px:
         # head-embedded larvae are whole in the median (tail at rest): measure them there
         length = float(np.median(still_len))
+    elif still_len and fish_per_arena == 1 and not cfg.fish_length_px:
+        # a still larva alone in its well is whole in the median too, while the moving ones'
+        # faint tails are cut short by the noise of single frames (a lower bound): the longer
+        # measure wins (with several fish per arena, still fish can touch: not a length)
+        length = max(length, float(np.median(still_len))) if np.isfinite(length) else length
     area = sizes["area"]
     if not np.isfinite(length):
         # nothing fish-like anywhere: fall back to a tenth of the typical arena size
@@ -689,7 +729,7 @@ def _calibrate(
     fish); with several, regions over 1.4 x the median area (touching fish) are left out.
     Area comes from blobs at each arena's final threshold (what segmentation will see).
     """
-    lengths, sharp, areas = [], [], []
+    lengths, sharp, lined, areas = [], [], [], []
     per_arena = []
     for m in models:
         x0, y0, x1, y1 = m.bbox
@@ -705,22 +745,29 @@ def _calibrate(
         lo = max(4.0 * noise_s, 3.0)
         peaks = _fish_blobs(f, fs, t0, lo, inside, cfg.min_area_px, fish_per_arena, lengths, sharp)
         m.contrast = float(np.median(peaks)) if peaks else float("nan")
-        per_arena.append((m, f, fs, noise_s, inside))
+        per_arena.append((m, f, fs, noise_s, inside, (f, t0)))
     if not any(np.isfinite(m.contrast) for m in models):
         # no fish above 6 sd of one frame's noise anywhere (noisy video of faint larvae, e.g.
         # head-embedded larvae of 20 grey levels in noise sd 12, whose only motion is the
         # tail): look for them in the lightly smoothed fishness, 2-4 times less noisy. Its
         # peaks under-read the eyes a little (blurred), which only makes the choice of
         # smoothing below more likely
-        for m, _f, fs, noise_s, inside in per_arena:
+        for i, (m, f, fs, noise_s, inside, _seed) in enumerate(per_arena):
             peaks = _fish_blobs(fs, fs, max(6.0 * noise_s, 8.0), max(4.0 * noise_s, 3.0), inside,
                                 cfg.min_area_px, fish_per_arena, lengths, None)
             m.contrast = float(np.median(peaks)) if peaks else float("nan")
+            per_arena[i] = (m, f, fs, noise_s, inside, (fs, max(6.0 * noise_s, 8.0)))
     # fish look alike in every arena: arenas where no fish was seen (empty, or the fish sat
     # still in the median) borrow the typical contrast of the others
     seen = [m.contrast for m in models if np.isfinite(m.contrast)]
     typical = float(np.median(seen)) if seen else float("nan")
-    for m, f, fs, noise_s, inside in per_arena:
+    for m, f, _fs, _noise_s, inside, (seed, t_seed) in per_arena:
+        contrast = m.contrast if np.isfinite(m.contrast) else typical
+        if np.isfinite(contrast) and 5.0 * m.noise > _NOISY * contrast:
+            # noisy arenas only (the line averaging costs ~10 ms per megapixel-frame and
+            # direction; in clean video the other two measures are not noise-limited)
+            _line_lengths(f, seed, t_seed, m, inside, cfg.min_area_px, fish_per_arena, lined)
+    for m, f, fs, noise_s, inside, _seed in per_arena:
         contrast = m.contrast if np.isfinite(m.contrast) else typical
         # noisy video (high-speed cameras, small pixels): a threshold above the pixel noise
         # would cut the body, at a third of the eyes' contrast, into fragments; segment the
@@ -750,9 +797,10 @@ def _calibrate(
                 big = max(b.area for b in bl)
                 areas += [b.area for b in bl if b.area >= 0.4 * big]
     length = float("nan")
-    # both are lower bounds of the visible length (a threshold can only cut a faint tail off):
-    # the larger one wins (the smoothed outlines in noisy video, the raw blobs in clean video)
-    for ll in (lengths, sharp):
+    # all are lower bounds of the visible length (a threshold can only cut a faint tail off):
+    # the largest one wins (the smoothed outlines or the line-averaged ones in noisy video, the
+    # raw blobs in clean video)
+    for ll in (lengths, sharp, lined):
         if ll:
             la = np.array(ll)
             single = np.ones(len(la), bool)
@@ -794,12 +842,34 @@ def _fish_blobs(
     return peaks
 
 
+def _line_lengths(
+    f: np.ndarray, seed: np.ndarray, t_seed: float, m: ArenaModel, inside: np.ndarray,
+    min_area: float, fish_per_arena: int, lined: list,
+) -> None:
+    """The fish outlines of the line-averaged fishness (:func:`_line_stack` of ``f``) above its
+    median + 4 robust sd at the arena's reference pixels, holding a pixel of ``seed > t_seed``
+    (the blobs of :func:`_fish_blobs`): (length, area) appended to ``lined`` (the largest per
+    frame with one fish per arena)."""
+    fl = _line_stack(f)
+    rl = fl[:, m.gain_yx[0], m.gain_yx[1]]
+    low = fl > float(np.median(rl)) + 4.0 * max(_noise_sd(rl), 0.5)
+    for k in range(len(f)):
+        mk = ((seed[k] > t_seed) & inside).astype(np.uint8)
+        ol = _outline_lengths(low[k], inside, mk, min_area, _LINE_SIGMA)
+        if fish_per_arena == 1:
+            lined += [max(ol, key=lambda c: c[1])] if ol else []
+        else:
+            lined += ol
+
+
 def _outline_lengths(
-    low: np.ndarray, inside: np.ndarray, seed: np.ndarray, min_area: float
+    low: np.ndarray, inside: np.ndarray, seed: np.ndarray, min_area: float,
+    sigma: float = _LENGTH_SIGMA,
 ) -> list[tuple[float, float]]:
     """(extent along the principal axis, area) of the regions of ``low & inside`` that contain a
     ``seed`` pixel and are at least ``min_area`` px; only regions of at least 0.4 x the largest
-    one's area (fish, not fragments)."""
+    one's area (fish, not fragments). ``sigma``: the smoothing along the fish that made
+    ``low`` (its outline is that much longer at either end)."""
     n, lab, stats, _ = cv2.connectedComponentsWithStats((low & inside).astype(np.uint8), connectivity=8)
     hit = np.unique(lab[(seed > 0) & (lab > 0)])
     hit = hit[stats[hit, cv2.CC_STAT_AREA] >= min_area]
@@ -813,7 +883,7 @@ def _outline_lengths(
             continue
         x, y, bw, bh = stats[i, :4]
         # the smoothing lengthens the outline by about its sigma at either end
-        out.append((_extent(lab[y : y + bh, x : x + bw] == i) - 2.0 * _LENGTH_SIGMA, a))
+        out.append((_extent(lab[y : y + bh, x : x + bw] == i) - 2.0 * sigma, a))
     return out
 
 
