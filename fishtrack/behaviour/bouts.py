@@ -96,14 +96,6 @@ ONSET_HALF_BEATS = 1.0
 SINGLE_BEND_STRENGTH = 2.0
 """A bout with a single tail extremum (a one-sided bend) is kept when that extremum's
 prominence is at least this many times the beat prominence threshold."""
-SINGLE_BEAT_STRENGTH = 1.4
-"""A bout that rests on one beat only (exactly :data:`MIN_EXTREMA` turns) is kept when the
-larger of its two turns has a prominence of at least this many times the beat prominence
-threshold (5 filtered noise sigmas), where the tail is low-passed (from 125 fps). The
-low-passed tracking noise makes a pair of alternating turns just over 5 sigmas now and then
-(tuning seeds 236, 286, 448, 890: still larvae at 153-903 fps, both turns at 1.02-1.31x the
-threshold); each further turn makes that rarer, so the margin is asked of the one-beat bouts
-alone (issue 11, 2026-12-06). 1.0: the rule before."""
 EXCURSION_MIN_HIGH = 0.5
 """An excursion bout (one without the beats of :data:`MIN_EXTREMA`) must stay above the
 excursion threshold for at least this fraction of the excursion window."""
@@ -550,7 +542,6 @@ def trim_to_beats(
         lo[k], hi[k] = lo[k] + big[0], lo[k] + big[-1] + 1
     keep = hi - lo >= MIN_EXTREMA
     if len(ext):
-        keep &= _beats_clear_of_noise(kin, lo, hi)
         # a single bend counts when it is strong and wide (a C-bend), not a flicker of noise
         one = (hi - lo == 1) & (hi > 0)
         strong = kin.extrema_strength[np.minimum(lo, len(ext) - 1)] >= SINGLE_BEND_STRENGTH
@@ -566,22 +557,6 @@ def trim_to_beats(
     s = np.maximum(s, ext[lo] - pad_a) if len(s) else s
     e = np.minimum(e, ext[hi - 1] + pad_b) if len(e) else e
     return s, e, np.full(len(s), "beats", dtype=object)
-
-
-def _beats_clear_of_noise(kin: Kinematics, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Per bout holding the extrema ``lo..hi-1``: False for a bout of one beat (exactly
-    :data:`MIN_EXTREMA` turns) whose larger turn is under :data:`SINGLE_BEAT_STRENGTH` times
-    the prominence threshold (a pair of noise turns), else True. Only where the tail angle is
-    low-passed (:func:`fishtrack.behaviour.kinematics.smooth_tail`, from 125 fps): there the
-    tracking noise is smoothed into the beat band and its turns are as wide as a beat's;
-    below, a turn of the noise is a sample or two and the one-beat bouts are kept as before."""
-    one = hi - lo == MIN_EXTREMA
-    out = np.ones(len(lo), bool)
-    if one.any() and filtered_noise_gain(kin.frames) < 1.0:
-        size = np.abs(kin.extrema_strength)
-        a = lo[one]
-        out[one] = np.maximum(size[a], size[a + 1]) >= SINGLE_BEAT_STRENGTH
-    return out
 
 
 def _excursion_bouts(
