@@ -17,6 +17,7 @@ from fishtrack.behaviour.bouts import MIN_QUIET_S
 from fishtrack.behaviour.classify import FISH_COLUMNS
 from fishtrack.behaviour.kinematics import compute_kinematics, despike, tail_noise
 from fishtrack.config import BehaviourConfig
+from fishtrack.synth.stress import run_recording, state_score
 
 
 def _beats(t, starts, dur, freq, amp):
@@ -86,6 +87,40 @@ def test_a_still_larva_under_glitchy_noise_is_all_passive(fps):
     assert len(res.bouts) == 0, res.bouts[["start_s", "duration_s", "max_tail_angle"]]
     assert (res.tracks["state"] == "passive").all()
     assert res.fish["qc_flags"].iloc[0] == "no_bouts"
+
+
+def test_two_glitches_two_frames_apart_do_not_hide_each_other():
+    # held-out 13551 (397 fps): glitches of -0.63 and -0.66 rad two frames apart, each inside
+    # the other's neighbours, survived despiking and were low-passed into a bout of a still
+    # larva; here pairs like it, of either sign, on a still tail
+    fps = 397.0
+    rng = np.random.default_rng(11)
+    t = np.arange(int(20 * fps)) / fps
+    n = len(t)
+    tail = 0.05 + rng.normal(0, 0.02, n)
+    at = np.arange(400, n - 400, 700)
+    for k, a in enumerate(at):
+        sign = -1.0 if k % 2 == 0 else 1.0
+        tail[a] += sign * rng.uniform(0.6, 0.7)
+        tail[a + 2] += sign * rng.uniform(0.6, 0.7)
+    df = pd.DataFrame({"frame": np.arange(n), "time_s": t, "fish": "still", "tail_angle": tail})
+    fr = compute_kinematics(df).frames
+    _clean, spike = despike(fr, fr.tail.copy(), np.full(1, 0.02))
+    assert spike[at].all() and spike[at + 2].all()
+    res = classify(df)
+    assert len(res.bouts) == 0, res.bouts[["start_s", "duration_s", "max_tail_angle"]]
+    assert (res.tracks["state"] == "passive").all()
+
+
+def test_glitch_pairs_of_tuning_seeds_make_no_bout(tmp_path):
+    # tuning seeds (true tracks + simulated noise) where two glitches two frames apart in a
+    # quiet stretch made a bout: 174 (223 fps, -0.54 and -0.37 rad at 9.61 s, kappa* 0.90),
+    # 222 (265 fps, -0.34 and +0.23 rad at 8.72 s, 0.78), 768 (222 fps, +0.31 and -0.36 rad at
+    # 7.81 s, 0.84)
+    rows = pd.DataFrame([run_recording(s, tmp_path, mode="truth") for s in (174, 222, 768)])
+    assert (rows["fp"] == 0).all(), rows["fp"].tolist()
+    assert (state_score(rows) >= 0.95).all(), state_score(rows).round(3).tolist()
+    assert rows["still_ok"].all()
 
 
 @pytest.mark.parametrize(("fps", "freq"), [(60.0, 40.0), (60.0, 25.0), (64.0, 30.0),

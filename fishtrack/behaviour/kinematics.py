@@ -188,9 +188,13 @@ def despike(fr: Frames, tail: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray
       :data:`SPIKE_MAX_S`: no tail moves that fast, so two neighbours on either side suffice
       and only need to be closer to each other than to the run;
     * otherwise an undersampled half-beat could look the same, so three neighbours on either
-      side must agree within ``SPIKE_AGREE x sigma`` (the farthest of the six left out, so
-      that a second glitch nearby does not hide the first): around a real half-beat another
-      one lies within three samples.
+      side must agree within ``SPIKE_AGREE x sigma``: around a real half-beat another one
+      lies within three samples.
+
+    In the fast case the farthest of the four neighbours is left out too when it is an outer
+    one (a sample away from the run), so that a second glitch two frames away (at ~400 fps)
+    does not hide the first; next to the run it is part of the same, wider excursion (the
+    last turn of a bout) and counts.
 
     Outliers get the neighbours' median. A lone narrow bend that survives cannot make a bout
     on its own (:data:`SINGLE_BEND_MIN_FRAMES`, :data:`SINGLE_BEND_MIN_S`). Returns the
@@ -221,17 +225,24 @@ def despike(fr: Frames, tail: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray
             t[nb_idx[-1]] - t[nb_idx[0]] <= (SPIKE_SPAN + width) * fr.dt_median)
         nb = v[nb_idx]
         med = np.median(nb, axis=0)
-        dev = np.sort(np.abs(nb - med), axis=0)
-        # the neighbours' spread; of six, the one farthest from their median is left out
-        # (another glitch close by must not hide this one)
-        spread = 2.0 * (dev[-2] if k == 3 else dev[-1])
+        dist = np.abs(nb - med)
+        dev = np.sort(dist, axis=0)
         if slow_w:
+            # the neighbours' spread; of six, the one farthest from their median is left out
+            # (another glitch close by must not hide this one)
+            spread = 2.0 * dev[-2]
             # slow enough for a real half-beat to look like this: only when the three
             # neighbours on either side agree within the noise (around an undersampled beat
             # another half-beat lies within three samples)
             ok &= spread <= SPIKE_AGREE * sg[i]
             tol = np.maximum(SPIKE_FACTOR * sg[i], SPIKE_SLOW_SPREAD * spread)
         else:
+            # of four, the farthest is left out when it is an outer one, a sample away from
+            # the run (another glitch two frames away must not hide this one); next to the
+            # run it is part of the same, wider, excursion (a real turn) and counts
+            far = np.argmax(dist, axis=0)
+            outer = (far != k - 1) & (far != k)
+            spread = 2.0 * np.where(outer, dev[-2], dev[-1])
             tol = np.maximum(SPIKE_FACTOR * sg[i], 2.0 * spread)
         hit = ok.copy()
         for j in range(width):
