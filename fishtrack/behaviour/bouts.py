@@ -10,6 +10,7 @@ docs/behaviour.md for the algorithm and the evidence behind it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -1026,11 +1027,22 @@ def rig_noise_level(fr: Frames, motion: np.ndarray, quiet: np.ndarray, *, spread
     frames, not their spread: a compressed video's noise comes in rare bursts (re-quantized
     frames) that a median and robust sd do not see. The median over the fish is the rig's:
     a minority of fish whose quiet frames hold bouts the detection missed cannot raise it."""
+    return median_fish_level(
+        fr, motion, quiet, name,
+        lambda v: _level_of_histogram(*motion_histogram(v), spread=spread))
+
+
+def median_fish_level(fr: Frames, values: np.ndarray, quiet: np.ndarray, name: str,
+                      level: Callable[[np.ndarray], float]) -> float:
+    """The recording's level of a noise: ``level`` of each fish's finite ``values`` on its
+    ``quiet`` frames (NaN: not measured), then the median over the fish, pooled as ``name``
+    (the same on parts of whole fish as on the whole recording; NaN when no fish's is
+    measured): the rig's and the tracker's noise, which a minority of fish whose quiet frames
+    hold missed bouts cannot raise."""
     own = np.full(len(fr.fish_keys), np.nan)
-    ok = quiet & np.isfinite(motion)
+    ok = quiet & np.isfinite(values)
     for a0, a1 in zip(*fish_bounds(fr), strict=True):  # each fish's rows are contiguous
-        own[fr.gid[a0]] = _level_of_histogram(*motion_histogram(motion[a0:a1][ok[a0:a1]]),
-                                              spread=spread)
+        own[fr.gid[a0]] = level(values[a0:a1][ok[a0:a1]])
     return pool_value(name, _median_of_levels, levels=own)
 
 
@@ -1085,14 +1097,10 @@ def midtail_level(fr: Frames, midtail: np.ndarray, quiet: np.ndarray) -> float:
     """The recording's mid-tail noise (rad): the median over its fish of each fish's
     :data:`MIDTAIL_QUANTILE` of ``|midtail|`` on its quiet frames (pooled over the fish of the
     recording: the same on parts of fish as on the whole; NaN: not measured)."""
-    dev = np.abs(midtail)
-    q = quiet & np.isfinite(dev)
-    own = np.full(len(fr.fish_keys), np.nan)
-    for a0, a1 in zip(*fish_bounds(fr), strict=True):
-        v = dev[a0:a1][q[a0:a1]]
-        if len(v) >= MIN_QUIET_FRAMES:
-            own[fr.gid[a0]] = float(np.quantile(v, MIDTAIL_QUANTILE))
-    return pool_value("motion_gate_midtail_level", _median_of_levels, levels=own)
+    return median_fish_level(
+        fr, np.abs(midtail), quiet, "motion_gate_midtail_level",
+        lambda v: float(np.quantile(v, MIDTAIL_QUANTILE)) if len(v) >= MIN_QUIET_FRAMES
+        else float("nan"))
 
 
 def midtail_verdict(fr: Frames, br: BoutRuns, midtail: np.ndarray | None, quiet: np.ndarray
