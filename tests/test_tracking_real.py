@@ -275,8 +275,14 @@ def test_threefish_three_fish_heads_and_midlines(threefish):
     # bladder)
     assert c.head_err.median() <= 2.0
     assert (c.head_err <= 4.0).mean() >= 0.95
-    # measured: every checked fish-frame >= 2 (median 3.2)
-    assert (c.tail_contrast >= 2.0).mean() >= 0.9
+    # midline on the tail: measured contrast median 2.8, 145 of 147 checked fish-frames >= 1.5
+    # (the swimming A1-1's faint, motion-blurred tip is the lowest: 1.49). Until 2026-12-06
+    # the fish length was measured at 70 px (hand: 100) and the midlines stopped at 0.77 of
+    # the length, on the darker part of the tail (contrast >= 2 everywhere, median 3.1); at
+    # the measured 86 px they follow the tail to 0.88 of it
+    assert c.tail_contrast.median() >= 2.0
+    assert (c.tail_contrast >= 1.5).mean() >= 0.95
+    assert np.median(_traced(t[t.detected])) >= 0.82 * threefish.length
     # the three larvae are far apart in this clip: no identity doubt, no track jumps
     assert not t.id_uncertain.any()
     steps = t.sort_values("frame").groupby("fish")[["x", "y"]].diff()

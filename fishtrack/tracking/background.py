@@ -1054,7 +1054,7 @@ def _remove_still_fish(
             else:
                 if np.isfinite(length) and not (0.4 * length <= blen <= STILL_MAX_LENGTH * length):
                     continue
-                if fish_per_arena == 1 and _moving_fish_elsewhere(f, m, blob, cfg, length):
+                if _moving_fish_elsewhere(f, m, blob, cfg, fish_per_arena):
                     m.clutter.append(rec)
                     continue
         m.bg[grow] = _fill_hole(m.bg, grow, inside & ~lines, blen)[grow]
@@ -1188,9 +1188,14 @@ def _moving_part_attached(
 
 
 def _moving_fish_elsewhere(
-    f: np.ndarray, m: ArenaModel, blob: np.ndarray, cfg: TrackingConfig, length: float
+    f: np.ndarray, m: ArenaModel, blob: np.ndarray, cfg: TrackingConfig, n_fish: int = 1
 ) -> bool:
-    """True if some calibration frame shows a fish-sized blob away from ``blob``."""
+    """True if some calibration frame shows ``n_fish`` fish-sized blobs away from ``blob``:
+    every fish of the arena is then elsewhere, and ``blob`` (never left the median) is not a
+    fish. With several fish per arena, fish that touch make one blob, so a frame counts only
+    where all of them are apart (e.g. a piece of a dish's rim shadow, 2.5 fish lengths long,
+    was inpainted as a fourth larva of a three-larva dish and then showed as a fish in every
+    frame: real video threefish_trial2_1000fps.mp4)."""
     inside = m.valid > 0
     t0 = cfg.threshold if cfg.threshold is not None else max(6.0 * m.noise, 8.0)
     far = cv2.dilate(blob.astype(np.uint8), np.ones((9, 9), np.uint8)) == 0
@@ -1198,7 +1203,7 @@ def _moving_fish_elsewhere(
     for k in range(len(f)):
         mk = ((f[k] > t0) & inside & far).astype(np.uint8)
         n, _, stats, _ = cv2.connectedComponentsWithStats(mk, connectivity=8)
-        if n > 1 and stats[1:, cv2.CC_STAT_AREA].max() >= min_a:
+        if n > 1 and np.count_nonzero(stats[1:, cv2.CC_STAT_AREA] >= min_a) >= n_fish:
             return True
     return False
 

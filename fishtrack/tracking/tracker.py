@@ -657,6 +657,7 @@ def _find_heads(
     prm: _Params,
     stop: np.ndarray,
     rough: np.ndarray | None = None,
+    both_ways: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Head points (patch px) and the direction from each towards its body (rad).
 
@@ -676,7 +677,7 @@ def _find_heads(
     L = prm.length
     h0 = locate_heads(own, L, prm.sigma_head, elsewhere=False)[0] if rough is None else rough
     th, sv, th_o, so = body_directions(fst, h0, L, floor=stop, opposite=True)
-    mid = so > MID_BODY * sv
+    mid = (so > MID_BODY * sv) | both_ways
     i = np.flatnonzero(mid)
     if i.size:
         traces = []
@@ -807,6 +808,8 @@ def _measure(
                 hp[rev], theta0[rev] = h2, t2
                 for f in ("points", "length", "ok"):
                     getattr(mid, f)[rev] = getattr(m2, f)
+    if heads is None:
+        hp, theta0 = _retry_from_eyes(own, fst, fsh, prm, stop, hp, theta0, mid)
     heading, tail_angle, curv = body_angles(mid.points)
     heading = np.where(mid.ok, heading, wrap(theta0 + np.pi))
     tail_angle = np.where(mid.ok, tail_angle, np.nan)
@@ -821,6 +824,42 @@ def _measure(
         area=pt.area.astype(np.float32),
         motion=pt.motion.astype(np.float32),
     )
+
+
+def _retry_from_eyes(
+    own: np.ndarray,
+    fst: np.ndarray,
+    fsh: np.ndarray,
+    prm: _Params,
+    stop: np.ndarray,
+    hp: np.ndarray,
+    theta0: np.ndarray,
+    mid: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A second start for fish whose midline could not be traced: where an eye pair lies
+    0.2-0.45 lengths from the strongest spot (:func:`locate_heads`' search elsewhere), the
+    head was probably put on the swim bladder, darker than the eyes after the head's
+    smoothing, with the body direction pointing at the eyes (the strongest ray from the
+    bladder) and the trace ending at once. Real video: the resting larva of
+    threefish_trial2_1000fps.mp4 at its measured length (86-100 px; a 1.5-px smoothing merges
+    each 4-px eye into less than the bladder). Heads and midlines are replaced only where the
+    trace from the eye pair succeeds; ``mid`` is updated in place."""
+    lost = np.flatnonzero(~mid.ok)
+    if lost.size == 0:
+        return hp, theta0
+    L = prm.length
+    sel = lost
+    h2, t2 = _find_heads(own[sel], fst[sel], fsh[sel], prm, stop[sel], both_ways=True)
+    m2 = trace_midlines(fst[sel], h2, t2, L, prm.n_points, stop[sel], arc_smooth=False)
+    good = m2.ok
+    if not good.any():
+        return hp, theta0
+    sel = sel[good]
+    hp, theta0 = hp.copy(), theta0.copy()
+    hp[sel], theta0[sel] = h2[good], t2[good]
+    for f in ("points", "length", "ok"):
+        getattr(mid, f)[sel] = getattr(m2, f)[good]
+    return hp, theta0
 
 
 def _measure_all(
