@@ -672,7 +672,8 @@ def _find_heads(
        the snout, or ``HEAD_BEHIND_SNOUT`` lengths behind the snout when the head has no
        such feature).
 
-    ``rough``: start from these rough heads instead of step 1's.
+    ``rough``: start from these rough heads instead of step 1's. ``both_ways``: step 2 for
+    every fish, whatever the second ray's strength (:func:`_retry_both_ways`).
     """
     L = prm.length
     h0 = locate_heads(own, L, prm.sigma_head, elsewhere=False)[0] if rough is None else rough
@@ -809,7 +810,7 @@ def _measure(
                 for f in ("points", "length", "ok"):
                     getattr(mid, f)[rev] = getattr(m2, f)
     if heads is None:
-        hp, theta0 = _retry_from_eyes(own, fst, fsh, prm, stop, hp, theta0, mid)
+        hp, theta0 = _retry_both_ways(own, fst, fsh, prm, stop, hp, theta0, mid)
     heading, tail_angle, curv = body_angles(mid.points)
     heading = np.where(mid.ok, heading, wrap(theta0 + np.pi))
     tail_angle = np.where(mid.ok, tail_angle, np.nan)
@@ -826,7 +827,7 @@ def _measure(
     )
 
 
-def _retry_from_eyes(
+def _retry_both_ways(
     own: np.ndarray,
     fst: np.ndarray,
     fsh: np.ndarray,
@@ -836,25 +837,23 @@ def _retry_from_eyes(
     theta0: np.ndarray,
     mid: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A second start for fish whose midline could not be traced: where an eye pair lies
-    0.2-0.45 lengths from the strongest spot (:func:`locate_heads`' search elsewhere), the
-    head was probably put on the swim bladder, darker than the eyes after the head's
-    smoothing, with the body direction pointing at the eyes (the strongest ray from the
-    bladder) and the trace ending at once. Real video: the resting larva of
-    threefish_trial2_1000fps.mp4 at its measured length (86-100 px; a 1.5-px smoothing merges
-    each 4-px eye into less than the bladder). Heads and midlines are replaced only where the
-    trace from the eye pair succeeds; ``mid`` is updated in place."""
+    """A second start for fish whose midline could not be traced: :func:`_find_heads` with
+    both ways from the strongest spot traced whatever the second ray's strength (the end with
+    more fish around it is the head). A larva's swim bladder can be darker than its eyes after
+    the head's smoothing; the rough head then sits on the bladder, the strongest ray from
+    there points at the eyes (the tail is fainter) and the trace towards them ends at once
+    (real video: the resting larva of threefish_trial2_1000fps.mp4 at its measured 86-px
+    length, each eye ~4 px across). Heads and midlines are replaced only where the new trace
+    succeeds; ``mid`` is updated in place."""
     lost = np.flatnonzero(~mid.ok)
     if lost.size == 0:
         return hp, theta0
-    L = prm.length
-    sel = lost
-    h2, t2 = _find_heads(own[sel], fst[sel], fsh[sel], prm, stop[sel], both_ways=True)
-    m2 = trace_midlines(fst[sel], h2, t2, L, prm.n_points, stop[sel], arc_smooth=False)
+    h2, t2 = _find_heads(own[lost], fst[lost], fsh[lost], prm, stop[lost], both_ways=True)
+    m2 = trace_midlines(fst[lost], h2, t2, prm.length, prm.n_points, stop[lost], arc_smooth=False)
     good = m2.ok
     if not good.any():
         return hp, theta0
-    sel = sel[good]
+    sel = lost[good]
     hp, theta0 = hp.copy(), theta0.copy()
     hp[sel], theta0[sel] = h2[good], t2[good]
     for f in ("points", "length", "ok"):
