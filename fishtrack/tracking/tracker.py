@@ -41,6 +41,7 @@ from fishtrack.tracking.background import (
 )
 from fishtrack.tracking.identity import MultiTracker, select_single
 from fishtrack.tracking.midline import (
+    ANTERIOR,
     _bilinear,
     body_angles,
     body_directions,
@@ -844,13 +845,17 @@ def _retry_both_ways(
     there points at the eyes (the tail is fainter) and the trace towards them ends at once
     (real video: the resting larva of threefish_trial2_1000fps.mp4 at its measured 86-px
     length, each eye ~4 px across). Heads and midlines are replaced only where the new trace
-    succeeds; ``mid`` is updated in place."""
+    succeeds and the head has moved at most ``ANTERIOR`` lengths; ``mid`` is updated in
+    place."""
     lost = np.flatnonzero(~mid.ok)
     if lost.size == 0:
         return hp, theta0
     h2, t2 = _find_heads(own[lost], fst[lost], fsh[lost], prm, stop[lost], both_ways=True)
     m2 = trace_midlines(fst[lost], h2, t2, prm.length, prm.n_points, stop[lost], arc_smooth=False)
-    good = m2.ok
+    # the new head may move along the anterior body (off the swim bladder, onto the eyes),
+    # not to the other end of the fish: a small larva whose faint tail is not traced from a
+    # right head would be traced from its tail end instead (suite seed 30, 20-px larvae)
+    good = m2.ok & (np.hypot(*(h2 - hp[lost]).T) <= ANTERIOR * prm.length)
     if not good.any():
         return hp, theta0
     sel = lost[good]
