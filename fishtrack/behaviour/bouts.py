@@ -33,6 +33,7 @@ from fishtrack.behaviour.kinematics import (
     _centred_mean,
     compute_kinematics,
     filtered_noise_gain,
+    midline_lengths,
     rest_deviation,
     smooth_tail,
     tail_diffs,
@@ -187,6 +188,15 @@ tracker jitter at the tip, and is dropped."""
 MIDTAIL_KEEP = 3.0
 """A judged bout whose largest mid-tail deviation exceeds this many times the level is kept,
 even where the pixels of the whole fish and of the tail do not rise above their noise."""
+MIDTAIL_MIN_LENGTH = 0.8
+"""The mid-tail angle counts only on frames whose traced midline is at least this fraction of
+the fish's own traced length (the median over its frames, :func:`short_traces`): a tail that
+bends keeps its length, while a trace that lost a faint tail in noise and codec blocks (hooked
+into a short branch, or stopped at a block edge) is short, and its rear segment angles are not
+the tail's (issue 11, tuning seeds 574, 745, 818: still tails traced at 0.48-0.72 of the length
+for a few frames, their mid-tail 2.9-5.9 x the level; 745's true bends at >= 0.95). Tuning
+0.75-0.85 gave the same results, 0.6-0.7 kept 745's jitter, 0.9 lost 112's weak bouts. 0:
+every frame counts (the rule before 2026-12-06)."""
 SUSTAINED_WINDOW_S = 0.15
 """Sustained bouts (below :data:`SUSTAINED_MAX_FPS`): the tail's energy is the mean of the
 squared deviation from its rest posture over a centred window of this duration (s; at least
@@ -1079,7 +1089,8 @@ def midtail_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     """Per sorted row: the mid-tail angle's deviation from its rest posture (rad; the
     ``seg_angle_k`` of :data:`MIDTAIL_FRACTION` minus its centred mean over ``REST_S``,
     :func:`fishtrack.behaviour.kinematics.rest_deviation`). NaN on unobserved rows; None
-    without the midline's segment angles (imported tracks)."""
+    without the midline's segment angles (imported tracks). NaN too where the traced midline is
+    short (:func:`short_traces`): the tracker lost the tail there."""
     cols = [c for c in tracks.columns if c.startswith("seg_angle_") and c[10:].isdigit()]
     if not cols:
         return None
@@ -1090,7 +1101,22 @@ def midtail_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
         return None
     v = pd.to_numeric(tracks[col], errors="coerce").to_numpy(float)[fr.order]
     v[~fr.observed] = np.nan
+    short = short_traces(tracks, fr)
+    if short is not None:
+        v[short] = np.nan
     return rest_deviation(v, fr)
+
+
+def short_traces(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
+    """Per sorted row: True where the traced midline is shorter than
+    :data:`MIDTAIL_MIN_LENGTH` x the fish's median traced length (the tracker lost the tail);
+    None without midline points or with the test off. Each fish's own frames only."""
+    length = midline_lengths(tracks, fr) if MIDTAIL_MIN_LENGTH > 0 else None
+    if length is None:
+        return None
+    ref = group_quantile(length, fr.gid, len(fr.fish_keys), 0.5)[fr.gid]
+    with np.errstate(invalid="ignore"):
+        return length < MIDTAIL_MIN_LENGTH * ref
 
 
 def midtail_level(fr: Frames, midtail: np.ndarray, quiet: np.ndarray) -> float:

@@ -508,6 +508,16 @@ def _midline(tracks: pd.DataFrame, order: np.ndarray) -> tuple[np.ndarray, np.nd
     return px, py
 
 
+def midline_lengths(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
+    """Per sorted row: the traced midline's length (px, head to tip along ``tail_x_i,
+    tail_y_i``; NaN where a point is missing); None without midline points."""
+    mid = _midline(tracks, fr.order)
+    if mid is None:
+        return None
+    px, py = mid
+    return np.hypot(np.diff(px, axis=1), np.diff(py, axis=1)).sum(axis=1)
+
+
 def _curvature(px: np.ndarray, py: np.ndarray) -> np.ndarray:
     """Total signed bend of the midline, head to tip (rad, positive = clockwise on screen).
 

@@ -67,7 +67,7 @@ from fishtrack.behaviour.bouts import (
     rig_noise_level,
     rig_reference,
 )
-from fishtrack.behaviour.kinematics import Kinematics, _midline, tail_noise
+from fishtrack.behaviour.kinematics import Kinematics, midline_lengths, tail_noise
 from fishtrack.config import BehaviourConfig
 from fishtrack.errors import ConfigError
 
@@ -312,11 +312,9 @@ def white_noise_speed(dt: float, width: int, n: int = 8192, drift_s: float | Non
 def body_length_px(tracks: pd.DataFrame, fr: Frames) -> np.ndarray:
     """Per fish: median midline length (px) from ``tail_x_i, tail_y_i``; NaN without them."""
     n_fish = len(fr.fish_keys)
-    mid = _midline(tracks, fr.order)
-    if mid is None:
+    length = midline_lengths(tracks, fr)
+    if length is None:
         return np.full(n_fish, np.nan)
-    px, py = mid
-    length = np.hypot(np.diff(px, axis=1), np.diff(py, axis=1)).sum(axis=1)
     return group_quantile(length, fr.gid, n_fish, 0.5)
 
 
