@@ -26,7 +26,7 @@ from fishtrack.behaviour._frames import (
     runs,
     to_input_order,
 )
-from fishtrack.behaviour._pool import any_of, ask_ahead, remembered
+from fishtrack.behaviour._pool import any_of, remembered
 from fishtrack.behaviour._pool import pooled as pool_value
 from fishtrack.behaviour.kinematics import (
     Kinematics,
@@ -97,12 +97,6 @@ ONSET_HALF_BEATS = 1.0
 SINGLE_BEND_STRENGTH = 2.0
 """A bout with a single tail extremum (a one-sided bend) is kept when that extremum's
 prominence is at least this many times the beat prominence threshold."""
-ONE_BEAT_REST_FACTOR = 4.0
-"""Where the tail angle is low-passed (from 125 fps), a bout that rests on one beat only
-(exactly :data:`MIN_EXTREMA` turns) is kept when one of its turns lies at least this many
-robust sds of the fish's quiet frames' deviation from the rest posture
-(``NoiseLevels.rest_sd``) from that posture; 0 keeps every one-beat bout (the rule before).
-See :func:`one_beat_clear_of_noise`."""
 EXCURSION_MIN_HIGH = 0.5
 """An excursion bout (one without the beats of :data:`MIN_EXTREMA`) must stay above the
 excursion threshold for at least this fraction of the excursion window."""
@@ -242,7 +236,6 @@ class NoiseLevels:
     excursion_sd: np.ndarray | None = None  # its robust sd (rad)
     sustained_mean: np.ndarray | None = None  # median tail energy of the quiet frames (rad^2)
     sustained_sd: np.ndarray | None = None  # its robust sd (rad^2)
-    rest_sd: np.ndarray | None = None  # robust sd of the deviation from the rest posture (rad)
 
 
 @dataclass
@@ -367,32 +360,26 @@ def noise_levels(kin: Kinematics, quiet: np.ndarray) -> NoiseLevels:
     sd (1.4826 x MAD) of the quiet frames' vigour. None of it depends on how many frames are
     quiet. A fish with less than :data:`MIN_QUIET_S` of quiet time takes the median of the
     other fish of the recording (noise is a property of the camera, the lighting and the
-    tracker); when no fish has enough, the fish's own values are kept. Also the robust sd of
-    the deviation from the rest posture (``rest_sd``, :func:`one_beat_clear_of_noise`),
-    pooled the same way.
+    tracker); when no fish has enough, the fish's own values are kept.
     """
-    fr = kin.frames
-    sig = tail_noise(fr, quiet=quiet)
-    dev = rest_deviation(kin.tail, fr)
-    # pooled together with the vigour's levels (no pass of its own in classify_parts)
-    ask_ahead("rest_levels", _pool_levels,
-              lambda: _quiet_summary(fr, dev, np.array(sig, dtype=float), quiet)[0])
-    lv = quiet_levels(fr, kin.columns["vigour_rad_s"], sig, quiet)
+    sig = tail_noise(kin.frames, quiet=quiet)
+    lv = quiet_levels(kin.frames, kin.columns["vigour_rad_s"], sig, quiet)
     if "tail_excursion_rad" in kin.columns:
-        ex = quiet_levels(fr, kin.columns["tail_excursion_rad"], sig, quiet)
+        ex = quiet_levels(kin.frames, kin.columns["tail_excursion_rad"], sig, quiet)
         lv.excursion_mean, lv.excursion_sd = ex.vigour_mean, ex.vigour_sd
     if sustained_on(kin):
-        su = quiet_levels(fr, tail_energy(kin), sig, quiet)
+        su = quiet_levels(kin.frames, tail_energy(kin), sig, quiet)
         lv.sustained_mean, lv.sustained_sd = su.vigour_mean, su.vigour_sd
-    lv.rest_sd = quiet_levels(fr, dev, sig, quiet, name="rest_levels").vigour_sd
     return lv
 
 
-def _quiet_summary(fr: Frames, vigour: np.ndarray, sig: np.ndarray, quiet: np.ndarray
-                   ) -> tuple[dict, np.ndarray]:
-    """The per-fish summary :func:`quiet_levels` pools (``short``, ``good``, ``sig``, median
-    ``med`` and robust sd ``sd`` of ``vigour`` on the quiet frames), and the quiet time (s)."""
+def quiet_levels(fr: Frames, vigour: np.ndarray, sig: np.ndarray, quiet: np.ndarray
+                 ) -> NoiseLevels:
+    """Per-fish noise of a signal on the quiet frames: ``sig`` (the per-frame measurement
+    sigma), median and robust sd of ``vigour``, quiet time and pooling (see
+    :func:`noise_levels`; also used for the head speed, :mod:`fishtrack.behaviour.speed`)."""
     n_fish = len(fr.fish_keys)
+    sig = np.array(sig, dtype=float)
     vig = np.where(quiet, vigour, np.nan)
     med = group_quantile(vig, fr.gid, n_fish, 0.5)
     dev = np.abs(vig - med[fr.gid])
@@ -400,20 +387,10 @@ def _quiet_summary(fr: Frames, vigour: np.ndarray, sig: np.ndarray, quiet: np.nd
     quiet_s = np.bincount(fr.gid, weights=np.where(quiet, fr.dur, 0.0), minlength=n_fish)
     short = quiet_s < MIN_QUIET_S
     good = ~short & np.isfinite(sig) & np.isfinite(med) & np.isfinite(sd)
-    return {"short": short, "good": good, "sig": sig, "med": med, "sd": sd}, quiet_s
-
-
-def quiet_levels(fr: Frames, vigour: np.ndarray, sig: np.ndarray, quiet: np.ndarray,
-                 name: str = "quiet_levels") -> NoiseLevels:
-    """Per-fish noise of a signal on the quiet frames: ``sig`` (the per-frame measurement
-    sigma), median and robust sd of ``vigour``, quiet time and pooling (see
-    :func:`noise_levels`; also used for the head speed, :mod:`fishtrack.behaviour.speed`),
-    the recording's values pooled as ``name``."""
-    summary, quiet_s = _quiet_summary(fr, vigour, np.array(sig, dtype=float), quiet)
-    sig, med, sd, short = summary["sig"], summary["med"], summary["sd"], summary["short"]
-    pooled = np.zeros(len(fr.fish_keys), bool)
+    pooled = np.zeros(n_fish, bool)
     # the recording's values (over every fish, also when the stage sees only some of them)
-    use, p_sig, p_med, p_sd = pool_value(name, _pool_levels, **summary)
+    use, p_sig, p_med, p_sd = pool_value("quiet_levels", _pool_levels, short=short, good=good,
+                                         sig=sig, med=med, sd=sd)
     if use and short.any():
         pooled = short.copy()
         for arr, v in ((sig, p_sig), (med, p_med), (sd, p_sd)):
@@ -564,7 +541,6 @@ def bout_runs(
 
 def trim_to_beats(
     kin: Kinematics, s: np.ndarray, e: np.ndarray, *, pad_s: float,
-    rest_sd: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keep the bouts that hold tail beats and trim them to their beats.
 
@@ -574,9 +550,7 @@ def trim_to_beats(
     than half a half-beat before its first extremum (the half-beat measured between its first
     two extrema; a movement starts a quarter beat before its first turn), and never more than
     ``pad_s``; likewise its end after its last extremum. Noise just before or after a bout is
-    so not counted in it. With ``rest_sd`` (per fish, the quiet frames' robust sd of the
-    deviation from the rest posture) a bout of one beat must also stand clear of the noise
-    (:func:`one_beat_clear_of_noise`).
+    so not counted in it.
 
     Returns the starts, ends and the evidence of each bout (``beats``).
     """
@@ -592,8 +566,6 @@ def trim_to_beats(
         big = np.flatnonzero(seg >= EDGE_FRACTION * seg.max())
         lo[k], hi[k] = lo[k] + big[0], lo[k] + big[-1] + 1
     keep = hi - lo >= MIN_EXTREMA
-    if rest_sd is not None and len(ext):
-        keep &= one_beat_clear_of_noise(kin, lo, hi, rest_sd)
     if len(ext):
         # a single bend counts when it is strong and wide (a C-bend), not a flicker of noise
         one = (hi - lo == 1) & (hi > 0)
@@ -610,34 +582,6 @@ def trim_to_beats(
     s = np.maximum(s, ext[lo] - pad_a) if len(s) else s
     e = np.minimum(e, ext[hi - 1] + pad_b) if len(e) else e
     return s, e, np.full(len(s), "beats", dtype=object)
-
-
-def one_beat_clear_of_noise(kin: Kinematics, lo: np.ndarray, hi: np.ndarray,
-                            rest_sd: np.ndarray) -> np.ndarray:
-    """Per bout holding the tail extrema ``lo..hi-1``: False for a bout of one beat (exactly
-    :data:`MIN_EXTREMA` turns) neither of whose turns lies :data:`ONE_BEAT_REST_FACTOR` robust
-    sds ``rest_sd`` of its fish (the quiet frames' deviation from the rest posture,
-    ``NoiseLevels.rest_sd``) from the rest posture (:func:`rest_deviation`), else True.
-
-    Only where the tail angle is low-passed (:func:`fishtrack.behaviour.kinematics.smooth_tail`,
-    from 125 fps): there the tracking noise is smoothed into the beat band, and now and then
-    two of its wiggles make a pair of alternating turns just over the beat test's prominence
-    (each 2.8-3.6 sds out on the tuning seeds); a real beat, even one as weak, mostly swings
-    the tail farther out. Each further turn makes such a pair rarer, so only the one-beat bouts
-    are asked. Below 125 fps a noise turn is a sample or two, and the test lost real one-beat
-    bouts without fixing a still larva. The level is the fish's own (pooled where it has too
-    little quiet time, like its other noise levels): nothing about how often it swims enters."""
-    out = np.ones(len(lo), bool)
-    fr = kin.frames
-    one = np.flatnonzero(hi - lo == MIN_EXTREMA)
-    if ONE_BEAT_REST_FACTOR <= 0 or len(one) == 0 or filtered_noise_gain(fr) >= 1.0:
-        return out
-    turns = kin.extrema[np.r_[lo[one], lo[one] + 1]]
-    dev = np.abs(rest_deviation(kin.tail, fr)[turns]).reshape(2, -1).max(axis=0)
-    level = ONE_BEAT_REST_FACTOR * rest_sd[fr.gid[kin.extrema[lo[one]]]]
-    with np.errstate(invalid="ignore"):
-        out[one] = ~(dev < level)  # where the level is not measured (NaN) the bout is kept
-    return out
 
 
 def _excursion_bouts(
@@ -689,7 +633,7 @@ def _excursion_bouts(
 def _bouts_with(
     kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks, thr: np.ndarray, noise: np.ndarray,
     active: np.ndarray | None, exc: tuple[np.ndarray, np.ndarray] | None = None,
-    sus: tuple[np.ndarray, np.ndarray] | None = None, rest_sd: np.ndarray | None = None,
+    sus: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     fr = kin.frames
     if active is None:
@@ -697,7 +641,7 @@ def _bouts_with(
             kin, thr, noise, max_extend_s=max(EXTEND_S, cfg.vigour_window_s),
             min_high_s=0.5 * cfg.vigour_window_s)
     s, e = bout_runs(active, fr, blocks, cfg)
-    s, e, ev = trim_to_beats(kin, s, e, pad_s=cfg.vigour_window_s, rest_sd=rest_sd)
+    s, e, ev = trim_to_beats(kin, s, e, pad_s=cfg.vigour_window_s)
     if exc is not None:
         # excursion bouts: only where the vigour found none (it places onsets better)
         xw = kin.exc_width * fr.dt_median
@@ -787,8 +731,7 @@ def _detect(
             sthr, snoise = sustained_thresholds(kin, cfg, levels)
             sus = (sthr, snoise)
         s, e, ev = remembered("bouts_with", _bouts_with, kin, cfg, blocks, thr, noise, active,
-                              (xthr, xnoise) if use_exc else None, sus,
-                              None if levels is None else levels.rest_sd)
+                              (xthr, xnoise) if use_exc else None, sus)
         in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
         if k == n_pass - 1:
             break
