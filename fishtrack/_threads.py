@@ -14,7 +14,8 @@ after the other); :func:`threads_per_trial` is the share of the usable cores one
 ``MALLOC_TRIM_THRESHOLD_`` for the trial's large arrays; :func:`limit_malloc_arenas` (called by
 the ``fishtrack`` command at start-up) keeps the tracker's threads from each holding freed
 memory in an allocator arena of its own; :func:`trim_heap` hands freed heap memory back to the
-OS between the stages of a run. See
+OS between the stages of a run; :func:`compute_threads` is the thread budget of a compute
+step (the background median). See
 docs/experiments.md ("Threads per worker").
 """
 
@@ -24,6 +25,7 @@ import contextlib
 import os
 
 __all__ = [
+    "compute_threads",
     "limit_malloc_arenas",
     "limit_threads",
     "restore_malloc_thresholds",
@@ -50,6 +52,12 @@ def threads_per_trial(concurrent: int, cores: int | None = None) -> int:
     cores by default): ``cores // concurrent``, at least 1."""
     cores = usable_cores() if cores is None else int(cores)
     return max(1, cores // max(1, int(concurrent)))
+
+
+def compute_threads() -> int:
+    """Threads a compute step of this process may use: the cap of :func:`limit_threads` when
+    one was set (a worker's share of the cores), else the usable cores."""
+    return _APPLIED if _APPLIED is not None else usable_cores()
 
 
 def limit_threads(n: int) -> int:

@@ -229,6 +229,24 @@ def test_polarity_of_still_fish_from_shape():
     assert pol == "dark" and ev["method"] in ("shape", "brightness")
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_background_median_in_thread_strips_equals_numpy(monkeypatch, threads):
+    """The background's per-pixel median, its row strips shared by the process's compute
+    threads (issue 15, fixed costs), is NumPy's median exactly for odd and even samples and
+    heights that are no multiple of a strip."""
+    from fishtrack import _threads
+    from fishtrack.tracking.background import _median
+
+    monkeypatch.setattr(_threads, "_APPLIED", threads)
+    assert _threads.compute_threads() == threads
+    rng = np.random.default_rng(threads)
+    for k, h, w in ((61, 301, 517), (64, 97, 1024), (3, 7, 5)):
+        stack = rng.integers(0, 256, (k, h, w), dtype=np.uint8)
+        got = _median(stack)
+        assert got.dtype == np.float32
+        assert np.array_equal(got, np.median(stack, axis=0).astype(np.float32))
+
+
 def test_sample_indices_spread():
     idx = sample_indices(1000, 10)
     assert idx[0] == 0 and idx[-1] == 999 and len(idx) == 10

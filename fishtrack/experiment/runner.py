@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,19 +46,20 @@ from fishtrack.experiment.records import (
     emit,
 )
 from fishtrack.experiment.state import STATE_FILE, read_state, update_state, write_inputs
-from fishtrack.experiment.worker import TrialFn, TrialTask, _execute_trial
-from fishtrack.importers import imported_arenas
+from fishtrack.experiment.worker import (  # noqa: F401 - detect_video_arenas: public here too
+    ArenasFn,
+    TrialFn,
+    TrialTask,
+    _check_arenas,
+    _execute_trial,
+    detect_video_arenas,
+)
 from fishtrack.io.video import open_video
-from fishtrack.pipeline import find_arenas, open_source
 from fishtrack.stats import METRICS
 from fishtrack.trial import FILES, PROVENANCE, FolderStatus, TrialFolder
 
 TRIAL_FILES = FILES
 """Files a complete trial folder holds (``provenance.json`` is written last)."""
-
-ArenasFn = Callable[[Path, Config], list[str]]
-"""``arenas_fn(video, config) -> [arena names]`` (fast check before tracking)."""
-
 
 def trial_status(
     folder: str | Path, video: str | Path, config: Config
@@ -67,13 +67,6 @@ def trial_status(
     """Whether a trial folder already holds the outputs for ``video`` with ``config``
     (:meth:`fishtrack.trial.TrialFolder.status`)."""
     return TrialFolder(folder).status(video, config)
-
-
-def detect_video_arenas(video: Path, config: Config) -> list[str]:
-    """Default arena check: background of sampled frames + arena detection; the arena names."""
-    with open_source(video, config) as src:
-        arenas, _ = find_arenas(src, config)
-    return [a.name for a in arenas]
 
 
 # ============================================================================================
@@ -228,7 +221,7 @@ def _check_wells(plan: _Plan, backend: Backend, arenas_fn: ArenasFn | None,
         else:
             to_check.append(v)
     emit(progress, "check", 0, len(to_check))
-    items = [(str(man.root / v), plan.configs[v], arenas_fn) for v in to_check]
+    items = [(str(man.root / v), plan.configs[v], arenas_fn, backend.concurrent) for v in to_check]
     for n_done, (i, res) in enumerate(backend.map_unordered(_check_arenas, items), start=1):
         v = to_check[i]
         if isinstance(res, BaseException):
@@ -328,19 +321,6 @@ def _arenas_from_provenance(folder: TrialFolder) -> list[str]:
         return folder.provenance().arena_names
     except FishtrackError:
         return []
-
-
-def _check_arenas(video: str, config: Config, arenas_fn: ArenasFn | None) -> tuple[str, list[str] | None, str]:
-    """Worker entry point of the arena check: (video, names or None, error)."""
-    try:
-        if TrialFolder(video).is_imported():  # imported tracks: the arenas they name
-            return video, imported_arenas(video), ""
-        fn = arenas_fn or detect_video_arenas
-        return video, list(fn(Path(video), config)), ""
-    except FishtrackError as err:
-        return video, None, str(err)
-    except Exception as err:  # noqa: BLE001 - reported with the other manifest problems
-        return video, None, f"{video}: {type(err).__name__}: {err}"
 
 
 def _clean_leftovers(trials_dir: Path) -> None:

@@ -1,7 +1,8 @@
-"""The worker side of an experiment: one trial into its folder (:func:`_execute_trial`).
+"""The worker side of an experiment: one trial into its folder (:func:`_execute_trial`), and
+the arena check of a video before any tracking (:func:`_check_arenas`).
 
 This is the module a worker process (a spawned local process or a dask worker) imports to run
-a trial, so it imports only what tracking and scoring a video need (the pipeline, the trial
+a trial or check a video's wells, so it imports only what tracking and scoring a video need (the pipeline, the trial
 folder), not the statistics, the report or the importers' readers (``scipy.stats`` and the
 rest: ~2 s and ~60 MB per worker process; tests/test_experiment_worker.py checks it).
 :mod:`fishtrack.experiment.runner` plans the trials and sends :class:`TrialTask` s here.
@@ -25,13 +26,51 @@ from fishtrack.config import Config
 from fishtrack.errors import FishtrackError
 from fishtrack.experiment.backends import QueueProgress, trial_threads
 from fishtrack.experiment.records import Status, TrialOutcome
-from fishtrack.pipeline import classify_folder, track_to_folder
+from fishtrack.pipeline import classify_folder, find_arenas, open_source, track_to_folder
 from fishtrack.trial import TrialFolder
 
-__all__ = ["TrialFn", "TrialTask", "track_trial"]
+__all__ = ["ArenasFn", "TrialFn", "TrialTask", "detect_video_arenas", "track_trial"]
 
 TrialFn = Callable[..., Any]
 """``trial_fn(video, config, out_folder, progress=None)`` writes a complete trial folder."""
+
+ArenasFn = Callable[[Path, Config], list[str]]
+"""``arenas_fn(video, config) -> [arena names]`` (fast check before tracking)."""
+
+
+def detect_video_arenas(video: Path, config: Config) -> list[str]:
+    """Default arena check: background of sampled frames + arena detection; the arena names."""
+    with open_source(video, config) as src:
+        arenas, _ = find_arenas(src, config)
+    return [a.name for a in arenas]
+
+
+def _limit_worker(concurrent: int) -> None:
+    """Before a worker's task: its threads capped at its share of the cores when several
+    tasks share them, and a dask worker's malloc thresholds restored."""
+    threads = trial_threads(concurrent)
+    if threads:  # several trials share the cores: no pool larger than this trial's share
+        limit_threads(threads)
+    restore_malloc_thresholds()  # a dask worker's MALLOC_TRIM_THRESHOLD_ (no-op elsewhere)
+
+
+def _check_arenas(video: str, config: Config, arenas_fn: ArenasFn | None,
+                  concurrent: int = 0) -> tuple[str, list[str] | None, str]:
+    """Worker entry point of the arena check: (video, names or None, error). Here, not in
+    the runner, so a worker process that checks wells imports no statistics (issue 15:
+    ~2 s of CPU and ~60 MB per worker); its threads capped as a trial's are."""
+    _limit_worker(concurrent)
+    try:
+        if TrialFolder(video).is_imported():  # imported tracks: the arenas they name
+            from fishtrack.importers import imported_arenas  # (its readers: not for tracking)
+
+            return video, imported_arenas(video), ""
+        fn = arenas_fn or detect_video_arenas
+        return video, list(fn(Path(video), config)), ""
+    except FishtrackError as err:
+        return video, None, str(err)
+    except Exception as err:  # noqa: BLE001 - reported with the other manifest problems
+        return video, None, f"{video}: {type(err).__name__}: {err}"
 
 
 def track_trial(video: Path, config: Config, out: Path, progress=None) -> None:
@@ -76,10 +115,7 @@ def _execute_trial(task: TrialTask, queue=None) -> TrialOutcome:
     final = root / "trials" / task.name
     tmp = final.with_name(f".{task.name}.part-{uuid.uuid4().hex[:8]}")
     progress = QueueProgress(queue, task.name) if queue is not None else None
-    threads = trial_threads(task.concurrent)
-    if threads:  # several trials share the cores: no pool larger than this trial's share
-        limit_threads(threads)
-    restore_malloc_thresholds()  # a dask worker's MALLOC_TRIM_THRESHOLD_ (no-op elsewhere)
+    _limit_worker(task.concurrent)
     try:
         if task.mode == "reclassify":
             shutil.copytree(final, tmp)
