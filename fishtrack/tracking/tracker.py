@@ -39,7 +39,7 @@ from fishtrack.tracking.background import (
     estimate_background,
     fishness_floor,
 )
-from fishtrack.tracking.identity import MultiTracker, select_single
+from fishtrack.tracking.identity import MultiTracker, select_single, select_single_arenas
 from fishtrack.tracking.midline import (
     _bilinear,
     body_angles,
@@ -1721,33 +1721,30 @@ def _step_single(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
 def _step_plate(run: _Run, arenas: list[tuple], fidx: np.ndarray) -> None:
     """:func:`_step_single` of every arena of a plate's chunk at once (the compiled kernels in
     use; ``arenas``: (state, fishness, frames, blobs) of each): the blob chosen per arena and
-    frame, then the patches of all arenas labelled together (:func:`_labels` on the arenas'
+    frame (:func:`select_single_arenas`, whole-array steps), then the patches of all arenas labelled together (:func:`_labels` on the arenas'
     blobs one after the other: one fill for every fish alone in its frame) and measured per
     arena; the same patches as :func:`_cut` of each arena, queued in the same order."""
     prm, n = run.prm, len(fidx)
     p = prm.patch
-    ts, sels, firsts = [], [], []
-    first = 0
-    for st, _, _, blobs in arenas:
-        chosen = _select_single(st, blobs, n, prm)
-        t = np.flatnonzero(chosen >= 0)
-        ts.append(t)
-        sels.append(chosen[t] + first)
-        firsts.append(first)
-        first += len(blobs)
-    counts = [len(t) for t in ts]
-    bounds = np.cumsum([0, *counts]).tolist()
+    # the arenas' blob tables one after the other, frames numbered (arena, frame)
+    bl = [a[3] for a in arenas]
+    nb = [len(b) for b in bl]
+    idx = np.repeat(np.arange(len(arenas), dtype=np.int64), nb)
+    cat = ChunkBlobs(*(np.concatenate([getattr(b, f) for b in bl])
+                       for f in ("frame", "x0", "y0", "w", "h", "area", "cx", "cy")),
+                     contours=[c for b in bl for c in b.contours])
+    chosen, lasts = select_single_arenas(idx, cat.frame, cat.area, cat.cx, cat.cy, n,
+                                         [a[0].last for a in arenas], min_area=prm.min_area,
+                                         max_area=prm.max_area)
+    for (st, *_), last in zip(arenas, lasts, strict=True):
+        st.last = last
+    which, t = np.nonzero(chosen >= 0)  # (arena by arena, frames in order)
+    counts = np.bincount(which, minlength=len(arenas))
+    bounds = np.cumsum([0, *counts.tolist()]).tolist()
+    ts = [t[bounds[i]:bounds[i + 1]] for i in range(len(arenas))]
     if bounds[-1]:
-        # the arenas' blob tables one after the other, frames numbered (arena, frame)
-        bl = [a[3] for a in arenas]
-        idx = np.repeat(np.arange(len(arenas), dtype=np.int64), [len(b) for b in bl])
-        cat = ChunkBlobs(*(np.concatenate([getattr(b, f) for b in bl])
-                           for f in ("frame", "x0", "y0", "w", "h", "area", "cx", "cy")),
-                         contours=[c for b in bl for c in b.contours])
         cat.frame = idx * n + cat.frame
-        sel = np.concatenate(sels)
-        t = np.concatenate(ts)
-        which = np.repeat(np.arange(len(arenas)), counts)
+        sel = chosen[which, t] + np.cumsum([0, *nb[:-1]])[which]
         x0, y0 = _corners(_group_centres(cat, sel, GROUP * prm.length), p)
         shape = np.array([a[1].shape[1:] for a in arenas], np.int64)[which]
         mem, cen = _labels(cat, sel, cat.frame[sel].astype(np.int64), t, x0, y0, p, shape[:, 0],
