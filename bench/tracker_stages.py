@@ -35,7 +35,8 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # last: the tree given by PYTHONPATH is the one measured
 sys.path.insert(0, str(HERE))
 
-STAGES = ["all_arena_gains", "fishness_chunk", "find_blobs", "outlines", "blobs_of_arenas",
+STAGES = ["all_arena_gains", "fishness_chunk", "find_blobs", "outlines", "blobs_of_arenas", "_step_plate",
+          "_labels",
           "_select_single", "_step_single", "_cut", "_measure_all", "_find_heads",
           "locate_heads", "refine_heads", "body_directions", "trace_midlines", "smooth_patches",
           "_write"]

@@ -8,21 +8,24 @@ patch (all 9,600 captured 96-well cuts), with the per-patch fill kept for the ot
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
 from fishtrack.tracking import segment
 
 
-def _random_outlines(rng: np.random.Generator, n: int, h: int, w: int):
-    """Outer outlines of random blobs (ellipses, thin curved strokes, speckle) in a stack of
-    ``n`` frames, found as the tracker finds them (:func:`segment.outlines`)."""
+def _random_outlines(rng: np.random.Generator, n: int, h: int, w: int, most: int = 4, kinds: int = 3):
+    """Outer outlines of random blobs (ellipses, thin curved strokes, speckle; the first
+    ``kinds`` of these, fewer than ``most`` per frame) in a stack of ``n`` frames, found as the
+    tracker finds them (:func:`segment.outlines`)."""
     d = np.zeros((n, h, w), np.uint8)
     for t in range(n):
-        for _ in range(rng.integers(0, 4)):
+        for _ in range(rng.integers(0, most)):
             img = np.zeros((h, w), np.uint8)
             c = (int(rng.integers(-5, w + 5)), int(rng.integers(-5, h + 5)))
-            kind = rng.integers(3)
+            kind = rng.integers(kinds)
             if kind == 0:
                 ax = (int(rng.integers(1, 12)), int(rng.integers(1, 5)))
                 cv2.ellipse(img, c, ax, float(rng.uniform(0, 180)), 0, 360, 1, -1)
@@ -84,3 +87,63 @@ def test_patch_fill_against_whole_fill_cut_out():
     # the clipped fill is not the cut-out of the whole fill (if this starts failing, an
     # OpenCV update made them equal and the one-fill-per-chunk cut needs no fallback)
     assert differ > 0.05 * crossing
+
+
+def test_labels_of_a_plate_equal_one_fill_per_patch():
+    """``tracker._labels`` on several arenas' blobs one after the other (a plate's chunk, as
+    ``_step_plate`` labels it: one fill for every fish alone in its frame whose outline lies
+    inside its patch) gives each patch exactly what filling it alone gives (the blob 1, other
+    blobs of its frame 2), also for outlines crossing the patch, patches partly or wholly
+    outside the crop and frames with several blobs."""
+    from fishtrack.tracking import _kernels, tracker
+
+    rng = np.random.default_rng(7)
+    shapes = [(37, 43), (30, 30), (41, 35), (33, 47)]
+    n, p = 100, 21
+    per = []
+    for h, w in shapes:
+        c = _random_outlines(rng, n, h, w, most=3, kinds=2)
+        per.append(segment.blobs_of_arenas([c], [h], 1.0, _kernels.contour_stats)[0])
+    cat = segment.ChunkBlobs(*(np.concatenate([getattr(b, f) for b in per])
+                               for f in ("frame", "x0", "y0", "w", "h", "area", "cx", "cy")),
+                             contours=[c for b in per for c in b.contours])
+    arena = np.repeat(np.arange(len(per)), [len(b) for b in per])
+    cat.frame = arena * n + cat.frame
+    sel = np.sort(rng.choice(len(cat.frame), size=len(cat.frame) * 2 // 3, replace=False))
+    t = (cat.frame[sel] % n).astype(np.int64)
+    hw = np.array(shapes)[arena[sel]]
+    # patch corners near the blob (holding it or crossing it), a few wholly outside the crop
+    x0 = np.round(cat.cx[sel]).astype(np.int64) - p // 2 + rng.integers(-8, 9, len(sel))
+    y0 = np.round(cat.cy[sel]).astype(np.int64) - p // 2 + rng.integers(-8, 9, len(sel))
+    x0[::17] = -p - 3
+    mem, cen = tracker._labels(cat, sel, cat.frame[sel].astype(np.int64), t, x0, y0, p,
+                               hw[:, 0], hw[:, 1], group=4.0, ignore=None)
+    alone = crossing = 0
+    for k, j in enumerate(sel.tolist()):
+        h, w = hw[k]
+        ref = np.zeros((p, p), np.uint8)
+        others = [o for o in np.flatnonzero(cat.frame == cat.frame[j]) if o != j]
+        off = (-int(x0[k]), -int(y0[k] + t[k] * h))
+        if not (y0[k] < h and y0[k] + p > 0 and x0[k] < w and x0[k] + p > 0):
+            assert not mem[k].any() and np.isnan(cen[k]).all()
+            continue
+        a = float(cat.area[j])
+        sx, sy = a * float(cat.cx[j]), a * float(cat.cy[j])
+        for o in others:
+            if (cat.x0[o] > x0[k] + p or cat.x0[o] + cat.w[o] < x0[k] or cat.y0[o] > y0[k] + p
+                    or cat.y0[o] + cat.h[o] < y0[k]):
+                continue
+            same = math.hypot(cat.cx[o] - cat.cx[j], cat.cy[o] - cat.cy[j]) <= 4.0
+            if same:
+                ao = float(cat.area[o])
+                a, sx, sy = a + ao, sx + ao * float(cat.cx[o]), sy + ao * float(cat.cy[o])
+            cv2.drawContours(ref, cat.contours[o : o + 1], -1, 1 if same else 2, -1, offset=off)
+        cv2.drawContours(ref, cat.contours[j : j + 1], -1, 1, -1, offset=off)
+        assert np.array_equal(mem[k], ref), k
+        assert np.array_equal(cen[k], [sx / a - x0[k], sy / a - y0[k]]), k
+        inside = (cat.x0[j] >= x0[k] and cat.y0[j] >= y0[k] and cat.x0[j] + cat.w[j] <= x0[k] + p
+                  and cat.y0[j] + cat.h[j] <= y0[k] + p)
+        alone += bool(inside and not others)
+        crossing += not inside
+    assert alone > 50 and crossing > 50
+

@@ -20,7 +20,7 @@ from fishtrack.tracking import (
     track_video,
 )
 from fishtrack.tracking.background import detect_polarity, sample_indices
-from fishtrack.tracking.identity import select_single
+from fishtrack.tracking.identity import select_single, select_single_arenas
 from fishtrack.tracking.midline import body_angles, trace_midlines, wrap
 
 
@@ -208,6 +208,40 @@ def test_select_single_prefers_continuity():
     chosen, last = select_single(frame, area, cx, cy, 2, last=None, min_area=10, max_area=500)
     assert chosen.tolist() == [0, 2]
     assert last[:2] == (12.0, 11.0)
+
+
+def test_select_single_of_many_arenas_equals_each():
+    """``select_single_arenas`` (a plate's arenas at once) chooses exactly what
+    ``select_single`` chooses in each arena: arenas with one plausible blob per frame, with
+    frames of several (continuity decides), with none, and with no, recent or old last
+    positions."""
+    rng = np.random.default_rng(5)
+    n, na = 10, 40
+    arena, frame = [], []
+    for a in range(na):
+        per = rng.choice([0, 1, 1, 1, 2, 3], size=n) if a % 4 else np.ones(n, int)
+        if a % 7 == 3:
+            per[:] = 0  # an empty arena
+        f = np.repeat(np.arange(n), per)
+        arena.append(np.full(len(f), a))
+        frame.append(f)
+    arena, frame = np.concatenate(arena), np.concatenate(frame).astype(np.int32)
+    area = rng.uniform(5, 300, len(frame)).astype(np.float32)
+    cx, cy = (rng.uniform(0, 100, len(frame)).astype(np.float32) for _ in range(2))
+    lasts = [None if a % 3 == 0 else (float(a), 50.0, int(rng.choice([0, 20, 200])))
+             for a in range(na)]
+    chosen, out = select_single_arenas(arena, frame, area, cx, cy, n, lasts, min_area=20,
+                                       max_area=250)
+    several = 0
+    for a in range(na):
+        s = arena == a
+        ref, last = select_single(frame[s], area[s], cx[s], cy[s], n, last=lasts[a], min_area=20,
+                                  max_area=250)
+        assert chosen[a].tolist() == ref.tolist(), a
+        assert out[a] == last, a
+        ok = (area[s] >= 20) & (area[s] <= 250)
+        several += bool((np.bincount(frame[s][ok], minlength=n) > 1).any())
+    assert 5 < several < na - 5 and (chosen >= 0).sum() > 100
 
 
 # --------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["select_single", "MultiTracker", "Assignment", "idf1"]
+__all__ = ["select_single", "select_single_arenas", "MultiTracker", "Assignment", "idf1"]
 
 _BIG = 1e9
 
@@ -110,6 +110,60 @@ def select_single(
         if j >= 0:
             lx, ly, ago, prev_t = float(cx[j]), float(cy[j]), 0, t
     return chosen, _last_seen(chosen, cx, cy, last)
+
+
+def select_single_arenas(
+    arena: np.ndarray,
+    frame: np.ndarray,
+    area: np.ndarray,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    n_frames: int,
+    lasts: list,
+    *,
+    min_area: float,
+    max_area: float,
+) -> tuple[np.ndarray, list]:
+    """:func:`select_single` of many single-fish arenas of one chunk at once (a plate), the
+    same values: the blob arrays of all arenas one after the other (``arena`` (B,) each blob's
+    arena, in order; ``frame`` within the chunk, sorted within each arena) and ``lasts`` one
+    ``last`` per arena. Arenas with no frame of several plausible blobs (the usual case) are
+    decided by whole-array steps, the others by :func:`select_single`.
+
+    Returns ``chosen`` (A, n_frames): index into the arena's own blob arrays (-1 where no
+    fish), and the updated ``last`` of each arena.
+    """
+    na = len(lasts)
+    chosen = np.full((na, n_frames), -1, np.int64)
+    first = np.searchsorted(arena, np.arange(na + 1))
+    ok = np.flatnonzero((area >= min_area) & (area <= max_area))
+    key = arena[ok].astype(np.int64) * n_frames + frame[ok]
+    counts = np.bincount(key, minlength=na * n_frames)
+    several = np.unique(key[counts[key] > 1] // n_frames)
+    easy = np.ones(na, bool)
+    easy[several] = False
+    one = easy[key // n_frames]
+    chosen.reshape(-1)[key[one]] = ok[one] - first[arena[ok[one]]]
+    det = chosen >= 0
+    seen = det.any(axis=1)
+    back = np.argmax(det[:, ::-1], axis=1)  # frames since each arena's last detection
+    j = chosen[np.arange(na), n_frames - 1 - back] + first[:-1]
+    j = np.where(seen, j, 0)
+    xs, ys = (cx[j], cy[j]) if len(cx) else (np.zeros(na), np.zeros(na))
+    out = list(lasts)
+    for a, s, b, x, y in zip(range(na), seen.tolist(), back.tolist(), xs.tolist(), ys.tolist()):
+        if not easy[a]:
+            continue
+        if s:
+            out[a] = (x, y, b)
+        elif lasts[a] is not None:
+            out[a] = (lasts[a][0], lasts[a][1], lasts[a][2] + n_frames)
+    for a in several.tolist():
+        lo, hi = first[a], first[a + 1]
+        chosen[a], out[a] = select_single(frame[lo:hi], area[lo:hi], cx[lo:hi], cy[lo:hi],
+                                          n_frames, last=lasts[a], min_area=min_area,
+                                          max_area=max_area)
+    return chosen, out
 
 
 def _last_seen(chosen: np.ndarray, cx: np.ndarray, cy: np.ndarray, last):

@@ -241,6 +241,21 @@ def blobs_of_arenas(contours: Sequence[Sequence[np.ndarray]], heights: Sequence[
     return out
 
 
+def fill_inside(img: np.ndarray, contours: Sequence[np.ndarray], idx: np.ndarray, dx: np.ndarray,
+                dy: np.ndarray, value: int = 1) -> None:
+    """Fill the outlines ``contours[i]`` for ``i`` in ``idx``, each moved by (``dx``, ``dy``)
+    px, into ``img`` with one ``cv2.drawContours`` call (instead of one call per outline).
+    Each moved outline must lie inside ``img`` and in rows of its own: then the fill equals
+    drawing each alone (OpenCV clips an outline crossing the image's side differently,
+    tests/test_tracking_cut_fill.py)."""
+    cs = [contours[i] for i in idx.tolist()]
+    lens = np.fromiter((len(c) for c in cs), np.int64, len(cs))
+    shift = np.stack([dx, dy], axis=1).astype(np.int32)
+    pts = np.concatenate(cs) + np.repeat(shift, lens, axis=0)[:, None, :]
+    ends = np.cumsum(lens).tolist()
+    cv2.drawContours(img, [pts[a:b] for a, b in zip([0, *ends[:-1]], ends)], -1, value, -1)
+
+
 def _chunk_blobs(keep: list, r: np.ndarray, areas: np.ndarray, ce: np.ndarray, h: int) -> ChunkBlobs:
     """The blobs of kept outlines ``keep`` with rectangles ``r`` (n, 4) int32 (stacked
     coordinates), areas (n,) float32 and centroids ``ce`` (n, 2) float32, in frame order."""

@@ -39,7 +39,7 @@ from fishtrack.tracking.background import (
     estimate_background,
     fishness_floor,
 )
-from fishtrack.tracking.identity import MultiTracker, select_single
+from fishtrack.tracking.identity import MultiTracker, select_single, select_single_arenas
 from fishtrack.tracking.midline import (
     ANTERIOR,
     _bilinear,
@@ -58,6 +58,7 @@ from fishtrack.tracking.segment import (
     all_arena_gains,
     blobs_of_arenas,
     find_blobs,
+    fill_inside,
     fishness_chunk,
     outlines,
 )
@@ -494,7 +495,7 @@ def _cut(
     d, crop, blobs, origin = ac.d, ac.crop, ac.blobs, ac.origin
     prev = ac.prev if use_prev else None
     m = len(sel)
-    n_h, h, w = d.shape[1], d.shape[1], d.shape[2]
+    h, w = d.shape[1], d.shape[2]
     label = own_threshold is None
     if label:
         t = blobs.frame[sel].astype(np.int64)
@@ -502,55 +503,15 @@ def _cut(
             centre = _group_centres(blobs, np.asarray(sel, np.int64), group)
     else:
         t = np.asarray(sel, np.int64)
-    c = np.round(np.asarray(centre, np.float64)).astype(np.int64)
-    x0 = c[:, 0] - p // 2
-    y0 = c[:, 1] - p // 2
+    x0, y0 = _corners(centre, p)
+    if label:
+        mem, cen = _labels(blobs, np.asarray(sel, np.int64), t, t, x0, y0, p, h, w, group=group,
+                           ignore=ignore)
+    else:
+        mem, cen = np.ones((m, p, p), np.uint8), np.full((m, 2), np.nan)
     fp = np.zeros((m, p, p), np.uint8)
-    mem = np.zeros((m, p, p), np.uint8) if label else np.ones((m, p, p), np.uint8)
-    cen = np.full((m, 2), np.nan)
     motion = np.full(m, np.nan, np.float32)
     area = np.zeros(m, np.float32)
-    if label:
-        # the labels: this fish's blob(s) 1, other blobs overlapping the patch 2
-        # Python scalars in the per-fish loop (NumPy scalar arithmetic is slow)
-        tl, x0l, y0l = t.tolist(), x0.tolist(), y0.tolist()
-        starts = np.searchsorted(blobs.frame, t, side="left").tolist()
-        ends = np.searchsorted(blobs.frame, t, side="right").tolist()
-        sel_l = np.asarray(sel).tolist()
-        b_x0, b_y0, b_w, b_h = blobs.x0.tolist(), blobs.y0.tolist(), blobs.w.tolist(), blobs.h.tolist()
-        b_area, b_cx, b_cy = blobs.area.tolist(), blobs.cx.tolist(), blobs.cy.tolist()
-        ign = ignore.tolist() if ignore is not None else None
-        contours, draw, nan = blobs.contours, cv2.drawContours, math.nan
-        cen_x, cen_y = [nan] * m, [nan] * m
-        for k in range(m):
-            xk, yk = x0l[k], y0l[k]
-            if not (yk < h and yk + p > 0 and xk < w and xk + p > 0):
-                continue  # the patch misses the crop
-            tk = tl[k]
-            j = sel_l[k]
-            off = (-xk, -(yk + tk * n_h))
-            sa = b_area[j]
-            sx, sy = sa * b_cx[j], sa * b_cy[j]
-            mk = mem[k]
-            # (a frame with one blob, the usual case, has no other blob to label)
-            for o in range(starts[k], ends[k]) if ends[k] - starts[k] > 1 else ():
-                if o == j or (ign is not None and ign[o]) or (
-                    b_x0[o] > xk + p
-                    or b_x0[o] + b_w[o] < xk
-                    or b_y0[o] > yk + p
-                    or b_y0[o] + b_h[o] < yk
-                ):
-                    continue
-                # (float32 differences, as the blob table holds them)
-                same = group > 0 and math.hypot(blobs.cx[o] - blobs.cx[j], blobs.cy[o] - blobs.cy[j]) <= group
-                if same:
-                    a = b_area[o]
-                    sa, sx, sy = sa + a, sx + a * b_cx[o], sy + a * b_cy[o]
-                draw(mk, contours[o : o + 1], -1, 1 if same else 2, -1, offset=off)
-            draw(mk, contours[j : j + 1], -1, 1, -1, offset=off)
-            cen_x[k], cen_y[k] = sx / sa - xk, sy / sa - yk
-        cen[:, 0] = cen_x
-        cen[:, 1] = cen_y
     # the patches of fishness, the fish's pixels (inside the crop) and its motion energy:
     # mean |frame_t - frame_t-1| inside the fish dilated by 2 px (within the crop)
     measure = _KERNELS.cut_measure if _KERNELS is not None else _cut_measure_np
@@ -560,6 +521,95 @@ def _cut(
     off[:, 0] = x0 + origin[0]
     off[:, 1] = y0 + origin[1]
     return _Patches(fp, mem, off, cen, area, motion)
+
+
+def _corners(centre: np.ndarray, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top-left corners (x0, y0) (M,) int64 of patches of side ``p`` around ``centre``."""
+    c = np.round(np.asarray(centre, np.float64)).astype(np.int64)
+    return c[:, 0] - p // 2, c[:, 1] - p // 2
+
+
+def _labels(
+    blobs: ChunkBlobs,
+    sel: np.ndarray,
+    key: np.ndarray,
+    t: np.ndarray,
+    x0: np.ndarray,
+    y0: np.ndarray,
+    p: int,
+    h: np.ndarray | int,
+    w: np.ndarray | int,
+    *,
+    group: float,
+    ignore: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The label patches (M, P, P) uint8 of blobs ``sel`` (1 = this fish's blob(s), 2 =
+    another blob overlapping the patch, 0 = neither) and each fish's (area-weighted) centroid
+    (M, 2) in patch px (NaN where the patch misses the crop), for :func:`_cut`.
+
+    ``blobs`` may hold several arenas' blobs one after the other (a plate's chunk): then
+    ``blobs.frame`` numbers (arena, frame) in order and ``key`` (M,) is that number of each
+    fish; ``t`` (M,) its frame in the chunk (its outline's rows are ``t * h`` down the arena's
+    stacked image), ``x0``, ``y0`` (M,) its patch's corner and ``h``, ``w`` its arena's crop
+    size (scalars or (M,)). ``group`` and ``ignore`` as in :func:`_cut`.
+    """
+    m = len(sel)
+    mem = np.zeros((m, p, p), np.uint8)
+    cen = np.full((m, 2), np.nan)
+    h = np.broadcast_to(np.asarray(h, np.int64), (m,))
+    w = np.broadcast_to(np.asarray(w, np.int64), (m,))
+    starts = np.searchsorted(blobs.frame, key, side="left")
+    ends = np.searchsorted(blobs.frame, key, side="right")
+    # a fish alone in its frame (the usual case) whose outline lies inside its patch: all of
+    # them filled by one call into the patches stacked into one tall image (equal to a fill
+    # per patch: tests/test_tracking_cut_fill.py), their centroids as arrays
+    bx, by = blobs.x0[sel].astype(np.int64), blobs.y0[sel].astype(np.int64)
+    alone = np.flatnonzero((ends - starts == 1) & (bx >= x0) & (by >= y0)
+                           & (bx + blobs.w[sel] <= x0 + p) & (by + blobs.h[sel] <= y0 + p))
+    if alone.size:
+        fill_inside(mem.reshape(m * p, p), blobs.contours, sel[alone], -x0[alone],
+                    alone * p - y0[alone] - t[alone] * h[alone])
+        a = blobs.area[sel[alone]].astype(np.float64)  # (area x centre / area, as below)
+        cen[alone, 0] = a * blobs.cx[sel[alone]] / a - x0[alone]
+        cen[alone, 1] = a * blobs.cy[sel[alone]] / a - y0[alone]
+    if alone.size == m:
+        return mem, cen
+    rest = np.ones(m, bool)
+    rest[alone] = False
+    # the others one by one, with Python scalars (NumPy scalar arithmetic is slow)
+    tl, x0l, y0l, hl, wl = t.tolist(), x0.tolist(), y0.tolist(), h.tolist(), w.tolist()
+    starts, ends = starts.tolist(), ends.tolist()
+    sel_l = sel.tolist()
+    b_x0, b_y0, b_w, b_h = blobs.x0.tolist(), blobs.y0.tolist(), blobs.w.tolist(), blobs.h.tolist()
+    b_area, b_cx, b_cy = blobs.area.tolist(), blobs.cx.tolist(), blobs.cy.tolist()
+    ign = ignore.tolist() if ignore is not None else None
+    contours, draw = blobs.contours, cv2.drawContours
+    for k in np.flatnonzero(rest).tolist():
+        xk, yk = x0l[k], y0l[k]
+        if not (yk < hl[k] and yk + p > 0 and xk < wl[k] and xk + p > 0):
+            continue  # the patch misses the crop
+        j = sel_l[k]
+        off = (-xk, -(yk + tl[k] * hl[k]))
+        sa = b_area[j]
+        sx, sy = sa * b_cx[j], sa * b_cy[j]
+        mk = mem[k]
+        for o in range(starts[k], ends[k]) if ends[k] - starts[k] > 1 else ():
+            if o == j or (ign is not None and ign[o]) or (
+                b_x0[o] > xk + p
+                or b_x0[o] + b_w[o] < xk
+                or b_y0[o] > yk + p
+                or b_y0[o] + b_h[o] < yk
+            ):
+                continue
+            # (float32 differences, as the blob table holds them)
+            same = group > 0 and math.hypot(blobs.cx[o] - blobs.cx[j], blobs.cy[o] - blobs.cy[j]) <= group
+            if same:
+                a = b_area[o]
+                sa, sx, sy = sa + a, sx + a * b_cx[o], sy + a * b_cy[o]
+            draw(mk, contours[o : o + 1], -1, 1 if same else 2, -1, offset=off)
+        draw(mk, contours[j : j + 1], -1, 1, -1, offset=off)
+        cen[k] = sx / sa - xk, sy / sa - yk
+    return mem, cen
 
 
 def _cut_measure_np(
@@ -1645,8 +1695,11 @@ class _Run:
         if waiting:
             all_blobs = blobs_of_arenas(conts, [d.shape[1] for _, d, _ in waiting], prm.min_area,
                                         kernels.contour_stats)
-            for (st, d, crop), blobs in zip(waiting, all_blobs, strict=True):
-                self._step(st, d, crop, blobs, fidx)
+            if self.step is _step_single:
+                _step_plate(self, [(*wt, b) for wt, b in zip(waiting, all_blobs, strict=True)], fidx)
+            else:
+                for (st, d, crop), blobs in zip(waiting, all_blobs, strict=True):
+                    self._step(st, d, crop, blobs, fidx)
         self.queue.flush()
         self.done_upto = int(fidx[-1]) + 1
         return n
@@ -1706,6 +1759,56 @@ def _step_single(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
     if t.size:
         pt = _cut(ac, chosen[t], run.prm.patch, group=GROUP * run.prm.length)
         run.queue.add(pt, _Pending(st, ac.fidx[t], _stop_level(st.model)))
+
+
+def _step_plate(run: _Run, arenas: list[tuple], fidx: np.ndarray) -> None:
+    """:func:`_step_single` of every arena of a plate's chunk at once (the compiled kernels in
+    use; ``arenas``: (state, fishness, frames, blobs) of each): the blob chosen per arena and
+    frame (:func:`select_single_arenas`, whole-array steps), then the patches of all arenas labelled together (:func:`_labels` on the arenas'
+    blobs one after the other: one fill for every fish alone in its frame) and measured per
+    arena; the same patches as :func:`_cut` of each arena, queued in the same order."""
+    prm, n = run.prm, len(fidx)
+    p = prm.patch
+    # the arenas' blob tables one after the other, frames numbered (arena, frame)
+    bl = [a[3] for a in arenas]
+    nb = [len(b) for b in bl]
+    idx = np.repeat(np.arange(len(arenas), dtype=np.int64), nb)
+    cat = ChunkBlobs(*(np.concatenate([getattr(b, f) for b in bl])
+                       for f in ("frame", "x0", "y0", "w", "h", "area", "cx", "cy")),
+                     contours=[c for b in bl for c in b.contours])
+    chosen, lasts = select_single_arenas(idx, cat.frame, cat.area, cat.cx, cat.cy, n,
+                                         [a[0].last for a in arenas], min_area=prm.min_area,
+                                         max_area=prm.max_area)
+    for (st, *_), last in zip(arenas, lasts, strict=True):
+        st.last = last
+    which, t = np.nonzero(chosen >= 0)  # (arena by arena, frames in order)
+    counts = np.bincount(which, minlength=len(arenas))
+    bounds = np.cumsum([0, *counts.tolist()]).tolist()
+    ts = [t[bounds[i]:bounds[i + 1]] for i in range(len(arenas))]
+    if bounds[-1]:
+        cat.frame = idx * n + cat.frame
+        sel = chosen[which, t] + np.cumsum([0, *nb[:-1]])[which]
+        x0, y0 = _corners(_group_centres(cat, sel, GROUP * prm.length), p)
+        shape = np.array([a[1].shape[1:] for a in arenas], np.int64)[which]
+        mem, cen = _labels(cat, sel, cat.frame[sel].astype(np.int64), t, x0, y0, p, shape[:, 0],
+                           shape[:, 1], group=GROUP * prm.length, ignore=None)
+        origin = np.array([_origin(a[0]) for a in arenas], np.float64)[which]
+        off = np.stack([x0 + origin[:, 0], y0 + origin[:, 1]], axis=1)
+        m = len(sel)
+        fp = np.zeros((m, p, p), np.uint8)
+        motion = np.full(m, np.nan, np.float32)
+        area = np.zeros(m, np.float32)
+    measure = _KERNELS.cut_measure
+    for i, (st, d, crop, _) in enumerate(arenas):
+        lo, hi = bounds[i], bounds[i + 1]
+        if hi > lo:
+            sl = slice(lo, hi)
+            prev = st.prev
+            measure(d, crop, crop[0] if prev is None else prev, prev is not None, ts[i], x0[sl],
+                    y0[sl], mem[sl], True, 0.0, fp[sl], area[sl], motion[sl])
+            run.queue.add(_Patches(fp[sl], mem[sl], off[sl], cen[sl], area[sl], motion[sl]),
+                          _Pending(st, fidx[ts[i]], _stop_level(st.model)))
+        st.prev = np.array(crop[-1])
 
 
 def _step_embedded(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
