@@ -27,6 +27,7 @@ fish-length fixes of 2026-12-06).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
@@ -83,6 +84,9 @@ def measure(spec, folder: Path | None = None) -> dict:
         "n_still": sum(len(m.still) for m in bg.models),
         "still_px": "/".join(str(v) for v in ev.get("still", [])),
         "sim_s": round(t1 - t0, 2), "bg_s": round(t2 - t1, 2),
+        # the arenas' empty backgrounds: with the same length and area, the same tracking
+        "bg_digest": hashlib.sha1(b"".join(m.bg.tobytes() for m in bg.models)).hexdigest()[:12],
+        "est_area_px": bg.fish_area_px,
     }
     for stage in ("first", "final"):
         for k, v in ev.get(stage, {}).items():
