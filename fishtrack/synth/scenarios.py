@@ -37,6 +37,7 @@ __all__ = [
     "REPORT_RANGES",
     "ISSUE_CASES",
     "suite_spec",
+    "chamber_spec",
     "score",
     "run_case",
     "suite_arenas",
@@ -53,10 +54,12 @@ REPORT_SEEDS = range(1000, 1200)
 #: then 11200-11299 (the report after the still-larva fixes for bright larvae, the session after),
 #: then 12400-12499 (the report after the wide-head fix for head-embedded larvae, the next one),
 #: then 13600-13699 (the report after H.264 simulations were made reproducible),
-#: then 13700-13799 (the report after the line-averaged fish length of noisy video, 2026-12-06)
+#: then 13700-13799 (the report after the line-averaged fish length of noisy video, 2026-12-06),
+#: then 14600-14699 (the report after the fish-length fixes: static regions and touching
+#: larvae of a chamber left out, ``bench/bench_fish_length.py``, 2026-12-06)
 REPORT_RANGES = (REPORT_SEEDS, range(7000, 7100), range(9200, 9300), range(10200, 10300),
                  range(11200, 11300), range(12400, 12500), range(13600, 13700),
-                 range(13700, 13800))
+                 range(13700, 13800), range(14600, 14700))
 
 #: pixels per frame a suite video may have (keeps every case a few seconds of work)
 _FRAME_BUDGET = 420_000
@@ -109,6 +112,26 @@ def suite_spec(seed: int, **overrides: Any) -> SimSpec:
         name="suite", fish_length_px=length, seed=int(seed),
         protocol=_protocol(kw["duration_s"]), **morph, **imaging,
     )
+    kw.update(overrides)
+    return SimSpec(**kw)
+
+
+def chamber_spec(seed: int, **overrides: Any) -> SimSpec:
+    """The drawing and imaging of :func:`suite_spec` ``(seed)`` as one round chamber with 2-5
+    larvae (free-swimming, crossing and touching), 2.5 s at 100 fps; the body length is capped
+    so that the frame keeps within the suite's pixel budget (the drawing is then made again
+    for that length). ``bench/bench_fish_length.py`` measures the fish length on it."""
+    base = suite_spec(seed)
+    n = int(np.random.default_rng([12, int(seed), 3]).integers(2, 6))
+    side = 3.5 + 1.6 * math.sqrt(n)
+    length = round(float(min(base.fish_length_px, math.sqrt(_FRAME_BUDGET) / side - 2.0)), 1)
+    kw = base.model_dump()
+    if length != base.fish_length_px:
+        kw.update(random_morphology(np.random.default_rng([12, int(seed)]), length))
+    kw.update(layout="chamber", rows=1, cols=1, fish_per_arena=n, fish_length_px=length,
+              fps=100.0, duration_s=2.5, protocol=_protocol(2.5), empty_arenas=[],
+              embedded_heading_deg=None, embedded_heading_sd_deg=0.0, shape="circle",
+              arena_size_px=None, width=None, height=None)
     kw.update(overrides)
     return SimSpec(**kw)
 

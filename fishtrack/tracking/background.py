@@ -170,6 +170,10 @@ class Background:
     polarity_evidence
         How the polarity was decided (``"config"``, ``"motion"``, ``"shape"`` or
         ``"brightness"``) with the numbers behind it.
+    length_evidence
+        How :attr:`fish_length_px` was measured (set by :meth:`refine`): the medians of each
+        measure (px) before (``"first"``) and after (``"final"``) the still fish were removed,
+        the still fish's lengths (``"still"``) and the ``"method"`` that gave the result.
     arenas
         The arenas of :meth:`refine` (empty before).
     models
@@ -187,6 +191,7 @@ class Background:
     calib_indices: np.ndarray
     noise: float
     polarity_evidence: dict = field(default_factory=dict)
+    length_evidence: dict = field(default_factory=dict)
     arenas: tuple = ()
     models: list[ArenaModel] = field(default_factory=list)
     fish_length_px: float = float("nan")
@@ -575,10 +580,14 @@ class _Blob:
     cy: float
     length: float
     peak: float
+    static: bool = False
 
 
-def _blobs(mask: np.ndarray, fishness: np.ndarray, min_area: float) -> list[_Blob]:
-    """Connected components of one frame's mask with area, centroid, length and peak."""
+def _blobs(
+    mask: np.ndarray, fishness: np.ndarray, min_area: float, static: np.ndarray | None = None
+) -> list[_Blob]:
+    """Connected components of one frame's mask with area, centroid, length and peak; with
+    ``static`` (:func:`_static_pixels`), whether most of a blob's pixels are static."""
     n, lab, stats, cent = cv2.connectedComponentsWithStats(mask, connectivity=8)
     out = []
     for i in range(1, n):
@@ -597,7 +606,8 @@ def _blobs(mask: np.ndarray, fishness: np.ndarray, min_area: float) -> list[_Blo
         else:
             length = float(max(bw, bh))
         peak = float(_percentile95(fishness[y : y + bh, x : x + bw][sub]))
-        out.append(_Blob(0, float(a), float(cent[i, 0]), float(cent[i, 1]), length, peak))
+        still = static is not None and _mostly(static[y : y + bh, x : x + bw], sub)
+        out.append(_Blob(0, float(a), float(cent[i, 0]), float(cent[i, 1]), length, peak, still))
     return out
 
 
@@ -687,6 +697,7 @@ def _refine(
     sizes = _calibrate(bg, models, cfg, fish_per_arena=fish_per_arena)
     length = cfg.fish_length_px or sizes["length"]
     area = sizes["area"]
+    evidence: dict = {"first": sizes["parts"]}
 
     # 2) still fish: fish-shaped blobs in the median itself
     still_len: list[float] = []
@@ -708,24 +719,31 @@ def _refine(
     # 3) final calibration on the empty backgrounds
     sizes = _calibrate(bg, models, cfg, fish_per_arena=fish_per_arena)
     length = cfg.fish_length_px or sizes["length"]
+    evidence.update(final=sizes["parts"], still=[round(v, 1) for v in still_len],
+                    method="config" if cfg.fish_length_px else "moving")
     if layout == "embedded" and still_len and not cfg.fish_length_px:
         # head-embedded larvae are whole in the median (tail at rest): measure them there
         length = float(np.median(still_len))
+        evidence["method"] = "still"
     elif still_len and fish_per_arena == 1 and not cfg.fish_length_px:
         # a still larva alone in its well is whole in the median too, while the moving ones'
         # faint tails are cut short by the noise of single frames (a lower bound): the longer
         # measure wins (with several fish per arena, still fish can touch: not a length)
-        length = max(length, float(np.median(still_len))) if np.isfinite(length) else length
+        if np.isfinite(length) and float(np.median(still_len)) > length:
+            length = float(np.median(still_len))
+            evidence["method"] = "still"
     area = sizes["area"]
     if not np.isfinite(length):
         # nothing fish-like anywhere: fall back to a tenth of the typical arena size
         span = np.median([min(m.shape) for m in models])
         length = float(max(10.0, span / 10.0))
+        evidence["method"] = "arena"
     if not np.isfinite(area):
         area = float(max(cfg.min_area_px, length * length / 10.0))
     trim_heap()
     return dataclasses.replace(
-        bg, arenas=tuple(arenas), models=models, fish_length_px=float(length), fish_area_px=float(area)
+        bg, arenas=tuple(arenas), models=models, fish_length_px=float(length),
+        fish_area_px=float(area), length_evidence=evidence,
     )
 
 
@@ -812,21 +830,46 @@ def _calibrate(
                 big = max(b.area for b in bl)
                 areas += [b.area for b in bl if b.area >= 0.4 * big]
     length = float("nan")
+    parts = {}
     # all are lower bounds of the visible length (a threshold can only cut a faint tail off):
     # the largest one wins (the smoothed outlines or the line-averaged ones in noisy video, the
     # raw blobs in clean video)
-    for ll in (lengths, sharp, lined):
-        if ll:
-            la = np.array(ll)
-            single = np.ones(len(la), bool)
-            if fish_per_arena > 1:
-                single = la[:, 1] <= 1.4 * np.median(la[:, 1])  # leave out touching fish
-            est = float(np.median(la[single, 0]))
+    for name, ll in (("outlines", lengths), ("blobs", sharp), ("lines", lined)):
+        est = _median_length(ll, fish_per_arena)
+        if np.isfinite(est):
+            parts[name] = est
             length = est if not np.isfinite(length) else max(length, est)
     return {
         "length": length,
         "area": float(np.median(areas)) if areas else float("nan"),
+        "parts": parts,
     }
+
+
+def _median_length(frames: list[list[tuple[float, float, bool]]], fish_per_arena: int) -> float:
+    """Median extent of the fish regions of every calibration frame (per frame: (length, area,
+    static) of each region; nan if none).
+
+    What moves: static regions (an inpainted still fish, a shadow taken for one) count only
+    if nothing moves; still fish are measured in the median instead. Touching fish are left
+    out: regions over 1.4 x one fish's area, the median area of the regions of the frames
+    that show the most regions, up to ``fish_per_arena`` (the fish apart). Two larvae of a chamber that swam together
+    in 11 of 16 calibration frames gave the median area (and length) of the pair: 51.5 px
+    for 31-px larvae (tuning seed 5 drawn as a chamber of two, noise sd 11.4)."""
+    moving = [[c for c in fr if not c[2]] for fr in frames]
+    if any(moving):
+        frames = moving
+    frames = [fr for fr in frames if fr]
+    if not frames:
+        return float("nan")
+    la = np.array([c for fr in frames for c in fr], dtype=float)
+    if fish_per_arena == 1:
+        return float(np.median(la[:, 0]))
+    counts = np.array([len(fr) for fr in frames])
+    most = min(fish_per_arena, int(counts.max()))
+    apart = [c[1] for fr, n in zip(frames, counts, strict=True) if n >= most for c in fr]
+    single = la[:, 1] <= 1.4 * float(np.median(apart))
+    return float(np.median(la[single, 0]))
 
 
 def _fish_blobs(
@@ -838,22 +881,26 @@ def _fish_blobs(
     their pixels (appended to ``lengths``) and, unless ``sharp`` is None, the blobs' own
     (length, area) appended to ``sharp``."""
     peaks = []
+    raw = (f > t0) & inside[None]
+    low = fs > lo
+    still_raw, still_low = _static_pixels(raw), _static_pixels(low & inside[None])
     for k in range(len(f)):
-        mk = ((f[k] > t0) & inside).astype(np.uint8)
-        bl = _blobs(mk, f[k], min_area)
+        mk = raw[k].astype(np.uint8)
+        bl = _blobs(mk, f[k], min_area, still_raw)
         if not bl:
             continue
         b = max(bl, key=lambda b: b.area)
         peaks.append(b.peak)
-        outl = _outline_lengths(fs[k] > lo, inside, mk, min_area)
+        outl = _outline_lengths(low[k], inside, mk, min_area, static=still_low)
+        own = [(c.length, c.area, c.static) for c in bl]
         if fish_per_arena == 1:
-            lengths += [max(outl, key=lambda c: c[1])] if outl else []
+            lengths.append([max(_moving(outl), key=lambda c: c[1])] if outl else [])
             if sharp is not None:
-                sharp.append((b.length, b.area))
+                sharp.append([max(_moving(own), key=lambda c: c[1])])
         else:
-            lengths += outl
+            lengths.append(outl)
             if sharp is not None:
-                sharp += [(c.length, c.area) for c in bl if c.area >= 0.4 * b.area]
+                sharp.append(_largest(own))
     return peaks
 
 
@@ -868,37 +915,70 @@ def _line_lengths(
     fl = _line_stack(f)
     rl = fl[:, m.gain_yx[0], m.gain_yx[1]]
     low = fl > float(np.median(rl)) + 4.0 * max(_noise_sd(rl), 0.5)
+    still = _static_pixels(low & inside[None])
     for k in range(len(f)):
         mk = ((seed[k] > t_seed) & inside).astype(np.uint8)
-        ol = _outline_lengths(low[k], inside, mk, min_area, _LINE_SIGMA)
-        if fish_per_arena == 1:
-            lined += [max(ol, key=lambda c: c[1])] if ol else []
-        else:
-            lined += ol
+        ol = _outline_lengths(low[k], inside, mk, min_area, _LINE_SIGMA, static=still)
+        lined.append([max(_moving(ol), key=lambda c: c[1])] if ol and fish_per_arena == 1 else ol)
 
 
 def _outline_lengths(
     low: np.ndarray, inside: np.ndarray, seed: np.ndarray, min_area: float,
-    sigma: float = _LENGTH_SIGMA,
-) -> list[tuple[float, float]]:
-    """(extent along the principal axis, area) of the regions of ``low & inside`` that contain a
-    ``seed`` pixel and are at least ``min_area`` px; only regions of at least 0.4 x the largest
-    one's area (fish, not fragments). ``sigma``: the smoothing along the fish that made
-    ``low`` (its outline is that much longer at either end)."""
+    sigma: float = _LENGTH_SIGMA, static: np.ndarray | None = None,
+) -> list[tuple[float, float, bool]]:
+    """(extent along the principal axis, area, static) of the regions of ``low & inside`` that
+    contain a ``seed`` pixel and are at least ``min_area`` px; only regions of at least 0.4 x
+    the largest one's area (fish, not fragments; static regions, mostly on ``static`` pixels
+    of :func:`_static_pixels`, and the others compared apart). ``sigma``: the smoothing along
+    the fish that made ``low`` (its outline is that much longer at either end)."""
     n, lab, stats, _ = cv2.connectedComponentsWithStats((low & inside).astype(np.uint8), connectivity=8)
     hit = np.unique(lab[(seed > 0) & (lab > 0)])
     hit = hit[stats[hit, cv2.CC_STAT_AREA] >= min_area]
-    if hit.size == 0:
-        return []
-    big = float(stats[hit, cv2.CC_STAT_AREA].max())
     out = []
     for i in hit:
-        a = float(stats[i, cv2.CC_STAT_AREA])
-        if a < 0.4 * big:
-            continue
         x, y, bw, bh = stats[i, :4]
+        sub = lab[y : y + bh, x : x + bw] == i
+        still = static is not None and _mostly(static[y : y + bh, x : x + bw], sub)
         # the smoothing lengthens the outline by about its sigma at either end
-        out.append((_extent(lab[y : y + bh, x : x + bw] == i) - 2.0 * sigma, a))
+        out.append((_extent(sub) - 2.0 * sigma, float(stats[i, cv2.CC_STAT_AREA]), still))
+    return _largest(out)
+
+
+def _static_pixels(masks: np.ndarray) -> np.ndarray | None:
+    """Pixels of a stack of calibration-frame masks (K, h, w) set in every frame but at most
+    one (None with fewer than 4 frames). Nothing that moves covers a pixel that often against
+    the median (it would be in the median); a still fish inpainted from the median, or a
+    static shadow taken for one, shows in every frame against the background that lacks it.
+    Its extent is measured in the median (the still fish's lengths), not as a moving fish:
+    a dish rim's shadow, 230 px long, inpainted as a still larva in a chamber of three
+    100-px larvae, was the largest region of every calibration frame and made the fish
+    length 230 px (threefish_trial2_1000fps.mp4)."""
+    k = len(masks)
+    if k < 4:
+        return None
+    return np.count_nonzero(masks, axis=0) >= k - 1
+
+
+def _mostly(static: np.ndarray, sub: np.ndarray) -> bool:
+    """True if at least half of the pixels ``sub`` (a region's mask) are ``static``."""
+    return bool(2 * np.count_nonzero(static & sub) >= np.count_nonzero(sub))
+
+
+def _moving(items: list) -> list:
+    """The items (tuples whose last element is True for a static region) of moving regions;
+    all of them if none moves."""
+    return [c for c in items if not c[-1]] or items
+
+
+def _largest(items: list) -> list:
+    """The items (length, area, static) of at least 0.4 x the largest area of their kind
+    (moving or static): fish, not fragments."""
+    out = []
+    for kind in (False, True):
+        same = [c for c in items if c[-1] == kind]
+        if same:
+            big = max(c[1] for c in same)
+            out += [c for c in same if c[1] >= 0.4 * big]
     return out
 
 

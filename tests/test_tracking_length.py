@@ -1,0 +1,73 @@
+"""The measured fish length (``Background.fish_length_px``) against the simulator's drawn
+length: almost every length in the tracker is a fraction of it (docs/tracking.md, section 1,
+*fish length*; ``bench/bench_fish_length.py`` checks it over the suite's seeds).
+
+* A static dark streak (a dish rim's shadow) inpainted as a still fish shows in every
+  calibration frame against the background that lacks it; it was measured as a moving fish,
+  the largest region of every frame, and the fish length became its own (the real video
+  threefish_trial2_1000fps.mp4: 230 px for 100-px larvae).
+* Larvae of a chamber that swim together in most calibration frames: their merged outline
+  was the median region, so the pair's length was taken for one fish's (tuning seed 5 drawn
+  as a chamber of two, :func:`fishtrack.synth.scenarios.chamber_spec`).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from fishtrack.config import TrackingConfig
+from fishtrack.io.video import open_video
+from fishtrack.synth import SimSpec, simulate
+from fishtrack.synth.scenarios import chamber_spec, suite_arenas
+from fishtrack.tracking import ArraySource
+from fishtrack.tracking.background import estimate_background
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _measure(sim, frames, spec):
+    src = ArraySource(frames, fps=spec.fps)
+    return estimate_background(src, TrackingConfig(), suite_arenas(sim.arenas, spec.layout),
+                               fish_per_arena=spec.fish_per_arena, layout=spec.layout)
+
+
+def test_static_shadow_inpainted_as_a_still_fish_is_not_the_fish_length(tmp_path):
+    length = 40.0
+    spec = SimSpec(name="shadow", layout="chamber", fish_per_arena=3, fish_length_px=length,
+                   fps=100.0, duration_s=2.5, noise_sd=3.0, codec="ffv1", seed=5,
+                   protocol=[{"name": "open_loop_1", "kind": "open_loop", "start_s": 0.0,
+                              "end_s": 2.5}])
+    sim = simulate(spec, tmp_path)
+    with open_video(sim.video_path) as src:
+        frames = src.read_range(0, len(src)).frames.copy()
+    # a dark arc two fish lengths long, 4 px wide, 0.8 of the radius from the centre (away
+    # from the wall band), in every frame: as dark as a larva's body and head
+    a = sim.arenas.iloc[0]
+    shade = np.zeros(frames.shape[1:], np.float32)
+    r = 0.8 * float(a.radius)
+    arc = np.degrees(2.0 * length / r)
+    cv2.ellipse(shade, (int(a.cx * 16), int(a.cy * 16)), (int(r * 16), int(r * 16)), 0, 30,
+                30 + arc, 1.0, 4, cv2.LINE_AA, 4)
+    shade = cv2.GaussianBlur(shade, (0, 0), 1.5)
+    frames = np.clip(frames - 110.0 * shade[None], 0, 255).astype(np.uint8)
+    bg = _measure(sim, frames, spec)
+    still = [s for m in bg.models for s in m.still if s["method"] == "inpainted"]
+    # the case: the shadow was taken for a still larva (the tracker then shows it as a fish;
+    # not a length matter)
+    assert any(np.hypot(s["x"] - a.cx, s["y"] - a.cy) > 0.6 * a.radius for s in still), still
+    # before: 86.2 px (the shadow's 2.15 lengths)
+    assert 0.85 * length <= bg.fish_length_px <= 1.25 * length, bg.length_evidence
+
+
+def test_larvae_touching_in_most_calibration_frames_measured_one_by_one(tmp_path):
+    spec = chamber_spec(5)
+    assert spec.fish_per_arena == 2 and spec.fish_length_px == 31.0
+    sim = simulate(spec, tmp_path)
+    with open_video(sim.video_path) as src:
+        frames = src.read_range(0, len(src)).frames.copy()
+    bg = _measure(sim, frames, spec)
+    # before: 51.5 px (the line-averaged outline of the pair, 11 of 16 frames)
+    assert 0.85 * spec.fish_length_px <= bg.fish_length_px <= 1.25 * spec.fish_length_px, (
+        bg.length_evidence)
