@@ -32,9 +32,11 @@ a sixth, 12400-12499, after the wide-head fix for head-embedded larvae (a head d
 the still-larva closing), a seventh, 13600-13699, after the simulator's H.264 videos were made
 the same from run to run (the wide-head fix stays withdrawn), an eighth, 13700-13799, after the
 line-averaged fish length of noisy video (small faint larvae measured too short, a still one
-never found), a ninth, 14600-14699, after the fish-length fixes (static regions and touching
-larvae of a chamber left out of the length; ``bench/bench_fish_length.py`` checks the length
-alone).
+never found), a ninth, 14500-14599, after the rigid anterior sweeps (the sweeps of the first
+0.3 lengths kept within 35 degrees of the starting direction: a speck at a still larva's neck
+no longer draws the trace), a tenth, 14600-14699, after the fish-length fixes (static regions
+and touching larvae of a chamber left out of the length; ``bench/bench_fish_length.py`` checks
+the length alone).
 """
 
 from __future__ import annotations

@@ -142,6 +142,17 @@ def test_sweep_kernel_equals_numpy(arc_smooth):
             assert np.array_equal(getattr(a, f), getattr(b, f), equal_nan=True), f
     ok = outs[0].ok
     assert 0.3 * len(ok) < ok.sum() < len(ok)  # tails found, not everywhere (empty patches)
+    # the rigid anterior body's steps (ending within RIGID lengths) keep within RIGID_TURN of
+    # the starting direction (the first step within FIRST_TURN; plus the parabola's half grid
+    # step), C-bent larvae included
+    step = 28.0 / 18
+    first = max(step, 0.12 * 28.0)
+    n_rigid = int((midline.RIGID * 28.0 - first) // step) + 1
+    d = np.diff(outs[0].trace[:, : n_rigid + 1], axis=1)
+    turn = midline.wrap(np.arctan2(d[..., 1], d[..., 0]) - theta0[:, None])
+    assert n_rigid >= 3
+    assert np.abs(turn[:, 0]).max() <= midline.FIRST_TURN + 0.033
+    assert np.abs(turn[:, 1:]).max() <= midline.RIGID_TURN + 0.033
 
 
 def _eyed_larvae(m: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -55,11 +55,12 @@ REPORT_SEEDS = range(1000, 1200)
 #: then 12400-12499 (the report after the wide-head fix for head-embedded larvae, the next one),
 #: then 13600-13699 (the report after H.264 simulations were made reproducible),
 #: then 13700-13799 (the report after the line-averaged fish length of noisy video, 2026-12-06),
+#: then 14500-14599 (the report after the rigid anterior sweeps: a speck at the neck, 2026-12-06),
 #: then 14600-14699 (the report after the fish-length fixes: static regions and touching
 #: larvae of a chamber left out, ``bench/bench_fish_length.py``, 2026-12-06)
 REPORT_RANGES = (REPORT_SEEDS, range(7000, 7100), range(9200, 9300), range(10200, 10300),
                  range(11200, 11300), range(12400, 12500), range(13600, 13700),
-                 range(13700, 13800), range(14600, 14700))
+                 range(13700, 13800), range(14500, 14600), range(14600, 14700))
 
 #: pixels per frame a suite video may have (keeps every case a few seconds of work)
 _FRAME_BUDGET = 420_000

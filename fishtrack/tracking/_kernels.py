@@ -179,9 +179,10 @@ def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, f
 @njit("void(float32[:, :, :], float64[:, :], float64[:], float64[:, :], float64[:, :, :], "
       "float64[:], float64[:], float64[:], float64[:], float64[:], float64[:], int64, float64, "
       "float64, boolean, float64, float64, float64, boolean, boolean, float32[:], float64[:], "
-      "float64[:])", cache=True, nogil=True)
+      "float64[:], float64[:], float64)", cache=True, nogil=True)
 def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, rad, r2, ahead,
-               far_at, near_r2, avoid2, smooth, penalty, stop, a_out, v_out):  # pragma: no cover
+               far_at, near_r2, avoid2, smooth, penalty, stop, a_out, v_out, theta0,
+               cone):  # pragma: no cover
     """One step of ``midline.trace_midlines``' angular sweep for every fish (the NumPy steps
     from sampling the arc to the refined direction, the same values): fills the new direction
     ``a_out`` and the ridge value ``v_out`` (M,).
@@ -193,7 +194,9 @@ def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, 
     closer to the head than ``far_at`` (> 0: the anterior body) and points within
     ``sqrt(avoid2)`` of an earlier trace point but the last two (those ``near_r2`` of
     ``pos``; ``k`` >= 2) are zero; ``smooth``: the [1, 2, 1] / 4 arc smoothing; ``penalty``:
-    the arc weighted by ``weight`` (J,) (and the values become float64, as in NumPy).
+    the arc weighted by ``weight`` (J,) (and the values become float64, as in NumPy);
+    directions more than ``cone`` (> 0: the rigid anterior body) from the starting direction
+    ``theta0`` (M,) are zero.
     """
     m = fs.shape[0]
     nj = offs.shape[0]
@@ -228,6 +231,11 @@ def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, 
             hy = heads[i, 1]
             for j in range(nj):
                 if not (math.hypot(xs[j] - hx, ys[j] - hy) >= far_at):
+                    v[j] = np.float32(0.0)
+        if cone > 0:
+            turned = theta[i] - theta0[i]
+            for j in range(nj):
+                if not (abs(turned + offs[j]) <= cone):
                     v[j] = np.float32(0.0)
         if nb > 0:
             # the earlier points near enough to matter, then the arc's points too close to any

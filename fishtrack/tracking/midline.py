@@ -95,6 +95,13 @@ RIGID = 0.3
 #: not lengths: a blurred tail of a 20-35 px larva is ~3 px wide, and at 2.5 px beside it the
 #: tail's own flank cut the trace short
 BESIDE_PX = 3.5
+#: widest deviation (rad) of the rigid anterior body's sweeps (those ending within ``RIGID``
+#: lengths) from the starting direction (the trunk direction, section 4 of docs/tracking.md):
+#: the head and swim bladder do not bend, and a dark speck beside a still larva's neck (dust
+#: filled in with it) drew the trace round it (tuning seed 534). 15 degrees also took the
+#: speck's 6-degree pull off the heading there, but turned the anterior midline of large
+#: free-swimming larvae away from their bend (tuning seed 19: tail r 0.997 -> 0.985)
+RIGID_TURN = FIRST_TURN
 
 
 def wrap(a: np.ndarray | float) -> np.ndarray:
@@ -796,6 +803,7 @@ def trace_midlines(
     stop = np.broadcast_to(np.asarray(stop, dtype=np.float32), (m,))
     pos = heads.astype(np.float64).copy()
     theta = theta0.astype(np.float64).copy()
+    theta_start = theta.copy()
     trace = np.empty((m, n_steps + 1, 2), np.float64)
     trace[:, 0] = pos
     vals = np.zeros((m, n_steps), np.float32)
@@ -806,6 +814,10 @@ def trace_midlines(
     avoid2 = avoid**2
     j_wide = np.linspace(-max_turn, max_turn, 2 * int(round(max_turn / 0.065)) + 1)
     first_turn = min(max_turn, FIRST_TURN)
+    # the rigid anterior body leads the way the trace started: its sweeps stay within
+    # ``first_turn`` of the starting direction (a speck at the neck is not followed)
+    rigid_reach = rigid * length
+    rigid_turn = min(max_turn, RIGID_TURN)
     j_first = np.linspace(-first_turn, first_turn, 2 * int(round(first_turn / 0.065)) + 1)
     rows = np.arange(m)
     sweep = _SWEEP if fs.dtype == np.float32 and fs.ndim == 3 and len(j_first) > 1 else None
@@ -834,7 +846,8 @@ def trace_midlines(
                   bool(k > 0 and ahead > 0 and reach > 0.3 * length),
                   0.8 * reach if k > 0 and reach <= ANTERIOR * length else -1.0,
                   float((rad + avoid + 0.5) ** 2), float(avoid2), bool(arc_smooth),
-                  bool(k > 0 and TURN_PENALTY > 0), stop32, a, vmax)
+                  bool(k > 0 and TURN_PENALTY > 0), stop32, a, vmax, theta_start,
+                  float(rigid_turn) if k > 0 and reach <= rigid_reach else -1.0)
         else:
             ct, st = ca[:, None], sa[:, None]
             cos_a = ct * co[None, :] - st * so[None, :]
@@ -854,6 +867,12 @@ def trace_midlines(
                 # eyes or the swim bladder, which are darker than the body around them
                 far = np.hypot(xs - heads[:, 0, None], ys - heads[:, 1, None]) >= 0.8 * reach
                 v = np.where(far, v, 0.0)
+            if k > 0 and reach <= rigid_reach:
+                # the rigid anterior body is straight: its sweeps stay within ``first_turn`` of
+                # the starting direction (a dark speck at the neck, filled in with a still larva,
+                # drew the trace round it)
+                cone = np.abs((theta - theta_start)[:, None] + offs[None, :]) <= rigid_turn
+                v = np.where(cone, v, 0.0)
             if k >= 2:
                 # a midline does not come back on itself: nor does the trace (it would orbit a
                 # dark blob such as the swim bladder, darker than the tail behind it)
