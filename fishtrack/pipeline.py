@@ -27,6 +27,7 @@ from fishtrack.arenas import Arena, detect_arenas
 from fishtrack.behaviour import OUTPUT_COLUMNS, classify, load_protocol_log
 from fishtrack.config import Config, config_hash, parse_config, resolve_config
 from fishtrack.errors import ConfigError, FishtrackError, OutputError
+from fishtrack.found import arena_record, found_key, load_found, save_found
 from fishtrack.io.provenance import build_provenance, file_identity
 from fishtrack.io.tables import SpillFile, _explain_oserror
 from fishtrack.io.video import VideoSource, open_video
@@ -86,6 +87,29 @@ def find_arenas(
     return arenas, bg
 
 
+def find_arenas_once(
+    source: VideoSource, video: str | Path, config: Config, cache: str | Path | None, *,
+    timings: dict[str, float] | None = None, start: float | None = None,
+) -> tuple[list[Arena], Background, bool]:
+    """:func:`find_arenas`, done once per run: with ``cache`` (a file of
+    :mod:`fishtrack.found`) the arenas and background saved there for this video and config
+    are loaded (the third value is then True); otherwise they are found and saved there. The
+    wells check of ``fishtrack run`` and the trial after it share the file."""
+    if cache is None:
+        return (*find_arenas(source, config, timings=timings, start=start), False)
+    t0 = time.perf_counter() if start is None else start
+    key = found_key(video, config)
+    hit = load_found(cache, key)
+    if hit is not None:
+        if timings is not None:
+            timings["background"] = time.perf_counter() - t0
+            timings["arenas"] = 0.0
+        return (*hit, True)
+    arenas, bg = find_arenas(source, config, timings=timings, start=t0)
+    save_found(cache, key, arenas, bg)
+    return arenas, bg, False
+
+
 def _check_times(src: VideoSource, video: str | Path) -> None:
     """Behaviour needs a time per frame: TIFF stacks and image folders have none unless
     ``video.fps`` is set (or an ImageJ TIFF states its frame interval)."""
@@ -103,7 +127,7 @@ def _check_times(src: VideoSource, video: str | Path) -> None:
 
 def _run_stages(
     video: str | Path, cfg: Config, progress: Progress | None, protocol_log: str | Path | None = None,
-    spill: SpillFile | None = None,
+    spill: SpillFile | None = None, found_cache: str | Path | None = None,
 ) -> TrialResult:
     """Run every stage; a :class:`FishtrackError` that does not name the video yet is raised
     again (same class) with the video's path in front, so the one line says which file.
@@ -111,7 +135,7 @@ def _run_stages(
     With ``spill`` the tracks stream through that file (:func:`track_to_folder` with
     ``stream``): the result's ``tracks`` is empty and ``tracks_parts`` yields the table."""
     try:
-        return _run_stages_inner(video, cfg, progress, protocol_log, spill)
+        return _run_stages_inner(video, cfg, progress, protocol_log, spill, found_cache)
     except FishtrackError as err:
         if str(video) in str(err):
             raise
@@ -123,7 +147,7 @@ def _run_stages(
 
 def _run_stages_inner(
     video: str | Path, cfg: Config, progress: Progress | None, protocol_log: str | Path | None = None,
-    spill: SpillFile | None = None,
+    spill: SpillFile | None = None, found_cache: str | Path | None = None,
 ) -> TrialResult:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -131,7 +155,8 @@ def _run_stages_inner(
         warnings.simplefilter("always")
         with open_source(video, cfg) as src:
             _check_times(src, video)
-            arenas, bg = find_arenas(src, cfg, timings=timings, start=t0)
+            arenas, bg, reused = find_arenas_once(src, video, cfg, found_cache, timings=timings,
+                                                  start=t0)
             t1 = time.perf_counter()
             res = track_video(
                 src,
@@ -181,10 +206,11 @@ def _run_stages_inner(
                 "duration_s": float(meta.duration_s),
                 "frame_count_method": str(getattr(meta, "frame_count_method", "")),
             },
-            "arenas": [_arena_record(a) for a in arenas],
+            "arenas": [arena_record(a) for a in arenas],
             "summary": _jsonable(out.summary),
             "protocol_log": None if protocol_log is None else str(protocol_log),
             "behaviour_noise": behaviour_noise,
+            "background_reused": reused,
         },
     )
     return out
@@ -343,22 +369,6 @@ def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Conf
     return noise
 
 
-def _arena_record(a) -> dict:
-    return {
-        "name": a.name,
-        "row": int(a.row),
-        "col": int(a.col),
-        "shape": a.shape,
-        "cx": float(a.cx),
-        "cy": float(a.cy),
-        "radius": float(a.radius),
-        "bbox": [int(v) for v in a.bbox],
-        "margin": float(getattr(a, "margin", 0.0)),
-        "angle": float(getattr(a, "angle", 0.0)),
-        "found": bool(getattr(a, "found", True)),
-    }
-
-
 def _jsonable(obj):
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -406,6 +416,7 @@ def track_to_folder(
     protocol_log: str | Path | None = None,
     progress: Progress | None = None,
     stream: bool = False,
+    found_cache: str | Path | None = None,
 ) -> TrialResult:
     """Track ``video`` and write the trial folder ``out`` (all files written atomically).
 
@@ -416,6 +427,10 @@ def track_to_folder(
     groups; the files equal those of the in-memory path. The result's ``tracks`` is then an
     empty table (read ``out/tracks.parquet``, e.g. :meth:`TrialFolder.tracks` with
     ``columns``); bouts, epochs, summary and provenance are as without ``stream``.
+
+    ``found_cache``: a file of :mod:`fishtrack.found` (what ``fishtrack run``'s wells check
+    saved): the background and arenas are loaded from it when it was saved for this video and
+    config (provenance ``background_reused``: true), else found and saved there.
     """
     cfg = resolve_config(config)
     out = Path(out)
@@ -423,11 +438,11 @@ def track_to_folder(
         raise FishtrackError(f"{out}: --out must be a folder, but a file of that name exists")
     _check_writable(out)  # before the work, not after it
     if not stream:
-        res = _run_stages(Path(video), cfg, progress, protocol_log)
+        res = _run_stages(Path(video), cfg, progress, protocol_log, found_cache=found_cache)
         TrialFolder(out).write(res, csv=csv)
         return res
     with SpillFile(out, prefix=".tracks-spill") as spill:
-        res = _run_stages(Path(video), cfg, progress, protocol_log, spill)
+        res = _run_stages(Path(video), cfg, progress, protocol_log, spill, found_cache)
         TrialFolder(out).write(res, csv=csv)
     res.tracks_parts = None
     return res

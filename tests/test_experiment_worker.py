@@ -47,3 +47,42 @@ def test_arena_check_imports_no_statistics():
     for obj in (_check_arenas, detect_video_arenas):
         assert obj.__module__ == "fishtrack.experiment.worker"
     assert _heavy_after_unpickling((_check_arenas, detect_video_arenas)) == ""
+
+
+def test_run_estimates_each_background_once_and_a_touched_video_again(tmp_path):
+    """The wells check saves the video's background and arenas; the trial loads them instead
+    of estimating the background a second time (issue 15: ~0.75 s of CPU per video). A video
+    touched, or a config changed, since the check is estimated again, with the same tracks."""
+    from fixtures_experiment import simulate_tiny_plate
+
+    from fishtrack.config import load_config
+    from fishtrack.experiment import run_experiment
+    from fishtrack.experiment.worker import detect_video_arenas, found_path
+    from fishtrack.found import found_key, load_found
+    from fishtrack.pipeline import track_to_folder
+    from fishtrack.trial import TrialFolder
+
+    sim = simulate_tiny_plate(tmp_path / "in")
+    out = tmp_path / "out"
+    res = run_experiment(sim["manifest"], sim["config"], out, report=False)
+    assert res.ok, res.failures
+    trial = TrialFolder(out / "trials" / "plate")
+    assert trial.provenance().data["background_reused"] is True  # the check's, not a second one
+    assert not found_path(out, "plate").exists()  # removed once the trial is done
+    assert [a["name"] for a in trial.provenance().data["arenas"]] == ["A1", "A2", "B1", "B2"]
+
+    video = tmp_path / "in" / "videos" / "plate.mp4"
+    cfg = load_config(sim["config"])
+    found = tmp_path / "found.npz"
+    assert detect_video_arenas(video, cfg, found) == ["A1", "A2", "B1", "B2"]
+    st = video.stat()
+    os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched since the check
+    assert load_found(found, found_key(video, cfg)) is None
+    again = track_to_folder(video, cfg, tmp_path / "again", stream=True, found_cache=found)
+    assert again.provenance["background_reused"] is False
+    assert load_found(found, found_key(video, cfg)) is not None  # saved under the new key
+    assert (trial.path / "tracks.parquet").read_bytes() == \
+        (tmp_path / "again" / "tracks.parquet").read_bytes()
+    other = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(
+        update={"background_frames": cfg.tracking.background_frames + 1})})
+    assert load_found(found, found_key(video, other)) is None  # another config: found again

@@ -53,6 +53,7 @@ from fishtrack.experiment.worker import (  # noqa: F401 - detect_video_arenas: p
     _check_arenas,
     _execute_trial,
     detect_video_arenas,
+    found_path,
 )
 from fishtrack.io.video import open_video
 from fishtrack.stats import METRICS
@@ -221,7 +222,8 @@ def _check_wells(plan: _Plan, backend: Backend, arenas_fn: ArenasFn | None,
         else:
             to_check.append(v)
     emit(progress, "check", 0, len(to_check))
-    items = [(str(man.root / v), plan.configs[v], arenas_fn, backend.concurrent) for v in to_check]
+    items = [(str(man.root / v), plan.configs[v], arenas_fn, backend.concurrent,
+              str(found_path(plan.out, plan.names[v]))) for v in to_check]
     for n_done, (i, res) in enumerate(backend.map_unordered(_check_arenas, items), start=1):
         v = to_check[i]
         if isinstance(res, BaseException):

@@ -26,10 +26,10 @@ from fishtrack.config import Config
 from fishtrack.errors import FishtrackError
 from fishtrack.experiment.backends import QueueProgress, trial_threads
 from fishtrack.experiment.records import Status, TrialOutcome
-from fishtrack.pipeline import classify_folder, find_arenas, open_source, track_to_folder
+from fishtrack.pipeline import classify_folder, find_arenas_once, open_source, track_to_folder
 from fishtrack.trial import TrialFolder
 
-__all__ = ["ArenasFn", "TrialFn", "TrialTask", "detect_video_arenas", "track_trial"]
+__all__ = ["ArenasFn", "TrialFn", "TrialTask", "detect_video_arenas", "found_path", "track_trial"]
 
 TrialFn = Callable[..., Any]
 """``trial_fn(video, config, out_folder, progress=None)`` writes a complete trial folder."""
@@ -38,11 +38,20 @@ ArenasFn = Callable[[Path, Config], list[str]]
 """``arenas_fn(video, config) -> [arena names]`` (fast check before tracking)."""
 
 
-def detect_video_arenas(video: Path, config: Config) -> list[str]:
-    """Default arena check: background of sampled frames + arena detection; the arena names."""
+def detect_video_arenas(video: Path, config: Config, found: str | Path | None = None) -> list[str]:
+    """Default arena check: background of sampled frames + arena detection; the arena names.
+    With ``found`` (:func:`found_path`) both are saved there for the trial (or loaded from
+    there when saved for this video and config)."""
     with open_source(video, config) as src:
-        arenas, _ = find_arenas(src, config)
+        arenas, _, _ = find_arenas_once(src, video, config, found)
     return [a.name for a in arenas]
+
+
+def found_path(out_root: str | Path, trial: str) -> Path:
+    """Where a run keeps a trial's background and arenas between the wells check and the
+    trial (:mod:`fishtrack.found`): ``OUT/trials/.<trial>.found.npz``, removed once the trial
+    is done."""
+    return Path(out_root) / "trials" / f".{trial}.found.npz"
 
 
 def _limit_worker(concurrent: int) -> None:
@@ -55,18 +64,20 @@ def _limit_worker(concurrent: int) -> None:
 
 
 def _check_arenas(video: str, config: Config, arenas_fn: ArenasFn | None,
-                  concurrent: int = 0) -> tuple[str, list[str] | None, str]:
+                  concurrent: int = 0, found: str | None = None) -> tuple[str, list[str] | None, str]:
     """Worker entry point of the arena check: (video, names or None, error). Here, not in
     the runner, so a worker process that checks wells imports no statistics (issue 15:
-    ~2 s of CPU and ~60 MB per worker); its threads capped as a trial's are."""
+    ~2 s of CPU and ~60 MB per worker); its threads capped as a trial's are. The default
+    check saves the background and arenas in ``found`` for the trial."""
     _limit_worker(concurrent)
     try:
         if TrialFolder(video).is_imported():  # imported tracks: the arenas they name
             from fishtrack.importers import imported_arenas  # (its readers: not for tracking)
 
             return video, imported_arenas(video), ""
-        fn = arenas_fn or detect_video_arenas
-        return video, list(fn(Path(video), config)), ""
+        if arenas_fn is None:
+            return video, detect_video_arenas(Path(video), config, found), ""
+        return video, list(arenas_fn(Path(video), config)), ""
     except FishtrackError as err:
         return video, None, str(err)
     except Exception as err:  # noqa: BLE001 - reported with the other manifest problems
@@ -125,14 +136,18 @@ def _execute_trial(task: TrialTask, queue=None) -> TrialOutcome:
 
             tmp.mkdir(parents=True)
             classify_imported(task.video, task.config, tmp)
+        elif task.trial_fn is None:  # the default trial: the wells check's background re-used
+            tmp.mkdir(parents=True)
+            track_to_folder(task.video, task.config, tmp, progress=progress, stream=True,
+                            found_cache=found_path(root, task.name))
         else:
             tmp.mkdir(parents=True)
-            fn = task.trial_fn or track_trial
-            fn(Path(task.video), task.config, tmp, progress=progress)
+            task.trial_fn(Path(task.video), task.config, tmp, progress=progress)
         absent = TrialFolder(tmp).missing()
         if absent:
             raise FishtrackError(f"{task.video}: the trial produced no {', '.join(absent)}")
         _replace_dir(tmp, final)
+        found_path(root, task.name).unlink(missing_ok=True)
         status: Status = "reclassified" if task.mode == "reclassify" else "done"
         return TrialOutcome(task.name, task.video, status, time.perf_counter() - t0)
     except FishtrackError as err:
