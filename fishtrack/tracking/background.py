@@ -853,9 +853,10 @@ def _median_length(frames: list[list[tuple[float, float, bool]]], fish_per_arena
     What moves: static regions (an inpainted still fish, a shadow taken for one) count only
     if nothing moves; still fish are measured in the median instead. Touching fish are left
     out: regions over 1.4 x one fish's area, the median area of the regions of the frames
-    that show the most regions, up to ``fish_per_arena`` (the fish apart). Two larvae of a chamber that swam together
-    in 11 of 16 calibration frames gave the median area (and length) of the pair: 51.5 px
-    for 31-px larvae (tuning seed 5 drawn as a chamber of two, noise sd 11.4)."""
+    that show the most regions, up to ``fish_per_arena`` (the fish apart). Two larvae of a
+    chamber that swam together in 11 of 16 calibration frames gave the median area (and
+    length) of the pair: 51.5 px for 31-px larvae (tuning seed 5 drawn as a chamber of two,
+    noise sd 11.4)."""
     moving = [[c for c in fr if not c[2]] for fr in frames]
     if any(moving):
         frames = moving

@@ -151,7 +151,7 @@ def select_single_arenas(
     j = np.where(seen, j, 0)
     xs, ys = (cx[j], cy[j]) if len(cx) else (np.zeros(na), np.zeros(na))
     out = list(lasts)
-    for a, s, b, x, y in zip(range(na), seen.tolist(), back.tolist(), xs.tolist(), ys.tolist()):
+    for a, s, b, x, y in zip(range(na), seen.tolist(), back.tolist(), xs.tolist(), ys.tolist(), strict=True):
         if not easy[a]:
             continue
         if s:

@@ -253,7 +253,7 @@ def fill_inside(img: np.ndarray, contours: Sequence[np.ndarray], idx: np.ndarray
     shift = np.stack([dx, dy], axis=1).astype(np.int32)
     pts = np.concatenate(cs) + np.repeat(shift, lens, axis=0)[:, None, :]
     ends = np.cumsum(lens).tolist()
-    cv2.drawContours(img, [pts[a:b] for a, b in zip([0, *ends[:-1]], ends)], -1, value, -1)
+    cv2.drawContours(img, [pts[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)], -1, value, -1)
 
 
 def _chunk_blobs(keep: list, r: np.ndarray, areas: np.ndarray, ce: np.ndarray, h: int) -> ChunkBlobs:

@@ -57,8 +57,8 @@ from fishtrack.tracking.segment import (
     ChunkBlobs,
     all_arena_gains,
     blobs_of_arenas,
-    find_blobs,
     fill_inside,
+    find_blobs,
     fishness_chunk,
     outlines,
 )
