@@ -138,7 +138,10 @@ def run_experiment(
         _check_reference_group(man, cfg)
         plan = _plan(man, cfg, out, force)
         with Backend(workers, scheduler, progress is not None) as backend:
+            fresh = not (out / "trials").exists()
             _check_wells(plan, backend, arenas_fn, progress)
+            if plan.problems:
+                _discard_found(plan, fresh)
             raise_problems(man.where, plan.problems)
             write_inputs(out, man, cfg, plan.names)  # record the experiment before work starts
             outcomes = _execute(plan, backend, trial_fn, progress)
@@ -244,6 +247,17 @@ def _check_wells(plan: _Plan, backend: Backend, arenas_fn: ArenasFn | None,
                 f"row {r['row']}: arena '{r['arena']}' does not exist in '{v}' "
                 f"({len(have)} arenas found: {arena_span(arena_list)})"
             )
+
+
+def _discard_found(plan: _Plan, fresh: bool) -> None:
+    """A refused run leaves the output folder as it found it: the backgrounds the wells check
+    saved for the trials (:func:`~fishtrack.experiment.worker.found_path`) are deleted, and
+    ``OUT/trials`` too if the check created it."""
+    for name in plan.names.values():
+        found_path(plan.out, name).unlink(missing_ok=True)
+    trials = plan.out / "trials"
+    if fresh and trials.is_dir() and not any(trials.iterdir()):
+        trials.rmdir()
 
 
 def _check_reference_group(man: Manifest, cfg: Config) -> None:
