@@ -1764,9 +1764,10 @@ def _step_single(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
 def _step_plate(run: _Run, arenas: list[tuple], fidx: np.ndarray) -> None:
     """:func:`_step_single` of every arena of a plate's chunk at once (the compiled kernels in
     use; ``arenas``: (state, fishness, frames, blobs) of each): the blob chosen per arena and
-    frame (:func:`select_single_arenas`, whole-array steps), then the patches of all arenas labelled together (:func:`_labels` on the arenas'
-    blobs one after the other: one fill for every fish alone in its frame) and measured per
-    arena; the same patches as :func:`_cut` of each arena, queued in the same order."""
+    frame (:func:`select_single_arenas`, whole-array steps), then the patches of all arenas
+    labelled together (:func:`_labels` on the arenas' blobs one after the other: one fill for
+    every fish alone in its frame) and measured per arena; the same patches as :func:`_cut` of
+    each arena, queued in the same order."""
     prm, n = run.prm, len(fidx)
     p = prm.patch
     # the arenas' blob tables one after the other, frames numbered (arena, frame)
