@@ -225,6 +225,12 @@ class MultiTracker:
     moving_px: float | None = None
     pos_cap: float = 1.0
     keep_bias: float = 0.5
+    stay_cost: float | None = 4.0
+    stay_px: float = 0.1
+    stay_turn: float = 0.15
+    flip_turn: float = 0.5
+    rest_turn: float = 0.4
+    rest_shift: float = 0.3
     pos: np.ndarray = field(init=False)
     vel: np.ndarray = field(init=False)
     heading: np.ndarray = field(init=False)
@@ -333,11 +339,18 @@ class MultiTracker:
         # a fish resting when the contact began is expected where it was, facing the same way;
         # one that was swimming may have moved and turned
         moving = self.sig_speed[members] > self.moving_px
-        s_h = np.where(moving, 0.8, 0.15)[:, None]
-        s_p = np.where(moving, 0.5, 0.1)[:, None] * self.max_jump
-        cost = np.minimum(np.where(np.isfinite(dh), dh / s_h, 0.0), 6.0) + np.minimum(
-            np.where(np.isfinite(dp), dp / s_p, 0.0), self.pos_cap
-        )
+        s_h = np.where(moving, 0.8, self.rest_turn)[:, None]
+        s_p = np.where(moving, 0.5, self.rest_shift)[:, None] * self.max_jump
+        dh = np.where(np.isfinite(dh), dh, 0.0)
+        dp = np.where(np.isfinite(dp), dp, 0.0)
+        cost = np.minimum(dh / s_h, 6.0) + np.minimum(dp / s_p, self.pos_cap)
+        if self.stay_cost is not None:
+            # a fish resting when the contact began that is found where it was, facing the same
+            # way (or exactly the other way: the head and tail of a detection can be confused
+            # right after a contact), is most likely still that fish
+            flip = np.minimum(dh, np.pi - dh + self.flip_turn)
+            stay = 0.5 * (dp / (self.stay_px * self.max_jump)) ** 2 + 0.5 * (flip / self.stay_turn) ** 2
+            cost = np.where(moving[:, None], cost, np.minimum(stay, cost + self.stay_cost))
         cost[np.diag_indices(len(members))] -= self.keep_bias
         r, c = linear_sum_assignment(cost)
         perm = np.empty(len(members), np.int64)
