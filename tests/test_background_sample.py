@@ -12,7 +12,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from test_video import packet_table
+from test_video import blank_frame_packet
 
 from fishtrack.background_sample import EarlySample, read_sample, sample_indices, take_sample
 from fishtrack.config import load_config
@@ -85,12 +85,7 @@ def test_damage_warnings_of_the_thread_are_recorded_in_the_run(plate, tmp_path):
     with open_video(video) as src:
         frames = [f for ch in src.chunks(64) for f in ch.frames]
     intact = write_video(tmp_path / "full.avi", frames, 25, "mjpg")
-    tab = packet_table(intact)
-    data = bytearray(intact.read_bytes())
-    k = int(np.flatnonzero(tab["frame"] == 50)[0])
-    data[int(tab["pos"][k]) - 8:int(tab["pos"][k] + tab["size"][k])] = bytes(int(tab["size"][k]) + 8)
-    bad = tmp_path / "bad.avi"
-    bad.write_bytes(bytes(data))
+    bad = blank_frame_packet(intact, 50, tmp_path / "bad.avi")
     plain = track_to_folder(bad, cfg, tmp_path / "plain", stream=True)
     early = EarlySample(bad, cfg)
     with early:
