@@ -59,30 +59,32 @@ print(n)
 """
 
 
-def _run_child(cmd: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MB, stdout) of one child process, start to exit."""
+def _run_child(cmd: list[str]) -> tuple[float, float, str, float]:
+    """(wall seconds, peak RSS in MB, stdout, CPU seconds) of one child process, start to
+    exit (CPU: user + system of all its threads, from ``os.wait4``)."""
     r = run_process(cmd)
-    return r["wall_s"], r["peak_rss_mb"], r["stdout"]
+    return r["wall_s"], r["peak_rss_mb"], r["stdout"], r["cpu_s"]
 
 
 def _case(video: Path, config: Path, work: Path, n_frames: int) -> dict:
     fishtrack = [sys.executable, "-m", "fishtrack", "track", str(video), "-c", str(config)]
     dec, trk = [], []
     for k in range(2):
-        wall, rss, out = _run_child([sys.executable, "-c", _DECODE, str(video)])
+        wall, rss, out, cpu = _run_child([sys.executable, "-c", _DECODE, str(video)])
         if int(out.split()[-1]) != n_frames:
             raise RuntimeError(f"decoded {out.split()[-1]} frames, expected {n_frames}")
-        dec.append((wall, rss))
+        dec.append((wall, rss, cpu))
         dst = work / f"out{k}"
-        wall, rss, _ = _run_child([*fishtrack, "-o", str(dst)])
-        trk.append((wall, rss))
+        wall, rss, _, cpu = _run_child([*fishtrack, "-o", str(dst)])
+        trk.append((wall, rss, cpu))
         shutil.rmtree(dst, ignore_errors=True)
     d, t = min(dec), min(trk)
     return {
         "frames": n_frames,
         "decode_fps": n_frames / d[0], "decode_rss_mb": d[1],
-        "track_fps": n_frames / t[0], "track_rss_mb": max(r for _, r in trk),
+        "track_fps": n_frames / t[0], "track_rss_mb": max(r[1] for r in trk),
         "ratio": d[0] / t[0],
+        "decode_cpu_s": min(r[2] for r in dec), "track_cpu_s": min(r[2] for r in trk),
     }
 
 
@@ -108,8 +110,8 @@ def _zebrazoom(zz_python: str, work: Path) -> dict:
     env_zz = [zz_python, "-m", "zebrazoom", str(sim.video_path.parent) + os.sep, "zz4", "avi",
               str(cfg)]
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    zz_wall, zz_rss, _ = _run_child(env_zz)
-    ft_wall, ft_rss, _ = _run_child([sys.executable, "-m", "fishtrack", "track",
+    zz_wall, zz_rss, _, _ = _run_child(env_zz)
+    ft_wall, ft_rss, _, _ = _run_child([sys.executable, "-m", "fishtrack", "track",
                                      str(sim.video_path), "-c", str(sim.config_path),
                                      "-o", str(work / "zz4_out")])
     return {"frames": sim.n_frames, "zz_s": zz_wall, "zz_rss_mb": zz_rss, "ft_s": ft_wall,
@@ -155,18 +157,20 @@ def _write_md(path: Path, r: dict) -> None:
         c = r[key]
         rows.append(
             f"| {label} | {c['frames']} | {c['decode_fps']:.0f} | {c['track_fps']:.0f} | "
-            f"{c['ratio']:.2f} | {c['decode_rss_mb']:.0f} | {c['track_rss_mb']:.0f} |"
+            f"{c['ratio']:.2f} | {c['decode_rss_mb']:.0f} | {c['track_rss_mb']:.0f} | "
+            f"{c['decode_cpu_s']:.1f} | {c['track_cpu_s']:.1f} |"
         )
     text = f"""## Whole process (`bench/bench_process.py`)
 
 `fishtrack track VIDEO -c config.yaml -o OUT` from start to exit (imports, arenas,
 background, tracking, behaviour and every output written) against a bare PyAV decode process
 on the same file, each a fresh process, alternately twice, best of each. Peak RSS is the
-kernel's `ru_maxrss` of each process. {os.cpu_count()} cores; load average
+kernel's `ru_maxrss` of each process; CPU the user + system seconds of all its threads
+(`os.wait4`; the less of the two runs). {os.cpu_count()} cores; load average
 {r['load_before']:.1f} before, {r['load_after']:.1f} after.
 
-| video | frames | bare decode (frames/s) | `fishtrack track` (frames/s) | ratio | decode peak RSS (MB) | track peak RSS (MB) |
-|---|---|---|---|---|---|---|
+| video | frames | bare decode (frames/s) | `fishtrack track` (frames/s) | ratio | decode peak RSS (MB) | track peak RSS (MB) | decode CPU (s) | track CPU (s) |
+|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
     z = r.get("zebrazoom")

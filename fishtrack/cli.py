@@ -327,16 +327,22 @@ def track(
     protocol: ProtocolOpt = None,
 ) -> None:
     """Track every fish in a video and classify its behaviour."""
-    from fishtrack.pipeline import track_to_folder
+    from fishtrack.background_sample import EarlySample
+    from fishtrack.config import resolve_config
 
-    with _progress_bar(f"tracking {video.name}") as bar:
-        task = bar.add_task(f"tracking {video.name}", total=None)
+    cfg = resolve_config(config)
+    # the background's frames are decoded in a thread while the pipeline imports (issue 15)
+    with EarlySample(video, cfg) as early:
+        from fishtrack.pipeline import track_to_folder
 
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+        with _progress_bar(f"tracking {video.name}") as bar:
+            task = bar.add_task(f"tracking {video.name}", total=None)
 
-        res = track_to_folder(video, config, out, csv=csv, protocol_log=protocol, progress=progress,
-                              stream=True)
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            res = track_to_folder(video, cfg, out, csv=csv, protocol_log=protocol,
+                                  progress=progress, stream=True, early=early)
     _print_summary(res, out)
     if preview:
         from fishtrack.preview import write_preview

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from fishtrack._threads import trim_heap
 from fishtrack.arenas import Arena, detect_arenas
+from fishtrack.background_sample import EarlySample
 from fishtrack.behaviour import OUTPUT_COLUMNS, classify, load_protocol_log
 from fishtrack.config import Config, config_hash, parse_config, resolve_config
 from fishtrack.errors import ConfigError, FishtrackError, OutputError
@@ -69,16 +70,18 @@ def open_source(video: str | Path, config: Config) -> VideoSource:
 
 def find_arenas(
     source: VideoSource, config: Config, *, timings: dict[str, float] | None = None,
-    start: float | None = None,
+    start: float | None = None, early: EarlySample | None = None,
 ) -> tuple[list[Arena], Background]:
     """Background of the source's sampled frames, then the arenas on it.
 
     ``timings`` (when given) gets the seconds spent on the background (since ``start``, a
     ``time.perf_counter()`` value, default now: e.g. from before the video was opened) and on
-    the arenas.
+    the arenas. ``early``: the sample of this source already being taken in a thread
+    (:class:`~fishtrack.background_sample.EarlySample`).
     """
     t0 = time.perf_counter() if start is None else start
-    bg = estimate_background(source, config.tracking)
+    sample = None if early is None else early.sample()
+    bg = estimate_background(source, config.tracking, sample=sample)
     t1 = time.perf_counter()
     arenas = detect_arenas(bg.image, config.arenas)
     if timings is not None:
@@ -90,13 +93,14 @@ def find_arenas(
 def find_arenas_once(
     source: VideoSource, video: str | Path, config: Config, cache: str | Path | None, *,
     timings: dict[str, float] | None = None, start: float | None = None,
+    early: EarlySample | None = None,
 ) -> tuple[list[Arena], Background, bool]:
     """:func:`find_arenas`, done once per run: with ``cache`` (a file of
     :mod:`fishtrack.found`) the arenas and background saved there for this video and config
     are loaded (the third value is then True); otherwise they are found and saved there. The
     wells check of ``fishtrack run`` and the trial after it share the file."""
     if cache is None:
-        return (*find_arenas(source, config, timings=timings, start=start), False)
+        return (*find_arenas(source, config, timings=timings, start=start, early=early), False)
     t0 = time.perf_counter() if start is None else start
     key = found_key(video, config)
     hit = load_found(cache, key)
@@ -105,7 +109,7 @@ def find_arenas_once(
             timings["background"] = time.perf_counter() - t0
             timings["arenas"] = 0.0
         return (*hit, True)
-    arenas, bg = find_arenas(source, config, timings=timings, start=t0)
+    arenas, bg = find_arenas(source, config, timings=timings, start=t0, early=early)
     save_found(cache, key, arenas, bg)
     return arenas, bg, False
 
@@ -128,6 +132,7 @@ def _check_times(src: VideoSource, video: str | Path) -> None:
 def _run_stages(
     video: str | Path, cfg: Config, progress: Progress | None, protocol_log: str | Path | None = None,
     spill: SpillFile | None = None, found_cache: str | Path | None = None,
+    early: EarlySample | None = None,
 ) -> TrialResult:
     """Run every stage; a :class:`FishtrackError` that does not name the video yet is raised
     again (same class) with the video's path in front, so the one line says which file.
@@ -135,7 +140,7 @@ def _run_stages(
     With ``spill`` the tracks stream through that file (:func:`track_to_folder` with
     ``stream``): the result's ``tracks`` is empty and ``tracks_parts`` yields the table."""
     try:
-        return _run_stages_inner(video, cfg, progress, protocol_log, spill, found_cache)
+        return _run_stages_inner(video, cfg, progress, protocol_log, spill, found_cache, early)
     except FishtrackError as err:
         if str(video) in str(err):
             raise
@@ -148,15 +153,19 @@ def _run_stages(
 def _run_stages_inner(
     video: str | Path, cfg: Config, progress: Progress | None, protocol_log: str | Path | None = None,
     spill: SpillFile | None = None, found_cache: str | Path | None = None,
+    early: EarlySample | None = None,
 ) -> TrialResult:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    if early is not None and not early.matches(video, cfg):
+        early.close()  # started for another video or config: not this run's sample
+        early = None
     with warnings.catch_warnings(record=True) as wlist:
         warnings.simplefilter("always")
-        with open_source(video, cfg) as src:
+        with open_source(video, cfg) if early is None else early.source() as src:
             _check_times(src, video)
             arenas, bg, reused = find_arenas_once(src, video, cfg, found_cache, timings=timings,
-                                                  start=t0)
+                                                  start=t0, early=early)
             t1 = time.perf_counter()
             res = track_video(
                 src,
@@ -417,6 +426,7 @@ def track_to_folder(
     progress: Progress | None = None,
     stream: bool = False,
     found_cache: str | Path | None = None,
+    early: EarlySample | None = None,
 ) -> TrialResult:
     """Track ``video`` and write the trial folder ``out`` (all files written atomically).
 
@@ -431,6 +441,11 @@ def track_to_folder(
     ``found_cache``: a file of :mod:`fishtrack.found` (what ``fishtrack run``'s wells check
     saved): the background and arenas are loaded from it when it was saved for this video and
     config (provenance ``background_reused``: true), else found and saved there.
+
+    ``early``: the video opened and its background sample being taken in a thread since before
+    this call (:class:`~fishtrack.background_sample.EarlySample`, what ``fishtrack track``
+    starts before importing the pipeline); used when it was started for this video and config.
+    The outputs are the same with it or without.
     """
     cfg = resolve_config(config)
     out = Path(out)
@@ -438,11 +453,12 @@ def track_to_folder(
         raise FishtrackError(f"{out}: --out must be a folder, but a file of that name exists")
     _check_writable(out)  # before the work, not after it
     if not stream:
-        res = _run_stages(Path(video), cfg, progress, protocol_log, found_cache=found_cache)
+        res = _run_stages(Path(video), cfg, progress, protocol_log, found_cache=found_cache,
+                          early=early)
         TrialFolder(out).write(res, csv=csv)
         return res
     with SpillFile(out, prefix=".tracks-spill") as spill:
-        res = _run_stages(Path(video), cfg, progress, protocol_log, spill, found_cache)
+        res = _run_stages(Path(video), cfg, progress, protocol_log, spill, found_cache, early)
         TrialFolder(out).write(res, csv=csv)
     res.tracks_parts = None
     return res

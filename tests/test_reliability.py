@@ -48,7 +48,7 @@ from fixtures_experiment import (
     write_fake_video,
     write_manifest,
 )
-from test_video import code, encode_gop, packet_table, pattern, remux
+from test_video import blank_frame_packet, code, encode_gop, packet_table, pattern, remux
 from typer.testing import CliRunner
 
 from fishtrack.cli import app
@@ -924,11 +924,7 @@ def test_damaged_real_video_gives_a_warning_and_a_row_for_every_frame(sim, tmp_p
     frames = sim["frames"]
     intact = write_video(tmp_path / "full.avi", frames, 25, "mjpg")
     tab = packet_table(intact)
-    data = bytearray(intact.read_bytes())
-    k = int(np.flatnonzero(tab["frame"] == 50)[0])
-    data[int(tab["pos"][k]) - 8:int(tab["pos"][k] + tab["size"][k])] = bytes(int(tab["size"][k]) + 8)
-    bad = tmp_path / "bad.avi"
-    bad.write_bytes(bytes(data))
+    bad = blank_frame_packet(intact, 50, tmp_path / "bad.avi")
     r = _cli(["track", bad, "--config", sim["config"], "--out", tmp_path / "o1"])
     assert r.exit_code == 0, r.stderr
     warn = [ln for ln in r.stderr.splitlines() if ln.strip()]

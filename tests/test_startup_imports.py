@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 HEAVY = ("scipy", "scipy.stats", "scipy.signal", "pandas", "pyarrow", "matplotlib", "napari",
@@ -34,3 +36,22 @@ def test_cli_help_loads_no_heavy_library():
             "try:\n    app()\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code")
     assert _heavy_loaded(code) == []
 
+
+
+def test_early_background_sample_loads_no_pipeline_library(tmp_path):
+    """The thread ``fishtrack track`` starts before importing the pipeline (the background's
+    frames and their median, issue 15) imports only the video reader's libraries: were it to
+    import pandas, pyarrow, scipy or the tracker's numba, it would do the main thread's imports
+    itself instead of decoding beside them."""
+    from fishtrack.io.writer import write_video
+
+    frames = [np.full((48, 64), 40 + i, np.uint8) for i in range(30)]
+    video = write_video(tmp_path / "v.mp4", frames, 25, "h264")
+    code = (f"from fishtrack.background_sample import EarlySample\n"
+            f"from fishtrack.config import Config\n"
+            f"with EarlySample({str(video)!r}, Config()) as early:\n"
+            f"    s = early.sample()\n"
+            f"    assert s.frames.shape[1:] == (48, 64) and s.median.shape == (48, 64)\n"
+            f"    early.source().close()")
+    loaded = _heavy_loaded(code)
+    assert not set(loaded) & {"pandas", "pyarrow", "scipy", "numba", "dask", "matplotlib"}, loaded

@@ -118,6 +118,17 @@ def packet_table(path: Path) -> dict[str, np.ndarray]:
     }
 
 
+def blank_frame_packet(intact: Path, frame: int, out: Path) -> Path:
+    """A copy of ``intact`` (an AVI) at ``out`` whose packet of ``frame``, with the 8 bytes of
+    its chunk header before it, is zeroed: that frame cannot be read."""
+    tab = packet_table(intact)
+    data = bytearray(intact.read_bytes())
+    k = int(np.flatnonzero(tab["frame"] == frame)[0])
+    data[int(tab["pos"][k]) - 8:int(tab["pos"][k] + tab["size"][k])] = bytes(int(tab["size"][k]) + 8)
+    out.write_bytes(bytes(data))
+    return out
+
+
 # ----------------------------------------------------------------------------- fixtures
 FRAMES = [pattern(i) for i in range(N)]
 

@@ -36,7 +36,15 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from fishtrack._threads import compute_threads, trim_heap
+from fishtrack._threads import trim_heap
+from fishtrack.background_sample import (  # noqa: F401 - sample_indices, RUN_GOP, MIN_RUNS: re-exported
+    MIN_RUNS,
+    RUN_GOP,
+    Sample,
+    sample_indices,
+    take_sample,
+)
+from fishtrack.background_sample import median as _median  # noqa: F401 - re-exported
 from fishtrack.config import Layout, TrackingConfig
 from fishtrack.errors import TrackingError
 from fishtrack.robust import MAD_TO_SD, robust_sigma
@@ -54,14 +62,6 @@ Polarity = Literal["dark", "bright"]
 
 #: frames of the background sample kept for calibration (noise, threshold, fish size)
 _N_CALIB = 16
-#: bytes the background sample may hold (frames beyond this are not sampled)
-_SAMPLE_BYTES = 64_000_000
-#: keyframes further apart than this (frames, on average) make the background sample runs of
-#: consecutive frames from keyframes (:func:`sample_indices`)
-RUN_GOP = 8
-#: fewest keyframes (moments of the recording) a run-based background sample may come from;
-#: with fewer, frames are sampled evenly whatever the decoding cost
-MIN_RUNS = 12
 #: pixels per arena used to estimate the per-frame brightness gain (flicker)
 _N_GAIN_PX = 400
 #: a static blob with most of its pixels within this distance (px) of the arena mask's edge
@@ -250,92 +250,6 @@ class Background:
 # sampling and median
 
 
-def sample_indices(n_frames: int, k: int, keyframes: np.ndarray | None = None) -> np.ndarray:
-    """About ``k`` frame numbers spread over ``n_frames`` (all frames if fewer).
-
-    Without ``keyframes`` (or when they are at most :data:`RUN_GOP` frames apart, or fewer
-    than :data:`MIN_RUNS`) the frames are spread evenly. With keyframes further apart (H.264
-    or HEVC with long groups of pictures) every frame sampled in the middle of a group would
-    cost decoding the group up to it (~7 s on a 1 MP, 100 fps file with keyframes 250 frames
-    apart, whatever its length), so the sample is instead ``ceil(k / m)``-frame runs that
-    start at ``m = min(k, number of keyframes)`` keyframes spread evenly over the video: the
-    same number of frames for a few decoded frames each. The per-pixel median is then taken
-    over ``m`` moments of the recording instead of ``k`` (a moving fish covers a pixel in few
-    of them; see docs/tracking.md).
-    """
-    if n_frames <= 0:
-        return np.zeros(0, dtype=np.int64)
-    k = int(min(max(k, 1), n_frames))
-    even = np.unique(np.round(np.linspace(0, n_frames - 1, k)).astype(np.int64))
-    if keyframes is None or k >= n_frames:
-        return even
-    kf = np.unique(np.asarray(keyframes, np.int64))
-    kf = kf[(kf >= 0) & (kf < n_frames)]
-    if kf.size < MIN_RUNS or n_frames / kf.size <= RUN_GOP:
-        return even
-    starts = kf[np.unique(np.round(np.linspace(0, kf.size - 1, min(k, kf.size))).astype(np.int64))]
-    run = -(-k // starts.size)
-    ends = np.minimum(np.append(starts[1:], n_frames), starts + run)
-    return np.unique(np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)]))
-
-
-def _frame_shape(source: Any) -> tuple[int, int] | None:
-    if isinstance(source, np.ndarray):
-        return source.shape[1], source.shape[2]
-    meta = getattr(source, "meta", None)
-    if meta is not None and getattr(meta, "height", None):
-        return int(meta.height), int(meta.width)
-    return None
-
-
-def _read_sample(source: Any, idx: np.ndarray, batch: int = 128) -> np.ndarray:
-    """Frames ``idx`` as one (K, H, W) uint8 array (frames the source cannot decode are left
-    out). One ``sample`` call per ``batch`` frames: the source then decodes forward within a
-    group of pictures instead of seeking for every frame."""
-    if isinstance(source, np.ndarray):
-        return np.ascontiguousarray(source[idx])
-    if not hasattr(source, "sample"):
-        return np.stack([np.asarray(source.read(int(i))) for i in idx])
-    out: np.ndarray | None = None
-    k = 0
-    for b0 in range(0, len(idx), batch):
-        part = np.asarray(source.sample(idx[b0 : b0 + batch]))
-        if part.ndim != 3 or part.dtype != np.uint8:
-            raise TrackingError(f"frames must be grey uint8 (N, H, W), got {part.dtype} {part.shape}")
-        if out is None:
-            out = np.empty((len(idx), *part.shape[1:]), np.uint8)
-        out[k : k + len(part)] = part
-        k += len(part)
-    if out is None:
-        raise TrackingError("no frame of the video could be decoded")
-    return out[:k]
-
-
-def _median(stack: np.ndarray) -> np.ndarray:
-    """Per-pixel median of a (K, H, W) uint8 stack, computed in row strips (bounded memory),
-    the strips shared by :func:`~fishtrack._threads.compute_threads` threads (NumPy's
-    partition runs outside the GIL: the 1 MP 4-well run's ~0.5 s median in half the time on 2
-    cores; each strip's values are those of one ``np.median`` call whatever the threads)."""
-    k, h, w = stack.shape
-    out = np.empty((h, w), dtype=np.float32)
-    rows = max(1, int(4_000_000 // max(1, k * w)))
-
-    def strip(r0: int) -> None:
-        out[r0 : r0 + rows] = np.median(stack[:, r0 : r0 + rows], axis=0)
-
-    starts = range(0, h, rows)
-    n = min(compute_threads(), len(starts))
-    if n <= 1:
-        for r0 in starts:
-            strip(r0)
-        return out
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(n, thread_name_prefix="fishtrack-median") as pool:
-        list(pool.map(strip, starts))
-    return out
-
-
 def _gains(frames: np.ndarray, ref: np.ndarray, yx: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Per-frame brightness gain: median over reference pixels of frame / background."""
     vals = frames[:, yx[0], yx[1]].astype(np.float32)
@@ -444,6 +358,7 @@ def estimate_background(
     *,
     fish_per_arena: int = 1,
     layout: Layout = "wells",
+    sample: Sample | None = None,
 ) -> Background:
     """Estimate the background of a video.
 
@@ -459,27 +374,24 @@ def estimate_background(
         ``refine`` once the arenas are known (``track_video`` does it for you).
     fish_per_arena, layout
         Passed to :meth:`Background.refine` when ``arenas`` is given.
+    sample
+        The source's sample already taken (:func:`fishtrack.background_sample.take_sample`
+        with ``cfg.background_frames``, e.g. in a thread by
+        :class:`~fishtrack.background_sample.EarlySample`); taken here when None. Its frames
+        are taken out of it (``sample.frames`` is None afterwards).
 
     Returns
     -------
     Background
     """
     cfg = cfg or TrackingConfig()
-    n = len(source)
-    if n == 0:
-        raise TrackingError("the video has no frames")
-    k = cfg.background_frames
-    shape = _frame_shape(source)
-    if shape is not None:
-        k = int(min(k, max(20, _SAMPLE_BYTES // max(1, shape[0] * shape[1]))))
-    idx = sample_indices(n, k, getattr(source, "keyframes", None))
-    sample = _read_sample(source, idx)
-    if sample.ndim != 3 or sample.dtype != np.uint8:
-        raise TrackingError(f"frames must be grey uint8 (N, H, W), got {sample.dtype} {sample.shape}")
-    median = _median(sample)
-    ci = np.unique(np.linspace(0, len(sample) - 1, min(_N_CALIB, len(sample))).astype(np.int64))
-    calib = np.ascontiguousarray(sample[ci])
-    del sample
+    if sample is None:
+        sample = take_sample(source, cfg.background_frames)
+    idx, frames, median = sample.indices, sample.frames, sample.median
+    sample.frames = None  # taken: the 1 MP sample's ~60 MB go with the last line using them
+    ci = np.unique(np.linspace(0, len(frames) - 1, min(_N_CALIB, len(frames))).astype(np.int64))
+    calib = np.ascontiguousarray(frames[ci])
+    del frames
     h, w = median.shape
     yx = _grid_pixels((h, w), 20000)
     if len(calib) >= 2:

@@ -79,6 +79,7 @@ class VideoSource:
         self._damage: list[DamageRecord] = []
         self._damage_keys: set[tuple[int, str]] = set()
         self._warned = 0
+        self._held: list[int] | None = None  # damage counts at warnings held back
         self._lock = threading.RLock()
         self._ra: FrameReader | None = None  # random-access reader
         self._closed = False
@@ -184,10 +185,31 @@ class VideoSource:
             self._damage_keys.add(key)
             self._damage.append(rec)
 
-    def _warn(self) -> None:
+    def hold_warnings(self) -> None:
+        """Hold back the damage warnings of this source's reads until
+        :meth:`release_warnings` (a source read in a helper thread first, e.g. by
+        :class:`~fishtrack.background_sample.EarlySample`: its warnings are then given in the
+        thread that releases them, where ``warnings.catch_warnings`` records them)."""
         with self._lock:
-            new = self._damage[self._warned :]
-            self._warned = len(self._damage)
+            if self._held is None:
+                self._held = []
+
+    def release_warnings(self) -> None:
+        """Give the warnings held back since :meth:`hold_warnings`, each as it would have been
+        given, and stop holding them."""
+        with self._lock:
+            held, self._held = self._held or [], None
+        for end in held:
+            self._warn(end)
+
+    def _warn(self, end: int | None = None) -> None:
+        with self._lock:
+            if self._held is not None:
+                self._held.append(len(self._damage))
+                return
+            end = len(self._damage) if end is None else end
+            new = self._damage[self._warned : end]
+            self._warned = max(self._warned, end)
         if not new:
             return
         kinds: dict[str, list[int]] = {}
@@ -377,8 +399,11 @@ class VideoSource:
             self._ra = self._new_reader()
         return self._ra
 
-    def _collect(self, indices: np.ndarray) -> tuple[list[int], list[np.ndarray]]:
-        """Decode sorted unique ``indices``; returns the ones decoded and their frames."""
+    def _collect(
+        self, indices: np.ndarray, out: np.ndarray | None = None
+    ) -> tuple[list[int], list[np.ndarray]]:
+        """Decode sorted unique ``indices``; returns the ones decoded and their frames (with
+        ``out``, a (len(indices), H, W) uint8 array, the frames are its first rows, in order)."""
         self._check_open()
         self._ensure()
         got_i: list[int] = []
@@ -388,7 +413,7 @@ class VideoSource:
             try:
                 reader = self._random_reader()
                 for i, view, lut in reader.frames(int(x) for x in indices):
-                    dst = np.empty((h, w), np.uint8)
+                    dst = np.empty((h, w), np.uint8) if out is None else out[len(got_f)]
                     self._store(dst, view, lut)
                     got_i.append(i)
                     got_f.append(dst)
@@ -441,8 +466,12 @@ class VideoSource:
             self._ensure()
             return np.empty((0, self._meta.height, self._meta.width), np.uint8)
         uniq = np.unique(req)
-        got_i, got_f = self._collect(uniq)
         h, w = self._meta.height, self._meta.width
+        if np.array_equal(uniq, req):  # sorted, no repeats (a background sample): no copy
+            frames = np.empty((len(req), h, w), np.uint8)
+            got_i, _ = self._collect(uniq, out=frames)
+            return frames[: len(got_i)]
+        got_i, got_f = self._collect(uniq)
         pos = {i: k for k, i in enumerate(got_i)}
         keep = [pos[i] for i in req if i in pos]
         out = np.empty((len(keep), h, w), np.uint8)
