@@ -125,7 +125,7 @@ def pixel_bouts(kin: Kinematics, br: BoutRuns, tail: np.ndarray | None, blocks: 
                 cfg: BehaviourConfig) -> tuple[BoutRuns, float]:
     """``br`` plus the bouts of the tail's pixels where the trace is too noisy (see the
     module docstring) and no bout of ``br`` lies within ``merge_gap_s``; and the level (grey
-    levels; NaN: not used)."""
+    levels; NaN: not used, or not measured)."""
     if not PIXEL_BOUTS or tail is None:
         return br, float("nan")
     if not noisy_trace(kin):
@@ -134,7 +134,7 @@ def pixel_bouts(kin: Kinematics, br: BoutRuns, tail: np.ndarray | None, blocks: 
     w = window_motion(kin, tail)
     level, base = _levels(fr, w, quiet_frames(kin, br.in_bout) & np.isfinite(w))
     if not np.isfinite(level) or not np.isfinite(base):
-        return br, level
+        return br, float("nan")  # not measured, or the noise is not renewed in every frame
     xs, xe = bout_runs(_active(fr, blocks, w, level, base), fr, blocks, cfg)
     busy = np.r_[0, np.cumsum(br.in_bout)]
     pad = max(1, int(round(cfg.merge_gap_s / fr.dt_median)))
