@@ -12,7 +12,8 @@ today's behaviour stage (``classify``) again on those tracks, without tracking a
 (``fishtrack.synth.stress.rescore_recording``), and prints or writes the same figures as the
 suite's video-mode table. ``--set key=value`` overrides the ``behaviour:`` config section;
 ``--const NAME=value`` sets a constant of ``fishtrack.behaviour.bouts`` (e.g. the gate's
-``MOTION_GATE_*``) for this run only. Figures of a held-out range re-scored with a rule chosen
+``MOTION_GATE_*``) for this run only, ``--const module.NAME=value`` one of another module of
+``fishtrack.behaviour`` (e.g. ``pixel_bouts.PIXEL_BOUTS=false``: the rule before it). Figures of a held-out range re-scored with a rule chosen
 on it are no longer held-out figures: say so where they are reported.
 """
 
@@ -49,14 +50,17 @@ def _pairs(items) -> dict:
 def rescore(keep: Path, seeds, *, behaviour: dict | None = None,
             constants: dict | None = None) -> pd.DataFrame:
     """One row per kept seed (a missing or failing seed is a row with ``error``)."""
-    import fishtrack.behaviour.bouts as bouts
+    import importlib
 
     old = {}
-    for k, v in (constants or {}).items():
-        if not hasattr(bouts, k):
-            raise SystemExit(f"fishtrack.behaviour.bouts has no constant {k}")
-        old[k] = getattr(bouts, k)
-        setattr(bouts, k, type(old[k])(v) if isinstance(old[k], (int, float)) else v)
+    for key, v in (constants or {}).items():
+        # NAME (of fishtrack.behaviour.bouts) or module.NAME (of fishtrack.behaviour.module)
+        mod_name, _, k = key.rpartition(".")
+        mod = importlib.import_module(f"fishtrack.behaviour.{mod_name or 'bouts'}")
+        if not hasattr(mod, k):
+            raise SystemExit(f"{mod.__name__} has no constant {k}")
+        old[(mod, k)] = getattr(mod, k)
+        setattr(mod, k, type(old[(mod, k)])(v) if isinstance(old[(mod, k)], (int, float)) else v)
     rows = []
     try:
         for s in seeds:
@@ -65,8 +69,8 @@ def rescore(keep: Path, seeds, *, behaviour: dict | None = None,
             except Exception as err:  # reported, not hidden
                 rows.append({"seed": s, "mode": "video", "error": f"{type(err).__name__}: {err}"[:300]})
     finally:
-        for k, v in old.items():
-            setattr(bouts, k, v)
+        for (mod, k), v in old.items():
+            setattr(mod, k, v)
     return pd.DataFrame(rows)
 
 
@@ -77,7 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", type=Path, required=True, help="the folder given to the suite's --keep")
     ap.add_argument("--seeds", default=None, help="A-B (default: every kept seed)")
     ap.add_argument("--set", action="append", help="behaviour config key=value")
-    ap.add_argument("--const", action="append", help="fishtrack.behaviour.bouts constant NAME=value")
+    ap.add_argument("--const", action="append", help="fishtrack.behaviour.bouts constant NAME=value, or module.NAME=value")
     ap.add_argument("--csv", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="write the summary as Markdown")
     args = ap.parse_args(argv)

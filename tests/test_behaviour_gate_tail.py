@@ -19,6 +19,7 @@ from fixtures_behaviour import score_stress, tracked_stress_seed
 
 from fishtrack.behaviour import bouts as bouts_mod
 from fishtrack.behaviour import classify
+from fishtrack.behaviour import pixel_bouts as pixel_mod
 from fishtrack.pipeline import OUTPUT_COLUMNS
 from fishtrack.tracking.tail_motion import tail_motion, tail_motion_lag
 
@@ -115,10 +116,11 @@ def test_the_tail_level_is_the_median_of_the_fish_s_own_levels(missed_bouts, mon
     row = score_stress(draw, sim, tr)
     assert row["kappa"] >= 0.9 and row["still_ok"]
     level = tr.provenance["behaviour_noise"]["motion_gate_tail_grey"]
-    # the rule before: one histogram of every larva's quiet frames (and no mid-tail test, which
-    # came after and keeps most of these bouts too)
+    # the rule before: one histogram of every larva's quiet frames (and no mid-tail test nor
+    # bouts from the tail's pixels, which came after and keep most of these bouts too)
     tracks = tr.tracks.drop(columns=[c for c in OUTPUT_COLUMNS if c in tr.tracks.columns])
     monkeypatch.setattr(bouts_mod, "MIDTAIL_GATE", False)
+    monkeypatch.setattr(pixel_mod, "PIXEL_BOUTS", False)
     monkeypatch.setattr(bouts_mod, "MOTION_GATE_TAIL_PER_FISH", False)
     res = classify(tracks, cfg.behaviour, cfg.protocol)
     old = score_stress(draw, sim, res)

@@ -40,6 +40,7 @@ from fishtrack.behaviour.bouts import (
     tail_motion_frames,
 )
 from fishtrack.behaviour.kinematics import KINEMATIC_COLUMNS, Kinematics, compute_kinematics
+from fishtrack.behaviour.pixel_bouts import ask_noisy_ahead, pixel_bouts
 from fishtrack.behaviour.protocol import assign_phase, validate_protocol
 from fishtrack.behaviour.speed import (
     MOVEMENT_SIGNALS,
@@ -80,7 +81,7 @@ FISH_COLUMNS = (
     "body_length_px", "bout_threshold_bl_s", "excursion_threshold_rad", "excursion_noise_rad",
     "n_excursion_bouts", "motion_threshold_grey", "motion_noise_grey", "motion_gate_grey",
     "n_motion_gated_bouts", "motion_gate_tail_grey", "sustained_threshold_rad2",
-    "motion_gate_midtail_rad",
+    "motion_gate_midtail_rad", "tail_motion_bout_grey",
 )
 """Columns of :attr:`BehaviourResult.fish` (one row per fish; see docs/behaviour.md)."""
 NOISE_OUTLIER = 3.0
@@ -136,6 +137,7 @@ class Scored:
     n_gated: np.ndarray | None = None  # per fish: tail bouts dropped by the pixel-motion gate
     tail_gate: float = float("nan")  # the gate's tail test level (tail_motion, grey levels)
     midtail_gate: float = float("nan")  # the gate's mid-tail test level (rad)
+    pixel_bouts_level: float = float("nan")  # level of the bouts from the tail's pixels
 
 
 def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *,
@@ -165,14 +167,18 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
         br = _detect(kin, cfg, blocks, active=active)
     # the tail noise is final: the QC median together with the next recording-level value
     ask_ahead("qc_tail_noise", _qc_levels, lambda: {"tail_noise": kin.tail_noise})
-    gate = tail_gate = midtail_gate = float("nan")
+    gate = tail_gate = midtail_gate = pixel_level = float("nan")
     gated = np.zeros(len(fr.fish_keys), np.int64)
     if motion is not None and body_px is not None:
+        if tail is not None:
+            ask_noisy_ahead(kin)  # resolved with the gate's first recording-level value
         br, gate, gated, tail_gate, midtail_gate = motion_gate(kin, br, motion, body_px, tail,
                                                                midtail)
+        br, pixel_level = pixel_bouts(kin, br, tail, blocks, cfg)
     codes = state_codes(fr, blocks, br.in_bout, cfg.min_passive_s)
     return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin, motion_gate=gate,
-                  n_gated=gated, tail_gate=tail_gate, midtail_gate=midtail_gate)
+                  n_gated=gated, tail_gate=tail_gate, midtail_gate=midtail_gate,
+                  pixel_bouts_level=pixel_level)
 
 
 def classify(
@@ -315,7 +321,8 @@ def _recording_noise(fish: pd.DataFrame, fps: float, cfg: BehaviourConfig, signa
     noise = noise_summary(fish, fps=fps, cfg=cfg)
     noise["bout_signal"] = signal
     noise["bout_signal_reason"] = reason
-    for col in ("motion_gate_grey", "motion_gate_tail_grey", "motion_gate_midtail_rad"):
+    for col in ("motion_gate_grey", "motion_gate_tail_grey", "motion_gate_midtail_rad",
+                "tail_motion_bout_grey"):
         gate = pd.to_numeric(fish[col], errors="coerce").to_numpy(float)
         gate = gate[np.isfinite(gate)]  # one level per recording, repeated on every fish
         noise[col] = round(float(gate[0]), 6) if len(gate) else None
@@ -579,6 +586,8 @@ def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.Dat
                                     else np.zeros(n_fish, np.int64))
     fish["motion_gate_tail_grey"] = np.full(n_fish, sc.tail_gate)
     fish["motion_gate_midtail_rad"] = np.full(n_fish, sc.midtail_gate)
+    # the level of the bouts from the tail's pixels (NaN: the trace is clean, not used)
+    fish["tail_motion_bout_grey"] = np.full(n_fish, sc.pixel_bouts_level)
     sthr = sc.bouts.sustained_thresholds
     fish["sustained_threshold_rad2"] = sthr if sthr is not None and signal == "tail" else nan
     if signal in MOVEMENT_SIGNALS:
