@@ -49,8 +49,10 @@ def test_goals_from_video_on_one_recording(tmp_path):
 LOW_FPS_SEEDS = (148, 426, 773, 974)
 
 
-def test_low_frame_rate_recordings_are_scored_from_the_tail_excursion(tmp_path):
+def test_low_frame_rate_recordings_are_scored_from_the_tail_excursion(tmp_path, monkeypatch):
     import pandas as pd
+
+    from fishtrack.behaviour import bouts as bouts_mod
 
     rows = pd.DataFrame([run_recording(s, tmp_path, mode="truth", behaviour={"excursion": True})
                          for s in LOW_FPS_SEEDS])
@@ -58,9 +60,10 @@ def test_low_frame_rate_recordings_are_scored_from_the_tail_excursion(tmp_path):
     assert (state_score(rows) >= KAPPA_GOAL).all(), state_score(rows).round(3).tolist()
     assert rows["still_ok"].all()
     assert (rows["passive_err_max"] <= 0.05).all(), rows["passive_err_max"].round(3).tolist()
-    # the same recordings with the vigour alone (the rule before the excursion and the
-    # sustained bouts) fall short; the default (sustained bouts, no excursion) is in
-    # tests/test_behaviour_sustained.py
+    # the same recordings with the vigour alone (the rule before the excursion, the sustained
+    # bouts and the weak beats) fall short; the default (sustained bouts and weak beats, no
+    # excursion) is in tests/test_behaviour_sustained.py and tests/test_behaviour_weak_beats.py
+    monkeypatch.setattr(bouts_mod, "WEAK_BEAT_FACTOR", 5.0)
     old = pd.DataFrame([run_recording(s, tmp_path, mode="truth",
                                       behaviour={"excursion": False, "sustained": False})
                         for s in LOW_FPS_SEEDS])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import pandas as pd
 
+from fishtrack.behaviour import kinematics as kinematics_mod
 from fishtrack.behaviour._frames import (
     Blocks,
     Frames,
@@ -32,12 +33,14 @@ from fishtrack.behaviour.kinematics import (
     Kinematics,
     _centred_mean,
     compute_kinematics,
+    extremum_times,
     filtered_noise_gain,
     midline_lengths,
     rest_deviation,
     smooth_tail,
     tail_diffs,
     tail_excursion,
+    tail_extrema,
     tail_noise,
     travel_rate,
 )
@@ -230,6 +233,14 @@ SUSTAINED_SIGN_CHANGES = 2
 """... and its clear samples (farther than the noise sigma from the local mean,
 :func:`local_deviation`) change side of it at least this often: a beat crosses it every
 half-beat, a step of the traced angle once."""
+WEAK_BEAT_FACTOR = 4.0
+"""Where the tail is not low-passed (below 125 fps), a bout whose turns do not reach the beat
+test's prominence (``kinematics.BEAT_PROMINENCE_NOISE_FACTOR`` noise sigmas) is kept when
+:data:`MIN_EXTREMA` alternating turns reach this many sigmas and its energy passes
+:data:`WEAK_BEAT_ENERGY_Z` (:func:`weak_beat_bouts`). 5 (the beat test's): off."""
+WEAK_BEAT_ENERGY_Z = 7.0
+"""... its tail's summed squared deviation from rest lies this many standard deviations above
+that of white noise of the fish's sigma over as many frames (a chi-square)."""
 _MAD = 1.4826  # robust sd = 1.4826 x median absolute deviation (normal distribution)
 
 
@@ -560,15 +571,34 @@ def trim_to_beats(
     than half a half-beat before its first extremum (the half-beat measured between its first
     two extrema; a movement starts a quarter beat before its first turn), and never more than
     ``pad_s``; likewise its end after its last extremum. Noise just before or after a bout is
-    so not counted in it.
+    so not counted in it. Where the tail is not low-passed, a bout without such beats is kept
+    when it holds weak beats (:func:`weak_beat_bouts`).
 
-    Returns the starts, ends and the evidence of each bout (``beats``).
+    Returns the starts, ends and the evidence of each bout (``beats`` or ``weak_beats``).
     """
-    fr = kin.frames
-    ext = kin.extrema
+    ks, ke, keep = _trim(kin.frames, kin.extrema, kin.extrema_strength, kin.extrema_t, s, e,
+                         pad_s=pad_s, single=True)
+    ev = np.full(len(ks), "beats", dtype=object)
+    if WEAK_BEAT_FACTOR < kinematics_mod.BEAT_PROMINENCE_NOISE_FACTOR and not (
+            filtered_noise_gain(kin.frames) < 1) and (~keep).any():
+        ws, we = weak_beat_bouts(kin, s[~keep], e[~keep], pad_s=pad_s)
+        ev = np.r_[ev, np.full(len(ws), "weak_beats", dtype=object)]
+        ks, ke = np.r_[ks, ws].astype(np.int64), np.r_[ke, we].astype(np.int64)
+        o = np.argsort(ks, kind="stable")
+        ks, ke, ev = ks[o], ke[o], ev[o]
+    return ks, ke, ev
+
+
+def _trim(
+    fr: Frames, ext: np.ndarray, strength: np.ndarray, et: np.ndarray, s: np.ndarray,
+    e: np.ndarray, *, pad_s: float, single: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The bouts ``s..e`` that hold :data:`MIN_EXTREMA` of the extrema ``ext`` (or, with
+    ``single``, one strong bend), trimmed to them (see :func:`trim_to_beats`); also the bool
+    mask of the bouts kept."""
     lo = np.searchsorted(ext, s)
     hi = np.searchsorted(ext, e, side="right")
-    size = np.abs(kin.extrema_strength) if len(ext) else np.zeros(0)
+    size = np.abs(strength) if len(ext) else np.zeros(0)
     # the turns at a bout's edges must reach EDGE_FRACTION of its largest: smaller ones are
     # noise, or the low-pass filter's ripple before and after a sudden large bend
     for k in np.flatnonzero(hi - lo >= 2):
@@ -576,14 +606,14 @@ def trim_to_beats(
         big = np.flatnonzero(seg >= EDGE_FRACTION * seg.max())
         lo[k], hi[k] = lo[k] + big[0], lo[k] + big[-1] + 1
     keep = hi - lo >= MIN_EXTREMA
-    if len(ext):
+    if len(ext) and single:
         # a single bend counts when it is strong and wide (a C-bend), not a flicker of noise
         one = (hi - lo == 1) & (hi > 0)
-        strong = kin.extrema_strength[np.minimum(lo, len(ext) - 1)] >= SINGLE_BEND_STRENGTH
+        strong = strength[np.minimum(lo, len(ext) - 1)] >= SINGLE_BEND_STRENGTH
         keep |= one & strong
+    mask = keep
     s, e, lo, hi = s[keep], e[keep], lo[keep], hi[keep]
     pad = max(1, int(round(pad_s / fr.dt_median)))
-    et = kin.extrema_t
     two = hi - lo >= 2
     first_half = np.where(two, et[np.minimum(lo + 1, len(ext) - 1)] - et[lo], np.inf)
     last_half = np.where(two, et[hi - 1] - et[np.maximum(hi - 2, 0)], np.inf)
@@ -591,7 +621,40 @@ def trim_to_beats(
     pad_b = np.clip(np.ceil(0.5 * last_half / fr.dt_median), 1, pad).astype(np.int64)
     s = np.maximum(s, ext[lo] - pad_a) if len(s) else s
     e = np.minimum(e, ext[hi - 1] + pad_b) if len(e) else e
-    return s, e, np.full(len(s), "beats", dtype=object)
+    return s, e, mask
+
+
+def weak_beat_bouts(
+    kin: Kinematics, s: np.ndarray, e: np.ndarray, *, pad_s: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Of the bouts ``s..e`` without beats (where the tail is not low-passed), those that hold
+    weak ones: :data:`MIN_EXTREMA` alternating turns of prominence :data:`WEAK_BEAT_FACTOR`
+    noise sigmas (instead of ``BEAT_PROMINENCE_NOISE_FACTOR``), trimmed to them, whose tail
+    also moves away from its rest posture more than the noise does over as many frames: the
+    sum of the squared deviations (each clipped at :data:`SUSTAINED_CLIP_SIGMA` sigmas, so a
+    glitch left by the cleaning counts as one noisy sample) lies :data:`WEAK_BEAT_ENERGY_Z`
+    standard deviations above what white noise of the fish's tail-noise sigma gives (a
+    chi-square of as many degrees of freedom as frames). Both levels are the fish's measured
+    noise (its quiet frames' sigma); nothing about how often it swims enters."""
+    fr = kin.frames
+    sig = kin.tail_noise
+    weak = sig * WEAK_BEAT_FACTOR / kinematics_mod.BEAT_PROMINENCE_NOISE_FACTOR
+    ext, strength = tail_extrema(fr, weak, kin.tail, strength=True)
+    et = extremum_times(fr, kin.tail, ext)
+    s, e, _ = _trim(fr, ext, strength, et, s, e, pad_s=pad_s, single=False)
+    if len(s) == 0:
+        return s, e
+    lim = SUSTAINED_CLIP_SIGMA
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z2 = np.clip(rest_deviation(kin.tail, fr) / sig[fr.gid], -lim, lim) ** 2
+    ok = np.isfinite(z2)
+    cz = np.r_[0.0, np.cumsum(np.where(ok, z2, 0.0))]
+    cn = np.r_[0, np.cumsum(ok)]
+    n = cn[e + 1] - cn[s]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (cz[e + 1] - cz[s] - n) / np.sqrt(2.0 * n)
+    keep = (n > 0) & (z >= WEAK_BEAT_ENERGY_Z)
+    return s[keep], e[keep]
 
 
 def _excursion_bouts(
@@ -659,10 +722,7 @@ def _bouts_with(
             kin, exc[0], exc[1], max_extend_s=0.0, min_high_s=EXCURSION_MIN_HIGH * xw,
             signal="tail_excursion_rad")
         xs, xe = bout_runs(xact, fr, blocks, cfg)
-        busy = np.r_[0, np.cumsum(run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False))]
-        pad = max(1, int(round(cfg.merge_gap_s / fr.dt_median)))
-        lo, hi = np.maximum(xs - pad, 0), np.minimum(xe + pad, fr.n - 1)
-        free = busy[hi + 1] - busy[lo] == 0
+        free = _far_from(fr, s, e, xs, xe, cfg.merge_gap_s)
         xs, xe = _excursion_bouts(kin, xs[free], xe[free], exc[0])
         ev = np.r_[ev, np.full(len(xs), "excursion", dtype=object)]
         s, e = np.r_[s, xs].astype(np.int64), np.r_[e, xe].astype(np.int64)
@@ -672,6 +732,16 @@ def _bouts_with(
         s, e, ev = _add_sustained(kin, cfg, blocks, s, e, ev, *sus)
     long_enough = fr.t[e] + fr.dur[e] - fr.t[s] >= cfg.min_bout_s - 1e-9  # again, once trimmed
     return s[long_enough], e[long_enough], ev[long_enough]
+
+
+def _far_from(fr: Frames, s: np.ndarray, e: np.ndarray, xs: np.ndarray, xe: np.ndarray,
+              gap_s: float) -> np.ndarray:
+    """Per bout ``xs..xe``: whether no frame within ``gap_s`` (at least one frame when > 0) of
+    it lies in a bout ``s..e``."""
+    busy = np.r_[0, np.cumsum(run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False))]
+    pad = max(1, int(round(gap_s / fr.dt_median))) if gap_s > 0 else 0
+    lo, hi = np.maximum(xs - pad, 0), np.minimum(xe + pad, fr.n - 1)
+    return busy[hi + 1] - busy[lo] == 0
 
 
 def local_deviation(kin: Kinematics) -> np.ndarray:
@@ -705,11 +775,13 @@ def _add_sustained(
                               dev=local_deviation(kin))
     if len(xs) == 0:
         return s, e, ev
-    busy = np.r_[0, np.cumsum(run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False))]
-    pad = max(1, int(round(cfg.merge_gap_s / fr.dt_median)))
-    lo, hi = np.maximum(xs - pad, 0), np.minimum(xe + pad, fr.n - 1)
-    free = busy[hi + 1] - busy[lo] == 0
+    # weak beats (:func:`weak_beat_bouts`) give way to a sustained bout over them: its energy
+    # over the whole stretch is the stronger evidence, and it holds the weak bouts next to them
+    weak = ev == "weak_beats"
+    free = _far_from(fr, s[~weak], e[~weak], xs, xe, cfg.merge_gap_s)
     xs, xe = xs[free], xe[free]
+    under = weak & ~_far_from(fr, xs, xe, s, e, 0.0)
+    s, e, ev = s[~under], e[~under], ev[~under]
     ev = np.r_[ev, np.full(len(xs), "sustained", dtype=object)]
     s, e = np.r_[s, xs].astype(np.int64), np.r_[e, xe].astype(np.int64)
     o = np.argsort(s, kind="stable")
