@@ -34,7 +34,10 @@ fish's quiet frames (:func:`motion_levels`), at least the recording's median ove
 (:func:`rig_motion_threshold`: the codec's refreshes of the whole picture): struggles that
 hold station move the tail, not the head; and when the fish's segmented area drops above its
 noise while its pixels move (:func:`blur_frames`: at 25-30 fps a struggle's tail beats faster
-than the frame rate and blurs, so consecutive frames look alike but the area falls).
+than the frame rate and blurs, so consecutive frames look alike but the area falls); and
+when the pixels where the traced tail is (the tracker's ``tail_motion``) change over a stretch
+of 0.32-0.64 s more than in the recording's quiet stretches of that length
+(:func:`tail_above_levels`: a small larva's struggle in place, diluted in the whole fish's).
 ``speed_threshold`` / ``motion_threshold`` replace the noise rules with fixed,
 rig-level values (:func:`fixed_speed_threshold`).
 """
