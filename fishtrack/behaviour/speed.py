@@ -34,7 +34,10 @@ fish's quiet frames (:func:`motion_levels`), at least the recording's median ove
 (:func:`rig_motion_threshold`: the codec's refreshes of the whole picture): struggles that
 hold station move the tail, not the head; and when the fish's segmented area drops above its
 noise while its pixels move (:func:`blur_frames`: at 25-30 fps a struggle's tail beats faster
-than the frame rate and blurs, so consecutive frames look alike but the area falls).
+than the frame rate and blurs, so consecutive frames look alike but the area falls); and
+when the pixels where the traced tail is (the tracker's ``tail_motion``) change over a stretch
+of 0.32-0.64 s more than in the recording's quiet stretches of that length
+(:func:`tail_above_levels`: a small larva's struggle in place, diluted in the whole fish's).
 ``speed_threshold`` / ``motion_threshold`` replace the noise rules with fixed,
 rig-level values (:func:`fixed_speed_threshold`).
 """
@@ -58,14 +61,17 @@ from fishtrack.behaviour._pool import any_of, pooled, remembered
 from fishtrack.behaviour.bouts import (
     _MAD,
     HYSTERESIS,
+    MOTION_GATE_MEAN_WINDOWS_S,
     MOTION_GATE_MIN_FISH,
     BoutRuns,
     NoiseLevels,
+    _hist_quantiles,
     _mean_gate_summary,
     _mean_level,
     _mean_levels_of_histograms,
     bout_runs,
     hysteresis_activity,
+    mean_gate_lags,
     quiet_frames,
     quiet_levels,
     quiet_window_means,
@@ -164,6 +170,20 @@ stretches of its length (:func:`blur_above_quiet_stretches`). Issue 17, ninth ro
 videos 0-999 (90 kept camera videos): 1.0 changed 3 (all better), 1.5 fixed tuning 2 (passive
 error 0.143 -> 0.014) and 137 (0.169 -> 0.006) with no bout lost, 2.0 lost a faint struggle
 in place on 155 (0.006 -> 0.162)."""
+TAIL_MEAN_SPREAD = 2.0
+"""The tail's pixels (:func:`tail_above_levels`): a stretch of frames is in a bout
+when its mean tail motion is above ``median + this x (99th percentile - median)`` of the means
+of the recording's quiet stretches of its length (the tail gate's mean test on the tracker's
+``tail_motion``). Issue 17, tenth round, 90 kept tuning camera videos (seeds 0-999): 2.0 fixed
+233 (passive error 0.129 -> 0.009) and changed one other (216, 0.005 -> 0.027); 1.5 made 6
+videos worse (105 0.008 -> 0.128, 757 0.006 -> 0.133)."""
+TAIL_MEAN_MIN_S = 0.3
+"""... for the stretches of :data:`fishtrack.behaviour.bouts.MOTION_GATE_MEAN_WINDOWS_S` of at
+least this duration (s: 0.32 and 0.64 s, 8-19 frames at 25-30 fps). A struggle in place
+changes the tail's pixels on every frame it lasts; the codec changes a larva's pixels in
+bursts of a few frames, which the shorter stretches took for bouts (from 0.16 s: tuning video
+757 A1, a burst of 4 frames at 4.7-5.4 grey levels while the other larvae bouted, passive
+error 0.006 -> 0.121)."""
 JOINT_FRACTION = 0.5
 """Pixel motion and blur together: a frame whose pixel motion (or a neighbour's) and
 averaged blur are *both* at least this fraction of the way from their noise to their
@@ -575,6 +595,75 @@ def blur_above_quiet_stretches(fr: Frames, blur: np.ndarray, quiet: np.ndarray,
         return np.isinf(level) | (_run_mean(fr, stretch, v) > level)
 
 
+def tail_mean_levels(fr: Frames, tail: np.ndarray, quiet: np.ndarray
+                     ) -> tuple[float, np.ndarray]:
+    """The recording's median of the ``quiet`` frames' tail motion and, per duration of
+    :data:`fishtrack.behaviour.bouts.MOTION_GATE_MEAN_WINDOWS_S`, the level ``median +
+    TAIL_MEAN_SPREAD x (99th percentile - median)`` of the means of every stretch of quiet
+    frames of that duration, all larvae of the recording pooled (histograms: the tail gate's
+    mean test, :func:`fishtrack.behaviour.bouts.mean_gate_levels`). The rig's and the
+    tracker's noise, never how often a larva moves (:func:`tail_above_levels`)."""
+    ok = quiet & np.isfinite(tail)
+    means, win = quiet_window_means(fr, tail, ok)
+    return pooled("speed_tail_mean_levels", _tail_mean_levels,
+                  **_mean_gate_summary(tail[ok], means, win))
+
+
+def tail_above_levels(fr: Frames, tail: np.ndarray, med: float, levels: np.ndarray
+                      ) -> np.ndarray:
+    """Per row: True where the row lies in a stretch of consecutive frames with a tail motion
+    whose mean is above the level of the recording's quiet stretches of the same duration
+    (``med``, ``levels``: :func:`tail_mean_levels`), and its own tail motion is above the
+    quiet frames' median ``med``.
+
+    ``tail``: the tracker's ``tail_motion`` aligned to the frame
+    (:func:`fishtrack.behaviour.bouts.tail_motion_frames`: the change of the fishness at the
+    caudal half of the traced midline, grey levels; NaN on the rows the stretches must not
+    hold). The whole fish's pixel motion (:func:`motion_frames`) dilutes a small larva's
+    tail among its still head and body and the camera noise of every other pixel of the
+    dilated mask; where the tail is, a struggle in place changes most of the pixels on every
+    frame it lasts (tuning video 233 A1, a 28 px larva in H.264: 1.2-4.8 grey levels for 11
+    frames, against a quiet median of 0 and a whole-fish motion of 0.6-0.9 under its
+    threshold of 2.4). The durations are those of
+    :data:`fishtrack.behaviour.bouts.MOTION_GATE_MEAN_WINDOWS_S` from :data:`TAIL_MEAN_MIN_S`.
+    Recordings of :data:`fishtrack.behaviour.bouts.MOTION_GATE_MIN_FISH` larvae or more only
+    (the caller)."""
+    out = np.zeros(fr.n, bool)
+    for lag, dur, level in zip(mean_gate_lags(fr), MOTION_GATE_MEAN_WINDOWS_S, levels,
+                               strict=True):
+        if dur >= TAIL_MEAN_MIN_S and np.isfinite(level):
+            out |= _windows_above(fr, tail, lag, level)
+    with np.errstate(invalid="ignore"):
+        return out & (tail > med)
+
+
+def _tail_mean_levels(**summary) -> tuple[float, np.ndarray]:
+    """Reduce: :func:`tail_mean_levels` from the histograms of its summary."""
+    if summary["counts"].sum() == 0:
+        return float("nan"), np.full(len(MOTION_GATE_MEAN_WINDOWS_S), np.nan)
+    med = float(_hist_quantiles(summary["bins"], summary["counts"], 0.5)[0])
+    return med, _mean_levels_of_histograms(**summary, spread=TAIL_MEAN_SPREAD)
+
+
+def _windows_above(fr: Frames, values: np.ndarray, lag: int, level: float) -> np.ndarray:
+    """Per row: True where the row is in a window of ``lag`` consecutive rows of its fish,
+    all with a finite value, whose mean value is above ``level``."""
+    out = np.zeros(fr.n, bool)
+    ok = np.isfinite(values)
+    for a0, a1 in zip(*fish_bounds(fr), strict=True):
+        if a1 - a0 < lag:
+            continue
+        c = np.r_[0.0, np.cumsum(np.where(ok[a0:a1], values[a0:a1], 0.0))]
+        cq = np.r_[0, np.cumsum(ok[a0:a1])]
+        start = np.flatnonzero(((cq[lag:] - cq[:-lag]) == lag)
+                               & ((c[lag:] - c[:-lag]) > level * lag))
+        cover = np.zeros(a1 - a0 + 1, np.int64)
+        np.add.at(cover, start, 1)
+        np.add.at(cover, start + lag, -1)
+        out[a0:a1] = np.cumsum(cover)[:-1] > 0
+    return out
+
+
 def _total(n: np.ndarray) -> int:
     """Reduce: the sum over the parts (larvae of the recording)."""
     return int(np.sum(n))
@@ -621,7 +710,7 @@ def detect_speed_bouts(
     fr: Frames, cfg: BehaviourConfig, blocks: Blocks | None = None,
     body_px: np.ndarray | None = None, *, motion: np.ndarray | None = None,
     fixed_px_s: np.ndarray | None = None, blur: np.ndarray | None = None,
-    motion_raw: np.ndarray | None = None,
+    motion_raw: np.ndarray | None = None, tail: np.ndarray | None = None,
 ) -> tuple[BoutRuns, np.ndarray, dict[str, np.ndarray]]:
     """Movement bouts of every fish (``fr`` from :func:`position_frames`).
 
@@ -640,7 +729,11 @@ def detect_speed_bouts(
     thresholds come from it (the rig's changes are part of the noise the thresholds were
     set against), and so does the pixels' confirmation of the speed's stretches (a larva
     that swims while all the others do keeps its bout: its own pixels moved), while the
-    bouts of the pixels alone, the blur's and the joint rule's use ``motion``.
+    bouts of the pixels alone, the blur's and the joint rule's use ``motion``. ``tail`` (with
+    ``motion``; :func:`fishtrack.behaviour.bouts.tail_motion_frames`, grey levels): from the
+    second pass, in recordings of 3 larvae or more, the frames of a stretch whose mean tail
+    motion stands out from the quiet stretches of its length are also in a bout
+    (:func:`tail_above_levels`, on the stretches away from the other rules' bouts).
 
     Returns the bouts (``thresholds`` and ``noise`` in px/s), the per-frame speed
     (px/s, sorted order) and per-fish extras: ``position_noise_px`` (sigma per axis),
@@ -672,6 +765,7 @@ def detect_speed_bouts(
     levels = None
     m_thr = m_med = b_thr = b_med = np.full(n_fish, np.nan)
     in_bout_prev = None
+    tail_lv = None
     n_passes = N_PASSES + (1 if motion is not None else 0)
     for k in range(n_passes):
         if fixed_px_s is not None:
@@ -697,6 +791,11 @@ def detect_speed_bouts(
             active_m = hysteresis_activity(kin_m, m_thr, m_noise,
                                            max_extend_s=fr.dt_median, min_high_s=0.0)
             low = m_noise + HYSTERESIS * (m_thr - m_noise)
+            # from the second pass, with 3 larvae or more: the recording's quiet stretches
+            # (one or two larvae's missed struggles would be most of them)
+            many = (in_bout_prev is not None and (blur is not None or tail is not None)
+                    and pooled("speed_blur_larvae", _total, n=np.array([n_fish]))
+                    >= MOTION_GATE_MIN_FISH)
             if blur is not None:
                 # a struggle in place blurs the tail (the area drops) while its pixels change
                 # little from frame to frame: the drop above its noise, with the pixels moving
@@ -721,8 +820,7 @@ def detect_speed_bouts(
                 with np.errstate(invalid="ignore"):
                     above = _run_mean(fr, blurred, motion) > m_noise[fr.gid]
                 bconf = above | _confirmed(fr, blurred, stirred, np.full(n_fish, 0.5))
-                if in_bout_prev is not None and pooled(
-                        "speed_blur_larvae", _total, n=np.array([n_fish])) >= MOTION_GATE_MIN_FISH:
+                if many:
                     # and when its mean blur stands out from the quiet stretches of its
                     # length (from the second pass: the first's quiet frames hold struggles;
                     # with 3 larvae or more: one or two larvae's missed struggles would be
@@ -735,6 +833,19 @@ def detect_speed_bouts(
                     b_half = blur > np.fmax(MIN_BLUR, b_noise + JOINT_FRACTION
                                             * (b_thr - b_noise))[fr.gid]
                 active_m = active_m | (fr.observed & _dilate1(fr, m_half) & b_half)
+            if tail is not None and many:
+                # where the tail is: a small larva's struggle in place changes the pixels at
+                # its caudal midline on every frame it lasts, diluted in the whole fish's.
+                # The levels once, from the quiet frames of the first pass's bouts (from the
+                # bouts it adds, the quiet stretches would shrink to the stillest ones pass
+                # after pass and the level with them: every bout grew at its edges)
+                if tail_lv is None:
+                    tail_lv = tail_mean_levels(fr, tail, quiet_m)
+                # on stretches away from the other rules' frames: a bout's own tail motion
+                # would carry the stretches next to it over the level
+                free = quiet_frames(kin_m, active | active_m)
+                active_m = active_m | (fr.observed & tail_above_levels(
+                    fr, np.where(free, tail, np.nan), *tail_lv))
             # the speed's window spreads a movement over its neighbours: keep the speed's
             # frames where the pixels move (above the low threshold, or not measured) and
             # that are joined through such frames to one whose pixels pass the motion
