@@ -33,7 +33,9 @@ Angles
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,6 +44,7 @@ __all__ = [
     "Midlines",
     "gather_patches",
     "smooth_patches",
+    "smooth_patches_each",
     "max_filter_patches",
     "locate_heads",
     "initial_directions",
@@ -146,15 +149,26 @@ def smooth_patches(f: np.ndarray, sigma: float) -> np.ndarray:
     The patches are laid side by side in one wide image with zero gaps (OpenCV filters pay a
     cost per image row, so a wide mosaic is much cheaper than a tall stack of small patches).
     """
+    return smooth_patches_each(f, (sigma,))[0]
+
+
+def smooth_patches_each(f: np.ndarray, sigmas: Sequence[float], dtype: Any = None) -> list[np.ndarray]:
+    """:func:`smooth_patches` of ``f`` with each of ``sigmas``, the mosaic laid out once (its
+    zero gaps as wide as the widest kernel needs: a wider gap of zeros changes no patch
+    pixel), each result converted to ``dtype`` (default: ``f``'s) while it is copied back
+    (C-contiguous): the same values as ``smooth_patches(f, sigma).astype(dtype)``."""
     m, p, q = f.shape
+    dtype = f.dtype if dtype is None else dtype
     if m == 0:
-        return f.copy()
-    k = 2 * int(round(2 * sigma)) + 1
-    gap = k // 2 + 1
+        return [f.astype(dtype) for _ in sigmas]
+    ks = [2 * int(round(2 * sigma)) + 1 for sigma in sigmas]
+    gap = max(ks) // 2 + 1
     wide = np.zeros((p, m, q + gap), f.dtype)
     wide[:, :, :q] = f.transpose(1, 0, 2)
-    out = cv2.GaussianBlur(wide.reshape(p, m * (q + gap)), (k, k), sigma, borderType=cv2.BORDER_CONSTANT)
-    return np.ascontiguousarray(out.reshape(p, m, q + gap)[:, :, :q].transpose(1, 0, 2))
+    flat = wide.reshape(p, m * (q + gap))
+    return [np.array(cv2.GaussianBlur(flat, (k, k), sigma, borderType=cv2.BORDER_CONSTANT)
+                     .reshape(p, m, q + gap)[:, :, :q].transpose(1, 0, 2), dtype=dtype, order="C")
+            for k, sigma in zip(ks, sigmas, strict=True)]
 
 
 def max_filter_patches(f: np.ndarray, k: int) -> np.ndarray:
@@ -823,6 +837,7 @@ def trace_midlines(
     sweep = _SWEEP if fs.dtype == np.float32 and fs.ndim == 3 and len(j_first) > 1 else None
     advance = _HEADS.trace_advance if sweep is not None and _HEADS is not None else None
     if sweep is not None:
+        fs = np.ascontiguousarray(fs)  # (the sweep reads each patch as one row)
         heads64 = np.array(heads, np.float64)
         stop32 = np.array(stop, np.float32)
         weight = 1.0 - TURN_PENALTY * (j_wide / max_turn) ** 2
