@@ -621,7 +621,7 @@ def eye_heads(win, wmax, px, py, big, r, eye_level, lo2, hi2, ratio, heads, peak
         peak[k] = np.float64(pk)
 
 
-@njit("void(float32[:, :, :], float64[:, :], float64[:], float64[:], float64[:], float64[:], "
+@njit("void(float32[:, :, ::1], float64[:, :], float64[:], float64[:], float64[:], float64[:], "
       "float64[:], float64[:], float32[:], boolean[:], float64[:], float64[:], float64, "
       "float32[:, :, ::1], float64[:], float64[:], float64[:, ::1], float64[:])", cache=True, nogil=True)
 def head_profile(fs, rough, ux, uy, nx, ny, t, lat, fl, t_near, wl_pos, wl_neg, g, b_out, ox, oy,
@@ -640,14 +640,21 @@ def head_profile(fs, rough, ux, uy, nx, ny, t, lat, fl, t_near, wl_pos, wl_neg, 
     b, w2 = scratch[0], scratch[1]
     w2l, rw, lmax = np.empty(n), np.empty(nl), np.empty(nt, np.float32)
     zero, one = np.float32(0.0), np.float32(1.0)
+    p = fs.shape[1]
+    xs, ys, vals = np.empty(nl), np.empty(nl), np.empty(nl, np.float32)
+    bi, inside = np.empty(nl, np.int64), np.empty(nl, np.bool_)
+    ax, ay = np.empty(nl, np.float32), np.empty(nl, np.float32)
     for k in range(m):
         x0, y0 = rough[k, 0], rough[k, 1]
         cu, su, cn, sn = ux[k], uy[k], nx[k], ny[k]
+        fk = fs[k].ravel()
         for i in range(nt):
             for j in range(nl):
-                xv = x0 + t[i] * cu + lat[j] * cn
-                yv = y0 + t[i] * su + lat[j] * sn
-                v = _sample(fs, k, xv, yv) - fl[k]
+                xs[j] = x0 + t[i] * cu + lat[j] * cn
+                ys[j] = y0 + t[i] * su + lat[j] * sn
+            _sample_arc(fk, p, xs, ys, vals, bi, ax, ay, inside)  # (the grid's row i)
+            for j in range(nl):
+                v = vals[j] - fl[k]
                 v = v if v > zero else zero
                 b[i * nl + j] = v
                 q = v * v if t_near[i] else zero
