@@ -773,7 +773,7 @@ def head_point(b, prof_u, decay, t, lat, g, t_front, ox, oy, ux, uy, nx, ny, rou
             out[k, 1] = rough[k, 1]
 
 
-@njit("void(float32[:, :, :], float64[:, :], float64[:, :], float64[:, :], float32[:], "
+@njit("void(float32[:, :, ::1], float64[:, :], float64[:, :], float64[:, :], float32[:], "
       "float32[:, ::1])", cache=True, nogil=True)
 def body_rays(fs, heads, cx, cy, fl, v):  # pragma: no cover - compiled; tested against NumPy
     """The rays of ``midline.body_directions`` for every fish, the same values: ``v`` (M, D)
@@ -786,12 +786,23 @@ def body_rays(fs, heads, cx, cy, fl, v):  # pragma: no cover - compiled; tested 
     zero = np.float32(0.0)
     quarter = np.float32(0.25)
     half = np.float32(0.5)
+    # every ray point of a fish sampled at once (:func:`_sample_arc`), then summed ray by ray
+    n = nd * nr
+    p = fs.shape[1]
+    xs, ys, vals = np.empty(n), np.empty(n), np.empty(n, np.float32)
+    bi, inside = np.empty(n, np.int64), np.empty(n, np.bool_)
+    ax, ay = np.empty(n, np.float32), np.empty(n, np.float32)
     for k in range(m):
         hx, hy = heads[k, 0], heads[k, 1]
         for d in range(nd):
+            for q in range(nr):
+                xs[d * nr + q] = hx + cx[d, q]
+                ys[d * nr + q] = hy + cy[d, q]
+        _sample_arc(fs[k].ravel(), p, xs, ys, vals, bi, ax, ay, inside)
+        for d in range(nd):
             acc = np.float32(-0.0)
             for q in range(nr):
-                x = _sample(fs, k, hx + cx[d, q], hy + cy[d, q]) - fl[k]
+                x = vals[d * nr + q] - fl[k]
                 acc += x if x > zero else zero
             raw[d] = np.float32(np.float64(acc) / np.float64(nr))
         for d in range(nd):

@@ -459,7 +459,8 @@ def body_directions(
     if _HEADS is not None and fs.dtype == np.float32 and fs.ndim == 3:
         # the compiled rays (``_kernels.body_rays``, the same values)
         v = np.empty((m, n_dir), np.float32)
-        _HEADS.body_rays(fs, np.asarray(heads, np.float64), cx, cy, np.array(fl, np.float32), v)
+        _HEADS.body_rays(np.ascontiguousarray(fs), np.asarray(heads, np.float64), cx, cy,
+                         np.array(fl, np.float32), v)
     else:
         xs = heads[:, 0, None, None] + cx[None]
         ys = heads[:, 1, None, None] + cy[None]
