@@ -39,6 +39,7 @@ STAGES = ["all_arena_gains", "fishness_chunk", "find_blobs", "outlines", "blobs_
           "_labels",
           "_select_single", "_step_single", "_cut", "_measure_all", "_find_heads",
           "locate_heads", "refine_heads", "body_directions", "trace_midlines", "smooth_patches",
+          "smooth_patches_each",
           "_write"]
 #: compiled kernels timed as stages (a plate's path calls them through the kernels module)
 KERNEL_STAGES = ["fishness_arenas"]

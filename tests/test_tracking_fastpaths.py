@@ -39,3 +39,29 @@ def test_percentile95_other_arrays_go_to_numpy():
     v = np.arange(10, dtype=np.uint8)
     assert _percentile95(v) == np.percentile(v, 95)
     assert _percentile95(np.arange(7.0)) == np.percentile(np.arange(7.0), 95)
+
+
+@pytest.mark.parametrize("shape", [(40, 53, 53), (3, 9, 14), (0, 9, 9)])
+def test_smoothings_from_one_mosaic_equal_one_each(shape):
+    """``smooth_patches_each`` (the tracker's two smoothings of a batch from one mosaic, a gap
+    as wide as the widest kernel needs, converted as copied back) gives each patch blurred
+    alone (zero outside it) exactly, bright pixels at the patches' edges included (where a
+    patch's blur would leak into its neighbour without the gap)."""
+    import cv2
+
+    from fishtrack.tracking.midline import smooth_patches_each
+
+    rng = np.random.default_rng(shape[0])
+    f = rng.integers(0, 256, shape).astype(np.uint8)
+    if shape[0]:
+        f[:, :, -1] = 255
+        f[:, :, 0] = 255
+    sigmas = (0.77, 0.7, 2.4)
+    for dtype in (np.float32, None):
+        got = smooth_patches_each(f, sigmas, dtype)
+        for g, s in zip(got, sigmas, strict=True):
+            k = 2 * int(round(2 * s)) + 1
+            ref = np.array([cv2.GaussianBlur(a, (k, k), s, borderType=cv2.BORDER_CONSTANT)
+                            for a in f], np.uint8).reshape(shape).astype(dtype or np.uint8)
+            assert g.dtype == ref.dtype and g.flags.c_contiguous
+            assert np.array_equal(g, ref)

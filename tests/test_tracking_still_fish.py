@@ -318,3 +318,38 @@ def test_still_small_larva_in_noisy_h264_is_found_empty_well_empty(tmp_path):
     assert "B1" in res.summary["empty_arenas"] and "B1" not in set(res.tracks.fish)
     assert res.summary["fish_length_px"] >= 0.5 * length
     _every_larva_found(sim, res, length)
+
+
+def test_second_calibration_reuses_the_unchanged_arenas(tmp_path, monkeypatch):
+    """The refinement calibrates twice, before and after still fish are taken out of the
+    median; an arena whose background did not change keeps the first calibration's blobs
+    (issue 15: the refinement's fixed cost on a plate) and the models are exactly those of
+    finding every arena's blobs again."""
+    from fishtrack.tracking import background as B
+
+    spec = SimSpec(name="still_memo", layout="wells", rows=2, cols=3, duration_s=1.5, fps=50,
+                   still_arenas=["A2"], empty_arenas=["B3"], noise_sd=3.0, seed=3)
+    sim = simulate(spec, tmp_path)
+    arenas = suite_arenas(sim.arenas, "wells")
+    with open_video(sim.video_path) as src:
+        bg = estimate_background(src, TrackingConfig())
+    calls = []
+    fish_blobs = B._fish_blobs
+    monkeypatch.setattr(B, "_fish_blobs", lambda *a, **k: calls.append(1) or fish_blobs(*a, **k))
+    got = bg.refine(arenas, TrackingConfig())
+    n_memo = len(calls)
+    calibrate = B._calibrate
+    monkeypatch.setattr(B, "_calibrate", lambda *a, memo=None, **k: calibrate(*a, **k))
+    ref = bg.refine(arenas, TrackingConfig())
+    # every arena's blobs found twice without the memo, the unchanged ones once with it
+    assert len(calls) - n_memo == 2 * len(arenas)
+    assert len(arenas) < n_memo < 2 * len(arenas)  # the still larva's arena was redone
+    assert (got.fish_length_px, got.fish_area_px, got.length_evidence) == (
+        ref.fish_length_px, ref.fish_area_px, ref.length_evidence)
+    for a, b in zip(got.models, ref.models, strict=True):
+        for f in dataclasses.fields(a):
+            x, y = getattr(a, f.name), getattr(b, f.name)
+            if isinstance(x, np.ndarray):
+                assert np.array_equal(x, y, equal_nan=True), f.name
+            else:
+                assert x == y or (x != x and y != y), f.name

@@ -176,7 +176,41 @@ def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, f
             motion[k] = tot * (1.0 / nz)
 
 
-@njit("void(float32[:, :, :], float64[:, :], float64[:], float64[:, :], float64[:, :, :], "
+@njit(cache=True, nogil=True, inline="always")
+def _sample_arc(f, p, xs, ys, out, bi, ax, ay, inside):  # pragma: no cover - compiled
+    """:func:`_sample` of one patch ``f`` (its P x P pixels as one row, C order) at ``xs``,
+    ``ys`` (J,) into ``out`` (J,), the same values: first every position's pixel index and
+    weights (a branch-free loop the compiler vectorizes; positions outside, NaN included,
+    read pixel 0 and give zero), then the reads (``bi``, ``ax``, ``ay``, ``inside``: scratch
+    of J values)."""
+    top = p - 1
+    hi = p - 1.0001
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    nj = xs.shape[0]
+    for j in range(nj):
+        xv = xs[j]
+        yv = ys[j]
+        ins = (xv >= 0) & (xv <= top) & (yv >= 0) & (yv <= top)
+        xc = min(max(xv if ins else 0.0, 0.0), hi)
+        yc = min(max(yv if ins else 0.0, 0.0), hi)
+        x0 = np.int64(xc)
+        y0 = np.int64(yc)
+        ax[j] = np.float32(xc - x0)
+        ay[j] = np.float32(yc - y0)
+        bi[j] = y0 * p + x0
+        inside[j] = ins
+    for j in range(nj):
+        b = bi[j]
+        v00 = f[b]
+        v01 = f[b + 1]
+        v10 = f[b + p]
+        v11 = f[b + p + 1]
+        r = (v00 + (v01 - v00) * ax[j]) * (one - ay[j]) + (v10 + (v11 - v10) * ax[j]) * ay[j]
+        out[j] = r if inside[j] else zero
+
+
+@njit("void(float32[:, :, ::1], float64[:, :], float64[:], float64[:, :], float64[:, :, :], "
       "float64[:], float64[:], float64[:], float64[:], float64[:], float64[:], int64, float64, "
       "float64, boolean, float64, float64, float64, boolean, boolean, float32[:], float64[:], "
       "float64[:], float64[:], float64)", cache=True, nogil=True)
@@ -211,6 +245,13 @@ def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, 
     nb = k - 1 if k >= 2 else 0
     nx = np.empty(max(nb, 1), np.float64)
     ny = np.empty(max(nb, 1), np.float64)
+    x2 = np.empty(nj, np.float64)
+    y2 = np.empty(nj, np.float64)
+    bi = np.empty(nj, np.int64)
+    ax = np.empty(nj, np.float32)
+    ay = np.empty(nj, np.float32)
+    inside = np.empty(nj, np.bool_)
+    p = fs.shape[1]
     for i in range(m):
         px = pos[i, 0]
         py = pos[i, 1]
@@ -221,11 +262,15 @@ def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, 
             sj = sti * co[j] + cti * so[j]
             xs[j] = px + rad * cj
             ys[j] = py + rad * sj
-            val = _sample(fs, i, xs[j], ys[j])
-            if ahead:
-                val2 = _sample(fs, i, px + r2 * cj, py + r2 * sj)
-                val = half * (val + val2)
-            v[j] = val
+            x2[j] = px + r2 * cj
+            y2[j] = py + r2 * sj
+        # the arc's samples (and, where ``ahead``, those ``r2`` away, averaged with them)
+        fi = fs[i].ravel()
+        _sample_arc(fi, p, xs, ys, v, bi, ax, ay, inside)
+        if ahead:
+            _sample_arc(fi, p, x2, y2, vs, bi, ax, ay, inside)
+            for j in range(nj):
+                v[j] = half * (v[j] + vs[j])
         if far_at > 0:
             hx = heads[i, 0]
             hy = heads[i, 1]
@@ -576,7 +621,7 @@ def eye_heads(win, wmax, px, py, big, r, eye_level, lo2, hi2, ratio, heads, peak
         peak[k] = np.float64(pk)
 
 
-@njit("void(float32[:, :, :], float64[:, :], float64[:], float64[:], float64[:], float64[:], "
+@njit("void(float32[:, :, ::1], float64[:, :], float64[:], float64[:], float64[:], float64[:], "
       "float64[:], float64[:], float32[:], boolean[:], float64[:], float64[:], float64, "
       "float32[:, :, ::1], float64[:], float64[:], float64[:, ::1], float64[:])", cache=True, nogil=True)
 def head_profile(fs, rough, ux, uy, nx, ny, t, lat, fl, t_near, wl_pos, wl_neg, g, b_out, ox, oy,
@@ -595,14 +640,21 @@ def head_profile(fs, rough, ux, uy, nx, ny, t, lat, fl, t_near, wl_pos, wl_neg, 
     b, w2 = scratch[0], scratch[1]
     w2l, rw, lmax = np.empty(n), np.empty(nl), np.empty(nt, np.float32)
     zero, one = np.float32(0.0), np.float32(1.0)
+    p = fs.shape[1]
+    xs, ys, vals = np.empty(nl), np.empty(nl), np.empty(nl, np.float32)
+    bi, inside = np.empty(nl, np.int64), np.empty(nl, np.bool_)
+    ax, ay = np.empty(nl, np.float32), np.empty(nl, np.float32)
     for k in range(m):
         x0, y0 = rough[k, 0], rough[k, 1]
         cu, su, cn, sn = ux[k], uy[k], nx[k], ny[k]
+        fk = fs[k].ravel()
         for i in range(nt):
             for j in range(nl):
-                xv = x0 + t[i] * cu + lat[j] * cn
-                yv = y0 + t[i] * su + lat[j] * sn
-                v = _sample(fs, k, xv, yv) - fl[k]
+                xs[j] = x0 + t[i] * cu + lat[j] * cn
+                ys[j] = y0 + t[i] * su + lat[j] * sn
+            _sample_arc(fk, p, xs, ys, vals, bi, ax, ay, inside)  # (the grid's row i)
+            for j in range(nl):
+                v = vals[j] - fl[k]
                 v = v if v > zero else zero
                 b[i * nl + j] = v
                 q = v * v if t_near[i] else zero
@@ -721,7 +773,7 @@ def head_point(b, prof_u, decay, t, lat, g, t_front, ox, oy, ux, uy, nx, ny, rou
             out[k, 1] = rough[k, 1]
 
 
-@njit("void(float32[:, :, :], float64[:, :], float64[:, :], float64[:, :], float32[:], "
+@njit("void(float32[:, :, ::1], float64[:, :], float64[:, :], float64[:, :], float32[:], "
       "float32[:, ::1])", cache=True, nogil=True)
 def body_rays(fs, heads, cx, cy, fl, v):  # pragma: no cover - compiled; tested against NumPy
     """The rays of ``midline.body_directions`` for every fish, the same values: ``v`` (M, D)
@@ -734,12 +786,23 @@ def body_rays(fs, heads, cx, cy, fl, v):  # pragma: no cover - compiled; tested 
     zero = np.float32(0.0)
     quarter = np.float32(0.25)
     half = np.float32(0.5)
+    # every ray point of a fish sampled at once (:func:`_sample_arc`), then summed ray by ray
+    n = nd * nr
+    p = fs.shape[1]
+    xs, ys, vals = np.empty(n), np.empty(n), np.empty(n, np.float32)
+    bi, inside = np.empty(n, np.int64), np.empty(n, np.bool_)
+    ax, ay = np.empty(n, np.float32), np.empty(n, np.float32)
     for k in range(m):
         hx, hy = heads[k, 0], heads[k, 1]
         for d in range(nd):
+            for q in range(nr):
+                xs[d * nr + q] = hx + cx[d, q]
+                ys[d * nr + q] = hy + cy[d, q]
+        _sample_arc(fs[k].ravel(), p, xs, ys, vals, bi, ax, ay, inside)
+        for d in range(nd):
             acc = np.float32(-0.0)
             for q in range(nr):
-                x = _sample(fs, k, hx + cx[d, q], hy + cy[d, q]) - fl[k]
+                x = vals[d * nr + q] - fl[k]
                 acc += x if x > zero else zero
             raw[d] = np.float32(np.float64(acc) / np.float64(nr))
         for d in range(nd):

@@ -606,7 +606,8 @@ def _refine(
                 gain_ref=med[yx].astype(np.float32),
             )
         )
-    sizes = _calibrate(bg, models, cfg, fish_per_arena=fish_per_arena)
+    memo: dict = {}  # what the second calibration can take over (arenas left unchanged)
+    sizes = _calibrate(bg, models, cfg, fish_per_arena=fish_per_arena, memo=memo)
     length = cfg.fish_length_px or sizes["length"]
     area = sizes["area"]
     evidence: dict = {"first": sizes["parts"]}
@@ -628,8 +629,8 @@ def _refine(
                 layout=layout,
             )
 
-    # 3) final calibration on the empty backgrounds
-    sizes = _calibrate(bg, models, cfg, fish_per_arena=fish_per_arena)
+    # 3) final calibration on the empty backgrounds (the arenas without a still fish as before)
+    sizes = _calibrate(bg, models, cfg, fish_per_arena=fish_per_arena, memo=memo)
     length = cfg.fish_length_px or sizes["length"]
     evidence.update(final=sizes["parts"], still=[round(v, 1) for v in still_len],
                     method="config" if cfg.fish_length_px else "moving")
@@ -660,7 +661,8 @@ def _refine(
 
 
 def _calibrate(
-    bg: Background, models: list[ArenaModel], cfg: TrackingConfig, *, fish_per_arena: int = 1
+    bg: Background, models: list[ArenaModel], cfg: TrackingConfig, *, fish_per_arena: int = 1,
+    memo: dict | None = None,
 ) -> dict:
     """Noise, threshold and contrast per arena; fish length and area over all arenas.
 
@@ -673,10 +675,16 @@ def _calibrate(
     arena only the largest region of each frame counts (the others are pieces of the same
     fish); with several, regions over 1.4 x the median area (touching fish) are left out.
     Area comes from blobs at each arena's final threshold (what segmentation will see).
+
+    ``memo`` (a dict kept between the calls of one refinement): an arena whose background
+    is the same as at an earlier call gets that call's blobs (its fish and, at the same
+    threshold, their areas) instead of finding them again: the same values, as the blobs
+    depend only on the background, the calibration frames and the settings.
     """
     lengths, sharp, lined, areas = [], [], [], []
     per_arena = []
-    for m in models:
+    memo = {} if memo is None else memo
+    for i, m in enumerate(models):
         x0, y0, x1, y1 = m.bbox
         fr = bg.calib[:, y0:y1, x0:x1]
         yx = (m.gain_yx[0], m.gain_yx[1])
@@ -688,7 +696,15 @@ def _calibrate(
         fs = _smooth_stack(f, _LENGTH_SIGMA)
         noise_s = max(_noise_sd(fs[:, yx[0], yx[1]]), 0.5)
         lo = max(4.0 * noise_s, 3.0)
-        peaks = _fish_blobs(f, fs, t0, lo, inside, cfg.min_area_px, fish_per_arena, lengths, sharp)
+        kept = memo.get(i)
+        if kept is None or not np.array_equal(kept["bg"], m.bg):
+            own_l, own_s = [], []
+            peaks = _fish_blobs(f, fs, t0, lo, inside, cfg.min_area_px, fish_per_arena, own_l,
+                                own_s)
+            kept = memo[i] = {"bg": m.bg.copy(), "fish": (peaks, own_l, own_s), "areas": {}}
+        peaks, own_l, own_s = kept["fish"]
+        lengths += own_l
+        sharp += own_s
         m.contrast = float(np.median(peaks)) if peaks else float("nan")
         per_arena.append((m, f, fs, noise_s, inside, (f, t0)))
     if not any(np.isfinite(m.contrast) for m in models):
@@ -712,7 +728,7 @@ def _calibrate(
             # noisy arenas only (the line averaging costs ~10 ms per megapixel-frame and
             # direction; in clean video the other two measures are not noise-limited)
             _line_lengths(f, seed, t_seed, m, inside, cfg.min_area_px, fish_per_arena, lined)
-    for m, f, fs, noise_s, inside, _seed in per_arena:
+    for i, (m, f, fs, noise_s, inside, _seed) in enumerate(per_arena):
         contrast = m.contrast if np.isfinite(m.contrast) else typical
         # noisy video (high-speed cameras, small pixels): a threshold above the pixel noise
         # would cut the body, at a third of the eyes' contrast, into fragments; segment the
@@ -733,14 +749,19 @@ def _calibrate(
             m.threshold = float(t)
         if not np.isfinite(m.contrast):
             continue
-        for k in range(len(f)):
-            mk = ((f[k] > m.threshold) & inside).astype(np.uint8)
-            bl = _blobs(mk, f[k], cfg.min_area_px)
-            if bl:
-                # every sizeable blob (not only the largest: in a chamber that is often two
-                # touching fish); fragments of one fish are much smaller and left out
-                big = max(b.area for b in bl)
-                areas += [b.area for b in bl if b.area >= 0.4 * big]
+        known = memo[i]["areas"]  # (this call's background: set above)
+        key = (m.threshold, m.smooth)
+        if key not in known:
+            own_a = known[key] = []
+            for k in range(len(f)):
+                mk = ((f[k] > m.threshold) & inside).astype(np.uint8)
+                bl = _blobs(mk, f[k], cfg.min_area_px)
+                if bl:
+                    # every sizeable blob (not only the largest: in a chamber that is often two
+                    # touching fish); fragments of one fish are much smaller and left out
+                    big = max(b.area for b in bl)
+                    own_a += [b.area for b in bl if b.area >= 0.4 * big]
+        areas += known[key]
     length = float("nan")
     parts = {}
     # all are lower bounds of the visible length (a threshold can only cut a faint tail off):

@@ -49,7 +49,7 @@ from fishtrack.tracking.midline import (
     locate_heads,
     max_filter_patches,
     refine_heads,
-    smooth_patches,
+    smooth_patches_each,
     trace_midlines,
     wrap,
 )
@@ -815,11 +815,12 @@ def _measure(
         return _Meas(np.zeros((0, 2)), np.zeros((0, prm.n_points, 2)), z, z, z, z.astype(bool), z, z)
     own = pt.fp * (pt.mem == 1)  # uint8 throughout: OpenCV filters are ~4x faster on it
     trace_f = pt.fp * (pt.mem != 2)
-    fst = smooth_patches(trace_f, prm.sigma_trace).astype(np.float32)
     if heads is None:
-        fsh = smooth_patches(trace_f, prm.sigma_head).astype(np.float32)
+        # both smoothings from one mosaic of the patches, converted to float32 as copied back
+        fst, fsh = smooth_patches_each(trace_f, (prm.sigma_trace, prm.sigma_head), np.float32)
         hp, theta0 = _find_heads(own, fst, fsh, prm, stop)
     else:
+        fst = smooth_patches_each(trace_f, (prm.sigma_trace,), np.float32)[0]
         hp = heads - pt.off
     if theta0 is None:
         # towards the anterior body: the strongest ray 0.2-0.5 lengths from the head (the rigid
