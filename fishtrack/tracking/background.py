@@ -1132,7 +1132,14 @@ def _remove_still_fish(
                 m.bg[grow] = newv
                 never = np.zeros_like(blob)
                 never[grow] = ~enough
-                ghost_px = _fill_ghost(m, never & blob, inside & ~lines, pol, lo, _extent(blob))
+                ghost_px = 0
+                blen = _extent(blob)
+                if a <= max_area and not (np.isfinite(length) and blen > STILL_MAX_LENGTH * length):
+                    # a fish's ghost: only in a fish-sized spot (as for inpainting), and not in
+                    # the band along the wall (its shading is never shown empty either). A
+                    # well's broad shading, 4,224 px (~9 fish areas), was filled in otherwise
+                    never &= blob & (wall_dist > WALL_BAND)
+                    ghost_px = _fill_ghost(m, never, inside & ~lines, pol, lo, blen)
                 m.still.append({**rec, "method": "sampled", "ghost_px": ghost_px})
                 continue
         # never left: a fish only if fish-sized and fish-shaped, with the dark core of the eyes
