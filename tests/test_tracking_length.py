@@ -20,7 +20,7 @@ import pytest
 from fishtrack.config import TrackingConfig
 from fishtrack.io.video import open_video
 from fishtrack.synth import SimSpec, simulate
-from fishtrack.synth.scenarios import chamber_spec, suite_arenas
+from fishtrack.synth.scenarios import chamber_spec, suite_arenas, suite_spec
 from fishtrack.tracking import ArraySource
 from fishtrack.tracking.background import estimate_background
 
@@ -71,3 +71,26 @@ def test_larvae_touching_in_most_calibration_frames_measured_one_by_one(tmp_path
     # before: 51.5 px (the line-averaged outline of the pair, 11 of 16 frames)
     assert 0.85 * spec.fish_length_px <= bg.fish_length_px <= 1.25 * spec.fish_length_px, (
         bg.length_evidence)
+
+
+def test_larva_holding_its_place_leaves_no_ghost_in_the_background(tmp_path):
+    # tuning seed 346 (the kind of held-out 14620): one bright 122-px larva that holds its
+    # place while its tail beats. Some sampled frames show most of its spot empty, so it is
+    # restored from them (``sampled``), but the middle of its body is covered in every frame:
+    # that ghost stayed in the background and cut the larva in two in every calibration frame
+    spec = suite_spec(346, duration_s=1.5)
+    assert spec.layout == "wells" and spec.fish_per_arena == 1 and spec.fish_length_px == 122.0
+    sim = simulate(spec, tmp_path)
+    with open_video(sim.video_path) as src:
+        frames = src.read_range(0, len(src)).frames.copy()
+    bg = _measure(sim, frames, spec)
+    still = [s for m in bg.models for s in m.still]
+    assert [s["method"] for s in still] == ["sampled"], still
+    # before: 60.5 px (0.50: the head's half)
+    assert 0.85 * spec.fish_length_px <= bg.fish_length_px <= 1.25 * spec.fish_length_px, (
+        bg.length_evidence)
+    # the empty well's background holds nothing of the larva (before: 353 pixels brighter
+    # than the well's median background by 6 noise sd, up to 149 grey levels)
+    m = bg.models[0]
+    v = m.bg[m.valid > 0]
+    assert int(np.count_nonzero(v - np.median(v) > 6.0 * m.noise)) <= 20

@@ -790,6 +790,7 @@ def _median_length(frames: list[list[tuple[float, float, bool]]], fish_per_arena
     chamber that swam together in 11 of 16 calibration frames gave the median area (and
     length) of the pair: 51.5 px for 31-px larvae (tuning seed 5 drawn as a chamber of two,
     noise sd 11.4)."""
+    every = [fr for fr in frames if fr]
     moving = [[c for c in fr if not c[2]] for fr in frames]
     if any(moving):
         frames = moving
@@ -799,9 +800,13 @@ def _median_length(frames: list[list[tuple[float, float, bool]]], fish_per_arena
     la = np.array([c for fr in frames for c in fr], dtype=float)
     if fish_per_arena == 1:
         return float(np.median(la[:, 0]))
-    counts = np.array([len(fr) for fr in frames])
+    # one fish's area from the frames that show the most regions, still fish's included: a
+    # larva holding its place beside a moving one is one of the fish apart (counted without
+    # it, every frame showed one region and the pair touching in 11 of 16 was taken for one
+    # fish: chamber of tuning seed 7, 1.38 of the length)
+    counts = np.array([len(fr) for fr in every])
     most = min(fish_per_arena, int(counts.max()))
-    apart = [c[1] for fr, n in zip(frames, counts, strict=True) if n >= most for c in fr]
+    apart = [c[1] for fr, n in zip(every, counts, strict=True) if n >= most for c in fr]
     single = la[:, 1] <= 1.4 * float(np.median(apart))
     return float(np.median(la[single, 0]))
 
@@ -1058,7 +1063,17 @@ def _remove_still_fish(
                 newv = m.bg[grow]
                 newv[px] = np.nanmedian(vals[:, px], axis=0)
                 m.bg[grow] = newv
-                m.still.append({**rec, "method": "sampled"})
+                never = np.zeros_like(blob)
+                never[grow] = ~enough
+                ghost_px = 0
+                blen = _extent(blob)
+                if a <= max_area and not (np.isfinite(length) and blen > STILL_MAX_LENGTH * length):
+                    # a fish's ghost: only in a fish-sized spot (as for inpainting), and not in
+                    # the band along the wall (its shading is never shown empty either). A
+                    # well's broad shading, 4,224 px (~9 fish areas), was filled in otherwise
+                    never &= blob & (wall_dist > WALL_BAND)
+                    ghost_px = _fill_ghost(m, never, inside & ~lines, pol, lo, blen)
+                m.still.append({**rec, "method": "sampled", "ghost_px": ghost_px})
                 continue
         # never left: a fish only if fish-sized and fish-shaped, with the dark core of the eyes
         # (meniscus arcs, shading and dust are paler), and not clutter beside a moving fish
@@ -1161,6 +1176,29 @@ def _fill_hole(img: np.ndarray, hole: np.ndarray, inside: np.ndarray, size: floa
     ok = hole & (den > 1e-3)
     out[ok] = num[ok] / den[ok]
     return out
+
+
+def _fill_ghost(
+    m: ArenaModel, never: np.ndarray, inside: np.ndarray, pol: Polarity, lo: float, size: float
+) -> int:
+    """After a ``sampled`` restore: fill in (:func:`_fill_hole`, in place) the pixels of the
+    still fish's spot that no sampled frame showed empty (``never``) where the restored
+    background still differs from its surroundings in the fish's polarity by more than ``lo``
+    (the still-fish candidates' low threshold): the part of a larva that held its place while
+    its tail beat, which the frames never uncovered. Left in the background, this ghost cut
+    the larva in two in every frame (0.51-0.57 of the fish length). Returns the pixels
+    filled."""
+    if not never.any():
+        return 0
+    hole = (cv2.dilate(never.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & inside
+    filled = _fill_hole(m.bg, hole, inside, size)
+    d = filled - m.bg if pol == "dark" else m.bg - filled
+    ghost = hole & (d > lo)
+    if not ghost.any():
+        return 0
+    hole = (cv2.dilate(ghost.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & hole
+    m.bg[hole] = filled[hole]
+    return int(np.count_nonzero(hole))
 
 
 def _extent(blob: np.ndarray) -> float:
