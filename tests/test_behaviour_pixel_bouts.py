@@ -177,8 +177,10 @@ def test_noise_that_is_held_and_refreshed_gives_no_level(held):
     # their lower side says nothing of the bursts, and no bout is taken from the pixels
     rng = np.random.default_rng(3)
     v = np.where(rng.random(4000) < held, 0.0, rng.exponential(1.0, 4000))
-    assert pixel_mod._fish_level(np.convolve(v, np.ones(16) / 16, "same")) == np.inf
+    assert pixel_mod._fish_level(np.convolve(v, np.ones(16) / 16, "same"))[0] == np.inf
     # camera noise renewed in every frame: median + SPREAD x (median - 5th percentile)
     w = np.convolve(rng.normal(3.0, 1.0, 4000), np.ones(16) / 16, "same")[20:-20]
     med, lo = np.quantile(w, [0.5, pixel_mod.LOW_QUANTILE])
-    assert pixel_mod._fish_level(w) == pytest.approx(med + pixel_mod.SPREAD * (med - lo))
+    level, median = pixel_mod._fish_level(w)
+    assert level == pytest.approx(med + pixel_mod.SPREAD * (med - lo))
+    assert median == pytest.approx(med)

@@ -86,18 +86,15 @@ def window_motion(kin: Kinematics, tail: np.ndarray) -> np.ndarray:
     return moving_mean(np.asarray(tail, float), fr, n) if n > 1 else np.asarray(tail, float)
 
 
-def _fish_level(v: np.ndarray) -> float:
-    """One fish's level of its quiet frames' window means (NaN: too few)."""
+def _fish_level(v: np.ndarray) -> tuple[float, float]:
+    """One fish's level of its quiet frames' window means and their median (NaN, NaN: too
+    few; level +inf: the noise is not continuous)."""
     if len(v) < MIN_QUIET_FRAMES:
-        return float("nan")
+        return float("nan"), float("nan")
     med, lo = np.quantile(v, [0.5, LOW_QUANTILE])
     if not lo >= CONTINUOUS * med or not med > 0:
-        return float("inf")
-    return float(med + SPREAD * (med - lo))
-
-
-def _fish_median(v: np.ndarray) -> float:
-    return float(np.median(v)) if len(v) >= MIN_QUIET_FRAMES else float("nan")
+        return float("inf"), float(med)
+    return float(med + SPREAD * (med - lo)), float(med)
 
 
 def _levels(fr, w: np.ndarray, quiet: np.ndarray) -> tuple[float, float]:
@@ -108,8 +105,7 @@ def _levels(fr, w: np.ndarray, quiet: np.ndarray) -> tuple[float, float]:
     med = np.full(len(fr.fish_keys), np.nan)
     for a0, a1 in zip(*fish_bounds(fr), strict=True):
         v = w[a0:a1][quiet[a0:a1]]
-        lev[fr.gid[a0]] = _fish_level(v)
-        med[fr.gid[a0]] = _fish_median(v)
+        lev[fr.gid[a0]], med[fr.gid[a0]] = _fish_level(v)
     return pool_value("pixel_bouts_level", _median_levels, level=lev, median=med)
 
 
