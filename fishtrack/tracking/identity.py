@@ -214,6 +214,13 @@ class MultiTracker:
     pos_cap, keep_bias
         Cap on the position term, and bonus for the frame-to-frame identities, in the
         end-of-contact cost (:meth:`_resolve`).
+    stay_cost, stay_px, stay_turn, flip_turn
+        A fish resting when a contact began and found where it rested, facing the same way
+        or flipped by pi, keeps its identity: the *stayed* cost of :meth:`_resolve` (None:
+        off).
+    rest_turn, rest_shift
+        Units of the heading change (rad) and distance (``max_jump``) expected of a fish that
+        was resting when a contact began (:meth:`_resolve`).
     """
 
     n: int
@@ -321,12 +328,15 @@ class MultiTracker:
 
         Cost of giving fish i (its signature: last clear position, heading and speed before
         the contact) the detection now held by fish k: the heading difference in units of its
-        expected change (0.15 rad for a fish that was resting, 0.8 rad for one that was
-        swimming; fish keep their orientation between bouts much better than their head
-        position while heads overlap), capped at 6, plus the distance in units of 0.1 (resting)
-        or 0.5 (swimming) ``max_jump``, capped at ``pos_cap``, minus ``keep_bias`` for the
-        identity the frame-to-frame assignment chose. Returns True if identities were
-        permuted.
+        expected change (``rest_turn`` rad for a fish that was resting, 0.8 rad for one that
+        was swimming; fish keep their orientation between bouts much better than their head
+        position while heads overlap), capped at 6, plus the distance in units of
+        ``rest_shift`` (resting) or 0.5 (swimming) ``max_jump``, capped at ``pos_cap``; for a
+        fish that was resting, the smaller of that plus ``stay_cost`` and its *stayed* cost
+        (half the squared distance in units of ``stay_px`` ``max_jump`` plus half the squared
+        heading difference in units of ``stay_turn`` rad, a heading flipped by pi counting as
+        ``flip_turn`` rad); minus ``keep_bias`` for the identity the frame-to-frame assignment
+        chose. Returns True if identities were permuted.
         """
         if len(members) < 2:
             return False
