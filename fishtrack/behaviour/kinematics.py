@@ -93,6 +93,16 @@ SPIKE_MAX_S = 0.01
 (half a period of a 50 Hz beat) (s)."""
 """A one-frame tail-angle outlier lies more than this many noise sigmas from its four
 neighbours (see :func:`despike`)."""
+SPIKE_CLUSTER = 3
+"""Where a half-beat can look like a glitch (the slow case of :func:`despike`), this many
+samples replaced within one neighbourhood (:data:`SPIKE_SPAN` frames) are a beat, not
+glitches, and are kept: tracker glitches come one at a time (the rig's glitch rate, well
+under 1 % of frames, makes three within eight frames improbable), the samples of an
+undersampled beat come together."""
+SPIKE_CLUSTER_SIGMA = 2.5
+"""Such a cluster is given back only when a sample between its replaced ones lies this many
+noise sigmas from the rest posture (or none is left between them): between independent
+glitches the tail is at rest."""
 
 EXCURSION_MIN_FRAMES = 6
 """The excursion window spans at least this many frames."""
@@ -196,6 +206,11 @@ def despike(fr: Frames, tail: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray
     does not hide the first; next to the run it is part of the same, wider excursion (the
     last turn of a bout) and counts.
 
+    In the slow case a beat can be removed piece by piece (its last turn as a one-sample
+    glitch, then the turns before it as two-sample ones); samples replaced
+    :data:`SPIKE_CLUSTER` or more within :data:`SPIKE_SPAN` frames, with the tail between
+    them away from rest, are given back (:func:`_keep_clusters`).
+
     Outliers get the neighbours' median. A lone narrow bend that survives cannot make a bout
     on its own (:data:`SINGLE_BEND_MIN_FRAMES`, :data:`SINGLE_BEND_MIN_S`). Returns the
     cleaned tail and the bool mask of replaced rows.
@@ -251,8 +266,38 @@ def despike(fr: Frames, tail: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray
             jj = i[hit] + j
             spike[obs[jj]] = True
             v[jj] = med[hit]
+    _keep_clusters(fr, tail, obs, seg, spike, v, sg)
     out[obs] = v
     return out, spike
+
+
+def _keep_clusters(fr: Frames, tail: np.ndarray, obs: np.ndarray, seg: np.ndarray,
+                   spike: np.ndarray, v: np.ndarray, sg: np.ndarray) -> None:
+    """Give back the samples of the slow case that :func:`despike` replaced in clusters of
+    :data:`SPIKE_CLUSTER` or more within :data:`SPIKE_SPAN` frames of one fish, when the
+    tail between them is not at rest (in place on ``v``, the observed samples, and
+    ``spike``): independent glitches leave the samples between them within the noise of the
+    rest posture (:data:`SPIKE_CLUSTER_SIGMA`); between the turns of a beat the tail moves."""
+    if 2 * fr.dt_median < SPIKE_MAX_S - 1e-9 or SPIKE_CLUSTER <= 1:
+        return
+    hit = np.flatnonzero(spike[obs])
+    if len(hit) < SPIKE_CLUSTER:
+        return
+    n = SPIKE_CLUSTER - 1
+    close = (seg[hit[n:]] == seg[hit[:-n]]) & (
+        fr.t[obs[hit[n:]]] - fr.t[obs[hit[:-n]]] <= SPIKE_SPAN * fr.dt_median)
+    if not close.any():
+        return
+    dev = np.abs(rest_deviation(np.where(spike, np.nan, tail), fr))[obs]
+    back = np.zeros(len(hit), bool)
+    for j in np.flatnonzero(close):
+        a, b = hit[j], hit[j + n]
+        between = ~spike[obs[a:b + 1]]
+        if not between.any() or np.any(dev[a:b + 1][between] > SPIKE_CLUSTER_SIGMA * sg[a]):
+            back[j : j + SPIKE_CLUSTER] = True
+    idx = hit[back]
+    v[idx] = tail[obs[idx]]
+    spike[obs[idx]] = False
 
 
 def median_clean(fr: Frames, tail: np.ndarray, span_s: float = MEDIAN_SPAN_S) -> np.ndarray:
