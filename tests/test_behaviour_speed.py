@@ -32,7 +32,7 @@ SEED = 7  # tuning range (0-999), 4 larvae of 22 px, one still; docs use seeds 2
 def camera_rec():
     d, cam = draw_camera_recording(SEED)
     st = simulate_truth(d.spec)
-    truth = camera_tracks(st.frames, RENDER_FACTOR)
+    truth = camera_tracks(st.frames, RENDER_FACTOR, min_passive_s=d.spec.min_passive_s)
     tracks = noisy_truth_tracks(truth, d.truth_noise)
     cfg = parse_config(sim_config(d.spec), "camera")
     return d, cam, st, truth, tracks, cfg
@@ -263,3 +263,45 @@ def test_a_sticky_trackers_jumps_are_no_bout_without_pixel_motion():
         me[s:s + 5] += rng.uniform(8, 12, 5)
     st = _states_with_these_bouts(_larva_tracks(pos, me, fps, 21.0), bouts)
     assert (st.loc[:140] == "passive").all() and (st.loc[200:370] == "passive").all()
+
+
+def test_the_cameras_record_ends_with_its_last_exposure_and_so_does_its_final_stretch():
+    # the camera keeps whole exposures only; the truth's final quiet stretch must be judged on
+    # the frames it kept (tuning camera video 2 A2: a final stretch of 59 frames at 30 fps was
+    # passive in the truth because the simulator's dropped last frames made it 2 s long)
+    from fishtrack.synth.behaviour import passive_intervals
+
+    k, cam, min_passive = RENDER_FACTOR, 30, 2.0
+    fps = cam * k
+    n_full = 120 * k + k - 1  # 120 exposures and an unfinished one
+    last_bout_end = n_full - 1 - int(min_passive * fps)  # 2 s to the simulator's last frame
+    in_bout = np.zeros(n_full, bool)
+    in_bout[last_bout_end - 3 * k:last_bout_end + 1] = True
+
+    def states(n):
+        s, e = np.flatnonzero(np.diff(np.r_[0, in_bout[:n], 0]) == 1), \
+            np.flatnonzero(np.diff(np.r_[0, in_bout[:n], 0]) == -1) - 1
+        _, a, b = passive_intervals(np.zeros(len(s), np.int64), s, e, n_fish=1, n_frames=n,
+                                    fps=fps, min_passive_s=min_passive)
+        st = np.full(n, "active", dtype=object)
+        for a0, b0 in zip(a, b, strict=True):
+            st[a0:b0 + 1] = "passive"
+        return st
+
+    rendered = pd.DataFrame({"arena": "A1", "fish": "A1", "frame": np.arange(n_full),
+                             "time_s": np.arange(n_full) / fps, "x": 10.0, "y": 10.0,
+                             "in_bout": in_bout, "state": states(n_full)})
+    kept = states(120 * k)  # the rule on the rendered frames the camera kept
+    assert rendered["state"].iloc[-1] == "passive" and kept[-1] == "active"
+    old = camera_tracks(rendered, k)
+    new = camera_tracks(rendered, k, min_passive_s=min_passive)
+    assert len(new) == 120
+    after = slice(last_bout_end // k + 1, None)
+    assert (old["state"].iloc[after] == "passive").all()
+    expect = np.where((kept.reshape(120, k) == "passive").mean(axis=1) >= 0.5, "passive", "active")
+    assert (new["state"].to_numpy() == expect).all()
+    assert (new["state"].iloc[after] == "active").all()
+    # a final stretch that lasts min_passive_s on the kept frames stays passive
+    early = camera_tracks(rendered.assign(in_bout=False, state="passive"), k,
+                          min_passive_s=min_passive)
+    assert (early["state"] == "passive").all()

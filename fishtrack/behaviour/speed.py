@@ -93,6 +93,7 @@ __all__ = [
     "position_frames",
     "white_noise_speed",
     "blur_frames",
+    "blurred_continuation",
 ]
 
 MOVEMENT_SIGNALS = ("speed", "speed_motion")
@@ -440,10 +441,12 @@ def motion_above_rig_change(fr: Frames, motion: np.ndarray) -> np.ndarray:
     return np.where(clear, motion - excess, motion)
 
 
-def blur_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
+def blur_frames(tracks: pd.DataFrame, fr: Frames, *, smooth: bool = True
+                ) -> np.ndarray | None:
     """Per sorted row: the fraction of its running median over :data:`DRIFT_S` by which the
     fish's segmented area (``area_px``, the tracker's) is below it (NaN on unobserved rows),
-    or None when the tracks have no (finite) area.
+    or None when the tracks have no (finite) area; averaged over :data:`BLUR_SMOOTH_S`
+    unless ``smooth`` is False (the single frames' drop, :func:`blurred_continuation`).
 
     A struggle in place at 25-30 fps beats its tail faster than the frame rate: each exposure
     averages a beat or more, so the tail becomes a faint blur whose pixels fall below the
@@ -466,7 +469,7 @@ def blur_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     with np.errstate(invalid="ignore", divide="ignore"):
         drop = np.where(base > 0, 1.0 - area / base, np.nan)
     kb = max(1, int(round(BLUR_SMOOTH_S / fr.dt_median)))
-    if kb > 1:  # over a struggle's duration (BLUR_SMOOTH_S)
+    if smooth and kb > 1:  # over a struggle's duration (BLUR_SMOOTH_S)
         drop = moving_mean(drop, fr, kb)
         drop[~fr.observed] = np.nan
     return drop
@@ -565,6 +568,28 @@ def _confirmed(fr: Frames, active: np.ndarray, motion: np.ndarray, thr: np.ndarr
         hi = (motion > thr[fr.gid]) | ~np.isfinite(motion)
     run = _run_ids(fr, active)
     return (np.bincount(run, weights=(active & hi).astype(float)) > 0)[run]
+
+
+def blurred_continuation(fr: Frames, active: np.ndarray, blurred: np.ndarray,
+                         drop: np.ndarray, thr: np.ndarray) -> np.ndarray:
+    """Per row: ``active`` grown by the frames of a stretch of blur (``blurred``, the
+    hysteresis of :func:`blur_frames`) whose own area drop (``drop``, :func:`blur_frames`
+    with ``smooth=False``) is above the fish's blur threshold ``thr``, where they are joined
+    through such frames to a frame of ``active``.
+
+    A struggle that turns the larva and then beats its tail in place (the simulator's
+    open-loop struggles: a turn, then the head holds) moves the pixels and the head while it
+    turns, then only blurs its tail: the whole fish's pixels and the head's speed fall back
+    to their noise while the segmented area stays down (tuning video 225 A1, a 47 px larva in
+    H.264: the bout found as frames 261-265 of 261-271, the area 15-19 % under its running
+    median on 266-271). Such a stretch of blur next to a bout is that bout's end, not a blur
+    to be judged alone against the quiet stretches (:func:`blur_above_quiet_stretches`). The
+    single frames' drop keeps the 0.2-s average from carrying a bout past the frames whose
+    area is down (the blur of a swim's last frames: tuning video 2)."""
+    with np.errstate(invalid="ignore"):
+        tail = blurred & fr.observed & (drop > thr[fr.gid])
+    joined = active | tail
+    return joined & _confirmed(fr, joined, active.astype(float), np.full(len(thr), 0.5))
 
 
 def blur_above_quiet_stretches(fr: Frames, blur: np.ndarray, quiet: np.ndarray,
@@ -711,6 +736,7 @@ def detect_speed_bouts(
     body_px: np.ndarray | None = None, *, motion: np.ndarray | None = None,
     fixed_px_s: np.ndarray | None = None, blur: np.ndarray | None = None,
     motion_raw: np.ndarray | None = None, tail: np.ndarray | None = None,
+    blur_drop: np.ndarray | None = None,
 ) -> tuple[BoutRuns, np.ndarray, dict[str, np.ndarray]]:
     """Movement bouts of every fish (``fr`` from :func:`position_frames`).
 
@@ -734,6 +760,9 @@ def detect_speed_bouts(
     second pass, in recordings of 3 larvae or more, the frames of a stretch whose mean tail
     motion stands out from the quiet stretches of its length are also in a bout
     (:func:`tail_above_levels`, on the stretches away from the other rules' bouts).
+    ``blur_drop`` (with ``blur``; :func:`blur_frames` with ``smooth=False``): a bout is
+    extended over the frames of a stretch of blur joined to it whose own drop is above the
+    blur threshold (:func:`blurred_continuation`: a struggle's in-place end after its turn).
 
     Returns the bouts (``thresholds`` and ``noise`` in px/s), the per-frame speed
     (px/s, sorted order) and per-fish extras: ``position_noise_px`` (sigma per axis),
@@ -859,6 +888,8 @@ def detect_speed_bouts(
                 moving = active & ((raw > low[fr.gid]) | ~np.isfinite(raw))
             active = moving & _confirmed(fr, moving, raw, m_thr)
             active = active | active_m
+            if blur is not None and blur_drop is not None:
+                active = blurred_continuation(fr, active, blurred, blur_drop, b_thr)
         s, e = bout_runs(active, fr, blocks, cfg)
         in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
         in_bout_prev = in_bout

@@ -101,7 +101,26 @@ def _circ_mean(a: np.ndarray, axis: int = 1) -> np.ndarray:
         return np.arctan2(np.nanmean(np.sin(a), axis=axis), np.nanmean(np.cos(a), axis=axis))
 
 
-def camera_tracks(truth: pd.DataFrame, factor: int) -> pd.DataFrame:
+def _final_stretch_on_record(g: pd.DataFrame, min_passive_s: float) -> pd.DataFrame:
+    """One fish's rendered rows ``g`` (the frames the camera kept): its final quiet stretch
+    (after its last ``in_bout`` row, or the whole record) is ``active`` when it lasts less
+    than ``min_passive_s`` on these rows (``fishtrack.synth.behaviour.passive_intervals``'s
+    rule, the record ending at the last row)."""
+    in_bout = g["in_bout"].to_numpy(bool)
+    t = g["time_s"].to_numpy(float)
+    if len(t) < 2:
+        return g
+    fps = 1.0 / float(np.median(np.diff(t)))
+    last = int(np.flatnonzero(in_bout)[-1]) if in_bout.any() else -1
+    if (len(g) - 1 - last) / fps >= min_passive_s - 1e-9:
+        return g
+    g = g.copy()
+    g.iloc[last + 1:, g.columns.get_loc("state")] = "active"
+    return g
+
+
+def camera_tracks(truth: pd.DataFrame, factor: int, *, min_passive_s: float | None = None
+                  ) -> pd.DataFrame:
     """The true tracks as a camera integrating ``factor`` rendered frames per frame sees them.
 
     Camera frame ``j`` is the exposure of rendered frames ``j*factor .. (j+1)*factor - 1``;
@@ -110,6 +129,13 @@ def camera_tracks(truth: pd.DataFrame, factor: int) -> pd.DataFrame:
     ``in_bout`` is true when the fish is in a bout during any part of the exposure, ``state``
     is the state held for most of it (ties: passive), ``phase`` the phase at its start.
     Other columns keep their first value. A last incomplete exposure is dropped.
+
+    ``min_passive_s`` (the simulation's, ``spec.min_passive_s``): the record ends with the
+    camera's last complete exposure, so its final quiet stretch is judged by the rule on the
+    rendered frames the camera kept (:func:`_final_stretch_on_record`); without it the
+    states are those of the whole rendered record, whose dropped last frames could make a
+    final quiet stretch of the camera's record passive though it lasts less than
+    ``min_passive_s`` there (tuning camera video 2 A2: 59 frames at 30 fps).
     """
     k = int(factor)
     if k < 1:
@@ -117,11 +143,14 @@ def camera_tracks(truth: pd.DataFrame, factor: int) -> pd.DataFrame:
     tr = truth.sort_values(["arena", "fish", "frame"], kind="stable").reset_index(drop=True)
     out = []
     for _, g in tr.groupby(["arena", "fish"], sort=False):
-        m = (len(g) // k) * k
+        full = len(g)
+        m = (full // k) * k
         g = g.iloc[:m]
         n = m // k
         if n == 0:
             continue
+        if min_passive_s is not None and m < full and {"state", "in_bout"} <= set(g.columns):
+            g = _final_stretch_on_record(g, min_passive_s)
         first = g.iloc[::k].reset_index(drop=True)
         row = {"frame": np.arange(n, dtype=np.int64) + int(first["frame"].iloc[0]) // k,
                "time_s": first["time_s"].to_numpy(float)}
@@ -219,7 +248,7 @@ def run_camera_recording(seed: int, *, behaviour: dict | None = None,
         cfg_map["behaviour"] = {**cfg_map["behaviour"], **behaviour}
     cfg = parse_config(cfg_map, "camera config")
     st = simulate_truth(spec)
-    truth = camera_tracks(st.frames, RENDER_FACTOR)
+    truth = camera_tracks(st.frames, RENDER_FACTOR, min_passive_s=spec.min_passive_s)
     tb = camera_bouts(st.bouts, RENDER_FACTOR)
     tracks = noisy_truth_tracks(truth, d.truth_noise)
     b = classify(tracks, cfg.behaviour, cfg.protocol, px_per_mm=cfg.px_per_mm)
@@ -277,7 +306,7 @@ def run_camera_video(seed: int, workdir: str | Path, *, behaviour: dict | None =
             cfg_map["behaviour"] = {**cfg_map["behaviour"], **behaviour}
         cfg = parse_config(cfg_map, "camera config")
         st = simulate_truth(d.spec)
-        truth = camera_tracks(st.frames, RENDER_FACTOR)
+        truth = camera_tracks(st.frames, RENDER_FACTOR, min_passive_s=d.spec.min_passive_s)
         tb = camera_bouts(st.bouts, RENDER_FACTOR)
         tr = track_to_folder(video, cfg, work / "tracked")
         bouts = tr.bouts if tr.bouts is not None else pd.DataFrame({"fish": [], "start_s": []})
