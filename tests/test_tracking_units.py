@@ -170,18 +170,21 @@ def test_multitracker_keeps_identities_through_a_crossing():
     assert ids[:, 0].all() or ids[:, 1].all()
 
 
-def _contact_slots(**kw) -> np.ndarray:
-    """Fish b comes to rest on resting fish a's head; while they overlap both heads are
-    detected at the same point without a heading (as from a merged blob); then a darts away.
-    Returns, per frame, which fish (0 = a, 1 = b) each tracker slot holds."""
+def _contact_slots(a_head=-1.7, b_head=-1.0, b_from=(60.0, 140.0), leave=(0.0, -4.0), flip=(),
+                   **kw) -> np.ndarray:
+    """Fish b comes (from ``b_from``, in 20 frames) to rest on resting fish a's head; while they
+    overlap both heads are detected at the same point without a heading (as from a merged
+    blob); then a darts away (``leave`` px per frame). In the frames ``flip`` a's detected
+    heading is turned by pi. Returns, per frame, which fish (0 = a, 1 = b) each tracker slot
+    holds."""
     tr = MultiTracker(2, max_jump=40.0, **kw)
-    a_rest, a_head, b_head = np.array([100.0, 100.0]), -1.7, -1.0
+    a_rest, b_from = np.array([100.0, 100.0]), np.asarray(b_from)
     slots = []
     for t in range(80):
-        b = np.array([60.0 + 2.0 * t, 140.0 - 2.0 * t]) if t < 20 else a_rest.copy()
-        a = a_rest if t < 50 else a_rest + np.array([0.0, -4.0 * (t - 49)])
+        b = b_from + (a_rest - b_from) * min(t / 20, 1.0)
+        a = a_rest if t < 50 else a_rest + np.asarray(leave) * (t - 49)
         det = np.stack([a, b])
-        hd = np.array([a_head, b_head])
+        hd = np.array([a_head + np.pi * (t in flip), b_head])
         if 20 <= t < 50:
             det[:] = a_rest + 0.5 * (t % 2)  # one point for both heads
             hd[:] = np.nan
@@ -228,26 +231,11 @@ def test_multitracker_resting_fish_found_where_it_rested():
 
 def _flipped_signature_slots(**kw) -> np.ndarray:
     """Resting fish a faces left; fish b swims in from the lower right and comes to rest on a's
-    head facing right. In the two clear frames before the contact, b's body next to a's head
-    flips a's detected heading (head and tail confused); while the heads overlap both are
-    detected at one point without a heading; then a darts away the way it faced. Returns, per
-    frame, which fish (0 = a, 1 = b) each tracker slot holds."""
-    tr = MultiTracker(2, max_jump=40.0, **kw)
-    a_rest, a_head, b_head = np.array([100.0, 100.0]), -3.0, 0.0
-    b_start = np.array([100.0 + 40.0 * np.cos(0.5), 100.0 + 40.0 * np.sin(0.5)])
-    slots = []
-    for t in range(80):
-        b = b_start + (a_rest - b_start) * min(t / 20, 1.0)
-        a = a_rest if t < 50 else a_rest + 4.0 * (t - 49) * np.array([np.cos(a_head), np.sin(a_head)])
-        det = np.stack([a, b])
-        hd = np.array([a_head + np.pi if 14 <= t < 16 else a_head, b_head])  # b 12, 10 px away
-        if 20 <= t < 50:
-            det[:] = a_rest + 0.5 * (t % 2)  # one point for both heads
-            hd[:] = np.nan
-        asg = tr.update(det, det_heading=hd, merged=np.full(2, 20 <= t < 50))
-        slots.append([asg.det_of[k] for k in range(2)])
-    assert tr.group.max() < 0  # every contact episode closed
-    return np.array(slots)
+    head facing right. In the two clear frames before the contact (b 12 and 10 px away), b's
+    body next to a's head flips a's detected heading (head and tail confused); then a darts
+    away the way it faced."""
+    return _contact_slots(a_head=-3.0, b_head=0.0, b_from=100.0 + 40.0 * np.array([np.cos(0.5), np.sin(0.5)]),
+                          leave=4.0 * np.array([np.cos(-3.0), np.sin(-3.0)]), flip=(14, 15), **kw)
 
 
 def test_multitracker_signature_ignores_a_flipped_heading():

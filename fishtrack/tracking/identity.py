@@ -15,11 +15,12 @@ Several fish in one arena (chamber)
     body). Frame-to-frame assignment alone swaps fish whose heads overlap, so contacts are
     handled as episodes: when two heads come within ``contact_px`` (or a fish is lost), the
     fish involved form a contact group with a *signature* each (last clear position, heading
-    and speed); when all of them are clear again, the permutation of identities that best
-    matches the signatures (heading first: a larva keeps its orientation between bouts) is
-    applied from that frame on. ``id_uncertain`` is set for fish in an unresolved contact,
-    for fish re-acquired after being lost, and where an episode's resolution changed
-    identities.
+    and speed; a heading turned by ~pi for a frame or two, head and tail confused next to
+    another fish, is not taken); when all of them are clear again, the permutation of
+    identities that best matches the signatures (heading first: a larva keeps its orientation
+    between bouts) is applied from that frame on. ``id_uncertain`` is set for fish in an
+    unresolved contact, for fish re-acquired after being lost, and where an episode's
+    resolution changed identities.
 
 :func:`idf1` scores identity against ground truth (used by the tests and the benchmark).
 """
@@ -221,6 +222,9 @@ class MultiTracker:
     rest_turn, rest_shift
         Units of the heading change (rad) and distance (``max_jump``) expected of a fish that
         was resting when a contact began (:meth:`_resolve`).
+    turn_frames, turn_gate
+        A clear heading more than ``turn_gate`` rad from a fish's signature heading becomes
+        its signature only after ``turn_frames`` such clear frames (:meth:`_clear_heading`).
     """
 
     n: int
