@@ -10,7 +10,8 @@ of 40 px, 16 s at 50 fps, noise sd 3, flicker 0.03, H.264 CRF 23), tracks it wit
 within a quarter of a fish length). Prints per seed IDF1 and the share of fish-frames flagged
 ``id_uncertain``, then the mean, median, worst and the share of videos >= 0.95 / >= 0.9.
 Seeds 100-139 were used for tuning the end-of-contact resolution (2026-12-07); 16260-16279
-reported it (docs/tracking.md, "Identity over 40 tuning and 20 held-out chamber videos").
+reported it (docs/tracking.md, "Identity over 40 tuning and 20 held-out chamber videos");
+19150-19169 reported the signature heading that ignores short flips (2026-12-07).
 Not part of ``make bench`` (~15 s per seed).
 """
 

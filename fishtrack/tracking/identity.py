@@ -15,11 +15,12 @@ Several fish in one arena (chamber)
     body). Frame-to-frame assignment alone swaps fish whose heads overlap, so contacts are
     handled as episodes: when two heads come within ``contact_px`` (or a fish is lost), the
     fish involved form a contact group with a *signature* each (last clear position, heading
-    and speed); when all of them are clear again, the permutation of identities that best
-    matches the signatures (heading first: a larva keeps its orientation between bouts) is
-    applied from that frame on. ``id_uncertain`` is set for fish in an unresolved contact,
-    for fish re-acquired after being lost, and where an episode's resolution changed
-    identities.
+    and speed; a heading turned by ~pi for a frame or two, head and tail confused next to
+    another fish, is not taken); when all of them are clear again, the permutation of
+    identities that best matches the signatures (heading first: a larva keeps its orientation
+    between bouts) is applied from that frame on. ``id_uncertain`` is set for fish in an
+    unresolved contact, for fish re-acquired after being lost, and where an episode's
+    resolution changed identities.
 
 :func:`idf1` scores identity against ground truth (used by the tests and the benchmark).
 """
@@ -221,6 +222,9 @@ class MultiTracker:
     rest_turn, rest_shift
         Units of the heading change (rad) and distance (``max_jump``) expected of a fish that
         was resting when a contact began (:meth:`_resolve`).
+    turn_frames, turn_gate
+        A clear heading more than ``turn_gate`` rad from a fish's signature heading becomes
+        its signature only after ``turn_frames`` such clear frames (:meth:`_clear_heading`).
     """
 
     n: int
@@ -238,6 +242,8 @@ class MultiTracker:
     flip_turn: float = 0.5
     rest_turn: float = 0.4
     rest_shift: float = 0.3
+    turn_frames: int = 3
+    turn_gate: float = 2.0
     pos: np.ndarray = field(init=False)
     vel: np.ndarray = field(init=False)
     heading: np.ndarray = field(init=False)
@@ -247,6 +253,7 @@ class MultiTracker:
     sig_pos: np.ndarray = field(init=False)
     sig_heading: np.ndarray = field(init=False)
     sig_speed: np.ndarray = field(init=False)
+    sig_turned: np.ndarray = field(init=False)
     n_episodes: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
@@ -263,8 +270,10 @@ class MultiTracker:
         self.sig_pos = np.full((self.n, 2), np.nan)  # last clear position / heading
         self.sig_heading = np.full(self.n, np.nan)
         self.sig_speed = np.zeros(self.n)
+        self.sig_turned = np.zeros(self.n, np.int64)  # clear frames facing away from sig_heading
 
-    _STATE = ("pos", "vel", "heading", "lost", "started", "sig_pos", "sig_heading", "sig_speed")
+    _STATE = ("pos", "vel", "heading", "lost", "started", "sig_pos", "sig_heading", "sig_speed",
+              "sig_turned")
 
     def _contacts(
         self, det: np.ndarray, det_of: np.ndarray, det_heading: np.ndarray | None
@@ -310,7 +319,7 @@ class MultiTracker:
         self.sig_pos[ok] = p[ok]
         self.sig_speed[ok] = np.linalg.norm(self.vel[ok], axis=1)
         ok &= np.isfinite(hd)
-        self.sig_heading[ok] = hd[ok]
+        self._clear_heading(ok, hd)
         done = []
         for lab in np.unique(self.group[self.group >= 0]):
             members = np.flatnonzero(self.group == lab)
@@ -318,6 +327,18 @@ class MultiTracker:
                 done.append(members)
                 self.group[members] = -1
         return done
+
+    def _clear_heading(self, ok: np.ndarray, hd: np.ndarray) -> None:
+        """Signature heading of the fish ``ok`` (clear, outside any episode, with a heading
+        ``hd``). A heading turned by more than ``turn_gate`` rad from the signature is taken
+        only once it has lasted ``turn_frames`` clear frames: a single frame with head and tail
+        confused (next to another fish) must not become the heading the fish is recognised by."""
+        dh = np.abs(np.angle(np.exp(1j * (hd - self.sig_heading))))
+        away = ok & (dh > self.turn_gate)
+        self.sig_turned[away] += 1
+        take = ok & (~away | (self.sig_turned >= self.turn_frames) | ~np.isfinite(self.sig_heading))
+        self.sig_heading[take] = hd[take]
+        self.sig_turned[take] = 0
 
     def _new_label(self) -> int:
         self.n_episodes += 1
