@@ -411,45 +411,6 @@ def test_fishness_kernel_equals_opencv(polarity):
     assert (out > 0).mean() > 0.2 and (out == 0).mean() > 0.2
 
 
-@pytest.mark.parametrize("k", [1, 2, 7, 400])
-def test_arena_gains_kernel_equals_numpy(k):
-    """The compiled gather and medians of the arenas' brightness gains equal NumPy's
-    (segment.all_arena_gains without the kernel, and arena_gains on each arena's crop): odd
-    and even counts of reference pixels, ties (a few grey levels), references whose quotients
-    are inexact in float32, two middle values that differ (their halved sum)."""
-    from fishtrack.tracking import _kernels
-    from fishtrack.tracking.background import ArenaModel
-    from fishtrack.tracking.segment import all_arena_gains, arena_gains
-
-    rng = np.random.default_rng(29 + k)
-    n, hf, wf = 5, 60, 80
-    frames = rng.integers(40, 61, (n, hf, wf)).astype(np.uint8)
-    boxes = [(0, 0, 30, 25), (25, 10, 60, 40), (50, 30, 80, 60)]
-    models = []
-    for x0, y0, x1, y1 in boxes:
-        h, w = y1 - y0, x1 - x0
-        yx = np.stack([rng.integers(0, h, k), rng.integers(0, w, k)]).astype(np.int64)
-        ref = (np.round(rng.uniform(40.0, 60.0, k) * 2) / 2).astype(np.float32)
-        ref[: k // 3] = 0.5  # (below 1: the reference is 1)
-        models.append(ArenaModel(name="A", bbox=(x0, y0, x1, y1), bg=np.zeros((h, w), np.float32),
-                                 valid=np.full((h, w), 255, np.uint8), threshold=10.0, noise=1.0,
-                                 gain_yx=yx, gain_ref=ref))
-    ref = all_arena_gains(frames, models)
-    got = all_arena_gains(frames, models, _kernels.arena_gains)
-    for m, a, b in zip(models, ref, got, strict=True):
-        x0, y0, x1, y1 = m.bbox
-        assert b.dtype == np.float32 and b.flags.c_contiguous
-        assert np.array_equal(a, b) and np.array_equal(b, arena_gains(frames[:, y0:y1, x0:x1], m))
-    vals = np.concatenate(got)
-    if k > 1:
-        assert len(np.unique(vals)) > 3
-    if k % 2 == 0:
-        # some medians fall between two different middle values (not a value of the set)
-        singles = np.unique(np.concatenate([frames.ravel()[:, None].astype(np.float32)
-                                            / np.maximum(m.gain_ref, 1.0)[None, :] for m in models], axis=1))
-        assert not np.isin(vals, singles).all()
-
-
 def test_limit_malloc_arenas_in_a_fresh_process():
     """Tracking caps glibc's malloc arenas at MALLOC_ARENAS unless the user set
     MALLOC_ARENA_MAX: the cap holds (six threads allocating at once share them; without the

@@ -21,8 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["arena_gains", "bilinear2d", "body_rays", "contour_stats", "cut_measure", "eye_heads", "fishness_arenas",
-           "head_point",
+__all__ = ["bilinear2d", "body_rays", "contour_stats", "cut_measure", "eye_heads", "fishness_arenas", "head_point",
            "head_profile", "head_windows", "sweep_step", "trace_advance"]
 
 
@@ -451,33 +450,6 @@ def fishness_arenas(frames, boxes, gains, bgs, valids, offs, dark, out):  # prag
                         sc = min(np.rint(abs(brow[j] * g)), top)
                         v = min(max(np.float32(row[j]) - sc, zero), top)
                         orow[j] = np.uint8(v) & vrow[j]
-
-
-@njit("void(uint8[:, :, ::1], int64[::1], int64[::1], float32[::1], int64, float32[:, ::1])", cache=True,
-      nogil=True)
-def arena_gains(frames, ys, xs, ref, k, out):  # pragma: no cover - compiled; tested against NumPy
-    """``segment.all_arena_gains`` of one group of arenas with ``k`` (>= 1) reference pixels
-    each, the same values: for frame ``t`` and arena ``a`` the median over ``j`` of
-    ``frames[t, ys[a k + j], xs[a k + j]] / ref[a k + j]`` (float32) into ``out[t, a]``, as
-    ``np.median`` takes it (the middle value, or the float32 sum of the two middle values
-    halved)."""
-    n = frames.shape[0]
-    h = k // 2
-    buf = np.empty(k, np.float32)
-    two = np.float32(2.0)
-    for t in range(n):
-        for a in range(out.shape[1]):
-            o = a * k
-            for j in range(k):
-                buf[j] = np.float32(frames[t, ys[o + j], xs[o + j]]) / ref[o + j]
-            part = np.partition(buf, h)
-            v = part[h]
-            if k % 2 == 0:
-                lo = part[0]  # the value below the middle: the largest of the lower part
-                for j in range(1, h):
-                    lo = max(lo, part[j])
-                v = (lo + v) / two
-            out[t, a] = v
 
 
 @njit(["float32(float32[::1], int64, int64)", "float64(float64[::1], int64, int64)"], cache=True,

@@ -17,7 +17,7 @@ statistics. Each outline with at least ``min_area`` pixels becomes a blob.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -65,13 +65,10 @@ def arena_gains(crop: np.ndarray, model: ArenaModel) -> np.ndarray:
     return np.median(r, axis=1).astype(np.float32)
 
 
-def all_arena_gains(frames: np.ndarray, models: list[ArenaModel],
-                    kernel: Callable | None = None) -> list[np.ndarray]:
+def all_arena_gains(frames: np.ndarray, models: list[ArenaModel]) -> list[np.ndarray]:
     """:func:`arena_gains` of every arena of a chunk of whole frames (N, H, W), computed for
     all arenas with the same number of reference pixels at once (one gather and one median
-    instead of one per arena); the same values as :func:`arena_gains` on each arena's crop.
-    ``kernel``: ``_kernels.arena_gains`` (the gather and the medians in one compiled call, the
-    same values), used for C-contiguous frames and finite float32 references."""
+    instead of one per arena); the same values as :func:`arena_gains` on each arena's crop."""
     out: list[np.ndarray] = [np.zeros(0, np.float32)] * len(models)
     groups: dict[int, list[int]] = {}
     for i, m in enumerate(models):
@@ -80,13 +77,6 @@ def all_arena_gains(frames: np.ndarray, models: list[ArenaModel],
         ys = np.concatenate([models[i].gain_yx[0] + models[i].bbox[1] for i in idx])
         xs = np.concatenate([models[i].gain_yx[1] + models[i].bbox[0] for i in idx])
         ref = np.concatenate([np.maximum(models[i].gain_ref, 1.0) for i in idx])
-        if (kernel is not None and k > 0 and ref.dtype == np.float32 and frames.flags.c_contiguous
-                and np.isfinite(ref).all()):
-            g = np.empty((len(frames), len(idx)), np.float32)
-            kernel(frames, np.asarray(ys, np.int64), np.asarray(xs, np.int64), ref, k, g)
-            for j, i in enumerate(idx):
-                out[i] = np.ascontiguousarray(g[:, j])
-            continue
         vals = frames[:, ys, xs].astype(np.float32)
         r = (vals / ref[None, :]).reshape(len(frames), len(idx), k)
         g = np.median(r, axis=2).astype(np.float32)

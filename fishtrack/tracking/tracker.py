@@ -1665,9 +1665,8 @@ class _Run:
         self.store.reserve(int(fidx[-1]))
         self.store.time[fidx - self.store.base] = chunk.times
         flicker = self.cfg.flicker_correction
+        gains = all_arena_gains(frames, [st.model for st in self.states]) if flicker else None
         kernels = _KERNELS
-        gains = all_arena_gains(frames, [st.model for st in self.states],
-                                None if kernels is None else kernels.arena_gains) if flicker else None
         in_call = None
         if kernels is not None:
             # a plate (compiled kernels in use): every arena's fishness and outlines first, then
