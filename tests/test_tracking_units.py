@@ -469,3 +469,43 @@ def test_measuring_threads_and_batches_leave_tracks_unchanged(monkeypatch):
     for m, g in zip(models, gains, strict=True):
         x0, y0, x1, y1 = m.bbox
         assert np.array_equal(g, arena_gains(frames[:8, y0:y1, x0:x1], m))
+
+
+def test_plate_chunk_is_measured_without_a_copy(monkeypatch):
+    """A plate's chunk (compiled kernels in use) is queued as one part holding every arena's
+    patches, one block per arena, and measured as that part (the chunk's own arrays, no
+    copy); the tracks are those of the NumPy path, which queues one part per arena."""
+    import fishtrack.tracking.tracker as tracker
+
+    frames, arenas = _plate(n=16, rows=2, cols=3)
+    bg = estimate_background(ArraySource(frames), TrackingConfig())
+    seen = []
+
+    class Watch(tracker._Queue):  # every chunk measured on its own
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **{**kw, "limit": 1})
+
+        def add(self, pt, *pend):
+            seen.append(("add", pt.fp, len(pend)))
+            super().add(pt, *pend)
+
+        def _measure_write(self, pt, pend, stop, kw):
+            seen.append(("measure", pt.fp, len(pend)))
+            super()._measure_write(pt, pend, stop, kw)
+
+    monkeypatch.setattr(tracker, "_Queue", Watch)
+    monkeypatch.setattr(tracker, "MEASURE_THREADS", 1)
+    ref = track_video(ArraySource(frames), arenas, TrackingConfig(), background=bg, chunk_size=8)
+    assert [n for kind, _, n in seen if kind == "add"] == [1] * (len(arenas) * 2)
+    seen.clear()
+    tracker.use_kernels(True)
+    try:
+        got = track_video(ArraySource(frames), arenas, TrackingConfig(), background=bg, chunk_size=8)
+    finally:
+        tracker.use_kernels(False)
+    adds = [(fp, n) for kind, fp, n in seen if kind == "add"]
+    measured = [(fp, n) for kind, fp, n in seen if kind == "measure"]
+    assert [n for _, n in adds] == [len(arenas)] * 2 and [n for _, n in measured] == [len(arenas)] * 2
+    for (a, _), (m, _) in zip(adds, measured, strict=True):
+        assert m.shape == a.shape and np.shares_memory(m, a)  # the chunk's part itself
+    assert got.tracks.equals(ref.tracks) and got.tracks["detected"].all()

@@ -416,6 +416,9 @@ class _Patches:
 
     @staticmethod
     def concat(parts: list[_Patches]) -> _Patches:
+        """The rows of ``parts`` in order (one part: that part itself, no copy)."""
+        if len(parts) == 1:
+            return parts[0]
         return _Patches(*(np.concatenate([getattr(p, f) for p in parts]) for f in _PATCH_FIELDS))
 
 
@@ -1039,12 +1042,16 @@ class _Queue:
         self.busy: list[Future] = []
         self.last: dict[int, _Pending] = {}
 
-    def add(self, pt: _Patches, pend: _Pending) -> None:
-        # each arena's blocks in order, whatever thread measures them (tail_motion)
-        pend.prev = self.last.get(id(pend.st))
-        self.last[id(pend.st)] = pend
+    def add(self, pt: _Patches, *pend: _Pending) -> None:
+        """Queue the patches ``pt`` of the blocks ``pend`` (their rows one after the other in
+        ``pt``: a plate's chunk adds all its arenas' patches as one part, measured without a
+        copy when the batch is that part alone)."""
+        for p in pend:
+            # each arena's blocks in order, whatever thread measures them (tail_motion)
+            p.prev = self.last.get(id(p.st))
+            self.last[id(p.st)] = p
         self.parts.append(pt)
-        self.pend.append(pend)
+        self.pend.extend(pend)
         self.n += len(pt)
 
     def wait(self) -> None:
@@ -1768,7 +1775,7 @@ def _step_plate(run: _Run, arenas: list[tuple], fidx: np.ndarray) -> None:
     frame (:func:`select_single_arenas`, whole-array steps), then the patches of all arenas
     labelled together (:func:`_labels` on the arenas' blobs one after the other: one fill for
     every fish alone in its frame) and measured per arena; the same patches as :func:`_cut` of
-    each arena, queued in the same order."""
+    each arena, queued in the same order (all arenas as one part of the queue)."""
     prm, n = run.prm, len(fidx)
     p = prm.patch
     # the arenas' blob tables one after the other, frames numbered (arena, frame)
@@ -1801,6 +1808,7 @@ def _step_plate(run: _Run, arenas: list[tuple], fidx: np.ndarray) -> None:
         motion = np.full(m, np.nan, np.float32)
         area = np.zeros(m, np.float32)
     measure = _KERNELS.cut_measure
+    pend = []
     for i, (st, d, crop, _) in enumerate(arenas):
         lo, hi = bounds[i], bounds[i + 1]
         if hi > lo:
@@ -1808,9 +1816,10 @@ def _step_plate(run: _Run, arenas: list[tuple], fidx: np.ndarray) -> None:
             prev = st.prev
             measure(d, crop, crop[0] if prev is None else prev, prev is not None, ts[i], x0[sl],
                     y0[sl], mem[sl], True, 0.0, fp[sl], area[sl], motion[sl])
-            run.queue.add(_Patches(fp[sl], mem[sl], off[sl], cen[sl], area[sl], motion[sl]),
-                          _Pending(st, fidx[ts[i]], _stop_level(st.model)))
+            pend.append(_Pending(st, fidx[ts[i]], _stop_level(st.model)))
         st.prev = np.array(crop[-1])
+    if pend:
+        run.queue.add(_Patches(fp, mem, off, cen, area, motion), *pend)
 
 
 def _step_embedded(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
