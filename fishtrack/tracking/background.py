@@ -74,6 +74,10 @@ STILL_MAX_LENGTH = 3.0
 #: smoothing (px) of the fishness whose outlines give the fish length (and of the fishness of
 #: noisy videos)
 _LENGTH_SIGMA = 1.0
+#: fishness peaking below this fraction of the typical fish contrast is not a fish (a
+#: reflection, a shadow, a well's rim in codec noise): a detection of a multi-fish arena
+#: (tracker), a well's calibration blobs (:func:`_calibrate`)
+FAINT = 0.35
 #: a video is noisy when 5 noise sd exceed this fraction of the fish's contrast
 _NOISY = 0.2
 #: the fishness averaged along short lines (a Gaussian of this sigma, px, along the line and
@@ -607,7 +611,7 @@ def _refine(
             )
         )
     memo: dict = {}  # what the second calibration can take over (arenas left unchanged)
-    sizes = _calibrate(bg, models, cfg, fish_per_arena=fish_per_arena, memo=memo)
+    sizes = _calibrate(bg, models, cfg, fish_per_arena=fish_per_arena, memo=memo, layout=layout)
     length = cfg.fish_length_px or sizes["length"]
     area = sizes["area"]
     evidence: dict = {"first": sizes["parts"]}
@@ -630,7 +634,7 @@ def _refine(
             )
 
     # 3) final calibration on the empty backgrounds (the arenas without a still fish as before)
-    sizes = _calibrate(bg, models, cfg, fish_per_arena=fish_per_arena, memo=memo)
+    sizes = _calibrate(bg, models, cfg, fish_per_arena=fish_per_arena, memo=memo, layout=layout)
     length = cfg.fish_length_px or sizes["length"]
     evidence.update(final=sizes["parts"], still=[round(v, 1) for v in still_len],
                     method="config" if cfg.fish_length_px else "moving")
@@ -662,7 +666,7 @@ def _refine(
 
 def _calibrate(
     bg: Background, models: list[ArenaModel], cfg: TrackingConfig, *, fish_per_arena: int = 1,
-    memo: dict | None = None,
+    memo: dict | None = None, layout: Layout = "wells",
 ) -> dict:
     """Noise, threshold and contrast per arena; fish length and area over all arenas.
 
@@ -680,8 +684,13 @@ def _calibrate(
     is the same as at an earlier call gets that call's blobs (its fish and, at the same
     threshold, their areas) instead of finding them again: the same values, as the blobs
     depend only on the background, the calibration frames and the settings.
+
+    Wells: a well whose own blobs peak below ``FAINT`` x the typical contrast of the others
+    saw no fish (an empty well's rim and codec noise, ~0.1 of the larvae's contrast): it takes
+    the typical contrast (and so the others' threshold), and its blobs give no length or area.
     """
     lengths, sharp, lined, areas = [], [], [], []
+    own_sizes = []
     per_arena = []
     memo = {} if memo is None else memo
     for i, m in enumerate(models):
@@ -703,8 +712,7 @@ def _calibrate(
                                 own_s)
             kept = memo[i] = {"bg": m.bg.copy(), "fish": (peaks, own_l, own_s), "areas": {}}
         peaks, own_l, own_s = kept["fish"]
-        lengths += own_l
-        sharp += own_s
+        own_sizes.append((own_l, own_s))
         m.contrast = float(np.median(peaks)) if peaks else float("nan")
         per_arena.append((m, f, fs, noise_s, inside, (f, t0)))
     if not any(np.isfinite(m.contrast) for m in models):
@@ -722,6 +730,12 @@ def _calibrate(
     # still in the median) borrow the typical contrast of the others
     seen = [m.contrast for m in models if np.isfinite(m.contrast)]
     typical = float(np.median(seen)) if seen else float("nan")
+    for m, (own_l, own_s) in zip(models, own_sizes, strict=True):
+        if layout == "wells" and m.contrast < FAINT * typical:
+            m.contrast = float("nan")  # not a fish: the well is empty (or its fish sat still)
+            continue
+        lengths += own_l
+        sharp += own_s
     for m, f, _fs, _noise_s, inside, (seed, t_seed) in per_arena:
         contrast = m.contrast if np.isfinite(m.contrast) else typical
         if np.isfinite(contrast) and 5.0 * m.noise > _NOISY * contrast:

@@ -34,6 +34,7 @@ from fishtrack.config import Layout, TrackingConfig
 from fishtrack.errors import TrackingError
 from fishtrack.tracking import midline as _midline
 from fishtrack.tracking.background import (
+    FAINT,
     ArenaModel,
     Background,
     estimate_background,
@@ -95,9 +96,6 @@ FEATURE_REACH = 0.17
 #: in a single-fish arena, blobs within this many lengths of the fish's blob are pieces of
 #: the same fish (a head and a tail split by a paler body, even when curled)
 GROUP = 1.2
-#: a detection in a multi-fish arena whose strongest fishness is below this fraction of the
-#: typical fish contrast is not a fish (a reflection, a shadow)
-FAINT = 0.35
 #: the far end of a midline is the head when the fishness around it exceeds this multiple
 #: of that around the head point
 REVERSED = 1.3
