@@ -36,8 +36,10 @@ never found), a ninth, 14500-14599, after the rigid anterior sweeps (the sweeps 
 0.3 lengths kept within 35 degrees of the starting direction: a speck at a still larva's neck
 no longer draws the trace), a tenth, 14600-14699, after the fish-length fixes (static regions
 and touching larvae of a chamber left out of the length; ``bench/bench_fish_length.py`` checks
-the length alone), then 15810-15909 and 15910-16009 (2026-12-07), and 17400-17499 after the
-empty-well fix (a well whose calibration blobs peak far below the larvae's contrast is empty).
+the length alone), then 15810-15909 and 15910-16009 (2026-12-07), 17300-17399 after the
+still-end check of a head-embedded larva's fixed head (a dust speck on its tail) and 17400-17499
+after the empty-well fix (a well whose calibration blobs peak far below the larvae's contrast
+is empty), both 2026-12-07.
 """
 
 from __future__ import annotations

@@ -106,6 +106,12 @@ MAYBE_REVERSED = 0.5
 #: a rough head with body on both sides (the opposite ray at least this fraction of the
 #: strongest) is mid-body
 MID_BODY = 0.5
+#: a head-embedded larva's head is the still end of its body: where the fishness around the
+#: fixed head varies over the first chunk more than this multiple of that around the
+#: midline's far end, and the far end is wide and dark (a head, not a thin tail tip), the head
+#: was put on the beating tail (a dust speck filled in with a still larva's tail looks like an
+#: eye; tuning seed 23 drawn as held-out 15991's kind) and is found again from the far end
+MOVING_HEAD = 1.5
 
 
 def use_kernels(on: bool) -> None:
@@ -804,11 +810,13 @@ def _measure(
     *,
     heads: np.ndarray | None = None,
     theta0: np.ndarray | None = None,
+    rough: np.ndarray | None = None,
 ) -> _Meas:
     """Heads, midlines and angles of a batch of patches (area and motion come from the cut).
 
     ``heads`` (full-frame px) and ``theta0`` (rad) are given for split merged blobs and
-    head-embedded larvae.
+    head-embedded larvae. ``rough`` (full-frame px): the head is looked for from these rough
+    heads, the head end being chosen by the caller (no reversal, no second start).
     """
     m = len(pt)
     if m == 0:
@@ -819,7 +827,8 @@ def _measure(
     if heads is None:
         # both smoothings from one mosaic of the patches, converted to float32 as copied back
         fst, fsh = smooth_patches_each(trace_f, (prm.sigma_trace, prm.sigma_head), np.float32)
-        hp, theta0 = _find_heads(own, fst, fsh, prm, stop)
+        hp, theta0 = _find_heads(own, fst, fsh, prm, stop,
+                                 rough=None if rough is None else rough - pt.off)
     else:
         fst = smooth_patches_each(trace_f, (prm.sigma_trace,), np.float32)[0]
         hp = heads - pt.off
@@ -828,7 +837,7 @@ def _measure(
         # trunk, which points away from the head even when the tail is curled into a C)
         theta0, _ = body_directions(fst, hp, prm.length, floor=stop)
     mid = trace_midlines(fst, hp, theta0, prm.length, prm.n_points, stop, arc_smooth=False)
-    if heads is None:
+    if heads is None and rough is None:
         # a head put on the tail end of a fish without distinct eyes (its darkest spot can be
         # anywhere along a uniformly dark body; the eyes of a larva can be motion-blurred in
         # a fast turn): the other end of the midline is the head if there is clearly more
@@ -862,7 +871,7 @@ def _measure(
                 hp[rev], theta0[rev] = h2, t2
                 for f in ("points", "length", "ok"):
                     getattr(mid, f)[rev] = getattr(m2, f)
-    if heads is None:
+    if heads is None and rough is None:
         hp, theta0 = _retry_both_ways(own, fst, fsh, prm, stop, hp, theta0, mid)
     heading, tail_angle, curv = body_angles(mid.points)
     heading = np.where(mid.ok, heading, wrap(theta0 + np.pi))
@@ -1142,8 +1151,36 @@ def _init_embedded(st: _ArenaState, ac: _ArenaChunk, prm: _Params) -> bool:
     if t.size < max(3, ac.n // 4):
         return False
     pt = _cut(ac, chosen[t], _odd(1.5 * prm.length + 6), group=GROUP * prm.length, use_prev=False)
-    meas = _measure_all(pt, prm, np.full(len(pt), _stop_level(st.model), np.float32))
-    st.head = np.median(meas.head, axis=0) - np.array(_origin(st), np.float64)
+    stop = np.full(len(pt), _stop_level(st.model), np.float32)
+    meas = _measure_all(pt, prm, stop)
+    head = np.median(meas.head, axis=0)
+    ok = meas.ok & np.isfinite(meas.points[:, -1, 0])
+    if ok.any():
+        # the head is the still end of the larva: compare how much the fishness varies over
+        # these frames around the head and around the midline's far end
+        tip = np.median(meas.points[ok, -1], axis=0)
+        if math.hypot(*(tip - head)) > 0.3 * prm.length:
+            d = ac.d[t].astype(np.float32)
+            both = np.stack([d.std(axis=0), d.mean(axis=0)])
+            ends = np.stack([head, tip]) - np.array(ac.origin, np.float64)
+            mv = _end_mass(both[[0, 0]], ends, prm.length, np.zeros(2, np.float32))
+            mass = _end_mass(both[[1, 1]], ends, prm.length, np.zeros(2, np.float32))
+            # the fish's level over as many samples (the arena's threshold of fishness)
+            level = st.model.threshold * _end_mass(np.ones_like(both[:1]), ends[1:], prm.length,
+                                                   np.zeros(1, np.float32))[0]
+            # a wide far end (the real head, not a thin tail tip: as dark as a fish on average
+            # over these frames and at least half the head point's fishness) with still
+            # surroundings
+            if (mv[0] > MOVING_HEAD * mv[1] and mass[1] > MAYBE_REVERSED * mass[0]
+                    and mass[1] > level):
+                rough = np.where(ok[:, None], meas.points[:, -1], tip)
+                meas2 = _measure_all(pt, prm, stop, rough=rough)
+                head2 = np.median(meas2.head, axis=0)
+                org = np.array(ac.origin, np.float64)
+                mv2 = _end_mass(both[:1], (head2 - org)[None], prm.length, np.zeros(1, np.float32))
+                if mv2[0] < mv[0]:
+                    meas, head = meas2, head2
+    st.head = head - np.array(_origin(st), np.float64)
     hd = meas.heading[np.isfinite(meas.heading)]
     st.heading = float(np.angle(np.exp(1j * hd).mean())) if hd.size else 0.0
     return True
