@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -92,11 +93,20 @@ def test_cli_exit_skips_the_interpreter_teardown_but_not_the_exit_handlers(tmp_p
 def test_cli_exit_waits_for_a_running_thread():
     """A thread still at work when the command returns (not a daemon) is waited for, as the
     ordinary exit does: the fast exit is taken only when nothing else runs."""
-    probe = ("import threading, time\n"
-             "def work():\n"
-             "    time.sleep(0.5)\n"
-             "    print('thread finished', flush=True)\n"
-             "threading.Thread(target=work).start()\n")
+    # the thread starts its last half second once the command has printed (it is then
+    # still running when the command returns)
+    probe = textwrap.dedent("""
+        import sys, threading, time
+        printed = threading.Event()
+        class Out:
+            def __init__(self, out): self.out = out
+            def write(self, s): printed.set(); return self.out.write(s)
+            def __getattr__(self, name): return getattr(self.out, name)
+        sys.stdout = Out(sys.stdout)
+        def work():
+            printed.wait(); time.sleep(0.5); print('thread finished', flush=True)
+        threading.Thread(target=work).start()
+    """)
     res = _run_main(probe, "version")
     assert res.returncode == 0, res.stderr
     assert "thread finished" in res.stdout
