@@ -103,16 +103,25 @@ def read_sample(source: Any, idx: np.ndarray, batch: int = 128) -> np.ndarray:
 
 
 def median(stack: np.ndarray) -> np.ndarray:
-    """Per-pixel median of a (K, H, W) uint8 stack, computed in row strips (bounded memory),
-    the strips shared by :func:`~fishtrack._threads.compute_threads` threads (NumPy's
-    partition runs outside the GIL: the 1 MP 4-well run's ~0.5 s median in half the time on 2
-    cores; each strip's values are those of one ``np.median`` call whatever the threads)."""
+    """Per-pixel median of a (K, H, W) uint8 stack, ``np.median(stack, axis=0)`` to the last
+    bit, computed in row strips (bounded memory), the strips shared by
+    :func:`~fishtrack._threads.compute_threads` threads (NumPy sorts outside the GIL: the 1 MP
+    4-well run's median in half the time on 2 cores).
+
+    Each strip's pixels are sorted as rows of K values with ``kind="stable"``, which NumPy
+    does by radix sort for 8- and 16-bit integers (linear in K): about half the CPU of the
+    partition ``np.median`` runs (0.44 against 0.96 s for 61 frames of 1 MP, issue 15); the
+    median of an even K is the mean of the two middle values, as NumPy takes it."""
     k, h, w = stack.shape
     out = np.empty((h, w), dtype=np.float32)
     rows = max(1, int(4_000_000 // max(1, k * w)))
+    lo, hi = (k - 1) // 2, k // 2
 
     def strip(r0: int) -> None:
-        out[r0 : r0 + rows] = np.median(stack[:, r0 : r0 + rows], axis=0)
+        px = stack[:, r0 : r0 + rows].reshape(k, -1).T.copy()  # one row of K values per pixel
+        px.sort(axis=1, kind="stable")
+        mid = px[:, lo] if lo == hi else (px[:, lo] + px[:, hi].astype(np.float64)) / 2
+        out[r0 : r0 + rows] = mid.reshape(-1, w)
 
     starts = range(0, h, rows)
     n = min(compute_threads(), len(starts))
