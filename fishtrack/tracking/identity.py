@@ -484,6 +484,7 @@ class MultiTracker:
                 self.sig_heading[members] = np.where(
                     np.isfinite(h_now), h_now, self.sig_heading[members]
                 )
+                self.sig_turned[members] = 0  # the signature heading was just set anew
             # fish in an unresolved contact: who is who is not known yet
             uncertain |= (self.group >= 0) & (det_of >= 0)
         return Assignment(det_of, uncertain)
