@@ -1162,7 +1162,8 @@ def _init_embedded(st: _ArenaState, ac: _ArenaChunk, prm: _Params) -> bool:
         if math.hypot(*(tip - head)) > 0.3 * prm.length:
             d = ac.d[t].astype(np.float32)
             both = np.stack([d.std(axis=0), d.mean(axis=0)])
-            ends = np.stack([head, tip]) - np.array(ac.origin, np.float64)
+            org = np.array(ac.origin, np.float64)
+            ends = np.stack([head, tip]) - org
             mv = _end_mass(both[[0, 0]], ends, prm.length, np.zeros(2, np.float32))
             mass = _end_mass(both[[1, 1]], ends, prm.length, np.zeros(2, np.float32))
             # the fish's level over as many samples (the arena's threshold of fishness)
@@ -1176,7 +1177,6 @@ def _init_embedded(st: _ArenaState, ac: _ArenaChunk, prm: _Params) -> bool:
                 rough = np.where(ok[:, None], meas.points[:, -1], tip)
                 meas2 = _measure_all(pt, prm, stop, rough=rough)
                 head2 = np.median(meas2.head, axis=0)
-                org = np.array(ac.origin, np.float64)
                 mv2 = _end_mass(both[:1], (head2 - org)[None], prm.length, np.zeros(1, np.float32))
                 if mv2[0] < mv[0]:
                     meas, head = meas2, head2
