@@ -5,6 +5,8 @@ Usage::
     python bench/bench_tracker_accuracy.py --out section.md           # the reporting seeds
     python bench/bench_tracker_accuracy.py --seeds 0-99 --csv t.csv --no-docs --cache DIR
     python bench/bench_tracker_accuracy.py --issue --no-docs           # issue 12's recordings
+    python bench/bench_tracker_accuracy.py --seeds 4,440 --codec ffv1 --no-docs --cache DIR
+                                     # the same scenes lossless: the codec's loss, not the tracker's
 
 or ``from bench_tracker_accuracy import run; figures = run("section.md")`` (``make bench``).
 
@@ -39,7 +41,8 @@ and touching larvae of a chamber left out of the length; ``bench/bench_fish_leng
 the length alone), then 15810-15909 and 15910-16009 (2026-12-07), 17300-17399 after the
 still-end check of a head-embedded larva's fixed head (a dust speck on its tail) and 17400-17499
 after the empty-well fix (a well whose calibration blobs peak far below the larvae's contrast
-is empty), both 2026-12-07.
+is empty), both 2026-12-07, and 20600-20699 (2026-12-07) after the look at the tails of small
+larvae in H.264 wells (``--codec``/``--crf``: the same scenes written another way).
 """
 
 from __future__ import annotations
@@ -347,13 +350,36 @@ def update_tracking_doc(table_md: str, doc: Path = DOCS / "tracking.md", *, begi
 BENCH_SEEDS = range(REPORT_SEEDS.start, REPORT_SEEDS.start + 60)
 
 
+def suite_cases(seeds, *, codec: str | None = None, crf: int | None = None) -> list[tuple]:
+    """``(key, SimSpec)`` of every seed; with ``codec`` and/or ``crf`` the same scenes (the
+    drawing, the motion, the noise and the truth are those of the seed) written with that
+    codec / CRF instead of the seed's own, keyed ``"<seed>-<codec>[-crf<N>]"`` (their cached
+    simulations do not overwrite the seed's). ``--codec ffv1`` separates what the codec loses
+    from what the tracker does: a seed whose tail r is low as drawn but high lossless is
+    limited by the codec (docs/tracking.md, section 12)."""
+    over: dict = {}
+    if codec is not None:
+        over["codec"] = codec
+    if crf is not None:
+        over["crf"] = int(crf)
+    out = []
+    for s in seeds:
+        spec = suite_spec(s, **over)
+        key = s
+        if over:
+            key = f"{s}-{spec.codec}" + (f"-crf{spec.crf}" if spec.codec in ("h264", "hevc") else "")
+        out.append((key, spec))
+    return out
+
+
 def run(out_path, *, seeds=None, docs: bool = True, cache: Path | None = None,
-        csv: Path | None = None, figure: Path | None = FIGURE, log=print) -> dict:
+        csv: Path | None = None, figure: Path | None = FIGURE, log=print,
+        codec: str | None = None, crf: int | None = None) -> dict:
     """Run the suite on ``seeds`` (default: :data:`BENCH_SEEDS`, reporting seeds) and write
-    the section."""
+    the section (``codec``, ``crf``: see :func:`suite_cases`)."""
     seeds = list(BENCH_SEEDS if seeds is None else seeds)
     t0 = time.perf_counter()
-    df = run_cases([(s, suite_spec(s)) for s in seeds], cache, log=log, csv=csv)
+    df = run_cases(suite_cases(seeds, codec=codec, crf=crf), cache, log=log, csv=csv)
     secs = time.perf_counter() - t0
     return write_section(df, out_path, secs, docs=docs, figure=figure)
 
@@ -389,6 +415,11 @@ def main(argv=None) -> int:
                     help="make the section from this CSV of a run (e.g. one stopped early)")
     ap.add_argument("--minutes", type=float, default=float("nan"),
                     help="with --summarize: the run's duration to quote")
+    ap.add_argument("--codec", choices=["h264", "hevc", "mjpg", "ffv1"], default=None,
+                    help="write every seed's scene with this codec instead of its own (ffv1: "
+                         "lossless, to separate the codec's loss from the tracker's)")
+    ap.add_argument("--crf", type=int, default=None,
+                    help="write every seed's scene at this CRF (h264/hevc) instead of its own")
     args = ap.parse_args(argv)
     if args.summarize is not None:
         write_section(pd.read_csv(args.summarize), args.out, 60 * args.minutes,
@@ -414,8 +445,10 @@ def main(argv=None) -> int:
     if seeds is not None and not set(seeds) <= set(TUNING_SEEDS) | report:
         ranges = ", ".join(f"{r.start}-{r.stop - 1}" for r in REPORT_RANGES)
         ap.error(f"seeds must lie in the tuning (0-999) or a reporting range ({ranges})")
+    if (args.codec or args.crf is not None) and not args.no_docs:
+        ap.error("--codec / --crf re-encode the suite's scenes: use them with --no-docs")
     run(args.out, seeds=seeds, docs=not args.no_docs, cache=args.cache, csv=args.csv,
-        figure=None if args.no_docs else FIGURE)
+        figure=None if args.no_docs else FIGURE, codec=args.codec, crf=args.crf)
     print(Path(args.out).read_text(encoding="utf-8"))
     return 0
 

@@ -249,3 +249,29 @@ def test_speck_on_a_head_embedded_larvas_tail_is_not_its_head(tmp_path):
     m = _truth_joined(r)
     err = np.hypot(m.x - m.x_t, m.y - m.y_t).groupby(m.fish).median()
     assert float(err.max()) <= 0.1 * spec.fish_length_px
+
+
+def test_accuracy_bench_rewrites_the_same_scenes_with_another_codec():
+    """``bench/bench_tracker_accuracy.py --codec ffv1`` (and ``--crf``) writes each seed's own
+    scene (drawing, motion, noise, truth) with another codec, under its own cache key, so that
+    the codec's loss can be told from the tracker's (docs/tracking.md, section 12: the small
+    tails of H.264 wells)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_tracker_accuracy.py"
+    spec_ = importlib.util.spec_from_file_location("bench_tracker_accuracy", path)
+    bench = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(bench)
+    seeds = [4, 440]  # tuning look-alikes of the held-out misses: small larvae, H.264 CRF 27-28
+    base = bench.suite_cases(seeds)
+    assert [k for k, _ in base] == seeds
+    for (key, sp), (_, sp0) in zip(bench.suite_cases(seeds, codec="ffv1"), base, strict=True):
+        assert sp0.codec == "h264" and sp.codec == "ffv1"
+        assert key == f"{sp0.seed}-ffv1"
+        a, b = sp.model_dump(), sp0.model_dump()
+        assert {k for k in a if a[k] != b[k]} == {"codec"}
+    for (key, sp), (_, sp0) in zip(bench.suite_cases(seeds, crf=18), base, strict=True):
+        assert key == f"{sp0.seed}-h264-crf18" and sp.crf == 18 and sp0.crf >= 27
+    with pytest.raises(SystemExit):
+        bench.main(["--seeds", "4", "--codec", "ffv1"])  # would write the docs' table
