@@ -50,6 +50,7 @@ from fishtrack.behaviour.speed import (
     detect_speed_bouts,
     fixed_speed_threshold,
     has_motion_energy,
+    key_frame_reference,
     motion_above_rig_change,
     motion_frames,
     position_frames,
@@ -472,12 +473,12 @@ def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, re
     """Movement bouts from the head's path speed (and with ``speed_motion`` the pixel motion)
     and the states they give (:mod:`fishtrack.behaviour.speed`); ``Scored.kin`` carries the
     position-observed frames."""
-    frp, blocks, body, motion, blur, raw, tail, drop = remembered(
+    frp, blocks, body, motion, blur, raw, tail, drop, key = remembered(
         "speed_inputs", _speed_inputs, tracks, cfg, signal)
     br, speed, extra = detect_speed_bouts(
         frp, cfg, blocks, body, motion=motion,
         fixed_px_s=fixed_speed_threshold(cfg, body, px_per_mm), blur=blur, motion_raw=raw,
-        tail=tail, blur_drop=drop)
+        tail=tail, blur_drop=drop, key_ref=key)
     extra["speed"] = speed
     codes = state_codes(frp, blocks, br.in_bout, cfg.min_passive_s)
     what = "the head's speed and the pixel motion" if motion is not None else "the head's speed"
@@ -512,7 +513,8 @@ def _speed_inputs(tracks: pd.DataFrame, cfg: BehaviourConfig, signal: str) -> tu
     blur = blur_frames(tracks, frp) if motion is not None else None
     drop = blur_frames(tracks, frp, smooth=False) if blur is not None else None
     tail = tail_motion_frames(tracks, frp) if motion is not None else None
-    return frp, blocks, body, motion, blur, raw, tail, drop
+    key = key_frame_reference(tracks, frp) if motion is not None else None
+    return frp, blocks, body, motion, blur, raw, tail, drop, key
 
 
 def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.DataFrame,

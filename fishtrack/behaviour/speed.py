@@ -441,6 +441,73 @@ def motion_above_rig_change(fr: Frames, motion: np.ndarray) -> np.ndarray:
     return np.where(clear, motion - excess, motion)
 
 
+KEY_FRAMES = True
+"""Pixel-only bouts next to a key frame are the codec's (:func:`outside_key_frames`); False:
+the rule before issue 17's twelfth round."""
+KEY_SPAN_S = 0.12
+"""... within this (s, 3-4 frames at 25-30 fps) of a key frame (:func:`near_key_frames`). An
+encoder codes the frames around a key frame against it (the B-frames before it, the P-frames
+after), so a still larva's pixels change there for a few frames (tuning video 722 A2: 249-252
+around key frame 250; 847 B3: 247-249 around 250; 0.08 s fixed 722 but not 847)."""
+
+
+def key_frame_reference(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
+    """Per sorted row: the lowest *raw* ``motion_energy`` (the change from the previous frame,
+    not aligned) of the recording's other larvae in the same video frame
+    (:func:`fishtrack.behaviour.bouts.rig_reference`, pooled), NaN without one; None without
+    motion energy or with fewer than :data:`fishtrack.behaviour.bouts.MOTION_GATE_MIN_FISH`
+    larvae in a frame. Raw, because a key frame changes one frame only and the aligned motion
+    (:func:`motion_frames`) removes such changes (:func:`near_key_frames`)."""
+    if "motion_energy" not in tracks.columns:
+        return None
+    me = pd.to_numeric(tracks["motion_energy"], errors="coerce").to_numpy(float)[fr.order]
+    return rig_reference(fr, np.where(fr.observed, me, np.nan), "speed_key_reference")
+
+
+def near_key_frames(fr: Frames, ref: np.ndarray, thr: np.ndarray) -> np.ndarray:
+    """Per sorted row: True within :data:`KEY_SPAN_S` of a *key frame* of the recording.
+
+    A key frame is a video frame on which every other larva's pixels changed by more than
+    this larva's pixel-motion threshold ``thr`` (per fish, grey levels; ``ref``:
+    :func:`key_frame_reference`) while on the frames before and after it they did not: the
+    encoder refreshed the whole picture once (an H.264 key frame; tuning videos 722, 757, 847:
+    frame 250, every well 3-7 grey levels for one frame). A larva's own movement changes its
+    own well over several frames, and larvae that bout together do it over several frames
+    too. The rig's change, measured on the recording's larvae, never how often they move."""
+    with np.errstate(invalid="ignore"):
+        clear = ref > thr[fr.gid]
+    span = max(1, int(round(KEY_SPAN_S / fr.dt_median))) if fr.dt_median > 0 else 1
+    # consecutive video frames of the same fish
+    same = np.r_[False, (fr.gid[1:] == fr.gid[:-1]) & (np.diff(fr.frame) == 1)]
+    prev = np.r_[False, clear[:-1]] & same
+    nxt = np.r_[clear[1:], False] & np.r_[same[1:], False]
+    near = clear & ~prev & ~nxt
+    for _ in range(span):
+        near = _dilate1(fr, near)
+    return near
+
+
+def outside_key_frames(fr: Frames, stretch: np.ndarray, speed: np.ndarray,
+                       key_near: np.ndarray) -> np.ndarray:
+    """Per row: ``stretch`` (the pixel motion's bouts) without its runs that lie wholly within
+    ``key_near`` (:func:`near_key_frames`) and touch no frame of ``speed`` (the head's
+    stretches confirmed by the pixels).
+
+    The codec codes the frames around a key frame against it, and a still larva's pixels
+    change there for 2-4 frames, just over its threshold: tuning video 722 A2 (4 larvae of
+    39 px, H.264 crf 18, camera noise sd 9.7; key frame 250): aligned motion 2.2 on 248-251
+    against a threshold of 2.0, a false bout that split a passive stretch (passive error
+    0.103 -> 0.005 without it).
+    A bout that moved the head, or whose pixels moved beyond the key frame's span, stays."""
+    if fr.n == 0:
+        return stretch
+    joined = _confirmed(fr, stretch | speed, speed.astype(float),
+                        np.full(len(fr.fish_keys), 0.5))
+    run = _run_ids(fr, stretch)
+    outside = np.bincount(run, weights=(stretch & ~key_near).astype(float)) > 0
+    return stretch & (joined | outside[run])
+
+
 def blur_frames(tracks: pd.DataFrame, fr: Frames, *, smooth: bool = True
                 ) -> np.ndarray | None:
     """Per sorted row: the fraction of its running median over :data:`DRIFT_S` by which the
@@ -736,7 +803,7 @@ def detect_speed_bouts(
     body_px: np.ndarray | None = None, *, motion: np.ndarray | None = None,
     fixed_px_s: np.ndarray | None = None, blur: np.ndarray | None = None,
     motion_raw: np.ndarray | None = None, tail: np.ndarray | None = None,
-    blur_drop: np.ndarray | None = None,
+    blur_drop: np.ndarray | None = None, key_ref: np.ndarray | None = None,
 ) -> tuple[BoutRuns, np.ndarray, dict[str, np.ndarray]]:
     """Movement bouts of every fish (``fr`` from :func:`position_frames`).
 
@@ -887,6 +954,9 @@ def detect_speed_bouts(
             with np.errstate(invalid="ignore"):
                 moving = active & ((raw > low[fr.gid]) | ~np.isfinite(raw))
             active = moving & _confirmed(fr, moving, raw, m_thr)
+            if key_ref is not None and KEY_FRAMES:
+                active_m = outside_key_frames(fr, active_m, active,
+                                              near_key_frames(fr, key_ref, m_thr))
             active = active | active_m
             if blur is not None and blur_drop is not None:
                 active = blurred_continuation(fr, active, blurred, blur_drop, b_thr)
