@@ -249,7 +249,7 @@ that size. Clipped at :data:`SUSTAINED_CLIP_SIGMA` (3, before 2026-12-07), a bea
 samples lie beyond 3 sigmas had its energy cut to that of a weaker one (issue 11: 59 % of the
 missed bouts in the fish beyond 0.03 at 60-125 fps lie under the test's energy even with the
 true signal, but on 795, 843, 902, 820 true bouts of 0.2-0.5 rad in noise of 0.04-0.08 rad
-measured z 5-7 with their 4-6 sigma samples cut to 3)."""
+measured z 3-8 with their 4-6 sigma samples cut to 3)."""
 _MAD = 1.4826  # robust sd = 1.4826 x median absolute deviation (normal distribution)
 
 
