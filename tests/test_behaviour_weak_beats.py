@@ -1,7 +1,7 @@
 """Weak beats below 125 fps (issue 11, ``bouts.weak_beat_bouts``): where the tail is not
 low-passed, a bout whose turns stay under the beat test's prominence (5 noise sigmas) is kept
-when two alternating turns reach 4 sigmas and its tail's energy lies 6 standard deviations
-above white noise of the fish's sigma over as many frames.
+when two alternating turns reach 4 sigmas and its tail's energy lies 7.5 standard deviations
+above white noise of the fish's sigma over as many frames (each deviation clipped at 4 sigmas).
 
 From the simulator's true tracks with simulated tracking noise (tuning seeds only).
 """
@@ -43,3 +43,40 @@ def test_still_larvae_need_the_energy_test(tmp_path, monkeypatch):
     monkeypatch.setattr(B, "WEAK_BEAT_ENERGY_Z", -np.inf)
     before = _rows(STILL_SEEDS, tmp_path / "no_energy")
     assert not before["still_ok"].any(), before["n_still_ok"].tolist()
+
+
+# tuning seeds whose weak true bouts (0.2-0.5 rad in tracking noise 0.04-0.06 rad at 79-124
+# fps) have samples 4-6 sigmas from rest: with each deviation clipped at 3 sigmas their energy
+# stayed under the test (820: passive error 0.038 before; 902: 0.33 before, 4 of 6 missed
+# bouts found); 136 (120 fps) holds a bout of white noise, four samples of 2-3.7 sigmas, that
+# the clip at 4 sigmas lets through at z 7 (kappa* 0.999 -> 0.733) but not at 7.5
+CLIP_SEEDS = (820, 902)
+NOISE_SEED = 136
+
+
+def _rule_before(monkeypatch):
+    monkeypatch.setattr(B, "WEAK_BEAT_CLIP_SIGMA", B.SUSTAINED_CLIP_SIGMA)
+    monkeypatch.setattr(B, "WEAK_BEAT_ENERGY_Z", 7.0)
+
+
+def test_weak_beat_energy_counts_the_turns_in_full(tmp_path, monkeypatch):
+    rows = _rows(CLIP_SEEDS, tmp_path)
+    assert rows["draw_fps"].between(60, 125).all()
+    assert rows["passive_err_max"].iloc[0] <= 0.03, rows["passive_err_max"].round(3).tolist()
+    assert state_score(rows).iloc[0] >= KAPPA_GOAL
+    _rule_before(monkeypatch)
+    before = _rows(CLIP_SEEDS, tmp_path / "before")
+    assert before["passive_err_max"].iloc[0] > 0.03
+    # more true onsets found (matched against the simulator's bouts), none more false
+    assert (rows["tp"] > before["tp"]).all(), (rows["tp"].tolist(), before["tp"].tolist())
+    assert (rows["fp"] <= before["fp"]).all()
+    assert (rows["passive_err_max"] < before["passive_err_max"] - 0.01).all()
+
+
+def test_noise_bout_stays_out_with_the_clip_at_4_sigmas(tmp_path, monkeypatch):
+    row = _rows([NOISE_SEED], tmp_path)
+    assert state_score(row).iloc[0] >= KAPPA_GOAL and row["passive_err_max"].iloc[0] <= 0.03
+    monkeypatch.setattr(B, "WEAK_BEAT_ENERGY_Z", 7.0)  # the clip at 4 sigmas, z as before
+    loose = _rows([NOISE_SEED], tmp_path / "loose")
+    assert loose["fp"].iloc[0] > row["fp"].iloc[0]
+    assert loose["passive_err_max"].iloc[0] > 0.03
