@@ -29,7 +29,6 @@ __all__ = [
     "limit_malloc_arenas",
     "limit_threads",
     "restore_malloc_thresholds",
-    "steady_heap",
     "threads_per_trial",
     "trim_heap",
     "usable_cores",
@@ -111,48 +110,16 @@ def restore_malloc_thresholds() -> bool:
     global _MALLOC_DONE
     if _MALLOC_DONE or not any(os.environ.get(k) for k in _MALLOC_ENV):
         return False
-    _MALLOC_DONE = _fix_thresholds()
-    return _MALLOC_DONE
-
-
-def _fix_thresholds() -> bool:
-    """glibc's mmap threshold at :data:`MMAP_THRESHOLD_BYTES` and its trim threshold at twice
-    it (``mallopt``); False when the C library is not glibc."""
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
         ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
-        return libc.mallopt(_M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_BYTES) == 1 and ok
-    except (OSError, AttributeError):  # not glibc
+        ok = libc.mallopt(_M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_BYTES) == 1 and ok
+    except (OSError, AttributeError):  # not glibc: nothing to restore
         return False
-
-
-_STEADY_DONE = False
-
-
-def steady_heap() -> bool:
-    """Fix glibc malloc's thresholds for the rest of the process so that the tracker's
-    per-chunk working arrays reuse the same heap memory instead of being handed back to the
-    OS and faulted in again: the mmap threshold at glibc's adaptive ceiling
-    (:data:`MMAP_THRESHOLD_BYTES`, 32 MiB) and the trim threshold at twice it, as glibc
-    itself sets them once it has adapted to a 32 MiB block. Returns True when they were set.
-
-    glibc adapts its thresholds to the largest block freed so far, so the measuring threads'
-    temporaries (a few MB each, allocated and freed for every batch of patches) keep the top
-    of their arena just above the trim threshold: it is returned to the OS and taken again
-    for every batch (issue 15, 96-well plate: ~80,000-100,000 minor page faults per 300
-    frames, 1.0-1.5 ms of system CPU per frame). ``track_video`` calls this when tracking
-    starts. A no-op when the C library is not glibc, or when one of ``MALLOC_TRIM_THRESHOLD_``,
-    ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TOP_PAD_`` is set (the user's choice; a dask
-    worker's is replaced by :func:`restore_malloc_thresholds`, with the same values). Nothing
-    is restored afterwards: :func:`trim_heap` still hands the freed memory back between a
-    run's stages."""
-    global _STEADY_DONE
-    if _STEADY_DONE or _MALLOC_DONE or any(os.environ.get(k) for k in _MALLOC_ENV):
-        return False
-    _STEADY_DONE = _fix_thresholds()
-    return _STEADY_DONE
+    _MALLOC_DONE = ok
+    return ok
 
 
 _M_ARENA_MAX = -8

@@ -486,61 +486,6 @@ def test_limit_malloc_arenas_in_a_fresh_process():
     assert out.count("<heap nr=") > MALLOC_ARENAS  # (the cap is what kept them few)
 
 
-def test_tracking_keeps_its_freed_heap_memory():
-    """Once ``track_video`` has run, glibc's thresholds are fixed (``_threads.steady_heap``):
-    a measuring-like thread that allocates and frees arrays of a few MB for every batch (its
-    arena's top above glibc's adapted trim threshold) reuses the same memory instead of
-    handing it back and faulting it in again. Measured as the thread's minor page faults in
-    fresh processes, tracking first or not; with ``MALLOC_TOP_PAD_`` set (the user's choice)
-    nothing is changed."""
-    import os
-    import subprocess
-    import sys
-
-    code = (
-        "import resource, sys, threading, numpy as np\n"
-        "from fishtrack import _threads\n"
-        "from fishtrack.arenas import Arena\n"
-        "from fishtrack.tracking import track_video\n"
-        "_threads.limit_malloc_arenas()\n"
-        "if sys.argv[1] == '1':\n"
-        "    frames = np.full((6, 40, 40), 200, np.uint8)\n"
-        "    frames[:, 18:22, 10:30] = 40\n"
-        "    track_video(frames, [Arena(name='A1', row=0, col=0, shape='rect', cx=20.0, cy=20.0,\n"
-        "                               radius=19.0, bbox=(0, 0, 40, 40))], prefetch=0)\n"
-        "def work():\n"
-        "    for i in range(30):\n"
-        "        fp = np.ones((400 + 7 * (i % 9), 49, 49), np.uint8)\n"
-        "        f1 = (fp * 2).astype(np.float32)\n"
-        "        f2 = np.sqrt(f1 * 2)\n"
-        "        del f1\n"
-        "        f3 = f2 + 1\n"
-        "        del f2, f3, fp\n"
-        "r0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-        "t = threading.Thread(target=work); t.start(); t.join()\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - r0, _threads._STEADY_DONE)\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-
-    def faults(tracked: str, **extra) -> tuple[int, str]:
-        out = subprocess.run([sys.executable, "-c", code, tracked], env={**env, **extra},
-                             capture_output=True, text=True, check=True).stdout.split()
-        return int(out[0]), out[1]
-
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt  # noqa: B018
-    except (OSError, AttributeError):
-        pytest.skip("not glibc")
-    plain, _ = faults("0")
-    steady, done = faults("1")
-    assert done == "True"
-    # ~2,000 faults per batch of ~5 MB arrays handed back, ~0 once the memory is kept
-    assert plain > 20_000 and steady < plain / 5, (plain, steady)
-    assert faults("1", MALLOC_TOP_PAD_="131072")[1] == "False"
-
-
 @pytest.mark.parametrize("layout", ["wells", "chamber", "embedded"])
 def test_tracks_with_kernels_equal_numpy(layout, tmp_path):
     """Whole tracking runs with the compiled kernels (a plate's path: blobs of all arenas at

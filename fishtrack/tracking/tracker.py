@@ -30,7 +30,6 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from fishtrack._threads import steady_heap
 from fishtrack.config import Layout, TrackingConfig
 from fishtrack.errors import TrackingError
 from fishtrack.tracking import midline as _midline
@@ -1608,7 +1607,6 @@ def track_video(
     if not bg.refined or list(bg.arenas) != arenas:
         bg = bg.refine(arenas, cfg, fish_per_arena=fish_per_arena, layout=layout)
     n_total = len(source)
-    steady_heap()  # the per-chunk working arrays reuse their heap memory (glibc; page faults)
     pool = ThreadPoolExecutor(MEASURE_THREADS, thread_name_prefix="fishtrack-measure")
     run = _Run(bg, cfg, layout, fish_per_arena, n_total, getattr(source, "timestamps", None),
                chunk_size, sink, pool=pool)
