@@ -233,7 +233,6 @@ def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, 
     directions more than ``cone`` (> 0: the rigid anterior body) from the starting direction
     ``theta0`` (M,) are zero.
     """
-    m = fs.shape[0]
     nj = offs.shape[0]
     xs = np.empty(nj, np.float64)
     ys = np.empty(nj, np.float64)

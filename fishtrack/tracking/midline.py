@@ -781,9 +781,9 @@ class Midlines:
     points: np.ndarray  # (M, n_points, 2) x, y; NaN where no tail was found
     length: np.ndarray  # (M,) traced length (px)
     ok: np.ndarray  # (M,) bool, a tail of at least two steps was found
-    trace: np.ndarray | None = None  # (M, n_steps + 1, 2) the whole trace (diagnostics)
-    ridge: np.ndarray | None = None  # (M, n_steps) ridge value of every step
-    beside: np.ndarray | None = None  # (M, n_steps) fishness beside the ridge
+    trace: np.ndarray | None = None  # (M, n_steps + 1, 2) the whole trace (diagnostics; NaN after a decided end)
+    ridge: np.ndarray | None = None  # (M, n_steps) ridge value of every step (0 after a decided end)
+    beside: np.ndarray | None = None  # (M, n_steps) fishness beside the ridge (0 after a decided end)
     end: np.ndarray | None = None  # (M,) last step on the fish
 
 
