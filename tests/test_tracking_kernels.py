@@ -155,6 +155,42 @@ def test_sweep_kernel_equals_numpy(arc_smooth):
     assert np.abs(turn[:, 1:]).max() <= midline.RIGID_TURN + 0.033
 
 
+@pytest.mark.parametrize("kernels", [False, True])
+def test_trace_stops_once_its_end_is_decided(kernels, monkeypatch):
+    """A trace stops once its ridge has stayed below ``stop`` for a whole gap beyond the body
+    (``midline.STOP_DECIDED``): the midlines, lengths, ends and the steps traced are exactly
+    those of traces run to ``max_length``; the steps after the decided end are not traced (NaN
+    in ``trace``, zero ridge), for most larvae of curved, C-bent, faint and missing larvae."""
+    from fishtrack.tracking import midline
+
+    rng = np.random.default_rng(17)
+    fs, heads, theta0 = _fish_patches(150, 53, rng)
+    stop = rng.uniform(2, 8, len(fs)).astype(np.float32)
+    outs = []
+    tracker.use_kernels(kernels)
+    try:
+        for on in (False, True):
+            monkeypatch.setattr(midline, "STOP_DECIDED", on)
+            outs.append(midline.trace_midlines(fs, heads, theta0, 28.0, 10, stop,
+                                               arc_smooth=False))
+    finally:
+        tracker.use_kernels(False)
+    full, short = outs
+    for f in ("points", "length", "ok", "end"):
+        assert np.array_equal(getattr(full, f), getattr(short, f), equal_nan=True), f
+    traced = ~np.isnan(short.trace[:, 1:, 0])  # (M, n_steps) the steps traced
+    assert np.array_equal(short.trace[:, 1:][traced], full.trace[:, 1:][traced])
+    assert np.array_equal(short.ridge[traced], full.ridge[traced])
+    assert (short.ridge[~traced] == 0).all() and (short.beside[~traced] == 0).all()
+    stopped = ~traced[:, -1]
+    assert not np.isnan(full.trace).any()
+    assert stopped.mean() > 0.5  # most traces stop before max_length
+    # every stopped trace went on for a whole gap (>= 2 steps) after its tail's end
+    n_traced = traced.sum(axis=1)
+    assert (n_traced[stopped] >= short.end[stopped] + 3).all()
+    assert (n_traced[stopped] < traced.shape[1] - 1).mean() > 0.3  # ~5+ steps saved
+
+
 def _eyed_larvae(m: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """uint8 patches (M, 53, 53) of :func:`_fish_patches`' larvae, every other one with two
     unequal eyes ahead of its head, one at the patch's corner, one empty; heads, directions."""

@@ -509,3 +509,26 @@ def test_plate_chunk_is_measured_without_a_copy(monkeypatch):
     for (a, _), (m, _) in zip(adds, measured, strict=True):
         assert m.shape == a.shape and np.shares_memory(m, a)  # the chunk's part itself
     assert got.tracks.equals(ref.tracks) and got.tracks["detected"].all()
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 8, 399, 400])
+def test_gain_median_equals_numpy(k):
+    """The gains' median (``segment._median_last``: the middle values by partitioning in place,
+    no copy, no NaN check) equals ``np.median`` bit for bit on float32 brightness ratios with
+    ties, for odd and even numbers of reference pixels; the ratios of whole frames gathered by
+    flat index equal those of each arena's crop."""
+    from fishtrack.tracking import segment
+
+    rng = np.random.default_rng(k)
+    vals = rng.integers(0, 256, (6, 5, k)).astype(np.uint8)
+    ref = rng.uniform(1, 255, 5 * k).astype(np.float32).reshape(5, k)
+    r = (vals.astype(np.float32) / ref[None]).astype(np.float32)
+    want = np.median(r, axis=2).astype(np.float32)
+    got = segment._median_last(r.copy())
+    assert got.dtype == np.float32 and np.array_equal(got, want)
+    frames = rng.integers(0, 256, (3, 20, 30)).astype(np.uint8)
+    ys, xs = rng.integers(2, 20, 50), rng.integers(3, 30, 50)
+    w = rng.uniform(1, 200, 50).astype(np.float32)
+    whole = segment._gain_ratios(frames, ys, xs, w)
+    assert np.array_equal(whole, frames[:, ys, xs].astype(np.float32) / w)
+    assert np.array_equal(segment._gain_ratios(frames[:, 2:, 3:], ys - 2, xs - 3, w), whole)

@@ -213,13 +213,14 @@ def _sample_arc(f, p, xs, ys, out, bi, ax, ay, inside):  # pragma: no cover - co
 @njit("void(float32[:, :, ::1], float64[:, :], float64[:], float64[:, :], float64[:, :, :], "
       "float64[:], float64[:], float64[:], float64[:], float64[:], float64[:], int64, float64, "
       "float64, boolean, float64, float64, float64, boolean, boolean, float32[:], float64[:], "
-      "float64[:], float64[:], float64)", cache=True, nogil=True)
+      "float64[:], float64[:], float64, int64[:])", cache=True, nogil=True)
 def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, rad, r2, ahead,
                far_at, near_r2, avoid2, smooth, penalty, stop, a_out, v_out, theta0,
-               cone):  # pragma: no cover
-    """One step of ``midline.trace_midlines``' angular sweep for every fish (the NumPy steps
-    from sampling the arc to the refined direction, the same values): fills the new direction
-    ``a_out`` and the ridge value ``v_out`` (M,).
+               cone, live):  # pragma: no cover
+    """One step of ``midline.trace_midlines``' angular sweep for the fish ``live`` (row
+    numbers; those whose trace goes on) (the NumPy steps from sampling the arc to the refined
+    direction, the same values): fills their new direction ``a_out`` and ridge value ``v_out``
+    (M,).
 
     The arc's directions ``theta + offs`` by rotation: cosine ``cth * co - sth * so``, sine
     ``sth * co + cth * so`` from ``cth``, ``sth`` (M,) of ``theta`` and ``co``, ``so`` (J,) of
@@ -232,7 +233,6 @@ def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, 
     directions more than ``cone`` (> 0: the rigid anterior body) from the starting direction
     ``theta0`` (M,) are zero.
     """
-    m = fs.shape[0]
     nj = offs.shape[0]
     xs = np.empty(nj, np.float64)
     ys = np.empty(nj, np.float64)
@@ -252,7 +252,8 @@ def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, 
     ay = np.empty(nj, np.float32)
     inside = np.empty(nj, np.bool_)
     p = fs.shape[1]
-    for i in range(m):
+    for ii in range(live.shape[0]):
+        i = live[ii]
         px = pos[i, 0]
         py = pos[i, 1]
         cti = cth[i]
@@ -810,14 +811,17 @@ def body_rays(fs, heads, cx, cy, fl, v):  # pragma: no cover - compiled; tested 
 
 
 @njit("void(float32[:, :, :], float64[:, ::1], float64[:], float64[:], float64, float64, int64, "
-      "float64[:], float64[:, :, ::1], float32[:, ::1], float32[:, ::1])", cache=True, nogil=True)
-def trace_advance(fs, pos, ca, sa, rad, lat_d, k, vmax, trace, vals, beside):  # pragma: no cover
-    """The end of step ``k`` of ``midline.trace_midlines`` for every fish, the same values:
-    each position ``pos`` (M, 2) moves ``rad`` along the new direction (cosine ``ca``, sine
-    ``sa``, (M,)) and is written into ``trace[:, k + 1]``, the ridge value ``vmax`` into
-    ``vals[:, k]`` and the stronger fishness ``lat_d`` either side of the new point into
-    ``beside[:, k]``."""
-    for i in range(fs.shape[0]):
+      "float64[:], float64[:, :, ::1], float32[:, ::1], float32[:, ::1], int64[:])", cache=True,
+      nogil=True)
+def trace_advance(fs, pos, ca, sa, rad, lat_d, k, vmax, trace, vals, beside,
+                  live):  # pragma: no cover
+    """The end of step ``k`` of ``midline.trace_midlines`` for the fish ``live`` (row
+    numbers), the same values: each position ``pos`` (M, 2) moves ``rad`` along the new
+    direction (cosine ``ca``, sine ``sa``, (M,)) and is written into ``trace[:, k + 1]``, the
+    ridge value ``vmax`` into ``vals[:, k]`` and the stronger fishness ``lat_d`` either side of
+    the new point into ``beside[:, k]``."""
+    for ii in range(live.shape[0]):
+        i = live[ii]
         px = pos[i, 0] + rad * ca[i]
         py = pos[i, 1] + rad * sa[i]
         pos[i, 0] = px

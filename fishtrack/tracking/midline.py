@@ -741,6 +741,9 @@ _KERNEL = None
 #: the compiled sweep of :func:`trace_midlines` (``_kernels.sweep_step``) while the tracker
 #: uses its kernels, else None (NumPy)
 _SWEEP = None
+#: a trace stops once its end is decided (its ridge below ``stop`` for a whole gap beyond the
+#: body: nothing later changes its midline); False: every trace runs to ``max_length``
+STOP_DECIDED = True
 #: the compiled kernels module while the tracker uses its kernels, else None (NumPy): the
 #: steps of :func:`locate_heads` for uint8 patches (``head_windows``, ``eye_heads``), of
 #: :func:`refine_heads` (``head_profile``, ``head_point``), :func:`body_directions`
@@ -778,9 +781,9 @@ class Midlines:
     points: np.ndarray  # (M, n_points, 2) x, y; NaN where no tail was found
     length: np.ndarray  # (M,) traced length (px)
     ok: np.ndarray  # (M,) bool, a tail of at least two steps was found
-    trace: np.ndarray | None = None  # (M, n_steps + 1, 2) the whole trace (diagnostics)
-    ridge: np.ndarray | None = None  # (M, n_steps) ridge value of every step
-    beside: np.ndarray | None = None  # (M, n_steps) fishness beside the ridge
+    trace: np.ndarray | None = None  # (M, n_steps + 1, 2) the whole trace (diagnostics; NaN after a decided end)
+    ridge: np.ndarray | None = None  # (M, n_steps) ridge value of every step (0 after a decided end)
+    beside: np.ndarray | None = None  # (M, n_steps) fishness beside the ridge (0 after a decided end)
     end: np.ndarray | None = None  # (M,) last step on the fish
 
 
@@ -813,9 +816,11 @@ def trace_midlines(
     within ``AVOID`` (1.5) steps of an earlier point of the trace but the last two (a midline
     does not come back on itself; a C-bend's tail tip may still come close to the head).
 
-    Every trace runs to ``max_length``; where the tail ends is decided afterwards from the
-    ridge values ``v_k`` of its steps. A step is on the fish when its value exceeds the level
-    ``tau`` = ``stop`` (the noise floor of the smoothed fishness) or, beyond a third of the
+    A trace runs to ``max_length`` or until its end is decided (``STOP_DECIDED``: its ridge
+    value below ``stop`` for a whole gap beyond the body, see below: nothing later changes its
+    midline; its later steps are NaN in ``trace`` and zero in ``ridge`` and ``beside``); where
+    the tail ends is decided afterwards from the ridge values ``v_k`` of its steps. A step is
+    on the fish when its value exceeds the level ``tau`` = ``stop`` (the noise floor of the smoothed fishness) or, beyond a third of the
     body, ``rel_stop`` x the body's own ridge level (the highest value 0.15-0.5 lengths from
     the head) if that is higher. The tail ends after the step that maximises the cumulative
     sum of ``v_k - tau``: a faint, noisy tail whose values dip below ``tau`` now and then is
@@ -886,6 +891,21 @@ def trace_midlines(
     # (the compiled sweep rotates in the same way, element by element)
     trig = {id(o): (np.cos(o), np.sin(o)) for o in (j_first, j_wide)}
     ca, sa = np.cos(theta), np.sin(theta)  # of the current direction (each step's new one below)
+    seg = np.full(n_steps, step)
+    seg[0] = first
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    arc = cum[1:]
+    body = (arc >= 0.3 * length) & (arc <= 0.5 * length)
+    n_gap = int(max(2, np.ceil(GAP * length / step)))
+    # a trace's end is decided once its ridge has been below stop (<= tau: no evidence) for
+    # n_gap steps that begin beyond 0.15 lengths, after the body's steps (tau's reference):
+    # the first gap is then known, and nothing after it changes the midline
+    k_from = max(int(np.flatnonzero(body).max()) if body.any() else 0,
+                 int(np.argmax(arc > 0.15 * length)) + n_gap - 1 if (arc > 0.15 * length).any() else n_steps)
+    low = np.zeros(m, np.int64)  # steps in a row below stop
+    going = np.ones(m, bool)
+    last = np.full(m, n_steps - 1)  # the last step traced
+    live = rows
     for k in range(n_steps):
         offs = j_first if k == 0 else j_wide
         rad = first if k == 0 else step
@@ -894,14 +914,14 @@ def trace_midlines(
             # the compiled sweep: the NumPy steps below from sampling the arc to the refined
             # direction, the same values (``_kernels.sweep_step``)
             reach = first + k * step
-            a, vmax = np.empty(m), np.empty(m)
+            a, vmax = np.zeros(m), np.zeros(m)
             sweep(fs, pos, theta, heads64, trace, ca, sa, co, so, offs,
                   weight if k > 0 else offs, k, float(rad), float(rad + ahead),
                   bool(k > 0 and ahead > 0 and reach > 0.3 * length),
                   0.8 * reach if k > 0 and reach <= ANTERIOR * length else -1.0,
                   float((rad + avoid + 0.5) ** 2), float(avoid2), bool(arc_smooth),
                   bool(k > 0 and TURN_PENALTY > 0), stop32, a, vmax, theta_start,
-                  float(rigid_turn) if k > 0 and reach <= rigid_reach else -1.0)
+                  float(rigid_turn) if k > 0 and reach <= rigid_reach else -1.0, live)
         else:
             ct, st = ca[:, None], sa[:, None]
             cos_a = ct * co[None, :] - st * so[None, :]
@@ -971,23 +991,33 @@ def trace_midlines(
         theta = a
         if advance is not None:
             # the compiled step below (``_kernels.trace_advance``, the same values)
-            advance(fs, pos, ca, sa, float(rad), lat_d, k, vmax, trace, vals, beside)
-            continue
-        pos = pos + rad * np.stack([ca, sa], axis=1)
-        trace[:, k + 1] = pos
-        vals[:, k] = vmax
-        # beside the ridge: the stronger of two points lat_d either side of the new point
-        nx, ny = -sa * lat_d, ca * lat_d
-        side = _bilinear(fs, np.stack([pos[:, 0] + nx, pos[:, 0] - nx], 1),
-                         np.stack([pos[:, 1] + ny, pos[:, 1] - ny], 1))
-        beside[:, k] = side.max(axis=1)
-    seg = np.full(n_steps, step)
-    seg[0] = first
-    cum = np.concatenate([[0.0], np.cumsum(seg)])
-    arc = cum[1:]
+            advance(fs, pos, ca, sa, float(rad), lat_d, k, vmax, trace, vals, beside, live)
+        else:
+            pos = pos + rad * np.stack([ca, sa], axis=1)
+            trace[:, k + 1] = pos
+            vals[:, k] = vmax
+            # beside the ridge: the stronger of two points lat_d either side of the new point
+            nx, ny = -sa * lat_d, ca * lat_d
+            side = _bilinear(fs, np.stack([pos[:, 0] + nx, pos[:, 0] - nx], 1),
+                             np.stack([pos[:, 1] + ny, pos[:, 1] - ny], 1))
+            beside[:, k] = side.max(axis=1)
+        if STOP_DECIDED and k >= k_from - n_gap + 1:
+            low = np.where(vals[:, k] < stop, low + 1, 0)
+            ended = going & (low >= n_gap) if k >= k_from else None
+            if ended is not None and ended.any():
+                last[ended] = k
+                going &= ~ended
+                if not going.any():
+                    break
+                live = np.flatnonzero(going)  # (the NumPy path above traces every fish)
+    # a trace's steps after its decided end: not traced
+    gone = np.arange(n_steps)[None, :] > last[:, None]
+    if (last < n_steps - 1).any():
+        vals[gone] = 0.0
+        beside[gone] = 0.0
+        trace[:, 1:][gone] = np.nan
     # the level a step must exceed to be on the fish
     tau = np.broadcast_to(stop[:, None], (m, n_steps)).astype(np.float32)
-    body = (arc >= 0.3 * length) & (arc <= 0.5 * length)
     if body.any() and rel_stop > 0:
         ref = vals[:, body].max(axis=1)
         post = (arc > 0.33 * length)[None, :]
@@ -1011,7 +1041,6 @@ def trace_midlines(
     # a tail does not vanish and reappear: a gap (``GAP`` lengths, at least two steps, with no
     # evidence) ends it, whatever the trace finds beyond (the flank of its own tail, another
     # blob, compression artefacts)
-    n_gap = int(max(2, np.ceil(GAP * length / step)))
     neg = ev < 0
     run = np.ones((m, n_steps), bool)
     for g in range(n_gap):
