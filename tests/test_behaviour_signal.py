@@ -82,3 +82,28 @@ def test_flat_peaks_warn_as_scipy():
         ss.find_peaks(x, prominence=0.0, distance=1, wlen=3, width=0)
     assert want and [str(w.message) for w in got] == [str(w.message) for w in want]
     assert all(issubclass(w.category, RuntimeWarning) for w in got)
+
+
+def test_scipy_signal_imports_as_usual_afterwards():
+    """Loading scipy's compiled routines alone leaves no half-imported ``scipy.signal``: a
+    later ordinary import gets its submodules as attributes and gives the same results."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, numpy as np\n"
+            "from fishtrack.behaviour import _signal as S\n"
+            "x = np.sin(np.arange(300) / 4.0)\n"
+            "a = S.sosfiltfilt(S.butter_lowpass(4, 20.0, 200.0), x, 24)\n"
+            "p = S.find_peaks(x, prominence=0.1, distance=2, wlen=31)[0]\n"
+            "assert 'scipy.signal' not in sys.modules\n"
+            "import scipy.signal as ss\n"
+            "assert ss._sosfilt._sosfilt and ss._peak_finding_utils._peak_widths\n"
+            "b = ss.sosfiltfilt(ss.butter(4, 20.0, fs=200.0, output='sos'), x, padlen=24)\n"
+            "q = ss.find_peaks(x, prominence=0.1, distance=2, wlen=31, width=0)[0]\n"
+            "assert np.array_equal(a, b) and np.array_equal(p, q)\n")
+    root = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(root)), timeout=120)
+    assert res.returncode == 0, res.stderr

@@ -43,6 +43,10 @@ def compiled(name: str):
         spec = importlib.util.spec_from_file_location(full, path, loader=loader)
         module = importlib.util.module_from_spec(spec)
         loader.exec_module(module)
+        # not left as a submodule of a package that was never imported: a later
+        # ``import scipy.signal`` then loads it as its own, as usual
+        if "scipy.signal" not in sys.modules and sys.modules.get(full) is module:
+            del sys.modules[full]
         return module
     except (ImportError, OSError, StopIteration):
         return importlib.import_module(full)
