@@ -161,8 +161,8 @@ def trim_heap() -> None:
     glibc keeps large freed blocks for reuse, so a process's resident memory stays at the
     high-water mark of its last stage. A tracking run calls this after the big temporary
     arrays of background sampling and calibration, and between tracking and behaviour
-    scoring, whose imports (``scipy.signal``, ~50 MB) would otherwise come on top of the
-    tracking stage's freed working memory (issue 15: peak RSS of the 1 MP 4-well run)."""
+    scoring, whose working memory would otherwise come on top of the tracking stage's freed
+    working memory (issue 15: peak RSS of the 1 MP 4-well run)."""
     try:
         import ctypes
 

@@ -2,7 +2,8 @@
 
 All derivatives use the actual frame times (``time_s``), so variable frame rates and dropped
 frames give correct rates. Work is vectorised over all fish at once except the tail-beat
-extremum search (:func:`scipy.signal.find_peaks`, one call per fish).
+extremum search (scipy's ``find_peaks``, one call per fish; through
+:mod:`fishtrack.behaviour._signal`, which does not import ``scipy.signal``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fishtrack.behaviour._frames import (
     wrap,
 )
 from fishtrack.behaviour._pool import any_of, pooled
+from fishtrack.behaviour._signal import butter_lowpass, find_peaks, sosfiltfilt
 
 __all__ = [
     "KINEMATIC_COLUMNS",
@@ -341,8 +343,6 @@ def tail_extrema(
     the largest. With ``strength`` also returns each extremum's prominence divided by that
     threshold, negative for a narrow extremum (see :data:`SINGLE_BEND_MIN_FRAMES`).
     """
-    from scipy.signal import find_peaks  # heavy import: only when needed
-
     tail = fr.tail if tail is None else tail
     out = []
     ratio = []
@@ -362,8 +362,8 @@ def tail_extrema(
         prom = max(MIN_BEAT_PROMINENCE, BEAT_PROMINENCE_NOISE_FACTOR * nz)
         with warnings.catch_warnings():  # flat plateaus (a perfectly still tail) warn
             warnings.filterwarnings("ignore", "some peaks have", RuntimeWarning)
-            pk, pk_p = find_peaks(sig, prominence=prom, distance=min_dist, wlen=wlen, width=0)
-            tr, tr_p = find_peaks(-sig, prominence=prom, distance=min_dist, wlen=wlen, width=0)
+            pk, pk_p = find_peaks(sig, prominence=prom, distance=min_dist, wlen=wlen)
+            tr, tr_p = find_peaks(-sig, prominence=prom, distance=min_dist, wlen=wlen)
         idx = np.concatenate([pk, tr])
         sign = np.concatenate([np.ones(len(pk)), -np.ones(len(tr))])
         pr = np.concatenate([pk_p["prominences"], tr_p["prominences"]]) / prom
@@ -411,13 +411,11 @@ def smooth_tail(
     filtered (the beat band reaches the Nyquist frequency). Unobserved frames are bridged by
     linear interpolation while filtering and are NaN again afterwards.
     """
-    from scipy.signal import butter, sosfiltfilt
-
     tail = np.where(fr.observed, fr.tail if tail is None else tail, np.nan)
     fps = 1.0 / fr.dt_median if fr.n > 1 else 0.0
     if fr.n == 0 or fps < 2.5 * cutoff_hz:
         return tail
-    sos = butter(4, cutoff_hz, fs=fps, output="sos")
+    sos = butter_lowpass(4, cutoff_hz, fps)
     out = np.full(fr.n, np.nan)
     for a, b in zip(*fish_bounds(fr), strict=True):
         seg = tail[a:b]
@@ -427,7 +425,7 @@ def smooth_tail(
             continue
         pos = np.arange(b - a)
         filled = np.interp(pos, pos[ok], seg[ok])
-        out[a:b] = sosfiltfilt(sos, filled, padlen=min(3 * 8, b - a - 1))
+        out[a:b] = sosfiltfilt(sos, filled, min(3 * 8, b - a - 1))
     out[~np.isfinite(tail)] = np.nan
     return out
 
