@@ -12,6 +12,7 @@ produces (:class:`fishtrack.trial.TrialFolder`: ``tracks.parquet``, ``bouts.csv`
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -33,6 +34,7 @@ from fishtrack.io.provenance import build_provenance, file_identity
 from fishtrack.io.tables import SpillFile, _explain_oserror
 from fishtrack.io.video import VideoSource, open_video
 from fishtrack.tracking import Background, estimate_background, kept_rows, track_video
+from fishtrack.tracking.codec_limits import tail_codec_warning
 from fishtrack.trial import TABLES, Provenance, TrialFolder, TrialResult
 
 __all__ = [
@@ -187,6 +189,11 @@ def _run_stages_inner(
     kept = {k: out.summary.pop(k) for k in ("kept_slots", "n_slots") if k in out.summary}
     out.summary.setdefault("warnings", [])
     out.summary["warnings"] = list(out.summary["warnings"]) + caught
+    length = float(out.summary.get("fish_length_px", math.nan)) if out.summary.get("detection_rate") else math.nan
+    codec_note = tail_codec_warning(meta.codec, meta.crf, length)  # no fish found: no tails to judge
+    out.summary["tail_limited_by_codec"] = codec_note is not None
+    if codec_note is not None:
+        out.summary["warnings"].append(codec_note)
     trim_heap()  # the tracking stage's freed working memory, before behaviour's imports
     t1 = time.perf_counter()
     behaviour_noise = None
@@ -214,6 +221,8 @@ def _run_stages_inner(
                 "codec": str(meta.codec),
                 "duration_s": float(meta.duration_s),
                 "frame_count_method": str(getattr(meta, "frame_count_method", "")),
+                "encoder": meta.encoder,
+                "crf": float(meta.crf) if math.isfinite(meta.crf) else None,
             },
             "arenas": [arena_record(a) for a in arenas],
             "summary": _jsonable(out.summary),

@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from fishtrack.io.video.encoder import EncoderSettings
 from fishtrack.io.video.records import DamageRecord
 
 Report = Callable[[DamageRecord], None]
@@ -61,6 +62,8 @@ class SourceInfo:
     keyframes: np.ndarray | None = None
     """int64 frame numbers decoding can start at without earlier frames (keyframes, in
     presentation order); None when any frame is read alone (images) or it is unknown."""
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    """What x264/x265 recorded about the compression (empty for other sources)."""
 
 
 @runtime_checkable

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
+from fishtrack.io.video.encoder import EncoderSettings, encoder_settings
 from fishtrack.io.video.records import DamageKind, DamageRecord
 
 _NO_TS = -(2**63)  # "no timestamp" while collecting packets
@@ -31,6 +32,7 @@ class PacketLog:
         self.dur = array("q")
         self.key = bytearray()
         self.corrupt = bytearray()
+        self.encoder: EncoderSettings | None = None  # read from the first non-empty packet
 
     def __len__(self) -> int:
         return len(self.pts)
@@ -43,6 +45,8 @@ class PacketLog:
         for pkt in packets:
             if not pkt.size:
                 continue
+            if self.encoder is None:
+                self.encoder = encoder_settings(bytes(pkt))
             pts, dts, ppos = pkt.pts, pkt.dts, pkt.pos
             add_pts(_NO_TS if pts is None else pts)
             add_dts(_NO_TS if dts is None else dts)

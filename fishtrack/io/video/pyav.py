@@ -14,6 +14,7 @@ import numpy as np
 
 from fishtrack.errors import VideoError
 from fishtrack.io.video.backend import Frame, Report, SourceInfo, gap_damage, one_line
+from fishtrack.io.video.encoder import EncoderSettings, encoder_settings
 from fishtrack.io.video.grey import FULL_RANGE_FORMATS, GREY_FORMATS, LIMITED_TO_FULL, LUMA_FORMATS
 from fishtrack.io.video.mp4 import (
     MP4_SUFFIXES,
@@ -98,6 +99,8 @@ class AVBackend:
                     path=path,
                 )
             self.codec = cc.name
+            # x265 in MP4 keeps its settings record in the stream header, x264 in the first packet
+            self.header_encoder = encoder_settings(bytes(cc.extradata or b""))
             self.pix_fmt = cc.pix_fmt or ""
             self.width = int(cc.width or 0)
             self.height = int(cc.height or 0)
@@ -184,6 +187,7 @@ class AVBackend:
             why = f" (FFmpeg: {demux_error})" if demux_error else ""
             raise VideoError(f"contains no readable video frames{why}", path=self.path)
         table, time_source = log.table()
+        encoder = self.header_encoder if self.header_encoder.name else log.encoder or EncoderSettings()
         ordinal = time_source is None  # no timestamps: frames numbered in decode order
         retime = None
         if not ordinal and log.pts_equal_dts():
@@ -255,6 +259,7 @@ class AVBackend:
             damage=damage,
             gap_damage=[] if ordinal else gap_damage(times, self.rate),
             keyframes=None if ordinal else self.index.key_slots.astype(np.int64),
+            encoder=encoder,
         )
 
     def _demux(self) -> tuple[PacketLog, tuple[np.ndarray, np.ndarray, np.ndarray], str | None]:

@@ -70,6 +70,12 @@ class VideoMeta:
         ``"file name counter"``, ``"imagej finterval"`` or ``"unknown"``.
     grey_rule
         How frames were turned into 8-bit grey (see the :mod:`fishtrack.io.video` docstring).
+    encoder
+        What the encoder recorded about the compression, in one line (``"x264 - core 164,
+        crf 23"``); ``""`` when the stream holds no such record (only x264/x265 write one).
+    crf
+        The constant-quality setting x264/x265 recorded (``crf``, or ``qp`` for a constant
+        quantizer; lower keeps more detail); NaN when not recorded or coded to a bit rate.
     """
 
     path: Path
@@ -82,6 +88,8 @@ class VideoMeta:
     frame_count_method: str
     time_source: str = "container pts"
     grey_rule: str = ""
+    encoder: str = ""
+    crf: float = float("nan")
 
 
 @dataclass(frozen=True)

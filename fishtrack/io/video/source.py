@@ -126,6 +126,8 @@ class VideoSource:
                 frame_count_method=info.count_method,
                 time_source=time_source,
                 grey_rule=info.grey_rule,
+                encoder=info.encoder.describe(),
+                crf=float(info.encoder.quality),
             )
 
     @property
