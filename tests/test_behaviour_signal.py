@@ -107,3 +107,21 @@ def test_scipy_signal_imports_as_usual_afterwards():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(root)), timeout=120)
     assert res.returncode == 0, res.stderr
+
+
+def test_another_scipys_private_routines_fall_back_to_the_public_functions(monkeypatch):
+    """A scipy whose compiled routines are missing or called otherwise (its private layout
+    changed): the public functions give the same results."""
+    import types
+
+    S = _signal
+    x = np.sin(np.arange(400) / 5.0) + 0.1 * np.random.default_rng(3).standard_normal(400)
+    sos = S.butter_lowpass(4, 20.0, 200.0)
+    want_f = ss.sosfiltfilt(sos, x, padlen=24)
+    want_p = ss.find_peaks(x, prominence=0.2, distance=3, wlen=41, width=0)
+    monkeypatch.setattr(S, "compiled", lambda name: types.SimpleNamespace())
+    assert np.array_equal(S.sosfiltfilt(sos, x, 24), want_f)
+    pk, props = S.find_peaks(x, prominence=0.2, distance=3, wlen=41)
+    assert np.array_equal(pk, want_p[0])
+    assert np.array_equal(props["prominences"], want_p[1]["prominences"])
+    assert np.array_equal(props["widths"], want_p[1]["widths"])

@@ -56,7 +56,19 @@ def find_peaks(x: np.ndarray, *, prominence: float, distance: int, wlen: int) ->
     """``scipy.signal.find_peaks(x, prominence=prominence, distance=distance, wlen=wlen,
     width=0)``: the peaks and their ``prominences`` and ``widths`` (at half the prominence).
     Peaks whose prominence or width is ill-defined warn as scipy's do
-    (``PeakPropertyWarning``, a ``RuntimeWarning``)."""
+    (``PeakPropertyWarning``, a ``RuntimeWarning``). Should another scipy's private routines
+    differ (a missing name, another signature), the public function is called instead."""
+    try:
+        return _find_peaks(x, prominence=prominence, distance=distance, wlen=wlen)
+    except (AttributeError, TypeError):
+        from scipy.signal import find_peaks as public
+
+        pk, props = public(x, prominence=prominence, distance=distance, wlen=wlen, width=0)
+        return pk, {"prominences": props["prominences"], "widths": props["widths"]}
+
+
+def _find_peaks(x: np.ndarray, *, prominence: float, distance: int, wlen: int) -> tuple[np.ndarray, dict]:
+    """:func:`find_peaks` by scipy's compiled routines, as the public function calls them."""
     pf = compiled("_peak_finding_utils")
     x = np.asarray(x, order="C", dtype=np.float64)
     if x.ndim != 1:
@@ -152,7 +164,12 @@ def _sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> np.ndarray:
     """``scipy.signal.sosfilt(sos, x, zi=zi)[0]`` for a 1-D float64 ``x``."""
     y = np.array(x, np.float64, order="C").reshape(1, -1)
     state = np.ascontiguousarray(np.array(zi, np.float64).reshape(1, sos.shape[0], 2))
-    compiled("_sosfilt")._sosfilt(sos, y, state)
+    try:
+        compiled("_sosfilt")._sosfilt(sos, y, state)
+    except (AttributeError, TypeError):  # another scipy's private routine: the public one
+        from scipy.signal import sosfilt
+
+        return sosfilt(sos, np.asarray(x, np.float64), zi=zi)[0]
     return y[0]
 
 
