@@ -122,6 +122,10 @@ def test_the_tail_level_is_the_median_of_the_fish_s_own_levels(missed_bouts, mon
     monkeypatch.setattr(bouts_mod, "MIDTAIL_GATE", False)
     monkeypatch.setattr(pixel_mod, "PIXEL_BOUTS", False)
     monkeypatch.setattr(bouts_mod, "MOTION_GATE_TAIL_PER_FISH", False)
+    # and the weak beats' energy clipped at 3 sigmas, z 7 (before 2026-12-07's h11x), which
+    # also finds some of these bouts now
+    monkeypatch.setattr(bouts_mod, "WEAK_BEAT_CLIP_SIGMA", 3.0)
+    monkeypatch.setattr(bouts_mod, "WEAK_BEAT_ENERGY_Z", 7.0)
     res = classify(tracks, cfg.behaviour, cfg.protocol)
     old = score_stress(draw, sim, res)
     assert res.noise["motion_gate_tail_grey"] > 1.2 * level
