@@ -161,7 +161,35 @@ def _temp_file(folder: str | Path, prefix: str, suffix: str) -> Path:
     return Path(name)
 
 
-class SpillFile:
+class _Spill:
+    """A temporary file next to the outputs (``path``), removed by :meth:`remove` (or leaving
+    the ``with`` block) with its companions."""
+
+    path: Path
+    _companions: list | tuple = ()  # spill files removed with this one (SpillFile.companion)
+
+    def close(self) -> None:  # pragma: no cover - every kind of spill file has its own
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        """Delete the file (also after a failed write: cleaning up raises nothing new)."""
+        try:
+            self.close()
+        except OutputError:
+            pass
+        finally:
+            self.path.unlink(missing_ok=True)
+            for f in self._companions:
+                f.remove()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+class SpillFile(_Spill):
     """A temporary Parquet file next to the outputs that a stage appends blocks of rows to
     (one row group each) and reads back block by block: tables larger than memory pass
     between stages through it. Removed by :meth:`remove` (or leaving the ``with`` block)."""
@@ -236,25 +264,9 @@ class SpillFile:
         self.close()
         return SpillReader(self.path if self._schema is not None else None, columns)
 
-    def remove(self) -> None:
-        """Delete the file (also after a failed write: cleaning up raises nothing new)."""
-        try:
-            self.close()
-        except OutputError:
-            pass
-        finally:
-            self.path.unlink(missing_ok=True)
-            for f in self._companions:
-                f.remove()
-
-    def __enter__(self) -> SpillFile:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.remove()
 
 
-class ArrowSpill:
+class ArrowSpill(_Spill):
     """A temporary Arrow IPC file that blocks of rows are appended to (one record batch each)
     and that is read back whole, without decoding (:meth:`read`).
 
@@ -311,15 +323,6 @@ class ArrowSpill:
         df = table.to_pandas()
         del table  # not held with the DataFrame
         return df
-
-    def remove(self) -> None:
-        """Delete the file (also after a failed write: cleaning up raises nothing new)."""
-        try:
-            self.close()
-        except OutputError:
-            pass
-        finally:
-            self.path.unlink(missing_ok=True)
 
 
 class SpillReader:
