@@ -31,7 +31,7 @@ from fishtrack.config import Config, config_hash, parse_config, resolve_config
 from fishtrack.errors import ConfigError, FishtrackError, OutputError
 from fishtrack.found import arena_record, found_key, load_found, save_found
 from fishtrack.io.provenance import build_provenance, file_identity
-from fishtrack.io.tables import SpillFile, _explain_oserror
+from fishtrack.io.tables import ArrowSpill, SpillFile
 from fishtrack.io.video import VideoSource, open_video
 from fishtrack.tracking import Background, estimate_background, kept_rows, track_video
 from fishtrack.tracking.codec_limits import tail_codec_warning
@@ -242,9 +242,11 @@ pixel-motion gate tests); its results do not depend on the others."""
 
 
 def _kept_blocks(spill: SpillFile, kept: dict, columns=None):
-    """The fish kept, block by block, from the rows the tracker streamed (every slot)."""
-    for block in spill.blocks(columns):
-        yield block[kept_rows(block, kept)].reset_index(drop=True)
+    """The fish kept, block by block (``pyarrow.Table`` s), from the rows the tracker
+    streamed (every slot)."""
+    for block in spill.arrow_blocks(columns):
+        keep = kept_rows({"frame": block.column("frame")}, kept)
+        yield block if keep.all() else block.filter(pa.array(keep))
 
 
 PART_ROWS = 30_000
@@ -259,7 +261,8 @@ def _fish_parts(spill: SpillFile, kept: dict) -> tuple[pd.MultiIndex, np.ndarray
     """The fish of the streamed tracks in the behaviour stage's order (``arena, fish``) and
     the part of each (contiguous runs of fish of about :data:`PART_ROWS` rows)."""
     counts: pd.Series | None = None
-    for block in _kept_blocks(spill, kept, ["frame", "arena", "fish"]):
+    for table in _kept_blocks(spill, kept, ["frame", "arena", "fish"]):
+        block = table.to_pandas()
         c = block.groupby(["arena", "fish"], sort=False, dropna=False).size()
         counts = c if counts is None else counts.add(c, fill_value=0)
     counts = counts.sort_index()
@@ -279,25 +282,6 @@ def _row_parts(block: pd.DataFrame, keys: pd.MultiIndex, part: np.ndarray) -> np
     return part[idx]
 
 
-def _arrow_copy(f: SpillFile) -> Path:
-    """The rows of spill file ``f`` as one Arrow IPC file next to it (written to a temporary
-    name, then renamed)."""
-    import pyarrow.parquet as pq
-
-    f.close()
-    table = pq.read_table(f.path)
-    final = f.path.with_suffix(".arrow")
-    tmp = final.with_name(final.name + ".tmp")
-    try:
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
-            w.write_table(table)
-        os.replace(tmp, final)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise _explain_oserror(err, final) from None
-    return final
-
-
 def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Config) -> dict | None:
     """Behaviour on streamed tracks, a few fish at a time: the columns the stage uses are
     copied from the spill file into one file per part of the fish (:func:`_fish_parts`),
@@ -311,27 +295,21 @@ def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Conf
     cols = [c for c in spill.columns
             if c in BEHAVIOUR_INPUT or c.startswith(("tail_x_", "tail_y_", "seg_angle_"))]
     noise = None
-    inputs: list[SpillFile] = []
-    arrow_parts: list[Path] = []
+    inputs: list[ArrowSpill] = []
     added: list[SpillFile] = []
     keys = part = None
     if spill.rows:
         keys, part = _fish_parts(spill, kept)
     if keys is not None and len(keys):
-        inputs += [spill.companion(".behaviour-in") for _ in range(part[-1] + 1)]
-        for block in _kept_blocks(spill, kept, cols):
-            rp = _row_parts(block, keys, part)
-            for p in np.unique(rp):
-                inputs[p].write(block[rp == p])
-        # each part is read once per pass: from one Arrow IPC file (no decoding) rather than
-        # the Parquet row groups it was written in (a part of 30 000 rows ~5 vs ~30 ms)
+        # each part's rows go to an Arrow IPC file of its own, read whole once per pass
+        # without decoding (~5 vs ~30 ms for 30 000 rows from Parquet); every part's file is
+        # open while the tracks are copied: Parquet writers would each hold the metadata of
+        # every block written (~150 MB on a 30-min 48-well plate: docs/architecture.md)
+        inputs += [spill.arrow_companion(".behaviour-in") for _ in range(part[-1] + 1)]
+
         def parts():
-            for path in arrow_parts:
-                with pa.OSFile(str(path), "rb") as src:
-                    table = pa.ipc.open_file(src).read_all()
-                df = table.to_pandas()
-                del table  # not held while the part is scored
-                yield df
+            for f in inputs:
+                yield f.read()
 
         def emit(i: int, tracks: pd.DataFrame) -> None:
             extra = tracks[[c for c in tracks.columns if c not in cols]].reset_index(drop=True)
@@ -342,25 +320,28 @@ def _classify_streamed(out: TrialResult, spill: SpillFile, kept: dict, cfg: Conf
             f.close()
 
         try:
+            for block in _kept_blocks(spill, kept, cols):
+                # split as Arrow: no pandas conversion per part and block
+                rp = _row_parts(block.select(["arena", "fish"]).to_pandas(), keys, part)
+                for p in np.unique(rp):
+                    inputs[p].write(block.take(np.flatnonzero(rp == p)))
             for f in inputs:
-                arrow_parts.append(_arrow_copy(f))
-                f.remove()
+                f.close()
+            trim_heap()  # the copy's freed blocks, before the parts are scored
             b = classify_parts(parts, cfg.behaviour, cfg.protocol, px_per_mm=cfg.px_per_mm,
                                emit=emit, score_part=classify, work_dir=spill.path.parent)
         finally:
-            for path in arrow_parts:
-                path.unlink(missing_ok=True)
+            for f in inputs:
+                f.remove()
         out.bouts, out.epochs, noise = b.bouts, b.epochs, b.noise
+        trim_heap()  # the scoring's freed arrays, before tracks.parquet's Arrow blocks
 
     def tracks_parts():
         # Arrow blocks: the tracker's columns go from the spill file to tracks.parquet
         # without a pandas copy (the peak of the end of a run: docs/architecture.md)
         readers = [f.reader() for f in added]
         r = 0
-        for block in spill.arrow_blocks():
-            keep = kept_rows({"frame": block.column("frame")}, kept)
-            if not keep.all():
-                block = block.filter(pa.array(keep))
+        for block in _kept_blocks(spill, kept):
             if readers and block.num_rows:
                 fish = block.select(["arena", "fish"]).to_pandas()
                 rp = _row_parts(fish, keys, part)

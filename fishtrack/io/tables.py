@@ -20,7 +20,7 @@ import pandas as pd
 from fishtrack.errors import FishtrackError, OutputError
 
 __all__ = ["atomic_path", "write_bytes", "write_text", "write_table", "write_table_parts",
-           "SpillFile", "SpillReader", "read_table", "require_columns"]
+           "ArrowSpill", "SpillFile", "SpillReader", "read_table", "require_columns"]
 
 
 def _explain_oserror(err: OSError, path: Path) -> OutputError:
@@ -149,28 +149,68 @@ def write_table_parts(parts: Iterable, path: str | Path, *, csv: bool = False) -
     return path
 
 
-class SpillFile:
+def _temp_file(folder: str | Path, prefix: str, suffix: str) -> Path:
+    """A new empty file of a unique name in ``folder`` (created if needed)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"{prefix}.", suffix=suffix, dir=folder)
+        os.close(fd)
+    except OSError as err:
+        raise _explain_oserror(err, folder / prefix) from None
+    return Path(name)
+
+
+class _Spill:
+    """A temporary file next to the outputs (``path``), removed by :meth:`remove` (or leaving
+    the ``with`` block) with its companions."""
+
+    path: Path
+    _companions: list | tuple = ()  # spill files removed with this one (SpillFile.companion)
+
+    def close(self) -> None:  # pragma: no cover - every kind of spill file has its own
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        """Delete the file (also after a failed write: cleaning up raises nothing new)."""
+        try:
+            self.close()
+        except OutputError:
+            pass
+        finally:
+            self.path.unlink(missing_ok=True)
+            for f in self._companions:
+                f.remove()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+class SpillFile(_Spill):
     """A temporary Parquet file next to the outputs that a stage appends blocks of rows to
     (one row group each) and reads back block by block: tables larger than memory pass
     between stages through it. Removed by :meth:`remove` (or leaving the ``with`` block)."""
 
     def __init__(self, folder: str | Path, prefix: str = ".spill"):
-        folder = Path(folder)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f"{prefix}.", suffix=".parquet", dir=folder)
-            os.close(fd)
-        except OSError as err:
-            raise _explain_oserror(err, folder / prefix) from None
-        self.path = Path(name)
+        self.path = _temp_file(folder, prefix, ".parquet")
         self._writer = None
         self._schema = None
         self.rows = 0
-        self._companions: list[SpillFile] = []
+        self._companions: list[SpillFile | ArrowSpill] = []
 
     def companion(self, prefix: str = ".spill") -> SpillFile:
         """Another spill file in the same folder, removed with this one at the latest."""
         f = SpillFile(self.path.parent, prefix=prefix)
+        self._companions.append(f)
+        return f
+
+    def arrow_companion(self, prefix: str = ".spill") -> ArrowSpill:
+        """A temporary Arrow IPC file (:class:`ArrowSpill`) in the same folder, removed with
+        this one at the latest."""
+        f = ArrowSpill(self.path.parent, prefix=prefix)
         self._companions.append(f)
         return f
 
@@ -224,22 +264,65 @@ class SpillFile:
         self.close()
         return SpillReader(self.path if self._schema is not None else None, columns)
 
-    def remove(self) -> None:
-        """Delete the file (also after a failed write: cleaning up raises nothing new)."""
+
+
+class ArrowSpill(_Spill):
+    """A temporary Arrow IPC file that blocks of rows are appended to (one record batch each)
+    and that is read back whole, without decoding (:meth:`read`).
+
+    Many can be open for writing at once in small memory: an IPC writer keeps one offset per
+    batch, where a Parquet writer keeps every row group's column metadata until it is closed
+    (48 Parquet part files open while a 30-minute 48-well recording was copied into them
+    held ~150 MB, and the process kept it; docs/architecture.md "Memory")."""
+
+    def __init__(self, folder: str | Path, prefix: str = ".spill"):
+        self.path = _temp_file(folder, prefix, ".arrow")
+        self._sink = self._writer = self._schema = None
+        self.rows = 0
+
+    def write(self, df) -> None:
+        """Append a block of rows (the same columns every time): a DataFrame, or a
+        ``pyarrow.Table`` (written as it is, cast to the first block's schema)."""
+        import pyarrow as pa
+
+        if isinstance(df, pa.Table):
+            self._schema = self._schema or df.schema
+            table = df if df.schema.equals(self._schema) else df.cast(self._schema)
+        else:
+            table, self._schema = _arrow_table(df, self._schema)
         try:
-            self.close()
-        except OutputError:
-            pass
+            if self._writer is None:
+                self._sink = pa.OSFile(str(self.path), "wb")
+                self._writer = pa.ipc.new_file(self._sink, self._schema)
+            self._writer.write_table(table)
+        except OSError as err:
+            raise _explain_oserror(err, self.path) from None
+        self.rows += len(df)
+
+    def close(self) -> None:
+        """Finish the file (its footer); write errors become :class:`OutputError`."""
+        writer, sink, self._writer, self._sink = self._writer, self._sink, None, None
+        try:
+            if writer is not None:
+                writer.close()
+        except OSError as err:
+            raise _explain_oserror(err, self.path) from None
         finally:
-            self.path.unlink(missing_ok=True)
-            for f in self._companions:
-                f.remove()
+            if sink is not None:
+                sink.close()
 
-    def __enter__(self) -> SpillFile:
-        return self
+    def read(self) -> pd.DataFrame:
+        """Every row written, as one DataFrame (empty without any)."""
+        import pyarrow as pa
 
-    def __exit__(self, *exc) -> None:
-        self.remove()
+        self.close()
+        if self._schema is None:
+            return pd.DataFrame()
+        with pa.OSFile(str(self.path), "rb") as src:
+            table = pa.ipc.open_file(src).read_all()
+        df = table.to_pandas()
+        del table  # not held with the DataFrame
+        return df
 
 
 class SpillReader:
