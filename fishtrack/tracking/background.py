@@ -1058,6 +1058,9 @@ def _remove_still_fish(
             keep = (peak > hi) & big
             keep[0] = False
             blob = blob | keep[cl]
+        whole = blob
+        if layout != "embedded":
+            blob = _off_wall(blob, resid, wall_dist)
         a = float(blob.sum())
         cx, cy = float(cent[i, 0]) + x0, float(cent[i, 1]) + y0
         rec = {"x": cx, "y": cy, "area_px": a}
@@ -1094,7 +1097,7 @@ def _remove_still_fish(
         if a > max_area:
             continue
         blen = _extent(blob)
-        if layout != "embedded" and float((wall_dist[blob] <= WALL_BAND).mean()) > 0.5:
+        if layout != "embedded" and float((wall_dist[whole] <= WALL_BAND).mean()) > 0.5:
             # mostly in the band along the arena's edge: the wall, its meniscus or a speck on
             # the rim (a fish resting at the wall touches it, it does not lie within it)
             m.clutter.append(rec)
@@ -1120,6 +1123,25 @@ def _remove_still_fish(
         if method == "inpainted":
             lengths.append(blen)
     return lengths
+
+
+def _off_wall(blob: np.ndarray, resid: np.ndarray, wall_dist: np.ndarray) -> np.ndarray:
+    """``blob`` (a still-fish candidate of a well) without the wall band it is joined to: the
+    part away from the band (beyond ``WALL_BAND`` px from the arena's edge) that holds the
+    blob's strongest pixel, and the band's pixels within ``WALL_BAND`` + 1 px of that part (a
+    fish touching the wall). The closing's residual along a well's shaded rim lies above the
+    candidates' low threshold in places, so the blurred halo of a still larva's head near the
+    wall joined a crescent of the rim: measured 39-41 px for 21-px larvae (one still larva per
+    plate, so its length was the recording's), and filled in from the well's inside."""
+    away = blob & (wall_dist > WALL_BAND)
+    if not away.any():
+        return blob
+    n, lab = cv2.connectedComponents(away.astype(np.uint8), connectivity=8)
+    fish = lab == lab.flat[int(np.argmax(np.where(away, resid, -np.inf)))]
+    r = int(WALL_BAND) + 1
+    near = cv2.dilate(fish.astype(np.uint8),
+                      cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+    return fish | (blob & ~(wall_dist > WALL_BAND) & near)
 
 
 def _frame_line(blob: np.ndarray) -> bool:
