@@ -1058,15 +1058,11 @@ def _remove_still_fish(
             keep = (peak > hi) & big
             keep[0] = False
             blob = blob | keep[cl]
-        whole = blob
-        if layout != "embedded":
-            blob = _off_wall(blob, resid, wall_dist)
         a = float(blob.sum())
         cx, cy = float(cent[i, 0]) + x0, float(cent[i, 1]) + y0
         rec = {"x": cx, "y": cy, "area_px": a}
-        grow = cv2.dilate(blob.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         # a drawn frame's lines stay as they are (not filled in, nor filling in the larva)
-        grow &= inside & ~lines
+        grow = _grown(blob, inside & ~lines)
         if layout != "embedded" and len(fr) >= 2:
             # pixels that some sampled frames show empty (the fish left): their true background
             # is the median of those frames
@@ -1097,7 +1093,7 @@ def _remove_still_fish(
         if a > max_area:
             continue
         blen = _extent(blob)
-        if layout != "embedded" and float((wall_dist[whole] <= WALL_BAND).mean()) > 0.5:
+        if layout != "embedded" and float((wall_dist[blob] <= WALL_BAND).mean()) > 0.5:
             # mostly in the band along the arena's edge: the wall, its meniscus or a speck on
             # the rim (a fish resting at the wall touches it, it does not lie within it)
             m.clutter.append(rec)
@@ -1106,6 +1102,11 @@ def _remove_still_fish(
         if layout != "embedded":
             if np.isfinite(contrast) and top[i] < 0.5 * contrast:
                 continue
+            # the still larva, not the stretch of the well's shaded rim it may have joined
+            cut = _off_wall(blob, resid, wall_dist)
+            if cut.sum() < blob.sum():
+                blob, grow, blen = cut, _grown(cut, inside & ~lines), _extent(cut)
+                rec["area_px"] = float(cut.sum())
             # the still head of a fish whose tail moves (a larva holding its place while it
             # struggles): moving fishness right next to the blob in many sampled frames
             attached = fish_per_arena == 1 and _moving_part_attached(f, m, blob, cfg, length,
@@ -1125,6 +1126,11 @@ def _remove_still_fish(
     return lengths
 
 
+def _grown(blob: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """The pixels of ``ok`` within 2 px (a 5 x 5 square) of ``blob``: what is filled in."""
+    return (cv2.dilate(blob.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ok
+
+
 def _off_wall(blob: np.ndarray, resid: np.ndarray, wall_dist: np.ndarray) -> np.ndarray:
     """``blob`` (a still-fish candidate of a well) without the wall band it is joined to: the
     part away from the band (beyond ``WALL_BAND`` px from the arena's edge) that holds the
@@ -1132,7 +1138,8 @@ def _off_wall(blob: np.ndarray, resid: np.ndarray, wall_dist: np.ndarray) -> np.
     fish touching the wall). The closing's residual along a well's shaded rim lies above the
     candidates' low threshold in places, so the blurred halo of a still larva's head near the
     wall joined a crescent of the rim: measured 39-41 px for 21-px larvae (one still larva per
-    plate, so its length was the recording's), and filled in from the well's inside."""
+    plate, so its length was the recording's), and filled in from the well's inside. Applied
+    only to a blob about to be inpainted as a still larva (after the wall-band test)."""
     away = blob & (wall_dist > WALL_BAND)
     if not away.any():
         return blob
