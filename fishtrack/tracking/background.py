@@ -1103,7 +1103,8 @@ def _remove_still_fish(
             if np.isfinite(contrast) and top[i] < 0.5 * contrast:
                 continue
             # the still larva, not the stretch of the well's shaded rim it may have joined
-            cut = _off_wall(blob, resid, wall_dist)
+            # (wells only: a chamber's wall is left as it was)
+            cut = _off_wall(blob, resid, wall_dist) if layout == "wells" else blob
             if cut.sum() < blob.sum():
                 blob, grow, blen = cut, _grown(cut, inside & ~lines), _extent(cut)
                 rec["area_px"] = float(cut.sum())
