@@ -1061,9 +1061,8 @@ def _remove_still_fish(
         a = float(blob.sum())
         cx, cy = float(cent[i, 0]) + x0, float(cent[i, 1]) + y0
         rec = {"x": cx, "y": cy, "area_px": a}
-        grow = cv2.dilate(blob.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
         # a drawn frame's lines stay as they are (not filled in, nor filling in the larva)
-        grow &= inside & ~lines
+        grow = _grown(blob, inside & ~lines)
         if layout != "embedded" and len(fr) >= 2:
             # pixels that some sampled frames show empty (the fish left): their true background
             # is the median of those frames
@@ -1103,6 +1102,12 @@ def _remove_still_fish(
         if layout != "embedded":
             if np.isfinite(contrast) and top[i] < 0.5 * contrast:
                 continue
+            # the still larva, not the stretch of the well's shaded rim it may have joined
+            # (wells only: a chamber's wall is left as it was)
+            cut = _off_wall(blob, resid, wall_dist) if layout == "wells" else blob
+            if cut.sum() < blob.sum():
+                blob, grow, blen = cut, _grown(cut, inside & ~lines), _extent(cut)
+                rec["area_px"] = float(cut.sum())
             # the still head of a fish whose tail moves (a larva holding its place while it
             # struggles): moving fishness right next to the blob in many sampled frames
             attached = fish_per_arena == 1 and _moving_part_attached(f, m, blob, cfg, length,
@@ -1120,6 +1125,31 @@ def _remove_still_fish(
         if method == "inpainted":
             lengths.append(blen)
     return lengths
+
+
+def _grown(blob: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """The pixels of ``ok`` within 2 px (a 5 x 5 square) of ``blob``: what is filled in."""
+    return (cv2.dilate(blob.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ok
+
+
+def _off_wall(blob: np.ndarray, resid: np.ndarray, wall_dist: np.ndarray) -> np.ndarray:
+    """``blob`` (a still-fish candidate of a well) without the wall band it is joined to: the
+    part away from the band (beyond ``WALL_BAND`` px from the arena's edge) that holds the
+    blob's strongest pixel, and the band's pixels within ``WALL_BAND`` + 1 px of that part (a
+    fish touching the wall). The closing's residual along a well's shaded rim lies above the
+    candidates' low threshold in places, so the blurred halo of a still larva's head near the
+    wall joined a crescent of the rim: measured 39-41 px for 21-px larvae (one still larva per
+    plate, so its length was the recording's), and filled in from the well's inside. Applied
+    only to a blob about to be inpainted as a still larva (after the wall-band test)."""
+    away = blob & (wall_dist > WALL_BAND)
+    if not away.any():
+        return blob
+    n, lab = cv2.connectedComponents(away.astype(np.uint8), connectivity=8)
+    fish = lab == lab.flat[int(np.argmax(np.where(away, resid, -np.inf)))]
+    r = int(WALL_BAND) + 1
+    near = cv2.dilate(fish.astype(np.uint8),
+                      cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))) > 0
+    return fish | (blob & ~(wall_dist > WALL_BAND) & near)
 
 
 def _frame_line(blob: np.ndarray) -> bool:
