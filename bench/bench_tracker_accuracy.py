@@ -42,8 +42,10 @@ the length alone), then 15810-15909 and 15910-16009 (2026-12-07), 17300-17399 af
 still-end check of a head-embedded larva's fixed head (a dust speck on its tail) and 17400-17499
 after the empty-well fix (a well whose calibration blobs peak far below the larvae's contrast
 is empty), both 2026-12-07, 20600-20699 (2026-12-07) after the look at the tails of small
-larvae in H.264 wells (``--codec``/``--crf``: the same scenes written another way), and
-20700-20799 after a still larva's blob was cut from the shaded rim of its well (2026-12-07).
+larvae in H.264 wells (``--codec``/``--crf``: the same scenes written another way),
+20700-20799 after a still larva's blob was cut from the shaded rim of its well (2026-12-07), and
+21200-21299 (2026-12-07, its head-embedded seeds) after the search for head-embedded larvae
+lost in noisy MJPG.
 """
 
 from __future__ import annotations
