@@ -473,38 +473,3 @@ def test_struggle_figure_with_a_group_without_baseline_gives_no_warning():
         fig = struggle_figure(pf, reference="control")
     means = [ln for ln in fig.axes[0].get_lines() if ln.get_marker() == "s"]
     assert np.allclose(means[0].get_ydata(), [1.5, 2.5]) and np.isnan(means[1].get_ydata()).all()
-
-
-def _without_ids(svg: bytes) -> bytes:
-    """matplotlib's SVG with its random element ids (new in every rendering) blanked."""
-    return re.sub(rb'(id="|#|url\(#)[A-Za-z0-9_]*?[0-9a-f]{10}\b', rb"\1ID", svg)
-
-
-def test_report_svgs_are_drawn_in_a_second_process(tmp_path):
-    """The report's SVGs are rendered by a child process from the pickled figures (issue 15:
-    the report's figures were drawn twice in the statistics' single process) and are the
-    figures' own SVGs: equal to rendering them here, but for matplotlib's random ids."""
-    from fishtrack.report import _SvgApart
-    from fishtrack.report.figures import figure_bytes
-
-    fish = pd.DataFrame({"fish_id": ["c1", "k1"], "group": ["control", "ket"],
-                         "exclude": [False, False]})
-    eth = pd.DataFrame([{"fish_id": f, "bin_start_s": 0.5 * i, "state": s}
-                        for f in ("c1", "k1") for i, s in enumerate(["active", "passive"] * 3)])
-    data = pd.DataFrame({"group": ["control"] * 4 + ["ket"] * 3,
-                         "value": [0.1, 0.2, 0.2, 0.3, 0.5, 0.7, 0.9]})
-    figs = [ethogram_figure(eth, fish, bin_s=0.5, reference="control", protocol=[]),
-            estimation_figure(data, metric="passive_fraction", reference="control")]
-    apart = _SvgApart()
-    apart.enabled = True  # as on a machine with a second core
-    want = []
-    for i, fig in enumerate(figs):
-        figure_bytes(fig, "png")  # the report draws the PNG first
-        assert apart.submit(fig, tmp_path / f"f{i}.svg")
-        want.append(figure_bytes(fig, "svg"))
-    apart.finish()
-    assert apart.proc is not None and apart.proc.returncode == 0
-    assert len(apart.results) == len(figs)  # every SVG came from the child
-    for i, svg in enumerate(want):
-        got = (tmp_path / f"f{i}.svg").read_bytes()
-        assert got.startswith(b"<?xml") and _without_ids(got) == _without_ids(svg)

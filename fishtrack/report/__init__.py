@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fishtrack._figure_render import read_frames, write_frame
 from fishtrack.config import Config
 from fishtrack.io.provenance import library_versions
 from fishtrack.io.tables import write_bytes, write_text
@@ -289,86 +288,10 @@ def _ethogram_rows(ethogram: pd.DataFrame, fish_groups: pd.DataFrame):
     return etho, fish
 
 
-class _SvgApart:
-    """The report's SVG files rendered in a second process while this one goes on (issue 15:
-    rendering a figure twice, PNG then SVG, was ~half of the report's time, and the
-    statistics after a run leave the other core idle).
-
-    Each figure is pickled once its PNG is drawn (the state the SVG was drawn from before) and
-    sent to a child process (``python -m fishtrack._figure_render``, started with the first
-    figure; a plain subprocess, so a calling script needs no ``__main__`` guard), which sends
-    back its SVG: the same drawing, only the random element ids of matplotlib's SVG differ,
-    as between any two runs. Inline (the former order) with one usable core or when the
-    figure cannot be pickled; whatever the child did not return (it failed or could not
-    start) is rendered inline by :meth:`finish`, which writes every file."""
-
-    def __init__(self) -> None:
-        from fishtrack._threads import usable_cores
-
-        self.enabled = usable_cores() > 1
-        self.proc = None
-        self.reader = None
-        self.pending: list[tuple[Path, bytes]] = []
-        self.results: list[bytes] = []
-
-    def _start(self) -> bool:
-        import os
-        import subprocess
-        import sys
-        import threading
-
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        try:
-            self.proc = subprocess.Popen([sys.executable, "-m", "fishtrack._figure_render"],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         env=env)
-        except OSError:
-            self.enabled = False
-            return False
-        self.reader = threading.Thread(target=lambda: self.results.extend(read_frames(self.proc.stdout)),
-                                       daemon=True)
-        self.reader.start()
-        return True
-
-    def submit(self, fig, path: Path) -> bool:
-        """Send ``fig`` to the child for its SVG at ``path`` (False: render it here)."""
-        import pickle
-
-        if not self.enabled or (self.proc is None and not self._start()):
-            return False
-        try:
-            blob = pickle.dumps(fig)
-        except (pickle.PicklingError, TypeError, AttributeError):
-            return False
-        self.pending.append((path, blob))
-        try:
-            write_frame(self.proc.stdin, blob)
-        except OSError:  # the child has gone: finish renders the rest
-            self.enabled = False
-        return True
-
-    def finish(self) -> None:
-        """Wait for the child's SVGs, render here what it did not return, write them all."""
-        import pickle
-
-        if self.proc is not None:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            self.reader.join()
-            self.proc.wait()
-        for i, (path, blob) in enumerate(self.pending):
-            svg = self.results[i] if i < len(self.results) else None
-            write_bytes(path, svg if svg is not None else figure_bytes(pickle.loads(blob), "svg"))
-        self.pending = []
-
-
-def _save(fig, name: str, folder: Path, written: list[Path], apart: _SvgApart | None = None) -> bytes:
+def _save(fig, name: str, folder: Path, written: list[Path]) -> bytes:
     png = figure_bytes(fig, "png")
     write_bytes(folder / f"{name}.png", png)
-    if apart is None or not apart.submit(fig, folder / f"{name}.svg"):
-        write_bytes(folder / f"{name}.svg", figure_bytes(fig, "svg"))
+    write_bytes(folder / f"{name}.svg", figure_bytes(fig, "svg"))
     written += [folder / f"{name}.png", folder / f"{name}.svg"]
     return png
 
@@ -392,7 +315,7 @@ def _fish_counts(per_fish: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame
 
 
 def _behaviour_qc_blocks(s: Section, per_fish: pd.DataFrame, behaviour_qc: list[dict],
-                         config: Config, save) -> None:
+                         config: Config, fig_dir: Path, written: list[Path]) -> None:
     """QC of the behaviour stage: measurement noise per trial, fish that do not swim and the
     per-trial vigour figure."""
     rows = []
@@ -448,7 +371,7 @@ def _behaviour_qc_blocks(s: Section, per_fish: pd.DataFrame, behaviour_qc: list[
         if summary is None or summary.empty:
             continue
         name = f"behaviour_qc_{item['trial']}"
-        png = save(behaviour_qc_figure(summary, title=str(item["trial"])), name)
+        png = _save(behaviour_qc_figure(summary, title=str(item["trial"])), name, fig_dir, written)
         sig = str(summary["bout_signal"].iloc[0]) if "bout_signal" in summary else "tail"
         what = ("Each fish's head speed (px/s, the movement-bout signal)"
                 + (" and, below, its pixel motion (grey levels)" if sig == "speed_motion" else "")
@@ -528,23 +451,20 @@ def write_report(
         n_boot=min(config.stats.n_bootstrap, 5000), seed=config.stats.seed,
         protocol=list(protocol or []),
         fish_groups=manifest[["fish_id", "group", "exclude"]].drop_duplicates("fish_id"),
-        analysed=analysed, fig_dir=fig_dir, written=written, apart=_SvgApart(),
+        analysed=analysed, fig_dir=fig_dir, written=written,
     )
     phase, paired = _headline_phase(group_stats, analysed)
-    try:
-        sections = [
-            _summary_section(c, per_fish, group_stats, trials, manifest, list(notes or [])),
-            _qc_section(c, per_fish, qc, trials, design_notes, behaviour_qc),
-            _ethogram_section(c, ethogram, ethogram_bin_s),
-            _metrics_section(c, group_stats, phase, paired),
-            _survival_section(c, phase),
-            _bins_section(c, bins),
-            *assay_sections(assay, analysed, group_stats, config,
-                            c.save, n_boot=c.n_boot, seed=c.seed),
-            _statistics_section(c, group_stats, phase),
-        ]
-    finally:
-        c.apart.finish()
+    sections = [
+        _summary_section(c, per_fish, group_stats, trials, manifest, list(notes or [])),
+        _qc_section(c, per_fish, qc, trials, design_notes, behaviour_qc),
+        _ethogram_section(c, ethogram, ethogram_bin_s),
+        _metrics_section(c, group_stats, phase, paired),
+        _survival_section(c, phase),
+        _bins_section(c, bins),
+        *assay_sections(assay, analysed, group_stats, config,
+                        c.save, n_boot=c.n_boot, seed=c.seed),
+        _statistics_section(c, group_stats, phase),
+    ]
     # stale figures from earlier runs go
     keep = {p.name for p in written}
     for p in fig_dir.glob("*"):
@@ -574,12 +494,10 @@ class _Context:
     analysed: pd.DataFrame
     fig_dir: Path
     written: list[Path]
-    apart: _SvgApart | None = None
 
     def save(self, fig, name: str) -> bytes:
-        """Write a figure into ``fig_dir`` (PNG and SVG, remembered in ``written``; the SVG
-        perhaps later, by ``apart``); PNG bytes."""
-        return _save(fig, name, self.fig_dir, self.written, self.apart)
+        """Write a figure into ``fig_dir`` (PNG and SVG, remembered in ``written``); PNG bytes."""
+        return _save(fig, name, self.fig_dir, self.written)
 
 
 def _headline_phase(group_stats: pd.DataFrame, analysed: pd.DataFrame) -> tuple[str, bool]:
@@ -661,7 +579,7 @@ def _qc_section(c: _Context, per_fish: pd.DataFrame, qc: pd.DataFrame, trials: p
     else:
         s.blocks.append("<p>No treatment aligned with plate rows or columns, no video holding a "
                         "single group, one protocol.</p>")
-    _behaviour_qc_blocks(s, per_fish, behaviour_qc or [], config, c.save)
+    _behaviour_qc_blocks(s, per_fish, behaviour_qc or [], config, c.fig_dir, c.written)
     return s
 
 

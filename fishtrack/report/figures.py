@@ -7,6 +7,7 @@ others follow matplotlib's ``tab10``; states use :data:`STATE_COLOURS`.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,7 +16,6 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from fishtrack._figure_render import figure_bytes  # noqa: F401 - public here
 from fishtrack.behaviour.states import STATE_COLOURS
 
 __all__ = [
@@ -964,3 +964,10 @@ def behaviour_qc_figure(summary: pd.DataFrame, *, title: str = "") -> Figure:
         head += "\nflagged: " + shown
     axes[0].set_title(head, fontsize=7, loc="left")
     return fig
+
+
+def figure_bytes(fig: Figure, fmt: str = "png", *, dpi: int = 110) -> bytes:
+    """Render a figure to PNG or SVG bytes (Agg / SVG backends, no display needed)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
+    return buf.getvalue()
