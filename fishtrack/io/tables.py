@@ -265,7 +265,6 @@ class SpillFile(_Spill):
         return SpillReader(self.path if self._schema is not None else None, columns)
 
 
-
 class ArrowSpill(_Spill):
     """A temporary Arrow IPC file that blocks of rows are appended to (one record batch each)
     and that is read back whole, without decoding (:meth:`read`).

@@ -781,9 +781,11 @@ class Midlines:
     points: np.ndarray  # (M, n_points, 2) x, y; NaN where no tail was found
     length: np.ndarray  # (M,) traced length (px)
     ok: np.ndarray  # (M,) bool, a tail of at least two steps was found
-    trace: np.ndarray | None = None  # (M, n_steps + 1, 2) the whole trace (diagnostics; NaN after a decided end)
-    ridge: np.ndarray | None = None  # (M, n_steps) ridge value of every step (0 after a decided end)
-    beside: np.ndarray | None = None  # (M, n_steps) fishness beside the ridge (0 after a decided end)
+    # the whole trace (diagnostics), the ridge value of every step and the fishness beside the
+    # ridge; after a decided end (``STOP_DECIDED``) NaN, 0 and 0
+    trace: np.ndarray | None = None  # (M, n_steps + 1, 2)
+    ridge: np.ndarray | None = None  # (M, n_steps)
+    beside: np.ndarray | None = None  # (M, n_steps)
     end: np.ndarray | None = None  # (M,) last step on the fish
 
 
@@ -820,9 +822,9 @@ def trace_midlines(
     value below ``stop`` for a whole gap beyond the body, see below: nothing later changes its
     midline; its later steps are NaN in ``trace`` and zero in ``ridge`` and ``beside``); where
     the tail ends is decided afterwards from the ridge values ``v_k`` of its steps. A step is
-    on the fish when its value exceeds the level ``tau`` = ``stop`` (the noise floor of the smoothed fishness) or, beyond a third of the
-    body, ``rel_stop`` x the body's own ridge level (the highest value 0.15-0.5 lengths from
-    the head) if that is higher. The tail ends after the step that maximises the cumulative
+    on the fish when its value exceeds the level ``tau`` = ``stop`` (the noise floor of the
+    smoothed fishness) or, beyond a third of the body, ``rel_stop`` x the body's own ridge
+    level (the highest value 0.15-0.5 lengths from the head) if that is higher. The tail ends after the step that maximises the cumulative
     sum of ``v_k - tau``: a faint, noisy tail whose values dip below ``tau`` now and then is
     followed to its end, while a few noise values above ``tau`` beyond the tip do not extend
     it. The tip is then put where the ridge crosses half the level of the last few steps
