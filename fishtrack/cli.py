@@ -327,10 +327,14 @@ def track(
     protocol: ProtocolOpt = None,
 ) -> None:
     """Track every fish in a video and classify its behaviour."""
-    from fishtrack.background_sample import EarlySample
+    # the video reader's libraries (NumPy, OpenCV, PyAV) load beside the config's (pydantic):
+    # the background's sample, the longest step before the first frame, starts sooner
+    _import_beside("fishtrack.io.video")
     from fishtrack.config import resolve_config
 
     cfg = resolve_config(config)
+    from fishtrack.background_sample import EarlySample
+
     # the background's frames are decoded in a thread while the pipeline imports (issue 15)
     with EarlySample(video, cfg) as early:
         from fishtrack.pipeline import track_to_folder
@@ -351,6 +355,22 @@ def track(
         path = write_preview(video, res, out / "preview.png", n_frames=preview,
                              tracks_file=TrialFolder(out).tracks_path)
         console.print(f"preview: {path}")
+
+
+def _import_beside(name: str) -> None:
+    """Import module ``name`` in a daemon thread, beside what the caller imports meanwhile
+    (issue 15, fixed costs: importing is mostly loading and linking compiled libraries); an
+    import error is left to the caller's own import of it, which raises it."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        try:
+            importlib.import_module(name)
+        except BaseException:  # noqa: BLE001, S110 - raised by the caller's own import
+            pass
+
+    threading.Thread(target=load, name=f"fishtrack-import-{name}", daemon=True).start()
 
 
 def _print_summary(res, out: Path) -> None:

@@ -130,3 +130,38 @@ def test_cli_exit_waits_for_a_running_thread():
     res = _run_main(probe, "version")
     assert res.returncode == 0, res.stderr
     assert "thread finished" in res.stdout
+
+
+def test_track_loads_the_video_reader_beside_the_config(tmp_path):
+    """``fishtrack track`` starts importing the video reader (NumPy, OpenCV, PyAV: what the
+    background's sample needs first) in a thread before the config's own import (pydantic)
+    is done, instead of after it (issue 15: the sample is the 1 MP run's longest step before
+    its first frame); the run still writes its tables."""
+    from fishtrack.synth import SimSpec, simulate
+
+    sim = simulate(SimSpec(name="t", layout="wells", rows=1, cols=2, fps=25, duration_s=2,
+                           seed=5, fish_length_px=24), tmp_path / "sim")
+    out = tmp_path / "out"
+    probe = textwrap.dedent("""
+        import atexit, builtins, importlib.abc, sys, threading, time
+        seen = {}
+        class Watch(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "fishtrack.io.video":
+                    seen.setdefault("reader", (time.perf_counter(), threading.current_thread().name))
+        sys.meta_path.insert(0, Watch())
+        real_import = builtins.__import__
+        def watched_import(name, *args, **kwargs):
+            module = real_import(name, *args, **kwargs)
+            if name == "fishtrack.config" and threading.current_thread() is threading.main_thread():
+                seen.setdefault("config", time.perf_counter())  # its import is done
+            return module
+        builtins.__import__ = watched_import
+        atexit.register(lambda: print("READER", seen["reader"][0] < seen["config"], seen["reader"][1]))
+    """)
+    res = _run_main(probe, "track", str(sim.video_path), "-c", str(sim.config_path), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("READER")][-1]
+    _, before, thread = line.split(maxsplit=2)
+    assert before == "True" and thread != "MainThread", line
+    assert (out / "bouts.csv").is_file() and (out / "tracks.parquet").is_file()

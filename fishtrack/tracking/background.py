@@ -36,7 +36,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from fishtrack._threads import trim_heap
+from fishtrack._threads import compute_threads, trim_heap
 from fishtrack.background_sample import (  # noqa: F401 - sample_indices, RUN_GOP, MIN_RUNS: re-exported
     MIN_RUNS,
     RUN_GOP,
@@ -621,17 +621,12 @@ def _refine(
     if cfg.remove_still_fish:
         seen = [m.contrast for m in models if np.isfinite(m.contrast)]
         contrast = float(np.median(seen)) if seen else float("nan")
-        for m in models:
-            still_len += _remove_still_fish(
-                bg,
-                m,
-                cfg,
-                length=length,
-                area=area,
-                contrast=contrast,
-                fish_per_arena=fish_per_arena,
-                layout=layout,
-            )
+        def still(m: ArenaModel) -> list[float]:
+            return _remove_still_fish(bg, m, cfg, length=length, area=area, contrast=contrast,
+                                      fish_per_arena=fish_per_arena, layout=layout)
+
+        for found in per_arena_map(still, [(m,) for m in models]):
+            still_len += found
 
     # 3) final calibration on the empty backgrounds (the arenas without a still fish as before)
     sizes = _calibrate(bg, models, cfg, fish_per_arena=fish_per_arena, memo=memo, layout=layout)
@@ -664,6 +659,22 @@ def _refine(
     )
 
 
+def per_arena_map(fn: Any, args: list[tuple]) -> list:
+    """``[fn(*a) for a in args]``, the calls shared by up to
+    :func:`~fishtrack._threads.compute_threads` threads (each arena's refinement is its own
+    NumPy and OpenCV work, mostly outside the GIL): the results in the order of ``args``, the
+    values those of the loop (issue 15: the 4-well 1 MP run's ~0.35 s of refinement ran on one
+    core while the other idled, before its first frame). An error is raised as the loop would
+    raise the first one."""
+    n = min(compute_threads(), len(args))
+    if n <= 1:
+        return [fn(*a) for a in args]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(n, thread_name_prefix="fishtrack-refine") as pool:
+        return list(pool.map(lambda a: fn(*a), args))
+
+
 def _calibrate(
     bg: Background, models: list[ArenaModel], cfg: TrackingConfig, *, fish_per_arena: int = 1,
     memo: dict | None = None, layout: Layout = "wells",
@@ -693,7 +704,7 @@ def _calibrate(
     own_sizes = []
     per_arena = []
     memo = {} if memo is None else memo
-    for i, m in enumerate(models):
+    def arena_fish(i: int, m: ArenaModel) -> tuple:
         x0, y0, x1, y1 = m.bbox
         fr = bg.calib[:, y0:y1, x0:x1]
         yx = (m.gain_yx[0], m.gain_yx[1])
@@ -712,9 +723,12 @@ def _calibrate(
                                 own_s)
             kept = memo[i] = {"bg": m.bg.copy(), "fish": (peaks, own_l, own_s), "areas": {}}
         peaks, own_l, own_s = kept["fish"]
-        own_sizes.append((own_l, own_s))
         m.contrast = float(np.median(peaks)) if peaks else float("nan")
-        per_arena.append((m, f, fs, noise_s, inside, (f, t0)))
+        return (own_l, own_s), (m, f, fs, noise_s, inside, (f, t0))
+
+    for own, part in per_arena_map(arena_fish, list(enumerate(models))):
+        own_sizes.append(own)
+        per_arena.append(part)
     if not any(np.isfinite(m.contrast) for m in models):
         # no fish above 6 sd of one frame's noise anywhere (noisy video of faint larvae, e.g.
         # head-embedded larvae of 20 grey levels in noise sd 12, whose only motion is the
@@ -742,7 +756,8 @@ def _calibrate(
             # noisy arenas only (the line averaging costs ~10 ms per megapixel-frame and
             # direction; in clean video the other two measures are not noise-limited)
             _line_lengths(f, seed, t_seed, m, inside, cfg.min_area_px, fish_per_arena, lined)
-    for i, (m, f, fs, noise_s, inside, _seed) in enumerate(per_arena):
+    def arena_areas(i: int, m: ArenaModel, f: np.ndarray, fs: np.ndarray, noise_s: float,
+                    inside: np.ndarray) -> list[float]:
         contrast = m.contrast if np.isfinite(m.contrast) else typical
         # noisy video (high-speed cameras, small pixels): a threshold above the pixel noise
         # would cut the body, at a third of the eyes' contrast, into fragments; segment the
@@ -762,7 +777,7 @@ def _calibrate(
                 t = min(t, 0.5 * contrast)
             m.threshold = float(t)
         if not np.isfinite(m.contrast):
-            continue
+            return []
         known = memo[i]["areas"]  # (this call's background: set above)
         key = (m.threshold, m.smooth)
         if key not in known:
@@ -775,7 +790,10 @@ def _calibrate(
                     # touching fish); fragments of one fish are much smaller and left out
                     big = max(b.area for b in bl)
                     own_a += [b.area for b in bl if b.area >= 0.4 * big]
-        areas += known[key]
+        return known[key]
+
+    for own_a in per_arena_map(arena_areas, [(i, *p[:5]) for i, p in enumerate(per_arena)]):
+        areas += own_a
     length = float("nan")
     parts = {}
     # all are lower bounds of the visible length (a threshold can only cut a faint tail off):

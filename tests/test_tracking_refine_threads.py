@@ -1,0 +1,68 @@
+"""The background's refinement shares its arenas among the process's compute threads (issue
+15, fixed costs: the 4-well 1 MP run refined its four wells one after the other on one core
+while the other idled, before its first frame). Each arena's work is its own, so the refined
+background is that of the one-thread loop, value for value."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from fishtrack import _threads
+from fishtrack.arenas import detect_arenas
+from fishtrack.config import load_config
+from fishtrack.io.video import open_video
+from fishtrack.tracking import background, estimate_background
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and np.isnan(a):
+        return np.isnan(b)
+    return a == b
+
+
+@pytest.mark.parametrize("still", [False, True])
+def test_refinement_on_two_threads_equals_the_loop(tmp_path, monkeypatch, still):
+    """A 2 x 3-well plate (one well empty; with ``still``, a fish that sits still in the
+    median, removed per arena): the arenas' fish are found on two threads, and every model,
+    the fish length, area and their evidence equal the one-thread refinement's."""
+    from fishtrack.synth import SimSpec, simulate
+
+    spec = SimSpec(name="r", layout="wells", rows=2, cols=3, fps=50, duration_s=2, seed=4,
+                   fish_length_px=30, empty_arenas=["B3"], still_arenas=["A2"] if still else [])
+    sim = simulate(spec, tmp_path / "sim")
+    cfg = load_config(sim.config_path)
+    with open_video(sim.video_path) as src:
+        bg = estimate_background(src, cfg.tracking)
+    arenas = detect_arenas(bg.image, cfg.arenas)
+
+    threads: set[str] = set()
+    fish_blobs = background._fish_blobs
+
+    def seen(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return fish_blobs(*args, **kwargs)
+
+    monkeypatch.setattr(background, "_fish_blobs", seen)
+    refined = {}
+    for n in (1, 2):
+        monkeypatch.setattr(_threads, "_APPLIED", n)
+        threads.clear()
+        refined[n] = bg.refine(arenas, cfg.tracking, fish_per_arena=1, layout="wells")
+        assert len(threads) == n, (n, threads)
+    one, two = refined[1], refined[2]
+    assert _same((one.fish_length_px, one.fish_area_px, one.length_evidence),
+                 (two.fish_length_px, two.fish_area_px, two.length_evidence))
+    assert len(one.models) == len(two.models) == len(arenas)
+    for a, b in zip(one.models, two.models, strict=True):
+        assert _same(a.__dict__, b.__dict__), a.name
