@@ -165,24 +165,6 @@ def test_small_blurred_disc_headed_larvae_head_at_the_disc_centre(tmp_path):
     assert abs(float(along.mean())) <= 0.03 * spec.fish_length_px
 
 
-def test_small_eyes_merged_with_the_yolk_head_at_the_front_of_the_dark_head(tmp_path):
-    """Tuning seed 802 of the suite (eleven bright 28-px larvae in wells, H.264 CRF 22; 1 s of
-    it), the kind of held-out seed 20785: small eyes close together (eye size 0.61, 0.03
-    lengths either side of the axis, inside the head's outline) merged with a large yolk
-    (size 1.25) into one bright anterior body. Its width profile is flat from ~0.08 to ~0.2
-    lengths behind the snout and the head point fell on that flat top by noise, 0.045 lengths
-    behind the eyes on average (head RMSE 2.1 px at 40 px). With the profile tilted gently
-    towards the snout (``midline.FRONT_TILT``): 1.06 px at 40 px, 0.019 lengths behind."""
-    spec = suite_spec(802, duration_s=1.0)
-    assert spec.head_style == "eyes" and spec.eye_lateral < 0.035 and spec.yolk_size > 1.2
-    r = run_case(spec, tmp_path, keep=True)
-    assert r["recall"] >= 0.995
-    assert r["head_rmse_40"] <= 1.5
-    m = _truth_joined(r)
-    along = (m.x - m.x_t) * np.cos(m.heading_t) + (m.y - m.y_t) * np.sin(m.heading_t)
-    assert abs(float(along.mean())) <= 0.03 * spec.fish_length_px
-
-
 def test_small_faint_larvae_h264_heading_does_not_turn_with_the_tail(tmp_path):
     """Tuning seed 16 of the suite: eleven 27-px larvae in a 12-well plate, tail tip 17 grey
     levels from the background, H.264 CRF 21, noise sd 9. A small larva's dark head is a flat

@@ -105,16 +105,6 @@ BESIDE_PX = 3.5
 #: speck's 6-degree pull off the heading there, but turned the anterior midline of large
 #: free-swimming larvae away from their bend (tuning seed 19: tail r 0.997 -> 0.985)
 RIGID_TURN = FIRST_TURN
-#: scale (lengths) of the gentle weighting of the head's width profile from the snout
-#: backwards (:func:`refine_heads`, ``exp(-t / FRONT_TILT)``). Small eyes close together
-#: (within the head's outline) merge with a large yolk into one dark anterior body whose
-#: width profile is flat from ~0.08 to ~0.2 lengths behind the snout; its maximum fell on
-#: that flat top by noise, 1.5 px behind the eyes of 32-px larvae (held-out 20785; tuning
-#: look-alikes 365, 379, 802: head 2.1-2.5 px at 40 px). The eyes are the front of the dark
-#: head: tilted, the flat top gives its front end, while a distinct peak (eyes, a head disc)
-#: moves by its squared width / 0.5 lengths (~0.3 px at 40 px for a wide disc). 0.3 pulled
-#: disc centres 0.5 px ahead (tuning seeds 1, 12), 0.7 left the flat tops 1.3 px behind
-FRONT_TILT = 0.5
 
 
 def wrap(a: np.ndarray | float) -> np.ndarray:
@@ -507,7 +497,6 @@ def refine_heads(
     half_width: float = 0.16,
     front_free: float = 0.15,
     front_decay: float = 0.1,
-    front_tilt: float = FRONT_TILT,
     no_feature: float = 0.06,
     feature_reach: float = 0.2,
     head_feature: bool | np.ndarray | None = None,
@@ -527,11 +516,7 @@ def refine_heads(
     the body does not), weighted down by ``exp(-d / front_decay)`` where ``d`` is the
     distance beyond ``front_free`` lengths behind the snout (the front of the fish along the
     axis: a yolk or swim bladder wider than small eyes, or the mid-body of a fish without
-    distinct eyes, must not win) and, gently, by ``exp(-t / front_tilt)`` with ``t`` the
-    distance behind the snout (the eyes are the front of the dark head: where small eyes
-    close together merge with the yolk the profile is flat over the anterior body, and the
-    head is its front end, not a point on the flat top picked by noise), refined by a
-    parabola; its lateral position is the centroid
+    distinct eyes, must not win), refined by a parabola; its lateral position is the centroid
     of that row above 0.3 of the row's maximum. For two eyes this is their midpoint; for a
     head without distinct eyes (a dark disc, eyes merged at low resolution) the centre of the
     widest dark part of the head.
@@ -591,11 +576,8 @@ def refine_heads(
     # fish begins, at 0.3 of its strongest fishness along the axis) the profile is weighted
     # down, so that a yolk or swim bladder wider than small eyes, or the mid-body of a fish
     # without distinct eyes, does not win
-    # and gently from the snout on (``FRONT_TILT``): a flat profile (eyes merged with the yolk)
-    # gives its front end, a distinct peak hardly moves
-    from_snout = np.clip(t[None, :] - t_front[:, None], 0.0, None)
-    behind = np.clip(from_snout - front_free * length, 0.0, None)
-    decay = np.exp(-behind / (front_decay * length) - from_snout / (front_tilt * length))
+    behind = np.clip(t[None, :] - t_front[:, None] - front_free * length, 0.0, None)
+    decay = np.exp(-behind / (front_decay * length))
     if kern is not None:
         out, reach_w = np.empty((m, 2)), np.empty(m)
         decide = head_feature is None
