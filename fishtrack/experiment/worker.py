@@ -102,6 +102,12 @@ class TrialTask:
     concurrent: int = 0
     """Trials running at once on the worker's machine (:attr:`Backend.concurrent`): the
     worker caps its threads at its share of the cores (0: no cap, the trial runs alone)."""
+    rows: Any = None
+    """The video's manifest rows (a DataFrame) with ``stats_config`` and ``rel_video`` (the
+    video as the manifest names it): the worker also computes and keeps the trial's
+    statistics inputs (:mod:`fishtrack.experiment.trialstats`); ``None``: not."""
+    stats_config: Config | None = None
+    rel_video: str = ""
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
@@ -146,6 +152,11 @@ def _execute_trial(task: TrialTask, queue=None) -> TrialOutcome:
         absent = TrialFolder(tmp).missing()
         if absent:
             raise FishtrackError(f"{task.video}: the trial produced no {', '.join(absent)}")
+        if task.rows is not None:  # in the parallel phase, not in the statistics after
+            from fishtrack.experiment.trialstats import prepare_trial_tables
+
+            prepare_trial_tables(tmp, task.name, task.rel_video, task.rows,
+                                 task.stats_config or task.config)
         _replace_dir(tmp, final)
         found_path(root, task.name).unlink(missing_ok=True)
         status: Status = "reclassified" if task.mode == "reclassify" else "done"
