@@ -3,7 +3,7 @@ trial folder (issue 15: moves them out of the serial statistics after a run).
 
 For every trial the statistics need the per-fish metrics (:func:`fishtrack.stats.
 per_fish_metrics`), the binned passive fraction and the assay analyses' per-trial inputs
-(:func:`fishtrack.stats.assay.trial_parts`: the metrics at every give-up threshold and the
+(:func:`fishtrack.stats.trialparts.trial_parts`: the metrics at every give-up threshold and the
 onset-locked traces); together ~0.6 s of CPU per 2x3-well trial of 30 s at 50 fps. A run's
 worker computes them right after the trial (:func:`prepare_trial_tables`, in the parallel
 phase) and keeps them in ``OUT/trials/<trial>/.stats/`` (Parquet, written atomically), keyed
@@ -39,7 +39,7 @@ TABLES_DIR = ".stats"
 
 _TABLES = ("per_fish", "bins", "sensitivity", "traces")
 _CODE = ("fishtrack.experiment.trialstats", "fishtrack.stats.metrics",
-         "fishtrack.stats.sensitivity", "fishtrack.stats.eventlocked", "fishtrack.stats.assay",
+         "fishtrack.stats.sensitivity", "fishtrack.stats.eventlocked", "fishtrack.stats.trialparts",
          "fishtrack.behaviour.states", "fishtrack.corrections", "fishtrack.align")
 """Modules whose code the kept tables depend on (their source is part of the key)."""
 
@@ -122,8 +122,8 @@ def load_trial(folder: TrialFolder, name: str, video: str, man_rows: pd.DataFram
 def _compute(td: TrialData, cfg: Config, folder: Path) -> dict[str, pd.DataFrame]:
     """``per_fish``, ``bins`` and the assay analyses' per-trial inputs of one trial."""
     from fishtrack.align import read_aligned_signals
-    from fishtrack.stats.assay import trial_parts
     from fishtrack.stats.metrics import binned_passive_fraction, per_fish_metrics
+    from fishtrack.stats.trialparts import trial_parts
 
     if td.tracks.empty or "state" not in td.tracks.columns:
         return {}
