@@ -389,11 +389,11 @@ def _execute(plan: _Plan, backend: Backend, trial_fn: TrialFn | None,
         while q is not None:
             try:
                 tname, d, tot = q.get_nowait()
-            except Exception:  # noqa: BLE001 - queue.Empty from a manager proxy
+            except Exception:  # noqa: BLE001 - queue.Empty
                 return
             emit(progress, "trial", d, tot, trial=tname, status="running")
 
-    items = [(t, backend.queue) for t in tasks]
+    items = [(t,) for t in tasks]  # a spawned worker's progress queue is inherited
     if backend.pool is None and backend.client is None and progress is not None:
         items = [(t, InlineQueue(progress)) for t in tasks]
     rel = {plan.names[v]: v for v in videos}

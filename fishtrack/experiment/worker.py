@@ -24,7 +24,7 @@ from typing import Any, Literal
 from fishtrack._threads import limit_threads, restore_malloc_thresholds
 from fishtrack.config import Config
 from fishtrack.errors import FishtrackError
-from fishtrack.experiment.backends import QueueProgress, trial_threads
+from fishtrack.experiment.backends import QueueProgress, trial_threads, worker_queue
 from fishtrack.experiment.records import Status, TrialOutcome
 from fishtrack.pipeline import classify_folder, find_arenas_once, open_source, track_to_folder
 from fishtrack.trial import TrialFolder
@@ -131,6 +131,7 @@ def _execute_trial(task: TrialTask, queue=None) -> TrialOutcome:
     root = Path(task.out_root)
     final = root / "trials" / task.name
     tmp = final.with_name(f".{task.name}.part-{uuid.uuid4().hex[:8]}")
+    queue = worker_queue() if queue is None else queue  # a spawned worker's: inherited
     progress = QueueProgress(queue, task.name) if queue is not None else None
     _limit_worker(task.concurrent)
     try:
