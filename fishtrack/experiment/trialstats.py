@@ -180,6 +180,8 @@ def _keep(folder: Path, key: str, tables: dict[str, pd.DataFrame]) -> None:
     from fishtrack.io.tables import write_table, write_text
 
     final = folder / TABLES_DIR
+    for left in [*folder.glob(f"{TABLES_DIR}.part-*"), *folder.glob(f"{TABLES_DIR}.old-*")]:
+        shutil.rmtree(left, ignore_errors=True)  # of a process killed while keeping them
     tmp = folder / f"{TABLES_DIR}.part-{uuid.uuid4().hex[:8]}"
     try:
         kept = [t for t in _TABLES if t in tables and not tables[t].empty]
