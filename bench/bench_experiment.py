@@ -128,13 +128,16 @@ def run(out_path: str | Path, n_trials: int = 8, seconds: float = 30.0) -> dict:
     r["load_after"] = os.getloadavg()[0]
     r["speedup_2w"] = r["trials_per_min_2w"] / r["trials_per_min_1w"]
     r["speedup_dask"] = r["trials_per_min_dask"] / r["trials_per_min_1w"]
+    r["speedup_wall_2w"] = r["wall_s_1w"] / r["wall_s_2w"]
+    r["speedup_wall_dask"] = r["wall_s_1w"] / r["wall_s_dask"]
     text = f"""## Experiment batch (`bench/bench_experiment.py`)
 
 A simulated experiment of {n_trials} trials of equal size (2x3-well plates, {seconds:g} s at
 50 fps, 40 px larvae): {n_trials} trials, {n_fish} fish, on {os.cpu_count()} cores (load
 average {r['load_before']:.1f} before, {r['load_after']:.1f} after). Tracking phase = arena
-check plus every trial (spawned worker processes and their imports included); wall = the whole
-`run_experiment` including statistics and report. CPU = user + sys seconds of the benchmark
+check plus every trial (spawned worker processes and their imports included; since
+2026-12-07 each trial's worker also computes the trial's statistics inputs in it); wall = the
+whole `run_experiment` including statistics and report (the `fishtrack run` a user waits for). CPU = user + sys seconds of the benchmark
 process and every worker process (the machine's other load is not in it: judge the workers'
 overhead by it when the machine is shared). With 2 workers each worker process caps its
 threads at its share of the cores (docs/experiments.md, "Threads per worker").
@@ -145,6 +148,7 @@ threads at its share of the cores (docs/experiments.md, "Threads per worker").
 | tracking phase (s) | {r['tracking_s_1w']:.1f} | {r['tracking_s_2w']:.1f} | {r['tracking_s_dask']:.1f} |
 | whole run (s) | {r['wall_s_1w']:.1f} | {r['wall_s_2w']:.1f} | {r['wall_s_dask']:.1f} |
 | speed-up over 1 worker (tracking phase) | 1.00 | {r['speedup_2w']:.2f} | {r['speedup_dask']:.2f} |
+| speed-up over 1 worker (whole run) | 1.00 | {r['speedup_wall_2w']:.2f} | {r['speedup_wall_dask']:.2f} |
 | CPU s, all processes (user + sys, whole run) | {r['cpu_s_1w']:.1f} | {r['cpu_s_2w']:.1f} | {r['cpu_s_dask']:.1f} |
 
 `per_fish.csv` identical across the three runs: {'yes' if r['identical'] else 'NO'}.

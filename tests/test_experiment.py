@@ -412,7 +412,8 @@ def test_run_outputs_match_truth(baseline):
                  "manifest.csv", "config.yaml"):
         assert (out / name).stat().st_size > 0, name
     for trial in ("plate1", "plate2"):
-        files = sorted(p.name for p in (out / "trials" / trial).iterdir())
+        files = sorted(p.name for p in (out / "trials" / trial).iterdir()
+                       if not p.name.startswith("."))  # hidden: kept inputs, not outputs
         assert files == ["bouts.csv", "epochs.csv", "provenance.json", "tracks.parquet"]
     ol = _open_loop(pd.read_csv(out / "per_fish.csv"))
     assert sorted(ol.index) == sorted(truth)  # plate2:B2 is tracked but not in the manifest

@@ -86,3 +86,39 @@ def test_run_estimates_each_background_once_and_a_touched_video_again(tmp_path):
     other = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(
         update={"background_frames": cfg.tracking.background_frames + 1})})
     assert load_found(found, found_key(video, other)) is None  # another config: found again
+
+
+def test_a_trials_statistics_inputs_import_no_comparisons(tmp_path):
+    """A worker computes its trial's statistics inputs after the trial (per-fish metrics,
+    give-up sensitivity, onset traces: :mod:`fishtrack.experiment.trialstats`); they need no
+    group comparisons, so the worker imports no ``scipy.stats`` for them (~0.6 s of CPU per
+    worker process, in the parallel phase)."""
+    from fixtures_experiment import fake_trial, plate_experiment
+
+    from fishtrack.config import resolve_config
+    from fishtrack.experiment.manifest import read_manifest
+    from fishtrack.experiment.trialstats import TABLES_DIR
+
+    e = plate_experiment(tmp_path / "in")
+    cfg = resolve_config(e["config"])
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    fake_trial(tmp_path / "in" / "videos" / "plate1.mp4", cfg, trial)
+    rows = tmp_path / "rows.csv"
+    table = read_manifest(e["manifest"]).table
+    table[table["video"] == "videos/plate1.mp4"].to_csv(rows, index=False)
+    (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
+    code = (
+        "import sys, pandas as pd; from fishtrack.config import Config; "
+        "import fishtrack.experiment.worker; "
+        "from fishtrack.experiment.trialstats import prepare_trial_tables; "
+        f"cfg = Config.model_validate_json(open({str(tmp_path / 'cfg.json')!r}).read()); "
+        f"prepare_trial_tables({str(trial)!r}, 'plate1', 'videos/plate1.mp4', "
+        f"pd.read_csv({str(rows)!r}), cfg); "
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env,
+                         check=True, timeout=120)
+    assert (trial / TABLES_DIR / "key.json").exists()  # computed and kept
+    heavy = set(out.stdout.decode().strip().split(",")) - {""}
+    assert heavy <= {"scipy", "fishtrack.stats", "fishtrack.align"}, heavy

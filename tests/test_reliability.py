@@ -765,7 +765,9 @@ def _fake_batch(root: Path, n: int, sleep_s: float) -> Path:
 def _tables(out: Path) -> dict[str, bytes]:
     files = {p.relative_to(out).as_posix(): p.read_bytes()
              for p in sorted(out.rglob("*")) if p.is_file()
-             and p.suffix in (".csv", ".parquet") and p.name != "manifest.csv"}
+             and p.suffix in (".csv", ".parquet") and p.name != "manifest.csv"
+             # hidden: a trial's kept statistics inputs (trials/<t>/.stats), not outputs
+             and not any(part.startswith(".") for part in p.relative_to(out).parts)}
     assert any(k.startswith("trials/") for k in files) and "per_fish.csv" in files
     return files
 

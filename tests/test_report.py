@@ -157,6 +157,39 @@ def test_estimation_plot_draws_every_fish_and_the_difference():
     assert 0.3 in ys and 0.8 in ys and 0.53 in ys
 
 
+def test_png_and_svg_of_a_figure_share_one_layout():
+    """The report writes each figure as PNG and SVG; the SVG is drawn in the layout the
+    PNG's draw found (issue 15: constrained layout ran twice per figure, ~half the SVG's
+    time), the PNG unchanged."""
+    from fishtrack.report.figures import figure_bytes, figure_png_svg
+
+    data = pd.DataFrame({"group": ["control"] * 4 + ["ket"] * 3,
+                         "value": [0.1, 0.2, 0.2, 0.3, 0.5, 0.7, 0.9]})
+    diffs = pd.DataFrame({"group": ["ket"], "difference": [0.53], "ci_low": [0.3],
+                          "ci_high": [0.8]})
+
+    def fig():
+        return estimation_figure(data, metric="passive_fraction", reference="control",
+                                 differences=diffs)
+
+    def boxes(f):
+        return np.array([ax.get_position().bounds for ax in f.axes])
+
+    ref = fig()
+    ref_png = figure_bytes(ref, "png")
+    laid_out = boxes(ref)
+    figure_bytes(ref, "svg")  # drawn a second time, the layout engine runs again
+    assert np.abs(boxes(ref) - laid_out).max() > 1e-5  # (so the check below can fail)
+    f = fig()
+    png, svg = figure_png_svg(f)
+    assert png == ref_png
+    np.testing.assert_array_equal(boxes(f), laid_out)  # the SVG in the PNG's layout
+    root = ET.fromstring(svg)
+    assert root.tag.endswith("svg")
+    assert float(root.get("width").removesuffix("pt")) == pytest.approx(f.get_figwidth() * 72)
+    assert len(root.findall(".//{http://www.w3.org/2000/svg}path")) > 20
+
+
 def test_metric_selection_uses_pooled_open_loop_rows():
     pf = pd.DataFrame({
         "fish_id": ["a", "a", "a", "b", "b", "b"], "group": ["control"] * 3 + ["ket"] * 3,

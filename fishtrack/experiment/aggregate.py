@@ -1,40 +1,34 @@
 """Statistics of an experiment folder: per-fish metrics, group statistics and the report
 from the trial folders.
 
-(Moved from ``experiment.py``; the names ``_emit``, ``_read_state`` and ``_arena_span`` are
+(Moved from ``experiment.py``; the names ``_emit`` and ``_read_state`` are
 kept as local aliases so the code reads as it did there.)"""
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fishtrack.align import read_aligned_signals
 from fishtrack.behaviour.qc import vigour_summary
 from fishtrack.config import Config, load_config, resolve_config
-from fishtrack.corrections import apply_corrections, apply_corrections_to_epochs
 from fishtrack.errors import ConfigError, FishtrackError
 from fishtrack.experiment.lock import output_lock
 from fishtrack.experiment.manifest import Manifest, read_manifest, trial_names
-from fishtrack.experiment.manifest import arena_span as _arena_span
 from fishtrack.experiment.records import ExperimentResult, ProgressCallback
 from fishtrack.experiment.records import emit as _emit
 from fishtrack.experiment.state import read_state as _read_state
+from fishtrack.experiment.trialstats import TrialData, load_trial, trial_tables
 from fishtrack.io.tables import write_table
-from fishtrack.stats import (
-    RESULT_COLUMNS,
-    binned_passive_fraction,
-    compare_groups,
-    per_fish_metrics,
-)
-from fishtrack.stats.assay import analyse, trial_parts, write_tables
+from fishtrack.stats import RESULT_COLUMNS, compare_groups
+from fishtrack.stats.assay import analyse, write_tables
 from fishtrack.stats.design import design_warnings
 from fishtrack.stats.survival import excluded_rows
-from fishtrack.trial import PROVENANCE, TRACKS, Provenance, TrialFolder
+from fishtrack.trial import TrialFolder
+
+_TrialData = TrialData  # its name here before it moved to trialstats (tests)
 
 
 def compute_stats(
@@ -77,79 +71,7 @@ def compute_stats(
     return res
 
 
-_TRACK_COLUMNS = ("frame", "time_s", "arena", "fish", "detected", "state", "in_bout", "x", "y",
-                  "heading", "tail_angle", "area_px", "id_uncertain",
-                  # the behaviour QC figure's signals (absent columns are skipped)
-                  "vigour_rad_s", "bout_speed_px_s", "bout_motion_grey")
-
-
-@dataclass
-class _TrialData:
-    name: str
-    video: str
-    tracks: pd.DataFrame
-    bouts: pd.DataFrame
-    epochs: pd.DataFrame
-    protocol: list
-    prov: Provenance
-    fish_rows: pd.DataFrame
-    corrections: int = 0
-    px_per_mm: float | None = None
-
-
-def _fish_rows(man_rows: pd.DataFrame, trial: str) -> pd.DataFrame:
-    """Manifest rows of one video as the stats stage's fish table (matched on ``arena``)."""
-    rows = man_rows.rename(columns={"row": "manifest_row"}).copy()
-    rows.insert(rows.columns.get_loc("fish_id") + 1, "trial_dir", trial)
-    return rows.reset_index(drop=True)
-
-
-def _load_trial(folder: TrialFolder, name: str, video: str, man_rows: pd.DataFrame,
-                cfg: Config) -> tuple[_TrialData | None, list[str]]:
-    notes: list[str] = []
-    if folder.missing((PROVENANCE, TRACKS)):
-        return None, [f"trial '{name}' ({video}) has no complete outputs; its fish are not analysed"]
-    prov = folder.provenance()
-    tracks = folder.tracks(columns=_TRACK_COLUMNS)  # arena and fish as text
-    bouts = folder.bouts()
-    epochs = folder.epochs()
-    try:
-        protocol = prov.phases()  # a re-scoring's protocol, else the recorded config's
-    except (FishtrackError, TypeError, ValueError):
-        protocol = cfg.protocol
-    tracked = set(tracks["arena"].unique()) if "arena" in tracks.columns else set()
-    extra = sorted(tracked - set(man_rows["arena"]))
-    if extra:
-        notes.append(
-            f"trial '{name}': {len(extra)} tracked well(s) not in the manifest (not analysed): "
-            f"{_arena_span(extra)}"
-        )
-    missing = sorted(set(man_rows["arena"]) - tracked)
-    if missing:
-        notes.append(f"trial '{name}': no fish tracked in manifest well(s) {', '.join(missing)}")
-    if "arena" in tracks.columns:  # wells not in the manifest are tracked but not analysed
-        tracks = tracks[tracks["arena"].isin(set(man_rows["arena"]))].reset_index(drop=True)
-    n_corr = 0
-    corr_path = folder.corrections_path
-    if corr_path.exists() and "state" in tracks.columns:
-        corr = folder.corrections()
-        tracks = apply_corrections(tracks, corr)
-        n_corr = int(tracks["corrected"].sum())
-        if not epochs.empty:
-            epochs = apply_corrections_to_epochs(epochs, corr)
-        notes.append(
-            f"trial '{name}': manual corrections applied from {corr_path.name} "
-            f"({len(corr)} interval(s), {n_corr} frame(s) relabelled)"
-        )
-    px_per_mm = cfg.px_per_mm
-    if "config" in man_rows.columns and man_rows["config"].iloc[0]:  # the video's own config
-        px_per_mm = prov.config.get("px_per_mm", px_per_mm)
-    td = _TrialData(name, video, tracks, bouts, epochs, protocol, prov,
-                    _fish_rows(man_rows, name), n_corr, px_per_mm)
-    return td, notes
-
-
-def _qc_table(td: _TrialData, ids: pd.DataFrame) -> pd.DataFrame:
+def _qc_table(td: TrialData, ids: pd.DataFrame) -> pd.DataFrame:
     """Detection rate over the whole record per analysed fish."""
     tr = td.tracks
     det = tr["detected"].astype(bool) if "detected" in tr.columns else pd.Series(True, index=tr.index)
@@ -159,7 +81,7 @@ def _qc_table(td: _TrialData, ids: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _behaviour_qc(td: _TrialData, ids: pd.DataFrame) -> dict:
+def _behaviour_qc(td: TrialData, ids: pd.DataFrame) -> dict:
     """The trial's behaviour noise (provenance ``behaviour_noise``) and per-fish vigour
     summary (:func:`fishtrack.behaviour.qc.vigour_summary`) of the analysed fish."""
     noise = td.prov.get("behaviour_noise") or {}
@@ -169,7 +91,7 @@ def _behaviour_qc(td: _TrialData, ids: pd.DataFrame) -> dict:
             "summary": summary}
 
 
-def _ethogram(td: _TrialData, ids: pd.DataFrame, width_s: float) -> pd.DataFrame:
+def _ethogram(td: TrialData, ids: pd.DataFrame, width_s: float) -> pd.DataFrame:
     """Majority state per fish per time bin, long format: ``fish_id, bin_start_s, state``."""
     tr = td.tracks
     if "state" not in tr.columns or tr.empty or ids.empty:
@@ -191,18 +113,6 @@ def _ethogram(td: _TrialData, ids: pd.DataFrame, width_s: float) -> pd.DataFrame
     return counts[["fish_id", "bin_start_s", "state", "trial_dir"]].reset_index(drop=True)
 
 
-def _per_trial_stats(td: _TrialData, cfg: Config) -> tuple[pd.DataFrame, pd.DataFrame]:
-    if td.tracks.empty or "state" not in td.tracks.columns:
-        return pd.DataFrame(), pd.DataFrame()
-    pf = per_fish_metrics(
-        td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, px_per_mm=td.px_per_mm,
-        exclude_no_swimming=cfg.stats.exclude_no_swimming,
-        struggle_window_s=cfg.stats.struggle_window_s,
-    )
-    bins = binned_passive_fraction(td.tracks, td.protocol, cfg.stats.bin_s, td.fish_rows)
-    return pf, bins
-
-
 def _compute_stats(
     out: Path, man: Manifest, cfg: Config, names: dict[str, str], *,
     progress: ProgressCallback | None = None, report: bool = True,
@@ -222,7 +132,7 @@ def _compute_stats(
         name = names[v]
         _emit(progress, "stats", k, n_steps, message=f"reading {name}")
         rows = man.table[man.table["video"] == v]
-        td, tn = _load_trial(folders[v], name, v, rows, cfg)
+        td, tn = load_trial(folders[v], name, v, rows, cfg)
         notes += tn
         if td is None:
             trial_info.append({"trial": name, "video": v, "complete": False})
@@ -230,8 +140,10 @@ def _compute_stats(
         if td.protocol and not protocol_ref:
             protocol_ref = list(td.protocol)
         protocols[v] = list(td.protocol or [])
-        pf, bins = _per_trial_stats(td, cfg)
-        _assay_trial(assay_parts, td, cfg, folders[v].path)
+        got = trial_tables(folders[v].path, td, rows, cfg)  # kept by the trial's worker
+        pf, bins = got.pop("per_fish", pd.DataFrame()), got.pop("bins", pd.DataFrame())
+        for key, df in got.items():
+            assay_parts.setdefault(key, []).append(df)
         per_fish_parts.append(pf)
         bin_parts.append(bins)
         ids = (pf[["arena", "fish", "fish_id"]].drop_duplicates().astype(str)
@@ -307,17 +219,6 @@ def _compute_stats(
         warnings=notes + design_notes,
         assay=assay,
     )
-
-
-def _assay_trial(parts: dict[str, list], td: _TrialData, cfg: Config, folder: Path) -> None:
-    """Per-trial inputs of the assay analyses (:func:`fishtrack.stats.assay.trial_parts`),
-    with the signals aligned to the trial by ``fishtrack align``."""
-    if td.tracks.empty or "state" not in td.tracks.columns:
-        return
-    got = trial_parts(td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, cfg,
-                      px_per_mm=td.px_per_mm, signals=read_aligned_signals(folder))
-    for key, df in got.items():
-        parts.setdefault(key, []).append(df)
 
 
 def _design_notes(per_fish: pd.DataFrame, protocols: dict[str, list]) -> list[str]:

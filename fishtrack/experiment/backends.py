@@ -30,6 +30,25 @@ class QueueProgress:
 
 
 
+_worker_queue = None
+"""This worker process's progress queue (:func:`_set_worker_queue`; ``None`` elsewhere)."""
+
+
+def _set_worker_queue(queue) -> None:
+    """Pool initializer: the progress queue a spawned worker inherits (a multiprocessing
+    queue cannot be a task argument). Progress is best-effort: the worker may exit with
+    messages unsent."""
+    global _worker_queue
+    _worker_queue = queue
+    if queue is not None:
+        queue.cancel_join_thread()
+
+
+def worker_queue():
+    """The progress queue of this worker process, or ``None``."""
+    return _worker_queue
+
+
 class Backend:
     """Runs picklable top-level functions: inline, in a spawn process pool or on dask."""
 
@@ -39,7 +58,6 @@ class Backend:
         self.want_progress = want_progress
         self.pool = None
         self.client = None
-        self.manager = None
         self.queue = None
         self._own_client = False
 
@@ -58,17 +76,18 @@ class Backend:
             self.client, self._own_client = _dask_client(self.scheduler)
         elif self.workers > 1:
             ctx = mp.get_context("spawn")
-            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
-            if self.want_progress:
-                self.manager = ctx.Manager()
-                self.queue = self.manager.Queue()
+            if self.want_progress:  # inherited by the workers: no manager process (issue 15)
+                self.queue = ctx.Queue()
+            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
+                                            initializer=_set_worker_queue,
+                                            initargs=(self.queue,))
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
-        if self.manager is not None:
-            self.manager.shutdown()
+        if self.queue is not None:
+            self.queue.close()
         if self.client is not None and self._own_client:
             self.client.close()
 

@@ -144,7 +144,7 @@ def run_experiment(
                 _discard_found(plan, fresh)
             raise_problems(man.where, plan.problems)
             write_inputs(out, man, cfg, plan.names)  # record the experiment before work starts
-            outcomes = _execute(plan, backend, trial_fn, progress)
+            outcomes = _execute(plan, backend, trial_fn, progress, cfg)
         trials = _trials_table(plan, outcomes)
         update_state(out, trials)
         res = _compute_stats(out, man, cfg, plan.names, progress=progress, report=report)
@@ -359,8 +359,9 @@ def _clean_leftovers(trials_dir: Path) -> None:
 
 
 def _execute(plan: _Plan, backend: Backend, trial_fn: TrialFn | None,
-             progress: ProgressCallback | None) -> dict[str, TrialOutcome]:
-    """Run the trials that are not current; the outcome of every trial by name."""
+             progress: ProgressCallback | None, cfg: Config) -> dict[str, TrialOutcome]:
+    """Run the trials that are not current; the outcome of every trial by name. Each
+    trial's worker also prepares its statistics inputs for ``cfg`` (the experiment's)."""
     man = plan.manifest
     videos = man.videos
     tasks = []
@@ -372,7 +373,8 @@ def _execute(plan: _Plan, backend: Backend, trial_fn: TrialFn | None,
             continue
         mode = "reclassify" if plan.status[v] == "reclassify" else "track"
         tasks.append(TrialTask(name, str(man.root / v), str(plan.out), plan.configs[v], mode,
-                               trial_fn, backend.concurrent))
+                               trial_fn, backend.concurrent, rows=man.table[man.table["video"] == v],
+                               stats_config=cfg, rel_video=v))
     total = len(videos)
     n_done = 0
     for name in outcomes:
@@ -387,11 +389,11 @@ def _execute(plan: _Plan, backend: Backend, trial_fn: TrialFn | None,
         while q is not None:
             try:
                 tname, d, tot = q.get_nowait()
-            except Exception:  # noqa: BLE001 - queue.Empty from a manager proxy
+            except Exception:  # noqa: BLE001 - queue.Empty
                 return
             emit(progress, "trial", d, tot, trial=tname, status="running")
 
-    items = [(t, backend.queue) for t in tasks]
+    items = [(t,) for t in tasks]  # a spawned worker's progress queue is inherited
     if backend.pool is None and backend.client is None and progress is not None:
         items = [(t, InlineQueue(progress)) for t in tasks]
     rel = {plan.names[v]: v for v in videos}

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from fishtrack._threads import limit_threads, restore_malloc_thresholds
 from fishtrack.config import Config
 from fishtrack.errors import FishtrackError
-from fishtrack.experiment.backends import QueueProgress, trial_threads
+from fishtrack.experiment.backends import QueueProgress, trial_threads, worker_queue
 from fishtrack.experiment.records import Status, TrialOutcome
 from fishtrack.pipeline import classify_folder, find_arenas_once, open_source, track_to_folder
 from fishtrack.trial import TrialFolder
@@ -102,6 +102,12 @@ class TrialTask:
     concurrent: int = 0
     """Trials running at once on the worker's machine (:attr:`Backend.concurrent`): the
     worker caps its threads at its share of the cores (0: no cap, the trial runs alone)."""
+    rows: Any = None
+    """The video's manifest rows (a DataFrame) with ``stats_config`` and ``rel_video`` (the
+    video as the manifest names it): the worker also computes and keeps the trial's
+    statistics inputs (:mod:`fishtrack.experiment.trialstats`); ``None``: not."""
+    stats_config: Config | None = None
+    rel_video: str = ""
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
@@ -125,6 +131,7 @@ def _execute_trial(task: TrialTask, queue=None) -> TrialOutcome:
     root = Path(task.out_root)
     final = root / "trials" / task.name
     tmp = final.with_name(f".{task.name}.part-{uuid.uuid4().hex[:8]}")
+    queue = worker_queue() if queue is None else queue  # a spawned worker's: inherited
     progress = QueueProgress(queue, task.name) if queue is not None else None
     _limit_worker(task.concurrent)
     try:
@@ -146,6 +153,11 @@ def _execute_trial(task: TrialTask, queue=None) -> TrialOutcome:
         absent = TrialFolder(tmp).missing()
         if absent:
             raise FishtrackError(f"{task.video}: the trial produced no {', '.join(absent)}")
+        if task.rows is not None:  # in the parallel phase, not in the statistics after
+            from fishtrack.experiment.trialstats import prepare_trial_tables
+
+            prepare_trial_tables(tmp, task.name, task.rel_video, task.rows,
+                                 task.stats_config or task.config)
         _replace_dir(tmp, final)
         found_path(root, task.name).unlink(missing_ok=True)
         status: Status = "reclassified" if task.mode == "reclassify" else "done"

@@ -21,7 +21,7 @@ from fishtrack.report.figures import (
     detection_figure,
     estimation_figure,
     ethogram_figure,
-    figure_bytes,
+    figure_png_svg,
     rmst_figure,
     survival_figure,
 )
@@ -289,9 +289,9 @@ def _ethogram_rows(ethogram: pd.DataFrame, fish_groups: pd.DataFrame):
 
 
 def _save(fig, name: str, folder: Path, written: list[Path]) -> bytes:
-    png = figure_bytes(fig, "png")
+    png, svg = figure_png_svg(fig)  # one layout for both
     write_bytes(folder / f"{name}.png", png)
-    write_bytes(folder / f"{name}.svg", figure_bytes(fig, "svg"))
+    write_bytes(folder / f"{name}.svg", svg)
     written += [folder / f"{name}.png", folder / f"{name}.svg"]
     return png
 

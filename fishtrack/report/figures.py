@@ -31,6 +31,7 @@ __all__ = [
     "detection_figure",
     "behaviour_qc_figure",
     "figure_bytes",
+    "figure_png_svg",
     "event_locked_figure",
     "sensitivity_figure",
     "dose_response_figure",
@@ -971,3 +972,12 @@ def figure_bytes(fig: Figure, fmt: str = "png", *, dpi: int = 110) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=dpi, metadata={"Date": None} if fmt == "svg" else None)
     return buf.getvalue()
+
+
+def figure_png_svg(fig: Figure, *, dpi: int = 110) -> tuple[bytes, bytes]:
+    """The figure as PNG and SVG bytes, laid out once: the PNG's draw runs the layout
+    engine (constrained layout: most of a draw's time), the SVG is drawn with the positions
+    it found (the layout engine then set to ``"none"``), so both show the same layout."""
+    png = figure_bytes(fig, "png", dpi=dpi)
+    fig.set_layout_engine("none")  # keeps the positions the PNG's draw set
+    return png, figure_bytes(fig, "svg", dpi=dpi)

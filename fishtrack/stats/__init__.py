@@ -9,18 +9,6 @@ measured calibration (false-positive rate, interval coverage).
 against ``stats.reference_group``; ``kaplan_meier`` -> latency curves for plotting.
 """
 
-from fishtrack.stats.compare import (
-    RESULT_COLUMNS,
-    compare_groups,
-    compare_latency,
-    compare_mixed,
-    compare_paired,
-    compare_repeated,
-    compare_two,
-    hedges_g,
-    holm,
-    primary_phase,
-)
 from fishtrack.stats.metrics import (
     METRIC_SPECS,
     METRICS,
@@ -28,7 +16,24 @@ from fishtrack.stats.metrics import (
     binned_passive_fraction,
     per_fish_metrics,
 )
-from fishtrack.stats.survival import kaplan_meier, rmst, survival_table
+
+_LAZY = {
+    **dict.fromkeys(("RESULT_COLUMNS", "compare_groups", "compare_latency", "compare_mixed",
+                     "compare_paired", "compare_repeated", "compare_two", "hedges_g", "holm",
+                     "primary_phase"), "fishtrack.stats.compare"),
+    **dict.fromkeys(("kaplan_meier", "rmst", "survival_table"), "fishtrack.stats.survival"),
+}
+"""Names imported on first use: the comparisons import ``scipy.stats`` (~0.7 s of CPU per
+process), which a trial's worker computing per-fish metrics does not need (issue 15)."""
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fishtrack.stats' has no attribute {name!r}")
+
 
 __all__ = [
     "METRICS",

@@ -37,7 +37,6 @@ import numpy as np
 import pandas as pd
 
 from fishtrack.config import Phase, StatsConfig
-from fishtrack.stats.compare import _rng, compare_paired, compare_two
 from fishtrack.stats.metrics import (
     _bout_arrays,
     _fish_index,
@@ -281,6 +280,8 @@ def onset_stats(traces: pd.DataFrame, cfg: StatsConfig, *,
     change (after − before) with a sign-flip test; and every group's change against the
     reference group's (difference-in-differences, permutation test). Fish listed in
     ``exclude`` are left out."""
+    from fishtrack.stats.compare import _rng, compare_paired, compare_two  # (scipy.stats)
+
     cols = ["event", "signal", "group", "reference", "comparison", "n", "n_reference",
             "mean_before", "mean_after", "diff", "ci_low", "ci_high", "p_value", "test"]
     tr = traces[traces["window"].isin(["before", "after"]) & ~traces["fish_id"].isin(exclude)

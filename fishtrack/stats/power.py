@@ -214,13 +214,14 @@ def power_curve(
 
 def write_power(res: PowerResult, out: str | Path) -> dict[str, Path]:
     """``OUT/power.csv`` and ``OUT/power.png`` / ``.svg`` (atomically)."""
-    from fishtrack.report.figures import figure_bytes, power_figure
+    from fishtrack.report.figures import figure_png_svg, power_figure
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = res.table.assign(metric=res.metric, effect=res.effect, source=res.source)
     paths = {"table": write_table(table, out / "power.csv")}
     fig = power_figure(res.table, title=res.title)
-    paths["figure"] = write_bytes(out / "power.png", figure_bytes(fig, "png"))
-    paths["figure_svg"] = write_bytes(out / "power.svg", figure_bytes(fig, "svg"))
+    png, svg = figure_png_svg(fig)
+    paths["figure"] = write_bytes(out / "power.png", png)
+    paths["figure_svg"] = write_bytes(out / "power.svg", svg)
     return paths

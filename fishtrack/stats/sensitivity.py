@@ -23,7 +23,6 @@ import pandas as pd
 from fishtrack.behaviour.states import epochs_from_states, label_states
 from fishtrack.config import BehaviourConfig, StatsConfig
 from fishtrack.errors import ConfigError
-from fishtrack.stats.compare import compare_groups
 from fishtrack.stats.metrics import per_fish_metrics
 
 __all__ = ["SENSITIVITY_FACTORS", "SENSITIVITY_METRICS", "sensitivity_thresholds",
@@ -116,6 +115,8 @@ def compare_sensitivity(
     """Group comparisons in ``phase`` at every threshold: the rows of
     :func:`~fishtrack.stats.compare_groups` with a leading ``min_passive_s`` column (``role``
     and ``p_adjusted`` as at that threshold). Empty without thresholds or a phase."""
+    from fishtrack.stats.compare import compare_groups  # (scipy.stats: not for per-fish work)
+
     if sens.empty or phase is None:
         return pd.DataFrame()
     if metrics is None:
