@@ -1116,18 +1116,17 @@ class _Queue:
         if embedded:
             meas.heading = np.concatenate([np.full(len(p.rows), p.st.heading) for p in pend])
         tm = batch_tail_motion(store.tail_lag, pend, pt.fp, pt.off, meas.points, meas.ok)
-        r = 0
-        for p in pend:
-            k = len(p.rows)
-            idx = np.arange(r, r + k)
-            if embedded:  # detected = the tail was found
-                ok = meas.ok[idx]
-                idx, rows = idx[ok], p.rows[ok]
-            else:
-                rows = p.rows
-            _write(store, rows, p.st.slots[0], meas, idx)
-            store.f["tail_motion"][rows - store.base, p.st.slots[0]] = tm[idx]
-            r += k
+        if not pend:
+            return
+        # every block's rows at once (each block one fish's frames, no two alike)
+        rows = np.concatenate([p.rows for p in pend])
+        slot = np.repeat(np.array([p.st.slots[0] for p in pend], np.int64), [len(p.rows) for p in pend])
+        idx = np.arange(len(rows))
+        if embedded:  # detected = the tail was found
+            ok = meas.ok[idx]
+            idx, rows, slot = idx[ok], rows[ok], slot[ok]
+        _write(store, rows, slot, meas, idx)
+        store.f["tail_motion"][rows - store.base, slot] = tm[idx]
 
 
 def _select_single(st: _ArenaState, blobs: ChunkBlobs, n: int, prm: _Params) -> np.ndarray:
