@@ -50,7 +50,8 @@ def test_bilinear_rows_kernel_equals_numpy():
         y = rng.random((len(rows), k)) * (p + 4) - 2
         ref = _bilinear_np(f[rows], x, y)
         assert np.array_equal(_bilinear(f, x, y, rows), ref)  # (NumPy)
-        got = _kernels_on_off(lambda: _bilinear(f, x, y, rows), ("bilinear_rows",))[1]
+        got = _kernels_on_off(lambda x=x, y=y, rows=rows: _bilinear(f, x, y, rows),
+                              ("bilinear_rows",))[1]
         assert got.dtype == np.float32 and np.array_equal(got, ref)
         if len(rows):
             assert not np.array_equal(got, _bilinear_np(f[: len(rows)], x, y))
