@@ -39,6 +39,24 @@ def test_bilinear_kernel_equals_numpy(dtype, shape):
                           _bilinear_np(f, x.astype(np.float32), y.astype(np.float32)))
 
 
+def test_bilinear_rows_kernel_equals_numpy():
+    """Sampling chosen patches (``rows``, repeated and in any order) without copying them
+    (``_kernels.bilinear_rows``) gives exactly the NumPy values of the copied patches."""
+    rng = np.random.default_rng(3)
+    m, p, k = 30, 41, 37
+    f = (rng.random((m, p, p)) * 200).astype(np.float32)
+    for rows in (np.array([4, 4, 0, 29, 7, 12]), np.arange(m)[::-1], np.zeros(0, np.int64)):
+        x = rng.random((len(rows), k)) * (p + 4) - 2
+        y = rng.random((len(rows), k)) * (p + 4) - 2
+        ref = _bilinear_np(f[rows], x, y)
+        assert np.array_equal(_bilinear(f, x, y, rows), ref)  # (NumPy)
+        got = _kernels_on_off(lambda x=x, y=y, rows=rows: _bilinear(f, x, y, rows),
+                              ("bilinear_rows",))[1]
+        assert got.dtype == np.float32 and np.array_equal(got, ref)
+        if len(rows):
+            assert not np.array_equal(got, _bilinear_np(f[: len(rows)], x, y))
+
+
 @pytest.mark.parametrize("label", [True, False])
 def test_cut_kernel_equals_numpy(label):
     """Patches, fish areas and motion energies of the compiled cut equal the NumPy ones,

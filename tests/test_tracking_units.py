@@ -511,6 +511,51 @@ def test_plate_chunk_is_measured_without_a_copy(monkeypatch):
     assert got.tracks.equals(ref.tracks) and got.tracks["detected"].all()
 
 
+def test_plate_batch_is_written_in_one_step(monkeypatch):
+    """A measured batch of a plate's chunks is written into the store in one step for all its
+    arenas' blocks (one ``_write`` per batch, not one per arena and chunk), each fish in its
+    own arena's column: every frame's head within 2 px of the drawn one."""
+    import fishtrack.tracking.tracker as tracker
+
+    rows, cols, size = 2, 3, 120
+    frames, arenas = _plate(n=16, rows=rows, cols=cols, size=size)
+    bg = estimate_background(ArraySource(frames), TrackingConfig())
+    calls = {"measure": 0, "write": 0}
+
+    class Watch(tracker._Queue):  # every chunk measured on its own
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **{**kw, "limit": 1})
+
+        def _measure_write(self, *a):
+            calls["measure"] += 1
+            super()._measure_write(*a)
+
+    real_write = tracker._write
+
+    def write(*a, **kw):
+        calls["write"] += 1
+        return real_write(*a, **kw)
+
+    monkeypatch.setattr(tracker, "_Queue", Watch)
+    monkeypatch.setattr(tracker, "_write", write)
+    monkeypatch.setattr(tracker, "MEASURE_THREADS", 1)
+    tracker.use_kernels(True)
+    try:
+        got = track_video(ArraySource(frames), arenas, TrackingConfig(), background=bg, chunk_size=8)
+    finally:
+        tracker.use_kernels(False)
+    assert calls == {"measure": 2, "write": 2}
+    tr = got.tracks
+    assert len(tr) == 16 * len(arenas) and tr["detected"].all()
+    for k, a in enumerate(arenas):
+        _, truth = _video(16, size, seed=k)
+        one = tr[tr["arena"] == a.name].sort_values("frame")
+        x0, y0 = a.bbox[:2]
+        err = np.hypot(one["x"].to_numpy() - x0 - truth["x"].to_numpy(),
+                       one["y"].to_numpy() - y0 - truth["y"].to_numpy())
+        assert err.max() < 2.0, (a.name, err.max())
+
+
 @pytest.mark.parametrize("k", [1, 2, 3, 8, 399, 400])
 def test_gain_median_equals_numpy(k):
     """The gains' median (``segment._median_last``: the middle values by partitioning in place,

@@ -21,8 +21,8 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["bilinear2d", "body_rays", "contour_stats", "cut_measure", "eye_heads", "fishness_arenas", "head_point",
-           "head_profile", "head_windows", "sweep_step", "trace_advance"]
+__all__ = ["bilinear2d", "bilinear_rows", "body_rays", "contour_stats", "cut_measure", "eye_heads",
+           "fishness_arenas", "head_point", "head_profile", "head_windows", "sweep_step", "trace_advance"]
 
 
 #: one compiled signature per kernel (any memory layout), so that a first run compiles each
@@ -63,6 +63,20 @@ def bilinear2d(f, x, y):  # pragma: no cover - compiled; tested against the NumP
     for i in range(m):
         for j in range(k):
             out[i, j] = _sample(f, i, x[i, j], y[i, j])
+    return out
+
+
+@njit("float32[:, :](float32[:, :, :], int64[:], float64[:, :], float64[:, :])", cache=True, nogil=True)
+def bilinear_rows(f, rows, x, y):  # pragma: no cover - compiled; tested against the NumPy reference
+    """:func:`bilinear2d` of the patches ``f[rows]`` without copying them: row ``i`` of ``x``,
+    ``y`` (M, K) samples patch ``rows[i]``."""
+    m = rows.shape[0]
+    k = x.shape[1]
+    out = np.empty((m, k), np.float32)
+    for i in range(m):
+        r = rows[i]
+        for j in range(k):
+            out[i, j] = _sample(f, r, x[i, j], y[i, j])
     return out
 
 

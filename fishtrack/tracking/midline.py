@@ -722,18 +722,24 @@ def _head_point_np(
     return np.where(found[:, None], np.stack([hx, hy], axis=1), rough), reach_w
 
 
-def _bilinear(f: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Sample patches f (M, P, P) at (M, K) positions; zero outside (float32).
+def _bilinear(f: np.ndarray, x: np.ndarray, y: np.ndarray,
+              rows: np.ndarray | None = None) -> np.ndarray:
+    """Sample patches f (M, P, P) at (M, K) positions; zero outside (float32). ``rows`` (M,)
+    int64: row ``i`` of ``x``, ``y`` samples patch ``f[rows[i]]`` (as ``_bilinear(f[rows], x,
+    y)``; the compiled kernel does not copy the patches).
 
     While the tracker uses its compiled kernels (``tracker.use_kernels``), float32 patches at
-    float64 positions go to :func:`fishtrack.tracking._kernels.bilinear2d` (the same values
-    as :func:`_bilinear_np`, ~4x faster)."""
+    float64 positions go to :func:`fishtrack.tracking._kernels.bilinear2d` (or
+    ``bilinear_rows``; the same values as :func:`_bilinear_np`, ~4x faster)."""
     kernel = _KERNEL
+    m = len(f) if rows is None else len(rows)
     if (kernel is not None and f.dtype == np.float32 and x.dtype == np.float64
             and y.dtype == np.float64 and x.ndim == 2 and x.shape == y.shape
-            and len(f) == len(x) and f.ndim == 3):
-        return kernel(f, x, y)
-    return _bilinear_np(f, x, y)
+            and m == len(x) and f.ndim == 3):
+        if rows is None:
+            return kernel(f, x, y)
+        return _HEADS.bilinear_rows(f, np.asarray(rows, np.int64), x, y)
+    return _bilinear_np(f if rows is None else f[rows], x, y)
 
 
 #: the compiled :func:`_bilinear` while the tracker uses its kernels, else None (NumPy)

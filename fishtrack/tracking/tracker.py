@@ -745,7 +745,7 @@ def _find_heads(
                                 rel_stop=0.0, min_fraction=0.0)
             ok = ml.ok & np.isfinite(ml.points[:, -1, 0])
             traces.append((np.where(ok[:, None], ml.points[:, -1], h0[i]), ml.points, ok))
-        mass = [_end_mass(fsh[i], t[0], L, stop[i]) for t in traces]
+        mass = [_end_mass(fsh, t[0], L, stop[i], rows=i) for t in traces]
         head_side = mass[1] > mass[0]
         # the point HEAD_BEHIND_SNOUT lengths back from the snout along that trace
         pts = np.where(head_side[:, None, None], traces[1][1], traces[0][1])
@@ -791,15 +791,19 @@ def _along_from_end(pts: np.ndarray, d: float) -> np.ndarray:
     return out
 
 
-def _end_mass(fs: np.ndarray, pts: np.ndarray, length: float, floor: np.ndarray) -> np.ndarray:
-    """Fishness (less ``floor``) summed over a disc of 0.12 lengths around each point."""
+def _end_mass(fs: np.ndarray, pts: np.ndarray, length: float, floor: np.ndarray,
+              rows: np.ndarray | None = None) -> np.ndarray:
+    """Fishness (less ``floor``) summed over a disc of 0.12 lengths around each point (of
+    patch ``fs[rows[i]]`` for point ``i`` when ``rows`` is given, without copying the
+    patches)."""
     r = np.linspace(0.0, 0.12 * length, 4)[1:]
     a = np.linspace(-np.pi, np.pi, 12, endpoint=False)
     dx = (r[:, None] * np.cos(a)[None, :]).ravel()
     dy = (r[:, None] * np.sin(a)[None, :]).ravel()
     xs = pts[:, 0, None] + dx[None, :]
     ys = pts[:, 1, None] + dy[None, :]
-    v = _bilinear(fs, np.concatenate([pts[:, :1], xs], axis=1), np.concatenate([pts[:, 1:], ys], axis=1))
+    v = _bilinear(fs, np.concatenate([pts[:, :1], xs], axis=1), np.concatenate([pts[:, 1:], ys], axis=1),
+                  rows)
     return np.clip(v - floor[:, None], 0.0, None).sum(axis=1)
 
 
@@ -847,8 +851,8 @@ def _measure(
         far_apart = mid.ok & (np.hypot(*(tip - hp).T) > 0.3 * prm.length)
         if far_apart.any():
             i = np.flatnonzero(far_apart)
-            m_head = _end_mass(fsh[i], hp[i], prm.length, stop[i])
-            m_tip = _end_mass(fsh[i], tip[i], prm.length, stop[i])
+            m_head = _end_mass(fsh, hp[i], prm.length, stop[i], rows=i)
+            m_tip = _end_mass(fsh, tip[i], prm.length, stop[i], rows=i)
             maybe = m_tip > MAYBE_REVERSED * m_head
             rev = i[maybe]
             if rev.size:
@@ -859,8 +863,8 @@ def _measure(
                 # end outweighs the head point by REVERSED, or, traced the other way round,
                 # the new far end is thinner relative to its head than the old one was
                 tip2 = np.where(m2.ok[:, None], m2.points[:, -1], h2)
-                mh2 = _end_mass(fsh[rev], h2, prm.length, stop[rev])
-                mt2 = _end_mass(fsh[rev], tip2, prm.length, stop[rev])
+                mh2 = _end_mass(fsh, h2, prm.length, stop[rev], rows=rev)
+                mt2 = _end_mass(fsh, tip2, prm.length, stop[rev], rows=rev)
                 mh, mt = m_head[maybe], m_tip[maybe]
                 flip = (mt > REVERSED * mh) | (m2.ok & (mt2 * mh < mt * mh2))
                 rev, h2, t2 = rev[flip], h2[flip], t2[flip]
@@ -1112,18 +1116,17 @@ class _Queue:
         if embedded:
             meas.heading = np.concatenate([np.full(len(p.rows), p.st.heading) for p in pend])
         tm = batch_tail_motion(store.tail_lag, pend, pt.fp, pt.off, meas.points, meas.ok)
-        r = 0
-        for p in pend:
-            k = len(p.rows)
-            idx = np.arange(r, r + k)
-            if embedded:  # detected = the tail was found
-                ok = meas.ok[idx]
-                idx, rows = idx[ok], p.rows[ok]
-            else:
-                rows = p.rows
-            _write(store, rows, p.st.slots[0], meas, idx)
-            store.f["tail_motion"][rows - store.base, p.st.slots[0]] = tm[idx]
-            r += k
+        if not pend:
+            return
+        # every block's rows at once (each block one fish's frames, no two alike)
+        rows = np.concatenate([p.rows for p in pend])
+        slot = np.repeat(np.array([p.st.slots[0] for p in pend], np.int64), [len(p.rows) for p in pend])
+        idx = np.arange(len(rows))
+        if embedded:  # detected = the tail was found
+            ok = meas.ok[idx]
+            idx, rows, slot = idx[ok], rows[ok], slot[ok]
+        _write(store, rows, slot, meas, idx)
+        store.f["tail_motion"][rows - store.base, slot] = tm[idx]
 
 
 def _select_single(st: _ArenaState, blobs: ChunkBlobs, n: int, prm: _Params) -> np.ndarray:
