@@ -33,6 +33,7 @@ from fishtrack.behaviour import (
     load_protocol_log,
 )
 from fishtrack.behaviour.calibrate import cohen_kappa
+from fishtrack.behaviour.states import CENSORED_EDGE_FRAMES
 from fishtrack.config import BehaviourConfig, Phase
 from fishtrack.errors import ConfigError, FishtrackError
 
@@ -258,6 +259,43 @@ def test_passive_fraction_per_fish_in_open_loop_phases():
     assert np.all(np.abs(auto - true) <= 0.03), auto - true
 
 
+@pytest.mark.parametrize("signal", ["tail", "speed"])
+def test_a_quiet_stretch_cut_by_the_records_end_at_min_passive_s_is_unknown(signal):
+    # the record's end closes its last quiet stretch, whose other end is a bout's, known to a
+    # frame or two: judged on its length alone, a final stretch of 59 frames at 30 fps was
+    # active and one of 60 passive, so one frame of a bout's end flipped 2 s of state (issue
+    # 17, 20942 A1). Within CENSORED_EDGE_FRAMES of min_passive_s: unknown, with either bout
+    # signal (a rule of the states); clearly shorter, active; clearly longer, passive
+    fish = make_fish(5, duration_s=40, schedule={"passive": (20, 25)})
+    t = fish.tracks["time_s"].to_numpy()
+    dt = 1 / 200
+    last = fish.bouts.loc[fish.bouts["end_s"] < 15, "end_s"].max()
+    cfg = BehaviourConfig(bout_signal=signal)
+    whole = classify(fish.tracks[t < last + 5], cfg).tracks
+    end = whole["time_s"][whole["in_bout"].astype(bool)].max()  # the last bout's end, found
+    seen = set()
+    for after in (1.5, 1.99, 2.0, 2.005, 2.02, 2.5):
+        tr = fish.tracks[t < end + after]
+        res = classify(tr, cfg)
+        assert res.noise["bout_signal"] == signal
+        inb = res.tracks["in_bout"].astype(bool).to_numpy()
+        found_end = tr["time_s"].to_numpy()[inb].max()
+        assert abs(found_end - last) < 0.2  # the last bout is found
+        final = tr["time_s"].to_numpy() > found_end
+        quiet = final.sum() * dt  # the final stretch as found
+        st = set(res.tracks["state"][final])
+        expect = ("unknown" if abs(quiet - 2.0) < CENSORED_EDGE_FRAMES * dt - 1e-9 else
+                  "passive" if quiet >= 2.0 else "active")
+        assert st == {expect}, (after, quiet, st)
+        seen.add(expect)
+        # before it, the truth's states
+        inner = ~final & (tr["time_s"].to_numpy() >= fish.bouts["start_s"].min())
+        truth = fish.state[: len(tr)][inner]
+        got = res.tracks["state"].to_numpy()[inner]
+        assert abs((got == "passive").mean() - (truth == "passive").mean()) <= 0.02
+    assert seen == {"active", "unknown", "passive"}
+
+
 def test_lost_fish_is_unknown_never_passive_and_short_gaps_are_bridged():
     fish = make_fish(5, duration_s=60, long_gap=(30.0, 32.0), schedule={"passive": (20, 25)})
     df = fish.tracks.copy()
@@ -345,7 +383,8 @@ def test_epochs_cover_every_frame_for_any_bouts_and_gaps(bout_mask, seen):
     assert (ep["end_frame"] - ep["start_frame"] + 1).sum() == n
     assert ep["duration_s"].sum() == pytest.approx(n * 0.1)
     # a run of >= 3 undetected frames (0.3 s > max_gap_s) is unknown; a detected frame is
-    # unknown only in a quiet stretch shorter than min_passive_s cut by such a gap
+    # unknown only in a quiet stretch shorter than min_passive_s cut by such a gap, or in
+    # one at the record's start or end within CENSORED_EDGE_FRAMES of min_passive_s
     unk = df["state"].to_numpy() == "unknown"
     det = df["detected"].to_numpy()
     inb = df["in_bout"].to_numpy()
@@ -357,6 +396,9 @@ def test_epochs_cover_every_frame_for_any_bouts_and_gaps(bout_mask, seen):
         k = i
         while k < n and not inb[k]:
             k += 1
+        if j < 0 or k >= n:  # censored by the record's edge: at least min_passive_s - edge
+            assert (k - j - 1) * 0.1 >= 0.5 - CENSORED_EDGE_FRAMES * 0.1 - 1e-9
+            continue
         span = ~inb[j + 1 : k]
         assert span.sum() * 0.1 >= 0.5 - 1e-9  # the whole quiet span is long enough
         assert not det[j + 1 : k].all()  # and a gap cuts it

@@ -9,6 +9,9 @@ Rule (``method: threshold``; the HMM only changes how bouts are found):
   next, or to the block's edge) lasting at least ``min_passive_s`` is ``passive``; shorter
   stretches and the bouts themselves are ``active``. Shorter detection gaps are bridged: their
   frames take the state of the stretch they fall in.
+* A quiet stretch at the start or end of the record whose length is within
+  :data:`CENSORED_EDGE_FRAMES` frames of ``min_passive_s`` is ``unknown``: one frame of its
+  bout's edge would decide its whole state (:func:`censored_undecided`).
 * An epoch is a maximal run of one state inside a block. It is ``censored`` when its true
   extent is unknown because it touches the start or end of the record, a long gap or a time
   jump.
@@ -85,6 +88,10 @@ def state_codes(
     # a short stretch cut by a gap inside a long enough span: the fish may or may not have
     # bouted while unseen, so it is neither active nor passive
     open_ = ~passive & (span[k] >= min_passive_s - 1e-9)
+    if CENSORED_ENDS:
+        cut = censored_undecided(fr, js[k], je[k], dur, min_passive_s)
+        passive &= ~cut
+        open_ |= cut
     codes = run_lengths_fill(
         np.r_[s[passive], s[open_]], np.r_[e[passive], e[open_]],
         np.r_[np.full(int(passive.sum()), PASSIVE), np.full(int(open_.sum()), UNKNOWN)],
@@ -92,6 +99,33 @@ def state_codes(
     ).astype(np.int8)
     codes[blocks.unknown] = UNKNOWN
     return codes
+
+
+CENSORED_ENDS = True
+"""A quiet stretch at the start or end of a fish's record whose length is within the bout
+edge's uncertainty of ``min_passive_s`` is ``unknown`` (:func:`censored_undecided`); False:
+the rule before (active when shorter than ``min_passive_s``, passive from it)."""
+CENSORED_EDGE_FRAMES = 2
+"""The uncertainty of a bout's edge (frames at the recording's frame rate) within which a
+censored quiet stretch's length cannot decide its state (:func:`censored_undecided`)."""
+
+
+def censored_undecided(fr: Frames, span_start: np.ndarray, span_end: np.ndarray,
+                       dur: np.ndarray, min_passive_s: float) -> np.ndarray:
+    """Per quiet stretch: True when it is *censored* and its length cannot decide its state.
+
+    A stretch without bouts whose span (from the end of one bout to the start of the next,
+    detection gaps included: ``span_start``, ``span_end``, sorted rows) touches the first or
+    last row of the fish's record is censored: the record's edge closes it, and its state
+    is judged on its observed part (``dur``, s) alone, whose one end is a bout's edge, known
+    to a frame or two. Within :data:`CENSORED_EDGE_FRAMES` frames of ``min_passive_s`` that
+    uncertainty alone decides between active and passive for the whole stretch, up to
+    ``min_passive_s`` of frames: ``unknown`` (issue 17, held-out video 20942 A1 at 30 fps: a
+    final stretch of 59 frames in truth, active, and 60 as found, passive). Between bouts a
+    stretch has a bout on both sides and is judged as before."""
+    touches = (span_start == fr.gstart[span_start]) | (span_end == fr.gend[span_end])
+    edge = CENSORED_EDGE_FRAMES * fr.dt_median
+    return touches & (dur >= min_passive_s - edge - 1e-9) & (dur < min_passive_s + edge - 1e-9)
 
 
 def epoch_table(fr: Frames, blocks: Blocks, codes: np.ndarray) -> pd.DataFrame:
@@ -108,7 +142,13 @@ def epoch_table(fr: Frames, blocks: Blocks, codes: np.ndarray) -> pd.DataFrame:
     fish_start = s == fr.gstart[s]
     fish_end = e == fr.gend[e]
     st = codes[s]
-    censored = np.where(st == UNKNOWN, fish_start | fish_end, block_start[s] | block_end[e])
+    # next to unknown frames of the same fish (a short quiet stretch cut by a long gap, or a
+    # censored one, :func:`censored_undecided`), an epoch's extent is unknown too
+    unk = codes == UNKNOWN
+    after_unknown = ~fish_start & unk[np.maximum(s - 1, 0)]
+    before_unknown = ~fish_end & unk[np.minimum(e + 1, n - 1)]
+    censored = np.where(st == UNKNOWN, fish_start | fish_end,
+                        block_start[s] | block_end[e] | after_unknown | before_unknown)
     keys = fr.fish_keys.iloc[fr.gid[s]]
     end_s = fr.t[e] + fr.dur[e]
     out = pd.DataFrame(
