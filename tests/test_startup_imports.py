@@ -4,6 +4,7 @@ process through ``sys.modules``."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -165,3 +166,42 @@ def test_track_loads_the_video_reader_beside_the_config(tmp_path):
     _, before, thread = line.split(maxsplit=2)
     assert before == "True" and thread != "MainThread", line
     assert (out / "bouts.csv").is_file() and (out / "tracks.parquet").is_file()
+
+
+def test_track_tracks_its_first_frames_before_importing_pandas(tmp_path):
+    """``fishtrack track`` finds the arenas and starts tracking with NumPy, OpenCV and PyAV
+    only: pandas (with pyarrow and the behaviour stage, ~0.8 s of CPU) is imported in a
+    thread started once the arenas are found, beside the tracking, not on the main thread
+    before the first frame (issue 15). Warnings are process-wide and pandas' import enters
+    ``warnings.catch_warnings``: the arena detection (which enters it too) is over before that
+    import starts. The run's tables and summary are still written."""
+    from fishtrack.synth import SimSpec, simulate
+
+    sim = simulate(SimSpec(name="t", layout="wells", rows=1, cols=2, fps=25, duration_s=2,
+                           seed=5, fish_length_px=24), tmp_path / "sim")
+    out = tmp_path / "out"
+    probe = textwrap.dedent("""
+        import atexit, importlib.abc, sys, threading, time
+        seen = {}
+        class Watch(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "pandas":
+                    seen.setdefault("pandas", (time.perf_counter(), threading.current_thread().name))
+        sys.meta_path.insert(0, Watch())
+        from fishtrack import arenas
+        real = arenas.detect_arenas
+        def detect_arenas(*a, **k):
+            try:
+                return real(*a, **k)
+            finally:
+                seen["arenas"] = time.perf_counter()
+        arenas.detect_arenas = detect_arenas
+        atexit.register(lambda: print("PANDAS", seen["arenas"] < seen["pandas"][0], seen["pandas"][1]))
+    """)
+    res = _run_main(probe, "track", str(sim.video_path), "-c", str(sim.config_path), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("PANDAS")][-1]
+    _, after_arenas, thread = line.split(maxsplit=2)
+    assert after_arenas == "True" and thread != "MainThread", line
+    assert (out / "bouts.csv").is_file() and (out / "tracks.parquet").is_file()
+    assert "warnings" in json.loads((out / "provenance.json").read_text())["summary"]
