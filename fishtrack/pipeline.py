@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # imported after the first frames are tracked: _late_imports
     import pyarrow as pa
 
     from fishtrack.behaviour import OUTPUT_COLUMNS, classify, load_protocol_log
-    from fishtrack.trial import TABLES, Provenance, TrialFolder, TrialResult
+    from fishtrack.trial import Provenance, TrialFolder, TrialResult
 
 __all__ = [
     "TrialResult",

@@ -28,7 +28,6 @@ Several fish in one arena (chamber)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING
 
 import numpy as np
