@@ -9,8 +9,9 @@ one; the child installs an import hook before anything of fishtrack is imported,
 the stage functions of the modules as they load (nothing of fishtrack is changed on disk) and
 notes, at each milestone, the wall time since this process spawned it (``time.time``, the
 same clock in both) and the CPU of the whole child so far (``time.process_time``: all its
-threads). Milestones: interpreter ready, CLI imported, config read (the background sample's
-thread starts), pipeline imported, sample and its median done, background and arenas done,
+threads; and, for a milestone reached on the main thread, that thread's own CPU,
+``time.thread_time``: the serial chain, h15i 2026-12-07). Milestones: interpreter ready, CLI
+imported, config read (the background sample's thread starts), pipeline imported, sample and its median done, background and arenas done,
 refinement done, first chunk tracked, last chunk tracked, tracking done (the measuring queue
 flushed), behaviour done, provenance built, ``tracks.parquet`` and every file written, summary
 printed, exit handlers, process ended (``os.wait4``, with the peak RSS). The table gives the
@@ -35,8 +36,11 @@ T0 = float(os.environ["FT_TIMELINE_T0"])
 MARKS = []
 FIRST_LAST = {}
 
+def main_cpu():
+    return time.thread_time() if threading.current_thread() is threading.main_thread() else -1.0
+
 def mark(name, t=None):
-    MARKS.append((time.time() - T0 if t is None else t, time.process_time(), name))
+    MARKS.append((time.time() - T0 if t is None else t, time.process_time(), main_cpu(), name))
 
 mark("interp_ready")
 
@@ -50,7 +54,7 @@ def wrap(owner, attr, name, first_last=False):
             if state["n"] == 1:
                 mark(name + ":first_start")
             r = fn(*a, **k)
-            state["last"] = (time.time() - T0, time.process_time())
+            state["last"] = (time.time() - T0, time.process_time(), main_cpu())
             return r
     else:
         @functools.wraps(fn)
@@ -101,10 +105,10 @@ def dump():
     mark("atexit")
     for name, st in FIRST_LAST.items():
         if "last" in st:
-            MARKS.append((st["last"][0], st["last"][1], name + ":last_end"))
+            MARKS.append((*st["last"], name + ":last_end"))
     with open(os.environ["FT_TIMELINE_MARKS"], "w") as fh:
-        for t, c, n in MARKS:
-            fh.write(f"{t:.4f}\t{c:.3f}\t{n}\n")
+        for t, c, m, n in MARKS:
+            fh.write(f"{t:.4f}\t{c:.3f}\t{m:.3f}\t{n}\n")
 atexit.register(dump)
 sys.argv = ["fishtrack", *sys.argv[1:]]
 from fishtrack.cli import main
@@ -152,24 +156,26 @@ def run_once(video: Path, config: Path, work: Path, i: int) -> tuple[dict, float
     wall = time.time() - t0
     if status != 0:
         raise RuntimeError(f"fishtrack track {video} failed (wait status {status})")
-    got: dict[str, tuple[float, float]] = {}
+    got: dict[str, tuple[float, float, float]] = {}
     for line in marks.read_text().splitlines():
-        t, c, name = line.split("\t")
-        got.setdefault(name, (float(t), float(c)))
-    got["process_end"] = (wall, usage.ru_utime + usage.ru_stime)
+        t, c, m, name = line.split("\t")
+        got.setdefault(name, (float(t), float(c), float(m)))
+    got["process_end"] = (wall, usage.ru_utime + usage.ru_stime, -1.0)
     shutil.rmtree(out, ignore_errors=True)
     return got, usage.ru_maxrss / 1024
 
 
 def table(runs: list[dict], rss: list[float]) -> str:
-    rows = [f"| milestone | wall s since exec: median (range) of {len(runs)} | CPU s (all threads) |",
-            "|---|---|---|"]
+    rows = [f"| milestone | wall s since exec: median (range) of {len(runs)} | CPU s (all threads) "
+            "| CPU s of the main thread |", "|---|---|---|---|"]
     for label, key in MILESTONES:
         w = [r[key][0] for r in runs if key in r]
         c = [r[key][1] for r in runs if key in r]
+        m = [r[key][2] for r in runs if key in r and r[key][2] >= 0]
         if w:
+            main = f"{statistics.median(m):.2f}" if m else "-"  # marked in another thread
             rows.append(f"| {label} | {statistics.median(w):.2f} ({min(w):.2f}-{max(w):.2f}) | "
-                        f"{statistics.median(c):.2f} |")
+                        f"{statistics.median(c):.2f} | {main} |")
     rows.append(f"\nPeak RSS {min(rss):.0f}-{max(rss):.0f} MB; load average "
                 f"{os.getloadavg()[0]:.1f} at the end; {os.cpu_count()} cores.")
     return "\n".join(rows) + "\n"

@@ -26,6 +26,7 @@ import os
 
 __all__ = [
     "compute_threads",
+    "import_beside",
     "limit_malloc_arenas",
     "limit_threads",
     "restore_malloc_thresholds",
@@ -169,3 +170,23 @@ def trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def import_beside(*names: str):
+    """Import the modules ``names`` (in that order) in a daemon thread, beside what the caller
+    does meanwhile (issue 15, fixed costs: importing is mostly loading and linking compiled
+    libraries); returns the started thread. An import error is left to the caller's own
+    import of the module, which raises it."""
+    import importlib
+    import threading
+
+    def load() -> None:
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except BaseException:  # noqa: BLE001, S110 - raised by the caller's own import
+                return
+
+    thread = threading.Thread(target=load, name=f"fishtrack-import-{names[0]}", daemon=True)
+    thread.start()
+    return thread

@@ -359,18 +359,10 @@ def track(
 
 def _import_beside(name: str) -> None:
     """Import module ``name`` in a daemon thread, beside what the caller imports meanwhile
-    (issue 15, fixed costs: importing is mostly loading and linking compiled libraries); an
-    import error is left to the caller's own import of it, which raises it."""
-    import importlib
-    import threading
+    (:func:`fishtrack._threads.import_beside`)."""
+    from fishtrack._threads import import_beside
 
-    def load() -> None:
-        try:
-            importlib.import_module(name)
-        except BaseException:  # noqa: BLE001, S110 - raised by the caller's own import
-            pass
-
-    threading.Thread(target=load, name=f"fishtrack-import-{name}", daemon=True).start()
+    import_beside(name)
 
 
 def _print_summary(res, out: Path) -> None:

@@ -18,15 +18,13 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
 
-from fishtrack._threads import trim_heap
+from fishtrack._threads import import_beside, trim_heap
 from fishtrack.arenas import Arena, detect_arenas
 from fishtrack.background_sample import EarlySample
-from fishtrack.behaviour import OUTPUT_COLUMNS, classify, load_protocol_log
 from fishtrack.config import Config, config_hash, parse_config, resolve_config
 from fishtrack.errors import ConfigError, FishtrackError, OutputError
 from fishtrack.found import arena_record, found_key, load_found, save_found
@@ -35,7 +33,13 @@ from fishtrack.io.tables import ArrowSpill, SpillFile
 from fishtrack.io.video import VideoSource, open_video
 from fishtrack.tracking import Background, estimate_background, kept_rows, track_video
 from fishtrack.tracking.codec_limits import tail_codec_warning
-from fishtrack.trial import TABLES, Provenance, TrialFolder, TrialResult
+
+if TYPE_CHECKING:  # imported after the first frames are tracked: _late_imports
+    import pandas as pd
+    import pyarrow as pa
+
+    from fishtrack.behaviour import OUTPUT_COLUMNS, classify, load_protocol_log
+    from fishtrack.trial import Provenance, TrialFolder, TrialResult
 
 __all__ = [
     "TrialResult",
@@ -49,14 +53,48 @@ __all__ = [
 
 Progress = Callable[[int, int], None]
 
-OUTPUT_FILES = TABLES
-"""Tables whose size and sha256 ``provenance.json`` records (``outputs``)."""
+# OUTPUT_FILES (= fishtrack.trial.TABLES): tables whose size and sha256 ``provenance.json``
+# records (``outputs``); a late name like those below.
+
+_LATE = ("pandas", "pyarrow", "pyarrow.parquet", "fishtrack.behaviour", "fishtrack.trial",
+         "fishtrack.behaviour.classify")
+"""What the stages after the tracking import (pandas, pyarrow, the behaviour stage, the trial
+folder: ~0.8 s of CPU), in a thread beside the tracking of the first frames (issue 15)."""
+
+
+def _late_imports() -> None:
+    """Bind this module's late names (``pd``, ``pa``, ``classify``, ``OUTPUT_COLUMNS``,
+    ``load_protocol_log``, ``TrialFolder``, ``TrialResult``, ``Provenance``, ``TABLES``,
+    ``OUTPUT_FILES``), importing them if needed; a name already bound (e.g. replaced by a
+    test) is kept."""
+    import pandas
+    import pyarrow
+
+    from fishtrack import behaviour, trial
+
+    g = globals()
+    for name, value in (("pd", pandas), ("pa", pyarrow), ("classify", behaviour.classify),
+                        ("OUTPUT_COLUMNS", behaviour.OUTPUT_COLUMNS),
+                        ("load_protocol_log", behaviour.load_protocol_log),
+                        ("TABLES", trial.TABLES), ("OUTPUT_FILES", trial.TABLES),
+                        ("Provenance", trial.Provenance), ("TrialFolder", trial.TrialFolder),
+                        ("TrialResult", trial.TrialResult)):
+        g.setdefault(name, value)
+
+
+def __getattr__(name: str):
+    if name in {"pd", "pa", "classify", "OUTPUT_COLUMNS", "load_protocol_log", "TABLES",
+                "OUTPUT_FILES", "Provenance", "TrialFolder", "TrialResult"}:
+        _late_imports()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def with_protocol_log(cfg: Config, protocol_log: str | Path | None, duration_s: float | None) -> Config:
     """Return ``cfg`` whose ``protocol`` comes from a stimulus-log CSV when one is given."""
     if protocol_log is None:
         return cfg
+    _late_imports()
     phases = load_protocol_log(protocol_log, end_s=duration_s)
     return cfg.model_copy(update={"protocol": phases})
 
@@ -169,18 +207,32 @@ def _run_stages_inner(
             arenas, bg, reused = find_arenas_once(src, video, cfg, found_cache, timings=timings,
                                                   start=t0, early=early)
             t1 = time.perf_counter()
-            res = track_video(
-                src,
-                arenas,
-                cfg.tracking,
-                fish_per_arena=cfg.arenas.fish_per_arena,
-                layout=cfg.arenas.layout,
-                background=bg,
-                chunk_size=cfg.video.chunk_size,
-                progress=progress,
-                sink=None if spill is None else spill.write,
-            )
+            # pandas, pyarrow and the behaviour stage are imported beside the first frames'
+            # tracking. Warnings are process-wide: the thread runs inside this record and
+            # after the arena detection (no catch_warnings of this thread while it imports;
+            # its imports record no warning and filter none of the tracker's: docs/benchmarks.md)
+            late = import_beside(*_LATE)
+
+            def sink(block, write=None if spill is None else spill.write):
+                late.join()  # the spill's pandas and pyarrow, imported by one thread only
+                write(block)
+
+            try:
+                res = track_video(
+                    src,
+                    arenas,
+                    cfg.tracking,
+                    fish_per_arena=cfg.arenas.fish_per_arena,
+                    layout=cfg.arenas.layout,
+                    background=bg,
+                    chunk_size=cfg.video.chunk_size,
+                    progress=progress,
+                    sink=None if spill is None else sink,
+                )
+            finally:
+                late.join()
             timings["tracking"] = time.perf_counter() - t1
+            _late_imports()
             meta = src.meta
             cfg = with_protocol_log(cfg, protocol_log, float(meta.duration_s))
             damage = [d.__dict__ if hasattr(d, "__dict__") else dict(d) for d in src.damage]
@@ -456,6 +508,7 @@ def track_to_folder(
 
 def output_digests(folder: str | Path) -> dict[str, dict]:
     """``{file: {size_bytes, sha256}}`` of the trial tables present in ``folder``."""
+    _late_imports()
     return TrialFolder(folder).digests()
 
 
@@ -481,6 +534,7 @@ def classify_folder(
     protocol_log: str | Path | None = None,
 ) -> TrialResult:
     """Re-score an existing trial folder's tracks with (new) behaviour parameters."""
+    _late_imports()
     trial = TrialFolder(folder)
     if not trial.tracks_path.exists():
         raise FishtrackError(f"{trial}: no tracks.parquet here; run `fishtrack track` first")

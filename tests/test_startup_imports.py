@@ -4,6 +4,7 @@ process through ``sys.modules``."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -132,24 +133,43 @@ def test_cli_exit_waits_for_a_running_thread():
     assert "thread finished" in res.stdout
 
 
-def test_track_loads_the_video_reader_beside_the_config(tmp_path):
-    """``fishtrack track`` starts importing the video reader (NumPy, OpenCV, PyAV: what the
-    background's sample needs first) in a thread before the config's own import (pydantic)
-    is done, instead of after it (issue 15: the sample is the 1 MP run's longest step before
-    its first frame); the run still writes its tables."""
+def _watch(module: str, key: str) -> str:
+    """Probe code noting in ``seen[key]`` when and in which thread ``module`` is first looked
+    for (its import starts)."""
+    return textwrap.dedent(f"""
+        import atexit, builtins, importlib.abc, sys, threading, time
+        seen = {{}}
+        class Watch(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == {module!r}:
+                    seen.setdefault({key!r}, (time.perf_counter(), threading.current_thread().name))
+        sys.meta_path.insert(0, Watch())
+    """)
+
+
+def _track_probed(tmp_path, probe: str, tag: str) -> tuple[str, str]:
+    """``fishtrack track`` of a small simulated plate after ``probe``, whose exit handler
+    prints ``tag``, a bool and a thread's name: those two; the run wrote its tables."""
     from fishtrack.synth import SimSpec, simulate
 
     sim = simulate(SimSpec(name="t", layout="wells", rows=1, cols=2, fps=25, duration_s=2,
                            seed=5, fish_length_px=24), tmp_path / "sim")
     out = tmp_path / "out"
-    probe = textwrap.dedent("""
-        import atexit, builtins, importlib.abc, sys, threading, time
-        seen = {}
-        class Watch(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name == "fishtrack.io.video":
-                    seen.setdefault("reader", (time.perf_counter(), threading.current_thread().name))
-        sys.meta_path.insert(0, Watch())
+    res = _run_main(probe, "track", str(sim.video_path), "-c", str(sim.config_path), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith(tag)][-1]
+    assert (out / "bouts.csv").is_file() and (out / "tracks.parquet").is_file()
+    assert "warnings" in json.loads((out / "provenance.json").read_text())["summary"]
+    _, flag, thread = line.split(maxsplit=2)
+    return flag, thread
+
+
+def test_track_loads_the_video_reader_beside_the_config(tmp_path):
+    """``fishtrack track`` starts importing the video reader (NumPy, OpenCV, PyAV: what the
+    background's sample needs first) in a thread before the config's own import (pydantic)
+    is done, instead of after it (issue 15: the sample is the 1 MP run's longest step before
+    its first frame); the run still writes its tables."""
+    probe = _watch("fishtrack.io.video", "reader") + textwrap.dedent("""
         real_import = builtins.__import__
         def watched_import(name, *args, **kwargs):
             module = real_import(name, *args, **kwargs)
@@ -159,9 +179,27 @@ def test_track_loads_the_video_reader_beside_the_config(tmp_path):
         builtins.__import__ = watched_import
         atexit.register(lambda: print("READER", seen["reader"][0] < seen["config"], seen["reader"][1]))
     """)
-    res = _run_main(probe, "track", str(sim.video_path), "-c", str(sim.config_path), "-o", str(out))
-    assert res.returncode == 0, res.stderr
-    line = [ln for ln in res.stdout.splitlines() if ln.startswith("READER")][-1]
-    _, before, thread = line.split(maxsplit=2)
-    assert before == "True" and thread != "MainThread", line
-    assert (out / "bouts.csv").is_file() and (out / "tracks.parquet").is_file()
+    before, thread = _track_probed(tmp_path, probe, "READER")
+    assert before == "True" and thread != "MainThread", (before, thread)
+
+
+def test_track_tracks_its_first_frames_before_importing_pandas(tmp_path):
+    """``fishtrack track`` finds the arenas and starts tracking with NumPy, OpenCV and PyAV
+    only: pandas (with pyarrow and the behaviour stage, ~0.8 s of CPU) is imported in a
+    thread started once the arenas are found, beside the tracking, not on the main thread
+    before the first frame (issue 15). Warnings are process-wide and pandas' import enters
+    ``warnings.catch_warnings``: the arena detection (which enters it too) is over before that
+    import starts. The run's tables and summary are still written."""
+    probe = _watch("pandas", "pandas") + textwrap.dedent("""
+        from fishtrack import arenas
+        real = arenas.detect_arenas
+        def detect_arenas(*a, **k):
+            try:
+                return real(*a, **k)
+            finally:
+                seen["arenas"] = time.perf_counter()
+        arenas.detect_arenas = detect_arenas
+        atexit.register(lambda: print("PANDAS", seen["arenas"] < seen["pandas"][0], seen["pandas"][1]))
+    """)
+    after_arenas, thread = _track_probed(tmp_path, probe, "PANDAS")
+    assert after_arenas == "True" and thread != "MainThread", (after_arenas, thread)

@@ -14,8 +14,10 @@ import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a table is made or read (issue 15: the tracker's
+    import pandas as pd  # spill module loads before pandas)
 
 from fishtrack.errors import FishtrackError, OutputError
 
@@ -216,6 +218,7 @@ class SpillFile(_Spill):
 
     def write(self, columns: dict | pd.DataFrame) -> None:
         """Append a block (a DataFrame or a mapping of equal-length columns)."""
+        import pandas as pd
         import pyarrow.parquet as pq
 
         df = columns if isinstance(columns, pd.DataFrame) else pd.DataFrame(columns, copy=False)
@@ -312,6 +315,7 @@ class ArrowSpill(_Spill):
 
     def read(self) -> pd.DataFrame:
         """Every row written, as one DataFrame (empty without any)."""
+        import pandas as pd
         import pyarrow as pa
 
         self.close()
@@ -343,6 +347,8 @@ class SpillReader:
 
     def take(self, n: int) -> pd.DataFrame:
         """The next ``n`` rows (index from 0); ValueError when fewer are left."""
+        import pandas as pd
+
         while self._n < n or not self._buf:
             df = next(self._groups, None)
             if df is None:
@@ -362,6 +368,8 @@ class SpillReader:
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a Parquet or CSV table written by fishtrack, with a clear error if unreadable."""
+    import pandas as pd
+
     path = Path(path)
     if not path.exists():
         raise FishtrackError(f"{path}: file not found")

@@ -28,9 +28,12 @@ Several fish in one arena (chamber)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["select_single", "select_single_arenas", "MultiTracker", "Assignment", "idf1"]
 

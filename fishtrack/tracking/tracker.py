@@ -24,11 +24,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported when the tracks are assembled (issue 15: the first
+    import pandas as pd  # frame is tracked before pandas is loaded)
 
 from fishtrack.config import Layout, TrackingConfig
 from fishtrack.errors import TrackingError
@@ -1957,6 +1959,8 @@ def _finish(run: _Run, damage: list) -> TrackResult:
             if keep[s] and rate[s] < 0.9:
                 warns.append(f"fish {names[s][1]}: detected in only {100 * rate[s]:.1f}% of frames")
     kept = np.flatnonzero(keep)
+    import pandas as pd
+
     if run.sink is None:
         tracks = pd.DataFrame(_columns(store, 0, rows, kept, names, release=True), copy=False)
     else:
