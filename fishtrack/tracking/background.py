@@ -977,7 +977,11 @@ def _remove_still_fish(
             thr = max(thr, m.threshold)
     # the closing also lifts the background's own texture: thresholds above its spread, with
     # hysteresis so that a faint tail attached to a dark head is removed with it
-    hi, lo = _levels(resid, inside, thr)
+    rv = resid[inside]
+    med_r = float(np.median(rv))
+    mad_r = float(1.4826 * np.median(np.abs(rv - med_r)))
+    hi = max(thr, med_r + 8.0 * mad_r)
+    lo = max(0.5 * hi, med_r + 3.0 * mad_r)
     cand = (resid > lo).astype(np.uint8)
     edge = np.ones((h, w), bool)  # the band within 3 px of the crop's edge
     lines = np.zeros((h, w), bool)
@@ -1056,8 +1060,7 @@ def _remove_still_fish(
             blob = blob | keep[cl]
         apart = np.zeros_like(blob)
         if layout == "embedded":
-            blob, apart = _whole_larva(blob, m, resid, pol, k, thr, ~(edge | lines),
-                                       cfg.min_area_px)
+            blob, apart = _whole_larva(blob, m, resid, pol, k, hi, lo, ~(edge | lines))
         a = float(blob.sum())
         cx, cy = float(cent[i, 0]) + x0, float(cent[i, 1]) + y0
         if layout == "embedded":  # the larva made whole, not the first look's piece of it
@@ -1131,35 +1134,28 @@ def _remove_still_fish(
     return lengths
 
 
-def _levels(resid: np.ndarray, inside: np.ndarray, thr: float) -> tuple[float, float]:
-    """The still-fish candidates' hysteresis levels (high, low) on a closing's residual: at
-    least ``thr``, above the residual's own spread in the arena (the closing also lifts the
-    background's texture)."""
-    rv = resid[inside]
-    med_r = float(np.median(rv))
-    mad_r = float(1.4826 * np.median(np.abs(rv - med_r)))
-    hi = max(thr, med_r + 8.0 * mad_r)
-    return hi, max(0.5 * hi, med_r + 3.0 * mad_r)
-
-
 def _whole_larva(
-    blob: np.ndarray, m: ArenaModel, resid: np.ndarray, pol: Polarity, k: int, thr: float,
-    ok: np.ndarray, min_area: float,
+    blob: np.ndarray, m: ArenaModel, resid: np.ndarray, pol: Polarity, k: int, hi: float,
+    lo: float, ok: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A head-embedded ROI's still larva (``blob``, found on the closing's residual ``resid``
-    with a kernel of ``k`` px) made whole, and the pieces cut from it: (larva, cut).
+    with a kernel of ``k`` px and the hysteresis levels ``hi`` and ``lo``) made whole, and the
+    pieces cut from it: (larva, cut).
 
     The kernel is 0.6 of the *moving* fish's length, and only an embedded larva's tail moves:
-    it can be a third of the larva (17.6 px for 52-px larvae, held-out 20611), narrower than
-    the dark mass of the eyes and the head, whose middle the closing then leaves in the
+    it can be a third of the larva (17.6 px for 52-px larvae, spent held-out 20611), narrower
+    than the dark mass of the eyes and the head, whose middle the closing then leaves in the
     median. The residual dips under the low level at the neck, and the larva found was its head
     alone (148 of ~330 px: the tail, left in the background, hid the larva in every frame). So
-    the larva is looked for again with a kernel half the ROI's short side (wider than any
-    larva's head that fits in it; thresholds from its own residual, pixels within ``ok``), and
-    its candidate joined to the first look's larva is added (trimmed to a tenth of its peak, as
-    the first look is). Then pieces joined to the larva only through a deep saddle of the
-    residual (:func:`_saddle_cut`) are cut off: a dust speck touching an eye through one pixel
-    of its blurred halo was filled in with the larva and showed beside its eyes in every frame,
+    the ROI is closed again with a kernel a quarter of its short side (wider than any larva's
+    head that fits in it), and the candidates (``resid`` above ``lo``, within ``ok``) joined to
+    the larva through the pixels that this wider closing lifts by more than ``hi`` over the
+    first are added to it (trimmed to a tenth of its peak, as the first look's larva is). Not
+    its whole residual: it also lifts the faint shading the larva sits in (an agarose drop)
+    by 6-10 grey levels, which joined specks beside the head to the larva (tuning seed 52,
+    head 0.13 -> 1.04 px at 40 px). Then pieces joined to the larva only through a deep saddle
+    (:func:`_saddle_cut`) are cut off: a dust speck touching an eye through one pixel of its
+    blurred halo was filled in with the larva and showed beside its eyes in every frame,
     pulling the fixed head 5 px and the heading 36 degrees onto it (20611's larva B3, never
     tracked)."""
     h, w = blob.shape
@@ -1170,19 +1166,12 @@ def _whole_larva(
         closed = _close_in_arena(m.bg, m.valid, k2, pol)
         r2 = (closed - m.bg) if pol == "dark" else (m.bg - closed)
         r2[~inside] = 0
-        hi2, lo2 = _levels(r2, inside, thr)
-        cand = ((r2 > lo2) & ok).astype(np.uint8)
-        n, lab = cv2.connectedComponents(cand, connectivity=8)
+        cand = (((resid > lo) | (r2 - resid > hi)) & ok).astype(np.uint8)
+        _, lab = cv2.connectedComponents(cand, connectivity=8)
         hit = np.unique(lab[blob & (cand > 0)])
-        hit = hit[hit > 0]
-        if hit.size:
-            more = np.isin(lab, hit)
-            top2 = float(r2[more].max())
-            if top2 > hi2:
-                more &= r2 > 0.1 * top2
-                if np.count_nonzero(more) >= min_area:
-                    blob = blob | more
         both = np.maximum(resid, r2)
+        more = np.isin(lab, hit[hit > 0]) & (both > 0.1 * float(resid[blob].max()))
+        blob = blob | more
     return _saddle_cut(blob, both)
 
 
