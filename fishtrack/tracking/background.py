@@ -1177,7 +1177,8 @@ def _whole_larva(
 
 #: a piece of a still larva's blob joined to it where the closing's residual dips under this
 #: fraction of the piece's own peak is something else touching it: a dust speck's blurred halo
-#: meeting an eye's joined a speck of 113 grey levels through 9 (0.08). A larva's own parts
+#: meeting an eye's joined a speck of ~120 grey levels at 0.10-0.12 of it (20611's B3, on the
+#: larger of the two closings' residuals; one pixel of 9 on the first). A larva's own parts
 #: join higher: its eyes through the head's tissue, at least the body's darkness, which is at
 #: least 0.21 of the eyes' in the simulator's drawings (body opacity 0.2-0.45, eyes 0.6-0.95)
 SADDLE = 0.15
