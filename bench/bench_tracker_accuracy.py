@@ -45,8 +45,10 @@ is empty), both 2026-12-07, 20600-20699 (2026-12-07) after the look at the tails
 larvae in H.264 wells (``--codec``/``--crf``: the same scenes written another way),
 20700-20799 after a still larva's blob was cut from the shaded rim of its well (2026-12-07), and
 21200-21299 (2026-12-07, its head-embedded seeds) after the search for head-embedded larvae
-lost in noisy MJPG, and 21950-22049 (2026-12-07) after the look at the head points of small
-noisy larvae (held-out 20785 and 21238).
+lost in noisy MJPG, 21950-22049 (2026-12-07) after the look at the head points of small
+noisy larvae (held-out 20785 and 21238), and 22050-22149 (2026-12-07, its head-embedded seeds)
+after the still-larva fill was made to take a head-embedded larva whole (a second look with a
+wider closing; a dust speck joined through a deep saddle cut off).
 """
 
 from __future__ import annotations

@@ -1076,11 +1076,18 @@ def _remove_still_fish(
             keep = (peak > hi) & big
             keep[0] = False
             blob = blob | keep[cl]
+        apart = np.zeros_like(blob)
+        if layout == "embedded":
+            blob, apart = _whole_larva(blob, m, resid, pol, k, hi, lo, ~(edge | lines))
         a = float(blob.sum())
         cx, cy = float(cent[i, 0]) + x0, float(cent[i, 1]) + y0
+        if layout == "embedded":  # the larva made whole, not the first look's piece of it
+            ys, xs = np.nonzero(blob)
+            cx, cy = float(xs.mean()) + x0, float(ys.mean()) + y0
         rec = {"x": cx, "y": cy, "area_px": a}
-        # a drawn frame's lines stay as they are (not filled in, nor filling in the larva)
-        grow = _grown(blob, inside & ~lines)
+        # a drawn frame's lines stay as they are (not filled in, nor filling in the larva),
+        # and so do specks cut from an embedded larva (:func:`_whole_larva`)
+        grow = _grown(blob, inside & ~lines & ~apart)
         if layout != "embedded" and len(fr) >= 2:
             # pixels that some sampled frames show empty (the fish left): their true background
             # is the median of those frames
@@ -1143,6 +1150,100 @@ def _remove_still_fish(
         if method == "inpainted":
             lengths.append(blen)
     return lengths
+
+
+def _whole_larva(
+    blob: np.ndarray, m: ArenaModel, resid: np.ndarray, pol: Polarity, k: int, hi: float,
+    lo: float, ok: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A head-embedded ROI's still larva (``blob``, found on the closing's residual ``resid``
+    with a kernel of ``k`` px and the hysteresis levels ``hi`` and ``lo``) made whole, and the
+    pieces cut from it: (larva, cut).
+
+    The kernel is 0.6 of the *moving* fish's length, and only an embedded larva's tail moves:
+    it can be a third of the larva (17.6 px for 52-px larvae, spent held-out 20611), narrower
+    than the dark mass of the eyes and the head, whose middle the closing then leaves in the
+    median. The residual dips under the low level at the neck, and the larva found was its head
+    alone (148 of ~330 px: the tail, left in the background, hid the larva in every frame). So
+    the ROI is closed again with a kernel a quarter of its short side (wider than any larva's
+    head that fits in it), and the candidates (``resid`` above ``lo``, within ``ok``) joined to
+    the larva through the pixels that this wider closing lifts by more than ``hi`` over the
+    first are added to it (trimmed to a tenth of its peak, as the first look's larva is). Not
+    its whole residual: it also lifts the faint shading the larva sits in (an agarose drop)
+    by 6-10 grey levels, which joined specks beside the head to the larva (tuning seed 52,
+    head 0.13 -> 1.04 px at 40 px). Then pieces joined to the larva only through a deep saddle
+    (:func:`_saddle_cut`) are cut off: a dust speck touching an eye through one pixel of its
+    blurred halo was filled in with the larva and showed beside its eyes in every frame,
+    pulling the fixed head 5 px and the heading 36 degrees onto it (20611's larva B3, never
+    tracked)."""
+    h, w = blob.shape
+    inside = m.valid > 0
+    k2 = _odd(max(7.0, min(h, w) / 4.0))
+    both = resid
+    if k2 > k:
+        closed = _close_in_arena(m.bg, m.valid, k2, pol)
+        r2 = (closed - m.bg) if pol == "dark" else (m.bg - closed)
+        r2[~inside] = 0
+        cand = (((resid > lo) | (r2 - resid > hi)) & ok).astype(np.uint8)
+        _, lab = cv2.connectedComponents(cand, connectivity=8)
+        hit = np.unique(lab[blob & (cand > 0)])
+        both = np.maximum(resid, r2)
+        more = np.isin(lab, hit[hit > 0]) & (both > 0.1 * float(resid[blob].max()))
+        blob = blob | more
+    return _saddle_cut(blob, both)
+
+
+#: a piece of a still larva's blob joined to it where the closing's residual dips under this
+#: fraction of the piece's own peak is something else touching it: a dust speck's blurred halo
+#: meeting an eye's joined a speck of ~120 grey levels at 0.10-0.12 of it (20611's B3, on the
+#: larger of the two closings' residuals; one pixel of 9 on the first). A larva's own parts
+#: join higher: its eyes through the head's tissue, at least the body's darkness, which is at
+#: least 0.21 of the eyes' in the simulator's drawings (body opacity 0.2-0.45, eyes 0.6-0.95)
+SADDLE = 0.15
+
+
+def _saddle_cut(blob: np.ndarray, resid: np.ndarray, levels: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """``blob`` without the pieces joined to its strongest pixel only through a saddle of
+    ``resid`` under :data:`SADDLE` of the piece's own peak, and those pieces: (kept, cut).
+
+    Each pixel joins the strongest pixel's component at some level of ``resid`` (the saddle,
+    going down ``levels`` levels between the blob's weakest and strongest pixel); until then it
+    belongs to a piece of its own, whose peak is recorded. A larva's tail fades into the noise
+    without a dip (its pixels join at their own level), its eyes join the head high up; a speck
+    touching it joins through its faint halo."""
+    ys, xs = np.nonzero(blob)
+    if len(ys) < 3:
+        return blob, np.zeros_like(blob)
+    v = resid[ys, xs].astype(np.float64)
+    peak_i = int(np.argmax(v))
+    lo, top = float(v.min()), float(v.max())
+    if top <= lo:
+        return blob, np.zeros_like(blob)
+    y0, x0 = ys.min(), xs.min()
+    sub = np.zeros((ys.max() - y0 + 1, xs.max() - x0 + 1), np.uint8)
+    py, px = ys - y0, xs - x0
+    saddle = np.full(len(v), np.nan)
+    own = v.copy()  # each pixel's piece's peak before it joins the strongest pixel's
+    for t in np.linspace(top, lo, levels):
+        on = v >= t
+        sub[:] = 0
+        sub[py[on], px[on]] = 1
+        _, lab = cv2.connectedComponents(sub, connectivity=8)
+        lv = lab[py, px]
+        main = lv[peak_i]
+        joined = on & (lv == main) & np.isnan(saddle)
+        saddle[joined] = t
+        free = on & (lv != main)
+        if free.any():
+            pk = np.zeros(int(lv.max()) + 1)
+            np.maximum.at(pk, lv[free], v[free])
+            own[free] = np.maximum(own[free], pk[lv[free]])
+    cut_px = saddle < SADDLE * own
+    if not cut_px.any():
+        return blob, np.zeros_like(blob)
+    cut = np.zeros_like(blob)
+    cut[ys[cut_px], xs[cut_px]] = True
+    return blob & ~cut, cut
 
 
 def _grown(blob: np.ndarray, ok: np.ndarray) -> np.ndarray:
