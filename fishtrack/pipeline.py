@@ -255,12 +255,14 @@ rows (whole fish, at least one per part): its working memory, ~550 bytes per row
 by the larger of this and the longest fish, not by the recording (docs/architecture.md)."""
 PART_BLOCK_ROWS = 2048
 """Rows per row group of the behaviour's per-part files (what a reader holds per part)."""
-SPILL_GROUP_ROWS = 8192
+SPILL_GROUP_ROWS = 16_384
 """Rows (whole frames, at least one) per row group of the streamed tracks' spill file, and so
 of ``tracks.parquet``: the end of a run reads the tracker's rows back, joins them with the
 behaviour's columns and writes them a row group at a time (a block of the tracker, ~60 000
 rows on a 48-well plate, took ~40 MB of Arrow buffers and ~30 MB of pandas copies at once;
-docs/architecture.md "Memory")."""
+docs/architecture.md "Memory"). Not smaller: a Parquet writer keeps ~0.8 kB of metadata per
+column chunk until it is closed (~46 kB per row group of 56 columns), which grows with the
+recording's length."""
 
 
 def _spill_sink(spill: SpillFile) -> Callable[[dict], None]:
