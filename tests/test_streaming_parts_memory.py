@@ -85,16 +85,18 @@ def test_parts_copy_holds_nothing_per_block_and_reads_back_exactly(tmp_path, mon
     assert [p.name for p in tmp_path.iterdir()] == []  # no part file left
 
 
-def test_writing_the_tracks_holds_a_row_group_not_a_tracker_block(tmp_path):
+def test_writing_the_tracks_holds_a_row_group_not_a_tracker_block(tmp_path, monkeypatch):
     """The end of a streamed run joins the tracker's blocks (read back from the spill file)
     with the behaviour's columns and writes ``tracks.parquet``. A 48-well plate's block is
     ~60 000 rows (here 48 fish x 1250 frames, one block): joined whole, as pandas pieces per
     part, it took ~90 MB over the scoring on the 30-minute bench; the tracker's sink
-    (``pipeline._spill_sink``) writes it in row groups of ``SPILL_GROUP_ROWS`` rows, read back
-    and joined one at a time. The table written equals ``classify`` of the whole table."""
+    (``pipeline._spill_sink``) writes it in row groups of ``SPILL_GROUP_ROWS`` rows (here 4096,
+    a clear margin under load), read back and joined one at a time. The table written equals
+    ``classify`` of the whole table."""
     from fishtrack.behaviour import classify
     from fishtrack.io.tables import read_table, write_table_parts
 
+    monkeypatch.setattr(pipeline, "SPILL_GROUP_ROWS", 4096)
     whole = _block(0, 1250)
     out = TrialResult(tracks=whole.iloc[:0])
     with SpillFile(tmp_path / "spill") as spill:
