@@ -49,7 +49,7 @@ import numpy as np, pandas as pd, pyarrow.parquet as pq
 from fishtrack.behaviour import OUTPUT_COLUMNS
 from fishtrack.config import resolve_config
 from fishtrack.io.tables import SpillFile, write_table_parts
-from fishtrack.pipeline import _classify_streamed
+from fishtrack.pipeline import _classify_streamed, _spill_sink
 from fishtrack.trial import TrialResult
 src, cfg, out, times = sys.argv[1], resolve_config(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 if len(sys.argv) > 5:
@@ -63,12 +63,13 @@ n_frames = int(head["frame"].max()) + 1
 span = float(np.median(np.diff(np.sort(head["time_s"].unique())))) * n_frames
 del head
 with SpillFile(out, prefix=".tracks-spill") as spill:
+    sink = _spill_sink(spill)  # row groups as the tracker's sink writes them
     for k in range(times):
         for i in range(pf.num_row_groups):
             b = pf.read_row_group(i, columns=cols).to_pandas()
             b["frame"] += k * n_frames
             b["time_s"] += k * span
-            spill.write(b)
+            sink(b)
     res = TrialResult(tracks=pd.DataFrame(columns=cols))
     _classify_streamed(res, spill, {"kept_slots": list(range(n_fish)), "n_slots": n_fish}, cfg)
     write_table_parts(res.tracks_parts(), out / "tracks.parquet")

@@ -213,7 +213,7 @@ def _run_stages_inner(
             # its imports record no warning and filter none of the tracker's: docs/benchmarks.md)
             late = import_beside(*_LATE)
 
-            def sink(block, write=None if spill is None else spill.write):
+            def sink(block, write=None if spill is None else _spill_sink(spill)):
                 late.join()  # the spill's pandas and pyarrow, imported by one thread only
                 write(block)
 
@@ -307,6 +307,27 @@ rows (whole fish, at least one per part): its working memory, ~550 bytes per row
 by the larger of this and the longest fish, not by the recording (docs/architecture.md)."""
 PART_BLOCK_ROWS = 2048
 """Rows per row group of the behaviour's per-part files (what a reader holds per part)."""
+SPILL_GROUP_ROWS = 16_384
+"""Rows (whole frames, at least one) per row group of the streamed tracks' spill file, and so
+of ``tracks.parquet``: the end of a run reads the tracker's rows back, joins them with the
+behaviour's columns and writes them a row group at a time (a block of the tracker, ~60 000
+rows on a 48-well plate, took ~40 MB of Arrow buffers and ~30 MB of pandas copies at once;
+docs/architecture.md "Memory"). Not smaller: a Parquet writer keeps ~0.8 kB of metadata per
+column chunk until it is closed (~46 kB per row group of 56 columns), which grows with the
+recording's length."""
+
+
+def _spill_sink(spill: SpillFile) -> Callable[[dict], None]:
+    """The tracker's streaming sink writing to ``spill`` in row groups of whole frames of
+    about :data:`SPILL_GROUP_ROWS` rows (a block of the tracker holds whole frames, each the
+    same number of rows: every slot)."""
+
+    def write(columns: dict) -> None:
+        frame = np.asarray(columns["frame"])
+        per_frame = max(1, int(np.count_nonzero(frame == frame[0]))) if len(frame) else 1
+        spill.write(columns, group_rows=max(1, SPILL_GROUP_ROWS // per_frame) * per_frame)
+
+    return write
 
 
 def _fish_parts(spill: SpillFile, kept: dict) -> tuple[pd.MultiIndex, np.ndarray]:

@@ -216,8 +216,10 @@ class SpillFile(_Spill):
         self._companions.append(f)
         return f
 
-    def write(self, columns: dict | pd.DataFrame) -> None:
-        """Append a block (a DataFrame or a mapping of equal-length columns)."""
+    def write(self, columns: dict | pd.DataFrame, *, group_rows: int | None = None) -> None:
+        """Append a block (a DataFrame or a mapping of equal-length columns): one row group,
+        or with ``group_rows`` row groups of that many rows (the last one shorter), each
+        read back as a block of its own (:meth:`arrow_blocks`): what a reader holds."""
         import pandas as pd
         import pyarrow.parquet as pq
 
@@ -226,7 +228,7 @@ class SpillFile(_Spill):
         try:
             if self._writer is None:
                 self._writer = pq.ParquetWriter(self.path, self._schema)
-            self._writer.write_table(table, row_group_size=max(1, len(df)))
+            self._writer.write_table(table, row_group_size=max(1, group_rows or len(df)))
         except OSError as err:
             raise _explain_oserror(err, self.path) from None
         self.rows += len(df)
