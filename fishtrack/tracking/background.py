@@ -1115,6 +1115,16 @@ def _remove_still_fish(
                 continue
         # never left: a fish only if fish-sized and fish-shaped, with the dark core of the eyes
         # (meniscus arcs, shading and dust are paler), and not clutter beside a moving fish
+        if layout == "wells" and np.isfinite(contrast):
+            # a still larva whose head lies at the well's shaded rim can join the rim's whole
+            # crescent (held-out 21310, 2026-12-07: a 46.7-px larva's head at the rim, one blob of
+            # 1,932 px, too large and mostly in the wall band, so the larva was never found): the
+            # part away from the band is judged on its own when it holds the fish's contrast
+            cut = _off_wall(blob, resid, wall_dist)
+            if cut.sum() < blob.sum() and float(resid[cut].max()) >= 0.5 * contrast:
+                blob, a = cut, float(cut.sum())
+                grow = _grown(blob, inside & ~lines)
+                rec["area_px"] = a
         if a > max_area:
             continue
         blen = _extent(blob)
