@@ -327,9 +327,11 @@ def track(
     protocol: ProtocolOpt = None,
 ) -> None:
     """Track every fish in a video and classify its behaviour."""
+    from fishtrack._threads import import_beside
+
     # the video reader's libraries (NumPy, OpenCV, PyAV) load beside the config's (pydantic):
     # the background's sample, the longest step before the first frame, starts sooner
-    _import_beside("fishtrack.io.video")
+    import_beside("fishtrack.io.video")
     from fishtrack.config import resolve_config
 
     cfg = resolve_config(config)
@@ -355,14 +357,6 @@ def track(
         path = write_preview(video, res, out / "preview.png", n_frames=preview,
                              tracks_file=TrialFolder(out).tracks_path)
         console.print(f"preview: {path}")
-
-
-def _import_beside(name: str) -> None:
-    """Import module ``name`` in a daemon thread, beside what the caller imports meanwhile
-    (:func:`fishtrack._threads.import_beside`)."""
-    from fishtrack._threads import import_beside
-
-    import_beside(name)
 
 
 def _print_summary(res, out: Path) -> None:
