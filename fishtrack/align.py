@@ -281,7 +281,7 @@ def align_trial(
     their manifest groups). ``stats``: a :class:`~fishtrack.config.StatsConfig` (window and
     bins of the averages).
     """
-    from fishtrack.report.figures import event_locked_figure, figure_bytes
+    from fishtrack.report.figures import event_locked_figure, figure_png_svg
 
     stats = stats or StatsConfig()
     folder = Path(folder)
@@ -338,7 +338,8 @@ def align_trial(
     paths["locked_groups"] = write_table(groups, out_dir / f"locked_{stem}_groups.csv")
     fig = event_locked_figure(groups, reference=stats.reference_group,
                               title=f"{signal_path.name} aligned to {folder.name} ({al.method})")
-    paths["figure"] = write_bytes(out_dir / f"locked_{stem}.png", figure_bytes(fig, "png"))
-    paths["figure_svg"] = write_bytes(out_dir / f"locked_{stem}.svg", figure_bytes(fig, "svg"))
+    png, svg = figure_png_svg(fig)  # one layout for both
+    paths["figure"] = write_bytes(out_dir / f"locked_{stem}.png", png)
+    paths["figure_svg"] = write_bytes(out_dir / f"locked_{stem}.svg", svg)
     return AlignResult(paths=paths, alignment=al, n_events=int(len(ev)),
                        n_fish=int(ev["fish_id"].nunique()) if len(ev) else 0)
