@@ -581,6 +581,16 @@ def _close_in_arena(img: np.ndarray, valid: np.ndarray, k: int, polarity: Polari
     return cv2.dilate(a, ker)
 
 
+def _still_residual(m: ArenaModel, k: int, pol: Polarity) -> np.ndarray:
+    """How much darker (dark fish) or brighter (bright fish) the arena's background ``m.bg`` is
+    than its closing / opening with a ``k``-px disc (:func:`_close_in_arena`): what sits in the
+    median narrower than the disc, e.g. a still fish; 0 outside the arena."""
+    closed = _close_in_arena(m.bg, m.valid, k, pol)
+    resid = (closed - m.bg) if pol == "dark" else (m.bg - closed)
+    resid[m.valid <= 0] = 0
+    return resid
+
+
 def _refine(
     bg: Background,
     arenas: list,
@@ -979,9 +989,7 @@ def _remove_still_fish(
         k = _odd(np.clip(0.6 * length, 7, max(7, min(h, w) // 2)))
     else:
         k = _odd(np.clip(min(h, w) / 5.0, 7, 61))
-    closed = _close_in_arena(m.bg, m.valid, k, pol)
-    resid = (closed - m.bg) if pol == "dark" else (m.bg - closed)
-    resid[~inside] = 0
+    resid = _still_residual(m, k, pol)
     # the median of the sample is far less noisy than one frame (sd ~1.25 sigma / sqrt(n) for
     # n independent moments of the recording): in noisy video (sd 10-12) a still larva of 60
     # grey levels is plain in the median but below 6 sd of a frame's noise. The segmentation
@@ -1187,13 +1195,10 @@ def _whole_larva(
     pulling the fixed head 5 px and the heading 36 degrees onto it (20611's larva B3, never
     tracked)."""
     h, w = blob.shape
-    inside = m.valid > 0
     k2 = _odd(max(7.0, min(h, w) / 4.0))
     both = resid
     if k2 > k:
-        closed = _close_in_arena(m.bg, m.valid, k2, pol)
-        r2 = (closed - m.bg) if pol == "dark" else (m.bg - closed)
-        r2[~inside] = 0
+        r2 = _still_residual(m, k2, pol)
         cand = (((resid > lo) | (r2 - resid > hi)) & ok).astype(np.uint8)
         _, lab = cv2.connectedComponents(cand, connectivity=8)
         hit = np.unique(lab[blob & (cand > 0)])
