@@ -199,3 +199,28 @@ def score_stress(draw, sim, res) -> dict:
     from fishtrack.synth.stress import score_recording
 
     return score_recording(res.tracks, res.bouts, sim.truth, sim.bouts, still_fish=draw.still_fish)
+
+
+def compact_tracks(path, fps: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A stress recording's tracks stored compactly by the tests (``tests/data/stress*_tracks``:
+    positions in 1/32 px, the midline points as steps from the point before, the first from the
+    head; angles in 1e-4 rad; pixel motions in 0.01 grey levels) as the tracker wrote them, and
+    the simulator's truth per row (``arena``, ``true_in_bout``, ``true_passive``)."""
+    q = pd.read_parquet(path)
+    t = pd.DataFrame({"frame": q["frame"].to_numpy(np.int64),
+                      "time_s": q["frame"].to_numpy(float) / fps,
+                      "arena": q["arena"].astype(str), "fish": q["arena"].astype(str)})
+    for a in ("x", "y"):
+        pos = q[a].to_numpy(float)
+        t[a] = pos / 32
+        steps = np.cumsum(np.column_stack([q[f"tail_{a}_{i}"].to_numpy(float)
+                                           for i in range(10)]), axis=1)
+        for i in range(10):
+            t[f"tail_{a}_{i}"] = (pos + steps[:, i]) / 32
+    t["heading"] = q["heading"].to_numpy(float) / 1e4
+    for c in ["tail_angle"] + [f"seg_angle_{k}" for k in range(1, 10)]:
+        t[c] = q[c].to_numpy(float) / 1e4
+    for c in ("motion_energy", "tail_motion"):
+        t[c] = q[c].to_numpy(float) / 100
+    t["detected"] = q["detected"].to_numpy(bool)
+    return t, q[["arena", "true_in_bout", "true_passive"]]

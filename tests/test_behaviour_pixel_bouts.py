@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures_behaviour import compact_tracks
 
 from fishtrack.behaviour import classify
 from fishtrack.behaviour import pixel_bouts as pixel_mod
@@ -30,24 +31,7 @@ FPS = 220.0
 
 def _seed364() -> tuple[pd.DataFrame, pd.DataFrame]:
     """The tracks (as the tracker wrote them) and the truth per row."""
-    q = pd.read_parquet(DATA)
-    t = pd.DataFrame({"frame": q["frame"].to_numpy(np.int64),
-                      "time_s": q["frame"].to_numpy(float) / FPS,
-                      "arena": q["arena"].astype(str), "fish": q["arena"].astype(str)})
-    for a in ("x", "y"):
-        pos = q[a].to_numpy(float)
-        t[a] = pos / 32
-        steps = np.cumsum(np.column_stack([q[f"tail_{a}_{i}"].to_numpy(float)
-                                           for i in range(10)]), axis=1)
-        for i in range(10):
-            t[f"tail_{a}_{i}"] = (pos + steps[:, i]) / 32
-    t["heading"] = q["heading"].to_numpy(float) / 1e4
-    for c in ["tail_angle"] + [f"seg_angle_{k}" for k in range(1, 10)]:
-        t[c] = q[c].to_numpy(float) / 1e4
-    for c in ("motion_energy", "tail_motion"):
-        t[c] = q[c].to_numpy(float) / 100
-    t["detected"] = q["detected"].to_numpy(bool)
-    return t, q[["arena", "true_in_bout", "true_passive"]]
+    return compact_tracks(DATA, FPS)
 
 
 def _cfg():

@@ -167,6 +167,16 @@ pixels, which a minority of fish whose quiet frames hold bouts the first detecti
 cannot raise (in one histogram of all fish those frames set the 99th percentile: issue 11,
 tuning seeds 155 and 514, head-embedded larvae at 63-78 fps in camera noise sd 8-11). False:
 the level of all fish's quiet frames in one histogram (the rule before 2026-12-06)."""
+MOTION_GATE_TAIL_OVER_MIDTAIL = 1.5
+"""A judged bout whose mid-tail stays within its noise (:data:`MIDTAIL_DROP`) is kept by the
+tail test only when its tail motion peaks above this many times the tail test's level (a bout
+whose mid-tail is not judged still or is not measured: above the level itself). The tail test
+compares the caudal pixels over 12.5 ms, so an H.264 key frame and the encoder's update a few
+frames after it read as a tail that leaves and comes back (issue 11, seed 22163: two 21-px
+larvae at 824 fps, a still tail's pixels at 1.07 x the level while its traced tip jumped 0.2
+rad and its mid-tail stayed at 0.34 x its noise; tuning seed 112: 1.17 x, false; the one true
+bout of 165 video recordings in this case, 112 A2, at 1.87 x). Both levels are the rig's
+(pooled over the recording's fish); 1.0: the rule before 2026-12-07."""
 MIDTAIL_GATE = True
 """The gate also asks whether the **middle of the traced tail** moves (issue 11, from video): a
 tail beat is a wave that bends the tail along its length, while the tracker's jitter of a faint
@@ -1145,12 +1155,12 @@ def _median_of_levels(levels: np.ndarray) -> float:
 
 def _tail_gate_keep(fr: Frames, br: BoutRuns, tail: np.ndarray | None, quiet: np.ndarray
                     ) -> tuple[np.ndarray | None, float]:
-    """Per bout: True where its largest ``tail`` motion (:func:`tail_motion_frames`) is above
-    the recording's noise level of it (:data:`MOTION_GATE_TAIL_SPREAD`; with
-    :data:`MOTION_GATE_TAIL_PER_FISH` the median of the fish's own levels, else from the
-    histogram of the quiet frames of all fish pooled); and that level (grey
-    levels; NaN when not measured). None without tail motion (the pooled summary is asked for
-    in every part all the same, so parts stay in step)."""
+    """Per bout: its largest ``tail`` motion (:func:`tail_motion_frames`) over the recording's
+    noise level of it (:data:`MOTION_GATE_TAIL_SPREAD`; with :data:`MOTION_GATE_TAIL_PER_FISH`
+    the median of the fish's own levels, else from the histogram of the quiet frames of all
+    fish pooled; above 1: kept by the tail test, 0 where the level is not measured); and that
+    level (grey levels; NaN when not measured). None without tail motion (the pooled summary
+    is asked for in every part all the same, so parts stay in step)."""
     if tail is None:
         return None, float("nan")
     q = quiet & np.isfinite(tail)
@@ -1161,9 +1171,11 @@ def _tail_gate_keep(fr: Frames, br: BoutRuns, tail: np.ndarray | None, quiet: np
         level = pool_value("motion_gate_tail_level", _tail_level_of_histogram,
                            **dict(zip(("bins", "counts"), motion_histogram(tail[q]), strict=True)))
     if not np.isfinite(level) or len(br.starts) == 0:
-        return np.zeros(len(br.starts), bool), level
+        return np.zeros(len(br.starts)), level
     peak = _range_max(np.where(np.isfinite(tail), tail, -np.inf), br.starts, br.ends)
-    return peak > level, level
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(peak > level, peak / level, 0.0)  # a level of 0: any motion keeps
+    return ratio, level
 
 
 def midtail_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
@@ -1259,8 +1271,8 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
         means, win = quiet_window_means(fr, motion, quiet)
         mean_levels = pool_value("motion_gate_mean_levels", _mean_levels_of_histograms,
                                  **_mean_gate_summary(motion[quiet], means, win))
-    tail_keep, tail_level = _tail_gate_keep(fr, br, tail if MOTION_GATE_TAIL else None,
-                                            quiet_frames(kin, br.in_bout))
+    tail_ratio, tail_level = _tail_gate_keep(fr, br, tail if MOTION_GATE_TAIL else None,
+                                             quiet_frames(kin, br.in_bout))
     mid_quiet, mid_moves, mid_level = midtail_verdict(fr, br, midtail,
                                                       quiet_frames(kin, br.in_bout))
     dropped = np.zeros(n_fish, np.int64)
@@ -1274,13 +1286,15 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     if mean_test:
         keep |= _bout_mean(fr, motion, br) > _mean_level(fr, mean_levels,
                                                          br.ends - br.starts + 1)
-    if tail_keep is not None:
-        keep |= tail_keep
+    if tail_ratio is not None:
+        keep |= tail_ratio > 1.0
     if mid_quiet is not None:
         # the whole fish's pixels alone do not confirm a bout whose mid-tail stays still (an
-        # H.264 refresh changes them while the traced tip jitters); a mid-tail that moves well
-        # beyond its noise confirms one that the pixels miss
-        by_tail = tail_keep if tail_keep is not None else np.zeros(len(keep), bool)
+        # H.264 refresh changes them while the traced tip jitters), nor do the tail's pixels
+        # just above their level (a key frame and the update after it); a mid-tail that moves
+        # well beyond its noise confirms one that the pixels miss
+        by_tail = (tail_ratio > max(1.0, MOTION_GATE_TAIL_OVER_MIDTAIL) if tail_ratio is not None
+                   else np.zeros(len(keep), bool))
         keep &= ~(judged & mid_quiet & ~by_tail)
         keep |= judged & mid_moves
     if keep.all():
