@@ -44,6 +44,7 @@ from fishtrack.behaviour.pixel_bouts import ask_noisy_ahead, pixel_bouts
 from fishtrack.behaviour.protocol import assign_phase, validate_protocol
 from fishtrack.behaviour.speed import (
     MOVEMENT_SIGNALS,
+    area_frames,
     blur_frames,
     body_length_px,
     choose_signal,
@@ -473,12 +474,12 @@ def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, re
     """Movement bouts from the head's path speed (and with ``speed_motion`` the pixel motion)
     and the states they give (:mod:`fishtrack.behaviour.speed`); ``Scored.kin`` carries the
     position-observed frames."""
-    frp, blocks, body, motion, blur, raw, tail, drop, key = remembered(
+    frp, blocks, body, motion, blur, raw, tail, drop, key, area = remembered(
         "speed_inputs", _speed_inputs, tracks, cfg, signal)
     br, speed, extra = detect_speed_bouts(
         frp, cfg, blocks, body, motion=motion,
         fixed_px_s=fixed_speed_threshold(cfg, body, px_per_mm), blur=blur, motion_raw=raw,
-        tail=tail, blur_drop=drop, key_ref=key)
+        tail=tail, blur_drop=drop, key_ref=key, area=area)
     extra["speed"] = speed
     codes = state_codes(frp, blocks, br.in_bout, cfg.min_passive_s)
     what = "the head's speed and the pixel motion" if motion is not None else "the head's speed"
@@ -504,7 +505,8 @@ def _speed_inputs(tracks: pd.DataFrame, cfg: BehaviourConfig, signal: str) -> tu
     """The movement bouts' inputs: position frames, their blocks, the body lengths and (for
     ``speed_motion``) the aligned pixel motion, the blur of the body (:func:`blur_frames`)
     and the aligned tail motion (:func:`tail_motion_frames`; None without the tracker's
-    ``tail_motion``), and the blur's single frames (``blur_frames(..., smooth=False)``)."""
+    ``tail_motion``), the blur's single frames (``blur_frames(..., smooth=False)``) and the
+    segmented area (:func:`area_frames`)."""
     frp = position_frames(tracks, cfg)
     blocks = gap_blocks(frp, cfg.max_gap_s)
     body = body_length_px(tracks, frp)
@@ -514,7 +516,8 @@ def _speed_inputs(tracks: pd.DataFrame, cfg: BehaviourConfig, signal: str) -> tu
     drop = blur_frames(tracks, frp, smooth=False) if blur is not None else None
     tail = tail_motion_frames(tracks, frp) if motion is not None else None
     key = key_frame_reference(tracks, frp) if motion is not None else None
-    return frp, blocks, body, motion, blur, raw, tail, drop, key
+    area = area_frames(tracks, frp) if blur is not None else None
+    return frp, blocks, body, motion, blur, raw, tail, drop, key, area
 
 
 def fish_table(kin: Kinematics, sc: Scored, cfg: BehaviourConfig, scored: pd.DataFrame,
