@@ -423,32 +423,41 @@ def test_head_embedded_larvae_in_noisy_mjpg_are_all_tracked(noisy_mjpg_embedded)
     assert res.summary["empty_arenas"] == []
 
 
-def test_embedded_plate_with_an_empty_roi_beside_larvae_is_warned_about(tmp_path):
-    """Every ROI of a head-embedded plate normally holds a larva: an ROI without one beside
-    ROIs with one is named in a warning (the run's summary and provenance, the CLI's output)
-    and in ``summary["embedded_empty_arenas"]``. Before, three of held-out 20611's six ROIs
-    reported empty without a word."""
+def _embedded_plate_warned(tmp_path, cols: int, empty: list[str], length: float,
+                           duration: float, seed: int, said: str) -> None:
+    """A head-embedded plate of 1 x ``cols`` ROIs, ``empty`` without a larva, tracked by the
+    CLI: those ROIs are in ``summary["embedded_empty_arenas"]`` (provenance) and one warning
+    of the summary and the CLI's output says ``said``."""
     import json
 
     from typer.testing import CliRunner
 
     from fishtrack.cli import app
 
-    spec = SimSpec(name="emb_empty", layout="embedded", rows=1, cols=3, fish_length_px=40.0,
-                   fps=100.0, duration_s=1.0, noise_sd=3.0, codec="mjpg", empty_arenas=["A2"],
-                   seed=3, protocol=[{"name": "open_loop_1", "kind": "open_loop", "start_s": 0.0,
-                                      "end_s": 1.0}])
+    spec = SimSpec(name="emb_empty", layout="embedded", rows=1, cols=cols, fish_length_px=length,
+                   fps=100.0, duration_s=duration, noise_sd=3.0, codec="mjpg", empty_arenas=empty,
+                   seed=seed, protocol=[{"name": "open_loop_1", "kind": "open_loop",
+                                         "start_s": 0.0, "end_s": duration}])
     sim = simulate(spec, tmp_path / "sim")
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["track", str(sim.video_path), "--config",
                                    str(sim.out_dir / "config.yaml"), "--out", str(out)])
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "provenance.json").read_text())["summary"]
-    assert summary["empty_arenas"] == ["A2"]
-    assert summary["embedded_empty_arenas"] == ["A2"]
+    assert summary["empty_arenas"] == empty
+    assert summary["embedded_empty_arenas"] == empty
     warned = [w for w in summary["warnings"] if "head-embedded layout" in w]
-    assert len(warned) == 1 and "(A2)" in warned[0] and "1 of 3 ROIs" in warned[0]
-    assert "no larva found in 1 of 3 ROIs (A2)" in " ".join(res.output.split())
+    assert len(warned) == 1 and said in warned[0]
+    assert said in " ".join(res.output.split())
+
+
+def test_embedded_plate_with_an_empty_roi_beside_larvae_is_warned_about(tmp_path):
+    """Every ROI of a head-embedded plate normally holds a larva: an ROI without one beside
+    ROIs with one is named in a warning (the run's summary and provenance, the CLI's output)
+    and in ``summary["embedded_empty_arenas"]``. Before, three of held-out 20611's six ROIs
+    reported empty without a word."""
+    _embedded_plate_warned(tmp_path, 3, ["A2"], 40.0, 1.0, 3,
+                           "no larva found in 1 of 3 ROIs (A2) while the others hold one")
 
 
 def test_embedded_plate_without_any_larva_is_warned_about(tmp_path):
@@ -456,27 +465,7 @@ def test_embedded_plate_without_any_larva_is_warned_about(tmp_path):
     here): before, the empty-ROI warning needed an ROI with a larva to compare with, and
     held-out 22088 (one ROI; its 199.5-px larva never tracked) gave an empty result without a
     word."""
-    import json
-
-    from typer.testing import CliRunner
-
-    from fishtrack.cli import app
-
-    spec = SimSpec(name="emb_none", layout="embedded", rows=1, cols=1, fish_length_px=60.0,
-                   fps=100.0, duration_s=0.5, noise_sd=3.0, codec="mjpg", empty_arenas=["A1"],
-                   seed=5, protocol=[{"name": "open_loop_1", "kind": "open_loop", "start_s": 0.0,
-                                      "end_s": 0.5}])
-    sim = simulate(spec, tmp_path / "sim")
-    out = tmp_path / "out"
-    res = CliRunner().invoke(app, ["track", str(sim.video_path), "--config",
-                                   str(sim.out_dir / "config.yaml"), "--out", str(out)])
-    assert res.exit_code == 0, res.output
-    summary = json.loads((out / "provenance.json").read_text())["summary"]
-    assert summary["empty_arenas"] == ["A1"]
-    assert summary["embedded_empty_arenas"] == ["A1"]
-    warned = [w for w in summary["warnings"] if "head-embedded layout" in w]
-    assert len(warned) == 1 and "no larva found in its only ROI (A1)" in warned[0]
-    assert "no larva found in its only ROI (A1)" in " ".join(res.output.split())
+    _embedded_plate_warned(tmp_path, 1, ["A1"], 60.0, 0.5, 5, "no larva found in its only ROI (A1)")
 
 
 def test_large_head_embedded_larva_alone_in_its_roi_is_tracked(tmp_path):
