@@ -136,6 +136,31 @@ def test_trace_follows_a_drawn_tail():
     assert dist.max() < 0.5
 
 
+@pytest.mark.parametrize("drawn,length", [(160.0, 160.0), (199.5, 238.4), (240.0, 240.0)])
+def test_trace_follows_the_tail_of_a_large_larva(drawn, length):
+    """A larva of ``drawn`` px (a ridge bending by 40 degrees, its head at the patch's centre)
+    traced at the tracker's estimate ``length`` reaches its tip. The sweep's step stops growing
+    at 3 px while the distance to keep from earlier points grew with the length: beyond 225 px
+    it exceeded three steps, every point of the arc was ruled out after the third step and no
+    tail was ever found (held-out 22088: a 199.5-px head-embedded larva measured 238 px, never
+    tracked)."""
+    p = int(2.6 * length) | 1
+    c = p // 2
+    img = np.zeros((p, p), np.float32)
+    s = np.linspace(0.0, drawn, 200)
+    ang = np.deg2rad(200.0) + np.deg2rad(40.0) * s / drawn
+    pts = np.stack([c + np.cumsum(np.cos(ang)) * (s[1] - s[0]),
+                    c + np.cumsum(np.sin(ang)) * (s[1] - s[0])], 1)
+    cv2.polylines(img, [np.round(pts * 16).astype(np.int32)], False, 100, 4, cv2.LINE_AA, 4)
+    img = cv2.GaussianBlur(img, (0, 0), 0.025 * length)
+    mid = trace_midlines(img[None], pts[:1].copy(), np.array([ang[0]]), length, 10, 2.0)
+    assert mid.ok[0]
+    assert np.hypot(*(mid.points[0, -1] - pts[-1])) < 0.05 * drawn
+    # every midline point on the drawn ridge (the rigid anterior body is drawn straight)
+    d = np.hypot(*(mid.points[0][:, None, :] - pts[None]).transpose(2, 0, 1)).min(axis=1)
+    assert d.max() < 0.015 * drawn
+
+
 # --------------------------------------------------------------------------------------------
 # identity
 

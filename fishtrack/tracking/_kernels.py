@@ -242,7 +242,8 @@ def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, 
     ``rad`` from ``pos`` (and, where ``ahead``, averaged with the samples ``r2`` away); points
     closer to the head than ``far_at`` (> 0: the anterior body) and points within
     ``sqrt(avoid2)`` of an earlier trace point but the last two (those ``near_r2`` of
-    ``pos``; ``k`` >= 2) are zero; ``smooth``: the [1, 2, 1] / 4 arc smoothing; ``penalty``:
+    ``pos``; ``k`` >= 2; the caller passes its step less the further recent points it
+    exempts) are zero; ``smooth``: the [1, 2, 1] / 4 arc smoothing; ``penalty``:
     the arc weighted by ``weight`` (J,) (and the values become float64, as in NumPy);
     directions more than ``cone`` (> 0: the rigid anterior body) from the starting direction
     ``theta0`` (M,) are zero.

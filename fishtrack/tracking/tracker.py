@@ -179,8 +179,8 @@ class TrackResult:
         One row per frame per fish found (see ``docs/tracking.md`` for the columns).
     summary
         ``fish_per_arena`` (fish found per arena), ``detection_rate`` (per fish),
-        ``empty_arenas``, ``embedded_empty_arenas`` (head-embedded layout: the empty arenas
-        when others hold a larva, also warned about; [] otherwise), ``warnings``,
+        ``empty_arenas``, ``embedded_empty_arenas`` (head-embedded layout: the empty arenas,
+        also warned about, whether or not others hold a larva; [] otherwise), ``warnings``,
         ``polarity``, ``fish_length_px``, ``thresholds``, ``still_fish``, ``clutter``,
         ``n_frames``.
     damage
@@ -1960,16 +1960,18 @@ def _finish(run: _Run, damage: list) -> TrackResult:
         for s in st.slots:
             if keep[s] and rate[s] < 0.9:
                 warns.append(f"fish {names[s][1]}: detected in only {100 * rate[s]:.1f}% of frames")
-    # every ROI of a head-embedded plate normally holds a larva: ROIs without one beside ROIs
-    # with one are more likely larvae the tracker lost than empty ROIs (held-out 20611: three
-    # of six larvae never tracked, and nothing said so)
-    lost = list(empty) if layout == "embedded" and len(empty) < len(states) else []
+    # every ROI of a head-embedded plate normally holds a larva: ROIs without one are more
+    # likely larvae the tracker lost than empty ROIs (held-out 20611: three of six larvae never
+    # tracked, and nothing said so; held-out 22088: the one ROI's larva, an empty result)
+    lost = list(empty) if layout == "embedded" else []
     if lost:
+        where = ("in its only ROI" if len(states) == 1 else f"in any of its {len(states)} ROIs"
+                 if len(lost) == len(states) else f"in {len(lost)} of {len(states)} ROIs")
+        others = "" if len(lost) == len(states) else " while the others hold one"
         warns.append(
-            f"head-embedded layout: no larva found in {len(lost)} of {len(states)} ROIs "
-            f"({', '.join(lost)}) while the others hold one; every ROI of an embedded plate "
-            "normally holds a larva: check these ROIs in the video (an empty ROI, or a larva "
-            "the tracker lost; docs/tracking.md, section 8)"
+            f"head-embedded layout: no larva found {where} ({', '.join(lost)}){others}; every "
+            "ROI of an embedded plate normally holds a larva: check these ROIs in the video "
+            "(an empty ROI, or a larva the tracker lost; docs/tracking.md, section 8)"
         )
     kept = np.flatnonzero(keep)
     import pandas as pd
