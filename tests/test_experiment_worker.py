@@ -173,3 +173,35 @@ def test_the_report_figures_of_a_two_worker_run_are_drawn_on_the_workers(tmp_pat
     html1, html2 = ((tmp_path / d / "report.html").read_text(encoding="utf-8")
                     for d in ("w1", "w2"))
     assert embedded.findall(html1) == embedded.findall(html2)
+
+
+ORDER: list[str] = []
+
+
+def order_trial(video: Path, config, out: Path, progress=None) -> None:
+    """``fake_trial`` that records the order in which the trials run (inline run)."""
+    from fixtures_experiment import fake_trial
+
+    ORDER.append(video.name)
+    fake_trial(video, config, out, progress)
+
+
+def test_the_largest_videos_are_tracked_first(tmp_path):
+    """Trials run largest video first (issue 15: the last trials of a run leave a worker
+    idle, so they should be the shortest); results stay in manifest order."""
+    from fixtures_experiment import fake_arenas, plate_experiment
+
+    from fishtrack.experiment import run_experiment
+
+    e = plate_experiment(tmp_path / "in")
+    videos = sorted((tmp_path / "in" / "videos").glob("*.mp4"))
+    assert len(videos) == 2
+    spec = json.loads(videos[1].read_text(encoding="utf-8"))
+    videos[1].write_text(json.dumps(spec, indent=8), encoding="utf-8")  # same spec, larger
+    assert videos[1].stat().st_size > videos[0].stat().st_size
+    ORDER.clear()
+    res = run_experiment(e["manifest"], e["config"], tmp_path / "out", trial_fn=order_trial,
+                         arenas_fn=fake_arenas, report=False)
+    assert res.ok, res.failures
+    assert ORDER == [videos[1].name, videos[0].name]
+    assert list(res.trials["video"]) == [f"videos/{v.name}" for v in videos]

@@ -99,11 +99,12 @@ class Backend:
 
     @property
     def slots(self) -> int:
-        """Tasks the workers run at once: the local workers, or dask's worker processes."""
+        """Tasks the workers run at once: the local workers, or the dask cluster's worker
+        processes now (0 inline, or a cluster without workers, e.g. scaled down)."""
         if self.client is not None:
             with contextlib.suppress(Exception):  # noqa: BLE001 - only a hint
-                return max(1, len(self.client.scheduler_info().get("workers", {})))
-            return 1
+                return len(self.client.scheduler_info().get("workers", {}))
+            return 0
         return self.workers if self.pool is not None else 0
 
     def start(self, fn: Callable, *args: Any) -> None:

@@ -150,7 +150,7 @@ def run_experiment(
             update_state(out, trials)
             # the report's figures are drawn on the workers (one core each, issue 15)
             res = _compute_stats(out, man, cfg, plan.names, progress=progress, report=report,
-                                 draw=backend.submit if backend.parallel else None)
+                                 draw=backend.submit if backend.slots else None)
     res.trials = trials
     res.failures = [TrialFailure(o.trial, o.video, o.error, o.log)
                     for o in outcomes.values() if o.status == "failed"]
@@ -381,6 +381,9 @@ def _execute(plan: _Plan, backend: Backend, trial_fn: TrialFn | None,
         tasks.append(TrialTask(name, str(man.root / v), str(plan.out), plan.configs[v], mode,
                                trial_fn, backend.concurrent, rows=man.table[man.table["video"] == v],
                                stats_config=cfg, rel_video=v))
+    # the largest videos first, so that the last trials of a run, which may leave a worker
+    # idle, are its shortest (the file size stands for the frames to decode and track)
+    tasks.sort(key=lambda t: -_file_bytes(t.video))
     total = len(videos)
     n_done = 0
     for name in outcomes:
@@ -416,6 +419,14 @@ def _execute(plan: _Plan, backend: Backend, trial_fn: TrialFn | None,
         emit(progress, "trial", 1, 1, trial=t.name, status=oc.status, message=oc.error)
         emit(progress, "overall", n_done, total, trial=t.name, status=oc.status)
     return outcomes
+
+
+def _file_bytes(path: str) -> int:
+    """Size of a video file (0 for a folder of imported tracks, or unreadable)."""
+    try:
+        return os.stat(path).st_size if os.path.isfile(path) else 0
+    except OSError:
+        return 0
 
 
 def _prepare_report(backend: Backend) -> None:
