@@ -4,7 +4,9 @@ module, which must not pull in the statistics (scipy.stats), the report or the i
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +124,84 @@ def test_a_trials_statistics_inputs_import_no_comparisons(tmp_path):
     assert (trial / TABLES_DIR / "key.json").exists()  # computed and kept
     heavy = set(out.stdout.decode().strip().split(",")) - {""}
     assert heavy <= {"scipy", "fishtrack.stats", "fishtrack.align"}, heavy
+
+
+def test_a_report_figure_drawn_in_a_worker_imports_no_statistics():
+    """A run's report figures are drawn on its worker processes (issue 15: drawing them was
+    the longest serial part of a 2-worker run): what a worker unpickles for one (the drawing
+    function and the figure's function with its tables) imports matplotlib but no
+    ``scipy.stats``."""
+    import pandas as pd
+
+    from fishtrack.report.figures import detection_figure, draw_figure, later
+
+    qc = pd.DataFrame({"fish_id": ["f1", "f2"], "group": ["control", "ket"],
+                       "detection_rate": [0.9, 1.0], "trial_dir": "p", "arena": ["A1", "A2"]})
+    heavy = set(_heavy_after_unpickling((draw_figure, later(detection_figure, qc))).split(","))
+    assert "matplotlib" in heavy and "scipy.stats" not in heavy, heavy
+
+
+def test_the_report_figures_of_a_two_worker_run_are_drawn_on_the_workers(tmp_path):
+    """With 2 local workers the report's figures are drawn in the worker processes (the run's
+    own process never renders one: no Agg canvas imported) and are the same PNGs, figure
+    files and embedded images, as a one-worker run draws in its own process."""
+    from fixtures_experiment import fake_arenas, fake_trial, plate_experiment
+
+    from fishtrack.experiment import run_experiment
+
+    e = plate_experiment(tmp_path / "in")
+    kw = {"trial_fn": fake_trial, "arenas_fn": fake_arenas}
+    assert run_experiment(e["manifest"], e["config"], tmp_path / "w1", **kw).ok
+    (tmp_path / "cfg.json").write_text(json.dumps(e["config"]))
+    code = ("import json, sys; from fixtures_experiment import fake_arenas, fake_trial; "
+            "from fishtrack.experiment import run_experiment; "
+            f"cfg = json.load(open({str(tmp_path / 'cfg.json')!r})); "
+            f"res = run_experiment({str(e['manifest'])!r}, cfg, {str(tmp_path / 'w2')!r}, "
+            "workers=2, trial_fn=fake_trial, arenas_fn=fake_arenas); "
+            "print(res.ok, 'matplotlib.backends.backend_agg' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env,
+                         check=True, timeout=120)
+    assert out.stdout.decode().split() == ["True", "False"], out.stdout  # no figure drawn here
+    pngs = sorted(p.name for p in (tmp_path / "w1" / "figures").glob("*.png"))
+    assert len(pngs) >= 5
+    assert pngs == sorted(p.name for p in (tmp_path / "w2" / "figures").glob("*.png"))
+    for name in pngs:
+        assert (tmp_path / "w1/figures" / name).read_bytes() == \
+            (tmp_path / "w2/figures" / name).read_bytes(), name
+    embedded = re.compile(r'src="data:image/png;base64,([^"]+)"')
+    html1, html2 = ((tmp_path / d / "report.html").read_text(encoding="utf-8")
+                    for d in ("w1", "w2"))
+    assert embedded.findall(html1) == embedded.findall(html2)
+
+
+ORDER: list[str] = []
+
+
+def order_trial(video: Path, config, out: Path, progress=None) -> None:
+    """``fake_trial`` that records the order in which the trials run (inline run)."""
+    from fixtures_experiment import fake_trial
+
+    ORDER.append(video.name)
+    fake_trial(video, config, out, progress)
+
+
+def test_the_largest_videos_are_tracked_first(tmp_path):
+    """Trials run largest video first (issue 15: the last trials of a run leave a worker
+    idle, so they should be the shortest); results stay in manifest order."""
+    from fixtures_experiment import fake_arenas, plate_experiment
+
+    from fishtrack.experiment import run_experiment
+
+    e = plate_experiment(tmp_path / "in")
+    videos = sorted((tmp_path / "in" / "videos").glob("*.mp4"))
+    assert len(videos) == 2
+    spec = json.loads(videos[1].read_text(encoding="utf-8"))
+    videos[1].write_text(json.dumps(spec, indent=8), encoding="utf-8")  # same spec, larger
+    assert videos[1].stat().st_size > videos[0].stat().st_size
+    ORDER.clear()
+    res = run_experiment(e["manifest"], e["config"], tmp_path / "out", trial_fn=order_trial,
+                         arenas_fn=fake_arenas, report=False)
+    assert res.ok, res.failures
+    assert ORDER == [videos[1].name, videos[0].name]
+    assert list(res.trials["video"]) == [f"videos/{v.name}" for v in videos]

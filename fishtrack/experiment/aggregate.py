@@ -115,8 +115,10 @@ def _ethogram(td: TrialData, ids: pd.DataFrame, width_s: float) -> pd.DataFrame:
 
 def _compute_stats(
     out: Path, man: Manifest, cfg: Config, names: dict[str, str], *,
-    progress: ProgressCallback | None = None, report: bool = True,
+    progress: ProgressCallback | None = None, report: bool = True, draw=None,
 ) -> ExperimentResult:
+    """The statistics and report of ``out``'s trials; the report's figures drawn by ``draw``
+    (:data:`fishtrack.report.Draw`: a run's workers; ``None``: this process)."""
     notes: list[str] = []
     videos = man.videos
     n_steps = len(videos) + 3
@@ -207,6 +209,7 @@ def _compute_stats(
             design_notes=design_notes,
             behaviour_qc=behaviour_qc,
             assay=assay,
+            draw=draw,
         )
     _emit(progress, "stats", n_steps, n_steps, message="done")
     return ExperimentResult(

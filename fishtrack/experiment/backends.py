@@ -60,6 +60,7 @@ class Backend:
         self.client = None
         self.queue = None
         self._own_client = False
+        self._started: list = []
 
     @property
     def concurrent(self) -> int:
@@ -70,6 +71,11 @@ class Backend:
         if self.client is not None:
             return _dask_slots_per_host(self.client)
         return self.workers if self.pool is not None else 0
+
+    @property
+    def parallel(self) -> bool:
+        """Tasks run in other processes (a local pool or dask), not in this one."""
+        return self.pool is not None or self.client is not None
 
     def __enter__(self) -> Backend:
         if self.scheduler is not None:
@@ -91,10 +97,34 @@ class Backend:
         if self.client is not None and self._own_client:
             self.client.close()
 
+    @property
+    def slots(self) -> int:
+        """Tasks the workers run at once: the local workers, or the dask cluster's worker
+        processes now (0 inline, or a cluster without workers, e.g. scaled down)."""
+        if self.client is not None:
+            with contextlib.suppress(Exception):  # noqa: BLE001 - only a hint
+                return len(self.client.scheduler_info().get("workers", {}))
+            return 0
+        return self.workers if self.pool is not None else 0
+
+    def start(self, fn: Callable, *args: Any) -> None:
+        """:meth:`submit`, not waited for (kept until the back-end closes: dask cancels a
+        task whose future is dropped)."""
+        self._started.append(self.submit(fn, *args))
+
+    def submit(self, fn: Callable, *args: Any) -> Any:
+        """Start ``fn(*args)`` on a worker (a local pool or dask; :attr:`parallel`); its
+        future (``.result()``)."""
+        if self.client is not None:
+            return self.client.submit(fn, *args, pure=False)
+        return self.pool.submit(fn, *args)
+
     def map_unordered(
-        self, fn: Callable, items: list[tuple], on_tick: Callable[[], None] | None = None
+        self, fn: Callable, items: list[tuple], on_tick: Callable[[], None] | None = None,
+        queued: Callable[[], None] | None = None,
     ) -> Iterator[tuple[int, Any]]:
-        """Yield ``(index, fn(*items[index]))`` as calls finish; ``on_tick`` runs between."""
+        """Yield ``(index, fn(*items[index]))`` as calls finish; ``on_tick`` runs between;
+        ``queued`` runs once every item is queued on the workers (not inline)."""
         if not items:
             return
         if self.client is not None:
@@ -102,6 +132,8 @@ class Backend:
 
             futures = [self.client.submit(fn, *args, pure=False) for args in items]
             index = {f.key: i for i, f in enumerate(futures)}
+            if queued is not None:
+                queued()
             for fut in as_completed(futures):
                 i = index[fut.key]
                 try:
@@ -110,6 +142,8 @@ class Backend:
                     yield i, err
         elif self.pool is not None:
             pending = {self.pool.submit(fn, *args): i for i, args in enumerate(items)}
+            if queued is not None:
+                queued()
             while pending:
                 done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 if on_tick is not None:

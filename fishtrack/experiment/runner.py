@@ -54,6 +54,7 @@ from fishtrack.experiment.worker import (  # noqa: F401 - detect_video_arenas: p
     _execute_trial,
     detect_video_arenas,
     found_path,
+    prepare_report,
 )
 from fishtrack.io.video import open_video
 from fishtrack.stats import METRICS
@@ -144,10 +145,12 @@ def run_experiment(
                 _discard_found(plan, fresh)
             raise_problems(man.where, plan.problems)
             write_inputs(out, man, cfg, plan.names)  # record the experiment before work starts
-            outcomes = _execute(plan, backend, trial_fn, progress, cfg)
-        trials = _trials_table(plan, outcomes)
-        update_state(out, trials)
-        res = _compute_stats(out, man, cfg, plan.names, progress=progress, report=report)
+            outcomes = _execute(plan, backend, trial_fn, progress, cfg, report)
+            trials = _trials_table(plan, outcomes)
+            update_state(out, trials)
+            # the report's figures are drawn on the workers (one core each, issue 15)
+            res = _compute_stats(out, man, cfg, plan.names, progress=progress, report=report,
+                                 draw=backend.submit if backend.slots else None)
     res.trials = trials
     res.failures = [TrialFailure(o.trial, o.video, o.error, o.log)
                     for o in outcomes.values() if o.status == "failed"]
@@ -359,9 +362,12 @@ def _clean_leftovers(trials_dir: Path) -> None:
 
 
 def _execute(plan: _Plan, backend: Backend, trial_fn: TrialFn | None,
-             progress: ProgressCallback | None, cfg: Config) -> dict[str, TrialOutcome]:
+             progress: ProgressCallback | None, cfg: Config,
+             report: bool = False) -> dict[str, TrialOutcome]:
     """Run the trials that are not current; the outcome of every trial by name. Each
-    trial's worker also prepares its statistics inputs for ``cfg`` (the experiment's)."""
+    trial's worker also prepares its statistics inputs for ``cfg`` (the experiment's); with
+    ``report``, the report's imports are done while the workers run the trials
+    (:func:`_prepare_report`)."""
     man = plan.manifest
     videos = man.videos
     tasks = []
@@ -375,6 +381,9 @@ def _execute(plan: _Plan, backend: Backend, trial_fn: TrialFn | None,
         tasks.append(TrialTask(name, str(man.root / v), str(plan.out), plan.configs[v], mode,
                                trial_fn, backend.concurrent, rows=man.table[man.table["video"] == v],
                                stats_config=cfg, rel_video=v))
+    # the largest videos first, so that the last trials of a run, which may leave a worker
+    # idle, are its shortest (the file size stands for the frames to decode and track)
+    tasks.sort(key=lambda t: -_file_bytes(t.video))
     total = len(videos)
     n_done = 0
     for name in outcomes:
@@ -394,10 +403,11 @@ def _execute(plan: _Plan, backend: Backend, trial_fn: TrialFn | None,
             emit(progress, "trial", d, tot, trial=tname, status="running")
 
     items = [(t,) for t in tasks]  # a spawned worker's progress queue is inherited
-    if backend.pool is None and backend.client is None and progress is not None:
+    if not backend.parallel and progress is not None:
         items = [(t, InlineQueue(progress)) for t in tasks]
     rel = {plan.names[v]: v for v in videos}
-    for i, oc in backend.map_unordered(_execute_trial, items, on_tick=drain):
+    queued = (lambda: _prepare_report(backend)) if report else None
+    for i, oc in backend.map_unordered(_execute_trial, items, on_tick=drain, queued=queued):
         t = tasks[i]
         if isinstance(oc, BaseException):  # e.g. a worker killed by the OS or the cluster
             why = f"{t.video}: worker lost ({type(oc).__name__}: {oc})"
@@ -409,6 +419,24 @@ def _execute(plan: _Plan, backend: Backend, trial_fn: TrialFn | None,
         emit(progress, "trial", 1, 1, trial=t.name, status=oc.status, message=oc.error)
         emit(progress, "overall", n_done, total, trial=t.name, status=oc.status)
     return outcomes
+
+
+def _file_bytes(path: str) -> int:
+    """Size of a video file (0 for a folder of imported tracks, or unreadable)."""
+    try:
+        return os.stat(path).st_size if os.path.isfile(path) else 0
+    except OSError:
+        return 0
+
+
+def _prepare_report(backend: Backend) -> None:
+    """Once the trials are queued on the workers (issue 15): the report's imports in this
+    process, which only waits for them (~0.5 s of CPU), and in every worker, queued behind
+    the trials, so the report's figures (drawn on the workers after the trials) start at
+    once."""
+    for _ in range(backend.slots):
+        backend.start(prepare_report)
+    import fishtrack.report  # noqa: F401
 
 
 def _trials_table(plan: _Plan, outcomes: dict[str, TrialOutcome]) -> pd.DataFrame:

@@ -4,31 +4,43 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fishtrack.config import Config
 from fishtrack.io.provenance import library_versions
-from fishtrack.io.tables import write_bytes, write_text
+from fishtrack.io.tables import write_text
 from fishtrack.report.assay import assay_sections
 from fishtrack.report.figures import (
+    FigureJob,
     behaviour_qc_figure,
     binned_figure,
     detection_figure,
+    draw_figure,
     estimation_figure,
     ethogram_figure,
-    figure_png_svg,
+    later,
     rmst_figure,
     survival_figure,
 )
 from fishtrack.report.html import FigureItem, Section, esc, render_html, table_html
-from fishtrack.stats import METRIC_SPECS, kaplan_meier, survival_table
-from fishtrack.stats.compare import cluster_weights
-from fishtrack.stats.survival import weighted_rmst
+from fishtrack.stats.metrics import METRIC_SPECS
+
+# the statistics the sections use are imported where used: a worker process that draws a
+# report figure (:func:`fishtrack.report.figures.draw_figure`) imports this package but no
+# scipy.stats (~0.7 s of CPU per worker)
+
+Draw = Callable[..., Any]
+"""``draw(fn, *args)`` starts ``fn(*args)`` elsewhere and returns a future (its
+``.result()``): how :func:`write_report` draws its figures, each as soon as its section has
+queued it (e.g. on the run's worker processes, :meth:`fishtrack.experiment.backends.Backend.submit`)."""
 
 __all__ = [
     "write_report",
@@ -112,6 +124,8 @@ def main_phase(per_fish: pd.DataFrame) -> str | None:
 
 
 def _survival_curves(per_fish: pd.DataFrame, phase: str) -> pd.DataFrame:
+    from fishtrack.stats import kaplan_meier
+
     return kaplan_meier(per_fish, phase)
 
 
@@ -253,7 +267,17 @@ def _latency_estimation(values: pd.DataFrame, reference: str, differences: pd.Da
                         n_boot: int, seed: int, ylabel: str | None = None, unit: str = "s"):
     """The latency panel: per-fish latencies with censoring, KM RMST per group (common
     horizon, as in the statistics table) with a fish-bootstrap interval, and the table's
-    RMST differences."""
+    RMST differences. ``(figure, tau)``."""
+    job, tau = _latency_job(values, reference, differences, n_boot, seed, ylabel, unit)
+    return job.make(), tau
+
+
+def _latency_job(values: pd.DataFrame, reference: str, differences: pd.DataFrame,
+                 n_boot: int, seed: int, ylabel: str | None = None, unit: str = "s"):
+    """:func:`_latency_estimation` with the figure to be drawn: ``(FigureJob, tau)``."""
+    from fishtrack.stats.compare import cluster_weights
+    from fishtrack.stats.survival import weighted_rmst
+
     v = values.dropna(subset=["value"])
     tau = float(v.groupby("group")["value"].max().min())
     rng = np.random.default_rng(seed)
@@ -267,8 +291,8 @@ def _latency_estimation(values: pd.DataFrame, reference: str, differences: pd.Da
             lo, hi = np.quantile(boots, [0.025, 0.975])
         rows.append({"group": g, "rmst": est, "ci_low": lo, "ci_high": hi})
     kw = {"ylabel": ylabel, "unit": unit} if ylabel else {}
-    return rmst_figure(v, tau=tau, summary=pd.DataFrame(rows), reference=reference,
-                       differences=differences, **kw), tau
+    return later(rmst_figure, v, tau=tau, summary=pd.DataFrame(rows), reference=reference,
+                 differences=differences, **kw), tau
 
 
 def _ethogram_rows(ethogram: pd.DataFrame, fish_groups: pd.DataFrame):
@@ -286,14 +310,6 @@ def _ethogram_rows(ethogram: pd.DataFrame, fish_groups: pd.DataFrame):
                 columns={"label": "fish_id"})
             etho = etho.assign(fish_id=label)
     return etho, fish
-
-
-def _save(fig, name: str, folder: Path, written: list[Path]) -> bytes:
-    png, svg = figure_png_svg(fig)  # one layout for both
-    write_bytes(folder / f"{name}.png", png)
-    write_bytes(folder / f"{name}.svg", svg)
-    written += [folder / f"{name}.png", folder / f"{name}.svg"]
-    return png
 
 
 def _fish_counts(per_fish: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
@@ -315,7 +331,7 @@ def _fish_counts(per_fish: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame
 
 
 def _behaviour_qc_blocks(s: Section, per_fish: pd.DataFrame, behaviour_qc: list[dict],
-                         config: Config, fig_dir: Path, written: list[Path]) -> None:
+                         config: Config, save: Callable) -> None:
     """QC of the behaviour stage: measurement noise per trial, fish that do not swim and the
     per-trial vigour figure."""
     rows = []
@@ -371,7 +387,7 @@ def _behaviour_qc_blocks(s: Section, per_fish: pd.DataFrame, behaviour_qc: list[
         if summary is None or summary.empty:
             continue
         name = f"behaviour_qc_{item['trial']}"
-        png = _save(behaviour_qc_figure(summary, title=str(item["trial"])), name, fig_dir, written)
+        png = save(later(behaviour_qc_figure, summary, title=str(item["trial"])), name)
         sig = str(summary["bout_signal"].iloc[0]) if "bout_signal" in summary else "tail"
         what = ("Each fish's head speed (px/s, the movement-bout signal)"
                 + (" and, below, its pixel motion (grey levels)" if sig == "speed_motion" else "")
@@ -404,6 +420,7 @@ def write_report(
     design_notes: list[str] | None = None,
     behaviour_qc: list[dict] | None = None,
     assay=None,
+    draw: Draw | None = None,
 ) -> dict[str, Path]:
     """Write ``out/report.html`` and ``out/figures/*.png|svg``.
 
@@ -433,6 +450,12 @@ def write_report(
         :class:`fishtrack.stats.assay.AssayResults` (sensitivity, dose–response, time
         course, onset-locked averages); the effort, struggle and recovery sections come from
         ``per_fish`` and ``group_stats`` alone.
+    draw
+        How the figures are drawn (:data:`Draw`; e.g. on the worker processes of a run, as
+        ``fishtrack run --workers 2`` does): each figure is handed to ``draw`` as soon as its
+        section queues it, while this process builds the next sections; a figure whose call
+        fails is drawn here. ``None``: all in this process, after the sections. The figures
+        are the same either way.
 
     Returns
     -------
@@ -451,7 +474,7 @@ def write_report(
         n_boot=min(config.stats.n_bootstrap, 5000), seed=config.stats.seed,
         protocol=list(protocol or []),
         fish_groups=manifest[["fish_id", "group", "exclude"]].drop_duplicates("fish_id"),
-        analysed=analysed, fig_dir=fig_dir, written=written,
+        analysed=analysed, fig_dir=fig_dir, written=written, draw=draw,
     )
     phase, paired = _headline_phase(group_stats, analysed)
     sections = [
@@ -465,6 +488,7 @@ def write_report(
                         c.save, n_boot=c.n_boot, seed=c.seed),
         _statistics_section(c, group_stats, phase),
     ]
+    _draw_figures(c, sections)
     # stale figures from earlier runs go
     keep = {p.name for p in written}
     for p in fig_dir.glob("*"):
@@ -494,10 +518,41 @@ class _Context:
     analysed: pd.DataFrame
     fig_dir: Path
     written: list[Path]
+    draw: Draw | None = None
+    jobs: list[tuple[tuple, Any]] = field(default_factory=list)
+    """Queued figures: ``(draw_figure's arguments, future or None)``."""
 
-    def save(self, fig, name: str) -> bytes:
-        """Write a figure into ``fig_dir`` (PNG and SVG, remembered in ``written``); PNG bytes."""
-        return _save(fig, name, self.fig_dir, self.written)
+    def save(self, job: FigureJob, name: str) -> _Pending:
+        """Queue a figure for ``fig_dir`` (PNG and SVG, remembered in ``written``; started on
+        ``draw`` now); its PNG bytes, filled in by :func:`_draw_figures`, go into the
+        section's :class:`FigureItem`."""
+        args = (job, str(self.fig_dir), name)
+        self.jobs.append((args, self.draw(draw_figure, *args) if self.draw else None))
+        self.written += [self.fig_dir / f"{name}.png", self.fig_dir / f"{name}.svg"]
+        return _Pending(len(self.jobs) - 1)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """The PNG of the ``index``-th queued figure of a report, not drawn yet."""
+
+    index: int
+
+
+def _draw_figures(c: _Context, sections: list[Section]) -> None:
+    """The queued figures drawn (waited for when started on ``c.draw``, else drawn here, as
+    is one whose worker failed) and their PNG bytes put into the sections' figures."""
+    pngs = []
+    for args, fut in c.jobs:
+        png = None
+        if fut is not None:
+            with contextlib.suppress(Exception):  # e.g. a worker lost: drawn here
+                png = fut.result()
+        pngs.append(png if isinstance(png, bytes) else draw_figure(*args))
+    for s in sections:
+        for f in s.figures:
+            if isinstance(f.png, _Pending):
+                f.png = pngs[f.png.index]
 
 
 def _headline_phase(group_stats: pd.DataFrame, analysed: pd.DataFrame) -> tuple[str, bool]:
@@ -559,7 +614,7 @@ def _qc_section(c: _Context, per_fish: pd.DataFrame, qc: pd.DataFrame, trials: p
     s = Section("qc", "Quality control")
     if not qc.empty and "detection_rate" in qc.columns:
         q = qc.merge(fish_groups[["fish_id", "group"]], on="fish_id", how="left")
-        png = c.save(detection_figure(q, reference=ref), "detection_rate")
+        png = c.save(later(detection_figure, q, reference=ref), "detection_rate")
         s.figures.append(FigureItem("detection_rate", "Detection rate per fish", png,
                                     "Fraction of frames in which each fish was found; dashed "
                                     f"line: {LOW_DETECTION:.0%}."))
@@ -579,7 +634,7 @@ def _qc_section(c: _Context, per_fish: pd.DataFrame, qc: pd.DataFrame, trials: p
     else:
         s.blocks.append("<p>No treatment aligned with plate rows or columns, no video holding a "
                         "single group, one protocol.</p>")
-    _behaviour_qc_blocks(s, per_fish, behaviour_qc or [], config, c.fig_dir, c.written)
+    _behaviour_qc_blocks(s, per_fish, behaviour_qc or [], config, c.save)
     return s
 
 
@@ -589,8 +644,8 @@ def _ethogram_section(c: _Context, ethogram: pd.DataFrame, ethogram_bin_s: float
     s = Section("ethogram", "Ethogram")
     if not ethogram.empty:
         etho, etho_fish = _ethogram_rows(ethogram, fish_groups)
-        fig = ethogram_figure(etho, etho_fish, bin_s=ethogram_bin_s, protocol=protocol,
-                              reference=ref)
+        fig = later(ethogram_figure, etho, etho_fish, bin_s=ethogram_bin_s, protocol=protocol,
+                    reference=ref)
         png = c.save(fig, "ethogram")
         s.figures.append(FigureItem("ethogram", "Ethogram", png,
                                     f"State of every fish over time (majority state per "
@@ -617,6 +672,8 @@ def _metrics_section(c: _Context, group_stats: pd.DataFrame, phase: str, paired:
     shown = [config.stats.primary.metric] + [m for m in MAIN_METRICS
                                              if m != config.stats.primary.metric]
     surv_rows = None
+    from fishtrack.stats import survival_table
+
     for m in shown:
         role = "primary" if m == config.stats.primary.metric else "secondary"
         diffs = metric_differences(group_stats, m, phase) if phase else pd.DataFrame()
@@ -630,7 +687,7 @@ def _metrics_section(c: _Context, group_stats: pd.DataFrame, phase: str, paired:
                 s.blocks.append(f"<p><em>{esc(m)}: no latencies.</em></p>")
                 continue
             vals = lat.rename(columns={"time_s": "value"})[["fish_id", "group", "value", "event"]]
-            fig, tau = _latency_estimation(vals, ref_shown, diffs, n_boot, seed)
+            fig, tau = _latency_job(vals, ref_shown, diffs, n_boot, seed)
             in_phase = analysed[analysed["phase"].astype(str) == phase]
             never = int(in_phase.loc[pd.to_numeric(in_phase[m], errors="coerce").isna(),
                                      "fish_id"].nunique())
@@ -650,8 +707,8 @@ def _metrics_section(c: _Context, group_stats: pd.DataFrame, phase: str, paired:
         if vals.empty or not np.isfinite(vals["value"].to_numpy(float)).any():
             s.blocks.append(f"<p><em>{esc(m)}: no values.</em></p>")
             continue
-        fig = estimation_figure(vals, metric=m, reference=ref_shown, differences=diffs,
-                                n_boot=n_boot, seed=seed, ylabel=_label(m))
+        fig = later(estimation_figure, vals, metric=m, reference=ref_shown, differences=diffs,
+                    n_boot=n_boot, seed=seed, ylabel=_label(m))
         png = c.save(fig, f"estimation_{m}")
         s.figures.append(FigureItem(f"estimation_{m}", f"{m} ({role})", png,
                                     f"{_label(m)} ({role})"))
@@ -674,7 +731,7 @@ def _survival_section(c: _Context, phase: str) -> Section:
             s.blocks.append(f"<p><em>{esc(ph)}: no latencies.</em></p>")
             continue
         label = "all open-loop phases (concatenated time at risk)" if ph == "open_loop" else ph
-        png = c.save(survival_figure(curves, reference=ref, title=label), f"survival_{ph}")
+        png = c.save(later(survival_figure, curves, reference=ref, title=label), f"survival_{ph}")
         s.figures.append(FigureItem(f"survival_{ph}", f"Give-up curve {label}", png,
                                     f"Fraction of fish that have not yet given up in {label}, "
                                     "over the time since their first swim in the phase (0 for a "
@@ -697,7 +754,8 @@ def _bins_section(c: _Context, bins: pd.DataFrame) -> Section:
             b = b[~b["exclude"].astype(bool)]
         else:
             b = b[b["fish_id"].isin(analysed["fish_id"])] if "fish_id" in analysed else b
-        png = c.save(binned_figure(b, protocol=protocol, reference=ref), "passive_fraction_bins")
+        png = c.save(later(binned_figure, b, protocol=protocol, reference=ref),
+                     "passive_fraction_bins")
         s.figures.append(FigureItem(
             "passive_fraction_bins", "Passive fraction over time", png,
             f"Group mean (95% t interval over fish) in {config.stats.bin_s:g} s bins, one panel "

@@ -13,6 +13,7 @@ from fishtrack.config import Config
 from fishtrack.report.figures import (
     dose_response_figure,
     event_locked_figure,
+    later,
     sensitivity_figure,
     struggle_figure,
     survival_figure,
@@ -22,7 +23,7 @@ from fishtrack.report.html import FigureItem, Section, esc, table_html
 
 __all__ = ["assay_sections"]
 
-Save = Callable[..., bytes]
+Save = Callable[..., object]
 
 
 def _label(metric: str) -> str:
@@ -84,7 +85,7 @@ def _rows(group_stats: pd.DataFrame, metrics, phase=None) -> pd.DataFrame:
 
 def _censored_figure(analysed, metric, censor, phase, ref, diffs, n_boot, seed, ylabel,
                      unit="s"):
-    from fishtrack.report import _latency_estimation
+    from fishtrack.report import _latency_job
     from fishtrack.stats import survival_table
 
     if metric not in analysed.columns or censor not in analysed.columns:
@@ -94,7 +95,7 @@ def _censored_figure(analysed, metric, censor, phase, ref, diffs, n_boot, seed, 
     if rows.empty or rows["group"].nunique() < 1:
         return None, None
     vals = rows.rename(columns={"time_s": "value"})[["fish_id", "group", "value", "event"]]
-    return _latency_estimation(vals, ref, diffs, n_boot, seed, ylabel=ylabel, unit=unit)
+    return _latency_job(vals, ref, diffs, n_boot, seed, ylabel=ylabel, unit=unit)
 
 
 def _effort(analysed, group_stats, config, phase, save, n_boot, seed) -> Section | None:
@@ -131,8 +132,9 @@ def _effort(analysed, group_stats, config, phase, save, n_boot, seed) -> Section
                                     "interval of the statistics table."))
     curves = kaplan_meier(analysed, phase, metric=m, censor="latency_censored")
     if not curves.empty:
-        fig = survival_figure(curves, reference=ref, title=f"{phase}: give-up curve over bouts",
-                              xlabel="swim bouts since the phase began")
+        fig = later(survival_figure, curves, reference=ref,
+                    title=f"{phase}: give-up curve over bouts",
+                    xlabel="swim bouts since the phase began")
         s.figures.append(FigureItem("effort_curve", "Give-up curve over bouts",
                                     save(fig, "effort_curve"),
                                     "Fraction of fish that have not yet given up after a given "
@@ -161,7 +163,7 @@ def _struggle(analysed, group_stats, config, phase, save) -> Section | None:
         "difference-in-differences, tested by permuting fish (rows "
         "<code>struggle_rate_change_hz</code> and <code>struggle_vigour_change_rad_s</code> "
         "of the statistics table).</p>")
-    fig = struggle_figure(per, reference=config.stats.reference_group, window_s=w)
+    fig = later(struggle_figure, per, reference=config.stats.reference_group, window_s=w)
     s.figures.append(FigureItem("struggle", "Struggle", save(fig, "struggle"),
                                 "Each fish: closed loop (CL) and open loop (OL), joined; "
                                 "black: group means."))
@@ -218,9 +220,9 @@ def _sensitivity(assay, config, save) -> Section | None:
         f"{assay.configured_min_passive_s:g} s). A result that holds at one threshold only "
         "is fragile. Filled: p ≤ 0.05 (unadjusted); bars: the rows' intervals. Bout rate "
         "and vigour do not depend on the threshold. Table: <code>sensitivity.csv</code>.</p>")
-    fig = sensitivity_figure(t, metrics=metrics, configured=assay.configured_min_passive_s,
-                             reference=config.stats.reference_group,
-                             labels={m: _label(m) for m in metrics})
+    fig = later(sensitivity_figure, t, metrics=metrics,
+                configured=assay.configured_min_passive_s,
+                reference=config.stats.reference_group, labels={m: _label(m) for m in metrics})
     s.figures.append(FigureItem("sensitivity", "Give-up sensitivity", save(fig, "sensitivity"),
                                 "Difference from the reference group against min_passive_s."))
     return s
@@ -240,9 +242,8 @@ def _dose(assay, config, save) -> Section | None:
         "from a bootstrap of fish within dose levels. Every dose is also compared with "
         "vehicle (Holm over the doses of each metric). Tables: <code>dose_response.csv</code>, "
         "<code>dose_vs_vehicle.csv</code>, <code>dose_curve.csv</code>.</p>")
-    fig = dose_response_figure(d.fish, d.curve, metrics=metrics,
-                               labels={m: _label(m) for m in metrics},
-                               scale=config.stats.dose_scale)
+    fig = later(dose_response_figure, d.fish, d.curve, metrics=metrics,
+                labels={m: _label(m) for m in metrics}, scale=config.stats.dose_scale)
     s.figures.append(FigureItem("dose_response", "Dose–response", save(fig, "dose_response"),
                                 "Dots: fish; black: dose means; red: fitted curve and band."))
     tr = d.trend.copy()
@@ -282,12 +283,12 @@ def _time(assay, config, save) -> Section | None:
         "(Holm over the time points of each metric). Tables: <code>time_course.csv</code>, "
         "<code>time_course_stats.csv</code>.</p>")
     if metrics:
-        fig = time_course_figure(t.summary, t.fish, metrics=metrics,
-                                 reference=config.stats.reference_group,
-                                 labels={m: _label(m) for m in metrics},
-                                 xlabel=("time since treatment (h)"
-                                         if col == "time_since_treatment_h" else col),
-                                 within=t.design == "within fish")
+        fig = later(time_course_figure, t.summary, t.fish, metrics=metrics,
+                    reference=config.stats.reference_group,
+                    labels={m: _label(m) for m in metrics},
+                    xlabel=("time since treatment (h)"
+                            if col == "time_since_treatment_h" else col),
+                    within=t.design == "within fish")
         s.figures.append(FigureItem("time_course", "Time course", save(fig, "time_course"),
                                     "Group means with 95% t intervals over fish; thin: fish."))
     s.blocks.append("<h3>Group × time interaction</h3>" + table_html(_stat_rows(t.interaction)))
@@ -316,7 +317,7 @@ def _onset(assay, config, save) -> Section | None:
     if signals:
         s.blocks.append("<p>Co-recorded signals (aligned with <code>fishtrack align</code>): "
                         + esc(", ".join(x.removeprefix("signal:") for x in signals)) + ".</p>")
-    fig = event_locked_figure(g, reference=st.reference_group)
+    fig = later(event_locked_figure, g, reference=st.reference_group)
     s.figures.append(FigureItem("onset_locked", "Onset-locked averages", save(fig, "onset_locked"),
                                 "Rows: bout rate, bout vigour and each co-recorded signal; "
                                 "columns: event kinds; dashed: the onset."))
@@ -326,8 +327,9 @@ def _onset(assay, config, save) -> Section | None:
 
 def assay_sections(assay, analysed: pd.DataFrame, group_stats: pd.DataFrame, config: Config,
                    save: Save, *, n_boot: int, seed: int) -> list[Section]:
-    """The report sections of the assay analyses present in the data (``save(fig, name)``
-    writes a figure as PNG and SVG and returns the PNG bytes)."""
+    """The report sections of the assay analyses present in the data (``save(job, name)``
+    queues a figure, a :class:`~fishtrack.report.figures.FigureJob`, for PNG and SVG and
+    returns its PNG for the section's :class:`FigureItem`)."""
     phase = getattr(assay, "phase", None)
     if phase is None and group_stats is not None and "role" in group_stats.columns:
         prim = group_stats[group_stats["role"] == "primary"]

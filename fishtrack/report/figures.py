@@ -8,7 +8,9 @@ others follow matplotlib's ``tab10``; states use :data:`STATE_COLOURS`.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,8 @@ __all__ = [
     "behaviour_qc_figure",
     "figure_bytes",
     "figure_png_svg",
+    "FigureJob",
+    "draw_figure",
     "event_locked_figure",
     "sensitivity_figure",
     "dose_response_figure",
@@ -981,3 +985,34 @@ def figure_png_svg(fig: Figure, *, dpi: int = 110) -> tuple[bytes, bytes]:
     png = figure_bytes(fig, "png", dpi=dpi)
     fig.set_layout_engine("none")  # keeps the positions the PNG's draw set
     return png, figure_bytes(fig, "svg", dpi=dpi)
+
+
+@dataclass(frozen=True)
+class FigureJob:
+    """A figure to draw later, maybe in another process (a worker of ``fishtrack run``):
+    a top-level function of this module that returns a :class:`Figure`, and its arguments
+    (tables, numbers, protocol phases: sent to the worker by the process pool or dask)."""
+
+    fn: Callable[..., Figure]
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+    def make(self) -> Figure:
+        return self.fn(*self.args, **self.kwargs)
+
+
+def later(fn: Callable[..., Figure], *args, **kwargs) -> FigureJob:
+    """``fn(*args, **kwargs)`` as a :class:`FigureJob`, drawn by :func:`draw_figure`."""
+    return FigureJob(fn, args, kwargs)
+
+
+def draw_figure(job: FigureJob, folder: str | Path, name: str) -> bytes:
+    """Draw a job and write ``folder/name.png`` and ``.svg`` (one layout for both); the PNG
+    bytes. The entry point of a report figure drawn in a worker process: this module imports
+    matplotlib and the figures' helpers only (no statistics)."""
+    from fishtrack.io.tables import write_bytes
+
+    png, svg = figure_png_svg(job.make())
+    write_bytes(Path(folder) / f"{name}.png", png)
+    write_bytes(Path(folder) / f"{name}.svg", svg)
+    return png
