@@ -542,3 +542,73 @@ def test_tracks_with_kernels_equal_numpy(layout, tmp_path):
                 tracker.use_kernels(False)
     assert outs[0].equals(outs[1])
     assert outs[0]["detected"].mean() > 0.5
+
+
+def test_kernels_sample_uint8_smoothings_as_their_float32_copies():
+    """The sampling kernels read uint8 smoothings as they are (each value converted to float32
+    as it is read): trace_midlines (``sweep_step``, ``trace_advance``), body_directions
+    (``body_rays``), refine_heads (``head_profile``) and ``_bilinear`` with and without
+    ``rows`` (``bilinear2d``, ``bilinear_rows``) give on uint8 patches exactly what they give on
+    their float32 copies; and a plate's measuring hands the kernels the uint8 smoothings (no
+    float32 copy), with the same heads and midlines as the float32 copies give."""
+    from types import SimpleNamespace
+
+    from fishtrack.tracking import midline
+
+    rng = np.random.default_rng(23)
+    own, heads, theta0 = _eyed_larvae(90, rng)
+    u8 = midline.smooth_patches(own, 1.0)
+    f32 = u8.astype(np.float32)
+    stop = rng.uniform(2, 30, len(u8)).astype(np.float32)
+    x, y = (rng.uniform(-3, 56, (len(u8), 40)) for _ in range(2))
+    rows = rng.integers(0, len(u8), 25)
+
+    def run(fs):
+        tr = midline.trace_midlines(fs, heads, theta0, 28.0, 10, stop)
+        return ([getattr(tr, f) for f in ("points", "length", "ok", "trace", "ridge", "beside", "end")]
+                + list(midline.body_directions(fs, heads, 28.0, floor=stop, opposite=True))
+                + list(midline.refine_heads(fs, heads, theta0, 28.0, floor=stop, return_reach=True))
+                + [midline._bilinear(fs, x, y), midline._bilinear(fs, x[:25], y[:25], rows)])
+
+    seen = []
+    tracker.use_kernels(True)
+    try:
+        real = midline._HEADS
+
+        def spy(name):
+            def f(*a):
+                seen.append((name, a[0].dtype))
+                return getattr(real, name)(*a)
+            return f
+
+        names = ("sweep_step", "trace_advance", "body_rays", "head_profile", "bilinear_rows")
+        outs = [run(f32), run(u8)]
+        midline._HEADS = SimpleNamespace(**{k: spy(k) if k in names else getattr(real, k)
+                                            for k in real.__all__})
+        midline._SWEEP, midline._KERNEL = spy("sweep_step"), spy("bilinear2d")
+        prm = SimpleNamespace(sigma_trace=1.0, sigma_head=0.7, length=28.0, n_points=10,
+                              head_feature=True)
+        mem = (own > 0).astype(np.uint8)
+        pt = tracker._Patches(own, mem, np.zeros((len(own), 2)), heads, np.ones(len(own), np.float32),
+                              np.zeros(len(own), np.float32))
+        meas_u8 = tracker._measure(pt, prm, stop)
+        midline._HEADS, midline._SWEEP, midline._KERNEL = real, real.sweep_step, real.bilinear2d
+        calls = []
+        orig = tracker.smooth_patches_each
+        tracker.smooth_patches_each = lambda f, s, dtype=None: calls.append(dtype) or orig(f, s, np.float32)
+        try:
+            meas_f32 = tracker._measure(pt, prm, stop)
+        finally:
+            tracker.smooth_patches_each = orig
+    finally:
+        tracker.use_kernels(False)
+    for a, b in zip(*outs, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+    assert 0.3 * len(u8) < outs[0][2].sum() < len(u8)  # tails found, not on the empty patches
+    assert {n for n, _ in seen} >= {"sweep_step", "trace_advance", "body_rays", "head_profile",
+                                    "bilinear_rows"}
+    assert {d for _, d in seen} == {np.dtype(np.uint8)}  # the plate's kernels read uint8
+    assert calls == [np.uint8]  # (the float32 copies made here only as the reference)
+    for f in ("head", "points", "heading", "ok"):
+        assert np.array_equal(getattr(meas_u8, f), getattr(meas_f32, f), equal_nan=True), f
+    assert meas_u8.ok.sum() > 0.3 * len(u8)

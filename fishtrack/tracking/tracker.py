@@ -832,13 +832,17 @@ def _measure(
         return _Meas(np.zeros((0, 2)), np.zeros((0, prm.n_points, 2)), z, z, z, z.astype(bool), z, z)
     own = pt.fp * (pt.mem == 1)  # uint8 throughout: OpenCV filters are ~4x faster on it
     trace_f = pt.fp * (pt.mem != 2)
+    # the smoothings as OpenCV gives them (uint8) where the compiled kernels sample them (each
+    # value read as float32: the same values, a quarter of the memory and no copy), else
+    # converted to float32 as copied back
+    dtype = np.uint8 if _midline._HEADS is not None else np.float32
     if heads is None:
-        # both smoothings from one mosaic of the patches, converted to float32 as copied back
-        fst, fsh = smooth_patches_each(trace_f, (prm.sigma_trace, prm.sigma_head), np.float32)
+        # both smoothings from one mosaic of the patches
+        fst, fsh = smooth_patches_each(trace_f, (prm.sigma_trace, prm.sigma_head), dtype)
         hp, theta0 = _find_heads(own, fst, fsh, prm, stop,
                                  rough=None if rough is None else rough - pt.off)
     else:
-        fst = smooth_patches_each(trace_f, (prm.sigma_trace,), np.float32)[0]
+        fst = smooth_patches_each(trace_f, (prm.sigma_trace,), dtype)[0]
         hp = heads - pt.off
     if theta0 is None:
         # towards the anterior body: the strongest ray 0.2-0.5 lengths from the head (the rigid
