@@ -465,6 +465,57 @@ def test_fishness_kernel_equals_opencv(polarity):
     assert (out > 0).mean() > 0.2 and (out == 0).mean() > 0.2
 
 
+@pytest.mark.parametrize("polarity", ["dark", "bright"])
+def test_gains_and_fishness_in_one_pass_equal_numpy(polarity):
+    """The plate's brightness gains and fishness in one compiled pass
+    (``_kernels.gains_fishness_arenas``) equal segment.all_arena_gains' medians (odd and even
+    counts of reference pixels, ties, one pixel) and the fishness of fishness_chunk with those
+    gains, for the arenas that do not smooth their fishness (the others: their gains only)."""
+    from fishtrack.tracking import _kernels
+    from fishtrack.tracking.background import ArenaModel
+    from fishtrack.tracking.segment import all_arena_gains, fishness_chunk
+
+    rng = np.random.default_rng(29 + (polarity == "dark"))
+    n, hf, wf = 5, 90, 120
+    frames = rng.integers(0, 256, (n, hf, wf)).astype(np.uint8)
+    boxes = [(0, 0, 40, 30), (35, 5, 80, 50), (70, 40, 120, 90), (3, 60, 20, 61), (50, 55, 66, 89)]
+    counts = [400, 401, 7, 1, 60]
+    models = []
+    for (x0, y0, x1, y1), k in zip(boxes, counts, strict=True):
+        h, w = y1 - y0, x1 - x0
+        bg = rng.integers(0, 256, (h, w)).astype(np.float32)
+        valid = np.where(rng.random((h, w)) < 0.8, 255, 0).astype(np.uint8)
+        yx = np.stack([rng.integers(0, h, k), rng.integers(0, w, k)]).astype(np.int64)
+        ref = bg[yx[0], yx[1]].astype(np.float32) + rng.uniform(-0.5, 2, k).astype(np.float32)
+        ref[: k // 3] = 60.0  # ties among the quotients
+        models.append(ArenaModel(name="A", bbox=(x0, y0, x1, y1), bg=bg, valid=valid,
+                                 threshold=10.0, noise=1.0, gain_yx=yx, gain_ref=ref))
+    frames[1] = frames[0]  # the same frame twice: the same gains
+    want_g = np.stack(all_arena_gains(frames, models))
+    want = []
+    for m, g in zip(models, want_g, strict=True):
+        x0, y0, x1, y1 = m.bbox
+        d = np.empty((n, y1 - y0, x1 - x0), np.uint8)
+        fishness_chunk(frames[:, y0:y1, x0:x1], m, polarity, d, gains=g)
+        want.append(d.ravel())
+    boxes, bgs, valids, offs, _ = tracker._plate_arrays(models)
+    pix, refs, ends = tracker._plate_gain_pixels(models, wf)
+    fish = np.array([True, False, True, True, False])
+    out = np.full(sum(len(r) for r in want), 7, np.uint8)
+    gains = np.zeros((len(models), n), np.float32)
+    _kernels.gains_fishness_arenas(frames, boxes, pix, refs, ends, fish, bgs, valids, offs,
+                                   polarity == "dark", gains, out)
+    assert np.array_equal(gains, want_g)
+    assert len(np.unique(want_g)) > 10 and (want_g[:, 0] == want_g[:, 1]).all()
+    parts = np.split(out, np.cumsum([len(r) for r in want])[:-1])
+    for keep, got, r in zip(fish, parts, want, strict=True):
+        assert np.array_equal(got, r) if keep else (got == 7).all()
+    assert (out > 0).mean() > 0.2 and (out == 0).mean() > 0.2
+    # no reference pixels in an arena, or references that are not finite: all_arena_gains
+    models[3].gain_yx, models[3].gain_ref = np.zeros((2, 0), np.int64), np.zeros(0, np.float32)
+    assert tracker._plate_gain_pixels(models, wf) is None
+
+
 def test_limit_malloc_arenas_in_a_fresh_process():
     """Tracking caps glibc's malloc arenas at MALLOC_ARENAS unless the user set
     MALLOC_ARENA_MAX: the cap holds (six threads allocating at once share them; without the

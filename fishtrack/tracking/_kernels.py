@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit
 
 __all__ = ["bilinear2d", "bilinear_rows", "body_rays", "contour_stats", "cut_measure", "eye_heads",
-           "fishness_arenas", "head_point", "head_profile", "head_windows", "sweep_step", "trace_advance"]
+           "fishness_arenas", "gains_fishness_arenas", "head_point", "head_profile", "head_windows", "sweep_step", "trace_advance"]
 
 
 #: one compiled signature per kernel (any memory layout), so that a first run compiles each
@@ -435,6 +435,34 @@ def contour_stats(pts, ends, rect, mom):  # pragma: no cover - compiled; tested 
         start = end
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _fishness_frame(frames, t, box, g, bgs, valids, o, n, dark, out):  # pragma: no cover
+    """:func:`fishness_arenas` of one arena (``box`` x0, y0, x1, y1; its background and mask
+    from ``o``) and frame ``t`` with the gain ``g``."""
+    zero = np.float32(0.0)
+    top = np.float32(255.0)
+    x0 = box[0]
+    y0 = box[1]
+    w = box[2] - x0
+    h = box[3] - y0
+    base = n * o
+    for i in range(h):
+        row = frames[t, y0 + i, x0 : x0 + w]
+        brow = bgs[o + i * w : o + (i + 1) * w]
+        vrow = valids[o + i * w : o + (i + 1) * w]
+        orow = out[base + (t * h + i) * w : base + (t * h + i + 1) * w]
+        if dark:
+            for j in range(w):
+                sc = min(np.rint(abs(brow[j] * g)), top)
+                v = max(sc - np.float32(row[j]), zero)
+                orow[j] = np.uint8(v) & vrow[j]
+        else:
+            for j in range(w):
+                sc = min(np.rint(abs(brow[j] * g)), top)
+                v = min(max(np.float32(row[j]) - sc, zero), top)
+                orow[j] = np.uint8(v) & vrow[j]
+
+
 @njit("void(uint8[:, :, ::1], int64[:, :], float32[:, :], float32[::1], uint8[::1], int64[:], "
       "boolean, uint8[::1])", cache=True, nogil=True)
 def fishness_arenas(frames, boxes, gains, bgs, valids, offs, dark, out):  # pragma: no cover
@@ -447,32 +475,53 @@ def fishness_arenas(frames, boxes, gains, bgs, valids, offs, dark, out):  # prag
     one after the other from ``offs[a]``; the fishness (N, h, w) of arena ``a`` from
     ``N * offs[a]`` in ``out``. Row loops over contiguous rows (vectorized by the compiler)."""
     n = frames.shape[0]
-    zero = np.float32(0.0)
-    top = np.float32(255.0)
     for a in range(boxes.shape[0]):
-        x0 = boxes[a, 0]
-        y0 = boxes[a, 1]
-        w = boxes[a, 2] - x0
-        h = boxes[a, 3] - y0
-        o = offs[a]
-        base = n * o
         for t in range(n):
-            g = gains[a, t]
-            for i in range(h):
-                row = frames[t, y0 + i, x0 : x0 + w]
-                brow = bgs[o + i * w : o + (i + 1) * w]
-                vrow = valids[o + i * w : o + (i + 1) * w]
-                orow = out[base + (t * h + i) * w : base + (t * h + i + 1) * w]
-                if dark:
-                    for j in range(w):
-                        sc = min(np.rint(abs(brow[j] * g)), top)
-                        v = max(sc - np.float32(row[j]), zero)
-                        orow[j] = np.uint8(v) & vrow[j]
-                else:
-                    for j in range(w):
-                        sc = min(np.rint(abs(brow[j] * g)), top)
-                        v = min(max(np.float32(row[j]) - sc, zero), top)
-                        orow[j] = np.uint8(v) & vrow[j]
+            _fishness_frame(frames, t, boxes[a], gains[a, t], bgs, valids, offs[a], n, dark, out)
+
+
+@njit("void(uint8[:, :, ::1], int64[:, :], int64[::1], float32[::1], int64[::1], boolean[::1], "
+      "float32[::1], uint8[::1], int64[:], boolean, float32[:, ::1], uint8[::1])", cache=True, nogil=True)
+def gains_fishness_arenas(frames, boxes, gpix, gref, gends, fish, bgs, valids, offs, dark, gains,
+                          out):  # pragma: no cover - compiled; tested against NumPy and OpenCV
+    """``segment.all_arena_gains`` and :func:`fishness_arenas` of a plate's chunk in one pass
+    over each arena and frame, the same values: the arena's brightness gain first (its
+    reference pixels, read from the crop that the fishness reads next, so that the frame is
+    read from memory once), then, where ``fish[a]``, its fishness with that gain.
+
+    ``gpix`` the reference pixels' flat indices into a frame (H * W), ``gref`` their
+    references (>= 1, finite), arena ``a``'s from ``gends[a - 1]`` (0 for the first) to
+    ``gends[a]`` (at least one each); ``gains`` (A, N) float32 receives every arena's gains:
+    the median of the float32 quotients pixel / reference as ``np.median`` takes it (the
+    middle value, or the float32 sum of the two middle ones halved). The other arguments as
+    :func:`fishness_arenas`, for all ``A`` arenas (``fish`` false: the gain only)."""
+    n = frames.shape[0]
+    two = np.float32(2.0)
+    kmax = 0
+    start = 0
+    for a in range(boxes.shape[0]):
+        kmax = max(kmax, gends[a] - start)
+        start = gends[a]
+    buf = np.empty(max(kmax, 1), np.float32)
+    flat = frames.reshape(n, frames.shape[1] * frames.shape[2])
+    start = 0
+    for a in range(boxes.shape[0]):
+        k = gends[a] - start
+        hi = k // 2
+        for t in range(n):
+            for j in range(k):
+                buf[j] = np.float32(flat[t, gpix[start + j]]) / gref[start + j]
+            part = np.partition(buf[:k], hi)
+            g = part[hi]
+            if k % 2 == 0:
+                lo = part[0]  # the value below the middle: the largest of the lower part
+                for j in range(1, hi):
+                    lo = max(lo, part[j])
+                g = (lo + g) / two
+            gains[a, t] = g
+            if fish[a]:
+                _fishness_frame(frames, t, boxes[a], g, bgs, valids, offs[a], n, dark, out)
+        start = gends[a]
 
 
 @njit(["float32(float32[::1], int64, int64)", "float64(float64[::1], int64, int64)"], cache=True,
