@@ -419,6 +419,19 @@ def test_blobs_of_arenas_equals_find_blobs():
     assert all(len(b) == 0 for b in blobs_of_arenas([[], []], [10, 12], 5.0, _kernels.contour_stats))
 
 
+def _opencv_fishness(frames, models, gains, polarity) -> list[np.ndarray]:
+    """segment.fishness_chunk of every arena of ``models`` with its ``gains`` (flat)."""
+    from fishtrack.tracking.segment import fishness_chunk
+
+    out = []
+    for m, g in zip(models, gains, strict=True):
+        x0, y0, x1, y1 = m.bbox
+        d = np.empty((len(frames), y1 - y0, x1 - x0), np.uint8)
+        fishness_chunk(frames[:, y0:y1, x0:x1], m, polarity, d, gains=g)
+        out.append(d.ravel())
+    return out
+
+
 @pytest.mark.parametrize("polarity", ["dark", "bright"])
 def test_fishness_kernel_equals_opencv(polarity):
     """The compiled fishness of all arenas at once equals segment.fishness_chunk's OpenCV
@@ -426,7 +439,6 @@ def test_fishness_kernel_equals_opencv(polarity):
     exactly half-way between grey levels (rounding half to even) or above 255 (saturation)."""
     from fishtrack.tracking import _kernels
     from fishtrack.tracking.background import ArenaModel
-    from fishtrack.tracking.segment import fishness_chunk
 
     rng = np.random.default_rng(17 + (polarity == "dark"))
     n, hf, wf = 4, 90, 120
@@ -443,12 +455,7 @@ def test_fishness_kernel_equals_opencv(polarity):
                                  gain_ref=np.ones(1, np.float32)))
     gains = rng.uniform(0.9, 1.1, (len(boxes), n)).astype(np.float32)
     gains[0, 0], gains[1, 1], gains[2, 2] = 1.0, 2.0, 0.5
-    ref = []
-    for m, g in zip(models, gains, strict=True):
-        x0, y0, x1, y1 = m.bbox
-        d = np.empty((n, y1 - y0, x1 - x0), np.uint8)
-        fishness_chunk(frames[:, y0:y1, x0:x1], m, polarity, d, gains=g)
-        ref.append(d.ravel())
+    ref = _opencv_fishness(frames, models, gains, polarity)
     boxes, bgs, valids, offs, in_call = tracker._plate_arrays(models)
     assert in_call.all()
     out = np.full(sum(len(r) for r in ref), 7, np.uint8)
@@ -473,7 +480,7 @@ def test_gains_and_fishness_in_one_pass_equal_numpy(polarity):
     gains, for the arenas that do not smooth their fishness (the others: their gains only)."""
     from fishtrack.tracking import _kernels
     from fishtrack.tracking.background import ArenaModel
-    from fishtrack.tracking.segment import all_arena_gains, fishness_chunk
+    from fishtrack.tracking.segment import all_arena_gains
 
     rng = np.random.default_rng(29 + (polarity == "dark"))
     n, hf, wf = 5, 90, 120
@@ -492,12 +499,7 @@ def test_gains_and_fishness_in_one_pass_equal_numpy(polarity):
                                  threshold=10.0, noise=1.0, gain_yx=yx, gain_ref=ref))
     frames[1] = frames[0]  # the same frame twice: the same gains
     want_g = np.stack(all_arena_gains(frames, models))
-    want = []
-    for m, g in zip(models, want_g, strict=True):
-        x0, y0, x1, y1 = m.bbox
-        d = np.empty((n, y1 - y0, x1 - x0), np.uint8)
-        fishness_chunk(frames[:, y0:y1, x0:x1], m, polarity, d, gains=g)
-        want.append(d.ravel())
+    want = _opencv_fishness(frames, models, want_g, polarity)
     boxes, bgs, valids, offs, _ = tracker._plate_arrays(models)
     pix, refs, ends = tracker._plate_gain_pixels(models, wf)
     fish = np.array([True, False, True, True, False])
