@@ -419,6 +419,19 @@ def test_blobs_of_arenas_equals_find_blobs():
     assert all(len(b) == 0 for b in blobs_of_arenas([[], []], [10, 12], 5.0, _kernels.contour_stats))
 
 
+def _opencv_fishness(frames, models, gains, polarity) -> list[np.ndarray]:
+    """segment.fishness_chunk of every arena of ``models`` with its ``gains`` (flat)."""
+    from fishtrack.tracking.segment import fishness_chunk
+
+    out = []
+    for m, g in zip(models, gains, strict=True):
+        x0, y0, x1, y1 = m.bbox
+        d = np.empty((len(frames), y1 - y0, x1 - x0), np.uint8)
+        fishness_chunk(frames[:, y0:y1, x0:x1], m, polarity, d, gains=g)
+        out.append(d.ravel())
+    return out
+
+
 @pytest.mark.parametrize("polarity", ["dark", "bright"])
 def test_fishness_kernel_equals_opencv(polarity):
     """The compiled fishness of all arenas at once equals segment.fishness_chunk's OpenCV
@@ -426,7 +439,6 @@ def test_fishness_kernel_equals_opencv(polarity):
     exactly half-way between grey levels (rounding half to even) or above 255 (saturation)."""
     from fishtrack.tracking import _kernels
     from fishtrack.tracking.background import ArenaModel
-    from fishtrack.tracking.segment import fishness_chunk
 
     rng = np.random.default_rng(17 + (polarity == "dark"))
     n, hf, wf = 4, 90, 120
@@ -443,12 +455,7 @@ def test_fishness_kernel_equals_opencv(polarity):
                                  gain_ref=np.ones(1, np.float32)))
     gains = rng.uniform(0.9, 1.1, (len(boxes), n)).astype(np.float32)
     gains[0, 0], gains[1, 1], gains[2, 2] = 1.0, 2.0, 0.5
-    ref = []
-    for m, g in zip(models, gains, strict=True):
-        x0, y0, x1, y1 = m.bbox
-        d = np.empty((n, y1 - y0, x1 - x0), np.uint8)
-        fishness_chunk(frames[:, y0:y1, x0:x1], m, polarity, d, gains=g)
-        ref.append(d.ravel())
+    ref = _opencv_fishness(frames, models, gains, polarity)
     boxes, bgs, valids, offs, in_call = tracker._plate_arrays(models)
     assert in_call.all()
     out = np.full(sum(len(r) for r in ref), 7, np.uint8)
@@ -463,6 +470,52 @@ def test_fishness_kernel_equals_opencv(polarity):
     for keep, got, r in zip(sub, parts, ref, strict=True):
         assert np.array_equal(got, r) if keep else (got == 7).all()
     assert (out > 0).mean() > 0.2 and (out == 0).mean() > 0.2
+
+
+@pytest.mark.parametrize("polarity", ["dark", "bright"])
+def test_gains_and_fishness_in_one_pass_equal_numpy(polarity):
+    """The plate's brightness gains and fishness in one compiled pass
+    (``_kernels.gains_fishness_arenas``) equal segment.all_arena_gains' medians (odd and even
+    counts of reference pixels, ties, one pixel) and the fishness of fishness_chunk with those
+    gains, for the arenas that do not smooth their fishness (the others: their gains only)."""
+    from fishtrack.tracking import _kernels
+    from fishtrack.tracking.background import ArenaModel
+    from fishtrack.tracking.segment import all_arena_gains
+
+    rng = np.random.default_rng(29 + (polarity == "dark"))
+    n, hf, wf = 5, 90, 120
+    frames = rng.integers(0, 256, (n, hf, wf)).astype(np.uint8)
+    boxes = [(0, 0, 40, 30), (35, 5, 80, 50), (70, 40, 120, 90), (3, 60, 20, 61), (50, 55, 66, 89)]
+    counts = [400, 401, 7, 1, 60]
+    models = []
+    for (x0, y0, x1, y1), k in zip(boxes, counts, strict=True):
+        h, w = y1 - y0, x1 - x0
+        bg = rng.integers(0, 256, (h, w)).astype(np.float32)
+        valid = np.where(rng.random((h, w)) < 0.8, 255, 0).astype(np.uint8)
+        yx = np.stack([rng.integers(0, h, k), rng.integers(0, w, k)]).astype(np.int64)
+        ref = bg[yx[0], yx[1]].astype(np.float32) + rng.uniform(-0.5, 2, k).astype(np.float32)
+        ref[: k // 3] = 60.0  # ties among the quotients
+        models.append(ArenaModel(name="A", bbox=(x0, y0, x1, y1), bg=bg, valid=valid,
+                                 threshold=10.0, noise=1.0, gain_yx=yx, gain_ref=ref))
+    frames[1] = frames[0]  # the same frame twice: the same gains
+    want_g = np.stack(all_arena_gains(frames, models))
+    want = _opencv_fishness(frames, models, want_g, polarity)
+    boxes, bgs, valids, offs, _ = tracker._plate_arrays(models)
+    pix, refs, ends = tracker._plate_gain_pixels(models, wf)
+    fish = np.array([True, False, True, True, False])
+    out = np.full(sum(len(r) for r in want), 7, np.uint8)
+    gains = np.zeros((len(models), n), np.float32)
+    _kernels.gains_fishness_arenas(frames, boxes, pix, refs, ends, fish, bgs, valids, offs,
+                                   polarity == "dark", gains, out)
+    assert np.array_equal(gains, want_g)
+    assert len(np.unique(want_g)) > 10 and (want_g[:, 0] == want_g[:, 1]).all()
+    parts = np.split(out, np.cumsum([len(r) for r in want])[:-1])
+    for keep, got, r in zip(fish, parts, want, strict=True):
+        assert np.array_equal(got, r) if keep else (got == 7).all()
+    assert (out > 0).mean() > 0.2 and (out == 0).mean() > 0.2
+    # no reference pixels in an arena, or references that are not finite: all_arena_gains
+    models[3].gain_yx, models[3].gain_ref = np.zeros((2, 0), np.int64), np.zeros(0, np.float32)
+    assert tracker._plate_gain_pixels(models, wf) is None
 
 
 def test_limit_malloc_arenas_in_a_fresh_process():
@@ -542,3 +595,73 @@ def test_tracks_with_kernels_equal_numpy(layout, tmp_path):
                 tracker.use_kernels(False)
     assert outs[0].equals(outs[1])
     assert outs[0]["detected"].mean() > 0.5
+
+
+def test_kernels_sample_uint8_smoothings_as_their_float32_copies():
+    """The sampling kernels read uint8 smoothings as they are (each value converted to float32
+    as it is read): trace_midlines (``sweep_step``, ``trace_advance``), body_directions
+    (``body_rays``), refine_heads (``head_profile``) and ``_bilinear`` with and without
+    ``rows`` (``bilinear2d``, ``bilinear_rows``) give on uint8 patches exactly what they give on
+    their float32 copies; and a plate's measuring hands the kernels the uint8 smoothings (no
+    float32 copy), with the same heads and midlines as the float32 copies give."""
+    from types import SimpleNamespace
+
+    from fishtrack.tracking import midline
+
+    rng = np.random.default_rng(23)
+    own, heads, theta0 = _eyed_larvae(90, rng)
+    u8 = midline.smooth_patches(own, 1.0)
+    f32 = u8.astype(np.float32)
+    stop = rng.uniform(2, 30, len(u8)).astype(np.float32)
+    x, y = (rng.uniform(-3, 56, (len(u8), 40)) for _ in range(2))
+    rows = rng.integers(0, len(u8), 25)
+
+    def run(fs):
+        tr = midline.trace_midlines(fs, heads, theta0, 28.0, 10, stop)
+        return ([getattr(tr, f) for f in ("points", "length", "ok", "trace", "ridge", "beside", "end")]
+                + list(midline.body_directions(fs, heads, 28.0, floor=stop, opposite=True))
+                + list(midline.refine_heads(fs, heads, theta0, 28.0, floor=stop, return_reach=True))
+                + [midline._bilinear(fs, x, y), midline._bilinear(fs, x[:25], y[:25], rows)])
+
+    seen = []
+    tracker.use_kernels(True)
+    try:
+        real = midline._HEADS
+
+        def spy(name):
+            def f(*a):
+                seen.append((name, a[0].dtype))
+                return getattr(real, name)(*a)
+            return f
+
+        names = ("sweep_step", "trace_advance", "body_rays", "head_profile", "bilinear_rows")
+        outs = [run(f32), run(u8)]
+        midline._HEADS = SimpleNamespace(**{k: spy(k) if k in names else getattr(real, k)
+                                            for k in real.__all__})
+        midline._SWEEP, midline._KERNEL = spy("sweep_step"), spy("bilinear2d")
+        prm = SimpleNamespace(sigma_trace=1.0, sigma_head=0.7, length=28.0, n_points=10,
+                              head_feature=True)
+        mem = (own > 0).astype(np.uint8)
+        pt = tracker._Patches(own, mem, np.zeros((len(own), 2)), heads, np.ones(len(own), np.float32),
+                              np.zeros(len(own), np.float32))
+        meas_u8 = tracker._measure(pt, prm, stop)
+        midline._HEADS, midline._SWEEP, midline._KERNEL = real, real.sweep_step, real.bilinear2d
+        calls = []
+        orig = tracker.smooth_patches_each
+        tracker.smooth_patches_each = lambda f, s, dtype=None: calls.append(dtype) or orig(f, s, np.float32)
+        try:
+            meas_f32 = tracker._measure(pt, prm, stop)
+        finally:
+            tracker.smooth_patches_each = orig
+    finally:
+        tracker.use_kernels(False)
+    for a, b in zip(*outs, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+    assert 0.3 * len(u8) < outs[0][2].sum() < len(u8)  # tails found, not on the empty patches
+    assert {n for n, _ in seen} >= {"sweep_step", "trace_advance", "body_rays", "head_profile",
+                                    "bilinear_rows"}
+    assert {d for _, d in seen} == {np.dtype(np.uint8)}  # the plate's kernels read uint8
+    assert calls == [np.uint8]  # (the float32 copies made here only as the reference)
+    for f in ("head", "points", "heading", "ok"):
+        assert np.array_equal(getattr(meas_u8, f), getattr(meas_f32, f), equal_nan=True), f
+    assert meas_u8.ok.sum() > 0.3 * len(u8)

@@ -11,7 +11,9 @@ The kernels are compiled when this module is first imported (the tracker imports
 first needs it) and cached on disk (numba's ``cache=True``: next to
 this file, or in the user's cache folder where that is not writable), so a process pays only
 numba's import (~0.3-0.5 s) and the cache load when it first tracks. They release the GIL
-(``nogil``), so the tracker's measuring threads run them side by side.
+(``nogil``), so the tracker's measuring threads run them side by side. The sampling kernels
+take float32 patches or the uint8 smoothings themselves (each value read is converted to
+float32: the same values, no float32 copy of the patches).
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ import numpy as np
 from numba import njit
 
 __all__ = ["bilinear2d", "bilinear_rows", "body_rays", "contour_stats", "cut_measure", "eye_heads",
-           "fishness_arenas", "head_point", "head_profile", "head_windows", "sweep_step", "trace_advance"]
+           "fishness_arenas", "gains_fishness_arenas", "head_point", "head_profile", "head_windows", "sweep_step", "trace_advance"]
 
 
 #: one compiled signature per kernel (any memory layout), so that a first run compiles each
 #: kernel once, whatever views it is given
 _A3U8 = "uint8[:, :, :]"
 _C3U8 = "uint8[:, :, ::1]"
+#: the smoothed patches the sampling kernels read: float32, or the uint8 smoothings themselves
+#: (each value read converted to float32: the same values, a quarter of the memory)
+_PATCH_TYPES = ("float32", "uint8")
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -45,15 +50,16 @@ def _sample(f, i, xv, yv):  # pragma: no cover - compiled
     y0 = int(yc)
     ax = np.float32(xc - x0)
     ay = np.float32(yc - y0)
-    v00 = f[i, y0, x0]
-    v01 = f[i, y0, x0 + 1]
-    v10 = f[i, y0 + 1, x0]
-    v11 = f[i, y0 + 1, x0 + 1]
+    v00 = np.float32(f[i, y0, x0])
+    v01 = np.float32(f[i, y0, x0 + 1])
+    v10 = np.float32(f[i, y0 + 1, x0])
+    v11 = np.float32(f[i, y0 + 1, x0 + 1])
     one = np.float32(1.0)
     return (v00 + (v01 - v00) * ax) * (one - ay) + (v10 + (v11 - v10) * ax) * ay
 
 
-@njit("float32[:, :](float32[:, :, :], float64[:, :], float64[:, :])", cache=True, nogil=True)
+@njit([f"float32[:, :]({t}[:, :, :], float64[:, :], float64[:, :])" for t in _PATCH_TYPES],
+      cache=True, nogil=True)
 def bilinear2d(f, x, y):  # pragma: no cover - compiled; tested against the NumPy reference
     """Sample patches ``f`` (M, P, P) at positions ``x``, ``y`` (M, K) float64; zero outside
     ``[0, P-1]``; float32 (M, K). The same values as ``midline._bilinear_np``."""
@@ -66,7 +72,8 @@ def bilinear2d(f, x, y):  # pragma: no cover - compiled; tested against the NumP
     return out
 
 
-@njit("float32[:, :](float32[:, :, :], int64[:], float64[:, :], float64[:, :])", cache=True, nogil=True)
+@njit([f"float32[:, :]({t}[:, :, :], int64[:], float64[:, :], float64[:, :])" for t in _PATCH_TYPES],
+      cache=True, nogil=True)
 def bilinear_rows(f, rows, x, y):  # pragma: no cover - compiled; tested against the NumPy reference
     """:func:`bilinear2d` of the patches ``f[rows]`` without copying them: row ``i`` of ``x``,
     ``y`` (M, K) samples patch ``rows[i]``."""
@@ -216,18 +223,19 @@ def _sample_arc(f, p, xs, ys, out, bi, ax, ay, inside):  # pragma: no cover - co
         inside[j] = ins
     for j in range(nj):
         b = bi[j]
-        v00 = f[b]
-        v01 = f[b + 1]
-        v10 = f[b + p]
-        v11 = f[b + p + 1]
+        v00 = np.float32(f[b])
+        v01 = np.float32(f[b + 1])
+        v10 = np.float32(f[b + p])
+        v11 = np.float32(f[b + p + 1])
         r = (v00 + (v01 - v00) * ax[j]) * (one - ay[j]) + (v10 + (v11 - v10) * ax[j]) * ay[j]
         out[j] = r if inside[j] else zero
 
 
-@njit("void(float32[:, :, ::1], float64[:, :], float64[:], float64[:, :], float64[:, :, :], "
-      "float64[:], float64[:], float64[:], float64[:], float64[:], float64[:], int64, float64, "
-      "float64, boolean, float64, float64, float64, boolean, boolean, float32[:], float64[:], "
-      "float64[:], float64[:], float64, int64[:])", cache=True, nogil=True)
+@njit([f"void({t}[:, :, ::1], float64[:, :], float64[:], float64[:, :], float64[:, :, :], "
+       "float64[:], float64[:], float64[:], float64[:], float64[:], float64[:], int64, float64, "
+       "float64, boolean, float64, float64, float64, boolean, boolean, float32[:], float64[:], "
+       "float64[:], float64[:], float64, int64[:])" for t in _PATCH_TYPES],
+      cache=True, nogil=True)
 def sweep_step(fs, pos, theta, heads, trace, cth, sth, co, so, offs, weight, k, rad, r2, ahead,
                far_at, near_r2, avoid2, smooth, penalty, stop, a_out, v_out, theta0,
                cone, live):  # pragma: no cover
@@ -428,6 +436,34 @@ def contour_stats(pts, ends, rect, mom):  # pragma: no cover - compiled; tested 
         start = end
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _fishness_frame(frames, t, box, g, bgs, valids, o, n, dark, out):  # pragma: no cover
+    """:func:`fishness_arenas` of one arena (``box`` x0, y0, x1, y1; its background and mask
+    from ``o``) and frame ``t`` with the gain ``g``."""
+    zero = np.float32(0.0)
+    top = np.float32(255.0)
+    x0 = box[0]
+    y0 = box[1]
+    w = box[2] - x0
+    h = box[3] - y0
+    base = n * o
+    for i in range(h):
+        row = frames[t, y0 + i, x0 : x0 + w]
+        brow = bgs[o + i * w : o + (i + 1) * w]
+        vrow = valids[o + i * w : o + (i + 1) * w]
+        orow = out[base + (t * h + i) * w : base + (t * h + i + 1) * w]
+        if dark:
+            for j in range(w):
+                sc = min(np.rint(abs(brow[j] * g)), top)
+                v = max(sc - np.float32(row[j]), zero)
+                orow[j] = np.uint8(v) & vrow[j]
+        else:
+            for j in range(w):
+                sc = min(np.rint(abs(brow[j] * g)), top)
+                v = min(max(np.float32(row[j]) - sc, zero), top)
+                orow[j] = np.uint8(v) & vrow[j]
+
+
 @njit("void(uint8[:, :, ::1], int64[:, :], float32[:, :], float32[::1], uint8[::1], int64[:], "
       "boolean, uint8[::1])", cache=True, nogil=True)
 def fishness_arenas(frames, boxes, gains, bgs, valids, offs, dark, out):  # pragma: no cover
@@ -440,32 +476,53 @@ def fishness_arenas(frames, boxes, gains, bgs, valids, offs, dark, out):  # prag
     one after the other from ``offs[a]``; the fishness (N, h, w) of arena ``a`` from
     ``N * offs[a]`` in ``out``. Row loops over contiguous rows (vectorized by the compiler)."""
     n = frames.shape[0]
-    zero = np.float32(0.0)
-    top = np.float32(255.0)
     for a in range(boxes.shape[0]):
-        x0 = boxes[a, 0]
-        y0 = boxes[a, 1]
-        w = boxes[a, 2] - x0
-        h = boxes[a, 3] - y0
-        o = offs[a]
-        base = n * o
         for t in range(n):
-            g = gains[a, t]
-            for i in range(h):
-                row = frames[t, y0 + i, x0 : x0 + w]
-                brow = bgs[o + i * w : o + (i + 1) * w]
-                vrow = valids[o + i * w : o + (i + 1) * w]
-                orow = out[base + (t * h + i) * w : base + (t * h + i + 1) * w]
-                if dark:
-                    for j in range(w):
-                        sc = min(np.rint(abs(brow[j] * g)), top)
-                        v = max(sc - np.float32(row[j]), zero)
-                        orow[j] = np.uint8(v) & vrow[j]
-                else:
-                    for j in range(w):
-                        sc = min(np.rint(abs(brow[j] * g)), top)
-                        v = min(max(np.float32(row[j]) - sc, zero), top)
-                        orow[j] = np.uint8(v) & vrow[j]
+            _fishness_frame(frames, t, boxes[a], gains[a, t], bgs, valids, offs[a], n, dark, out)
+
+
+@njit("void(uint8[:, :, ::1], int64[:, :], int64[::1], float32[::1], int64[::1], boolean[::1], "
+      "float32[::1], uint8[::1], int64[:], boolean, float32[:, ::1], uint8[::1])", cache=True, nogil=True)
+def gains_fishness_arenas(frames, boxes, gpix, gref, gends, fish, bgs, valids, offs, dark, gains,
+                          out):  # pragma: no cover - compiled; tested against NumPy and OpenCV
+    """``segment.all_arena_gains`` and :func:`fishness_arenas` of a plate's chunk in one pass
+    over each arena and frame, the same values: the arena's brightness gain first (its
+    reference pixels, read from the crop that the fishness reads next, so that the frame is
+    read from memory once), then, where ``fish[a]``, its fishness with that gain.
+
+    ``gpix`` the reference pixels' flat indices into a frame (H * W), ``gref`` their
+    references (>= 1, finite), arena ``a``'s from ``gends[a - 1]`` (0 for the first) to
+    ``gends[a]`` (at least one each); ``gains`` (A, N) float32 receives every arena's gains:
+    the median of the float32 quotients pixel / reference as ``np.median`` takes it (the
+    middle value, or the float32 sum of the two middle ones halved). The other arguments as
+    :func:`fishness_arenas`, for all ``A`` arenas (``fish`` false: the gain only)."""
+    n = frames.shape[0]
+    two = np.float32(2.0)
+    kmax = 0
+    start = 0
+    for a in range(boxes.shape[0]):
+        kmax = max(kmax, gends[a] - start)
+        start = gends[a]
+    buf = np.empty(max(kmax, 1), np.float32)
+    flat = frames.reshape(n, frames.shape[1] * frames.shape[2])
+    start = 0
+    for a in range(boxes.shape[0]):
+        k = gends[a] - start
+        hi = k // 2
+        for t in range(n):
+            for j in range(k):
+                buf[j] = np.float32(flat[t, gpix[start + j]]) / gref[start + j]
+            part = np.partition(buf[:k], hi)
+            g = part[hi]
+            if k % 2 == 0:
+                lo = part[0]  # the value below the middle: the largest of the lower part
+                for j in range(1, hi):
+                    lo = max(lo, part[j])
+                g = (lo + g) / two
+            gains[a, t] = g
+            if fish[a]:
+                _fishness_frame(frames, t, boxes[a], g, bgs, valids, offs[a], n, dark, out)
+        start = gends[a]
 
 
 @njit(["float32(float32[::1], int64, int64)", "float64(float64[::1], int64, int64)"], cache=True,
@@ -637,9 +694,10 @@ def eye_heads(win, wmax, px, py, big, r, eye_level, lo2, hi2, ratio, heads, peak
         peak[k] = np.float64(pk)
 
 
-@njit("void(float32[:, :, ::1], float64[:, :], float64[:], float64[:], float64[:], float64[:], "
-      "float64[:], float64[:], float32[:], boolean[:], float64[:], float64[:], float64, "
-      "float32[:, :, ::1], float64[:], float64[:], float64[:, ::1], float64[:])", cache=True, nogil=True)
+@njit([f"void({t}[:, :, ::1], float64[:, :], float64[:], float64[:], float64[:], float64[:], "
+       "float64[:], float64[:], float32[:], boolean[:], float64[:], float64[:], float64, "
+       "float32[:, :, ::1], float64[:], float64[:], float64[:, ::1], float64[:])" for t in _PATCH_TYPES],
+      cache=True, nogil=True)
 def head_profile(fs, rough, ux, uy, nx, ny, t, lat, fl, t_near, wl_pos, wl_neg, g, b_out, ox, oy,
                  prof, t_front):  # pragma: no cover - compiled; tested against NumPy
     """The first steps of ``midline.refine_heads`` for every fish, the same values: the
@@ -789,8 +847,8 @@ def head_point(b, prof_u, decay, t, lat, g, t_front, ox, oy, ux, uy, nx, ny, rou
             out[k, 1] = rough[k, 1]
 
 
-@njit("void(float32[:, :, ::1], float64[:, :], float64[:, :], float64[:, :], float32[:], "
-      "float32[:, ::1])", cache=True, nogil=True)
+@njit([f"void({t}[:, :, ::1], float64[:, :], float64[:, :], float64[:, :], float32[:], "
+       "float32[:, ::1])" for t in _PATCH_TYPES], cache=True, nogil=True)
 def body_rays(fs, heads, cx, cy, fl, v):  # pragma: no cover - compiled; tested against NumPy
     """The rays of ``midline.body_directions`` for every fish, the same values: ``v`` (M, D)
     the mean over each ray's points (offsets ``cx``, ``cy`` (D, R) from ``heads``) of the
@@ -825,9 +883,9 @@ def body_rays(fs, heads, cx, cy, fl, v):  # pragma: no cover - compiled; tested 
             v[k, d] = quarter * raw[d - 1] + half * raw[d] + quarter * raw[(d + 1) % nd]
 
 
-@njit("void(float32[:, :, :], float64[:, ::1], float64[:], float64[:], float64, float64, int64, "
-      "float64[:], float64[:, :, ::1], float32[:, ::1], float32[:, ::1], int64[:])", cache=True,
-      nogil=True)
+@njit([f"void({t}[:, :, :], float64[:, ::1], float64[:], float64[:], float64, float64, int64, "
+       "float64[:], float64[:, :, ::1], float32[:, ::1], float32[:, ::1], int64[:])"
+       for t in _PATCH_TYPES], cache=True, nogil=True)
 def trace_advance(fs, pos, ca, sa, rad, lat_d, k, vmax, trace, vals, beside,
                   live):  # pragma: no cover
     """The end of step ``k`` of ``midline.trace_midlines`` for the fish ``live`` (row

@@ -456,7 +456,7 @@ def body_directions(
     cx = np.cos(phi)[:, None] * r[None, :]
     cy = np.sin(phi)[:, None] * r[None, :]
     fl = np.broadcast_to(np.asarray(floor, np.float32), (m,))
-    if _HEADS is not None and fs.dtype == np.float32 and fs.ndim == 3:
+    if _HEADS is not None and fs.dtype in _KERNEL_TYPES and fs.ndim == 3:
         # the compiled rays (``_kernels.body_rays``, the same values)
         v = np.empty((m, n_dir), np.float32)
         _HEADS.body_rays(np.ascontiguousarray(fs), np.asarray(heads, np.float64), cx, cy,
@@ -558,7 +558,7 @@ def refine_heads(
     fl = np.broadcast_to(np.asarray(floor, np.float32), (m,))
     wl = np.minimum(lat * lat, (0.1 * length) ** 2)
     side = lat > 0
-    kern = _HEADS if fs.dtype == np.float32 and fs.ndim == 3 else None
+    kern = _HEADS if fs.dtype in _KERNEL_TYPES and fs.ndim == 3 else None
     if kern is not None:
         # the compiled steps (``_kernels.head_profile`` and ``head_point``, the same values):
         # one pass per fish instead of ~60 whole-stack NumPy operations
@@ -728,12 +728,12 @@ def _bilinear(f: np.ndarray, x: np.ndarray, y: np.ndarray,
     int64: row ``i`` of ``x``, ``y`` samples patch ``f[rows[i]]`` (as ``_bilinear(f[rows], x,
     y)``; the compiled kernel does not copy the patches).
 
-    While the tracker uses its compiled kernels (``tracker.use_kernels``), float32 patches at
+    While the tracker uses its compiled kernels (``tracker.use_kernels``), float32 or uint8 patches at
     float64 positions go to :func:`fishtrack.tracking._kernels.bilinear2d` (or
     ``bilinear_rows``; the same values as :func:`_bilinear_np`, ~4x faster)."""
     kernel = _KERNEL
     m = len(f) if rows is None else len(rows)
-    if (kernel is not None and f.dtype == np.float32 and x.dtype == np.float64
+    if (kernel is not None and f.dtype in _KERNEL_TYPES and x.dtype == np.float64
             and y.dtype == np.float64 and x.ndim == 2 and x.shape == y.shape
             and m == len(x) and f.ndim == 3):
         if rows is None:
@@ -744,6 +744,9 @@ def _bilinear(f: np.ndarray, x: np.ndarray, y: np.ndarray,
 
 #: the compiled :func:`_bilinear` while the tracker uses its kernels, else None (NumPy)
 _KERNEL = None
+#: the patch dtypes the compiled kernels sample: float32, or uint8 smoothings read as they are
+#: (each value converted to float32 as it is read: the same values as the float32 copy)
+_KERNEL_TYPES = (np.dtype(np.float32), np.dtype(np.uint8))
 #: the compiled sweep of :func:`trace_midlines` (``_kernels.sweep_step``) while the tracker
 #: uses its kernels, else None (NumPy)
 _SWEEP = None
@@ -753,7 +756,7 @@ STOP_DECIDED = True
 #: the compiled kernels module while the tracker uses its kernels, else None (NumPy): the
 #: steps of :func:`locate_heads` for uint8 patches (``head_windows``, ``eye_heads``), of
 #: :func:`refine_heads` (``head_profile``, ``head_point``), :func:`body_directions`
-#: (``body_rays``) and :func:`trace_midlines` (``trace_advance``) for float32 patches
+#: (``body_rays``) and :func:`trace_midlines` (``trace_advance``) for float32 or uint8 patches
 _HEADS = None
 
 
@@ -893,7 +896,7 @@ def trace_midlines(
     rigid_turn = min(max_turn, RIGID_TURN)
     j_first = np.linspace(-first_turn, first_turn, 2 * int(round(first_turn / 0.065)) + 1)
     rows = np.arange(m)
-    sweep = _SWEEP if fs.dtype == np.float32 and fs.ndim == 3 and len(j_first) > 1 else None
+    sweep = _SWEEP if fs.dtype in _KERNEL_TYPES and fs.ndim == 3 and len(j_first) > 1 else None
     advance = _HEADS.trace_advance if sweep is not None and _HEADS is not None else None
     if sweep is not None:
         fs = np.ascontiguousarray(fs)  # (the sweep reads each patch as one row)

@@ -832,13 +832,17 @@ def _measure(
         return _Meas(np.zeros((0, 2)), np.zeros((0, prm.n_points, 2)), z, z, z, z.astype(bool), z, z)
     own = pt.fp * (pt.mem == 1)  # uint8 throughout: OpenCV filters are ~4x faster on it
     trace_f = pt.fp * (pt.mem != 2)
+    # the smoothings as OpenCV gives them (uint8) where the compiled kernels sample them (each
+    # value read as float32: the same values, a quarter of the memory and no copy), else
+    # converted to float32 as copied back
+    dtype = np.uint8 if _midline._HEADS is not None else np.float32
     if heads is None:
-        # both smoothings from one mosaic of the patches, converted to float32 as copied back
-        fst, fsh = smooth_patches_each(trace_f, (prm.sigma_trace, prm.sigma_head), np.float32)
+        # both smoothings from one mosaic of the patches
+        fst, fsh = smooth_patches_each(trace_f, (prm.sigma_trace, prm.sigma_head), dtype)
         hp, theta0 = _find_heads(own, fst, fsh, prm, stop,
                                  rough=None if rough is None else rough - pt.off)
     else:
-        fst = smooth_patches_each(trace_f, (prm.sigma_trace,), np.float32)[0]
+        fst = smooth_patches_each(trace_f, (prm.sigma_trace,), dtype)[0]
         hp = heads - pt.off
     if theta0 is None:
         # towards the anterior body: the strongest ray 0.2-0.5 lengths from the head (the rigid
@@ -1682,6 +1686,7 @@ class _Run:
         #: fishness until its blobs are found: ``work`` grows to that once kernels are in use)
         self.cells = sum(int(np.prod(m.shape)) for m in bg.models)
         self.plate: tuple | None = None  # the arenas' boxes, backgrounds, masks (_plate_arrays)
+        self.plate_gains: tuple | None = None  # their gains' reference pixels (_plate_gain_pixels)
         self.work = np.zeros(self.chunk_frames * max_cells, np.uint8)
         self.queue = _Queue(self.store, prm, embedded=layout == "embedded", pool=pool,
                             threads=MEASURE_THREADS)
@@ -1707,8 +1712,18 @@ class _Run:
         self.store.reserve(int(fidx[-1]))
         self.store.time[fidx - self.store.base] = chunk.times
         flicker = self.cfg.flicker_correction
-        gains = all_arena_gains(frames, [st.model for st in self.states]) if flicker else None
         kernels = _KERNELS
+        if kernels is not None and self.plate is None:
+            models = [st.model for st in self.states]
+            self.plate = _plate_arrays(models)
+            self.plate_gains = _plate_gain_pixels(models, w_full)
+        # a plate's gains and fishness in one compiled pass (the gains' reference pixels read
+        # from the crops the fishness reads next), where every arena has finite float32
+        # references and the frames are C-contiguous
+        fused = (kernels is not None and flicker and self.plate_gains is not None
+                 and frames.flags.c_contiguous)
+        gains = (all_arena_gains(frames, [st.model for st in self.states]) if flicker and not fused
+                 else None)
         in_call = None
         if kernels is not None:
             # a plate (compiled kernels in use): every arena's fishness and outlines first, then
@@ -1716,11 +1731,14 @@ class _Run:
             if len(self.work) < n * self.cells:
                 self.work = np.zeros(self.chunk_frames * self.cells, np.uint8)
             # the fishness of every arena that does not smooth it from one compiled call
-            if self.plate is None:
-                self.plate = _plate_arrays([st.model for st in self.states])
             boxes, bgs, valids, offs, in_call = self.plate
             in_call = in_call if frames.flags.c_contiguous else np.zeros_like(in_call)
-            if in_call.any():
+            if fused:
+                g = np.empty((len(self.states), n), np.float32)
+                kernels.gains_fishness_arenas(frames, boxes, *self.plate_gains, in_call, bgs, valids, offs,
+                                              bg.polarity == "dark", g, self.work)
+                gains = list(g)
+            elif in_call.any():
                 g = np.stack(gains) if gains is not None else np.ones((len(self.states), n), np.float32)
                 kernels.fishness_arenas(frames, boxes[in_call], g[in_call], bgs, valids,
                                         offs[in_call], bg.polarity == "dark", self.work)
@@ -1799,6 +1817,20 @@ def _plate_arrays(models: list[ArenaModel]) -> tuple[np.ndarray, ...]:
             np.concatenate([np.ravel(m.bg).astype(np.float32) for m in models]),
             np.concatenate([np.ravel(m.valid).astype(np.uint8) for m in models]), offs,
             np.array([not (m.smooth > 0) for m in models], bool))
+
+
+def _plate_gain_pixels(models: list[ArenaModel], width: int) -> tuple[np.ndarray, ...] | None:
+    """The brightness gains' reference pixels of all arenas (the inputs of
+    ``_kernels.gains_fishness_arenas``): their flat indices into a frame ``width`` px wide,
+    their references as :func:`segment.all_arena_gains` divides by them (float32) and where
+    each arena's end; None where an arena has none, or references that are not finite float32
+    (``all_arena_gains`` then)."""
+    refs = [np.maximum(m.gain_ref, 1.0) for m in models]
+    if not all(len(r) and r.dtype == np.float32 and np.isfinite(r).all() for r in refs):
+        return None
+    pix = np.concatenate([(m.gain_yx[0] + m.bbox[1]) * width + m.gain_yx[1] + m.bbox[0]
+                          for m in models]).astype(np.int64)
+    return pix, np.concatenate(refs), np.cumsum([len(r) for r in refs], dtype=np.int64)
 
 
 def _step_single(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
