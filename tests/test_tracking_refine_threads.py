@@ -66,3 +66,39 @@ def test_refinement_on_two_threads_equals_the_loop(tmp_path, monkeypatch, still)
     assert len(one.models) == len(two.models) == len(arenas)
     for a, b in zip(one.models, two.models, strict=True):
         assert _same(a.__dict__, b.__dict__), a.name
+
+
+def test_fishness_floors_on_two_threads_equal_the_loop(tmp_path, monkeypatch):
+    """The tracker's set-up computes each arena's fishness floor (the midline tracer's noise
+    floor, from the calibration frames) on the compute threads too, not one arena after the
+    other on the main thread before the first frame (issue 15, fixed costs): the same floors
+    as one thread's."""
+    from fishtrack.synth import SimSpec, simulate
+    from fishtrack.tracking import tracker
+
+    spec = SimSpec(name="f", layout="wells", rows=2, cols=2, fps=50, duration_s=1, seed=6,
+                   fish_length_px=30)
+    sim = simulate(spec, tmp_path / "sim")
+    cfg = load_config(sim.config_path)
+    with open_video(sim.video_path) as src:
+        bg = estimate_background(src, cfg.tracking)
+        n_frames = len(src)
+    bg = bg.refine(detect_arenas(bg.image, cfg.arenas), cfg.tracking)
+
+    threads: set[str] = set()
+    floor = tracker.fishness_floor
+
+    def seen(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return floor(*args, **kwargs)
+
+    monkeypatch.setattr(tracker, "fishness_floor", seen)
+    floors = {}
+    for n in (1, 2):
+        monkeypatch.setattr(_threads, "_APPLIED", n)
+        threads.clear()
+        run = tracker._Run(bg, cfg.tracking, "wells", 1, n_frames, None, 16)
+        floors[n] = [m.floor for m in run.bg.models]
+        assert len(threads) == n, (n, threads)
+    assert len(floors[1]) == 4 and all(np.isfinite(floors[1]))
+    assert floors[1] == floors[2]
