@@ -14,7 +14,11 @@ threads; and, for a milestone reached on the main thread, that thread's own CPU,
 imported, config read (the background sample's thread starts), pipeline imported, sample and its median done, background and arenas done,
 refinement done, first chunk tracked, last chunk tracked, tracking done (the measuring queue
 flushed), behaviour done, provenance built, ``tracks.parquet`` and every file written, summary
-printed, exit handlers, process ended (``os.wait4``, with the peak RSS). The table gives the
+printed, exit handlers, process ended (``os.wait4``, with the peak RSS); and the CPU of each
+kind of thread (its name without the trailing number: the main thread, the sample's, the
+decoding, measuring, refinement and median threads, the import threads), summed over its runs
+when they end (h15o 2026-12-07: config read, the sample's opening and decoding, the background
+estimate and the tracker's set-up added as milestones). The table gives the
 median over the runs (and the range) of each. The hook costs ~1 ms per wrapped call (a few
 hundred per run). Meant for a quiet machine: on a loaded one only the CPU column means much.
 """
@@ -44,6 +48,21 @@ def mark(name, t=None):
 
 mark("interp_ready")
 
+THREAD_CPU = {}  # kind of thread (its name without the trailing number) -> CPU s of its runs
+
+def kind_of(name):
+    name = name.rstrip("0123456789_-")
+    return "fishtrack-decode" if name.startswith("fishtrack-decode-") else name
+
+_run = threading.Thread.run
+def run(self):
+    try:
+        return _run(self)
+    finally:
+        k = kind_of(self.name)
+        THREAD_CPU[k] = THREAD_CPU.get(k, 0.0) + time.thread_time()
+threading.Thread.run = run
+
 def wrap(owner, attr, name, first_last=False):
     fn = getattr(owner, attr)
     if first_last:
@@ -67,12 +86,17 @@ def wrap(owner, attr, name, first_last=False):
 
 PATCH = {
     "fishtrack.cli": [("", "_print_summary", "print_summary", False)],
-    "fishtrack.background_sample": [("EarlySample", "_run", "early_sample", False)],
-    "fishtrack.pipeline": [("", "find_arenas", "find_arenas", False),
+    "fishtrack.config": [("", "resolve_config", "resolve_config", False)],
+    "fishtrack.io.video": [("", "open_video", "open_video", False)],
+    "fishtrack.background_sample": [("EarlySample", "_run", "early_sample", False),
+                                    ("", "read_sample", "read_sample", False)],
+    "fishtrack.pipeline": [("", "estimate_background", "estimate_background", False),
+                           ("", "find_arenas", "find_arenas", False),
                            ("", "track_video", "track_video", False),
                            ("", "_classify_streamed", "classify_streamed", False),
                            ("", "build_provenance", "build_provenance", False)],
-    "fishtrack.tracking.tracker": [("_Run", "track_chunk", "track_chunk", True)],
+    "fishtrack.tracking.tracker": [("_Run", "track_chunk", "track_chunk", True),
+                                   ("_Run", "__init__", "tracker_setup", False)],
     "fishtrack.tracking.background": [("Background", "refine", "bg_refine", False)],
     "fishtrack.trial": [("TrialFolder", "write", "trialfolder_write", False),
                         ("", "write_table_parts", "write_tracks_parquet", False)],
@@ -106,9 +130,12 @@ def dump():
     for name, st in FIRST_LAST.items():
         if "last" in st:
             MARKS.append((*st["last"], name + ":last_end"))
+    THREAD_CPU["MainThread"] = time.thread_time()
     with open(os.environ["FT_TIMELINE_MARKS"], "w") as fh:
         for t, c, m, n in MARKS:
             fh.write(f"{t:.4f}\t{c:.3f}\t{m:.3f}\t{n}\n")
+        for k, c in THREAD_CPU.items():
+            fh.write(f"-1\t{c:.3f}\t-1\tthread:{k}\n")
 atexit.register(dump)
 sys.argv = ["fishtrack", *sys.argv[1:]]
 from fishtrack.cli import main
@@ -119,10 +146,15 @@ main()
 MILESTONES = [
     ("interpreter ready", "interp_ready"),
     ("CLI imported (typer, rich)", "cli_imported"),
-    ("pipeline imported (pandas, pyarrow, tracker, behaviour)", "pipeline_imported"),
+    ("config read (pydantic; the sample's thread starts)", "resolve_config:end"),
+    ("pipeline imported (tracker, background, arenas)", "pipeline_imported"),
+    ("video opened and indexed (sample's thread)", "open_video:end"),
+    ("sample's frames decoded (its thread)", "read_sample:end"),
     ("background sample and its median done (thread)", "early_sample:end"),
+    ("background estimated (gains, noise, polarity)", "estimate_background:end"),
     ("background and arenas done", "find_arenas:end"),
     ("refinement done", "bg_refine:end"),
+    ("tracker set up (fishness floors)", "tracker_setup:end"),
     ("first chunk: tracking starts", "track_chunk:first_start"),
     ("last chunk tracked", "track_chunk:last_end"),
     ("tracking done (measuring queue flushed)", "track_video:end"),
@@ -159,6 +191,9 @@ def run_once(video: Path, config: Path, work: Path, i: int) -> tuple[dict, float
     got: dict[str, tuple[float, float, float]] = {}
     for line in marks.read_text().splitlines():
         t, c, m, name = line.split("\t")
+        if name.startswith("thread:"):
+            got[name] = (float(t), float(c), float(m))
+            continue
         got.setdefault(name, (float(t), float(c), float(m)))
     got["process_end"] = (wall, usage.ru_utime + usage.ru_stime, -1.0)
     shutil.rmtree(out, ignore_errors=True)
@@ -176,6 +211,13 @@ def table(runs: list[dict], rss: list[float]) -> str:
             main = f"{statistics.median(m):.2f}" if m else "-"  # marked in another thread
             rows.append(f"| {label} | {statistics.median(w):.2f} ({min(w):.2f}-{max(w):.2f}) | "
                         f"{statistics.median(c):.2f} | {main} |")
+    kinds = sorted({k for r in runs for k in r if k.startswith("thread:")},
+                   key=lambda k: -statistics.median(r.get(k, (0, 0, 0))[1] for r in runs))
+    if kinds:
+        rows += ["", "| thread (CPU s of all its runs, ended ones) | median (range) |", "|---|---|"]
+        for k in kinds:
+            c = [r.get(k, (0, 0.0, 0))[1] for r in runs]
+            rows.append(f"| {k[7:]} | {statistics.median(c):.2f} ({min(c):.2f}-{max(c):.2f}) |")
     rows.append(f"\nPeak RSS {min(rss):.0f}-{max(rss):.0f} MB; load average "
                 f"{os.getloadavg()[0]:.1f} at the end; {os.cpu_count()} cores.")
     return "\n".join(rows) + "\n"

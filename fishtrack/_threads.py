@@ -172,11 +172,12 @@ def trim_heap() -> None:
         pass
 
 
-def import_beside(*names: str):
+def import_beside(*names: str, then=None):
     """Import the modules ``names`` (in that order) in a daemon thread, beside what the caller
     does meanwhile (issue 15, fixed costs: importing is mostly loading and linking compiled
-    libraries); returns the started thread. An import error is left to the caller's own
-    import of the module, which raises it."""
+    libraries), then call ``then()`` there if given (work the caller needs later and can
+    have done beforehand, e.g. a lookup it caches); returns the started thread. An import
+    error (or ``then``'s) is left to the caller's own import (or call), which raises it."""
     import importlib
     import threading
 
@@ -185,6 +186,11 @@ def import_beside(*names: str):
             try:
                 importlib.import_module(name)
             except BaseException:  # noqa: BLE001, S110 - raised by the caller's own import
+                return
+        if then is not None:
+            try:
+                then()
+            except BaseException:  # noqa: BLE001, S110 - raised by the caller's own call
                 return
 
     thread = threading.Thread(target=load, name=f"fishtrack-import-{names[0]}", daemon=True)

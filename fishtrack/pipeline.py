@@ -28,7 +28,7 @@ from fishtrack.background_sample import EarlySample
 from fishtrack.config import Config, config_hash, parse_config, resolve_config
 from fishtrack.errors import ConfigError, FishtrackError, OutputError
 from fishtrack.found import arena_record, found_key, load_found, save_found
-from fishtrack.io.provenance import build_provenance, file_identity
+from fishtrack.io.provenance import build_provenance, file_identity, library_versions
 from fishtrack.io.tables import ArrowSpill, SpillFile
 from fishtrack.io.video import VideoSource, open_video
 from fishtrack.tracking import Background, estimate_background, kept_rows, track_video
@@ -210,8 +210,9 @@ def _run_stages_inner(
             # pandas, pyarrow and the behaviour stage are imported beside the first frames'
             # tracking. Warnings are process-wide: the thread runs inside this record and
             # after the arena detection (no catch_warnings of this thread while it imports;
-            # its imports record no warning and filter none of the tracker's: docs/benchmarks.md)
-            late = import_beside(*_LATE)
+            # its imports record no warning and filter none of the tracker's: docs/benchmarks.md);
+            # then the libraries' versions the provenance records (read once per process)
+            late = import_beside(*_LATE, then=library_versions)
 
             def sink(block, write=None if spill is None else _spill_sink(spill)):
                 late.join()  # the spill's pandas and pyarrow, imported by one thread only

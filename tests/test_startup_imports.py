@@ -203,3 +203,30 @@ def test_track_tracks_its_first_frames_before_importing_pandas(tmp_path):
     """)
     after_arenas, thread = _track_probed(tmp_path, probe, "PANDAS")
     assert after_arenas == "True" and thread != "MainThread", (after_arenas, thread)
+
+
+def test_track_reads_the_library_versions_once_and_beside_the_tracking(tmp_path):
+    """The provenance's library versions (``importlib.metadata`` parses each package's whole
+    METADATA file: ~20 ms of CPU for the ten) are read once per process, in the thread that
+    imports the stages after the tracking, not twice on the main thread after the tracking
+    (issue 15, fixed costs); ``provenance.json`` records the same versions as before."""
+    from fishtrack.io.provenance import _LIBS, library_versions
+
+    probe = textwrap.dedent("""
+        import atexit, importlib.metadata, sys, threading
+        calls = []
+        real = importlib.metadata.version
+        def version(name):
+            if sys._getframe(1).f_globals.get("__name__") == "fishtrack.io.provenance":
+                calls.append((name, threading.current_thread().name))
+            return real(name)
+        importlib.metadata.version = version
+        atexit.register(lambda: print("VERSIONS", len(calls),
+                                      ",".join(sorted({t for _, t in calls}))))
+    """)
+    n, threads = _track_probed(tmp_path, probe, "VERSIONS")
+    assert int(n) == 1 + len(_LIBS), n  # fishtrack and each library, once
+    assert "MainThread" not in threads.split(","), threads
+    prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert prov["versions"] == library_versions()
+    assert prov["fishtrack_version"] == prov["versions"]["fishtrack"]

@@ -31,6 +31,26 @@ def _same(a, b) -> bool:
     return a == b
 
 
+def _on_one_and_two_threads(monkeypatch, module, name: str, step):
+    """``step()`` with the compute threads capped at 1, then at 2: its two results, each
+    after checking that ``module.name`` (a per-arena function) ran on that many threads."""
+    threads: set[str] = set()
+    fn = getattr(module, name)
+
+    def seen(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return fn(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, seen)
+    out = []
+    for n in (1, 2):
+        monkeypatch.setattr(_threads, "_APPLIED", n)
+        threads.clear()
+        out.append(step())
+        assert len(threads) == n, (n, threads)
+    return out
+
+
 @pytest.mark.parametrize("still", [False, True])
 def test_refinement_on_two_threads_equals_the_loop(tmp_path, monkeypatch, still):
     """A 2 x 3-well plate (one well empty; with ``still``, a fish that sits still in the
@@ -46,23 +66,36 @@ def test_refinement_on_two_threads_equals_the_loop(tmp_path, monkeypatch, still)
         bg = estimate_background(src, cfg.tracking)
     arenas = detect_arenas(bg.image, cfg.arenas)
 
-    threads: set[str] = set()
-    fish_blobs = background._fish_blobs
-
-    def seen(*args, **kwargs):
-        threads.add(threading.current_thread().name)
-        return fish_blobs(*args, **kwargs)
-
-    monkeypatch.setattr(background, "_fish_blobs", seen)
-    refined = {}
-    for n in (1, 2):
-        monkeypatch.setattr(_threads, "_APPLIED", n)
-        threads.clear()
-        refined[n] = bg.refine(arenas, cfg.tracking, fish_per_arena=1, layout="wells")
-        assert len(threads) == n, (n, threads)
-    one, two = refined[1], refined[2]
+    one, two = _on_one_and_two_threads(
+        monkeypatch, background, "_fish_blobs",
+        lambda: bg.refine(arenas, cfg.tracking, fish_per_arena=1, layout="wells"))
     assert _same((one.fish_length_px, one.fish_area_px, one.length_evidence),
                  (two.fish_length_px, two.fish_area_px, two.length_evidence))
     assert len(one.models) == len(two.models) == len(arenas)
     for a, b in zip(one.models, two.models, strict=True):
         assert _same(a.__dict__, b.__dict__), a.name
+
+
+def test_fishness_floors_on_two_threads_equal_the_loop(tmp_path, monkeypatch):
+    """The tracker's set-up computes each arena's fishness floor (the midline tracer's noise
+    floor, from the calibration frames) on the compute threads too, not one arena after the
+    other on the main thread before the first frame (issue 15, fixed costs): the same floors
+    as one thread's."""
+    from fishtrack.synth import SimSpec, simulate
+    from fishtrack.tracking import tracker
+
+    spec = SimSpec(name="f", layout="wells", rows=2, cols=2, fps=50, duration_s=1, seed=6,
+                   fish_length_px=30)
+    sim = simulate(spec, tmp_path / "sim")
+    cfg = load_config(sim.config_path)
+    with open_video(sim.video_path) as src:
+        bg = estimate_background(src, cfg.tracking)
+        n_frames = len(src)
+    bg = bg.refine(detect_arenas(bg.image, cfg.arenas), cfg.tracking)
+
+    one, two = _on_one_and_two_threads(
+        monkeypatch, tracker, "fishness_floor",
+        lambda: [m.floor for m in tracker._Run(bg, cfg.tracking, "wells", 1, n_frames, None,
+                                               16).bg.models])
+    assert len(one) == 4 and all(np.isfinite(one))
+    assert one == two

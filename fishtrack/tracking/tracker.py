@@ -41,6 +41,7 @@ from fishtrack.tracking.background import (
     Background,
     estimate_background,
     fishness_floor,
+    per_arena_map,
 )
 from fishtrack.tracking.identity import MultiTracker, select_single, select_single_arenas
 from fishtrack.tracking.midline import (
@@ -1656,8 +1657,10 @@ class _Run:
                  pool: ThreadPoolExecutor | None = None):
         self.bg, self.cfg, self.layout, self.fish_per_arena = bg, cfg, layout, fish_per_arena
         self.prm = prm = _params(bg, cfg, layout, fish_per_arena)
-        for m in bg.models:
-            m.floor = fishness_floor(bg, m, prm.sigma_trace)
+        # each arena's own NumPy and OpenCV work: on the compute threads, as the refinement
+        floors = per_arena_map(fishness_floor, [(bg, m, prm.sigma_trace) for m in bg.models])
+        for m, floor in zip(bg.models, floors, strict=True):
+            m.floor = floor
         multi = fish_per_arena > 1
         self.names: list[tuple[str, str]] = []
         self.states: list[_ArenaState] = []
