@@ -69,13 +69,16 @@ REPORT_SEEDS = range(1000, 1200)
 #: issue 12, 2026-12-07), then 21950-22049 (the report after the look at head points of small
 #: noisy larvae, held-out 20785 and 21238, issue 12, 2026-12-07) and 22050-22149 (its
 #: head-embedded seeds: the report after the still-larva fill was made to take a head-embedded
-#: larva whole, tail and all, without a dust speck touching it, 2026-12-07)
+#: larva whole, tail and all, without a dust speck touching it, 2026-12-07), then 22550-22649
+#: (its well plates: the report after the head point of small eyes merged with the yolk was
+#: moved to the centre of the dark head's round front, issue 12, 2026-12-07)
 REPORT_RANGES = (REPORT_SEEDS, range(7000, 7100), range(9200, 9300), range(10200, 10300),
                  range(11200, 11300), range(12400, 12500), range(13600, 13700),
                  range(13700, 13800), range(14500, 14600), range(14600, 14700),
                  range(15810, 15910), range(15910, 16010), range(17300, 17400),
                  range(17400, 17500), range(20600, 20700), range(20700, 20800),
-                 range(21200, 21300), range(21950, 22050), range(22050, 22150))
+                 range(21200, 21300), range(21950, 22050), range(22050, 22150),
+                 range(22550, 22650))
 
 #: pixels per frame a suite video may have (keeps every case a few seconds of work)
 _FRAME_BUDGET = 420_000
