@@ -145,6 +145,17 @@ def test_random_suite_tuning_seeds(seed, tmp_path):
     assert r["false_fish"] == 0
 
 
+def _assert_heads(spec, tmp_path, *, rmse_40: float, along: float) -> None:
+    """Track ``spec``: every larva found, head RMSE at 40 px within ``rmse_40`` and the mean
+    head offset along the true heading within ``along`` lengths."""
+    r = run_case(spec, tmp_path, keep=True)
+    assert r["recall"] >= 0.995
+    assert r["head_rmse_40"] <= rmse_40
+    m = _truth_joined(r)
+    off = (m.x - m.x_t) * np.cos(m.heading_t) + (m.y - m.y_t) * np.sin(m.heading_t)
+    assert abs(float(off.mean())) <= along * spec.fish_length_px
+
+
 def test_small_blurred_disc_headed_larvae_head_at_the_disc_centre(tmp_path):
     """Tuning seed 517 of the suite (eleven dark disc-headed larvae in wells, H.264) drawn as
     the kind of held-out seed 14548: 21.2-px larvae with a large head disc, a dark swim
@@ -157,12 +168,7 @@ def test_small_blurred_disc_headed_larvae_head_at_the_disc_centre(tmp_path):
                       crf=18, eye_size=1.46, head_width=1.07, yolk_size=1.06,
                       bladder_opacity=0.82, body_opacity=0.28, blur_px=1.46)
     assert spec.head_style == "disc" and spec.layout == "wells"
-    r = run_case(spec, tmp_path, keep=True)
-    assert r["recall"] >= 0.995
-    assert r["head_rmse_40"] <= 1.5
-    m = _truth_joined(r)
-    along = (m.x - m.x_t) * np.cos(m.heading_t) + (m.y - m.y_t) * np.sin(m.heading_t)
-    assert abs(float(along.mean())) <= 0.03 * spec.fish_length_px
+    _assert_heads(spec, tmp_path, rmse_40=1.5, along=0.03)
 
 
 def test_small_eyes_merged_with_the_yolk_head_at_the_front_of_the_dark_head(tmp_path):
@@ -176,12 +182,7 @@ def test_small_eyes_merged_with_the_yolk_head_at_the_front_of_the_dark_head(tmp_
     are: 0.7 px at 40 px, 0.016 lengths behind."""
     spec = suite_spec(365, duration_s=1.0)
     assert spec.head_style == "eyes" and spec.eye_lateral < 0.035 and spec.yolk_size > 1.05
-    r = run_case(spec, tmp_path, keep=True)
-    assert r["recall"] >= 0.995
-    assert r["head_rmse_40"] <= 1.0
-    m = _truth_joined(r)
-    along = (m.x - m.x_t) * np.cos(m.heading_t) + (m.y - m.y_t) * np.sin(m.heading_t)
-    assert abs(float(along.mean())) <= 0.025 * spec.fish_length_px
+    _assert_heads(spec, tmp_path, rmse_40=1.0, along=0.025)
 
 
 def test_small_faint_larvae_h264_heading_does_not_turn_with_the_tail(tmp_path):
