@@ -48,9 +48,11 @@ larvae in H.264 wells (``--codec``/``--crf``: the same scenes written another wa
 lost in noisy MJPG, 21950-22049 (2026-12-07) after the look at the head points of small
 noisy larvae (held-out 20785 and 21238), and 22050-22149 (2026-12-07, its head-embedded seeds)
 after the still-larva fill was made to take a head-embedded larva whole (a second look with a
-wider closing; a dust speck joined through a deep saddle cut off), and 22400-22549 (2026-12-07,
+wider closing; a dust speck joined through a deep saddle cut off), 22400-22549 (2026-12-07,
 its head-embedded seeds) after the midline's trace was made to reach the tail of a larva
-measured over 225 px (held-out 22088, never tracked).
+measured over 225 px (held-out 22088, never tracked), and 22550-22649 (2026-12-07, its well
+plates) after the head point of small eyes merged with the yolk was moved to the centre of the
+dark head's round front.
 """
 
 from __future__ import annotations
