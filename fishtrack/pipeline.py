@@ -228,6 +228,7 @@ def _run_stages_inner(
                     chunk_size=cfg.video.chunk_size,
                     progress=progress,
                     sink=None if spill is None else sink,
+                    release_calib=True,  # bg is not used after tracking (saved before it)
                 )
             finally:
                 late.join()
