@@ -24,11 +24,13 @@ from fishtrack.trial import TrialFolder
 pytestmark = pytest.mark.timeout(120)
 
 
+PLATE = SimSpec(name="plate", layout="wells", rows=1, cols=2, duration_s=1, fps=100, seed=31,
+                noise_sd=2.0)
+
+
 @pytest.fixture(scope="module")
 def plate(tmp_path_factory):
-    root = tmp_path_factory.mktemp("plate")
-    return simulate(SimSpec(name="plate", layout="wells", rows=1, cols=2, duration_s=1, fps=100,
-                            seed=31, noise_sd=2.0), root / "sim")
+    return simulate(PLATE, tmp_path_factory.mktemp("plate") / "sim")
 
 
 def _calib_frames_alive() -> int:
