@@ -145,3 +145,51 @@ def test_spill_sink_holds_a_row_group_not_the_block(tmp_path):
     assert sizes[1:] == [group] * (len(block["frame"]) // group) + [len(block["frame"]) % group]
     for name, col in block.items():
         assert np.array_equal(back[name].to_numpy(), col), name
+
+
+_ARROW_REUSE = (
+    "import sys, numpy as np\n"
+    "from fishtrack._threads import arrow_system_pool, limit_malloc_arenas\n"
+    "limit_malloc_arenas()\n"
+    "print(arrow_system_pool() if sys.argv[1] == '1' else None)\n"
+    "import pyarrow as pa\n"
+    "print(pa.default_memory_pool().backend_name)\n"
+    "def rss():\n"
+    "    with open('/proc/self/status') as f:\n"
+    "        return next(int(x.split()[1]) for x in f if x.startswith('VmRSS')) / 1024\n"
+    "np.ones(3_000_000).sum()  # a 24 MB block freed: malloc serves blocks below it from its heap\n"
+    "import ctypes; ctypes.CDLL('libc.so.6').malloc_trim(0)  # (and that block handed back)\n"
+    "import pyarrow.compute as pc\n"
+    "src = pa.array(np.arange(1_000_000, dtype=np.int64))\n"
+    "t = [pc.add(src, i) for i in range(4)]  # 32 MB of buffers allocated by Arrow\n"
+    "del t  # and freed\n"
+    "base = rss()\n"
+    "b = [np.ones(250_000, np.float64) for _ in range(16)]  # 32 MB of NumPy arrays\n"
+    "print(rss() - base)\n"
+)
+
+
+def _arrow_reuse(call: bool, env: dict) -> list[str]:
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", _ARROW_REUSE, "1" if call else "0"], env=env,
+                          capture_output=True, text=True, check=True).stdout.split()
+
+
+def test_arrow_buffers_freed_are_reused_by_numpy_in_a_fresh_process():
+    """With ``arrow_system_pool`` (the ``fishtrack`` command) the memory Arrow frees (the
+    spill's blocks) is malloc's, and the tracker's next NumPy arrays reuse it instead of
+    growing the process; Arrow's own pool (mimalloc) keeps it apart. The user's
+    ``ARROW_DEFAULT_MEMORY_POOL`` is left alone."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    chosen, backend, rise = _arrow_reuse(True, env)
+    assert (chosen, backend) == ("True", "system")
+    own = _arrow_reuse(False, env)
+    if own[1] == "system":
+        pytest.skip("this pyarrow has no pool of its own")
+    assert float(rise) < 12 < float(own[2])  # 32 MB of arrays: mostly reused vs mostly new
+    env["ARROW_DEFAULT_MEMORY_POOL"] = own[1]
+    assert _arrow_reuse(True, env)[:2] == ["False", own[1]]
