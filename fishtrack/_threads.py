@@ -25,7 +25,6 @@ import contextlib
 import os
 
 __all__ = [
-    "arrow_system_pool",
     "compute_threads",
     "import_beside",
     "limit_malloc_arenas",
@@ -155,29 +154,6 @@ def limit_malloc_arenas(n: int = MALLOC_ARENAS) -> bool:
         return False
     _ARENAS_DONE = ok
     return ok
-
-
-def arrow_system_pool() -> bool:
-    """Let Arrow take its buffers from the C library's malloc (its ``system`` memory pool)
-    rather than from the pool it is built with (mimalloc), unless ``ARROW_DEFAULT_MEMORY_POOL``
-    is set (the user's choice). Returns True when it was chosen here.
-
-    A pool of its own keeps what Arrow frees for Arrow: the spill file's first block took
-    ~19 MB there during a 16-well plate's tracking (and the 48-well plate's minute rose ~20 MB
-    over its tracking plateau) that the tracker's arrays could not reuse; from malloc, the
-    tracker's next arrays take it back (issue 15, docs/benchmarks.md "Seventh step"). Called
-    by the ``fishtrack`` command's entry point, before pyarrow is imported (afterwards the
-    default pool is set directly)."""
-    import sys
-
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return False
-    os.environ["ARROW_DEFAULT_MEMORY_POOL"] = "system"
-    if "pyarrow" in sys.modules:
-        import pyarrow as pa
-
-        pa.set_memory_pool(pa.system_memory_pool())
-    return True
 
 
 def trim_heap() -> None:

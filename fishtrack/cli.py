@@ -678,10 +678,9 @@ def version() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    from fishtrack._threads import arrow_system_pool, limit_malloc_arenas
+    from fishtrack._threads import limit_malloc_arenas
 
     limit_malloc_arenas()  # before any thread allocates: lower peak memory (issue 15)
-    arrow_system_pool()  # Arrow's freed buffers reusable by the tracker (issue 15)
     code: object = 0
     try:
         app()
