@@ -229,6 +229,7 @@ def _run_stages_inner(
                     chunk_size=cfg.video.chunk_size,
                     progress=progress,
                     sink=None if spill is None else sink,
+                    release_calib=True,  # bg is not used after tracking (saved before it)
                 )
             finally:
                 late.join()
@@ -321,12 +322,17 @@ recording's length."""
 def _spill_sink(spill: SpillFile) -> Callable[[dict], None]:
     """The tracker's streaming sink writing to ``spill`` in row groups of whole frames of
     about :data:`SPILL_GROUP_ROWS` rows (a block of the tracker holds whole frames, each the
-    same number of rows: every slot)."""
+    same number of rows: every slot). A row group at a time: its pandas and Arrow copies are
+    held, not the whole block's (~60 000 rows of a 48-well plate: ~30 MB)."""
 
-    def write(columns: dict) -> None:
+    def write(columns: dict | pd.DataFrame) -> None:
         frame = np.asarray(columns["frame"])
         per_frame = max(1, int(np.count_nonzero(frame == frame[0]))) if len(frame) else 1
-        spill.write(columns, group_rows=max(1, SPILL_GROUP_ROWS // per_frame) * per_frame)
+        group = max(1, SPILL_GROUP_ROWS // per_frame) * per_frame
+        for a in range(0, len(frame), group) or [0]:
+            part = (columns.iloc[a : a + group] if hasattr(columns, "iloc")
+                    else {k: v[a : a + group] for k, v in columns.items()})
+            spill.write(part, group_rows=group)
 
     return write
 

@@ -1565,6 +1565,7 @@ def track_video(
     progress: Progress | None = None,
     prefetch: int = 1,
     sink: Callable[[dict[str, np.ndarray]], None] | None = None,
+    release_calib: bool = False,
 ) -> TrackResult:
     """Track every fish in every arena of a video.
 
@@ -1596,6 +1597,12 @@ def track_video(
         tracking proceeds, so memory does not grow with the video's length. The returned
         ``tracks`` is then empty and ``summary["kept_slots"]`` (of ``summary["n_slots"]``)
         says which rows of each frame are the fish kept (see :func:`kept_rows`).
+    release_calib
+        Empty the background's calibration frames (``calib``, of ``background`` and of its
+        refined copy) once the arenas' models are made, before the first chunk: tracking
+        needs them no more, and they are 16 full frames (~20 MB at 1280 x 960). For a caller
+        that does not use the background afterwards (``fishtrack track``): tracking with it
+        again would compute the fishness floors without them (different tracks).
 
     Returns
     -------
@@ -1622,6 +1629,9 @@ def track_video(
     pool = ThreadPoolExecutor(MEASURE_THREADS, thread_name_prefix="fishtrack-measure")
     run = _Run(bg, cfg, layout, fish_per_arena, n_total, getattr(source, "timestamps", None),
                chunk_size, sink, pool=pool)
+    if release_calib:  # the fishness floors are made (_Run): the frames are no longer needed
+        for b in (background, bg):
+            b.calib = b.calib[:0]
     if len(run.names) >= KERNEL_MIN_FISH:
         _load_kernels()
     done = 0
