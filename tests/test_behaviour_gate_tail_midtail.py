@@ -17,7 +17,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 from fixtures_behaviour import compact_tracks
 
 from fishtrack.behaviour import bouts as bouts_mod
