@@ -33,16 +33,17 @@ def plate(tmp_path_factory):
     return simulate(PLATE, tmp_path_factory.mktemp("plate") / "sim")
 
 
-def _calib_frames_alive() -> int:
-    """Calibration frames held by every live Background."""
-    return sum(len(o.calib) for o in gc.get_objects() if isinstance(o, Background))
+def _backgrounds() -> list[Background]:
+    return [o for o in gc.get_objects() if isinstance(o, Background)]
 
 
 def test_streamed_run_drops_the_calibration_frames_while_tracking(plate, tmp_path):
     seen: list[int] = []
+    earlier = _backgrounds()  # other tests' (module fixtures) stay alive: not this run's
 
     def progress(done: int, total: int) -> None:
-        seen.append(_calib_frames_alive())
+        seen.append(sum(len(b.calib) for b in _backgrounds()
+                        if not any(b is e for e in earlier)))
 
     cfg = load_config(plate.out_dir / "config.yaml")
     cfg = cfg.model_copy(update={"video": cfg.video.model_copy(update={"chunk_size": 16})})
