@@ -105,7 +105,7 @@ class Backend:
             with contextlib.suppress(Exception):  # noqa: BLE001 - only a hint
                 return len(self.client.scheduler_info().get("workers", {}))
             return 0
-        return self.workers if self.pool is not None else 0
+        return self.concurrent  # the local workers (0 inline)
 
     def start(self, fn: Callable, *args: Any) -> None:
         """:meth:`submit`, not waited for (kept until the back-end closes: dask cancels a
