@@ -99,3 +99,31 @@ def test_fishness_floors_on_two_threads_equal_the_loop(tmp_path, monkeypatch):
                                                16).bg.models])
     assert len(one) == 4 and all(np.isfinite(one))
     assert one == two
+
+
+def test_segmenting_on_two_threads_equals_the_loop(tmp_path, monkeypatch):
+    """Without the compiled kernels (a few wells), the arenas of each chunk are segmented
+    (fishness and blobs) on the compute threads while the main thread runs the arenas' steps
+    in order (issue 15: on a 4-well 1 MP plate the main thread's fishness and outlines were
+    the tracking stage's serial chain while the decoding thread waited): the fishness is made
+    off the main thread, on two threads, and the tracks equal the one-thread loop's."""
+    from fishtrack.synth import SimSpec, simulate
+    from fishtrack.tracking import track_video, tracker
+
+    spec = SimSpec(name="s", layout="wells", rows=2, cols=2, fps=50, duration_s=2, seed=8,
+                   fish_length_px=30)
+    sim = simulate(spec, tmp_path / "sim")
+    cfg = load_config(sim.config_path)
+    with open_video(sim.video_path) as src:
+        bg = estimate_background(src, cfg.tracking)
+    arenas = detect_arenas(bg.image, cfg.arenas)
+    assert len(arenas) == 4
+    monkeypatch.setattr(tracker, "_KERNELS", None)  # the NumPy path (4 fish < KERNEL_MIN_FISH)
+
+    def run():
+        with open_video(sim.video_path) as src:
+            return track_video(src, arenas, cfg.tracking, background=bg, chunk_size=16).tracks
+
+    one, two = _on_one_and_two_threads(monkeypatch, tracker, "fishness_chunk", run)
+    assert len(one) == 4 * sim.n_frames and one["detected"].mean() > 0.9
+    assert two.equals(one)

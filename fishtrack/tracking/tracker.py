@@ -32,6 +32,7 @@ import numpy as np
 if TYPE_CHECKING:  # pandas is imported when the tracks are assembled (issue 15: the first
     import pandas as pd  # frame is tracked before pandas is loaded)
 
+from fishtrack._threads import compute_threads
 from fishtrack.config import Layout, TrackingConfig
 from fishtrack.errors import TrackingError
 from fishtrack.tracking import midline as _midline
@@ -1627,8 +1628,11 @@ def track_video(
         bg = bg.refine(arenas, cfg, fish_per_arena=fish_per_arena, layout=layout)
     n_total = len(source)
     pool = ThreadPoolExecutor(MEASURE_THREADS, thread_name_prefix="fishtrack-measure")
+    n_seg = min(compute_threads(), len(bg.models))
+    seg = (ThreadPoolExecutor(n_seg, thread_name_prefix="fishtrack-segment") if n_seg > 1
+           else None)
     run = _Run(bg, cfg, layout, fish_per_arena, n_total, getattr(source, "timestamps", None),
-               chunk_size, sink, pool=pool)
+               chunk_size, sink, pool=pool, segment_pool=seg)
     if release_calib:  # the fishness floors are made (_Run): the frames are no longer needed
         for b in (background, bg):
             b.calib = b.calib[:0]
@@ -1651,6 +1655,8 @@ def track_video(
     finally:
         sys.setswitchinterval(old_switch)
         pool.shutdown(wait=True)
+        if seg is not None:
+            seg.shutdown(wait=True)
     return _finish(run, damage)
 
 
@@ -1664,8 +1670,12 @@ class _Run:
     def __init__(self, bg: Background, cfg: TrackingConfig, layout: Layout, fish_per_arena: int,
                  n_total: int, timestamps: np.ndarray | None, chunk_size: int,
                  sink: Callable[[dict[str, np.ndarray]], None] | None = None,
-                 pool: ThreadPoolExecutor | None = None):
+                 pool: ThreadPoolExecutor | None = None,
+                 segment_pool: ThreadPoolExecutor | None = None):
         self.bg, self.cfg, self.layout, self.fish_per_arena = bg, cfg, layout, fish_per_arena
+        #: threads segmenting the arenas of a chunk (fishness and blobs) while this one runs
+        #: the arenas' steps in order (the NumPy path; None: all on the calling thread)
+        self.segment_pool = segment_pool
         self.prm = prm = _params(bg, cfg, layout, fish_per_arena)
         # each arena's own NumPy and OpenCV work: on the compute threads, as the refinement
         floors = per_arena_map(fishness_floor, [(bg, m, prm.sigma_trace) for m in bg.models])
@@ -1757,7 +1767,12 @@ class _Run:
                                         offs[in_call], bg.polarity == "dark", self.work)
         waiting, conts = [], []
         at = 0
-        for i, st in enumerate(self.states):
+        # the NumPy path with segmenting threads: every arena's fishness and blobs beside the
+        # arenas' steps (_segment_beside); else one arena after the other on this thread
+        beside = kernels is None and self.segment_pool is not None
+        if beside:
+            self._segment_beside(frames, gains, flicker, fidx)
+        for i, st in enumerate(() if beside else self.states):
             m = st.model
             x0, y0, x1, y1 = m.bbox
             crop = frames[:, y0:y1, x0:x1]
@@ -1784,6 +1799,37 @@ class _Run:
         self.queue.flush()
         self.done_upto = int(fidx[-1]) + 1
         return n
+
+    def _segment_beside(self, frames: np.ndarray, gains: list | None, flicker: bool,
+                        fidx: np.ndarray) -> None:
+        """The NumPy path's segmentation of every arena of a chunk (its fishness and blobs:
+        OpenCV, mostly outside the GIL) on the segmenting threads, each arena into its own part
+        of ``work``, while this thread runs the arenas' steps in arena order as their blobs
+        come (issue 15: on a 4-well 1 MP plate the main thread's fishness and outlines were
+        ~40 % of its work, the serial chain of the tracking stage, while the decoding thread
+        waited). The same blobs and steps, in the same order, as the loop."""
+        bg, prm = self.bg, self.prm
+        n = len(fidx)
+        if len(self.work) < n * self.cells:
+            self.work = np.zeros(self.chunk_frames * self.cells, np.uint8)
+        jobs = []
+        at = 0
+        for i, st in enumerate(self.states):
+            m = st.model
+            x0, y0, x1, y1 = m.bbox
+            hh, ww = m.shape
+            d = self.work[at : at + n * hh * ww].reshape(n, hh, ww)
+            at += n * hh * ww
+            jobs.append((st, d, frames[:, y0:y1, x0:x1], None if gains is None else gains[i]))
+
+        def segment(job):
+            st, d, crop, g = job
+            fishness_chunk(crop, st.model, bg.polarity, d, flicker=flicker, gains=g)
+            return find_blobs(d, st.model.threshold, prm.min_area)
+
+        for (st, d, crop, _), blobs in zip(jobs, self.segment_pool.map(segment, jobs),
+                                           strict=True):
+            self._step(st, d, crop, blobs, fidx)
 
     def _step(self, st: _ArenaState, d: np.ndarray, crop: np.ndarray, blobs: ChunkBlobs,
               fidx: np.ndarray) -> None:
