@@ -76,21 +76,27 @@ def test_refinement_on_two_threads_equals_the_loop(tmp_path, monkeypatch, still)
         assert _same(a.__dict__, b.__dict__), a.name
 
 
-def test_fishness_floors_on_two_threads_equal_the_loop(tmp_path, monkeypatch):
-    """The tracker's set-up computes each arena's fishness floor (the midline tracer's noise
-    floor, from the calibration frames) on the compute threads too, not one arena after the
-    other on the main thread before the first frame (issue 15, fixed costs): the same floors
-    as one thread's."""
+def _four_wells(tmp_path):
+    """A simulated 2 x 2-well plate (50 frames): the simulation, its config, the background
+    estimated from it and the number of frames."""
     from fishtrack.synth import SimSpec, simulate
-    from fishtrack.tracking import tracker
 
     spec = SimSpec(name="f", layout="wells", rows=2, cols=2, fps=50, duration_s=1, seed=6,
                    fish_length_px=30)
     sim = simulate(spec, tmp_path / "sim")
     cfg = load_config(sim.config_path)
     with open_video(sim.video_path) as src:
-        bg = estimate_background(src, cfg.tracking)
-        n_frames = len(src)
+        return sim, cfg, estimate_background(src, cfg.tracking), len(src)
+
+
+def test_fishness_floors_on_two_threads_equal_the_loop(tmp_path, monkeypatch):
+    """The tracker's set-up computes each arena's fishness floor (the midline tracer's noise
+    floor, from the calibration frames) on the compute threads too, not one arena after the
+    other on the main thread before the first frame (issue 15, fixed costs): the same floors
+    as one thread's."""
+    from fishtrack.tracking import tracker
+
+    _, cfg, bg, n_frames = _four_wells(tmp_path)
     bg = bg.refine(detect_arenas(bg.image, cfg.arenas), cfg.tracking)
 
     one, two = _on_one_and_two_threads(
@@ -107,15 +113,9 @@ def test_segmenting_on_two_threads_equals_the_loop(tmp_path, monkeypatch):
     in order (issue 15: on a 4-well 1 MP plate the main thread's fishness and outlines were
     the tracking stage's serial chain while the decoding thread waited): the fishness is made
     off the main thread, on two threads, and the tracks equal the one-thread loop's."""
-    from fishtrack.synth import SimSpec, simulate
     from fishtrack.tracking import track_video, tracker
 
-    spec = SimSpec(name="s", layout="wells", rows=2, cols=2, fps=50, duration_s=2, seed=8,
-                   fish_length_px=30)
-    sim = simulate(spec, tmp_path / "sim")
-    cfg = load_config(sim.config_path)
-    with open_video(sim.video_path) as src:
-        bg = estimate_background(src, cfg.tracking)
+    sim, cfg, bg, n_frames = _four_wells(tmp_path)
     arenas = detect_arenas(bg.image, cfg.arenas)
     assert len(arenas) == 4
     monkeypatch.setattr(tracker, "_KERNELS", None)  # the NumPy path (4 fish < KERNEL_MIN_FISH)
@@ -125,5 +125,5 @@ def test_segmenting_on_two_threads_equals_the_loop(tmp_path, monkeypatch):
             return track_video(src, arenas, cfg.tracking, background=bg, chunk_size=16).tracks
 
     one, two = _on_one_and_two_threads(monkeypatch, tracker, "fishness_chunk", run)
-    assert len(one) == 4 * sim.n_frames and one["detected"].mean() > 0.9
+    assert len(one) == 4 * n_frames and one["detected"].mean() > 0.9
     assert two.equals(one)
