@@ -82,7 +82,7 @@ def _four_wells(tmp_path):
     from fishtrack.synth import SimSpec, simulate
 
     spec = SimSpec(name="f", layout="wells", rows=2, cols=2, fps=50, duration_s=1, seed=6,
-                   fish_length_px=30)
+                   fish_length_px=30, flicker=0.03)
     sim = simulate(spec, tmp_path / "sim")
     cfg = load_config(sim.config_path)
     with open_video(sim.video_path) as src:

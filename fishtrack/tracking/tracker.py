@@ -1745,8 +1745,11 @@ class _Run:
         # references and the frames are C-contiguous
         fused = (kernels is not None and flicker and self.plate_gains is not None
                  and frames.flags.c_contiguous)
-        gains = (all_arena_gains(frames, [st.model for st in self.states]) if flicker and not fused
-                 else None)
+        # the NumPy path with segmenting threads: every arena's gains, fishness and blobs beside
+        # the arenas' steps (_segment_beside); else one arena after the other on this thread
+        beside = kernels is None and self.segment_pool is not None
+        gains = (all_arena_gains(frames, [st.model for st in self.states])
+                 if flicker and not fused and not beside else None)
         in_call = None
         if kernels is not None:
             # a plate (compiled kernels in use): every arena's fishness and outlines first, then
@@ -1767,11 +1770,8 @@ class _Run:
                                         offs[in_call], bg.polarity == "dark", self.work)
         waiting, conts = [], []
         at = 0
-        # the NumPy path with segmenting threads: every arena's fishness and blobs beside the
-        # arenas' steps (_segment_beside); else one arena after the other on this thread
-        beside = kernels is None and self.segment_pool is not None
         if beside:
-            self._segment_beside(frames, gains, flicker, fidx)
+            self._segment_beside(frames, flicker, fidx)
         for i, st in enumerate(() if beside else self.states):
             m = st.model
             x0, y0, x1, y1 = m.bbox
@@ -1800,13 +1800,14 @@ class _Run:
         self.done_upto = int(fidx[-1]) + 1
         return n
 
-    def _segment_beside(self, frames: np.ndarray, gains: list | None, flicker: bool,
-                        fidx: np.ndarray) -> None:
-        """The NumPy path's segmentation of every arena of a chunk (its fishness and blobs:
-        OpenCV, mostly outside the GIL) on the segmenting threads, each arena into its own part
+    def _segment_beside(self, frames: np.ndarray, flicker: bool, fidx: np.ndarray) -> None:
+        """The NumPy path's segmentation of every arena of a chunk (its brightness gains, as
+        :func:`~fishtrack.tracking.segment.arena_gains` measures them on its crop, the same
+        values as ``all_arena_gains``; its fishness and blobs: NumPy and OpenCV, mostly outside
+        the GIL) on the segmenting threads, each arena into its own part
         of ``work``, while this thread runs the arenas' steps in arena order as their blobs
         come (issue 15: on a 4-well 1 MP plate the main thread's fishness and outlines were
-        ~40 % of its work, the serial chain of the tracking stage, while the decoding thread
+        about half its CPU, the serial chain of the tracking stage, while the decoding thread
         waited). The same blobs and steps, in the same order, as the loop."""
         bg, prm = self.bg, self.prm
         n = len(fidx)
@@ -1814,21 +1815,20 @@ class _Run:
             self.work = np.zeros(self.chunk_frames * self.cells, np.uint8)
         jobs = []
         at = 0
-        for i, st in enumerate(self.states):
+        for st in self.states:
             m = st.model
             x0, y0, x1, y1 = m.bbox
             hh, ww = m.shape
             d = self.work[at : at + n * hh * ww].reshape(n, hh, ww)
             at += n * hh * ww
-            jobs.append((st, d, frames[:, y0:y1, x0:x1], None if gains is None else gains[i]))
+            jobs.append((st, d, frames[:, y0:y1, x0:x1]))
 
         def segment(job):
-            st, d, crop, g = job
-            fishness_chunk(crop, st.model, bg.polarity, d, flicker=flicker, gains=g)
+            st, d, crop = job
+            fishness_chunk(crop, st.model, bg.polarity, d, flicker=flicker)
             return find_blobs(d, st.model.threshold, prm.min_area)
 
-        for (st, d, crop, _), blobs in zip(jobs, self.segment_pool.map(segment, jobs),
-                                           strict=True):
+        for (st, d, crop), blobs in zip(jobs, self.segment_pool.map(segment, jobs), strict=True):
             self._step(st, d, crop, blobs, fidx)
 
     def _step(self, st: _ArenaState, d: np.ndarray, crop: np.ndarray, blobs: ChunkBlobs,
