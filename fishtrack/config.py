@@ -377,7 +377,9 @@ class BehaviourConfig(_Section):
     max_gap_s: float = _f(
         0.5,
         "Detection gaps (fish not found) up to this long inside a passive epoch are bridged; "
-        "longer gaps are state 'unknown' and split the epoch.",
+        "longer gaps are state 'unknown' and split the epoch. With tail bouts a gap of "
+        "min_bout_s or longer could hide a whole bout and is not bridged inside a quiet "
+        "stretch: its frames are 'unknown' there (docs/behaviour.md, states and epochs).",
         unit="s",
         range_="0-2",
         ge=0,

@@ -305,7 +305,7 @@ def calibrate(
         cfg_t = cfg.model_copy(update={"bout_threshold": thr})
         base = score(kin, cfg_t, blocks)
         for mp in min_passive_grid:
-            codes = state_codes(fr, blocks, base.bouts.in_bout, float(mp))
+            codes = state_codes(fr, blocks, base.bouts.in_bout, float(mp), cfg.min_bout_s)
             ag, kp, nn = _evaluate(human, codes, keep)
             rows.append(
                 {

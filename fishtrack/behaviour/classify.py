@@ -177,7 +177,7 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
         br, gate, gated, tail_gate, midtail_gate = motion_gate(kin, br, motion, body_px, tail,
                                                                midtail)
         br, pixel_level = pixel_bouts(kin, br, tail, blocks, cfg)
-    codes = state_codes(fr, blocks, br.in_bout, cfg.min_passive_s)
+    codes = state_codes(fr, blocks, br.in_bout, cfg.min_passive_s, cfg.min_bout_s)
     return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin, motion_gate=gate,
                   n_gated=gated, tail_gate=tail_gate, midtail_gate=midtail_gate,
                   pixel_bouts_level=pixel_level)

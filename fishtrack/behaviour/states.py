@@ -12,6 +12,10 @@ Rule (``method: threshold``; the HMM only changes how bouts are found):
 * A quiet stretch at the start or end of the record whose length is within
   :data:`CENSORED_EDGE_FRAMES` frames of ``min_passive_s`` is ``unknown``: one frame of its
   bout's edge would decide its whole state (:func:`censored_undecided`).
+* A bridged gap long enough to hold a whole bout the stage would have found
+  (``hidden_gap_s``: ``min_bout_s`` for tail bouts) is no evidence of rest: inside a quiet
+  span lasting ``min_passive_s`` its frames are ``unknown`` and the quiet pieces on either
+  side are judged on their own, as at a long gap (:func:`hidden_bout_gaps`).
 * An epoch is a maximal run of one state inside a block. It is ``censored`` when its true
   extent is unknown because it touches the start or end of the record, a long gap or a time
   jump.
@@ -73,12 +77,19 @@ EPOCH_COLUMNS = (
 
 
 def state_codes(
-    fr: Frames, blocks: Blocks, in_bout: np.ndarray, min_passive_s: float
+    fr: Frames, blocks: Blocks, in_bout: np.ndarray, min_passive_s: float,
+    hidden_gap_s: float | None = None,
 ) -> np.ndarray:
-    """Per sorted row: 0 active, 1 passive, 2 unknown (see the module docstring)."""
-    # quiet stretches inside blocks (split by long gaps and time jumps), and the spans they
-    # belong to when gaps do not split (from one bout to the next of the same fish)
-    quiet = ~in_bout & ~blocks.unknown
+    """Per sorted row: 0 active, 1 passive, 2 unknown (see the module docstring).
+
+    ``hidden_gap_s``: the shortest bout the caller's bout signal can find (s); a bridged gap
+    at least this long could hide a whole bout (:func:`hidden_bout_gaps`). None: every
+    bridged gap takes the state of the stretch it falls in (the rule before)."""
+    hidden = hidden_bout_gaps(fr, blocks, in_bout, hidden_gap_s)
+    # quiet stretches inside blocks (split by long gaps, time jumps and gaps that could hide
+    # a bout), and the spans they belong to when gaps do not split (from one bout to the
+    # next of the same fish)
+    quiet = ~in_bout & ~blocks.unknown & ~hidden
     s, e = runs(quiet, blocks.block)
     dur = fr.t[e] + fr.dur[e] - fr.t[s]
     passive = dur >= min_passive_s - 1e-9
@@ -97,8 +108,39 @@ def state_codes(
         np.r_[np.full(int(passive.sum()), PASSIVE), np.full(int(open_.sum()), UNKNOWN)],
         fr.n, ACTIVE,
     ).astype(np.int8)
+    if hidden.any():  # a hidden bout would decide the state only inside a long quiet span
+        rows = np.flatnonzero(hidden)
+        at = np.searchsorted(js, rows, side="right") - 1
+        codes[rows[span[at] >= min_passive_s - 1e-9]] = UNKNOWN
     codes[blocks.unknown] = UNKNOWN
     return codes
+
+
+HIDDEN_GAPS = True
+"""A bridged gap that could hold a whole bout is not evidence of rest
+(:func:`hidden_bout_gaps`); False: the rule before (every gap up to ``max_gap_s`` bridged)."""
+
+
+def hidden_bout_gaps(fr: Frames, blocks: Blocks, in_bout: np.ndarray,
+                     hidden_gap_s: float | None) -> np.ndarray:
+    """Per sorted row: True on the frames of a bridged detection gap (not longer than
+    ``max_gap_s``, outside a bout) lasting at least ``hidden_gap_s``.
+
+    The fish (or its tail) was not seen for as long as the shortest bout the stage finds at
+    this frame rate (both lengths in frame durations: first frame to the next observed
+    one), so a whole bout may have happened unseen: such a gap is not evidence of rest.
+    :func:`state_codes` splits quiet stretches there like at a long gap; the gap's frames are
+    ``unknown`` inside a quiet span lasting ``min_passive_s`` (where one bout would decide
+    the state) and ``active`` inside a shorter one (active whatever happened). Spent
+    held-out 21852 A1 (680 fps): its tail lost for 0.466 s exactly over a true bout of
+    0.25 s, bridged, and 3.25-6.0 s scored passive against active. Gaps shorter than
+    ``hidden_gap_s`` (single lost frames) are bridged as before."""
+    if hidden_gap_s is None or not HIDDEN_GAPS:
+        return np.zeros(fr.n, bool)
+    gs, ge = runs(blocks.bridged & ~in_bout, blocks.block)
+    length = fr.t[ge] + fr.dur[ge] - fr.t[gs]
+    long_ = length >= hidden_gap_s - 1e-9
+    return run_lengths_fill(gs[long_], ge[long_], np.ones(int(long_.sum()), bool), fr.n, False)
 
 
 CENSORED_ENDS = True
@@ -194,7 +236,7 @@ def label_states(
         Tracks table with an ``in_bout`` column (from :func:`detect_bouts`), or pass
         ``in_bout`` (bool per row, same order).
     cfg
-        Uses ``min_passive_s`` and ``max_gap_s``.
+        Uses ``min_passive_s``, ``max_gap_s`` and ``min_bout_s`` (tail bouts).
 
     Returns
     -------
@@ -204,7 +246,8 @@ def label_states(
     cfg = cfg or BehaviourConfig()
     fr = sorted_frames(tracks, max_gap_s=cfg.max_gap_s)
     blocks = gap_blocks(fr, cfg.max_gap_s)
-    codes = state_codes(fr, blocks, _in_bout_column(tracks, fr, in_bout), cfg.min_passive_s)
+    codes = state_codes(fr, blocks, _in_bout_column(tracks, fr, in_bout), cfg.min_passive_s,
+                        cfg.min_bout_s)
     names = np.asarray(STATES, dtype=object)[to_input_order(fr, codes)]
     return pd.Series(names, index=tracks.index, name="state")
 

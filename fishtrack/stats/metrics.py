@@ -500,8 +500,8 @@ def _giveups(epochs, phases, uniq, cols, first_active: np.ndarray):
         z = np.zeros(0)
         return z.astype(int), z.astype(int), z, z
     _require(epochs, _EPOCH_REQUIRED, "epochs")
-    passive = epochs["state"].astype(str).str.strip().str.lower().eq("passive").to_numpy()
-    ep = epochs[passive]
+    state = epochs["state"].astype(str).str.strip().str.lower().to_numpy()
+    ep = epochs[(state == "passive") & ~_rest_resumed(epochs, state, uniq, cols)]
     g = _map_to_fish(ep, uniq, cols, "epochs")
     s = _numeric(ep, "start_s", "epochs")
     e = _numeric(ep, "end_s", "epochs")
@@ -511,6 +511,24 @@ def _giveups(epochs, phases, uniq, cols, first_active: np.ndarray):
     with np.errstate(invalid="ignore"):
         give_up = s >= first_active[g * n_ph + ph] - 1e-9  # NaN (never active) -> False
     return g[give_up], ph[give_up], s[give_up], e[give_up]
+
+
+def _rest_resumed(epochs, state: np.ndarray, uniq, cols) -> np.ndarray:
+    """Per epoch: True on a passive epoch right after an ``unknown`` one that follows a
+    passive epoch of the same fish. The fish was resting when it was lost and when it was
+    found again; whether it swam unseen cannot be told (the behaviour stage makes a gap
+    that could hide a bout ``unknown``), so the rest resumed is not a new give-up, as a
+    fish found resting at a phase onset is not."""
+    g = _map_to_fish(epochs, uniq, cols, "epochs")
+    s = _numeric(epochs, "start_s", "epochs")
+    order = np.lexsort((s, g))
+    gs, st = g[order], state[order]
+    out = np.zeros(len(epochs), bool)
+    if len(order) >= 3:
+        same = (gs[2:] == gs[1:-1]) & (gs[1:-1] == gs[:-2])
+        hit = same & (st[2:] == "passive") & (st[1:-1] == "unknown") & (st[:-2] == "passive")
+        out[order[2:][hit]] = True
+    return out
 
 
 def _epoch_stats(epochs, phases, uniq, cols, n_fish, frames: _SortedFrames,
