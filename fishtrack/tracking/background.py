@@ -702,6 +702,7 @@ def _still_fish_again(
     for m, blens in zip(models, too_long, strict=True):
         if m.still or not any(b <= STILL_MAX_LENGTH * length for b in blens):
             continue
+        m.clutter = []  # judged again too (not listed twice)
         found += _remove_still_fish(bg, m, cfg, length=length, area=area, contrast=contrast,
                                     fish_per_arena=fish_per_arena, layout=layout)
     return found
