@@ -581,6 +581,56 @@ def test_plate_batch_is_written_in_one_step(monkeypatch):
         assert err.max() < 2.0, (a.name, err.max())
 
 
+def test_repeated_patches_are_measured_once(monkeypatch):
+    """A patch whose fishness, labels, offset and stop level repeat the row before's (a still
+    fish whose pixels the codec copied: here every frame shown twice) is measured once and
+    its heads and midlines copied: fewer rows measured, the tracks exactly those of measuring
+    every row, each frame's head within 2 px of the drawn one."""
+    import fishtrack.tracking.tracker as tracker
+
+    rows, cols, size = 2, 3, 120
+    frames, arenas = _plate(n=12, rows=rows, cols=cols, size=size)
+    frames = np.repeat(frames, 2, axis=0)  # frames 2k and 2k + 1 alike
+    bg = estimate_background(ArraySource(frames), TrackingConfig())
+    measured = []
+    real_all, repeats = tracker._measure_all, tracker._repeats
+
+    def counted(pt, *a, **kw):
+        measured.append(len(pt))
+        return real_all(pt, *a, **kw)
+
+    class Small(tracker._Queue):  # each chunk is measured on its own
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **{**kw, "limit": 1})
+
+    monkeypatch.setattr(tracker, "_Queue", Small)
+    monkeypatch.setattr(tracker, "_measure_all", counted)
+    got = track_video(ArraySource(frames), arenas, TrackingConfig(), background=bg, chunk_size=8)
+    n_rows = len(frames) * len(arenas)
+    # the first chunk decides head_feature (all its rows); then each repeated frame once
+    assert sum(measured) == 8 * len(arenas) + (n_rows - 8 * len(arenas)) // 2
+    measured.clear()
+    monkeypatch.setattr(tracker, "_repeats", lambda pt, stop: np.zeros(len(pt), bool))
+    every = track_video(ArraySource(frames), arenas, TrackingConfig(), background=bg, chunk_size=8)
+    assert sum(measured) == n_rows
+    assert got.tracks.equals(every.tracks) and got.tracks["detected"].all()
+    tr = got.tracks
+    for k, a in enumerate(arenas):
+        _, truth = _video(12, size, seed=k)
+        one = tr[tr["arena"] == a.name].sort_values("frame")
+        x0, y0 = a.bbox[:2]
+        err = np.hypot(one["x"].to_numpy() - x0 - np.repeat(truth["x"].to_numpy(), 2),
+                       one["y"].to_numpy() - y0 - np.repeat(truth["y"].to_numpy(), 2))
+        assert err.max() < 2.0, (a.name, err.max())
+    # an offset, a stop level, a fishness or a label pixel that differs is no repeat
+    pt = tracker._Patches(fp=np.zeros((6, 4, 4), np.uint8), mem=np.ones((6, 4, 4), np.uint8),
+                          off=np.zeros((6, 2)), cen=np.zeros((6, 2)), area=np.ones(6, np.float32),
+                          motion=np.zeros(6, np.float32))
+    stop = np.full(6, 3.0, np.float32)
+    pt.off[1:, 0], stop[2:], pt.fp[3:, 1, 2], pt.mem[4:, 3, 3] = 1.0, 4.0, 9, 2
+    assert repeats(pt, stop).tolist() == [False] * 5 + [True]
+
+
 @pytest.mark.parametrize("k", [1, 2, 3, 8, 399, 400])
 def test_gain_median_equals_numpy(k):
     """The gains' median (``segment._median_last``: the middle values by partitioning in place,

@@ -959,6 +959,41 @@ def _measure_all(
     return _Meas.concat(parts)
 
 
+def _repeats(pt: _Patches, stop: np.ndarray) -> np.ndarray:
+    """(M,) bool: the rows whose measuring inputs (fishness and label patches, offset, stop
+    level) equal the row before's bit for bit (a still fish in a video whose codec copied its
+    pixels from the frame before: H.264 skip blocks)."""
+    same = np.zeros(len(pt), bool)
+    if len(pt) < 2:
+        return same
+    cand = np.flatnonzero((pt.off[1:] == pt.off[:-1]).all(axis=1) & (stop[1:] == stop[:-1])) + 1
+    if cand.size:
+        lo, hi = int(cand[0]), int(cand[-1]) + 1  # (compared in one span: no fancy copies)
+        eq = ((pt.fp[lo:hi] == pt.fp[lo - 1:hi - 1]).all(axis=(1, 2))
+              & (pt.mem[lo:hi] == pt.mem[lo - 1:hi - 1]).all(axis=(1, 2)))
+        same[cand] = eq[cand - lo]
+    return same
+
+
+def _measure_once(pt: _Patches, prm: _Params, stop: np.ndarray, **kw: Any) -> _Meas:
+    """:func:`_measure_all`, measuring a row whose inputs repeat the row before's
+    (:func:`_repeats`) only once: every fish is measured on its own patch alone, so a repeated
+    row's heads and midlines are the first one's, bit for bit (its area and motion, from the
+    cut, are its own). Not for a batch that still decides ``head_feature`` (a median over the
+    batch's fish) or that has fixed heads or directions (``kw``)."""
+    if kw or prm.head_feature is None:
+        return _measure_all(pt, prm, stop, **kw)
+    same = _repeats(pt, stop)
+    if not same.any():
+        return _measure_all(pt, prm, stop)
+    keep = np.flatnonzero(~same)
+    meas = _measure_all(_Patches(*(getattr(pt, f)[keep] for f in _PATCH_FIELDS)), prm, stop[keep])
+    rep = np.cumsum(~same) - 1  # each row's measured row
+    out = _Meas(*(getattr(meas, f.name)[rep] for f in dataclasses.fields(_Meas)))
+    out.area, out.motion = pt.area.astype(np.float32), pt.motion.astype(np.float32)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # main loop
 
@@ -1122,7 +1157,7 @@ class _Queue:
 
     def _measure_write(self, pt: _Patches, pend: list[_Pending], stop: np.ndarray, kw: dict) -> None:
         store, prm, embedded = self.store, self.prm, self.embedded
-        meas = _measure_all(pt, prm, stop, **kw)
+        meas = _measure_once(pt, prm, stop, **kw)
         if embedded:
             meas.heading = np.concatenate([np.full(len(p.rows), p.st.heading) for p in pend])
         tm = batch_tail_motion(store.tail_lag, pend, pt.fp, pt.off, meas.points, meas.ok)
