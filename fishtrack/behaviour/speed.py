@@ -57,7 +57,7 @@ from fishtrack.behaviour._frames import (
     run_lengths_fill,
     sorted_frames,
 )
-from fishtrack.behaviour._pool import any_of, pooled, remembered
+from fishtrack.behaviour._pool import any_of, ask_ahead, pooled, remembered
 from fishtrack.behaviour.bouts import (
     _MAD,
     HYSTERESIS,
@@ -70,6 +70,7 @@ from fishtrack.behaviour.bouts import (
     _mean_gate_summary,
     _mean_level,
     _mean_levels_of_histograms,
+    _median_of_levels,
     bout_runs,
     hysteresis_activity,
     mean_gate_lags,
@@ -77,6 +78,7 @@ from fishtrack.behaviour.bouts import (
     quiet_levels,
     quiet_window_means,
     rig_noise_level,
+    rig_noise_summary,
     rig_reference,
 )
 from fishtrack.behaviour.kinematics import Kinematics, midline_lengths, tail_noise
@@ -1094,6 +1096,12 @@ def detect_speed_bouts(
             # the motion threshold: first from the frames away from the speed bouts, then
             # from the frames away from every bout (pooled over the fish: camera noise)
             quiet_m = quiet_frames(kin_m, in_bout_prev if in_bout_prev is not None else active)
+            if blur is not None and tail is not None and BLUR_TAIL_CONFIRMS:
+                # the tail's level (tail_stirred, below) with the next pooled value: one
+                # pass fewer per pass in classify_parts
+                ask_ahead("speed_blur_tail_level", _median_of_levels,
+                          lambda q=quiet_m: rig_noise_summary(fr, tail, q,
+                                                              spread=MOTION_GATE_TAIL_SPREAD))
             # the noise from the motion as measured (the rig's changes are part of it; taking
             # them out of the quiet frames lowered the thresholds into the larvae's own noise:
             # tuning videos 96, 109, 944), the bouts from the motion above the rig's change
