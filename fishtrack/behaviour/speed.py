@@ -733,19 +733,11 @@ def speed_beside_bouts(fr: Frames, active: np.ndarray, speed: np.ndarray, thr: n
     extra = active & ~core
     if fr.n == 0 or not extra.any() or width < 1:
         return active
-    run = _run_ids(fr, extra)
-    idx = np.flatnonzero(extra)
-    new_run = np.r_[True, run[idx][1:] != run[idx][:-1]]
-    starts, ends = idx[new_run], idx[np.r_[new_run[1:], True]]
-    prev, nxt = np.maximum(starts - 1, 0), np.minimum(ends + 1, fr.n - 1)
-    after = (starts > 0) & core[prev] & (fr.gid[prev] == fr.gid[starts])
-    before = (ends < fr.n - 1) & core[nxt] & (fr.gid[nxt] == fr.gid[ends])
+    run, starts, ends, after, before = _runs_beside(fr, extra, core)
     # the frames beyond the extension: after it (an extension after a stretch) or before it
-    at = np.where(after, ends + 1, starts - 1)
-    rows = at[:, None] + np.where(after, 1, -1)[:, None] * np.arange(width)[None, :]
-    inside = (rows >= 0) & (rows < fr.n)
-    rows = np.clip(rows, 0, fr.n - 1)
-    ok = inside & (fr.gid[rows] == fr.gid[starts][:, None]) & ~active[rows] & fr.observed[rows]
+    at = np.where(after, np.minimum(ends + 1, fr.n - 1), np.maximum(starts - 1, 0))
+    rows, ok = _rows_from(fr, at, after, width)
+    ok &= (fr.gid[at] == fr.gid[starts])[:, None] & ~active[rows] & fr.observed[rows]
     vals = np.where(ok, speed[rows], np.nan)
     judged = (after ^ before) & np.isfinite(vals).any(axis=1)
     g = fr.gid[starts]
@@ -799,20 +791,11 @@ def blur_beside_bouts(fr: Frames, active: np.ndarray, others: np.ndarray, area: 
     extra = active & ~others
     if fr.n == 0 or not extra.any() or fr.dt_median <= 0:
         return active
-    run = _run_ids(fr, extra)
-    idx = np.flatnonzero(extra)
-    new_run = np.r_[True, run[idx][1:] != run[idx][:-1]]
-    starts, ends = idx[new_run], idx[np.r_[new_run[1:], True]]
-    prev, nxt = np.maximum(starts - 1, 0), np.minimum(ends + 1, fr.n - 1)
-    after = (starts > 0) & others[prev] & (fr.gid[prev] == fr.gid[starts])
-    before = (ends < fr.n - 1) & others[nxt] & (fr.gid[nxt] == fr.gid[ends])
+    run, starts, ends, after, before = _runs_beside(fr, extra, others)
     k = max(1, int(round(0.5 * DRIFT_S / fr.dt_median)))
     at = np.where(after, starts, ends)
-    rows = at[:, None] + np.where(after, 1, -1)[:, None] * np.arange(k)[None, :]
-    inside = (rows >= 0) & (rows < fr.n)
-    rows = np.clip(rows, 0, fr.n - 1)
-    ok = inside & (fr.gid[rows] == fr.gid[at][:, None]) & ~others[rows]
-    vals = np.where(ok, area[rows], np.nan)
+    rows, ok = _rows_from(fr, at, after, k)
+    vals = np.where(ok & ~others[rows], area[rows], np.nan)
     level = np.full(len(at), np.nan)
     some = np.isfinite(vals).any(axis=1) & (after | before)
     level[some] = np.nanmedian(vals[some], axis=1)
@@ -822,6 +805,31 @@ def blur_beside_bouts(fr: Frames, active: np.ndarray, others: np.ndarray, area: 
     gone = np.zeros(int(run.max()) + 1, bool)
     gone[run[starts]] = ~kept
     return active & ~(extra & gone[run])
+
+
+def _runs_beside(fr: Frames, extra: np.ndarray, others: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The runs of ``extra`` (some row set): per row its run id (:func:`_run_ids`), each run's
+    first and last row, and whether the row before it / after it is of ``others`` (same
+    fish)."""
+    run = _run_ids(fr, extra)
+    idx = np.flatnonzero(extra)
+    new_run = np.r_[True, run[idx][1:] != run[idx][:-1]]
+    starts, ends = idx[new_run], idx[np.r_[new_run[1:], True]]
+    prev, nxt = np.maximum(starts - 1, 0), np.minimum(ends + 1, fr.n - 1)
+    after = (starts > 0) & others[prev] & (fr.gid[prev] == fr.gid[starts])
+    before = (ends < fr.n - 1) & others[nxt] & (fr.gid[nxt] == fr.gid[ends])
+    return run, starts, ends, after, before
+
+
+def _rows_from(fr: Frames, at: np.ndarray, forward: np.ndarray, k: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Per row index of ``at``: the ``k`` rows from it onward (``forward``) or back, clipped
+    to the table, and which of them exist and belong to the same fish."""
+    rows = at[:, None] + np.where(forward, 1, -1)[:, None] * np.arange(k)[None, :]
+    inside = (rows >= 0) & (rows < fr.n)
+    rows = np.clip(rows, 0, fr.n - 1)
+    return rows, inside & (fr.gid[rows] == fr.gid[at][:, None])
 
 
 def blur_above_quiet_stretches(fr: Frames, blur: np.ndarray, quiet: np.ndarray,
