@@ -695,12 +695,17 @@ def test_a_slow_drift_of_a_passive_larvas_area_is_no_blur():
     # and a 13-frame false bout split a passive stretch (passive error 0.062). A struggle's
     # blur steps the area down and back up within a frame or two; this drift changed it by at
     # most 3.1 % a frame, under the rig's level of the quiet frames' changes (3.8 %)
-    from fishtrack.behaviour.classify import classify_parts
-
     tracks, cfg, whole = _every_larva_within_the_goal(20944, 3)
     a1 = whole.bouts[whole.bouts["fish"] == "A1"]
     assert not ((a1["start_frame"] <= 309) & (a1["end_frame"] >= 294)).any()
     # the level is the recording's, pooled over the larvae: in parts, the same bouts
+    _same_bouts_larva_by_larva(tracks, cfg, whole)
+
+
+def _same_bouts_larva_by_larva(tracks: pd.DataFrame, cfg, whole) -> None:
+    """``classify_parts`` one larva at a time gives the bouts of the whole (``whole``)."""
+    from fishtrack.behaviour.classify import classify_parts
+
     got = classify_parts(lambda: (g for _, g in tracks.groupby("arena")), cfg.behaviour,
                          cfg.protocol)
     pd.testing.assert_frame_equal(got.bouts, whole.bouts, check_exact=True)
@@ -733,12 +738,8 @@ def test_a_blurred_struggle_in_place_of_two_larvae_is_confirmed_where_its_tail_i
     tracks, cfg, whole = _every_larva_within_the_goal(22711, 2)
     a1 = whole.bouts[whole.bouts["fish"] == "A1"]
     assert ((a1["start_frame"] <= 153) & (a1["end_frame"] >= 137)).any()
-    # the tail's level is the recording's, pooled over the larvae: in parts, the same bouts
-    from fishtrack.behaviour.classify import classify_parts
-
-    got = classify_parts(lambda: (g for _, g in tracks.groupby("arena")), cfg.behaviour,
-                         cfg.protocol)
-    pd.testing.assert_frame_equal(got.bouts, whole.bouts, check_exact=True)
+    # the tail's level is the recording's, pooled over the larvae: larva by larva, the same
+    _same_bouts_larva_by_larva(tracks, cfg, whole)
 
 
 def test_a_drift_after_the_last_bout_does_not_carry_it_over_the_final_quiet_stretch():
