@@ -38,6 +38,9 @@ than the frame rate and blurs, so consecutive frames look alike but the area fal
 when the pixels where the traced tail is (the tracker's ``tail_motion``) change over a stretch
 of 0.32-0.64 s more than in the recording's quiet stretches of that length
 (:func:`tail_above_levels`: a small larva's struggle in place, diluted in the whole fish's).
+A stretch of blur is also confirmed by the tail's pixels (:func:`tail_stirred`, each larva's
+own quiet frames: valid with one or two larvae), and the speed's hysteresis beside a bout is
+judged against the speed right beyond it (:func:`speed_beside_bouts`).
 ``speed_threshold`` / ``motion_threshold`` replace the noise rules with fixed,
 rig-level values (:func:`fixed_speed_threshold`).
 """
