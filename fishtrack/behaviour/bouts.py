@@ -1128,9 +1128,16 @@ def rig_noise_level(fr: Frames, motion: np.ndarray, quiet: np.ndarray, *, spread
     frames, not their spread: a compressed video's noise comes in rare bursts (re-quantized
     frames) that a median and robust sd do not see. The median over the fish is the rig's:
     a minority of fish whose quiet frames hold bouts the detection missed cannot raise it."""
-    return median_fish_level(
-        fr, motion, quiet, name,
-        lambda v: _level_of_histogram(*motion_histogram(v), spread=spread))
+    return pool_value(name, _median_of_levels, **rig_noise_summary(fr, motion, quiet,
+                                                                  spread=spread))
+
+
+def rig_noise_summary(fr: Frames, motion: np.ndarray, quiet: np.ndarray, *, spread: float
+                      ) -> dict:
+    """The pooled summary of :func:`rig_noise_level` (each fish's own level; reduce
+    :func:`_median_of_levels`), e.g. for :func:`fishtrack.behaviour._pool.ask_ahead`."""
+    return {"levels": fish_levels(
+        fr, motion, quiet, lambda v: _level_of_histogram(*motion_histogram(v), spread=spread))}
 
 
 def median_fish_level(fr: Frames, values: np.ndarray, quiet: np.ndarray, name: str,
@@ -1140,11 +1147,18 @@ def median_fish_level(fr: Frames, values: np.ndarray, quiet: np.ndarray, name: s
     (the same on parts of whole fish as on the whole recording; NaN when no fish's is
     measured): the rig's and the tracker's noise, which a minority of fish whose quiet frames
     hold missed bouts cannot raise."""
+    return pool_value(name, _median_of_levels, levels=fish_levels(fr, values, quiet, level))
+
+
+def fish_levels(fr: Frames, values: np.ndarray, quiet: np.ndarray,
+                level: Callable[[np.ndarray], float]) -> np.ndarray:
+    """Per fish: ``level`` of its finite ``values`` on its ``quiet`` frames (NaN: not
+    measured); :func:`median_fish_level`'s summary."""
     own = np.full(len(fr.fish_keys), np.nan)
     ok = quiet & np.isfinite(values)
     for a0, a1 in zip(*fish_bounds(fr), strict=True):  # each fish's rows are contiguous
         own[fr.gid[a0]] = level(values[a0:a1][ok[a0:a1]])
-    return pool_value(name, _median_of_levels, levels=own)
+    return own
 
 
 def _median_of_levels(levels: np.ndarray) -> float:

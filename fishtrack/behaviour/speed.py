@@ -38,6 +38,9 @@ than the frame rate and blurs, so consecutive frames look alike but the area fal
 when the pixels where the traced tail is (the tracker's ``tail_motion``) change over a stretch
 of 0.32-0.64 s more than in the recording's quiet stretches of that length
 (:func:`tail_above_levels`: a small larva's struggle in place, diluted in the whole fish's).
+A stretch of blur is also confirmed by the tail's pixels (:func:`tail_stirred`, each larva's
+own quiet frames: valid with one or two larvae), and the speed's hysteresis beside a bout is
+judged against the speed right beyond it (:func:`speed_beside_bouts`).
 ``speed_threshold`` / ``motion_threshold`` replace the noise rules with fixed,
 rig-level values (:func:`fixed_speed_threshold`).
 """
@@ -57,18 +60,20 @@ from fishtrack.behaviour._frames import (
     run_lengths_fill,
     sorted_frames,
 )
-from fishtrack.behaviour._pool import any_of, pooled, remembered
+from fishtrack.behaviour._pool import any_of, ask_ahead, pooled, remembered
 from fishtrack.behaviour.bouts import (
     _MAD,
     HYSTERESIS,
     MOTION_GATE_MEAN_WINDOWS_S,
     MOTION_GATE_MIN_FISH,
+    MOTION_GATE_TAIL_SPREAD,
     BoutRuns,
     NoiseLevels,
     _hist_quantiles,
     _mean_gate_summary,
     _mean_level,
     _mean_levels_of_histograms,
+    _median_of_levels,
     bout_runs,
     hysteresis_activity,
     mean_gate_lags,
@@ -76,6 +81,7 @@ from fishtrack.behaviour.bouts import (
     quiet_levels,
     quiet_window_means,
     rig_noise_level,
+    rig_noise_summary,
     rig_reference,
 )
 from fishtrack.behaviour.kinematics import Kinematics, midline_lengths, tail_noise
@@ -665,6 +671,99 @@ def blurred_continuation(fr: Frames, active: np.ndarray, blurred: np.ndarray,
     return joined & _confirmed(fr, joined, active.astype(float), np.full(len(thr), 0.5))
 
 
+BLUR_TAIL_CONFIRMS = True
+"""A stretch of blur (:func:`blur_frames`) also counts when the tail's pixels move
+(:func:`tail_stirred`) on one of its frames or next to it, like the whole fish's above the low
+motion threshold; False: the rule before issue 17's fifteenth round."""
+JOINT_MEAN_TEST = True
+"""With :data:`fishtrack.behaviour.bouts.MOTION_GATE_MIN_FISH` larvae or more, the joint
+rule's stretches (:data:`JOINT_FRACTION`) count only when their mean blur stands out from the
+quiet stretches of their length (:func:`blur_above_quiet_stretches`) or the tail's pixels move
+on one of their frames (:func:`tail_stirred`), like the blur's own stretches; False: the rule
+before issue 17's fifteenth round."""
+SPEED_BESIDE = True
+"""The speed's hysteresis beside a stretch above its threshold is judged against the speed
+right beyond it (:func:`speed_beside_bouts`, with pixel motion); False: the rule before issue
+17's fifteenth round."""
+
+
+def tail_stirred(fr: Frames, tail: np.ndarray, quiet: np.ndarray) -> np.ndarray:
+    """Per row: the tail's pixels (``tail``: :func:`fishtrack.behaviour.bouts.tail_motion_frames`,
+    grey levels) on the row or a neighbour above the rig's level of the ``quiet`` frames' tail
+    motion: each larva's ``median + MOTION_GATE_TAIL_SPREAD x (99th percentile - median)`` of
+    its own quiet frames, the median over the recording's larvae
+    (:func:`fishtrack.behaviour.bouts.rig_noise_level`, the tail gate's level). All False when
+    no larva's level is measured.
+
+    A per-frame test of each larva's own still frames, valid for one or two larvae: a
+    struggle in place that blurs its tail (the area drops) changes the tail's pixels at its
+    onset and end, diluted in the whole fish's pixel motion (held-out video 22711 A1, spent:
+    34 px in H.264 with camera noise sd 10; the area 30 % down over 137-153, the whole fish's
+    motion 0.7-1.0 grey levels under its low level of 1.2, the tail's 2.8-3.8 at 137-138 and
+    152-153 against a level of 2.1-3.7). The level of a larva whose quiet frames hold a missed
+    struggle rises, so a missed bout makes the test stricter, never looser; a larva's noise
+    passes ``median + 2 x (99th percentile - median)`` of its own quiet frames on fewer than 1 %
+    of them, and a stretch of blur is a bout only with the blur above its own threshold too."""
+    level = rig_noise_level(fr, tail, quiet, spread=MOTION_GATE_TAIL_SPREAD,
+                            name="speed_blur_tail_level")
+    if not np.isfinite(level):
+        return np.zeros(fr.n, bool)
+    with np.errstate(invalid="ignore"):
+        return _dilate1(fr, tail > level)
+
+
+def speed_beside_bouts(fr: Frames, active: np.ndarray, speed: np.ndarray, thr: np.ndarray,
+                       noise: np.ndarray, width: int) -> np.ndarray:
+    """Per row: ``active`` (the speed's hysteresis, :func:`hysteresis_activity`) without the
+    frames of its extension beside a stretch above the fish's threshold ``thr`` from the first
+    one (going outward) whose speed is not above the *local* low level: ``level +
+    HYSTERESIS x (thr - level)``, where ``level`` is the median speed of the ``width`` frames
+    right beyond the extension (after it for an extension after a stretch, before it for one
+    before; frames outside ``active``), at least the fish's quiet median ``noise``. An
+    extension between two stretches above the threshold, or with no frame beyond it, stays.
+
+    The hysteresis extends a bout down to 0.3 of the way from the quiet frames' median speed
+    to the threshold, by up to a window. A bout's speed falls through that band within a frame
+    or two; a slow drift that follows the bout (the larva carried on at 1.3-2 px/s with its
+    pixels moving a little) stays in it, and the bout was carried over the whole window:
+    held-out video 22757 A2 (spent; 26 px, H.264, camera noise sd 10.3, 26 fps): the last bout
+    (312-321) was found as 309-330, the final quiet stretch (2.2 s in truth) fell under
+    ``min_passive_s`` and was scored active (passive error 0.150). The drift goes on beyond
+    the extension at the same speed, the end of a bout does not. The speed's own level beside
+    the bout, never how often a larva moves."""
+    with np.errstate(invalid="ignore"):
+        core = active & (speed > thr[fr.gid])
+    extra = active & ~core
+    if fr.n == 0 or not extra.any() or width < 1:
+        return active
+    run, starts, ends, after, before = _runs_beside(fr, extra, core)
+    # the frames beyond the extension: after it (an extension after a stretch) or before it
+    at = np.where(after, np.minimum(ends + 1, fr.n - 1), np.maximum(starts - 1, 0))
+    rows, ok = _rows_from(fr, at, after, width)
+    ok &= (fr.gid[at] == fr.gid[starts])[:, None] & ~active[rows] & fr.observed[rows]
+    vals = np.where(ok, speed[rows], np.nan)
+    judged = (after ^ before) & np.isfinite(vals).any(axis=1)
+    g = fr.gid[starts]
+    level = np.fmax(noise[g], np.nanmedian(np.where(judged[:, None], vals, 0.0), axis=1))
+    low_run = np.full(int(run.max()) + 1, -np.inf)
+    low_run[run[starts]] = np.where(judged, level + HYSTERESIS * (thr[g] - level), -np.inf)
+    with np.errstate(invalid="ignore"):
+        bad = extra & ~(speed > low_run[run])
+    # keep the frames before the first bad one, counted from the stretch above the threshold
+    c = np.r_[0, np.cumsum(bad)]
+    first = np.zeros(len(low_run), np.int64)
+    last = np.zeros(len(low_run), np.int64)
+    first[run[starts]], last[run[starts]] = starts, ends
+    side = np.zeros(len(low_run), np.int8)  # 1: after a stretch, -1: before one
+    side[run[starts]] = np.where(judged, np.where(after, 1, -1), 0)
+    i = np.arange(fr.n)
+    r = run
+    from_start = c[i + 1] - c[first[r]]  # bad frames from the extension's start to the row
+    to_end = c[last[r] + 1] - c[i]  # ... from the row to its end
+    cut = extra & (((side[r] == 1) & (from_start > 0)) | ((side[r] == -1) & (to_end > 0)))
+    return active & ~cut
+
+
 BLUR_BESIDE = True
 """The frames the blur adds next to a bout are judged against the area's own level on that
 side of the bout (:func:`blur_beside_bouts`); False: the rule before issue 17's fourteenth
@@ -695,20 +794,11 @@ def blur_beside_bouts(fr: Frames, active: np.ndarray, others: np.ndarray, area: 
     extra = active & ~others
     if fr.n == 0 or not extra.any() or fr.dt_median <= 0:
         return active
-    run = _run_ids(fr, extra)
-    idx = np.flatnonzero(extra)
-    new_run = np.r_[True, run[idx][1:] != run[idx][:-1]]
-    starts, ends = idx[new_run], idx[np.r_[new_run[1:], True]]
-    prev, nxt = np.maximum(starts - 1, 0), np.minimum(ends + 1, fr.n - 1)
-    after = (starts > 0) & others[prev] & (fr.gid[prev] == fr.gid[starts])
-    before = (ends < fr.n - 1) & others[nxt] & (fr.gid[nxt] == fr.gid[ends])
+    run, starts, ends, after, before = _runs_beside(fr, extra, others)
     k = max(1, int(round(0.5 * DRIFT_S / fr.dt_median)))
     at = np.where(after, starts, ends)
-    rows = at[:, None] + np.where(after, 1, -1)[:, None] * np.arange(k)[None, :]
-    inside = (rows >= 0) & (rows < fr.n)
-    rows = np.clip(rows, 0, fr.n - 1)
-    ok = inside & (fr.gid[rows] == fr.gid[at][:, None]) & ~others[rows]
-    vals = np.where(ok, area[rows], np.nan)
+    rows, ok = _rows_from(fr, at, after, k)
+    vals = np.where(ok & ~others[rows], area[rows], np.nan)
     level = np.full(len(at), np.nan)
     some = np.isfinite(vals).any(axis=1) & (after | before)
     level[some] = np.nanmedian(vals[some], axis=1)
@@ -720,11 +810,37 @@ def blur_beside_bouts(fr: Frames, active: np.ndarray, others: np.ndarray, area: 
     return active & ~(extra & gone[run])
 
 
+def _runs_beside(fr: Frames, extra: np.ndarray, others: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The runs of ``extra`` (some row set): per row its run id (:func:`_run_ids`), each run's
+    first and last row, and whether the row before it / after it is of ``others`` (same
+    fish)."""
+    run = _run_ids(fr, extra)
+    idx = np.flatnonzero(extra)
+    new_run = np.r_[True, run[idx][1:] != run[idx][:-1]]
+    starts, ends = idx[new_run], idx[np.r_[new_run[1:], True]]
+    prev, nxt = np.maximum(starts - 1, 0), np.minimum(ends + 1, fr.n - 1)
+    after = (starts > 0) & others[prev] & (fr.gid[prev] == fr.gid[starts])
+    before = (ends < fr.n - 1) & others[nxt] & (fr.gid[nxt] == fr.gid[ends])
+    return run, starts, ends, after, before
+
+
+def _rows_from(fr: Frames, at: np.ndarray, forward: np.ndarray, k: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Per row index of ``at``: the ``k`` rows from it onward (``forward``) or back, clipped
+    to the table, and which of them exist and belong to the same fish."""
+    rows = at[:, None] + np.where(forward, 1, -1)[:, None] * np.arange(k)[None, :]
+    inside = (rows >= 0) & (rows < fr.n)
+    rows = np.clip(rows, 0, fr.n - 1)
+    return rows, inside & (fr.gid[rows] == fr.gid[at][:, None])
+
+
 def blur_above_quiet_stretches(fr: Frames, blur: np.ndarray, quiet: np.ndarray,
-                               stretch: np.ndarray) -> np.ndarray:
-    """Per row: True where the row's run of ``stretch`` (within its fish) has a mean ``blur``
-    (:func:`blur_frames`) above the level of the recording's quiet stretches of its length,
-    or where that level is not measured or the run is shorter than the shortest duration.
+                               *stretches: np.ndarray) -> list[np.ndarray]:
+    """Per stretch mask of ``stretches``, per row: True where the row's run of the stretch
+    (within its fish) has a mean ``blur`` (:func:`blur_frames`) above the level of the
+    recording's quiet stretches of its length, or where that level is not measured or the run
+    is shorter than the shortest duration (the levels measured once for all of them).
 
     The tail gate's mean test (:func:`fishtrack.behaviour.bouts.mean_gate_levels`) on the
     blur: the means of every stretch of consecutive ``quiet`` frames lasting each duration of
@@ -742,10 +858,13 @@ def blur_above_quiet_stretches(fr: Frames, blur: np.ndarray, quiet: np.ndarray,
     means, win = quiet_window_means(fr, v, ok)
     levels = pooled("speed_blur_mean_levels", _blur_mean_levels,
                     **_mean_gate_summary(v[ok], means, win))
-    run = _run_ids(fr, stretch) if fr.n else np.zeros(0, np.int64)
-    level = _mean_level(fr, levels, np.bincount(run)[run] if fr.n else np.zeros(0))
-    with np.errstate(invalid="ignore"):
-        return np.isinf(level) | (_run_mean(fr, stretch, v) > level)
+    out = []
+    for stretch in stretches:
+        run = _run_ids(fr, stretch) if fr.n else np.zeros(0, np.int64)
+        level = _mean_level(fr, levels, np.bincount(run)[run] if fr.n else np.zeros(0))
+        with np.errstate(invalid="ignore"):
+            out.append(np.isinf(level) | (_run_mean(fr, stretch, v) > level))
+    return out
 
 
 BLUR_STEP_SPREAD = 1.0
@@ -981,10 +1100,19 @@ def detect_speed_bouts(
             thr = np.fmax(floor, mean + cfg.speed_threshold_factor * sd)
         active = hysteresis_activity(kin, thr, mean, max_extend_s=span + fr.dt_median,
                                      min_high_s=MIN_HIGH * span)
+        if kin_m is not None and SPEED_BESIDE:
+            active = speed_beside_bouts(fr, active, speed, thr, mean,
+                                        int(round((span + fr.dt_median) / fr.dt_median)))
         if kin_m is not None:
             # the motion threshold: first from the frames away from the speed bouts, then
             # from the frames away from every bout (pooled over the fish: camera noise)
             quiet_m = quiet_frames(kin_m, in_bout_prev if in_bout_prev is not None else active)
+            if blur is not None and tail is not None and BLUR_TAIL_CONFIRMS:
+                # the tail's level (tail_stirred, below) with the next pooled value: one
+                # pass fewer per pass in classify_parts
+                ask_ahead("speed_blur_tail_level", _median_of_levels,
+                          lambda q=quiet_m: rig_noise_summary(fr, tail, q,
+                                                              spread=MOTION_GATE_TAIL_SPREAD))
             # the noise from the motion as measured (the rig's changes are part of it; taking
             # them out of the quiet frames lowered the thresholds into the larvae's own noise:
             # tuning videos 96, 109, 944), the bouts from the motion above the rig's change
@@ -1016,7 +1144,12 @@ def detect_speed_bouts(
                     _signal_kin(fr, blur, 1), b_thr, b_noise, max_extend_s=BLUR_EXTEND_S,
                     min_high_s=0.0)
                 with np.errstate(invalid="ignore"):
-                    stirred = _dilate1(fr, motion > low[fr.gid]).astype(float)
+                    stirred = _dilate1(fr, motion > low[fr.gid])
+                t_stir = (tail_stirred(fr, tail, quiet_m)
+                          if tail is not None and BLUR_TAIL_CONFIRMS else None)
+                if t_stir is not None:
+                    stirred |= t_stir
+                stirred = stirred.astype(float)
                 # a stretch of blur counts when the pixels move (above the low motion
                 # threshold) on one of its frames or next to it: the blurred frames of a
                 # struggle look alike, its onset and end change the pixels; a still fish's
@@ -1028,21 +1161,29 @@ def detect_speed_bouts(
                 with np.errstate(invalid="ignore"):
                     above = _run_mean(fr, blurred, motion) > m_noise[fr.gid]
                 bconf = above | _confirmed(fr, blurred, stirred, np.full(n_fish, 0.5))
-                if many:
-                    # and when its mean blur stands out from the quiet stretches of its
-                    # length (from the second pass: the first's quiet frames hold struggles;
-                    # with 3 larvae or more: one or two larvae's missed struggles would be
-                    # most of the quiet stretches, tests/test_behaviour_motion.py's in place)
-                    bconf &= blur_above_quiet_stretches(fr, blur, quiet_m, blurred)
-                    if blur_drop is not None and BLUR_STEP_SPREAD is not None:
-                        bconf &= blur_steps(fr, blur, blur_drop, quiet_m, blurred)
-                active_m = active_m | (blurred & bconf)
                 # both raised together, each to half its threshold: a faint struggle in place
                 with np.errstate(invalid="ignore"):
                     m_half = motion > (m_noise + JOINT_FRACTION * (m_thr - m_noise))[fr.gid]
                     b_half = blur > np.fmax(MIN_BLUR, b_noise + JOINT_FRACTION
                                             * (b_thr - b_noise))[fr.gid]
                 joint = fr.observed & _dilate1(fr, m_half) & b_half
+                if many:
+                    # and when its mean blur stands out from the quiet stretches of its
+                    # length (from the second pass: the first's quiet frames hold struggles;
+                    # with 3 larvae or more: one or two larvae's missed struggles would be
+                    # most of the quiet stretches, tests/test_behaviour_motion.py's in place)
+                    b_mean, j_mean = blur_above_quiet_stretches(fr, blur, quiet_m, blurred,
+                                                                joint)
+                    bconf &= b_mean
+                    if blur_drop is not None and BLUR_STEP_SPREAD is not None:
+                        bconf &= blur_steps(fr, blur, blur_drop, quiet_m, blurred)
+                    if JOINT_MEAN_TEST:
+                        # the joint rule's stretches too, unless the tail's pixels move
+                        if t_stir is not None:
+                            j_mean |= _confirmed(fr, joint, t_stir.astype(float),
+                                                 np.full(n_fish, 0.5))
+                        joint &= j_mean
+                active_m = active_m | (blurred & bconf)
                 active_m, not_blur = active_m | joint, not_blur | joint
             if tail is not None and many:
                 # where the tail is: a small larva's struggle in place changes the pixels at
