@@ -1263,6 +1263,10 @@ def _saddle_cut(blob: np.ndarray, resid: np.ndarray, levels: int = 32,
     belongs to a piece of its own, whose peak is recorded. A larva's tail fades into the noise
     without a dip (its pixels join at their own level), its eyes join the head high up; a speck
     touching it joins through its faint halo."""
+    if within is not None:
+        n_pieces, pieces = cv2.connectedComponents(blob.astype(np.uint8), connectivity=8)
+        if n_pieces <= 2:  # nothing apart from the larva's piece
+            return blob, np.zeros_like(blob)
     ys, xs = np.nonzero(blob if within is None else blob | within)
     if len(ys) < 3:
         return blob, np.zeros_like(blob)
@@ -1292,8 +1296,7 @@ def _saddle_cut(blob: np.ndarray, resid: np.ndarray, levels: int = 32,
             own[free] = np.maximum(own[free], pk[lv[free]])
     cut_px = saddle < ratio * own
     if within is not None:
-        _, lab = cv2.connectedComponents(blob.astype(np.uint8), connectivity=8)
-        piece = lab[ys, xs]  # 0 outside blob
+        piece = pieces[ys, xs]  # 0 outside blob
         cut_px &= (piece > 0) & (piece != piece[peak_i])
     if not cut_px.any():
         return blob, np.zeros_like(blob)
