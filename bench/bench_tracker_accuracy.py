@@ -52,7 +52,9 @@ wider closing; a dust speck joined through a deep saddle cut off), 22400-22549 (
 its head-embedded seeds) after the midline's trace was made to reach the tail of a larva
 measured over 225 px (held-out 22088, never tracked), and 22550-22649 (2026-12-07, its well
 plates) after the head point of small eyes merged with the yolk was moved to the centre of the
-dark head's round front.
+dark head's round front, and 23200-23349 (2026-12-07, its head-embedded seeds) after a speck
+kept apart from a still larva's blob was judged on its saddle through the first look's
+candidate blob (held-out 22088's length).
 """
 
 from __future__ import annotations

@@ -76,7 +76,9 @@ REPORT_SEEDS = range(1000, 1200)
 #: of small eyes merged with the yolk was moved to the centre of the dark head's round front,
 #: issue 12, 2026-12-07), then 23140-23199 (its small larvae, <= 30 px: the report after a
 #: still blob left out as too long for the first calibration's length is judged again with
-#: the final one, issue 11's spent stress seed 22358, 2026-12-07)
+#: the final one, issue 11's spent stress seed 22358, 2026-12-07) and 23200-23349 (its
+#: head-embedded seeds: the report after a speck ahead of a long larva's snout was cut from
+#: the still larva, issue 12, 2026-12-07)
 REPORT_RANGES = (REPORT_SEEDS, range(7000, 7100), range(9200, 9300), range(10200, 10300),
                  range(11200, 11300), range(12400, 12500), range(13600, 13700),
                  range(13700, 13800), range(14500, 14600), range(14600, 14700),
@@ -84,7 +86,7 @@ REPORT_RANGES = (REPORT_SEEDS, range(7000, 7100), range(9200, 9300), range(10200
                  range(17400, 17500), range(20600, 20700), range(20700, 20800),
                  range(21200, 21300), range(21950, 22050), range(22050, 22150),
                  range(22400, 22550), range(22550, 22650),
-                 range(23140, 23200))
+                 range(23140, 23200), range(23200, 23350))
 
 #: pixels per frame a suite video may have (keeps every case a few seconds of work)
 _FRAME_BUDGET = 420_000

@@ -1114,6 +1114,7 @@ def _remove_still_fish(
         core = (blob & (resid > 0.1 * top[i])).astype(np.uint8)
         nc, cl = cv2.connectedComponents(core, connectivity=8)
         blob = cl == cl.flat[int(np.argmax(np.where(blob, resid, -np.inf)))]
+        region = lab == i  # the first look's candidate blob (above the low level)
         if layout == "embedded" and nc > 2:
             # the ROI's larva: its pieces above the candidate threshold stay with it. A bright
             # larva's head glows (the closing keeps part of the glow and the head in it), so
@@ -1128,7 +1129,8 @@ def _remove_still_fish(
             blob = blob | keep[cl]
         apart = np.zeros_like(blob)
         if layout == "embedded":
-            blob, apart = _whole_larva(blob, m, resid, pol, k, hi, lo, ~(edge | lines))
+            blob, apart = _whole_larva(blob, m, resid, pol, k, hi, lo, ~(edge | lines), region,
+                                       cfg.min_area_px)
         a = float(blob.sum())
         cx, cy = float(cent[i, 0]) + x0, float(cent[i, 1]) + y0
         if layout == "embedded":  # the larva made whole, not the first look's piece of it
@@ -1216,7 +1218,7 @@ def _remove_still_fish(
 
 def _whole_larva(
     blob: np.ndarray, m: ArenaModel, resid: np.ndarray, pol: Polarity, k: int, hi: float,
-    lo: float, ok: np.ndarray,
+    lo: float, ok: np.ndarray, region: np.ndarray, min_area: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A head-embedded ROI's still larva (``blob``, found on the closing's residual ``resid``
     with a kernel of ``k`` px and the hysteresis levels ``hi`` and ``lo``) made whole, and the
@@ -1237,19 +1239,44 @@ def _whole_larva(
     (:func:`_saddle_cut`) are cut off: a dust speck touching an eye through one pixel of its
     blurred halo was filled in with the larva and showed beside its eyes in every frame,
     pulling the fixed head 5 px and the heading 36 degrees onto it (20611's larva B3, never
-    tracked)."""
+    tracked). The pieces of the core kept with the larva for their own peak (a bright
+    larva's body split from its glowing eyes at the neck) touch the larva only through
+    ``region`` (the first look's candidate blob, above ``lo``), outside the blob, where no
+    saddle was looked for: they are judged first, on their saddles through it. A dust speck
+    30 px ahead of a 199.5-px larva's snout was one (peak 90, joined through the head's shading
+    at 0.152-0.154 of it), and the still larva, which gives an embedded recording's length, measured
+    238 px (spent held-out 22088; 208.6 px now)."""
     h, w = blob.shape
     k2 = _odd(max(7.0, min(h, w) / 4.0))
     both = resid
     if k2 > k:
         r2 = _still_residual(m, k2, pol)
-        cand = (((resid > lo) | (r2 - resid > hi)) & ok).astype(np.uint8)
+        both = np.maximum(resid, r2)
+    # the pieces kept apart from the larva's for their own peak are judged first, on their
+    # saddles through the first look's candidate blob (all that joins them to the larva)
+    # (finer levels: 32 went down in steps of ~5 grey levels, a tenth of such a piece's peak)
+    blob, apart = _saddle_cut(blob, both, levels=128, within=region, ratio=SADDLE_APART)
+    first = blob
+    if k2 > k:
+        cand = (((resid > lo) | (r2 - resid > hi)) & ok & ~apart).astype(np.uint8)
         _, lab = cv2.connectedComponents(cand, connectivity=8)
         hit = np.unique(lab[blob & (cand > 0)])
-        both = np.maximum(resid, r2)
         more = np.isin(lab, hit[hit > 0]) & (both > 0.1 * float(resid[blob].max()))
         blob = blob | more
-    return _saddle_cut(blob, both)
+    blob, cut = _saddle_cut(blob, both)
+    if not apart.any():
+        return blob, cut
+    # and, with a piece cut apart, what is left apart from the larva's piece only stays as a
+    # piece of the first look's larva would (at least ``min_area``, holding some of it): not
+    # what the wider closing lifted round the speck cut off (pieces of 1-20 px 30 px ahead of
+    # 22088's snout, +20 to +30 px of length)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(blob.astype(np.uint8), connectivity=8)
+    held = np.zeros(n, bool)
+    held[lab[first]] = True
+    crumb = (stats[:, cv2.CC_STAT_AREA] < min_area) | ~held
+    crumb[0] = False
+    crumb[lab.flat[int(np.argmax(np.where(blob, both, -np.inf)))]] = False
+    return blob & ~crumb[lab], cut | apart
 
 
 #: a piece of a still larva's blob joined to it where the closing's residual dips under this
@@ -1259,22 +1286,36 @@ def _whole_larva(
 #: join higher: its eyes through the head's tissue, at least the body's darkness, which is at
 #: least 0.21 of the eyes' in the simulator's drawings (body opacity 0.2-0.45, eyes 0.6-0.95)
 SADDLE = 0.15
+#: the same for a piece apart from the larva's within its blob, joined to it only through the
+#: first look's candidate blob (:func:`_whole_larva`): a speck ahead of a long larva's snout
+#: joined its head's shading at 0.152-0.154 of its peak (spent held-out 22088, two encodings);
+#: the body of a bright larva split from its glowing eyes at the neck joins at 0.195-0.258 of
+#: its own (the glow drawings of tests/test_tracking_still_fish.py)
+SADDLE_APART = 0.175
 
 
-def _saddle_cut(blob: np.ndarray, resid: np.ndarray, levels: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def _saddle_cut(blob: np.ndarray, resid: np.ndarray, levels: int = 32,
+                within: np.ndarray | None = None, ratio: float = SADDLE,
+                ) -> tuple[np.ndarray, np.ndarray]:
     """``blob`` without the pieces joined to its strongest pixel only through a saddle of
-    ``resid`` under :data:`SADDLE` of the piece's own peak, and those pieces: (kept, cut).
+    ``resid`` under ``ratio`` of the piece's own peak, and those pieces: (kept, cut). With
+    ``within``, only the pieces of ``blob`` apart from its strongest pixel's (not joined to it
+    within ``blob``) are judged, on their saddles through the pixels of ``within``.
 
     Each pixel joins the strongest pixel's component at some level of ``resid`` (the saddle,
     going down ``levels`` levels between the blob's weakest and strongest pixel); until then it
     belongs to a piece of its own, whose peak is recorded. A larva's tail fades into the noise
     without a dip (its pixels join at their own level), its eyes join the head high up; a speck
     touching it joins through its faint halo."""
-    ys, xs = np.nonzero(blob)
+    if within is not None:
+        n_pieces, pieces = cv2.connectedComponents(blob.astype(np.uint8), connectivity=8)
+        if n_pieces <= 2:  # nothing apart from the larva's piece
+            return blob, np.zeros_like(blob)
+    ys, xs = np.nonzero(blob if within is None else blob | within)
     if len(ys) < 3:
         return blob, np.zeros_like(blob)
     v = resid[ys, xs].astype(np.float64)
-    peak_i = int(np.argmax(v))
+    peak_i = int(np.argmax(np.where(blob[ys, xs], v, -np.inf)))
     lo, top = float(v.min()), float(v.max())
     if top <= lo:
         return blob, np.zeros_like(blob)
@@ -1297,7 +1338,10 @@ def _saddle_cut(blob: np.ndarray, resid: np.ndarray, levels: int = 32) -> tuple[
             pk = np.zeros(int(lv.max()) + 1)
             np.maximum.at(pk, lv[free], v[free])
             own[free] = np.maximum(own[free], pk[lv[free]])
-    cut_px = saddle < SADDLE * own
+    cut_px = saddle < ratio * own
+    if within is not None:
+        piece = pieces[ys, xs]  # 0 outside blob
+        cut_px &= (piece > 0) & (piece != piece[peak_i])
     if not cut_px.any():
         return blob, np.zeros_like(blob)
     cut = np.zeros_like(blob)
