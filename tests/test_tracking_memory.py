@@ -204,3 +204,35 @@ def test_spill_of_numpy_columns_equals_the_pandas_path():
     assert imported == "False"
     assert n_a == n_b == "8" and equal == "True"
     assert nulls_a == nulls_b and int(nulls_a) > 0
+
+
+_KERNELS_LOADED = (
+    "import numpy as np\n"
+    "from fishtrack.tracking import tracker\n"
+    "tracker.use_kernels(True)\n"
+    "rss, cur = {}, None\n"
+    "for line in open('/proc/self/smaps'):\n"
+    "    p = line.split()\n"
+    "    if '-' in p[0] and len(p) >= 5:\n"
+    "        cur = p[1] if len(p) > 5 and 'libllvmlite' in p[5] else None\n"
+    "    elif p[0] == 'Rss:' and cur:\n"
+    "        rss[cur] = rss.get(cur, 0) + int(p[1])\n"
+    "square = np.array([[0, 0], [0, 5], [5, 5], [5, 0]], np.int32)\n"
+    "mom = np.zeros((1, 6))\n"
+    "tracker._KERNELS.contour_stats(square, np.array([4]), np.zeros((1, 4), np.int32), mom)\n"
+    "print(rss.get('r-xp', 0) // 1024, rss.get('r--p', 0) // 1024, mom[0, 0])\n"
+)
+
+
+def test_loaded_kernels_leave_llvms_code_out_of_memory():
+    """Once numba has loaded the tracker's compiled kernels, LLVM's code (``libllvmlite``,
+    ~50 MB resident) is not run again: it is dropped from the process's resident memory
+    (issue 15), and the kernels still run (a 5 x 5 square's outline has area 25)."""
+    import subprocess
+    import sys
+
+    code_mb, data_mb, area = subprocess.run([sys.executable, "-c", _KERNELS_LOADED],
+                                            capture_output=True, text=True, check=True,
+                                            timeout=300).stdout.split()
+    assert int(data_mb) > 0 and int(code_mb) < 5, (code_mb, data_mb)  # mapped, code not resident
+    assert float(area) == 25.0
