@@ -12,6 +12,7 @@ import gc
 
 import numpy as np
 import pytest
+from _tracker_blocks import _tracker_block  # the tests folder is on sys.path
 
 from fishtrack.config import load_config
 from fishtrack.io.video import open_video
@@ -20,8 +21,6 @@ from fishtrack.synth import SimSpec, simulate
 from fishtrack.tracking import Background
 from fishtrack.tracking.tracker import track_video
 from fishtrack.trial import TrialFolder
-
-from _tracker_blocks import _tracker_block  # noqa: E402 - the tests folder is on sys.path
 
 pytestmark = pytest.mark.timeout(120)
 
