@@ -29,6 +29,7 @@ __all__ = [
     "import_beside",
     "limit_malloc_arenas",
     "limit_threads",
+    "release_code_pages",
     "restore_malloc_thresholds",
     "threads_per_trial",
     "trim_heap",
@@ -170,6 +171,35 @@ def trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+_MADV_DONTNEED = 4
+
+
+def release_code_pages(library: str) -> int:
+    """Drop from this process's resident memory the pages of the executable code of the shared
+    libraries whose path contains ``library`` (their ``r-xp`` mappings: never written, so
+    ``madvise(MADV_DONTNEED)`` only unmaps them from the process; a later call into the
+    library reads them back from the page cache). Linux only (elsewhere a no-op). Returns the
+    number of mappings released.
+
+    For a library needed once, e.g. LLVM (``libllvmlite``: ~50 MB of its code resident after
+    numba has loaded the tracker's cached kernels, unused while they run; issue 15)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        with open("/proc/self/maps") as fh:
+            lines = [ln.split() for ln in fh]
+    except (OSError, AttributeError):  # not Linux with glibc
+        return 0
+    n = 0
+    for parts in lines:
+        if len(parts) > 5 and parts[1] == "r-xp" and library in parts[5]:
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            n += libc.madvise(lo, hi - lo, _MADV_DONTNEED) == 0
+    return n
 
 
 def import_beside(*names: str, then=None):

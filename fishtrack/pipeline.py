@@ -56,10 +56,42 @@ Progress = Callable[[int, int], None]
 # OUTPUT_FILES (= fishtrack.trial.TABLES): tables whose size and sha256 ``provenance.json``
 # records (``outputs``); a late name like those below.
 
-_LATE = ("pandas", "pyarrow", "pyarrow.parquet", "fishtrack.behaviour", "fishtrack.trial",
-         "fishtrack.behaviour.classify")
-"""What the stages after the tracking import (pandas, pyarrow, the behaviour stage, the trial
-folder: ~0.8 s of CPU), in a thread beside the tracking of the first frames (issue 15)."""
+_SPILL = ("pyarrow", "pyarrow.parquet")
+"""What the tracker's spill file needs (pyarrow, not pandas: ``SpillFile.write`` converts the
+tracker's NumPy columns itself), imported in a thread beside the tracking of the first frames."""
+
+_LATE = ("pandas", "fishtrack.behaviour", "fishtrack.trial", "fishtrack.behaviour.classify")
+"""What the stages after the tracking import (pandas, the behaviour stage, the trial folder:
+~0.8 s of CPU): in a thread beside the last seconds of the tracking (:class:`_NearEnd`), not
+during the rest of it (pandas alone is ~40 MB resident; issue 15)."""
+LATE_IMPORT_LEAD_S = 2.0
+"""The :data:`_LATE` imports start when the tracking is estimated to end within this many
+seconds (the frames left at its frames per second so far)."""
+
+
+class _NearEnd:
+    """The tracker's ``progress`` (calls ``progress`` too, if given) that starts importing
+    :data:`_LATE` in a thread once the tracking's estimated time left is at most
+    :data:`LATE_IMPORT_LEAD_S` and the thread ``after`` (the spill's imports) is done (one
+    importing thread at a time); :meth:`join` waits for that import (if started)."""
+
+    def __init__(self, progress: Progress | None, after=None):
+        self.progress = progress
+        self.after = after
+        self.thread = None
+        self.start = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.thread is None and done > 0 and not (self.after and self.after.is_alive()):
+            left = (total - done) * (time.perf_counter() - self.start) / done
+            if left <= LATE_IMPORT_LEAD_S:
+                self.thread = import_beside(*_LATE)
+        if self.progress is not None:
+            self.progress(done, total)
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
 
 
 def _late_imports() -> None:
@@ -207,17 +239,19 @@ def _run_stages_inner(
             arenas, bg, reused = find_arenas_once(src, video, cfg, found_cache, timings=timings,
                                                   start=t0, early=early)
             t1 = time.perf_counter()
-            # pandas, pyarrow and the behaviour stage are imported beside the first frames'
-            # tracking. Warnings are process-wide: the thread runs inside this record and
-            # after the arena detection (no catch_warnings of this thread while it imports;
-            # its imports record no warning and filter none of the tracker's: docs/benchmarks.md);
-            # then the libraries' versions the provenance records (read once per process)
-            late = import_beside(*_LATE, then=library_versions)
+            # pyarrow (the spill's) is imported beside the first frames' tracking; pandas and
+            # the behaviour stage beside its last seconds (_NearEnd). Warnings are
+            # process-wide: the threads run inside this record and after the arena detection
+            # (no catch_warnings of a thread while it imports; their imports record no warning
+            # and filter none of the tracker's: docs/benchmarks.md); then the libraries'
+            # versions the provenance records (read once per process)
+            late = import_beside(*_SPILL, then=library_versions)
 
             def sink(block, write=None if spill is None else _spill_sink(spill)):
-                late.join()  # the spill's pandas and pyarrow, imported by one thread only
+                late.join()  # the spill's pyarrow, imported by one thread only
                 write(block)
 
+            near_end = _NearEnd(progress, after=late)
             try:
                 res = track_video(
                     src,
@@ -227,12 +261,13 @@ def _run_stages_inner(
                     layout=cfg.arenas.layout,
                     background=bg,
                     chunk_size=cfg.video.chunk_size,
-                    progress=progress,
+                    progress=near_end,
                     sink=None if spill is None else sink,
                     release_calib=True,  # bg is not used after tracking (saved before it)
                 )
             finally:
                 late.join()
+                near_end.join()
             timings["tracking"] = time.perf_counter() - t1
             _late_imports()
             meta = src.meta
@@ -322,10 +357,13 @@ recording's length."""
 def _spill_sink(spill: SpillFile) -> Callable[[dict], None]:
     """The tracker's streaming sink writing to ``spill`` in row groups of whole frames of
     about :data:`SPILL_GROUP_ROWS` rows (a block of the tracker holds whole frames, each the
-    same number of rows: every slot). A row group at a time: its pandas and Arrow copies are
-    held, not the whole block's (~60 000 rows of a 48-well plate: ~30 MB)."""
+    same number of rows: every slot). A row group at a time: its Arrow copies (a DataFrame's
+    also pandas') are held, not the whole block's (~60 000 rows of a 48-well plate: ~30 MB).
+    After each block the memory Arrow's pool freed goes back to the OS."""
 
     def write(columns: dict | pd.DataFrame) -> None:
+        import pyarrow as pa  # imported beside the tracking (_SPILL) before the first block
+
         frame = np.asarray(columns["frame"])
         per_frame = max(1, int(np.count_nonzero(frame == frame[0]))) if len(frame) else 1
         group = max(1, SPILL_GROUP_ROWS // per_frame) * per_frame
@@ -333,6 +371,9 @@ def _spill_sink(spill: SpillFile) -> Callable[[dict], None]:
             part = (columns.iloc[a : a + group] if hasattr(columns, "iloc")
                     else {k: v[a : a + group] for k, v in columns.items()})
             spill.write(part, group_rows=group)
+        # the Parquet writer's buffers go back to the OS: Arrow's own pool (mimalloc) would
+        # keep them beside malloc's heap, and the tracking phase's memory rose with each block
+        pa.default_memory_pool().release_unused()
 
     return write
 

@@ -108,6 +108,61 @@ def _arrow_table(df: pd.DataFrame, schema=None):
     return pa.Table.from_pandas(df, schema=schema, preserve_index=False), schema
 
 
+def _numpy_arrow_column(values):
+    """A 1-D NumPy column as ``pa.Table.from_pandas`` makes it (NaN of a float column and
+    None of a text column as missing values), without importing pandas; None when it is of
+    another kind (the pandas path converts it).
+
+    pyarrow's own converters (``pa.array``, ``pa.table``) import pandas for any NumPy array
+    (its pandas shim asks whether the array is a categorical), ~40 MB a tracking process
+    does not otherwise need (issue 15): the buffers are handed over as they are
+    (``from_buffers``), booleans and validity bit-packed, text through a dictionary."""
+    import numpy as np
+    import pyarrow as pa
+
+    def bits(mask):
+        return pa.py_buffer(np.packbits(mask, bitorder="little"))
+
+    values = np.asarray(values)
+    n = len(values)
+    if values.ndim != 1:
+        return None
+    if values.dtype == bool:
+        return pa.Array.from_buffers(pa.bool_(), n, [None, bits(values)])
+    if values.dtype.kind in "iuf":
+        values = np.ascontiguousarray(values)
+        valid = ~np.isnan(values) if values.dtype.kind == "f" else None
+        nulls = 0 if valid is None else n - int(np.count_nonzero(valid))
+        return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), n,
+                                     [bits(valid) if nulls else None, pa.py_buffer(values)],
+                                     null_count=nulls)
+    if values.dtype != object or not all(isinstance(v, str) for v in set(values.tolist())):
+        return None
+    words, codes = np.unique(values.astype(str), return_inverse=True)
+    data = [w.encode() for w in words.tolist()]
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in data])]).astype(np.int32)
+    dictionary = pa.StringArray.from_buffers(len(data), pa.py_buffer(offsets),
+                                             pa.py_buffer(b"".join(data)))
+    return dictionary.take(pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(
+        np.ascontiguousarray(codes.ravel(), dtype=np.int64))]))
+
+
+def _numpy_arrow_table(columns: dict, schema=None):
+    """``columns`` (a mapping of equal-length NumPy columns) as :func:`_arrow_table` makes
+    them from a DataFrame of them, without pandas (:func:`_numpy_arrow_column`), and the
+    schema (``schema`` if given); None when a column is of another kind or its type is not
+    ``schema``'s."""
+    import pyarrow as pa
+
+    arrays = [_numpy_arrow_column(v) for v in columns.values()]
+    if any(a is None for a in arrays):
+        return None
+    table = pa.Table.from_arrays(arrays, names=[str(k) for k in columns])
+    if schema is not None and not table.schema.equals(schema, check_metadata=False):
+        return None
+    return table, schema or table.schema
+
+
 def write_table_parts(parts: Iterable, path: str | Path, *, csv: bool = False) -> Path:
     """Write a Parquet table given as consecutive blocks of rows (one row group each) without
     holding it whole; atomically, like :func:`write_table` (also the ``.csv`` with ``csv``).
@@ -219,19 +274,27 @@ class SpillFile(_Spill):
     def write(self, columns: dict | pd.DataFrame, *, group_rows: int | None = None) -> None:
         """Append a block (a DataFrame or a mapping of equal-length columns): one row group,
         or with ``group_rows`` row groups of that many rows (the last one shorter), each
-        read back as a block of its own (:meth:`arrow_blocks`): what a reader holds."""
-        import pandas as pd
+        read back as a block of its own (:meth:`arrow_blocks`): what a reader holds.
+
+        A mapping of NumPy columns (the tracker's blocks) is converted without pandas
+        (:func:`_numpy_arrow_table`: the same values and types), so a tracking process need
+        not import it."""
         import pyarrow.parquet as pq
 
-        df = columns if isinstance(columns, pd.DataFrame) else pd.DataFrame(columns, copy=False)
-        table, self._schema = _arrow_table(df, self._schema)
+        made = None if hasattr(columns, "iloc") else _numpy_arrow_table(columns, self._schema)
+        if made is None:
+            import pandas as pd
+
+            df = columns if isinstance(columns, pd.DataFrame) else pd.DataFrame(columns, copy=False)
+            made = _arrow_table(df, self._schema)
+        table, self._schema = made
         try:
             if self._writer is None:
                 self._writer = pq.ParquetWriter(self.path, self._schema)
-            self._writer.write_table(table, row_group_size=max(1, group_rows or len(df)))
+            self._writer.write_table(table, row_group_size=max(1, group_rows or table.num_rows))
         except OSError as err:
             raise _explain_oserror(err, self.path) from None
-        self.rows += len(df)
+        self.rows += table.num_rows
 
     @property
     def columns(self) -> list[str]:
