@@ -5,13 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures_behaviour import make_fish
 
 from fishtrack.behaviour import classify
 from fishtrack.config import BehaviourConfig
 from fishtrack.stats.metrics import per_fish_metrics
 from fishtrack.synth import simulate_truth
-from fishtrack.synth.stress import _stress_config, draw_recording, noisy_truth_tracks, score_recording
-from fixtures_behaviour import make_fish
+from fishtrack.synth.stress import (
+    _stress_config,
+    draw_recording,
+    noisy_truth_tracks,
+    score_recording,
+)
 
 
 def test_a_lost_tail_over_a_whole_bout_is_not_scored_passive():
