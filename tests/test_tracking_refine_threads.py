@@ -127,3 +127,77 @@ def test_segmenting_on_two_threads_equals_the_loop(tmp_path, monkeypatch):
     one, two = _on_one_and_two_threads(monkeypatch, tracker, "fishness_chunk", run)
     assert len(one) == 4 * n_frames and one["detected"].mean() > 0.9
     assert two.equals(one)
+
+
+def _track_by_chunks(run, sim, before_chunk=None):
+    """Every chunk of the simulation through ``run`` (``before_chunk(k)`` first, if given);
+    the tracks and the ``work`` buffer each chunk was segmented into."""
+    from fishtrack.tracking import tracker
+
+    works = []
+    with open_video(sim.video_path) as src:
+        for k, chunk in enumerate(src.chunks(run.chunk_frames)):
+            if before_chunk is not None:
+                before_chunk(k)
+            run.track_chunk(chunk)
+            works.append(run.work)
+    run.queue.flush(force=True)
+    return tracker._finish(run, []).tracks, works
+
+
+def test_segmenting_threads_use_the_buffer_made_at_set_up(tmp_path, monkeypatch):
+    """The segmenting threads' parts of ``work`` (one per arena, :meth:`_Run._arena_parts`)
+    are made with the run, not by the first chunk throwing away the one-arena buffer made at
+    set-up (the allocation that track_chunk and _segment_beside each repeated): one buffer
+    for the whole run, and the tracks those of the one-thread loop."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fishtrack.tracking import tracker
+
+    sim, cfg, bg, n_frames = _four_wells(tmp_path)
+    bg = bg.refine(detect_arenas(bg.image, cfg.arenas), cfg.tracking)
+    monkeypatch.setattr(tracker, "_KERNELS", None)  # the NumPy path (4 fish < KERNEL_MIN_FISH)
+    with ThreadPoolExecutor(2) as seg, ThreadPoolExecutor(1) as pool:
+        run = tracker._Run(bg, cfg.tracking, "wells", 1, n_frames, None, 16, pool=pool,
+                           segment_pool=seg)
+        first = run.work
+        one = max(int(np.prod(m.shape)) for m in bg.models)  # the largest arena's pixels
+        assert len(first) == run.chunk_frames * run.cells > run.chunk_frames * one
+        beside, works = _track_by_chunks(run, sim)
+    assert len(works) == -(-n_frames // run.chunk_frames) > 1
+    assert all(w is first for w in works)
+    with ThreadPoolExecutor(1) as pool:
+        loop, _ = _track_by_chunks(
+            tracker._Run(bg, cfg.tracking, "wells", 1, n_frames, None, 16, pool=pool), sim)
+    assert len(loop) == 4 * n_frames and loop["detected"].mean() > 0.9
+    assert beside.equals(loop)
+
+
+def test_work_grows_when_the_kernels_arrive_mid_run(tmp_path, monkeypatch):
+    """The one case where ``work`` must grow: a run set up for the one-thread loop (no
+    segmenting threads, too few fish to load the kernels, kernels not loaded) that finds the
+    compiled kernels loaded before a later chunk (another run of the process loaded them)
+    switches to a part per arena: the buffer grows once, and the tracks equal the NumPy
+    loop's all through."""
+    from fishtrack.tracking import midline, tracker
+
+    sim, cfg, bg, n_frames = _four_wells(tmp_path)
+    bg = bg.refine(detect_arenas(bg.image, cfg.arenas), cfg.tracking)
+    for mod, name in ((tracker, "_KERNELS"), (midline, "_KERNEL"), (midline, "_SWEEP"),
+                      (midline, "_HEADS")):
+        monkeypatch.setattr(mod, name, getattr(mod, name))
+    tracker.use_kernels(False)
+    # measuring inline (no pool): the kernels are first called (compiled or loaded from
+    # numba's cache) on one thread
+    loop, works = _track_by_chunks(tracker._Run(bg, cfg.tracking, "wells", 1, n_frames, None, 16),
+                                   sim)
+    assert len({id(w) for w in works}) == 1
+    run = tracker._Run(bg, cfg.tracking, "wells", 1, n_frames, None, 16)
+    one = max(int(np.prod(m.shape)) for m in bg.models)  # the largest arena's pixels
+    assert len(run.work) == run.chunk_frames * one < run.chunk_frames * run.cells
+    mixed, works = _track_by_chunks(run, sim,
+                                    lambda k: tracker.use_kernels(True) if k == 1 else None)
+    assert tracker._KERNELS is not None
+    assert works[1] is works[-1] is not works[0] and len(works[1]) == run.chunk_frames * run.cells
+    assert len(loop) == 4 * n_frames and loop["detected"].mean() > 0.9
+    assert mixed.equals(loop)

@@ -1741,13 +1741,20 @@ class _Run:
         cap = n_total if sink is None else min(n_total, self.spill_rows + 4 * self.chunk_frames)
         self.store = _Store(cap, len(self.names), prm.n_points, ts)
         self.store.rows = n_total
-        max_cells = max(int(np.prod(m.shape)) for m in bg.models)
-        #: pixels of all arena crops of one frame (a plate's chunk keeps every arena's
-        #: fishness until its blobs are found: ``work`` grows to that once kernels are in use)
+        #: pixels of the largest arena crop of one frame, and of all of them: the fishness of a
+        #: chunk goes into ``work`` (:meth:`_arena_parts`), one part reused arena after arena
+        #: (the one-thread loop), or a part per arena (a plate's chunk keeps every arena's
+        #: fishness until its blobs are found; the segmenting threads fill theirs at once)
+        self.max_cells = max(int(np.prod(m.shape)) for m in bg.models)
         self.cells = sum(int(np.prod(m.shape)) for m in bg.models)
         self.plate: tuple | None = None  # the arenas' boxes, backgrounds, masks (_plate_arrays)
         self.plate_gains: tuple | None = None  # their gains' reference pixels (_plate_gain_pixels)
-        self.work = np.zeros(self.chunk_frames * max_cells, np.uint8)
+        # a part per arena from the start when it will be needed: segmenting threads, or the
+        # compiled kernels (in use, or loaded by track_video for a plate); a run that finds
+        # the kernels loaded mid-run without expecting them grows it then (_arena_parts)
+        own = (segment_pool is not None or _KERNELS is not None
+               or len(self.names) >= KERNEL_MIN_FISH)
+        self.work = np.zeros(self.chunk_frames * (self.cells if own else self.max_cells), np.uint8)
         self.queue = _Queue(self.store, prm, embedded=layout == "embedded", pool=pool,
                             threads=MEASURE_THREADS)
         self.step = _step_multi if multi else _step_embedded if layout == "embedded" else _step_single
@@ -1788,11 +1795,10 @@ class _Run:
         gains = (all_arena_gains(frames, [st.model for st in self.states])
                  if flicker and not fused and not beside else None)
         in_call = None
+        parts = self._arena_parts(frames, n, own=kernels is not None or beside)
         if kernels is not None:
             # a plate (compiled kernels in use): every arena's fishness and outlines first, then
             # the blobs of all arenas from one compiled call (the same blobs as find_blobs)
-            if len(self.work) < n * self.cells:
-                self.work = np.zeros(self.chunk_frames * self.cells, np.uint8)
             # the fishness of every arena that does not smooth it from one compiled call
             boxes, bgs, valids, offs, in_call = self.plate
             in_call = in_call if frames.flags.c_contiguous else np.zeros_like(in_call)
@@ -1806,23 +1812,16 @@ class _Run:
                 kernels.fishness_arenas(frames, boxes[in_call], g[in_call], bgs, valids,
                                         offs[in_call], bg.polarity == "dark", self.work)
         waiting, conts = [], []
-        at = 0
         if beside:
-            self._segment_beside(frames, flicker, fidx)
-        for i, st in enumerate(() if beside else self.states):
+            self._segment_beside(parts, flicker, fidx)
+        for i, (st, d, crop) in enumerate(() if beside else parts):
             m = st.model
-            x0, y0, x1, y1 = m.bbox
-            crop = frames[:, y0:y1, x0:x1]
-            hh, ww = m.shape
-            # (with the kernels every arena's fishness is kept until all blobs are found)
-            d = self.work[at : at + n * hh * ww].reshape(n, hh, ww)
             if in_call is None or not in_call[i]:
                 fishness_chunk(crop, m, bg.polarity, d, flicker=flicker,
                                gains=gains[i] if gains is not None else None)
             if kernels is None:
                 self._step(st, d, crop, find_blobs(d, m.threshold, prm.min_area), fidx)
             else:
-                at += n * hh * ww
                 waiting.append((st, d, crop))
                 conts.append(outlines(d, m.threshold))
         if waiting:
@@ -1837,35 +1836,47 @@ class _Run:
         self.done_upto = int(fidx[-1]) + 1
         return n
 
-    def _segment_beside(self, frames: np.ndarray, flicker: bool, fidx: np.ndarray) -> None:
+    def _arena_parts(self, frames: np.ndarray, n: int, *, own: bool
+                     ) -> list[tuple[_ArenaState, np.ndarray, np.ndarray]]:
+        """Every arena's (state, fishness buffer of ``n`` frames in ``work``, crop of
+        ``frames``), in arena order: each arena a part of ``work`` of its own (``own``: the
+        compiled kernels' plate path and the segmenting threads), else one part reused by
+        every arena in turn (the one-thread loop). ``work`` grows only for a chunk it cannot
+        hold: longer than ``chunk_frames`` (a source that does not cut its chunks at the size
+        asked for), or the first chunk with parts of their own in a run whose ``work`` was
+        sized for one part (the kernels loaded mid-run by another run of the process)."""
+        need = n * (self.cells if own else self.max_cells)
+        if len(self.work) < need:
+            self.work = np.zeros(max(need, self.chunk_frames * self.cells), np.uint8)
+        parts = []
+        at = 0
+        for st in self.states:
+            x0, y0, x1, y1 = st.model.bbox
+            hh, ww = st.model.shape
+            parts.append((st, self.work[at : at + n * hh * ww].reshape(n, hh, ww),
+                          frames[:, y0:y1, x0:x1]))
+            if own:
+                at += n * hh * ww
+        return parts
+
+    def _segment_beside(self, parts: list[tuple[_ArenaState, np.ndarray, np.ndarray]],
+                        flicker: bool, fidx: np.ndarray) -> None:
         """The NumPy path's segmentation of every arena of a chunk (its brightness gains, as
         :func:`~fishtrack.tracking.segment.arena_gains` measures them on its crop, the same
         values as ``all_arena_gains``; its fishness and blobs: NumPy and OpenCV, mostly outside
-        the GIL) on the segmenting threads, each arena into its own part
-        of ``work``, while this thread runs the arenas' steps in arena order as their blobs
-        come (issue 15: on a 4-well 1 MP plate the main thread's fishness and outlines were
-        about half its CPU, the serial chain of the tracking stage, while the decoding thread
-        waited). The same blobs and steps, in the same order, as the loop."""
+        the GIL) on the segmenting threads, each arena into its own part of ``work``
+        (:meth:`_arena_parts` with ``own``), while this thread runs the arenas' steps in arena
+        order as their blobs come (issue 15: on a 4-well 1 MP plate the main thread's fishness
+        and outlines were about half its CPU, the serial chain of the tracking stage, while the
+        decoding thread waited). The same blobs and steps, in the same order, as the loop."""
         bg, prm = self.bg, self.prm
-        n = len(fidx)
-        if len(self.work) < n * self.cells:
-            self.work = np.zeros(self.chunk_frames * self.cells, np.uint8)
-        jobs = []
-        at = 0
-        for st in self.states:
-            m = st.model
-            x0, y0, x1, y1 = m.bbox
-            hh, ww = m.shape
-            d = self.work[at : at + n * hh * ww].reshape(n, hh, ww)
-            at += n * hh * ww
-            jobs.append((st, d, frames[:, y0:y1, x0:x1]))
 
         def segment(job):
             st, d, crop = job
             fishness_chunk(crop, st.model, bg.polarity, d, flicker=flicker)
             return find_blobs(d, st.model.threshold, prm.min_area)
 
-        for (st, d, crop), blobs in zip(jobs, self.segment_pool.map(segment, jobs), strict=True):
+        for (st, d, crop), blobs in zip(parts, self.segment_pool.map(segment, parts), strict=True):
             self._step(st, d, crop, blobs, fidx)
 
     def _step(self, st: _ArenaState, d: np.ndarray, crop: np.ndarray, blobs: ChunkBlobs,
