@@ -496,6 +496,57 @@ def test_measuring_threads_and_batches_leave_tracks_unchanged(monkeypatch):
         assert np.array_equal(g, arena_gains(frames[:8, y0:y1, x0:x1], m))
 
 
+@pytest.mark.parametrize("cores", [2, 3])
+def test_a_plate_leaves_a_core_to_the_segmenting_thread(monkeypatch, cores):
+    """With ``PLATE_MEASURE_LEAVES_A_CORE`` (a switch, off by default) a plate (at least
+    ``KERNEL_MIN_FISH`` fish) is measured on one thread fewer than the process's compute
+    threads (at most ``MEASURE_THREADS``): on 2 cores one thread measures whole batches while
+    the main thread segments the next chunk (two halves on two threads beside the main and
+    decoding threads took ~7 % more CPU in ``track_video`` on issue 15's 96-well plate,
+    docs/benchmarks.md); the tracks are those of two threads measuring halves (the default)."""
+    import threading
+
+    import fishtrack.tracking.tracker as tracker
+    from fishtrack import _threads
+
+    frames, arenas = _plate(n=24, rows=3, cols=8)
+    assert len(arenas) >= tracker.KERNEL_MIN_FISH
+    bg = estimate_background(ArraySource(frames), TrackingConfig())
+    calls = []
+
+    class Watch(tracker._Queue):  # every chunk measured on its own
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **{**kw, "limit": 1})
+
+        def _measure_write(self, pt, pend, stop, kw):
+            calls.append((threading.current_thread().name, len(pend)))
+            super()._measure_write(pt, pend, stop, kw)
+
+    monkeypatch.setattr(tracker, "_Queue", Watch)
+    monkeypatch.setattr(tracker, "_load_kernels", lambda: None)  # the NumPy path throughout
+    monkeypatch.setattr(_threads, "_APPLIED", cores)
+
+    def run():
+        calls.clear()
+        res = track_video(ArraySource(frames), arenas, TrackingConfig(), background=bg,
+                          chunk_size=8)
+        return res.tracks, {name for name, _ in calls}, [n for _, n in calls]
+
+    assert tracker.PLATE_MEASURE_LEAVES_A_CORE is False  # the default
+    monkeypatch.setattr(tracker, "PLATE_MEASURE_LEAVES_A_CORE", True)
+    got, threads, blocks = run()
+    assert tracker.MEASURE_THREADS == 2
+    if cores == 2:  # one measuring thread, every chunk's 24 blocks measured as one batch
+        assert len(threads) == 1 and blocks == [len(arenas)] * 3
+    else:  # two: after the first batch (it decides the head feature), halves
+        assert blocks == [len(arenas)] + [len(arenas) // 2] * 4
+    monkeypatch.setattr(tracker, "PLATE_MEASURE_LEAVES_A_CORE", False)
+    ref, _, blocks = run()
+    assert blocks == [len(arenas)] + [len(arenas) // 2] * 4
+    assert got["detected"].all() and len(got) == len(frames) * len(arenas)
+    assert got.equals(ref)
+
+
 def test_plate_chunk_is_measured_without_a_copy(monkeypatch):
     """A plate's chunk (compiled kernels in use) is queued as one part holding every arena's
     patches, one block per arena, and measured as that part (the chunk's own arrays, no

@@ -86,6 +86,13 @@ KERNEL_MIN_FISH = 24
 _KERNELS: Any = None
 #: chunk bytes above which chunks are made shorter than ``chunk_size`` (bounded memory)
 _MAX_CHUNK_BYTES = 12_000_000
+#: switch (off): a plate (at least ``KERNEL_MIN_FISH`` fish) measured on
+#: ``compute_threads() - 1`` threads (at least 1, at most ``MEASURE_THREADS``), the main
+#: thread segmenting on the other core. On 2 cores, whole batches on one thread took ~7 %
+#: less CPU in ``track_video`` than two halves on two threads (the same tracks), but whole
+#: ``fishtrack track`` runs showed no difference beyond their spread and its effect on wall
+#: time was not measured on a quiet machine (issue 15, docs/benchmarks.md)
+PLATE_MEASURE_LEAVES_A_CORE = False
 #: store bytes per block of rows handed to a streaming sink (``track_video(sink=...)``)
 _SPILL_BYTES = 8_000_000
 #: smallest detection in a multi-fish arena, as a fraction of the typical fish area
@@ -135,6 +142,15 @@ def use_kernels(on: bool) -> None:
     _midline._KERNEL = None if mod is None else mod.bilinear2d
     _midline._SWEEP = None if mod is None else mod.sweep_step
     _midline._HEADS = mod
+
+
+def _measure_threads(n_fish: int) -> int:
+    """Threads measuring heads and midlines in a run of ``n_fish`` fish: ``MEASURE_THREADS``;
+    with :data:`PLATE_MEASURE_LEAVES_A_CORE` a plate (at least ``KERNEL_MIN_FISH`` fish)
+    leaves one of the process's compute threads to the main thread's segmentation."""
+    if PLATE_MEASURE_LEAVES_A_CORE and n_fish >= KERNEL_MIN_FISH:
+        return max(1, min(MEASURE_THREADS, compute_threads() - 1))
+    return MEASURE_THREADS
 
 
 def _load_kernels() -> threading.Thread | None:
@@ -1664,12 +1680,13 @@ def track_video(
     if not bg.refined or list(bg.arenas) != arenas:
         bg = bg.refine(arenas, cfg, fish_per_arena=fish_per_arena, layout=layout)
     n_total = len(source)
-    pool = ThreadPoolExecutor(MEASURE_THREADS, thread_name_prefix="fishtrack-measure")
+    n_measure = _measure_threads(len(bg.models) * fish_per_arena)
+    pool = ThreadPoolExecutor(n_measure, thread_name_prefix="fishtrack-measure")
     n_seg = min(compute_threads(), len(bg.models))
     seg = (ThreadPoolExecutor(n_seg, thread_name_prefix="fishtrack-segment") if n_seg > 1
            else None)
     run = _Run(bg, cfg, layout, fish_per_arena, n_total, getattr(source, "timestamps", None),
-               chunk_size, sink, pool=pool, segment_pool=seg)
+               chunk_size, sink, pool=pool, segment_pool=seg, measure_threads=n_measure)
     if release_calib:  # the fishness floors are made (_Run): the frames are no longer needed
         for b in (background, bg):
             b.calib = b.calib[:0]
@@ -1708,7 +1725,8 @@ class _Run:
                  n_total: int, timestamps: np.ndarray | None, chunk_size: int,
                  sink: Callable[[dict[str, np.ndarray]], None] | None = None,
                  pool: ThreadPoolExecutor | None = None,
-                 segment_pool: ThreadPoolExecutor | None = None):
+                 segment_pool: ThreadPoolExecutor | None = None,
+                 measure_threads: int | None = None):
         self.bg, self.cfg, self.layout, self.fish_per_arena = bg, cfg, layout, fish_per_arena
         #: threads segmenting the arenas of a chunk (fishness and blobs) while this one runs
         #: the arenas' steps in order (the NumPy path; None: all on the calling thread)
@@ -1756,7 +1774,7 @@ class _Run:
                or len(self.names) >= KERNEL_MIN_FISH)
         self.work = np.zeros(self.chunk_frames * (self.cells if own else self.max_cells), np.uint8)
         self.queue = _Queue(self.store, prm, embedded=layout == "embedded", pool=pool,
-                            threads=MEASURE_THREADS)
+                            threads=MEASURE_THREADS if measure_threads is None else measure_threads)
         self.step = _step_multi if multi else _step_embedded if layout == "embedded" else _step_single
 
     def track_chunk(self, chunk: Any) -> int:
