@@ -1863,9 +1863,9 @@ class _Run:
         hold: longer than ``chunk_frames`` (a source that does not cut its chunks at the size
         asked for), or the first chunk with parts of their own in a run whose ``work`` was
         sized for one part (the kernels loaded mid-run by another run of the process)."""
-        need = n * (self.cells if own else self.max_cells)
-        if len(self.work) < need:
-            self.work = np.zeros(max(need, self.chunk_frames * self.cells), np.uint8)
+        per_frame = self.cells if own else self.max_cells
+        if len(self.work) < n * per_frame:
+            self.work = np.zeros(max(n, self.chunk_frames) * per_frame, np.uint8)
         parts = []
         at = 0
         for st in self.states:
