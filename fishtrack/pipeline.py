@@ -329,13 +329,16 @@ def _run_stages_inner(
 def keyframe_flags(src) -> Callable[[np.ndarray], np.ndarray]:
     """For the tracks' ``keyframe`` column: a function of frame numbers (int array) giving
     whether each is a key frame of an inter-coded video (``VideoSource.keyframes``, from the
-    container's index). All False where every frame is one (intra-only codecs: MJPG, FFV1,
-    raw) or none is known (TIFF stacks, image folders, arrays): there no frame is coded
-    against another, so no frame renews the picture more than the others."""
+    container's index). All False where every frame is one or the codec is intra-only or
+    lossless (:func:`_inter_coded`: MJPG, FFV1, raw) or none is known (TIFF stacks, image
+    folders, arrays): there no frame is coded against another with loss, so no frame renews
+    the picture more than the others."""
     kf = getattr(src, "keyframes", None)
-    n = int(getattr(getattr(src, "meta", None), "n_frames", 0) or 0)
+    meta = getattr(src, "meta", None)
+    n = int(getattr(meta, "n_frames", 0) or 0)
     kf = None if kf is None else np.unique(np.asarray(kf, np.int64))
-    if kf is None or len(kf) == 0 or (n and len(kf) >= n):
+    if (kf is None or len(kf) == 0 or (n and len(kf) >= n)
+            or not _inter_coded(str(getattr(meta, "codec", "")))):
         return lambda frame: np.zeros(len(frame), bool)
 
     def flags(frame: np.ndarray) -> np.ndarray:
@@ -344,6 +347,22 @@ def keyframe_flags(src) -> Callable[[np.ndarray], np.ndarray]:
         return kf[i] == frame
 
     return flags
+
+
+def _inter_coded(codec: str) -> bool:
+    """Whether ``codec`` (FFmpeg's decoder name, e.g. ``h264``) codes frames against others
+    with loss, so that a key frame renews the decoded picture: FFmpeg's descriptor says lossy
+    and not intra-only. False for MJPG, raw and the lossless FFV1 (whose index can name key
+    frames every few frames: ``head_embedded_stytra.avi`` of ../shared/videos, every 12th,
+    decoded bit-exact, every frame an I frame); True when the codec is unknown (the index is
+    trusted)."""
+    try:
+        import av
+
+        c = av.codec.Codec(codec, "r")
+    except Exception:  # not a codec FFmpeg knows by this name (e.g. ``tiff`` stacks: no keys)
+        return True
+    return bool(getattr(c, "lossy", True)) and not bool(getattr(c, "intra_only", False))
 
 
 def with_keyframe_column(block, flags: Callable[[np.ndarray], np.ndarray]):
