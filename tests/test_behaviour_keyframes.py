@@ -116,3 +116,21 @@ def test_tracks_without_the_column_are_gated_as_before(h264_22163, monkeypatch):
     off = classify(tracks, cfg.behaviour, cfg.protocol)
     assert old.bouts.equals(off.bouts)
     assert (old.tracks["state"].to_numpy() == off.tracks["state"].to_numpy()).all()
+
+
+def test_the_rule_on_parts_equals_the_whole_table(h264_22163):
+    from fishtrack.behaviour.classify import classify_parts
+
+    _, cfg, tracks = h264_22163
+    tracks = _tracker_columns(tracks)
+    assert bouts_mod.keys_known(tracks)  # the parts carry the key frames of the whole
+    whole = classify(tracks, cfg.behaviour, cfg.protocol)
+
+    def parts():
+        for a in ("A1", "A2"):
+            yield tracks[tracks["arena"] == a]
+
+    got = classify_parts(parts, cfg.behaviour, cfg.protocol)
+    for name in ("bouts", "fish"):
+        assert getattr(got, name).equals(getattr(whole, name)), name
+    assert (got.tracks.loc[whole.tracks.index, "state"] == whole.tracks["state"]).all()
