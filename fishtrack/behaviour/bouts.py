@@ -194,16 +194,20 @@ tail motion, each the smaller of the change into a frame and out of it) whose co
 :data:`KEY_FRAME_REFRESH_FRAMES` after it) is left out before the moving mean (NaN), so a
 key frame plus the encoder's update a few frames later no longer reads as a tail that leaves
 and comes back. Only the gate's inputs (and the pixel bouts' tail motion) change; tracks
-without the column (imported, or written before 2026-12-07) and intra-only videos (no frame
-is a key frame in the column) are gated as before. False: the rule before."""
+without the column (imported, or written before 2026-12-07) are gated as before. Intra-only
+videos (no key frame in the column) have nothing left out, but their key frames are known
+(none), so the tail test's factor is :data:`MOTION_GATE_TAIL_OVER_MIDTAIL_KEYED`. False: the
+rule before."""
 KEY_FRAME_REFRESH_FRAMES = 8
 """Frames after a key frame whose pixels the encoder still renews (x264 as the simulator and
-common cameras write it: frames, not seconds - the encoder's rate control re-converges over a
-number of frames whatever the frame rate). Measured on still or resting larvae of 12 tuning
-H.264 recordings (67-824 fps): the mean motion energy of the 8 frames after a key frame stands
-at 2-4 x the level away from key frames (seed 22163, 824 fps: 0.4-0.6 against 0.14 grey
-levels; its false bout's update came 8 frames after the key frame), and falls to it by ~12
-frames."""
+common cameras write it: frames, not seconds - the encoder's 4-frame mini-GOPs re-converge over
+a number of frames whatever the frame rate). Measured on the quiet frames of 43 H.264 tuning
+recordings (67-824 fps): the mean change of the frames after a key frame stays 1.5-7 x the
+level away from key frames for 4-20 frames (median 12; seed 22163, 824 fps: 4.4 ... 2.6 x at
+1-12 frames; its false bout's update came 8 frames after the key frame). 8 chosen on 45 kept
+tuning recordings: 4 left 22163's false onset, 12 and 16 made 112 and 118 worse
+(docs/behaviour.md, "Key frames are not pixel evidence"). Each key frame takes 8 aligned
+values out of the gate's evidence, whatever the lag."""
 MIDTAIL_GATE = True
 """The gate also asks whether the **middle of the traced tail** moves (issue 11, from video): a
 tail beat is a wave that bends the tail along its length, while the tracker's jitter of a faint
