@@ -190,7 +190,7 @@ KEY_FRAME_GATE = False
 """**Off by default** (issue 11, 2026-12-07: on tuning seed 745, found by
 tests/test_behaviour_gate_short_trace.py after the held-out run 23860-23919, leaving the key
 frames out lowers the tail test's level from 4.62 to 4.20 and a short kinked trace's jitter
-of still larva A1 at 4.44 s passes as a bout: kappa* 1.00 -> 0.00, passive error 0.00 ->
+of resting larva A1 (still tail) at 4.44 s passes as a bout: kappa* 1.00 -> 0.00, passive error 0.00 ->
 0.34; docs/behaviour.md, "Key frames are not pixel evidence"). When on: the gate does not take
 a compressed video's key frames as pixel evidence: where the tracks carry the pipeline's ``keyframe`` column, an aligned pixel change (motion energy and
 tail motion, each the smaller of the change into a frame and out of it) whose comparisons on
