@@ -247,9 +247,11 @@ def _run_stages_inner(
             # versions the provenance records (read once per process)
             late = import_beside(*_SPILL, then=library_versions)
 
+            key_flags = keyframe_flags(src)
+
             def sink(block, write=None if spill is None else _spill_sink(spill)):
                 late.join()  # the spill's pyarrow, imported by one thread only
-                write(block)
+                write(with_keyframe_column(block, key_flags))
 
             near_end = _NearEnd(progress, after=late)
             try:
@@ -274,7 +276,8 @@ def _run_stages_inner(
             cfg = with_protocol_log(cfg, protocol_log, float(meta.duration_s))
             damage = [d.__dict__ if hasattr(d, "__dict__") else dict(d) for d in src.damage]
         caught = [str(w.message) for w in wlist]
-    out = TrialResult(tracks=res.tracks, arenas=arenas, summary=dict(res.summary), warnings=caught)
+    tracks = res.tracks if spill is not None else with_keyframe_column(res.tracks, key_flags)
+    out = TrialResult(tracks=tracks, arenas=arenas, summary=dict(res.summary), warnings=caught)
     kept = {k: out.summary.pop(k) for k in ("kept_slots", "n_slots") if k in out.summary}
     out.summary.setdefault("warnings", [])
     out.summary["warnings"] = list(out.summary["warnings"]) + caught
@@ -323,8 +326,69 @@ def _run_stages_inner(
     return out
 
 
+def keyframe_flags(src) -> Callable[[np.ndarray], np.ndarray]:
+    """For the tracks' ``keyframe`` column: a function of frame numbers (int array) giving
+    whether each is a key frame of an inter-coded video (``VideoSource.keyframes``, from the
+    container's index). All False where every frame is one or the codec is intra-only or
+    lossless (:func:`_inter_coded`: MJPG, FFV1, raw) or none is known (TIFF stacks, image
+    folders, arrays): there no frame is coded against another with loss, so no frame renews
+    the picture more than the others."""
+    kf = getattr(src, "keyframes", None)
+    meta = getattr(src, "meta", None)
+    n = int(getattr(meta, "n_frames", 0) or 0)
+    kf = None if kf is None else np.unique(np.asarray(kf, np.int64))
+    if (kf is None or len(kf) == 0 or (n and len(kf) >= n)
+            or not _inter_coded(str(getattr(meta, "codec", "")))):
+        return lambda frame: np.zeros(len(frame), bool)
+
+    def flags(frame: np.ndarray) -> np.ndarray:
+        frame = np.asarray(frame, np.int64)
+        i = np.minimum(np.searchsorted(kf, frame), len(kf) - 1)
+        return kf[i] == frame
+
+    return flags
+
+
+def _inter_coded(codec: str) -> bool:
+    """Whether ``codec`` (FFmpeg's decoder name, e.g. ``h264``) codes frames against others
+    with loss, so that a key frame renews the decoded picture: FFmpeg's descriptor says lossy
+    and not intra-only. False for MJPG, raw and the lossless FFV1 (whose index can name key
+    frames every few frames: ``head_embedded_stytra.avi`` of ../shared/videos, every 12th,
+    decoded bit-exact, every frame an I frame); True when the codec is unknown (the index is
+    trusted)."""
+    try:
+        import av
+
+        c = av.codec.Codec(codec, "r")
+    except Exception:  # not a codec FFmpeg knows by this name (e.g. ``tiff`` stacks: no keys)
+        return True
+    return bool(getattr(c, "lossy", True)) and not bool(getattr(c, "intra_only", False))
+
+
+def with_keyframe_column(block, flags: Callable[[np.ndarray], np.ndarray]):
+    """``block`` (a tracker's column dict or a DataFrame) with the ``keyframe`` column after
+    ``tail_motion`` (at the end without it): one vectorised look-up per block, no per-frame
+    objects."""
+    if "keyframe" in block or "frame" not in block:
+        return block
+    if hasattr(block, "iloc"):
+        out = block.copy(deep=False)
+        at = (list(out.columns).index("tail_motion") + 1 if "tail_motion" in out.columns
+              else len(out.columns))
+        out.insert(at, "keyframe", flags(out["frame"].to_numpy()))
+        return out
+    out = {}
+    for k, v in block.items():
+        out[k] = v
+        if k == "tail_motion":
+            out["keyframe"] = flags(block["frame"])
+    if "keyframe" not in out:
+        out["keyframe"] = flags(block["frame"])
+    return out
+
+
 BEHAVIOUR_INPUT = ("frame", "time_s", "arena", "fish", "x", "y", "heading", "tail_angle",
-                   "detected", "motion_energy", "tail_motion")
+                   "detected", "motion_energy", "tail_motion", "keyframe")
 """Tracker columns the behaviour stage reads (with the midline points ``tail_x_i``,
 ``tail_y_i`` and the midline's segment angles ``seg_angle_i``, whose mid-tail angle the
 pixel-motion gate tests); its results do not depend on the others."""

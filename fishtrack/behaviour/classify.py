@@ -37,8 +37,11 @@ from fishtrack.behaviour.bouts import (
     hysteresis_activity,
     midtail_frames,
     motion_gate,
+    renewed_rows,
+    spans_renewal,
     tail_motion_frames,
 )
+from fishtrack.behaviour.bouts import keys_known as tracks_know_key_frames
 from fishtrack.behaviour.kinematics import KINEMATIC_COLUMNS, Kinematics, compute_kinematics
 from fishtrack.behaviour.pixel_bouts import ask_noisy_ahead, pixel_bouts
 from fishtrack.behaviour.protocol import assign_phase, validate_protocol
@@ -144,7 +147,8 @@ class Scored:
 
 def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *,
           motion: np.ndarray | None = None, body_px: np.ndarray | None = None,
-          tail: np.ndarray | None = None, midtail: np.ndarray | None = None) -> Scored:
+          tail: np.ndarray | None = None, midtail: np.ndarray | None = None,
+          keys_known: bool = False) -> Scored:
     """Bouts and per-frame state codes from precomputed kinematics.
 
     ``kin`` is not changed: the noise-dependent steps are redone on a copy (returned as
@@ -154,7 +158,9 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
     (:func:`fishtrack.behaviour.bouts.motion_gate`); without them (imported tracks, and
     calibration) no bout is gated; ``tail`` (:func:`fishtrack.behaviour.bouts.tail_motion_frames`)
     adds the gate's test where the tail is, ``midtail``
-    (:func:`fishtrack.behaviour.bouts.midtail_frames`) its test of the middle of the tail.
+    (:func:`fishtrack.behaviour.bouts.midtail_frames`) its test of the middle of the tail;
+    ``keys_known``: ``motion`` and ``tail`` leave the video's key frames out
+    (:data:`fishtrack.behaviour.bouts.KEY_FRAME_GATE`).
     """
     fr = kin.frames
     kin = replace(kin, columns=dict(kin.columns))
@@ -175,7 +181,7 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
         if tail is not None:
             ask_noisy_ahead(kin)  # resolved with the gate's first recording-level value
         br, gate, gated, tail_gate, midtail_gate = motion_gate(kin, br, motion, body_px, tail,
-                                                               midtail)
+                                                               midtail, keys_known=keys_known)
         br, pixel_level = pixel_bouts(kin, br, tail, blocks, cfg)
     codes = state_codes(fr, blocks, br.in_bout, cfg.min_passive_s, cfg.min_bout_s)
     return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin, motion_gate=gate,
@@ -246,7 +252,8 @@ def classify(
     else:
         motion, body_px, tail = remembered("tail_motion", _motion_and_body, tracks, fr)
         midtail = midtail_frames(tracks, fr) if motion is not None else None
-        sc = score(kin, cfg, motion=motion, body_px=body_px, tail=tail, midtail=midtail)
+        sc = score(kin, cfg, motion=motion, body_px=body_px, tail=tail, midtail=midtail,
+                   keys_known=tracks_know_key_frames(tracks))
         kin = sc.kin
     if signal in MOVEMENT_SIGNALS:
         pass  # the tail's frame-rate notes do not apply
@@ -495,10 +502,11 @@ def _motion_and_body(tracks: pd.DataFrame, fr) -> tuple[np.ndarray | None, ...]:
     """The tail bouts' pixel-motion gate inputs: per sorted row the aligned motion, per fish
     the body length, per sorted row the aligned tail motion (all None without motion energy;
     the tail motion also None without the tracker's ``tail_motion`` column)."""
-    motion = motion_frames(tracks, fr)
+    keyframes = renewed_rows(tracks, fr)  # None: gated as before (no key frames known)
+    motion = motion_frames(tracks, fr, renewed=spans_renewal(fr, keyframes, 1))
     if motion is None:
         return None, None, None
-    return motion, body_length_px(tracks, fr), tail_motion_frames(tracks, fr)
+    return motion, body_length_px(tracks, fr), tail_motion_frames(tracks, fr, keyframes)
 
 
 def _speed_inputs(tracks: pd.DataFrame, cfg: BehaviourConfig, signal: str) -> tuple:

@@ -362,7 +362,8 @@ def speed_window(fr: Frames, cfg: BehaviourConfig) -> int:
     return max(2, int(round(cfg.speed_window_s / fr.dt_median)) + 1)
 
 
-def motion_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
+def motion_frames(tracks: pd.DataFrame, fr: Frames,
+                  renewed: np.ndarray | None = None) -> np.ndarray | None:
     """Per sorted row: the tracker's ``motion_energy`` (grey levels) aligned to the frame's
     exposure, NaN on unobserved rows; None when the tracks have no (finite) motion energy.
 
@@ -372,7 +373,9 @@ def motion_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     frame moves when it differs from both neighbours. This puts a bout's motion on its own
     frames (not one frame late) and removes one-frame changes such as a key frame of a
     compressed video. A frame whose next change is unknown (a record's last frame, or the
-    next frame unmeasured) is NaN: its change is not confirmed.
+    next frame unmeasured) is NaN: its change is not confirmed. ``renewed`` (per sorted row,
+    the tail bouts' gate: :func:`fishtrack.behaviour.bouts.spans_renewal`): those aligned values
+    (a compressed video's key frame and its update) are left out before the moving mean.
     """
     if "motion_energy" not in tracks.columns:
         return None
@@ -386,7 +389,10 @@ def motion_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     # a change that cannot be confirmed by the next frame (the last frame of a record, or
     # the next frame unmeasured) is no motion: the last frame of an H.264 video changes
     # every well at once (tuning seed 477: ~6 grey levels, a still larva's bout)
-    return smooth_motion(np.minimum(me, nxt), fr)
+    out = np.minimum(me, nxt)
+    if renewed is not None:
+        out[renewed] = np.nan
+    return smooth_motion(out, fr)
 
 
 def smooth_motion(out: np.ndarray, fr: Frames) -> np.ndarray:
