@@ -49,7 +49,8 @@ import numpy as np, pandas as pd, pyarrow.parquet as pq
 from fishtrack.behaviour import OUTPUT_COLUMNS
 from fishtrack.config import resolve_config
 from fishtrack.io.tables import SpillFile, write_table_parts
-from fishtrack.pipeline import _classify_streamed, _spill_sink
+from fishtrack.pipeline import _classify_streamed, _late_imports, _spill_sink
+_late_imports()  # pipeline's pd / pa, bound after the tracking in a real run
 from fishtrack.trial import TrialResult
 src, cfg, out, times = sys.argv[1], resolve_config(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 if len(sys.argv) > 5:

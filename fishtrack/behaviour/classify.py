@@ -416,11 +416,13 @@ def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
     n_passes = 0
     while True:
         n_passes += 1
-        need: PoolNeeded | None = None
+        need: tuple | None = None  # (key, reduce) of the value the parts stopped at
         summaries: list[dict] = []
         ahead: list[dict] = []
         done: list[BehaviourResult] = []
         i = -1
+        # nothing of a part is held once the next one is read and scored: only its summary
+        # (arrays of their own, :func:`_owned`) and, in the last pass, its small tables
         for part in first_pass() if n_passes == 1 else parts():
             if not len(part):
                 continue
@@ -429,17 +431,20 @@ def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
                 with pooling(Pool(known, StepStore(steps / f"part{i}"))):
                     b = score_part(part, cfg, protocol, px_per_mm=px_per_mm)
             except PoolNeeded as want:
-                if done or (need is not None and want.key != need.key):
+                if done or (need is not None and want.key != need[0]):
                     raise RuntimeError("behaviour: the parts of the recording did not need the "
                                        "same recording-level values") from None
-                need = need or want
+                need = need or (want.key, want.reduce)
                 fold = getattr(want.reduce, "fold", None)
+                summary = _owned(want.summary)
                 if fold is not None and summaries:  # a running summary, not one per part
-                    summaries[0] = fold(summaries[0], want.summary)
+                    summaries[0] = fold(summaries[0], summary)
                 else:
-                    summaries.append(want.summary)
-                ahead.append(want.ahead)
+                    summaries.append(summary)
+                ahead.append({k: (r, _owned(s)) for k, (r, s) in want.ahead.items()})
+                del want, summary, part  # the exception's traceback holds the part's frames
                 continue
+            del part
             if need is not None:
                 raise RuntimeError("behaviour: the parts of the recording did not need the "
                                    "same recording-level values")
@@ -447,9 +452,10 @@ def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
                 emit(len(done), b.tracks)
                 b.tracks = b.tracks.iloc[:0].copy()  # a copy: a slice would keep the part alive
             done.append(b)
+            del b
         if need is None:
             break
-        known[need.key] = reduce_parts(need.reduce, summaries)
+        known[need[0]] = reduce_parts(need[1], summaries)
         # the values asked for ahead by every part (a part that read a kept step back may
         # not have asked: such a value waits for its own pass)
         for key in set.intersection(*(set(w) for w in ahead)) - set(known):
@@ -474,6 +480,14 @@ def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
         passes=n_passes,
     )
     return out
+
+
+def _owned(summary: dict) -> dict:
+    """A part's summary as arrays of their own: a summary's array may be a view into a larger
+    one of the part (a kept step read back is one buffer, ``behaviour._steps``: one fish's
+    tail noise kept that whole file alive), and the driver keeps the summaries of every part
+    of a pass (issue 15: the 16-well row's 16 one-fish parts held ~77 MB at once)."""
+    return {k: np.array(v, copy=True) for k, v in summary.items()}
 
 
 def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, reason: str,
