@@ -89,6 +89,17 @@ recording (s)."""
 MIN_QUIET_FRAMES = 20
 """With fewer quiet frames than this and no other fish to pool from, a fish's noise is not
 measured and its threshold is the physical floor (``min_bout_threshold``)."""
+OWN_NOISE_FACTOR = 1.5
+"""A fish with less than :data:`MIN_QUIET_S` of quiet time keeps its own noise levels instead
+of the pooled ones when its own tail-noise sigma, measured on the changes between its own quiet
+frames (at least :data:`MIN_QUIET_FRAMES` of them), exceeds the pooled sigma by more than this
+factor: its trace is noisier than the other fish's (the tracker's noise differs by fish: size,
+contrast and orientation in the image), and the pooled level would put its threshold inside its
+own noise, whose false bouts then leave it too little quiet time to measure it (issue 11, spent
+seed 23035: a head-embedded 22-px larva traced with 0.04 rad of jitter beside one with 0.02).
+Quiet frames lie below the threshold that found them, so a short-quiet fish's own levels can
+only understate its noise; a fish measured as quiet as the pool or quieter takes the pool's
+levels as before. ``inf``: every short-quiet fish is pooled (the rule before 2026-12-07)."""
 N_PASSES = 2
 """Threshold passes: the first from the tail-noise sigma, the others from the quiet frames."""
 MIN_EXTREMA = 2
@@ -438,21 +449,24 @@ def noise_levels(kin: Kinematics, quiet: np.ndarray) -> NoiseLevels:
     tracker); when no fish has enough, the fish's own values are kept.
     """
     sig = tail_noise(kin.frames, quiet=quiet)
-    lv = quiet_levels(kin.frames, kin.columns["vigour_rad_s"], sig, quiet)
+    own = np.isfinite(OWN_NOISE_FACTOR)
+    lv = quiet_levels(kin.frames, kin.columns["vigour_rad_s"], sig, quiet, own)
     if "tail_excursion_rad" in kin.columns:
-        ex = quiet_levels(kin.frames, kin.columns["tail_excursion_rad"], sig, quiet)
+        ex = quiet_levels(kin.frames, kin.columns["tail_excursion_rad"], sig, quiet, own)
         lv.excursion_mean, lv.excursion_sd = ex.vigour_mean, ex.vigour_sd
     if sustained_on(kin):
-        su = quiet_levels(kin.frames, tail_energy(kin), sig, quiet)
+        su = quiet_levels(kin.frames, tail_energy(kin), sig, quiet, own)
         lv.sustained_mean, lv.sustained_sd = su.vigour_mean, su.vigour_sd
     return lv
 
 
-def quiet_levels(fr: Frames, vigour: np.ndarray, sig: np.ndarray, quiet: np.ndarray
-                 ) -> NoiseLevels:
+def quiet_levels(fr: Frames, vigour: np.ndarray, sig: np.ndarray, quiet: np.ndarray,
+                 own_if_noisier: bool = False) -> NoiseLevels:
     """Per-fish noise of a signal on the quiet frames: ``sig`` (the per-frame measurement
     sigma), median and robust sd of ``vigour``, quiet time and pooling (see
-    :func:`noise_levels`; also used for the head speed, :mod:`fishtrack.behaviour.speed`)."""
+    :func:`noise_levels`; also used for the head speed, :mod:`fishtrack.behaviour.speed`).
+    ``own_if_noisier``: a short-quiet fish whose ``sig`` exceeds the pooled one by
+    :data:`OWN_NOISE_FACTOR` keeps its own values (the tail's levels)."""
     n_fish = len(fr.fish_keys)
     sig = np.array(sig, dtype=float)
     vig = np.where(quiet, vigour, np.nan)
@@ -468,6 +482,12 @@ def quiet_levels(fr: Frames, vigour: np.ndarray, sig: np.ndarray, quiet: np.ndar
                                          sig=sig, med=med, sd=sd)
     if use and short.any():
         pooled = short.copy()
+        if own_if_noisier:
+            # a fish whose own quiet frames show a clearly noisier trace keeps its own levels
+            with np.errstate(invalid="ignore"):
+                noisier = ((quiet_s >= MIN_QUIET_FRAMES * fr.dt_median) & np.isfinite(med)
+                           & np.isfinite(sd) & (sig > OWN_NOISE_FACTOR * p_sig))
+            pooled &= ~noisier
         for arr, v in ((sig, p_sig), (med, p_med), (sd, p_sd)):
             arr[pooled] = v
     # no other fish to pool from: the fish's own quiet frames if there are some, else the
