@@ -711,7 +711,10 @@ def net_displacement_bouts(fr: Frames, s: np.ndarray, e: np.ndarray, sig: np.nda
     bouts and the fish's record) differ by no more than
     :data:`NET_SIGMAS` standard errors, ``sig[fish] x sqrt(1/n_before + 1/n_after)`` per
     axis, with at least ``min_side`` observed rows on each side; True otherwise (a bout too
-    close to another, or to the record's ends, to be tested is kept).
+    close to another, or to the record's ends, to be tested is kept, and so is a bout of more
+    than ``2 x min_side`` rows: ``min_side`` is the speed window's width, and a run above the
+    threshold made by the noise of the window's ends lasts about one window, with the
+    hysteresis's extension at most two).
 
     A movement bout displaces the head, and the displacement stays after it; the speed's
     window takes the displacement between two smoothed positions 0.24 s apart, so the white
@@ -738,7 +741,11 @@ def net_displacement_bouts(fr: Frames, s: np.ndarray, e: np.ndarray, sig: np.nda
     b1 = np.minimum(hi_next, np.searchsorted(cn, cn[e + 1] + span, side="left") - 1)
     n0 = cn[s] - cn[a0]
     n1 = cn[b1 + 1] - cn[e + 1]
-    test = (n0 >= min_side) & (n1 >= min_side)
+    # a run made by the noise of one of the window's ends lasts about a window, with the
+    # hysteresis's extension at most two: longer bouts are movements, also when the head came
+    # back (spent tuning seed 23748 B1: a 35-frame burst of 5 struggles ended 0.8 px from
+    # where it began)
+    test = (n0 >= min_side) & (n1 >= min_side) & (e - s + 1 <= 2 * min_side)
     if not test.any():
         return keep
     with np.errstate(invalid="ignore", divide="ignore"):
