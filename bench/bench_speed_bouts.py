@@ -33,7 +33,9 @@ fourth, 10300-10499 the fifth, 11300-11499 the sixth; 13800-13999 the eighth, 20
 and tracks ``--seeds 20950-21149 --no-tail``; the thirteenth: video 21300-21349, tracks
 21350-21549; the fourteenth: video 22700-22759, tracks 22760-22959; the fifteenth, 2026-12-07:
 ``--seeds 23500-23559 --video 60`` (tracked once, kept and re-scored) and tracks
-``--seeds 23560-23759 --no-tail``, docs/behaviour.md). Each row also counts the true bouts
+``--seeds 23560-23759 --no-tail``, docs/behaviour.md; the sixteenth, 2026-12-07: tracks
+``--seeds 24170-24369 --no-tail``, video 24370-24378 of 24370-24409, tracked once and
+re-scored). Each row also counts the true bouts
 missed and those that held station (``synth.camera.missed_bouts``): what the speed from
 positions cannot see. Goals (issue 17): frame-state kappa >= 0.85, per-fish passive-fraction
 error <= 0.05.

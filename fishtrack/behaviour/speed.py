@@ -23,7 +23,10 @@ Frames are *observed* when the fish was detected and its position is known. Bout
 runs above the threshold extended down to a lower one (hysteresis, as for the tail), merged
 when closer than ``merge_gap_s`` and kept from ``min_bout_s`` (not shrunk back by the window:
 a bout's speed rises and falls gradually, and shrinking lost more of its true frames than it
-removed false ones on the tuning seeds). States follow from the bouts exactly as with the tail
+removed false ones on the tuning seeds). From the speed alone (no pixel motion) a bout is
+kept only when the head's mean position after it differs from that before it by more than the
+position noise allows (:func:`net_displacement_bouts`: the noise of the window's ends carried
+over the threshold is no bout). States follow from the bouts exactly as with the tail
 (:func:`fishtrack.behaviour.states.state_codes`). See docs/behaviour.md ("Movement bouts from
 speed").
 
@@ -693,6 +696,73 @@ right beyond it (:func:`speed_beside_bouts`, with pixel motion); False: the rule
 17's fifteenth round."""
 
 
+NET_DISPLACEMENT = True
+"""Speed only (no pixel motion): a bout is kept only when the head ends it somewhere else than
+it began (:func:`net_displacement_bouts`); False: the rule before issue 17's sixteenth round."""
+NET_SPAN_S = 0.5
+"""... the head's mean position over up to this (s) of observed frames on each side of the bout
+(never into a neighbouring bout), 12-15 frames at 25-30 fps: twice the speed window, so the
+means are less noisy than the window's ends the speed was found from."""
+NET_SIGMAS = 4.0
+"""... must differ by more than this many standard errors of the difference (from the
+position noise sigma per axis and the frames averaged): white noise passes it with
+probability exp(-NET_SIGMAS^2 / 2) = 3e-4."""
+
+
+def net_displacement_bouts(fr: Frames, s: np.ndarray, e: np.ndarray, sig: np.ndarray,
+                           span: int, min_side: int) -> np.ndarray:
+    """Per bout (sorted rows ``s[k]..e[k]``, fish by fish): False when the head's mean
+    position over the ``span`` observed rows before it and the ``span`` observed rows after
+    it (across detection gaps, as the speed's interpolation is; stopped at the neighbouring
+    bouts and the fish's record) differ by no more than
+    :data:`NET_SIGMAS` standard errors, ``sig[fish] x sqrt(1/n_before + 1/n_after)`` per
+    axis, with at least ``min_side`` observed rows on each side; True otherwise (a bout too
+    close to another, or to the record's ends, to be tested is kept, and so is a bout of more
+    than ``2 x min_side`` rows: ``min_side`` is the speed window's width, and a run above the
+    threshold made by the noise of the window's ends lasts about one window, with the
+    hysteresis's extension at most two).
+
+    A movement bout displaces the head, and the displacement stays after it; the speed's
+    window takes the displacement between two smoothed positions 0.24 s apart, so the white
+    noise of the positions now and then carries it over its threshold for a few frames
+    (tuning seed 23654 A1, a still larva of 24 px with position noise 0.47 px: speed 6.1-6.5
+    px/s against a threshold of 5.3 for 3 frames, the head's mean position the same before
+    and after). Averaging more frames on each side lowers the noise of the displacement
+    while a real one keeps its size. The position noise is the rig's and the tracker's
+    (``sig``, measured like the tail's), never how often the fish moves."""
+    keep = np.ones(len(s), bool)
+    if len(s) == 0 or fr.n == 0:
+        return keep
+    ok = fr.observed & np.isfinite(fr.x) & np.isfinite(fr.y)
+    cx = np.r_[0.0, np.cumsum(np.where(ok, fr.x, 0.0))]
+    cy = np.r_[0.0, np.cumsum(np.where(ok, fr.y, 0.0))]
+    cn = np.r_[0, np.cumsum(ok)]
+    g = fr.gid[s]
+    same_prev = np.r_[False, g[1:] == g[:-1]]
+    same_next = np.r_[g[1:] == g[:-1], False]
+    lo_prev = np.where(same_prev, np.r_[0, e[:-1] + 1], fr.gstart[s])
+    hi_next = np.where(same_next, np.r_[s[1:] - 1, 0], fr.gend[e])
+    # before: rows a0..s-1 holding up to span observed rows; after: rows e+1..b1
+    a0 = np.maximum(lo_prev, np.searchsorted(cn, cn[s] - span, side="right") - 1)
+    b1 = np.minimum(hi_next, np.searchsorted(cn, cn[e + 1] + span, side="left") - 1)
+    n0 = cn[s] - cn[a0]
+    n1 = cn[b1 + 1] - cn[e + 1]
+    # a run made by the noise of one of the window's ends lasts about a window, with the
+    # hysteresis's extension at most two: longer bouts are movements, also when the head came
+    # back (spent tuning seed 23748 B1: a 35-frame burst of 5 struggles ended 0.8 px from
+    # where it began)
+    test = (n0 >= min_side) & (n1 >= min_side) & (e - s + 1 <= 2 * min_side)
+    if not test.any():
+        return keep
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dx = (cx[b1 + 1] - cx[e + 1]) / n1 - (cx[s] - cx[a0]) / n0
+        dy = (cy[b1 + 1] - cy[e + 1]) / n1 - (cy[s] - cy[a0]) / n0
+        se = np.asarray(sig, float)[g] * np.sqrt(1.0 / n0 + 1.0 / n1)
+        still = np.hypot(dx, dy) <= NET_SIGMAS * se
+    keep[test & np.isfinite(se) & still] = False
+    return keep
+
+
 def tail_stirred(fr: Frames, tail: np.ndarray, quiet: np.ndarray) -> np.ndarray:
     """Per row: the tail's pixels (``tail``: :func:`fishtrack.behaviour.bouts.tail_motion_frames`,
     grey levels) on the row or a neighbour above the rig's level of the ``quiet`` frames' tail
@@ -1239,6 +1309,11 @@ def detect_speed_bouts(
         levels = remembered("quiet_levels", quiet_levels, fr, speed, sig_q, quiet)
         mean, sd = levels.vigour_mean, levels.vigour_sd
         sig = levels.tail_noise_rad
+    if motion is None and fixed_px_s is None and NET_DISPLACEMENT and len(s):
+        moved = net_displacement_bouts(fr, s, e, sig, int(round(NET_SPAN_S / fr.dt_median)),
+                                       width)
+        s, e = s[moved], e[moved]
+        in_bout = run_lengths_fill(s, e, np.ones(len(s), bool), fr.n, False)
     br = BoutRuns(starts=s, ends=e, in_bout=in_bout, thresholds=thr, noise=mean, levels=levels)
     if levels is None:
         levels = NoiseLevels(tail_noise_rad=sig, vigour_mean=mean, vigour_sd=sd,
