@@ -224,3 +224,21 @@ def compact_tracks(path, fps: float) -> tuple[pd.DataFrame, pd.DataFrame]:
         t[c] = q[c].to_numpy(float) / 100
     t["detected"] = q["detected"].to_numpy(bool)
     return t, q[["arena", "true_in_bout", "true_passive"]]
+
+
+def assert_parts_equal_whole(tracks: pd.DataFrame, whole, *args) -> None:
+    """Scoring ``tracks`` one arena at a time (``classify_parts``, the streaming path) gives
+    exactly ``whole``, the result of ``classify(tracks, *args)``: every table, every value and
+    the noise levels."""
+    from fishtrack.behaviour.classify import classify_parts
+
+    def parts():
+        for a in sorted(tracks["arena"].unique()):
+            yield tracks[tracks["arena"] == a]
+
+    got = classify_parts(parts, *args)
+    pd.testing.assert_frame_equal(got.tracks.loc[whole.tracks.index], whole.tracks,
+                                  check_exact=True)
+    for name in ("bouts", "epochs", "fish"):
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(whole, name), check_exact=True)
+    assert got.noise == whole.noise

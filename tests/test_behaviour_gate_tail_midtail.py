@@ -17,11 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from fixtures_behaviour import compact_tracks
+from fixtures_behaviour import assert_parts_equal_whole, compact_tracks
 
 from fishtrack.behaviour import bouts as bouts_mod
 from fishtrack.behaviour import classify
-from fishtrack.behaviour.classify import classify_parts
 from fishtrack.synth.stress import _stress_config, draw_recording
 
 DATA = Path(__file__).parent / "data" / "stress22163_tracks.parquet"
@@ -69,12 +68,4 @@ def test_a_still_mid_tail_needs_more_than_a_key_frame_of_tail_pixels(monkeypatch
 
 def test_the_rule_on_parts_equals_the_whole_table():
     tracks, _, cfg, whole = _scored()
-
-    def parts():
-        for a in ("A1", "A2"):
-            yield tracks[tracks["arena"] == a]
-
-    got = classify_parts(parts, cfg.behaviour, cfg.protocol)
-    for name in ("bouts", "fish"):
-        assert getattr(got, name).equals(getattr(whole, name)), name
-    assert (got.tracks.loc[whole.tracks.index, "state"] == whole.tracks["state"]).all()
+    assert_parts_equal_whole(tracks, whole, cfg.behaviour, cfg.protocol)

@@ -21,6 +21,7 @@ import av
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures_behaviour import assert_parts_equal_whole
 
 from fishtrack.behaviour import OUTPUT_COLUMNS, classify
 from fishtrack.behaviour import bouts as bouts_mod
@@ -123,18 +124,8 @@ def test_tracks_without_the_column_are_gated_as_before(h264_22163, monkeypatch):
 
 def test_the_rule_on_parts_equals_the_whole_table(h264_22163, monkeypatch):
     monkeypatch.setattr(bouts_mod, "KEY_FRAME_GATE", True)  # the switch is off by default
-    from fishtrack.behaviour.classify import classify_parts
-
     _, cfg, tracks = h264_22163
     tracks = _tracker_columns(tracks)
     assert bouts_mod.keys_known(tracks)  # the parts carry the key frames of the whole
     whole = classify(tracks, cfg.behaviour, cfg.protocol)
-
-    def parts():
-        for a in ("A1", "A2"):
-            yield tracks[tracks["arena"] == a]
-
-    got = classify_parts(parts, cfg.behaviour, cfg.protocol)
-    for name in ("bouts", "fish"):
-        assert getattr(got, name).equals(getattr(whole, name)), name
-    assert (got.tracks.loc[whole.tracks.index, "state"] == whole.tracks["state"]).all()
+    assert_parts_equal_whole(tracks, whole, cfg.behaviour, cfg.protocol)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures_behaviour import assert_parts_equal_whole
 
 from fishtrack.behaviour import classify
 from fishtrack.behaviour.calibrate import cohen_kappa
@@ -298,22 +299,12 @@ def test_struggles_in_place_are_found_from_the_blur_of_the_tail():
 def test_the_blur_rule_in_parts_equals_the_whole_table():
     # the blur's noise is pooled over the fish like the pixel motion's: scored one fish at a
     # time (classify_parts, e.g. a 96-well plate in parts), the result is the same
-    from fishtrack.behaviour.classify import classify_parts
 
     tracks, _ = _blurred_struggle_tracks(seed=6)
     tracks = tracks.sort_values(["frame", "arena"], kind="stable").reset_index(drop=True)
     whole = classify(tracks, BehaviourConfig())
     assert len(whole.bouts) > 0
-
-    def parts():
-        for a in sorted(tracks["arena"].unique()):
-            yield tracks[tracks["arena"] == a]
-
-    got = classify_parts(parts, BehaviourConfig())
-    pd.testing.assert_frame_equal(got.tracks.loc[whole.tracks.index], whole.tracks,
-                                  check_exact=True)
-    for name in ("bouts", "epochs", "fish"):
-        pd.testing.assert_frame_equal(getattr(got, name), getattr(whole, name), check_exact=True)
+    assert_parts_equal_whole(tracks, whole, BehaviourConfig())
 
 
 def _faint_struggle_tracks(seed: int = 9) -> tuple[pd.DataFrame, list[tuple[str, int, int]]]:

@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fixtures_behaviour import compact_tracks
+from fixtures_behaviour import assert_parts_equal_whole, compact_tracks
 
 from fishtrack.behaviour import classify
 from fishtrack.behaviour import pixel_bouts as pixel_mod
-from fishtrack.behaviour.classify import classify_parts
 from fishtrack.synth.stress import _stress_config, draw_recording
 
 DATA = Path(__file__).parent / "data" / "stress364_tracks.parquet"
@@ -101,17 +100,7 @@ def test_bouts_of_the_pixels_in_parts_equal_the_whole_table():
     cfg = _cfg()
     whole = classify(tracks, cfg.behaviour, cfg.protocol)
     assert (whole.bouts["bout_evidence"] == "tail_motion").any()
-
-    def parts():
-        for a in ("A1", "A2"):
-            yield tracks[tracks["arena"] == a]
-
-    got = classify_parts(parts, cfg.behaviour, cfg.protocol)
-    pd.testing.assert_frame_equal(got.tracks.loc[whole.tracks.index], whole.tracks,
-                                  check_exact=True)
-    for name in ("bouts", "epochs", "fish"):
-        pd.testing.assert_frame_equal(getattr(got, name), getattr(whole, name), check_exact=True)
-    assert got.noise == whole.noise
+    assert_parts_equal_whole(tracks, whole, cfg.behaviour, cfg.protocol)
 
 
 def _still_and_swimming(fps: float = 200.0, duration_s: float = 10.0,
