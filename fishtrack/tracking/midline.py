@@ -105,6 +105,13 @@ BESIDE_PX = 3.5
 #: speck's 6-degree pull off the heading there, but turned the anterior midline of large
 #: free-swimming larvae away from their bend (tuning seed 19: tail r 0.997 -> 0.985)
 RIGID_TURN = FIRST_TURN
+#: how far (fraction of the length) the sweeps keep within ``RIGID_TURN`` of the starting
+#: direction: the head, the swim bladder and the yolk behind them, longer than the straightened
+#: ``RIGID`` part. A dust speck as dark as the eyes, touching a still head-embedded larva's side
+#: behind the yolk at 0.31 lengths and filled in with it (it joins the body over the body's
+#: width: no saddle), drew the first free sweep 66 degrees into it and the trace ended there at
+#: 0.4 lengths (spent seed 22527, larva A2: tail r 0.632 -> 0.997)
+RIGID_SWEEPS = 0.4
 
 
 def wrap(a: np.ndarray | float) -> np.ndarray:
@@ -969,7 +976,7 @@ def trace_midlines(
     first_turn = min(max_turn, FIRST_TURN)
     # the rigid anterior body leads the way the trace started: its sweeps stay within
     # ``first_turn`` of the starting direction (a speck at the neck is not followed)
-    rigid_reach = rigid * length
+    rigid_reach = max(rigid, RIGID_SWEEPS) * length
     rigid_turn = min(max_turn, RIGID_TURN)
     j_first = np.linspace(-first_turn, first_turn, 2 * int(round(first_turn / 0.065)) + 1)
     rows = np.arange(m)
