@@ -306,7 +306,7 @@ def test_speck_beside_the_yolk_of_a_still_larva_does_not_end_its_midline(tmp_pat
     sweep turned 66 degrees into it and ended there, 0.4 lengths from the head: A2's tail
     angle was the speck's, r 0.632 over the 2 s (r 0.997 after). The sweeps stay within
     ``midline.RIGID_TURN`` of the starting direction to ``midline.RIGID_SWEEPS`` = 0.4
-    lengths (the yolk's end), not only to 0.3."""
+    lengths (the yolk's end) for head-embedded larvae, not only to 0.3."""
     spec = suite_spec(22527, duration_s=0.5)
     r = run_case(spec, tmp_path, keep=True)
     g = goals(spec)
