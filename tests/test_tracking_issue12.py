@@ -295,3 +295,30 @@ def test_accuracy_bench_rewrites_the_same_scenes_with_another_codec():
         assert key == f"{sp0.seed}-h264-crf18" and sp.crf == 18 and sp0.crf >= 27
     with pytest.raises(SystemExit):
         bench.main(["--seeds", "4", "--codec", "ffv1"])  # would write the docs' table
+
+
+def test_speck_beside_the_yolk_of_a_still_larva_does_not_end_its_midline(tmp_path):
+    """Spent seed 22527 of the suite (0.5 s of it): two 177-px head-embedded larvae with eyes,
+    noise sd 5.4, lossless. A dark dust speck ~10 px across touches larva A2's side behind the
+    yolk, 0.31 lengths from the head (just past the rigid ``midline.RIGID`` = 0.3 lengths); it
+    is filled in with the still larva (it joins the body over the body's whole width, no
+    saddle) and shows as fishness in every frame, twice the body's. The trace's first free
+    sweep turned 66 degrees into it and ended there, 0.4 lengths from the head: A2's tail
+    angle was the speck's, r 0.632 over the 2 s (r 0.997 after). The sweeps stay within
+    ``midline.RIGID_TURN`` of the starting direction to ``midline.RIGID_SWEEPS`` = 0.4
+    lengths (the yolk's end) for head-embedded larvae, not only to 0.3."""
+    spec = suite_spec(22527, duration_s=0.5)
+    r = run_case(spec, tmp_path, keep=True)
+    g = goals(spec)
+    assert r["recall"] >= g["recall"]
+    assert r["head_rmse_px"] <= g["head_rmse_px"]
+    m = _truth_joined(r)
+    a2 = m[m.fish == "A2"]
+    assert a2.tail_angle.notna().mean() >= 0.99
+    assert np.corrcoef(a2.tail_angle, a2.tail_angle_t)[0, 1] >= g["tail_r"]
+    # the traced midline reaches the tail: its last point near the true tip, not at the speck
+    n = sum(c.startswith("tail_x_") and not c.endswith("_t") for c in m.columns)
+    nt = sum(c.startswith("tail_x_") and c.endswith("_t") for c in m.columns)
+    tip = np.hypot(a2[f"tail_x_{n - 1}"] - a2[f"tail_x_{nt - 1}_t"],
+                   a2[f"tail_y_{n - 1}"] - a2[f"tail_y_{nt - 1}_t"])
+    assert float(np.median(tip)) <= 0.1 * spec.fish_length_px

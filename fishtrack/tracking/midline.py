@@ -105,6 +105,15 @@ BESIDE_PX = 3.5
 #: speck's 6-degree pull off the heading there, but turned the anterior midline of large
 #: free-swimming larvae away from their bend (tuning seed 19: tail r 0.997 -> 0.985)
 RIGID_TURN = FIRST_TURN
+#: how far (fraction of the length) the sweeps keep within ``RIGID_TURN`` of the starting
+#: direction for head-embedded larvae (the agarose holds the head, the swim bladder and the
+#: yolk behind them: longer than the straightened ``RIGID`` part; free-swimming larvae keep
+#: ``RIGID``: a C-bend starts behind the head, and the curled patches of
+#: tests/test_tracking_kernels.py lost their tails with 0.4). A dust speck as dark as the eyes, touching a still head-embedded larva's side
+#: behind the yolk at 0.31 lengths and filled in with it (it joins the body over the body's
+#: width: no saddle), drew the first free sweep 66 degrees into it and the trace ended there at
+#: 0.4 lengths (spent seed 22527, larva A2: tail r 0.632 -> 0.997)
+RIGID_SWEEPS = 0.4
 
 
 def wrap(a: np.ndarray | float) -> np.ndarray:
@@ -890,6 +899,7 @@ def trace_midlines(
     lateral: float = 0.1,
     min_fraction: float = MIN_TAIL,
     rigid: float = RIGID,
+    rigid_sweeps: float | None = None,
 ) -> Midlines:
     """Follow the body ridge from the head to the tail tip by angular sweeps (+-60 degrees
     around the previous direction, 33 directions; +-``FIRST_TURN`` = 35 degrees on the first
@@ -940,6 +950,10 @@ def trace_midlines(
     rigid
         The rigid anterior body (fraction of ``length``): the midline runs straight from the
         head to the trace's point this far along it (:func:`_straighten`; 0: as traced).
+    rigid_sweeps
+        How far (fraction of ``length``, at least ``rigid``) the sweeps keep within
+        ``RIGID_TURN`` of the starting direction (None: ``rigid``; the tracker passes
+        ``RIGID_SWEEPS`` for head-embedded larvae).
     """
     m = fs.shape[0]
     step = float(np.clip(length / (2.0 * max(n_points - 1, 1)), 0.8, 3.0))
@@ -969,7 +983,7 @@ def trace_midlines(
     first_turn = min(max_turn, FIRST_TURN)
     # the rigid anterior body leads the way the trace started: its sweeps stay within
     # ``first_turn`` of the starting direction (a speck at the neck is not followed)
-    rigid_reach = rigid * length
+    rigid_reach = max(rigid, rigid if rigid_sweeps is None else rigid_sweeps) * length
     rigid_turn = min(max_turn, RIGID_TURN)
     j_first = np.linspace(-first_turn, first_turn, 2 * int(round(first_turn / 0.065)) + 1)
     rows = np.arange(m)

@@ -47,6 +47,7 @@ from fishtrack.tracking.background import (
 from fishtrack.tracking.identity import MultiTracker, select_single, select_single_arenas
 from fishtrack.tracking.midline import (
     ANTERIOR,
+    RIGID_SWEEPS,
     _bilinear,
     body_angles,
     body_directions,
@@ -408,6 +409,8 @@ class _Params:
     max_jump: float
     polarity: str
     head_feature: bool | None = None  # the fish have eyes / a dark head (decided on the data)
+    #: the traces' sweeps keep straight this far (lengths; ``midline.RIGID_SWEEPS`` embedded)
+    rigid_sweeps: float | None = None
 
 
 def _odd(x: float) -> int:
@@ -868,7 +871,8 @@ def _measure(
         # towards the anterior body: the strongest ray 0.2-0.5 lengths from the head (the rigid
         # trunk, which points away from the head even when the tail is curled into a C)
         theta0, _ = body_directions(fst, hp, prm.length, floor=stop)
-    mid = trace_midlines(fst, hp, theta0, prm.length, prm.n_points, stop, arc_smooth=False)
+    mid = trace_midlines(fst, hp, theta0, prm.length, prm.n_points, stop, arc_smooth=False,
+                         rigid_sweeps=getattr(prm, "rigid_sweeps", None))
     if heads is None and rough is None:
         # a head put on the tail end of a fish without distinct eyes (its darkest spot can be
         # anywhere along a uniformly dark body; the eyes of a larva can be motion-blurred in
@@ -886,7 +890,7 @@ def _measure(
             if rev.size:
                 h2, t2 = _find_heads(own[rev], fst[rev], fsh[rev], prm, stop[rev], rough=tip[rev])
                 m2 = trace_midlines(fst[rev], h2, t2, prm.length, prm.n_points, stop[rev],
-                                    arc_smooth=False)
+                                    arc_smooth=False, rigid_sweeps=getattr(prm, "rigid_sweeps", None))
                 # the head end is the one with clearly more fish around it: either the far
                 # end outweighs the head point by REVERSED, or, traced the other way round,
                 # the new far end is thinner relative to its head than the old one was
@@ -944,7 +948,8 @@ def _retry_both_ways(
     if lost.size == 0:
         return hp, theta0
     h2, t2 = _find_heads(own[lost], fst[lost], fsh[lost], prm, stop[lost], both_ways=True)
-    m2 = trace_midlines(fst[lost], h2, t2, prm.length, prm.n_points, stop[lost], arc_smooth=False)
+    m2 = trace_midlines(fst[lost], h2, t2, prm.length, prm.n_points, stop[lost], arc_smooth=False,
+                        rigid_sweeps=getattr(prm, "rigid_sweeps", None))
     # the new head may move along the anterior body (off the swim bladder, onto the eyes),
     # not to the other end of the fish: a small larva whose faint tail is not traced from a
     # right head would be traced from its tail end instead (suite seed 30, 20-px larvae)
@@ -1040,6 +1045,7 @@ def _params(bg: Background, cfg: TrackingConfig, layout: Layout, fish_per_arena:
         patch=patch,
         max_jump=float(cfg.max_jump_px or length),
         polarity=bg.polarity,
+        rigid_sweeps=RIGID_SWEEPS if layout == "embedded" else None,
     )
 
 
