@@ -276,7 +276,9 @@ def _run_stages_inner(
             cfg = with_protocol_log(cfg, protocol_log, float(meta.duration_s))
             damage = [d.__dict__ if hasattr(d, "__dict__") else dict(d) for d in src.damage]
         caught = [str(w.message) for w in wlist]
-    tracks = res.tracks if spill is not None else with_keyframe_column(res.tracks, key_flags)
+    # streamed: the empty frame of the tracker's columns, which stands for the table when no
+    # row was tracked, gets the column too (every block of tracks.parquet has one schema)
+    tracks = with_keyframe_column(res.tracks, key_flags)
     out = TrialResult(tracks=tracks, arenas=arenas, summary=dict(res.summary), warnings=caught)
     kept = {k: out.summary.pop(k) for k in ("kept_slots", "n_slots") if k in out.summary}
     out.summary.setdefault("warnings", [])
