@@ -30,6 +30,22 @@ def _truth_joined(r: dict):
     return m[m["detected"].astype("boolean").fillna(False).astype(bool)]
 
 
+def _speck_case(seed: int, fish: str, tmp_path):
+    """Suite seed ``seed`` (0.5 s of it) tracked: recall and head goals met, ``fish``'s traced
+    tail in >= 99 % of its detected frames and correlated with the truth at the goal; returns
+    the spec, the case's result and ``fish``'s rows joined with the truth."""
+    spec = suite_spec(seed, duration_s=0.5)
+    r = run_case(spec, tmp_path, keep=True)
+    g = goals(spec)
+    assert r["recall"] >= g["recall"]
+    assert r["head_rmse_px"] <= g["head_rmse_px"]
+    m = _truth_joined(r)
+    f = m[m.fish == fish]
+    assert f.tail_angle.notna().mean() >= 0.99
+    assert np.corrcoef(f.tail_angle, f.tail_angle_t)[0, 1] >= g["tail_r"]
+    return spec, r, f
+
+
 def test_head_embedded_larvae_120px_eyes_close_together(tmp_path):
     """4 head-embedded larvae pointing up, 120 px, eyes ~14 px apart touching a dark head,
     faint tail tip, H.264, 200 fps. Before: head on one eye (9.5 px off), tail r 0.00.
@@ -214,16 +230,8 @@ def test_speck_at_a_still_larvas_neck_does_not_draw_its_midline(tmp_path):
     the rigid anterior body now keep within ``midline.RIGID_TURN`` of the starting direction.
     Measured after: recall 1.0, A1's tail r 0.995; the speck still pulls A1's anterior midline
     (heading 5.8 degrees off, tail angle biased by -7 degrees; section 12)."""
-    spec = suite_spec(534, duration_s=0.5)
-    r = run_case(spec, tmp_path, keep=True)
-    g = goals(spec)
-    assert r["recall"] >= g["recall"]
-    assert r["head_rmse_px"] <= g["head_rmse_px"]
-    m = _truth_joined(r)
-    a1 = m[m.fish == "A1"]
+    _, r, a1 = _speck_case(534, "A1", tmp_path)
     assert len(a1) >= 0.995 * (r["truth"].fish == "A1").sum()
-    assert a1.tail_angle.notna().mean() >= 0.99
-    assert np.corrcoef(a1.tail_angle, a1.tail_angle_t)[0, 1] >= g["tail_r"]
     assert float(np.degrees(np.abs(np.median(wrap((a1.heading - a1.heading_t).to_numpy()))))) <= 8.0
 
 
@@ -309,18 +317,10 @@ def test_speck_beside_the_yolk_of_a_still_larva_does_not_end_its_midline(tmp_pat
     angle was the speck's, r 0.632 over the 2 s (r 0.997 after). The sweeps stay within
     ``midline.RIGID_TURN`` of the starting direction to ``midline.RIGID_SWEEPS`` = 0.4
     lengths (the yolk's end) for head-embedded larvae, not only to 0.3."""
-    spec = suite_spec(22527, duration_s=0.5)
-    r = run_case(spec, tmp_path, keep=True)
-    g = goals(spec)
-    assert r["recall"] >= g["recall"]
-    assert r["head_rmse_px"] <= g["head_rmse_px"]
-    m = _truth_joined(r)
-    a2 = m[m.fish == "A2"]
-    assert a2.tail_angle.notna().mean() >= 0.99
-    assert np.corrcoef(a2.tail_angle, a2.tail_angle_t)[0, 1] >= g["tail_r"]
+    spec, _, a2 = _speck_case(22527, "A2", tmp_path)
     # the traced midline reaches the tail: its last point near the true tip, not at the speck
-    n = sum(c.startswith("tail_x_") and not c.endswith("_t") for c in m.columns)
-    nt = sum(c.startswith("tail_x_") and c.endswith("_t") for c in m.columns)
+    n = sum(c.startswith("tail_x_") and not c.endswith("_t") for c in a2.columns)
+    nt = sum(c.startswith("tail_x_") and c.endswith("_t") for c in a2.columns)
     tip = np.hypot(a2[f"tail_x_{n - 1}"] - a2[f"tail_x_{nt - 1}_t"],
                    a2[f"tail_y_{n - 1}"] - a2[f"tail_y_{nt - 1}_t"])
     assert float(np.median(tip)) <= 0.1 * spec.fish_length_px
