@@ -56,6 +56,10 @@ class _Inline:
         f.set_result(fn(*a, **k))
         return f
 
+    def map(self, fn, *iterables):
+        # the segmenting pool of a few wells (tracker._Run._segment_beside) maps its arenas
+        return [fn(*a) for a in zip(*iterables, strict=True)]
+
     def shutdown(self, wait=True):
         pass
 
