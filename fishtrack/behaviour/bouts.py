@@ -1158,8 +1158,7 @@ def renewed_rows(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     key frame in it (intra-only codecs, image stacks)."""
     if not keys_known(tracks):
         return None
-    flag = tracks["keyframe"].to_numpy()
-    flag = np.asarray(pd.Series(flag).fillna(False).astype(bool).to_numpy())[fr.order]
+    flag = tracks["keyframe"].fillna(False).to_numpy(bool)[fr.order]
     if not flag.any():
         return None
     return np.unique(fr.frame[flag].astype(np.int64))
@@ -1354,7 +1353,7 @@ def midtail_verdict(fr: Frames, br: BoutRuns, midtail: np.ndarray | None, quiet:
 
 def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.ndarray,
                 tail: np.ndarray | None = None, midtail: np.ndarray | None = None,
-                *, keys_known: bool = False
+                *, keyed: bool = False
                 ) -> tuple[BoutRuns, float, np.ndarray, float, float]:
     """Drop the tail bouts whose traced tail moves visibly (:func:`tail_step_px` over
     :func:`gate_lag` frames >= :data:`MOTION_GATE_MIN_STEP_PX`) while the pixels inside the
@@ -1368,7 +1367,7 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     and the mid-tail test's level (rad; NaN: off or not measured). ``midtail``
     (:func:`midtail_frames`, with :data:`MIDTAIL_GATE`): a bout whose mid-tail stays within its
     noise is dropped, a judged bout whose mid-tail moves well beyond it is kept
-    (:func:`midtail_verdict`). ``keys_known``: the tracks carry the video's key frames
+    (:func:`midtail_verdict`). ``keyed``: the tracks carry the video's key frames
     (:data:`KEY_FRAME_GATE`; ``motion`` and ``tail`` leave them out): the tail test's factor
     over a still mid-tail is :data:`MOTION_GATE_TAIL_OVER_MIDTAIL_KEYED`, else
     :data:`MOTION_GATE_TAIL_OVER_MIDTAIL`."""
@@ -1411,7 +1410,7 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
         # H.264 refresh changes them while the traced tip jitters), nor do the tail's pixels
         # just above their level (a key frame and the update after it); a mid-tail that moves
         # well beyond its noise confirms one that the pixels miss
-        over = MOTION_GATE_TAIL_OVER_MIDTAIL_KEYED if keys_known else MOTION_GATE_TAIL_OVER_MIDTAIL
+        over = MOTION_GATE_TAIL_OVER_MIDTAIL_KEYED if keyed else MOTION_GATE_TAIL_OVER_MIDTAIL
         by_tail = (tail_ratio > max(1.0, over) if tail_ratio is not None
                    else np.zeros(len(keep), bool))
         keep &= ~(judged & mid_quiet & ~by_tail)

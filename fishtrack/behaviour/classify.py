@@ -35,13 +35,13 @@ from fishtrack.behaviour.bouts import (
     _detect,
     bout_table,
     hysteresis_activity,
+    keys_known,
     midtail_frames,
     motion_gate,
     renewed_rows,
     spans_renewal,
     tail_motion_frames,
 )
-from fishtrack.behaviour.bouts import keys_known as tracks_know_key_frames
 from fishtrack.behaviour.kinematics import KINEMATIC_COLUMNS, Kinematics, compute_kinematics
 from fishtrack.behaviour.pixel_bouts import ask_noisy_ahead, pixel_bouts
 from fishtrack.behaviour.protocol import assign_phase, validate_protocol
@@ -148,7 +148,7 @@ class Scored:
 def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *,
           motion: np.ndarray | None = None, body_px: np.ndarray | None = None,
           tail: np.ndarray | None = None, midtail: np.ndarray | None = None,
-          keys_known: bool = False) -> Scored:
+          keyed: bool = False) -> Scored:
     """Bouts and per-frame state codes from precomputed kinematics.
 
     ``kin`` is not changed: the noise-dependent steps are redone on a copy (returned as
@@ -159,7 +159,7 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
     calibration) no bout is gated; ``tail`` (:func:`fishtrack.behaviour.bouts.tail_motion_frames`)
     adds the gate's test where the tail is, ``midtail``
     (:func:`fishtrack.behaviour.bouts.midtail_frames`) its test of the middle of the tail;
-    ``keys_known``: ``motion`` and ``tail`` leave the video's key frames out
+    ``keyed``: ``motion`` and ``tail`` leave the video's key frames out
     (:data:`fishtrack.behaviour.bouts.KEY_FRAME_GATE`).
     """
     fr = kin.frames
@@ -181,7 +181,7 @@ def score(kin: Kinematics, cfg: BehaviourConfig, blocks: Blocks | None = None, *
         if tail is not None:
             ask_noisy_ahead(kin)  # resolved with the gate's first recording-level value
         br, gate, gated, tail_gate, midtail_gate = motion_gate(kin, br, motion, body_px, tail,
-                                                               midtail, keys_known=keys_known)
+                                                               midtail, keyed=keyed)
         br, pixel_level = pixel_bouts(kin, br, tail, blocks, cfg)
     codes = state_codes(fr, blocks, br.in_bout, cfg.min_passive_s, cfg.min_bout_s)
     return Scored(bouts=br, codes=codes, blocks=blocks, notes=notes, kin=kin, motion_gate=gate,
@@ -253,7 +253,7 @@ def classify(
         motion, body_px, tail = remembered("tail_motion", _motion_and_body, tracks, fr)
         midtail = midtail_frames(tracks, fr) if motion is not None else None
         sc = score(kin, cfg, motion=motion, body_px=body_px, tail=tail, midtail=midtail,
-                   keys_known=tracks_know_key_frames(tracks))
+                   keyed=keys_known(tracks))
         kin = sc.kin
     if signal in MOVEMENT_SIGNALS:
         pass  # the tail's frame-rate notes do not apply
