@@ -9,7 +9,8 @@ is run again (``rescore_recording``) and the gate's inputs are read as it is cal
 (``fishtrack.behaviour.bouts.motion_gate``, wrapped for this run only). Printed per fish: how
 many of the gate's quiet frames lie in true bouts, and each level (motion energy, tail motion,
 mid-tail) measured on those frames and on the frames the truth calls still; per candidate
-bout: its fraction of true-bout frames, the gate's verdict, and its peaks against each level.
+bout: its fraction of true-bout frames, the gate's verdict, and its peaks against each level
+(and its mean tail motion against the tail's mean-test level, ``bouts.MOTION_GATE_TAIL_MEAN``).
 A level far above the truly still frames' one is raised by bouts the first detection missed;
 a true bout whose peaks stay under the truly still frames' levels is not visible in the pixels.
 """
@@ -38,8 +39,8 @@ def _gate_inputs(seed: int, keep: Path) -> dict:
     seen: dict = {}
     gate = cls.motion_gate
 
-    def wrapped(kin, br, motion, body_px, tail=None, midtail=None):
-        out = gate(kin, br, motion, body_px, tail, midtail)
+    def wrapped(kin, br, motion, body_px, tail=None, midtail=None, **kw):
+        out = gate(kin, br, motion, body_px, tail, midtail, **kw)
         seen.update(kin=kin, br=br, motion=motion, body_px=body_px, tail=tail, midtail=midtail,
                     out=out)
         return out
@@ -102,11 +103,18 @@ def diagnose(seed: int, keep: Path) -> list[str]:
         x = None if v is None else v[a:b + 1]
         return float(np.nanmax(x)) if x is not None and np.isfinite(x).any() else float("nan")
 
-    for a, b in zip(br.starts, br.ends, strict=True):
+    mean_ratio = np.full(len(br.starts), np.nan)
+    if tail is not None and B.MOTION_GATE_TAIL_MEAN:
+        levels = B.tail_mean_levels(fr, tail, quiet & np.isfinite(tail))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_ratio = B._bout_mean(fr, tail, br) / B._mean_level(fr, levels,
+                                                                     br.ends - br.starts + 1)
+    for k, (a, b) in enumerate(zip(br.starts, br.ends, strict=True)):
         lines.append(
             f"    bout {fr.fish_keys.iloc[fr.gid[a]]['arena']} frames {fr.frame[a]}-{fr.frame[b]}: "
             f"true {true[a:b + 1].mean():.2f}, kept {a in kept}, motion {peak(motion, a, b) / level:.2f} x, "
-            f"tail {peak(tail, a, b) / tail_level:.2f} x, mid-tail {peak(mid_abs, a, b) / mid_level:.2f} x")
+            f"tail {peak(tail, a, b) / tail_level:.2f} x (mean {mean_ratio[k]:.2f} x), "
+            f"mid-tail {peak(mid_abs, a, b) / mid_level:.2f} x")
     return lines
 
 

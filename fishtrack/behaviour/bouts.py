@@ -178,6 +178,33 @@ pixels, which a minority of fish whose quiet frames hold bouts the first detecti
 cannot raise (in one histogram of all fish those frames set the 99th percentile: issue 11,
 tuning seeds 155 and 514, head-embedded larvae at 63-78 fps in camera noise sd 8-11). False:
 the level of all fish's quiet frames in one histogram (the rule before 2026-12-06)."""
+MOTION_GATE_TAIL_MEAN = True
+"""The tail test also asks for the **mean** tail motion over a whole judged bout
+(:func:`tail_mean_levels`): a bout is kept when its mean ``tail_motion`` is above the level of
+quiet stretches of its length (:data:`MOTION_GATE_MEAN_WINDOWS_S`, the longest it spans), the
+median over the recording's fish of each fish's level (:data:`MOTION_GATE_TAIL_MEAN_SPREAD`).
+The peak test (:data:`MOTION_GATE_TAIL_SPREAD`) asks one smoothed value of the bout to exceed
+the extreme of single quiet values; where a faint tail's change per frame lies inside the
+camera's and the codec's noise, a bout shows only as a change that lasts: the noise of a
+quiet stretch averages down with its length, a beating tail keeps changing its pixels (issue
+11: spent 23854, six 30-px head-embedded larvae at 71 fps, H.264 sd 11.3, 32 true bouts
+dropped, peaking at 0.7-1.0 x the peak level while their means stood 1.1-1.7 x the mean
+level; spent 23817, two 25-px larvae in wells at 834 fps, and tuning 71: bouts of 0.1-0.3 s
+whose tail pixels peak under the level raised by missed bouts). A bout whose mid-tail stays
+within its noise is still dropped (:data:`MIDTAIL_DROP`). False: the peak test alone (the rule
+before 2026-12-07, h11l)."""
+MOTION_GATE_TAIL_MEAN_SPREAD = 1.5
+"""... the mean test's level: ``median + this x (99th percentile of the means of quiet
+stretches of that duration - median of the quiet frames)`` of one fish's tail motion (as
+:data:`MOTION_GATE_MEAN_SPREAD`), from :data:`SUSTAINED_MAX_FPS` up. Chosen on 269 kept tuning
+video recordings: 1.0 and 1.25 let through false bouts at 169-401 fps whose means stood 1.02-1.24
+x the 1.0 level (tuning 7's still larva A1 no longer 100 % passive; spent 22395 and 23838
+kappa* 0.997 -> 0.842, 0.982 -> 0.830), 1.5 none; 2.0 lost 71's gain (kappa* 0.00 -> 1.00 at
+1.5). docs/behaviour.md, "The tail's pixels over a whole bout"."""
+MOTION_GATE_TAIL_MEAN_SPREAD_LOW_FPS = 1.0
+"""... below :data:`SUSTAINED_MAX_FPS` (the tail motion compares consecutive frames there, and a
+bout holds 5-40 of them): on the 57 kept tuning recordings at 60-125 fps a spread of 1.0 let no
+false bout through and kept 22 more of 23854's true bouts than 1.5 did (kappa* 0.605 -> 0.803)."""
 MOTION_GATE_TAIL_OVER_MIDTAIL = 1.5
 """A judged bout whose mid-tail stays within its noise (:data:`MIDTAIL_DROP`) is kept by the
 tail test only when its tail motion peaks above this many times the tail test's level (a bout
@@ -1291,6 +1318,56 @@ def _tail_gate_keep(fr: Frames, br: BoutRuns, tail: np.ndarray | None, quiet: np
     return ratio, level
 
 
+def tail_mean_levels(fr: Frames, tail: np.ndarray, quiet: np.ndarray) -> np.ndarray:
+    """Per duration of :data:`MOTION_GATE_MEAN_WINDOWS_S`: the tail's mean-test level
+    (:data:`MOTION_GATE_TAIL_MEAN`; grey levels), the median over the recording's fish of each
+    fish's ``median + MOTION_GATE_TAIL_MEAN_SPREAD x (99th percentile of its quiet stretches'
+    means - median of its quiet frames)`` (:data:`MOTION_GATE_TAIL_MEAN_SPREAD_LOW_FPS` below
+    :data:`SUSTAINED_MAX_FPS`; NaN where no fish has :data:`MIN_QUIET_FRAMES` of them). Each
+    fish's own stretches: a minority of fish whose quiet frames hold bouts the
+    first detection missed cannot raise the rig's level (as :func:`rig_noise_level`)."""
+    low = fr.dt_median > 0 and 1.0 / fr.dt_median < SUSTAINED_MAX_FPS
+    spread = MOTION_GATE_TAIL_MEAN_SPREAD_LOW_FPS if low else MOTION_GATE_TAIL_MEAN_SPREAD
+    return pool_value("motion_gate_tail_mean_levels", _median_of_level_rows,
+                      levels=fish_mean_levels(fr, tail, quiet, spread))
+
+
+def fish_mean_levels(fr: Frames, values: np.ndarray, quiet: np.ndarray, spread: float
+                     ) -> np.ndarray:
+    """Per fish (rows) and duration of :data:`MOTION_GATE_MEAN_WINDOWS_S` (columns): the mean
+    test's level of the fish's own ``quiet`` frames (:func:`mean_gate_levels`, from its
+    stretches of consecutive quiet frames; NaN: fewer than :data:`MIN_QUIET_FRAMES`)."""
+    n_win = len(MOTION_GATE_MEAN_WINDOWS_S)
+    out = np.full((len(fr.fish_keys), n_win), np.nan)
+    ok = quiet & np.isfinite(values)
+    for a0, a1 in zip(*fish_bounds(fr), strict=True):
+        v, q = values[a0:a1], ok[a0:a1]
+        c = np.r_[0.0, np.cumsum(np.where(q, v, 0.0))]
+        cq = np.r_[0, np.cumsum(q)]
+        means, win = [], []
+        for j, lag in enumerate(mean_gate_lags(fr)):
+            if lag > a1 - a0:
+                continue
+            sel = (cq[lag:] - cq[:-lag]) == lag
+            means.append((c[lag:] - c[:-lag])[sel] / lag)
+            win.append(np.full(int(sel.sum()), j, np.int64))
+        if means:
+            out[fr.gid[a0]] = mean_gate_levels(v[q], np.concatenate(means), np.concatenate(win),
+                                               spread=spread)
+    return out
+
+
+def _median_of_level_rows(levels: np.ndarray) -> np.ndarray:
+    """Reduce: per column, the median of the fish's measured levels (NaN: none measured)."""
+    levels = np.asarray(levels, float).reshape(-1, len(MOTION_GATE_MEAN_WINDOWS_S))
+    out = np.full(levels.shape[1], np.nan)
+    for j in range(levels.shape[1]):
+        v = levels[:, j][np.isfinite(levels[:, j])]
+        if len(v):
+            out[j] = float(np.median(v))
+    return out
+
+
 def midtail_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
     """Per sorted row: the mid-tail angle's deviation from its rest posture (rad; the
     ``seg_angle_k`` of :data:`MIDTAIL_FRACTION` minus its centred mean over ``REST_S``,
@@ -1392,6 +1469,9 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
                                              quiet_frames(kin, br.in_bout))
     mid_quiet, mid_moves, mid_level = midtail_verdict(fr, br, midtail,
                                                       quiet_frames(kin, br.in_bout))
+    tail_mean = None
+    if tail is not None and MOTION_GATE_TAIL and MOTION_GATE_TAIL_MEAN:
+        tail_mean = tail_mean_levels(fr, tail, quiet_frames(kin, br.in_bout) & np.isfinite(tail))
     dropped = np.zeros(n_fish, np.int64)
     if not np.isfinite(level) or len(br.starts) == 0:
         return br, level, dropped, tail_level, mid_level
@@ -1405,6 +1485,8 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
                                                          br.ends - br.starts + 1)
     if tail_ratio is not None:
         keep |= tail_ratio > 1.0
+    if tail_mean is not None:
+        keep |= _bout_mean(fr, tail, br) > _mean_level(fr, tail_mean, br.ends - br.starts + 1)
     if mid_quiet is not None:
         # the whole fish's pixels alone do not confirm a bout whose mid-tail stays still (an
         # H.264 refresh changes them while the traced tip jitters), nor do the tail's pixels
