@@ -7,7 +7,7 @@ stress suite) of seed 23854 (held-out once, since spent): six head-embedded 30-p
 simulator's truth per row. Stored like ``stress22163_tracks.parquet``
 (``fixtures_behaviour.compact_tracks``). At 71 fps a bout holds 6-30 frames and the faint
 tail's pixel change per frame lies inside the camera's and the codec's noise: the true bouts'
-tail motion peaked at 0.7-1.0 x the gate's peak level, and the gate dropped 32 of them (29 of
+tail motion peaked at 0.70-1.00 x the gate's peak level, and the gate dropped 28 of them (29 of
 59 found). Over each bout the mean tail motion stands above what quiet stretches of the same
 length give; larva A3, which never moves, stays 100 % passive.
 

@@ -27,7 +27,7 @@ from fishtrack.behaviour._frames import (
     runs,
     to_input_order,
 )
-from fishtrack.behaviour._pool import any_of, remembered
+from fishtrack.behaviour._pool import any_of, ask_ahead, remembered
 from fishtrack.behaviour._pool import pooled as pool_value
 from fishtrack.behaviour.kinematics import (
     Kinematics,
@@ -187,9 +187,9 @@ The peak test (:data:`MOTION_GATE_TAIL_SPREAD`) asks one smoothed value of the b
 the extreme of single quiet values; where a faint tail's change per frame lies inside the
 camera's and the codec's noise, a bout shows only as a change that lasts: the noise of a
 quiet stretch averages down with its length, a beating tail keeps changing its pixels (issue
-11: spent 23854, six 30-px head-embedded larvae at 71 fps, H.264 sd 11.3, 32 true bouts
-dropped, peaking at 0.7-1.0 x the peak level while their means stood 1.1-1.7 x the mean
-level; spent 23817, two 25-px larvae in wells at 834 fps, and tuning 71: bouts of 0.1-0.3 s
+11: spent 23854, six 30-px head-embedded larvae at 71 fps, H.264 sd 11.3, 28 true bouts
+dropped, peaking at 0.70-1.00 x the peak level while the means of 22 of them stood 1.0-1.4 x
+the mean level; spent 23817, two 25-px larvae in wells at 834 fps, and tuning 71: bouts of 0.1-0.3 s
 whose tail pixels peak under the level raised by missed bouts). A bout whose mid-tail stays
 within its noise is still dropped (:data:`MIDTAIL_DROP`). False: the peak test alone (the rule
 before 2026-12-07, h11l)."""
@@ -1326,10 +1326,16 @@ def tail_mean_levels(fr: Frames, tail: np.ndarray, quiet: np.ndarray) -> np.ndar
     :data:`SUSTAINED_MAX_FPS`; NaN where no fish has :data:`MIN_QUIET_FRAMES` of them). Each
     fish's own stretches: a minority of fish whose quiet frames hold bouts the
     first detection missed cannot raise the rig's level (as :func:`rig_noise_level`)."""
+    return pool_value("motion_gate_tail_mean_levels", _median_of_level_rows,
+                      **_tail_mean_summary(fr, tail, quiet))
+
+
+def _tail_mean_summary(fr: Frames, tail: np.ndarray, quiet: np.ndarray) -> dict:
+    """The pooled summary of :func:`tail_mean_levels` (each fish's levels; reduce
+    :func:`_median_of_level_rows`)."""
     low = fr.dt_median > 0 and 1.0 / fr.dt_median < SUSTAINED_MAX_FPS
     spread = MOTION_GATE_TAIL_MEAN_SPREAD_LOW_FPS if low else MOTION_GATE_TAIL_MEAN_SPREAD
-    return pool_value("motion_gate_tail_mean_levels", _median_of_level_rows,
-                      levels=fish_mean_levels(fr, tail, quiet, spread))
+    return {"levels": fish_mean_levels(fr, tail, quiet, spread)}
 
 
 def fish_mean_levels(fr: Frames, values: np.ndarray, quiet: np.ndarray, spread: float
@@ -1451,6 +1457,12 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
     fr = kin.frames
     n_fish = len(fr.fish_keys)
     raw = motion
+    use_tail_mean = tail is not None and MOTION_GATE_TAIL and MOTION_GATE_TAIL_MEAN
+    if use_tail_mean:
+        # its summary is final here: resolved with the gate's first recording-level value
+        tail_quiet = quiet_frames(kin, br.in_bout) & np.isfinite(tail)
+        ask_ahead("motion_gate_tail_mean_levels", _median_of_level_rows,
+                  lambda: _tail_mean_summary(fr, tail, tail_quiet))
     if MOTION_GATE_RIG_REFERENCE:
         motion = motion_above_rig(fr, motion)
     # the mean test only on the motion above the rig's: on the raw motion of one or two fish
@@ -1469,9 +1481,7 @@ def motion_gate(kin: Kinematics, br: BoutRuns, motion: np.ndarray, body_px: np.n
                                              quiet_frames(kin, br.in_bout))
     mid_quiet, mid_moves, mid_level = midtail_verdict(fr, br, midtail,
                                                       quiet_frames(kin, br.in_bout))
-    tail_mean = None
-    if tail is not None and MOTION_GATE_TAIL and MOTION_GATE_TAIL_MEAN:
-        tail_mean = tail_mean_levels(fr, tail, quiet_frames(kin, br.in_bout) & np.isfinite(tail))
+    tail_mean = tail_mean_levels(fr, tail, tail_quiet) if use_tail_mean else None
     dropped = np.zeros(n_fish, np.int64)
     if not np.isfinite(level) or len(br.starts) == 0:
         return br, level, dropped, tail_level, mid_level
