@@ -126,6 +126,8 @@ def test_the_tail_level_is_the_median_of_the_fish_s_own_levels(missed_bouts, mon
     # also finds some of these bouts now
     monkeypatch.setattr(bouts_mod, "WEAK_BEAT_CLIP_SIGMA", 3.0)
     monkeypatch.setattr(bouts_mod, "WEAK_BEAT_ENERGY_Z", 7.0)
+    # and the tail's mean test (2026-12-07, h11l), which keeps these bouts too
+    monkeypatch.setattr(bouts_mod, "MOTION_GATE_TAIL_MEAN", False)
     res = classify(tracks, cfg.behaviour, cfg.protocol)
     old = score_stress(draw, sim, res)
     assert res.noise["motion_gate_tail_grey"] > 1.2 * level
