@@ -498,12 +498,12 @@ def test_measuring_threads_and_batches_leave_tracks_unchanged(monkeypatch):
 
 @pytest.mark.parametrize("cores", [2, 3])
 def test_a_plate_leaves_a_core_to_the_segmenting_thread(monkeypatch, cores):
-    """With ``PLATE_MEASURE_LEAVES_A_CORE`` (a switch, off by default) a plate (at least
+    """With ``PLATE_MEASURE_LEAVES_A_CORE`` (a switch, on by default) a plate (at least
     ``KERNEL_MIN_FISH`` fish) is measured on one thread fewer than the process's compute
     threads (at most ``MEASURE_THREADS``): on 2 cores one thread measures whole batches while
     the main thread segments the next chunk (two halves on two threads beside the main and
-    decoding threads took ~7 % more CPU in ``track_video`` on issue 15's 96-well plate,
-    docs/benchmarks.md); the tracks are those of two threads measuring halves (the default)."""
+    decoding threads took ~5-7 % more CPU in ``track_video`` on issue 15's 96-well plate,
+    docs/benchmarks.md); the tracks are those of two threads measuring halves (switch off)."""
     import threading
 
     import fishtrack.tracking.tracker as tracker
@@ -532,7 +532,7 @@ def test_a_plate_leaves_a_core_to_the_segmenting_thread(monkeypatch, cores):
                           chunk_size=8)
         return res.tracks, {name for name, _ in calls}, [n for _, n in calls]
 
-    assert tracker.PLATE_MEASURE_LEAVES_A_CORE is False  # the default
+    assert tracker.PLATE_MEASURE_LEAVES_A_CORE is True  # the default
     monkeypatch.setattr(tracker, "PLATE_MEASURE_LEAVES_A_CORE", True)
     got, threads, blocks = run()
     assert tracker.MEASURE_THREADS == 2

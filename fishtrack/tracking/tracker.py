@@ -87,13 +87,16 @@ KERNEL_MIN_FISH = 24
 _KERNELS: Any = None
 #: chunk bytes above which chunks are made shorter than ``chunk_size`` (bounded memory)
 _MAX_CHUNK_BYTES = 12_000_000
-#: switch (off): a plate (at least ``KERNEL_MIN_FISH`` fish) measured on
+#: switch (on since h15ad, 2026-12-07): a plate (at least ``KERNEL_MIN_FISH`` fish) measured on
 #: ``compute_threads() - 1`` threads (at least 1, at most ``MEASURE_THREADS``), the main
-#: thread segmenting on the other core. On 2 cores, whole batches on one thread took ~7 %
-#: less CPU in ``track_video`` than two halves on two threads (the same tracks), but whole
-#: ``fishtrack track`` runs showed no difference beyond their spread and its effect on wall
-#: time was not measured on a quiet machine (issue 15, docs/benchmarks.md)
-PLATE_MEASURE_LEAVES_A_CORE = False
+#: thread segmenting on the other core. On 2 cores, whole batches on one thread took ~5-7 %
+#: less CPU in ``track_video`` than two halves on two threads (the same tracks); whole
+#: ``fishtrack track`` runs cost the same CPU within their spread (no cost shown, no gain
+#: shown), and on 2 cores the tracking is bound by its total CPU, not by the measuring
+#: chain (~3.5 of ~10 ms per 96-well frame); on 4 or more cores nothing changes (two
+#: measuring threads). Its wall time on a quiet machine is for the lead to confirm (issue
+#: 15, docs/benchmarks.md); off: two measuring threads, as before
+PLATE_MEASURE_LEAVES_A_CORE = True
 #: store bytes per block of rows handed to a streaming sink (``track_video(sink=...)``)
 _SPILL_BYTES = 8_000_000
 #: smallest detection in a multi-fish arena, as a fraction of the typical fish area
