@@ -502,7 +502,7 @@ def test_a_plate_leaves_a_core_to_the_segmenting_thread(monkeypatch, cores):
     ``KERNEL_MIN_FISH`` fish) is measured on one thread fewer than the process's compute
     threads (at most ``MEASURE_THREADS``): on 2 cores one thread measures whole batches while
     the main thread segments the next chunk (two halves on two threads beside the main and
-    decoding threads took ~5-7 % more CPU in ``track_video`` on issue 15's 96-well plate,
+    decoding threads took ~2-7 % more CPU in ``track_video`` on issue 15's 96-well plate,
     docs/benchmarks.md); the tracks are those of two threads measuring halves (switch off)."""
     import threading
 

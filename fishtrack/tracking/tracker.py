@@ -89,7 +89,7 @@ _KERNELS: Any = None
 _MAX_CHUNK_BYTES = 12_000_000
 #: switch (on since h15ad, 2026-12-07): a plate (at least ``KERNEL_MIN_FISH`` fish) measured on
 #: ``compute_threads() - 1`` threads (at least 1, at most ``MEASURE_THREADS``), the main
-#: thread segmenting on the other core. On 2 cores, whole batches on one thread took ~5-7 %
+#: thread segmenting on the other core. On 2 cores, whole batches on one thread took ~2-7 %
 #: less CPU in ``track_video`` than two halves on two threads (the same tracks); whole
 #: ``fishtrack track`` runs cost the same CPU within their spread (no cost shown, no gain
 #: shown), and on 2 cores the tracking is bound by its total CPU, not by the measuring
