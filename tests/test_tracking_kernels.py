@@ -104,6 +104,64 @@ def test_cut_kernel_equals_numpy(label):
             assert np.isnan(motion[0])
 
 
+def test_cut_of_all_arenas_in_one_call_equals_one_call_per_arena():
+    """``_kernels.cut_measure_arenas`` (a plate's cut in one call: every arena's fishness in
+    one flat buffer, its crop a box of the whole frames, its frame before the chunk a box of
+    one whole frame) gives exactly the patches, areas and motion of ``cut_measure`` called
+    per arena on that arena's own arrays: arenas of different sizes, arenas without fish,
+    patches clipped by the crop's sides or outside it, arenas with and without a frame before."""
+    from fishtrack.tracking import _kernels
+
+    rng = np.random.default_rng(15)
+    n, big_h, big_w, p = 5, 90, 130, 15
+    frames = rng.integers(0, 255, (n, big_h, big_w)).astype(np.uint8)
+    prev_full = rng.integers(0, 255, (big_h, big_w)).astype(np.uint8)
+    boxes = np.array([(0, 0, 30, 40), (40, 0, 25, 35), (80, 10, 40, 50), (0, 45, 30, 30),
+                      (35, 50, 38, 44), (90, 60, 30, 40)], np.int64)  # (x0, y0, h, w)
+    counts = [7, 0, 11, 1, 9, 0]
+    has_prev = np.array([True, False, False, True, True, True])
+    sizes = [n * bh * bw for _, _, bh, bw in boxes.tolist()]
+    woff = np.cumsum([0, *sizes[:-1]]).astype(np.int64)
+    work = rng.integers(0, 60, sum(sizes) + 17).astype(np.uint8)
+    bounds = np.cumsum([0, *counts]).astype(np.int64)
+    m = int(bounds[-1])
+    t = rng.integers(0, n, m).astype(np.int64)
+    t[::3] = 0
+    x0 = np.empty(m, np.int64)
+    y0 = np.empty(m, np.int64)
+    for a, (_, _, bh, bw) in enumerate(boxes.tolist()):
+        sl = slice(bounds[a], bounds[a + 1])
+        x0[sl] = rng.integers(-p - 1, bw + 1, counts[a])
+        y0[sl] = rng.integers(-p - 1, bh + 1, counts[a])
+    yy, xx = np.mgrid[:p, :p]
+    cy, cx = rng.uniform(-2, p + 1, (2, m))
+    r = rng.uniform(1.0, 6.0, m)
+    mem = np.where(np.hypot(yy - cy[:, None, None], xx - cx[:, None, None]) <= r[:, None, None],
+                   1, 2 * (rng.random((m, p, p)) < 0.05)).astype(np.uint8)
+
+    def out():
+        return np.zeros((m, p, p), np.uint8), np.zeros(m, np.float32), np.full(m, np.nan, np.float32)
+
+    fp1, area1, motion1 = out()
+    _kernels.cut_measure_arenas(work, woff, boxes, frames, prev_full, has_prev, bounds, t, x0, y0,
+                                mem, fp1, area1, motion1)
+    fp2, area2, motion2 = out()
+    for a, (bx, by, bh, bw) in enumerate(boxes.tolist()):
+        lo, hi = bounds[a], bounds[a + 1]
+        if hi == lo:
+            continue
+        d = work[woff[a]:woff[a] + sizes[a]].reshape(n, bh, bw)
+        crop = frames[:, by:by + bh, bx:bx + bw]
+        prev = np.array(prev_full[by:by + bh, bx:bx + bw])
+        _kernels.cut_measure(d, crop, prev, bool(has_prev[a]), t[lo:hi], x0[lo:hi], y0[lo:hi],
+                             mem[lo:hi], True, 0.0, fp2[lo:hi], area2[lo:hi], motion2[lo:hi])
+    assert np.array_equal(fp1, fp2) and np.array_equal(area1, area2)
+    assert np.array_equal(motion1, motion2, equal_nan=True)
+    assert (area1 > 0).sum() > 10 and np.isfinite(motion1).sum() > 10
+    assert np.isfinite(motion1[(t == 0) & has_prev.repeat(counts)]).any()  # the frame before read
+    assert np.isnan(motion1[(t == 0) & ~has_prev.repeat(counts)]).all()
+
+
 def _fish_patches(m: int, p: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Smoothed fishness patches (M, P, P) float32 of curved larvae (bright ridges fading to
     the tail, some C-bent so that the tail comes back near the head, some faint, a few

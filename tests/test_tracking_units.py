@@ -498,12 +498,12 @@ def test_measuring_threads_and_batches_leave_tracks_unchanged(monkeypatch):
 
 @pytest.mark.parametrize("cores", [2, 3])
 def test_a_plate_leaves_a_core_to_the_segmenting_thread(monkeypatch, cores):
-    """With ``PLATE_MEASURE_LEAVES_A_CORE`` (a switch, off by default) a plate (at least
+    """With ``PLATE_MEASURE_LEAVES_A_CORE`` (a switch, on by default) a plate (at least
     ``KERNEL_MIN_FISH`` fish) is measured on one thread fewer than the process's compute
     threads (at most ``MEASURE_THREADS``): on 2 cores one thread measures whole batches while
     the main thread segments the next chunk (two halves on two threads beside the main and
-    decoding threads took ~7 % more CPU in ``track_video`` on issue 15's 96-well plate,
-    docs/benchmarks.md); the tracks are those of two threads measuring halves (the default)."""
+    decoding threads took ~2-7 % more CPU in ``track_video`` on issue 15's 96-well plate,
+    docs/benchmarks.md); the tracks are those of two threads measuring halves (switch off)."""
     import threading
 
     import fishtrack.tracking.tracker as tracker
@@ -532,7 +532,7 @@ def test_a_plate_leaves_a_core_to_the_segmenting_thread(monkeypatch, cores):
                           chunk_size=8)
         return res.tracks, {name for name, _ in calls}, [n for _, n in calls]
 
-    assert tracker.PLATE_MEASURE_LEAVES_A_CORE is False  # the default
+    assert tracker.PLATE_MEASURE_LEAVES_A_CORE is True  # the default
     monkeypatch.setattr(tracker, "PLATE_MEASURE_LEAVES_A_CORE", True)
     got, threads, blocks = run()
     assert tracker.MEASURE_THREADS == 2
@@ -585,6 +585,72 @@ def test_plate_chunk_is_measured_without_a_copy(monkeypatch):
     for (a, _), (m, _) in zip(adds, measured, strict=True):
         assert m.shape == a.shape and np.shares_memory(m, a)  # the chunk's part itself
     assert got.tracks.equals(ref.tracks) and got.tracks["detected"].all()
+
+
+def test_plate_cut_in_one_call_equals_the_per_arena_cut(monkeypatch):
+    """A plate's chunk (compiled kernels in use) is cut with one compiled call for all its
+    arenas (``_kernels.cut_measure_arenas``, the real kernel, counted): once per chunk, no
+    per-arena ``cut_measure`` call; the tracks are exactly those of one call per arena
+    (``PLATE_CUT_ONE_CALL`` off) and of the NumPy path, also with a well that is empty in
+    the first chunk (an arena without fish) and frames that are not C-contiguous (the
+    per-arena cut, as before)."""
+    import fishtrack.tracking.tracker as tracker
+
+    frames, arenas = _plate(n=24, rows=2, cols=3)
+    rng = np.random.default_rng(3)  # well A2 empty (its background and noise) in the first chunk
+    frames[:8, :120, 120:240] = np.clip(200 + rng.normal(0, 2, (8, 120, 120)), 0, 255).astype(np.uint8)
+    bg = estimate_background(ArraySource(frames[8:]), TrackingConfig())
+    monkeypatch.setattr(tracker, "MEASURE_THREADS", 1)
+
+    def run(kernels: bool, one_call: bool = True, src=None):
+        monkeypatch.setattr(tracker, "PLATE_CUT_ONE_CALL", one_call)
+        tracker.use_kernels(kernels)
+        try:
+            calls = {"one": 0, "each": 0}
+            if kernels:
+                k = tracker._KERNELS
+                one, each = k.cut_measure_arenas, k.cut_measure
+
+                def spy_one(*a):
+                    calls["one"] += 1
+                    return one(*a)
+
+                def spy_each(*a):
+                    calls["each"] += 1
+                    return each(*a)
+
+                monkeypatch.setattr(k, "cut_measure_arenas", spy_one)
+                monkeypatch.setattr(k, "cut_measure", spy_each)
+            res = track_video(src or ArraySource(frames), arenas, TrackingConfig(), background=bg,
+                              chunk_size=8)
+            if kernels:
+                monkeypatch.setattr(k, "cut_measure_arenas", one)
+                monkeypatch.setattr(k, "cut_measure", each)
+            return res.tracks, calls
+        finally:
+            tracker.use_kernels(False)
+
+    ref, _ = run(False)
+    each, calls_each = run(True, one_call=False)
+    one, calls_one = run(True)
+    assert calls_one == {"one": 3, "each": 0}  # one call per chunk of 8 frames
+    assert calls_each["one"] == 0 and calls_each["each"] == 3 * len(arenas) - 1  # A2 empty once
+    assert one.equals(each) and one.equals(ref)
+    a2 = one[one["arena"] == "A2"]
+    assert not a2["detected"].iloc[:8].any() and a2["detected"].iloc[8:].all()
+    assert one[one["arena"] != "A2"]["detected"].all()
+    assert one["motion_energy"].notna().sum() > len(arenas) * 16  # the cut's motion measured
+
+    class Strided(ArraySource):  # chunks whose frames are views with a row stride
+        def chunks(self, *a, **k):
+            for c in super().chunks(*a, **k):
+                wide = np.zeros((*c.frames.shape[:2], c.frames.shape[2] + 8), np.uint8)
+                wide[:, :, :-8] = c.frames
+                c.frames = wide[:, :, :-8]
+                yield c
+
+    strided, calls_strided = run(True, src=Strided(frames))
+    assert calls_strided["one"] == 0 and strided.equals(ref)
 
 
 def test_plate_batch_is_written_in_one_step(monkeypatch):

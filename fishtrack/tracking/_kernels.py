@@ -23,7 +23,7 @@ import math
 import numpy as np
 from numba import njit
 
-__all__ = ["bilinear2d", "bilinear_rows", "body_rays", "contour_stats", "cut_measure", "eye_heads",
+__all__ = ["bilinear2d", "bilinear_rows", "body_rays", "contour_stats", "cut_measure", "cut_measure_arenas", "eye_heads",
            "fishness_arenas", "gains_fishness_arenas", "head_point", "head_profile", "head_windows", "sweep_step", "trace_advance"]
 
 
@@ -87,28 +87,16 @@ def bilinear_rows(f, rows, x, y):  # pragma: no cover - compiled; tested against
     return out
 
 
-@njit(f"void({_C3U8}, {_A3U8}, uint8[:, :], boolean, int64[:], int64[:], int64[:], {_C3U8}, "
-      f"boolean, float64, {_C3U8}, float32[:], float32[:])", cache=True, nogil=True)
-def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, fp, area, motion):  # pragma: no cover
-    """The fishness patches ``fp`` (M, P, P) of a chunk's fish and each fish's area and motion
-    energy (``tracker._cut``'s NumPy steps, the same values).
-
-    ``d``, ``crop`` (N, h, w) the arena's fishness and frames, ``prev`` (h, w) the frame
-    before the chunk (used where ``has_prev``), ``t``, ``x0``, ``y0`` (M,) each patch's frame
-    and top-left corner (crop px), ``mem`` (M, P, P) labels (1 = the fish; used where
-    ``label``, else the fish is where ``fp > own_threshold``). Fills ``fp`` (zeros), ``area``
-    and ``motion`` (NaN where not measured): the fish's pixel count inside the crop and the
-    mean absolute frame difference to the frame before over the fish dilated by 2 px (5x5
-    square, within the patch and the crop).
-    """
+@njit(cache=True, nogil=True, inline="always")
+def _cut_measure_one(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, fp, area,  # pragma: no cover
+                     motion, own, tmp, cols):
+    """:func:`cut_measure` of one arena, with its scratch rows ``own``, ``tmp`` (P + 4, P + 4)
+    and ``cols`` (P,) uint8 (zeroed here per fish as needed)."""
     m, p = fp.shape[0], fp.shape[1]
     h, w = d.shape[1], d.shape[2]
     # the fish's pixels (own) and their dilation along rows (tmp) with a margin of 2 px:
     # patch row / column i is row / column i + 2 of these, so that the 5-wide maxima need no
     # bounds (branch-free loops the compiler vectorizes)
-    own = np.zeros((p + 4, p + 4), np.uint8)
-    tmp = np.zeros((p + 4, p + 4), np.uint8)
-    cols = np.zeros(p, np.uint8)
     for k in range(m):
         tk, xk, yk = t[k], x0[k], y0[k]
         ya, yb = min(max(yk, 0), h), min(max(yk + p, 0), h)
@@ -195,6 +183,60 @@ def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, f
             tot += rt
         if nz > 0:
             motion[k] = tot * (1.0 / nz)
+
+
+@njit(f"void({_C3U8}, {_A3U8}, uint8[:, :], boolean, int64[:], int64[:], int64[:], {_C3U8}, "
+      f"boolean, float64, {_C3U8}, float32[:], float32[:])", cache=True, nogil=True)
+def cut_measure(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, fp, area, motion):  # pragma: no cover
+    """The fishness patches ``fp`` (M, P, P) of a chunk's fish and each fish's area and motion
+    energy (``tracker._cut``'s NumPy steps, the same values).
+
+    ``d``, ``crop`` (N, h, w) the arena's fishness and frames, ``prev`` (h, w) the frame
+    before the chunk (used where ``has_prev``), ``t``, ``x0``, ``y0`` (M,) each patch's frame
+    and top-left corner (crop px), ``mem`` (M, P, P) labels (1 = the fish; used where
+    ``label``, else the fish is where ``fp > own_threshold``). Fills ``fp`` (zeros), ``area``
+    and ``motion`` (NaN where not measured): the fish's pixel count inside the crop and the
+    mean absolute frame difference to the frame before over the fish dilated by 2 px (5x5
+    square, within the patch and the crop).
+    """
+    p = fp.shape[1]
+    own = np.zeros((p + 4, p + 4), np.uint8)
+    tmp = np.zeros((p + 4, p + 4), np.uint8)
+    cols = np.zeros(p, np.uint8)
+    _cut_measure_one(d, crop, prev, has_prev, t, x0, y0, mem, label, own_threshold, fp, area,
+                     motion, own, tmp, cols)
+
+
+@njit(f"void(uint8[::1], int64[::1], int64[:, ::1], {_C3U8}, uint8[:, ::1], boolean[::1], "
+      f"int64[::1], int64[:], int64[:], int64[:], {_C3U8}, {_C3U8}, float32[:], float32[:])",
+      cache=True, nogil=True)
+def cut_measure_arenas(work, woff, boxes, frames, prev, has_prev, bounds, t, x0, y0, mem, fp,
+                       area, motion):  # pragma: no cover
+    """:func:`cut_measure` (with labels) of every arena of a plate's chunk in one call,
+    instead of one call per arena (issue 15: ~96 calls per chunk, mostly numba's argument
+    dispatch): the same values.
+
+    ``work`` the flat buffer holding each arena's fishness (N, h, w) from ``woff[a]``;
+    ``boxes`` (A, 4) each arena's crop (x0, y0, h, w) in ``frames`` (N, H, W); ``prev`` (H, W)
+    the frame before the chunk (an arena's crop of it used where ``has_prev[a]``); the fish of
+    arena ``a`` are rows ``bounds[a]:bounds[a + 1]`` of ``t``, ``x0``, ``y0``, ``mem``, ``fp``,
+    ``area`` and ``motion`` (as :func:`cut_measure`'s).
+    """
+    n = frames.shape[0]
+    p = fp.shape[1]
+    own = np.zeros((p + 4, p + 4), np.uint8)
+    tmp = np.zeros((p + 4, p + 4), np.uint8)
+    cols = np.zeros(p, np.uint8)
+    for a in range(boxes.shape[0]):
+        lo, hi = bounds[a], bounds[a + 1]
+        if hi <= lo:
+            continue
+        bx, by, bh, bw = boxes[a, 0], boxes[a, 1], boxes[a, 2], boxes[a, 3]
+        d = work[woff[a]:woff[a] + n * bh * bw].reshape((n, bh, bw))
+        crop = frames[:, by:by + bh, bx:bx + bw]
+        pv = prev[by:by + bh, bx:bx + bw]
+        _cut_measure_one(d, crop, pv, has_prev[a], t[lo:hi], x0[lo:hi], y0[lo:hi], mem[lo:hi],
+                         True, 0.0, fp[lo:hi], area[lo:hi], motion[lo:hi], own, tmp, cols)
 
 
 @njit(cache=True, nogil=True, inline="always")

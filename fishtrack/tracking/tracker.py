@@ -87,13 +87,16 @@ KERNEL_MIN_FISH = 24
 _KERNELS: Any = None
 #: chunk bytes above which chunks are made shorter than ``chunk_size`` (bounded memory)
 _MAX_CHUNK_BYTES = 12_000_000
-#: switch (off): a plate (at least ``KERNEL_MIN_FISH`` fish) measured on
+#: switch (on since h15ad, 2026-12-07): a plate (at least ``KERNEL_MIN_FISH`` fish) measured on
 #: ``compute_threads() - 1`` threads (at least 1, at most ``MEASURE_THREADS``), the main
-#: thread segmenting on the other core. On 2 cores, whole batches on one thread took ~7 %
-#: less CPU in ``track_video`` than two halves on two threads (the same tracks), but whole
-#: ``fishtrack track`` runs showed no difference beyond their spread and its effect on wall
-#: time was not measured on a quiet machine (issue 15, docs/benchmarks.md)
-PLATE_MEASURE_LEAVES_A_CORE = False
+#: thread segmenting on the other core. On 2 cores, whole batches on one thread took ~2-7 %
+#: less CPU in ``track_video`` than two halves on two threads (the same tracks); whole
+#: ``fishtrack track`` runs cost the same CPU within their spread (no cost shown, no gain
+#: shown), and on 2 cores the tracking is bound by its total CPU, not by the measuring
+#: chain (~3.5 of ~10 ms per 96-well frame); on 4 or more cores nothing changes (two
+#: measuring threads). Its wall time on a quiet machine is for the lead to confirm (issue
+#: 15, docs/benchmarks.md); off: two measuring threads, as before
+PLATE_MEASURE_LEAVES_A_CORE = True
 #: store bytes per block of rows handed to a streaming sink (``track_video(sink=...)``)
 _SPILL_BYTES = 8_000_000
 #: smallest detection in a multi-fish arena, as a fraction of the typical fish area
@@ -1773,6 +1776,12 @@ class _Run:
         self.cells = sum(int(np.prod(m.shape)) for m in bg.models)
         self.plate: tuple | None = None  # the arenas' boxes, backgrounds, masks (_plate_arrays)
         self.plate_gains: tuple | None = None  # their gains' reference pixels (_plate_gain_pixels)
+        #: a plate's crops (x0, y0, h, w) per arena, the frame before the chunk (every arena's
+        #: ``prev`` a view of it) and where each arena's fishness lies in ``work``: the cut of
+        #: all arenas in one compiled call (_step_plate)
+        self.cut_boxes: np.ndarray | None = None
+        self.plate_prev: np.ndarray | None = None
+        self.part_offsets: np.ndarray | None = None
         # a part per arena from the start when it will be needed: segmenting threads, or the
         # compiled kernels (in use, or loaded by track_video for a plate); a run that finds
         # the kernels loaded mid-run without expecting them grows it then (_arena_parts)
@@ -1852,7 +1861,8 @@ class _Run:
             all_blobs = blobs_of_arenas(conts, [d.shape[1] for _, d, _ in waiting], prm.min_area,
                                         kernels.contour_stats)
             if self.step is _step_single:
-                _step_plate(self, [(*wt, b) for wt, b in zip(waiting, all_blobs, strict=True)], fidx)
+                _step_plate(self, [(*wt, b) for wt, b in zip(waiting, all_blobs, strict=True)], fidx,
+                            frames=frames)
             else:
                 for (st, d, crop), blobs in zip(waiting, all_blobs, strict=True):
                     self._step(st, d, crop, blobs, fidx)
@@ -1874,13 +1884,17 @@ class _Run:
             self.work = np.zeros(max(n, self.chunk_frames) * per_frame, np.uint8)
         parts = []
         at = 0
+        offsets = []
         for st in self.states:
             x0, y0, x1, y1 = st.model.bbox
             hh, ww = st.model.shape
+            offsets.append(at)
             parts.append((st, self.work[at : at + n * hh * ww].reshape(n, hh, ww),
                           frames[:, y0:y1, x0:x1]))
             if own:
                 at += n * hh * ww
+        #: where each arena's part of ``work`` begins (the plate's one cut call reads them)
+        self.part_offsets = np.array(offsets, np.int64)
         return parts
 
     def _segment_beside(self, parts: list[tuple[_ArenaState, np.ndarray, np.ndarray]],
@@ -1974,7 +1988,8 @@ def _step_single(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
         run.queue.add(pt, _Pending(st, ac.fidx[t], _stop_level(st.model)))
 
 
-def _step_plate(run: _Run, arenas: list[tuple], fidx: np.ndarray) -> None:
+def _step_plate(run: _Run, arenas: list[tuple], fidx: np.ndarray, *,
+                frames: np.ndarray | None = None) -> None:
     """:func:`_step_single` of every arena of a plate's chunk at once (the compiled kernels in
     use; ``arenas``: (state, fishness, frames, blobs) of each): the blob chosen per arena and
     frame (:func:`select_single_arenas`, whole-array steps), then the patches of all arenas
@@ -2012,19 +2027,63 @@ def _step_plate(run: _Run, arenas: list[tuple], fidx: np.ndarray) -> None:
         fp = np.zeros((m, p, p), np.uint8)
         motion = np.full(m, np.nan, np.float32)
         area = np.zeros(m, np.float32)
-    measure = _KERNELS.cut_measure
     pend = []
-    for i, (st, d, crop, _) in enumerate(arenas):
-        lo, hi = bounds[i], bounds[i + 1]
-        if hi > lo:
-            sl = slice(lo, hi)
-            prev = st.prev
-            measure(d, crop, crop[0] if prev is None else prev, prev is not None, ts[i], x0[sl],
-                    y0[sl], mem[sl], True, 0.0, fp[sl], area[sl], motion[sl])
-            pend.append(_Pending(st, fidx[ts[i]], _stop_level(st.model)))
-        st.prev = np.array(crop[-1])
+    if _plate_cut_in_one_call(run, arenas, frames):
+        # every arena's patches, areas and motion from one compiled call (the same values as
+        # cut_measure per arena); each arena's last frame a view of one copy of the frame
+        if bounds[-1]:
+            prev = run.plate_prev
+            has_prev = np.array([a[0].prev is not None for a in arenas], bool)
+            _KERNELS.cut_measure_arenas(run.work, run.part_offsets, run.cut_boxes, frames,
+                                        prev if prev is not None else frames[0], has_prev,
+                                        np.array(bounds, np.int64), t, x0, y0, mem, fp, area,
+                                        motion)
+        last = run.plate_prev = np.array(frames[-1])
+        for i, (st, *_) in enumerate(arenas):
+            if bounds[i + 1] > bounds[i]:
+                pend.append(_Pending(st, fidx[ts[i]], _stop_level(st.model)))
+            bx, by, bh, bw = run.cut_boxes[i].tolist()
+            st.prev = last[by:by + bh, bx:bx + bw]
+    else:
+        measure = _KERNELS.cut_measure
+        for i, (st, d, crop, _) in enumerate(arenas):
+            lo, hi = bounds[i], bounds[i + 1]
+            if hi > lo:
+                sl = slice(lo, hi)
+                prev = st.prev
+                measure(d, crop, crop[0] if prev is None else prev, prev is not None, ts[i], x0[sl],
+                        y0[sl], mem[sl], True, 0.0, fp[sl], area[sl], motion[sl])
+                pend.append(_Pending(st, fidx[ts[i]], _stop_level(st.model)))
+            st.prev = np.array(crop[-1])
+        run.plate_prev = None
     if pend:
         run.queue.add(_Patches(fp, mem, off, cen, area, motion), *pend)
+
+
+#: a plate's cut of all arenas in one compiled call (:func:`_step_plate`); off: one
+#: ``cut_measure`` call per arena (the same values; the tests compare the two)
+PLATE_CUT_ONE_CALL = True
+
+
+def _plate_cut_in_one_call(run: _Run, arenas: list[tuple], frames: np.ndarray | None) -> bool:
+    """Whether :func:`_step_plate` may cut all ``arenas`` with one ``cut_measure_arenas`` call:
+    the frames C-contiguous, every arena's fishness in its own part of ``run.work`` (at
+    ``run.part_offsets``) and its ``prev`` unset or a view of ``run.plate_prev`` (the last
+    chunk was cut the same way); sets up ``run.cut_boxes`` once."""
+    if not PLATE_CUT_ONE_CALL or frames is None or not frames.flags.c_contiguous:
+        return False
+    states = run.states
+    if len(arenas) != len(states) or run.part_offsets is None:
+        return False
+    if run.cut_boxes is None:
+        run.cut_boxes = np.array([(st.model.bbox[0], st.model.bbox[1], *st.model.shape)
+                                  for st in states], np.int64)
+    prev = run.plate_prev
+    for (st, d, *_), s2 in zip(arenas, states, strict=True):
+        if st is not s2 or d.base is not run.work or not (
+                st.prev is None or (prev is not None and st.prev.base is prev)):
+            return False
+    return True
 
 
 def _step_embedded(run: _Run, st: _ArenaState, ac: _ArenaChunk) -> None:
