@@ -305,8 +305,6 @@ def test_accuracy_bench_rewrites_the_same_scenes_with_another_codec():
         bench.main(["--seeds", "4", "--codec", "ffv1"])  # would write the docs' table
 
 
-@pytest.mark.xfail(strict=True, reason="midline.RIGID_SWEEPS is RIGID (0.3), not 0.4: with 0.4 "
-                   "tests/test_behaviour_gate_short_trace.py (tuning seed 745) fails")
 def test_speck_beside_the_yolk_of_a_still_larva_does_not_end_its_midline(tmp_path):
     """Spent seed 22527 of the suite (0.5 s of it): two 177-px head-embedded larvae with eyes,
     noise sd 5.4, lossless. A dark dust speck ~10 px across touches larva A2's side behind the
@@ -316,7 +314,10 @@ def test_speck_beside_the_yolk_of_a_still_larva_does_not_end_its_midline(tmp_pat
     sweep turned 66 degrees into it and ended there, 0.4 lengths from the head: A2's tail
     angle was the speck's, r 0.632 over the 2 s (r 0.997 after). The sweeps stay within
     ``midline.RIGID_TURN`` of the starting direction to ``midline.RIGID_SWEEPS`` = 0.4
-    lengths (the yolk's end) for head-embedded larvae, not only to 0.3."""
+    lengths (the yolk's end) for head-embedded larvae, not only to 0.3. (On main since the
+    merge of 2026-12-07 ``RIGID_SWEEPS`` = ``RIGID``: this failed. The held sweeps are on again
+    with a fish whose held trace leaves no tail traced as without them, which keeps tuning
+    seed 745's faint still tails as before, tests/test_behaviour_gate_short_trace.py.)"""
     spec, _, a2 = _speck_case(22527, "A2", tmp_path)
     # the traced midline reaches the tail: its last point near the true tip, not at the speck
     n = sum(c.startswith("tail_x_") and not c.endswith("_t") for c in a2.columns)

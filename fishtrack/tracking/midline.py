@@ -112,12 +112,19 @@ RIGID_TURN = FIRST_TURN
 #: tests/test_tracking_kernels.py lost their tails with 0.4). A dust speck as dark as the eyes, touching a still head-embedded larva's side
 #: behind the yolk at 0.31 lengths and filled in with it (it joins the body over the body's
 #: width: no saddle), drew the first free sweep 66 degrees into it and the trace ended there at
-#: 0.4 lengths (spent seed 22527, larva A2: tail r 0.632 -> 0.997 with 0.4). **Set to ``RIGID``
-#: (no effect) at the merge of 2026-12-07**: with 0.4 the behaviour test of tuning seed 745
-#: (tests/test_behaviour_gate_short_trace.py: two 29-px head-embedded larvae, H.264 CRF 27, a
-#: still tail's short kinked trace) fails (kappa* 1.00 -> 0.00); 0.4 is kept as the value to
-#: try again once 745 is understood (tests/test_tracking_issue12.py's 22527 test: strict xfail)
-RIGID_SWEEPS = RIGID
+#: 0.4 lengths (spent seed 22527, larva A2: tail r 0.632 -> 0.997 with 0.4). Where the held
+#: sweeps leave no tail although the trace went on past ``RIGID``, the fish is traced again
+#: without them (:func:`trace_midlines`): off on main from the merge of 2026-12-07 because
+#: tuning seed 745 (tests/test_behaviour_gate_short_trace.py: two 29-px head-embedded larvae,
+#: tail 21 grey levels in noise sd 11.5, H.264 CRF 27) failed with 0.4 alone (kappa* 1.00 ->
+#: 0.00). There the still tail fades into the codec noise 0.34 lengths from the head (ridge
+#: 42 -> 17 -> 6 grey levels, the same beside it); the free sweeps hooked into a side branch
+#: 45-70 degrees off (a short kinked trace, 11.6-16 px, which the behaviour stage's
+#: ``short_traces`` leaves out of the mid-tail test), the held ones were pushed along the
+#: cone's edge (-30 degrees) into background and the trace ended inside the anterior body:
+#: 38 of A1's 4584 frames lost their tail, and the gaps in the trace made a false 0.07-s bout
+#: at 4.44 s that cut A1's final passive stretch (2.1 s) into active pieces
+RIGID_SWEEPS = 0.4
 
 
 def wrap(a: np.ndarray | float) -> np.ndarray:
@@ -957,7 +964,9 @@ def trace_midlines(
     rigid_sweeps
         How far (fraction of ``length``, at least ``rigid``) the sweeps keep within
         ``RIGID_TURN`` of the starting direction (None: ``rigid``; the tracker passes
-        ``RIGID_SWEEPS`` for head-embedded larvae).
+        ``RIGID_SWEEPS`` for head-embedded larvae). A fish whose held trace went on past
+        ``rigid`` but found no tail is traced again without the held sweeps (the body is not
+        straight ahead there: the held sweeps never lose a tail the plain ones find).
     """
     m = fs.shape[0]
     step = float(np.clip(length / (2.0 * max(n_points - 1, 1)), 0.8, 3.0))
@@ -1194,8 +1203,25 @@ def trace_midlines(
     f = np.clip((targets - c0) / np.maximum(c1 - c0, 1e-9), 0, 1)[..., None]
     pts = trace_s[mi, i0] * (1 - f) + trace_s[mi, ix] * f
     pts[~ok, 1:] = np.nan
-    return Midlines(points=pts, length=total, ok=ok, trace=trace, ridge=vals, beside=beside,
-                    end=k_end)
+    out = Midlines(points=pts, length=total, ok=ok, trace=trace, ridge=vals, beside=beside,
+                   end=k_end)
+    held = np.flatnonzero(arc > rigid * length)
+    if rigid_reach > rigid * length and held.size:
+        # the sweeps held straight beyond ``rigid`` (``rigid_sweeps``) left no tail where the
+        # trace went on past the rigid part: the body is not straight ahead there (a faint tail
+        # lost in codec noise beside the cone, tuning seed 745), so these fish are traced as
+        # without the held sweeps; a trace that held a tail keeps it
+        lost = np.flatnonzero(~ok & (last >= held[0]))
+        if lost.size:
+            m2 = trace_midlines(fs[lost], heads[lost], theta0[lost], length, n_points, stop[lost],
+                                rel_stop=rel_stop, max_length=max_length, arc_smooth=arc_smooth,
+                                max_turn=max_turn, lateral=lateral, min_fraction=min_fraction,
+                                rigid=rigid)
+            got = lost[m2.ok]
+            if got.size:
+                for f in ("points", "length", "ok", "trace", "ridge", "beside", "end"):
+                    getattr(out, f)[got] = getattr(m2, f)[m2.ok]
+    return out
 
 
 def _straighten(
