@@ -86,7 +86,8 @@ REPORT_SEEDS = range(1000, 1200)
 #: straight to 0.4 lengths: spent 22358's ghost and 22527's speck behind the yolk), 24020-24169
 #: (its head-embedded seeds: h12p's head-embedded tip at the median traced length, tried and
 #: not merged, so the range is spent) and 24170-24409 (issue 17's slow-camera report of h17g:
-#: tracks 24170-24369, video 24370-24409), all 2026-12-07
+#: tracks 24170-24369, video 24370-24409), all 2026-12-07, and 24780-24999 (issue 17's
+#: slow-camera report of h17h: camera video 24780-24839, tracks only 24840-24999, 2026-12-07)
 REPORT_RANGES = (REPORT_SEEDS, range(7000, 7100), range(9200, 9300), range(10200, 10300),
                  range(11200, 11300), range(12400, 12500), range(13600, 13700),
                  range(13700, 13800), range(14500, 14600), range(14600, 14700),
@@ -96,7 +97,7 @@ REPORT_RANGES = (REPORT_SEEDS, range(7000, 7100), range(9200, 9300), range(10200
                  range(22400, 22550), range(22550, 22650),
                  range(23140, 23200), range(23200, 23350), range(23350, 23450),
                  range(23450, 23550), range(23920, 24020), range(24020, 24170),
-                 range(24170, 24410))
+                 range(24170, 24410), range(24780, 25000))
 
 #: pixels per frame a suite video may have (keeps every case a few seconds of work)
 _FRAME_BUDGET = 420_000
