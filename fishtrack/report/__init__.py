@@ -350,10 +350,10 @@ def _in_place_blind_block(s: Section, per_fish: pd.DataFrame) -> None:
         "per_fish.csv: imported tracks without a tail or pixels, or a camera below 50 fps). "
         "A struggle that neither moves nor turns the head leaves no trace in positions, so "
         "these fish can be scored <em>more passive</em> than they were. On simulated "
-        "25-30 fps tracks (docs/behaviour.md, movement bouts from speed) 8 % of the larvae "
-        "were over 0.05 in passive fraction, every one of them too passive and missing a "
-        "struggle in place. Where struggles in place matter, track the video with fishtrack "
-        "(pixel motion) or record the tail.</p>")
+        "25-30 fps tracks never used for tuning (docs/behaviour.md, movement bouts from "
+        "speed: 583 larvae) 43 (7 %) were over 0.05 in passive fraction, every one too "
+        "passive, 40 of them missing a struggle in place. Where struggles in place matter, "
+        "track the video with fishtrack (pixel motion) or record the tail.</p>")
     if len(blind) < len(fish):  # which ones, when not all
         cols = [c for c in ("fish_id", "group", "trial_dir", "video", "arena", "bout_signal")
                 if c in blind.columns]
