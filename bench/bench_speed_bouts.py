@@ -35,7 +35,9 @@ and tracks ``--seeds 20950-21149 --no-tail``; the thirteenth: video 21300-21349,
 ``--seeds 23500-23559 --video 60`` (tracked once, kept and re-scored) and tracks
 ``--seeds 23560-23759 --no-tail``, docs/behaviour.md; the sixteenth, 2026-12-07: tracks
 ``--seeds 24170-24369 --no-tail``, video 24370-24378 of 24370-24409, tracked once and
-re-scored). Each row also counts the true bouts
+re-scored; the seventeenth, 2026-12-07: video 24780-24839, tracked once by main's tracker,
+kept and re-scored by each version's ``classify``, and tracks 24840-24999, per larva with a
+``/tmp`` script, figures in docs/behaviour.md). Each row also counts the true bouts
 missed and those that held station (``synth.camera.missed_bouts``): what the speed from
 positions cannot see. Goals (issue 17): frame-state kappa >= 0.85, per-fish passive-fraction
 error <= 0.05.

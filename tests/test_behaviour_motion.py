@@ -757,3 +757,18 @@ def test_a_joint_rise_that_lasts_as_long_in_quiet_stretches_is_no_bout():
     _, _, whole = _every_larva_within_the_goal(22702, 6)
     b3 = whole.bouts[whole.bouts["fish"] == "B3"]
     assert not ((b3["start_frame"] <= 421) & (b3["end_frame"] >= 420)).any()
+
+
+def test_the_change_into_the_records_last_frame_confirms_no_bout_of_a_still_larva():
+    # spent camera video 24371 (3 larvae of 59 px, H.264 crf 21, camera noise sd 10.6, 25
+    # fps; the tracker's output kept in tests/data): the still larva A2's pixels changed by
+    # 0.03-0.1 grey levels on its quiet frames and by 1.20 and 1.60 on the record's last two
+    # frames (334-335), the encoder's last frame; the aligned motion of 334, min(1.20, 1.60),
+    # passed the 1.0 threshold: a bout on a larva that never moves. The last change confirms
+    # nothing (speed.RECORD_END_UNCONFIRMED)
+    err, tracks, cfg = _camera_passive_errors(24371)
+    assert len(err) == 3
+    assert (err <= 0.05).all(), err.round(3).to_dict()
+    res = classify(tracks, cfg.behaviour, cfg.protocol)
+    assert not res.bouts["fish"].astype(str).isin(["A1", "A2"]).any()  # the still larvae
+    assert (res.tracks.loc[res.tracks["fish"].astype(str) == "A2", "state"] == "passive").all()

@@ -103,6 +103,10 @@ def test_report_content(report):
     assert re.search(r'class="bad">Trial <b>broken</b>', html)  # the failed trial is named
     assert "reference_group: control" in html  # the config
     assert re.search(r"<td>pandas</td><td>[0-9.]+</td>", html)  # versions
+    # what the bout signal can see: these trials' bouts came from the tail (issue 17)
+    pf = pd.read_csv(report.out / "per_fish.csv")
+    assert (pf["bout_signal"] == "tail").all() and not pf["in_place_blind"].any()
+    assert "were scored from a signal that sees struggles in place" in html
 
 
 # ------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fishtrack.behaviour import speed as speed_mod
 from fishtrack.behaviour._frames import (
     Blocks,
     _reduce_interval,
@@ -532,7 +533,8 @@ def _speed_inputs(tracks: pd.DataFrame, cfg: BehaviourConfig, signal: str) -> tu
     frp = position_frames(tracks, cfg)
     blocks = gap_blocks(frp, cfg.max_gap_s)
     body = body_length_px(tracks, frp)
-    raw = motion_frames(tracks, frp) if signal == "speed_motion" else None
+    raw = (motion_frames(tracks, frp, end_confirms=not speed_mod.RECORD_END_UNCONFIRMED)
+           if signal == "speed_motion" else None)
     motion = motion_above_rig_change(frp, raw) if raw is not None else None
     blur = blur_frames(tracks, frp) if motion is not None else None
     drop = blur_frames(tracks, frp, smooth=False) if blur is not None else None

@@ -17,9 +17,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["VIGOUR_QUANTILES", "vigour_summary"]
+__all__ = ["IN_PLACE_BLIND_SIGNALS", "VIGOUR_QUANTILES", "bout_signal_columns", "vigour_summary"]
 
 _MOVEMENT = ("speed", "speed_motion")
+
+IN_PLACE_BLIND_SIGNALS = ("speed",)
+"""Bout signals that cannot see a movement in place: ``speed`` (the head's positions only,
+imported tracks without a tail or pixels, or a camera below 50 fps without the tracker's
+pixel motion). A struggle that neither moves nor turns the head leaves no trace in them (on
+simulated 25-30 fps tracks: issue 17, docs/behaviour.md); the tail (``tail``) and the
+tracker's pixel motion (``speed_motion``) see it."""
 
 VIGOUR_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95, 0.999)
 """Vigour percentiles kept per fish (columns ``q05 .. q999``)."""
@@ -94,4 +101,30 @@ def vigour_summary(tracks: pd.DataFrame, fish_noise: pd.DataFrame | list[dict] |
             out = out.merge(fn[on + cols], on=on, how="left")
     if "qc_flags" in out.columns:
         out["qc_flags"] = out["qc_flags"].fillna("").astype(str)
+    return out
+
+
+def bout_signal_columns(per_fish: pd.DataFrame, behaviour_noise: dict | None) -> pd.DataFrame:
+    """``per_fish`` (rows keyed by ``arena``, ``fish``) with two columns appended: the signal
+    its bouts were found from, ``bout_signal`` (``tail``, ``speed`` or ``speed_motion``: the
+    per-fish value of ``behaviour_noise["fish"]``, else the trial's ``bout_signal``, else
+    ``tail``, the only signal of trials scored before movement bouts existed), and
+    ``in_place_blind`` (True where that signal is in :data:`IN_PLACE_BLIND_SIGNALS`: a
+    struggle in place is not seen, so the passive fraction can be too high).
+    ``behaviour_noise``: the trial's ``provenance.json`` ``behaviour_noise`` (or None)."""
+    out = per_fish.copy()
+    noise = behaviour_noise or {}
+    default = str(noise.get("bout_signal") or "tail")
+    sig = pd.Series(default, index=out.index, dtype=object)
+    fn = pd.DataFrame(noise.get("fish") or [])
+    if len(out) and len(fn) and "bout_signal" in fn.columns and "fish" in fn.columns \
+            and "fish" in out.columns:
+        on = [k for k in ("arena", "fish") if k in fn.columns and k in out.columns]
+        key_fn = pd.MultiIndex.from_frame(fn[on].astype(str))
+        per = pd.Series(fn["bout_signal"].astype(object).to_numpy(), index=key_fn)
+        per = per[~per.index.duplicated()]
+        got = per.reindex(pd.MultiIndex.from_frame(out[on].astype(str))).to_numpy()
+        sig = pd.Series(np.where(pd.notna(got), got, default), index=out.index, dtype=object)
+    out["bout_signal"] = sig.astype(str)
+    out["in_place_blind"] = out["bout_signal"].isin(IN_PLACE_BLIND_SIGNALS)
     return out

@@ -50,6 +50,8 @@ rig-level values (:func:`fixed_speed_threshold`).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -273,7 +275,7 @@ def _nanmedian(body: np.ndarray) -> float:
 
 
 def window_speed(fr: Frames, width: int, drift_s: float | None = None,
-                 quiet: np.ndarray | None = None) -> np.ndarray:
+                 quiet: np.ndarray | None = None, blocks: Blocks | None = None) -> np.ndarray:
     """Per sorted row: the head's displacement across a centred window of ``width`` frames
     divided by the time it spans (px/s; NaN on unobserved rows).
 
@@ -289,11 +291,20 @@ def window_speed(fr: Frames, width: int, drift_s: float | None = None,
     steady velocity that a median over seconds follows. ``quiet``: the median is taken over
     these rows only (the frames away from the bouts: a fast bout's frames would pull it and
     leave a residual speed around the bout); none in the window: no drift is taken out.
+
+    ``blocks`` (:func:`fishtrack.behaviour._frames.gap_blocks`; with :data:`CUT_AT_LOSSES`):
+    the window and the positions' smoothing are cut at a long tracking loss as at the record's
+    ends; only shorter losses are bridged. A movement made while the fish was lost shows in
+    the interpolated positions across the loss as a slow glide, and a window reaching into it
+    from the first frames after the loss took that glide for a bout (spent tuning seed 150 A1:
+    37 frames lost over a true bout, a bout found on the 4 frames after it, which split the
+    quiet stretch that followed).
     """
     n = fr.n
     out = np.full(n, np.nan)
     if n == 0:
         return out
+    fr = block_frames(fr, blocks)
     xf = np.full(n, np.nan)
     yf = np.full(n, np.nan)
     for a, b in zip(*fish_bounds(fr), strict=True):
@@ -322,6 +333,80 @@ def window_speed(fr: Frames, width: int, drift_s: float | None = None,
         vy = vy - _running_median(np.where(use, vy, np.nan), fr, drift_s)
     out = np.hypot(vx, vy)
     out[bad] = np.nan
+    return out
+
+
+CUT_AT_LOSSES = True
+"""The speed's window is cut at a tracking loss longer than ``max_gap_s`` (:func:`window_speed`
+with ``blocks``), as at the record's ends; False: bridged by interpolation (the rule before)."""
+EDGE_NOISE = True
+"""Where the speed's window is cut (the record's ends, a long loss), the speed is compared with
+its threshold after dividing it by how much more white position noise it carries there
+(:func:`window_noise_scale`); False: compared as it is (the rule before)."""
+
+
+def block_frames(fr: Frames, blocks: Blocks | None) -> Frames:
+    """``fr`` with each row's ``gstart``/``gend`` the first/last row of its block (a record
+    cut at its long losses, :func:`fishtrack.behaviour._frames.gap_blocks`); ``fr`` itself
+    without ``blocks`` or with :data:`CUT_AT_LOSSES` off."""
+    if blocks is None or not CUT_AT_LOSSES or fr.n == 0:
+        return fr
+    b = np.asarray(blocks.block, np.int64)
+    starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+    ends = np.r_[starts[1:], fr.n] - 1
+    rank = np.cumsum(np.r_[True, b[1:] != b[:-1]]) - 1
+    return replace(fr, gstart=starts[rank], gend=ends[rank])
+
+
+def window_noise_scale(fr: Frames, width: int, blocks: Blocks | None = None) -> np.ndarray:
+    """Per sorted row: the standard deviation of the window speed (:func:`window_speed`) that
+    white position noise gives on this row, relative to a row whose window and smoothing are
+    whole (>= 1; 1 inside the record).
+
+    The speed is the displacement between two positions, each a centred mean over
+    :data:`SMOOTH_S`, divided by the time between them. At the record's ends (and at a long
+    loss, where the window is cut) the window spans fewer frames and the last position is a
+    mean of fewer frames: the same noise makes a larger speed there (x 2.2 on the last frame
+    at 25 fps: half the window, a mean of 2 frames instead of 3). Spent tuning seeds 129 B1
+    and 216 A2, still larvae, got a bout of noise on their last 4-6 frames that way (speed 13-17
+    px/s against a threshold of 7.5; 11 against 8), where no frame after it is left for
+    :func:`net_displacement_bouts`. The factor is exact for white noise of the positions (a
+    linear combination of them); it is the rig's and tracker's noise, not the fish's."""
+    n = fr.n
+    out = np.ones(n)
+    if n == 0:
+        return out
+    fr = block_frames(fr, blocks)
+    k = int(round(SMOOTH_S / fr.dt_median)) + 1 if fr.dt_median > 0 else 1
+    width = max(2, int(width))
+    idx = np.arange(n)
+    lo = np.maximum(idx - (width - 1) // 2, fr.gstart)
+    hi = np.minimum(idx + width // 2, fr.gend)
+
+    def smooth_span(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if k <= 1:
+            return c, c
+        return np.maximum(c - (k - 1) // 2, fr.gstart), np.minimum(c + k // 2, fr.gend)
+
+    def variance(a0, a1, b0, b1) -> np.ndarray:
+        na, nb = a1 - a0 + 1, b1 - b0 + 1
+        ov = np.maximum(0, np.minimum(a1, b1) - np.maximum(a0, b0) + 1)
+        return 1.0 / na + 1.0 / nb - 2.0 * ov / (na * nb)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = variance(*smooth_span(lo), *smooth_span(hi))
+        span = fr.t[hi] - fr.t[lo]
+        # a whole window and smoothing, on frames at the median interval
+        c_lo, c_hi = np.array([0]), np.array([width - 1])
+        ref_var = variance(c_lo - (k - 1) // 2, c_lo + k // 2, c_hi - (k - 1) // 2,
+                           c_hi + k // 2)[0] if k > 1 else 2.0
+        ref = np.sqrt(ref_var) / ((width - 1) * fr.dt_median)
+        scale = np.sqrt(var) / span / ref
+    cut = (lo > idx - (width - 1) // 2) | (hi < idx + width // 2)
+    if k > 1:
+        cut |= (lo - (k - 1) // 2 < fr.gstart) | (hi + k // 2 > fr.gend)
+    ok = cut & np.isfinite(scale) & (hi > lo)
+    out[ok] = np.maximum(1.0, scale[ok])
     return out
 
 
@@ -365,8 +450,15 @@ def speed_window(fr: Frames, cfg: BehaviourConfig) -> int:
     return max(2, int(round(cfg.speed_window_s / fr.dt_median)) + 1)
 
 
+RECORD_END_UNCONFIRMED = True
+"""Movement bouts (``speed_motion``): the change into a record's last frame confirms no motion
+of the frame before it either (:func:`motion_frames` with ``end_confirms=False``); False:
+it does (the rule before)."""
+
+
 def motion_frames(tracks: pd.DataFrame, fr: Frames,
-                  renewed: np.ndarray | None = None) -> np.ndarray | None:
+                  renewed: np.ndarray | None = None, *,
+                  end_confirms: bool = True) -> np.ndarray | None:
     """Per sorted row: the tracker's ``motion_energy`` (grey levels) aligned to the frame's
     exposure, NaN on unobserved rows; None when the tracks have no (finite) motion energy.
 
@@ -379,6 +471,15 @@ def motion_frames(tracks: pd.DataFrame, fr: Frames,
     next frame unmeasured) is NaN: its change is not confirmed. ``renewed`` (per sorted row,
     the tail bouts' gate: :func:`fishtrack.behaviour.bouts.spans_renewal`): those aligned values
     (a compressed video's key frame and its update) are left out before the moving mean.
+
+    ``end_confirms=False`` (movement bouts, :data:`RECORD_END_UNCONFIRMED`): the record's
+    last change, itself no motion, does not confirm the frame before it either, which is
+    NaN too. An H.264 encoder codes a stream's last frame without a frame after it to refer
+    to, and the change into it is the codec's (spent video 24371 A2, a still larva of 59 px,
+    crf 21, camera noise sd 10.6: ``motion_energy`` 0.03-0.1 grey levels on its quiet frames,
+    1.20 and 1.60 on the last two, 334-335, while the rendered pixels around it changed as
+    on every frame; the aligned motion of 334, min(1.20, 1.60), passed the 1.0 threshold and
+    made a bout).
     """
     if "motion_energy" not in tracks.columns:
         return None
@@ -392,6 +493,11 @@ def motion_frames(tracks: pd.DataFrame, fr: Frames,
     # a change that cannot be confirmed by the next frame (the last frame of a record, or
     # the next frame unmeasured) is no motion: the last frame of an H.264 video changes
     # every well at once (tuning seed 477: ~6 grey levels, a still larva's bout)
+    if not end_confirms and fr.n > 1:
+        # the change into a record's last frame (the next row is another fish, a jump, or
+        # nothing) confirms nothing
+        last = np.r_[~((fr.gid[1:] == fr.gid[:-1]) & ~fr.jump), True]
+        nxt[np.r_[last[1:], False]] = np.nan
     out = np.minimum(me, nxt)
     if renewed is not None:
         out[renewed] = np.nan
@@ -1153,8 +1259,14 @@ def detect_speed_bouts(
     # struggles whose own velocity moves the running median; from positions alone that cost
     # more bouts than the drift made (tuning seeds 500-699: share within 0.05 0.745 -> 0.710)
     drift_s = DRIFT_S if motion is not None else None
-    speed = remembered("window_speed", window_speed, fr, width, drift_s)  # kept between passes
-    kin = _signal_kin(fr, speed, width)
+    wblocks = blocks if CUT_AT_LOSSES else None
+    speed = remembered("window_speed", window_speed, fr, width, drift_s,
+                       blocks=wblocks)  # kept between passes
+    # where the window is cut (record's ends, long losses) the same noise makes a larger
+    # speed: compared with the threshold at the noise level of a whole window
+    edge = window_noise_scale(fr, width, wblocks) if EDGE_NOISE else np.ones(fr.n)
+    test = speed / edge
+    kin = _signal_kin(fr, test, width)
     kin_m = _signal_kin(fr, motion, 1) if motion is not None else None
     sig = remembered("position_noise", _position_noise, fr, x, y)
     mu1, sd1 = remembered("white_noise_speed", white_noise_speed, fr.dt_median, width,
@@ -1177,7 +1289,7 @@ def detect_speed_bouts(
         active = hysteresis_activity(kin, thr, mean, max_extend_s=span + fr.dt_median,
                                      min_high_s=MIN_HIGH * span)
         if kin_m is not None and SPEED_BESIDE:
-            active = speed_beside_bouts(fr, active, speed, thr, mean,
+            active = speed_beside_bouts(fr, active, test, thr, mean,
                                         int(round((span + fr.dt_median) / fr.dt_median)))
         if kin_m is not None:
             # the motion threshold: first from the frames away from the speed bouts, then
@@ -1303,10 +1415,12 @@ def detect_speed_bouts(
             break
         quiet = quiet_frames(kin, in_bout)
         if drift_s is not None:  # the drift again, from the frames away from the bouts
-            speed = remembered("window_speed", window_speed, fr, width, drift_s, quiet=quiet)
-            kin = _signal_kin(fr, speed, width)
+            speed = remembered("window_speed", window_speed, fr, width, drift_s, quiet=quiet,
+                               blocks=wblocks)
+            test = speed / edge
+            kin = _signal_kin(fr, test, width)
         sig_q = remembered("position_noise", _position_noise, fr, x, y, quiet)
-        levels = remembered("quiet_levels", quiet_levels, fr, speed, sig_q, quiet)
+        levels = remembered("quiet_levels", quiet_levels, fr, test, sig_q, quiet)
         mean, sd = levels.vigour_mean, levels.vigour_sd
         sig = levels.tail_noise_rad
     if motion is None and fixed_px_s is None and NET_DISPLACEMENT and len(s):

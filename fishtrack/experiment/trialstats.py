@@ -40,7 +40,8 @@ TABLES_DIR = ".stats"
 _TABLES = ("per_fish", "bins", "sensitivity", "traces")
 _CODE = ("fishtrack.experiment.trialstats", "fishtrack.stats.metrics",
          "fishtrack.stats.sensitivity", "fishtrack.stats.eventlocked", "fishtrack.stats.trialparts",
-         "fishtrack.behaviour.states", "fishtrack.corrections", "fishtrack.align")
+         "fishtrack.behaviour.states", "fishtrack.behaviour.qc", "fishtrack.corrections",
+         "fishtrack.align")
 """Modules whose code the kept tables depend on (their source is part of the key)."""
 
 TRACK_COLUMNS = ("frame", "time_s", "arena", "fish", "detected", "state", "in_bout", "x", "y",
@@ -122,16 +123,19 @@ def load_trial(folder: TrialFolder, name: str, video: str, man_rows: pd.DataFram
 def _compute(td: TrialData, cfg: Config, folder: Path) -> dict[str, pd.DataFrame]:
     """``per_fish``, ``bins`` and the assay analyses' per-trial inputs of one trial."""
     from fishtrack.align import read_aligned_signals
+    from fishtrack.behaviour.qc import bout_signal_columns
     from fishtrack.stats.metrics import binned_passive_fraction, per_fish_metrics
     from fishtrack.stats.trialparts import trial_parts
 
     if td.tracks.empty or "state" not in td.tracks.columns:
         return {}
+    pf = per_fish_metrics(
+        td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, px_per_mm=td.px_per_mm,
+        exclude_no_swimming=cfg.stats.exclude_no_swimming,
+        struggle_window_s=cfg.stats.struggle_window_s)
     out = {
-        "per_fish": per_fish_metrics(
-            td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, px_per_mm=td.px_per_mm,
-            exclude_no_swimming=cfg.stats.exclude_no_swimming,
-            struggle_window_s=cfg.stats.struggle_window_s),
+        # the signal the fish's bouts came from, and whether it sees struggles in place
+        "per_fish": bout_signal_columns(pf, td.prov.get("behaviour_noise")),
         "bins": binned_passive_fraction(td.tracks, td.protocol, cfg.stats.bin_s, td.fish_rows),
     }
     out |= trial_parts(td.tracks, td.bouts, td.epochs, td.protocol, td.fish_rows, cfg,

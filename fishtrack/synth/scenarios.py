@@ -86,8 +86,10 @@ REPORT_SEEDS = range(1000, 1200)
 #: straight to 0.4 lengths: spent 22358's ghost and 22527's speck behind the yolk), 24020-24169
 #: (its head-embedded seeds: h12p's head-embedded tip at the median traced length, tried and
 #: not merged, so the range is spent) and 24170-24409 (issue 17's slow-camera report of h17g:
-#: tracks 24170-24369, video 24370-24409), all 2026-12-07, then 24530-24629 (h12q's report
-#: after the held sweeps to 0.4 lengths came back with a plain retrace where they leave no tail)
+#: tracks 24170-24369, video 24370-24409), all 2026-12-07, then 24410-24999 (2026-12-07, the
+#: next session's held-out ranges: video 24410-24469 of h11k and 24470-24529 of h11l, tracker
+#: 24530-24629 of h12q and 24630-24779 of h12r, issue 17's camera video 24780-24839 and tracks
+#: only 24840-24999 of h17h)
 REPORT_RANGES = (REPORT_SEEDS, range(7000, 7100), range(9200, 9300), range(10200, 10300),
                  range(11200, 11300), range(12400, 12500), range(13600, 13700),
                  range(13700, 13800), range(14500, 14600), range(14600, 14700),
@@ -97,7 +99,7 @@ REPORT_RANGES = (REPORT_SEEDS, range(7000, 7100), range(9200, 9300), range(10200
                  range(22400, 22550), range(22550, 22650),
                  range(23140, 23200), range(23200, 23350), range(23350, 23450),
                  range(23450, 23550), range(23920, 24020), range(24020, 24170),
-                 range(24170, 24410), range(24530, 24630))
+                 range(24170, 24410), range(24410, 25000))
 
 #: pixels per frame a suite video may have (keeps every case a few seconds of work)
 _FRAME_BUDGET = 420_000
