@@ -518,6 +518,16 @@ def run(
     sheet: Annotated[str | None, typer.Option("--sheet", help="Excel manifests: the sheet to read (name or number; default the first).")] = None,
 ) -> None:
     """Track every trial of an experiment, compute per-fish metrics, statistics and the report."""
+    from fishtrack.experiment.backends import early_workers
+
+    # local workers start before this process imports the runner (issue 15: their imports
+    # run beside its own); the run takes them
+    with early_workers(workers if scheduler is None else 1):
+        _run(manifest, out, config, workers, scheduler, force, sheet)
+
+
+def _run(manifest: Path, out: Path, config, workers: int, scheduler: str | None, force: bool,
+         sheet: str | None) -> None:
     from fishtrack.experiment import run_experiment
 
     with _progress_bar("trials") as bar:

@@ -169,6 +169,18 @@ def _compute_stats(
     per_fish = _concat(per_fish_parts)
     bins = _concat(bin_parts)
     qc = _concat(qc_parts)
+    design_notes = _design_notes(per_fish, protocols)
+    draft = None
+    if report:  # the figures that need no comparison go to ``draw`` (the workers) now
+        from fishtrack.report import begin_report
+
+        trials = pd.DataFrame(trial_info)
+        draft = begin_report(
+            out, per_fish=per_fish, bins=bins, ethogram=_concat(etho_parts),
+            ethogram_bin_s=width, qc=qc, trials=trials, manifest=man.table, config=cfg,
+            protocol=protocol_ref, design_notes=design_notes, behaviour_qc=behaviour_qc,
+            draw=draw,
+        )
     _emit(progress, "stats", len(videos), n_steps, message="comparing groups")
     group_stats = pd.DataFrame(columns=list(RESULT_COLUMNS))
     if not per_fish.empty:
@@ -176,7 +188,6 @@ def _compute_stats(
             group_stats = compare_groups(per_fish, cfg.stats)
         except ConfigError as err:  # e.g. every fish of the reference group excluded
             notes.append(f"no group comparison: {err}")
-    design_notes = _design_notes(per_fish, protocols)
     assay = analyse(per_fish, assay_parts, cfg, group_stats)
     write_table(per_fish, out / "per_fish.csv")
     write_table(bins, out / "per_fish_bins.csv")
@@ -189,28 +200,11 @@ def _compute_stats(
         "config": out / "config.yaml",
     }
     paths |= write_tables(out, assay)
-    if report:
-        from fishtrack.report import write_report
+    if draft is not None:
+        from fishtrack.report import finish_report
 
         _emit(progress, "stats", len(videos) + 1, n_steps, message="writing the report")
-        paths |= write_report(
-            out,
-            per_fish=per_fish,
-            bins=bins,
-            group_stats=group_stats,
-            ethogram=_concat(etho_parts),
-            ethogram_bin_s=width,
-            qc=qc,
-            trials=pd.DataFrame(trial_info),
-            manifest=man.table,
-            config=cfg,
-            protocol=protocol_ref,
-            notes=notes,
-            design_notes=design_notes,
-            behaviour_qc=behaviour_qc,
-            assay=assay,
-            draw=draw,
-        )
+        paths |= finish_report(draft, group_stats=group_stats, notes=notes, assay=assay)
     _emit(progress, "stats", n_steps, n_steps, message="done")
     return ExperimentResult(
         out=out,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
+if TYPE_CHECKING:  # (pandas is not imported to start a run's workers: backends)
+    import pandas as pd
 
 Status = Literal["done", "skipped", "reclassified", "failed"]
 

@@ -2,9 +2,11 @@
 the arena check of a video before any tracking (:func:`_check_arenas`).
 
 This is the module a worker process (a spawned local process or a dask worker) imports to run
-a trial or check a video's wells, so it imports only what tracking and scoring a video need (the pipeline, the trial
-folder), not the statistics, the report or the importers' readers (``scipy.stats`` and the
-rest: ~2 s and ~60 MB per worker process; tests/test_experiment_worker.py checks it).
+a trial or check a video's wells, so it imports only what tracking and scoring a video need
+(the trial folder; the pipeline in the functions that use it, so that the run's own process,
+which imports this module to send the tasks, does not import the tracker), not the
+statistics, the report or the importers' readers (``scipy.stats`` and the rest: ~2 s and
+~60 MB per worker process; tests/test_experiment_worker.py checks it).
 :mod:`fishtrack.experiment.runner` plans the trials and sends :class:`TrialTask` s here.
 """
 
@@ -26,7 +28,6 @@ from fishtrack.config import Config
 from fishtrack.errors import FishtrackError
 from fishtrack.experiment.backends import QueueProgress, trial_threads, worker_queue
 from fishtrack.experiment.records import Status, TrialOutcome
-from fishtrack.pipeline import classify_folder, find_arenas_once, open_source, track_to_folder
 from fishtrack.trial import TrialFolder
 
 __all__ = ["ArenasFn", "TrialFn", "TrialTask", "detect_video_arenas", "found_path", "track_trial"]
@@ -42,6 +43,8 @@ def detect_video_arenas(video: Path, config: Config, found: str | Path | None = 
     """Default arena check: background of sampled frames + arena detection; the arena names.
     With ``found`` (:func:`found_path`) both are saved there for the trial (or loaded from
     there when saved for this video and config)."""
+    from fishtrack.pipeline import find_arenas_once, open_source
+
     with open_source(video, config) as src:
         arenas, _, _ = find_arenas_once(src, video, config, found)
     return [a.name for a in arenas]
@@ -92,6 +95,8 @@ def prepare_report() -> None:
 
 def track_trial(video: Path, config: Config, out: Path, progress=None) -> None:
     """Default trial function: :func:`fishtrack.pipeline.track_to_folder`."""
+    from fishtrack.pipeline import track_to_folder
+
     track_to_folder(video, config, out, progress=progress, stream=True)
 
 
@@ -141,6 +146,9 @@ def _execute_trial(task: TrialTask, queue=None) -> TrialOutcome:
     progress = QueueProgress(queue, task.name) if queue is not None else None
     _limit_worker(task.concurrent)
     try:
+        from fishtrack.pipeline import classify_folder, track_to_folder  # (imported at the
+        # worker's start when the pool was started early: backends.TRIAL_MODULES)
+
         if task.mode == "reclassify":
             shutil.copytree(final, tmp)
             classify_folder(tmp, task.config)

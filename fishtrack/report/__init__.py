@@ -44,6 +44,9 @@ queued it (e.g. on the run's worker processes, :meth:`fishtrack.experiment.backe
 
 __all__ = [
     "write_report",
+    "begin_report",
+    "finish_report",
+    "ReportDraft",
     "metric_values",
     "metric_differences",
     "main_phase",
@@ -493,10 +496,54 @@ def write_report(
     dict
         ``{"report": path, "figures": folder}``.
     """
+    draft = begin_report(out, per_fish=per_fish, bins=bins, ethogram=ethogram,
+                         ethogram_bin_s=ethogram_bin_s, qc=qc, trials=trials, manifest=manifest,
+                         config=config, protocol=protocol, design_notes=design_notes,
+                         behaviour_qc=behaviour_qc, draw=draw)
+    return finish_report(draft, group_stats=group_stats, notes=notes, versions=versions,
+                         assay=assay)
+
+
+@dataclass
+class ReportDraft:
+    """A report begun before the group statistics exist (:func:`begin_report`): its context
+    and the sections that need no comparison (quality control, ethogram, binned passive
+    fraction), whose figures are already queued on ``draw``."""
+
+    out: Path
+    c: _Context
+    per_fish: pd.DataFrame
+    trials: pd.DataFrame
+    manifest: pd.DataFrame
+    qc: Section
+    ethogram: Section
+    bins: Section
+
+
+def begin_report(
+    out: str | Path,
+    *,
+    per_fish: pd.DataFrame,
+    bins: pd.DataFrame,
+    ethogram: pd.DataFrame,
+    ethogram_bin_s: float,
+    qc: pd.DataFrame,
+    trials: pd.DataFrame,
+    manifest: pd.DataFrame,
+    config: Config,
+    protocol=None,
+    design_notes: list[str] | None = None,
+    behaviour_qc: list[dict] | None = None,
+    draw: Draw | None = None,
+) -> ReportDraft:
+    """The first part of :func:`write_report` (same arguments): the sections that need no
+    group statistics, their figures queued on ``draw`` at once, so that a run's workers draw
+    them while this process compares the groups (issue 15: the workers idled through the
+    comparisons of a 2-worker run). :func:`finish_report` adds the rest and writes the
+    report; the report is the same as :func:`write_report`'s."""
     out = Path(out)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
     analysed = per_fish
     if "exclude" in per_fish.columns and not per_fish.empty:
         analysed = per_fish[~per_fish["exclude"].astype(bool)]
@@ -505,24 +552,45 @@ def write_report(
         n_boot=min(config.stats.n_bootstrap, 5000), seed=config.stats.seed,
         protocol=list(protocol or []),
         fish_groups=manifest[["fish_id", "group", "exclude"]].drop_duplicates("fish_id"),
-        analysed=analysed, fig_dir=fig_dir, written=written, draw=draw,
+        analysed=analysed, fig_dir=fig_dir, written=[], draw=draw,
     )
-    phase, paired = _headline_phase(group_stats, analysed)
+    return ReportDraft(
+        out=out, c=c, per_fish=per_fish, trials=trials, manifest=manifest,
+        qc=_qc_section(c, per_fish, qc, trials, design_notes, behaviour_qc),
+        ethogram=_ethogram_section(c, ethogram, ethogram_bin_s),
+        bins=_bins_section(c, bins),
+    )
+
+
+def finish_report(
+    draft: ReportDraft,
+    *,
+    group_stats: pd.DataFrame,
+    notes: list[str] | None = None,
+    versions: dict[str, str] | None = None,
+    assay=None,
+) -> dict[str, Path]:
+    """The rest of a report begun by :func:`begin_report` (the summary, metrics, give-up
+    curves, assay and statistics sections), its figures drawn, and ``report.html`` written;
+    ``{"report": path, "figures": folder}``."""
+    c, out, config = draft.c, draft.out, draft.c.config
+    phase, paired = _headline_phase(group_stats, c.analysed)
     sections = [
-        _summary_section(c, per_fish, group_stats, trials, manifest, list(notes or [])),
-        _qc_section(c, per_fish, qc, trials, design_notes, behaviour_qc),
-        _ethogram_section(c, ethogram, ethogram_bin_s),
+        _summary_section(c, draft.per_fish, group_stats, draft.trials, draft.manifest,
+                         list(notes or [])),
+        draft.qc,
+        draft.ethogram,
         _metrics_section(c, group_stats, phase, paired),
         _survival_section(c, phase),
-        _bins_section(c, bins),
-        *assay_sections(assay, analysed, group_stats, config,
+        draft.bins,
+        *assay_sections(assay, c.analysed, group_stats, config,
                         c.save, n_boot=c.n_boot, seed=c.seed),
         _statistics_section(c, group_stats, phase),
     ]
     _draw_figures(c, sections)
     # stale figures from earlier runs go
-    keep = {p.name for p in written}
-    for p in fig_dir.glob("*"):
+    keep = {p.name for p in c.written}
+    for p in c.fig_dir.glob("*"):
         if p.suffix in (".png", ".svg") and p.name not in keep:
             p.unlink(missing_ok=True)
     vers = dict(library_versions())
@@ -531,7 +599,7 @@ def write_report(
     text = render_html(sections, title="fishtrack experiment report", config=config,
                        versions=vers, subtitle=f"Experiment folder: {out.resolve()}.")
     report = write_text(out / "report.html", text)
-    return {"report": report, "figures": fig_dir}
+    return {"report": report, "figures": c.fig_dir}
 
 
 @dataclass

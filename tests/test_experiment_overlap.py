@@ -1,0 +1,108 @@
+"""What a run with several workers does at once (issue 15, many videos on 2 workers: the
+workers idled while the run's own process imported, and again while it compared the groups).
+
+* ``fishtrack run -j N`` starts its worker processes before it imports the runner, the
+  statistics and pandas (:func:`fishtrack.experiment.backends.early_workers`), and the run
+  uses those processes;
+* the report's figures that need no group comparison (quality control, ethogram, binned
+  passive fraction) are handed to the workers before the groups are compared, and the report
+  is the same as one drawn in the run's own process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pid_trial(video: Path, config, out: Path, progress=None) -> None:
+    """``fake_trial`` that notes its process and when that process started (seconds since
+    the epoch, ``psutil``) in ``<experiment>/pids/``."""
+    import psutil
+    from fixtures_experiment import fake_trial
+
+    fake_trial(video, config, out, progress)
+    note = out.parents[1] / "pids" / f"{os.getpid()}-{video.stem}"
+    note.parent.mkdir(exist_ok=True)
+    note.write_text(repr(psutil.Process().create_time()), encoding="utf-8")
+
+
+def test_workers_start_before_the_run_imports_its_statistics_and_run_its_trials(tmp_path):
+    from fixtures_experiment import plate_experiment
+
+    e = plate_experiment(tmp_path / "in")
+    (tmp_path / "cfg.json").write_text(json.dumps(e["config"]))
+    out = tmp_path / "out"
+    code = (
+        "import json, sys, time\n"
+        "from fishtrack.experiment.backends import early_workers\n"
+        "with early_workers(2):\n"
+        "    heavy = [m for m in ('pandas', 'scipy.stats', 'fishtrack.experiment.runner')"
+        " if m in sys.modules]\n"
+        "    time.sleep(1.0)\n"  # a process's start time has a resolution of ~10 ms
+        "    t_import = time.time()\n"
+        "    from fixtures_experiment import fake_arenas\n"
+        "    from test_experiment_overlap import pid_trial\n"
+        "    from fishtrack.experiment import run_experiment\n"
+        f"    cfg = json.load(open({str(tmp_path / 'cfg.json')!r}))\n"
+        f"    res = run_experiment({str(e['manifest'])!r}, cfg, {str(out)!r}, workers=2,"
+        " trial_fn=pid_trial, arenas_fn=fake_arenas, report=False, progress=lambda ev: None)\n"
+        "print(json.dumps({'ok': res.ok, 'heavy': heavy, 't_import': t_import}))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env,
+                         check=True, timeout=180)
+    got = json.loads(run.stdout.decode().strip().splitlines()[-1])
+    assert got["ok"] and got["heavy"] == [], got
+    notes = sorted((out / "pids").iterdir())
+    assert len(notes) == 2  # both trials, in worker processes
+    started = {n.name.split("-")[0]: float(n.read_text()) for n in notes}
+    assert str(os.getpid()) not in started
+    # every process that ran a trial was started before the run imported its runner
+    assert max(started.values()) < got["t_import"], (started, got["t_import"])
+
+
+def test_the_report_figures_that_need_no_comparison_are_queued_before_the_groups_are_compared(
+        tmp_path):
+    from fixtures_experiment import fake_arenas, fake_trial, plate_experiment
+
+    from fishtrack.config import resolve_config
+    from fishtrack.experiment import read_manifest, run_experiment, trial_names
+    from fishtrack.experiment.aggregate import _compute_stats
+
+    e = plate_experiment(tmp_path / "in")
+    out = tmp_path / "out"
+    assert run_experiment(e["manifest"], e["config"], out, trial_fn=fake_trial,
+                          arenas_fn=fake_arenas).ok  # drawn in this process
+    inline = {p.name: p.read_bytes() for p in (out / "figures").glob("*.png")}
+    html_inline = (out / "report.html").read_text(encoding="utf-8")
+    for p in [out / "group_stats.csv", out / "report.html", *(out / "figures").iterdir()]:
+        p.unlink()
+    man = read_manifest(out / "manifest.csv")
+    names = trial_names(man.videos)
+    early: list[str] = []
+    with ThreadPoolExecutor(2) as pool:
+
+        def draw(fn, job, folder, name):
+            if not (out / "group_stats.csv").exists():  # the groups not compared yet
+                early.append(name)
+            return pool.submit(fn, job, folder, name)
+
+        _compute_stats(out, man, resolve_config(e["config"]), names, report=True, draw=draw)
+    assert {"detection_rate", "ethogram", "passive_fraction_bins"} <= set(early), early
+    assert any(n.startswith("behaviour_qc_") for n in early), early
+    assert not any(n.startswith("estimation_") for n in early)  # those need the comparisons
+    # the same report as drawn in the run's own process
+    assert {p.name: p.read_bytes() for p in (out / "figures").glob("*.png")} == inline
+    embedded = re.compile(r'src="data:image/png;base64,([^"]+)"')
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert embedded.findall(html) == embedded.findall(html_inline)
+    strip = re.compile(r'src="data:image/png;base64,[^"]+"|<svg.*?</svg>', re.S)
+    assert strip.sub("", html) == strip.sub("", html_inline)
