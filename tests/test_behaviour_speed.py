@@ -313,21 +313,14 @@ def test_a_still_larvas_position_noise_over_the_speed_threshold_is_no_bout():
     px/s against its threshold of 5.3 for 3 frames (frames 135-139), a bout on a larva that
     never moves. Its head's mean position is the same before and after: no bout
     (``speed.net_displacement_bouts``). The moving larvae keep their bouts."""
-    from fishtrack.synth.camera import camera_bouts, missed_bouts
+    from fishtrack.synth.camera import missed_bouts
     from fishtrack.synth.stress import score_recording
 
-    d, cam = draw_camera_recording(23654)
+    d, cam, truth, tb, _, res = _camera_tracks_only(23654)
     assert cam == 25 and len(d.still_fish) == 3
-    st = simulate_truth(d.spec)
-    truth = camera_tracks(st.frames, RENDER_FACTOR, min_passive_s=d.spec.min_passive_s)
-    tracks = noisy_truth_tracks(truth, d.truth_noise)
-    cfg = parse_config(sim_config(d.spec), "camera")
-    res = classify(tracks, cfg.behaviour, cfg.protocol, px_per_mm=cfg.px_per_mm)
-    assert res.noise["bout_signal"] == "speed"
     found = res.bouts["fish"].astype(str)
     for f in d.still_fish:
         assert not (found == str(f)).any(), f"still larva {f} got a bout"
-    tb = camera_bouts(st.bouts, RENDER_FACTOR)
     row = score_recording(res.tracks, res.bouts, truth, tb, still_fish=d.still_fish)
     assert row["n_still_ok"] == 3
     assert row["passive_err_max"] <= 0.01
