@@ -89,7 +89,9 @@ REPORT_SEEDS = range(1000, 1200)
 #: tracks 24170-24369, video 24370-24409), all 2026-12-07, then 24410-24999 (2026-12-07, the
 #: next session's held-out ranges: video 24410-24469 of h11k and 24470-24529 of h11l, tracker
 #: 24530-24629 of h12q and 24630-24779 of h12r, issue 17's camera video 24780-24839 and tracks
-#: only 24840-24999 of h17h)
+#: only 24840-24999 of h17h), then 25000-25600 (2026-12-08, this session's held-out ranges:
+#: video 25000-25059 of h11o and 25060-25119 of h11r, tracker 25120-25219 of h12u and
+#: 25220-25369 of h12v, issue 17's camera video 25370-25429 and tracks only 25430-25599 of h17i)
 REPORT_RANGES = (REPORT_SEEDS, range(7000, 7100), range(9200, 9300), range(10200, 10300),
                  range(11200, 11300), range(12400, 12500), range(13600, 13700),
                  range(13700, 13800), range(14500, 14600), range(14600, 14700),
@@ -99,7 +101,8 @@ REPORT_RANGES = (REPORT_SEEDS, range(7000, 7100), range(9200, 9300), range(10200
                  range(22400, 22550), range(22550, 22650),
                  range(23140, 23200), range(23200, 23350), range(23350, 23450),
                  range(23450, 23550), range(23920, 24020), range(24020, 24170),
-                 range(24170, 24410), range(24410, 25000))
+                 range(24170, 24410), range(24410, 25000),
+                 range(25000, 25600))
 
 #: pixels per frame a suite video may have (keeps every case a few seconds of work)
 _FRAME_BUDGET = 420_000
