@@ -64,7 +64,8 @@ same-sign turn any time earlier (the end of the previous bout, or a noise turn s
 and was dropped when that one was larger: the bout then lost its first half-beat, at 60-100
 fps 2-3 frames plus the onset pad, and its first extrema pair could vanish from a short bout
 (issue 11, spent 23854 A2 at 71 fps: a bout of 95-113 found at 106-110, its turn at frame 97,
-0.31 rad prominent against a threshold of 0.24, merged with a trough 0.3 s earlier)."""
+0.31 rad prominent against a threshold of 0.24, merged with the larger last trough of the bout
+before, 0.85 s earlier)."""
 
 SINGLE_BEND_MIN_FRAMES = 1.5
 """An extremum narrower than this (frames, at half its prominence) is one sample sticking
