@@ -12,6 +12,8 @@ With two larvae there is no rig reference (``MOTION_GATE_MIN_FISH``).
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,6 +24,9 @@ from fishtrack.behaviour import classify
 from fishtrack.behaviour import pixel_bouts as pixel_mod
 from fishtrack.pipeline import OUTPUT_COLUMNS
 from fishtrack.tracking.tail_motion import tail_motion, tail_motion_lag
+
+# the module (the package's ``kinematics`` name is the function of the same name)
+kinematics_mod = importlib.import_module("fishtrack.behaviour.kinematics")
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -128,6 +133,9 @@ def test_the_tail_level_is_the_median_of_the_fish_s_own_levels(missed_bouts, mon
     monkeypatch.setattr(bouts_mod, "WEAK_BEAT_ENERGY_Z", 7.0)
     # and the tail's mean test (2026-12-07, h11l), which keeps these bouts too
     monkeypatch.setattr(bouts_mod, "MOTION_GATE_TAIL_MEAN", False)
+    # and a bout's first turn merged with any earlier same-sign turn (before 2026-12-08, h11r),
+    # which lost some of these bouts' first half-beats
+    monkeypatch.setattr(kinematics_mod, "SAME_TURN_MAX_S", np.inf)
     res = classify(tracks, cfg.behaviour, cfg.protocol)
     old = score_stress(draw, sim, res)
     assert res.noise["motion_gate_tail_grey"] > 1.2 * level

@@ -9,6 +9,10 @@ holds a larva that never moves (seed 7: 4 head-embedded larvae, 169 fps).
 
 from __future__ import annotations
 
+import importlib
+
+import numpy as np
+
 from fishtrack.synth.stress import (
     F1_GOAL,
     KAPPA_GOAL,
@@ -64,6 +68,9 @@ def test_low_frame_rate_recordings_are_scored_from_the_tail_excursion(tmp_path, 
     # bouts and the weak beats) fall short; the default (sustained bouts and weak beats, no
     # excursion) is in tests/test_behaviour_sustained.py and tests/test_behaviour_weak_beats.py
     monkeypatch.setattr(bouts_mod, "WEAK_BEAT_FACTOR", 5.0)
+    # and a bout's first turn merged with any earlier same-sign turn (before 2026-12-08, h11r)
+    monkeypatch.setattr(importlib.import_module("fishtrack.behaviour.kinematics"),
+                        "SAME_TURN_MAX_S", np.inf)
     old = pd.DataFrame([run_recording(s, tmp_path, mode="truth",
                                       behaviour={"excursion": False, "sustained": False})
                         for s in LOW_FPS_SEEDS])

@@ -232,7 +232,7 @@ of resting larva A1 (still tail) at 4.44 s passes as a bout: kappa* 1.00 -> 0.00
 0.34; docs/behaviour.md, "Key frames are not pixel evidence"). When on: the gate does not take
 a compressed video's key frames as pixel evidence: where the tracks carry the pipeline's ``keyframe`` column, an aligned pixel change (motion energy and
 tail motion, each the smaller of the change into a frame and out of it) whose comparisons on
-**both** sides span a frame the encoder renewed (:func:`renewed_rows`: a key frame and the
+**both** sides span a frame the encoder renewed (:func:`key_frames`, :func:`spans_renewal`: a key frame and the
 :data:`KEY_FRAME_REFRESH_FRAMES` after it) is left out before the moving mean (NaN), so a
 key frame plus the encoder's update a few frames later no longer reads as a tail that leaves
 and comes back. Only the gate's inputs (and the pixel bouts' tail motion) change; tracks
@@ -1200,10 +1200,11 @@ def keys_known(tracks: pd.DataFrame) -> bool:
     return bool(KEY_FRAME_GATE and "keyframe" in tracks.columns)
 
 
-def renewed_rows(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
-    """The recording's key frames (frame numbers, sorted) from the tracks' ``keyframe``
-    column (:data:`KEY_FRAME_GATE`); None without the column, with the switch off or with no
-    key frame in it (intra-only codecs, image stacks)."""
+def key_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
+    """The recording's key frames (frame numbers, sorted, unique; not rows) from the tracks'
+    ``keyframe`` column (:data:`KEY_FRAME_GATE`); None without the column, with the switch
+    off or with no key frame in it (intra-only codecs, image stacks). Turned into the row mask
+    the motions take by :func:`spans_renewal`."""
     if not keys_known(tracks):
         return None
     flag = tracks["keyframe"].fillna(False).to_numpy(bool)[fr.order]
@@ -1215,9 +1216,11 @@ def renewed_rows(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
 def spans_renewal(fr: Frames, keyframes: np.ndarray | None, lag: int) -> np.ndarray | None:
     """Per sorted row at frame ``f``: True where both the change into it (frames ``f - lag``
     to ``f``) and the change out of it (``f`` to ``f + lag``) span a frame the encoder renewed
-    (a key frame ``k`` or one of the :data:`KEY_FRAME_REFRESH_FRAMES` after it): there the
-    aligned pixel change (the smaller of the two) can come from the codec alone. None without
-    key frames."""
+    (a key frame ``k`` of ``keyframes``, :func:`key_frames`, or one of the
+    :data:`KEY_FRAME_REFRESH_FRAMES` after it): there the aligned pixel change (the smaller of
+    the two) can come from the codec alone. None without key frames. The row mask that
+    :func:`fishtrack.behaviour.speed.motion_frames` (``lag`` 1) and :func:`tail_motion_frames`
+    (``lag`` :func:`gate_lag`) take as ``renewed``."""
     if keyframes is None or len(keyframes) == 0:
         return None
     f = fr.frame.astype(np.int64)
@@ -1232,7 +1235,7 @@ def spans_renewal(fr: Frames, keyframes: np.ndarray | None, lag: int) -> np.ndar
 
 
 def tail_motion_frames(tracks: pd.DataFrame, fr: Frames,
-                       keyframes: np.ndarray | None = None) -> np.ndarray | None:
+                       renewed: np.ndarray | None = None) -> np.ndarray | None:
     """Per sorted row: the tracker's ``tail_motion`` (grey levels of fishness; the change at
     the caudal midline from frame ``t - lag`` to ``t``, lag = 12.5 ms, :func:`gate_lag`)
     aligned like the motion energy (:func:`fishtrack.behaviour.speed.motion_frames`): the
@@ -1241,8 +1244,9 @@ def tail_motion_frames(tracks: pd.DataFrame, fr: Frames,
     counts 0 while a tail that beats, leaving and coming back, counts; then a moving mean over
     ``MOTION_SMOOTH_S``. NaN on unobserved rows; None when the tracks have no ``tail_motion``
     column (imported tracks, or tracks of fishtrack before issue 11's tail motion).
-    ``keyframes`` (:func:`renewed_rows`): the aligned values that span a key frame's renewal
-    on both sides (:func:`spans_renewal`) are left out before the moving mean."""
+    ``renewed`` (per sorted row; :func:`spans_renewal` of :func:`key_frames` with ``lag``
+    :func:`gate_lag`): those aligned values are left out before the moving mean, as in
+    ``motion_frames``."""
     from fishtrack.behaviour.speed import smooth_motion
 
     if "tail_motion" not in tracks.columns:
@@ -1254,9 +1258,8 @@ def tail_motion_frames(tracks: pd.DataFrame, fr: Frames,
     if fr.n > lag:
         same = fr.gid[lag:] == fr.gid[:-lag]
         out[:-lag] = np.where(same, np.minimum(tm[:-lag], tm[lag:]), np.nan)
-    renewed = spans_renewal(fr, keyframes, lag)
     if renewed is not None:
-        out[renewed] = np.nan
+        out[np.asarray(renewed, bool)] = np.nan
     return smooth_motion(out, fr)
 
 

@@ -35,11 +35,12 @@ from fishtrack.behaviour.bouts import (
     BoutRuns,
     _detect,
     bout_table,
+    gate_lag,
     hysteresis_activity,
+    key_frames,
     keys_known,
     midtail_frames,
     motion_gate,
-    renewed_rows,
     spans_renewal,
     tail_motion_frames,
 )
@@ -517,11 +518,12 @@ def _motion_and_body(tracks: pd.DataFrame, fr) -> tuple[np.ndarray | None, ...]:
     """The tail bouts' pixel-motion gate inputs: per sorted row the aligned motion, per fish
     the body length, per sorted row the aligned tail motion (all None without motion energy;
     the tail motion also None without the tracker's ``tail_motion`` column)."""
-    keyframes = renewed_rows(tracks, fr)  # None: gated as before (no key frames known)
+    keyframes = key_frames(tracks, fr)  # None: gated as before (no key frames known)
     motion = motion_frames(tracks, fr, renewed=spans_renewal(fr, keyframes, 1))
     if motion is None:
         return None, None, None
-    return motion, body_length_px(tracks, fr), tail_motion_frames(tracks, fr, keyframes)
+    return motion, body_length_px(tracks, fr), tail_motion_frames(
+        tracks, fr, renewed=spans_renewal(fr, keyframes, gate_lag(fr)))
 
 
 def _speed_inputs(tracks: pd.DataFrame, cfg: BehaviourConfig, signal: str) -> tuple:

@@ -55,6 +55,17 @@ MIN_BEAT_HZ = 5.0
 not form a beat."""
 MAX_BEAT_HZ = 100.0
 """Fastest tail-beat frequency counted (Hz): larval escapes reach ~80 Hz."""
+SAME_TURN_MAX_S = 0.5 / MIN_BEAT_HZ
+"""Two extrema of the same sign with no opposite turn between them are one noisy turn (the
+more extreme is kept) only when they lie at most this far apart (s): half a period of the
+slowest beat, the span within which a turn's prominence is judged. Further apart they are two
+turns, each kept. Without this bound (before 2026-12-08) a bout's first turn competed with a
+same-sign turn any time earlier (the end of the previous bout, or a noise turn seconds before)
+and was dropped when that one was larger: the bout then lost its first half-beat, at 60-100
+fps 2-3 frames plus the onset pad, and its first extrema pair could vanish from a short bout
+(issue 11, spent 23854 A2 at 71 fps: a bout of 95-113 found at 106-110, its turn at frame 97,
+0.31 rad prominent against a threshold of 0.24, merged with the larger last trough of the bout
+before, 0.85 s earlier)."""
 
 SINGLE_BEND_MIN_FRAMES = 1.5
 """An extremum narrower than this (frames, at half its prominence) is one sample sticking
@@ -391,8 +402,8 @@ def tail_extrema(
 
     A peak (or trough) counts when its prominence exceeds ``max(MIN_BEAT_PROMINENCE,
     BEAT_PROMINENCE_NOISE_FACTOR * sigma_f)``, ``sigma_f`` being the tail-noise sigma left
-    after :func:`smooth_tail` (:func:`filtered_noise_gain`); runs of same-sign extrema keep
-    the largest. With ``strength`` also returns each extremum's prominence divided by that
+    after :func:`smooth_tail` (:func:`filtered_noise_gain`); runs of same-sign extrema no
+    further apart than :data:`SAME_TURN_MAX_S` keep the largest. With ``strength`` also returns each extremum's prominence divided by that
     threshold, negative for a narrow extremum (see :data:`SINGLE_BEND_MIN_FRAMES`).
     """
     tail = fr.tail if tail is None else tail
@@ -432,8 +443,10 @@ def tail_extrema(
         idx, sign, pr = idx[idx_ok], sign[idx_ok], pr[idx_ok]
         if len(idx) == 0:
             continue
-        # keep alternation: within a run of equal signs keep the most extreme value
-        run = np.cumsum(np.r_[True, sign[1:] != sign[:-1]])
+        # keep alternation: within a run of equal signs keep the most extreme value; a run
+        # ends where same-sign extrema lie further apart than SAME_TURN_MAX_S (not one turn)
+        apart = np.diff(fr.t[a + idx]) > SAME_TURN_MAX_S + 1e-9
+        run = np.cumsum(np.r_[True, (sign[1:] != sign[:-1]) | apart])
         score = sig[idx] * sign
         best = pd.Series(score).groupby(run).idxmax().to_numpy()
         out.append(a + idx[best])
