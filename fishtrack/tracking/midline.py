@@ -1297,7 +1297,6 @@ def _dark_blobs(
     ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
     r_max = max(2.0, DARK_R * length)
     rr = np.arange(0.0, r_max + 0.5, 0.5)
-    yy, xx = np.mgrid[0:p, 0:p]
     win = max(1, int(round(0.03 * length)))
     for q, i in enumerate(rows):
         kr = int(np.argmax(rise[i]))
@@ -1326,7 +1325,10 @@ def _dark_blobs(
         rad = float(np.median(dist))
         if rad <= 0:
             continue
-        out[q][(xx - cx) ** 2 + (yy - cy) ** 2 <= rad * rad] = 0
+        bx0, bx1 = max(0, int(np.floor(cx - rad))), min(p, int(np.ceil(cx + rad)) + 1)
+        by0, by1 = max(0, int(np.floor(cy - rad))), min(p, int(np.ceil(cy + rad)) + 1)
+        yy, xx = np.mgrid[by0:by1, bx0:bx1]
+        out[q, by0:by1, bx0:bx1][(xx - cx) ** 2 + (yy - cy) ** 2 <= rad * rad] = 0
         keep[q] = True
         through[q] = mid.ok[i] and kp <= int(mid.end[i])
     return rows[keep], out[keep], through[keep]
