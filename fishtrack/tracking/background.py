@@ -1344,6 +1344,19 @@ def _whole_larva(
         more = np.isin(lab, hit[hit > 0]) & (both > 0.1 * float(resid[blob].max()))
         blob = blob | more
     blob, cut = _saddle_cut(blob, both)
+    if SPECK_ANCHOR and cut.any() and float(both[cut].sum()) > float(both[blob].sum()):
+        # the strongest pixel was a speck darker than the larva's eyes, and the larva was cut
+        # from it (spent seed 24678, A1: 91 px kept, the larva's 516 cut, so its head stayed
+        # in the background and the fixed head went onto the speck 16 px away): measured again
+        # from the strongest pixel of the heaviest piece cut
+        n_c, lab_c = cv2.connectedComponents(cut.astype(np.uint8), connectivity=8)
+        mass = np.bincount(lab_c[cut], weights=both[cut].astype(np.float64), minlength=n_c)
+        heavy = lab_c == int(np.argmax(mass[1:]) + 1)
+        ay, ax = np.unravel_index(int(np.argmax(np.where(heavy, both, -np.inf))), both.shape)
+        whole = blob | cut
+        blob2, cut2 = _saddle_cut(whole, both, anchor=(int(ay), int(ax)))
+        if float(both[blob2].sum()) > float(both[blob].sum()):
+            blob, cut = blob2, cut2
     if not apart.any():
         return blob, cut
     # and, with a piece cut apart, what is left apart from the larva's piece only stays as a
@@ -1366,6 +1379,9 @@ def _whole_larva(
 #: join higher: its eyes through the head's tissue, at least the body's darkness, which is at
 #: least 0.21 of the eyes' in the simulator's drawings (body opacity 0.2-0.45, eyes 0.6-0.95)
 SADDLE = 0.15
+#: an embedded larva's saddle cut that keeps less of the residual than it cuts (its strongest
+#: pixel on a speck darker than the eyes) is made again from the heaviest piece cut
+SPECK_ANCHOR = True
 #: the same for a piece apart from the larva's within its blob, joined to it only through the
 #: first look's candidate blob (:func:`_whole_larva`): a speck ahead of a long larva's snout
 #: joined its head's shading at 0.152-0.154 of its peak (spent held-out 22088, two encodings);
@@ -1376,6 +1392,7 @@ SADDLE_APART = 0.175
 
 def _saddle_cut(blob: np.ndarray, resid: np.ndarray, levels: int = 32,
                 within: np.ndarray | None = None, ratio: float = SADDLE,
+                anchor: tuple[int, int] | None = None,
                 ) -> tuple[np.ndarray, np.ndarray]:
     """``blob`` without the pieces joined to its strongest pixel only through a saddle of
     ``resid`` under ``ratio`` of the piece's own peak, and those pieces: (kept, cut). With
@@ -1386,7 +1403,9 @@ def _saddle_cut(blob: np.ndarray, resid: np.ndarray, levels: int = 32,
     going down ``levels`` levels between the blob's weakest and strongest pixel); until then it
     belongs to a piece of its own, whose peak is recorded. A larva's tail fades into the noise
     without a dip (its pixels join at their own level), its eyes join the head high up; a speck
-    touching it joins through its faint halo."""
+    touching it joins through its faint halo.
+
+    ``anchor`` (y, x): measure from this pixel of ``blob`` instead of its strongest one."""
     if within is not None:
         n_pieces, pieces = cv2.connectedComponents(blob.astype(np.uint8), connectivity=8)
         if n_pieces <= 2:  # nothing apart from the larva's piece
@@ -1395,7 +1414,10 @@ def _saddle_cut(blob: np.ndarray, resid: np.ndarray, levels: int = 32,
     if len(ys) < 3:
         return blob, np.zeros_like(blob)
     v = resid[ys, xs].astype(np.float64)
-    peak_i = int(np.argmax(np.where(blob[ys, xs], v, -np.inf)))
+    if anchor is not None:
+        peak_i = int(np.flatnonzero((ys == anchor[0]) & (xs == anchor[1]))[0])
+    else:
+        peak_i = int(np.argmax(np.where(blob[ys, xs], v, -np.inf)))
     lo, top = float(v.min()), float(v.max())
     if top <= lo:
         return blob, np.zeros_like(blob)

@@ -125,6 +125,17 @@ RIGID_TURN = FIRST_TURN
 #: 38 of A1's 4584 frames lost their tail, and the gaps in the trace made a false 0.07-s bout
 #: at 4.44 s that cut A1's final passive stretch (2.1 s) into active pieces
 RIGID_SWEEPS = 0.4
+#: a head-embedded larva's trace whose ridge climbs beyond ``RIGID`` lengths to more than this
+#: factor of its lowest value so far has run onto something darker than the tail (a tail gets
+#: paler towards its tip: a dust speck touching it); it is traced again with the blob blanked
+#: out (:func:`_dark_blobs`; 0: off)
+DARK_END = 1.6
+#: largest radius (fraction of the length) of a blob blanked out
+DARK_R = 0.12
+#: the retrace without the blob is kept if it is longer by this fraction of the length ...
+DARK_GAIN = 0.1
+#: ... or, where the kept trace ran through the blob, if it reaches this fraction of its length
+DARK_KEEP = 0.8
 
 
 def wrap(a: np.ndarray | float) -> np.ndarray:
@@ -911,6 +922,7 @@ def trace_midlines(
     min_fraction: float = MIN_TAIL,
     rigid: float = RIGID,
     rigid_sweeps: float | None = None,
+    dark_ends: bool = True,
 ) -> Midlines:
     """Follow the body ridge from the head to the tail tip by angular sweeps (+-60 degrees
     around the previous direction, 33 directions; +-``FIRST_TURN`` = 35 degrees on the first
@@ -967,6 +979,11 @@ def trace_midlines(
         ``RIGID_SWEEPS`` for head-embedded larvae). A fish whose held trace went on past
         ``rigid`` but found no tail is traced again without the held sweeps (the body is not
         straight ahead there: the held sweeps never lose a tail the plain ones find).
+    dark_ends
+        With ``rigid_sweeps`` (head-embedded larvae): a trace that climbs onto something much
+        darker than the tail leading into it (``DARK_END``) is traced again with that blob
+        blanked out, and the retrace kept where it finds a tail at least as long
+        (:func:`_dark_blobs`).
     """
     m = fs.shape[0]
     step = float(np.clip(length / (2.0 * max(n_points - 1, 1)), 0.8, 3.0))
@@ -1221,7 +1238,100 @@ def trace_midlines(
             if got.size:
                 for f in ("points", "length", "ok", "trace", "ridge", "beside", "end"):
                     getattr(out, f)[got] = getattr(m2, f)[m2.ok]
+    if dark_ends and DARK_END > 0 and rigid_reach > rigid * length:
+        # a dark blob the trace climbed onto beyond the rigid body (a dust speck touching the
+        # tail): traced again without it, kept where the retrace finds at least as much tail
+        cand, blanked, through = _dark_blobs(fs, out, cum, length, stop)
+        if cand.size:
+            m3 = trace_midlines(blanked, heads[cand], theta0[cand], length, n_points, stop[cand],
+                                rel_stop=rel_stop, max_length=max_length, arc_smooth=arc_smooth,
+                                max_turn=max_turn, lateral=lateral, min_fraction=min_fraction,
+                                rigid=rigid, rigid_sweeps=rigid_sweeps, dark_ends=False)
+            old = np.where(out.ok[cand], out.length[cand], 0.0)
+            # the retrace is kept where it is longer by DARK_GAIN lengths, or where the
+            # kept trace ran through the blob and the retrace goes nearly as far without it
+            keep = m3.ok & ((m3.length >= old + DARK_GAIN * length)
+                            | (through & (m3.length >= DARK_KEEP * old)))
+            got = cand[keep]
+            if got.size:
+                for f in ("points", "length", "ok", "trace", "ridge", "beside", "end"):
+                    getattr(out, f)[got] = getattr(m3, f)[keep]
     return out
+
+
+def _dark_blobs(
+    fs: np.ndarray, mid: Midlines, cum: np.ndarray, length: float, stop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Traces that climbed onto a blob much darker than the tail leading into it, and their
+    patches with the blob blanked out.
+
+    A larva's tail gets paler towards its tip, never darker. Beyond ``RIGID`` lengths the
+    ridge of a trace is compared with its lowest value so far (``lvl``, the tail leading in):
+    a step above ``DARK_END`` x ``lvl`` and ``lvl + 3 stop`` (well above the noise) is on
+    something else (a dust speck touching the tail, which the sweeps take for the tail because
+    it is darker: spent seeds 24658 and 24626). The blob's centre is the strongest pixel near
+    the strongest step of that climb; its radius the median over 16 rays of the distance at
+    which the fishness falls below ``lvl / 2`` (a round speck's; the tail along one ray does
+    not move the median), at most ``DARK_R`` lengths; the disc is set to 0 in a copy of the
+    patch. Returns the rows (K,), their blanked patches (K, P, P) and whether each blob lies
+    within the kept midline (K,)."""
+    m, n_steps = mid.ridge.shape
+    vals = mid.ridge
+    arc = cum[1:]
+    post = arc > RIGID * length
+    if not post.any():
+        return np.zeros(0, np.int64), fs[:0], np.zeros(0, bool)
+    k0 = int(np.argmax(post))
+    v = vals[:, k0:].astype(np.float64)
+    run_min = np.minimum.accumulate(np.where(v > 0, v, np.inf), axis=1)
+    run_min = np.where(np.isfinite(run_min), run_min, 0.0)
+    thr = np.maximum(DARK_END * run_min, run_min + 3.0 * stop[:, None].astype(np.float64))
+    rise = (v > thr) & (run_min > 0)
+    rows = np.flatnonzero(rise.any(axis=1))
+    if rows.size == 0:
+        return rows, fs[:0], np.zeros(0, bool)
+    p = fs.shape[1]
+    out = np.array(fs[rows], copy=True)
+    keep = np.zeros(rows.size, bool)
+    through = np.zeros(rows.size, bool)
+    ang = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    r_max = max(2.0, DARK_R * length)
+    rr = np.arange(0.0, r_max + 0.5, 0.5)
+    win = max(1, int(round(0.03 * length)))
+    for q, i in enumerate(rows):
+        kr = int(np.argmax(rise[i]))
+        lvl = float(run_min[i, kr])
+        # the climb: from its first step above the threshold while the ridge stays above it
+        ke = kr
+        while ke + 1 < v.shape[1] and v[i, ke + 1] > thr[i, kr]:
+            ke += 1
+        kp = k0 + kr + int(np.argmax(v[i, kr:ke + 1]))
+        cx, cy = mid.trace[i, kp + 1]
+        if not (np.isfinite(cx) and np.isfinite(cy)):
+            continue
+        x0, x1 = max(0, int(cx) - win), min(p, int(cx) + win + 2)
+        y0, y1 = max(0, int(cy) - win), min(p, int(cy) + win + 2)
+        sub = np.asarray(fs[i, y0:y1, x0:x1], np.float64)
+        if sub.size == 0:
+            continue
+        jy, jx = np.unravel_index(int(np.argmax(sub)), sub.shape)
+        cx, cy = float(x0 + jx), float(y0 + jy)
+        px = cx + rr[None, :] * np.cos(ang)[:, None]
+        py = cy + rr[None, :] * np.sin(ang)[:, None]
+        prof = _bilinear_np(np.asarray(fs[i:i + 1], np.float32), px.reshape(1, -1),
+                            py.reshape(1, -1)).reshape(len(ang), len(rr))
+        below = prof < 0.5 * lvl
+        dist = np.where(below.any(axis=1), rr[np.argmax(below, axis=1)], r_max)
+        rad = float(np.median(dist))
+        if rad <= 0:
+            continue
+        bx0, bx1 = max(0, int(np.floor(cx - rad))), min(p, int(np.ceil(cx + rad)) + 1)
+        by0, by1 = max(0, int(np.floor(cy - rad))), min(p, int(np.ceil(cy + rad)) + 1)
+        yy, xx = np.mgrid[by0:by1, bx0:bx1]
+        out[q, by0:by1, bx0:bx1][(xx - cx) ** 2 + (yy - cy) ** 2 <= rad * rad] = 0
+        keep[q] = True
+        through[q] = mid.ok[i] and kp <= int(mid.end[i])
+    return rows[keep], out[keep], through[keep]
 
 
 def _straighten(
