@@ -467,11 +467,16 @@ def _outcomes(source: Iterator[pd.DataFrame], run: Callable, threads: int,
     only when a thread is free: at most ``threads`` parts and their results are held); an
     error of a part is raised when its turn comes, as the serial loop would raise it, and the
     parts already started are finished first."""
-    numbered = ((i, p) for i, p in enumerate(p for p in source if len(p)))
     if threads <= 1:
-        for i, part in numbered:
-            yield run(part, i)
-            del part
+        i = -1
+        for part in source:
+            if not len(part):
+                continue
+            i += 1
+            out = run(part, i)
+            del part  # not held while the outcome is used and the next part read
+            yield out
+            del out
         return
     import contextvars
     from collections import deque
@@ -480,7 +485,11 @@ def _outcomes(source: Iterator[pd.DataFrame], run: Callable, threads: int,
     with ThreadPoolExecutor(threads, thread_name_prefix="fishtrack-behaviour") as pool:
         pending: deque = deque()
         try:
-            for i, part in numbered:
+            i = -1
+            for part in source:
+                if not len(part):
+                    continue
+                i += 1
                 # each in a copy of this context (the run's memo, behaviour._pool)
                 pending.append(pool.submit(contextvars.copy_context().run, run, part, i))
                 del part
