@@ -33,8 +33,8 @@ from contextvars import ContextVar
 
 import numpy as np
 
-__all__ = ["Pool", "PoolNeeded", "any_of", "ask_ahead", "pooled", "pooling", "reduce_parts", "remembered",
-           "weighted_median"]
+__all__ = ["Pool", "PoolNeeded", "any_of", "ask_ahead", "memo", "memoizing", "pooled", "pooling",
+           "reduce_parts", "remembered", "weighted_median"]
 
 
 class PoolNeeded(Exception):  # noqa: N818 (a signal to the driver, not an error)
@@ -135,6 +135,40 @@ def remembered(name: str, fn: Callable, *args, **kwargs):
                      "steps": {n: c - steps.get(n, 0) for n, c in pool._steps.items()
                                if c != steps.get(n, 0)}})
     return out
+
+
+_MEMO: ContextVar[dict | None] = ContextVar("fishtrack_behaviour_memo", default=None)
+
+
+def memo(fn: Callable, *args):
+    """``fn(*args)``, computed once per :func:`memoizing` context (one
+    :func:`fishtrack.behaviour.classify.classify_parts` run: every part of every pass) for the
+    same ``args`` (hashable); outside such a context just computed. For a function of its
+    arguments and the module's constants alone whose result is not changed by its callers
+    (a tuple of floats): the same values as computing it each time. Not kept beyond the
+    context, so a constant changed between two runs (a test's ``monkeypatch``) is seen."""
+    cache = _MEMO.get()
+    if cache is None:
+        return fn(*args)
+    key = (fn, args)
+    if key not in cache:
+        cache[key] = fn(*args)
+    return cache[key]
+
+
+@contextmanager
+def memoizing() -> Iterator[dict]:
+    """The context of :func:`memo`'s results (nested: the outer one's)."""
+    cache = _MEMO.get()
+    if cache is not None:
+        yield cache
+        return
+    cache = {}
+    token = _MEMO.set(cache)
+    try:
+        yield cache
+    finally:
+        _MEMO.reset(token)
 
 
 @contextmanager

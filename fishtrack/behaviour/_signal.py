@@ -20,16 +20,25 @@ import importlib
 import importlib.machinery
 import importlib.util
 import sys
+import threading
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
+_LOADING = threading.Lock()
 
-@cache
+
 def compiled(name: str):
     """scipy's compiled module ``scipy.signal.<name>``, without the ``scipy.signal`` package
-    (the ordinary import when it is already loaded or cannot be loaded on its own)."""
+    (the ordinary import when it is already loaded or cannot be loaded on its own). Loaded
+    once, also when the behaviour stage's threads ask for it at once."""
+    with _LOADING:
+        return _compiled(name)
+
+
+@cache
+def _compiled(name: str):
     full = f"scipy.signal.{name}"
     if full in sys.modules:
         return sys.modules[full]

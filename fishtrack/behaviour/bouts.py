@@ -27,7 +27,7 @@ from fishtrack.behaviour._frames import (
     runs,
     to_input_order,
 )
-from fishtrack.behaviour._pool import any_of, ask_ahead, remembered
+from fishtrack.behaviour._pool import any_of, ask_ahead, memo, remembered
 from fishtrack.behaviour._pool import pooled as pool_value
 from fishtrack.behaviour.kinematics import (
     Kinematics,
@@ -397,7 +397,7 @@ def _first_pass_levels(kin: Kinematics) -> tuple[np.ndarray, np.ndarray]:
     the tail is still in at least ~30 % of the frames). Unlike percentiles of the vigour, this
     does not move with the fish's bouts, however long they last.
     """
-    mu1, sd1 = white_noise_vigour(kin.frames.dt_median, kin.width)
+    mu1, sd1 = memo(white_noise_vigour, kin.frames.dt_median, kin.width)
     sig = kin.tail_noise
     return sig * mu1, sig * sd1
 
@@ -591,7 +591,7 @@ def excursion_thresholds(
     ``bout_threshold`` set (a fixed rig-level vigour threshold) the excursion threshold is
     still measured: it is a second, independent signal."""
     if levels is None or levels.excursion_mean is None:
-        mu1, sd1 = white_noise_excursion(kin.frames.dt_median, kin.exc_width)
+        mu1, sd1 = memo(white_noise_excursion, kin.frames.dt_median, kin.exc_width)
         mean, sd = kin.tail_noise * mu1, kin.tail_noise * sd1
     else:
         mean, sd = levels.excursion_mean, levels.excursion_sd
@@ -608,7 +608,7 @@ def sustained_thresholds(
     beat of ``cfg.min_excursion_rad`` amplitude (its square / 2: the excursion's physical
     floor). Nothing about how active the fish is enters: the noise is the rig's and the
     tracker's."""
-    mu1, sd1 = white_noise_energy(kin.frames.dt_median, sustained_width(kin.frames))
+    mu1, sd1 = memo(white_noise_energy, kin.frames.dt_median, sustained_width(kin.frames))
     s2 = kin.tail_noise ** 2
     mean, sd = s2 * mu1, s2 * sd1
     if levels is not None and levels.sustained_mean is not None:

@@ -6,6 +6,7 @@ import itertools
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from fishtrack.behaviour._pool import (
     PoolNeeded,
     any_of,
     ask_ahead,
+    memoizing,
     pooled,
     pooling,
     reduce_parts,
@@ -253,7 +255,9 @@ def classify(
         kin = sc.kin
     else:
         motion, body_px, tail = remembered("tail_motion", _motion_and_body, tracks, fr)
-        midtail = midtail_frames(tracks, fr) if motion is not None else None
+        # the part's own rows only: kept between the passes of classify_parts (~0.1 s of
+        # a 30 000-row part, run in each of its ~14 passes before)
+        midtail = remembered("midtail", midtail_frames, tracks, fr) if motion is not None else None
         sc = score(kin, cfg, motion=motion, body_px=body_px, tail=tail, midtail=midtail,
                    keyed=keys_known(tracks))
         kin = sc.kin
@@ -406,9 +410,120 @@ def classify_parts(
 
     steps = Path(tempfile.mkdtemp(prefix=".behaviour-steps.", dir=work_dir))
     try:
-        return _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part, steps)
+        # the white-noise references (bouts.white_noise_*: 8192 simulated samples each) once
+        # per run, not once per part and pass
+        with memoizing():
+            return _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part, steps)
     finally:
         shutil.rmtree(steps, ignore_errors=True)
+
+
+PART_THREADS = 1
+"""Threads that may score the parts of one pass of :func:`classify_parts` at once (also capped
+by :func:`fishtrack._threads.compute_threads`, so a worker of ``fishtrack run -j N`` that was
+given one core scores them one at a time). Parts are independent within a pass: each runs
+under a pool of its own (:mod:`fishtrack.behaviour._pool`'s context is per thread) and the
+driver takes their outcomes in the parts' order, so the results are those of the serial loop
+(tests/test_behaviour_parts_speed.py). **Off (1)**: the stage is bound by Python's own work
+(~20 ms per part and pass, under the GIL), and on a 96-well plate two threads took no less
+time than one (docs/benchmarks.md, h15ae); kept for an interpreter without the GIL."""
+
+
+@dataclass
+class _Stopped:
+    """A part's run that stopped at a recording-level value not known yet (what the driver
+    keeps of :class:`PoolNeeded`: the part's summaries as arrays of their own, no traceback,
+    which would hold the part's frames)."""
+
+    key: tuple
+    reduce: Callable
+    summary: dict
+    ahead: dict
+
+
+def _run_part(part: pd.DataFrame, i: int, known: dict, steps: Path, cfg, protocol, px_per_mm,
+              score_part) -> BehaviourResult | _Stopped:
+    """Part ``i`` of a pass scored under a pool of its own with the values ``known``: its
+    result, or where it stopped."""
+    try:
+        with pooling(Pool(known, StepStore(steps / f"part{i}"))):
+            return score_part(part, cfg, protocol, px_per_mm=px_per_mm)
+    except PoolNeeded as want:
+        out = _Stopped(want.key, want.reduce, _owned(want.summary),
+                       {k: (r, _owned(s)) for k, (r, s) in want.ahead.items()})
+        del want  # its traceback holds the part's frames
+        return out
+
+
+def _part_threads() -> int:
+    from fishtrack._threads import compute_threads
+
+    return max(1, min(int(PART_THREADS), compute_threads()))
+
+
+def _outcomes(source: Iterator[pd.DataFrame], run: Callable, threads: int,
+              ) -> Iterator[BehaviourResult | _Stopped]:
+    """``run(part, i)`` of every non-empty part of ``source``, in the parts' order. With
+    ``threads`` > 1 up to that many parts are scored at once (a part is read from ``source``
+    only when a thread is free: at most ``threads`` parts and their results are held); an
+    error of a part is raised when its turn comes, as the serial loop would raise it, and the
+    parts already started are finished first."""
+    if threads <= 1:
+        i = -1
+        for part in source:
+            if not len(part):
+                continue
+            i += 1
+            out = run(part, i)
+            del part  # not held while the outcome is used and the next part read
+            yield out
+            del out
+        return
+    import contextvars
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="fishtrack-behaviour") as pool:
+        pending: deque = deque()
+        try:
+            i = -1
+            for part in source:
+                if not len(part):
+                    continue
+                i += 1
+                # each in a copy of this context (the run's memo, behaviour._pool)
+                pending.append(pool.submit(contextvars.copy_context().run, run, part, i))
+                del part
+                if len(pending) >= threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+@contextmanager
+def _quiet_libraries(threads: int) -> Iterator[None]:
+    """With several threads scoring parts: the process-wide settings a part's run changes and
+    restores for a while (``hmm``'s hmmlearn logger level, ``warnings`` filters of
+    ``catch_warnings``) are saved here and restored once the pass is over, so two threads
+    restoring them in the other's order leave nothing changed (the hmmlearn logger stays at
+    ERROR during the pass, which is what each fit sets). The scores do not depend on them."""
+    if threads <= 1:
+        yield
+        return
+    import logging
+    import warnings
+
+    log = logging.getLogger("hmmlearn")
+    old = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        log.setLevel(old)
 
 
 def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
@@ -416,45 +531,45 @@ def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
     """The passes of :func:`classify_parts` over parts of the recording (see there)."""
     known: dict = {}
     n_passes = 0
+    threads = _part_threads()
     while True:
         n_passes += 1
         need: tuple | None = None  # (key, reduce) of the value the parts stopped at
         summaries: list[dict] = []
         ahead: list[dict] = []
         done: list[BehaviourResult] = []
-        i = -1
-        # nothing of a part is held once the next one is read and scored: only its summary
-        # (arrays of their own, :func:`_owned`) and, in the last pass, its small tables
-        for part in first_pass() if n_passes == 1 else parts():
-            if not len(part):
-                continue
-            i += 1
-            try:
-                with pooling(Pool(known, StepStore(steps / f"part{i}"))):
-                    b = score_part(part, cfg, protocol, px_per_mm=px_per_mm)
-            except PoolNeeded as want:
-                if done or (need is not None and want.key != need[0]):
+
+        fixed = dict(known)  # what every part of this pass knows (read only)
+
+        def run(part: pd.DataFrame, i: int, fixed=fixed) -> BehaviourResult | _Stopped:
+            return _run_part(part, i, fixed, steps, cfg, protocol, px_per_mm, score_part)
+
+        # nothing of a part is held once its outcome is taken (and the next ones read and
+        # scored): only its summary (arrays of their own, :func:`_owned`) and, in the last
+        # pass, its small tables
+        with _quiet_libraries(threads):
+            for b in _outcomes(first_pass() if n_passes == 1 else parts(), run, threads):
+                if isinstance(b, _Stopped):
+                    if done or (need is not None and b.key != need[0]):
+                        raise RuntimeError("behaviour: the parts of the recording did not need "
+                                           "the same recording-level values") from None
+                    need = need or (b.key, b.reduce)
+                    fold = getattr(b.reduce, "fold", None)
+                    if fold is not None and summaries:  # a running summary, not one per part
+                        summaries[0] = fold(summaries[0], b.summary)
+                    else:
+                        summaries.append(b.summary)
+                    ahead.append(b.ahead)
+                    del b
+                    continue
+                if need is not None:
                     raise RuntimeError("behaviour: the parts of the recording did not need the "
-                                       "same recording-level values") from None
-                need = need or (want.key, want.reduce)
-                fold = getattr(want.reduce, "fold", None)
-                summary = _owned(want.summary)
-                if fold is not None and summaries:  # a running summary, not one per part
-                    summaries[0] = fold(summaries[0], summary)
-                else:
-                    summaries.append(summary)
-                ahead.append({k: (r, _owned(s)) for k, (r, s) in want.ahead.items()})
-                del want, summary, part  # the exception's traceback holds the part's frames
-                continue
-            del part
-            if need is not None:
-                raise RuntimeError("behaviour: the parts of the recording did not need the "
-                                   "same recording-level values")
-            if emit is not None:
-                emit(len(done), b.tracks)
-                b.tracks = b.tracks.iloc[:0].copy()  # a copy: a slice would keep the part alive
-            done.append(b)
-            del b
+                                       "same recording-level values")
+                if emit is not None:
+                    emit(len(done), b.tracks)
+                    b.tracks = b.tracks.iloc[:0].copy()  # a copy: a slice would keep the part alive
+                done.append(b)
+                del b
         if need is None:
             break
         known[need[0]] = reduce_parts(need[1], summaries)
