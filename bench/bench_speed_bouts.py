@@ -37,7 +37,8 @@ and tracks ``--seeds 20950-21149 --no-tail``; the thirteenth: video 21300-21349,
 ``--seeds 24170-24369 --no-tail``, video 24370-24378 of 24370-24409, tracked once and
 re-scored; the seventeenth, 2026-12-07: video 24780-24839, tracked once by main's tracker,
 kept and re-scored by each version's ``classify``, and tracks 24840-24999, per larva with a
-``/tmp`` script, figures in docs/behaviour.md). Each row also counts the true bouts
+``/tmp`` script, figures in docs/behaviour.md; the eighteenth, 2026-12-08: video
+25370-25429 the same way, tracks 25430-25599, docs/benchmarks.md). Each row also counts the true bouts
 missed and those that held station (``synth.camera.missed_bouts``): what the speed from
 positions cannot see. Goals (issue 17): frame-state kappa >= 0.85, per-fish passive-fraction
 error <= 0.05.

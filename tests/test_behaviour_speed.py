@@ -407,6 +407,24 @@ def test_a_movement_made_while_the_larva_was_lost_is_no_bout_after_the_loss():
     assert err["A1"] <= 0.05 and err.max() <= 0.05
 
 
+def test_a_swim_cut_by_short_tracking_losses_is_one_bout():
+    """Spent tuning seed 195 A2 (tracks only, 93-px larva, 30 fps, position noise 0.74 px):
+    a 66-px swim on frames 117-121 (truth), speed 176-291 px/s against a threshold of 11
+    px/s on 113-121, tracking lost on frames 116, 119 and 122. Each piece of the speed above
+    its threshold between the losses (3, 2, 2 frames) was shorter than the 3.5 frames a
+    stretch must last, so no bout was found and 2 s of true activity were scored passive
+    (passive error 0.112). Across a bridged loss the speed runs on where both sides are above
+    the threshold (``speed.bridged_losses``): one bout over the swim, the larva within 0.05."""
+    d, cam, truth, tb, tracks, res = _camera_tracks_only(195)
+    a2 = tracks[tracks["fish"].astype(str) == "A2"].set_index("frame")
+    assert {116, 119, 122} <= set(a2.index[~a2["detected"].astype(bool)])
+    b = res.bouts[res.bouts["fish"].astype(str) == "A2"]
+    assert ((b["start_frame"] <= 117) & (b["end_frame"] >= 121)).any()
+    per = _per_fish(res.tracks.astype({"fish": str}), truth.astype({"fish": str}))
+    err = per.groupby("fish")[["p", "pt"]].mean().eval("p - pt").abs()
+    assert err["A2"] <= 0.05, err.round(3).to_dict()
+
+
 def test_per_fish_says_which_fish_were_scored_blind_to_struggles_in_place(camera_rec, tmp_path):
     """An experiment of imported positions (idtracker.ai, 25-30 fps): per_fish.csv says on
     every row that the bouts came from the head's speed (``bout_signal`` speed) and that

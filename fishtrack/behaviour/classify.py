@@ -58,6 +58,7 @@ from fishtrack.behaviour.speed import (
     detect_speed_bouts,
     fixed_speed_threshold,
     has_motion_energy,
+    key_frame_numbers,
     key_frame_reference,
     motion_above_rig_change,
     motion_frames,
@@ -617,7 +618,8 @@ def _score_speed(tracks: pd.DataFrame, kin: Kinematics, cfg: BehaviourConfig, re
     br, speed, extra = detect_speed_bouts(
         frp, cfg, blocks, body, motion=motion,
         fixed_px_s=fixed_speed_threshold(cfg, body, px_per_mm), blur=blur, motion_raw=raw,
-        tail=tail, blur_drop=drop, key_ref=key, area=area)
+        tail=tail, blur_drop=drop, key_ref=key, area=area,
+        key_frames=key_frame_numbers(tracks) if area is not None else None)
     extra["speed"] = speed
     codes = state_codes(frp, blocks, br.in_bout, cfg.min_passive_s)
     what = "the head's speed and the pixel motion" if motion is not None else "the head's speed"

@@ -345,6 +345,41 @@ its threshold after dividing it by how much more white position noise it carries
 (:func:`window_noise_scale`); False: compared as it is (the rule before)."""
 
 
+BRIDGE_LOSSES = True
+"""The speed's stretches above its threshold run on through a bridged tracking loss (a gap of
+``max_gap_s`` or shorter) where the speed on both sides of it is above the threshold
+(:func:`bridged_losses`); False: the rule before issue 17's eighteenth round."""
+
+
+def bridged_losses(fr: Frames, v: np.ndarray, blocks: Blocks) -> np.ndarray:
+    """``v`` (per sorted row) with each row of a bridged detection gap (``blocks.bridged``)
+    given the smaller of the values on the last row before the gap and the first after it
+    (same fish, same block); other rows unchanged.
+
+    A tracking loss of a frame or two inside a swim cut the speed's run above its threshold
+    into pieces each shorter than the ``MIN_HIGH`` share of the window that a stretch must
+    last (noise spikes are shorter), and the whole bout was lost: tuning seed 195 A2 (tracks
+    only, 30 fps, 93-px larva), a 66-px swim at 176-291 px/s against a threshold of 11 px/s
+    on frames 113-121, lost on 116, 119 and 122: runs of 3, 2 and 2 frames, each under 3.5
+    frames; a 2.1-s passive stretch was scored in its place. The smaller neighbour: the gap
+    counts as high only where both sides are, so a loss joins a run, never lengthens one."""
+    out = v.copy()
+    gap = blocks.bridged & ~np.isfinite(v)
+    if fr.n == 0 or not gap.any():
+        return out
+    idx = np.arange(fr.n)
+    seen = np.isfinite(v)
+    prev = np.maximum.accumulate(np.where(seen, idx, -1))
+    nxt = np.minimum.accumulate(np.where(seen, idx, fr.n)[::-1])[::-1]
+    rows = np.flatnonzero(gap & (prev >= 0) & (nxt < fr.n))
+    p, n = prev[rows], nxt[rows]
+    ok = ((fr.gid[p] == fr.gid[rows]) & (fr.gid[n] == fr.gid[rows])
+          & (blocks.block[p] == blocks.block[rows]) & (blocks.block[n] == blocks.block[rows]))
+    rows, p, n = rows[ok], p[ok], n[ok]
+    out[rows] = np.minimum(v[p], v[n])
+    return out
+
+
 def block_frames(fr: Frames, blocks: Blocks | None) -> Frames:
     """``fr`` with each row's ``gstart``/``gend`` the first/last row of its block (a record
     cut at its long losses, :func:`fishtrack.behaviour._frames.gap_blocks`); ``fr`` itself
@@ -762,6 +797,87 @@ def _confirmed(fr: Frames, active: np.ndarray, motion: np.ndarray, thr: np.ndarr
         hi = (motion > thr[fr.gid]) | ~np.isfinite(motion)
     run = _run_ids(fr, active)
     return (np.bincount(run, weights=(active & hi).astype(float)) > 0)[run]
+
+
+KEY_FRAME_AREA = True
+"""A stretch of blur whose segmented area steps back up (or down) on one of the video's key
+frames is the encoder's, not a struggle (:func:`codec_area_steps`); False: the rule before
+issue 17's eighteenth round."""
+KEY_AREA_SPAN_S = 0.12
+"""... when the key frame lies within this (s, 3 frames at 25-30 fps) of the stretch's end (or
+start): the blur's 0.2-s mean and its hysteresis move a stretch's edges by a few frames."""
+KEY_AREA_SHARE = 0.5
+"""... and the area's change on that one frame is at least this share of the stretch's drop
+(the area on the key frame, or on the frame before it, minus the stretch's median area)."""
+
+
+def key_frame_numbers(tracks: pd.DataFrame) -> np.ndarray | None:
+    """The video's key frames (sorted frame numbers) from the pipeline's ``keyframe`` column;
+    None without the column (imported tracks, older fishtrack) or with no key frame in it
+    (intra-only codecs, image stacks: no frame renews the picture more than the others)."""
+    if "keyframe" not in tracks.columns or "frame" not in tracks.columns:
+        return None
+    flag = tracks["keyframe"].fillna(False).to_numpy(bool)
+    if not flag.any():
+        return None
+    return np.unique(tracks["frame"].to_numpy()[flag].astype(np.int64))
+
+
+def codec_area_steps(fr: Frames, stretch: np.ndarray, keep: np.ndarray, area: np.ndarray,
+                     key_frames: np.ndarray) -> np.ndarray:
+    """Per row: True on the runs of ``stretch`` (the blur's bouts) that are the encoder's.
+
+    An inter-coded video codes a still larva's frames as changes from the frames before it;
+    at a low bit rate a small larva's faint tail can fade out of those changes (its sub-pixel
+    drift left uncoded) and come back whole on the next key frame, where the encoder codes
+    the picture afresh. The segmented area then drops for a stretch and steps back in one
+    frame on a key frame, while nothing moved: spent camera video 24817 A2 (3 larvae of 26
+    px, H.264 crf 23, 26 fps): area 95 px, 75-77 px on frames 239-249, 92 px on key frame
+    250, aligned pixel motion 0.1-1.0 against a threshold of 1.7 -- a 0.5-s false bout that
+    split a 3.8-s passive stretch into two under ``min_passive_s`` (passive error -0.299).
+    A run counts as the encoder's when a key frame within :data:`KEY_AREA_SPAN_S` of its end
+    (or start) changes the area by at least :data:`KEY_AREA_SHARE` of the run's drop, and the
+    run touches no frame of ``keep`` (the speed's stretches and the pixels' threshold: a bout
+    that moved the head or the pixels well stays). A struggle's blur ends when the larva
+    stops, on any frame; on a key frame only by chance."""
+    out = np.zeros(fr.n, bool)
+    if fr.n == 0 or not stretch.any() or len(key_frames) == 0 or not (fr.dt_median > 0):
+        return out
+    span = max(1, int(round(KEY_AREA_SPAN_S / fr.dt_median)))
+    frame = fr.frame.astype(np.int64)
+    same_prev = np.r_[False, (fr.gid[1:] == fr.gid[:-1]) & (np.diff(frame) == 1)]
+    key = same_prev & np.isin(frame, key_frames)
+    step = np.full(fr.n, np.nan)
+    step[1:] = area[1:] - area[:-1]
+    step[~key] = np.nan
+    keys = np.flatnonzero(key & np.isfinite(step))
+    if not len(keys):
+        return out
+    touch = _dilate1(fr, keep)
+    run = _run_ids(fr, stretch)
+    starts = np.flatnonzero(stretch & np.r_[True, run[1:] != run[:-1]])
+    for s in starts:
+        e = s + int(np.sum(run[s:] == run[s])) - 1
+        if touch[s:e + 1].any():
+            continue
+        inside = area[s:e + 1]
+        inside = inside[np.isfinite(inside)]
+        if not len(inside):
+            continue
+        level = float(np.median(inside))
+        g = fr.gid[s]
+        near = keys[(fr.gid[keys] == g) & (((frame[keys] >= frame[e] + 1 - span)
+                                              & (frame[keys] <= frame[e] + 1 + span))
+                                             | ((frame[keys] >= frame[s] - span)
+                                                & (frame[keys] <= frame[s] + span)))]
+        for k in near:
+            up = area[k] - level  # back up on the key frame: the end of the codec's drop
+            down = area[k - 1] - level  # down on it: its start
+            if (up > 0 and step[k] >= KEY_AREA_SHARE * up) or \
+                    (down > 0 and -step[k] >= KEY_AREA_SHARE * down):
+                out[s:e + 1] = True
+                break
+    return out
 
 
 def blurred_continuation(fr: Frames, active: np.ndarray, blurred: np.ndarray,
@@ -1212,7 +1328,7 @@ def detect_speed_bouts(
     fixed_px_s: np.ndarray | None = None, blur: np.ndarray | None = None,
     motion_raw: np.ndarray | None = None, tail: np.ndarray | None = None,
     blur_drop: np.ndarray | None = None, key_ref: np.ndarray | None = None,
-    area: np.ndarray | None = None,
+    area: np.ndarray | None = None, key_frames: np.ndarray | None = None,
 ) -> tuple[BoutRuns, np.ndarray, dict[str, np.ndarray]]:
     """Movement bouts of every fish (``fr`` from :func:`position_frames`).
 
@@ -1241,7 +1357,10 @@ def detect_speed_bouts(
     blur threshold (:func:`blurred_continuation`: a struggle's in-place end after its turn).
     ``area`` (with ``blur``; :func:`area_frames`): the frames the blur adds next to a bout of
     the other rules are kept only where the area is below its own level on that side of the
-    bout (:func:`blur_beside_bouts`).
+    bout (:func:`blur_beside_bouts`). ``key_frames`` (with ``area``; :func:`key_frame_numbers`,
+    the video's key frames): a stretch of blur whose area steps back up (or down) on a key
+    frame, touching no bout of the speed or the pixels' threshold, is the encoder's
+    (:func:`codec_area_steps`).
 
     Returns the bouts (``thresholds`` and ``noise`` in px/s), the per-frame speed
     (px/s, sorted order) and per-fish extras: ``position_noise_px`` (sigma per axis),
@@ -1286,8 +1405,9 @@ def detect_speed_bouts(
             thr = np.asarray(fixed_px_s, float)
         else:
             thr = np.fmax(floor, mean + cfg.speed_threshold_factor * sd)
-        active = hysteresis_activity(kin, thr, mean, max_extend_s=span + fr.dt_median,
-                                     min_high_s=MIN_HIGH * span)
+        active = hysteresis_activity(
+            kin, thr, mean, max_extend_s=span + fr.dt_median, min_high_s=MIN_HIGH * span,
+            **({"signal": bridged_losses(fr, test, blocks)} if BRIDGE_LOSSES else {}))
         if kin_m is not None and SPEED_BESIDE:
             active = speed_beside_bouts(fr, active, test, thr, mean,
                                         int(round((span + fr.dt_median) / fr.dt_median)))
@@ -1371,8 +1491,13 @@ def detect_speed_bouts(
                             j_mean |= _confirmed(fr, joint, t_stir.astype(float),
                                                  np.full(n_fish, 0.5))
                         joint &= j_mean
-                active_m = active_m | (blurred & bconf)
-                active_m, not_blur = active_m | joint, not_blur | joint
+                by_blur = (blurred & bconf) | joint
+                if key_frames is not None and area is not None and KEY_FRAME_AREA:
+                    # the area's step back (or down) on a key frame is the encoder's
+                    by_blur &= ~codec_area_steps(fr, by_blur, active | active_m, area,
+                                                 key_frames)
+                    joint = joint & by_blur
+                active_m, not_blur = active_m | by_blur, not_blur | joint
             if tail is not None and many:
                 # where the tail is: a small larva's struggle in place changes the pixels at
                 # its caudal midline on every frame it lasts, diluted in the whole fish's.
