@@ -70,19 +70,20 @@ def test_workers_start_before_the_run_imports_its_statistics_and_run_its_trials(
 
 
 def test_the_report_figures_that_need_no_comparison_are_queued_before_the_groups_are_compared(
-        tmp_path):
-    from fixtures_experiment import fake_arenas, fake_trial, plate_experiment
+        plate_run, tmp_path):
+    import shutil
 
     from fishtrack.config import resolve_config
-    from fishtrack.experiment import read_manifest, run_experiment, trial_names
+    from fishtrack.experiment import read_manifest, trial_names
     from fishtrack.experiment.aggregate import _compute_stats
 
-    e = plate_experiment(tmp_path / "in")
-    out = tmp_path / "out"
-    assert run_experiment(e["manifest"], e["config"], out, trial_fn=fake_trial,
-                          arenas_fn=fake_arenas).ok  # drawn in this process
+    e = plate_run.e
+    assert plate_run.res.ok  # conftest's run: its report drawn in this process
+    out = shutil.copytree(plate_run.out, tmp_path / "out")
     inline = {p.name: p.read_bytes() for p in (out / "figures").glob("*.png")}
-    html_inline = (out / "report.html").read_text(encoding="utf-8")
+    # (the report names its experiment folder: the copy's)
+    html_inline = (out / "report.html").read_text(encoding="utf-8").replace(
+        str(plate_run.out.resolve()), str(out.resolve()))
     for p in [out / "group_stats.csv", out / "report.html", *(out / "figures").iterdir()]:
         p.unlink()
     man = read_manifest(out / "manifest.csv")
