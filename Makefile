@@ -27,7 +27,8 @@ demo: $(STAMP)
 	$(PY) -m fishtrack.demo --out $(DEMO_OUT)
 
 test: $(STAMP)
-	$(XVFB) $(PY) -m pytest -q
+	# the 20 slowest tests in the log (CI): where the suite's time goes
+	$(XVFB) $(PY) -m pytest -q --durations=20
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py --out docs/benchmarks.md

@@ -79,3 +79,40 @@ def run_process(cmd: list[str], *, sample_s: float | None = None) -> dict:
             raise RuntimeError(f"{' '.join(cmd[:4])} failed:\n{tail}")
         return {"wall_s": res["wall"], "peak_rss_mb": res["rss_kb"] / 1024.0,
                 "cpu_s": res.get("cpu", float("nan")), "samples": samples, "stdout": out.read_text(errors="replace")}
+
+
+IMPORT_HOOK = r'''
+import importlib.abc as _abc, sys as _sys
+
+class _AroundImport(_abc.MetaPathFinder):
+    """For the modules named in ``wanted``: ``around(name, module, run)`` runs in place of
+    the loader's ``exec_module`` (``run(module)`` executes the module)."""
+
+    def __init__(self, wanted, around):
+        self.wanted, self.around = wanted, around
+
+    def find_spec(self, name, path, target=None):
+        if name not in self.wanted:
+            return None
+        for f in _sys.meta_path:
+            if f is not self and hasattr(f, "find_spec"):
+                spec = f.find_spec(name, path, target)
+                if spec is not None:
+                    break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        run, around = spec.loader.exec_module, self.around
+        spec.loader.exec_module = lambda module: around(name, module, run)
+        return spec
+
+def around_imports(wanted, around):
+    """Install the hook first on ``sys.meta_path``."""
+    _sys.meta_path.insert(0, _AroundImport(wanted, around))
+'''
+"""Source of an import hook for a benchmark's child process (``bench/run_timeline.py``'s
+``sitecustomize``, ``bench/process_timeline.py``'s ``-c`` program): prepended to the child's
+own code, it defines ``around_imports(wanted, around)``, which runs
+``around(name, module, run)`` in place of the loading of each module named in ``wanted``
+(e.g. to note the import's start and end, or to wrap the module's functions once loaded)."""

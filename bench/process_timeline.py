@@ -34,8 +34,11 @@ import tempfile
 import time
 from pathlib import Path
 
-_CHILD = r'''
-import functools, importlib.abc, os, sys, threading, time
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _proc import IMPORT_HOOK  # noqa: E402 - the bench folder is not a package
+
+_CHILD = IMPORT_HOOK + r'''
+import functools, os, sys, threading, time
 T0 = float(os.environ["FT_TIMELINE_T0"])
 MARKS = []
 FIRST_LAST = {}
@@ -102,28 +105,14 @@ PATCH = {
                         ("", "write_table_parts", "write_tracks_parquet", False)],
 }
 
-class Hook(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name not in PATCH:
-            return None
-        for f in sys.meta_path:
-            if f is not self and hasattr(f, "find_spec"):
-                spec = f.find_spec(name, path, target)
-                if spec is not None:
-                    break
-        else:
-            return None
-        run = spec.loader.exec_module
-        def exec_module(module, run=run, name=name):
-            run(module)
-            if name == "fishtrack.pipeline":
-                mark("pipeline_imported")
-            for cls, attr, label, fl in PATCH[name]:
-                wrap(getattr(module, cls) if cls else module, attr, label, fl)
-        spec.loader.exec_module = exec_module
-        return spec
+def _loaded(name, module, run):
+    run(module)
+    if name == "fishtrack.pipeline":
+        mark("pipeline_imported")
+    for cls, attr, label, fl in PATCH[name]:
+        wrap(getattr(module, cls) if cls else module, attr, label, fl)
 
-sys.meta_path.insert(0, Hook())
+around_imports(PATCH, _loaded)
 import atexit
 def dump():
     mark("atexit")

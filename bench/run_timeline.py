@@ -31,8 +31,11 @@ import tempfile
 import time
 from pathlib import Path
 
-_HOOK = r'''
-import atexit, functools, importlib.abc, os, sys, threading, time
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _proc import IMPORT_HOOK  # noqa: E402 - the bench folder is not a package
+
+_HOOK = IMPORT_HOOK + r'''
+import atexit, functools, os, sys, threading, time
 _T0 = float(os.environ.get("FT_RUNTL_T0", "0") or 0)
 _DIR = os.environ.get("FT_RUNTL_DIR")
 _FH = open(os.path.join(_DIR, f"{os.getpid()}.tsv"), "a", buffering=1) if _DIR else None
@@ -93,37 +96,21 @@ PATCH = {
 }
 _DEPTH = [0]
 
-class Hook(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name not in PATCH and name not in HEAVY:
-            return None
-        for f in sys.meta_path:
-            if f is not self and hasattr(f, "find_spec"):
-                spec = f.find_spec(name, path, target)
-                if spec is not None:
-                    break
-        else:
-            return None
-        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return spec
-        run = spec.loader.exec_module
-        def exec_module(module, run=run, name=name):
-            if name in HEAVY:
-                mark(f"import:start {name}")
-            try:
-                run(module)
-            finally:
-                if name in HEAVY:
-                    mark(f"import:end {name}")
-            for cls, attr, label in PATCH.get(name, ()):
-                owner = getattr(module, cls, None) if cls else module
-                if owner is not None and hasattr(owner, attr):  # (older code: not there)
-                    wrap(owner, attr, label)
-        spec.loader.exec_module = exec_module
-        return spec
+def _loaded(name, module, run):
+    if name in HEAVY:
+        mark(f"import:start {name}")
+    try:
+        run(module)
+    finally:
+        if name in HEAVY:
+            mark(f"import:end {name}")
+    for cls, attr, label in PATCH.get(name, ()):
+        owner = getattr(module, cls, None) if cls else module
+        if owner is not None and hasattr(owner, attr):  # (older code: not there)
+            wrap(owner, attr, label)
 
 if _DIR:
-    sys.meta_path.insert(0, Hook())
+    around_imports(set(PATCH) | set(HEAVY), _loaded)
     atexit.register(lambda: mark("atexit"))
 '''
 

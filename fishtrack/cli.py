@@ -519,14 +519,17 @@ def run(
 ) -> None:
     """Track every trial of an experiment, compute per-fish metrics, statistics and the report."""
     from fishtrack.experiment.backends import early_workers
+    from fishtrack.experiment.inputs import check_run_inputs
 
-    # local workers start before this process imports the runner (issue 15: their imports
-    # run beside its own); the run takes them
-    with early_workers(workers if scheduler is None else 1):
-        _run(manifest, out, config, workers, scheduler, force, sheet)
+    # the manifest is read and checked first (a refused one starts no worker: h17j); then
+    # the local workers, at most one per trial, start before this process imports the runner
+    # (issue 15: their imports run beside its own); the run takes them
+    man, cfg = check_run_inputs(manifest, config, out, sheet)
+    with early_workers(workers if scheduler is None else 1, trials=len(man.videos)):
+        _run(man, out, cfg, workers, scheduler, force, sheet)
 
 
-def _run(manifest: Path, out: Path, config, workers: int, scheduler: str | None, force: bool,
+def _run(manifest, out: Path, config, workers: int, scheduler: str | None, force: bool,
          sheet: str | None) -> None:
     from fishtrack.experiment import run_experiment
 

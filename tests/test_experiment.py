@@ -16,7 +16,6 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -51,13 +50,11 @@ def _run(manifest, config, out, **kw):
 
 
 @pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    """One complete run (inline, with report) shared by the read-only tests."""
-    root = tmp_path_factory.mktemp("experiment")
-    e = plate_experiment(root / "in")
-    events = []
-    res = _run(e["manifest"], e["config"], root / "out", progress=events.append)
-    return SimpleNamespace(root=root, e=e, res=res, events=events, out=root / "out")
+def baseline(plate_run):
+    """One complete run (inline, with report) shared by the read-only tests (conftest's
+    ``plate_run``: the same run serves tests/test_experiment_overlap.py and
+    tests/test_experiment_worker.py)."""
+    return plate_run
 
 
 def _open_loop(per_fish: pd.DataFrame) -> pd.DataFrame:
@@ -560,12 +557,19 @@ def test_two_local_workers_give_the_same_results(baseline, tmp_path):
     assert {e.trial for e in events if e.kind == "trial" and e.total == 200} == {"plate1", "plate2"}
 
 
-def test_dask_cluster_gives_the_same_results(baseline, tmp_path):
+@pytest.fixture(scope="module")
+def local_cluster():
+    """A real dask LocalCluster (2 single-threaded worker processes), started once for the
+    tests of this module that run on one (each starts ~2-4 s of processes)."""
     distributed = pytest.importorskip("dask.distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
-        res = _run(baseline.e["manifest"], baseline.e["config"], tmp_path / "out",
-                   scheduler=cluster.scheduler_address, report=False)
+        yield cluster
+
+
+def test_dask_cluster_gives_the_same_results(baseline, local_cluster, tmp_path):
+    res = _run(baseline.e["manifest"], baseline.e["config"], tmp_path / "out",
+               scheduler=local_cluster.scheduler_address, report=False)
     assert res.ok, res.failures
     assert (tmp_path / "out/per_fish.csv").read_bytes() == (baseline.out / "per_fish.csv").read_bytes()
 
@@ -576,7 +580,7 @@ def _thread_caps(out: Path) -> list[dict]:
 
 
 @pytest.mark.timeout(300)
-def test_workers_sharing_the_cores_cap_their_threads(tmp_path):
+def test_workers_sharing_the_cores_cap_their_threads(local_cluster, tmp_path):
     """Two trials at once (2 local workers, a real 2-worker dask LocalCluster) each get half
     the usable cores for OpenCV, FFmpeg's decoding and the measuring threads, and a dask
     worker's fixed malloc thresholds are undone; one trial alone keeps the defaults (issue
@@ -586,16 +590,13 @@ def test_workers_sharing_the_cores_cap_their_threads(tmp_path):
     from fishtrack._threads import usable_cores
     from fishtrack.tracking import tracker
 
-    distributed = pytest.importorskip("dask.distributed")
     share = max(1, usable_cores() // 2)
     want = {"cv2": share, "measure": min(tracker.DEFAULT_MEASURE_THREADS, share), "decode": share}
     kw = {"trial_fn": thread_probe_trial, "arenas_fn": fake_arenas, "report": False}
     e = plate_experiment(tmp_path / "in")
     m, c = e["manifest"], e["config"]
     assert run_experiment(m, c, tmp_path / "w2", workers=2, **kw).ok
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
-        assert run_experiment(m, c, tmp_path / "dask", scheduler=cluster, **kw).ok
+    assert run_experiment(m, c, tmp_path / "dask", scheduler=local_cluster, **kw).ok
     for caps in _thread_caps(tmp_path / "w2") + _thread_caps(tmp_path / "dask"):
         assert {k: caps[k] for k in want} == want, caps
     # dask's workers run with MALLOC_TRIM_THRESHOLD_ set (glibc's adaptive thresholds off:

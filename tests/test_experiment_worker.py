@@ -141,17 +141,13 @@ def test_a_report_figure_drawn_in_a_worker_imports_no_statistics():
     assert "matplotlib" in heavy and "scipy.stats" not in heavy, heavy
 
 
-def test_the_report_figures_of_a_two_worker_run_are_drawn_on_the_workers(tmp_path):
+def test_the_report_figures_of_a_two_worker_run_are_drawn_on_the_workers(plate_run, tmp_path):
     """With 2 local workers the report's figures are drawn in the worker processes (the run's
     own process never renders one: no Agg canvas imported) and are the same PNGs, figure
     files and embedded images, as a one-worker run draws in its own process."""
-    from fixtures_experiment import fake_arenas, fake_trial, plate_experiment
-
-    from fishtrack.experiment import run_experiment
-
-    e = plate_experiment(tmp_path / "in")
-    kw = {"trial_fn": fake_trial, "arenas_fn": fake_arenas}
-    assert run_experiment(e["manifest"], e["config"], tmp_path / "w1", **kw).ok
+    e = plate_run.e
+    assert plate_run.res.ok  # the one-worker run (conftest's), drawn in the test's process
+    w1 = plate_run.out
     (tmp_path / "cfg.json").write_text(json.dumps(e["config"]))
     code = ("import json, sys; from fixtures_experiment import fake_arenas, fake_trial; "
             "from fishtrack.experiment import run_experiment; "
@@ -163,15 +159,15 @@ def test_the_report_figures_of_a_two_worker_run_are_drawn_on_the_workers(tmp_pat
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env,
                          check=True, timeout=120)
     assert out.stdout.decode().split() == ["True", "False"], out.stdout  # no figure drawn here
-    pngs = sorted(p.name for p in (tmp_path / "w1" / "figures").glob("*.png"))
+    pngs = sorted(p.name for p in (w1 / "figures").glob("*.png"))
     assert len(pngs) >= 5
     assert pngs == sorted(p.name for p in (tmp_path / "w2" / "figures").glob("*.png"))
     for name in pngs:
-        assert (tmp_path / "w1/figures" / name).read_bytes() == \
+        assert (w1 / "figures" / name).read_bytes() == \
             (tmp_path / "w2/figures" / name).read_bytes(), name
     embedded = re.compile(r'src="data:image/png;base64,([^"]+)"')
-    html1, html2 = ((tmp_path / d / "report.html").read_text(encoding="utf-8")
-                    for d in ("w1", "w2"))
+    html1, html2 = ((d / "report.html").read_text(encoding="utf-8")
+                    for d in (w1, tmp_path / "w2"))
     assert embedded.findall(html1) == embedded.findall(html2)
 
 

@@ -97,19 +97,34 @@ _early: LocalWorkers | None = None
 """Workers started by :func:`early_workers`, not yet taken by a :class:`Backend`."""
 
 
-@contextlib.contextmanager
-def early_workers(workers: int, want_progress: bool = True) -> Iterator[None]:
-    """Start ``workers`` local worker processes now, before this process imports what a run
-    needs (``fishtrack run``: the runner, pandas, the statistics; issue 15): the workers'
-    own imports of the trial modules (:data:`TRIAL_MODULES`) run beside this process's
-    instead of after them. The first :class:`Backend` of the same size and progress takes
-    them (and closes them when it closes); if none does, they are closed on leaving. One
-    worker or fewer: nothing is started."""
-    global _early
+def pool_size(workers: int, trials: int | None = None) -> int:
+    """Local worker processes for ``workers`` asked (``-j``) and a run of ``trials`` trials
+    (``None``: not known): none (the run works in its own process) for one worker or fewer,
+    else ``workers``, but never more than one per trial (h17j: a one-trial run with
+    ``-j 2`` started two)."""
+    workers = int(workers)
     if workers <= 1:
+        return 0
+    return workers if trials is None else max(1, min(workers, int(trials)))
+
+
+@contextlib.contextmanager
+def early_workers(workers: int, want_progress: bool = True,
+                  trials: int | None = None) -> Iterator[None]:
+    """Start the local worker processes of a run of ``trials`` trials now (:func:`pool_size`
+    of ``workers``), before this process imports what the run needs (``fishtrack run``: the
+    runner, the statistics; issue 15): the workers' own imports of the trial modules
+    (:data:`TRIAL_MODULES`) run beside this process's instead of after them. The first
+    :class:`Backend` of the same size and progress takes them (and closes them when it
+    closes); if none does, they are closed on leaving. One worker or fewer: nothing is
+    started. ``fishtrack run`` reads and checks its manifest first, so that a refused one
+    starts no worker (h17j)."""
+    global _early
+    size = pool_size(workers, trials)
+    if size == 0:
         yield
         return
-    early = LocalWorkers(workers, want_progress, preload=TRIAL_MODULES)
+    early = LocalWorkers(size, want_progress, preload=TRIAL_MODULES)
     early.start_all()
     _early = early
     try:
@@ -133,8 +148,11 @@ def _take_early(workers: int, want_progress: bool) -> LocalWorkers | None:
 class Backend:
     """Runs picklable top-level functions: inline, in a spawn process pool or on dask."""
 
-    def __init__(self, workers: int, scheduler: Any, want_progress: bool):
-        self.workers = max(1, int(workers))
+    def __init__(self, workers: int, scheduler: Any, want_progress: bool,
+                 trials: int | None = None):
+        # local processes: at most one per trial (:func:`pool_size`); 0: in this process
+        self._pool_size = pool_size(workers, trials)
+        self.workers = max(1, self._pool_size)
         self.scheduler = scheduler
         self.want_progress = want_progress
         self.pool = None
@@ -162,7 +180,7 @@ class Backend:
     def __enter__(self) -> Backend:
         if self.scheduler is not None:
             self.client, self._own_client = _dask_client(self.scheduler)
-        elif self.workers > 1:
+        elif self._pool_size:
             local = (_take_early(self.workers, self.want_progress)
                      or LocalWorkers(self.workers, self.want_progress))
             self._local, self.pool, self.queue = local, local.pool, local.queue

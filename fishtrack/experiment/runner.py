@@ -26,14 +26,13 @@ from fishtrack.behaviour import load_protocol_log
 from fishtrack.config import Config, load_config, resolve_config
 from fishtrack.errors import ConfigError, FishtrackError
 from fishtrack.experiment.backends import Backend, InlineQueue
+from fishtrack.experiment.inputs import check_reference_group, read_run_manifest
 from fishtrack.experiment.lock import output_lock
 from fishtrack.experiment.manifest import (
     Manifest,
     arena_span,
     path_exists,
-    quote_cell,
     raise_problems,
-    read_manifest,
     rows_text,
     trial_names,
 )
@@ -44,7 +43,7 @@ from fishtrack.experiment.records import (
     TrialOutcome,
     emit,
 )
-from fishtrack.experiment.state import STATE_FILE, read_state, update_state, write_inputs
+from fishtrack.experiment.state import update_state, write_inputs
 from fishtrack.experiment.worker import (  # noqa: F401 - detect_video_arenas: public here too
     ArenasFn,
     TrialFn,
@@ -56,7 +55,6 @@ from fishtrack.experiment.worker import (  # noqa: F401 - detect_video_arenas: p
     prepare_report,
 )
 from fishtrack.io.video import open_video
-from fishtrack.stats import METRICS
 from fishtrack.trial import FILES, PROVENANCE, FolderStatus, TrialFolder
 
 TRIAL_FILES = FILES
@@ -75,7 +73,7 @@ def trial_status(
 
 
 def run_experiment(
-    manifest: str | Path,
+    manifest: str | Path | Manifest,
     config: Config | str | Path | dict | None = None,
     out: str | Path = "fishtrack_experiment",
     *,
@@ -93,7 +91,10 @@ def run_experiment(
     Parameters
     ----------
     manifest
-        Manifest CSV or Excel workbook (see :mod:`fishtrack.experiment.manifest`).
+        Manifest CSV or Excel workbook (see :mod:`fishtrack.experiment.manifest`), or a
+        :class:`Manifest` already read (``fishtrack run`` reads it before it starts its
+        workers: :func:`fishtrack.experiment.inputs.check_run_inputs`; ``sheet`` is then
+        not used).
     config
         Config, YAML path, mapping or ``None`` (defaults).
     out
@@ -101,7 +102,7 @@ def run_experiment(
         ``group_stats.csv``, ``report.html``, ``figures/``, and copies of the manifest and
         config.
     workers
-        Local worker processes (1 runs in this process).
+        Local worker processes (1 runs in this process); never more than one per trial.
     scheduler
         dask.distributed scheduler address (``"tcp://host:8786"``), a dask Cluster (e.g.
         ``dask_jobqueue.SLURMCluster``) or a Client; ``workers`` is then ignored.
@@ -134,10 +135,12 @@ def run_experiment(
     cfg = resolve_config(config)
     out = Path(out)
     with output_lock(out):
-        man = _read_run_manifest(Path(manifest), out, sheet)
-        _check_reference_group(man, cfg)
+        man = (manifest if isinstance(manifest, Manifest)
+               else read_run_manifest(Path(manifest), out, sheet))
+        check_reference_group(man, cfg)
         plan = _plan(man, cfg, out, force)
-        with Backend(workers, scheduler, progress is not None) as backend:
+        with Backend(workers, scheduler, progress is not None,
+                     trials=len(man.videos)) as backend:
             fresh = not (out / "trials").exists()
             _check_wells(plan, backend, arenas_fn, progress)
             if plan.problems:
@@ -156,14 +159,6 @@ def run_experiment(
     res.failures = [TrialFailure(o.trial, o.video, o.error, o.log)
                     for o in outcomes.values() if o.status == "failed"]
     return res
-
-
-def _read_run_manifest(manifest: Path, out: Path, sheet: str | None) -> Manifest:
-    """The manifest; ``OUT/manifest.csv`` of an earlier run keeps that run's root folder."""
-    root = None
-    if manifest.resolve() == (out / "manifest.csv").resolve() and (out / STATE_FILE).exists():
-        root = read_state(out).get("manifest_root")
-    return read_manifest(manifest, root=root, sheet=sheet)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,31 +257,6 @@ def _discard_found(plan: _Plan, fresh: bool) -> None:
     trials = plan.out / "trials"
     if fresh and trials.is_dir() and not any(trials.iterdir()):
         trials.rmdir()
-
-
-def _check_reference_group(man: Manifest, cfg: Config) -> None:
-    groups = sorted(set(man.table["group"]))
-    if cfg.stats.reference_group not in groups:
-        raise ConfigError(
-            f"stats.reference_group: {quote_cell(cfg.stats.reference_group)} is not a group in "
-            f"{man.path} (groups: {', '.join(quote_cell(g) for g in groups[:20])}); set "
-            "stats.reference_group in the config"
-        )
-    if "condition" in man.table.columns:
-        conds = [c for c in dict.fromkeys(man.table["condition"].astype(str).str.strip()) if c]
-        ref = cfg.stats.reference_condition
-        if len(conds) > 1 and ref not in conds:
-            what = "is not set" if ref is None else f"{quote_cell(ref)} is not a condition"
-            raise ConfigError(
-                f"stats.reference_condition: {what}; {man.path} has conditions "
-                f"{', '.join(quote_cell(c) for c in conds[:20])} (a within-fish design); set "
-                "stats.reference_condition in the config"
-            )
-    if cfg.stats.primary.metric not in METRICS:
-        raise ConfigError(
-            f"stats.primary.metric: {quote_cell(cfg.stats.primary.metric)} is not a compared metric "
-            f"(allowed: {', '.join(METRICS)})"
-        )
 
 
 def _trial_configs(

@@ -439,24 +439,15 @@ def _behaviour_qc_blocks(s: Section, per_fish: pd.DataFrame, behaviour_qc: list[
 def write_report(
     out: str | Path,
     *,
-    per_fish: pd.DataFrame,
-    bins: pd.DataFrame,
     group_stats: pd.DataFrame,
-    ethogram: pd.DataFrame,
-    ethogram_bin_s: float,
-    qc: pd.DataFrame,
-    trials: pd.DataFrame,
-    manifest: pd.DataFrame,
-    config: Config,
-    protocol=None,
     notes: list[str] | None = None,
     versions: dict[str, str] | None = None,
-    design_notes: list[str] | None = None,
-    behaviour_qc: list[dict] | None = None,
     assay=None,
-    draw: Draw | None = None,
+    **tables: Any,
 ) -> dict[str, Path]:
-    """Write ``out/report.html`` and ``out/figures/*.png|svg``.
+    """Write ``out/report.html`` and ``out/figures/*.png|svg``: :func:`begin_report` with
+    ``tables`` (every keyword below but ``group_stats``, ``notes``, ``versions`` and
+    ``assay``; its signature is their one definition), then :func:`finish_report` with those.
 
     Parameters
     ----------
@@ -496,10 +487,7 @@ def write_report(
     dict
         ``{"report": path, "figures": folder}``.
     """
-    draft = begin_report(out, per_fish=per_fish, bins=bins, ethogram=ethogram,
-                         ethogram_bin_s=ethogram_bin_s, qc=qc, trials=trials, manifest=manifest,
-                         config=config, protocol=protocol, design_notes=design_notes,
-                         behaviour_qc=behaviour_qc, draw=draw)
+    draft = begin_report(out, **tables)
     return finish_report(draft, group_stats=group_stats, notes=notes, versions=versions,
                          assay=assay)
 
