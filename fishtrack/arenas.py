@@ -557,7 +557,24 @@ def _fit_circles(rays: _Rays) -> _Fit:
     """Robust (iteratively trimmed) algebraic circle fit per row of ``rays``."""
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _fit_circles_impl(rays)
+        fit = _fit_circles_impl(rays)
+        if not ROBUST_CIRCLE_START:
+            return fit
+        # rims not clearly found by the plain fit: fitted again from a consensus start, and
+        # the better supported of the two kept
+        redo = np.flatnonzero(fit.support < 0.9)
+        if redo.size == 0:
+            return fit
+        sub = _Rays(ox=rays.ox[redo], oy=rays.oy[redo], phi=rays.phi[redo], rho=rays.rho[redo],
+                    strength=rays.strength[redo],
+                    seen=None if rays.seen is None else rays.seen[redo])
+        fit2 = _fit_circles_impl(sub, robust=True)
+        better = fit2.support > fit.support[redo]
+        for name in ("cx", "cy", "radius", "support", "strength", "rms"):
+            v = getattr(fit, name).astype(np.float64, copy=True)
+            v[redo[better]] = getattr(fit2, name)[better]
+            setattr(fit, name, v)
+        return fit
 
 
 #: start the trimmed circle fit from the rays on the best circle through three of them
@@ -607,11 +624,11 @@ def _circle_start(x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return w
 
 
-def _fit_circles_impl(rays: _Rays) -> _Fit:
+def _fit_circles_impl(rays: _Rays, robust: bool = False) -> _Fit:
     x = rays.rho * np.cos(rays.phi)
     y = rays.rho * np.sin(rays.phi)
     ok = np.isfinite(rays.rho)
-    w = _circle_start(x, y, ok) if ROBUST_CIRCLE_START else ok.copy()
+    w = _circle_start(x, y, ok) if robust else ok.copy()
     k = x.shape[0]
     cx = np.full(k, np.nan)
     cy = np.full(k, np.nan)
@@ -704,8 +721,14 @@ def _fit_boxes(rays: _Rays, angle: float, hx0: np.ndarray, hy0: np.ndarray) -> _
         on |= sel & (np.abs(np.nan_to_num(coord - p[:, None], nan=1e9)) < tol)
     support = _support(on, use, rays)
     if rays.seen is not None and CUT_RIM_MIN_SEEN is not None:
-        # a side cut off by the frame edge: placed from the opposite side and the expected size
-        half = (hx0, hy0, hx0, hy0)
+        # a side cut off by the frame edge: placed from the opposite side and the half size
+        # measured across (a square's sides are equal), else the expected one
+        with np.errstate(invalid="ignore"):
+            across_v = (pos[:, 1] - pos[:, 3]) / 2  # measured half height
+            across_u = (pos[:, 0] - pos[:, 2]) / 2
+        half_u = np.where(np.isfinite(across_v) & (across_v > 0), across_v, hx0)
+        half_v = np.where(np.isfinite(across_u) & (across_u > 0), across_u, hy0)
+        half = (half_u, half_v, half_u, half_v)
         for sd in range(4):
             sel = use & (side == sd)
             unseen = (sel & ~rays.seen).sum(axis=1) > 0.5 * sel.sum(axis=1)

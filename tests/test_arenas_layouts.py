@@ -37,3 +37,23 @@ def test_layout_suite_draws_what_it_says():
         r = s.arena_size_px / 2
         cx = s.width / 2 + s.plate_shift_px[0] + (np.arange(s.cols) - (s.cols - 1) / 2) * s.pitch_x_px
         assert cx.min() >= 0.6 * r - 0.05 and cx.max() <= s.width - 1 - 0.6 * r + 0.05
+
+
+def test_square_wells_cut_by_the_frame_edge(tmp_path):
+    """2 x 3 square wells of 80 px at pitches 92 across and 104 down; the frame touches the
+    left column and cuts 16 px off the right one (centres 0.58 radii inside the frame). On
+    main a cut square had no right side, so no fit, and the plate was placed one column to
+    the left: "found 4 of 6 wells ... 2 wells of the grid fitted to them would lie outside the
+    image". A side cut off by the frame is now placed from the opposite side."""
+    from fishtrack.synth.scenarios import _protocol
+
+    spec = SimSpec(name="cut", layout="wells", rows=2, cols=3, shape="square", width=248,
+                   height=200, arena_size_px=80, pitch_x_px=92, pitch_y_px=104,
+                   plate_shift_px=(8.0, 0.0), fish_length_px=20, fps=20, duration_s=1.0,
+                   protocol=_protocol(1.0), codec="ffv1", empty_arenas=["A3", "B3"], seed=3)
+    r = run_layout_case(spec, tmp_path)
+    assert r["error"] == ""
+    assert r["cut"] == 2
+    assert r["wells_found"] == r["wells_true"] == 6
+    assert r["centre_err_max_px"] < 3.0
+    assert r["radius_err_max_px"] < 2.0
