@@ -80,7 +80,9 @@ from fishtrack.synth.scenarios import (  # noqa: E402
     TUNING_SEEDS,
     goals,
     issue_spec,
+    layout_spec,
     run_case,
+    run_layout_case,
     suite_spec,
 )
 
@@ -92,7 +94,8 @@ END = "<!-- accuracy-suite:end -->"
 _KEYS = ["seed", "layout", "length_px", "n_fish", "head_style", "polarity", "codec", "crf",
          "noise_sd", "blur_px", "tip_contrast", "recall", "head_rmse_px", "head_rmse_40",
          "head_p95_px", "tail_r", "tail_found", "tail_mae_deg", "false_fish", "meets",
-         "est_length_px", "sim_s", "track_s"]
+         "est_length_px", "sim_s", "track_s", "wells_true", "wells_found", "wells_placed",
+         "centre_err_max_px", "radius_err_max_px", "wells_error"]
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -300,10 +303,51 @@ def section(df: pd.DataFrame, seeds_text: str, worst_text: str, figure: str | No
         f">= 0.95 head-embedded, no fish in empty wells. "
         + (f"{secs / 60:.0f} min on this machine.\n\n" if np.isfinite(secs) else "\n\n")
         + summary_table(df) + "\n\n" + goal_table(df) + "\n\n"
+        + (wells_line(wells) + "\n\n" if "wells_true" in df else "")
         + f"Worst seed (furthest below its goals): {worst_text}"
         + (f" Its worst frames: `{figure}` (tracked midline in colour, truth in white)." if figure else "")
         + "\n"
     )
+
+
+def wells_line(df: pd.DataFrame, label: str = "Wells found on the video's background") -> str:
+    """One sentence: wells found (and placed) of the true ones over the plates of ``df``
+    (columns of :func:`fishtrack.synth.scenarios.score_wells`), plates with every well found,
+    the worst centre and radius errors and the worst plate."""
+    if df.empty:
+        return f"{label}: no plate."
+    n_true, n_found, n_placed = (int(df[c].sum()) for c in ("wells_true", "wells_found", "wells_placed"))
+    all_found = int((df.wells_found == df.wells_true).sum())
+    all_placed = int((df.wells_placed == df.wells_true).sum())
+    frac = (df.wells_found / df.wells_true.clip(lower=1)).to_numpy(float)
+    i = int(np.argmin(frac))
+    w = df.iloc[i]
+    key = "case" if "case" in df else "seed"
+    ce = df["centre_err_max_px"].to_numpy(float)
+    re_ = df["radius_err_max_px"].to_numpy(float)
+    return (f"{label} (`fishtrack.arenas.detect_arenas`, as `fishtrack track`): {n_found} of "
+            f"{n_true} found, {n_placed} placed within a quarter radius (found or filled in from "
+            f"the grid); every well found on {all_found} of {len(df)} plates, every well placed "
+            f"on {all_placed}; centre error of found wells worst {np.nanmax(ce) if np.isfinite(ce).any() else float('nan'):.2f} px, "
+            f"radius error worst {np.nanmax(re_) if np.isfinite(re_).any() else float('nan'):.2f} px; fewest found: seed "
+            f"{w[key]} ({int(w.wells_found)} of {int(w.wells_true)}).")
+
+
+def run_layouts(seeds, csv: Path | None = None, log=print) -> pd.DataFrame:
+    """The well-finding layout suite (:func:`fishtrack.synth.scenarios.layout_spec`): one
+    plate per seed, its wells found on the simulated video's background and scored."""
+    rows = []
+    for seed in seeds:
+        r = run_layout_case(layout_spec(seed))
+        rows.append(r)
+        if csv is not None:
+            tmp = csv.with_suffix(csv.suffix + ".part")
+            pd.DataFrame(rows).to_csv(tmp, index=False)
+            os.replace(tmp, csv)
+        log(f"{seed:>6} {r['rows']}x{r['cols']} {r['shape']:6} found {r['wells_found']}/"
+            f"{r['wells_true']} placed {r['wells_placed']} rim {r['rim_contrast']:.2f} "
+            f"cut {r['cut']} {r['error'][:60]}")
+    return pd.DataFrame(rows)
 
 
 #: issue 12's description and goal of each of its recordings (the "before" figures are the
@@ -432,7 +476,14 @@ def main(argv=None) -> int:
                          "lossless, to separate the codec's loss from the tracker's)")
     ap.add_argument("--crf", type=int, default=None,
                     help="write every seed's scene at this CRF (h264/hevc) instead of its own")
+    ap.add_argument("--layouts", default=None,
+                    help="run the well-finding layout suite on these seeds instead (e.g. 0-199; "
+                         "with --csv): wells found on the background, no tracking")
     args = ap.parse_args(argv)
+    if args.layouts is not None:
+        df = run_layouts(_parse_seeds(args.layouts), args.csv)
+        print(wells_line(df, f"Layout suite, seeds {args.layouts}"))
+        return 0
     if args.summarize is not None:
         write_section(pd.read_csv(args.summarize), args.out, 60 * args.minutes,
                       docs=not args.no_docs, figure=None if args.no_docs else FIGURE)

@@ -439,6 +439,9 @@ class _Rays:
     phi: np.ndarray  # (K, A) ray angles (rad)
     rho: np.ndarray  # (K, A) edge distance from the origin (px), nan if none
     strength: np.ndarray  # (K, A) |gradient| at the edge (grey levels / px)
+    #: (K, A) the ray lies in the image up to a little beyond its expected edge (a ray of a
+    #: well cut by the frame edge that leaves the image first can show no rim)
+    seen: np.ndarray | None = None
 
 
 def _cast_rays(
@@ -517,7 +520,27 @@ def _cast_rays(
     off = np.clip(off, -0.5, 0.5)
     rho = rho0 * (t[0] + (i + off) * (t[1] - t[0]))
     rho = np.where(has, rho, np.nan)
-    return _Rays(ox=ox, oy=oy, phi=phi, rho=rho, strength=np.where(has, y1, np.nan))
+    reach = min(n_r - 1, int(np.searchsorted(t, min(hi, 1.05))))
+    seen = valid[..., : reach + 1].all(axis=2)
+    return _Rays(ox=ox, oy=oy, phi=phi, rho=rho, strength=np.where(has, y1, np.nan), seen=seen)
+
+
+#: rims cut by the frame edge: support is counted over the rays that stay in the image
+#: (:func:`_support`) instead of over all rays, when at least this fraction of them do
+CUT_RIM_MIN_SEEN = 0.3
+
+
+def _support(on: np.ndarray, used: np.ndarray, rays: _Rays) -> np.ndarray:
+    """Fraction of the ``used`` rays (K, A) that lie on the fitted rim (``on``); with
+    :data:`CUT_RIM_MIN_SEEN`, of the used rays that stay in the image (a well cut by the frame
+    edge is judged on its visible rim; 0 when too little of it is visible)."""
+    if rays.seen is None or CUT_RIM_MIN_SEEN is None:
+        return on.sum(axis=1) / np.maximum(used.sum(axis=1), 1)
+    vis = used & rays.seen
+    n_vis = vis.sum(axis=1)
+    frac = n_vis / np.maximum(used.sum(axis=1), 1)
+    sup = (on & vis).sum(axis=1) / np.maximum(n_vis, 1)
+    return np.where(frac >= CUT_RIM_MIN_SEEN, sup, 0.0)
 
 
 @dataclass
@@ -534,14 +557,78 @@ def _fit_circles(rays: _Rays) -> _Fit:
     """Robust (iteratively trimmed) algebraic circle fit per row of ``rays``."""
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        return _fit_circles_impl(rays)
+        fit = _fit_circles_impl(rays)
+        if not ROBUST_CIRCLE_START:
+            return fit
+        # rims not clearly found by the plain fit: fitted again from a consensus start, and
+        # the better supported of the two kept
+        redo = np.flatnonzero(fit.support < 0.9)
+        if redo.size == 0:
+            return fit
+        sub = _Rays(ox=rays.ox[redo], oy=rays.oy[redo], phi=rays.phi[redo], rho=rays.rho[redo],
+                    strength=rays.strength[redo],
+                    seen=None if rays.seen is None else rays.seen[redo])
+        fit2 = _fit_circles_impl(sub, robust=True)
+        better = fit2.support > fit.support[redo]
+        for name in ("cx", "cy", "radius", "support", "strength", "rms"):
+            v = getattr(fit, name).astype(np.float64, copy=True)
+            v[redo[better]] = getattr(fit2, name)[better]
+            setattr(fit, name, v)
+        return fit
 
 
-def _fit_circles_impl(rays: _Rays) -> _Fit:
+#: start the trimmed circle fit from the rays on the best circle through three of them
+#: (:func:`_circle_start`) instead of from all rays: a still larva or a speck inside a well,
+#: whose edge is the first strong one on a sector of the rays, no longer drags the fit off
+#: the rim (spent video seed 24438: 17 of 90 rays on a still larva, support 0.40 -> 0.82)
+ROBUST_CIRCLE_START = True
+#: spacings (fractions of a turn) of the ray triplets :func:`_circle_start` tries: wide ones
+#: for whole rims, narrow ones for rims cut by the frame edge
+_TRIPLET_SPACINGS = (1 / 3, 1 / 6, 1 / 12)
+
+
+def _circle_start(x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Per row of edge points (K, A): the points within max(1.5 px, 4 % of their median
+    distance from the ray origin) of the circle through three of them that has most such points (triplets at the spacings of
+    :data:`_TRIPLET_SPACINGS`, every start ray); all usable points where no triplet gives a
+    circle. A consensus start: outliers on up to about half of the rays cannot move it."""
+    k, a = x.shape
+    if a < 12:
+        return ok.copy()
+    i0 = np.arange(a)
+    trip = [np.stack([i0, (i0 + max(1, round(a * f))) % a, (i0 + 2 * max(1, round(a * f))) % a])
+            for f in _TRIPLET_SPACINGS]
+    idx = np.concatenate(trip, axis=1)  # (3, T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        px, py = x[:, idx], y[:, idx]  # (K, 3, T)
+        ax, ay, bx, by, cx_, cy_ = px[:, 0], py[:, 0], px[:, 1], py[:, 1], px[:, 2], py[:, 2]
+        d = 2.0 * (ax * (by - cy_) + bx * (cy_ - ay) + cx_ * (ay - by))
+        a2, b2, c2 = ax * ax + ay * ay, bx * bx + by * by, cx_ * cx_ + cy_ * cy_
+        ux = (a2 * (by - cy_) + b2 * (cy_ - ay) + c2 * (ay - by)) / d
+        uy = (a2 * (cx_ - bx) + b2 * (ax - cx_) + c2 * (bx - ax)) / d
+        rr = np.hypot(ax - ux, ay - uy)  # (K, T)
+        good = np.isfinite(rr) & (np.abs(d) > 1e-9)
+        res = np.abs(np.hypot(x[:, None, :] - ux[..., None], y[:, None, :] - uy[..., None])
+                     - rr[..., None])  # (K, T, A)
+        rho = np.hypot(x, y)
+        scale = np.nanmedian(np.where(ok, rho, np.nan), axis=1) if ok.any() else np.zeros(k)
+        scale = np.nan_to_num(scale)[:, None]  # (K, 1): a tolerance no triplet can widen
+        good &= rr < 2.0 * scale
+        tol = np.maximum(1.5, 0.04 * scale)[..., None]
+        inl = ok[:, None, :] & (res < tol)
+    count = np.where(good, inl.sum(axis=2), -1)
+    best = np.argmax(count, axis=1)
+    w = inl[np.arange(k), best]
+    fallback = (count[np.arange(k), best] < 6)
+    w[fallback] = ok[fallback]
+    return w
+
+
+def _fit_circles_impl(rays: _Rays, robust: bool = False) -> _Fit:
     x = rays.rho * np.cos(rays.phi)
     y = rays.rho * np.sin(rays.phi)
     ok = np.isfinite(rays.rho)
-    w = ok.copy()
+    w = _circle_start(x, y, ok) if robust else ok.copy()
     k = x.shape[0]
     cx = np.full(k, np.nan)
     cy = np.full(k, np.nan)
@@ -581,7 +668,7 @@ def _fit_circles_impl(rays: _Rays) -> _Fit:
     on = ok & (
         np.abs(np.nan_to_num(res, nan=1e9)) < np.maximum(1.5, 0.04 * np.nan_to_num(r))[:, None]
     )
-    support = on.mean(axis=1)
+    support = _support(on, np.ones_like(on), rays)
     strength = (
         np.nanmedian(np.where(on, rays.strength, np.nan), axis=1) if on.any() else np.zeros(k)
     )
@@ -632,8 +719,23 @@ def _fit_boxes(rays: _Rays, angle: float, hx0: np.ndarray, hy0: np.ndarray) -> _
             p = np.nanmean(np.where(near, coord, np.nan), axis=1)
         pos[:, sd] = p
         on |= sel & (np.abs(np.nan_to_num(coord - p[:, None], nan=1e9)) < tol)
-    n_used = np.maximum(use.sum(axis=1), 1)
-    support = on.sum(axis=1) / n_used
+    support = _support(on, use, rays)
+    if rays.seen is not None and CUT_RIM_MIN_SEEN is not None:
+        # a side cut off by the frame edge: placed from the opposite side and the half size
+        # measured across (a square's sides are equal), else the expected one
+        with np.errstate(invalid="ignore"):
+            across_v = (pos[:, 1] - pos[:, 3]) / 2  # measured half height
+            across_u = (pos[:, 0] - pos[:, 2]) / 2
+        half_u = np.where(np.isfinite(across_v) & (across_v > 0), across_v, hx0)
+        half_v = np.where(np.isfinite(across_u) & (across_u > 0), across_u, hy0)
+        half = (half_u, half_v, half_u, half_v)
+        for sd in range(4):
+            sel = use & (side == sd)
+            unseen = (sel & ~rays.seen).sum(axis=1) > 0.5 * sel.sum(axis=1)
+            opp = (sd + 2) % 4
+            fill = unseen & ~np.isfinite(pos[:, sd]) & np.isfinite(pos[:, opp])
+            sign = 1.0 if sd < 2 else -1.0
+            pos[:, sd] = np.where(fill, pos[:, opp] + sign * 2.0 * half[sd], pos[:, sd])
     ucen = (pos[:, 0] + pos[:, 2]) / 2
     vcen = (pos[:, 1] + pos[:, 3]) / 2
     hx = (pos[:, 0] - pos[:, 2]) / 2
@@ -698,9 +800,38 @@ def _rim_candidates(small: np.ndarray, rlo: float, rhi: float) -> tuple[np.ndarr
         if keep.any():
             pts.append(cen[1:][keep])
             rad.append(((bw + bh) / 4)[keep])
+        if CUT_CANDIDATES:
+            c_pts, c_rad = _cut_candidates(x, y, bw, bh, area, w, h, 0.8 * rlo, 1.15 * rhi)
+            pts.append(c_pts)
+            rad.append(c_rad)
     if not pts:
         return np.zeros((0, 2)), np.zeros(0)
     return np.concatenate(pts), np.concatenate(rad)
+
+
+#: interiors cut by the frame edge are candidates too (:func:`_cut_candidates`)
+CUT_CANDIDATES = True
+
+
+def _cut_candidates(x, y, bw, bh, area, w: int, h: int, rmin: float, rmax: float
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates from enclosed regions that touch the frame edge (wells cut by it): the
+    radius from a dimension whose both ends are seen, the centre a radius in from the seen
+    end of a cut dimension (the middle when both ends are cut)."""
+    lx, rx = x <= 0, x + bw >= w
+    ty, by = y <= 0, y + bh >= h
+    cut = lx | rx | ty | by
+    known_x, known_y = ~(lx | rx), ~(ty | by)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(known_x & known_y, (bw + bh) / 4,
+                     np.where(known_x, bw / 2, np.where(known_y, bh / 2, np.nan)))
+        cx = np.where(lx & ~rx, x + bw - r, np.where(rx & ~lx, x + r, x + bw / 2))
+        cy = np.where(ty & ~by, y + bh - r, np.where(by & ~ty, y + r, y + bh / 2))
+        ok = (cut & np.isfinite(r) & (r >= rmin) & (r <= rmax)
+              & (bw <= 2.1 * r) & (bh <= 2.1 * r) & (bw >= 0.6 * r) & (bh >= 0.6 * r)
+              & (area / (bw * bh) > 0.55)
+              & (cx >= 0) & (cx <= w - 1) & (cy >= 0) & (cy <= h - 1))
+    return np.stack([cx[ok], cy[ok]], axis=1), r[ok]
 
 
 def _hough_candidates(small: np.ndarray, rlo: float, rhi: float) -> tuple[np.ndarray, np.ndarray]:
@@ -916,6 +1047,12 @@ def _radius_range(cfg: ArenasConfig, frame: tuple[int, int]) -> tuple[float, flo
     return 0.08 * pmax, 0.52 * pmax
 
 
+#: faint rims (dark-field): when no plate is found on the image blurred by 1 px, the rims are
+#: measured again on the image blurred by this fraction of the candidates' radius (at least
+#: 1.5 px); None: off
+FAINT_RIM_SIGMA: float | None = 0.03
+
+
 def _detect_wells(img: np.ndarray, cfg: ArenasConfig, info: dict) -> list[Arena]:
     h, w = img.shape
     n_wells = cfg.rows * cfg.cols
@@ -930,14 +1067,28 @@ def _detect_wells(img: np.ndarray, cfg: ArenasConfig, info: dict) -> list[Arena]
     cand, crad = _rim_candidates(small, rlo * f, rhi * f)
     # Hough circles only when the rim regions do not suffice (slower, more false positives)
     best_err: _WellsNotFound | None = None
-    for attempt in ("rims", "rims+hough"):
-        if attempt == "rims+hough":
-            hc, hr = _hough_candidates(small, rlo * f, rhi * f)
-            if len(hc) == 0:
-                break
-            cand, crad = np.concatenate([cand, hc]), np.concatenate([crad, hr])
-        elif n_wells == 1 or len(cand) < 2:
-            continue
+    rim_cand = (cand, crad)
+    attempts: list[tuple[str, float]] = [("rims", 1.0), ("rims+hough", 1.0)]
+    if FAINT_RIM_SIGMA is not None:
+        attempts += [("rims", FAINT_RIM_SIGMA), ("rims+hough", FAINT_RIM_SIGMA)]
+    hough: tuple[np.ndarray, np.ndarray] | None = None
+    for attempt, sigma in attempts:
+        if sigma != 1.0:
+            # faint rims: measured again on a smoother image (rim radius x FAINT_RIM_SIGMA),
+            # only when the sharp image gave no plate
+            r_est = float(np.median(rim_cand[1] / f)) if len(rim_cand[1]) else 0.5 * (rlo + rhi)
+            smooth = _blur(img, max(1.5, sigma * r_est))
+        if attempt == "rims":
+            cand, crad = rim_cand
+            if n_wells == 1 or len(cand) < 2:
+                continue
+        else:
+            if hough is None:
+                hough = _hough_candidates(small, rlo * f, rhi * f)
+            if len(hough[0]) == 0:
+                continue
+            cand = np.concatenate([rim_cand[0], hough[0]])
+            crad = np.concatenate([rim_cand[1], hough[1]])
         info["candidates"] = int(len(cand))
         try:
             arenas, fit = _wells_from_candidates(img, smooth, cand / f, crad / f, cfg, (rlo, rhi))
@@ -1192,13 +1343,15 @@ def _choose_shape(fits: dict[str, _Fit], seen: np.ndarray, shapes: tuple[str, ..
 def _best_placement(nodes: _Nodes, found: np.ndarray, support: np.ndarray, n_rows: int,
                     n_cols: int) -> tuple[int, int]:
     """First row and column (in node-grid coordinates) of the placement with most wells found,
-    ties broken by total rim support."""
-    best, best_key = (0, 0), (-1, -1.0)
+    ties broken by the number of its wells in the frame (a plate whose outer wells are cut by
+    the frame edge is not shifted off the image), then by total rim support."""
+    in_frame = nodes.in_frame.reshape(nodes.grr.shape)
+    best, best_key = (0, 0), (-1, -1, -1.0)
     for r_s in nodes.r_starts:
         for c_s in nodes.c_starts:
             i0, j0 = r_s - nodes.rows[0], c_s - nodes.cols[0]
             sel = (slice(i0, i0 + n_rows), slice(j0, j0 + n_cols))
-            k = (int(found[sel].sum()), float(support[sel].sum()))
+            k = (int(found[sel].sum()), int(in_frame[sel].sum()), float(support[sel].sum()))
             if k > best_key:
                 best, best_key = (int(i0), int(j0)), k
     return best

@@ -43,6 +43,10 @@ __all__ = [
     "suite_arenas",
     "issue_spec",
     "goals",
+    "layout_spec",
+    "score_wells",
+    "detect_wells_of",
+    "run_layout_case",
 ]
 
 TUNING_SEEDS = range(0, 1000)
@@ -329,6 +333,11 @@ def run_case(
     ``keep``: also return the simulation, tracks and truth (keys ``sim``, ``tracks``).
     ``reuse``: track the simulation already in ``folder`` if it was made from exactly
     ``spec`` (tuning runs re-track the same videos).
+
+    Well plates also get the wells ``fishtrack track`` would find on the video
+    (:func:`detect_wells_of`, scored by :func:`score_wells`: ``wells_true``, ``wells_found``,
+    ``wells_placed``, centre and radius errors, ``wells_error``); the tracking itself uses the
+    simulator's wells, so its figures do not depend on them.
     """
     tmp = None
     if folder is None:
@@ -345,6 +354,12 @@ def run_case(
         t2 = time.perf_counter()
         truth = sim.truth
         out = score(spec, truth, res.tracks)
+        # the wells fishtrack track would find on this video (tracking above uses the true ones)
+        if spec.layout == "wells":
+            found, err = detect_wells_of(sim, spec)
+            out.update(score_wells(found, sim.arenas), wells_error=err[:200])
+        else:
+            out.update(score_wells([], sim.arenas.iloc[:0]), wells_error="")
         out.update(
             seed=spec.seed, layout=spec.layout, length_px=spec.fish_length_px,
             n_fish=int(truth["fish"].nunique()), n_frames=int(sim.n_frames),
@@ -361,4 +376,170 @@ def run_case(
         return out
     finally:
         if tmp is not None and not keep:
+            tmp.cleanup()
+
+
+# --------------------------------------------------------------------------------------------
+# the well-finding layout suite (issue 12, "Wells")
+
+#: common plate formats (rows, cols) a layout draw picks from (half the draws), else any
+#: 1-8 x 1-12 grid
+_PLATES = ((1, 1), (1, 2), (2, 2), (2, 3), (3, 4), (4, 6), (6, 8), (8, 12))
+#: pixels per frame of a layout-suite video
+_LAYOUT_BUDGET = 480_000
+
+
+def layout_spec(seed: int, **overrides: Any) -> SimSpec:
+    """The random plate of one seed of the well-finding suite (``bench/bench_tracker_accuracy.py
+    --layouts``): wells detected from the background, not tracked.
+
+    Draws: well shape (circle 60 %, square 40 %); 1-96 wells (a common plate format in half the
+    draws, else any 1-8 x 1-12 grid); well size and gap (pitch 1.02-1.5 well sizes); row pitch
+    equal to the column pitch in half the draws, else 0.75-1.35 times it; the frame edge
+    0.45 well sizes beyond the outer rims down to cutting the outer wells (centre at least
+    0.6 radii inside the frame; cut wells are empty: a larva there could leave the frame); rim
+    contrast 0.08-1.2 times the default look (log-uniform: faint dark-field rims), either
+    polarity; noise, blur, flicker, gradient, dust and codec as the accuracy suite
+    (:func:`~fishtrack.synth.morphology.random_imaging`); vignetting 0 in half the draws, else
+    up to 40 %; one empty well (three wells or more) and a still larva in a quarter of the
+    others (a still larva is part of the background the wells are found on); larvae 1/3-1/4.5
+    of the well size. 1 s at 20 fps."""
+    rng = np.random.default_rng([12, int(seed), 7])
+    if rng.random() < 0.5:
+        rows, cols = _PLATES[int(rng.integers(len(_PLATES)))]
+    else:
+        rows, cols = int(rng.integers(1, 9)), int(rng.integers(1, 13))
+    if rng.random() < 0.5:
+        rows, cols = cols, rows
+    rows, cols = min(rows, 8), min(cols, 12)
+    shape = "circle" if rng.random() < 0.6 else "square"
+    ratio = float(rng.uniform(1.02, 1.5))  # pitch / well size
+    aspect = 1.0 if rng.random() < 0.5 else float(rng.uniform(0.75, 1.35))
+    edge = float(rng.uniform(-0.1, 0.45))  # frame edge beyond the outer rims, in well sizes
+    # the well size that fits the pixel budget (at most 300 px, at least 34 px)
+    span_x = (cols - 1) * ratio + 1 + 2 * edge
+    span_y = (rows - 1) * ratio * aspect + 1 + 2 * edge
+    d = float(np.clip(math.sqrt(_LAYOUT_BUDGET / (span_x * span_y)), 34.0, 300.0))
+    d *= float(rng.uniform(0.7, 1.0))
+    px, py = ratio * d, ratio * aspect * d
+    if rows > 1 and py < d * 1.02:
+        py = d * 1.02
+    w = 2 * int(math.ceil(((cols - 1) * px + d + 2 * edge * d) / 2))
+    h = 2 * int(math.ceil(((rows - 1) * py + d + 2 * edge * d) / 2))
+    w, h = max(w, 32), max(h, 32)
+    shift = (float(rng.uniform(-0.1, 0.1)) * d, float(rng.uniform(-0.1, 0.1)) * d)
+    # keep every centre at least 0.6 radii inside the frame
+    r = d / 2
+    cxs = w / 2 + shift[0] + (np.arange(cols) - (cols - 1) / 2) * px
+    cys = h / 2 + shift[1] + (np.arange(rows) - (rows - 1) / 2) * py
+    lim = 0.6 * r
+    dx = max(0.0, lim - cxs.min()) - max(0.0, cxs.max() - (w - 1 - lim))
+    dy = max(0.0, lim - cys.min()) - max(0.0, cys.max() - (h - 1 - lim))
+    shift = (shift[0] + dx, shift[1] + dy)
+    cxs, cys = cxs + dx, cys + dy
+    cut = [arena_names(rows, cols)[i * cols + j] for i in range(rows) for j in range(cols)
+           if min(cxs[j] - r, cys[i] - r, w - 1 - cxs[j] - r, h - 1 - cys[i] - r) < 0]
+    length = round(float(d / rng.uniform(3.2, 4.5)), 1)
+    length = max(8.0, length)
+    morph = random_morphology(rng, length)
+    imaging = random_imaging(rng)
+    rim = float(np.exp(rng.uniform(np.log(0.08), np.log(1.2))))
+    vignette = 0.0 if rng.random() < 0.5 else float(rng.uniform(0.05, 0.4))
+    names = arena_names(rows, cols)
+    empty = list(cut)
+    if rows * cols >= 3:
+        empty.append(names[int(rng.integers(rows * cols))])
+    empty = sorted(set(empty))
+    still = [a for a in names if a not in empty and rng.random() < 0.25]
+    kw: dict[str, Any] = dict(
+        name="layout", layout="wells", rows=rows, cols=cols, shape=shape, width=w, height=h,
+        arena_size_px=round(d, 2), pitch_x_px=px, pitch_y_px=py, plate_shift_px=shift,
+        rim_contrast=rim, vignette=vignette, fish_length_px=length, fps=20.0, duration_s=1.0,
+        protocol=_protocol(1.0), empty_arenas=empty, still_arenas=still, seed=int(seed),
+        **morph, **imaging,
+    )
+    kw.update(overrides)
+    return SimSpec(**kw)
+
+
+def score_wells(found: list, truth: pd.DataFrame) -> dict:
+    """Wells detected (:func:`fishtrack.arenas.detect_arenas`) against the simulator's
+    ``truth_arenas.csv``, matched by name: ``wells_true``, ``wells_found`` (seen in the image
+    and within a quarter radius of the true centre), ``wells_placed`` (seen or filled in from
+    the grid, within a quarter radius), ``centre_err_px`` and ``radius_err_px`` (median and
+    worst over the found wells; px)."""
+    by_name = {a.name: a for a in found}
+    errs, rerrs, n_found, n_placed = [], [], 0, 0
+    for t in truth.itertuples():
+        a = by_name.get(t.name)
+        if a is None:
+            continue
+        e = math.hypot(a.cx - t.cx, a.cy - t.cy)
+        if e > 0.25 * t.radius or abs(a.radius - t.radius) > 0.25 * t.radius:
+            continue
+        n_placed += 1
+        if a.found:
+            n_found += 1
+            errs.append(e)
+            rerrs.append(abs(a.radius - t.radius))
+    nan = float("nan")
+    return {
+        "wells_true": int(len(truth)), "wells_found": n_found, "wells_placed": n_placed,
+        "centre_err_med_px": float(np.median(errs)) if errs else nan,
+        "centre_err_max_px": float(np.max(errs)) if errs else nan,
+        "radius_err_med_px": float(np.median(rerrs)) if rerrs else nan,
+        "radius_err_max_px": float(np.max(rerrs)) if rerrs else nan,
+    }
+
+
+def detect_wells_of(sim: SimResult, spec: SimSpec) -> tuple[list, str]:
+    """The wells ``fishtrack track`` would find in a simulated video (the background
+    estimated from the video, then :func:`fishtrack.arenas.detect_arenas` with the plate's
+    rows and columns, shape ``auto``); an empty list and the error's text if none."""
+    from fishtrack.arenas import detect_arenas
+    from fishtrack.config import ArenasConfig
+    from fishtrack.errors import ArenaError
+    from fishtrack.tracking import estimate_background
+
+    cfg = ArenasConfig(layout="wells", rows=spec.rows, cols=spec.cols, margin_px=2)
+    with open_video(sim.video_path) as src:
+        bg = estimate_background(src, TrackingConfig())
+    try:
+        return detect_arenas(bg.image, cfg), ""
+    except ArenaError as err:
+        return [], str(err)
+
+
+def _pitch(v: pd.Series) -> float:
+    u = np.unique(np.round(v.to_numpy(float), 3))
+    return round(float(np.median(np.diff(u))), 1) if u.size > 1 else float("nan")
+
+
+def run_layout_case(spec: SimSpec, folder: str | Path | None = None) -> dict:
+    """Simulate ``spec`` (a :func:`layout_spec`), find its wells as ``fishtrack track`` would
+    and score them (:func:`score_wells`); with the description of the plate."""
+    tmp = None
+    if folder is None:
+        tmp = tempfile.TemporaryDirectory(prefix="fishtrack-layout-")
+        folder = tmp.name
+    try:
+        sim = simulate(spec, Path(folder))
+        found, err = detect_wells_of(sim, spec)
+        a = sim.arenas
+        out = score_wells(found, a)
+        out.update(
+            seed=spec.seed, rows=spec.rows, cols=spec.cols, shape=spec.shape,
+            well_px=round(2 * float(a["radius"].iloc[0]), 1), pitch_x=_pitch(a["cx"]),
+            pitch_y=_pitch(a["cy"]), width=sim.width, height=sim.height,
+            cut=int(sum(1 for t in a.itertuples()
+                        if min(t.cx - t.radius, t.cy - t.radius, sim.width - 1 - t.cx - t.radius,
+                               sim.height - 1 - t.cy - t.radius) < 0)),
+            rim_contrast=round(spec.rim_contrast, 3), polarity=spec.polarity,
+            noise_sd=round(spec.noise_sd, 1), vignette=round(spec.vignette, 2),
+            gradient=round(spec.gradient, 2), codec=spec.codec, crf=spec.crf,
+            n_dust=spec.n_dust, error=err[:200],
+        )
+        return out
+    finally:
+        if tmp is not None:
             tmp.cleanup()

@@ -86,8 +86,10 @@ def layout_scene(spec: SimSpec) -> Scene:
             d = spec.arena_size_px or 3.2 * L
             pitch = d + max(4.0, 0.12 * d)
             margin = max(6.0, 0.4 * pitch)
-            w = _even(cols * pitch + 2 * margin - (pitch - d))
-            h = _even(rows * pitch + 2 * margin - (pitch - d))
+            px_ = spec.pitch_x_px or pitch
+            py_ = spec.pitch_y_px or spec.pitch_x_px or pitch
+            w = _even((cols - 1) * px_ + d + 2 * margin)
+            h = _even((rows - 1) * py_ + d + 2 * margin)
         else:
             w, h = spec.width, spec.height
             fit = min(w / (cols + 0.6), h / (rows + 0.6))
@@ -97,10 +99,18 @@ def layout_scene(spec: SimSpec) -> Scene:
             else:
                 d = spec.arena_size_px
                 pitch = d + max(4.0, 0.12 * d)
-    cx = w / 2.0 + (np.arange(cols) - (cols - 1) / 2.0) * pitch
-    cy = h / 2.0 + (np.arange(rows) - (rows - 1) / 2.0) * pitch
+    pitch_x = pitch_y = pitch
+    if spec.layout == "wells" and (spec.pitch_x_px is not None or spec.pitch_y_px is not None):
+        pitch_x = spec.pitch_x_px or pitch
+        pitch_y = spec.pitch_y_px or spec.pitch_x_px or pitch
+        if (cols > 1 and pitch_x < d) or (rows > 1 and pitch_y < d):
+            raise ValueError(f"wells of {d:g} px overlap at pitches {pitch_x:g} x {pitch_y:g} px")
+    shift_x, shift_y = spec.plate_shift_px if spec.layout == "wells" else (0.0, 0.0)
+    cx = w / 2.0 + shift_x + (np.arange(cols) - (cols - 1) / 2.0) * pitch_x
+    cy = h / 2.0 + shift_y + (np.arange(rows) - (rows - 1) / 2.0) * pitch_y
     r = d / 2.0
-    if cx[0] - r < 0 or cy[0] - r < 0:
+    cut = (shift_x, shift_y) != (0.0, 0.0)  # a shifted plate may be cut by the frame edges
+    if not cut and (cx[0] - r < 0 or cy[0] - r < 0 or cx[-1] + r > w or cy[-1] + r > h):
         raise ValueError(
             f"arena_size_px {d:g} does not fit {rows} x {cols} arenas into {w} x {h} px"
         )
@@ -241,7 +251,10 @@ def render_background(
         rim = np.clip(r + rim_w - dist + 0.5, 0.0, 1.0) - inside
         men = np.clip((dist / r - 0.86) / 0.14, 0.0, 1.0) ** 2
         water = look["water"] + look["meniscus"] * men
-        bg = (look["plate"] * (1 - inside - rim) + look["rim"] * rim + water * inside).astype(np.float32)
+        c = float(spec.rim_contrast)
+        plate = look["water"] + c * (look["plate"] - look["water"])
+        rim_g = look["water"] + c * (look["rim"] - look["water"])
+        bg = (plate * (1 - inside - rim) + rim_g * rim + water * inside).astype(np.float32)
     # slow unevenness of the illumination / plate (+-1.5 %)
     bg *= 1.0 + 0.015 * _smooth_noise(rng, h, w, max(16.0, 2.0 * L))
     if spec.gradient > 0:
@@ -249,6 +262,9 @@ def render_background(
         ramp = (xs[None, :] - w / 2.0) * np.cos(phi) + (ys[:, None] - h / 2.0) * np.sin(phi)
         ramp /= max(np.abs(ramp).max(), 1e-9)
         bg *= (1.0 + spec.gradient * ramp).astype(np.float32)
+    if spec.vignette > 0:
+        rad2 = ((xs[None, :] - w / 2.0) ** 2 + (ys[:, None] - h / 2.0) ** 2) / ((w / 2.0) ** 2 + (h / 2.0) ** 2)
+        bg *= (1.0 - spec.vignette * rad2).astype(np.float32)
     if spec.n_dust:
         bg = _add_dust(bg, spec, rng)
     k_img: np.ndarray | float = -bg if spec.polarity == "dark" else float(look["fish"])

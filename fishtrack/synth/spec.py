@@ -129,6 +129,28 @@ class SimSpec(BaseModel):
         0, "Static dust specks (count): small dark or bright dots, smaller than a fish, "
         "anywhere in the frame.", ge=0, le=10000,
     )
+    pitch_x_px: float | None = _d(
+        None, "Wells: centre-to-centre distance of neighbouring columns (px). None: the well "
+        "size plus a gap (the same pitch across and down), or what fits width x height.", gt=0,
+    )
+    pitch_y_px: float | None = _d(
+        None, "Wells: centre-to-centre distance of neighbouring rows (px). None: pitch_x_px "
+        "when it is given, else as pitch_x_px.", gt=0,
+    )
+    plate_shift_px: tuple[float, float] = _d(
+        (0.0, 0.0), "Wells: shift (x, y) of the plate's centre from the frame's centre (px). "
+        "Wells may then touch or be cut by the frame edges (a larva in a cut well may leave "
+        "the frame: make such wells empty).",
+    )
+    rim_contrast: float = _d(
+        1.0, "Wells: contrast of the plate and the well rims against the water, relative to the "
+        "default look (unitless; 0.1 = faint rims as in dark-field).", gt=0, le=2.0,
+    )
+    vignette: float = _d(
+        0.0, "Vignetting: relative brightness loss at the frame corners, falling off with the "
+        "square of the distance from the frame centre (unitless, 0.3 = corners 30 % darker).",
+        ge=0, le=0.9,
+    )
     drift_px_s: float = _d(
         1.0, "Typical speed of the slow passive drift of free-swimming larvae between bouts "
         "(px/s; no tail beat). 0 disables drift.", ge=0, le=100,
