@@ -236,3 +236,16 @@ def draw_chamber(
     yy, xx = np.mgrid[0:h, 0:w]
     img = img * (1 + gradient * (xx / w - 0.5)) + rng.normal(0, noise, (h, w))
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def same_values(a, b) -> bool:
+    """Equal values, dtypes and NaNs, through arrays, dicts, lists and tuples."""
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(same_values(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and np.isnan(a):
+        return np.isnan(b)
+    return a == b

@@ -242,3 +242,26 @@ def assert_parts_equal_whole(tracks: pd.DataFrame, whole, *args) -> None:
     for name in ("bouts", "epochs", "fish"):
         pd.testing.assert_frame_equal(getattr(got, name), getattr(whole, name), check_exact=True)
     assert got.noise == whole.noise
+
+
+def scored_stored_stress(seed: int):
+    """A stress recording's stored tracker output (``tests/data/stress<seed>_tracks.parquet``)
+    scored by today's behaviour stage: ``(tracks, truth, cfg, result)``."""
+    from pathlib import Path
+
+    from fishtrack.behaviour import classify
+    from fishtrack.synth.stress import _stress_config, draw_recording
+
+    draw = draw_recording(seed)
+    path = Path(__file__).parent / "data" / f"stress{seed}_tracks.parquet"
+    tracks, truth = compact_tracks(path, draw.recording["fps"])
+    cfg = _stress_config(draw.spec, None)
+    return tracks, truth, cfg, classify(tracks, cfg.behaviour, cfg.protocol)
+
+
+def passive_error(res, truth: pd.DataFrame, fish: str) -> float:
+    """|scored - true| passive fraction of one fish over the frames it was scored."""
+    state = res.tracks["state"].to_numpy()
+    m = (truth["arena"] == fish).to_numpy() & (state != "unknown")
+    return abs(float((state[m] == "passive").mean())
+               - float(truth["true_passive"].to_numpy(bool)[m].mean()))

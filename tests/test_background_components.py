@@ -10,6 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from fixtures_arenas import same_values
 
 from fishtrack.tracking import background
 from fishtrack.tracking.background import estimate_background
@@ -74,16 +75,7 @@ def test_components_edge_cases(where):
     _assert_same(m)
 
 
-def _same(a, b) -> bool:
-    if isinstance(a, np.ndarray):
-        return a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and np.isnan(a):
-        return np.isnan(b)
-    return a == b
+_same = same_values
 
 
 @pytest.mark.parametrize("still", [False, True])

@@ -15,31 +15,20 @@ six true bouts were dropped and A1 was scored 83 % passive against 44 %.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from fixtures_behaviour import assert_parts_equal_whole, compact_tracks
+from fixtures_behaviour import assert_parts_equal_whole, passive_error, scored_stored_stress
 
 from fishtrack.behaviour import bouts as bouts_mod
 from fishtrack.behaviour import classify
-from fishtrack.synth.stress import _stress_config, draw_recording
 
-DATA = Path(__file__).parent / "data"
 SEED = 24469
 
 
 def _scored():
-    draw = draw_recording(SEED)
-    tracks, truth = compact_tracks(DATA / f"stress{SEED}_tracks.parquet", draw.recording["fps"])
-    cfg = _stress_config(draw.spec, None)
-    return tracks, truth, cfg, classify(tracks, cfg.behaviour, cfg.protocol)
+    return scored_stored_stress(SEED)
 
 
-def _passive_error(res, truth, fish: str) -> float:
-    state = res.tracks["state"].to_numpy()
-    m = (truth["arena"] == fish).to_numpy() & (state != "unknown")
-    return abs(float((state[m] == "passive").mean())
-               - float(truth["true_passive"].to_numpy(bool)[m].mean()))
+_passive_error = passive_error
 
 
 def _found(res, tracks, truth, fish: str) -> tuple[int, int]:

@@ -20,30 +20,19 @@ and without it A1's last passive stretch was split from a false one: passive err
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from fixtures_behaviour import assert_parts_equal_whole, compact_tracks
+from fixtures_behaviour import assert_parts_equal_whole, passive_error, scored_stored_stress
 
 from fishtrack.behaviour import bouts as bouts_mod
 from fishtrack.behaviour import classify
-from fishtrack.synth.stress import _stress_config, draw_recording
-
-DATA = Path(__file__).parent / "data"
+from fishtrack.synth.stress import draw_recording
 
 
 def _scored(seed: int = 23854):
-    draw = draw_recording(seed)
-    tracks, truth = compact_tracks(DATA / f"stress{seed}_tracks.parquet", draw.recording["fps"])
-    cfg = _stress_config(draw.spec, None)
-    return tracks, truth, cfg, classify(tracks, cfg.behaviour, cfg.protocol)
+    return scored_stored_stress(seed)
 
 
-def _passive_error(res, truth, fish: str) -> float:
-    state = res.tracks["state"].to_numpy()
-    m = (truth["arena"] == fish).to_numpy() & (state != "unknown")
-    return abs(float((state[m] == "passive").mean())
-               - float(truth["true_passive"].to_numpy(bool)[m].mean()))
+_passive_error = passive_error
 
 
 def _found(res, tracks, truth) -> tuple[int, int]:

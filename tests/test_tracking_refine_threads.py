@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+from fixtures_arenas import same_values
 
 from fishtrack import _threads
 from fishtrack.arenas import detect_arenas
@@ -19,16 +20,7 @@ from fishtrack.tracking import background, estimate_background
 pytestmark = pytest.mark.timeout(120)
 
 
-def _same(a, b) -> bool:
-    if isinstance(a, np.ndarray):
-        return a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, float) and np.isnan(a):
-        return np.isnan(b)
-    return a == b
+_same = same_values
 
 
 def _on_one_and_two_threads(monkeypatch, module, name: str, step):
