@@ -249,3 +249,31 @@ def same_values(a, b) -> bool:
     if isinstance(a, float) and np.isnan(a):
         return np.isnan(b)
     return a == b
+
+
+def refinement_plate(tmp_path, still: bool):
+    """A simulated 2 x 3-well plate (one well empty; with ``still``, a fish sitting still in
+    the median in A2): its config, the background estimated from it and its arenas, ready for
+    ``bg.refine``."""
+    from fishtrack.arenas import detect_arenas
+    from fishtrack.config import load_config
+    from fishtrack.io.video import open_video
+    from fishtrack.synth import SimSpec, simulate
+    from fishtrack.tracking import estimate_background
+
+    spec = SimSpec(name="r", layout="wells", rows=2, cols=3, fps=50, duration_s=2, seed=4,
+                   fish_length_px=30, empty_arenas=["B3"], still_arenas=["A2"] if still else [])
+    sim = simulate(spec, tmp_path / "sim")
+    cfg = load_config(sim.config_path)
+    with open_video(sim.video_path) as src:
+        bg = estimate_background(src, cfg.tracking)
+    return cfg, bg, detect_arenas(bg.image, cfg.arenas)
+
+
+def assert_same_refinement(a, b) -> None:
+    """Two refinements agree: fish length, area, their evidence and every arena's model."""
+    assert same_values((a.fish_length_px, a.fish_area_px, a.length_evidence),
+                       (b.fish_length_px, b.fish_area_px, b.length_evidence))
+    assert len(a.models) == len(b.models)
+    for x, y in zip(a.models, b.models, strict=True):
+        assert same_values(x.__dict__, y.__dict__), x.name

@@ -265,3 +265,21 @@ def passive_error(res, truth: pd.DataFrame, fish: str) -> float:
     m = (truth["arena"] == fish).to_numpy() & (state != "unknown")
     return abs(float((state[m] == "passive").mean())
                - float(truth["true_passive"].to_numpy(bool)[m].mean()))
+
+
+def true_bouts_found(res, tracks: pd.DataFrame, truth: pd.DataFrame,
+                     fish: str | None = None) -> tuple[int, int]:
+    """True bouts (runs of the truth's in-bout frames) that overlap a bout found, and all of
+    them: of one fish, or summed over every fish when ``fish`` is None."""
+    found = total = 0
+    for f_id in ([fish] if fish is not None else sorted(truth["arena"].unique())):
+        m = (truth["arena"] == f_id).to_numpy()
+        ib = truth["true_in_bout"].to_numpy(bool)[m]
+        t = tracks["time_s"].to_numpy(float)[m]
+        edges = np.diff(np.r_[0, ib.astype(int), 0])
+        starts, ends = t[np.flatnonzero(edges == 1)], t[np.flatnonzero(edges == -1) - 1]
+        f = res.bouts[res.bouts["fish"] == f_id]
+        total += len(starts)
+        found += sum(bool(((f["start_s"] <= e) & (f["end_s"] >= a)).any())
+                     for a, e in zip(starts, ends, strict=True))
+    return found, total

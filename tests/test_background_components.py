@@ -10,10 +10,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from fixtures_arenas import same_values
+from fixtures_arenas import assert_same_refinement, refinement_plate
 
 from fishtrack.tracking import background
-from fishtrack.tracking.background import estimate_background
 
 
 def _reference(mask: np.ndarray):
@@ -75,7 +74,6 @@ def test_components_edge_cases(where):
     _assert_same(m)
 
 
-_same = same_values
 
 
 @pytest.mark.parametrize("still", [False, True])
@@ -84,18 +82,7 @@ def test_refinement_labels_on_boxes_as_on_whole_masks(tmp_path, monkeypatch, sti
     their boxes), and the refined models, fish length, area and their evidence are those of
     labelling every whole mask with OpenCV (a 2 x 3-well plate, one well empty; with
     ``still``, a fish sitting still in the median)."""
-    from fishtrack.arenas import detect_arenas
-    from fishtrack.config import load_config
-    from fishtrack.io.video import open_video
-    from fishtrack.synth import SimSpec, simulate
-
-    spec = SimSpec(name="r", layout="wells", rows=2, cols=3, fps=50, duration_s=2, seed=4,
-                   fish_length_px=30, empty_arenas=["B3"], still_arenas=["A2"] if still else [])
-    sim = simulate(spec, tmp_path / "sim")
-    cfg = load_config(sim.config_path)
-    with open_video(sim.video_path) as src:
-        bg = estimate_background(src, cfg.tracking)
-    arenas = detect_arenas(bg.image, cfg.arenas)
+    cfg, bg, arenas = refinement_plate(tmp_path, still)
     boxed: list[tuple] = []
     real = background.components
 
@@ -109,7 +96,4 @@ def test_refinement_labels_on_boxes_as_on_whole_masks(tmp_path, monkeypatch, sti
     assert len(boxed) >= 16 * len(arenas) // 2  # the calibration frames of the arenas
     monkeypatch.setattr(background, "components", _reference)
     b = bg.refine(arenas, cfg.tracking, fish_per_arena=1, layout="wells")
-    assert _same((a.fish_length_px, a.fish_area_px, a.length_evidence),
-                 (b.fish_length_px, b.fish_area_px, b.length_evidence))
-    for x, y in zip(a.models, b.models, strict=True):
-        assert _same(x.__dict__, y.__dict__), x.name
+    assert_same_refinement(a, b)

@@ -15,8 +15,12 @@ six true bouts were dropped and A1 was scored 83 % passive against 44 %.
 
 from __future__ import annotations
 
-import numpy as np
-from fixtures_behaviour import assert_parts_equal_whole, passive_error, scored_stored_stress
+from fixtures_behaviour import (
+    assert_parts_equal_whole,
+    passive_error,
+    scored_stored_stress,
+    true_bouts_found,
+)
 
 from fishtrack.behaviour import bouts as bouts_mod
 from fishtrack.behaviour import classify
@@ -31,18 +35,7 @@ def _scored():
 _passive_error = passive_error
 
 
-def _found(res, tracks, truth, fish: str) -> tuple[int, int]:
-    """The fish's true bouts (runs of the truth's in-bout frames) that overlap a bout found,
-    and all of them."""
-    m = (truth["arena"] == fish).to_numpy()
-    ib = truth["true_in_bout"].to_numpy(bool)[m]
-    t = tracks["time_s"].to_numpy(float)[m]
-    edges = np.diff(np.r_[0, ib.astype(int), 0])
-    starts, ends = t[np.flatnonzero(edges == 1)], t[np.flatnonzero(edges == -1) - 1]
-    f = res.bouts[res.bouts["fish"] == fish]
-    found = sum(bool(((f["start_s"] <= e) & (f["end_s"] >= a)).any())
-                for a, e in zip(starts, ends, strict=True))
-    return found, len(starts)
+_found = true_bouts_found
 
 
 def test_missed_bouts_of_one_fish_do_not_hide_the_other_fishs_bouts(monkeypatch):

@@ -20,8 +20,12 @@ and without it A1's last passive stretch was split from a false one: passive err
 
 from __future__ import annotations
 
-import numpy as np
-from fixtures_behaviour import assert_parts_equal_whole, passive_error, scored_stored_stress
+from fixtures_behaviour import (
+    assert_parts_equal_whole,
+    passive_error,
+    scored_stored_stress,
+    true_bouts_found,
+)
 
 from fishtrack.behaviour import bouts as bouts_mod
 from fishtrack.behaviour import classify
@@ -35,20 +39,7 @@ def _scored(seed: int = 23854):
 _passive_error = passive_error
 
 
-def _found(res, tracks, truth) -> tuple[int, int]:
-    """True bouts (runs of the truth's in-bout frames) that overlap a bout found, and all."""
-    found = total = 0
-    for fish in sorted(truth["arena"].unique()):
-        m = (truth["arena"] == fish).to_numpy()
-        ib = truth["true_in_bout"].to_numpy(bool)[m]
-        t = tracks["time_s"].to_numpy(float)[m]
-        edges = np.diff(np.r_[0, ib.astype(int), 0])
-        starts, ends = t[np.flatnonzero(edges == 1)], t[np.flatnonzero(edges == -1) - 1]
-        f = res.bouts[res.bouts["fish"] == fish]
-        total += len(starts)
-        found += sum(bool(((f["start_s"] <= e) & (f["end_s"] >= a)).any())
-                     for a, e in zip(starts, ends, strict=True))
-    return found, total
+_found = true_bouts_found
 
 
 def test_faint_tail_bouts_at_71_fps_are_kept_by_their_mean_tail_motion(monkeypatch):

@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 import pytest
-from fixtures_arenas import same_values
+from fixtures_arenas import assert_same_refinement, refinement_plate
 
 from fishtrack import _threads
 from fishtrack.arenas import detect_arenas
@@ -20,7 +20,6 @@ from fishtrack.tracking import background, estimate_background
 pytestmark = pytest.mark.timeout(120)
 
 
-_same = same_values
 
 
 def _on_one_and_two_threads(monkeypatch, module, name: str, step):
@@ -48,24 +47,13 @@ def test_refinement_on_two_threads_equals_the_loop(tmp_path, monkeypatch, still)
     """A 2 x 3-well plate (one well empty; with ``still``, a fish that sits still in the
     median, removed per arena): the arenas' fish are found on two threads, and every model,
     the fish length, area and their evidence equal the one-thread refinement's."""
-    from fishtrack.synth import SimSpec, simulate
-
-    spec = SimSpec(name="r", layout="wells", rows=2, cols=3, fps=50, duration_s=2, seed=4,
-                   fish_length_px=30, empty_arenas=["B3"], still_arenas=["A2"] if still else [])
-    sim = simulate(spec, tmp_path / "sim")
-    cfg = load_config(sim.config_path)
-    with open_video(sim.video_path) as src:
-        bg = estimate_background(src, cfg.tracking)
-    arenas = detect_arenas(bg.image, cfg.arenas)
+    cfg, bg, arenas = refinement_plate(tmp_path, still)
 
     one, two = _on_one_and_two_threads(
         monkeypatch, background, "_fish_blobs",
         lambda: bg.refine(arenas, cfg.tracking, fish_per_arena=1, layout="wells"))
-    assert _same((one.fish_length_px, one.fish_area_px, one.length_evidence),
-                 (two.fish_length_px, two.fish_area_px, two.length_evidence))
-    assert len(one.models) == len(two.models) == len(arenas)
-    for a, b in zip(one.models, two.models, strict=True):
-        assert _same(a.__dict__, b.__dict__), a.name
+    assert len(one.models) == len(arenas)
+    assert_same_refinement(one, two)
 
 
 def _four_wells(tmp_path):
