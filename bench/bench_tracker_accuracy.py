@@ -73,6 +73,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from fishtrack.io.tables import atomic_path  # noqa: E402
 from fishtrack.synth.scenarios import (  # noqa: E402
     ISSUE_CASES,
     REPORT_RANGES,
@@ -96,6 +97,13 @@ _KEYS = ["seed", "layout", "length_px", "n_fish", "head_style", "polarity", "cod
          "head_p95_px", "tail_r", "tail_found", "tail_mae_deg", "false_fish", "meets",
          "est_length_px", "sim_s", "track_s", "wells_true", "wells_found", "wells_placed",
          "centre_err_max_px", "radius_err_max_px", "wells_error"]
+
+
+def _save_rows(rows: list[dict], csv: Path | None) -> None:
+    """The rows so far to ``csv`` (written atomically), so a stopped run keeps its seeds."""
+    if csv is not None:
+        with atomic_path(csv) as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -122,10 +130,7 @@ def run_cases(specs, cache: Path | None = None, log=print, csv: Path | None = No
         r = {k: r[k] for k in _KEYS}
         r["case"] = key
         rows.append(r)
-        if csv is not None:
-            tmp = csv.with_suffix(csv.suffix + ".part")
-            pd.DataFrame(rows).to_csv(tmp, index=False)
-            os.replace(tmp, csv)
+        _save_rows(rows, csv)
         log(f"{key!s:>24} {r['layout']:8} L={r['length_px']:6.1f} head40={r['head_rmse_40']:.2f} "
             f"rec={r['recall']:.4f} r={r['tail_r']:.3f} mae={r['tail_mae_deg']:.1f} "
             f"ff={r['false_fish']} ok={r['meets']} t={r['track_s']:.1f}")
@@ -340,10 +345,7 @@ def run_layouts(seeds, csv: Path | None = None, log=print) -> pd.DataFrame:
     for seed in seeds:
         r = run_layout_case(layout_spec(seed))
         rows.append(r)
-        if csv is not None:
-            tmp = csv.with_suffix(csv.suffix + ".part")
-            pd.DataFrame(rows).to_csv(tmp, index=False)
-            os.replace(tmp, csv)
+        _save_rows(rows, csv)
         log(f"{seed:>6} {r['rows']}x{r['cols']} {r['shape']:6} found {r['wells_found']}/"
             f"{r['wells_true']} placed {r['wells_placed']} rim {r['rim_contrast']:.2f} "
             f"cut {r['cut']} {r['error'][:60]}")
