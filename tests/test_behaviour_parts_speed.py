@@ -1,5 +1,4 @@
-"""The behaviour stage in parts does less work per pass, and can score a pass's parts on two
-threads, with exactly ``classify``'s results (issue 15: a 96-well plate's stage ran 14
+"""The behaviour stage in parts does less work per pass, with exactly ``classify``'s results (issue 15: a 96-well plate's stage ran 14
 passes over 10 parts, ~2.5x the CPU of scoring the whole table at once).
 
 The recording of tests/test_behaviour_parts.py (fish that differ in activity, the pixel-motion
@@ -9,11 +8,9 @@ gate on, the midline's segment angles for the mid-tail test), scored in parts of
 from __future__ import annotations
 
 import importlib
-import threading
 
 import numpy as np
 import pandas as pd
-import pytest
 from test_behaviour_parts import _recording
 
 from fishtrack.behaviour import classify
@@ -41,36 +38,6 @@ def _check_equal(got, whole) -> None:
     for name in ("bouts", "epochs", "fish"):
         pd.testing.assert_frame_equal(getattr(got, name), getattr(whole, name), check_exact=True)
     assert got.noise == whole.noise and got.notes == whole.notes
-
-
-@pytest.mark.parametrize("method", ["threshold", "hmm"])
-def test_parts_scored_on_two_threads_equal_the_whole_table(monkeypatch, method):
-    tracks = _with_segments(_recording(fps=200.0, duration_s=20.0, motion=True))
-    cfg = BehaviourConfig(method=method)
-    whole = classify(tracks, cfg)
-    keys = sorted(tracks["arena"].unique())
-    monkeypatch.setattr(CLASSIFY, "PART_THREADS", 2)
-    monkeypatch.setattr("fishtrack._threads.compute_threads", lambda: 2)
-    where: list[str] = []
-
-    def score_part(*a, **k):
-        where.append(threading.current_thread().name)
-        return classify(*a, **k)
-
-    emitted: dict[int, pd.DataFrame] = {}
-    got = classify_parts(lambda: (tracks[tracks["arena"] == a] for a in keys), cfg,
-                         score_part=score_part,
-                         emit=lambda i, t: emitted.setdefault(i, t))
-    assert got.passes > 2
-    # every part ran on the stage's threads, never on the caller's
-    assert where and all(n.startswith("fishtrack-behaviour") for n in where)
-    assert len(set(where)) == 2
-    # emitted in the parts' order, each part's rows
-    assert sorted(emitted) == list(range(len(keys)))
-    for i, a in enumerate(keys):
-        assert set(emitted[i]["arena"]) == {a}
-    got.tracks = pd.concat([emitted[i] for i in range(len(keys))])
-    _check_equal(got, whole)
 
 
 def test_each_part_measures_its_mid_tail_once_and_the_noise_references_once(monkeypatch):

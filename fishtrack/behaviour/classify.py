@@ -6,7 +6,6 @@ import itertools
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -419,17 +418,6 @@ def classify_parts(
         shutil.rmtree(steps, ignore_errors=True)
 
 
-PART_THREADS = 1
-"""Threads that may score the parts of one pass of :func:`classify_parts` at once (also capped
-by :func:`fishtrack._threads.compute_threads`, so a worker of ``fishtrack run -j N`` that was
-given one core scores them one at a time). Parts are independent within a pass: each runs
-under a pool of its own (:mod:`fishtrack.behaviour._pool`'s context is per thread) and the
-driver takes their outcomes in the parts' order, so the results are those of the serial loop
-(tests/test_behaviour_parts_speed.py). **Off (1)**: the stage is bound by Python's own work
-(~20 ms per part and pass, under the GIL), and on a 96-well plate two threads took no less
-time than one (docs/benchmarks.md, h15ae); kept for an interpreter without the GIL."""
-
-
 @dataclass
 class _Stopped:
     """A part's run that stopped at a recording-level value not known yet (what the driver
@@ -456,75 +444,19 @@ def _run_part(part: pd.DataFrame, i: int, known: dict, steps: Path, cfg, protoco
         return out
 
 
-def _part_threads() -> int:
-    from fishtrack._threads import compute_threads
-
-    return max(1, min(int(PART_THREADS), compute_threads()))
-
-
-def _outcomes(source: Iterator[pd.DataFrame], run: Callable, threads: int,
+def _outcomes(source: Iterator[pd.DataFrame], run: Callable,
               ) -> Iterator[BehaviourResult | _Stopped]:
-    """``run(part, i)`` of every non-empty part of ``source``, in the parts' order. With
-    ``threads`` > 1 up to that many parts are scored at once (a part is read from ``source``
-    only when a thread is free: at most ``threads`` parts and their results are held); an
-    error of a part is raised when its turn comes, as the serial loop would raise it, and the
-    parts already started are finished first."""
-    if threads <= 1:
-        i = -1
-        for part in source:
-            if not len(part):
-                continue
-            i += 1
-            out = run(part, i)
-            del part  # not held while the outcome is used and the next part read
-            yield out
-            del out
-        return
-    import contextvars
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(threads, thread_name_prefix="fishtrack-behaviour") as pool:
-        pending: deque = deque()
-        try:
-            i = -1
-            for part in source:
-                if not len(part):
-                    continue
-                i += 1
-                # each in a copy of this context (the run's memo, behaviour._pool)
-                pending.append(pool.submit(contextvars.copy_context().run, run, part, i))
-                del part
-                if len(pending) >= threads:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for f in pending:
-                f.cancel()
-
-
-@contextmanager
-def _quiet_libraries(threads: int) -> Iterator[None]:
-    """With several threads scoring parts: the process-wide settings a part's run changes and
-    restores for a while (``hmm``'s hmmlearn logger level, ``warnings`` filters of
-    ``catch_warnings``) are saved here and restored once the pass is over, so two threads
-    restoring them in the other's order leave nothing changed (the hmmlearn logger stays at
-    ERROR during the pass, which is what each fit sets). The scores do not depend on them."""
-    if threads <= 1:
-        yield
-        return
-    import logging
-    import warnings
-
-    log = logging.getLogger("hmmlearn")
-    old = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            yield
-    finally:
-        log.setLevel(old)
+    """``run(part, i)`` of every non-empty part of ``source``, in the parts' order; a part is
+    not held while its outcome is used and the next part read."""
+    i = -1
+    for part in source:
+        if not len(part):
+            continue
+        i += 1
+        out = run(part, i)
+        del part
+        yield out
+        del out
 
 
 def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
@@ -532,7 +464,6 @@ def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
     """The passes of :func:`classify_parts` over parts of the recording (see there)."""
     known: dict = {}
     n_passes = 0
-    threads = _part_threads()
     while True:
         n_passes += 1
         need: tuple | None = None  # (key, reduce) of the value the parts stopped at
@@ -540,37 +471,34 @@ def _passes(parts, first_pass, cfg, protocol, px_per_mm, emit, score_part,
         ahead: list[dict] = []
         done: list[BehaviourResult] = []
 
-        fixed = dict(known)  # what every part of this pass knows (read only)
-
-        def run(part: pd.DataFrame, i: int, fixed=fixed) -> BehaviourResult | _Stopped:
-            return _run_part(part, i, fixed, steps, cfg, protocol, px_per_mm, score_part)
+        def run(part: pd.DataFrame, i: int) -> BehaviourResult | _Stopped:
+            return _run_part(part, i, known, steps, cfg, protocol, px_per_mm, score_part)
 
         # nothing of a part is held once its outcome is taken (and the next ones read and
         # scored): only its summary (arrays of their own, :func:`_owned`) and, in the last
         # pass, its small tables
-        with _quiet_libraries(threads):
-            for b in _outcomes(first_pass() if n_passes == 1 else parts(), run, threads):
-                if isinstance(b, _Stopped):
-                    if done or (need is not None and b.key != need[0]):
-                        raise RuntimeError("behaviour: the parts of the recording did not need "
-                                           "the same recording-level values") from None
-                    need = need or (b.key, b.reduce)
-                    fold = getattr(b.reduce, "fold", None)
-                    if fold is not None and summaries:  # a running summary, not one per part
-                        summaries[0] = fold(summaries[0], b.summary)
-                    else:
-                        summaries.append(b.summary)
-                    ahead.append(b.ahead)
-                    del b
-                    continue
-                if need is not None:
-                    raise RuntimeError("behaviour: the parts of the recording did not need the "
-                                       "same recording-level values")
-                if emit is not None:
-                    emit(len(done), b.tracks)
-                    b.tracks = b.tracks.iloc[:0].copy()  # a copy: a slice would keep the part alive
-                done.append(b)
+        for b in _outcomes(first_pass() if n_passes == 1 else parts(), run):
+            if isinstance(b, _Stopped):
+                if done or (need is not None and b.key != need[0]):
+                    raise RuntimeError("behaviour: the parts of the recording did not need "
+                                       "the same recording-level values")
+                need = need or (b.key, b.reduce)
+                fold = getattr(b.reduce, "fold", None)
+                if fold is not None and summaries:  # a running summary, not one per part
+                    summaries[0] = fold(summaries[0], b.summary)
+                else:
+                    summaries.append(b.summary)
+                ahead.append(b.ahead)
                 del b
+                continue
+            if need is not None:
+                raise RuntimeError("behaviour: the parts of the recording did not need the "
+                                   "same recording-level values")
+            if emit is not None:
+                emit(len(done), b.tracks)
+                b.tracks = b.tracks.iloc[:0].copy()  # a copy: a slice would keep the part alive
+            done.append(b)
+            del b
         if need is None:
             break
         known[need[0]] = reduce_parts(need[1], summaries)
