@@ -1200,17 +1200,24 @@ def keys_known(tracks: pd.DataFrame) -> bool:
     return bool(KEY_FRAME_GATE and "keyframe" in tracks.columns)
 
 
-def key_frames(tracks: pd.DataFrame, fr: Frames) -> np.ndarray | None:
-    """The recording's key frames (frame numbers, sorted, unique; not rows) from the tracks'
-    ``keyframe`` column (:data:`KEY_FRAME_GATE`); None without the column, with the switch
-    off or with no key frame in it (intra-only codecs, image stacks). Turned into the row mask
-    the motions take by :func:`spans_renewal`."""
-    if not keys_known(tracks):
+def key_frame_numbers(tracks: pd.DataFrame) -> np.ndarray | None:
+    """The video's key frames (frame numbers, sorted, unique; not rows) from the pipeline's
+    ``keyframe`` column; None without the column (imported tracks, older fishtrack) or with no
+    key frame in it (intra-only codecs, image stacks: no frame renews the picture more than
+    the others)."""
+    if "keyframe" not in tracks.columns or "frame" not in tracks.columns:
         return None
-    flag = tracks["keyframe"].fillna(False).to_numpy(bool)[fr.order]
+    flag = tracks["keyframe"].fillna(False).to_numpy(bool)
     if not flag.any():
         return None
-    return np.unique(fr.frame[flag].astype(np.int64))
+    return np.unique(tracks["frame"].to_numpy()[flag].astype(np.int64))
+
+
+def key_frames(tracks: pd.DataFrame) -> np.ndarray | None:
+    """The key frames the pixel-motion gate leaves out (:func:`key_frame_numbers`), None with
+    :data:`KEY_FRAME_GATE` off. Turned into the row mask the motions take by
+    :func:`spans_renewal`."""
+    return key_frame_numbers(tracks) if keys_known(tracks) else None
 
 
 def spans_renewal(fr: Frames, keyframes: np.ndarray | None, lag: int) -> np.ndarray | None:

@@ -38,6 +38,7 @@ from fishtrack.behaviour.bouts import (
     bout_table,
     gate_lag,
     hysteresis_activity,
+    key_frame_numbers,
     key_frames,
     keys_known,
     midtail_frames,
@@ -57,7 +58,6 @@ from fishtrack.behaviour.speed import (
     detect_speed_bouts,
     fixed_speed_threshold,
     has_motion_energy,
-    key_frame_numbers,
     key_frame_reference,
     motion_above_rig_change,
     motion_frames,
@@ -563,7 +563,7 @@ def _motion_and_body(tracks: pd.DataFrame, fr) -> tuple[np.ndarray | None, ...]:
     """The tail bouts' pixel-motion gate inputs: per sorted row the aligned motion, per fish
     the body length, per sorted row the aligned tail motion (all None without motion energy;
     the tail motion also None without the tracker's ``tail_motion`` column)."""
-    keyframes = key_frames(tracks, fr)  # None: gated as before (no key frames known)
+    keyframes = key_frames(tracks)  # None: gated as before (no key frames known)
     motion = motion_frames(tracks, fr, renewed=spans_renewal(fr, keyframes, 1))
     if motion is None:
         return None, None, None

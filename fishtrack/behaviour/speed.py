@@ -811,18 +811,6 @@ KEY_AREA_SHARE = 0.5
 (the area on the key frame, or on the frame before it, minus the stretch's median area)."""
 
 
-def key_frame_numbers(tracks: pd.DataFrame) -> np.ndarray | None:
-    """The video's key frames (sorted frame numbers) from the pipeline's ``keyframe`` column;
-    None without the column (imported tracks, older fishtrack) or with no key frame in it
-    (intra-only codecs, image stacks: no frame renews the picture more than the others)."""
-    if "keyframe" not in tracks.columns or "frame" not in tracks.columns:
-        return None
-    flag = tracks["keyframe"].fillna(False).to_numpy(bool)
-    if not flag.any():
-        return None
-    return np.unique(tracks["frame"].to_numpy()[flag].astype(np.int64))
-
-
 def codec_area_steps(fr: Frames, stretch: np.ndarray, keep: np.ndarray, area: np.ndarray,
                      key_frames: np.ndarray) -> np.ndarray:
     """Per row: True on the runs of ``stretch`` (the blur's bouts) that are the encoder's.
@@ -1357,8 +1345,8 @@ def detect_speed_bouts(
     blur threshold (:func:`blurred_continuation`: a struggle's in-place end after its turn).
     ``area`` (with ``blur``; :func:`area_frames`): the frames the blur adds next to a bout of
     the other rules are kept only where the area is below its own level on that side of the
-    bout (:func:`blur_beside_bouts`). ``key_frames`` (with ``area``; :func:`key_frame_numbers`,
-    the video's key frames): a stretch of blur whose area steps back up (or down) on a key
+    bout (:func:`blur_beside_bouts`). ``key_frames`` (with ``area``; the video's key frames,
+    :func:`fishtrack.behaviour.bouts.key_frame_numbers`): a stretch of blur whose area steps back up (or down) on a key
     frame, touching no bout of the speed or the pixels' threshold, is the encoder's
     (:func:`codec_area_steps`).
 
