@@ -63,6 +63,7 @@ from fishtrack.behaviour._frames import (
     group_quantile,
     moving_mean,
     run_lengths_fill,
+    runs,
     sorted_frames,
 )
 from fishtrack.behaviour._pool import any_of, ask_ahead, pooled, remembered
@@ -842,10 +843,7 @@ def codec_area_steps(fr: Frames, stretch: np.ndarray, keep: np.ndarray, area: np
     if not len(keys):
         return out
     touch = _dilate1(fr, keep)
-    run = _run_ids(fr, stretch)
-    starts = np.flatnonzero(stretch & np.r_[True, run[1:] != run[:-1]])
-    for s in starts:
-        e = s + int(np.sum(run[s:] == run[s])) - 1
+    for s, e in zip(*runs(stretch, fr.gid), strict=True):
         if touch[s:e + 1].any():
             continue
         inside = area[s:e + 1]
